@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// Runs the compiled CLI (npm run build first).
+import { main } from '../dist/src/cli/main.js';
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,97 @@
+import { IssueCollector, joinPath } from './errors.js';
+import type { YamlValue } from './yaml.js';
+
+/**
+ * Tiny strict-schema combinators over YamlValue. A field reads its value, reports any problem with
+ * the line and path, and returns a usable default so one load reports every problem at once.
+ */
+export type Field<T> = (value: YamlValue | null | undefined, path: string, issues: IssueCollector, parentLine: number) => T;
+
+const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
+  v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
+
+export function string(fallback: string, check?: (s: string) => string | undefined): Field<string> {
+  return (v, path, issues, parentLine) => {
+    if (isAbsent(v)) return fallback;
+    if (v.kind !== 'scalar' || typeof v.value !== 'string') {
+      issues.add(v.line, path, `expected a string, got ${describe(v)}`);
+      return fallback;
+    }
+    const problem = check?.(v.value);
+    if (problem !== undefined) {
+      issues.add(v.line ?? parentLine, path, problem);
+      return fallback;
+    }
+    return v.value;
+  };
+}
+
+export function oneOf<T extends string>(choices: readonly T[], fallback: T): Field<T> {
+  return string(fallback, (s) => ((choices as readonly string[]).includes(s) ? undefined : `must be one of ${choices.join(', ')}, got '${s}'`)) as Field<T>;
+}
+
+export function boolean(fallback: boolean): Field<boolean> {
+  return (v, path, issues) => {
+    if (isAbsent(v)) return fallback;
+    if (v.kind === 'scalar' && typeof v.value === 'boolean') return v.value;
+    issues.add(v.line, path, `expected true or false, got ${describe(v)}`);
+    return fallback;
+  };
+}
+
+export function number(fallback: number, opts: { min?: number; max?: number; integer?: boolean }): Field<number> {
+  return (v, path, issues) => {
+    if (isAbsent(v)) return fallback;
+    if (v.kind !== 'scalar' || typeof v.value !== 'number' || (opts.integer && v.numberKind !== 'int')) {
+      issues.add(v.line, path, `expected ${opts.integer ? 'an integer' : 'a number'}, got ${describe(v)}`);
+      return fallback;
+    }
+    const n = v.value;
+    if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+      issues.add(v.line, path, `must be between ${opts.min ?? '-∞'} and ${opts.max ?? '∞'}, got ${n}`);
+      return fallback;
+    }
+    return n;
+  };
+}
+
+export function list<T>(item: Field<T>): Field<T[] | undefined> {
+  return (v, path, issues, parentLine) => {
+    if (isAbsent(v)) return undefined;
+    if (v.kind !== 'seq') {
+      issues.add(v.line, path, `expected a list, got ${describe(v)}`);
+      return undefined;
+    }
+    return v.items.map((it, i) => item(it, joinPath(path, i), issues, it?.line ?? parentLine));
+  };
+}
+
+/** A map with exactly these keys (all optional); any other key is an error. */
+export function object<S extends Record<string, Field<unknown>>>(shape: S): Field<{ [K in keyof S]: ReturnType<S[K]> }> {
+  return (v, path, issues, parentLine) => {
+    const out: Record<string, unknown> = {};
+    let map: YamlValue | undefined;
+    if (!isAbsent(v)) {
+      if (v.kind !== 'map') issues.add(v.line, path, `expected a mapping, got ${describe(v)}`);
+      else map = v;
+    }
+    const entries = map?.kind === 'map' ? map.entries : [];
+    for (const entry of entries) {
+      const name = entry.key.kind === 'scalar' ? String(entry.key.value) : '';
+      if (!(name in shape)) {
+        issues.add(entry.key.line, joinPath(path, name), `unknown key '${name}' (expected one of: ${Object.keys(shape).join(', ')})`);
+      }
+    }
+    for (const [name, field] of Object.entries(shape)) {
+      const entry = [...entries].reverse().find((e) => e.key.kind === 'scalar' && e.key.value === name);
+      out[name] = field(entry?.value, joinPath(path, name), issues, entry?.key.line ?? map?.line ?? parentLine);
+    }
+    return Object.freeze(out) as { [K in keyof S]: ReturnType<S[K]> };
+  };
+}
+
+function describe(v: YamlValue): string {
+  if (v.kind === 'map') return 'a mapping';
+  if (v.kind === 'seq') return 'a list';
+  return typeof v.value === 'string' ? `'${v.value}'` : String(v.value);
+}

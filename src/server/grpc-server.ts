@@ -1,0 +1,44 @@
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+
+/** Health service names: the overall server, the standard service name, and envoyproxy/ratelimit's. */
+export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit'] as const;
+
+export interface GrpcServer {
+  readonly address: string;
+  setServing(status: ServingStatus): void;
+  /** Stops accepting calls, waits up to timeoutMs for in-flight ones, then closes connections. */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(
+  address: string,
+  services: readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[],
+): Promise<GrpcServer> {
+  const server = new Server({ 'grpc.keepalive_permit_without_calls': 1 });
+  for (const s of services) server.addService(s.definition, s.implementation);
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
+  health.addToServer(server);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+  });
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return {
+    address: `${host}:${port}`,
+    setServing(status) {
+      for (const name of HEALTH_SERVICES) health.setStatus(name, status);
+    },
+    async shutdown(timeoutMs) {
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+const require = createRequire(import.meta.url);
+// protobufjs' descriptor extension is CommonJS without types for this entry point.
+const descriptor = require('protobufjs/ext/descriptor') as {
+  FileDescriptorSet: { decode(buf: Uint8Array): unknown; toObject(msg: unknown, opts: object): FileDescriptorSetObject };
+};
+
+interface FieldObject { name: string; number: number; label: string; type: string; typeName?: string; jsonName?: string }
+interface EnumObject { name: string; value: { name: string; number: number }[] }
+interface MessageObject { name: string; field?: FieldObject[]; nestedType?: MessageObject[]; enumType?: EnumObject[] }
+interface FileObject { name: string; package?: string; messageType?: MessageObject[] }
+interface FileDescriptorSetObject { file: FileObject[] }
+
+/** Built by scripts/protos.sh (buf) from the pinned @grpc/grpc-js-xds copy of Envoy's API. */
+const DESCRIPTOR_SET = fileURLToPath(new URL('../../proto/envoy.binpb', import.meta.url));
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: false,
+  oneofs: true,
+};
+
+/**
+ * The one place where the packaged API is behind Envoy's. The @grpc/grpc-js-xds copy predates two
+ * rate limit additions (envoyproxy/envoy PR #37567 and the WEEK unit, Dec 2024), which Envoy 1.33+
+ * sends and understands:
+ *   - RateLimitDescriptor.hits_addend = 3 (google.protobuf.UInt64Value), per-descriptor hits;
+ *   - RateLimitResponse.RateLimit.Unit.WEEK = 7.
+ * Without the first, protobufjs would silently drop the field; without the second, WEEK could not
+ * be encoded. test/e2e/ratelimit.test.ts proves both against a real Envoy.
+ */
+export function patchMissingRateLimitFields(set: FileDescriptorSetObject): void {
+  const file = (name: string): FileObject => {
+    const f = set.file.find((x) => x.name === name);
+    if (!f) throw new Error(`protos: ${name} missing from the descriptor set`);
+    return f;
+  };
+  const message = (list: MessageObject[] | undefined, name: string): MessageObject => {
+    const m = list?.find((x) => x.name === name);
+    if (!m) throw new Error(`protos: message ${name} missing`);
+    return m;
+  };
+  const common = message(file('envoy/extensions/common/ratelimit/v3/ratelimit.proto').messageType, 'RateLimitDescriptor');
+  if (!common.field?.some((f) => f.number === 3)) {
+    (common.field ??= []).push({
+      name: 'hits_addend', number: 3, label: 'LABEL_OPTIONAL', type: 'TYPE_MESSAGE',
+      typeName: '.google.protobuf.UInt64Value', jsonName: 'hitsAddend',
+    });
+  }
+  const response = message(file('envoy/service/ratelimit/v3/rls.proto').messageType, 'RateLimitResponse');
+  const unit = message(response.nestedType, 'RateLimit').enumType?.find((e) => e.name === 'Unit');
+  if (!unit) throw new Error('protos: RateLimitResponse.RateLimit.Unit missing');
+  if (!unit.value.some((v) => v.number === 7)) unit.value.push({ name: 'WEEK', number: 7 });
+}
+
+let cached: grpc.GrpcObject | undefined;
+
+/** The Envoy API package tree for grpc-js, patched, loaded once per process. */
+export function loadEnvoyApi(): grpc.GrpcObject {
+  if (cached) return cached;
+  const set = descriptor.FileDescriptorSet.toObject(descriptor.FileDescriptorSet.decode(readFileSync(DESCRIPTOR_SET)), {
+    enums: String, longs: String, defaults: false,
+  });
+  patchMissingRateLimitFields(set);
+  const definition = protoLoader.loadFileDescriptorSetFromObject(set as never, LOADER_OPTIONS);
+  cached = grpc.loadPackageDefinition(definition);
+  return cached;
+}
+
+export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
+  const api = loadEnvoyApi() as unknown as {
+    envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } };
+  };
+  return api.envoy.service.ratelimit.v3.RateLimitService.service;
+}

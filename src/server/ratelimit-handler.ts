@@ -1,0 +1,109 @@
+import { Metadata, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Decision, DescriptorStatus } from '../ratelimit/decide.js';
+import type { RateLimitService } from '../ratelimit/service.js';
+import type { RateLimitRequest, RequestDescriptor } from '../ratelimit/types.js';
+import { unitFromNumber, UNIT_NUMBERS, type Unit } from '../ratelimit/units.js';
+import { asPortcullisError, ErrorCode, PortcullisError } from '../shared/errors.js';
+import type { Logger } from '../observability/logger.js';
+import { grpcStatusOf } from './status.js';
+
+/** RateLimitRequest as @grpc/proto-loader decodes it (keepCase, longs and enums as strings, no defaults). */
+interface WireRequest {
+  domain?: string;
+  descriptors?: {
+    entries?: { key?: string; value?: string }[];
+    limit?: { requests_per_unit?: number; unit?: string };
+    hits_addend?: { value?: string };
+  }[];
+  hits_addend?: number;
+}
+
+export interface HandlerDeps {
+  readonly service: RateLimitService;
+  readonly logger: Logger;
+  /** Deadline for the store when Envoy sends none; Envoy's own deadline wins when shorter. */
+  readonly timeoutMs: () => number;
+  readonly onError: (code: string) => void;
+  readonly observeDuration: (seconds: number) => void;
+  /** Counts calls in flight, so shutdown can drain them. */
+  readonly inFlight: { enter(): void; leave(): void };
+}
+
+export function rateLimitHandlers(deps: HandlerDeps): UntypedServiceImplementation {
+  return {
+    ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>): void {
+      const started = process.hrtime.bigint();
+      deps.inFlight.enter();
+      const signal = deadlineSignal(call.getDeadline(), deps.timeoutMs());
+      void handle(deps, call.request, signal)
+        .then(
+          (response) => callback(null, response),
+          (error: unknown) => {
+            const e = asPortcullisError(error);
+            deps.onError(e.code);
+            if (e.code === ErrorCode.INTERNAL) deps.logger.error({ err: error }, 'ShouldRateLimit failed');
+            else deps.logger.debug({ code: e.code, msg: e.message }, 'ShouldRateLimit error');
+            callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
+          },
+        )
+        .finally(() => {
+          deps.inFlight.leave();
+          deps.observeDuration(Number(process.hrtime.bigint() - started) / 1e9);
+        });
+    },
+  };
+}
+
+async function handle(deps: HandlerDeps, wire: WireRequest, signal: AbortSignal): Promise<unknown> {
+  const decision = await deps.service.shouldRateLimit(toRequest(wire), signal);
+  return toWire(decision);
+}
+
+function deadlineSignal(deadline: Date | number, fallbackMs: number): AbortSignal {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const remaining = Number.isFinite(at) ? at - Date.now() : fallbackMs;
+  return AbortSignal.timeout(Math.max(1, Math.min(remaining, fallbackMs)));
+}
+
+export function toRequest(wire: WireRequest): RateLimitRequest {
+  return {
+    domain: wire.domain ?? '',
+    hitsAddend: wire.hits_addend ?? 0,
+    descriptors: (wire.descriptors ?? []).map((d): RequestDescriptor => ({
+      entries: (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' })),
+      limitOverride: d.limit === undefined || d.limit === null ? undefined : {
+        requestsPerUnit: d.limit.requests_per_unit ?? 0,
+        unit: overrideUnit(d.limit.unit),
+      },
+      // UInt64Value: present with no value means 0 (check only); absent means "use the request's".
+      hitsAddend: d.hits_addend === undefined || d.hits_addend === null ? undefined : Number(d.hits_addend.value ?? 0),
+    })),
+  };
+}
+
+function overrideUnit(name: string | undefined): Unit {
+  const unit = name === undefined ? undefined : unitFromNumber(UNIT_NUMBERS[name as keyof typeof UNIT_NUMBERS] ?? 0);
+  if (unit === undefined) throw new PortcullisError(ErrorCode.RL_BAD_REQUEST, `rate limit override has an invalid unit '${name ?? 'UNKNOWN'}'`);
+  return unit;
+}
+
+export function toWire(decision: Decision): unknown {
+  return {
+    overall_code: decision.overallCode,
+    statuses: decision.statuses.map(statusToWire),
+    response_headers_to_add: decision.responseHeaders.map(([key, value]) => ({ key, value })),
+  };
+}
+
+function statusToWire(status: DescriptorStatus): unknown {
+  return {
+    code: status.code,
+    current_limit: status.currentLimit && {
+      name: status.currentLimit.name,
+      requests_per_unit: status.currentLimit.requestsPerUnit,
+      unit: status.currentLimit.unit,
+    },
+    limit_remaining: status.limitRemaining,
+    duration_until_reset: status.durationUntilResetSeconds === undefined ? undefined : { seconds: String(status.durationUntilResetSeconds), nanos: 0 },
+  };
+}

@@ -1,0 +1,22 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { ErrorCode } from '../shared/errors.js';
+
+/**
+ * The one table from error codes to gRPC statuses. Request errors keep envoyproxy/ratelimit's
+ * UNKNOWN (it returns plain Go errors) so clients that match on it keep working; a failing store is
+ * UNAVAILABLE so that Envoy's failure_mode_deny decides, as documented for failure_mode: error.
+ */
+const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
+  [ErrorCode.CONFIG_INVALID]: GrpcStatus.FAILED_PRECONDITION,
+  [ErrorCode.RL_EMPTY_DOMAIN]: GrpcStatus.UNKNOWN,
+  [ErrorCode.RL_EMPTY_DESCRIPTORS]: GrpcStatus.UNKNOWN,
+  [ErrorCode.RL_NO_CONFIG]: GrpcStatus.UNKNOWN,
+  [ErrorCode.RL_BAD_REQUEST]: GrpcStatus.INVALID_ARGUMENT,
+  [ErrorCode.STORE_UNAVAILABLE]: GrpcStatus.UNAVAILABLE,
+  [ErrorCode.STORE_TIMEOUT]: GrpcStatus.UNAVAILABLE,
+  [ErrorCode.INTERNAL]: GrpcStatus.INTERNAL,
+};
+
+export function grpcStatusOf(code: ErrorCode): GrpcStatus {
+  return GRPC_STATUS[code];
+}

@@ -1,0 +1,47 @@
+/**
+ * Every failure Portcullis reports carries a stable code. Only src/server/status.ts maps codes to
+ * gRPC statuses, HTTP statuses and metrics; everything else throws or returns these.
+ */
+export const ErrorCode = {
+  /** A config file (portcullis.yaml or a descriptor file) is invalid. */
+  CONFIG_INVALID: 'PC_CONFIG_INVALID',
+  /** RateLimitRequest.domain is empty. */
+  RL_EMPTY_DOMAIN: 'PC_RL_EMPTY_DOMAIN',
+  /** RateLimitRequest.descriptors is empty. */
+  RL_EMPTY_DESCRIPTORS: 'PC_RL_EMPTY_DESCRIPTORS',
+  /** The request is structurally invalid in another way (too large, too deep). */
+  RL_BAD_REQUEST: 'PC_RL_BAD_REQUEST',
+  /** No descriptor configuration has loaded yet. */
+  RL_NO_CONFIG: 'PC_RL_NO_CONFIG',
+  /** The counter store failed (connection refused, script error, cluster down). */
+  STORE_UNAVAILABLE: 'PC_STORE_UNAVAILABLE',
+  /** The counter store did not answer before the request deadline. */
+  STORE_TIMEOUT: 'PC_STORE_TIMEOUT',
+  /** A bug: anything that was not classified. */
+  INTERNAL: 'PC_INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class PortcullisError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PortcullisError';
+    this.code = code;
+  }
+}
+
+/** A counter or cache store failed or timed out. */
+export class StoreError extends PortcullisError {
+  constructor(code: typeof ErrorCode.STORE_UNAVAILABLE | typeof ErrorCode.STORE_TIMEOUT, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'StoreError';
+  }
+}
+
+/** Narrow anything caught to a PortcullisError, classifying unknown errors as INTERNAL. */
+export function asPortcullisError(error: unknown): PortcullisError {
+  if (error instanceof PortcullisError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new PortcullisError(ErrorCode.INTERNAL, message, { cause: error });
+}

@@ -1,0 +1,34 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadEnvoyApi } from '../../src/server/protos.js';
+
+/** The decoded RateLimitResponse, as proto-loader gives it (keepCase, enums as strings). */
+export interface WireResponse {
+  overall_code?: string;
+  statuses?: {
+    code?: string;
+    current_limit?: { name?: string; requests_per_unit?: number; unit?: string };
+    limit_remaining?: number;
+    duration_until_reset?: { seconds?: string };
+  }[];
+  response_headers_to_add?: { key: string; value: string }[];
+}
+
+export interface RateLimitClient {
+  shouldRateLimit(request: object, deadlineMs?: number): Promise<WireResponse>;
+  close(): void;
+}
+
+/** A real gRPC client for RateLimitService v3, built from the same patched protos as the server. */
+export function rateLimitClient(address: string): RateLimitClient {
+  const api = loadEnvoyApi() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } };
+  const client = new api.envoy.service.ratelimit.v3.RateLimitService(address, grpc.credentials.createInsecure());
+  return {
+    shouldRateLimit(request, deadlineMs = 5000) {
+      return new Promise((resolve, reject) => {
+        client.ShouldRateLimit!(request, { deadline: Date.now() + deadlineMs }, (error: grpc.ServiceError | null, response: WireResponse) =>
+          error ? reject(error) : resolve(response));
+      });
+    },
+    close: () => client.close(),
+  };
+}
