@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { eventually, startTestApp, type TestApp } from '../../support/app.js';
+import { startRedis, type RedisServer } from '../../support/redis-server.js';
+
+const minuteLimit = (domain: string, rpu: number): string => `domain: ${domain}
+descriptors:
+  - key: user
+    rate_limit: { unit: minute, requests_per_unit: ${rpu} }
+`;
+const userRequest = (domain: string, user: string) => ({ domain, descriptors: [{ entries: [{ key: 'user', value: user }] }] });
+
+async function expectGrpcError(promise: Promise<unknown>, code: grpc.status, details?: string): Promise<grpc.ServiceError> {
+  const error = await promise.then(
+    () => assert.fail('expected a gRPC error'),
+    (e: grpc.ServiceError) => e,
+  );
+  assert.equal(error.code, code, `got ${error.code}: ${error.details}`);
+  if (details !== undefined) assert.equal(error.details, details);
+  return error;
+}
+
+describe('RateLimitService over gRPC against a real redis-server', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('counts exactly under concurrency from two instances sharing Redis', async () => {
+    const a = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('shared', 100) }, redisUrl: redis.url });
+    const b = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('shared', 100) }, redisUrl: redis.url });
+    try {
+      const calls = Array.from({ length: 300 }, (_, i) => (i % 2 ? a : b).client.shouldRateLimit(userRequest('shared', 'alice')));
+      const responses = await Promise.all(calls);
+      const ok = responses.filter((r) => r.overall_code === 'OK');
+      assert.equal(ok.length, 100);
+      const remaining = ok.map((r) => r.statuses?.[0]?.limit_remaining ?? 0).sort((x, y) => x - y);
+      assert.deepEqual(remaining, Array.from({ length: 100 }, (_, i) => i));
+      assert.ok(responses.every((r) => r.statuses?.[0]?.current_limit?.requests_per_unit === 100));
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('answers bad requests with errors and keeps serving', async () => {
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('bad', 5) }, redisUrl: redis.url });
+    try {
+      await expectGrpcError(t.client.shouldRateLimit({ domain: '', descriptors: [{ entries: [] }] }), grpc.status.UNKNOWN, 'rate limit domain must not be empty');
+      await expectGrpcError(t.client.shouldRateLimit({ domain: 'bad', descriptors: [] }), grpc.status.UNKNOWN, 'rate limit descriptor list must not be empty');
+      const many = { domain: 'bad', descriptors: Array.from({ length: 300 }, () => ({ entries: [{ key: 'user', value: 'x' }] })) };
+      await expectGrpcError(t.client.shouldRateLimit(many), grpc.status.INVALID_ARGUMENT);
+      const deep = { domain: 'bad', descriptors: [{ entries: Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: 'v' })) }] };
+      await expectGrpcError(t.client.shouldRateLimit(deep), grpc.status.INVALID_ARGUMENT);
+
+      // Bytes that are not a RateLimitRequest at all.
+      const raw = new grpc.Client(t.grpcAddress, grpc.credentials.createInsecure());
+      const garbage = await new Promise<grpc.ServiceError | null>((resolve) => {
+        raw.makeUnaryRequest('/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit', (b: Buffer) => b, (b: Buffer) => b,
+          Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]), (error) => resolve(error));
+      });
+      raw.close();
+      assert.ok(garbage, 'garbage must be rejected');
+
+      // An empty descriptor, empty values and a descriptor that matches nothing are all plain OK.
+      const response = await t.client.shouldRateLimit({
+        domain: 'bad',
+        descriptors: [{ entries: [] }, { entries: [{ key: '', value: '' }] }, { entries: [{ key: 'user', value: '' }] }, { entries: [{ key: 'other', value: 'x' }] }],
+      });
+      assert.equal(response.overall_code, 'OK');
+      assert.deepEqual(response.statuses?.map((s) => s.code), ['OK', 'OK', 'OK', 'OK']);
+      assert.equal(response.statuses?.[2]?.limit_remaining, 4);
+
+      // Per-descriptor hits_addend far above any limit: over the limit, not a crash.
+      const huge = await t.client.shouldRateLimit({ domain: 'bad', descriptors: [{ entries: [{ key: 'user', value: 'h' }], hits_addend: { value: '18446744073709551615' } }] });
+      assert.equal(huge.overall_code, 'OVER_LIMIT');
+      const still = await t.client.shouldRateLimit(userRequest('bad', 'fine'));
+      assert.equal(still.overall_code, 'OK');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('reloads descriptor files edited in place while requests flow, and keeps the last good config', async () => {
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('reload', 1000) }, redisUrl: redis.url });
+    try {
+      let stop = false;
+      const failures: unknown[] = [];
+      let calls = 0;
+      const traffic = (async () => {
+        while (!stop) {
+          await t.client.shouldRateLimit(userRequest('reload', `u${calls++ % 50}`)).catch((e: unknown) => failures.push(e));
+        }
+      })();
+      const loads = await t.metric('portcullis_config_loads_total', { result: 'success' });
+      writeFileSync(path.join(t.descriptorsDir, 'd.yaml'), minuteLimit('reload', 7));
+      await eventually(async () => (await t.metric('portcullis_config_loads_total', { result: 'success' })) > loads, 5000, 'reload');
+      const r = await t.client.shouldRateLimit(userRequest('reload', 'fresh'));
+      assert.equal(r.statuses?.[0]?.current_limit?.requests_per_unit, 7);
+
+      writeFileSync(path.join(t.descriptorsDir, 'd.yaml'), 'domain: reload\ndescriptors:\n  - key: user\n    rate_limit: { unit: fortnight }\n');
+      await eventually(async () => (await t.metric('portcullis_config_loads_total', { result: 'error' })) > 0, 5000, 'rejected reload');
+      const kept = await t.client.shouldRateLimit(userRequest('reload', 'fresh2'));
+      assert.equal(kept.statuses?.[0]?.current_limit?.requests_per_unit, 7);
+      assert.ok(t.logs().some((l) => String(l['msg']).includes('keeping the last good config') && JSON.stringify(l['errors']).includes("invalid rate limit unit 'fortnight'")));
+      stop = true;
+      await traffic;
+      assert.deepEqual(failures, []);
+      assert.ok(calls > 10, `only ${calls} calls ran during the reload`);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('follows an atomic symlink swap and a Kubernetes ConfigMap ..data swap', async () => {
+    const t = await startTestApp({ descriptors: {}, redisUrl: redis.url });
+    try {
+      // ConfigMap layout: ratelimit/d.yaml -> ..data/d.yaml, ..data -> ..v1 (a timestamped dir).
+      const v1 = path.join(t.descriptorsDir, '..v1');
+      mkdirSync(v1);
+      writeFileSync(path.join(v1, 'd.yaml'), minuteLimit('cm', 3));
+      symlinkSync('..v1', path.join(t.descriptorsDir, '..data'));
+      symlinkSync('..data/d.yaml', path.join(t.descriptorsDir, 'd.yaml'));
+      await eventually(async () => (await t.client.shouldRateLimit(userRequest('cm', 'a'))).statuses?.[0]?.current_limit?.requests_per_unit === 3, 5000, 'first ConfigMap version');
+
+      const v2 = path.join(t.descriptorsDir, '..v2');
+      mkdirSync(v2);
+      writeFileSync(path.join(v2, 'd.yaml'), minuteLimit('cm', 9));
+      symlinkSync('..v2', path.join(t.descriptorsDir, '..data_tmp'));
+      renameSync(path.join(t.descriptorsDir, '..data_tmp'), path.join(t.descriptorsDir, '..data'));
+      await eventually(async () => (await t.client.shouldRateLimit(userRequest('cm', 'b'))).statuses?.[0]?.current_limit?.requests_per_unit === 9, 5000, 'ConfigMap swap');
+      assert.equal(await t.metric('portcullis_config_loads_total', { result: 'error' }), 0, 'the ..data copies must not load as duplicate domains');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('answers by failure_mode when Redis dies, within the deadline, and recovers when it returns', async () => {
+    const own = await startRedis();
+    const modes = await Promise.all((['error', 'allow', 'deny'] as const).map((mode) =>
+      startTestApp({ descriptors: { 'd.yaml': minuteLimit('down', 10) }, redisUrl: own.url, ratelimit: `failure_mode: ${mode}` })));
+    const [errorMode, allowMode, denyMode] = modes as [TestApp, TestApp, TestApp];
+    try {
+      assert.equal((await errorMode.client.shouldRateLimit(userRequest('down', 'a'))).overall_code, 'OK');
+      await own.kill();
+      const started = Date.now();
+      await expectGrpcError(errorMode.client.shouldRateLimit(userRequest('down', 'a')), grpc.status.UNAVAILABLE);
+      assert.equal((await allowMode.client.shouldRateLimit(userRequest('down', 'a'))).overall_code, 'OK');
+      assert.equal((await denyMode.client.shouldRateLimit(userRequest('down', 'a'))).overall_code, 'OVER_LIMIT');
+      assert.ok(Date.now() - started < 1000, `three answers took ${Date.now() - started} ms with Redis down`);
+      assert.ok((await errorMode.metric('portcullis_ratelimit_store_errors_total')) >= 1);
+      const ready = await fetch(`${errorMode.adminUrl}/readyz`);
+      await eventually(async () => (await fetch(`${errorMode.adminUrl}/readyz`)).status === 503, 3000, 'not ready');
+      assert.ok(ready.status === 200 || ready.status === 503);
+
+      await own.restart();
+      await eventually(async () => {
+        const r = await errorMode.client.shouldRateLimit(userRequest('down', 'b')).catch(() => undefined);
+        return r?.overall_code === 'OK';
+      }, 10000, 'recovery after Redis restart');
+      await eventually(async () => (await fetch(`${errorMode.adminUrl}/readyz`)).status === 200, 5000, 'ready again');
+    } finally {
+      await Promise.all(modes.map((m) => m.close()));
+      await own.stop();
+    }
+  });
+
+  it('bounds a slow Redis by the gRPC deadline', async () => {
+    const own = await startRedis();
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('slow', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 100' });
+    try {
+      await t.client.shouldRateLimit(userRequest('slow', 'warm'));
+      const { sendCommand } = await import('../../support/redis-server.js');
+      void sendCommand(own.port, ['DEBUG', 'SLEEP', '1'], 3000).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      const started = Date.now();
+      await expectGrpcError(t.client.shouldRateLimit(userRequest('slow', 'a'), 2000), grpc.status.UNAVAILABLE);
+      assert.ok(Date.now() - started < 600, `took ${Date.now() - started} ms`);
+    } finally {
+      await t.close();
+      await own.stop();
+    }
+  });
+
+  it('serves health, readiness, metrics and a redacted config', async () => {
+    const healthOf = async (address: string): Promise<number[]> => {
+      const health = new grpc.Client(address, grpc.credentials.createInsecure());
+      const status = await new Promise<Buffer>((resolve, reject) => {
+        health.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0),
+          (e, r) => (e ? reject(e) : resolve(r!)));
+      });
+      health.close();
+      return [...status];
+    };
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('admin', 2) }, redisUrl: redis.url });
+    // This Redis requires no password, so AUTH fails: the store is unreachable and the instance not ready.
+    const secret = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('admin', 2) }, redisUrl: redis.url.replace('redis://', 'redis://user:s3cret@') });
+    try {
+      assert.equal((await fetch(`${t.adminUrl}/healthz`)).status, 200);
+      assert.equal((await fetch(`${t.adminUrl}/readyz`)).status, 200);
+      assert.deepEqual(await healthOf(t.grpcAddress), [0x08, 0x01], 'SERVING');
+      await t.client.shouldRateLimit(userRequest('admin', 'm'));
+      const metrics = await (await fetch(`${t.adminUrl}/metrics`)).text();
+      assert.match(metrics, /portcullis_config_loads_total\{result="success"\} 1/);
+      assert.match(metrics, /portcullis_ratelimit_total_hits_total\{key="admin.user"\} 1/);
+      assert.match(metrics, /portcullis_ratelimit_decisions_total\{domain="admin",code="OK"\} 1/);
+
+      const config = await (await fetch(`${secret.adminUrl}/config`)).text();
+      assert.ok(!config.includes('s3cret'), config);
+      assert.ok(config.includes('***@'), config);
+      assert.equal((await fetch(`${secret.adminUrl}/readyz`)).status, 503);
+      assert.deepEqual(await healthOf(secret.grpcAddress), [0x08, 0x02], 'NOT_SERVING');
+      assert.ok(!JSON.stringify(secret.logs()).includes('s3cret'), 'the password must never be logged');
+    } finally {
+      await t.close();
+      await secret.close();
+    }
+  });
+
+  it('drains in-flight calls on close', async () => {
+    const own = await startRedis();
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('drain', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 3000' });
+    try {
+      await t.client.shouldRateLimit(userRequest('drain', 'warm'));
+      const { sendCommand } = await import('../../support/redis-server.js');
+      void sendCommand(own.port, ['DEBUG', 'SLEEP', '0.3'], 3000).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      const inFlight = t.client.shouldRateLimit(userRequest('drain', 'a'), 3000);
+      await new Promise((r) => setTimeout(r, 50));
+      const closing = t.app.close();
+      const response = await inFlight;
+      assert.equal(response.overall_code, 'OK');
+      await closing;
+    } finally {
+      t.client.close();
+      await own.stop();
+    }
+  });
+});

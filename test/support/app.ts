@@ -1,0 +1,100 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { Registry } from 'prom-client';
+import { buildApp, type App } from '../../src/app.js';
+import { parsePortcullisConfig } from '../../src/config/portcullis-config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import type { Clock } from '../../src/shared/clock.js';
+import { systemClock } from '../../src/shared/clock.js';
+import type { CounterStore } from '../../src/store/counter-store.js';
+import { MemoryCounterStore } from '../../src/store/memory-counter-store.js';
+import { createRedisClient, RedisCounterStore } from '../../src/store/redis-counter-store.js';
+import { rateLimitClient, type RateLimitClient } from './ratelimit-client.js';
+
+export interface TestApp {
+  readonly app: App;
+  readonly dir: string;
+  readonly descriptorsDir: string;
+  readonly grpcAddress: string;
+  readonly adminUrl: string;
+  readonly client: RateLimitClient;
+  readonly registry: Registry;
+  /** Parsed pino lines logged so far. */
+  logs(): Record<string, unknown>[];
+  /** Current value of a metric series, 0 when absent. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  /** Descriptor files by name. */
+  readonly descriptors: Readonly<Record<string, string>>;
+  /** YAML for the `ratelimit:` section, without `descriptors`. */
+  readonly ratelimit?: string;
+  readonly redisUrl?: string;
+  readonly clock?: Clock;
+  readonly store?: CounterStore;
+}
+
+/** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
+export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-it-'));
+  const descriptorsDir = path.join(dir, 'ratelimit');
+  mkdirSync(descriptorsDir);
+  for (const [name, text] of Object.entries(options.descriptors)) writeFileSync(path.join(descriptorsDir, name), text);
+  const file = path.join(dir, 'portcullis.yaml');
+  const ratelimit = (options.ratelimit ?? '').split('\n').map((l) => `  ${l}`).join('\n');
+  writeFileSync(file, [
+    'server:',
+    '  grpc: { address: "127.0.0.1:0" }',
+    '  admin: { address: "127.0.0.1:0" }',
+    '  shutdown_timeout_ms: 2000',
+    ...(options.redisUrl ? ['redis:', `  url: "${options.redisUrl}"`] : []),
+    'log: { level: debug }',
+    'ratelimit:',
+    '  descriptors: ./ratelimit',
+    '  reload: { enabled: true, poll_interval_ms: 100 }',
+    ratelimit,
+  ].join('\n'));
+  const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const registry = new Registry();
+  const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
+  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0 });
+  const { grpcAddress, adminAddress } = await app.start();
+  const client = rateLimitClient(grpcAddress);
+  return {
+    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry,
+    logs: () => lines,
+    async metric(name, labels = {}) {
+      const metric = registry.getSingleMetric(name);
+      if (!metric) return 0;
+      const values = (await metric.get()).values;
+      const match = values.find((v) => Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want));
+      return match?.value ?? 0;
+    },
+    async close() {
+      client.close();
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls until `check` returns true or the time runs out. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
