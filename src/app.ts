@@ -9,14 +9,14 @@ import { parsePortcullisConfig, redactedConfig, type PortcullisConfig } from './
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { compileDescriptorFiles } from './ratelimit/descriptor-config.js';
+import { compileDescriptorFiles, dumpLimits } from './ratelimit/descriptor-config.js';
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { rateLimitServiceDefinition } from './server/protos.js';
-import { rateLimitHandlers } from './server/ratelimit-handler.js';
+import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
 import type { CounterStore } from './store/counter-store.js';
 
@@ -100,14 +100,20 @@ export function buildApp(deps: AppDeps): App {
     return { ready: reasons.length === 0, reasons };
   };
 
+  // One slow ping on a busy machine must not flap readiness: two failures in a row mark the store down.
+  let failedPings = 0;
   const probeStore = async (): Promise<void> => {
     try {
-      await store.ping(AbortSignal.timeout(500));
+      await store.ping(AbortSignal.timeout(1000));
       if (!storeReachable) logger.info('counter store reachable');
       storeReachable = true;
+      failedPings = 0;
     } catch (error) {
-      if (storeReachable) logger.warn({ err: (error as Error).message }, 'counter store unreachable');
-      storeReachable = false;
+      failedPings++;
+      if (storeReachable && failedPings >= 2) {
+        logger.warn({ err: (error as Error).message }, 'counter store unreachable');
+        storeReachable = false;
+      }
     }
     grpc?.setServing(ready().ready ? 'SERVING' : 'NOT_SERVING');
   };
@@ -138,6 +144,8 @@ export function buildApp(deps: AppDeps): App {
         registry, logger, ready,
         live: () => !shuttingDown,
         config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
+        limits: () => dumpLimits(holder.current().snapshot.config),
+        json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
       await probeStore();

@@ -313,3 +313,19 @@ function toPlain(value: YamlValue | null): unknown {
   for (const entry of value.entries) out[String(toPlain(entry.key))] = toPlain(entry.value);
   return out;
 }
+
+/** One line per limit, in envoyproxy/ratelimit's /rlconfig format (plus the extension fields when set). */
+export function dumpLimits(config: RateLimitConfig | undefined): string {
+  const lines: string[] = [];
+  const walk = (node: DescriptorNode): void => {
+    for (const limit of node.limits) {
+      const extra = limit.algorithm !== 'fixed_window' || limit.unitMultiplier !== 1
+        ? `, algorithm: ${limit.algorithm}, unit_multiplier: ${limit.unitMultiplier}${limit.algorithm === 'token_bucket' ? `, burst: ${limit.burst}` : ''}`
+        : '';
+      lines.push(`${limit.fullKey}: unit=${limit.unit} requests_per_unit=${limit.requestsPerUnit}, shadow_mode: ${limit.shadowMode}, quota_mode: ${limit.quotaMode}${extra}`);
+    }
+    for (const child of node.children.values()) walk(child);
+  };
+  for (const domain of config?.domains.values() ?? []) walk(domain.root);
+  return lines.map((l) => `${l}\n`).join('');
+}

@@ -10,9 +10,18 @@ export interface AdminDeps {
   readonly ready: () => { ready: boolean; reasons: string[] };
   /** Effective config with secrets redacted. */
   readonly config: () => unknown;
+  /** One line per limit, like envoyproxy/ratelimit's /rlconfig. */
+  readonly limits: () => string;
+  /** envoyproxy/ratelimit's POST /json. */
+  readonly json: (body: string) => Promise<{ status: number; body: string }>;
 }
 
-/** /metrics, /healthz, /readyz, /config. Read-only: nothing here changes the process. */
+const MAX_JSON_BODY = 1 << 20;
+
+/**
+ * /metrics, /healthz, /readyz, /config, plus envoyproxy/ratelimit's /healthcheck, /rlconfig and
+ * POST /json so its users' probes and scripts keep working. Nothing here changes the process.
+ */
 export function createAdminServer(deps: AdminDeps): Server {
   return createServer((req, res) => {
     const send = (status: number, type: string, body: string): void => {
@@ -20,8 +29,33 @@ export function createAdminServer(deps: AdminDeps): Server {
       res.end(body);
     };
     const route = (req.url ?? '/').split('?')[0];
+    if (route === '/json' && req.method === 'POST') {
+      let body = '';
+      let tooLarge = false;
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => {
+        body += chunk;
+        if (body.length > MAX_JSON_BODY && !tooLarge) {
+          tooLarge = true;
+          send(413, 'text/plain', 'request body too large\n');
+          req.destroy();
+        }
+      });
+      req.on('end', () => {
+        if (tooLarge) return;
+        deps.json(body).then(
+          (r) => send(r.status, r.status < 300 || r.status === 429 ? 'application/json' : 'text/plain', r.body),
+          () => send(500, 'text/plain', 'internal error\n'),
+        );
+      });
+      return undefined;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
     switch (route) {
+      case '/healthcheck':
+        return deps.ready().ready ? send(200, 'text/plain', 'OK') : send(500, 'text/plain', '');
+      case '/rlconfig':
+        return send(200, 'text/plain', deps.limits());
       case '/healthz':
         return deps.live() ? send(200, 'text/plain', 'ok\n') : send(503, 'text/plain', 'shutting down\n');
       case '/readyz': {

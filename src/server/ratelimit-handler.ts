@@ -107,3 +107,73 @@ function statusToWire(status: DescriptorStatus): unknown {
     duration_until_reset: status.durationUntilResetSeconds === undefined ? undefined : { seconds: String(status.durationUntilResetSeconds), nanos: 0 },
   };
 }
+
+/**
+ * envoyproxy/ratelimit's HTTP `POST /json`: a protojson RateLimitRequest in, a protojson
+ * RateLimitResponse out, 200 for OK, 429 for OVER_LIMIT; 400 for bad JSON or a request error,
+ * 500 when the service failed.
+ */
+export async function handleJsonRequest(service: RateLimitService, body: string, signal: AbortSignal): Promise<{ status: number; body: string }> {
+  let wire: WireRequest;
+  try {
+    wire = jsonToWire(JSON.parse(body) as unknown);
+  } catch {
+    return { status: 400, body: 'Bad Request\n' };
+  }
+  try {
+    const decision = await service.shouldRateLimit(toRequest(wire), signal);
+    return { status: decision.overallCode === 'OK' ? 200 : 429, body: JSON.stringify(decisionToJson(decision)) };
+  } catch (error) {
+    const e = asPortcullisError(error);
+    const clientError = e.code === ErrorCode.RL_EMPTY_DOMAIN || e.code === ErrorCode.RL_EMPTY_DESCRIPTORS || e.code === ErrorCode.RL_BAD_REQUEST;
+    return clientError ? { status: 400, body: 'Bad Request\n' } : { status: 500, body: `${e.message}\n` };
+  }
+}
+
+/** protojson accepts both lowerCamelCase and the proto field names. */
+function jsonToWire(json: unknown): WireRequest {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('not an object');
+  const o = json as Record<string, unknown>;
+  const pick = (obj: Record<string, unknown>, camel: string, snake: string): unknown => obj[camel] ?? obj[snake];
+  const str = (v: unknown): string => {
+    if (v === undefined || v === null) return '';
+    if (typeof v !== 'string') throw new Error('expected a string');
+    return v;
+  };
+  const uint = (v: unknown): number => {
+    if (v === undefined || v === null) return 0;
+    const n = typeof v === 'string' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error('expected an unsigned integer');
+    return n;
+  };
+  const descriptors = pick(o, 'descriptors', 'descriptors') ?? [];
+  if (!Array.isArray(descriptors)) throw new Error('descriptors must be a list');
+  return {
+    domain: str(o['domain']),
+    hits_addend: uint(pick(o, 'hitsAddend', 'hits_addend')),
+    descriptors: descriptors.map((d: Record<string, unknown>) => {
+      const entries = d['entries'] ?? [];
+      if (!Array.isArray(entries)) throw new Error('entries must be a list');
+      const limit = d['limit'] as Record<string, unknown> | undefined;
+      const hits = pick(d, 'hitsAddend', 'hits_addend');
+      return {
+        entries: entries.map((e: Record<string, unknown>) => ({ key: str(e['key']), value: str(e['value']) })),
+        limit: limit && { requests_per_unit: uint(pick(limit, 'requestsPerUnit', 'requests_per_unit')), unit: str(limit['unit']) || 'UNKNOWN' },
+        hits_addend: hits === undefined ? undefined : { value: String(uint(hits)) },
+      };
+    }),
+  };
+}
+
+function decisionToJson(decision: Decision): unknown {
+  return {
+    overallCode: decision.overallCode,
+    statuses: decision.statuses.map((s) => ({
+      code: s.code,
+      currentLimit: s.currentLimit && { name: s.currentLimit.name || undefined, requestsPerUnit: s.currentLimit.requestsPerUnit, unit: s.currentLimit.unit },
+      limitRemaining: s.limitRemaining || undefined,
+      durationUntilReset: s.durationUntilResetSeconds === undefined ? undefined : `${s.durationUntilResetSeconds}s`,
+    })),
+    responseHeadersToAdd: decision.responseHeaders.length ? decision.responseHeaders.map(([key, value]) => ({ key, value })) : undefined,
+  };
+}

@@ -223,6 +223,31 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     }
   });
 
+  it('keeps envoyproxy/ratelimit\'s HTTP endpoints: POST /json, /healthcheck, /rlconfig', async () => {
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('http', 1) }, redisUrl: redis.url });
+    try {
+      const post = (body: string) => fetch(`${t.adminUrl}/json`, { method: 'POST', body });
+      const request = JSON.stringify({ domain: 'http', descriptors: [{ entries: [{ key: 'user', value: 'j' }] }] });
+      const first = await post(request);
+      assert.equal(first.status, 200);
+      const body = (await first.json()) as { overallCode: string; statuses: { currentLimit: { requestsPerUnit: number; unit: string }; durationUntilReset: string }[] };
+      assert.equal(body.overallCode, 'OK');
+      assert.deepEqual(body.statuses[0]?.currentLimit, { requestsPerUnit: 1, unit: 'MINUTE' });
+      assert.match(body.statuses[0]?.durationUntilReset ?? '', /^\d+s$/);
+      const second = await post(request);
+      assert.equal(second.status, 429);
+      assert.equal(((await second.json()) as { overallCode: string }).overallCode, 'OVER_LIMIT');
+      assert.equal((await post('{not json')).status, 400);
+      assert.equal((await post(JSON.stringify({ domain: '', descriptors: [] }))).status, 400);
+      const health = await fetch(`${t.adminUrl}/healthcheck`);
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), 'OK');
+      assert.equal(await (await fetch(`${t.adminUrl}/rlconfig`)).text(), 'http.user: unit=MINUTE requests_per_unit=1, shadow_mode: false, quota_mode: false\n');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('drains in-flight calls on close', async () => {
     const own = await startRedis();
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('drain', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 3000' });

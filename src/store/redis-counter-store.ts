@@ -1,0 +1,431 @@
+// The CounterStore for Redis and Redis Cluster: every request is one Lua script call (one per hash slot in a
+// cluster), so a request with ten descriptors costs one round trip, not ten (see performance.md §6.3: the Node side
+// of each command is the bottleneck).
+//
+// The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
+//
+// Failure behaviour matters as much as the happy path: a rate limit check has a deadline of a few milliseconds, so
+// createRedisClient() builds a client that fails at once while disconnected instead of queueing, never resends a
+// script that may already have run (that would count a request twice), and reconnects forever in the background.
+
+import { Cluster, Redis } from 'ioredis';
+import { ErrorCode, StoreError } from '../shared/errors.js';
+import { decideConsumption, validateRequest } from './algorithms.js';
+import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
+
+/**
+ * KEYS[i]  = key of op i.
+ * ARGV[1]  = mode: a ConsumePolicy ('always' | 'only_over' | 'none_if_over') to evaluate, decide and write in one
+ *            call; 'evaluate' to only read (reply as if nothing consumes); 'apply' to write with the decisions
+ *            given in ARGV[3].
+ * ARGV[2]  = now, integer ms since the epoch (the caller's clock, not Redis's).
+ * ARGV[3]  = mode 'apply' only: one character per op, '1' = consume, '0' = don't; empty otherwise.
+ * ARGV[4 + 6(i-1) .. 9 + 6(i-1)] = op i: algorithm, hits, capacity, windowMs, refill, ttlMs.
+ * Reply: 3 integers per op, in op order: before, after, consumed (1/0).
+ *
+ * Each key is one string, so no key needs a hash tag in a cluster:
+ *   fixed_window   "<count>"                          (what envoyproxy/ratelimit's INCRBY leaves)
+ *   sliding_window "<windowStartMs>:<current>:<previous>"
+ *   token_bucket   "<tatMs>:<remainder>"               (TAT = tatMs + remainder / refill)
+ * A value in another shape (another algorithm, a foreign key) reads as empty and is overwritten by SET.
+ */
+export const COUNTER_SCRIPT = `
+local mode = ARGV[1]
+local now = tonumber(ARGV[2])
+local mask = ARGV[3]
+
+local function divmod(a, b)
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then
+    q = q - 1
+    r = r + b
+  elseif r >= b then
+    q = q + 1
+    r = r - b
+  end
+  return q, r
+end
+
+local function read(key, algorithm)
+  local raw = redis.pcall('GET', key)
+  if type(raw) ~= 'string' then return nil end
+  if algorithm == 'fixed_window' then
+    local count = string.match(raw, '^(%d+)$')
+    if count then return { count = tonumber(count) } end
+  elseif algorithm == 'sliding_window' then
+    local s, c, p = string.match(raw, '^(%d+):(%d+):(%d+)$')
+    if s then return { start = tonumber(s), current = tonumber(c), previous = tonumber(p) } end
+  elseif algorithm == 'token_bucket' then
+    local t, r = string.match(raw, '^(%d+):(%d+)$')
+    if t then return { tatMs = tonumber(t), remainder = tonumber(r) } end
+  end
+  return nil
+end
+
+-- Each returns before, after, consumed, and when the key changes: the new value and its TTL in ms.
+local function fixedWindow(state, op, consume)
+  local before = 0
+  if state then before = state.count end
+  local after = before + op.hits
+  if not consume or op.hits == 0 then return before, after, consume end
+  return before, after, true, string.format('%d', after), op.ttlMs
+end
+
+local function slidingWindow(state, op, consume)
+  local windowMs = op.windowMs
+  local _, offset = divmod(now, windowMs)
+  local start = now - offset
+  local current, previous = 0, 0
+  if state then
+    if state.start >= start then
+      start = state.start
+      current = state.current
+      previous = state.previous
+    elseif state.start == start - windowMs then
+      previous = state.current
+    end
+  end
+  local elapsed = math.max(0, now - start)
+  local before = divmod(previous * (windowMs - elapsed), windowMs) + current
+  local after = before + op.hits
+  local consumed = consume and after <= op.capacity
+  if not consumed or op.hits == 0 then return before, after, consumed end
+  return before, after, true, string.format('%d:%d:%d', start, current + op.hits, previous),
+    start + 2 * windowMs - now
+end
+
+local function tokenBucket(state, op, consume)
+  local baseMs, baseRemainder, before = now, 0, 0
+  if state and state.tatMs >= now then
+    baseMs = state.tatMs
+    baseRemainder = state.remainder
+    local q, r = divmod((state.tatMs - now) * op.refill + state.remainder, op.windowMs)
+    if r > 0 then q = q + 1 end
+    before = math.min(op.capacity, q)
+  end
+  local after = before + op.hits
+  local consumed = consume and after <= op.capacity
+  if not consumed or op.hits == 0 then return before, after, consumed end
+  local addMs, addRemainder = divmod(op.hits * op.windowMs, op.refill)
+  local carryMs, remainder = divmod(baseRemainder + addRemainder, op.refill)
+  local tatMs = baseMs + addMs + carryMs
+  local ttlMs = tatMs - now
+  if remainder > 0 then ttlMs = ttlMs + 1 end
+  return before, after, true, string.format('%d:%d', tatMs, remainder), math.max(1, ttlMs)
+end
+
+local function step(op, state, consume)
+  if op.algorithm == 'fixed_window' then return fixedWindow(state, op, consume) end
+  if op.algorithm == 'sliding_window' then return slidingWindow(state, op, consume) end
+  if op.algorithm == 'token_bucket' then return tokenBucket(state, op, consume) end
+  error('unknown algorithm ' .. tostring(op.algorithm))
+end
+
+local ops, states = {}, {}
+for i = 1, #KEYS do
+  local a = 3 + (i - 1) * 6
+  ops[i] = {
+    key = KEYS[i], algorithm = ARGV[a + 1], hits = tonumber(ARGV[a + 2]), capacity = tonumber(ARGV[a + 3]),
+    windowMs = tonumber(ARGV[a + 4]), refill = tonumber(ARGV[a + 5]), ttlMs = tonumber(ARGV[a + 6]),
+  }
+  states[i] = read(ops[i].key, ops[i].algorithm)
+end
+
+local reply, consume = {}, {}
+if mode == 'apply' then
+  for i = 1, #KEYS do consume[i] = string.sub(mask, i, i) == '1' end
+else
+  local over, anyOver = {}, false
+  for i = 1, #KEYS do
+    local before, after = step(ops[i], states[i], false)
+    over[i] = after > ops[i].capacity
+    anyOver = anyOver or over[i]
+    if mode == 'evaluate' then
+      reply[#reply + 1] = before
+      reply[#reply + 1] = after
+      reply[#reply + 1] = 0
+    end
+  end
+  if mode == 'evaluate' then return reply end
+  for i = 1, #KEYS do
+    if mode == 'always' then consume[i] = true
+    elseif mode == 'only_over' then consume[i] = over[i] or not anyOver
+    elseif mode == 'none_if_over' then consume[i] = not anyOver
+    else error('unknown mode ' .. tostring(mode)) end
+  end
+end
+
+-- Second pass in op order; a key written earlier in this call is read again, so repeated keys see each other.
+local written = {}
+for i = 1, #KEYS do
+  local op = ops[i]
+  local state = states[i]
+  if written[op.key] then state = read(op.key, op.algorithm) end
+  local before, after, consumed, value, ttlMs = step(op, state, consume[i])
+  if value then
+    redis.call('SET', op.key, value, 'PX', string.format('%d', ttlMs))
+    written[op.key] = true
+  end
+  reply[#reply + 1] = before
+  reply[#reply + 1] = after
+  reply[#reply + 1] = consumed and 1 or 0
+end
+return reply
+`;
+
+const SCRIPT_NAME = 'portcullisCounters';
+
+type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
+type RedisClient = Redis | Cluster;
+/** The command defineCommand() adds: numkeys, then keys, then argv. */
+type ScriptRunner = Record<typeof SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
+
+export class RedisCounterStore implements CounterStore {
+  private readonly client: RedisClient;
+  private readonly keyPrefix: string;
+  private closed = false;
+
+  /** Takes ownership of `client`: close() closes it. */
+  constructor(client: RedisClient) {
+    this.client = client;
+    // ioredis prefixes keys itself; the prefix changes the hash slot, so grouping must include it.
+    this.keyPrefix = client.options.keyPrefix ?? '';
+    // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
+    if (!(SCRIPT_NAME in client)) client.defineCommand(SCRIPT_NAME, { lua: COUNTER_SCRIPT });
+  }
+
+  apply(ops: readonly CounterOp[], policy: ConsumePolicy, nowMs: number, signal: AbortSignal): Promise<CounterResult[]> {
+    try {
+      this.checkUsable(signal);
+      validateRequest(ops, nowMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (ops.length === 0) return Promise.resolve([]);
+    return raceAbort(this.run(ops, policy, nowMs, signal), signal);
+  }
+
+  ping(signal: AbortSignal): Promise<void> {
+    try {
+      this.checkUsable(signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return raceAbort(
+      this.client.ping().then(() => undefined),
+      signal,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.client.status === 'ready') {
+      // QUIT lets in-flight replies arrive; a paused or unreachable server must not hold shutdown, though.
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1000);
+        timer.unref();
+      });
+      await Promise.race([this.client.quit().catch(() => undefined), gaveUp]);
+      clearTimeout(timer);
+    }
+    this.client.disconnect();
+  }
+
+  private checkUsable(signal: AbortSignal): void {
+    if (signal.aborted) throw deadlineError();
+    if (this.closed) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, 'redis counter store is closed');
+  }
+
+  private async run(
+    ops: readonly CounterOp[],
+    policy: ConsumePolicy,
+    nowMs: number,
+    signal: AbortSignal,
+  ): Promise<CounterResult[]> {
+    const groups = this.groupBySlot(ops);
+    if (groups.length === 1 || policy === 'always') {
+      // `always` needs no cross-op decision, so each slot group decides for itself.
+      const replies = await Promise.all(groups.map((group) => this.call(ops, group, policy, nowMs)));
+      return merge(ops.length, groups, replies);
+    }
+    // Ops in several slots under a policy that looks at all ops: read every group, decide here, then write.
+    // Each call is atomic within its slot only: a concurrent request may change a counter between the two phases,
+    // so across slots this policy is best effort (as envoyproxy/ratelimit's GET-then-INCRBY is), while every
+    // counter stays exact.
+    const evaluated = merge(
+      ops.length,
+      groups,
+      await Promise.all(groups.map((group) => this.call(ops, group, 'evaluate', nowMs))),
+    );
+    if (signal.aborted) throw deadlineError(); // do not write for a request that has been answered
+    const consume = decideConsumption(
+      policy,
+      evaluated.map((result, i) => result.after > ops[i]!.capacity),
+    );
+    const replies = await Promise.all(groups.map((group) => this.call(ops, group, 'apply', nowMs, consume)));
+    return merge(ops.length, groups, replies);
+  }
+
+  /** Op indexes per hash slot; a single group when not talking to a cluster. */
+  private groupBySlot(ops: readonly CounterOp[]): number[][] {
+    if (!(this.client instanceof Cluster)) return [ops.map((_, i) => i)];
+    const bySlot = new Map<number, number[]>();
+    ops.forEach((op, i) => {
+      const slot = keySlot(this.keyPrefix + op.key);
+      const group = bySlot.get(slot);
+      if (group === undefined) bySlot.set(slot, [i]);
+      else group.push(i);
+    });
+    return [...bySlot.values()];
+  }
+
+  private async call(
+    ops: readonly CounterOp[],
+    indexes: readonly number[],
+    mode: ScriptMode,
+    nowMs: number,
+    consume?: readonly boolean[],
+  ): Promise<CounterResult[]> {
+    const keys: string[] = [];
+    const argv: (string | number)[] = [mode, nowMs, consume ? indexes.map((i) => (consume[i] ? '1' : '0')).join('') : ''];
+    for (const i of indexes) {
+      const op = ops[i]!;
+      keys.push(op.key);
+      argv.push(op.algorithm, op.hits, op.capacity, op.windowMs, op.refill, op.ttlMs);
+    }
+    const reply = await (this.client as unknown as ScriptRunner)[SCRIPT_NAME](keys.length, ...keys, ...argv);
+    return parseReply(reply, indexes.length);
+  }
+}
+
+function parseReply(reply: unknown, count: number): CounterResult[] {
+  if (!Array.isArray(reply) || reply.length !== count * 3 || !reply.every((v) => typeof v === 'number')) {
+    throw new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
+  }
+  const values = reply as number[];
+  const results: CounterResult[] = [];
+  for (let i = 0; i < count; i++) {
+    results.push({ before: values[3 * i]!, after: values[3 * i + 1]!, consumed: values[3 * i + 2] === 1 });
+  }
+  return results;
+}
+
+/** Puts per-group results back in op order. */
+function merge(count: number, groups: readonly number[][], replies: readonly CounterResult[][]): CounterResult[] {
+  const results = new Array<CounterResult>(count);
+  groups.forEach((group, g) => group.forEach((opIndex, j) => (results[opIndex] = replies[g]![j]!)));
+  return results;
+}
+
+function deadlineError(): StoreError {
+  return new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline');
+}
+
+function toStoreError(error: unknown): StoreError {
+  if (error instanceof StoreError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${message}`, { cause: error });
+}
+
+/**
+ * Settles with `work`, or with STORE_TIMEOUT as soon as `signal` aborts, whichever comes first. `work` keeps its
+ * handlers, so a reply (or error) arriving after the deadline is dropped rather than reported as unhandled.
+ */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(deadlineError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(toStoreError(error));
+      },
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hash slots. ioredis computes them with cluster-key-slot, an untyped transitive dependency; the algorithm is
+// small and fixed by the Redis Cluster spec (CRC16/XMODEM of the key, or of its {hash tag}, mod 16384), and the
+// integration test checks it against CLUSTER KEYSLOT.
+
+const CRC16_TABLE = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let crc = i << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    table[i] = crc;
+  }
+  return table;
+})();
+
+/** The Redis Cluster hash slot of `key`. */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1);
+    // Braces are ASCII, so string indexes and UTF-8 byte offsets find the same tag.
+    if (close > open + 1) key = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of Buffer.from(key, 'utf8')) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ byte) & 0xff]!;
+  return crc & 16383;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Client factory
+
+export interface RedisClientOptions {
+  /** Single node, e.g. redis://127.0.0.1:6379 (the default). Ignored when `cluster` is given. */
+  readonly url?: string;
+  /** Cluster seed nodes, "host:port" or redis:// URLs. */
+  readonly cluster?: readonly string[];
+  /** How long one connection attempt may take (default 1000 ms). */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
+function reconnectDelayMs(attempt: number): number {
+  return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
+}
+
+/**
+ * A client for RedisCounterStore that answers "Redis down" at once rather than queueing until the deadline, and
+ * heals by itself when Redis returns. Connection errors are not logged here: they reach callers through apply()
+ * and ping(); attach an 'error' listener to log them.
+ */
+export function createRedisClient(options: RedisClientOptions = {}): RedisClient {
+  const connectionOptions = {
+    connectTimeout: options.connectTimeoutMs ?? 1000,
+    // A command written before the connection dropped may have run: resending it could count a request twice,
+    // and the caller's deadline has likely passed anyway. Fail it instead.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+  };
+  let client: RedisClient;
+  if (options.cluster !== undefined && options.cluster.length > 0) {
+    client = new Cluster([...options.cluster], {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: reconnectDelayMs,
+      lazyConnect: false,
+      redisOptions: connectionOptions,
+    });
+  } else {
+    client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+      ...connectionOptions,
+      enableOfflineQueue: false,
+      retryStrategy: reconnectDelayMs,
+      lazyConnect: false,
+    });
+  }
+  // Without a listener ioredis prints every failed reconnect attempt to stderr.
+  client.on('error', () => undefined);
+  return client;
+}
