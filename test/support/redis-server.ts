@@ -1,0 +1,298 @@
+// Runs real redis-server processes (and a small Redis Cluster) for the integration and e2e tests.
+//
+// The binaries come from REDIS_SERVER_BIN / REDIS_CLI_BIN, else from PATH. When they are missing the tests fail
+// with redis-server's own error: a store tier that silently skips would look green without having run.
+//
+// Ports are found by binding port 0 and closing it; another process may take the port before redis-server binds
+// it, so a start that fails with "Address already in use" is retried on a fresh port. Every server is started with
+// persistence off and killed when the test process exits, even if a test forgot to stop it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export interface RedisServer {
+  readonly port: number;
+  /** redis://127.0.0.1:<port> */
+  readonly url: string;
+  /** SIGTERM, then SIGKILL if it lingers; waits for the exit. */
+  stop(): Promise<void>;
+  /** SIGKILL, simulating a crash; waits for the exit. */
+  kill(): Promise<void>;
+  /** Starts a stopped or killed server again on the same port (empty: persistence is off). */
+  restart(): Promise<void>;
+  /** Everything the server printed so far (for assertion messages). */
+  output(): string;
+}
+
+export interface RedisCluster {
+  /** Node URLs, redis://127.0.0.1:<port>, one per master. */
+  readonly urls: readonly string[];
+  /** "127.0.0.1:<port>" seeds, as ioredis's Cluster and createRedisClient({ cluster }) take them. */
+  readonly nodes: readonly string[];
+  readonly servers: readonly RedisServer[];
+  stop(): Promise<void>;
+}
+
+export interface StartRedisOptions {
+  /** Extra `--name value` arguments. */
+  readonly args?: readonly string[];
+  /** Also require port + 10000 to be free (the cluster bus port). */
+  readonly withBusPort?: boolean;
+}
+
+const HOST = '127.0.0.1';
+const STARTUP_TIMEOUT_MS = 10_000;
+const PORT_ATTEMPTS = 5;
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+function redisServerBin(): string {
+  return nonEmpty(process.env['REDIS_SERVER_BIN']) ?? 'redis-server';
+}
+
+function redisCliBin(): string {
+  return nonEmpty(process.env['REDIS_CLI_BIN']) ?? 'redis-cli';
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Starts one redis-server on a free port and waits until it answers PING. */
+export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+    const port = await freePort(options.withBusPort === true);
+    const dir = mkdtempSync(path.join(tmpdir(), `portcullis-redis-${port}-`));
+    try {
+      return await startOn(port, dir, options.args ?? []);
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      if (!(error instanceof PortInUseError)) throw error;
+      lastError = error;
+    }
+  }
+  throw new Error(`redis-server: no free port after ${PORT_ATTEMPTS} attempts`, { cause: lastError });
+}
+
+class PortInUseError extends Error {}
+
+async function startOn(port: number, dir: string, extraArgs: readonly string[]): Promise<RedisServer> {
+  const args = [
+    '--port', String(port),
+    '--bind', HOST,
+    '--save', '',
+    '--appendonly', 'no',
+    '--dir', dir,
+    // The outage tests pause the server with DEBUG SLEEP.
+    '--enable-debug-command', 'local',
+    ...extraArgs,
+  ];
+  let child: ChildProcess | undefined;
+  let log = '';
+  let exited: Promise<void> = Promise.resolve();
+
+  const launch = async (): Promise<void> => {
+    const proc = spawn(redisServerBin(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    running.add(proc);
+    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+    proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+    let exitCode: number | null | undefined;
+    let spawnError: Error | undefined;
+    exited = new Promise<void>((resolve) => {
+      proc.once('error', (error) => {
+        spawnError = error;
+        running.delete(proc);
+        resolve();
+      });
+      // 'close' rather than 'exit': by then stdout is drained, so the log holds the reason for an early exit.
+      proc.once('close', (code, signal) => {
+        exitCode = code ?? (signal === null ? -1 : 128);
+        running.delete(proc);
+        resolve();
+      });
+    });
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (;;) {
+      if (spawnError !== undefined) {
+        throw new Error(`cannot run ${redisServerBin()} (set REDIS_SERVER_BIN or install redis-server): ${spawnError.message}`);
+      }
+      if (exitCode !== undefined) {
+        const message = `redis-server on port ${port} exited with ${exitCode} during startup:\n${log}`;
+        throw /Address already in use/i.test(log) ? new PortInUseError(message) : new Error(message);
+      }
+      if (await answersPing(port)) return;
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        await exited;
+        throw new Error(`redis-server on port ${port} did not answer PING within ${STARTUP_TIMEOUT_MS} ms:\n${log}`);
+      }
+      await sleep(20);
+    }
+  };
+
+  const terminate = async (signal: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  await launch();
+  let removed = false;
+  return {
+    port,
+    url: `redis://${HOST}:${port}`,
+    output: () => log,
+    kill: () => terminate('SIGKILL'),
+    restart: async () => {
+      await terminate('SIGTERM');
+      mkdirSync(dir, { recursive: true });
+      removed = false;
+      await launch();
+    },
+    stop: async () => {
+      await terminate('SIGTERM');
+      if (!removed) {
+        removed = true;
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Starts 3 masters with no replicas, joins them with `redis-cli --cluster create`, and waits for cluster_state:ok. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const servers: RedisServer[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(servers.map((server) => server.stop()));
+  };
+  try {
+    for (let i = 0; i < 3; i++) {
+      servers.push(
+        await startRedis({
+          withBusPort: true,
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'],
+        }),
+      );
+    }
+    const nodes = servers.map((server) => `${HOST}:${server.port}`);
+    const created = await run(redisCliBin(), ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
+    if (created.code !== 0) throw new Error(`redis-cli --cluster create failed (${created.code}):\n${created.output}`);
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (const server of servers) {
+      for (;;) {
+        const info = await sendCommand(server.port, ['CLUSTER', 'INFO']);
+        if (info.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline) throw new Error(`cluster node ${server.port} never reached cluster_state:ok:\n${info}`);
+        await sleep(50);
+      }
+    }
+    return { urls: servers.map((server) => server.url), nodes, servers, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/**
+ * Sends one command over a fresh connection and returns the raw RESP reply (enough for PING, CLUSTER INFO, INFO
+ * and other admin commands in tests; not a RESP parser).
+ */
+export function sendCommand(port: number, args: readonly string[], timeoutMs = 2000): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: HOST, port });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no reply to ${args.join(' ')} from port ${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.once('connect', () => {
+      socket.write(`*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`);
+    });
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+      if (isCompleteReply(reply)) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(reply);
+      }
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+/** A simple-string, error, integer or single bulk-string reply has fully arrived. */
+function isCompleteReply(reply: string): boolean {
+  const lineEnd = reply.indexOf('\r\n');
+  if (lineEnd === -1) return false;
+  if (reply[0] !== '$') return true;
+  const length = Number(reply.slice(1, lineEnd));
+  return length < 0 || Buffer.byteLength(reply) >= lineEnd + 2 + length + 2;
+}
+
+async function answersPing(port: number): Promise<boolean> {
+  try {
+    return (await sendCommand(port, ['PING'], 500)).startsWith('+PONG');
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(withBusPort: boolean): Promise<number> {
+  for (;;) {
+    const port = await bindAndRelease(0);
+    if (!withBusPort) return port;
+    // The cluster bus listens on port + 10000, which must exist and be free too.
+    if (port + 10000 <= 65535 && (await canBind(port + 10000))) return port;
+  }
+}
+
+function bindAndRelease(port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(port, HOST, () => {
+      const address = server.address();
+      const bound = typeof address === 'object' && address !== null ? address.port : port;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+async function canBind(port: number): Promise<boolean> {
+  try {
+    await bindAndRelease(port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function run(command: string, args: readonly string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.once('error', (error) => reject(new Error(`cannot run ${command} (set REDIS_CLI_BIN?): ${error.message}`)));
+    child.once('close', (code, signal) => resolve({ code: code ?? (signal === null ? -1 : 128), output }));
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
