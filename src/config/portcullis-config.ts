@@ -76,7 +76,8 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   }
   const raw = schema(parsed.root, '', issues, 1);
   if (raw.redis.url !== '' && raw.redis.cluster !== undefined) {
-    issues.add(undefined, 'redis', 'set either url or cluster, not both');
+    const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
+    issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
@@ -127,7 +128,8 @@ export async function loadPortcullisConfig(file: string): Promise<PortcullisConf
 
 /** The config as shown on /config: secrets in Redis URLs replaced. */
 export function redactedConfig(config: PortcullisConfig): unknown {
-  const redact = (url: string): string => url.replace(/\/\/([^@/]*)@/, '//***@');
+  // Up to the last @ before the host: passwords may contain @ themselves.
+  const redact = (url: string): string => url.replace(/\/\/[^/]*@/, '//***@');
   return {
     ...config,
     redis: config.redis && {

@@ -28,7 +28,7 @@ export interface YamlScalar {
 
 export type ParseResult =
   | { readonly ok: true; readonly root: YamlValue | null }
-  | { readonly ok: false; readonly line: number; readonly message: string };
+  | { readonly ok: false; readonly line: number; readonly message: string; readonly code: string };
 
 /**
  * Parses the first document of `text` (later documents are ignored, as envoyproxy/ratelimit does).
@@ -43,7 +43,7 @@ export function parseYaml(text: string): ParseResult {
   const error = doc.errors[0];
   if (error !== undefined) {
     const line = error.linePos?.[0].line ?? 1;
-    return { ok: false, line, message: error.message.split('\n')[0] ?? error.message };
+    return { ok: false, line, message: error.message.split('\n')[0] ?? error.message, code: error.code };
   }
   const lineOf = (node: Node): number => lineCounter.linePos(node.range?.[0] ?? 0).line;
   const convert = (node: unknown): YamlValue | null => {

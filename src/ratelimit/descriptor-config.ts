@@ -44,9 +44,9 @@ export function compileDescriptorFiles(files: readonly DescriptorFile[]): RateLi
     const domain = compileFile(file, collector);
     if (domain !== undefined) {
       if (domains.has(domain.name)) {
-        collector.add(undefined, 'domain', `duplicate domain '${domain.name}' in config file`);
+        collector.add(domain.line, 'domain', `duplicate domain '${domain.name}' in config file`);
       } else if (collector.issues.length === 0) {
-        domains.set(domain.name, domain);
+        domains.set(domain.name, domain.config);
       }
     }
     issues.push(...collector.issues);
@@ -55,10 +55,13 @@ export function compileDescriptorFiles(files: readonly DescriptorFile[]): RateLi
   return Object.freeze({ domains });
 }
 
-function compileFile(file: DescriptorFile, issues: IssueCollector): DomainConfig | undefined {
+function compileFile(file: DescriptorFile, issues: IssueCollector): { name: string; line: number | undefined; config: DomainConfig } | undefined {
   const parsed = parseYaml(file.text);
   if (!parsed.ok) {
-    issues.add(parsed.line, '', `error loading config file: yaml: line ${parsed.line}: ${parsed.message}`);
+    // yaml.v2's wording for the commonest case (an unterminated quote or flow), the parser's own otherwise.
+    const message = parsed.code === 'MISSING_CHAR' || parsed.code === 'UNEXPECTED_TOKEN' && /end/i.test(parsed.message)
+      ? 'found unexpected end of stream' : parsed.message;
+    issues.add(parsed.line, '', `error loading config file: yaml: line ${parsed.line}: ${message}`);
     return undefined;
   }
   const root = parsed.root;
@@ -77,11 +80,11 @@ function compileFile(file: DescriptorFile, issues: IssueCollector): DomainConfig
   let consumeWhenOverLimit: ConsumeWhenOverLimit | undefined;
   if (consumeText !== '') {
     if ((CONSUME_MODES as readonly string[]).includes(consumeText)) consumeWhenOverLimit = consumeText as ConsumeWhenOverLimit;
-    else issues.add(root?.line, 'consume_when_over_limit', `must be one of ${CONSUME_MODES.join(', ')}, got '${consumeText}'`);
+    else issues.add(lineOf(root, 'consume_when_over_limit'), 'consume_when_over_limit', `must be one of ${CONSUME_MODES.join(', ')}, got '${consumeText}'`);
   }
   const descriptors = root === null ? [] : reader.maps(root, 'descriptors', 'descriptors');
   const rootNode = compileLevel(descriptors, `${domainName}.`, reader, issues);
-  return Object.freeze({ name: domainName, root: rootNode, consumeWhenOverLimit });
+  return { name: domainName, line: lineOf(root, 'domain'), config: Object.freeze({ name: domainName, root: rootNode, consumeWhenOverLimit }) };
 }
 
 /**
@@ -143,7 +146,7 @@ function compileLevel(
     const shareThreshold = reader.bool(map, 'share_threshold', path);
     const isWildcard = finalKey.includes('*');
     if (shareThreshold && !isWildcard) {
-      issues.add(map.line, joinPath(path, 'share_threshold'),
+      issues.add(lineOf(map, 'share_threshold'), joinPath(path, 'share_threshold'),
         `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
     }
     const limitSpecs: { map: YamlMap; path: string }[] = [];
@@ -190,9 +193,9 @@ function compileLimit(map: YamlMap, path: string, ctx: LimitContext, reader: Rea
   const unitText = reader.string(map, 'unit', path);
   const unit = parseUnit(unitText);
   if (unlimited && unit !== undefined) {
-    issues.add(map.line, joinPath(path, 'unit'), 'should not specify rate limit unit when unlimited');
+    issues.add(lineOf(map, 'unit'), joinPath(path, 'unit'), 'should not specify rate limit unit when unlimited');
   } else if (!unlimited && unit === undefined) {
-    issues.add(map.line, joinPath(path, 'unit'), `invalid rate limit unit '${unitText}'`);
+    issues.add(lineOf(map, 'unit'), joinPath(path, 'unit'), `invalid rate limit unit '${unitText}'`);
   }
   const name = reader.string(map, 'name', path);
   const replaces = reader.maps(map, 'replaces', joinPath(path, 'replaces')).map((r) => {
@@ -206,16 +209,16 @@ function compileLimit(map: YamlMap, path: string, ctx: LimitContext, reader: Rea
   const algorithmText = reader.string(map, 'algorithm', path) || 'fixed_window';
   const algorithm = ALGORITHMS.find((a) => a === algorithmText);
   if (algorithm === undefined) {
-    issues.add(map.line, joinPath(path, 'algorithm'), `must be one of ${ALGORITHMS.join(', ')}, got '${algorithmText}'`);
+    issues.add(lineOf(map, 'algorithm'), joinPath(path, 'algorithm'), `must be one of ${ALGORITHMS.join(', ')}, got '${algorithmText}'`);
   }
   const unitMultiplier = reader.uint32(map, 'unit_multiplier', path, 1);
-  if (unitMultiplier === 0) issues.add(map.line, joinPath(path, 'unit_multiplier'), 'must be at least 1');
+  if (unitMultiplier === 0) issues.add(lineOf(map, 'unit_multiplier'), joinPath(path, 'unit_multiplier'), 'must be at least 1');
   const burst = reader.uint32(map, 'burst', path, requestsPerUnit);
   if (mapGet(map, 'burst') !== undefined && algorithm !== 'token_bucket') {
-    issues.add(map.line, joinPath(path, 'burst'), 'burst only applies to algorithm token_bucket');
+    issues.add(lineOf(map, 'burst'), joinPath(path, 'burst'), 'burst only applies to algorithm token_bucket');
   }
   if (algorithm === 'token_bucket' && !unlimited && requestsPerUnit === 0) {
-    issues.add(map.line, joinPath(path, 'requests_per_unit'), 'a token bucket needs requests_per_unit of at least 1');
+    issues.add(lineOf(map, 'requests_per_unit'), joinPath(path, 'requests_per_unit'), 'a token bucket needs requests_per_unit of at least 1');
   }
   if (issues.issues.length > before) return undefined;
 
@@ -238,7 +241,8 @@ function compileLimit(map: YamlMap, path: string, ctx: LimitContext, reader: Rea
     quotaMode: ctx.quotaMode,
     replaces: Object.freeze(replaces),
     detailedMetric: ctx.detailedMetric,
-    keyTag: classic ? '' : `${resolvedAlgorithm}:${UNIT_SECONDS[resolvedUnit] * unitMultiplier}:`,
+    // Limits of one `rate_limits` list differ by position or name even when their windows coincide.
+    keyTag: classic ? '' : `${resolvedAlgorithm}:${UNIT_SECONDS[resolvedUnit] * unitMultiplier}:${statsSuffix ? `${statsSuffix.slice(1)}:` : ''}`,
   });
 }
 
@@ -253,7 +257,9 @@ class Reader {
       this.issues.add(value.line, joinPath(path, key), unmarshalError(value, 'string'));
       return '';
     }
-    return value.value === null ? '' : String(value.value);
+    if (value.value === null) return '';
+    // yaml.v2 keeps a plain scalar's text when the target is a string: `value: yes` is "yes", `007` is "007".
+    return typeof value.value === 'string' ? value.value : value.source.trim();
   }
 
   bool(map: YamlMap, key: string, path: string): boolean {
@@ -301,8 +307,17 @@ function unmarshalError(value: YamlValue, target: string): string {
   const tag = value.kind === 'map' ? '!!map' : value.kind === 'seq' ? '!!seq'
     : typeof value.value === 'boolean' ? '!!bool'
     : value.numberKind === 'int' ? '!!int' : value.numberKind === 'float' ? '!!float' : '!!str';
-  const shown = value.kind === 'scalar' ? ` \`${value.source.trim()}\`` : '';
+  // yaml.v2 shows the decoded text, cut to 7 characters and "..." past 10.
+  const text = value.kind === 'scalar' ? (typeof value.value === 'string' ? value.value : value.source.trim()) : '';
+  const shown = value.kind === 'scalar' ? ` \`${text.length > 10 ? `${text.slice(0, 7)}...` : text}\`` : '';
   return `error loading config file: yaml: unmarshal errors:\n  line ${value.line}: cannot unmarshal ${tag}${shown} into ${target}`;
+}
+
+/** The line of `key` in `map`, or of the map itself when the key is absent. */
+function lineOf(map: YamlMap | null, key: string): number | undefined {
+  if (map === null) return undefined;
+  const entry = [...map.entries].reverse().find((e) => e.key.kind === 'scalar' && e.key.value === key);
+  return entry?.key.line ?? map.line;
 }
 
 function toPlain(value: YamlValue | null): unknown {

@@ -5,6 +5,7 @@
  */
 export function compileWildcard(pattern: string): (text: string) => boolean {
   const segments = pattern.split('*');
+  if (segments.length === 1) return (text: string): boolean => text === pattern;
   const prefix = segments[0] ?? '';
   const suffix = segments[segments.length - 1] ?? '';
   const middles = segments.slice(1, -1).filter((s) => s !== '');

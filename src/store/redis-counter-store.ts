@@ -224,13 +224,19 @@ export class RedisCounterStore implements CounterStore {
     if (this.client.status === 'ready') {
       // QUIT lets in-flight replies arrive; a paused or unreachable server must not hold shutdown, though.
       let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 1000);
+      const gaveUp = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), 1000);
         timer.unref();
       });
-      await Promise.race([this.client.quit().catch(() => undefined), gaveUp]);
+      const quit = this.client.quit().then(
+        () => true,
+        () => false,
+      );
+      const quitCleanly = await Promise.race([quit, gaveUp]);
       clearTimeout(timer);
+      if (quitCleanly) return;
     }
+    // Not connected (or QUIT failed): stop reconnecting and drop the sockets.
     this.client.disconnect();
   }
 
@@ -414,6 +420,12 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     client = new Cluster([...options.cluster], {
       enableOfflineQueue: false,
       clusterRetryStrategy: reconnectDelayMs,
+      // A command for a node whose connection is not up is retried after this delay, at most maxRedirections
+      // (16) times. The default 100 ms makes a request to a dead master wait out its whole deadline; 10 ms still
+      // rides over a node connection that is being (re)established, and gives up on a dead one within ~200 ms.
+      retryDelayOnFailover: 10,
+      // CLUSTERDOWN is refused before anything runs: report it at once, as envoyproxy/ratelimit does.
+      retryDelayOnClusterDown: 0,
       lazyConnect: false,
       redisOptions: connectionOptions,
     });

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, type ConfigIssue } from '../../../src/config/errors.js';
+import { loadPortcullisConfig, parsePortcullisConfig, redactedConfig, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { ErrorCode } from '../../../src/shared/errors.js';
+
+const REPO_ROOT = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+})();
+const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'portcullis');
+const FILE = '/etc/portcullis/portcullis.yaml';
+
+function parseError(text: string, file = FILE): ConfigError {
+  try {
+    parsePortcullisConfig(text, file);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    assert.equal(error.code, ErrorCode.CONFIG_INVALID);
+    return error;
+  }
+  assert.fail(`expected a ConfigError for:\n${text}`);
+}
+
+function deepFrozen(value: unknown, at = 'config'): void {
+  if (value === null || typeof value !== 'object') return;
+  assert.ok(Object.isFrozen(value), `${at} is not frozen`);
+  for (const [k, v] of Object.entries(value)) deepFrozen(v, `${at}.${k}`);
+}
+
+const DEFAULT_RATELIMIT = {
+  descriptors: '/etc/portcullis/ratelimit',
+  shadowMode: false,
+  quotaMode: false,
+  nearLimitRatio: 0.8,
+  responseHeaders: { enabled: false, limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' },
+  localCache: { enabled: false, maxEntries: 100000 },
+  stopIncrementWhenOverLimit: false,
+  cacheKeyPrefix: '',
+  expirationJitterMaxSeconds: 300,
+  failureMode: 'error',
+  maxDescriptors: 256,
+  maxEntries: 64,
+  timeoutMs: 1000,
+  reload: { enabled: true, pollIntervalMs: 1000 },
+  metrics: { maxKeys: 10000 },
+};
+
+const DEFAULTS: PortcullisConfig = {
+  file: FILE,
+  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, shutdownTimeoutMs: 10000 },
+  redis: undefined,
+  log: { level: 'info' },
+  ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
+};
+
+describe('portcullis.yaml: valid files', () => {
+  it('reads every key into a frozen, typed config with the descriptors path resolved', async () => {
+    const file = path.join(FIXTURES, 'full.yaml');
+    const config = await loadPortcullisConfig(file);
+    assert.deepEqual(config, {
+      file,
+      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, shutdownTimeoutMs: 5000 },
+      redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
+      log: { level: 'debug' },
+      ratelimit: {
+        descriptors: path.join(FIXTURES, 'limits'),
+        shadowMode: true,
+        quotaMode: true,
+        nearLimitRatio: 0.9,
+        responseHeaders: { enabled: true, limit: 'X-Limit', remaining: 'X-Remaining', reset: 'X-Reset' },
+        localCache: { enabled: true, maxEntries: 5000 },
+        stopIncrementWhenOverLimit: true,
+        cacheKeyPrefix: 'rl:',
+        expirationJitterMaxSeconds: 60,
+        failureMode: 'allow',
+        maxDescriptors: 16,
+        maxEntries: 8,
+        timeoutMs: 250,
+        reload: { enabled: false, pollIntervalMs: 2000 },
+        metrics: { maxKeys: 500 },
+      },
+    });
+    deepFrozen(config);
+    assert.throws(() => {
+      (config.ratelimit as { shadowMode: boolean }).shadowMode = false;
+    }, TypeError);
+  });
+
+  it('resolves a relative path of the file itself', async () => {
+    const relative = path.relative(process.cwd(), path.join(FIXTURES, 'full.yaml'));
+    const config = await loadPortcullisConfig(relative);
+    assert.equal(config.file, path.join(FIXTURES, 'full.yaml'));
+    assert.equal(config.ratelimit.descriptors, path.join(FIXTURES, 'limits'));
+  });
+
+  const defaultCases: { name: string; text: string }[] = [
+    { name: 'an empty file', text: '' },
+    { name: 'only comments', text: '# nothing here\n' },
+    { name: 'empty sections', text: 'server:\nredis:\nlog:\nratelimit:\n' },
+    { name: 'empty nested sections', text: 'server:\n  grpc: {}\n  admin:\nratelimit:\n  response_headers: {}\n  local_cache:\n  reload: {}\n  metrics:\n' },
+  ];
+  for (const c of defaultCases) {
+    it(`uses every default for ${c.name}`, () => {
+      const config = parsePortcullisConfig(c.text, FILE);
+      assert.deepEqual(config, DEFAULTS);
+      deepFrozen(config);
+    });
+  }
+
+  it('keeps an absolute descriptors path', () => {
+    const config = parsePortcullisConfig('ratelimit:\n  descriptors: /srv/limits\n', FILE);
+    assert.equal(config.ratelimit.descriptors, '/srv/limits');
+  });
+
+  it('resolves the descriptors path against the directory of the file', () => {
+    const config = parsePortcullisConfig('ratelimit:\n  descriptors: ../shared/limits\n', '/etc/portcullis/conf/portcullis.yaml');
+    assert.equal(config.ratelimit.descriptors, '/etc/portcullis/shared/limits');
+  });
+
+  it('reads a Redis cluster', () => {
+    const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - rediss://b:7001\n', FILE);
+    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'rediss://b:7001'], connectTimeoutMs: 2000 });
+  });
+
+  const addresses = ['0.0.0.0:0', 'localhost:65535', '[::1]:9191', 'portcullis.svc.cluster.local:8081'];
+  for (const address of addresses) {
+    it(`accepts the address ${address}`, () => {
+      assert.equal(parsePortcullisConfig(`server:\n  grpc:\n    address: "${address}"\n`, FILE).server.grpc.address, address);
+    });
+  }
+
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  for (const level of levels) {
+    it(`accepts log level ${level}`, () => {
+      assert.equal(parsePortcullisConfig(`log:\n  level: ${level}\n`, FILE).log.level, level);
+    });
+  }
+});
+
+interface BadCase {
+  readonly name: string;
+  readonly text: string;
+  readonly line: number;
+  readonly path: string;
+  readonly message: string;
+}
+
+const UNKNOWN_KEYS: readonly BadCase[] = [
+  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, log, ratelimit)" },
+  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, shutdown_timeout_ms)" },
+  { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
+  { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
+  { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: "unknown key 'password' (expected one of: url, cluster, connect_timeout_ms)" },
+  { name: 'log', text: 'log:\n  format: json\n', line: 2, path: 'log.format', message: "unknown key 'format' (expected one of: level)" },
+  { name: 'ratelimit', text: 'ratelimit:\n  shadowmode: true\n', line: 2, path: 'ratelimit.shadowmode', message: "unknown key 'shadowmode'" },
+  {
+    name: 'ratelimit.response_headers', text: 'ratelimit:\n  response_headers:\n    enabled: true\n    policy_header: X\n', line: 4,
+    path: 'ratelimit.response_headers.policy_header', message: "unknown key 'policy_header' (expected one of: enabled, limit_header, remaining_header, reset_header)",
+  },
+  { name: 'ratelimit.local_cache', text: 'ratelimit:\n  local_cache:\n    size: 10\n', line: 3, path: 'ratelimit.local_cache.size', message: "unknown key 'size' (expected one of: enabled, max_entries)" },
+  { name: 'ratelimit.reload', text: 'ratelimit:\n  reload:\n    watch: true\n', line: 3, path: 'ratelimit.reload.watch', message: "unknown key 'watch' (expected one of: enabled, poll_interval_ms)" },
+  { name: 'ratelimit.metrics', text: 'ratelimit:\n  metrics:\n    prefix: x\n', line: 3, path: 'ratelimit.metrics.prefix', message: "unknown key 'prefix' (expected one of: max_keys)" },
+];
+
+const WRONG_TYPES: readonly BadCase[] = [
+  { name: 'a section that is a list', text: 'server: [1, 2]\n', line: 1, path: 'server', message: 'expected a mapping, got a list' },
+  { name: 'a section that is a scalar', text: 'ratelimit: true\n', line: 1, path: 'ratelimit', message: 'expected a mapping, got true' },
+  { name: 'a number for a string', text: 'server:\n  grpc:\n    address: 8081\n', line: 3, path: 'server.grpc.address', message: 'expected a string, got 8081' },
+  { name: 'a string for an integer', text: 'server:\n  shutdown_timeout_ms: 10s\n', line: 2, path: 'server.shutdown_timeout_ms', message: "expected an integer, got '10s'" },
+  { name: 'a float for an integer', text: 'ratelimit:\n  max_entries: 1.5\n', line: 2, path: 'ratelimit.max_entries', message: 'expected an integer, got 1.5' },
+  { name: '1.0 is not an integer', text: 'ratelimit:\n  timeout_ms: 1.0\n', line: 2, path: 'ratelimit.timeout_ms', message: 'expected an integer, got 1' },
+  { name: 'a quoted boolean', text: "ratelimit:\n  shadow_mode: 'true'\n", line: 2, path: 'ratelimit.shadow_mode', message: "expected true or false, got 'true'" },
+  { name: 'a number for a boolean', text: 'ratelimit:\n  local_cache:\n    enabled: 1\n', line: 3, path: 'ratelimit.local_cache.enabled', message: 'expected true or false, got 1' },
+  { name: 'a string for a number', text: 'ratelimit:\n  near_limit_ratio: high\n', line: 2, path: 'ratelimit.near_limit_ratio', message: "expected a number, got 'high'" },
+  { name: 'a scalar for a list', text: 'redis:\n  cluster: redis://a:1\n', line: 2, path: 'redis.cluster', message: "expected a list, got 'redis://a:1'" },
+  { name: 'a mapping for a string', text: 'ratelimit:\n  descriptors: {path: x}\n', line: 2, path: 'ratelimit.descriptors', message: 'expected a string, got a mapping' },
+  { name: 'a ratio above 1', text: 'ratelimit:\n  near_limit_ratio: 1.5\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'must be between 0 and 1, got 1.5' },
+  { name: 'a negative ratio', text: 'ratelimit:\n  near_limit_ratio: -0.1\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'must be between 0 and 1, got -0.1' },
+  { name: 'a zero timeout', text: 'ratelimit:\n  timeout_ms: 0\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and ∞, got 0' },
+  { name: 'a poll interval below 50 ms', text: 'ratelimit:\n  reload:\n    poll_interval_ms: 10\n', line: 3, path: 'ratelimit.reload.poll_interval_ms', message: 'must be between 50 and ∞, got 10' },
+  { name: 'a negative jitter', text: 'ratelimit:\n  expiration_jitter_max_seconds: -1\n', line: 2, path: 'ratelimit.expiration_jitter_max_seconds', message: 'must be between 0 and ∞, got -1' },
+  { name: 'zero max_descriptors', text: 'ratelimit:\n  max_descriptors: 0\n', line: 2, path: 'ratelimit.max_descriptors', message: 'must be between 1 and ∞, got 0' },
+];
+
+const BAD_VALUES: readonly BadCase[] = [
+  { name: 'log level', text: 'log:\n  level: loud\n', line: 2, path: 'log.level', message: "must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'" },
+  { name: 'log level is case-sensitive', text: 'log:\n  level: INFO\n', line: 2, path: 'log.level', message: "must be one of fatal, error, warn, info, debug, trace, silent, got 'INFO'" },
+  { name: 'failure_mode', text: 'ratelimit:\n  failure_mode: maybe\n', line: 2, path: 'ratelimit.failure_mode', message: "must be one of error, allow, deny, got 'maybe'" },
+  { name: 'address without a port', text: 'server:\n  grpc:\n    address: localhost\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'localhost'" },
+  { name: 'address with a port over 65535', text: 'server:\n  admin:\n    address: "h:70000"\n', line: 3, path: 'server.admin.address', message: "expected host:port, got 'h:70000'" },
+  { name: 'address with a named port', text: 'server:\n  grpc:\n    address: "h:http"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'h:http'" },
+  { name: 'address with a space', text: 'server:\n  grpc:\n    address: "my host:80"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'my host:80'" },
+  { name: 'redis url with another scheme', text: 'redis:\n  url: http://cache:6379\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'http://cache:6379'" },
+  { name: 'redis cluster member with another scheme', text: 'redis:\n  cluster:\n    - redis://a:1\n    - b:2\n', line: 4, path: 'redis.cluster[1]', message: "expected a redis:// or rediss:// URL, got 'b:2'" },
+  { name: 'url and cluster both set', text: 'server: {}\nredis:\n  url: redis://a:1\n  cluster: [redis://b:2]\n', line: 2, path: 'redis', message: 'set either url or cluster, not both' },
+];
+
+function runBad(title: string, cases: readonly BadCase[]): void {
+  describe(title, () => {
+    for (const c of cases) {
+      it(c.name, () => {
+        const error = parseError(c.text);
+        const issue = error.issues.find((i) => i.path === c.path);
+        assert.ok(issue, `no issue at ${c.path} in:\n${error.message}`);
+        assert.ok(issue.message.startsWith(c.message), `message "${issue.message}" does not start with "${c.message}"`);
+        assert.equal(issue.file, 'portcullis.yaml', 'file');
+        assert.equal(issue.line, c.line, 'line');
+        assert.ok(error.message.includes(`portcullis.yaml: ${issue.message} (line ${c.line}, at ${c.path})`), error.message);
+      });
+    }
+  });
+}
+
+runBad('portcullis.yaml: unknown keys at every level', UNKNOWN_KEYS);
+runBad('portcullis.yaml: wrong types', WRONG_TYPES);
+runBad('portcullis.yaml: bad values', BAD_VALUES);
+
+describe('portcullis.yaml: reporting', () => {
+  it('reports every problem of a file at once', async () => {
+    let caught: unknown;
+    await loadPortcullisConfig(path.join(FIXTURES, 'several_errors.yaml')).catch((error: unknown) => (caught = error));
+    assert.ok(caught instanceof ConfigError);
+    const got = [...caught.issues].sort((a, b) => (a.line ?? 0) - (b.line ?? 0)).map((i: ConfigIssue) => [i.file, i.line, i.path]);
+    assert.deepEqual(got, [
+      ['several_errors.yaml', 3, 'server.grpc.address'],
+      ['several_errors.yaml', 4, 'server.grpc.tls'],
+      ['several_errors.yaml', 6, 'log.level'],
+      ['several_errors.yaml', 8, 'ratelimit.near_limit_ratio'],
+      ['several_errors.yaml', 9, 'ratelimit.failure_mode'],
+      ['several_errors.yaml', 10, 'bogus'],
+    ]);
+    assert.equal(caught.message.split('\n').length, 6);
+  });
+
+  it('reports invalid YAML with its line', () => {
+    const error = parseError('server:\n  grpc:\n    address: "unterminated\n');
+    assert.equal(error.issues.length, 1);
+    const issue = error.issues[0]!;
+    assert.ok(issue.message.startsWith('invalid YAML: '), issue.message);
+    assert.equal(issue.file, 'portcullis.yaml');
+    assert.ok(issue.line !== undefined && issue.line >= 3, `line ${issue.line}`);
+  });
+
+  it('rejects a file that is not a mapping', () => {
+    const error = parseError('- server\n- redis\n');
+    assert.deepEqual(error.issues.map((i) => [i.line, i.path, i.message]), [[1, '', 'expected a mapping, got a list']]);
+  });
+
+  it('names the file when it cannot be read', async () => {
+    const missing = path.join(FIXTURES, 'does-not-exist.yaml');
+    let caught: unknown;
+    await loadPortcullisConfig(missing).catch((error: unknown) => (caught = error));
+    assert.ok(caught instanceof ConfigError);
+    assert.equal(caught.issues[0]!.file, missing);
+    assert.ok(caught.message.startsWith(`${missing}: cannot read config file: `), caught.message);
+  });
+});
+
+describe('portcullis.yaml: redactedConfig', () => {
+  const cases: { name: string; redis: string; shown: unknown; secret: string }[] = [
+    {
+      name: 'hides the password of the url',
+      redis: 'redis:\n  url: redis://user:s3cret@cache:6379/0\n',
+      shown: { url: 'redis://***@cache:6379/0', cluster: undefined, connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
+      name: 'hides a password-only url',
+      redis: 'redis:\n  url: rediss://:s3cret@cache:6380\n',
+      shown: { url: 'rediss://***@cache:6380', cluster: undefined, connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
+      name: 'hides the passwords of cluster members',
+      redis: 'redis:\n  cluster:\n    - redis://:s3cret@a:7000\n    - redis://b:7001\n',
+      shown: { url: undefined, cluster: ['redis://***@a:7000', 'redis://b:7001'], connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
+      name: 'hides a password that contains @',
+      redis: 'redis:\n  url: redis://user:p@ss@cache:6379\n',
+      shown: { url: 'redis://***@cache:6379', cluster: undefined, connectTimeoutMs: 2000 },
+      secret: 'p@ss',
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const config = parsePortcullisConfig(c.redis, FILE);
+      const shown = redactedConfig(config) as PortcullisConfig;
+      assert.deepEqual(shown.redis, c.shown);
+      const text = JSON.stringify(shown);
+      assert.ok(!text.includes(c.secret), `secret visible in ${text}`);
+      assert.ok(!text.includes(c.secret.slice(-2) + '@'), `part of the secret visible in ${text}`);
+      assert.deepEqual(shown.ratelimit, config.ratelimit, 'the rest is shown as is');
+    });
+  }
+
+  it('leaves a url without credentials alone, and does not change the config', () => {
+    const config = parsePortcullisConfig('redis:\n  url: redis://cache:6379\n', FILE);
+    assert.equal((redactedConfig(config) as PortcullisConfig).redis?.url, 'redis://cache:6379');
+    const withSecret = parsePortcullisConfig('redis:\n  url: redis://:x@cache:6379\n', FILE);
+    redactedConfig(withSecret);
+    assert.equal(withSecret.redis?.url, 'redis://:x@cache:6379');
+  });
+
+  it('shows no redis section when there is none', () => {
+    assert.equal((redactedConfig(parsePortcullisConfig('', FILE)) as PortcullisConfig).redis, undefined);
+  });
+});
