@@ -1,0 +1,128 @@
+// No-op envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit server: the transport
+// ceiling for the rate-limit benchmark (bench/ratelimit/run.sh).
+//
+// It runs the same stack Portcullis does (@grpc/grpc-js + @grpc/proto-loader, the real
+// rls.proto from @grpc/grpc-js-xds's vendored envoy-api), fully decodes every request,
+// and answers OK with one OK status per descriptor — no config lookup, no counters, no store.
+// Whatever Portcullis loses against this number is spent in Portcullis itself.
+//
+// Deliberately independent of src/ (loads the proto itself rather than through
+// src/server/protos.ts) so it builds and runs whatever state src/ is in.
+//
+// Usage: node dist/bench/ratelimit/noop-server.js [port]     (or NOOP_PORT=<port>; 0 = any)
+// Binds 127.0.0.1 only and prints `noop-server listening 127.0.0.1:<port>` on stdout.
+
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+interface Descriptor {
+  entries?: Array<{ key?: string; value?: string }>;
+}
+
+interface RateLimitRequest {
+  domain?: string;
+  descriptors?: Descriptor[];
+  hits_addend?: number;
+}
+
+interface DescriptorStatus {
+  code: 'OK';
+}
+
+interface RateLimitResponse {
+  overall_code: 'OK';
+  statuses: DescriptorStatus[];
+}
+
+const XDS_DEPS = path.join('node_modules', '@grpc', 'grpc-js-xds', 'deps');
+
+/** Walks up from this file (dist/bench/ratelimit/ or bench/ratelimit/) to the directory holding the deps. */
+function findDepsDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, XDS_DEPS);
+    if (existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) {
+      throw new Error(`cannot find ${XDS_DEPS} above ${fileURLToPath(import.meta.url)}`);
+    }
+    dir = parent;
+  }
+}
+
+function loadRateLimitService(): grpc.ServiceDefinition {
+  const deps = findDepsDir();
+  const packageDefinition = protoLoader.loadSync(
+    path.join(deps, 'envoy-api', 'envoy', 'service', 'ratelimit', 'v3', 'rls.proto'),
+    {
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      includeDirs: [
+        path.join(deps, 'envoy-api'),
+        path.join(deps, 'xds'),
+        path.join(deps, 'googleapis'),
+        path.join(deps, 'protoc-gen-validate'),
+      ],
+    },
+  );
+  const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    envoy: {
+      service: {
+        ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } };
+      };
+    };
+  };
+  return pkg.envoy.service.ratelimit.v3.RateLimitService.service;
+}
+
+function parsePort(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 0;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`invalid port: ${raw}`);
+  }
+  return port;
+}
+
+function main(): void {
+  const port = parsePort(process.argv[2] ?? process.env['NOOP_PORT']);
+  const server = new grpc.Server();
+  server.addService(loadRateLimitService(), {
+    ShouldRateLimit(
+      call: grpc.ServerUnaryCall<RateLimitRequest, RateLimitResponse>,
+      callback: grpc.sendUnaryData<RateLimitResponse>,
+    ): void {
+      const descriptors = call.request.descriptors ?? [];
+      const statuses: DescriptorStatus[] = new Array<DescriptorStatus>(descriptors.length);
+      for (let i = 0; i < descriptors.length; i++) statuses[i] = { code: 'OK' };
+      callback(null, { overall_code: 'OK', statuses });
+    },
+  });
+
+  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    if (err) {
+      console.error(`noop-server: bind failed: ${err.message}`);
+      process.exit(1);
+    }
+    console.log(`noop-server listening 127.0.0.1:${bound}`);
+  });
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => server.forceShutdown(), 2000);
+    force.unref();
+    server.tryShutdown(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main();

@@ -1,0 +1,117 @@
+// Tiny ShouldRateLimit client for bench/ratelimit/run.sh: readiness wait and sanity checks.
+// Same proto loading as noop-server.ts (the real rls.proto vendored by @grpc/grpc-js-xds).
+//
+// Usage:
+//   node dist/bench/ratelimit/probe.js <host:port> <domain> <key=value>[,<key=value>...] [count] [wait-ms]
+// Sends <count> (default 1) sequential requests with one descriptor made of the given entries,
+// retrying the first one for up to <wait-ms> (default 0) while the server is not up yet.
+// Prints one JSON line: {"overall":["OK","OK","OVER_LIMIT",...],"statuses":[[...],...]}.
+// Exits 1 on any gRPC error.
+
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+interface RateLimitResponse {
+  overall_code: string;
+  statuses: Array<{ code: string }>;
+}
+
+type Client = grpc.Client & {
+  ShouldRateLimit(
+    request: unknown,
+    options: grpc.CallOptions,
+    callback: (err: grpc.ServiceError | null, response?: RateLimitResponse) => void,
+  ): grpc.ClientUnaryCall;
+};
+
+const XDS_DEPS = path.join('node_modules', '@grpc', 'grpc-js-xds', 'deps');
+
+function findDepsDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, XDS_DEPS);
+    if (existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find ${XDS_DEPS}`);
+    dir = parent;
+  }
+}
+
+function loadClientConstructor(): grpc.ServiceClientConstructor {
+  const deps = findDepsDir();
+  const def = protoLoader.loadSync(
+    path.join(deps, 'envoy-api', 'envoy', 'service', 'ratelimit', 'v3', 'rls.proto'),
+    {
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) =>
+        path.join(deps, d),
+      ),
+    },
+  );
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } };
+  };
+  return pkg.envoy.service.ratelimit.v3.RateLimitService;
+}
+
+function call(client: Client, request: unknown): Promise<RateLimitResponse> {
+  return new Promise((resolve, reject) => {
+    client.ShouldRateLimit(request, { deadline: Date.now() + 5000 }, (err, response) => {
+      if (err) reject(err);
+      else if (!response) reject(new Error('empty response'));
+      else resolve(response);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const [target, domain, entriesArg, countArg, waitArg] = process.argv.slice(2);
+  if (!target || !domain || !entriesArg) {
+    console.error('usage: probe.js <host:port> <domain> <key=value>[,...] [count] [wait-ms]');
+    process.exit(2);
+  }
+  const entries = entriesArg.split(',').map((kv) => {
+    const i = kv.indexOf('=');
+    return i < 0 ? { key: kv, value: '' } : { key: kv.slice(0, i), value: kv.slice(i + 1) };
+  });
+  const count = Number(countArg ?? '1');
+  const waitUntil = Date.now() + Number(waitArg ?? '0');
+  const Ctor = loadClientConstructor();
+  const client = new Ctor(target, grpc.credentials.createInsecure()) as unknown as Client;
+  const request = { domain, descriptors: [{ entries }] };
+
+  const overall: string[] = [];
+  const statuses: string[][] = [];
+  for (let i = 0; i < count; i++) {
+    let response: RateLimitResponse;
+    for (;;) {
+      try {
+        response = await call(client, request);
+        break;
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if (i === 0 && code === grpc.status.UNAVAILABLE && Date.now() < waitUntil) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        throw err;
+      }
+    }
+    overall.push(response.overall_code);
+    statuses.push(response.statuses.map((s) => s.code));
+  }
+  client.close();
+  console.log(JSON.stringify({ overall, statuses }));
+}
+
+main().catch((err: unknown) => {
+  console.error(`probe: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
