@@ -5,12 +5,13 @@
 // The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
 //
 // Failure behaviour matters as much as the happy path: a rate limit check has a deadline of a few milliseconds, so
-// createRedisClient() builds a client that fails at once while disconnected instead of queueing, never resends a
-// script that may already have run (that would count a request twice), and reconnects forever in the background.
+// createRedisClient() builds a client that fails at once while disconnected instead of queueing, does not resend a
+// script that may already have run when a connection drops (that could count a request twice), and reconnects
+// forever in the background.
 
 import { Cluster, Redis } from 'ioredis';
 import { ErrorCode, StoreError } from '../shared/errors.js';
-import { decideConsumption, validateRequest } from './algorithms.js';
+import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
 
 /**
@@ -212,10 +213,7 @@ export class RedisCounterStore implements CounterStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return raceAbort(
-      this.client.ping().then(() => undefined),
-      signal,
-    );
+    return raceAbort(this.client.ping().then(() => undefined), signal);
   }
 
   async close(): Promise<void> {
@@ -269,7 +267,7 @@ export class RedisCounterStore implements CounterStore {
     if (signal.aborted) throw deadlineError(); // do not write for a request that has been answered
     const consume = decideConsumption(
       policy,
-      evaluated.map((result, i) => result.after > ops[i]!.capacity),
+      evaluated.map((result, i) => isOver(result, ops[i]!.capacity)),
     );
     const replies = await Promise.all(groups.map((group) => this.call(ops, group, 'apply', nowMs, consume)));
     return merge(ops.length, groups, replies);
@@ -277,7 +275,7 @@ export class RedisCounterStore implements CounterStore {
 
   /** Op indexes per hash slot; a single group when not talking to a cluster. */
   private groupBySlot(ops: readonly CounterOp[]): number[][] {
-    if (!(this.client instanceof Cluster)) return [ops.map((_, i) => i)];
+    if (!this.client.isCluster) return [ops.map((_, i) => i)];
     const bySlot = new Map<number, number[]>();
     ops.forEach((op, i) => {
       const slot = keySlot(this.keyPrefix + op.key);
@@ -420,9 +418,11 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     client = new Cluster([...options.cluster], {
       enableOfflineQueue: false,
       clusterRetryStrategy: reconnectDelayMs,
-      // A command for a node whose connection is not up is retried after this delay, at most maxRedirections
-      // (16) times. The default 100 ms makes a request to a dead master wait out its whole deadline; 10 ms still
-      // rides over a node connection that is being (re)established, and gives up on a dead one within ~200 ms.
+      // A command for a node whose connection is not up (or just closed) is retried after this delay, at most
+      // maxRedirections (16) times. The default 100 ms makes a request to a dead master wait out its whole
+      // deadline; 10 ms still rides over a node connection being (re)established and gives up on a dead one within
+      // ~200 ms. (A script in flight when its node's connection closes is retried too; its node is then usually
+      // gone, with its counters.)
       retryDelayOnFailover: 10,
       // CLUSTERDOWN is refused before anything runs: report it at once, as envoyproxy/ratelimit does.
       retryDelayOnClusterDown: 0,

@@ -48,9 +48,17 @@ const STARTUP_TIMEOUT_MS = 10_000;
 const PORT_ATTEMPTS = 5;
 
 const running = new Set<ChildProcess>();
-process.once('exit', () => {
+const killAll = (): void => {
   for (const child of running) child.kill('SIGKILL');
-});
+};
+process.once('exit', killAll);
+// A test run interrupted by a signal skips 'exit' handlers: clean up, then die of the same signal.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 function redisServerBin(): string {
   return nonEmpty(process.env['REDIS_SERVER_BIN']) ?? 'redis-server';
@@ -170,8 +178,19 @@ async function startOn(port: number, dir: string, extraArgs: readonly string[]):
   };
 }
 
-/** Starts 3 masters with no replicas, joins them with `redis-cli --cluster create`, and waits for cluster_state:ok. */
-export async function startRedisCluster(): Promise<RedisCluster> {
+export interface StartRedisClusterOptions {
+  /**
+   * cluster-node-timeout (default 5000 ms): how long a master may be unreachable before the cluster reports
+   * CLUSTERDOWN, and how long a restarted master waits before it serves again.
+   */
+  readonly nodeTimeoutMs?: number;
+}
+
+/**
+ * Starts 3 masters with no replicas, joins them with `redis-cli --cluster create`, and waits for cluster_state:ok.
+ * A node's restart() keeps its nodes.conf, so it rejoins the cluster.
+ */
+export async function startRedisCluster(options: StartRedisClusterOptions = {}): Promise<RedisCluster> {
   const servers: RedisServer[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(servers.map((server) => server.stop()));
@@ -181,7 +200,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       servers.push(
         await startRedis({
           withBusPort: true,
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'],
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 5000)],
         }),
       );
     }
@@ -231,6 +250,11 @@ export function sendCommand(port: number, args: readonly string[], timeoutMs = 2
     socket.once('error', (error) => {
       clearTimeout(timer);
       reject(error);
+    });
+    // The server went away (killed) before answering; a no-op when the reply already resolved the promise.
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`connection to port ${port} closed before a reply to ${args.join(' ')}`));
     });
   });
 }

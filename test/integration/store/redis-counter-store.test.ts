@@ -1,0 +1,460 @@
+// RedisCounterStore against real redis-server processes: the shared conformance suite on a single node and on a
+// 3-master cluster, then what only a real server can show: outages, deadlines, recovery, round trips, and that the
+// Lua script computes exactly what algorithms.ts computes.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Cluster, Redis } from 'ioredis';
+import { ErrorCode } from '../../../src/shared/errors.js';
+import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from '../../../src/store/counter-store.js';
+import { MemoryCounterStore } from '../../../src/store/memory-counter-store.js';
+import { createRedisClient, keySlot, RedisCounterStore } from '../../../src/store/redis-counter-store.js';
+import { sendCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../../support/redis-server.js';
+import {
+  bucket,
+  fixed,
+  NOW,
+  r,
+  rejectsWithCode,
+  runCounterStoreConformance,
+  sliding,
+  type StoreHarness,
+} from '../../unit/store/conformance.js';
+
+let single: RedisServer;
+let cluster: RedisCluster;
+let singleAdmin: Redis;
+let clusterAdmin: Cluster;
+
+before(async () => {
+  single = await startRedis();
+  cluster = await startRedisCluster();
+  singleAdmin = new Redis(single.url);
+  clusterAdmin = new Cluster([...cluster.nodes]);
+  await Promise.all([ready(singleAdmin), ready(clusterAdmin)]);
+});
+
+after(async () => {
+  singleAdmin?.disconnect();
+  clusterAdmin?.disconnect();
+  await single?.stop();
+  await cluster?.stop();
+});
+
+async function ready(client: Redis | Cluster): Promise<void> {
+  if (client.status === 'ready') return;
+  await once(client, 'ready', { signal: AbortSignal.timeout(10_000) });
+}
+
+async function harness(client: Redis | Cluster, admin: Redis | Cluster): Promise<StoreHarness> {
+  await ready(client);
+  const store = new RedisCounterStore(client);
+  return {
+    store,
+    ttlMs: async (key) => {
+      const ttl = await admin.pttl(key);
+      return ttl < 0 ? undefined : ttl;
+    },
+    cleanup: () => store.close(),
+  };
+}
+
+runCounterStoreConformance('redis (single node)', () => harness(createRedisClient({ url: single.url }), singleAdmin));
+runCounterStoreConformance('redis (3-master cluster)', () =>
+  harness(createRedisClient({ cluster: cluster.nodes }), clusterAdmin),
+);
+
+const signal = (): AbortSignal => AbortSignal.timeout(10_000);
+
+/** INFO commandstats as command → calls. */
+async function commandCalls(port: number): Promise<Map<string, number>> {
+  const info = await sendCommand(port, ['INFO', 'commandstats']);
+  const calls = new Map<string, number>();
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1]!, Number(match[2]));
+  return calls;
+}
+
+/** Names of the commands clients send to the server from now on (not those run inside scripts). */
+async function monitorCommands(port: number): Promise<{ settle(count: number): Promise<string[]>; stop(): void }> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.setEncoding('utf8');
+  let buffer = '';
+  const commands: string[] = [];
+  let started!: () => void;
+  const ok = new Promise<void>((resolve) => (started = resolve));
+  socket.on('data', (chunk: string) => {
+    buffer += chunk;
+    let end: number;
+    while ((end = buffer.indexOf('\r\n')) !== -1) {
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (line === '+OK') started();
+      // +1700000000.123456 [0 127.0.0.1:51234] "evalsha" "…" — or [0 lua] for a script's own commands.
+      const match = /^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"/.exec(line);
+      if (match !== null && match[1] !== 'lua') commands.push(match[2]!.toLowerCase());
+    }
+  });
+  socket.write('MONITOR\r\n');
+  await ok;
+  return {
+    // Waits for `count` commands, then a little longer so that extra ones would show up too.
+    settle: async (count) => {
+      const deadline = Date.now() + 2000;
+      while (commands.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return commands;
+    },
+    stop: () => socket.destroy(),
+  };
+}
+
+/** Calls per command between two snapshots, leaving out the snapshots' own INFO. */
+function callsBetween(earlier: Map<string, number>, later: Map<string, number>): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [command, calls] of later) {
+    const diff = calls - (earlier.get(command) ?? 0);
+    if (diff > 0 && command !== 'info') delta[command] = diff;
+  }
+  return delta;
+}
+
+describe('RedisCounterStore on a single node', () => {
+  it('sends exactly one script call per apply, whatever the number of ops', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const ops = [fixed(`${run}:a`, 1, 9), sliding(`${run}:b`, 1, 9, 60_000), bucket(`${run}:c`, 1, 9, 60_000, 9)];
+      await store.apply(ops, 'none_if_over', NOW, signal()); // the first call on a connection sends EVAL
+      // MONITOR shows the commands clients send, apart from the ones scripts run (tagged "lua").
+      const monitor = await monitorCommands(single.port);
+      try {
+        for (let i = 0; i < 20; i++) await store.apply([...ops, fixed(`${run}:d${i}`, 2, 9)], 'only_over', NOW, signal());
+        await store.apply([], 'always', NOW, signal());
+        assert.deepEqual(await monitor.settle(20), Array.from({ length: 20 }, () => 'evalsha'));
+      } finally {
+        monitor.stop();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rejects with STORE_TIMEOUT when the deadline passes while Redis is busy, and stays usable', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const k = `timeout:${randomUUID()}`;
+      const sleeping = sendCommand(single.port, ['DEBUG', 'SLEEP', '2'], 5000);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // let DEBUG SLEEP start
+      const started = performance.now();
+      await rejectsWithCode(store.apply([fixed(k, 1, 5)], 'always', NOW, AbortSignal.timeout(50)), ErrorCode.STORE_TIMEOUT);
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 45 && elapsed < 300, `rejected after ${elapsed.toFixed(0)} ms, expected ~50 ms`);
+      await sleeping;
+      // The script was already sent, so it ran once Redis woke up: a timeout means "unknown", not "not counted".
+      assert.deepEqual(await store.apply([fixed(k, 1, 5)], 'always', NOW, signal()), [r(1, 2, true)]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails fast with STORE_UNAVAILABLE while Redis is down, and recovers by itself when it returns', async () => {
+    const server = await startRedis();
+    const client = createRedisClient({ url: server.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const k = `outage:${randomUUID()}`;
+      assert.deepEqual(await store.apply([fixed(k, 1, 5)], 'always', NOW, signal()), [r(0, 1, true)]);
+
+      // A request in flight when Redis dies: held up by DEBUG SLEEP, so it is surely unanswered at the crash.
+      const sleeping = sendCommand(server.port, ['DEBUG', 'SLEEP', '5'], 10_000).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      let failedAt = 0;
+      const inFlight = rejectsWithCode(
+        store.apply([fixed(k, 1, 5)], 'always', NOW, AbortSignal.timeout(5000)).finally(() => (failedAt = performance.now())),
+        ErrorCode.STORE_UNAVAILABLE,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const killedAt = performance.now();
+      await server.kill();
+      const error = await inFlight;
+      assert.ok(failedAt - killedAt < 500, `in-flight request failed ${(failedAt - killedAt).toFixed(0)} ms after the crash`);
+      assert.match(error.message, /^redis: /);
+      await sleeping;
+
+      // While down, every call answers at once instead of waiting for its deadline.
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        await rejectsWithCode(store.apply([fixed(k, 1, 5)], 'always', NOW, AbortSignal.timeout(5000)), ErrorCode.STORE_UNAVAILABLE);
+        await rejectsWithCode(store.ping(AbortSignal.timeout(5000)), ErrorCode.STORE_UNAVAILABLE);
+        const elapsed = performance.now() - started;
+        assert.ok(elapsed < 200, `call ${i} took ${elapsed.toFixed(0)} ms while Redis was down`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+
+      await server.restart();
+      const restartedAt = performance.now();
+      let recovered: CounterResult[] | undefined;
+      while (recovered === undefined && performance.now() - restartedAt < 5000) {
+        try {
+          recovered = await store.apply([fixed(k, 1, 5)], 'always', NOW, AbortSignal.timeout(1000));
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+      assert.ok(recovered !== undefined, 'the store did not recover within 5 s of Redis restarting');
+      assert.deepEqual(recovered, [r(0, 1, true)], 'a restarted Redis without persistence starts empty');
+      await store.ping(signal());
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('rejects with STORE_UNAVAILABLE and the Redis error text when Redis refuses the script', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      await singleAdmin.config('SET', 'maxmemory', '1');
+      const error = await rejectsWithCode(store.apply([fixed(`oom:${randomUUID()}`, 1, 5)], 'always', NOW, signal()), ErrorCode.STORE_UNAVAILABLE);
+      assert.match(error.message, /^redis: OOM command not allowed/);
+    } finally {
+      await singleAdmin.config('SET', 'maxmemory', '0');
+      await store.close();
+    }
+  });
+
+  it('rejects with STORE_UNAVAILABLE once closed', async () => {
+    const store = new RedisCounterStore(createRedisClient({ url: single.url }));
+    await store.close();
+    await rejectsWithCode(store.apply([fixed('k', 1, 1)], 'always', NOW, signal()), ErrorCode.STORE_UNAVAILABLE);
+    await rejectsWithCode(store.ping(signal()), ErrorCode.STORE_UNAVAILABLE);
+  });
+});
+
+describe('RedisCounterStore on a cluster', () => {
+  /** Keys in distinct slots served by every master, so a request needs one call per node. */
+  const keysOnEveryNode = async (run: string): Promise<string[]> => {
+    const owners = new Map<string, string>();
+    for (let i = 0; owners.size < 3 && i < 1000; i++) {
+      const k = `spread:${run}:${i}`;
+      const [, port] = (await slotOwner(keySlot(k))).split(':');
+      if (!owners.has(port!)) owners.set(port!, k);
+    }
+    assert.equal(owners.size, 3, 'could not find keys on all three masters');
+    return [...owners.values()];
+  };
+  const slotOwner = async (slot: number): Promise<string> => {
+    const range = (await clusterAdmin.cluster('SLOTS')).find(([from, to]) => slot >= from && slot <= to);
+    const master = range?.[2];
+    assert.ok(master !== undefined, `no owner for slot ${slot}`);
+    return `${master[0]}:${master[1]}`;
+  };
+  const allCalls = async (): Promise<Map<string, number>[]> =>
+    Promise.all(cluster.servers.map((server) => commandCalls(server.port)));
+  const scriptCalls = (earlier: Map<string, number>[], later: Map<string, number>[]): number =>
+    later.reduce((sum, calls, i) => {
+      const delta = callsBetween(earlier[i]!, calls);
+      return sum + (delta['evalsha'] ?? 0) + (delta['eval'] ?? 0);
+    }, 0);
+
+  it('fails fast with STORE_UNAVAILABLE while a master is down, and recovers when it returns', async () => {
+    const own = await startRedisCluster({ nodeTimeoutMs: 1000 });
+    const client = createRedisClient({ cluster: own.nodes });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const ops = Array.from({ length: 12 }, (_, i) => fixed(`down:${randomUUID()}:${i}`, 1, 100));
+      assert.equal((await store.apply(ops, 'always', NOW, signal())).length, 12);
+      await own.servers[0]!.kill();
+      // Until the cluster notices (node timeout) requests for the dead master's slots fail after a few quick
+      // retries; then every node answers CLUSTERDOWN at once.
+      const messages: string[] = [];
+      const started = performance.now();
+      while (performance.now() - started < 3000) {
+        const callStarted = performance.now();
+        const error = await rejectsWithCode(store.apply(ops, 'always', NOW, AbortSignal.timeout(2000)), ErrorCode.STORE_UNAVAILABLE);
+        const elapsed = performance.now() - callStarted;
+        assert.ok(elapsed < 500, `took ${elapsed.toFixed(0)} ms with a master down: ${error.message}`);
+        messages.push(error.message);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(messages.some((message) => message.includes('CLUSTERDOWN')), messages.join('\n'));
+
+      await own.servers[0]!.restart();
+      const restartedAt = performance.now();
+      let recovered = false;
+      while (!recovered && performance.now() - restartedAt < 15_000) {
+        recovered = await store.apply(ops, 'always', NOW, AbortSignal.timeout(1000)).then(
+          () => true,
+          () => false,
+        );
+        if (!recovered) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(recovered, 'the store did not recover within 15 s of the master restarting');
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  });
+
+  it('computes the same slots as CLUSTER KEYSLOT', async () => {
+    const keys = ['', 'a', 'foo', '123456789', '{user1000}.following', 'foo{}{bar}', 'foo{{bar}}zap', 'foo{bar}{zap}', 'ключ_значение_60', '🙂{🙃}'];
+    for (let i = 0; i < 50; i++) keys.push(`domain_key_value_${randomUUID()}_${1_700_000_000 + i * 60}`);
+    for (const k of keys) assert.equal(keySlot(k), await clusterAdmin.cluster('KEYSLOT', k), k);
+  });
+
+  it('sends one call per slot, and two per slot for a cross-slot policy decision', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const [a, b, c] = await keysOnEveryNode(randomUUID());
+      const ops = [fixed(a!, 1, 1), fixed(b!, 1, 5), sliding(c!, 1, 5, 60_000)];
+      await store.apply(ops.map((op) => ({ ...op, hits: 0 })), 'always', NOW, signal()); // load the script everywhere
+
+      let before = await allCalls();
+      assert.deepEqual(await store.apply(ops, 'always', NOW, signal()), [r(0, 1, true), r(0, 1, true), r(0, 1, true)]);
+      assert.equal(scriptCalls(before, await allCalls()), 3);
+
+      before = await allCalls();
+      assert.deepEqual(await store.apply(ops, 'only_over', NOW, signal()), [r(1, 2, true), r(1, 2, false), r(1, 2, false)]);
+      assert.equal(scriptCalls(before, await allCalls()), 6);
+
+      before = await allCalls();
+      assert.deepEqual(await store.apply(ops, 'none_if_over', NOW, signal()), [r(2, 3, false), r(1, 2, false), r(1, 2, false)]);
+      assert.equal(scriptCalls(before, await allCalls()), 6);
+
+      // Hash-tagged keys share a slot: one call even for a policy that decides across ops.
+      const tagged = [fixed(`{${a}}:x`, 1, 1), fixed(`{${a}}:y`, 1, 5)];
+      before = await allCalls();
+      assert.deepEqual(await store.apply(tagged, 'none_if_over', NOW, signal()), [r(0, 1, true), r(0, 1, true)]);
+      assert.equal(scriptCalls(before, await allCalls()), 1);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The Lua script and algorithms.ts must agree on every input. Random requests (several ops, repeated keys, keys
+// switching algorithm, every policy, time moving forward irregularly) go through the memory store and a Redis store,
+// and every answer must be identical.
+//
+// Redis expires keys by its own clock, the memory store by the simulated `now`. Expiry never changes an answer
+// (a sliding window or a bucket expires exactly when its state has become equivalent to no state), but only if
+// Redis's clock does not run past the simulated one. So every time to live here is at least 10 s, far longer than
+// the test: windows of 10 s and more, emission intervals of 10 s and more, fixed windows that never expire. The
+// simulated time then jumps by up to hours, and the sequence of requests is a pure function of the seed.
+
+/** mulberry32: a tiny seeded PRNG, so a failure can be replayed from the seed in its message. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface KeySpec {
+  key: string;
+  algorithm: CounterOp['algorithm'];
+  capacity: number;
+  slidingWindowMs: number;
+  bucketWindowMs: number;
+  refill: number;
+}
+
+/** How often each algorithm produced the interesting cases, so the comparison cannot pass by testing nothing. */
+type Coverage = Record<CounterOp['algorithm'], { inUse: number; consumed: number; refused: number }>;
+
+async function compareStores(redis: CounterStore, seed: number, requests: number, coverage: Coverage): Promise<void> {
+  const memory = new MemoryCounterStore();
+  const rand = random(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
+  const run = randomUUID();
+  const algorithms = ['fixed_window', 'sliding_window', 'token_bucket'] as const;
+  // Window lengths and refill rates stay fixed per key (after such a change the stores may legitimately differ on
+  // leftovers that one has expired and the other not); the algorithm and the capacity sometimes change. Capacities
+  // reach 100 000 so that rounding (weighted windows, fractional emission intervals) shows up often.
+  const specs: KeySpec[] = Array.from({ length: 10 }, (_, i) => {
+    const refill = pick([1, 3, 7, 13, 250, 4999]);
+    return {
+      key: `equivalence:${run}:${i}`,
+      algorithm: pick(algorithms),
+      capacity: pick([0, 1, 3, 7, 40, 500, 2999, 100_000]),
+      slidingWindowMs: pick([10_007, 15_000, 33_331, 600_000, 86_400_000]),
+      // T = windowMs / refill ≥ 10 s, often not a whole number of milliseconds.
+      bucketWindowMs: refill * pick([10_000, 10_007, 33_333, 600_000]) + pick([0, 1, Math.floor(refill / 3)]),
+      refill,
+    };
+  });
+  const policies: ConsumePolicy[] = ['always', 'only_over', 'none_if_over'];
+  let now = NOW + Math.floor(rand() * 86_400_000);
+  for (let request = 0; request < requests; request++) {
+    now += rand() < 0.3
+      ? Math.floor(rand() * 100_000)
+      : pick([0, 0, 1, 17, 999, 1000, 1001, 4999, 10_000, 33_333, 60_000, 600_000, 3_600_000]);
+    const ops: CounterOp[] = Array.from({ length: 1 + Math.floor(rand() * 5) }, () => {
+      const spec = pick(specs);
+      if (rand() < 0.03) spec.algorithm = pick(algorithms);
+      if (rand() < 0.03) spec.capacity = pick([0, 1, 3, 7, 40, 500, 2999, 100_000]);
+      const { capacity } = spec;
+      return {
+        key: spec.key,
+        algorithm: spec.algorithm,
+        hits: pick([0, 1, 1, Math.ceil(capacity / 10), Math.ceil(capacity / 3), capacity, capacity + 1]),
+        capacity,
+        windowMs: spec.algorithm === 'token_bucket' ? spec.bucketWindowMs : spec.slidingWindowMs,
+        refill: spec.refill,
+        ttlMs: 1_000_000_000_000, // a fixed window that outlives the simulated time
+      };
+    });
+    const policy = pick(policies);
+    const expected = await memory.apply(ops, policy, now, signal());
+    const actual = await redis.apply(ops, policy, now, signal());
+    assert.deepEqual(actual, expected, `seed ${seed}, request ${request}, ${policy} at ${now}: ${JSON.stringify(ops)}`);
+    expected.forEach((result, i) => {
+      const counts = coverage[ops[i]!.algorithm];
+      if (result.before > 0) counts.inUse++;
+      if (result.consumed && result.after > result.before) counts.consumed++;
+      if (!result.consumed) counts.refused++;
+    });
+  }
+}
+
+describe('the Lua script computes what algorithms.ts computes', () => {
+  for (const target of ['single node', 'cluster'] as const) {
+    it(`on a ${target}`, async () => {
+      const client = target === 'single node' ? createRedisClient({ url: single.url }) : createRedisClient({ cluster: cluster.nodes });
+      const store = new RedisCounterStore(client);
+      try {
+        await ready(client);
+        const coverage: Coverage = {
+          fixed_window: { inUse: 0, consumed: 0, refused: 0 },
+          sliding_window: { inUse: 0, consumed: 0, refused: 0 },
+          token_bucket: { inUse: 0, consumed: 0, refused: 0 },
+        };
+        for (let seed = 1; seed <= 10; seed++) await compareStores(store, seed, 300, coverage);
+        for (const [algorithm, counts] of Object.entries(coverage)) {
+          for (const [kind, count] of Object.entries(counts)) {
+            assert.ok(count >= 100, `only ${count} ${kind} results for ${algorithm}: ${JSON.stringify(coverage)}`);
+          }
+        }
+      } finally {
+        await store.close();
+      }
+    });
+  }
+});
