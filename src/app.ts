@@ -14,6 +14,7 @@ import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
+import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
@@ -128,6 +129,7 @@ export function buildApp(deps: AppDeps): App {
         implementation: rateLimitHandlers({
           service,
           logger,
+          deadlines: new DeadlineSignals(),
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),

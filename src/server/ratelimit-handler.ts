@@ -5,6 +5,7 @@ import type { RateLimitRequest, RequestDescriptor } from '../ratelimit/types.js'
 import { unitFromNumber, UNIT_NUMBERS, type Unit } from '../ratelimit/units.js';
 import { asPortcullisError, ErrorCode, PortcullisError } from '../shared/errors.js';
 import type { Logger } from '../observability/logger.js';
+import type { DeadlineSignals } from './deadline-signals.js';
 import { grpcStatusOf } from './status.js';
 
 /** RateLimitRequest as @grpc/proto-loader decodes it (keepCase, longs and enums as strings, no defaults). */
@@ -25,6 +26,7 @@ export interface HandlerDeps {
   readonly timeoutMs: () => number;
   readonly onError: (code: string) => void;
   readonly observeDuration: (seconds: number) => void;
+  readonly deadlines: DeadlineSignals;
   /** Counts calls in flight, so shutdown can drain them. */
   readonly inFlight: { enter(): void; leave(): void };
 }
@@ -32,37 +34,48 @@ export interface HandlerDeps {
 export function rateLimitHandlers(deps: HandlerDeps): UntypedServiceImplementation {
   return {
     ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>): void {
-      const started = process.hrtime.bigint();
+      const started = performance.now();
       deps.inFlight.enter();
-      const signal = deadlineSignal(call.getDeadline(), deps.timeoutMs());
-      void handle(deps, call.request, signal)
-        .then(
-          (response) => callback(null, response),
-          (error: unknown) => {
-            const e = asPortcullisError(error);
-            deps.onError(e.code);
-            if (e.code === ErrorCode.INTERNAL) deps.logger.error({ err: error }, 'ShouldRateLimit failed');
-            else deps.logger.debug({ code: e.code, msg: e.message }, 'ShouldRateLimit error');
-            callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
-          },
-        )
-        .finally(() => {
-          deps.inFlight.leave();
-          deps.observeDuration(Number(process.hrtime.bigint() - started) / 1e9);
-        });
+      const signal = deps.deadlines.signalFor(Date.now() + deadlineMs(call.getDeadline(), deps.timeoutMs()));
+      const finish = (): void => {
+        deps.inFlight.leave();
+        deps.observeDuration((performance.now() - started) / 1000);
+      };
+      let request: RateLimitRequest;
+      try {
+        request = toRequest(call.request);
+      } catch (error) {
+        finish();
+        fail(deps, callback, error);
+        return;
+      }
+      deps.service.shouldRateLimit(request, signal).then(
+        (decision) => {
+          finish();
+          callback(null, toWire(decision));
+        },
+        (error: unknown) => {
+          finish();
+          fail(deps, callback, error);
+        },
+      );
     },
   };
 }
 
-async function handle(deps: HandlerDeps, wire: WireRequest, signal: AbortSignal): Promise<unknown> {
-  const decision = await deps.service.shouldRateLimit(toRequest(wire), signal);
-  return toWire(decision);
+function fail(deps: HandlerDeps, callback: sendUnaryData<unknown>, error: unknown): void {
+  const e = asPortcullisError(error);
+  deps.onError(e.code);
+  if (e.code === ErrorCode.INTERNAL) deps.logger.error({ err: error }, 'ShouldRateLimit failed');
+  else deps.logger.debug({ code: e.code, msg: e.message }, 'ShouldRateLimit error');
+  callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
 }
 
-function deadlineSignal(deadline: Date | number, fallbackMs: number): AbortSignal {
+/** Milliseconds the store may take: Envoy's deadline when it is the shorter one. */
+function deadlineMs(deadline: Date | number, fallbackMs: number): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
   const remaining = Number.isFinite(at) ? at - Date.now() : fallbackMs;
-  return AbortSignal.timeout(Math.max(1, Math.min(remaining, fallbackMs)));
+  return Math.max(1, Math.min(remaining, fallbackMs));
 }
 
 export function toRequest(wire: WireRequest): RateLimitRequest {
