@@ -7,16 +7,13 @@
 // Whatever Portcullis loses against this number is spent in Portcullis itself.
 //
 // Deliberately independent of src/ (loads the proto itself rather than through
-// src/server/protos.ts) so it builds and runs whatever state src/ is in.
+// src/server/protos.ts: see rls-proto.ts) so it builds and runs whatever state src/ is in.
 //
 // Usage: node dist/bench/ratelimit/noop-server.js [port]     (or NOOP_PORT=<port>; 0 = any)
 // Binds 127.0.0.1 only and prints `noop-server listening 127.0.0.1:<port>` on stdout.
 
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadRateLimitService } from './rls-proto.js';
 
 interface Descriptor {
   entries?: Array<{ key?: string; value?: string }>;
@@ -37,50 +34,6 @@ interface RateLimitResponse {
   statuses: DescriptorStatus[];
 }
 
-const XDS_DEPS = path.join('node_modules', '@grpc', 'grpc-js-xds', 'deps');
-
-/** Walks up from this file (dist/bench/ratelimit/ or bench/ratelimit/) to the directory holding the deps. */
-function findDepsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, XDS_DEPS);
-    if (existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new Error(`cannot find ${XDS_DEPS} above ${fileURLToPath(import.meta.url)}`);
-    }
-    dir = parent;
-  }
-}
-
-function loadRateLimitService(): grpc.ServiceDefinition {
-  const deps = findDepsDir();
-  const packageDefinition = protoLoader.loadSync(
-    path.join(deps, 'envoy-api', 'envoy', 'service', 'ratelimit', 'v3', 'rls.proto'),
-    {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-      includeDirs: [
-        path.join(deps, 'envoy-api'),
-        path.join(deps, 'xds'),
-        path.join(deps, 'googleapis'),
-        path.join(deps, 'protoc-gen-validate'),
-      ],
-    },
-  );
-  const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-    envoy: {
-      service: {
-        ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } };
-      };
-    };
-  };
-  return pkg.envoy.service.ratelimit.v3.RateLimitService.service;
-}
-
 function parsePort(raw: string | undefined): number {
   if (raw === undefined || raw === '') return 0;
   const port = Number(raw);
@@ -93,7 +46,7 @@ function parsePort(raw: string | undefined): number {
 function main(): void {
   const port = parsePort(process.argv[2] ?? process.env['NOOP_PORT']);
   const server = new grpc.Server();
-  server.addService(loadRateLimitService(), {
+  server.addService(loadRateLimitService().service, {
     ShouldRateLimit(
       call: grpc.ServerUnaryCall<RateLimitRequest, RateLimitResponse>,
       callback: grpc.sendUnaryData<RateLimitResponse>,

@@ -8,11 +8,8 @@
 // Prints one JSON line: {"overall":["OK","OK","OVER_LIMIT",...],"statuses":[[...],...]}.
 // Exits 1 on any gRPC error.
 
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadRateLimitService } from './rls-proto.js';
 
 interface RateLimitResponse {
   overall_code: string;
@@ -26,40 +23,6 @@ type Client = grpc.Client & {
     callback: (err: grpc.ServiceError | null, response?: RateLimitResponse) => void,
   ): grpc.ClientUnaryCall;
 };
-
-const XDS_DEPS = path.join('node_modules', '@grpc', 'grpc-js-xds', 'deps');
-
-function findDepsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, XDS_DEPS);
-    if (existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`cannot find ${XDS_DEPS}`);
-    dir = parent;
-  }
-}
-
-function loadClientConstructor(): grpc.ServiceClientConstructor {
-  const deps = findDepsDir();
-  const def = protoLoader.loadSync(
-    path.join(deps, 'envoy-api', 'envoy', 'service', 'ratelimit', 'v3', 'rls.proto'),
-    {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-      includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) =>
-        path.join(deps, d),
-      ),
-    },
-  );
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } };
-  };
-  return pkg.envoy.service.ratelimit.v3.RateLimitService;
-}
 
 function call(client: Client, request: unknown): Promise<RateLimitResponse> {
   return new Promise((resolve, reject) => {
@@ -83,7 +46,7 @@ async function main(): Promise<void> {
   });
   const count = Number(countArg ?? '1');
   const waitUntil = Date.now() + Number(waitArg ?? '0');
-  const Ctor = loadClientConstructor();
+  const Ctor = loadRateLimitService();
   const client = new Ctor(target, grpc.credentials.createInsecure()) as unknown as Client;
   const request = { domain, descriptors: [{ entries }] };
 

@@ -61,7 +61,6 @@ const POLICY: Readonly<Record<ConsumeWhenOverLimit, ConsumePolicy>> = {
 interface PlannedLimit {
   readonly limit: CompiledLimit;
   readonly statsKey: string;
-  readonly hits: number;
   /** Index into the store ops, or the outcome decided without the store. */
   readonly source: number | LimitOutcome;
   readonly key: string;
@@ -90,14 +89,14 @@ export class RateLimitService {
       return match.limits.map((limit): PlannedLimit => {
         const statsKey = match.statsKey + limit.statsSuffix;
         const key = storageKey(settings.cacheKeyPrefix, request.domain, descriptor.entries, match, limit, nowMs);
-        if (limit.unlimited) return { limit, statsKey, hits, source: { kind: 'unlimited' }, key };
-        if (limit.name !== '' && replaced.has(limit.name)) return { limit, statsKey, hits, source: { kind: 'replaced' }, key };
+        if (limit.unlimited) return { limit, statsKey, source: { kind: 'unlimited' }, key };
+        if (limit.name !== '' && replaced.has(limit.name)) return { limit, statsKey, source: { kind: 'replaced' }, key };
         if (useLocalCache && this.deps.overLimitCache.has(key, nowMs)) {
           this.deps.observer.localCacheHit();
-          return { limit, statsKey, hits, source: { kind: 'local_cache', hits }, key };
+          return { limit, statsKey, source: { kind: 'local_cache', hits }, key };
         }
         ops.push(toOp(key, limit, hits, settings, this.deps.random));
-        return { limit, statsKey, hits, source: ops.length - 1, key };
+        return { limit, statsKey, source: ops.length - 1, key };
       });
     });
 
@@ -130,29 +129,22 @@ export class RateLimitService {
       }),
     );
     const decision = decide(evaluations, nowMs, decideOptions(settings));
-    if (useLocalCache) this.rememberOverLimit(evaluations, decision, planned, nowMs);
+    if (useLocalCache) this.rememberOverLimit(evaluations, planned, nowMs);
     this.deps.observer.limitStats(decision.stats);
     this.deps.observer.decision(request.domain, decision.overallCode, decision.globalShadowApplied);
     return decision;
   }
 
-  private rememberOverLimit(
-    evaluations: readonly (readonly LimitEvaluation[])[],
-    decision: Decision,
-    planned: readonly (readonly PlannedLimit[])[],
-    nowMs: number,
-  ): void {
-    evaluations.forEach((limits, i) => {
-      const reset = decision.statuses[i]?.durationUntilResetSeconds;
+  /** Fixed-window counters now over their limit stay over until their window ends: skip the store till then. */
+  private rememberOverLimit(evaluations: readonly (readonly LimitEvaluation[])[], planned: readonly (readonly PlannedLimit[])[], nowMs: number): void {
+    evaluations.forEach((limits, i) =>
       limits.forEach((e, j) => {
         const o = e.outcome;
-        const capacity = e.limit.algorithm === 'token_bucket' ? e.limit.burst : e.limit.requestsPerUnit;
-        // Only fixed windows stay over until their window ends; rolling limits recover continuously.
-        if (o.kind === 'counted' && o.consumed && o.after > capacity && e.limit.algorithm === 'fixed_window' && reset !== undefined) {
-          this.deps.overLimitCache.add(planned[i]![j]!.key, nowMs + reset * 1000);
-        }
-      });
-    });
+        if (o.kind !== 'counted' || !o.consumed || e.limit.algorithm !== 'fixed_window' || o.after <= e.limit.requestsPerUnit) return;
+        const windowMs = e.limit.windowSeconds * 1000;
+        this.deps.overLimitCache.add(planned[i]![j]!.key, (Math.floor(nowMs / windowMs) + 1) * windowMs);
+      }),
+    );
   }
 }
 

@@ -67,7 +67,7 @@ function fail(deps: HandlerDeps, callback: sendUnaryData<unknown>, error: unknow
   const e = asPortcullisError(error);
   deps.onError(e.code);
   if (e.code === ErrorCode.INTERNAL) deps.logger.error({ err: error }, 'ShouldRateLimit failed');
-  else deps.logger.debug({ code: e.code, msg: e.message }, 'ShouldRateLimit error');
+  else deps.logger.debug({ code: e.code, error: e.message }, 'ShouldRateLimit error');
   callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
 }
 

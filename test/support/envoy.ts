@@ -46,19 +46,22 @@ export interface CommandResult {
   output: string;
 }
 
-/** `envoy --mode validate -c file`: exit code and combined output. */
-export async function validateConfig(file: string): Promise<CommandResult> {
-  const child = spawn(findEnvoy(), ['--mode', 'validate', '-c', file, '-l', 'warning', '--disable-hot-restart'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Runs a command to completion: exit code (128 when killed by a signal) and combined stdout + stderr. */
+export async function runCommand(bin: string, args: readonly string[]): Promise<CommandResult> {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const code = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (exitCode, signal) => resolve(exitCode ?? (signal === null ? -1 : 128)));
+    child.once('close', (exitCode) => resolve(exitCode ?? 128));
   });
   return { code, output };
+}
+
+/** `envoy --mode validate -c file`: exit code and combined output. */
+export function validateConfig(file: string): Promise<CommandResult> {
+  return runCommand(findEnvoy(), ['--mode', 'validate', '-c', file, '-l', 'warning', '--disable-hot-restart']);
 }
 
 /** Same check for a bootstrap given as an object. */

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
-import { repoRoot, type CommandResult, type HostPort } from './envoy.js';
+import { repoRoot, runCommand, type CommandResult, type HostPort } from './envoy.js';
 
 export interface PortcullisInstance {
   /** host:port of the gRPC server, as logged in "portcullis listening". */
@@ -50,18 +50,8 @@ export function writeConfig(config: object): { file: string; dir: string } {
 }
 
 /** `portcullis validate --config file`. */
-export async function validatePortcullisConfig(file: string): Promise<CommandResult> {
-  const child = spawn(process.execPath, [portcullisBin(), 'validate', '--config', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const code = await new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (exitCode) => resolve(exitCode ?? 128));
-  });
-  return { code, output };
+export function validatePortcullisConfig(file: string): Promise<CommandResult> {
+  return runCommand(process.execPath, [portcullisBin(), 'validate', '--config', file]);
 }
 
 /**
