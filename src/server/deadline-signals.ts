@@ -4,6 +4,9 @@
  * of per call, which the profile showed to be a visible share of a request's cost. A signal fires at
  * the end of its slot, at most `slotMs` after the exact deadline.
  */
+/** One reason for every expiry: abort() without one builds a DOMException, stack trace and all, each time. */
+const DEADLINE_EXCEEDED = Object.freeze(new Error('deadline exceeded'));
+
 export class DeadlineSignals {
   private slot = -1;
   private controller: AbortController | undefined;
@@ -15,7 +18,7 @@ export class DeadlineSignals {
     const slot = Math.ceil(atMs / this.slotMs);
     if (slot !== this.slot || this.controller === undefined) {
       const controller = new AbortController();
-      setTimeout(() => controller.abort(), Math.max(0, slot * this.slotMs - Date.now())).unref();
+      setTimeout(() => controller.abort(DEADLINE_EXCEEDED), Math.max(0, slot * this.slotMs - Date.now())).unref();
       this.controller = controller;
       this.slot = slot;
     }

@@ -111,13 +111,14 @@ export function toWire(decision: Decision): unknown {
 function statusToWire(status: DescriptorStatus): unknown {
   return {
     code: status.code,
+    // Default values (empty name, zero nanos) are left out: proto3 omits them on the wire anyway.
     current_limit: status.currentLimit && {
-      name: status.currentLimit.name,
+      name: status.currentLimit.name || undefined,
       requests_per_unit: status.currentLimit.requestsPerUnit,
       unit: status.currentLimit.unit,
     },
     limit_remaining: status.limitRemaining,
-    duration_until_reset: status.durationUntilResetSeconds === undefined ? undefined : { seconds: String(status.durationUntilResetSeconds), nanos: 0 },
+    duration_until_reset: status.durationUntilResetSeconds === undefined ? undefined : { seconds: status.durationUntilResetSeconds },
   };
 }
 
