@@ -144,6 +144,31 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('lets concurrent requests under the default policy share script calls, with exact counts', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      await store.apply([fixed(`${run}:warm`, 1, 9)], 'always', NOW, signal());
+      const monitor = await monitorCommands(single.port);
+      try {
+        // 100 requests in one turn: two keys shared by all, one per request; two clocks split the batch.
+        const results = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+          store.apply([fixed(`${run}:shared`, 1, 1000), fixed(`${run}:own${i}`, 2, 9), fixed(`${run}:shared2`, 3, 1000)], 'always', NOW + (i % 2), signal())));
+        assert.deepEqual(results.map((r) => r[0]!.after).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i + 1));
+        assert.deepEqual(results.map((r) => r[2]!.after).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => 3 * (i + 1)));
+        assert.ok(results.every((r) => r[1]!.before === 0 && r[1]!.after === 2 && r.every((x) => x.consumed)));
+        const calls = await monitor.settle(2);
+        assert.ok(calls.length >= 2 && calls.length < 10, `${calls.length} script calls for 100 requests`);
+      } finally {
+        monitor.stop();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('rejects with STORE_TIMEOUT when the deadline passes while Redis is busy, and stays usable', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
