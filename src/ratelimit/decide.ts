@@ -49,6 +49,8 @@ export interface Decision {
   readonly stats: readonly LimitStats[];
   /** The global shadow mode turned an OVER_LIMIT answer into OK. */
   readonly globalShadowApplied: boolean;
+  /** envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA content, when enabled. */
+  readonly dynamicMetadata?: Readonly<Record<string, unknown>>;
 }
 
 const UINT32_MAX = 4294967295;

@@ -18,6 +18,7 @@ export interface RateLimitSettings {
   readonly cacheKeyPrefix: string;
   readonly expirationJitterMaxSeconds: number;
   readonly failureMode: 'error' | 'allow' | 'deny';
+  readonly responseDynamicMetadata: boolean;
   readonly maxDescriptors: number;
   readonly maxEntries: number;
 }
@@ -132,7 +133,7 @@ export class RateLimitService {
     if (useLocalCache) this.rememberOverLimit(evaluations, planned, nowMs);
     this.deps.observer.limitStats(decision.stats);
     this.deps.observer.decision(request.domain, decision.overallCode, decision.globalShadowApplied);
-    return decision;
+    return settings.responseDynamicMetadata ? { ...decision, dynamicMetadata: dynamicMetadata(request, matches) } : decision;
   }
 
   /** Fixed-window counters now over their limit stay over until their window ends: skip the store till then. */
@@ -146,6 +147,23 @@ export class RateLimitService {
       }),
     );
   }
+}
+
+/**
+ * What Envoy receives as dynamic metadata (envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA): the request, and the
+ * `metadata` of the matched descriptors merged, the first descriptor winning on conflicts.
+ */
+function dynamicMetadata(request: RateLimitRequest, matches: readonly (Match | undefined)[]): Record<string, unknown> {
+  const merged: Record<string, unknown> = {};
+  for (const match of matches) {
+    for (const [k, v] of Object.entries(match?.metadata ?? {})) if (!(k in merged)) merged[k] = v;
+  }
+  return {
+    domain: request.domain,
+    descriptors: request.descriptors.map((d) => ({ entries: d.entries.map((e) => `${e.key}=${e.value}`) })),
+    ...(request.hitsAddend > 0 ? { hitsAddend: request.hitsAddend } : {}),
+    ...(Object.keys(merged).length > 0 ? { metadata: merged } : {}),
+  };
 }
 
 function decideOptions(s: RateLimitSettings): DecideOptions {

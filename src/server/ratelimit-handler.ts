@@ -105,7 +105,25 @@ export function toWire(decision: Decision): unknown {
     overall_code: decision.overallCode,
     statuses: decision.statuses.map(statusToWire),
     response_headers_to_add: decision.responseHeaders.map(([key, value]) => ({ key, value })),
+    dynamic_metadata: decision.dynamicMetadata && toStruct(decision.dynamicMetadata),
   };
+}
+
+/**
+ * A plain JSON-like object as google.protobuf.Struct. Loaded from a descriptor set, protobufjs sees the
+ * `map<string, Value> fields` as what it is on the wire, a repeated FieldsEntry { key, value }.
+ */
+function toStruct(object: Readonly<Record<string, unknown>>): unknown {
+  return { fields: Object.entries(object).map(([key, value]) => ({ key, value: toValue(value) })) };
+}
+
+function toValue(value: unknown): unknown {
+  if (value === null || value === undefined) return { null_value: 'NULL_VALUE' };
+  if (typeof value === 'number') return { number_value: value };
+  if (typeof value === 'boolean') return { bool_value: value };
+  if (typeof value === 'string') return { string_value: value };
+  if (Array.isArray(value)) return { list_value: { values: value.map(toValue) } };
+  return { struct_value: toStruct(value as Record<string, unknown>) };
 }
 
 function statusToWire(status: DescriptorStatus): unknown {
@@ -189,5 +207,6 @@ function decisionToJson(decision: Decision): unknown {
       durationUntilReset: s.durationUntilResetSeconds === undefined ? undefined : `${s.durationUntilResetSeconds}s`,
     })),
     responseHeadersToAdd: decision.responseHeaders.length ? decision.responseHeaders.map(([key, value]) => ({ key, value })) : undefined,
+    dynamicMetadata: decision.dynamicMetadata,
   };
 }

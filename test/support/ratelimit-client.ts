@@ -11,6 +11,8 @@ export interface WireResponse {
     duration_until_reset?: { seconds?: string };
   }[];
   response_headers_to_add?: { key: string; value: string }[];
+  /** google.protobuf.Struct: its map arrives as FieldsEntry { key, value } (see toStruct in the handler). */
+  dynamic_metadata?: { fields?: { key: string; value: Record<string, unknown> }[] };
 }
 
 export interface RateLimitClient {

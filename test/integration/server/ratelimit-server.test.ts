@@ -248,6 +248,23 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     }
   });
 
+  it('sends dynamic metadata as a google.protobuf.Struct when enabled', async () => {
+    const t = await startTestApp({
+      descriptors: { 'd.yaml': `${minuteLimit('meta', 5)}    metadata: { tier: gold }\n` },
+      ratelimit: 'response_dynamic_metadata: true',
+    });
+    try {
+      const r = await t.client.shouldRateLimit(userRequest('meta', 'm'));
+      const fields = Object.fromEntries((r.dynamic_metadata?.fields ?? []).map((f) => [f.key, f.value]));
+      assert.deepEqual(Object.keys(fields), ['domain', 'descriptors', 'metadata']);
+      assert.equal(fields['domain']?.['string_value'], 'meta');
+      const metadata = fields['metadata']?.['struct_value'] as { fields: { key: string; value: { string_value: string } }[] };
+      assert.deepEqual(metadata.fields.map((f) => [f.key, f.value.string_value]), [['tier', 'gold']]);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('drains in-flight calls on close', async () => {
     const own = await startRedis();
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('drain', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 3000' });

@@ -26,6 +26,7 @@ const BASE_SETTINGS: RateLimitSettings = {
   failureMode: 'error',
   maxDescriptors: 256,
   maxEntries: 64,
+  responseDynamicMetadata: false,
 };
 
 class RecordingObserver implements RateLimitObserver {
@@ -665,5 +666,22 @@ describe('RateLimitService: store failures', () => {
     assert.equal(h.store.calls.length, 0);
     const unknown = await h.call('nope', [desc('a=b')]);
     assert.equal(unknown.overallCode, 'OK');
+  });
+});
+
+describe('RateLimitService: response dynamic metadata', () => {
+  it('is absent unless enabled', async () => {
+    const h = harness({ config: compileFixtures('metadata.yaml') });
+    assert.equal((await h.call('test-domain', [desc('key2=x')])).dynamicMetadata, undefined);
+  });
+
+  it('carries the request and the matched descriptors\' metadata, the first winning on conflicts', async () => {
+    const h = harness({ config: compileFixtures('metadata.yaml'), settings: { responseDynamicMetadata: true } });
+    const d = await h.call('test-domain', [desc('key1=value1', 'subkey1=y'), desc('key2=x'), desc('other=1')]);
+    assert.deepEqual(d.dynamicMetadata, {
+      domain: 'test-domain',
+      descriptors: [{ entries: ['key1=value1', 'subkey1=y'] }, { entries: ['key2=x'] }, { entries: ['other=1'] }],
+      metadata: { name: 'service_1', service_with_quota: { name: 'service_2', weights: [0.5, 1.5] } },
+    });
   });
 });
