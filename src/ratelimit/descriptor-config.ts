@@ -149,17 +149,13 @@ function compileLevel(
       issues.add(lineOf(map, 'share_threshold'), joinPath(path, 'share_threshold'),
         `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
     }
-    const limitSpecs: { map: YamlMap; path: string }[] = [];
+    const context = { fullKey, shadowMode, quotaMode, detailedMetric };
     const single = reader.optionalMap(map, 'rate_limit', path);
-    if (single !== undefined) limitSpecs.push({ map: single, path: joinPath(path, 'rate_limit') });
-    limitSpecs.push(...reader.maps(map, 'rate_limits', joinPath(path, 'rate_limits')));
-    const limits = limitSpecs.flatMap((spec, index) => {
-      const fromList = single === undefined || index > 0;
-      const limit = compileLimit(spec.map, spec.path, {
-        fullKey, shadowMode, quotaMode, detailedMetric, listIndex: fromList ? index - (single === undefined ? 0 : 1) : -1,
-      }, reader, issues);
-      return limit === undefined ? [] : [limit];
-    });
+    const limits = [
+      single && compileLimit(single, joinPath(path, 'rate_limit'), { ...context, listIndex: -1 }, reader, issues),
+      ...reader.maps(map, 'rate_limits', joinPath(path, 'rate_limits'))
+        .map((spec, i) => compileLimit(spec.map, spec.path, { ...context, listIndex: i }, reader, issues)),
+    ].filter((limit): limit is CompiledLimit => limit !== undefined);
     const metadataValue = mapGet(map, 'metadata');
     const node: DescriptorNode = Object.freeze({
       ...compileLevel(reader.maps(map, 'descriptors', joinPath(path, 'descriptors')), `${fullKey}.`, reader, issues),
