@@ -11,7 +11,7 @@ const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
   v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
 
 export function string(fallback: string, check?: (s: string) => string | undefined): Field<string> {
-  return (v, path, issues, parentLine) => {
+  return (v, path, issues) => {
     if (isAbsent(v)) return fallback;
     if (v.kind !== 'scalar' || typeof v.value !== 'string') {
       issues.add(v.line, path, `expected a string, got ${describe(v)}`);
@@ -19,7 +19,7 @@ export function string(fallback: string, check?: (s: string) => string | undefin
     }
     const problem = check?.(v.value);
     if (problem !== undefined) {
-      issues.add(v.line ?? parentLine, path, problem);
+      issues.add(v.line, path, problem);
       return fallback;
     }
     return v.value;
