@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -136,6 +136,27 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
       renameSync(path.join(t.descriptorsDir, '..data_tmp'), path.join(t.descriptorsDir, '..data'));
       await eventually(async () => (await t.client.shouldRateLimit(userRequest('cm', 'b'))).statuses?.[0]?.current_limit?.requests_per_unit === 9, 5000, 'ConfigMap swap');
       assert.equal(await t.metric('portcullis_config_loads_total', { result: 'error' }), 0, 'the ..data copies must not load as duplicate domains');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('follows an atomic swap of a symlinked descriptors directory (RUNTIME_ROOT style)', async () => {
+    const t = await startTestApp({ descriptors: {}, redisUrl: redis.url });
+    try {
+      // ratelimit -> v1, then ratelimit -> v2 by renaming a new link over the old one.
+      const v1 = path.join(t.dir, 'v1');
+      const v2 = path.join(t.dir, 'v2');
+      mkdirSync(v1);
+      mkdirSync(v2);
+      writeFileSync(path.join(v1, 'd.yaml'), minuteLimit('swap', 4));
+      writeFileSync(path.join(v2, 'd.yaml'), minuteLimit('swap', 8));
+      rmSync(t.descriptorsDir, { recursive: true });
+      symlinkSync('v1', t.descriptorsDir);
+      await eventually(async () => (await t.client.shouldRateLimit(userRequest('swap', 'a'))).statuses?.[0]?.current_limit?.requests_per_unit === 4, 5000, 'v1');
+      symlinkSync('v2', path.join(t.dir, 'ratelimit.next'));
+      renameSync(path.join(t.dir, 'ratelimit.next'), t.descriptorsDir);
+      await eventually(async () => (await t.client.shouldRateLimit(userRequest('swap', 'b'))).statuses?.[0]?.current_limit?.requests_per_unit === 8, 5000, 'v2');
     } finally {
       await t.close();
     }
