@@ -1,6 +1,7 @@
-// The CounterStore for Redis and Redis Cluster: every request is one Lua script call (one per hash slot in a
-// cluster), so a request with ten descriptors costs one round trip, not ten (see performance.md §6.3: the Node side
-// of each command is the bottleneck).
+// The CounterStore for Redis and Redis Cluster: every request is at most one Lua script call (one per hash slot in
+// a cluster), so a request with ten descriptors costs one round trip, not ten, and concurrent requests under the
+// default policy share one call per event-loop turn (the Node side of each command is the bottleneck:
+// docs/benchmarks.md).
 //
 // The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
 //
