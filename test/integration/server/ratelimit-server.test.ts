@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
-import { startRedis, type RedisServer } from '../../support/redis-server.js';
+import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const minuteLimit = (domain: string, rpu: number): string => `domain: ${domain}
 descriptors:
@@ -12,6 +12,23 @@ descriptors:
     rate_limit: { unit: minute, requests_per_unit: ${rpu} }
 `;
 const userRequest = (domain: string, user: string) => ({ domain, descriptors: [{ entries: [{ key: 'user', value: user }] }] });
+
+/** Keeps Redis busy for `seconds` (DEBUG SLEEP), as a slow or stuck server would be. */
+async function pauseRedis(port: number, seconds: number): Promise<void> {
+  void sendCommand(port, ['DEBUG', 'SLEEP', String(seconds)], 3000).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+/** One unary call with raw bytes in and out, bypassing the protos. */
+function rawUnary(address: string, method: string, request: Buffer): Promise<{ error: grpc.ServiceError | null; response: Buffer | undefined }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, request, (error, response) => {
+      client.close();
+      resolve({ error, response });
+    });
+  });
+}
 
 async function expectGrpcError(promise: Promise<unknown>, code: grpc.status, details?: string): Promise<grpc.ServiceError> {
   const error = await promise.then(
@@ -60,13 +77,9 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
       await expectGrpcError(t.client.shouldRateLimit(deep), grpc.status.INVALID_ARGUMENT);
 
       // Bytes that are not a RateLimitRequest at all.
-      const raw = new grpc.Client(t.grpcAddress, grpc.credentials.createInsecure());
-      const garbage = await new Promise<grpc.ServiceError | null>((resolve) => {
-        raw.makeUnaryRequest('/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit', (b: Buffer) => b, (b: Buffer) => b,
-          Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]), (error) => resolve(error));
-      });
-      raw.close();
-      assert.ok(garbage, 'garbage must be rejected');
+      const garbage = await rawUnary(t.grpcAddress, '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+        Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]));
+      assert.ok(garbage.error, 'garbage must be rejected');
 
       // An empty descriptor, empty values and a descriptor that matches nothing are all plain OK.
       const response = await t.client.shouldRateLimit({
@@ -197,9 +210,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('slow', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 100' });
     try {
       await t.client.shouldRateLimit(userRequest('slow', 'warm'));
-      const { sendCommand } = await import('../../support/redis-server.js');
-      void sendCommand(own.port, ['DEBUG', 'SLEEP', '1'], 3000).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 50));
+      await pauseRedis(own.port, 1);
       const started = Date.now();
       await expectGrpcError(t.client.shouldRateLimit(userRequest('slow', 'a'), 2000), grpc.status.UNAVAILABLE);
       assert.ok(Date.now() - started < 600, `took ${Date.now() - started} ms`);
@@ -211,13 +222,9 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
 
   it('serves health, readiness, metrics and a redacted config', async () => {
     const healthOf = async (address: string): Promise<number[]> => {
-      const health = new grpc.Client(address, grpc.credentials.createInsecure());
-      const status = await new Promise<Buffer>((resolve, reject) => {
-        health.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0),
-          (e, r) => (e ? reject(e) : resolve(r!)));
-      });
-      health.close();
-      return [...status];
+      const { error, response } = await rawUnary(address, '/grpc.health.v1.Health/Check', Buffer.alloc(0));
+      if (error) throw error;
+      return [...(response ?? [])];
     };
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('admin', 2) }, redisUrl: redis.url });
     // This Redis requires no password, so AUTH fails: the store is unreachable and the instance not ready.
@@ -291,9 +298,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('drain', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 3000' });
     try {
       await t.client.shouldRateLimit(userRequest('drain', 'warm'));
-      const { sendCommand } = await import('../../support/redis-server.js');
-      void sendCommand(own.port, ['DEBUG', 'SLEEP', '0.3'], 3000).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 50));
+      await pauseRedis(own.port, 0.3);
       const inFlight = t.client.shouldRateLimit(userRequest('drain', 'a'), 3000);
       await new Promise((r) => setTimeout(r, 50));
       const closing = t.app.close();
