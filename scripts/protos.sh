@@ -9,4 +9,6 @@ mkdir -p proto/vendor dist/proto
 for d in envoy-api xds googleapis protoc-gen-validate; do ln -sfn "../../$deps/$d" "proto/vendor/$d"; done
 npx --no-install buf build proto \
   --path proto/vendor/envoy-api/envoy/service/ratelimit/v3/rls.proto \
+  --path proto/vendor/envoy-api/envoy/service/auth/v3/external_auth.proto \
+  --path proto/vendor/envoy-api/envoy/service/ext_proc/v3/external_processor.proto \
   -o dist/proto/envoy.binpb

@@ -75,8 +75,23 @@ export function loadEnvoyApi(): grpc.GrpcObject {
 }
 
 export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
-  const api = loadEnvoyApi() as unknown as {
-    envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } };
+  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ratelimit.v3.RateLimitService.service;
+}
+
+interface EnvoyServices {
+  envoy: {
+    service: {
+      ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } };
+      auth: { v3: { Authorization: grpc.ServiceClientConstructor } };
+      ext_proc: { v3: { ExternalProcessor: grpc.ServiceClientConstructor } };
+    };
   };
-  return api.envoy.service.ratelimit.v3.RateLimitService.service;
+}
+
+export function authorizationServiceDefinition(): grpc.ServiceDefinition {
+  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.auth.v3.Authorization.service;
+}
+
+export function externalProcessorServiceDefinition(): grpc.ServiceDefinition {
+  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ext_proc.v3.ExternalProcessor.service;
 }
