@@ -1,15 +1,14 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
-import { parsePortcullisConfig, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
+import { parsePortcullisConfig, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { compileDescriptorFiles, dumpLimits } from './ratelimit/descriptor-config.js';
+import { compileDescriptorFilesOffThread, dumpLimits } from './ratelimit/descriptor-config.js';
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
@@ -68,12 +67,14 @@ export function buildApp(deps: AppDeps): App {
     const previous = holder.current();
     const file = previous.config.file;
     try {
-      const text = await readFile(file, 'utf8');
+      const text = await readPortcullisConfigText(file);
       const config = parsePortcullisConfig(text, file);
-      const files = await readDescriptorFiles(config.ratelimit.descriptors);
-      const fingerprint = createHash('sha256').update(text).update(JSON.stringify(files)).digest('hex');
+      const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
+      const hash = createHash('sha256').update(text);
+      for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
+      const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
-      const rateLimitConfig: RateLimitConfig = compileDescriptorFiles(files);
+      const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
       if (JSON.stringify([config.server, config.redis]) !== JSON.stringify([previous.config.server, previous.config.redis]) && lastFingerprint !== '') {
         logger.warn('server and redis settings changed in the config file: they take effect on restart');
       }

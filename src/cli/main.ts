@@ -3,9 +3,9 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
-import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { createLogger } from '../observability/logger.js';
-import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
+import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
@@ -42,14 +42,16 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
   try {
-    let descriptors = options.descriptors;
-    if (options.config) descriptors = (await loadPortcullisConfig(options.config)).ratelimit.descriptors;
+    const config = options.config ? await loadPortcullisConfig(options.config) : undefined;
+    const descriptors = config?.ratelimit.descriptors ?? options.descriptors;
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;
     }
-    const files = await readDescriptorFiles(descriptors);
-    const compiled = compileDescriptorFiles(files);
+    // The budgets `serve` applies: a file validate accepts loads, and a file that would stall a load fails here too.
+    const budgets = config?.ratelimit ?? parsePortcullisConfig('', 'portcullis.yaml').ratelimit;
+    const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
+    const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
     process.stdout.write(`ok: ${files.length} descriptor file(s), domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
     return 0;
   } catch (error) {
