@@ -57,6 +57,7 @@ const DEFAULTS: PortcullisConfig = {
   redis: undefined,
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
+  authz: undefined,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -67,6 +68,7 @@ describe('portcullis.yaml: valid files', () => {
       file,
       server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, shutdownTimeoutMs: 5000 },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
+      authz: undefined,
       log: { level: 'debug' },
       ratelimit: {
         descriptors: path.join(FIXTURES, 'limits'),
