@@ -67,7 +67,9 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
       requestId: 'explain',
     };
     const normalized = normalizePath(input.rawPath);
-XX ? `  (matched as ${normalized.path})` : '') : `  (refused: ${normalized.reason})`}\n`);
+    // The query is not printed: it may hold an API key.
+    const shown = input.rawPath.split('?')[0] ?? '';
+    out(`request:  ${input.method} ${shown}${input.rawPath.includes('?') ? '?…' : ''}${normalized.ok ? (normalized.path !== shown ? `  (matched as ${normalized.path})` : '') : `  (refused: ${normalized.reason})`}\n`);
     if (config.authz === undefined) out('policy:   none: the config has no authz section, so every request is denied\n');
     else if (normalized.ok) {
       const choice = selectPolicy(snapshot.policies, input.method, normalized.path, options.policy);
