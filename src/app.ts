@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Registry } from 'prom-client';
+import { authzFiles } from './authz/config.js';
+import { createHttpClient } from './authz/http-client.js';
+import type { HttpClient, RevocationList } from './authz/ports.js';
+import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
@@ -15,10 +19,12 @@ import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
-import { rateLimitServiceDefinition } from './server/protos.js';
+import { authzHandlers } from './server/authz-handler.js';
+import { authorizationServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
 import type { CounterStore } from './store/counter-store.js';
+import { MemoryRevocationList } from './store/revocation-list.js';
 
 export interface AppDeps {
   readonly config: PortcullisConfig;
@@ -27,6 +33,10 @@ export interface AppDeps {
   readonly registry: Registry;
   readonly store: CounterStore;
   readonly random: () => number;
+  /** JWT jti / API key revocation; default: in memory (one instance). */
+  readonly revocation?: RevocationList;
+  /** For JWKS, OIDC discovery and introspection; default: undici. */
+  readonly http?: HttpClient;
 }
 
 export interface App {
@@ -41,13 +51,19 @@ export interface App {
 interface Loaded {
   readonly config: PortcullisConfig;
   readonly snapshot: RateLimitSnapshot;
+  readonly authz: AuthzSnapshot;
 }
 
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
   const { logger, registry, store, clock } = deps;
   const metrics = createMetrics(registry, deps.config.ratelimit.metrics.maxKeys);
-  const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined } });
+  const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined }, authz: EMPTY_AUTHZ });
+  const revocation = deps.revocation ?? new MemoryRevocationList(clock);
+  const authz = new AuthzService({
+    clock, revocation, http: deps.http ?? createHttpClient(), observer: metrics.authz,
+    onKeyRefresh: (provider, result, error) => (result === 'error' ? logger.warn({ provider, error }, 'JWKS refresh failed; keeping the last good keys') : logger.debug({ provider }, 'JWKS refreshed')),
+  });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
   const service = new RateLimitService({
     store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
@@ -62,6 +78,13 @@ export function buildApp(deps: AppDeps): App {
   let admin: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let storeProbe: NodeJS.Timeout | undefined;
+  const inFlightCounter = {
+    enter: () => void inFlight++,
+    leave: () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    },
+  };
 
   const reload = async (): Promise<void> => {
     const previous = holder.current();
@@ -70,19 +93,23 @@ export function buildApp(deps: AppDeps): App {
       const text = await readPortcullisConfigText(file);
       const config = parsePortcullisConfig(text, file);
       const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
+      const authzTexts = await readAuthzFiles(config.authz);
       const hash = createHash('sha256').update(text);
       for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
+      for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
       const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
       const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
       if (JSON.stringify([config.server, config.redis]) !== JSON.stringify([previous.config.server, previous.config.redis]) && lastFingerprint !== '') {
         logger.warn('server and redis settings changed in the config file: they take effect on restart');
       }
-      holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig } });
+      const authzSnapshot = authz.prepare(config.authz, authzTexts);
+      holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
+      authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);
-      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name) }, 'config loaded');
+      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name) }, 'config loaded');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       // Report a broken state once, not on every poll.
@@ -134,15 +161,22 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: {
-            enter: () => void inFlight++,
-            leave: () => {
-              inFlight--;
-              if (inFlight === 0) drained?.();
-            },
-          },
+          inFlight: inFlightCounter,
+        }),
+      }, {
+        definition: authorizationServiceDefinition(),
+        implementation: authzHandlers({
+          service: authz,
+          snapshot: () => holder.current().authz,
+          logger,
+          deadlines: new DeadlineSignals(),
+          timeoutMs: () => holder.current().config.authz?.timeoutMs ?? 1000,
+          observe: (decision, seconds) => metrics.authz.check(decision, seconds),
+          onError: (code) => metrics.authz.serviceError(code),
+          inFlight: inFlightCounter,
         }),
       }]);
+      revocation.start();
       admin = createAdminServer({
         registry, logger, ready,
         live: () => !shuttingDown,
@@ -155,7 +189,7 @@ export function buildApp(deps: AppDeps): App {
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig([settings.file, settings.ratelimit.descriptors], settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig([settings.file, settings.ratelimit.descriptors, ...authzFiles(settings.authz)], settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
@@ -180,6 +214,8 @@ export function buildApp(deps: AppDeps): App {
         server.closeAllConnections();
         await closed;
       }
+      authz.close();
+      await revocation.close();
       await store.close();
     },
   };

@@ -6,6 +6,8 @@ import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
+import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
+import { explain, keysNew } from './authz-commands.js';
 import { systemClock } from '../shared/clock.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
@@ -15,10 +17,14 @@ const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
   portcullis validate --config portcullis.yaml    check the config and its descriptor files; exit 1 on any error
   portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only
+  portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
+  portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
+                                                  show which policy a request gets, each method's outcome, the answer
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'keys' || command === 'explain') return authzCommand(command, rest);
   let values: { config?: string; descriptors?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -80,7 +86,13 @@ async function serve(configFile: string): Promise<number> {
   const logger = createLogger(config.log.level);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random });
+  const revocation = config.redis && config.authz?.revocation.enabled
+    ? new RedisRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), {
+      clock: systemClock, refreshMs: config.authz.revocation.refreshMs, maxStalenessMs: config.authz.revocation.maxStalenessMs,
+      onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
+    })
+    : new MemoryRevocationList(systemClock);
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random, revocation });
   const { grpcAddress, adminAddress } = await app.start();
   logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
@@ -104,4 +116,32 @@ async function serve(configFile: string): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+async function authzCommand(command: 'keys' | 'explain', args: readonly string[]): Promise<number> {
+  const out = (s: string): void => void process.stdout.write(s);
+  try {
+    if (command === 'keys') {
+      const [sub, ...rest] = args;
+      const { values } = parseArgs({ args: [...rest], options: { id: { type: 'string' }, owner: { type: 'string' }, tier: { type: 'string' } }, strict: true });
+      if (sub !== 'new') {
+        process.stderr.write(USAGE);
+        return 2;
+      }
+      return keysNew(values, out);
+    }
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        config: { type: 'string', short: 'c' }, method: { type: 'string', short: 'X' }, path: { type: 'string' },
+        header: { type: 'string', short: 'H', multiple: true }, principal: { type: 'string' }, 'source-ip': { type: 'string' }, policy: { type: 'string' },
+      },
+      strict: true,
+    });
+    return await explain({ ...values, sourceIp: values['source-ip'] }, out);
+  } catch (error) {
+    if (!(error instanceof TypeError) || !('code' in error)) throw error;
+    process.stderr.write(`${error.message}\n${USAGE}`);
+    return 2;
+  }
 }

@@ -1,5 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { authzField, compileAuthz, type AuthzSettings } from '../authz/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { ConfigError, IssueCollector } from './errors.js';
@@ -30,6 +31,8 @@ export interface PortcullisConfig {
     readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number };
     readonly metrics: { readonly maxKeys: number };
   };
+  /** undefined without an `authz:` section: every Check is denied. */
+  readonly authz: AuthzSettings | undefined;
 }
 
 const address = (fallback: string) =>
@@ -75,6 +78,7 @@ const schema = object({
     reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, max: 3_600_000, integer: true }) }),
     metrics: object({ max_keys: number(10000, { min: 0, max: 10_000_000, integer: true }) }),
   }),
+  authz: authzField,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -90,6 +94,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
     issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
+  const authz = compileAuthz(raw.authz, file, issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
   const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
@@ -128,6 +133,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
       reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms },
       metrics: { maxKeys: rl.metrics.max_keys },
     },
+    authz,
   });
 }
 

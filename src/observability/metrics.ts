@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { LimitStats } from '../ratelimit/decide.js';
+import type { AuthzObserver } from '../authz/ports.js';
+import type { Decision } from '../authz/types.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
 
 const OVERFLOW = '__overflow__';
@@ -29,6 +31,7 @@ export interface Metrics {
     serviceError(code: string): void;
     observeDuration(seconds: number): void;
   };
+  readonly authz: AuthzMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
 }
@@ -102,7 +105,64 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         duration.observe(seconds);
       },
     },
+    authz: createAuthzMetrics(registry),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
+  };
+}
+
+export interface AuthzMetrics extends AuthzObserver {
+  check(decision: Decision, seconds: number): void;
+  serviceError(code: string): void;
+}
+
+/**
+ * ext_authz metrics. Labels are bounded: policy names come from the config (capped all the same, reloads can add
+ * names), decision and reason from closed sets, provider names from the config. No identity, key or token ever
+ * becomes a label.
+ */
+function createAuthzMetrics(registry: Registry): AuthzMetrics {
+  const registers = [registry];
+  const overflow = new Counter({ name: 'portcullis_authz_label_overflow_total', help: 'Label values folded into "__overflow__" (too many distinct policy or provider names).', registers });
+  const policies = new LabelBudget(200, overflow);
+  const providers = new LabelBudget(100, overflow);
+  const checks = new Counter({ name: 'portcullis_authz_checks_total', help: 'Check answers by policy, decision and reason.', labelNames: ['policy', 'decision', 'reason'], registers });
+  const duration = new Histogram({
+    name: 'portcullis_authz_check_duration_seconds', help: 'Check handling time.', registers,
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+  });
+  const refreshes = new Counter({ name: 'portcullis_authz_jwks_refreshes_total', help: 'JWKS fetches by provider and result.', labelNames: ['provider', 'result'], registers });
+  const cache = new Counter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
+  const introspection = new Counter({ name: 'portcullis_authz_introspection_errors_total', help: 'Introspection calls that failed or timed out.', registers });
+  const revocation = new Counter({ name: 'portcullis_authz_revocation_unavailable_total', help: 'Revocation lookups answered while the local copy was too old to trust.', registers });
+  const errors = new Counter({ name: 'portcullis_authz_service_errors_total', help: 'Checks answered with a gRPC error, by error code.', labelNames: ['code'], registers });
+  const series = new Map<string, Counter.Internal>();
+  return {
+    check(decision, seconds) {
+      const policy = policies.admit(decision.policy || '__none__');
+      const key = `${policy}\u0000${decision.allow ? 'allow' : 'deny'}\u0000${decision.reason}`;
+      let child = series.get(key);
+      if (child === undefined) {
+        child = checks.labels(policy, decision.allow ? 'allow' : 'deny', decision.reason);
+        series.set(key, child);
+      }
+      child.inc();
+      duration.observe(seconds);
+    },
+    jwksRefresh(provider, result) {
+      refreshes.inc({ provider: providers.admit(provider), result });
+    },
+    cacheLookup(name, result) {
+      cache.inc({ cache: name, result });
+    },
+    introspectionError() {
+      introspection.inc();
+    },
+    revocationUnavailable() {
+      revocation.inc();
+    },
+    serviceError(code) {
+      errors.inc({ code });
+    },
   };
 }

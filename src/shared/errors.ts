@@ -17,6 +17,8 @@ export const ErrorCode = {
   STORE_UNAVAILABLE: 'PC_STORE_UNAVAILABLE',
   /** The counter store did not answer before the request deadline. */
   STORE_TIMEOUT: 'PC_STORE_TIMEOUT',
+  /** ext_authz could not decide because a dependency failed and its failure mode says error, not deny. */
+  AUTHZ_UNAVAILABLE: 'PC_AUTHZ_UNAVAILABLE',
   /** A bug: anything that was not classified. */
   INTERNAL: 'PC_INTERNAL',
 } as const;

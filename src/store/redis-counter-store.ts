@@ -194,7 +194,7 @@ interface PendingBatch {
 }
 
 type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
-type RedisClient = Redis | Cluster;
+export type RedisClient = Redis | Cluster;
 /** The command defineCommand() adds: numkeys, then keys, then argv. */
 type ScriptRunner = Record<typeof SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
 

@@ -61,6 +61,7 @@ const DEFAULTS: PortcullisConfig = {
   memory: { maxKeys: 500_000 },
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
+  authz: undefined,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -72,6 +73,7 @@ describe('portcullis.yaml: valid files', () => {
       server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, shutdownTimeoutMs: 5000 },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
+      authz: undefined,
       log: { level: 'debug' },
       ratelimit: {
         descriptors: path.join(FIXTURES, 'limits'),
@@ -161,7 +163,7 @@ interface BadCase {
 }
 
 const UNKNOWN_KEYS: readonly BadCase[] = [
-  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit)" },
+  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz)" },
   { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, shutdown_timeout_ms)" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
