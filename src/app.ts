@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import { readDescriptorFiles } from './config/descriptor-files.js';
@@ -16,10 +17,13 @@ import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
-import { rateLimitServiceDefinition } from './server/protos.js';
+import { externalProcessorHandlers } from './server/extproc-handler.js';
+import { externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
+import type { CacheStore } from './store/cache-store.js';
 import type { CounterStore } from './store/counter-store.js';
+import { MemoryCacheStore } from './store/memory-cache-store.js';
 
 export interface AppDeps {
   readonly config: PortcullisConfig;
@@ -28,6 +32,8 @@ export interface AppDeps {
   readonly registry: Registry;
   readonly store: CounterStore;
   readonly random: () => number;
+  /** The ext_proc response cache; default: in memory, bounded by extproc.cache.max_memory_bytes. */
+  readonly cache?: CacheStore;
 }
 
 export interface App {
@@ -47,6 +53,7 @@ interface Loaded {
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
   const { logger, registry, store, clock } = deps;
+  const cache = deps.cache ?? new MemoryCacheStore(deps.config.extproc.cache.maxMemoryBytes);
   const metrics = createMetrics(registry, deps.config.ratelimit.metrics.maxKeys);
   const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined } });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
@@ -63,6 +70,13 @@ export function buildApp(deps: AppDeps): App {
   let admin: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let storeProbe: NodeJS.Timeout | undefined;
+  const inFlightCounter = {
+    enter: () => void inFlight++,
+    leave: () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    },
+  };
 
   const reload = async (): Promise<void> => {
     const previous = holder.current();
@@ -71,7 +85,8 @@ export function buildApp(deps: AppDeps): App {
       const text = await readFile(file, 'utf8');
       const config = parsePortcullisConfig(text, file);
       const files = await readDescriptorFiles(config.ratelimit.descriptors);
-      const fingerprint = createHash('sha256').update(text).update(JSON.stringify(files)).digest('hex');
+      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
+      const fingerprint = createHash('sha256').update(text).update(JSON.stringify(files)).update(JSON.stringify(schemas)).digest('hex');
       if (fingerprint === lastFingerprint) return;
       const rateLimitConfig: RateLimitConfig = compileDescriptorFiles(files);
       if (JSON.stringify([config.server, config.redis]) !== JSON.stringify([previous.config.server, previous.config.redis]) && lastFingerprint !== '') {
@@ -133,15 +148,18 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: {
-            enter: () => void inFlight++,
-            leave: () => {
-              inFlight--;
-              if (inFlight === 0) drained?.();
-            },
-          },
+          inFlight: inFlightCounter,
         }),
-      }]);
+      }, {
+        definition: externalProcessorServiceDefinition(),
+        implementation: externalProcessorHandlers({
+          settings: () => holder.current().config.extproc,
+          cache, clock, log: logger,
+          randomHex: (bytes) => randomBytes(bytes).toString('hex'),
+          observer: metrics.extproc,
+          inFlight: inFlightCounter,
+        }),
+      }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
       admin = createAdminServer({
         registry, logger, ready,
         live: () => !shuttingDown,
@@ -180,6 +198,7 @@ export function buildApp(deps: AppDeps): App {
         await closed;
       }
       await store.close();
+      await cache.close();
     },
   };
 }

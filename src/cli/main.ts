@@ -7,7 +7,10 @@ import { loadPortcullisConfig, type PortcullisConfig } from '../config/portculli
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 import { systemClock } from '../shared/clock.js';
+import type { CacheStore } from '../store/cache-store.js';
 import type { CounterStore } from '../store/counter-store.js';
+import { MemoryCacheStore } from '../store/memory-cache-store.js';
+import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
 
@@ -66,6 +69,13 @@ function createStore(config: PortcullisConfig): CounterStore {
   }));
 }
 
+function createCacheStore(config: PortcullisConfig): CacheStore {
+  if (config.redis === undefined) return new MemoryCacheStore(config.extproc.cache.maxMemoryBytes);
+  return new RedisCacheStore(createRedisClient({
+    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
+  }), config.extproc.cache.keyPrefix);
+}
+
 async function serve(configFile: string): Promise<number> {
   let config: PortcullisConfig;
   try {
@@ -78,7 +88,7 @@ async function serve(configFile: string): Promise<number> {
   const logger = createLogger(config.log.level);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random });
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random });
   const { grpcAddress, adminAddress } = await app.start();
   logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { compileExtproc, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
-import { parseYaml } from './yaml.js';
+import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
 export interface PortcullisConfig {
@@ -24,6 +25,8 @@ export interface PortcullisConfig {
     readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number };
     readonly metrics: { readonly maxKeys: number };
   };
+  /** ext_proc: ids, header rules, validation, response cache (src/extproc/config.ts). */
+  readonly extproc: ExtprocSettings;
 }
 
 const address = (fallback: string) =>
@@ -65,6 +68,7 @@ const schema = object({
     reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, integer: true }) }),
     metrics: object({ max_keys: number(10000, { min: 0, integer: true }) }),
   }),
+  extproc: extprocSchema,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -80,6 +84,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
     issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
+  const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
   const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
@@ -114,6 +119,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
       reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms },
       metrics: { maxKeys: rl.metrics.max_keys },
     },
+    extproc,
   });
 }
 

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { LimitStats } from '../ratelimit/decide.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
+import { extprocMetrics, type ExtprocMetrics } from './extproc-metrics.js';
 
 const OVERFLOW = '__overflow__';
 
@@ -29,6 +30,7 @@ export interface Metrics {
     serviceError(code: string): void;
     observeDuration(seconds: number): void;
   };
+  readonly extproc: ExtprocMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
 }
@@ -102,6 +104,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         duration.observe(seconds);
       },
     },
+    extproc: extprocMetrics(registers),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
   };

@@ -51,12 +51,21 @@ const DEFAULT_RATELIMIT = {
   metrics: { maxKeys: 10000 },
 };
 
+export const DEFAULT_EXTPROC = {
+  requestId: { header: 'x-request-id' },
+  tracing: { mirror: { traceId: undefined, spanId: undefined } },
+  cache: { maxEntryBytes: 1048576, maxMemoryBytes: 67108864, timeoutMs: 50, keyPrefix: 'portcullis:cache:' },
+  maxMessageBytes: 67108864,
+  routes: [],
+};
+
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
   server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, shutdownTimeoutMs: 10000 },
   redis: undefined,
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
+  extproc: DEFAULT_EXTPROC,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -86,6 +95,7 @@ describe('portcullis.yaml: valid files', () => {
         reload: { enabled: false, pollIntervalMs: 2000 },
         metrics: { maxKeys: 500 },
       },
+      extproc: DEFAULT_EXTPROC,
     });
     deepFrozen(config);
     assert.throws(() => {
