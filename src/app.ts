@@ -1,4 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import { authzFiles } from './authz/config.js';
@@ -20,11 +22,14 @@ import { createAdminServer, listen } from './server/admin-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { authzHandlers } from './server/authz-handler.js';
-import { authorizationServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
+import { externalProcessorHandlers } from './server/extproc-handler.js';
+import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
+import type { CacheStore } from './store/cache-store.js';
 import type { CounterStore } from './store/counter-store.js';
 import { MemoryRevocationList } from './store/revocation-list.js';
+import { MemoryCacheStore } from './store/memory-cache-store.js';
 
 export interface AppDeps {
   readonly config: PortcullisConfig;
@@ -37,6 +42,8 @@ export interface AppDeps {
   readonly revocation?: RevocationList;
   /** For JWKS, OIDC discovery and introspection; default: undici. */
   readonly http?: HttpClient;
+  /** The ext_proc response cache; default: in memory, bounded by extproc.cache.max_memory_bytes. */
+  readonly cache?: CacheStore;
 }
 
 export interface App {
@@ -57,6 +64,7 @@ interface Loaded {
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
   const { logger, registry, store, clock } = deps;
+  const cache = deps.cache ?? new MemoryCacheStore(deps.config.extproc.cache.maxMemoryBytes);
   const metrics = createMetrics(registry, deps.config.ratelimit.metrics.maxKeys);
   const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined }, authz: EMPTY_AUTHZ });
   const revocation = deps.revocation ?? new MemoryRevocationList(clock);
@@ -94,9 +102,11 @@ export function buildApp(deps: AppDeps): App {
       const config = parsePortcullisConfig(text, file);
       const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
       const authzTexts = await readAuthzFiles(config.authz);
+      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
       const hash = createHash('sha256').update(text);
       for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
       for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
+      for (const schema of schemas) hash.update('\0').update(schema);
       const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
       const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
@@ -175,7 +185,16 @@ export function buildApp(deps: AppDeps): App {
           onError: (code) => metrics.authz.serviceError(code),
           inFlight: inFlightCounter,
         }),
-      }]);
+      }, {
+        definition: externalProcessorServiceDefinition(),
+        implementation: externalProcessorHandlers({
+          settings: () => holder.current().config.extproc,
+          cache, clock, log: logger,
+          randomHex: (bytes) => randomBytes(bytes).toString('hex'),
+          observer: metrics.extproc,
+          inFlight: inFlightCounter,
+        }),
+      }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
       revocation.start();
       admin = createAdminServer({
         registry, logger, ready,
@@ -189,7 +208,7 @@ export function buildApp(deps: AppDeps): App {
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig([settings.file, settings.ratelimit.descriptors, ...authzFiles(settings.authz)], settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig([settings.file, settings.ratelimit.descriptors, ...authzFiles(settings.authz), ...extprocInputs(settings.extproc)], settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
@@ -217,6 +236,7 @@ export function buildApp(deps: AppDeps): App {
       authz.close();
       await revocation.close();
       await store.close();
+      await cache.close();
     },
   };
 }

@@ -9,7 +9,10 @@ import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew } from './authz-commands.js';
 import { systemClock } from '../shared/clock.js';
+import type { CacheStore } from '../store/cache-store.js';
 import type { CounterStore } from '../store/counter-store.js';
+import { MemoryCacheStore } from '../store/memory-cache-store.js';
+import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
 
@@ -74,6 +77,13 @@ function createStore(config: PortcullisConfig): CounterStore {
   }));
 }
 
+function createCacheStore(config: PortcullisConfig): CacheStore {
+  if (config.redis === undefined) return new MemoryCacheStore(config.extproc.cache.maxMemoryBytes);
+  return new RedisCacheStore(createRedisClient({
+    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
+  }), config.extproc.cache.keyPrefix);
+}
+
 async function serve(configFile: string): Promise<number> {
   let config: PortcullisConfig;
   try {
@@ -92,7 +102,7 @@ async function serve(configFile: string): Promise<number> {
       onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
     })
     : new MemoryRevocationList(systemClock);
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random, revocation });
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation });
   const { grpcAddress, adminAddress } = await app.start();
   logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 

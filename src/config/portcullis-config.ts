@@ -1,11 +1,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, compileAuthz, type AuthzSettings } from '../authz/config.js';
+import { compileExtproc, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
-import { parseYaml } from './yaml.js';
+import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
 export interface PortcullisConfig {
@@ -33,6 +34,8 @@ export interface PortcullisConfig {
   };
   /** undefined without an `authz:` section: every Check is denied. */
   readonly authz: AuthzSettings | undefined;
+  /** ext_proc: ids, header rules, validation, response cache (src/extproc/config.ts). */
+  readonly extproc: ExtprocSettings;
 }
 
 const address = (fallback: string) =>
@@ -79,6 +82,7 @@ const schema = object({
     metrics: object({ max_keys: number(10000, { min: 0, max: 10_000_000, integer: true }) }),
   }),
   authz: authzField,
+  extproc: extprocSchema,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -95,6 +99,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
   const authz = compileAuthz(raw.authz, file, issues);
+  const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
   const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
@@ -134,6 +139,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
       metrics: { maxKeys: rl.metrics.max_keys },
     },
     authz,
+    extproc,
   });
 }
 

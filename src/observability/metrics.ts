@@ -3,6 +3,7 @@ import type { LimitStats } from '../ratelimit/decide.js';
 import type { AuthzObserver } from '../authz/ports.js';
 import type { Decision } from '../authz/types.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
+import { extprocMetrics, type ExtprocMetrics } from './extproc-metrics.js';
 
 const OVERFLOW = '__overflow__';
 
@@ -32,6 +33,7 @@ export interface Metrics {
     observeDuration(seconds: number): void;
   };
   readonly authz: AuthzMetrics;
+  readonly extproc: ExtprocMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
 }
@@ -106,6 +108,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
       },
     },
     authz: createAuthzMetrics(registry),
+    extproc: extprocMetrics(registers),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
   };

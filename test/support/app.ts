@@ -8,6 +8,7 @@ import { parsePortcullisConfig } from '../../src/config/portcullis-config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { systemClock } from '../../src/shared/clock.js';
+import type { CacheStore } from '../../src/store/cache-store.js';
 import type { CounterStore } from '../../src/store/counter-store.js';
 import { MemoryCounterStore } from '../../src/store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../../src/store/redis-counter-store.js';
@@ -36,6 +37,11 @@ export interface TestAppOptions {
   readonly redisUrl?: string;
   readonly clock?: Clock;
   readonly store?: CounterStore;
+  /** YAML for the `extproc:` section, without the key. */
+  readonly extproc?: string;
+  readonly cache?: CacheStore;
+  /** Extra files in the config dir (JSON Schemas), by relative name. */
+  readonly files?: Readonly<Record<string, string>>;
 }
 
 /** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
@@ -57,7 +63,9 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
     '  descriptors: ./ratelimit',
     '  reload: { enabled: true, poll_interval_ms: 100 }',
     ratelimit,
+    ...(options.extproc ? ['extproc:', ...options.extproc.split('\n').map((l) => `  ${l}`)] : []),
   ].join('\n'));
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), text);
   const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -68,7 +76,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   });
   const registry = new Registry();
   const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
-  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0 });
+  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0, cache: options.cache });
   const { grpcAddress, adminAddress } = await app.start();
   const client = rateLimitClient(grpcAddress);
   return {

@@ -133,6 +133,37 @@ export function rateLimitFilterConfig(bootstrap: Record<string, unknown>): Recor
   return record(at(byName(list(hcm['http_filters']), 'envoy.filters.http.ratelimit'), 'typed_config'));
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The ext_proc bootstrap
+
+export const EXTPROC_BOOTSTRAP = 'envoy/extproc.yaml';
+
+export interface ExtprocBootstrapOptions {
+  upstream: HostPort;
+  portcullis: HostPort;
+  /** Overrides the filter's message_timeout (the example's 0.2s is tight for a loaded CI machine). */
+  messageTimeout?: string;
+  /** HTTP filters put before ext_proc (e.g. header_to_metadata standing in for ext_authz). */
+  filtersBefore?: object[];
+}
+
+/** envoy/extproc.yaml with admin and listener on port 0 and the clusters at the given addresses. */
+export function extprocBootstrap(options: ExtprocBootstrapOptions): Record<string, unknown> {
+  const bootstrap = structuredClone(loadYamlFile(EXTPROC_BOOTSTRAP));
+  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
+  const resources = record(at(bootstrap, 'static_resources'));
+  const ingress = byName(list(resources['listeners']), 'ingress');
+  setSocketAddress(at(ingress, 'address'), { host: '127.0.0.1', port: 0 });
+  setClusterEndpoint(byName(list(resources['clusters']), 'upstream'), options.upstream);
+  setClusterEndpoint(byName(list(resources['clusters']), 'portcullis'), options.portcullis);
+  const hcm = record(at(byName(list(record(list(ingress['filter_chains'])[0])['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
+  const filters = list(hcm['http_filters']);
+  const filter = record(at(byName(filters, 'envoy.filters.http.ext_proc'), 'typed_config'));
+  if (options.messageTimeout !== undefined) filter['message_timeout'] = options.messageTimeout;
+  if (options.filtersBefore !== undefined) filters.unshift(...options.filtersBefore);
+  return bootstrap;
+}
+
 function setSocketAddress(address: unknown, target: HostPort): void {
   const socket = record(at(record(address), 'socket_address'));
   socket['address'] = target.host;

@@ -54,6 +54,14 @@ const DEFAULT_RATELIMIT = {
   metrics: { maxKeys: 10000 },
 };
 
+export const DEFAULT_EXTPROC = {
+  requestId: { header: 'x-request-id' },
+  tracing: { mirror: { traceId: undefined, spanId: undefined } },
+  cache: { maxEntryBytes: 1048576, maxMemoryBytes: 67108864, timeoutMs: 50, keyPrefix: 'portcullis:cache:' },
+  maxMessageBytes: 67108864,
+  routes: [],
+};
+
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
   server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, shutdownTimeoutMs: 10000 },
@@ -62,6 +70,7 @@ const DEFAULTS: PortcullisConfig = {
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
   authz: undefined,
+  extproc: DEFAULT_EXTPROC,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -96,6 +105,7 @@ describe('portcullis.yaml: valid files', () => {
         reload: { enabled: false, pollIntervalMs: 2000 },
         metrics: { maxKeys: 500 },
       },
+      extproc: DEFAULT_EXTPROC,
     });
     deepFrozen(config);
     assert.throws(() => {
@@ -163,7 +173,7 @@ interface BadCase {
 }
 
 const UNKNOWN_KEYS: readonly BadCase[] = [
-  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz)" },
+  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc)" },
   { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, shutdown_timeout_ms)" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
