@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
+import { Composer } from './bff/composer.js';
+import { describeBff } from './bff/config.js';
+import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
@@ -14,6 +18,7 @@ import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
+import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { rateLimitServiceDefinition } from './server/protos.js';
@@ -31,8 +36,8 @@ export interface AppDeps {
 }
 
 export interface App {
-  /** Binds both servers; resolves with the addresses actually bound (port 0 works). */
-  start(): Promise<{ grpcAddress: string; adminAddress: string }>;
+  /** Binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress: the composer, when on. */
+  start(): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
   /** Re-reads portcullis.yaml and the descriptor files; keeps the last good config on error. */
   reload(): Promise<void>;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
@@ -54,6 +59,8 @@ export function buildApp(deps: AppDeps): App {
     store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
     snapshot: () => holder.current().snapshot,
   });
+  const upstream = new UndiciUpstreamClient();
+  const composer = new Composer({ client: upstream, observer: metrics.bff, now: () => performance.now() });
   let inFlight = 0;
   let drained: (() => void) | undefined;
   let shuttingDown = false;
@@ -61,8 +68,17 @@ export function buildApp(deps: AppDeps): App {
   let lastFingerprint = '';
   let grpc: GrpcServer | undefined;
   let admin: HttpServer | undefined;
+  let bffServer: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let storeProbe: NodeJS.Timeout | undefined;
+  /** gRPC calls and composer requests: SIGTERM waits for both. */
+  const inFlightRequests = {
+    enter: (): void => void inFlight++,
+    leave: (): void => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    },
+  };
 
   const reload = async (): Promise<void> => {
     const previous = holder.current();
@@ -79,9 +95,11 @@ export function buildApp(deps: AppDeps): App {
       }
       holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig } });
       lastFingerprint = fingerprint;
+      upstream.retain(config.bff.services.values()).catch((error: unknown) => logger.warn({ err: error }, 'closing unused bff pools failed'));
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);
-      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name) }, 'config loaded');
+      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), bffEndpoints: config.bff.endpoints.length }, 'config loaded');
+      if (config.bff.endpoints.length > 0 && config.server.http === undefined) logger.warn('bff endpoints are configured but server.http.address is not set: the composer is off');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       // Report a broken state once, not on every poll.
@@ -133,23 +151,25 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: {
-            enter: () => void inFlight++,
-            leave: () => {
-              inFlight--;
-              if (inFlight === 0) drained?.();
-            },
-          },
+          inFlight: inFlightRequests,
         }),
       }]);
       admin = createAdminServer({
         registry, logger, ready,
         live: () => !shuttingDown,
-        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
+        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
         limits: () => dumpLimits(holder.current().snapshot.config),
         json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
+      let httpAddress: string | undefined;
+      if (settings.server.http !== undefined) {
+        bffServer = createBffServer({
+          config: () => holder.current().config.bff, composer, observer: metrics.bff, logger, now: () => performance.now(),
+          inFlight: inFlightRequests,
+        });
+        httpAddress = await listen(bffServer, settings.server.http.address);
+      }
       await probeStore();
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
@@ -158,13 +178,15 @@ export function buildApp(deps: AppDeps): App {
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
-      return { grpcAddress: grpc.address, adminAddress };
+      return { grpcAddress: grpc.address, adminAddress, httpAddress };
     },
     async close() {
       shuttingDown = true;
       grpc?.setServing('NOT_SERVING');
       watcher?.close();
       clearInterval(storeProbe);
+      bffServer?.close();
+      bffServer?.closeIdleConnections();
       const timeoutMs = holder.current().config.server.shutdownTimeoutMs;
       if (inFlight > 0) {
         await Promise.race([
@@ -179,6 +201,8 @@ export function buildApp(deps: AppDeps): App {
         server.closeAllConnections();
         await closed;
       }
+      bffServer?.closeAllConnections();
+      await upstream.close();
       await store.close();
     },
   };

@@ -43,7 +43,12 @@ export async function main(argv: readonly string[]): Promise<number> {
 async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
   try {
     let descriptors = options.descriptors;
-    if (options.config) descriptors = (await loadPortcullisConfig(options.config)).ratelimit.descriptors;
+    let bffEndpoints: number | undefined;
+    if (options.config) {
+      const config = await loadPortcullisConfig(options.config);
+      descriptors = config.ratelimit.descriptors;
+      bffEndpoints = config.bff.endpoints.length;
+    }
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;
@@ -51,6 +56,7 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
     const files = await readDescriptorFiles(descriptors);
     const compiled = compileDescriptorFiles(files);
     process.stdout.write(`ok: ${files.length} descriptor file(s), domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
+    if (bffEndpoints !== undefined) process.stdout.write(`ok: ${bffEndpoints} bff endpoint(s)\n`);
     return 0;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -79,8 +85,8 @@ async function serve(configFile: string): Promise<number> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random });
-  const { grpcAddress, adminAddress } = await app.start();
-  logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  const { grpcAddress, adminAddress, httpAddress } = await app.start();
+  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
@@ -11,6 +12,8 @@ export interface PortcullisConfig {
   readonly server: {
     readonly grpc: { readonly address: string };
     readonly admin: { readonly address: string };
+    /** The composer's HTTP listener (bff endpoints); undefined: off. */
+    readonly http: { readonly address: string } | undefined;
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     readonly shutdownTimeoutMs: number;
   };
@@ -24,6 +27,7 @@ export interface PortcullisConfig {
     readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number };
     readonly metrics: { readonly maxKeys: number };
   };
+  readonly bff: BffConfig;
 }
 
 const address = (fallback: string) =>
@@ -34,6 +38,7 @@ const schema = object({
   server: object({
     grpc: object({ address: address('127.0.0.1:9191') }),
     admin: object({ address: address('127.0.0.1:9192') }),
+    http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, integer: true }),
   }),
   redis: object({
@@ -65,6 +70,7 @@ const schema = object({
     reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, integer: true }) }),
     metrics: object({ max_keys: number(10000, { min: 0, integer: true }) }),
   }),
+  bff: bffSection,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -86,7 +92,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
+    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,
@@ -114,6 +120,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
       reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms },
       metrics: { maxKeys: rl.metrics.max_keys },
     },
+    bff: raw.bff,
   });
 }
 
