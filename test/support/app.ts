@@ -19,6 +19,10 @@ export interface TestApp {
   readonly descriptorsDir: string;
   readonly grpcAddress: string;
   readonly adminUrl: string;
+  /** http://host:port of the composer listener, when `bff` was given. */
+  readonly httpUrl: string | undefined;
+  /** The config file, to rewrite before app.reload(). */
+  readonly file: string;
   readonly client: RateLimitClient;
   readonly registry: Registry;
   /** Parsed pino lines logged so far. */
@@ -36,6 +40,8 @@ export interface TestAppOptions {
   readonly redisUrl?: string;
   readonly clock?: Clock;
   readonly store?: CounterStore;
+  /** YAML for the `bff:` section; turns the composer listener on (port 0). */
+  readonly bff?: string;
 }
 
 /** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
@@ -45,18 +51,21 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   mkdirSync(descriptorsDir);
   for (const [name, text] of Object.entries(options.descriptors)) writeFileSync(path.join(descriptorsDir, name), text);
   const file = path.join(dir, 'portcullis.yaml');
-  const ratelimit = (options.ratelimit ?? '').split('\n').map((l) => `  ${l}`).join('\n');
+  const indent = (yaml: string): string => yaml.split('\n').map((l) => `  ${l}`).join('\n');
+  const ratelimit = indent(options.ratelimit ?? '');
   writeFileSync(file, [
     'server:',
     '  grpc: { address: "127.0.0.1:0" }',
     '  admin: { address: "127.0.0.1:0" }',
     '  shutdown_timeout_ms: 2000',
+    ...(options.bff !== undefined ? ['  http: { address: "127.0.0.1:0" }'] : []),
     ...(options.redisUrl ? ['redis:', `  url: "${options.redisUrl}"`] : []),
     'log: { level: debug }',
     'ratelimit:',
     '  descriptors: ./ratelimit',
     '  reload: { enabled: true, poll_interval_ms: 100 }',
     ratelimit,
+    ...(options.bff !== undefined ? ['bff:', indent(options.bff)] : []),
   ].join('\n'));
   const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
   const lines: Record<string, unknown>[] = [];
@@ -69,10 +78,11 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   const registry = new Registry();
   const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
   const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0 });
-  const { grpcAddress, adminAddress } = await app.start();
+  const { grpcAddress, adminAddress, httpAddress } = await app.start();
   const client = rateLimitClient(grpcAddress);
   return {
-    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry,
+    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry, file,
+    httpUrl: httpAddress === undefined ? undefined : `http://${httpAddress}`,
     logs: () => lines,
     async metric(name, labels = {}) {
       const metric = registry.getSingleMetric(name);
