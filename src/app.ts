@@ -2,11 +2,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
 import { authzFiles } from './authz/config.js';
 import { createHttpClient } from './authz/http-client.js';
 import type { HttpClient, RevocationList } from './authz/ports.js';
 import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
+import { Composer } from './bff/composer.js';
+import { describeBff } from './bff/config.js';
+import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
@@ -19,6 +23,7 @@ import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen } from './server/admin-http.js';
+import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { authzHandlers } from './server/authz-handler.js';
@@ -47,8 +52,8 @@ export interface AppDeps {
 }
 
 export interface App {
-  /** Binds both servers; resolves with the addresses actually bound (port 0 works). */
-  start(): Promise<{ grpcAddress: string; adminAddress: string }>;
+  /** Binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress: the composer, when on. */
+  start(): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
   /** Re-reads portcullis.yaml and the descriptor files; keeps the last good config on error. */
   reload(): Promise<void>;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
@@ -77,6 +82,8 @@ export function buildApp(deps: AppDeps): App {
     store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
     snapshot: () => holder.current().snapshot,
   });
+  const upstream = new UndiciUpstreamClient();
+  const composer = new Composer({ client: upstream, observer: metrics.bff, now: () => performance.now() });
   let inFlight = 0;
   let drained: (() => void) | undefined;
   let shuttingDown = false;
@@ -84,11 +91,13 @@ export function buildApp(deps: AppDeps): App {
   let lastFingerprint = '';
   let grpc: GrpcServer | undefined;
   let admin: HttpServer | undefined;
+  let bffServer: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let storeProbe: NodeJS.Timeout | undefined;
-  const inFlightCounter = {
-    enter: () => void inFlight++,
-    leave: () => {
+  /** gRPC calls and composer requests: SIGTERM waits for both. */
+  const inFlightRequests = {
+    enter: (): void => void inFlight++,
+    leave: (): void => {
       inFlight--;
       if (inFlight === 0) drained?.();
     },
@@ -117,9 +126,11 @@ export function buildApp(deps: AppDeps): App {
       holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
       authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
+      upstream.retain(config.bff.services.values()).catch((error: unknown) => logger.warn({ err: error }, 'closing unused bff pools failed'));
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);
-      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name) }, 'config loaded');
+      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name), bffEndpoints: config.bff.endpoints.length }, 'config loaded');
+      if (config.bff.endpoints.length > 0 && config.server.http === undefined) logger.warn('bff endpoints are configured but server.http.address is not set: the composer is off');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       // Report a broken state once, not on every poll.
@@ -171,7 +182,7 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: inFlightCounter,
+          inFlight: inFlightRequests,
         }),
       }, {
         definition: authorizationServiceDefinition(),
@@ -183,7 +194,7 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.authz?.timeoutMs ?? 1000,
           observe: (decision, seconds) => metrics.authz.check(decision, seconds),
           onError: (code) => metrics.authz.serviceError(code),
-          inFlight: inFlightCounter,
+          inFlight: inFlightRequests,
         }),
       }, {
         definition: externalProcessorServiceDefinition(),
@@ -192,18 +203,26 @@ export function buildApp(deps: AppDeps): App {
           cache, clock, log: logger,
           randomHex: (bytes) => randomBytes(bytes).toString('hex'),
           observer: metrics.extproc,
-          inFlight: inFlightCounter,
+          inFlight: inFlightRequests,
         }),
       }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
       revocation.start();
       admin = createAdminServer({
         registry, logger, ready,
         live: () => !shuttingDown,
-        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
+        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
         limits: () => dumpLimits(holder.current().snapshot.config),
         json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
+      let httpAddress: string | undefined;
+      if (settings.server.http !== undefined) {
+        bffServer = createBffServer({
+          config: () => holder.current().config.bff, composer, observer: metrics.bff, logger, now: () => performance.now(),
+          inFlight: inFlightRequests,
+        });
+        httpAddress = await listen(bffServer, settings.server.http.address);
+      }
       await probeStore();
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
@@ -212,13 +231,15 @@ export function buildApp(deps: AppDeps): App {
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
-      return { grpcAddress: grpc.address, adminAddress };
+      return { grpcAddress: grpc.address, adminAddress, httpAddress };
     },
     async close() {
       shuttingDown = true;
       grpc?.setServing('NOT_SERVING');
       watcher?.close();
       clearInterval(storeProbe);
+      bffServer?.close();
+      bffServer?.closeIdleConnections();
       const timeoutMs = holder.current().config.server.shutdownTimeoutMs;
       if (inFlight > 0) {
         await Promise.race([
@@ -235,6 +256,8 @@ export function buildApp(deps: AppDeps): App {
       }
       authz.close();
       await revocation.close();
+      bffServer?.closeAllConnections();
+      await upstream.close();
       await store.close();
       await cache.close();
     },

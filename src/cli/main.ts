@@ -53,6 +53,7 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
   try {
     const config = options.config ? await loadPortcullisConfig(options.config) : undefined;
     const descriptors = config?.ratelimit.descriptors ?? options.descriptors;
+    const bffEndpoints = config?.bff.endpoints.length;
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;
@@ -62,6 +63,7 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
     const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
     const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
     process.stdout.write(`ok: ${files.length} descriptor file(s), domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
+    if (bffEndpoints !== undefined) process.stdout.write(`ok: ${bffEndpoints} bff endpoint(s)\n`);
     return 0;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -103,8 +105,8 @@ async function serve(configFile: string): Promise<number> {
     })
     : new MemoryRevocationList(systemClock);
   const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation });
-  const { grpcAddress, adminAddress } = await app.start();
-  logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  const { grpcAddress, adminAddress, httpAddress } = await app.start();
+  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;

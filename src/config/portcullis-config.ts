@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, compileAuthz, type AuthzSettings } from '../authz/config.js';
 import { compileExtproc, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
+import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { ConfigError, IssueCollector } from './errors.js';
@@ -14,6 +15,8 @@ export interface PortcullisConfig {
   readonly server: {
     readonly grpc: { readonly address: string };
     readonly admin: { readonly address: string };
+    /** The composer's HTTP listener (bff endpoints); undefined: off. */
+    readonly http: { readonly address: string } | undefined;
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     readonly shutdownTimeoutMs: number;
   };
@@ -36,6 +39,7 @@ export interface PortcullisConfig {
   readonly authz: AuthzSettings | undefined;
   /** ext_proc: ids, header rules, validation, response cache (src/extproc/config.ts). */
   readonly extproc: ExtprocSettings;
+  readonly bff: BffConfig;
 }
 
 const address = (fallback: string) =>
@@ -46,6 +50,7 @@ const schema = object({
   server: object({
     grpc: object({ address: address('127.0.0.1:9191') }),
     admin: object({ address: address('127.0.0.1:9192') }),
+    http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
   }),
   redis: object({
@@ -83,6 +88,7 @@ const schema = object({
   }),
   authz: authzField,
   extproc: extprocSchema,
+  bff: bffSection,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -106,7 +112,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
+    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,
@@ -140,6 +146,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     },
     authz,
     extproc,
+    bff: raw.bff,
   });
 }
 

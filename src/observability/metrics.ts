@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { BffObserver } from '../bff/composer.js';
 import type { LimitStats } from '../ratelimit/decide.js';
 import type { AuthzObserver } from '../authz/ports.js';
 import type { Decision } from '../authz/types.js';
@@ -36,6 +37,7 @@ export interface Metrics {
   readonly extproc: ExtprocMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
+  readonly bff: BffObserver;
 }
 
 type StatName = Exclude<keyof LimitStats, 'key'>;
@@ -109,6 +111,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
     },
     authz: createAuthzMetrics(registry),
     extproc: extprocMetrics(registers),
+    bff: createBffMetrics(registry),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
   };
@@ -166,6 +169,38 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
     },
     serviceError(code) {
       errors.inc({ code });
+    },
+  };
+}
+
+/** Endpoints and calls come from the config; the budget still caps them across many reloads. */
+const MAX_BFF_SERIES = 1000;
+
+function createBffMetrics(registry: Registry): BffObserver {
+  const registers = [registry];
+  const overflow = new Counter({ name: 'portcullis_bff_labels_overflow_total', help: 'Composer observations folded into endpoint/call "__overflow__" because more than 1000 distinct ones were seen.', registers });
+  const endpoints = new LabelBudget(MAX_BFF_SERIES, overflow);
+  const calls = new LabelBudget(MAX_BFF_SERIES, overflow);
+  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+  const answers = new Counter({ name: 'portcullis_bff_requests_total', help: 'Composer answers by endpoint (path template) and HTTP status.', labelNames: ['endpoint', 'status'], registers });
+  const answerDuration = new Histogram({ name: 'portcullis_bff_request_duration_seconds', help: 'Composer answer time by endpoint.', labelNames: ['endpoint'], buckets, registers });
+  const degradedAnswers = new Counter({ name: 'portcullis_bff_degraded_answers_total', help: 'Answers with at least one degraded part, by endpoint.', labelNames: ['endpoint'], registers });
+  const callDuration = new Histogram({ name: 'portcullis_bff_call_duration_seconds', help: 'Upstream call time by endpoint and call.', labelNames: ['endpoint', 'call'], buckets, registers });
+  const callFailures = new Counter({ name: 'portcullis_bff_call_failures_total', help: 'Failed upstream calls by endpoint, call and reason (timeout, deadline, aborted, status, network, body).', labelNames: ['endpoint', 'call', 'reason'], registers });
+  const callDegraded = new Counter({ name: 'portcullis_bff_call_degraded_total', help: 'Calls whose part of the answer degraded (fallback used), by endpoint and call.', labelNames: ['endpoint', 'call'], registers });
+  return {
+    call(endpoint, call, seconds, outcome, degraded) {
+      const e = endpoints.admit(endpoint);
+      const c = calls.admit(`${e} ${call}`) === OVERFLOW ? OVERFLOW : call;
+      callDuration.observe({ endpoint: e, call: c }, seconds);
+      if (outcome !== 'ok' && outcome !== 'skipped') callFailures.inc({ endpoint: e, call: c, reason: outcome });
+      if (degraded) callDegraded.inc({ endpoint: e, call: c });
+    },
+    answer(endpoint, status, seconds, degraded) {
+      const e = endpoints.admit(endpoint);
+      answers.inc({ endpoint: e, status: String(status) });
+      answerDuration.observe({ endpoint: e }, seconds);
+      if (degraded) degradedAnswers.inc({ endpoint: e });
     },
   };
 }

@@ -124,6 +124,18 @@ export function rateLimitBootstrap(options: RateLimitBootstrapOptions): Record<s
   return bootstrap;
 }
 
+export const BFF_BOOTSTRAP = 'envoy/bff.yaml';
+
+/** envoy/bff.yaml with admin and the `ingress` listener on 127.0.0.1 port 0 and the `bff` cluster at `composer`. */
+export function bffBootstrap(composer: HostPort): Record<string, unknown> {
+  const bootstrap = structuredClone(loadYamlFile(BFF_BOOTSTRAP));
+  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
+  const resources = record(at(bootstrap, 'static_resources'));
+  setSocketAddress(at(byName(list(resources['listeners']), 'ingress'), 'address'), { host: '127.0.0.1', port: 0 });
+  setClusterEndpoint(byName(list(resources['clusters']), 'bff'), composer);
+  return bootstrap;
+}
+
 /** The typed_config of the envoy.filters.http.ratelimit filter of the `ingress` listener. */
 export function rateLimitFilterConfig(bootstrap: Record<string, unknown>): Record<string, unknown> {
   const resources = record(at(bootstrap, 'static_resources'));

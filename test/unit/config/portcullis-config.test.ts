@@ -61,16 +61,18 @@ export const DEFAULT_EXTPROC = {
   maxMessageBytes: 67108864,
   routes: [],
 };
+const EMPTY_BFF: PortcullisConfig['bff'] = { services: new Map(), endpoints: [], degradedHeader: 'x-bff-degraded', maxResponseBytes: 1048576 };
 
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
-  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, shutdownTimeoutMs: 10000 },
+  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000 },
   redis: undefined,
   memory: { maxKeys: 500_000 },
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
   authz: undefined,
   extproc: DEFAULT_EXTPROC,
+  bff: EMPTY_BFF,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -79,7 +81,7 @@ describe('portcullis.yaml: valid files', () => {
     const config = await loadPortcullisConfig(file);
     assert.deepEqual(config, {
       file,
-      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, shutdownTimeoutMs: 5000 },
+      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000 },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
       authz: undefined,
@@ -106,6 +108,7 @@ describe('portcullis.yaml: valid files', () => {
         metrics: { maxKeys: 500 },
       },
       extproc: DEFAULT_EXTPROC,
+      bff: EMPTY_BFF,
     });
     deepFrozen(config);
     assert.throws(() => {
@@ -173,8 +176,8 @@ interface BadCase {
 }
 
 const UNKNOWN_KEYS: readonly BadCase[] = [
-  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc)" },
-  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, shutdown_timeout_ms)" },
+  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
+  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, http, shutdown_timeout_ms)" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: "unknown key 'password' (expected one of: url, cluster, connect_timeout_ms)" },
