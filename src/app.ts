@@ -13,7 +13,7 @@ import { compileDescriptorFiles, dumpLimits } from './ratelimit/descriptor-confi
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
-import { createAdminServer, listen } from './server/admin-http.js';
+import { createAdminServer, listen, type AdminDeps } from './server/admin-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { rateLimitServiceDefinition } from './server/protos.js';
@@ -28,6 +28,8 @@ export interface AppDeps {
   readonly registry: Registry;
   readonly store: CounterStore;
   readonly random: () => number;
+  /** A worker under src/server/supervisor.ts: the supervisor serves the admin port and watches the files. */
+  readonly worker?: boolean;
 }
 
 export interface App {
@@ -37,6 +39,10 @@ export interface App {
   reload(): Promise<void>;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
   close(): Promise<void>;
+  /** What /readyz reports. */
+  ready(): { ready: boolean; reasons: string[] };
+  /** The admin routes that read this process's state, for a supervisor to serve. */
+  readonly views: Pick<AdminDeps, 'config' | 'limits' | 'json'>;
 }
 
 interface Loaded {
@@ -119,8 +125,16 @@ export function buildApp(deps: AppDeps): App {
     grpc?.setServing(ready().ready ? 'SERVING' : 'NOT_SERVING');
   };
 
+  const views: App['views'] = {
+    config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
+    limits: () => dumpLimits(holder.current().snapshot.config),
+    json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
+  };
+
   return {
     reload,
+    ready,
+    views,
     async start() {
       await reload();
       const settings = deps.config;
@@ -142,17 +156,15 @@ export function buildApp(deps: AppDeps): App {
           },
         }),
       }]);
-      admin = createAdminServer({
-        registry, logger, ready,
-        live: () => !shuttingDown,
-        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
-        limits: () => dumpLimits(holder.current().snapshot.config),
-        json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
-      });
-      const adminAddress = await listen(admin, settings.server.admin.address);
       await probeStore();
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
+      if (deps.worker) return { grpcAddress: grpc.address, adminAddress: '' };
+      admin = createAdminServer({
+        registry, logger, ready, ...views,
+        live: () => !shuttingDown,
+      });
+      const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
         watcher = watchConfig([settings.file, settings.ratelimit.descriptors], settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
@@ -6,6 +7,8 @@ import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
+import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
+import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
@@ -75,12 +78,16 @@ async function serve(configFile: string): Promise<number> {
     process.stderr.write(`${error.message}\n`);
     return 1;
   }
-  const logger = createLogger(config.log.level);
+  const workers = resolveWorkers(config.server.workers);
+  if (cluster.isPrimary && workers > 1) return runSupervisor({ config, workers, logger: createLogger(config.log.level) });
+  const worker = cluster.isWorker;
+  const logger = worker ? createLogger(config.log.level).child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : createLogger(config.log.level);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random });
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random, worker });
   const { grpcAddress, adminAddress } = await app.start();
-  logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  if (worker) serveSupervisor(app, registry, grpcAddress, logger);
+  else logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -101,5 +108,7 @@ async function serve(configFile: string): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // A worker whose supervisor is gone gets no new connections: drain and leave.
+    if (worker) process.on('disconnect', () => stop('supervisor gone'));
   });
 }

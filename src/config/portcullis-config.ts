@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RateLimitSettings } from '../ratelimit/service.js';
+import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
 import { parseYaml } from './yaml.js';
@@ -13,6 +14,8 @@ export interface PortcullisConfig {
     readonly admin: { readonly address: string };
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     readonly shutdownTimeoutMs: number;
+    /** Worker processes serving the gRPC port (src/server/supervisor.ts); 1 = this process serves it. */
+    readonly workers: WorkersSetting;
   };
   /** undefined: the in-memory store (one instance only). */
   readonly redis: { readonly url: string | undefined; readonly cluster: readonly string[] | undefined; readonly connectTimeoutMs: number } | undefined;
@@ -35,6 +38,7 @@ const schema = object({
     grpc: object({ address: address('127.0.0.1:9191') }),
     admin: object({ address: address('127.0.0.1:9192') }),
     shutdown_timeout_ms: number(10000, { min: 0, integer: true }),
+    workers: workersField,
   }),
   redis: object({
     url: redisUrl,
@@ -80,13 +84,14 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
     issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
+  const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
+  checkWorkers(raw.server.workers, redisConfigured, issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
-  const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
+    server: { grpc: raw.server.grpc, admin: raw.server.admin, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,
