@@ -7,6 +7,7 @@
 #   envoy-ratelimit    envoyproxy/ratelimit (Go), Redis backend   (built by install-peers.sh)
 #   portcullis-memory  node bin/portcullis.js serve, memory store
 #   portcullis-redis   node bin/portcullis.js serve, Redis store
+#   portcullis-redis-base  portcullis-redis from another checkout, BENCH_BASE_DIR (built there), for before/after
 #   portcullis-redis-2w  the same with server.workers: 2 (a supervisor and two worker processes on one port;
 #                      its CPU is the sum over them). Not in the default list: run it unpinned with
 #                      BENCH_PIN=0 BENCH_CONNECTIONS=2, the supervisor hands out connections, not calls.
@@ -23,6 +24,7 @@
 #        BENCH_PIN (1 = pin servers+redis to BENCH_SERVER_CPUS, ghz to BENCH_CLIENT_CPUS; 0 = no pinning)
 #        BENCH_SERVER_CPUS (0) BENCH_CLIENT_CPUS (1)
 #        BENCH_RATELIMIT_STATS (null | prometheus | logging; default null, see below)
+#        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
 #        BENCH_SKIP_BUILD (1 = use dist/ as is) BENCH_KEEP_TMP (1 = keep logs and configs)
 # Output: Markdown on stdout and in bench/ratelimit/results/<timestamp>.md (+ .jsonl raw runs).
 # Exits non-zero if any target fails to build, start, pass its sanity check, or answers any
@@ -62,7 +64,9 @@ for t in "${TARGET_LIST[@]}"; do
     envoy-ratelimit) NEED_REDIS=1 ;;
     portcullis-memory) NEED_PORTCULLIS=1 ;;
     portcullis-redis|portcullis-redis-2w) NEED_PORTCULLIS=1 NEED_REDIS=1 ;;
-    *) die "unknown target '$t' (known: noop, envoy-ratelimit, portcullis-memory, portcullis-redis, portcullis-redis-2w)" ;;
+    portcullis-redis-base) NEED_PORTCULLIS=1 NEED_REDIS=1
+      [[ -f "${BENCH_BASE_DIR:-}/bin/portcullis.js" ]] || die "portcullis-redis-base needs BENCH_BASE_DIR, a built checkout" ;;
+    *) die "unknown target '$t' (known: noop, envoy-ratelimit, portcullis-memory, portcullis-redis, portcullis-redis-2w, portcullis-redis-base)" ;;
   esac
 done
 for s in "${SCENARIO_LIST[@]}"; do
@@ -178,13 +182,14 @@ free_ports() {
       });
     }' "$1"
 }
-read -r -a PORTS <<< "$(free_ports 12)"
+read -r -a PORTS <<< "$(free_ports 14)"
 REDIS_PORT="${PORTS[0]}"
 PORT[noop]="${PORTS[1]}"
 PORT[envoy-ratelimit]="${PORTS[2]}"; RL_HTTP_PORT="${PORTS[3]}"; RL_DEBUG_PORT="${PORTS[4]}"; RL_PROM_PORT="${PORTS[5]}"
 PORT[portcullis-memory]="${PORTS[6]}"; PCM_ADMIN_PORT="${PORTS[7]}"
 PORT[portcullis-redis]="${PORTS[8]}"; PCR_ADMIN_PORT="${PORTS[9]}"
 PORT[portcullis-redis-2w]="${PORTS[10]}"; PCR2_ADMIN_PORT="${PORTS[11]}"
+PORT[portcullis-redis-base]="${PORTS[12]}"; PCRB_ADMIN_PORT="${PORTS[13]}"
 
 # ---- configuration ----------------------------------------------------------------------------
 # envoyproxy/ratelimit reads $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*.yaml; Portcullis reads
@@ -239,6 +244,7 @@ write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
   } > "$1"
 }
 
+read -r -a NODE_FLAGS <<< "${BENCH_NODE_OPTIONS:-}"
 # ---- start everything -------------------------------------------------------------------------
 start() { # name logfile cmd...
   local name="$1" logf="$2"; shift 2
@@ -273,13 +279,16 @@ for t in "${TARGET_LIST[@]}"; do
       start envoy-ratelimit "$TMP/envoy-ratelimit.log" env "${rl_env[@]}" "${SERVER_PIN[@]}" "$RATELIMIT_BIN" ;;
     portcullis-memory)
       write_portcullis_config "$TMP/portcullis-memory.yaml" "${PORT[$t]}" "$PCM_ADMIN_PORT" 0
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-memory.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-memory.yaml" ;;
     portcullis-redis)
       write_portcullis_config "$TMP/portcullis-redis.yaml" "${PORT[$t]}" "$PCR_ADMIN_PORT" 1
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis.yaml" ;;
     portcullis-redis-2w)
       write_portcullis_config "$TMP/portcullis-redis-2w.yaml" "${PORT[$t]}" "$PCR2_ADMIN_PORT" 1 2
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis-2w.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis-2w.yaml" ;;
+    portcullis-redis-base)
+      write_portcullis_config "$TMP/portcullis-redis-base.yaml" "${PORT[$t]}" "$PCRB_ADMIN_PORT" 1
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$BENCH_BASE_DIR/bin/portcullis.js" serve --config "$TMP/portcullis-redis-base.yaml" ;;
   esac
 done
 
@@ -479,6 +488,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo
   echo "- CPUs: $NPROC × $cpu_model; memory $mem_total; kernel $(uname -r)"
   echo "- load average at start: $LOAD_START (1/5/15 min)"
+  echo "- Portcullis node flags: ${BENCH_NODE_OPTIONS:-(none)}"
   echo "- node $(node -v), $go_version, redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   echo "- ghz $(cat "$BIN/ghz.version"); envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version") (stats: $RL_STATS sink)"
   echo "- Portcullis: $pc_rev; @grpc/grpc-js $(node -p 'require("./node_modules/@grpc/grpc-js/package.json").version')"
@@ -529,7 +539,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
           + "| target | RPS (min–max) | p50 ms | p99 ms | server cores | redis cores | RPS per core (server+redis) | redis cmds/req | errors | max other cores |\n"
           + "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
           + ($agg | map("| \(.target) | \(.rps | r(0)) (\(.rmin | r(0))–\(.rmax | r(0))) | \(.p50 | r(2)) | \(.p99 | r(2)) | \(.server | r(2)) | \(if .target == "envoy-ratelimit" or (.target | startswith("portcullis-redis")) then (.redis | r(2)) else "–" end) | \(.per_core | r(0)) | \(.cmds | r(2)) | \(.errors) | \(.other | r(2)) |") | join("\n"))
-          + ( [ ["portcullis-redis", "envoy-ratelimit"], ["portcullis-redis-2w", "envoy-ratelimit"], ["portcullis-redis-2w", "portcullis-redis"], ["portcullis-memory", "envoy-ratelimit"], ["portcullis-redis", "noop"], ["portcullis-memory", "noop"], ["envoy-ratelimit", "noop"] ]
+          + ( [ ["portcullis-redis", "envoy-ratelimit"], ["portcullis-redis-2w", "envoy-ratelimit"], ["portcullis-redis-2w", "portcullis-redis"], ["portcullis-redis", "portcullis-redis-base"], ["portcullis-redis-base", "envoy-ratelimit"], ["portcullis-memory", "envoy-ratelimit"], ["portcullis-redis", "noop"], ["portcullis-memory", "noop"], ["envoy-ratelimit", "noop"] ]
               | map(select($by[.[0]] != null and $by[.[1]] != null)) as $pairs
               | if ($pairs | length) == 0 then "" else
                   "\n\nRatios (first / second; RPS > 1 and latency < 1 favour the first):\n\n| ratio | RPS | p50 | p99 | RPS per core |\n|---|---:|---:|---:|---:|\n"
