@@ -432,18 +432,25 @@ if [[ "$FIXED" == 1 ]]; then
         addr="127.0.0.1:${PORT[$t]}"
         out="$TMP/fixed-$s-$t-$r.json"
         log "fixed rate $rate/s, $s descriptor(s), run $r, $t: $DURATION"
+        srv0="$(proc_ticks "${PID[$t]}")"; red0=0
+        [[ "$NEED_REDIS" == 1 ]] && red0="$(proc_ticks "${PID[redis]}")"
         run_child "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" --rps "$rate" --data-file "$TMP/data-$s.json" \
           --duration "$DURATION" --format json --output "$out" "$addr" 2> "$TMP/ghz.err" \
           || { cat "$TMP/ghz.err" >&2; die "ghz (fixed rate) failed against $t"; }
+        srv1="$(proc_ticks "${PID[$t]}")"; red1=0
+        [[ "$NEED_REDIS" == 1 ]] && red1="$(proc_ticks "${PID[redis]}")"
+        uses_redis=0; [[ "$t" == envoy-ratelimit || "$t" == portcullis-redis* ]] && uses_redis=1
         # p99.9 is not in ghz's distribution: take it from every request's latency.
-        jq -c --arg target "$t" --argjson scenario "$s" --argjson run "$r" --argjson rate "$rate" '
+        jq -c --arg target "$t" --argjson scenario "$s" --argjson run "$r" --argjson rate "$rate" --argjson hz "$HZ" \
+          --argjson srv "$((srv1 - srv0))" --argjson red "$(( uses_redis == 1 ? red1 - red0 : 0 ))" '
           def q(p): if length == 0 then 0 else .[((length * p) | ceil) - 1] end;
           ([.details[] | select(.status == "OK") | .latency] | sort) as $l |
           { target: $target, scenario: $scenario, run: $run, rate: $rate, rps: .rps,
             p50_ms: ($l | q(0.5) / 1e6), p99_ms: ($l | q(0.99) / 1e6), p999_ms: ($l | q(0.999) / 1e6),
-            errors: ([.details[] | select(.status != "OK")] | length) }' "$out" >> "$FIXED_JSONL"
+            errors: ([.details[] | select(.status != "OK")] | length),
+            server_us_per_req: ($srv / $hz * 1e6 / .count), redis_us_per_req: ($red / $hz * 1e6 / .count) }' "$out" >> "$FIXED_JSONL"
         last="$(tail -n 1 "$FIXED_JSONL")"
-        log "    $(jq -r '"rps \(.rps | floor)  p50 \(.p50_ms * 100 | round / 100) ms  p99 \(.p99_ms * 100 | round / 100) ms  p99.9 \(.p999_ms * 100 | round / 100) ms  errors \(.errors)"' <<< "$last")"
+        log "    $(jq -r '"rps \(.rps | floor)  p50 \(.p50_ms * 100 | round / 100) ms  p99 \(.p99_ms * 100 | round / 100) ms  p99.9 \(.p999_ms * 100 | round / 100) ms  errors \(.errors)  cpu/req \(.server_us_per_req | round) + \(.redis_us_per_req | round) us"' <<< "$last")"
         [[ "$(jq -r .errors <<< "$last")" == 0 ]] || FAILED+=("$t")
         rm -f "$out"
       done
@@ -555,8 +562,8 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
       def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
       def r(d): (. * pow(10; d) | round) / pow(10; d) | tostring;
       group_by(.scenario) | map(
-        "\n\(.[0].scenario) descriptor(s) at \(.[0].rate) requests/s\n\n| target | achieved RPS | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|\n"
-        + (group_by(.target) | map("| \(.[0].target) | \(map(.rps) | median | r(0)) | \(map(.p50_ms) | median | r(2)) | \(map(.p99_ms) | median | r(2)) (\(map(.p99_ms) | min | r(2))–\(map(.p99_ms) | max | r(2))) | \(map(.p999_ms) | median | r(2)) | \(map(.errors) | add) |") | join("\n"))
+        "\n\(.[0].scenario) descriptor(s) at \(.[0].rate) requests/s\n\n| target | achieved RPS | p50 ms | p99 ms | p99.9 ms | service CPU µs/req | redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        + (group_by(.target) | map("| \(.[0].target) | \(map(.rps) | median | r(0)) | \(map(.p50_ms) | median | r(2)) | \(map(.p99_ms) | median | r(2)) (\(map(.p99_ms) | min | r(2))–\(map(.p99_ms) | max | r(2))) | \(map(.p999_ms) | median | r(2)) | \(map(.server_us_per_req) | median | r(0)) | \(map(.redis_us_per_req) | median | r(0)) | \(map(.errors) | add) |") | join("\n"))
       ) | join("\n")' "$FIXED_JSONL"
   fi
   echo
