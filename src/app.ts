@@ -4,7 +4,6 @@ import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
-import { authzFiles } from './authz/config.js';
 import { createHttpClient } from './authz/http-client.js';
 import type { HttpClient, RevocationList } from './authz/ports.js';
 import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
@@ -14,7 +13,7 @@ import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
-import { parsePortcullisConfig, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
+import { parsePortcullisConfig, watchedPaths, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
@@ -22,7 +21,7 @@ import { compileDescriptorFilesOffThread, dumpLimits } from './ratelimit/descrip
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
-import { createAdminServer, listen } from './server/admin-http.js';
+import { createAdminServer, listen, type AdminDeps } from './server/admin-http.js';
 import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
@@ -49,6 +48,8 @@ export interface AppDeps {
   readonly http?: HttpClient;
   /** The ext_proc response cache; default: in memory, bounded by extproc.cache.max_memory_bytes. */
   readonly cache?: CacheStore;
+  /** A worker under src/server/supervisor.ts: the supervisor serves the admin port and watches the files. */
+  readonly worker?: boolean;
 }
 
 export interface App {
@@ -58,6 +59,10 @@ export interface App {
   reload(): Promise<void>;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
   close(): Promise<void>;
+  /** What /readyz reports. */
+  ready(): { ready: boolean; reasons: string[] };
+  /** The admin routes that read this process's state, for a supervisor to serve. */
+  readonly views: Pick<AdminDeps, 'config' | 'limits' | 'json'>;
 }
 
 interface Loaded {
@@ -168,8 +173,16 @@ export function buildApp(deps: AppDeps): App {
     grpc?.setServing(ready().ready ? 'SERVING' : 'NOT_SERVING');
   };
 
+  const views: App['views'] = {
+    config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
+    limits: () => dumpLimits(holder.current().snapshot.config),
+    json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
+  };
+
   return {
     reload,
+    ready,
+    views,
     async start() {
       await reload();
       const settings = deps.config;
@@ -207,14 +220,6 @@ export function buildApp(deps: AppDeps): App {
         }),
       }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
       revocation.start();
-      admin = createAdminServer({
-        registry, logger, ready,
-        live: () => !shuttingDown,
-        config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
-        limits: () => dumpLimits(holder.current().snapshot.config),
-        json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
-      });
-      const adminAddress = await listen(admin, settings.server.admin.address);
       let httpAddress: string | undefined;
       if (settings.server.http !== undefined) {
         bffServer = createBffServer({
@@ -226,8 +231,14 @@ export function buildApp(deps: AppDeps): App {
       await probeStore();
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
+      if (deps.worker) return { grpcAddress: grpc.address, adminAddress: '', httpAddress };
+      admin = createAdminServer({
+        registry, logger, ready, ...views,
+        live: () => !shuttingDown,
+      });
+      const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig([settings.file, settings.ratelimit.descriptors, ...authzFiles(settings.authz), ...extprocInputs(settings.extproc)], settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig(watchedPaths(settings), settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }

@@ -7,16 +7,24 @@
 #   envoy-ratelimit    envoyproxy/ratelimit (Go), Redis backend   (built by install-peers.sh)
 #   portcullis-memory  node bin/portcullis.js serve, memory store
 #   portcullis-redis   node bin/portcullis.js serve, Redis store
+#   portcullis-redis-base  portcullis-redis from another checkout, BENCH_BASE_DIR (built there), for before/after
+#   portcullis-redis-2w  the same with server.workers: 2 (a supervisor and two worker processes on one port;
+#                      its CPU is the sum over them). Not in the default list: run it unpinned with
+#                      BENCH_PIN=0 BENCH_CONNECTIONS=2, the supervisor hands out connections, not calls.
 # Scenarios: 1 and 3 descriptors per request (BENCH_SCENARIOS, default "1,3").
 # One redis-server (persistence off) on a free port serves both Redis targets.
 # Load: ghz in its own process, same flags for every target; a warm-up run, then a measured run.
 #
+# Fixed rate (BENCH_FIXED=1, the default when envoy-ratelimit is a target): after the saturation runs, every
+# target is driven again at a fixed rate (ghz --rps) of BENCH_FIXED_RPS, default half of envoy-ratelimit's median
+# saturation RPS of that scenario, and p50/p99/p99.9 are reported from every request's latency.
 # Knobs: BENCH_DURATION (10s) BENCH_WARMUP (2s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #        BENCH_CONNECTIONS (1) BENCH_KEYS (500 distinct descriptor values per key)
 #        BENCH_TARGETS BENCH_SCENARIOS
 #        BENCH_PIN (1 = pin servers+redis to BENCH_SERVER_CPUS, ghz to BENCH_CLIENT_CPUS; 0 = no pinning)
 #        BENCH_SERVER_CPUS (0) BENCH_CLIENT_CPUS (1)
 #        BENCH_RATELIMIT_STATS (null | prometheus | logging; default null, see below)
+#        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
 #        BENCH_SKIP_BUILD (1 = use dist/ as is) BENCH_KEEP_TMP (1 = keep logs and configs)
 # Output: Markdown on stdout and in bench/ratelimit/results/<timestamp>.md (+ .jsonl raw runs).
 # Exits non-zero if any target fails to build, start, pass its sanity check, or answers any
@@ -55,8 +63,10 @@ for t in "${TARGET_LIST[@]}"; do
     noop) ;;
     envoy-ratelimit) NEED_REDIS=1 ;;
     portcullis-memory) NEED_PORTCULLIS=1 ;;
-    portcullis-redis) NEED_PORTCULLIS=1 NEED_REDIS=1 ;;
-    *) die "unknown target '$t' (known: noop, envoy-ratelimit, portcullis-memory, portcullis-redis)" ;;
+    portcullis-redis|portcullis-redis-2w) NEED_PORTCULLIS=1 NEED_REDIS=1 ;;
+    portcullis-redis-base) NEED_PORTCULLIS=1 NEED_REDIS=1
+      [[ -f "${BENCH_BASE_DIR:-}/bin/portcullis.js" ]] || die "portcullis-redis-base needs BENCH_BASE_DIR, a built checkout" ;;
+    *) die "unknown target '$t' (known: noop, envoy-ratelimit, portcullis-memory, portcullis-redis, portcullis-redis-2w, portcullis-redis-base)" ;;
   esac
 done
 for s in "${SCENARIO_LIST[@]}"; do
@@ -172,12 +182,14 @@ free_ports() {
       });
     }' "$1"
 }
-read -r -a PORTS <<< "$(free_ports 12)"
+read -r -a PORTS <<< "$(free_ports 14)"
 REDIS_PORT="${PORTS[0]}"
 PORT[noop]="${PORTS[1]}"
 PORT[envoy-ratelimit]="${PORTS[2]}"; RL_HTTP_PORT="${PORTS[3]}"; RL_DEBUG_PORT="${PORTS[4]}"; RL_PROM_PORT="${PORTS[5]}"
 PORT[portcullis-memory]="${PORTS[6]}"; PCM_ADMIN_PORT="${PORTS[7]}"
 PORT[portcullis-redis]="${PORTS[8]}"; PCR_ADMIN_PORT="${PORTS[9]}"
+PORT[portcullis-redis-2w]="${PORTS[10]}"; PCR2_ADMIN_PORT="${PORTS[11]}"
+PORT[portcullis-redis-base]="${PORTS[12]}"; PCRB_ADMIN_PORT="${PORTS[13]}"
 
 # ---- configuration ----------------------------------------------------------------------------
 # envoyproxy/ratelimit reads $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*.yaml; Portcullis reads
@@ -217,11 +229,12 @@ node -e '
   require("fs").writeFileSync(out3, JSON.stringify(three));
 ' "$KEYS" "$TMP/data-1.json" "$TMP/data-3.json"
 
-write_portcullis_config() { # file grpc-port admin-port with-redis
+write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
   {
     echo "server:"
     echo "  grpc: { address: \"127.0.0.1:$2\" }"
     echo "  admin: { address: \"127.0.0.1:$3\" }"
+    echo "  workers: ${5:-1}"
     if [[ "$4" == 1 ]]; then
       echo "redis:"
       echo "  url: \"redis://127.0.0.1:$REDIS_PORT\""
@@ -231,6 +244,7 @@ write_portcullis_config() { # file grpc-port admin-port with-redis
   } > "$1"
 }
 
+read -r -a NODE_FLAGS <<< "${BENCH_NODE_OPTIONS:-}"
 # ---- start everything -------------------------------------------------------------------------
 start() { # name logfile cmd...
   local name="$1" logf="$2"; shift 2
@@ -265,10 +279,16 @@ for t in "${TARGET_LIST[@]}"; do
       start envoy-ratelimit "$TMP/envoy-ratelimit.log" env "${rl_env[@]}" "${SERVER_PIN[@]}" "$RATELIMIT_BIN" ;;
     portcullis-memory)
       write_portcullis_config "$TMP/portcullis-memory.yaml" "${PORT[$t]}" "$PCM_ADMIN_PORT" 0
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-memory.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-memory.yaml" ;;
     portcullis-redis)
       write_portcullis_config "$TMP/portcullis-redis.yaml" "${PORT[$t]}" "$PCR_ADMIN_PORT" 1
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis.yaml" ;;
+    portcullis-redis-2w)
+      write_portcullis_config "$TMP/portcullis-redis-2w.yaml" "${PORT[$t]}" "$PCR2_ADMIN_PORT" 1 2
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis-2w.yaml" ;;
+    portcullis-redis-base)
+      write_portcullis_config "$TMP/portcullis-redis-base.yaml" "${PORT[$t]}" "$PCRB_ADMIN_PORT" 1
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$BENCH_BASE_DIR/bin/portcullis.js" serve --config "$TMP/portcullis-redis-base.yaml" ;;
   esac
 done
 
@@ -317,8 +337,14 @@ GHZ_ARGS=(--insecure --proto "$PROTO" --import-paths "$IMPORTS"
   --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --cpus "$GHZ_CPUS"
   --duration-stop ignore)
 
-proc_ticks() { # pid -> utime+stime in clock ticks (0 if gone)
-  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+proc_ticks() { # pid -> utime+stime in clock ticks of it and its live children (a supervisor's workers); 0 if gone
+  local pids=("$1") c total=0 t
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do pids+=("$c"); done
+  for c in "${pids[@]}"; do
+    t="$(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)"
+    total=$((total + t))
+  done
+  echo "$total"
 }
 busy_ticks() { # all CPUs: every column but idle and iowait
   awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
@@ -348,7 +374,7 @@ for s in "${SCENARIO_LIST[@]}"; do
       run_child "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" --data-file "$data" --duration "$WARMUP" \
         --format json --output "$TMP/warmup.json" "$addr" 2> "$TMP/ghz.err" \
         || { cat "$TMP/ghz.err" >&2; die "ghz warm-up failed against $t"; }
-      uses_redis=0; [[ "$t" == envoy-ratelimit || "$t" == portcullis-redis ]] && uses_redis=1
+      uses_redis=0; [[ "$t" == envoy-ratelimit || "$t" == portcullis-redis* ]] && uses_redis=1
       srv0="$(proc_ticks "${PID[$t]}")"; red0=0; cmd0=0
       if [[ "$NEED_REDIS" == 1 ]]; then red0="$(proc_ticks "${PID[redis]}")"; cmd0="$(redis_cmds)"; fi
       busy0="$(busy_ticks)"; t0="$(date +%s.%N)"
@@ -388,6 +414,50 @@ for s in "${SCENARIO_LIST[@]}"; do
   done
 done
 
+# ---- fixed rate: latency where users live, not only at saturation ---------------------------------
+FIXED_JSONL="$TMP/fixed.jsonl"
+: > "$FIXED_JSONL"
+has_rl=0; for t in "${TARGET_LIST[@]}"; do [[ "$t" == envoy-ratelimit ]] && has_rl=1; done
+FIXED="${BENCH_FIXED:-$has_rl}"
+if [[ "$FIXED" == 1 ]]; then
+  for s in "${SCENARIO_LIST[@]}"; do
+    rate="${BENCH_FIXED_RPS:-}"
+    if [[ -z "$rate" ]]; then
+      rate="$(jq -s --argjson s "$s" '[.[] | select(.scenario == $s and .target == "envoy-ratelimit") | .rps] | sort
+        | if length == 0 then 0 else .[length / 2 | floor] / 2 | floor end' "$RUNS_JSONL")"
+    fi
+    [[ "$rate" -gt 0 ]] || die "fixed rate: no envoy-ratelimit runs to take half of (set BENCH_FIXED_RPS)"
+    for r in $(seq 1 "$RUNS"); do
+      for t in "${TARGET_LIST[@]}"; do
+        addr="127.0.0.1:${PORT[$t]}"
+        out="$TMP/fixed-$s-$t-$r.json"
+        log "fixed rate $rate/s, $s descriptor(s), run $r, $t: $DURATION"
+        srv0="$(proc_ticks "${PID[$t]}")"; red0=0
+        [[ "$NEED_REDIS" == 1 ]] && red0="$(proc_ticks "${PID[redis]}")"
+        run_child "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" --rps "$rate" --data-file "$TMP/data-$s.json" \
+          --duration "$DURATION" --format json --output "$out" "$addr" 2> "$TMP/ghz.err" \
+          || { cat "$TMP/ghz.err" >&2; die "ghz (fixed rate) failed against $t"; }
+        srv1="$(proc_ticks "${PID[$t]}")"; red1=0
+        [[ "$NEED_REDIS" == 1 ]] && red1="$(proc_ticks "${PID[redis]}")"
+        uses_redis=0; [[ "$t" == envoy-ratelimit || "$t" == portcullis-redis* ]] && uses_redis=1
+        # p99.9 is not in ghz's distribution: take it from every request's latency.
+        jq -c --arg target "$t" --argjson scenario "$s" --argjson run "$r" --argjson rate "$rate" --argjson hz "$HZ" \
+          --argjson srv "$((srv1 - srv0))" --argjson red "$(( uses_redis == 1 ? red1 - red0 : 0 ))" '
+          def q(p): if length == 0 then 0 else .[((length * p) | ceil) - 1] end;
+          ([.details[] | select(.status == "OK") | .latency] | sort) as $l |
+          { target: $target, scenario: $scenario, run: $run, rate: $rate, rps: .rps,
+            p50_ms: ($l | q(0.5) / 1e6), p99_ms: ($l | q(0.99) / 1e6), p999_ms: ($l | q(0.999) / 1e6),
+            errors: ([.details[] | select(.status != "OK")] | length),
+            server_us_per_req: ($srv / $hz * 1e6 / .count), redis_us_per_req: ($red / $hz * 1e6 / .count) }' "$out" >> "$FIXED_JSONL"
+        last="$(tail -n 1 "$FIXED_JSONL")"
+        log "    $(jq -r '"rps \(.rps | floor)  p50 \(.p50_ms * 100 | round / 100) ms  p99 \(.p99_ms * 100 | round / 100) ms  p99.9 \(.p999_ms * 100 | round / 100) ms  errors \(.errors)  cpu/req \(.server_us_per_req | round) + \(.redis_us_per_req | round) us"' <<< "$last")"
+        [[ "$(jq -r .errors <<< "$last")" == 0 ]] || FAILED+=("$t")
+        rm -f "$out"
+      done
+    done
+  done
+fi
+
 # A last look: the services still answer OK on the bench domain (nothing tripped a limit).
 for t in "${TARGET_LIST[@]}"; do
   out="$(probe "127.0.0.1:${PORT[$t]}" bench k1=v1 1)" || die "$t stopped answering"
@@ -401,6 +471,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$HERE/results"
 REPORT="$HERE/results/$STAMP.md"
 cp "$RUNS_JSONL" "$HERE/results/$STAMP.jsonl"
+[[ -s "$FIXED_JSONL" ]] && cp "$FIXED_JSONL" "$HERE/results/$STAMP.fixed.jsonl"
 
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 mem_total="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -424,6 +495,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo
   echo "- CPUs: $NPROC × $cpu_model; memory $mem_total; kernel $(uname -r)"
   echo "- load average at start: $LOAD_START (1/5/15 min)"
+  echo "- Portcullis node flags: ${BENCH_NODE_OPTIONS:-(none)}"
   echo "- node $(node -v), $go_version, redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   echo "- ghz $(cat "$BIN/ghz.version"); envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version") (stats: $RL_STATS sink)"
   echo "- Portcullis: $pc_rev; @grpc/grpc-js $(node -p 'require("./node_modules/@grpc/grpc-js/package.json").version')"
@@ -463,7 +535,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
         . as $rows | $rows[0].scenario as $s
         | ($order | map(. as $t | [$rows[] | select(.target == $t)] | select(length > 0) | {
             target: $t,
-            rps: (map(.rps) | median), p50: (map(.p50_ms) | median), p99: (map(.p99_ms) | median),
+            rps: (map(.rps) | median), rmin: (map(.rps) | min), rmax: (map(.rps) | max), p50: (map(.p50_ms) | median), p99: (map(.p99_ms) | median),
             server: (map(.server_cores) | median), redis: (map(.redis_cores) | median),
             other: (map(.other_cores) | max), errors: (map(.errors) | add),
             per_core: (map(.rps / ((.server_cores + .redis_cores) | if . > 0 then . else 1 end)) | median),
@@ -471,10 +543,10 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
           })) as $agg
         | ($agg | map({(.target): .}) | add) as $by
         | "\n## \($s) descriptor\(if $s == 1 then "" else "s" end) per request\n\n"
-          + "| target | RPS | p50 ms | p99 ms | server cores | redis cores | RPS per core (server+redis) | redis cmds/req | errors | max other cores |\n"
+          + "| target | RPS (min–max) | p50 ms | p99 ms | server cores | redis cores | RPS per core (server+redis) | redis cmds/req | errors | max other cores |\n"
           + "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-          + ($agg | map("| \(.target) | \(.rps | r(0)) | \(.p50 | r(2)) | \(.p99 | r(2)) | \(.server | r(2)) | \(if .target == "envoy-ratelimit" or .target == "portcullis-redis" then (.redis | r(2)) else "–" end) | \(.per_core | r(0)) | \(.cmds | r(2)) | \(.errors) | \(.other | r(2)) |") | join("\n"))
-          + ( [ ["portcullis-redis", "envoy-ratelimit"], ["portcullis-memory", "envoy-ratelimit"], ["portcullis-redis", "noop"], ["portcullis-memory", "noop"], ["envoy-ratelimit", "noop"] ]
+          + ($agg | map("| \(.target) | \(.rps | r(0)) (\(.rmin | r(0))–\(.rmax | r(0))) | \(.p50 | r(2)) | \(.p99 | r(2)) | \(.server | r(2)) | \(if .target == "envoy-ratelimit" or (.target | startswith("portcullis-redis")) then (.redis | r(2)) else "–" end) | \(.per_core | r(0)) | \(.cmds | r(2)) | \(.errors) | \(.other | r(2)) |") | join("\n"))
+          + ( [ ["portcullis-redis", "envoy-ratelimit"], ["portcullis-redis-2w", "envoy-ratelimit"], ["portcullis-redis-2w", "portcullis-redis"], ["portcullis-redis", "portcullis-redis-base"], ["portcullis-redis-base", "envoy-ratelimit"], ["portcullis-memory", "envoy-ratelimit"], ["portcullis-redis", "noop"], ["portcullis-memory", "noop"], ["envoy-ratelimit", "noop"] ]
               | map(select($by[.[0]] != null and $by[.[1]] != null)) as $pairs
               | if ($pairs | length) == 0 then "" else
                   "\n\nRatios (first / second; RPS > 1 and latency < 1 favour the first):\n\n| ratio | RPS | p50 | p99 | RPS per core |\n|---|---:|---:|---:|---:|\n"
@@ -483,6 +555,17 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
       )
     | join("\n")
   ' "$RUNS_JSONL"
+  if [[ -s "$FIXED_JSONL" ]]; then
+    echo
+    echo "## Fixed rate (ghz --rps; medians over the runs, spread of p99 in brackets)"
+    jq -r -s '
+      def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+      def r(d): (. * pow(10; d) | round) / pow(10; d) | tostring;
+      group_by(.scenario) | map(
+        "\n\(.[0].scenario) descriptor(s) at \(.[0].rate) requests/s\n\n| target | achieved RPS | p50 ms | p99 ms | p99.9 ms | service CPU µs/req | redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        + (group_by(.target) | map("| \(.[0].target) | \(map(.rps) | median | r(0)) | \(map(.p50_ms) | median | r(2)) | \(map(.p99_ms) | median | r(2)) (\(map(.p99_ms) | min | r(2))–\(map(.p99_ms) | max | r(2))) | \(map(.p999_ms) | median | r(2)) | \(map(.server_us_per_req) | median | r(0)) | \(map(.redis_us_per_req) | median | r(0)) | \(map(.errors) | add) |") | join("\n"))
+      ) | join("\n")' "$FIXED_JSONL"
+  fi
   echo
   echo "## All runs"
   echo

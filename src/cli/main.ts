@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
@@ -8,6 +9,8 @@ import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew } from './authz-commands.js';
+import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
+import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
 import type { CounterStore } from '../store/counter-store.js';
@@ -95,7 +98,10 @@ async function serve(configFile: string): Promise<number> {
     process.stderr.write(`${error.message}\n`);
     return 1;
   }
-  const logger = createLogger(config.log.level);
+  const workers = resolveWorkers(config.server.workers);
+  if (cluster.isPrimary && workers > 1) return runSupervisor({ config, workers, logger: createLogger(config.log.level) });
+  const worker = cluster.isWorker;
+  const logger = worker ? createLogger(config.log.level).child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : createLogger(config.log.level);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   const revocation = config.redis && config.authz?.revocation.enabled
@@ -104,9 +110,10 @@ async function serve(configFile: string): Promise<number> {
       onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
     })
     : new MemoryRevocationList(systemClock);
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation });
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation, worker });
   const { grpcAddress, adminAddress, httpAddress } = await app.start();
-  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  if (worker) serveSupervisor(app, registry, grpcAddress, logger);
+  else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -127,6 +134,8 @@ async function serve(configFile: string): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // A worker whose supervisor is gone gets no new connections: drain and leave.
+    if (worker) process.on('disconnect', () => stop('supervisor gone'));
   });
 }
 

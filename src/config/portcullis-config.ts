@@ -1,10 +1,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { authzField, compileAuthz, type AuthzSettings } from '../authz/config.js';
-import { compileExtproc, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
+import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
+import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
 import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
+import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
@@ -19,6 +20,8 @@ export interface PortcullisConfig {
     readonly http: { readonly address: string } | undefined;
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     readonly shutdownTimeoutMs: number;
+    /** Worker processes serving the gRPC port (src/server/supervisor.ts); 1 = this process serves it. */
+    readonly workers: WorkersSetting;
   };
   /** undefined: the in-memory store (one instance only). */
   readonly redis: { readonly url: string | undefined; readonly cluster: readonly string[] | undefined; readonly connectTimeoutMs: number } | undefined;
@@ -52,6 +55,7 @@ const schema = object({
     admin: object({ address: address('127.0.0.1:9192') }),
     http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
+    workers: workersField,
   }),
   redis: object({
     url: redisUrl,
@@ -104,15 +108,16 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
     issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
   }
+  const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
+  checkWorkers(raw.server.workers, redisConfigured, issues);
   const authz = compileAuthz(raw.authz, file, issues);
   const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
-  const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms },
+    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,
@@ -148,6 +153,11 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
     extproc,
     bff: raw.bff,
   });
+}
+
+/** Every file and directory a running config was built from: what hot reload watches. */
+export function watchedPaths(config: PortcullisConfig): string[] {
+  return [config.file, config.ratelimit.descriptors, ...authzFiles(config.authz), ...extprocInputs(config.extproc)];
 }
 
 export async function loadPortcullisConfig(file: string): Promise<PortcullisConfig> {

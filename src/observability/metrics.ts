@@ -58,7 +58,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
   const domains = new LabelBudget(Math.max(1, Math.min(maxKeys, 1000)), overflow);
   const stats = STAT_METRICS.map(([field, name, help]) => [field, new Counter({ name, help, labelNames: ['key'], registers })] as const);
   const children = new Map<string, { field: StatName; counter: Counter.Internal }[]>();
-  const decisionSeries = new Map<string, Counter.Internal>();
+  const decisionSeries = new Map<string, Map<string, Counter.Internal>>();
   const decisions = new Counter({ name: 'portcullis_ratelimit_decisions_total', help: 'ShouldRateLimit answers by domain and overall code.', labelNames: ['domain', 'code'], registers });
   const domainNotFound = new Counter({ name: 'portcullis_ratelimit_domain_not_found_total', help: 'Descriptors for a domain no file defines.', labelNames: ['domain'], registers });
   const globalShadow = new Counter({ name: 'portcullis_ratelimit_global_shadow_mode_total', help: 'OVER_LIMIT answers turned into OK by the global shadow_mode.', registers });
@@ -86,12 +86,17 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         domainNotFound.inc({ domain: domains.admit(domain) }, descriptors);
       },
       decision(domain, code, shadow) {
+        // Children bound once per domain and code: no label hashing or key string per request.
         const admitted = domains.admit(domain);
-        const key = `${admitted}\u0000${code}`;
-        let series = decisionSeries.get(key);
+        let byCode = decisionSeries.get(admitted);
+        if (byCode === undefined) {
+          byCode = new Map();
+          decisionSeries.set(admitted, byCode);
+        }
+        let series = byCode.get(code);
         if (series === undefined) {
           series = decisions.labels(admitted, code);
-          decisionSeries.set(key, series);
+          byCode.set(code, series);
         }
         series.inc();
         if (shadow) globalShadow.inc();

@@ -95,7 +95,7 @@ function judgeLimit(evaluation: LimitEvaluation, nowMs: number, options: DecideO
   const quota = limit.quotaMode || options.globalQuotaMode;
   if (outcome.kind === 'unlimited') return { status: UNLIMITED, quota: false, over: false };
   if (outcome.kind === 'replaced') return { status: NO_LIMIT, quota: false, over: false };
-  const currentLimit = { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit, name: limit.name };
+  const currentLimit = currentLimitOf(limit);
   const capacity = limit.algorithm === 'token_bucket' ? limit.burst : limit.requestsPerUnit;
 
   if (outcome.kind === 'local_cache') {
@@ -136,6 +136,17 @@ function judgeLimit(evaluation: LimitEvaluation, nowMs: number, options: DecideO
   }
   stats.push(s);
   return { status, quota, over };
+}
+
+/** One currentLimit per compiled limit, so the transport can keep its wire form beside it (a reload compiles anew). */
+const currentLimits = new WeakMap<CompiledLimit, NonNullable<DescriptorStatus['currentLimit']>>();
+function currentLimitOf(limit: CompiledLimit): NonNullable<DescriptorStatus['currentLimit']> {
+  let current = currentLimits.get(limit);
+  if (current === undefined) {
+    current = Object.freeze({ requestsPerUnit: limit.requestsPerUnit, unit: limit.unit, name: limit.name });
+    currentLimits.set(limit, current);
+  }
+  return current;
 }
 
 /** Several limits on one descriptor answer with the one that binds: the first over, else the least remaining. */

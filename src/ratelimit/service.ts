@@ -82,7 +82,10 @@ export class RateLimitService {
     if (domain === undefined) this.deps.observer.domainNotFound(request.domain, request.descriptors.length);
 
     const matches = request.descriptors.map((d) => (domain === undefined ? undefined : matchDescriptor(domain, d)));
-    const replaced = new Set(matches.flatMap((m) => m?.limits.flatMap((l) => l.replaces) ?? []));
+    let replaced: Set<string> | undefined;
+    for (const m of matches) {
+      for (const l of m?.limits ?? []) if (l.replaces.length > 0) for (const name of l.replaces) (replaced ??= new Set()).add(name);
+    }
     const useLocalCache = settings.localCache.enabled;
     const ops: CounterOp[] = [];
     const planned = matches.map((match, i) => {
@@ -93,7 +96,7 @@ export class RateLimitService {
         const statsKey = match.statsKey + limit.statsSuffix;
         const key = storageKey(settings.cacheKeyPrefix, request.domain, descriptor.entries, match, limit, nowMs);
         if (limit.unlimited) return { limit, statsKey, source: { kind: 'unlimited' }, key };
-        if (limit.name !== '' && replaced.has(limit.name)) return { limit, statsKey, source: { kind: 'replaced' }, key };
+        if (limit.name !== '' && replaced?.has(limit.name)) return { limit, statsKey, source: { kind: 'replaced' }, key };
         if (useLocalCache && this.deps.overLimitCache.has(key, nowMs)) {
           this.deps.observer.localCacheHit();
           return { limit, statsKey, source: { kind: 'local_cache', hits }, key };

@@ -4,7 +4,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
 
 export interface AdminDeps {
-  readonly registry: Registry;
+  /** A supervisor passes the sum over its workers (prom-client's AggregatorRegistry). */
+  readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
   readonly logger: Logger;
   readonly live: () => boolean;
   readonly ready: () => { ready: boolean; reasons: string[] };

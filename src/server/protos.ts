@@ -7,7 +7,11 @@ import * as protoLoader from '@grpc/proto-loader';
 const require = createRequire(import.meta.url);
 // protobufjs' descriptor extension is CommonJS without types for this entry point.
 const descriptor = require('protobufjs/ext/descriptor') as {
-  FileDescriptorSet: { decode(buf: Uint8Array): unknown; toObject(msg: unknown, opts: object): FileDescriptorSetObject };
+  FileDescriptorSet: { decode(buf: Uint8Array): unknown; toObject(msg: unknown, opts: object): FileDescriptorSetObject; fromObject(obj: unknown): unknown };
+};
+/** protobufjs with the descriptor extension loaded (it adds Root.fromDescriptor). */
+const protobuf = require('protobufjs') as {
+  Root: { fromDescriptor(set: unknown): { resolveAll(): void; lookupType(name: string): { encode(message: unknown): { finish(): Uint8Array } } } };
 };
 
 interface FieldObject { name: string; number: number; label: string; type: string; typeName?: string; jsonName?: string }
@@ -61,21 +65,48 @@ export function patchMissingRateLimitFields(set: FileDescriptorSetObject): void 
 }
 
 let cached: grpc.GrpcObject | undefined;
+let patchedSet: FileDescriptorSetObject | undefined;
 
-/** The Envoy API package tree for grpc-js, patched, loaded once per process. */
-export function loadEnvoyApi(): grpc.GrpcObject {
-  if (cached) return cached;
+function loadPatchedSet(): FileDescriptorSetObject {
+  if (patchedSet) return patchedSet;
   const set = descriptor.FileDescriptorSet.toObject(descriptor.FileDescriptorSet.decode(readFileSync(DESCRIPTOR_SET)), {
     enums: String, longs: String, defaults: false,
   });
   patchMissingRateLimitFields(set);
-  const definition = protoLoader.loadFileDescriptorSetFromObject(set as never, LOADER_OPTIONS);
+  patchedSet = set;
+  return set;
+}
+
+/** The Envoy API package tree for grpc-js, patched, loaded once per process. */
+export function loadEnvoyApi(): grpc.GrpcObject {
+  if (cached) return cached;
+  const definition = protoLoader.loadFileDescriptorSetFromObject(loadPatchedSet() as never, LOADER_OPTIONS);
   cached = grpc.loadPackageDefinition(definition);
   return cached;
 }
 
+/**
+ * RateLimitService whose ShouldRateLimit answers are encoded as they are: the handler builds a RateLimitResponse in
+ * protobufjs' own shape (enums as numbers, see toWire). proto-loader's serializer would first copy every answer
+ * with fromObject to turn enum names into numbers, a visible share of a request in the profile
+ * (docs/benchmarks.md). Requests are decoded by proto-loader as before.
+ */
 export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
-  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ratelimit.v3.RateLimitService.service;
+  const service = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ratelimit.v3.RateLimitService.service;
+  const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject(loadPatchedSet()));
+  root.resolveAll();
+  const response = root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse');
+  const method = service['ShouldRateLimit']!;
+  return {
+    ...service,
+    ShouldRateLimit: {
+      ...method,
+      responseSerialize: (value: unknown): Buffer => {
+        const bytes = response.encode(value).finish();
+        return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      },
+    },
+  };
 }
 
 interface EnvoyServices {

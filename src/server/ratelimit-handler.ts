@@ -100,9 +100,12 @@ function overrideUnit(name: string | undefined): Unit {
   return unit;
 }
 
+/** RateLimitResponse.Code and RateLimit.Unit as numbers: the response is encoded as built (protos.ts). */
+const CODE_NUMBERS = { OK: 1, OVER_LIMIT: 2 } as const;
+
 export function toWire(decision: Decision): unknown {
   return {
-    overall_code: decision.overallCode,
+    overall_code: CODE_NUMBERS[decision.overallCode],
     statuses: decision.statuses.map(statusToWire),
     response_headers_to_add: decision.responseHeaders.map(([key, value]) => ({ key, value })),
     dynamic_metadata: decision.dynamicMetadata && toStruct(decision.dynamicMetadata),
@@ -118,7 +121,7 @@ export function toStruct(object: Readonly<Record<string, unknown>>): unknown {
 }
 
 function toValue(value: unknown): unknown {
-  if (value === null || value === undefined) return { null_value: 'NULL_VALUE' };
+  if (value === null || value === undefined) return { null_value: 0 /* NULL_VALUE */ };
   if (typeof value === 'number') return { number_value: value };
   if (typeof value === 'boolean') return { bool_value: value };
   if (typeof value === 'string') return { string_value: value };
@@ -126,17 +129,28 @@ function toValue(value: unknown): unknown {
   return { struct_value: toStruct(value as Record<string, unknown>) };
 }
 
+/** Wire form of each limit, built once: decide() hands out one currentLimit object per compiled limit. */
+const wireLimits = new WeakMap<NonNullable<DescriptorStatus['currentLimit']>, unknown>();
+/** google.protobuf.Duration for the common small reset times, shared. */
+const wireDurations: { seconds: number }[] = Array.from({ length: 3601 }, (_, seconds) => Object.freeze({ seconds }));
+
 function statusToWire(status: DescriptorStatus): unknown {
+  const limit = status.currentLimit;
+  let wireLimit: unknown;
+  if (limit !== undefined) {
+    wireLimit = wireLimits.get(limit);
+    if (wireLimit === undefined) {
+      // Default values (empty name) are left out: proto3 omits them on the wire anyway.
+      wireLimit = Object.freeze({ name: limit.name || undefined, requests_per_unit: limit.requestsPerUnit, unit: UNIT_NUMBERS[limit.unit] });
+      wireLimits.set(limit, wireLimit);
+    }
+  }
+  const reset = status.durationUntilResetSeconds;
   return {
-    code: status.code,
-    // Default values (empty name, zero nanos) are left out: proto3 omits them on the wire anyway.
-    current_limit: status.currentLimit && {
-      name: status.currentLimit.name || undefined,
-      requests_per_unit: status.currentLimit.requestsPerUnit,
-      unit: status.currentLimit.unit,
-    },
+    code: CODE_NUMBERS[status.code],
+    current_limit: wireLimit,
     limit_remaining: status.limitRemaining,
-    duration_until_reset: status.durationUntilResetSeconds === undefined ? undefined : { seconds: status.durationUntilResetSeconds },
+    duration_until_reset: reset === undefined ? undefined : (wireDurations[reset] ?? { seconds: reset }),
   };
 }
 

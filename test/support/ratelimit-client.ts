@@ -20,10 +20,14 @@ export interface RateLimitClient {
   close(): void;
 }
 
-/** A real gRPC client for RateLimitService v3, built from the same patched protos as the server. */
-export function rateLimitClient(address: string): RateLimitClient {
+/**
+ * A real gRPC client for RateLimitService v3, built from the same patched protos as the server. `ownConnection` gives
+ * it a connection of its own (grpc-js otherwise shares one between clients of the same address).
+ */
+export function rateLimitClient(address: string, ownConnection = false): RateLimitClient {
   const api = loadEnvoyApi() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } };
-  const client = new api.envoy.service.ratelimit.v3.RateLimitService(address, grpc.credentials.createInsecure());
+  const client = new api.envoy.service.ratelimit.v3.RateLimitService(address, grpc.credentials.createInsecure(),
+    ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {});
   return {
     shouldRateLimit(request, deadlineMs = 5000) {
       return new Promise((resolve, reject) => {

@@ -65,7 +65,7 @@ const EMPTY_BFF: PortcullisConfig['bff'] = { services: new Map(), endpoints: [],
 
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
-  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000 },
+  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
   redis: undefined,
   memory: { maxKeys: 500_000 },
   log: { level: 'info' },
@@ -81,7 +81,7 @@ describe('portcullis.yaml: valid files', () => {
     const config = await loadPortcullisConfig(file);
     assert.deepEqual(config, {
       file,
-      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000 },
+      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2 },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
       authz: undefined,
@@ -147,6 +147,12 @@ describe('portcullis.yaml: valid files', () => {
     assert.equal(config.ratelimit.descriptors, '/etc/portcullis/shared/limits');
   });
 
+  it('reads server.workers as a count or auto when Redis is configured', () => {
+    assert.equal(parsePortcullisConfig('server:\n  workers: 3\nredis: { url: "redis://r:1" }\n', FILE).server.workers, 3);
+    assert.equal(parsePortcullisConfig('server:\n  workers: auto\nredis: { cluster: ["redis://r:1"] }\n', FILE).server.workers, 'auto');
+    assert.equal(parsePortcullisConfig('server:\n  workers: 1\n', FILE).server.workers, 1);
+  });
+
   it('reads a Redis cluster', () => {
     const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - rediss://b:7001\n', FILE);
     assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'rediss://b:7001'], connectTimeoutMs: 2000 });
@@ -177,7 +183,7 @@ interface BadCase {
 
 const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
-  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, http, shutdown_timeout_ms)" },
+  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: "unknown key 'password' (expected one of: url, cluster, connect_timeout_ms)" },
@@ -226,6 +232,11 @@ const BAD_VALUES: readonly BadCase[] = [
   { name: 'address with a space', text: 'server:\n  grpc:\n    address: "my host:80"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'my host:80'" },
   { name: 'redis url with another scheme', text: 'redis:\n  url: http://cache:6379\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'http://cache:6379'" },
   { name: 'redis cluster member with another scheme', text: 'redis:\n  cluster:\n    - redis://a:1\n    - b:2\n', line: 4, path: 'redis.cluster[1]', message: "expected a redis:// or rediss:// URL, got 'b:2'" },
+  { name: 'workers zero', text: 'server:\n  workers: 0\nredis: { url: "redis://a:1" }\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 0" },
+  { name: 'workers a word', text: 'server:\n  workers: many\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 'many'" },
+  { name: 'workers a float', text: 'server:\n  workers: 1.5\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 1.5" },
+  { name: 'workers over 1 with the memory store', text: 'server:\n  grpc: { address: "a:1" }\n  workers: 2\n', line: 3, path: 'server.workers', message: 'workers: 2 needs redis: worker processes cannot share the in-memory store' },
+  { name: 'workers auto with the memory store', text: 'log: { level: info }\nserver: { workers: auto }\n', line: 2, path: 'server.workers', message: 'workers: auto needs redis' },
   { name: 'url and cluster both set', text: 'server: {}\nredis:\n  url: redis://a:1\n  cluster: [redis://b:2]\n', line: 2, path: 'redis', message: 'set either url or cluster, not both' },
 ];
 

@@ -1,0 +1,347 @@
+// `server.workers: n`: one supervisor process and n worker processes serving the same gRPC port.
+//
+// node:cluster keeps one listening address for Envoy: the supervisor owns the socket and hands each new connection to
+// a worker in turn (round robin), so connections, not calls, are spread. Envoy opens one HTTP/2 connection per
+// worker thread to each host, so give Envoy at least as many threads (--concurrency) as Portcullis has workers.
+//
+// The supervisor serves the admin port itself: /metrics is the sum over the workers (prom-client's
+// AggregatorRegistry) plus its own restart counter; /readyz is ready only when all n workers run and each says it
+// is ready; /config and /rlconfig show what a worker runs; POST /json is answered by a worker. It watches the config
+// files and tells every worker to reload; on SIGTERM it stops restarting, asks every worker to drain, and waits.
+// Workers run the ordinary App with `worker: true` (no admin server, no watcher) and talk to it over the IPC channel.
+
+import cluster, { type Worker } from 'node:cluster';
+import type { Server as HttpServer } from 'node:http';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import type { App } from '../app.js';
+import { watchedPaths, type PortcullisConfig } from '../config/portcullis-config.js';
+import { watchConfig, type ConfigWatcher } from '../config/watcher.js';
+import type { Logger } from '../observability/logger.js';
+import { createAdminServer, listen } from './admin-http.js';
+
+/** Messages on the IPC channel. Every one carries `pc` so prom-client's own messages are told apart. */
+type ToWorker =
+  | { readonly pc: 'status' }
+  | { readonly pc: 'reload' }
+  | { readonly pc: 'metrics'; readonly id: number }
+  | { readonly pc: 'json'; readonly id: number; readonly body: string };
+type FromWorker =
+  | { readonly pc: 'listening'; readonly grpcAddress: string }
+  | { readonly pc: 'status'; readonly ready: boolean; readonly reasons: string[]; readonly decisions: number }
+  | { readonly pc: 'views'; readonly config: unknown; readonly limits: string }
+  | { readonly pc: 'json'; readonly id: number; readonly status: number; readonly body: string }
+  | { readonly pc: 'metrics'; readonly id: number; readonly metrics: MetricsJson };
+
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+const STATUS_INTERVAL_MS = 250;
+const METRICS_TIMEOUT_MS = 2000;
+/** A worker whose last status is older than this counts as not ready (stuck event loop, lost channel). */
+const STATUS_STALE_MS = 2000;
+const START_TIMEOUT_MS = 30_000;
+/** A worker that ran this long before dying starts its backoff over. */
+const HEALTHY_RUN_MS = 10_000;
+
+/** Delay before replacing a worker that died `crashes` times in a row: 100 ms, doubling, at most 10 s. */
+export function restartDelayMs(crashes: number): number {
+  return Math.min(10_000, 100 * 2 ** Math.max(0, Math.min(crashes - 1, 10)));
+}
+
+interface Slot {
+  readonly index: number;
+  worker: Worker | undefined;
+  startedAt: number;
+  crashes: number;
+  listening: boolean;
+  status: { ready: boolean; reasons: string[]; decisions: number; at: number } | undefined;
+  restart: NodeJS.Timeout | undefined;
+}
+
+export interface SupervisorOptions {
+  readonly config: PortcullisConfig;
+  readonly workers: number;
+  readonly logger: Logger;
+}
+
+/** Runs until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runSupervisor(options: SupervisorOptions): Promise<number> {
+  const { config, logger } = options;
+  const own = new Registry();
+  const restarts = new Counter({ name: 'portcullis_worker_restarts_total', help: 'Worker processes replaced after they exited.', registers: [own] });
+  const running = new Gauge({ name: 'portcullis_workers_running', help: 'Worker processes running, of server.workers.', registers: [own] });
+  new Gauge({ name: 'portcullis_workers_configured', help: 'server.workers, resolved.', registers: [own] }).set(options.workers);
+
+  const slots: Slot[] = Array.from({ length: options.workers }, (_, index) => ({
+    index, worker: undefined, startedAt: 0, crashes: 0, listening: false, status: undefined, restart: undefined,
+  }));
+  let stopping = false;
+  let grpcAddress = '';
+  let views: { config: unknown; limits: string } = { config: {}, limits: '' };
+  let nextRequestId = 0;
+  const jsonWaiters = new Map<number, (r: { status: number; body: string }) => void>();
+  const metricsWaiters = new Map<number, (metrics: MetricsJson) => void>();
+  let onListening: (() => void) | undefined;
+  let onStartupExit: ((why: string) => void) | undefined;
+
+  const send = (worker: Worker | undefined, message: ToWorker): void => {
+    if (worker?.isConnected()) worker.send(message);
+  };
+  const live = (): Worker[] => slots.flatMap((s) => (s.worker?.isConnected() ? [s.worker] : []));
+
+  const fork = (slot: Slot): void => {
+    const worker = cluster.fork({ PORTCULLIS_WORKER: String(slot.index + 1) });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    slot.listening = false;
+    slot.status = undefined;
+    worker.on('message', (message: FromWorker) => {
+      if (typeof message !== 'object' || message === null || !('pc' in message)) return;
+      switch (message.pc) {
+        case 'listening':
+          slot.listening = true;
+          grpcAddress = message.grpcAddress;
+          logger.info({ worker: slot.index + 1, pid: worker.process.pid }, 'worker listening');
+          onListening?.();
+          break;
+        case 'status':
+          slot.status = { ready: message.ready, reasons: message.reasons, decisions: message.decisions, at: Date.now() };
+          break;
+        case 'views':
+          views = { config: message.config, limits: message.limits };
+          break;
+        case 'json':
+          jsonWaiters.get(message.id)?.({ status: message.status, body: message.body });
+          jsonWaiters.delete(message.id);
+          break;
+        case 'metrics':
+          metricsWaiters.get(message.id)?.(message.metrics);
+          metricsWaiters.delete(message.id);
+          break;
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      if (slot.worker === worker) {
+        slot.worker = undefined;
+        slot.status = undefined;
+      }
+      running.set(live().length);
+      if (stopping) return;
+      if (onStartupExit) {
+        onStartupExit(`worker ${slot.index + 1} exited (code ${code}, signal ${signal}) before listening`);
+        return;
+      }
+      slot.crashes = Date.now() - slot.startedAt >= HEALTHY_RUN_MS ? 1 : slot.crashes + 1;
+      const delayMs = restartDelayMs(slot.crashes);
+      logger.warn({ worker: slot.index + 1, pid: worker.process.pid, code, signal, delayMs }, 'worker exited; replacing it');
+      slot.restart = setTimeout(() => {
+        slot.restart = undefined;
+        if (stopping) return;
+        restarts.inc();
+        fork(slot);
+      }, delayMs);
+    });
+    worker.on('online', () => running.set(live().length));
+  };
+
+  // ---- start every worker; any that dies before listening fails the start (a bad port, say) -----------------------
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`workers did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      onListening = () => {
+        if (slots.every((s) => s.listening)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onStartupExit = (why) => {
+        clearTimeout(timer);
+        reject(new Error(why));
+      };
+      for (const slot of slots) fork(slot);
+    });
+  } catch (error) {
+    logger.error({ err: (error as Error).message }, 'workers failed to start');
+    await stopWorkers(slots, config.server.shutdownTimeoutMs);
+    return 1;
+  } finally {
+    onListening = undefined;
+    onStartupExit = undefined;
+  }
+
+  const poll = setInterval(() => {
+    for (const slot of slots) send(slot.worker, { pc: 'status' });
+  }, STATUS_INTERVAL_MS);
+  poll.unref();
+
+  const ready = (): { ready: boolean; reasons: string[] } => {
+    const reasons: string[] = [];
+    if (stopping) reasons.push('shutting down');
+    const now = Date.now();
+    for (const slot of slots) {
+      const name = `worker ${slot.index + 1}`;
+      if (slot.worker === undefined || !slot.worker.isConnected()) reasons.push(`${name}: not running`);
+      else if (slot.status === undefined || now - slot.status.at > STATUS_STALE_MS) reasons.push(`${name}: no status`);
+      else if (!slot.status.ready) reasons.push(...slot.status.reasons.map((r) => `${name}: ${r}`));
+    }
+    return { ready: reasons.length === 0, reasons };
+  };
+
+  /**
+   * prom-client's aggregation (AggregatorRegistry.aggregate: counters and histograms summed, each default metric by
+   * its own rule) over the workers that are listening. Its clusterMetrics() would also ask a worker still starting,
+   * which has no listener yet, and fail the whole scrape after 5 s; here such a worker is left out, and so is one
+   * that does not answer in time (its counters come back with it: they are per process, like a restart's).
+   */
+  const workerMetrics = (slot: Slot): Promise<MetricsJson> => new Promise((resolve) => {
+    if (!slot.listening || !slot.worker?.isConnected()) return resolve([]);
+    const id = nextRequestId++;
+    const timer = setTimeout(() => {
+      metricsWaiters.delete(id);
+      resolve([]);
+    }, METRICS_TIMEOUT_MS);
+    metricsWaiters.set(id, (metrics) => {
+      clearTimeout(timer);
+      resolve(metrics);
+    });
+    send(slot.worker, { pc: 'metrics', id });
+  });
+  const admin: HttpServer = createAdminServer({
+    logger,
+    registry: {
+      contentType: own.contentType,
+      metrics: async () => {
+        const perWorker = await Promise.all(slots.map(workerMetrics));
+        return `${await AggregatorRegistry.aggregate(perWorker).metrics()}\n${await own.metrics()}`;
+      },
+    },
+    live: () => !stopping,
+    ready,
+    config: () => ({ ...(views.config as object), workers: workerSummaries(slots) }),
+    limits: () => views.limits,
+    json: (body) => new Promise((resolve) => {
+      const id = nextRequestId++;
+      const workers = slots.flatMap((s) => (s.listening && s.worker?.isConnected() ? [s.worker] : []));
+      const worker = workers[id % Math.max(1, workers.length)];
+      if (worker === undefined) return resolve({ status: 500, body: 'no worker running\n' });
+      const timer = setTimeout(() => {
+        jsonWaiters.delete(id);
+        resolve({ status: 500, body: 'worker did not answer\n' });
+      }, config.ratelimit.timeoutMs + 1000);
+      jsonWaiters.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      send(worker, { pc: 'json', id, body });
+    }),
+  });
+  let adminAddress: string;
+  try {
+    adminAddress = await listen(admin, config.server.admin.address);
+  } catch (error) {
+    logger.error({ err: (error as Error).message }, 'admin server failed to listen');
+    clearInterval(poll);
+    stopping = true;
+    await stopWorkers(slots, config.server.shutdownTimeoutMs);
+    return 1;
+  }
+
+  let watcher: ConfigWatcher | undefined;
+  if (config.ratelimit.reload.enabled) {
+    // Each worker compares fingerprints itself, so an unchanged poll costs it one read of the files.
+    watcher = watchConfig(watchedPaths(config), config.ratelimit.reload.pollIntervalMs, async () => {
+      for (const slot of slots) send(slot.worker, { pc: 'reload' });
+    });
+  }
+  const reloadAll = (): void => {
+    logger.info('SIGHUP: reloading every worker');
+    for (const slot of slots) send(slot.worker, { pc: 'reload' });
+  };
+  process.on('SIGHUP', reloadAll);
+
+  logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers }, 'portcullis listening');
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal, workers: live().length }, 'draining every worker');
+      watcher?.close();
+      clearInterval(poll);
+      process.off('SIGHUP', reloadAll);
+      for (const slot of slots) clearTimeout(slot.restart);
+      void stopWorkers(slots, config.server.shutdownTimeoutMs).then(async () => {
+        const closed = new Promise<void>((done) => admin.close(() => done()));
+        admin.closeAllConnections();
+        await closed;
+        logger.info('stopped');
+        resolve(0);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function workerSummaries(slots: readonly Slot[]): unknown[] {
+  return slots.map((s) => ({
+    worker: s.index + 1,
+    pid: s.worker?.process.pid,
+    ready: s.status?.ready ?? false,
+    decisions: s.status?.decisions ?? 0,
+  }));
+}
+
+/** SIGTERM to every worker (each drains as a single process does), SIGKILL to any still there after the drain time. */
+async function stopWorkers(slots: readonly Slot[], drainMs: number): Promise<void> {
+  const workers = slots.flatMap((s) => (s.worker !== undefined && s.worker.process.exitCode === null ? [s.worker] : []));
+  await Promise.all(workers.map((worker) => new Promise<void>((resolve) => {
+    if (worker.process.exitCode !== null || worker.process.signalCode !== null) return resolve();
+    const force = setTimeout(() => worker.process.kill('SIGKILL'), drainMs + 5000);
+    worker.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    worker.process.kill('SIGTERM');
+  })));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker side
+
+/** Inside a worker: answers the supervisor and feeds prom-client's aggregation with this worker's registry. */
+export function serveSupervisor(app: App, registry: Registry, grpcAddress: string, logger: Logger): void {
+  const reply = (message: FromWorker): void => {
+    if (process.connected) process.send?.(message);
+  };
+  const sendViews = (): void => reply({ pc: 'views', config: app.views.config(), limits: app.views.limits() });
+  process.on('message', (message: ToWorker) => {
+    if (typeof message !== 'object' || message === null || !('pc' in message)) return;
+    switch (message.pc) {
+      case 'status':
+        void decisionsServed(registry).then((decisions) => reply({ pc: 'status', ...app.ready(), decisions }));
+        break;
+      case 'metrics':
+        void registry.getMetricsAsJSON().then((metrics) => reply({ pc: 'metrics', id: message.id, metrics }));
+        break;
+      case 'reload':
+        app.reload().then(sendViews, (error: unknown) => logger.error({ err: error }, 'config reload failed'));
+        break;
+      case 'json':
+        void app.views.json(message.body).then(
+          (r) => reply({ pc: 'json', id: message.id, ...r }),
+          () => reply({ pc: 'json', id: message.id, status: 500, body: 'internal error\n' }),
+        );
+        break;
+    }
+  });
+  sendViews();
+  reply({ pc: 'listening', grpcAddress });
+}
+
+/** ShouldRateLimit answers this worker gave, from its own metrics: /config shows how the load spreads. */
+async function decisionsServed(registry: Registry): Promise<number> {
+  const metric = registry.getSingleMetric('portcullis_ratelimit_decisions_total');
+  if (metric === undefined) return 0;
+  const { values } = await metric.get();
+  return values.reduce((sum, v) => sum + v.value, 0);
+}

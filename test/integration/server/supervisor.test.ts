@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type * as grpc from '@grpc/grpc-js';
+import { eventually } from '../../support/app.js';
+import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
+import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
+import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+
+const limit = (domain: string, perMinute: number): string => `domain: ${domain}
+descriptors:
+  - key: user
+    rate_limit: { unit: minute, requests_per_unit: ${perMinute} }
+`;
+const request = (domain: string, user: string) => ({ domain, descriptors: [{ entries: [{ key: 'user', value: user }] }] });
+
+interface WorkerSummary { worker: number; pid: number | undefined; ready: boolean; decisions: number }
+
+async function workers(instance: PortcullisInstance): Promise<WorkerSummary[]> {
+  const config = (await (await fetch(`${instance.adminUrl}/config`)).json()) as { workers: WorkerSummary[] };
+  return config.workers;
+}
+
+async function metric(instance: PortcullisInstance, series: string): Promise<number> {
+  const text = await (await fetch(`${instance.adminUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+async function readyz(instance: PortcullisInstance): Promise<{ status: number; body: { ready: boolean; reasons: string[] } }> {
+  const res = await fetch(`${instance.adminUrl}/readyz`);
+  return { status: res.status, body: (await res.json()) as { ready: boolean; reasons: string[] } };
+}
+
+describe('server.workers: 2 behind one gRPC port (node:cluster), against a real redis-server', () => {
+  let redis: RedisServer;
+  let portcullis: PortcullisInstance;
+  let dir: string;
+  /** Four clients, each on its own connection: the supervisor hands connections to workers in turn. */
+  let clients: RateLimitClient[];
+
+  before(async () => {
+    redis = await startRedis();
+    dir = mkdtempSync(path.join(tmpdir(), 'portcullis-workers-'));
+    writeFileSync(path.join(dir, 'spread.yaml'), limit('spread', 100));
+    writeFileSync(path.join(dir, 'kill.yaml'), limit('kill', 1_000_000_000));
+    portcullis = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: 2, shutdown_timeout_ms: 3000 },
+      redis: { url: redis.url },
+      log: { level: 'info' },
+      ratelimit: { descriptors: dir, reload: { enabled: true, poll_interval_ms: 100 } },
+    }, { readyTimeoutMs: 60_000 });
+    clients = [];
+    for (let i = 0; i < 4; i++) {
+      const client = rateLimitClient(portcullis.grpcAddress, true);
+      await client.shouldRateLimit(request('warmup', `c${i}`)); // connect now, in order: round robin alternates
+      clients.push(client);
+    }
+    await eventually(async () => (await readyz(portcullis)).status === 200, 20_000, 'every worker ready');
+  });
+
+  after(async () => {
+    for (const client of clients ?? []) client.close();
+    if (portcullis) {
+      const code = await portcullis.stop();
+      assert.equal(code, 0, portcullis.output());
+      // SIGTERM reached every worker, each drained, and the supervisor left last.
+      const stopped = portcullis.logs().filter((l) => l['msg'] === 'stopped');
+      assert.deepEqual(stopped.map((l) => l['worker'] ?? 'supervisor').sort(), [1, 2, 'supervisor'].sort());
+      assert.equal(stopped.at(-1)?.['worker'], undefined, 'the supervisor stops after its workers');
+    }
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves one port from both workers, counts exactly across them, and sums their metrics', async () => {
+    const before = await workers(portcullis);
+    assert.equal(before.length, 2);
+    assert.notEqual(before[0]!.pid, before[1]!.pid);
+    const responses = await Promise.all(Array.from({ length: 160 }, (_, i) => clients[i % 4]!.shouldRateLimit(request('spread', 'alice'))));
+    assert.equal(responses.filter((r) => r.overall_code === 'OK').length, 100);
+    assert.equal(responses.filter((r) => r.overall_code === 'OVER_LIMIT').length, 60);
+
+    assert.equal(await metric(portcullis, 'portcullis_ratelimit_decisions_total{domain="spread",code="OK"}'), 100);
+    assert.equal(await metric(portcullis, 'portcullis_ratelimit_decisions_total{domain="spread",code="OVER_LIMIT"}'), 60);
+    assert.equal(await metric(portcullis, 'portcullis_workers_running'), 2);
+    await eventually(async () => {
+      const now = await workers(portcullis);
+      const served = now.map((w, i) => w.decisions - before[i]!.decisions);
+      return served.every((n) => n > 0) && served.reduce((a, b) => a + b, 0) === 160;
+    }, 5000, 'both workers to have answered part of the 160 requests');
+  });
+
+  it('tells every worker to reload when a descriptor file changes', async () => {
+    const loadedBefore = portcullis.logs().length;
+    writeFileSync(path.join(dir, 'fresh.yaml'), limit('fresh', 5));
+    await eventually(() => {
+      const loaded = portcullis.logs().slice(loadedBefore).filter((l) => l['msg'] === 'config loaded' && (l['domains'] as string[]).includes('fresh'));
+      return new Set(loaded.map((l) => l['worker'])).size === 2;
+    }, 10_000, 'both workers to log the new domain');
+    const before = await workers(portcullis);
+    // A worker still on the old config would not know the domain and answer OK to all of them.
+    const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => clients[i % 4]!.shouldRateLimit(request('fresh', 'bob'))));
+    assert.equal(responses.filter((r) => r.overall_code === 'OK').length, 5);
+    await eventually(async () => (await workers(portcullis)).every((w, i) => w.decisions > before[i]!.decisions), 5000, 'both workers to answer');
+  });
+
+  it('replaces a killed worker; only the calls it held fail, and they fail as UNAVAILABLE', async () => {
+    const [victim, survivor] = await workers(portcullis);
+    assert.ok(victim?.pid && survivor?.pid);
+    let ok = 0;
+    const failures: grpc.ServiceError[] = [];
+    let running = true;
+    let n = 0;
+    const loops = clients.map(async (client) => {
+      while (running) {
+        try {
+          const r = await client.shouldRateLimit(request('kill', `u${n++ % 50}`), 2000);
+          if (r.overall_code === 'OK') ok++;
+        } catch (error) {
+          failures.push(error as grpc.ServiceError);
+        }
+      }
+    });
+    await eventually(() => ok >= 200, 10_000, 'load before the kill');
+    process.kill(victim.pid, 'SIGKILL');
+    await eventually(async () => (await readyz(portcullis)).status === 503, 5000, '/readyz to report the missing worker');
+    await eventually(async () => {
+      const now = await workers(portcullis);
+      return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
+    }, 30_000, 'a replacement worker, ready');
+    const okAtReplacement = ok;
+    await eventually(() => ok >= okAtReplacement + 200, 10_000, 'load after the replacement');
+    running = false;
+    await Promise.all(loops);
+
+    // Each client has one call in flight, so at most the calls on the victim's connections were lost.
+    assert.ok(failures.length <= clients.length, `${failures.length} failures: ${failures.map((f) => f.message).join('; ')}`);
+    for (const f of failures) assert.equal(f.code, 14 /* UNAVAILABLE */, f.message);
+    assert.equal(await metric(portcullis, 'portcullis_worker_restarts_total'), 1);
+    assert.equal(await metric(portcullis, 'portcullis_workers_running'), 2);
+    // Every OK was counted in Redis; a held call may have been counted without an answer.
+    const sum = "local n = 0 for _, k in ipairs(redis.call('KEYS', 'kill_*')) do n = n + tonumber(redis.call('GET', k)) end return n";
+    const counted = Number((await sendCommand(redis.port, ['EVAL', sum, '0'])).slice(1).trim());
+    assert.ok(counted >= ok && counted <= ok + failures.length, `redis counted ${counted}, ${ok} OK, ${failures.length} failed`);
+  });
+});
