@@ -4,6 +4,7 @@ import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -15,16 +16,21 @@ const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
   portcullis validate --config portcullis.yaml    check the config and its descriptor files; exit 1 on any error
   portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only
+  portcullis check-envoy envoy.yaml [--config portcullis.yaml | --descriptors DIR]
+                                                  descriptors Envoy can send that no rule matches, rules nothing
+                                                  reaches, unknown domains; exit 1 on any finding
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   let values: { config?: string; descriptors?: string; help?: boolean };
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
       options: { config: { type: 'string', short: 'c' }, descriptors: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
+      allowPositionals: command === 'check-envoy',
     }));
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n${USAGE}`);
@@ -35,6 +41,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === 'validate') return validate(values);
+  if (command === 'check-envoy' && positionals[0] !== undefined) return checkEnvoyCommand(positionals[0], values, process.stdout, process.stderr);
   if (command === 'serve' && values.config) return serve(values.config);
   process.stderr.write(USAGE);
   return 2;
