@@ -28,7 +28,7 @@ describe('npm run demo (DEMO_ONESHOT=1)', () => {
       ['rate limit', /(200 ){30}429 429/],
       ['per endpoint', /(200 ){10}429 429/],
       ['retry', /x-envoy-attempt-count=3/],
-      ['outlier ejection', /ejections_active: 1/],
+      ['outlier ejection', /ejections_enforced_total: [1-9]/],
       ['timeout', /504 after/],
       ['size limit', /\n413\n/],
       ['cors', /access-control-allow-origin: https:\/\/app\.example\.com/],
