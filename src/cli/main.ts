@@ -5,6 +5,7 @@ import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
@@ -26,17 +27,22 @@ const USAGE = `usage:
   portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
   portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
                                                   show which policy a request gets, each method's outcome, the answer
+  portcullis check-envoy envoy.yaml [--config portcullis.yaml | --descriptors DIR]
+                                                  descriptors Envoy can send that no rule matches, rules nothing
+                                                  reaches, unknown domains; exit 1 on any finding
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'keys' || command === 'explain') return authzCommand(command, rest);
   let values: { config?: string; descriptors?: string; help?: boolean };
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
       options: { config: { type: 'string', short: 'c' }, descriptors: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
+      allowPositionals: command === 'check-envoy',
     }));
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n${USAGE}`);
@@ -47,6 +53,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === 'validate') return validate(values);
+  if (command === 'check-envoy' && positionals[0] !== undefined) return checkEnvoyCommand(positionals[0], values, process.stdout, process.stderr);
   if (command === 'serve' && values.config) return serve(values.config);
   process.stderr.write(USAGE);
   return 2;

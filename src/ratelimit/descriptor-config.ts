@@ -208,6 +208,8 @@ function compileLevel(
     const metadataValue = mapGet(map, 'metadata');
     const node: DescriptorNode = Object.freeze({
       ...compileLevel(reader.maps(map, 'descriptors', joinPath(path, 'descriptors')), `${fullKey}.`, reader, issues),
+      key,
+      value,
       limits: Object.freeze(limits),
       valueToMetric: reader.bool(map, 'value_to_metric', path),
       shareThreshold,
@@ -218,7 +220,7 @@ function compileLevel(
     if (isWildcard) wildcards.push(Object.freeze({ pattern: finalKey, matches: compileWildcard(finalKey), node }));
   }
   return Object.freeze({
-    children, wildcards: Object.freeze(wildcards), limits: [], valueToMetric: false, shareThreshold: false,
+    key: '', value: '', children, wildcards: Object.freeze(wildcards), limits: [], valueToMetric: false, shareThreshold: false,
     sharedValuePattern: '', metadata: undefined,
   });
 }

@@ -40,6 +40,9 @@ export interface WildcardChild {
 }
 
 export interface DescriptorNode {
+  /** The file's `key` and `value` ('' when absent) of this node; both '' at a domain's root. */
+  readonly key: string;
+  readonly value: string;
   /** Children by `key` or `key_value`. */
   readonly children: ReadonlyMap<string, DescriptorNode>;
   /** Children whose `key_value` has a `*`, tried in declaration order after an exact miss. */

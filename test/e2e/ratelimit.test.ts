@@ -17,6 +17,7 @@ import { loadYamlFile, rateLimitBootstrap, repoRoot, startEnvoy, type EnvoyInsta
 import { startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { startUpstream, type EchoBody, type Upstream } from '../support/upstream.js';
+import { awayFromWindowEdge } from '../support/windows.js';
 
 const MINUTE = 60;
 const WEEK = 604_800;
@@ -102,16 +103,6 @@ async function send(baseUrl: string, pathname: string, headers: Record<string, s
     sentAt,
     answeredAt: Math.floor(Date.now() / 1000),
   };
-}
-
-/**
- * Windows are epoch aligned, so a sequence of requests that straddles a window edge would see its counter reset.
- * Waits until at least `needed` seconds are left in the current window of `windowSeconds`.
- */
-async function awayFromWindowEdge(windowSeconds: number, needed = 8): Promise<void> {
-  const nowMs = Date.now();
-  const leftMs = windowSeconds * 1000 - (nowMs % (windowSeconds * 1000));
-  if (leftMs < needed * 1000) await new Promise((resolve) => setTimeout(resolve, leftMs + 250));
 }
 
 /** x-ratelimit-reset is the seconds left in the window when Portcullis answered: D - now % D. */

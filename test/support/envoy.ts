@@ -242,6 +242,8 @@ export interface StartEnvoyOptions {
   logLevel?: string;
   /** How long to wait for readiness; default 20s. */
   readyTimeoutMs?: number;
+  /** More command line arguments. */
+  extraArgs?: readonly string[];
 }
 
 /**
@@ -270,6 +272,7 @@ export async function startEnvoy(bootstrap: object, options: StartEnvoyOptions =
       '--admin-address-path', adminAddressFile,
       '-l', logLevel,
       '--log-format', '[%Y-%m-%d %T.%e][%l][%n] %v',
+      ...(options.extraArgs ?? []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

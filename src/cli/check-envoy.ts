@@ -1,0 +1,52 @@
+// `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml | --descriptors DIR]`: reads the files, runs the
+// pure check (src/envoycheck/check.ts) and prints its findings. Exit 0: none; 1: findings or unreadable input.
+
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { readDescriptorFiles } from '../config/descriptor-files.js';
+import { ConfigError } from '../config/errors.js';
+import { loadPortcullisConfig } from '../config/portcullis-config.js';
+import { checkEnvoyRateLimits } from '../envoycheck/check.js';
+import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
+
+export interface CheckEnvoyOptions {
+  readonly config?: string;
+  readonly descriptors?: string;
+}
+
+export async function checkEnvoyCommand(bootstrapFile: string, options: CheckEnvoyOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  let bootstrap: unknown;
+  try {
+    bootstrap = parse(await readFile(bootstrapFile, 'utf8'));
+  } catch (error) {
+    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${(error as Error).message}\n`);
+    return 1;
+  }
+  // Default: the portcullis.yaml beside the bootstrap, as in envoy/.
+  const sibling = path.join(path.dirname(bootstrapFile), 'portcullis.yaml');
+  const configFile = options.config ?? (options.descriptors === undefined && existsSync(sibling) ? sibling : undefined);
+  let descriptors: string;
+  try {
+    if (options.descriptors !== undefined) descriptors = options.descriptors;
+    else if (configFile !== undefined) descriptors = (await loadPortcullisConfig(configFile)).ratelimit.descriptors;
+    else {
+      err.write('check-envoy: say where the descriptor files are: --config portcullis.yaml or --descriptors DIR\n');
+      return 2;
+    }
+    const config = compileDescriptorFiles(await readDescriptorFiles(descriptors));
+    const summary = checkEnvoyRateLimits(bootstrap, config);
+    for (const finding of summary.findings) {
+      out.write(`${finding.code}: ${finding.message}\n`);
+      for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);
+      if (finding.routes.length > 5) out.write(`    and ${finding.routes.length - 5} more route(s)\n`);
+    }
+    out.write(`${bootstrapFile} against ${descriptors}: ${summary.descriptors} descriptor shape(s), ${summary.rules} rule(s), ${summary.findings.length} finding(s)\n`);
+    return summary.findings.length === 0 ? 0 : 1;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    err.write(`${error.message}\n`);
+    return 1;
+  }
+}

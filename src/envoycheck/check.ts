@@ -1,0 +1,152 @@
+// `portcullis check-envoy`: what Envoy will ask for against what the descriptor files answer. Pure: a parsed
+// bootstrap and a compiled RateLimitConfig in, findings out.
+//
+//   UNKNOWN_DOMAIN        the ratelimit filter's domain has no descriptor file: every request is unlimited
+//   UNMATCHED_DESCRIPTOR  a descriptor Envoy can send matches no rule: silently unlimited
+//   UNREACHABLE_RULE      a rule (in a domain Envoy uses) that no descriptor Envoy sends can reach
+//   UNSUPPORTED_ACTION    an action this check cannot read (so the result above may be incomplete)
+//
+// Matching reuses the service's own matcher (src/ratelimit/matcher.ts), so "matched" means exactly what Portcullis
+// will do. A value taken from the request is probed with a value no rule names: a rule that only lists some values
+// (`key: user_id, value: alice`) leaves every other user unlimited, and that is what is reported.
+
+import { matchDescriptor } from '../ratelimit/matcher.js';
+import type { DescriptorNode, DomainConfig, RateLimitConfig } from '../ratelimit/types.js';
+import { routeSites, type DescriptorShape, type RouteSite } from './routes.js';
+
+export type FindingCode = 'UNKNOWN_DOMAIN' | 'UNMATCHED_DESCRIPTOR' | 'UNREACHABLE_RULE' | 'UNSUPPORTED_ACTION';
+
+export interface Finding {
+  readonly code: FindingCode;
+  readonly message: string;
+  /** Routes concerned (`listener … / vhost … / route …`); empty for a rule. */
+  readonly routes: readonly string[];
+}
+
+export interface CheckSummary {
+  readonly findings: readonly Finding[];
+  /** Distinct (domain, descriptor) pairs Envoy can send. */
+  readonly descriptors: number;
+  /** Rules (descriptor nodes with a limit) in the domains Envoy uses. */
+  readonly rules: number;
+}
+
+/** Stands for "any value from the request": no descriptor file names it. */
+const ANY_VALUE = '\u0000any';
+
+export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig): CheckSummary {
+  const sites = routeSites(bootstrap);
+  const findings: Finding[] = [];
+  const shapes = distinctShapes(sites);
+  const domains = [...new Set(sites.flatMap((s) => (s.domain === undefined ? [] : [s.domain])))].sort();
+
+  for (const domain of domains) {
+    if (!config.domains.has(domain)) {
+      findings.push({
+        code: 'UNKNOWN_DOMAIN',
+        message: `the ratelimit filter uses domain '${domain}', which no descriptor file declares (known: ${[...config.domains.keys()].sort().join(', ') || 'none'}): every request is unlimited`,
+        routes: sites.filter((s) => s.domain === domain).map((s) => s.where),
+      });
+    }
+  }
+
+  for (const { domain, shape, routes } of shapes) {
+    const domainConfig = config.domains.get(domain);
+    if (domainConfig === undefined) continue;
+    const match = matchDescriptor(domainConfig, { entries: probe(shape), limitOverride: undefined, hitsAddend: undefined });
+    if (match === undefined) {
+      findings.push({
+        code: 'UNMATCHED_DESCRIPTOR',
+        message: `domain '${domain}': descriptor ${describeShape(shape)} matches no rule: those requests are silently unlimited`,
+        routes,
+      });
+    }
+  }
+
+  let rules = 0;
+  for (const domain of domains) {
+    const domainConfig = config.domains.get(domain);
+    if (domainConfig === undefined) continue;
+    for (const rule of rulesOf(domainConfig)) {
+      rules += 1;
+      const reachable = shapes.some((s) => s.domain === domain && reaches(domainConfig, s.shape, rule));
+      if (!reachable) {
+        findings.push({
+          code: 'UNREACHABLE_RULE',
+          message: `domain '${domain}': rule ${rule.label} is never reached: no route sends a descriptor that matches it`,
+          routes: [],
+        });
+      }
+    }
+  }
+
+  for (const site of sites) {
+    for (const message of site.unsupported) findings.push({ code: 'UNSUPPORTED_ACTION', message, routes: [site.where] });
+  }
+  return { findings, descriptors: shapes.length, rules };
+}
+
+interface SentShape {
+  readonly domain: string;
+  readonly shape: DescriptorShape;
+  readonly routes: string[];
+}
+
+function distinctShapes(sites: readonly RouteSite[]): SentShape[] {
+  const byKey = new Map<string, SentShape>();
+  for (const site of sites) {
+    if (site.domain === undefined) continue;
+    for (const shape of site.shapes) {
+      const key = `${site.domain}\u0001${describeShape(shape)}`;
+      const known = byKey.get(key);
+      if (known === undefined) byKey.set(key, { domain: site.domain, shape, routes: [site.where] });
+      else if (!known.routes.includes(site.where)) known.routes.push(site.where);
+    }
+  }
+  return [...byKey.values()];
+}
+
+function probe(shape: DescriptorShape): { key: string; value: string }[] {
+  return shape.entries.map((e) => ({ key: e.key, value: e.value ?? ANY_VALUE }));
+}
+
+export function describeShape(shape: DescriptorShape): string {
+  return `[${shape.entries.map((e) => `${e.key}=${e.value ?? `<${e.source}>`}`).join(', ')}]`;
+}
+
+interface Rule {
+  /** `[route=export, user_id]`. */
+  readonly label: string;
+  readonly path: readonly { key: string; value: string | undefined; wildcard: boolean }[];
+  readonly node: DescriptorNode;
+}
+
+function rulesOf(domain: DomainConfig): Rule[] {
+  const rules: Rule[] = [];
+  const walk = (node: DescriptorNode, path: Rule['path']): void => {
+    for (const child of node.children.values()) {
+      const step = { key: child.key, value: child.value === '' ? undefined : child.value, wildcard: node.wildcards.some((w) => w.node === child) };
+      const childPath = [...path, step];
+      if (child.limits.length > 0) {
+        rules.push({ label: `[${childPath.map((p) => (p.value === undefined ? p.key : `${p.key}=${p.value}`)).join(', ')}]`, path: childPath, node: child });
+      }
+      walk(child, childPath);
+    }
+  };
+  walk(domain.root, []);
+  return rules;
+}
+
+/** Whether a descriptor of `shape` can be matched to exactly `rule`, by the service's own matcher. */
+function reaches(domain: DomainConfig, shape: DescriptorShape, rule: Rule): boolean {
+  if (shape.entries.length !== rule.path.length) return false;
+  const entries: { key: string; value: string }[] = [];
+  for (const [i, entry] of shape.entries.entries()) {
+    const step = rule.path[i]!;
+    if (entry.key !== step.key) return false;
+    if (entry.value !== undefined) entries.push({ key: entry.key, value: entry.value });
+    else entries.push({ key: entry.key, value: step.value === undefined ? ANY_VALUE : step.wildcard ? step.value.replace(/\*/g, 'x') : step.value });
+  }
+  const match = matchDescriptor(domain, { entries, limitOverride: undefined, hitsAddend: undefined });
+  return match !== undefined && match.limits === rule.node.limits;
+}

@@ -1,0 +1,149 @@
+// Reads what an Envoy bootstrap asks of Portcullis, route by route: which rate limit descriptors each route can
+// send to which domain. Pure: takes the parsed bootstrap (YAML or JSON, as a plain object).
+//
+// Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40):
+//   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
+//   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
+//   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
+//   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
+//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never.
+// Later checks (ext_authz policies, ext_proc routes) read the same RouteSite list.
+
+export type Json = Record<string, unknown>;
+
+/** One entry of a descriptor as Envoy builds it: a fixed value, or any value taken from the request. */
+export interface ShapeEntry {
+  readonly key: string;
+  /** undefined: the value comes from the request (header, address, metadata …). */
+  readonly value: string | undefined;
+  /** Where the value comes from, for messages: `request_headers x-user-id`, `generic_key` … */
+  readonly source: string;
+}
+
+export interface DescriptorShape {
+  readonly entries: readonly ShapeEntry[];
+}
+
+export interface RouteSite {
+  /** `listener http / vhost gateway / route users`. */
+  readonly where: string;
+  readonly routeName: string;
+  /** The rate limit filter's domain on this route's connection manager, or undefined without that filter. */
+  readonly domain: string | undefined;
+  /** Descriptor shapes this route can send (empty: none). */
+  readonly shapes: readonly DescriptorShape[];
+  /** Actions that cannot be analysed (an `extension` action …), as messages. */
+  readonly unsupported: readonly string[];
+  /** The route's typed_per_filter_config, for checks of other filters. */
+  readonly perFilterConfig: Json;
+  /** Whether Envoy answers this route itself. */
+  readonly direct: boolean;
+}
+
+const HCM_NAME = 'envoy.filters.network.http_connection_manager';
+const RATELIMIT = 'envoy.filters.http.ratelimit';
+
+export function routeSites(bootstrap: unknown): RouteSite[] {
+  const sites: RouteSite[] = [];
+  const listeners = list(record(record(bootstrap)['static_resources'])['listeners']);
+  for (const listener of listeners.map(record)) {
+    for (const chain of list(listener['filter_chains']).map(record)) {
+      for (const filter of list(chain['filters']).map(record)) {
+        if (filter['name'] !== HCM_NAME) continue;
+        sites.push(...hcmSites(String(listener['name'] ?? '?'), record(filter['typed_config'])));
+      }
+    }
+  }
+  return sites;
+}
+
+function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
+  const ratelimit = list(hcm['http_filters']).map(record).find((f) => f['name'] === RATELIMIT);
+  const filterConfig = ratelimit === undefined ? undefined : record(ratelimit['typed_config']);
+  const domain = filterConfig === undefined ? undefined : String(filterConfig['domain'] ?? '');
+  const filterLimits = filterConfig === undefined ? undefined : optionalList(filterConfig['rate_limits']);
+  const sites: RouteSite[] = [];
+  for (const vhost of list(record(hcm['route_config'])['virtual_hosts']).map(record)) {
+    const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
+    for (const [index, route] of list(vhost['routes']).map(record).entries()) {
+      const routeName = String(route['name'] ?? `#${index}`);
+      const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
+      const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
+      const action = route['route'] === undefined ? undefined : record(route['route']);
+      const direct = action === undefined;
+      let policies: unknown[] = [];
+      if (!direct && filterConfig !== undefined) {
+        const perRouteLimits = optionalList(perRoute['rate_limits']);
+        if (perRouteLimits !== undefined) policies = perRouteLimits;
+        else if (filterLimits !== undefined) policies = filterLimits;
+        else {
+          const routeLimits = optionalList(action['rate_limits']) ?? [];
+          const mode = String(perRoute['vh_rate_limits'] ?? 'OVERRIDE');
+          const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
+          policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])];
+        }
+      }
+      const unsupported: string[] = [];
+      const shapes = policies.flatMap((policy) => {
+        const shape = policyShape(record(policy), unsupported);
+        return shape === undefined ? [] : [shape];
+      });
+      sites.push({
+        where: `listener ${listenerName} / vhost ${String(vhost['name'] ?? '?')} / route ${routeName}`,
+        routeName, domain, shapes, unsupported, perFilterConfig, direct,
+      });
+    }
+  }
+  return sites;
+}
+
+/** The descriptor one rate limit policy produces (every action adds one entry), or undefined if it cannot be known. */
+function policyShape(policy: Json, unsupported: string[]): DescriptorShape | undefined {
+  const entries: ShapeEntry[] = [];
+  for (const action of list(policy['actions']).map(record)) {
+    const entry = actionEntry(action);
+    if (entry === undefined) {
+      unsupported.push(`rate limit action ${Object.keys(action).join(', ')} cannot be analysed`);
+      return undefined;
+    }
+    entries.push(entry);
+  }
+  return entries.length === 0 ? undefined : { entries };
+}
+
+function actionEntry(action: Json): ShapeEntry | undefined {
+  const [kind] = Object.keys(action);
+  if (kind === undefined) return undefined;
+  const body = record(action[kind] ?? {});
+  const key = (fallback: string): string => String(body['descriptor_key'] ?? fallback);
+  switch (kind) {
+    case 'source_cluster': return { key: 'source_cluster', value: undefined, source: kind };
+    case 'destination_cluster': return { key: 'destination_cluster', value: undefined, source: kind };
+    case 'remote_address': return { key: 'remote_address', value: undefined, source: kind };
+    case 'masked_remote_address': return { key: 'masked_remote_address', value: undefined, source: kind };
+    case 'request_headers': return { key: key(''), value: undefined, source: `request_headers ${String(body['header_name'])}` };
+    case 'query_parameters': return { key: key(''), value: undefined, source: `query_parameters ${String(body['query_parameter_name'])}` };
+    case 'metadata':
+    case 'dynamic_metadata': {
+      const metadataKey = record(body['metadata_key'] ?? {});
+      const path = list(metadataKey['path'] ?? []).map((p) => String(record(p)['key'])).join('.');
+      return { key: key(''), value: undefined, source: `${kind} ${String(metadataKey['key'])}:${path}` };
+    }
+    case 'generic_key': return { key: key('generic_key'), value: String(body['descriptor_value'] ?? ''), source: kind };
+    case 'header_value_match': return { key: key('header_match'), value: String(body['descriptor_value'] ?? ''), source: kind };
+    case 'query_parameter_value_match': return { key: key('query_match'), value: String(body['descriptor_value'] ?? ''), source: kind };
+    default: return undefined;
+  }
+}
+
+export function record(value: unknown): Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : {};
+}
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+function optionalList(value: unknown): unknown[] | undefined {
+  return Array.isArray(value) ? value : undefined;
+}

@@ -1,0 +1,42 @@
+// `npm run demo` keeps working: DEMO_ONESHOT=1 runs the whole guided tour against the real stack and exits 0, and
+// each feature's command shows what the tour says it shows. Uses the demo's fixed ports (8080, 8081, 8101-8173, …).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { repoRoot } from '../support/envoy.js';
+
+describe('npm run demo (DEMO_ONESHOT=1)', () => {
+  it('starts everything, runs the tour, shows each feature and stops cleanly', async () => {
+    const child = spawn('bash', [path.join(repoRoot(), 'scripts', 'demo.sh')], {
+      env: { ...process.env, DEMO_ONESHOT: '1', DEMO_SKIP_SETUP: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const timer = setTimeout(() => child.kill('SIGTERM'), 240_000);
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    clearTimeout(timer);
+    assert.equal(code, 0, output);
+    const expectations: [string, RegExp][] = [
+      ['prefix rewrite', /instance=users-\d path=\/42/],
+      ['method matching', /GET 200 {2}POST 200 {2}DELETE 405/],
+      ['versioning', /api-version: 2'[^\n]*\nversion=v2/],
+      ['canary', /\d+ instance=catalog-canary/],
+      ['rate limit', /(200 ){30}429 429/],
+      ['per endpoint', /(200 ){10}429 429/],
+      ['retry', /x-envoy-attempt-count=3/],
+      ['outlier ejection', /ejections_enforced_total: [1-9]/],
+      ['timeout', /504 after/],
+      ['size limit', /\n413\n/],
+      ['cors', /access-control-allow-origin: https:\/\/app\.example\.com/],
+      ['admin allow-list', /RBAC: access denied 403/],
+      ['mtls identity', /URI=spiffe:\/\/portcullis\.local\/demo-client/],
+      ['mtls refusal', /refused: no client certificate/],
+      ['access log', /"request_id":"[0-9a-f-]{36}"/],
+    ];
+    for (const [feature, pattern] of expectations) assert.match(output, pattern, `${feature} not shown:\n${output}`);
+  });
+});

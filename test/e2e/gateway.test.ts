@@ -1,0 +1,321 @@
+// The gateway end to end: a real Envoy running the generated bootstrap (src/gateway/envoy-bootstrap.ts, the
+// definition behind envoy/envoy.yaml) with the filters ENABLED_FILTERS switches on, Portcullis with the shipped
+// configs on a real redis-server, and the sample services. Plain HTTP(S) from loopback addresses; every client of a
+// test gets a fresh 127.0.x.y so per-address budgets and ring hashes are its own.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ENABLED_FILTERS } from '../../src/gateway/filters.js';
+import { eventually } from '../support/app.js';
+import { envoyStat, loopbackAddresses, send, startGateway, type Gateway } from '../support/gateway.js';
+import { startRedis, type RedisServer } from '../support/redis-server.js';
+import { awayFromWindowEdge } from '../support/windows.js';
+
+const MINUTE = 60;
+
+describe('the gateway through a real Envoy', () => {
+  let redis: RedisServer | undefined;
+  let gateway: Gateway | undefined;
+  const nextAddress = loopbackAddresses();
+
+  before(async () => {
+    redis = await startRedis();
+    gateway = await startGateway({ redisUrl: redis.url, filters: ENABLED_FILTERS });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await redis?.stop();
+  });
+
+  const gw = (): Gateway => {
+    if (gateway === undefined) throw new Error('gateway not started');
+    return gateway;
+  };
+  const http = (pathname: string, options: Parameters<typeof send>[2] = {}) =>
+    send(gw().port('http'), pathname, { localAddress: nextAddress(), ...options });
+  const served = (name: string) => {
+    const sample = gw().samples.get(name);
+    if (sample === undefined) throw new Error(`no sample ${name}`);
+    return sample;
+  };
+
+  describe('routing', () => {
+    it('strips the /api/users/ prefix and balances round robin over both users instances', async () => {
+      const seen = new Map<string, number>();
+      for (let i = 0; i < 20; i += 1) {
+        const reply = await http('/api/users/42?x=1');
+        assert.equal(reply.status, 200, reply.body);
+        assert.equal(reply.json?.['path'], '/42?x=1');
+        const instance = String(reply.json?.['instance']);
+        seen.set(instance, (seen.get(instance) ?? 0) + 1);
+      }
+      assert.deepEqual([...seen.keys()].sort(), ['users-1', 'users-2']);
+      for (const count of seen.values()) assert.ok(count >= 8, `round robin should split 20 evenly: ${[...seen]}`);
+    });
+
+    it('matches methods: GET and POST reach orders, other methods get 405 from Envoy', async () => {
+      assert.equal((await http('/api/orders')).json?.['service'], 'orders');
+      const created = await http('/api/orders', { method: 'POST', body: '{"item":1}', headers: { 'content-type': 'application/json' } });
+      assert.equal(created.status, 200);
+      assert.equal(created.json?.['method'], 'POST');
+      assert.equal(created.json?.['bodyBytes'], 10);
+      const before = served('orders-1').requestCount() + served('orders-2').requestCount();
+      assert.equal((await http('/api/orders/7', { method: 'DELETE' })).status, 405);
+      assert.equal(served('orders-1').requestCount() + served('orders-2').requestCount(), before);
+    });
+
+    const versions: [string, string, Record<string, string>, string][] = [
+      ['URL /v1', '/v1/items', {}, 'v1'],
+      ['URL /v2', '/v2/items', {}, 'v2'],
+      ['no version asked', '/api/items', {}, 'v1'],
+      ['header api-version: 2', '/api/items', { 'api-version': '2' }, 'v2'],
+      ['header api-version: 1', '/api/items', { 'api-version': '1' }, 'v1'],
+      ['query ?version=2', '/api/items?version=2', {}, 'v2'],
+      ['Accept: application/vnd.api.v2+json', '/api/items', { accept: 'application/json, application/vnd.api.v2+json' }, 'v2'],
+      ['Accept: application/json', '/api/items', { accept: 'application/json' }, 'v1'],
+    ];
+    for (const [what, pathname, headers, version] of versions) {
+      it(`versioning by ${what} reaches ${version}`, async () => {
+        const reply = await http(pathname, { headers });
+        assert.equal(reply.status, 200, reply.body);
+        assert.equal(reply.json?.['version'], version);
+        assert.equal(reply.json?.['service'], `api-${version}`);
+        assert.match(String(reply.json?.['path']), /^\/items/);
+      });
+    }
+
+    it('splits /api/catalog 90/10 between stable and canary', async () => {
+      const total = 400;
+      let canary = 0;
+      for (let i = 0; i < total; i += 1) {
+        const reply = await http('/api/catalog');
+        assert.equal(reply.status, 200, reply.body);
+        if (reply.json?.['instance'] === 'catalog-canary') canary += 1;
+        else assert.equal(reply.json?.['instance'], 'catalog-stable');
+      }
+      // Binomial(400, 0.1): mean 40, sd 6; ±4.5 sd.
+      assert.ok(canary >= 13 && canary <= 67, `canary got ${canary} of ${total}`);
+    });
+
+    it('ring hash keeps each client address on one sessions instance', async () => {
+      const instances = new Set<string>();
+      for (let client = 0; client < 12; client += 1) {
+        const address = nextAddress();
+        const seen = new Set<string>();
+        for (let i = 0; i < 8; i += 1) seen.add(String((await send(gw().port('http'), '/api/sessions', { localAddress: address })).json?.['instance']));
+        assert.equal(seen.size, 1, `${address} was served by ${[...seen].join(', ')}`);
+        instances.add([...seen][0]!);
+      }
+      assert.ok(instances.size >= 2, `12 clients should spread over the ring, got ${[...instances].join(', ')}`);
+    });
+
+    it('weights inventory endpoints 3:1', async () => {
+      const big = served('inventory-big').requestCount();
+      const small = served('inventory-small').requestCount();
+      for (let i = 0; i < 80; i += 1) assert.equal((await http('/api/inventory')).status, 200);
+      const bigShare = served('inventory-big').requestCount() - big;
+      const smallShare = served('inventory-small').requestCount() - small;
+      assert.equal(bigShare + smallShare, 80);
+      assert.ok(bigShare >= 52 && bigShare <= 68, `big got ${bigShare}, small ${smallShare}`);
+    });
+
+    it('least request (orders) and random (search) reach every instance', async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 30; i += 1) {
+        seen.add(String((await http('/api/orders')).json?.['instance']));
+        seen.add(String((await http('/api/search')).json?.['instance']));
+      }
+      assert.deepEqual([...seen].sort(), ['orders-1', 'orders-2', 'search-1', 'search-2']);
+    });
+
+    it('answers unknown paths 404 from Envoy', async () => {
+      assert.equal((await http('/nowhere')).status, 404);
+    });
+  });
+
+  describe('resilience', () => {
+    it('a retry with backoff hides a transient failure', async () => {
+      const api = served('api-v1');
+      const before = api.requestCount();
+      api.state.failNext = 2;
+      const reply = await http('/v1/items');
+      assert.equal(reply.status, 200, reply.body);
+      assert.equal(api.requestCount() - before, 3, 'two failed attempts, then the successful one');
+      assert.equal(api.requests().at(-1)?.headers['x-envoy-attempt-count'], '3');
+      assert.ok((await envoyStat(gw().envoy, 'cluster.api_v1.upstream_rq_retry')) >= 2);
+    });
+
+    it('outlier detection ejects a failing instance, and traffic returns once it heals', async () => {
+      const { envoy } = gw();
+      const bad = served('flaky-1');
+      bad.state.failNext = Infinity;
+      try {
+        // Retries on another host hide every failure from the client while the bad host collects its 5xx.
+        await eventually(async () => {
+          const reply = await http('/api/flaky');
+          assert.equal(reply.status, 200, reply.body);
+          return (await envoyStat(envoy, 'cluster.flaky.outlier_detection.ejections_active')) === 1;
+        }, 10_000, 'flaky-1 to be ejected');
+        const whileEjected = bad.requestCount();
+        for (let i = 0; i < 20; i += 1) assert.equal((await http('/api/flaky')).status, 200);
+        assert.equal(bad.requestCount(), whileEjected, 'an ejected host gets no traffic');
+      } finally {
+        bad.state.failNext = 0;
+      }
+      // base_ejection_time 5 s, checked every 1 s: the healed host is back and served again.
+      const healed = bad.requestCount();
+      await eventually(async () => {
+        await http('/api/flaky');
+        return bad.requestCount() > healed;
+      }, 15_000, 'flaky-1 to receive traffic again');
+      assert.equal(await envoyStat(envoy, 'cluster.flaky.outlier_detection.ejections_active'), 0);
+    });
+
+    it('a slow upstream times out with 504 (route timeout 1 s on /api/search)', async () => {
+      const started = Date.now();
+      const reply = await http('/api/search?delay_ms=2500');
+      const took = Date.now() - started;
+      assert.equal(reply.status, 504, reply.body);
+      assert.ok(took >= 900 && took < 2400, `answered after ${took} ms`);
+    });
+
+    it('refuses a body over 1 MiB with 413 before any upstream sees it', async () => {
+      const before = served('orders-1').requestCount() + served('orders-2').requestCount();
+      const reply = await http('/api/orders', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 'a') });
+      assert.equal(reply.status, 413);
+      assert.equal(served('orders-1').requestCount() + served('orders-2').requestCount(), before);
+      assert.equal((await http('/api/orders', { method: 'POST', body: Buffer.alloc(512 * 1024, 'a') })).status, 200);
+    });
+  });
+
+  describe('edge policy', () => {
+    it('answers a CORS preflight itself with the configured headers', async () => {
+      const before = served('users-1').requestCount() + served('users-2').requestCount();
+      const reply = await http('/api/users/1', {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-api-key' },
+      });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['access-control-allow-origin'], 'https://app.example.com');
+      assert.equal(reply.headers['access-control-allow-methods'], 'GET, POST, PUT, PATCH, DELETE');
+      assert.match(String(reply.headers['access-control-allow-headers']), /x-api-key/);
+      assert.equal(reply.headers['access-control-max-age'], '600');
+      assert.equal(reply.headers['access-control-allow-credentials'], 'true');
+      assert.equal(served('users-1').requestCount() + served('users-2').requestCount(), before);
+      // A simple request from an allowed origin gets the exposed headers; another origin gets no CORS headers.
+      const allowed = await http('/api/users/1', { headers: { origin: 'https://app.example.com' } });
+      assert.match(String(allowed.headers['access-control-expose-headers']), /x-ratelimit-remaining/);
+      const other = await http('/api/users/1', { headers: { origin: 'https://evil.example' } });
+      assert.equal(other.headers['access-control-allow-origin'], undefined);
+    });
+
+    it('/admin is open to an allowed address and refused (403) from any other, whatever x-forwarded-for says', async () => {
+      const allowed = await send(gw().port('http'), '/admin/stats', { localAddress: '127.0.0.1' });
+      assert.equal(allowed.status, 200);
+      const refused = await http('/admin/stats', { headers: { 'x-forwarded-for': '127.0.0.1' } });
+      assert.equal(refused.status, 403);
+      assert.match(refused.body, /RBAC/);
+    });
+
+    it('sets x-request-id (replacing a client-supplied one) and returns it to the client', async () => {
+      const reply = await http('/api/users/1', { headers: { 'x-request-id': 'spoofed' } });
+      const id = reply.headers['x-request-id'];
+      assert.match(String(id), /^[0-9a-f-]{36}$/);
+      assert.equal((reply.json?.['headers'] as Record<string, string>)['x-request-id'], id);
+    });
+
+    it('terminates TLS on the https listener', async () => {
+      const ca = readFileSync(path.join(gw().certDir, 'ca.pem'));
+      const reply = await send(gw().port('https'), '/api/users/1', { tls: { ca } });
+      assert.equal(reply.status, 200);
+      assert.equal((reply.json?.['headers'] as Record<string, string>)['x-forwarded-proto'], 'https');
+    });
+
+    it('requires a client certificate on the mtls listener and passes its identity on', async () => {
+      const file = (name: string) => readFileSync(path.join(gw().certDir, name));
+      await assert.rejects(send(gw().port('mtls'), '/api/users/1', { tls: { ca: file('ca.pem') } }));
+      const reply = await send(gw().port('mtls'), '/api/users/1', { tls: { ca: file('ca.pem'), cert: file('client.pem'), key: file('client-key.pem') } });
+      assert.equal(reply.status, 200);
+      const xfcc = String((reply.json?.['headers'] as Record<string, string>)['x-forwarded-client-cert']);
+      assert.match(xfcc, /URI=spiffe:\/\/portcullis\.local\/demo-client/);
+      assert.match(xfcc, /CN=demo-client/);
+      // A client cannot forge it on the other listeners.
+      const forged = await http('/api/users/1', { headers: { 'x-forwarded-client-cert': 'URI=spiffe://evil' } });
+      assert.equal((forged.json?.['headers'] as Record<string, string>)['x-forwarded-client-cert'], undefined);
+    });
+
+    it('writes one JSON access log line per request with every field', async () => {
+      const user = `log-${randomUUID()}`;
+      const client = nextAddress();
+      const reply = await send(gw().port('http'), '/api/users/7', { localAddress: client, headers: { 'x-user-id': user } });
+      const id = String(reply.headers['x-request-id']);
+      let line: Record<string, unknown> | undefined;
+      await eventually(() => (line = gw().accessLog().find((l) => l['request_id'] === id)) !== undefined, 5000, 'the access log line');
+      const fields = ['timestamp', 'method', 'path', 'status', 'latency_ms', 'client_ip', 'user_id', 'upstream', 'request_id', 'rate_limit_remaining', 'cache_status'];
+      for (const field of fields) assert.ok(line !== undefined && field in line, `missing ${field}: ${JSON.stringify(line)}`);
+      assert.equal(line?.['method'], 'GET');
+      assert.equal(line?.['path'], '/api/users/7');
+      assert.equal(line?.['status'], 200);
+      assert.equal(typeof line?.['latency_ms'], 'number');
+      assert.equal(line?.['client_ip'], client);
+      assert.equal(line?.['user_id'], user);
+      assert.equal(line?.['upstream'], 'users');
+      assert.equal(line?.['rate_limit_remaining'], String(reply.headers['x-ratelimit-remaining']));
+      assert.ok(!Number.isNaN(Date.parse(String(line?.['timestamp']))));
+    });
+  });
+
+  describe('rate limits through Portcullis (envoy/ratelimit/gateway.yaml)', () => {
+    /** Sends `count` requests and returns their statuses. */
+    const burst = async (count: number, make: (i: number) => Promise<{ status: number }>) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < count; i += 1) statuses.push((await make(i)).status);
+      return statuses;
+    };
+    const allowedThenLimited = (statuses: number[], allowed: number) => {
+      assert.deepEqual(statuses.slice(0, allowed), Array(allowed).fill(200));
+      assert.deepEqual(statuses.slice(allowed), Array(statuses.length - allowed).fill(429));
+    };
+
+    it('every request counts against the global limit (1000/s), visible in x-ratelimit-limit', async () => {
+      const reply = await http('/api/users/1');
+      assert.match(String(reply.headers['x-ratelimit-limit']), /1000;w=1;name="global"/);
+      assert.match(String(reply.headers['x-ratelimit-limit']), /300;w=60;name="per-address"/);
+    });
+
+    it('limits each user to 30 per minute', async () => {
+      await awayFromWindowEdge(MINUTE);
+      const user = { 'x-user-id': `user-${randomUUID()}` };
+      allowedThenLimited(await burst(32, () => http('/api/users/1', { headers: user })), 30);
+      const other = await http('/api/users/1', { headers: { 'x-user-id': `user-${randomUUID()}` } });
+      assert.equal(other.status, 200);
+    });
+
+    it('limits each API key to 100 per minute', async () => {
+      await awayFromWindowEdge(MINUTE, 15);
+      const key = { 'x-api-key': `key-${randomUUID()}` };
+      const statuses = await burst(101, () => http('/api/users/1', { headers: key }));
+      allowedThenLimited(statuses, 100);
+    });
+
+    it('limits each client address to 300 per minute', async () => {
+      await awayFromWindowEdge(MINUTE, 20);
+      const address = nextAddress();
+      const statuses = await burst(301, () => send(gw().port('http'), '/api/users/1', { localAddress: address }));
+      allowedThenLimited(statuses, 300);
+      assert.equal((await http('/api/users/1')).status, 200, 'another address has its own budget');
+    });
+
+    it('limits /api/export to 10 per minute for everyone together', async () => {
+      await awayFromWindowEdge(MINUTE);
+      // A new user and address for every call: only the per-endpoint rule can stop the 11th.
+      const statuses = await burst(11, () => http('/api/export', { headers: { 'x-user-id': `u-${randomUUID()}` } }));
+      allowedThenLimited(statuses, 10);
+      assert.equal((await http('/api/orders')).status, 200, 'other endpoints are not affected');
+    });
+  });
+});

@@ -1,0 +1,66 @@
+// `portcullis check-envoy` as operators run it: the shipped bootstraps pass against the shipped descriptor files, and
+// a deliberately broken descriptor file is caught with a non-zero exit.
+
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { repoRoot, runCommand } from '../../support/envoy.js';
+import { portcullisBin } from '../../support/portcullis.js';
+
+const checkEnvoy = (...args: string[]) => runCommand(process.execPath, [portcullisBin(), 'check-envoy', ...args]);
+
+describe('portcullis check-envoy', () => {
+  let broken = '';
+  before(() => {
+    broken = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-'));
+    cpSync(path.join(repoRoot(), 'envoy', 'ratelimit'), broken, { recursive: true });
+    const file = path.join(broken, 'gateway.yaml');
+    const text = readFileSync(file, 'utf8')
+      // The per-endpoint rule renamed: /api/export's [route=export] now meets no rule…
+      .replace('value: export', 'value: exports')
+      // …and per-user limits only for one user: every other user is unlimited.
+      .replace('  - key: user_id\n', '  - key: user_id\n    value: alice\n');
+    assert.notEqual(text, readFileSync(file, 'utf8'));
+    writeFileSync(file, text);
+  });
+  after(() => rmSync(broken, { recursive: true, force: true }));
+
+  for (const bootstrap of ['envoy/envoy.yaml', 'envoy/envoy.compose.yaml', 'envoy/ratelimit.yaml']) {
+    it(`passes the shipped ${bootstrap} against envoy/portcullis.yaml's descriptor files`, async () => {
+      const result = await checkEnvoy(path.join(repoRoot(), bootstrap));
+      assert.equal(result.code, 0, result.output);
+      assert.match(result.output, /0 finding\(s\)/);
+    });
+  }
+
+  it('catches a broken descriptor file and exits 1', async () => {
+    const result = await checkEnvoy(path.join(repoRoot(), 'envoy/envoy.yaml'), '--descriptors', broken);
+    assert.equal(result.code, 1, result.output);
+    assert.match(result.output, /UNMATCHED_DESCRIPTOR: domain 'gateway': descriptor \[route=export\] matches no rule/);
+    assert.match(result.output, /at listener http \/ vhost gateway \/ route export/);
+    assert.match(result.output, /UNMATCHED_DESCRIPTOR: domain 'gateway': descriptor \[user_id=<request_headers x-user-id>\]/);
+    assert.match(result.output, /UNREACHABLE_RULE: domain 'gateway': rule \[route=exports\] is never reached/);
+  });
+
+  it('reports a domain no descriptor file declares', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-domain-'));
+    try {
+      writeFileSync(path.join(dir, 'other.yaml'), 'domain: other\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1 }\n');
+      const result = await checkEnvoy(path.join(repoRoot(), 'envoy/envoy.yaml'), '--descriptors', dir);
+      assert.equal(result.code, 1, result.output);
+      assert.match(result.output, /UNKNOWN_DOMAIN: the ratelimit filter uses domain 'gateway', which no descriptor file declares \(known: other\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says what is wrong with unreadable input', async () => {
+    const missing = await checkEnvoy(path.join(tmpdir(), 'no-such-envoy.yaml'), '--descriptors', broken);
+    assert.equal(missing.code, 1);
+    assert.match(missing.output, /cannot read the Envoy bootstrap/);
+    const usage = await checkEnvoy();
+    assert.equal(usage.code, 2);
+  });
+});

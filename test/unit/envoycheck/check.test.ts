@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkEnvoyRateLimits, type FindingCode } from '../../../src/envoycheck/check.js';
+import { routeSites } from '../../../src/envoycheck/routes.js';
+import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
+
+type Json = Record<string, unknown>;
+
+/** A bootstrap with one listener, one vhost and the given routes; the ratelimit filter gets `filter` merged in. */
+function bootstrap(options: { routes: Json[]; vhostLimits?: Json[]; filter?: Json; domain?: string }): Json {
+  return {
+    static_resources: {
+      listeners: [{
+        name: 'ingress',
+        filter_chains: [{ filters: [{
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: {
+            route_config: { virtual_hosts: [{ name: 'vh', domains: ['*'], ...(options.vhostLimits ? { rate_limits: options.vhostLimits } : {}), routes: options.routes }] },
+            http_filters: [
+              { name: 'envoy.filters.http.ratelimit', typed_config: { domain: options.domain ?? 'd', ...options.filter } },
+              { name: 'envoy.filters.http.router' },
+            ],
+          },
+        }] }],
+      }],
+    },
+  };
+}
+
+const header = (name: string, key: string): Json => ({ request_headers: { header_name: name, descriptor_key: key } });
+const generic = (key: string, value: string): Json => ({ generic_key: { descriptor_key: key, descriptor_value: value } });
+const route = (name: string, extra: Json = {}, perRoute?: Json): Json => ({
+  name, match: { prefix: `/${name}` }, route: { cluster: 'c', ...extra },
+  ...(perRoute ? { typed_per_filter_config: { 'envoy.filters.http.ratelimit': perRoute } } : {}),
+});
+
+function descriptors(text: string) {
+  return compileDescriptorFiles([{ name: 'd.yaml', text }]);
+}
+
+const USER_RULE = 'domain: d\ndescriptors:\n  - key: user_id\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n';
+
+describe('checkEnvoyRateLimits', () => {
+  const cases: { name: string; bootstrap: Json; file: string; want: FindingCode[]; matches?: RegExp }[] = [
+    {
+      name: 'a vhost action with its rule: clean',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [route('a')] }),
+      file: USER_RULE,
+      want: [],
+    },
+    {
+      name: 'a rule for some values only leaves every other value unlimited',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [route('a')] }),
+      file: 'domain: d\ndescriptors:\n  - key: user_id\n    value: alice\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[user_id=<request_headers x-user-id>\] matches no rule/,
+    },
+    {
+      name: 'a nested descriptor whose parent has no limit of its own but the leaf does: clean',
+      bootstrap: bootstrap({ routes: [route('export', { rate_limits: [{ actions: [generic('route', 'export'), header('x-user-id', 'user_id')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: route\n    value: export\n    descriptors:\n      - key: user_id\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'a two-entry descriptor stops at a one-entry rule: the limit only counts at the last entry',
+      bootstrap: bootstrap({ routes: [route('a', { rate_limits: [{ actions: [header('x-user-id', 'user_id'), { remote_address: {} }] }] })] }),
+      file: USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+    },
+    {
+      name: 'the filter domain has no descriptor file',
+      bootstrap: bootstrap({ domain: 'other', vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [route('a')] }),
+      file: USER_RULE,
+      want: ['UNKNOWN_DOMAIN'],
+    },
+    {
+      name: 'route limits override the vhost by default: the vhost rule is unreachable',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [route('a', { rate_limits: [{ actions: [generic('route', 'a')] }] })] }),
+      file: `${USER_RULE}  - key: route\n    value: a\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n`,
+      want: ['UNREACHABLE_RULE'],
+      matches: /rule \[user_id\] is never reached/,
+    },
+    {
+      name: 'vh_rate_limits INCLUDE sends both',
+      bootstrap: bootstrap({
+        vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }],
+        routes: [route('a', { rate_limits: [{ actions: [generic('route', 'a')] }] }, { vh_rate_limits: 'INCLUDE' })],
+      }),
+      file: `${USER_RULE}  - key: route\n    value: a\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n`,
+      want: [],
+    },
+    {
+      name: 'vh_rate_limits IGNORE on the only route makes the vhost rule unreachable',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [route('a', {}, { vh_rate_limits: 'IGNORE' })] }),
+      file: USER_RULE,
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'the filter\'s own rate_limits replace route and vhost lists',
+      bootstrap: bootstrap({
+        filter: { rate_limits: [{ actions: [generic('scope', 'global')] }] },
+        vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }],
+        routes: [route('a')],
+      }),
+      file: `${USER_RULE}  - key: scope\n    value: global\n    rate_limit: { unit: second, requests_per_unit: 5 }\n`,
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'RateLimitPerRoute rate_limits replace the filter\'s own',
+      bootstrap: bootstrap({
+        filter: { rate_limits: [{ actions: [generic('scope', 'global')] }] },
+        routes: [route('a', {}, { rate_limits: [{ actions: [generic('route', 'search')] }] })],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: scope\n    value: global\n    rate_limit: { unit: second, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /\[route=search\] matches no rule/,
+    },
+    {
+      name: 'routes Envoy answers itself send nothing',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-user-id', 'user_id')] }], routes: [{ name: 'h', match: { path: '/h' }, direct_response: { status: 200 } }] }),
+      file: USER_RULE,
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'a constant value falls back to the key-only rule, as the matcher does',
+      bootstrap: bootstrap({ routes: [route('a', { rate_limits: [{ actions: [generic('tier', 'gold')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: tier\n    rate_limit: { unit: second, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'wildcard rules are reached by request values',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [header('x-path', 'path')] }], routes: [route('a')] }),
+      file: 'domain: d\ndescriptors:\n  - key: path\n    value: /api/*\n    rate_limit: { unit: second, requests_per_unit: 5 }\n  - key: path\n    rate_limit: { unit: second, requests_per_unit: 50 }\n',
+      want: [],
+    },
+    {
+      name: 'header_value_match and metadata actions',
+      bootstrap: bootstrap({
+        vhostLimits: [
+          { actions: [{ header_value_match: { descriptor_key: 'auth', descriptor_value: 'anonymous', headers: [] } }, { remote_address: {} }] },
+          { actions: [{ metadata: { descriptor_key: 'user_id', source: 'DYNAMIC', metadata_key: { key: 'envoy.filters.http.ext_authz', path: [{ key: 'user_id' }] } } }] },
+        ],
+        routes: [route('a')],
+      }),
+      file: `${USER_RULE}  - key: auth\n    value: anonymous\n    descriptors:\n      - key: remote_address\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n`,
+      want: [],
+    },
+    {
+      name: 'an action it cannot read is reported',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [{ extension: { name: 'x' } }] }], routes: [route('a')] }),
+      file: USER_RULE,
+      want: ['UNREACHABLE_RULE', 'UNSUPPORTED_ACTION'],
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, () => {
+      const summary = checkEnvoyRateLimits(c.bootstrap, descriptors(c.file));
+      assert.deepEqual(summary.findings.map((f) => f.code).sort(), [...c.want].sort(), JSON.stringify(summary.findings, null, 2));
+      if (c.matches) assert.ok(summary.findings.some((f) => c.matches!.test(f.message)), JSON.stringify(summary.findings));
+    });
+  }
+
+  it('names the routes that send an unmatched descriptor, once per shape', () => {
+    const b = bootstrap({ vhostLimits: [{ actions: [header('x-api-key', 'api_key')] }], routes: [route('a'), route('b')] });
+    const { findings } = checkEnvoyRateLimits(b, descriptors(USER_RULE));
+    const unmatched = findings.filter((f) => f.code === 'UNMATCHED_DESCRIPTOR');
+    assert.equal(unmatched.length, 1);
+    assert.deepEqual(unmatched[0]?.routes, ['listener ingress / vhost vh / route a', 'listener ingress / vhost vh / route b']);
+  });
+
+  it('routeSites lists every route with its domain and per-filter config (for later checks)', () => {
+    const sites = routeSites(bootstrap({ routes: [route('a', {}, { vh_rate_limits: 'IGNORE' }), { name: 'h', direct_response: { status: 200 } }] }));
+    assert.deepEqual(sites.map((s) => [s.routeName, s.domain, s.direct]), [['a', 'd', false], ['h', 'd', true]]);
+    assert.ok('envoy.filters.http.ratelimit' in sites[0]!.perFilterConfig);
+  });
+});
