@@ -11,6 +11,8 @@ import { systemClock } from '../../src/shared/clock.js';
 import type { CounterStore } from '../../src/store/counter-store.js';
 import { MemoryCounterStore } from '../../src/store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../../src/store/redis-counter-store.js';
+import type { RevocationList } from '../../src/authz/ports.js';
+import { authzClient, type AuthzClient } from './authz-client.js';
 import { rateLimitClient, type RateLimitClient } from './ratelimit-client.js';
 
 export interface TestApp {
@@ -20,6 +22,7 @@ export interface TestApp {
   readonly grpcAddress: string;
   readonly adminUrl: string;
   readonly client: RateLimitClient;
+  readonly authz: AuthzClient;
   readonly registry: Registry;
   /** Parsed pino lines logged so far. */
   logs(): Record<string, unknown>[];
@@ -36,6 +39,10 @@ export interface TestAppOptions {
   readonly redisUrl?: string;
   readonly clock?: Clock;
   readonly store?: CounterStore;
+  /** YAML for the `authz:` section (relative paths resolve against `dir`); files to write into `dir` first. */
+  readonly authz?: string;
+  readonly files?: Readonly<Record<string, string>>;
+  readonly revocation?: RevocationList;
 }
 
 /** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
@@ -44,6 +51,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   const descriptorsDir = path.join(dir, 'ratelimit');
   mkdirSync(descriptorsDir);
   for (const [name, text] of Object.entries(options.descriptors)) writeFileSync(path.join(descriptorsDir, name), text);
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), text);
   const file = path.join(dir, 'portcullis.yaml');
   const ratelimit = (options.ratelimit ?? '').split('\n').map((l) => `  ${l}`).join('\n');
   writeFileSync(file, [
@@ -57,6 +65,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
     '  descriptors: ./ratelimit',
     '  reload: { enabled: true, poll_interval_ms: 100 }',
     ratelimit,
+    ...(options.authz === undefined ? [] : ['authz:', ...options.authz.split('\n').map((l) => `  ${l}`)]),
   ].join('\n'));
   const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
   const lines: Record<string, unknown>[] = [];
@@ -68,11 +77,12 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   });
   const registry = new Registry();
   const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
-  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0 });
+  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0, ...(options.revocation ? { revocation: options.revocation } : {}) });
   const { grpcAddress, adminAddress } = await app.start();
   const client = rateLimitClient(grpcAddress);
+  const authz = authzClient(grpcAddress);
   return {
-    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry,
+    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, authz, registry,
     logs: () => lines,
     async metric(name, labels = {}) {
       const metric = registry.getSingleMetric(name);
@@ -83,6 +93,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
     },
     async close() {
       client.close();
+      authz.close();
       await app.close();
       rmSync(dir, { recursive: true, force: true });
     },
