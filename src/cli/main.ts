@@ -7,7 +7,7 @@ import { loadPortcullisConfig, type PortcullisConfig } from '../config/portculli
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { explain, keysNew } from './authz-commands.js';
+import { explain, keysNew, validateAuthz } from './authz-commands.js';
 import { systemClock } from '../shared/clock.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
@@ -49,7 +49,12 @@ export async function main(argv: readonly string[]): Promise<number> {
 async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
   try {
     let descriptors = options.descriptors;
-    if (options.config) descriptors = (await loadPortcullisConfig(options.config)).ratelimit.descriptors;
+    if (options.config) {
+      const config = await loadPortcullisConfig(options.config);
+      descriptors = config.ratelimit.descriptors;
+      const policies = await validateAuthz(config);
+      process.stdout.write(policies === undefined ? 'ok: no authz section (every Check is denied)\n' : `ok: authz policies: ${policies.join(', ') || '(none)'}\n`);
+    }
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;
