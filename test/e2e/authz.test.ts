@@ -1,4 +1,4 @@
-// ext_authz end to end: plain HTTP and mTLS through a real Envoy running the committed envoy/authz.yaml (ports,
+// ext_authz end to end: plain HTTP and mTLS through a real Envoy running the committed envoy/authz/envoy.yaml (ports,
 // addresses and certificate paths replaced), with Portcullis' ext_authz and rate limit services, a real Redis, a
 // real HTTP issuer (JWKS) and an echo upstream that shows what reached it.
 
@@ -33,7 +33,7 @@ function makeCertificates(dir: string): void {
 }
 
 function authzBootstrap(upstream: Upstream, portcullis: { host: string; port: number }, tlsDir: string): Record<string, unknown> {
-  const bootstrap = structuredClone(loadYamlFile('envoy/authz.yaml'));
+  const bootstrap = structuredClone(loadYamlFile('envoy/authz/envoy.yaml'));
   setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
   const resources = record(at(bootstrap, 'static_resources'));
   for (const name of ['ingress', 'mtls']) setSocketAddress(at(byName(list(resources['listeners']), name), 'address'), { host: '127.0.0.1', port: 0 });
@@ -99,7 +99,7 @@ function getTls(port: number, tlsDir: string, client: 'ops' | 'dev', pathname: s
   });
 }
 
-describe('ext_authz through a real Envoy (envoy/authz.yaml)', () => {
+describe('ext_authz through a real Envoy (envoy/authz/envoy.yaml)', () => {
   let redis: RedisServer;
   let idp: IdentityProvider;
   let upstream: Upstream;
