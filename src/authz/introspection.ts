@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../shared/clock.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
-import type { AuthzObserver, HttpClient } from './ports.js';
+import type { AuthzObserver, HttpClient, HttpResponse } from './ports.js';
 import type { CheckInput, Identity, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
 
@@ -20,44 +20,27 @@ export interface IntrospectionDeps {
   readonly maxTokenBytes: number;
 }
 
-/**
- * RFC 7662 token introspection with client credentials (HTTP Basic). Answers are cached by token hash until the
- * token's exp or cache_seconds, whichever comes first; `active: false` denies. The call is bounded by the Check's
- * deadline; a failure is `unavailable` (the policy's on_failure then decides) and counted.
- */
-export async function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps, signal: AbortSignal): Promise<Outcome> {
-  const bearer = bearerToken(input.headers, deps.maxTokenBytes);
-  if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
-  if (bearer.kind === 'invalid') return bearer;
-  const nowMs = deps.clock.nowMs();
-  const key = createHash('sha256').update(bearer.token).digest('base64url');
-  const cached = deps.cache.get(key, nowMs);
-  deps.observer.cacheLookup('introspection', cached ? 'hit' : 'miss');
-  if (cached === 'inactive') return { kind: 'invalid', reason: 'token_inactive', detail: 'introspection: active false (cached)' };
-  if (cached !== undefined) return { kind: 'success', identity: cached, detail: `introspected token of ${cached.subject} (cached)` };
+type Answer = Identity | 'inactive' | { readonly failure: string };
 
-  let answer: { status: number; body: unknown };
-  try {
-    const authorization = `Basic ${Buffer.from(`${encodeURIComponent(deps.clientId)}:${encodeURIComponent(deps.clientSecret)}`).toString('base64')}`;
-    answer = await untilAborted(deps.http.postForm(deps.url, { token: bearer.token, token_type_hint: 'access_token' }, { authorization }, signal), signal);
-  } catch (error) {
-    deps.observer.introspectionError();
-    return { kind: 'unavailable', reason: 'introspection_unavailable', detail: `introspection failed: ${(error as Error).message}` };
-  }
-  const body = answer.body as Record<string, unknown> | undefined;
-  if (answer.status !== 200 || typeof body !== 'object' || body === null || typeof body['active'] !== 'boolean') {
-    deps.observer.introspectionError();
-    return { kind: 'unavailable', reason: 'introspection_unavailable', detail: `introspection answered ${answer.status} without a boolean active` };
+/** Calls in flight by token hash: concurrent Checks with one token share one call. */
+const inflight = new Map<string, Promise<Answer>>();
+/** A call outlives the Check that started it (up to this bound), so its answer still lands in the cache. */
+const CALL_TIMEOUT_MS = 5000;
+
+/** The endpoint's answer → an identity, inactive, or why it is unusable; cached here, whoever is still waiting. */
+function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps): Answer {
+  const nowMs = deps.clock.nowMs();
+  const body = response.body as Record<string, unknown> | undefined;
+  if (response.status !== 200 || typeof body !== 'object' || body === null || typeof body['active'] !== 'boolean') {
+    return { failure: `introspection answered ${response.status} without a boolean active` };
   }
   const cacheUntil = nowMs + deps.cacheSeconds * 1000;
-  if (!body['active']) {
-    deps.cache.set(key, 'inactive', cacheUntil);
-    return { kind: 'invalid', reason: 'token_inactive', detail: 'introspection: active false' };
-  }
   const exp = typeof body['exp'] === 'number' ? body['exp'] * 1000 : undefined;
-  if (exp !== undefined && exp <= nowMs) return { kind: 'invalid', reason: 'token_expired', detail: 'introspection: token expired' };
   const subject = [body['sub'], body['username'], body['client_id']].find((v): v is string => typeof v === 'string' && v !== '');
-  if (subject === undefined) return { kind: 'invalid', reason: 'token_no_subject', detail: 'introspection: no sub, username or client_id' };
+  if (!body['active'] || (exp !== undefined && exp <= nowMs) || subject === undefined) {
+    deps.cache.set(key, 'inactive', Math.min(cacheUntil, nowMs + 60_000));
+    return 'inactive';
+  }
   const tier = body[deps.tierClaim];
   const identity: Identity = {
     method: 'introspection',
@@ -68,5 +51,47 @@ export async function evaluateIntrospection(input: CheckInput, deps: Introspecti
     claims: body,
   };
   deps.cache.set(key, identity, Math.min(cacheUntil, exp ?? cacheUntil));
-  return { kind: 'success', identity, detail: `introspected token of ${subject}` };
+  return identity;
+}
+
+function introspect(token: string, key: string, deps: IntrospectionDeps): Promise<Answer> {
+  let call = inflight.get(key);
+  if (call === undefined) {
+    const authorization = `Basic ${Buffer.from(`${encodeURIComponent(deps.clientId)}:${encodeURIComponent(deps.clientSecret)}`).toString('base64')}`;
+    call = deps.http.postForm(deps.url, { token, token_type_hint: 'access_token' }, { authorization }, AbortSignal.timeout(CALL_TIMEOUT_MS))
+      .then((response) => interpret(response, key, deps), (error: unknown) => ({ failure: `introspection failed: ${(error as Error).message}` }))
+      .finally(() => inflight.delete(key));
+    inflight.set(key, call);
+  }
+  return call;
+}
+
+/**
+ * RFC 7662 token introspection with client credentials (HTTP Basic). Answers are cached by token hash until the
+ * token's exp or cache_seconds, whichever comes first; `active: false` denies. A Check waits for the call only until
+ * its deadline (the call itself may finish later and fill the cache); a failure is `unavailable` (the policy's
+ * on_failure then decides) and counted.
+ */
+export async function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps, signal: AbortSignal): Promise<Outcome> {
+  const bearer = bearerToken(input.headers, deps.maxTokenBytes);
+  if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
+  if (bearer.kind === 'invalid') return bearer;
+  const key = createHash('sha256').update(bearer.token).digest('base64url');
+  let answer: Answer | undefined = deps.cache.get(key, deps.clock.nowMs());
+  deps.observer.cacheLookup('introspection', answer ? 'hit' : 'miss');
+  const cached = answer !== undefined;
+  if (answer === undefined) {
+    try {
+      answer = await untilAborted(introspect(bearer.token, key, deps), signal);
+    } catch (error) {
+      answer = { failure: `introspection: ${(error as Error).message}` };
+    }
+  }
+  const suffix = cached ? ' (cached)' : '';
+  if (answer === 'inactive') return { kind: 'invalid', reason: 'token_inactive', detail: `introspection: token not active${suffix}` };
+  if ('failure' in answer) {
+    deps.observer.introspectionError();
+    return { kind: 'unavailable', reason: 'introspection_unavailable', detail: answer.failure };
+  }
+  return { kind: 'success', identity: answer, detail: `introspected token of ${answer.subject}${suffix}` };
 }

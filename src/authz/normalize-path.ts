@@ -26,6 +26,9 @@ export function normalizePath(raw: string): NormalizedPath {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(target)) return { ok: false, reason: 'control character in path' };
 
+  // Most paths need nothing: no escapes, no empty, `.` or `..` segments.
+  if (!/%|\/\/|\/\.\.?(\/|$)/.test(target)) return { ok: true, path: target, query };
+
   let decoded = '';
   for (let i = 0; i < target.length; i++) {
     const c = target[i]!;

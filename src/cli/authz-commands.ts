@@ -5,9 +5,23 @@ import { selectPolicy } from '../authz/policy.js';
 import { AuthzService, readAuthzFiles } from '../authz/service.js';
 import type { CheckInput, Decision } from '../authz/types.js';
 import { ConfigError } from '../config/errors.js';
-import { loadPortcullisConfig } from '../config/portcullis-config.js';
+import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { systemClock } from '../shared/clock.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
+
+const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
+
+/** `portcullis validate`: the authz section and the files it names (keys, JWKS files, secret); throws ConfigError. */
+export async function validateAuthz(config: PortcullisConfig): Promise<string[] | undefined> {
+  if (config.authz === undefined) return undefined;
+  const service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer: silentObserver, revocation: new MemoryRevocationList(systemClock) });
+  try {
+    const settings = { ...config.authz, jwt: config.authz.jwt && { ...config.authz.jwt, providers: config.authz.jwt.providers.filter((p) => p.jwks.kind === 'file') } };
+    return service.prepare(settings, await readAuthzFiles(config.authz)).policies.ordered.map((p) => p.name);
+  } finally {
+    service.close();
+  }
+}
 
 /** `portcullis keys new --id ID [--owner O] [--tier T]`: the key once on stdout, and the entry holding only its hash. */
 export function keysNew(options: { id?: string; owner?: string; tier?: string }, out: (s: string) => void): number {
@@ -53,8 +67,7 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
   let service: AuthzService | undefined;
   try {
     const config = await loadPortcullisConfig(options.config);
-    const observer = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
-    service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer, revocation: new MemoryRevocationList(systemClock) });
+    service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer: silentObserver, revocation: new MemoryRevocationList(systemClock) });
     const snapshot = service.prepare(config.authz, await readAuthzFiles(config.authz));
     const input: CheckInput = {
       method: (options.method ?? 'GET').toUpperCase(),

@@ -9,7 +9,7 @@ import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger } from '../observability/logger.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { explain, keysNew } from './authz-commands.js';
+import { explain, keysNew, validateAuthz } from './authz-commands.js';
 import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -64,6 +64,10 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
     const config = options.config ? await loadPortcullisConfig(options.config) : undefined;
     const descriptors = config?.ratelimit.descriptors ?? options.descriptors;
     const bffEndpoints = config?.bff.endpoints.length;
+    if (config) {
+      const policies = await validateAuthz(config);
+      process.stdout.write(policies === undefined ? 'ok: no authz section (every Check is denied)\n' : `ok: authz policies: ${policies.join(', ') || '(none)'}\n`);
+    }
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;

@@ -138,7 +138,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         const fallback = snapshot.settings?.timeoutMs ?? deps.timeoutMs();
         const remaining = Number.isFinite(at) ? Math.min(at - Date.now(), fallback) : fallback;
         // A little before Envoy gives up, so a slow dependency still ends in our answer rather than its timeout.
-        const signal = deps.deadlines.signalFor(Date.now() + Math.max(1, remaining * 0.9));
+        const signal = deps.deadlines.signalFor(Date.now() + Math.max(1, remaining * 0.8));
         deps.service.check(input, snapshot, signal).then((decision) => done(undefined, decision), (error: unknown) => done(error));
       } catch (error) {
         done(error);

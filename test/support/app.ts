@@ -12,6 +12,8 @@ import type { CacheStore } from '../../src/store/cache-store.js';
 import type { CounterStore } from '../../src/store/counter-store.js';
 import { MemoryCounterStore } from '../../src/store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../../src/store/redis-counter-store.js';
+import type { RevocationList } from '../../src/authz/ports.js';
+import { authzClient, type AuthzClient } from './authz-client.js';
 import { rateLimitClient, type RateLimitClient } from './ratelimit-client.js';
 
 export interface TestApp {
@@ -25,6 +27,7 @@ export interface TestApp {
   /** The config file, to rewrite before app.reload(). */
   readonly file: string;
   readonly client: RateLimitClient;
+  readonly authz: AuthzClient;
   readonly registry: Registry;
   /** Parsed pino lines logged so far. */
   logs(): Record<string, unknown>[];
@@ -44,10 +47,13 @@ export interface TestAppOptions {
   /** YAML for the `extproc:` section, without the key. */
   readonly extproc?: string;
   readonly cache?: CacheStore;
-  /** Extra files in the config dir (JSON Schemas), by relative name. */
+  /** Extra files in the config dir (JSON Schemas, keys files, JWKS), by relative name. */
   readonly files?: Readonly<Record<string, string>>;
   /** YAML for the `bff:` section; turns the composer listener on (port 0). */
   readonly bff?: string;
+  /** YAML for the `authz:` section (relative paths resolve against `dir`). */
+  readonly authz?: string;
+  readonly revocation?: RevocationList;
 }
 
 /** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
@@ -56,6 +62,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   const descriptorsDir = path.join(dir, 'ratelimit');
   mkdirSync(descriptorsDir);
   for (const [name, text] of Object.entries(options.descriptors)) writeFileSync(path.join(descriptorsDir, name), text);
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), text);
   const file = path.join(dir, 'portcullis.yaml');
   const indent = (yaml: string): string => yaml.split('\n').map((l) => `  ${l}`).join('\n');
   const ratelimit = indent(options.ratelimit ?? '');
@@ -71,10 +78,10 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
     '  descriptors: ./ratelimit',
     '  reload: { enabled: true, poll_interval_ms: 100 }',
     ratelimit,
-    ...(options.extproc ? ['extproc:', ...options.extproc.split('\n').map((l) => `  ${l}`)] : []),
+    ...(options.extproc ? ['extproc:', indent(options.extproc)] : []),
     ...(options.bff !== undefined ? ['bff:', indent(options.bff)] : []),
+    ...(options.authz === undefined ? [] : ['authz:', indent(options.authz)]),
   ].join('\n'));
-  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), text);
   const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -85,11 +92,12 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   });
   const registry = new Registry();
   const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
-  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0, cache: options.cache });
+  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0, cache: options.cache, ...(options.revocation ? { revocation: options.revocation } : {}) });
   const { grpcAddress, adminAddress, httpAddress } = await app.start();
   const client = rateLimitClient(grpcAddress);
+  const authz = authzClient(grpcAddress);
   return {
-    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry, file,
+    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, authz, registry, file,
     httpUrl: httpAddress === undefined ? undefined : `http://${httpAddress}`,
     logs: () => lines,
     async metric(name, labels = {}) {
@@ -101,6 +109,7 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
     },
     async close() {
       client.close();
+      authz.close();
       await app.close();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -176,13 +176,13 @@ export function extprocBootstrap(options: ExtprocBootstrapOptions): Record<strin
   return bootstrap;
 }
 
-function setSocketAddress(address: unknown, target: HostPort): void {
+export function setSocketAddress(address: unknown, target: HostPort): void {
   const socket = record(at(record(address), 'socket_address'));
   socket['address'] = target.host;
   socket['port_value'] = target.port;
 }
 
-function setClusterEndpoint(cluster: Record<string, unknown>, target: HostPort): void {
+export function setClusterEndpoint(cluster: Record<string, unknown>, target: HostPort): void {
   const endpoints = list(at(cluster, 'load_assignment', 'endpoints'));
   const lbEndpoints = list(record(endpoints[0])['lb_endpoints']);
   if (endpoints.length !== 1 || lbEndpoints.length !== 1) {
@@ -195,17 +195,17 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function record(value: unknown): Record<string, unknown> {
+export function record(value: unknown): Record<string, unknown> {
   if (!isRecord(value)) throw new Error(`bootstrap: expected a mapping, got ${JSON.stringify(value)}`);
   return value;
 }
 
-function list(value: unknown): unknown[] {
+export function list(value: unknown): unknown[] {
   if (!Array.isArray(value)) throw new Error(`bootstrap: expected a list, got ${JSON.stringify(value)}`);
   return value;
 }
 
-function at(value: Record<string, unknown>, ...keys: string[]): unknown {
+export function at(value: Record<string, unknown>, ...keys: string[]): unknown {
   let current: unknown = value;
   for (const key of keys) {
     const next = record(current)[key];
@@ -215,7 +215,7 @@ function at(value: Record<string, unknown>, ...keys: string[]): unknown {
   return current;
 }
 
-function byName(items: unknown[], name: string): Record<string, unknown> {
+export function byName(items: unknown[], name: string): Record<string, unknown> {
   const found = items.find((item) => isRecord(item) && item['name'] === name);
   if (found === undefined) throw new Error(`bootstrap: nothing named ${name}`);
   return record(found);

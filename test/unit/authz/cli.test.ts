@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { parseKeysFile } from '../../../src/authz/apikey.js';
+import { explain, keysNew } from '../../../src/cli/authz-commands.js';
+import { createHash } from 'node:crypto';
+
+describe('portcullis keys new / explain', () => {
+  it('keys new prints a 256-bit key once and an entry holding only its hash', () => {
+    let out = '';
+    assert.equal(keysNew({ id: 'svc-1', tier: 'gold' }, (s) => (out += s)), 0);
+    const key = /pk_[A-Za-z0-9_-]{43}/.exec(out)?.[0];
+    assert.ok(key, out);
+    const entry = out.slice(out.indexOf('- id:'));
+    assert.ok(!entry.includes(key), 'the entry must not hold the key');
+    const set = parseKeysFile(entry, 'keys.yaml');
+    assert.equal(set.byHash.get(createHash('sha256').update(key).digest('hex'))?.tier, 'gold');
+    assert.equal(keysNew({}, () => undefined), 2);
+  });
+
+  it('explain names the policy, each method and the answer, and never prints the query', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
+    try {
+      mkdirSync(path.join(dir, 'ratelimit'));
+      const key = 'pk_explain-key-000000000000000000000000000000';
+      writeFileSync(path.join(dir, 'keys.yaml'), `- { id: k, sha256: ${createHash('sha256').update(key).digest('hex')}, owner: ops }\n`);
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `authz:
+  api_keys: { query: api_key, file: ./keys.yaml }
+  policies:
+    - { name: api, match: { path_prefix: /api }, authenticate: [api_key], require: { scopes: [write] } }
+`);
+      let out = '';
+      assert.equal(await explain({ config: path.join(dir, 'portcullis.yaml'), path: `/api/x?api_key=${key}` }, (s) => (out += s)), 0);
+      assert.match(out, /policy: {3}api \(chosen by match; line 4\)/);
+      assert.match(out, /1\. api_key +success +API key k of ops \(from query\)/);
+      assert.match(out, /decision: DENY 403 forbidden: not allowed: scope write required/);
+      assert.ok(!out.includes(key));
+      out = '';
+      await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/elsewhere' }, (s) => (out += s));
+      assert.match(out, /none matches, default_policy is deny/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
