@@ -16,10 +16,12 @@ const USER_SCHEMA = JSON.stringify({
   properties: { name: { type: 'string', minLength: 1 }, email: { type: 'string', format: 'email' } },
 });
 
-const EXTPROC = `
+// The cache budget is generous for the functional tests (a loaded CI machine must not turn lookups into BYPASS);
+// the failure tests set their own.
+const extprocConfig = (cacheTimeoutMs: number): string => `
 request_id: { header: x-request-id }
 tracing: { mirror: { trace_id: x-trace-id, span_id: x-span-id } }
-cache: { max_entry_bytes: 4096, timeout_ms: 100 }
+cache: { max_entry_bytes: 4096, timeout_ms: ${cacheTimeoutMs} }
 routes:
   - name: users
     match: { path_prefix: /api/users, methods: [GET, HEAD, POST] }
@@ -41,6 +43,8 @@ routes:
     match: { path: /search }
     validate: { required_query_params: [q] }
 `;
+
+const EXTPROC = extprocConfig(1000);
 
 const GET = (path: string, extra: Record<string, string> = {}): Record<string, string> => ({
   ':method': 'GET', ':path': path, ':authority': 'api.example', ':scheme': 'http', 'x-request-id': 'rid-1', 'x-client-version': '1', ...extra,
@@ -284,7 +288,7 @@ describe('ext_proc server: Redis failures', () => {
   it('keeps answering without the cache when Redis is killed, counted', async () => {
     const redis = await startRedis();
     const app = await startTestApp({
-      descriptors: DESCRIPTORS, extproc: EXTPROC, files: { 'user.json': USER_SCHEMA },
+      descriptors: DESCRIPTORS, extproc: extprocConfig(300), files: { 'user.json': USER_SCHEMA },
       cache: new RedisCacheStore(createRedisClient({ url: redis.url }), 'it:fail:'),
     });
     const client = extprocClient(app.grpcAddress);
@@ -296,7 +300,7 @@ describe('ext_proc server: Redis failures', () => {
       assert.equal(answerKind(r), 'request_headers');
       const r2 = await s.exchange(responseHeaders({ ':status': '200', 'content-length': '2' }));
       assert.equal(setHeaders(r2.response_headers?.response?.header_mutation)['x-cache-status'], 'BYPASS');
-      assert.ok(Date.now() - started < 1000, 'answered well within a message timeout');
+      assert.ok(Date.now() - started < 1500, 'answered without waiting for the dead Redis');
       s.end();
       await s.status;
       await eventually(async () => (await app.metric('portcullis_extproc_cache_errors_total', { operation: 'get' })) >= 1);
@@ -316,7 +320,7 @@ describe('ext_proc protocol correctness', () => {
   before(async () => {
     redis = await startRedis();
     app = await startTestApp({
-      descriptors: DESCRIPTORS, extproc: EXTPROC, files: { 'user.json': USER_SCHEMA },
+      descriptors: DESCRIPTORS, extproc: extprocConfig(300), files: { 'user.json': USER_SCHEMA },
       cache: new RedisCacheStore(createRedisClient({ url: redis.url }), 'it:protocol:'),
     });
     client = extprocClient(app.grpcAddress);
@@ -392,7 +396,7 @@ describe('ext_proc protocol correctness', () => {
     warm.end();
     await warm.status;
     const before = await app.metric('portcullis_extproc_cache_errors_total', { operation: 'get' });
-    const sleeping = sendCommand(redis.port, ['DEBUG', 'SLEEP', '1.5'], 5000);
+    const sleeping = sendCommand(redis.port, ['DEBUG', 'SLEEP', '3'], 8000);
     await new Promise((r) => setTimeout(r, 50));
     try {
       const s = client.open();
@@ -400,8 +404,8 @@ describe('ext_proc protocol correctness', () => {
       const r = await s.exchange(requestHeaders(GET('/catalog/slow')));
       const elapsed = performance.now() - started;
       assert.equal(r.response, 'request_headers');
-      // The budget is 100 ms; the bound leaves room for a loaded shared machine and still proves no wait on Redis.
-      assert.ok(elapsed < 750, `answered in ${elapsed.toFixed(0)} ms while Redis sleeps for 1.5 s (cache budget 100 ms)`);
+      // The budget is 300 ms; the bound leaves room for a loaded shared machine and still proves no wait on Redis.
+      assert.ok(elapsed < 1500, `answered in ${elapsed.toFixed(0)} ms while Redis sleeps for 3 s (cache budget 300 ms)`);
       s.end();
       await s.status;
       assert.equal(await app.metric('portcullis_extproc_cache_errors_total', { operation: 'get' }), before + 1);
