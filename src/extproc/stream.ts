@@ -220,7 +220,7 @@ export class ExtprocStream {
     const rules = this.request?.route?.validate;
     this.validation = undefined;
     if (validation === undefined || rules === undefined || this.request === undefined) return undefined;
-    return validateBody(rules, this.request.headers, Buffer.concat(validation.chunks));
+    return validateBody(rules, Buffer.concat(validation.chunks));
   }
 
   private async responseHeaders(headers: HeaderList, endOfStream: boolean): Promise<Answer> {

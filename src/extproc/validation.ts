@@ -98,7 +98,7 @@ export function bodyTooLarge(rules: ValidateRules, size: number): Problem | unde
 const MAX_REPORTED_ERRORS = 20;
 
 /** Checks on the complete body. */
-export function validateBody(rules: ValidateRules, headers: HeaderList, body: Buffer): Problem | undefined {
+export function validateBody(rules: ValidateRules, body: Buffer): Problem | undefined {
   const large = bodyTooLarge(rules, body.length);
   if (large) return large;
   if (rules.jsonSchema === undefined) return undefined;
@@ -119,7 +119,6 @@ export function validateBody(rules: ValidateRules, headers: HeaderList, body: Bu
     const pointer = missing !== undefined || extra !== undefined ? `${e.instancePath}/${missing ?? extra}` : e.instancePath;
     return { location: 'body', name: pointer || '/', message: e.message ?? e.keyword };
   });
-  void headers;
   return {
     status: 400, type: `${TYPE}schema-violation`, title: 'Request body does not match the schema',
     detail: errors.map((e) => `${e.name}: ${e.message}`).join('; '), errors,

@@ -4,7 +4,8 @@
 // Portcullis B) show that the cache and its invalidation are shared across instances.
 
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { extprocBootstrap, loadYamlFile, repoRoot, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
@@ -221,5 +222,41 @@ describe('ext_proc through Envoy', () => {
     }
     const metrics = await (await fetch(`${a.portcullis.adminUrl}/metrics`)).text();
     assert.match(metrics, /portcullis_extproc_cache_errors_total\{operation="get"\} [1-9]/);
+  });
+});
+
+describe('ext_proc through Envoy: responses without content-length', () => {
+  it('stores a chunked response through BUFFERED_PARTIAL and serves it from the cache', async () => {
+    let hits = 0;
+    const chunked = createServer((req, res) => {
+      hits++;
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('chunk1-');
+      setTimeout(() => res.end('chunk2'), 5);
+    });
+    await new Promise<void>((resolve) => chunked.listen(0, '127.0.0.1', resolve));
+    const portcullis = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      ratelimit: { descriptors: path.join(repoRoot(), 'envoy', 'ratelimit') },
+      extproc: { routes: [{ name: 'all', cache: { ttl_seconds: { '200': 60 }, public: true } }] },
+    }, { readyTimeoutMs: 60_000 });
+    const envoy = await startEnvoy(extprocBootstrap({
+      upstream: { host: '127.0.0.1', port: (chunked.address() as AddressInfo).port }, portcullis: portcullis.grpc, messageTimeout: '2s',
+    }));
+    try {
+      const base = `http://127.0.0.1:${envoy.listenerPort('ingress')}`;
+      const first = await request(base, '/chunked');
+      assert.equal(first.headers.get('transfer-encoding'), 'chunked');
+      assert.equal(first.headers.get('x-cache-status'), 'MISS');
+      const second = await request(base, '/chunked');
+      assert.equal(second.headers.get('x-cache-status'), 'HIT');
+      assert.equal(second.text, 'chunk1-chunk2');
+      assert.equal(hits, 1);
+    } finally {
+      await envoy.stop();
+      await portcullis.stop();
+      await new Promise((resolve) => chunked.close(resolve));
+    }
   });
 });

@@ -52,14 +52,14 @@ describe('body', () => {
   ];
   for (const [name, text, status, pointers] of table) {
     it(name, () => {
-      const p = validateBody(RULES, [], Buffer.from(text));
+      const p = validateBody(RULES, Buffer.from(text));
       assert.equal(p?.status, status);
       if (p && p.status === 400 && pointers[0] !== '') assert.deepEqual(p.errors.map((e) => e.name).sort(), pointers);
     });
   }
-  it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, [], Buffer.from('{"name":"alice"}')), undefined));
+  it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, Buffer.from('{"name":"alice"}')), undefined));
   it('writes an RFC 9457 document', () => {
-    const p = validateBody(RULES, [], Buffer.from('{"x":1}'))!;
+    const p = validateBody(RULES, Buffer.from('{"x":1}'))!;
     const doc = JSON.parse(problemDocument(p, '/users', 'r1').toString()) as Record<string, unknown>;
     assert.deepEqual(Object.keys(doc), ['type', 'title', 'status', 'detail', 'instance', 'request_id', 'errors']);
     assert.equal(doc['status'], 400);

@@ -1,0 +1,180 @@
+// `npm run bench:extproc`: ext_proc, side by side, alternated run by run (BENCH_RUNS, default 3).
+//
+//  1. gRPC: header-only streams per second (request_headers + response_headers, then end) against a no-op Process
+//     server and against Portcullis (memory store, one route with header rules), same load client, same concurrency.
+//  2. Through Envoy: request latency p50/p99 with the header-only ext_proc filter (envoy/extproc.yaml) and with the
+//     same bootstrap minus the filter, to an instant upstream: the difference is what header-only processing adds.
+//  3. Through Envoy: a cache HIT against a request that goes to a 5 ms upstream.
+//
+// Knobs: BENCH_RUNS (3) BENCH_DURATION_MS (5000) BENCH_CONCURRENCY (32) BENCH_HTTP_REQUESTS (2000)
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extprocBootstrap, repoRoot, startEnvoy } from '../../test/support/envoy.js';
+import { startPortcullis } from '../../test/support/portcullis.js';
+import { extprocClient, requestHeaders, responseHeaders } from '../../test/support/extproc-client.js';
+import { startUpstream } from '../../test/support/upstream.js';
+
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 5000);
+const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? 32);
+const HTTP_REQUESTS = Number(process.env['BENCH_HTTP_REQUESTS'] ?? 2000);
+
+const EXTPROC = {
+  routes: [
+    { name: 'api', match: { path_prefix: '/api' }, headers: { request: { set: { 'x-gateway': 'portcullis', 'x-client-ip': '{client_ip}' } }, response: { set: { 'x-content-type-options': 'nosniff' }, remove: ['server'] } } },
+    { name: 'cached', match: { path_prefix: '/cached' }, cache: { ttl_seconds: { '200': 300 }, public: true } },
+  ],
+};
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+
+async function startNoop(): Promise<{ address: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [`${repoRoot()}/dist/bench/extproc/noop-server.js`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const address = await new Promise<string>((resolve) => {
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      const m = /listening (\S+)/.exec(c);
+      if (m) resolve(m[1]!);
+    });
+  });
+  return { address, child };
+}
+
+/** Header-only streams per second for DURATION_MS with CONCURRENCY streams in flight. */
+async function streamsPerSecond(address: string): Promise<number> {
+  const client = extprocClient(address);
+  const headers = {
+    ':method': 'GET', ':path': '/api/users/1?x=1', ':authority': 'api.example', ':scheme': 'http', 'user-agent': 'bench',
+    accept: 'application/json', 'x-request-id': 'b6f3a0c2-6a0e-4d38-9c1b-3c1c1b8c7d11', 'x-forwarded-for': '203.0.113.9',
+  };
+  const response = { ':status': '200', 'content-type': 'application/json', 'content-length': '2', server: 'upstream' };
+  const one = async (): Promise<void> => {
+    const s = client.open();
+    await s.exchange(requestHeaders(headers));
+    await s.exchange(responseHeaders(response, true));
+    s.end();
+    await s.status;
+  };
+  for (let i = 0; i < 200; i++) await one(); // warm-up
+  let done = 0;
+  const until = performance.now() + DURATION_MS;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (performance.now() < until) {
+      await one();
+      done++;
+    }
+  }));
+  const rate = done / ((performance.now() - started) / 1000);
+  client.close();
+  return rate;
+}
+
+/** Latencies (ms) of HTTP_REQUESTS sequential GETs over one keep-alive connection. */
+async function latencies(baseUrl: string, path: string, count = HTTP_REQUESTS): Promise<number[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const get = (): Promise<void> => new Promise((resolve, reject) => {
+    const req = httpRequest(`${baseUrl}${path}`, { agent }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  for (let i = 0; i < 100; i++) await get();
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    await get();
+    out.push(performance.now() - t);
+  }
+  agent.destroy();
+  return out;
+}
+
+function withoutExtproc(bootstrap: Record<string, unknown>): Record<string, unknown> {
+  const copy = structuredClone(bootstrap) as { static_resources: { listeners: { filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[] }[] } };
+  const hcm = copy.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
+  hcm.http_filters = hcm.http_filters.filter((f) => f.name !== 'envoy.filters.http.ext_proc');
+  return copy as unknown as Record<string, unknown>;
+}
+
+async function main(): Promise<void> {
+  const lines: string[] = [];
+  const say = (s: string): void => {
+    lines.push(s);
+    process.stdout.write(`${s}\n`);
+  };
+  const noop = await startNoop();
+  process.once('exit', () => noop.child.kill());
+  // log level info: startPortcullis waits for the "portcullis listening" line.
+  const portcullis = await startPortcullis({
+    server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, log: { level: 'info' },
+    ratelimit: { descriptors: `${repoRoot()}/envoy/ratelimit` }, extproc: EXTPROC,
+  });
+  try {
+    say(`## gRPC: header-only streams/s (request_headers + response_headers), concurrency ${CONCURRENCY}, ${DURATION_MS} ms per run`);
+    const rates = { noop: [] as number[], portcullis: [] as number[] };
+    for (let run = 0; run < RUNS; run++) {
+      rates.noop.push(await streamsPerSecond(noop.address));
+      rates.portcullis.push(await streamsPerSecond(portcullis.grpcAddress));
+      say(`run ${run + 1}: noop ${rates.noop[run]!.toFixed(0)}/s  portcullis ${rates.portcullis[run]!.toFixed(0)}/s`);
+    }
+    say(`median: noop ${median(rates.noop).toFixed(0)}/s, portcullis ${median(rates.portcullis).toFixed(0)}/s, ratio ${(median(rates.portcullis) / median(rates.noop)).toFixed(2)}x`);
+
+    const upstream = await startUpstream();
+    const slowServer = createServer((req, res) => {
+      req.resume();
+      setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('slow\n'), 5);
+    });
+    await new Promise<void>((r) => slowServer.listen(0, '127.0.0.1', r));
+    const slowPort = (slowServer.address() as AddressInfo).port;
+    const bootstrap = extprocBootstrap({ upstream: { host: upstream.host, port: upstream.port }, portcullis: portcullis.grpc, messageTimeout: '2s' });
+    const slowBootstrap = extprocBootstrap({ upstream: { host: '127.0.0.1', port: slowPort }, portcullis: portcullis.grpc, messageTimeout: '2s' });
+    const withFilter = await startEnvoy(bootstrap);
+    const plain = await startEnvoy(withoutExtproc(bootstrap));
+    const slow = await startEnvoy(slowBootstrap);
+    try {
+      const url = (e: typeof plain): string => `http://127.0.0.1:${e.listenerPort('ingress')}`;
+      say('');
+      say(`## Through Envoy: ${HTTP_REQUESTS} sequential GETs per run, one keep-alive connection, instant upstream`);
+      const added50: number[] = [];
+      const added99: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        const p = await latencies(url(plain), '/api/x');
+        const e = await latencies(url(withFilter), '/api/x');
+        added50.push(pct(e, 0.5) - pct(p, 0.5));
+        added99.push(pct(e, 0.99) - pct(p, 0.99));
+        say(`run ${run + 1}: no filter p50 ${pct(p, 0.5).toFixed(3)} p99 ${pct(p, 0.99).toFixed(3)} ms; ext_proc p50 ${pct(e, 0.5).toFixed(3)} p99 ${pct(e, 0.99).toFixed(3)} ms`);
+      }
+      say(`median added by header-only ext_proc: p50 +${median(added50).toFixed(3)} ms, p99 +${median(added99).toFixed(3)} ms`);
+
+      say('');
+      say('## Cache HIT vs a 5 ms upstream (both through Envoy + ext_proc)');
+      const hit50: number[] = [];
+      const miss50: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        const hit = await latencies(url(slow), '/cached/item', 500);
+        const upstreamCall = await latencies(url(slow), '/api/slow', 500);
+        hit50.push(pct(hit, 0.5));
+        miss50.push(pct(upstreamCall, 0.5));
+        say(`run ${run + 1}: HIT p50 ${pct(hit, 0.5).toFixed(3)} p99 ${pct(hit, 0.99).toFixed(3)} ms; upstream p50 ${pct(upstreamCall, 0.5).toFixed(3)} p99 ${pct(upstreamCall, 0.99).toFixed(3)} ms`);
+      }
+      say(`median: HIT p50 ${median(hit50).toFixed(3)} ms vs 5 ms upstream p50 ${median(miss50).toFixed(3)} ms (${(median(miss50) / median(hit50)).toFixed(1)}x faster)`);
+    } finally {
+      await withFilter.stop();
+      await plain.stop();
+      await slow.stop();
+      await upstream.stop();
+      await new Promise((r) => slowServer.close(r));
+    }
+  } finally {
+    await portcullis.stop();
+    noop.child.kill();
+  }
+}
+
+await main();

@@ -1,0 +1,116 @@
+// The per-stream state machine with a fake clock and the memory store: freshness and age over time, Vary, request
+// directives, and what a stream that ends early leaves behind.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
+import type { HeaderList } from '../../../src/extproc/headers.js';
+import { ExtprocStream } from '../../../src/extproc/stream.js';
+import type { ProcessingAnswer, ProcessingMessage } from '../../../src/extproc/types.js';
+import { MemoryCacheStore } from '../../../src/store/memory-cache-store.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+
+const settings = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: c
+      match: { path_prefix: /c }
+      cache: { ttl_seconds: { "200": 100 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+
+const silent = { child: () => silent, debug: () => undefined, info: () => undefined, warn: () => undefined };
+const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined };
+
+function harness() {
+  const clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
+  const cache = new MemoryCacheStore(1 << 20);
+  let n = 0;
+  const open = () => new ExtprocStream({
+    settings, cache, clock, observer, log: silent, routeHint: undefined,
+    randomHex: (bytes) => (++n).toString(16).padStart(bytes * 2, '0'),
+  });
+  const send = (s: ExtprocStream, message: ProcessingMessage): Promise<ProcessingAnswer> => s.handle({ message, identity: undefined, attributes: {} });
+  const get = (path: string, extra: HeaderList = []) => ({ kind: 'request_headers' as const, headers: [[':method', 'GET'], [':path', path], [':authority', 'h'], ...extra] as HeaderList, endOfStream: true });
+  /** A full miss that stores `body` with the given response headers. */
+  const store = async (path: string, headers: HeaderList, body = 'cached', requestExtra: HeaderList = []) => {
+    const s = open();
+    await send(s, get(path, requestExtra));
+    const r = await send(s, { kind: 'response_headers', headers: [[':status', '200'], ...headers], endOfStream: false });
+    await send(s, { kind: 'response_body', body: Buffer.from(body), endOfStream: true });
+    return r;
+  };
+  const lookup = async (path: string, extra: HeaderList = []) => send(open(), get(path, extra));
+  return { clock, open, send, store, lookup };
+}
+
+const header = (a: ProcessingAnswer, name: string): string | undefined =>
+  a.kind === 'immediate' ? a.headers.set.find((s) => s.name === name)?.value : undefined;
+
+describe('ExtprocStream cache over time', () => {
+  it('serves until the freshness lifetime ends, with a growing age', async () => {
+    const h = harness();
+    await h.store('/c/a', [['cache-control', 'max-age=10']]);
+    h.clock.advance(4_000);
+    const hit = await h.lookup('/c/a');
+    assert.equal(hit.kind, 'immediate');
+    assert.equal(header(hit, 'age'), '4');
+    h.clock.advance(6_000);
+    assert.equal((await h.lookup('/c/a')).kind, 'request_headers', 'stale at 10 s');
+  });
+
+  it('counts the Age the upstream reported', async () => {
+    const h = harness();
+    await h.store('/c/aged', [['age', '7']]);
+    assert.equal(header(await h.lookup('/c/aged'), 'age'), '7');
+  });
+
+  it('serves only a request whose Vary headers match the stored ones', async () => {
+    const h = harness();
+    await h.store('/c/v', [['vary', 'Accept-Language']], 'de', [['accept-language', 'de']]);
+    assert.equal((await h.lookup('/c/v', [['accept-language', 'de']])).kind, 'immediate');
+    assert.equal((await h.lookup('/c/v', [['accept-language', 'en']])).kind, 'request_headers');
+    assert.equal((await h.lookup('/c/v')).kind, 'request_headers');
+  });
+
+  it('request no-cache goes to the origin and refreshes the entry', async () => {
+    const h = harness();
+    await h.store('/c/n', [], 'old');
+    const r = await h.store('/c/n', [], 'new', [['cache-control', 'no-cache']]);
+    assert.equal(r.kind === 'response_headers' && r.mutation.set.find((s) => s.name === 'x-cache-status')?.value, 'BYPASS');
+    const hit = await h.lookup('/c/n');
+    assert.equal(hit.kind === 'immediate' && hit.body.toString(), 'new');
+  });
+
+  it('only-if-cached answers 504 on a miss', async () => {
+    const h = harness();
+    const r = await h.lookup('/c/none', [['cache-control', 'only-if-cached']]);
+    assert.equal(r.kind === 'immediate' && r.status, 504);
+  });
+
+  it('a shared (public) entry is not stored for a request with credentials unless the response allows it', async () => {
+    const h = harness();
+    await h.store('/c/auth', [], 'x', [['authorization', 'Bearer t']]);
+    assert.equal((await h.lookup('/c/auth')).kind, 'request_headers');
+    await h.store('/c/auth', [['cache-control', 'public, max-age=60']], 'x', [['authorization', 'Bearer t']]);
+    assert.equal((await h.lookup('/c/auth')).kind, 'immediate');
+  });
+
+  it('a stream aborted before the body completes stores nothing', async () => {
+    const h = harness();
+    const s = h.open();
+    await h.send(s, { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/c/abort'], [':authority', 'h']], endOfStream: true });
+    await h.send(s, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    await h.send(s, { kind: 'response_body', body: Buffer.from('part'), endOfStream: false });
+    s.abort('cancelled');
+    await h.send(s, { kind: 'response_body', body: Buffer.from('rest'), endOfStream: true });
+    assert.equal((await h.lookup('/c/abort')).kind, 'request_headers');
+  });
+
+  it('asks for BUFFERED_PARTIAL when the response length is unknown, BUFFERED when known', async () => {
+    const h = harness();
+    const unknown = await h.store('/c/len1', []);
+    assert.equal(unknown.kind === 'response_headers' && unknown.modeOverride?.responseBody, 'BUFFERED_PARTIAL');
+    const known = await h.store('/c/len2', [['content-length', '6']]);
+    assert.deepEqual(known.kind === 'response_headers' && known.modeOverride, { requestBody: 'NONE', responseBody: 'BUFFERED' });
+  });
+});
