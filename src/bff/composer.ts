@@ -38,7 +38,12 @@ export interface CallReport {
 export type ComposeResult =
   | { readonly kind: 'answer'; readonly body: JsonValue; readonly degraded: readonly string[]; readonly calls: readonly CallReport[] }
   /** A required call failed: `timeout` when it ran out of time, else `upstream`. */
-  | { readonly kind: 'failed'; readonly failure: 'upstream' | 'timeout'; readonly call: string; readonly calls: readonly CallReport[] };
+  | { readonly kind: 'failed'; readonly failure: 'upstream' | 'timeout'; readonly call: string; readonly calls: readonly CallReport[] }
+  /** The client went away: there is nobody to answer. */
+  | { readonly kind: 'abandoned'; readonly calls: readonly CallReport[] };
+
+/** Status recorded for answers nobody waited for (nginx's "client closed request"). */
+export const CLIENT_CLOSED = 499;
 
 /** Abort reasons, told apart by identity when a call fails. */
 const DEADLINE = new Error('endpoint timeout');
@@ -59,8 +64,10 @@ export class Composer {
     const started = this.deps.now();
     const stop = new AbortController();
     const deadline = setTimeout(() => stop.abort(DEADLINE), endpoint.timeoutMs);
-    const unsubscribe = whenAborted(input.signal, () => stop.abort(input.signal.reason));
-    if (input.signal.aborted) stop.abort(input.signal.reason);
+    const clientGone = (): void => stop.abort(input.signal.reason);
+    // One listener on a signal of this request alone: plain add/remove is O(1) here.
+    input.signal.addEventListener('abort', clientGone, { once: true });
+    if (input.signal.aborted) clientGone();
     const scope = new Map<string, unknown>(input.params);
     const settled = new Map<string, Promise<Settled>>();
     const reports: CallReport[] = [];
@@ -70,15 +77,17 @@ export class Composer {
       for (const call of endpoint.calls) {
         // Plan order: every dependency's promise exists already.
         const before = call.deps.map((d) => settled.get(d) as Promise<Settled>);
-        settled.set(call.name, Promise.all(before).then(async (inputs) => {
+        const ready = before.length === 0 ? NO_INPUTS : Promise.all(before);
+        settled.set(call.name, ready.then(async (inputs) => {
           const dependencyDegraded = inputs.some((s) => s.degraded);
           const callStarted = this.deps.now();
-          const result = await this.run(call, scope, forwarded, input.maxResponseBytes, stop.signal);
+          const result = await this.run(call, scope, forwarded, input.maxResponseBytes, stop.signal, endpoint.timeoutMs);
           const outcome = settle(call, result, dependencyDegraded);
           const ms = this.deps.now() - callStarted;
           scope.set(call.name, outcome.value);
           reports.push({ name: call.name, result, degraded: outcome.degraded, ms });
-          this.deps.observer.call(endpoint.path, call.name, ms / 1000, result.kind === 'failed' ? result.reason : result.kind, outcome.degraded);
+          // A part lost because the client left is not a degraded answer: nobody receives it.
+          this.deps.observer.call(endpoint.path, call.name, ms / 1000, result.kind === 'failed' ? result.reason : result.kind, outcome.degraded && !input.signal.aborted);
           if (outcome.fatal && fatal === undefined) {
             fatal = call.name;
             stop.abort(GAVE_UP);
@@ -89,9 +98,13 @@ export class Composer {
       await Promise.all(settled.values());
     } finally {
       clearTimeout(deadline);
-      unsubscribe();
+      input.signal.removeEventListener('abort', clientGone);
     }
     const seconds = (this.deps.now() - started) / 1000;
+    if (input.signal.aborted) {
+      this.deps.observer.answer(endpoint.path, CLIENT_CLOSED, seconds, false);
+      return { kind: 'abandoned', calls: reports };
+    }
     if (fatal !== undefined) {
       const report = reports.find((r) => r.name === fatal);
       const timedOut = report?.result.kind === 'failed' && (report.result.reason === 'timeout' || report.result.reason === 'deadline');
@@ -104,7 +117,9 @@ export class Composer {
     return { kind: 'answer', body: assemble(endpoint, scope, degraded), degraded, calls: reports };
   }
 
-  private async run(call: BffCall, scope: ReadonlyMap<string, unknown>, forwarded: Record<string, string>, maxBytes: number, endpointSignal: AbortSignal): Promise<CallResult> {
+  private async run(
+    call: BffCall, scope: ReadonlyMap<string, unknown>, forwarded: Record<string, string>, maxBytes: number, endpointSignal: AbortSignal, timeoutMs: number,
+  ): Promise<CallResult> {
     for (const expr of call.pathInputs) {
       const value = evaluateExpr(expr, scope);
       if (value === undefined || value === null || value === '') return { kind: 'skipped', missing: expr.source };
@@ -114,28 +129,45 @@ export class Composer {
     const headers = { ...forwarded };
     for (const [name, template] of call.headers) headers[name] = renderString(template, scope);
 
-    const timer = new AbortController();
-    const timeout = setTimeout(() => timer.abort(CALL_TIMEOUT), call.timeoutMs);
-    const unsubscribe = whenAborted(endpointSignal, () => timer.abort(endpointSignal.reason));
+    // A call as long as its endpoint needs no timer of its own: the endpoint's signal bounds it.
+    const own = call.timeoutMs < timeoutMs ? callTimer(call.timeoutMs, endpointSignal) : undefined;
+    const signal = own?.signal ?? endpointSignal;
     try {
-      const response = await this.deps.client.request({ service: call.service, path, headers, signal: timer.signal, maxBytes });
+      const response = await this.deps.client.request({ service: call.service, path, headers, signal, maxBytes });
       if (response.status < 200 || response.status >= 300) {
         return { kind: 'failed', reason: 'status', status: response.status, detail: `${call.service.name} answered ${response.status}` };
       }
       return { kind: 'ok', value: response.body };
     } catch (error) {
-      if (timer.signal.aborted) {
-        const reason = reasonOf(timer.signal.reason);
+      if (signal.aborted) {
+        const reason = reasonOf(signal.reason);
         const detail = reason === 'timeout' ? `no answer within ${call.timeoutMs} ms` : reason === 'deadline' ? 'endpoint timeout' : 'aborted';
         return { kind: 'failed', reason, detail };
       }
       const reason = (error as { reason?: unknown }).reason === 'body' ? 'body' : 'network';
       return { kind: 'failed', reason, detail: (error as Error).message };
     } finally {
-      clearTimeout(timeout);
-      unsubscribe();
+      own?.clear();
     }
   }
+}
+
+const NO_INPUTS: Promise<Settled[]> = Promise.resolve([]);
+
+/** A signal that aborts after `ms` or with `parent`, whichever comes first. */
+function callTimer(ms: number, parent: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timeout = setTimeout(() => controller.abort(CALL_TIMEOUT), ms);
+  // The endpoint's signal is shared by all its calls: whenAborted keeps unsubscribing O(1).
+  const unsubscribe = whenAborted(parent, () => controller.abort(parent.reason));
+  if (parent.aborted) controller.abort(parent.reason);
+  return {
+    signal: controller.signal,
+    clear(): void {
+      clearTimeout(timeout);
+      unsubscribe();
+    },
+  };
 }
 
 /** Anything but the two timeouts aborting a call means the client went away or a required call failed. */

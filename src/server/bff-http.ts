@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { BffConfig, BffEndpoint } from '../bff/config.js';
-import type { BffObserver, CallReport, Composer } from '../bff/composer.js';
+import { CLIENT_CLOSED, type BffObserver, type CallReport, type Composer } from '../bff/composer.js';
 import { matchRoute } from '../bff/routes.js';
 import type { Logger } from '../observability/logger.js';
 import { ErrorCode } from '../shared/errors.js';
@@ -103,6 +103,10 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
   res.off('close', onClose);
   const ms = Math.round((deps.now() - started) * 10) / 10;
   const log = { requestId, traceId, endpoint: endpoint.path, ms };
+  if (result.kind === 'abandoned') {
+    deps.logger.info({ ...log, status: CLIENT_CLOSED }, 'bff client went away before the answer');
+    return;
+  }
   if (result.kind === 'failed') {
     const code = result.failure === 'timeout' ? ErrorCode.BFF_UPSTREAM_TIMEOUT : ErrorCode.BFF_UPSTREAM_FAILED;
     sendProblem(res, code, `required call '${result.call}' ${result.failure === 'timeout' ? 'timed out' : 'failed'}`, head, requestId);

@@ -158,6 +158,12 @@ describe('composer over HTTP with real upstreams', () => {
     assert.match(text, /portcullis_bff_call_duration_seconds_bucket\{le="[^"]+",endpoint="\/bff\/web\/dashboard\/\{userId\}",call="user"\}/);
   });
 
+  it('shows the plan of each endpoint on the admin /config', async () => {
+    const config = (await (await fetch(`${t.adminUrl}/config`)).json()) as { bff: { endpoints: { path: string; waves: string[][] }[] } };
+    const web = config.bff.endpoints.find((e) => e.path === ENDPOINT);
+    assert.deepEqual(web?.waves, [['user', 'orders', 'prefs'], ['echo']]);
+  });
+
   it('logs degraded answers with the request and trace ids', () => {
     const line = t.logs().find((l) => l['msg'] === 'bff answer degraded' && l['requestId'] === 'req-1');
     assert.ok(line, 'a degraded answer is logged');

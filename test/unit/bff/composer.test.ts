@@ -159,11 +159,13 @@ respond: { user: "{user.name}", theme: "{prefs.theme}" }`);
   it('the client going away aborts the calls', async () => {
     const gone = new AbortController();
     setTimeout(() => gone.abort(new Error('client went away')), 30);
-    const { result, ms } = await run(endpoint(DASHBOARD), {
+    const { result, ms, observer } = await run(endpoint(DASHBOARD), {
       'users /users/42': { delayMs: 3000 },
       'orders /api/orders': { delayMs: 3000 },
     }, { signal: gone.signal });
-    assert.equal(result.kind, 'failed');
+    assert.deepEqual(observer.answers, ['/bff/web/dashboard/{userId} 499']);
+    assert.ok(observer.calls.every((c) => !c.endsWith('degraded')), observer.calls.join('\n'));
+    assert.equal(result.kind, 'abandoned');
     assert.ok(ms < 400, `stopped after ${ms} ms`);
   });
 
