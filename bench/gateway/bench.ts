@@ -12,17 +12,16 @@
 //
 // Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32). Output: Markdown on stdout.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startSampleService, type SampleService } from '../../examples/services/sample-service.js';
 import { buildGatewayBootstrap } from '../../src/gateway/envoy-bootstrap.js';
 import { ENABLED_FILTERS, type PortcullisFilters } from '../../src/gateway/filters.js';
 import { allInstances } from '../../src/gateway/topology.js';
-import { startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
+import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
 import { startPortcullis } from '../../test/support/portcullis.js';
 import { startRedis } from '../../test/support/redis-server.js';
@@ -136,10 +135,17 @@ const descriptors = path.join(dir, 'ratelimit');
 writeFileSync(path.join(descriptors, 'gateway.yaml'), ['domain: gateway', 'descriptors:',
   ...['scope', 'remote_address', 'api_key', 'user_id', 'route'].map((key) => `  - key: ${key}\n    rate_limit: { unit: second, requests_per_unit: 1000000000 }`)].join('\n'));
 const redis = await startRedis();
-const samples = new Map<string, SampleService>();
-for (const { service, instance } of allInstances()) {
-  samples.set(instance.name, await startSampleService({ service: service.service, version: instance.version, instance: instance.name }));
-}
+// The upstreams run in their own process (ports moved by SAMPLE_PORT_OFFSET), never in the load generator's.
+const SAMPLE_PORT_OFFSET = 20000;
+const samples = spawn(process.execPath, [path.join(repoRoot(), 'dist/examples/services/main.js'), '--port-offset', String(SAMPLE_PORT_OFFSET)], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise<void>((resolve, reject) => {
+  let seen = 0;
+  samples.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    seen += chunk.split('listening').length - 1;
+    if (seen >= allInstances().length) resolve();
+  });
+  samples.once('exit', (code) => reject(new Error(`sample services exited with ${code}`)));
+});
 const portcullis = await startPortcullis({
   server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
   redis: { url: redis.url },
@@ -147,7 +153,11 @@ const portcullis = await startPortcullis({
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
 });
 const base = buildGatewayBootstrap(
-  { ...testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath: '/dev/null' }), callTimeouts: {} },
+  {
+    ...testTarget({ samples: new Map(), portcullis: portcullis.grpc, certDir, accessLogPath: '/dev/null' }),
+    endpoint: (_service, instance) => ({ host: '127.0.0.1', port: instance.port + SAMPLE_PORT_OFFSET }),
+    callTimeouts: {},
+  },
   ENABLED_FILTERS,
 );
 
@@ -177,7 +187,7 @@ try {
   }
 } finally {
   await portcullis.stop();
-  for (const s of samples.values()) await s.stop();
+  samples.kill('SIGTERM');
   await redis.stop();
   rmSync(dir, { recursive: true, force: true });
 }
