@@ -11,10 +11,9 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadYamlFile, rateLimitBootstrap, repoRoot, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
-import { startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
+import { rateLimitBootstrap, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
+import { shippedPortcullisConfig, startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { startUpstream, type EchoBody, type Upstream } from '../support/upstream.js';
 import { awayFromWindowEdge } from '../support/windows.js';
@@ -31,19 +30,6 @@ interface Stack {
   stop(): Promise<void>;
 }
 
-/** envoy/portcullis.yaml with ports 0, the descriptor directory made absolute and the store chosen by the test. */
-function portcullisConfig(redisUrl: string | undefined): Record<string, unknown> {
-  const config = loadYamlFile('envoy/portcullis.yaml');
-  const ratelimit = config['ratelimit'] as Record<string, unknown>;
-  const { redis: _exampleRedis, ...rest } = config;
-  return {
-    ...rest,
-    server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
-    ...(redisUrl === undefined ? {} : { redis: { url: redisUrl } }),
-    ratelimit: { ...ratelimit, descriptors: path.join(repoRoot(), 'envoy', String(ratelimit['descriptors'])) },
-  };
-}
-
 async function startStack(redisUrl: string | undefined): Promise<Stack> {
   const stopped: (() => Promise<unknown>)[] = [];
   const stopAll = async (): Promise<void> => {
@@ -52,7 +38,7 @@ async function startStack(redisUrl: string | undefined): Promise<Stack> {
   try {
     const upstream = await startUpstream();
     stopped.push(() => upstream.stop());
-    const portcullis = await startPortcullis(portcullisConfig(redisUrl));
+    const portcullis = await startPortcullis(shippedPortcullisConfig(redisUrl));
     stopped.push(() => portcullis.stop());
     const envoy = await startEnvoy(
       rateLimitBootstrap({

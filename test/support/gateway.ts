@@ -13,8 +13,8 @@ import { startSampleService, type SampleService } from '../../examples/services/
 import { buildGatewayBootstrap, type GatewayTarget } from '../../src/gateway/envoy-bootstrap.js';
 import type { PortcullisFilters } from '../../src/gateway/filters.js';
 import { allInstances } from '../../src/gateway/topology.js';
-import { loadYamlFile, repoRoot, startEnvoy, type EnvoyInstance, type HostPort } from './envoy.js';
-import { startPortcullis, type PortcullisInstance } from './portcullis.js';
+import { repoRoot, startEnvoy, type EnvoyInstance, type HostPort } from './envoy.js';
+import { shippedPortcullisConfig, startPortcullis, type PortcullisInstance } from './portcullis.js';
 
 /** Makes the demo CA, server and client certificates into `dir` with scripts/make-certs.sh. */
 export function makeCertificates(dir: string): void {
@@ -43,19 +43,6 @@ export function testTarget(options: {
     adminAllowCidrs: ['127.0.0.1/32'],
     // A loaded CI machine needs longer than production's deadlines for the first calls.
     callTimeouts: { rateLimit: '2s', extAuthz: '2s', extProc: '2s' },
-  };
-}
-
-/** envoy/portcullis.yaml with free ports, the shipped descriptor directory (absolute) and the given Redis. */
-export function shippedPortcullisConfig(redisUrl: string | undefined): Record<string, unknown> {
-  const config = loadYamlFile('envoy/portcullis.yaml');
-  const ratelimit = config['ratelimit'] as Record<string, unknown>;
-  const { redis: _exampleRedis, ...rest } = config;
-  return {
-    ...rest,
-    server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
-    ...(redisUrl === undefined ? {} : { redis: { url: redisUrl } }),
-    ratelimit: { ...ratelimit, descriptors: path.join(repoRoot(), 'envoy', String(ratelimit['descriptors'])) },
   };
 }
 

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
-import { repoRoot, runCommand, type CommandResult, type HostPort } from './envoy.js';
+import { loadYamlFile, repoRoot, runCommand, type CommandResult, type HostPort } from './envoy.js';
 
 export interface PortcullisInstance {
   /** host:port of the gRPC server, as logged in "portcullis listening". */
@@ -182,4 +182,17 @@ export function splitHostPort(address: string): HostPort {
     throw new Error(`not a host:port address: ${address}`);
   }
   return { host: match[1], port: Number(match[2]) };
+}
+
+/** envoy/portcullis.yaml with free ports, the shipped descriptor directory (absolute) and the given Redis. */
+export function shippedPortcullisConfig(redisUrl: string | undefined): Record<string, unknown> {
+  const config = loadYamlFile('envoy/portcullis.yaml');
+  const ratelimit = config['ratelimit'] as Record<string, unknown>;
+  const { redis: _exampleRedis, ...rest } = config;
+  return {
+    ...rest,
+    server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+    ...(redisUrl === undefined ? {} : { redis: { url: redisUrl } }),
+    ratelimit: { ...ratelimit, descriptors: path.join(repoRoot(), 'envoy', String(ratelimit['descriptors'])) },
+  };
 }

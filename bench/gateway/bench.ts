@@ -1,0 +1,205 @@
+// `npm run bench:gateway`: the cost of each Portcullis filter in the request path, measured through a real Envoy.
+//
+// Targets, alternated run by run on the same machine (one Envoy each, started fresh, same upstream):
+//   bare        the generated gateway bootstrap with every Portcullis filter removed (cors, rbac, buffer, router)
+//   ratelimit   + envoy.filters.http.ratelimit → Portcullis (Redis store)
+//   ext_authz   + ext_authz only        } added automatically once src/gateway/filters.ts turns them on; until then
+//   ext_proc    + ext_proc only         } their services do not exist on this branch
+//   all         every filter ENABLED_FILTERS turns on (today: ratelimit)
+// Per target: a fixed moderate rate (BENCH_RATE, default 500 req/s, open loop, Node client) → p50/p99; then peak
+// throughput with wrk (BENCH_CONNECTIONS connections, one thread). Limits are raised so every answer is 200 and every
+// request is a real counter update in Redis.
+//
+// Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32). Output: Markdown on stdout.
+
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { buildGatewayBootstrap } from '../../src/gateway/envoy-bootstrap.js';
+import { ENABLED_FILTERS, type PortcullisFilters } from '../../src/gateway/filters.js';
+import { allInstances } from '../../src/gateway/topology.js';
+import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
+import { makeCertificates, testTarget } from '../../test/support/gateway.js';
+import { startPortcullis } from '../../test/support/portcullis.js';
+import { startRedis } from '../../test/support/redis-server.js';
+
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
+const RATE = Number(process.env['BENCH_RATE'] ?? 500);
+const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
+const PATH = '/api/users/1';
+
+interface Target {
+  readonly name: string;
+  /** Filters kept in the chain, by short name. */
+  readonly keep: readonly string[];
+}
+
+function targets(enabled: PortcullisFilters): Target[] {
+  const portcullis = ['ratelimit', ...(enabled.extAuthz ? ['ext_authz'] : []), ...(enabled.extProc ? ['ext_proc'] : [])];
+  return [
+    { name: 'bare', keep: [] },
+    ...portcullis.map((name) => ({ name, keep: [name] })),
+    { name: 'all', keep: portcullis },
+  ];
+}
+
+type Json = Record<string, unknown>;
+
+/** The generated bootstrap, with only the `keep` Portcullis filters left in every listener's chain. */
+function bootstrapFor(base: Json, keep: readonly string[]): Json {
+  const copy = structuredClone(base);
+  const portcullisFilters = ['ext_authz', 'ratelimit', 'ext_proc'];
+  const listeners = (copy['static_resources'] as { listeners: { filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[] }[] }).listeners;
+  for (const listener of listeners) {
+    const hcm = listener.filter_chains[0]!.filters[0]!.typed_config;
+    hcm.http_filters = hcm.http_filters.filter((f) => {
+      const short = f.name.replace('envoy.filters.http.', '');
+      return !portcullisFilters.includes(short) || keep.includes(short);
+    });
+  }
+  return copy;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+/** Open loop at `rate` req/s for `seconds`: latencies in ms of the answered requests, and non-200 answers. */
+async function fixedRate(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; errors: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const latencies: number[] = [];
+  let errors = 0;
+  const pending: Promise<void>[] = [];
+  const total = rate * seconds;
+  const started = performance.now();
+  for (let i = 0; i < total; i += 1) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    pending.push(new Promise<void>((resolve) => {
+      const sent = performance.now();
+      const req = request({ host: '127.0.0.1', port, path: PATH, agent }, (response) => {
+        response.resume();
+        response.once('end', () => {
+          // Latency from the scheduled time: a late send counts against the target (no coordinated omission).
+          latencies.push(performance.now() - Math.min(sent, due));
+          if (response.statusCode !== 200) errors += 1;
+          resolve();
+        });
+      });
+      req.once('error', () => {
+        errors += 1;
+        resolve();
+      });
+      req.end();
+    }));
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+const run = promisify(execFile);
+
+async function peak(port: number, seconds: number): Promise<{ rps: number; p50: number; p99: number; non2xx: number }> {
+  const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}${PATH}`]);
+  const ms = (text: string | undefined): number => {
+    const m = /([\d.]+)(us|ms|s)/.exec(text ?? '');
+    if (m === null) return NaN;
+    return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+  };
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]),
+    p50: ms(/ 50%\s+(\S+)/.exec(stdout)?.[1]),
+    p99: ms(/ 99%\s+(\S+)/.exec(stdout)?.[1]),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
+  };
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-bench-gateway-'));
+const certDir = path.join(dir, 'certs');
+makeCertificates(certDir);
+// Same descriptor keys as envoy/ratelimit/gateway.yaml, limits out of reach: every request is a counter update.
+const descriptors = path.join(dir, 'ratelimit');
+(await import('node:fs')).mkdirSync(descriptors);
+writeFileSync(path.join(descriptors, 'gateway.yaml'), ['domain: gateway', 'descriptors:',
+  ...['scope', 'remote_address', 'api_key', 'user_id', 'route'].map((key) => `  - key: ${key}\n    rate_limit: { unit: second, requests_per_unit: 1000000000 }`)].join('\n'));
+const redis = await startRedis();
+// The upstreams run in their own process (ports moved by SAMPLE_PORT_OFFSET), never in the load generator's.
+const SAMPLE_PORT_OFFSET = 20000;
+const samples = spawn(process.execPath, [path.join(repoRoot(), 'dist/examples/services/main.js'), '--port-offset', String(SAMPLE_PORT_OFFSET)], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise<void>((resolve, reject) => {
+  let seen = 0;
+  samples.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    seen += chunk.split('listening').length - 1;
+    if (seen >= allInstances().length) resolve();
+  });
+  samples.once('exit', (code) => reject(new Error(`sample services exited with ${code}`)));
+});
+const portcullis = await startPortcullis({
+  server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+  redis: { url: redis.url },
+  log: { level: 'info' },
+  ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
+});
+const base = buildGatewayBootstrap(
+  {
+    ...testTarget({ samples: new Map(), portcullis: portcullis.grpc, certDir, accessLogPath: '/dev/null' }),
+    endpoint: (_service, instance) => ({ host: '127.0.0.1', port: instance.port + SAMPLE_PORT_OFFSET }),
+    callTimeouts: {},
+  },
+  ENABLED_FILTERS,
+);
+
+const list = targets(ENABLED_FILTERS);
+const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; peakP99: number[]; errors: number }>();
+for (const t of list) results.set(t.name, { p50: [], p99: [], rps: [], peakP99: [], errors: 0 });
+try {
+  for (let r = 0; r < RUNS; r += 1) {
+    for (const t of list) {
+      const envoy: EnvoyInstance = await startEnvoy(bootstrapFor(base, t.keep));
+      try {
+        const port = envoy.listenerPort('http');
+        await fixedRate(port, 100, 1); // warm-up: connections to Portcullis and upstreams
+        const slow = await fixedRate(port, RATE, SECONDS);
+        const fast = await peak(port, SECONDS);
+        const entry = results.get(t.name)!;
+        entry.p50.push(slow.p50);
+        entry.p99.push(slow.p99);
+        entry.rps.push(fast.rps);
+        entry.peakP99.push(fast.p99);
+        entry.errors += slow.errors + fast.non2xx;
+        process.stderr.write(`run ${r + 1} ${t.name}: ${RATE}/s p50 ${slow.p50.toFixed(2)} ms p99 ${slow.p99.toFixed(2)} ms; peak ${fast.rps.toFixed(0)} req/s p99 ${fast.p99.toFixed(2)} ms\n`);
+      } finally {
+        await envoy.stop();
+      }
+    }
+  }
+} finally {
+  await portcullis.stop();
+  samples.kill('SIGTERM');
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const bare = results.get('bare')!;
+const lines = [
+  `| target | p50 at ${RATE}/s (ms) | added p50 | p99 at ${RATE}/s (ms) | added p99 | peak req/s | × bare | peak p99 (ms) | non-200 |`,
+  '|---|---|---|---|---|---|---|---|---|',
+];
+for (const t of list) {
+  const e = results.get(t.name)!;
+  const [p50, p99, rps] = [median(e.p50), median(e.p99), median(e.rps)];
+  lines.push(`| ${t.name} | ${p50.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p50 - median(bare.p50)).toFixed(2)}`} | ${p99.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p99 - median(bare.p99)).toFixed(2)}`} | ${rps.toFixed(0)} | ${(rps / median(bare.rps)).toFixed(2)} | ${median(e.peakP99).toFixed(2)} | ${e.errors} |`);
+}
+process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n`);
