@@ -14,6 +14,7 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   [ErrorCode.RL_BAD_REQUEST]: GrpcStatus.INVALID_ARGUMENT,
   [ErrorCode.STORE_UNAVAILABLE]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.STORE_TIMEOUT]: GrpcStatus.UNAVAILABLE,
+  [ErrorCode.DEADLINE_PASSED]: GrpcStatus.DEADLINE_EXCEEDED,
   [ErrorCode.INTERNAL]: GrpcStatus.INTERNAL,
 };
 

@@ -17,6 +17,8 @@ export const ErrorCode = {
   STORE_UNAVAILABLE: 'PC_STORE_UNAVAILABLE',
   /** The counter store did not answer before the request deadline. */
   STORE_TIMEOUT: 'PC_STORE_TIMEOUT',
+  /** The caller's deadline passed before the call was answered: it is neither counted nor answered late. */
+  DEADLINE_PASSED: 'PC_DEADLINE_PASSED',
   /** A bug: anything that was not classified. */
   INTERNAL: 'PC_INTERNAL',
 } as const;

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
+import { startPortcullis } from '../../support/portcullis.js';
+import { rateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const minuteLimit = (domain: string, rpu: number): string => `domain: ${domain}
@@ -216,6 +219,37 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
       assert.ok(Date.now() - started < 600, `took ${Date.now() - started} ms`);
     } finally {
       await t.close();
+      await own.stop();
+    }
+  });
+
+  it('sends the failure_mode answer before the caller\'s deadline when Redis stalls', async () => {
+    const own = await startRedis();
+    const descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-stall-'));
+    writeFileSync(path.join(descriptors, 'd.yaml'), minuteLimit('stall', 1000));
+    // A separate process, as behind Envoy: the test's client must not share the server's event loop.
+    const server = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      redis: { url: own.url },
+      log: { level: 'info' },
+      // timeout_ms equals the callers' deadline: the store must still give up first.
+      ratelimit: { descriptors, failure_mode: 'allow', timeout_ms: 2000 },
+    });
+    const client = rateLimitClient(server.grpcAddress);
+    try {
+      await client.shouldRateLimit(userRequest('stall', 'warm'));
+      await pauseRedis(own.port, 2.5);
+      const codes = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+        client.shouldRateLimit(userRequest('stall', `u${i}`), 2000).then((r) => r.overall_code ?? 'none', (e: grpc.ServiceError) => `error ${e.code}`)));
+      // Without the margin every call ends DEADLINE_EXCEEDED (4). A starved test machine may still deliver one or
+      // two answers late; never a wrong answer.
+      assert.ok(codes.every((c) => c === 'OK' || c === `error ${grpc.status.DEADLINE_EXCEEDED}`), String(codes));
+      const answered = codes.filter((c) => c === 'OK').length;
+      assert.ok(answered >= 8, `${answered} of 10 calls got the failure_mode answer in time: ${String(codes)}`);
+    } finally {
+      client.close();
+      await server.stop();
+      rmSync(descriptors, { recursive: true, force: true });
       await own.stop();
     }
   });
