@@ -53,8 +53,6 @@ export function buildApp(deps: AppDeps): App {
     store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
     snapshot: () => holder.current().snapshot,
   });
-  let inFlight = 0;
-  let drained: (() => void) | undefined;
   let shuttingDown = false;
   let storeReachable = false;
   let lastFingerprint = '';
@@ -134,13 +132,8 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: {
-            enter: () => void inFlight++,
-            leave: () => {
-              inFlight--;
-              if (inFlight === 0) drained?.();
-            },
-          },
+          // grpc-js tracks the calls in flight for the drain (close()).
+          inFlight: { enter: () => undefined, leave: () => undefined },
         }),
       }]);
       admin = createAdminServer({
@@ -166,14 +159,10 @@ export function buildApp(deps: AppDeps): App {
       grpc?.setServing('NOT_SERVING');
       watcher?.close();
       clearInterval(storeProbe);
-      const timeoutMs = holder.current().config.server.shutdownTimeoutMs;
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => (drained = resolve)),
-          new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
-        ]);
-      }
-      await grpc?.shutdown(timeoutMs);
+      // One deadline for the whole drain. tryShutdown stops accepting at once (listener closed, HTTP/2 GOAWAY on
+      // every connection, so Envoy moves new calls elsewhere) and lets the calls in flight finish; waiting for an
+      // in-flight count to reach zero first never ended under steady load, since new calls kept arriving.
+      await grpc?.shutdown(holder.current().config.server.shutdownTimeoutMs);
       if (admin) {
         const server = admin;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

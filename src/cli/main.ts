@@ -1,15 +1,19 @@
 import { parseArgs } from 'node:util';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
-import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
-import { createLogger } from '../observability/logger.js';
+import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, type PortcullisConfig } from '../config/portcullis-config.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { systemClock } from '../shared/clock.js';
+import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
+import { watchRedisConnection } from '../store/redis-connection-log.js';
 
 const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
@@ -61,11 +65,14 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
   }
 }
 
-function createStore(config: PortcullisConfig): CounterStore {
-  if (config.redis === undefined) return new MemoryCounterStore();
-  return new RedisCounterStore(createRedisClient({
-    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
-  }));
+function createStore(config: PortcullisConfig, logger: Logger, registry: Registry): CounterStore {
+  if (config.redis === undefined) return new MemoryCounterStore({ maxKeys: config.memory.maxKeys, observer: createMemoryStoreMetrics(registry) });
+  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  watchRedisConnection(client, {
+    down: (reason) => logger.error({ reason }, 'redis connection failed'),
+    up: () => logger.info('redis connected'),
+  }, redactRedisUrl);
+  return new RedisCounterStore(client);
 }
 
 async function serve(configFile: string): Promise<number> {
@@ -78,10 +85,21 @@ async function serve(configFile: string): Promise<number> {
     return 1;
   }
   const logger = createLogger(config.log.level);
+  // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
+  if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random });
-  const { grpcAddress, adminAddress } = await app.start();
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config, logger, registry), random: Math.random });
+  let addresses: { grpcAddress: string; adminAddress: string };
+  try {
+    addresses = await app.start();
+  } catch (error) {
+    if (!(error instanceof PortcullisError) || (error.code !== ErrorCode.LISTEN_FAILED && error.code !== ErrorCode.CONFIG_INVALID)) throw error;
+    // An operator error, not a bug: one line, no stack trace.
+    process.stderr.write(`portcullis: ${error.message}\n`);
+    return 1;
+  }
+  const { grpcAddress, adminAddress } = addresses;
   logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {

@@ -15,6 +15,7 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   [ErrorCode.STORE_UNAVAILABLE]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.STORE_TIMEOUT]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.DEADLINE_PASSED]: GrpcStatus.DEADLINE_EXCEEDED,
+  [ErrorCode.LISTEN_FAILED]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.INTERNAL]: GrpcStatus.INTERNAL,
 };
 

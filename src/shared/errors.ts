@@ -19,6 +19,8 @@ export const ErrorCode = {
   STORE_TIMEOUT: 'PC_STORE_TIMEOUT',
   /** The caller's deadline passed before the call was answered: it is neither counted nor answered late. */
   DEADLINE_PASSED: 'PC_DEADLINE_PASSED',
+  /** A server could not bind its address (in use, not permitted, unknown host). */
+  LISTEN_FAILED: 'PC_LISTEN_FAILED',
   /** A bug: anything that was not classified. */
   INTERNAL: 'PC_INTERNAL',
 } as const;

@@ -327,6 +327,35 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     }
   });
 
+  it('stops accepting on close under steady load and exits well within shutdown_timeout_ms', async () => {
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('load', 1_000_000) }, redisUrl: redis.url });
+    let closing: Promise<void> | undefined;
+    const outcomes = new Map<string, number>();
+    const loop = async (n: number): Promise<void> => {
+      for (let i = 0; closing === undefined || i < 1_000_000; i++) {
+        const outcome = await t.client.shouldRateLimit(userRequest('load', `u${n}`), 3000).then((r) => r.overall_code ?? '', (e: grpc.ServiceError) => `error ${e.code}`);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        if (outcome.startsWith('error')) return; // refused: the server no longer takes calls
+      }
+    };
+    try {
+      const loops = Array.from({ length: 10 }, (_, n) => loop(n));
+      await eventually(() => (outcomes.get('OK') ?? 0) > 100, 10_000, 'load');
+      const started = Date.now();
+      closing = t.app.close();
+      await closing;
+      const took = Date.now() - started;
+      await Promise.all(loops);
+      // shutdown_timeout_ms is 2000 in test/support/app.ts: waiting for it means new calls kept being accepted.
+      assert.ok(took < 1500, `close took ${took} ms under load`);
+      const refused = [...outcomes.keys()].filter((k) => k.startsWith('error'));
+      assert.deepEqual(refused, [`error ${grpc.status.UNAVAILABLE}`], JSON.stringify([...outcomes]));
+    } finally {
+      t.client.close();
+      if (closing === undefined) await t.app.close();
+    }
+  });
+
   it('drains in-flight calls on close', async () => {
     const own = await startRedis();
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('drain', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 3000' });
