@@ -251,14 +251,16 @@ export function buildApp(deps: AppDeps): App {
       clearInterval(storeProbe);
       bffServer?.close();
       bffServer?.closeIdleConnections();
+      // One deadline for the whole drain. tryShutdown stops accepting at once (listener closed, HTTP/2 GOAWAY on
+      // every connection, so Envoy moves new calls elsewhere) and lets the calls in flight finish, while the
+      // composer's listener, closed above, finishes its requests. Waiting for the in-flight count to reach zero
+      // before closing never ended under steady load, since new calls kept arriving.
       const timeoutMs = holder.current().config.server.shutdownTimeoutMs;
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => (drained = resolve)),
-          new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
-        ]);
-      }
-      await grpc?.shutdown(timeoutMs);
+      const requestsDone = inFlight === 0 ? undefined : Promise.race([
+        new Promise<void>((resolve) => (drained = resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
+      ]);
+      await Promise.all([grpc?.shutdown(timeoutMs), requestsDone]);
       if (admin) {
         const server = admin;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,12 +1,14 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
-import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, type PortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyCommand } from './check-envoy.js';
-import { createLogger } from '../observability/logger.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, validateAuthz } from './authz-commands.js';
@@ -14,11 +16,13 @@ import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
+import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCacheStore } from '../store/memory-cache-store.js';
 import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
+import { watchRedisConnection } from '../store/redis-connection-log.js';
 
 const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
@@ -86,11 +90,14 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
   }
 }
 
-function createStore(config: PortcullisConfig): CounterStore {
-  if (config.redis === undefined) return new MemoryCounterStore();
-  return new RedisCounterStore(createRedisClient({
-    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
-  }));
+function createStore(config: PortcullisConfig, logger: Logger, registry: Registry): CounterStore {
+  if (config.redis === undefined) return new MemoryCounterStore({ maxKeys: config.memory.maxKeys, observer: createMemoryStoreMetrics(registry) });
+  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  watchRedisConnection(client, {
+    down: (reason) => logger.error({ reason }, 'redis connection failed'),
+    up: () => logger.info('redis connected'),
+  }, redactRedisUrl);
+  return new RedisCounterStore(client);
 }
 
 function createCacheStore(config: PortcullisConfig): CacheStore {
@@ -113,6 +120,8 @@ async function serve(configFile: string): Promise<number> {
   if (cluster.isPrimary && workers > 1) return runSupervisor({ config, workers, logger: createLogger(config.log.level) });
   const worker = cluster.isWorker;
   const logger = worker ? createLogger(config.log.level).child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : createLogger(config.log.level);
+  // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
+  if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   const revocation = config.redis && config.authz?.revocation.enabled
@@ -121,8 +130,20 @@ async function serve(configFile: string): Promise<number> {
       onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
     })
     : new MemoryRevocationList(systemClock);
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation, worker });
-  const { grpcAddress, adminAddress, httpAddress } = await app.start();
+  const app = buildApp({
+    config, logger, registry, clock: systemClock, store: createStore(config, logger, registry), cache: createCacheStore(config),
+    random: Math.random, revocation, worker,
+  });
+  let addresses: Awaited<ReturnType<typeof app.start>>;
+  try {
+    addresses = await app.start();
+  } catch (error) {
+    if (!(error instanceof PortcullisError) || (error.code !== ErrorCode.LISTEN_FAILED && error.code !== ErrorCode.CONFIG_INVALID)) throw error;
+    // An operator error, not a bug: one line, no stack trace.
+    process.stderr.write(`portcullis: ${error.message}\n`);
+    return 1;
+  }
+  const { grpcAddress, adminAddress, httpAddress } = addresses;
   if (worker) serveSupervisor(app, registry, grpcAddress, logger);
   else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 

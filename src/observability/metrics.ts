@@ -209,3 +209,11 @@ function createBffMetrics(registry: Registry): BffObserver {
     },
   };
 }
+
+/** The in-memory counter store's bound (memory.max_keys): keys held and windows evicted to stay under it. */
+export function createMemoryStoreMetrics(registry: Registry): { keys(n: number): void; evicted(): void } {
+  const registers = [registry];
+  const keys = new Gauge({ name: 'portcullis_memory_store_keys', help: 'Counter windows held by the in-memory store.', registers });
+  const evictions = new Counter({ name: 'portcullis_memory_store_evictions_total', help: 'Live counter windows evicted (least recently used) because memory.max_keys was reached.', registers });
+  return { keys: (n) => keys.set(n), evicted: () => evictions.inc() };
+}

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
+import { ErrorCode, PortcullisError } from '../shared/errors.js';
 
 export interface AdminDeps {
   /** A supervisor passes the sum over its workers (prom-client's AggregatorRegistry). */
@@ -85,9 +86,10 @@ export async function listen(server: Server, address: string): Promise<string> {
   const host = address.slice(0, at).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(at + 1));
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new PortcullisError(ErrorCode.LISTEN_FAILED, `cannot listen on ${address} (admin HTTP): ${error.code === 'EADDRINUSE' ? 'address already in use' : error.message}`, { cause: error })));
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });

@@ -1,5 +1,6 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { ErrorCode, PortcullisError } from '../shared/errors.js';
 
 /** Health service names: the overall server, the standard service names, and envoyproxy/ratelimit's. */
 export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit', 'envoy.service.ext_proc.v3.ExternalProcessor'] as const;
@@ -25,7 +26,8 @@ export async function startGrpcServer(
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
   health.addToServer(server);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(new PortcullisError(ErrorCode.LISTEN_FAILED, `cannot listen on ${address} (gRPC): ${/EADDRINUSE/.test(error.message) ? 'address already in use' : error.message}`, { cause: error })) : resolve(bound));
   });
   const host = address.slice(0, address.lastIndexOf(':'));
   return {

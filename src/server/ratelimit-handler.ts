@@ -5,7 +5,7 @@ import type { RateLimitRequest, RequestDescriptor } from '../ratelimit/types.js'
 import { unitFromNumber, UNIT_NUMBERS, type Unit } from '../ratelimit/units.js';
 import { asPortcullisError, ErrorCode, PortcullisError } from '../shared/errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { DeadlineSignals } from './deadline-signals.js';
+import { storeDeadlineMs, type DeadlineSignals } from './deadline-signals.js';
 import { grpcStatusOf } from './status.js';
 
 /** RateLimitRequest as @grpc/proto-loader decodes it (keepCase, longs and enums as strings, no defaults). */
@@ -22,7 +22,7 @@ interface WireRequest {
 export interface HandlerDeps {
   readonly service: RateLimitService;
   readonly logger: Logger;
-  /** Deadline for the store when Envoy sends none; Envoy's own deadline wins when shorter. */
+  /** Deadline for the store when Envoy sends none or a longer one (see storeDeadlineMs). */
   readonly timeoutMs: () => number;
   readonly onError: (code: string) => void;
   readonly observeDuration: (seconds: number) => void;
@@ -35,8 +35,12 @@ export function rateLimitHandlers(deps: HandlerDeps): UntypedServiceImplementati
   return {
     ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>): void {
       const started = performance.now();
+      const callerDeadline = deadlineOf(call.getDeadline());
+      const now = Date.now();
+      // A call that waited past its deadline (a busy event loop) is not counted: its caller has given up.
+      if (now >= callerDeadline) return void fail(deps, callback, deadlinePassed());
       deps.inFlight.enter();
-      const signal = deps.deadlines.signalFor(Date.now() + deadlineMs(call.getDeadline(), deps.timeoutMs()));
+      const signal = deps.deadlines.signalFor(now + storeDeadlineMs(callerDeadline - now, deps.timeoutMs()));
       const finish = (): void => {
         deps.inFlight.leave();
         deps.observeDuration((performance.now() - started) / 1000);
@@ -52,7 +56,8 @@ export function rateLimitHandlers(deps: HandlerDeps): UntypedServiceImplementati
       deps.service.shouldRateLimit(request, signal).then(
         (decision) => {
           finish();
-          callback(null, toWire(decision));
+          if (Date.now() >= callerDeadline) fail(deps, callback, deadlinePassed()); // never a late answer
+          else callback(null, toWire(decision));
         },
         (error: unknown) => {
           finish();
@@ -71,11 +76,14 @@ function fail(deps: HandlerDeps, callback: sendUnaryData<unknown>, error: unknow
   callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
 }
 
-/** Milliseconds the store may take: Envoy's deadline when it is the shorter one. */
-function deadlineMs(deadline: Date | number, fallbackMs: number): number {
+/** The caller's deadline as a Date.now() timestamp; Infinity when it sent none. */
+function deadlineOf(deadline: Date | number): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  const remaining = Number.isFinite(at) ? at - Date.now() : fallbackMs;
-  return Math.max(1, Math.min(remaining, fallbackMs));
+  return Number.isFinite(at) ? at : Infinity;
+}
+
+function deadlinePassed(): PortcullisError {
+  return new PortcullisError(ErrorCode.DEADLINE_PASSED, 'the call\'s deadline passed before it could be answered');
 }
 
 export function toRequest(wire: WireRequest): RateLimitRequest {

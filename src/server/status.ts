@@ -20,6 +20,8 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   [ErrorCode.BFF_METHOD_NOT_ALLOWED]: GrpcStatus.UNIMPLEMENTED,
   [ErrorCode.BFF_UPSTREAM_FAILED]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.BFF_UPSTREAM_TIMEOUT]: GrpcStatus.DEADLINE_EXCEEDED,
+  [ErrorCode.DEADLINE_PASSED]: GrpcStatus.DEADLINE_EXCEEDED,
+  [ErrorCode.LISTEN_FAILED]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.INTERNAL]: GrpcStatus.INTERNAL,
 };
 

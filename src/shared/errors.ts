@@ -29,6 +29,10 @@ export const ErrorCode = {
   BFF_UPSTREAM_FAILED: 'PC_BFF_UPSTREAM_FAILED',
   /** A required composer call (no on_error) ran out of time: 504. */
   BFF_UPSTREAM_TIMEOUT: 'PC_BFF_UPSTREAM_TIMEOUT',
+  /** The caller's deadline passed before the call was answered: it is neither counted nor answered late. */
+  DEADLINE_PASSED: 'PC_DEADLINE_PASSED',
+  /** A server could not bind its address (in use, not permitted, unknown host). */
+  LISTEN_FAILED: 'PC_LISTEN_FAILED',
   /** A bug: anything that was not classified. */
   INTERNAL: 'PC_INTERNAL',
 } as const;

@@ -19,7 +19,13 @@ export interface MemoryCounterStoreOptions {
   readonly sweepEveryCalls?: number;
   /** Entries a sweep examines at most, so no single request pays for a large cleanup. */
   readonly sweepBudget?: number;
+  /** Most counter windows held (memory.max_keys); default 500,000. */
+  readonly maxKeys?: number;
+  readonly observer?: { keys(n: number): void; evicted(): void };
 }
+
+/** How many of the least recently used entries a full store looks at for an expired one before evicting a live one. */
+const EVICTION_SCAN = 64;
 
 export class MemoryCounterStore implements CounterStore {
   private readonly entries = new Map<string, Entry>();
@@ -29,10 +35,14 @@ export class MemoryCounterStore implements CounterStore {
   /** Where the last sweep stopped; Map iterators stay valid while entries are added and deleted. */
   private sweepCursor: Iterator<[string, Entry]> | undefined;
   private closed = false;
+  private readonly maxKeys: number;
+  private readonly observer: MemoryCounterStoreOptions['observer'];
 
   constructor(options: MemoryCounterStoreOptions = {}) {
     this.sweepEveryCalls = options.sweepEveryCalls ?? 64;
     this.sweepBudget = options.sweepBudget ?? 256;
+    this.maxKeys = options.maxKeys ?? 500_000;
+    this.observer = options.observer;
   }
 
   /** Entries held, including expired ones not yet swept (for tests and metrics). */
@@ -56,11 +66,12 @@ export class MemoryCounterStore implements CounterStore {
     validateRequest(ops, nowMs);
     const results = applyOps(ops, policy, nowMs, {
       read: (key) => this.read(key, nowMs),
-      write: (key, state, ttlMs) => this.entries.set(key, { state, expiresAtMs: nowMs + ttlMs }),
+      write: (key, state, ttlMs) => this.write(key, { state, expiresAtMs: nowMs + ttlMs }, nowMs),
     });
     if (++this.callsSinceSweep >= this.sweepEveryCalls) {
       this.callsSinceSweep = 0;
       this.sweep(nowMs);
+      this.observer?.keys(this.entries.size);
     }
     return results;
   }
@@ -88,7 +99,33 @@ export class MemoryCounterStore implements CounterStore {
       this.entries.delete(key);
       return undefined;
     }
+    // Map order is recency order: the least recently used window comes first.
+    this.entries.delete(key);
+    this.entries.set(key, entry);
     return entry.state;
+  }
+
+  /**
+   * A full store makes room for a new key: an expired window among the least recently used goes first (no count
+   * changes), else the least recently used live one (its count restarts from 0 if it is asked for again).
+   */
+  private write(key: string, entry: Entry, nowMs: number): void {
+    if (!this.entries.has(key) && this.entries.size >= this.maxKeys) {
+      let examined = 0;
+      let victim: string | undefined;
+      for (const [k, e] of this.entries) {
+        if (e.expiresAtMs <= nowMs) {
+          victim = k;
+          break;
+        }
+        victim ??= k;
+        if (++examined >= EVICTION_SCAN) break;
+      }
+      const live = victim !== undefined && (this.entries.get(victim)?.expiresAtMs ?? 0) > nowMs;
+      if (victim !== undefined) this.entries.delete(victim);
+      if (live) this.observer?.evicted();
+    }
+    this.entries.set(key, entry);
   }
 
   private sweep(nowMs: number): void {

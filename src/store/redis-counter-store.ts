@@ -190,7 +190,7 @@ const NEVER_ABORTED = new AbortController().signal;
 
 interface PendingBatch {
   readonly ops: CounterOp[];
-  readonly waiters: { readonly count: number; resolve(results: CounterResult[]): void; reject(error: unknown): void }[];
+  readonly waiters: { readonly count: number; readonly signal: AbortSignal; resolve(results: CounterResult[]): void; reject(error: unknown): void }[];
 }
 
 type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
@@ -221,7 +221,7 @@ export class RedisCounterStore implements CounterStore {
       return Promise.reject(error);
     }
     if (ops.length === 0) return Promise.resolve([]);
-    if (policy === 'always') return raceAbort(this.enqueue(ops, nowMs), signal);
+    if (policy === 'always') return raceAbort(this.enqueue(ops, nowMs, signal), signal);
     return raceAbort(this.run(ops, policy, nowMs, signal), signal);
   }
 
@@ -230,7 +230,7 @@ export class RedisCounterStore implements CounterStore {
    * arriving in the same event-loop turn (with the same nowMs) are flushed together. Each request still costs at
    * most one round trip; under load, the per-command cost in ioredis and Redis is paid once per turn instead.
    */
-  private enqueue(ops: readonly CounterOp[], nowMs: number): Promise<CounterResult[]> {
+  private enqueue(ops: readonly CounterOp[], nowMs: number, signal: AbortSignal): Promise<CounterResult[]> {
     return new Promise<CounterResult[]>((resolve, reject) => {
       if (this.batch === undefined) {
         this.batch = new Map();
@@ -241,7 +241,7 @@ export class RedisCounterStore implements CounterStore {
         pending = { ops: [], waiters: [] };
         this.batch.set(nowMs, pending);
       }
-      pending.waiters.push({ count: ops.length, resolve, reject });
+      pending.waiters.push({ count: ops.length, signal, resolve, reject });
       pending.ops.push(...ops);
       // Keep one script call short: Redis runs it without serving anyone else.
       if (pending.ops.length >= MAX_BATCH_OPS) {
@@ -257,7 +257,9 @@ export class RedisCounterStore implements CounterStore {
     for (const [nowMs, pending] of batch ?? []) this.send(pending, nowMs);
   }
 
-  private send(pending: PendingBatch, nowMs: number): void {
+  private send(batch: PendingBatch, nowMs: number): void {
+    const pending = withoutExpired(batch);
+    if (pending.waiters.length === 0) return;
     this.run(pending.ops, 'always', nowMs, NEVER_ABORTED).then(
       (results) => {
         let at = 0;
@@ -369,6 +371,24 @@ export class RedisCounterStore implements CounterStore {
     const reply = await (this.client as unknown as ScriptRunner)[SCRIPT_NAME](keys.length, ...keys, mode, nowMs, mask, packed);
     return parseReply(reply, indexes.length);
   }
+}
+
+/**
+ * The batch without the requests whose deadline passed while they waited for the flush (the event loop was busy):
+ * they were answered already (failure_mode), so their hits must not be counted.
+ */
+function withoutExpired(batch: PendingBatch): PendingBatch {
+  if (!batch.waiters.some((w) => w.signal.aborted)) return batch;
+  const live: PendingBatch = { ops: [], waiters: [] };
+  let at = 0;
+  for (const waiter of batch.waiters) {
+    if (!waiter.signal.aborted) {
+      live.waiters.push(waiter);
+      for (let i = at; i < at + waiter.count; i++) live.ops.push(batch.ops[i]!);
+    }
+    at += waiter.count;
+  }
+  return live;
 }
 
 function parseReply(reply: unknown, count: number): CounterResult[] {

@@ -270,7 +270,8 @@ function isCompleteReply(reply: string): boolean {
 
 async function answersPing(port: number): Promise<boolean> {
   try {
-    return (await sendCommand(port, ['PING'], 500)).startsWith('+PONG');
+    // A server started with --requirepass answers NOAUTH: it is up all the same.
+    return /^(\+PONG|-NOAUTH)/.test(await sendCommand(port, ['PING'], 500));
   } catch {
     return false;
   }

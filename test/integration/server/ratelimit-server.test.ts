@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
+import { startPortcullis } from '../../support/portcullis.js';
+import { rateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const minuteLimit = (domain: string, rpu: number): string => `domain: ${domain}
@@ -220,6 +223,37 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     }
   });
 
+  it('sends the failure_mode answer before the caller\'s deadline when Redis stalls', async () => {
+    const own = await startRedis();
+    const descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-stall-'));
+    writeFileSync(path.join(descriptors, 'd.yaml'), minuteLimit('stall', 1000));
+    // A separate process, as behind Envoy: the test's client must not share the server's event loop.
+    const server = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      redis: { url: own.url },
+      log: { level: 'info' },
+      // timeout_ms equals the callers' deadline: the store must still give up first.
+      ratelimit: { descriptors, failure_mode: 'allow', timeout_ms: 2000 },
+    });
+    const client = rateLimitClient(server.grpcAddress);
+    try {
+      await client.shouldRateLimit(userRequest('stall', 'warm'));
+      await pauseRedis(own.port, 2.5);
+      const codes = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+        client.shouldRateLimit(userRequest('stall', `u${i}`), 2000).then((r) => r.overall_code ?? 'none', (e: grpc.ServiceError) => `error ${e.code}`)));
+      // Without the margin every call ends DEADLINE_EXCEEDED (4). A starved test machine may still deliver one or
+      // two answers late; never a wrong answer.
+      assert.ok(codes.every((c) => c === 'OK' || c === `error ${grpc.status.DEADLINE_EXCEEDED}`), String(codes));
+      const answered = codes.filter((c) => c === 'OK').length;
+      assert.ok(answered >= 8, `${answered} of 10 calls got the failure_mode answer in time: ${String(codes)}`);
+    } finally {
+      client.close();
+      await server.stop();
+      rmSync(descriptors, { recursive: true, force: true });
+      await own.stop();
+    }
+  });
+
   it('serves health, readiness, metrics and a redacted config', async () => {
     const healthOf = async (address: string): Promise<number[]> => {
       const { error, response } = await rawUnary(address, '/grpc.health.v1.Health/Check', Buffer.alloc(0));
@@ -290,6 +324,35 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
       assert.deepEqual(metadata.fields.map((f) => [f.key, f.value.string_value]), [['tier', 'gold']]);
     } finally {
       await t.close();
+    }
+  });
+
+  it('stops accepting on close under steady load and exits well within shutdown_timeout_ms', async () => {
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('load', 1_000_000) }, redisUrl: redis.url });
+    let closing: Promise<void> | undefined;
+    const outcomes = new Map<string, number>();
+    const loop = async (n: number): Promise<void> => {
+      for (let i = 0; closing === undefined || i < 1_000_000; i++) {
+        const outcome = await t.client.shouldRateLimit(userRequest('load', `u${n}`), 3000).then((r) => r.overall_code ?? '', (e: grpc.ServiceError) => `error ${e.code}`);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        if (outcome.startsWith('error')) return; // refused: the server no longer takes calls
+      }
+    };
+    try {
+      const loops = Array.from({ length: 10 }, (_, n) => loop(n));
+      await eventually(() => (outcomes.get('OK') ?? 0) > 100, 10_000, 'load');
+      const started = Date.now();
+      closing = t.app.close();
+      await closing;
+      const took = Date.now() - started;
+      await Promise.all(loops);
+      // shutdown_timeout_ms is 2000 in test/support/app.ts: waiting for it means new calls kept being accepted.
+      assert.ok(took < 1500, `close took ${took} ms under load`);
+      const refused = [...outcomes.keys()].filter((k) => k.startsWith('error'));
+      assert.deepEqual(refused, [`error ${grpc.status.UNAVAILABLE}`], JSON.stringify([...outcomes]));
+    } finally {
+      t.client.close();
+      if (closing === undefined) await t.app.close();
     }
   });
 

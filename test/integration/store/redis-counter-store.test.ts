@@ -189,6 +189,26 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('does not count a request whose deadline passed before its batch was sent', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const expired = new AbortController();
+      // Two requests join one batch; one's deadline passes before the batch leaves (a busy event loop).
+      const late = store.apply([fixed(`${run}:late`, 1, 5), fixed(`${run}:shared`, 1, 5)], 'always', NOW, expired.signal);
+      const live = store.apply([fixed(`${run}:live`, 1, 5), fixed(`${run}:shared`, 1, 5)], 'always', NOW, signal());
+      expired.abort();
+      await rejectsWithCode(late, ErrorCode.STORE_TIMEOUT);
+      assert.deepEqual(await live, [r(0, 1, true), r(0, 1, true)]);
+      assert.equal(await singleAdmin.get(`${run}:late`), null, 'the expired request was counted');
+      assert.equal(await singleAdmin.get(`${run}:shared`), '1');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('fails fast with STORE_UNAVAILABLE while Redis is down, and recovers by itself when it returns', async () => {
     const server = await startRedis();
     const client = createRedisClient({ url: server.url });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DeadlineSignals } from '../../../src/server/deadline-signals.js';
+import { DeadlineSignals, storeDeadlineMs } from '../../../src/server/deadline-signals.js';
 
 describe('DeadlineSignals', () => {
   it('shares one signal between deadlines in the same slot and not across slots', () => {
@@ -21,4 +21,20 @@ describe('DeadlineSignals', () => {
     assert.ok(elapsed >= 29 && elapsed < 200, `aborted after ${elapsed} ms`);
     assert.equal((signal.reason as Error).message, 'deadline exceeded');
   });
+});
+
+describe('storeDeadlineMs', () => {
+  const cases: { name: string; remaining: number; timeout: number; want: number }[] = [
+    { name: 'Envoy sends no deadline: timeout_ms', remaining: Infinity, timeout: 1000, want: 1000 },
+    { name: 'a far deadline: timeout_ms', remaining: 60_000, timeout: 1000, want: 1000 },
+    { name: 'a 1 s deadline with a 1 s timeout: 200 ms left to answer', remaining: 1000, timeout: 1000, want: 800 },
+    { name: 'a 5 s deadline: at most 250 ms margin', remaining: 5000, timeout: 10_000, want: 4750 },
+    { name: 'a 200 ms deadline: 20% margin', remaining: 200, timeout: 1000, want: 160 },
+    { name: 'a 20 ms deadline: at least 5 ms margin', remaining: 20, timeout: 1000, want: 15 },
+    { name: 'a short timeout_ms wins', remaining: 1000, timeout: 100, want: 100 },
+    { name: 'almost nothing left: 1 ms, so the store fails at once', remaining: 3, timeout: 1000, want: 1 },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.equal(storeDeadlineMs(c.remaining, c.timeout), c.want));
+  }
 });

@@ -46,3 +46,32 @@ describe('MemoryCounterStore', () => {
     await rejectsWithCode(store.ping(signal()), ErrorCode.STORE_UNAVAILABLE);
   });
 });
+
+describe('MemoryCounterStore: memory.max_keys', () => {
+  const signal = (): AbortSignal => AbortSignal.timeout(10_000);
+
+  it('holds at most max_keys windows, evicting an expired one first, then the least recently used', async () => {
+    let evicted = 0;
+    const store = new MemoryCounterStore({ maxKeys: 3, sweepEveryCalls: 1_000_000, observer: { keys: () => undefined, evicted: () => void evicted++ } });
+    await store.apply([fixed('short', 1, 9, 1000)], 'always', NOW, signal());
+    await store.apply([fixed('a', 1, 9)], 'always', NOW, signal());
+    await store.apply([fixed('b', 1, 9)], 'always', NOW, signal());
+    // 'short' has expired: it makes room, no live count is lost.
+    await store.apply([fixed('c', 1, 9)], 'always', NOW + 2000, signal());
+    assert.equal(store.size, 3);
+    assert.equal(evicted, 0);
+    // 'a' is used again, so 'b' is now the least recently used live window.
+    assert.deepEqual(await store.apply([fixed('a', 1, 9)], 'always', NOW + 2000, signal()), [r(1, 2, true)]);
+    await store.apply([fixed('d', 1, 9)], 'always', NOW + 2000, signal());
+    assert.equal(store.size, 3);
+    assert.equal(evicted, 1);
+    assert.equal(store.ttlMs('b', NOW + 2000), undefined, 'b was evicted');
+    assert.deepEqual(await store.apply([fixed('a', 1, 9), fixed('c', 0, 9)], 'always', NOW + 2000, signal()), [r(2, 3, true), r(1, 1, true)]);
+  });
+
+  it('stays bounded under a flood of distinct keys', async () => {
+    const store = new MemoryCounterStore({ maxKeys: 1000 });
+    for (let i = 0; i < 20_000; i++) await store.apply([fixed(`flood:${i}`, 1, 9)], 'always', NOW, signal());
+    assert.equal(store.size, 1000);
+  });
+});

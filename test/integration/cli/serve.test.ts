@@ -1,0 +1,66 @@
+// `portcullis serve` as operators run it (a child process): what it says when something outside is wrong.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCommand } from '../../support/envoy.js';
+import { portcullisBin, startPortcullis, writeConfig } from '../../support/portcullis.js';
+import { startRedis, type RedisServer } from '../../support/redis-server.js';
+import { eventually } from '../../support/app.js';
+
+const descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-cli-'));
+writeFileSync(path.join(descriptors, 'd.yaml'), 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1 }\n');
+after(() => rmSync(descriptors, { recursive: true, force: true }));
+
+describe('portcullis serve: operator errors', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis({ args: ['--requirepass', 'right-password'] });
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('exits 1 with one line naming the address when the port is in use, no stack trace', async () => {
+    const taken: Server = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    const { file, dir } = writeConfig({ server: { grpc: { address: `127.0.0.1:${port}` }, admin: { address: '127.0.0.1:0' } }, ratelimit: { descriptors } });
+    try {
+      const result = await runCommand(process.execPath, [portcullisBin(), 'serve', '--config', file]);
+      assert.equal(result.code, 1, result.output);
+      const lines = result.output.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+      assert.equal(lines.length, 1, result.output);
+      assert.match(lines[0] ?? '', new RegExp(`^portcullis: cannot listen on 127\\.0\\.0\\.1:${port} \\(gRPC\\): address already in use$`));
+      assert.doesNotMatch(result.output, /^\s+at /m);
+    } finally {
+      taken.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  const wrong = [
+    { name: 'in the user info', url: (port: number) => `redis://:wrong-s3cret@127.0.0.1:${port}/0` },
+    { name: 'as a ?password= query parameter', url: (port: number) => `redis://127.0.0.1:${port}/0?password=wrong-s3cret` },
+  ];
+  for (const w of wrong) {
+    it(`logs a wrong Redis password given ${w.name} once, and shows it nowhere`, async () => {
+      const p = await startPortcullis({ server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, redis: { url: w.url(redis.port) }, ratelimit: { descriptors } });
+      try {
+        const failed = () => p.logs().filter((l) => l['msg'] === 'redis connection failed');
+        await eventually(() => failed().length > 0, 5000, 'the redis error in the log');
+        await new Promise((r) => setTimeout(r, 1500)); // several reconnect attempts
+        assert.equal(failed().length, 1, JSON.stringify(failed()));
+        assert.match(String(failed()[0]?.['reason']), /WRONGPASS|password|AUTH/i);
+        const config = await (await fetch(`${p.adminUrl}/config`)).text();
+        assert.ok(!config.includes('wrong-s3cret'), config);
+        assert.ok(!p.output().includes('wrong-s3cret'), 'the password is in the log');
+      } finally {
+        await p.stop();
+      }
+    });
+  }
+});
