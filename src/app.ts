@@ -1,25 +1,39 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
+import { createHttpClient } from './authz/http-client.js';
+import type { HttpClient, RevocationList } from './authz/ports.js';
+import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
+import { Composer } from './bff/composer.js';
+import { describeBff } from './bff/config.js';
+import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
-import { parsePortcullisConfig, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
+import { parsePortcullisConfig, watchedPaths, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { compileDescriptorFiles, dumpLimits } from './ratelimit/descriptor-config.js';
+import { compileDescriptorFilesOffThread, dumpLimits } from './ratelimit/descriptor-config.js';
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen, type AdminDeps } from './server/admin-http.js';
+import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
-import { rateLimitServiceDefinition } from './server/protos.js';
+import { authzHandlers } from './server/authz-handler.js';
+import { externalProcessorHandlers } from './server/extproc-handler.js';
+import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
+import type { CacheStore } from './store/cache-store.js';
 import type { CounterStore } from './store/counter-store.js';
+import { MemoryRevocationList } from './store/revocation-list.js';
+import { MemoryCacheStore } from './store/memory-cache-store.js';
 
 export interface AppDeps {
   readonly config: PortcullisConfig;
@@ -28,13 +42,19 @@ export interface AppDeps {
   readonly registry: Registry;
   readonly store: CounterStore;
   readonly random: () => number;
+  /** JWT jti / API key revocation; default: in memory (one instance). */
+  readonly revocation?: RevocationList;
+  /** For JWKS, OIDC discovery and introspection; default: undici. */
+  readonly http?: HttpClient;
+  /** The ext_proc response cache; default: in memory, bounded by extproc.cache.max_memory_bytes. */
+  readonly cache?: CacheStore;
   /** A worker under src/server/supervisor.ts: the supervisor serves the admin port and watches the files. */
   readonly worker?: boolean;
 }
 
 export interface App {
-  /** Binds both servers; resolves with the addresses actually bound (port 0 works). */
-  start(): Promise<{ grpcAddress: string; adminAddress: string }>;
+  /** Binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress: the composer, when on. */
+  start(): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
   /** Re-reads portcullis.yaml and the descriptor files; keeps the last good config on error. */
   reload(): Promise<void>;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
@@ -48,18 +68,27 @@ export interface App {
 interface Loaded {
   readonly config: PortcullisConfig;
   readonly snapshot: RateLimitSnapshot;
+  readonly authz: AuthzSnapshot;
 }
 
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
   const { logger, registry, store, clock } = deps;
+  const cache = deps.cache ?? new MemoryCacheStore(deps.config.extproc.cache.maxMemoryBytes);
   const metrics = createMetrics(registry, deps.config.ratelimit.metrics.maxKeys);
-  const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined } });
+  const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined }, authz: EMPTY_AUTHZ });
+  const revocation = deps.revocation ?? new MemoryRevocationList(clock);
+  const authz = new AuthzService({
+    clock, revocation, http: deps.http ?? createHttpClient(), observer: metrics.authz,
+    onKeyRefresh: (provider, result, error) => (result === 'error' ? logger.warn({ provider, error }, 'JWKS refresh failed; keeping the last good keys') : logger.debug({ provider }, 'JWKS refreshed')),
+  });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
   const service = new RateLimitService({
     store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
     snapshot: () => holder.current().snapshot,
   });
+  const upstream = new UndiciUpstreamClient();
+  const composer = new Composer({ client: upstream, observer: metrics.bff, now: () => performance.now() });
   let inFlight = 0;
   let drained: (() => void) | undefined;
   let shuttingDown = false;
@@ -68,29 +97,48 @@ export function buildApp(deps: AppDeps): App {
   let lastGoodText: string | undefined;
   let grpc: GrpcServer | undefined;
   let admin: HttpServer | undefined;
+  let bffServer: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let storeProbe: NodeJS.Timeout | undefined;
+  /** gRPC calls and composer requests: SIGTERM waits for both. */
+  const inFlightRequests = {
+    enter: (): void => void inFlight++,
+    leave: (): void => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    },
+  };
 
   const reload = async (): Promise<void> => {
     const previous = holder.current();
     const file = previous.config.file;
     try {
-      const text = await readFile(file, 'utf8');
+      const text = await readPortcullisConfigText(file);
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
       const config = text === lastGoodText ? previous.config : parsePortcullisConfig(text, file);
-      const files = await readDescriptorFiles(config.ratelimit.descriptors);
-      const fingerprint = createHash('sha256').update(text).update(JSON.stringify(files)).digest('hex');
+      const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
+      const authzTexts = await readAuthzFiles(config.authz);
+      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
+      const hash = createHash('sha256').update(text);
+      for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
+      for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
+      for (const schema of schemas) hash.update('\0').update(schema);
+      const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
-      const rateLimitConfig: RateLimitConfig = compileDescriptorFiles(files);
+      const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
       if (JSON.stringify([config.server, config.redis]) !== JSON.stringify([previous.config.server, previous.config.redis]) && lastFingerprint !== '') {
         logger.warn('server and redis settings changed in the config file: they take effect on restart');
       }
-      holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig } });
+      const authzSnapshot = authz.prepare(config.authz, authzTexts);
+      holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
+      authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
       lastGoodText = text;
+      upstream.retain(config.bff.services.values()).catch((error: unknown) => logger.warn({ err: error }, 'closing unused bff pools failed'));
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);
-      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name) }, 'config loaded');
+      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name), bffEndpoints: config.bff.endpoints.length }, 'config loaded');
+      if (config.bff.endpoints.length > 0 && config.server.http === undefined) logger.warn('bff endpoints are configured but server.http.address is not set: the composer is off');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       // Report a broken state once, not on every poll.
@@ -129,7 +177,7 @@ export function buildApp(deps: AppDeps): App {
   };
 
   const views: App['views'] = {
-    config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])] }),
+    config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
     limits: () => dumpLimits(holder.current().snapshot.config),
     json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
   };
@@ -150,36 +198,62 @@ export function buildApp(deps: AppDeps): App {
           timeoutMs: () => holder.current().config.ratelimit.timeoutMs,
           onError: (code) => metrics.ratelimit.serviceError(code),
           observeDuration: (s) => metrics.ratelimit.observeDuration(s),
-          inFlight: {
-            enter: () => void inFlight++,
-            leave: () => {
-              inFlight--;
-              if (inFlight === 0) drained?.();
-            },
-          },
+          inFlight: inFlightRequests,
         }),
-      }]);
+      }, {
+        definition: authorizationServiceDefinition(),
+        implementation: authzHandlers({
+          service: authz,
+          snapshot: () => holder.current().authz,
+          logger,
+          deadlines: new DeadlineSignals(),
+          timeoutMs: () => holder.current().config.authz?.timeoutMs ?? 1000,
+          observe: (decision, seconds) => metrics.authz.check(decision, seconds),
+          onError: (code) => metrics.authz.serviceError(code),
+          inFlight: inFlightRequests,
+        }),
+      }, {
+        definition: externalProcessorServiceDefinition(),
+        implementation: externalProcessorHandlers({
+          settings: () => holder.current().config.extproc,
+          cache, clock, log: logger,
+          randomHex: (bytes) => randomBytes(bytes).toString('hex'),
+          observer: metrics.extproc,
+          inFlight: inFlightRequests,
+        }),
+      }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
+      revocation.start();
+      let httpAddress: string | undefined;
+      if (settings.server.http !== undefined) {
+        bffServer = createBffServer({
+          config: () => holder.current().config.bff, composer, observer: metrics.bff, logger, now: () => performance.now(),
+          inFlight: inFlightRequests,
+        });
+        httpAddress = await listen(bffServer, settings.server.http.address);
+      }
       await probeStore();
       storeProbe = setInterval(() => void probeStore(), 1000);
       storeProbe.unref();
-      if (deps.worker) return { grpcAddress: grpc.address, adminAddress: '' };
+      if (deps.worker) return { grpcAddress: grpc.address, adminAddress: '', httpAddress };
       admin = createAdminServer({
         registry, logger, ready, ...views,
         live: () => !shuttingDown,
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig([settings.file, settings.ratelimit.descriptors], settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig(watchedPaths(settings), settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
-      return { grpcAddress: grpc.address, adminAddress };
+      return { grpcAddress: grpc.address, adminAddress, httpAddress };
     },
     async close() {
       shuttingDown = true;
       grpc?.setServing('NOT_SERVING');
       watcher?.close();
       clearInterval(storeProbe);
+      bffServer?.close();
+      bffServer?.closeIdleConnections();
       const timeoutMs = holder.current().config.server.shutdownTimeoutMs;
       if (inFlight > 0) {
         await Promise.race([
@@ -194,7 +268,12 @@ export function buildApp(deps: AppDeps): App {
         server.closeAllConnections();
         await closed;
       }
+      authz.close();
+      await revocation.close();
+      bffServer?.closeAllConnections();
+      await upstream.close();
       await store.close();
+      await cache.close();
     },
   };
 }

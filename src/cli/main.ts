@@ -4,13 +4,18 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
-import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { createLogger } from '../observability/logger.js';
-import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
+import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
+import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
+import { explain, keysNew } from './authz-commands.js';
 import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
+import type { CacheStore } from '../store/cache-store.js';
 import type { CounterStore } from '../store/counter-store.js';
+import { MemoryCacheStore } from '../store/memory-cache-store.js';
+import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
 
@@ -18,10 +23,14 @@ const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
   portcullis validate --config portcullis.yaml    check the config and its descriptor files; exit 1 on any error
   portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only
+  portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
+  portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
+                                                  show which policy a request gets, each method's outcome, the answer
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'keys' || command === 'explain') return authzCommand(command, rest);
   let values: { config?: string; descriptors?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -45,15 +54,19 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
   try {
-    let descriptors = options.descriptors;
-    if (options.config) descriptors = (await loadPortcullisConfig(options.config)).ratelimit.descriptors;
+    const config = options.config ? await loadPortcullisConfig(options.config) : undefined;
+    const descriptors = config?.ratelimit.descriptors ?? options.descriptors;
+    const bffEndpoints = config?.bff.endpoints.length;
     if (!descriptors) {
       process.stderr.write(USAGE);
       return 2;
     }
-    const files = await readDescriptorFiles(descriptors);
-    const compiled = compileDescriptorFiles(files);
+    // The budgets `serve` applies: a file validate accepts loads, and a file that would stall a load fails here too.
+    const budgets = config?.ratelimit ?? parsePortcullisConfig('', 'portcullis.yaml').ratelimit;
+    const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
+    const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
     process.stdout.write(`ok: ${files.length} descriptor file(s), domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
+    if (bffEndpoints !== undefined) process.stdout.write(`ok: ${bffEndpoints} bff endpoint(s)\n`);
     return 0;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -67,6 +80,13 @@ function createStore(config: PortcullisConfig): CounterStore {
   return new RedisCounterStore(createRedisClient({
     url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
   }));
+}
+
+function createCacheStore(config: PortcullisConfig): CacheStore {
+  if (config.redis === undefined) return new MemoryCacheStore(config.extproc.cache.maxMemoryBytes);
+  return new RedisCacheStore(createRedisClient({
+    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
+  }), config.extproc.cache.keyPrefix);
 }
 
 async function serve(configFile: string): Promise<number> {
@@ -84,10 +104,16 @@ async function serve(configFile: string): Promise<number> {
   const logger = worker ? createLogger(config.log.level).child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : createLogger(config.log.level);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
-  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), random: Math.random, worker });
-  const { grpcAddress, adminAddress } = await app.start();
+  const revocation = config.redis && config.authz?.revocation.enabled
+    ? new RedisRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), {
+      clock: systemClock, refreshMs: config.authz.revocation.refreshMs, maxStalenessMs: config.authz.revocation.maxStalenessMs,
+      onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
+    })
+    : new MemoryRevocationList(systemClock);
+  const app = buildApp({ config, logger, registry, clock: systemClock, store: createStore(config), cache: createCacheStore(config), random: Math.random, revocation, worker });
+  const { grpcAddress, adminAddress, httpAddress } = await app.start();
   if (worker) serveSupervisor(app, registry, grpcAddress, logger);
-  else logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -111,4 +137,32 @@ async function serve(configFile: string): Promise<number> {
     // A worker whose supervisor is gone gets no new connections: drain and leave.
     if (worker) process.on('disconnect', () => stop('supervisor gone'));
   });
+}
+
+async function authzCommand(command: 'keys' | 'explain', args: readonly string[]): Promise<number> {
+  const out = (s: string): void => void process.stdout.write(s);
+  try {
+    if (command === 'keys') {
+      const [sub, ...rest] = args;
+      const { values } = parseArgs({ args: [...rest], options: { id: { type: 'string' }, owner: { type: 'string' }, tier: { type: 'string' } }, strict: true });
+      if (sub !== 'new') {
+        process.stderr.write(USAGE);
+        return 2;
+      }
+      return keysNew(values, out);
+    }
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        config: { type: 'string', short: 'c' }, method: { type: 'string', short: 'X' }, path: { type: 'string' },
+        header: { type: 'string', short: 'H', multiple: true }, principal: { type: 'string' }, 'source-ip': { type: 'string' }, policy: { type: 'string' },
+      },
+      strict: true,
+    });
+    return await explain({ ...values, sourceIp: values['source-ip'] }, out);
+  } catch (error) {
+    if (!(error instanceof TypeError) || !('code' in error)) throw error;
+    process.stderr.write(`${error.message}\n${USAGE}`);
+    return 2;
+  }
 }

@@ -1,10 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
+import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
+import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
+import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
-import { parseYaml } from './yaml.js';
+import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
 export interface PortcullisConfig {
@@ -12,6 +16,8 @@ export interface PortcullisConfig {
   readonly server: {
     readonly grpc: { readonly address: string };
     readonly admin: { readonly address: string };
+    /** The composer's HTTP listener (bff endpoints); undefined: off. */
+    readonly http: { readonly address: string } | undefined;
     /** How long SIGTERM waits for in-flight calls before closing connections. */
     readonly shutdownTimeoutMs: number;
     /** Worker processes serving the gRPC port (src/server/supervisor.ts); 1 = this process serves it. */
@@ -19,14 +25,24 @@ export interface PortcullisConfig {
   };
   /** undefined: the in-memory store (one instance only). */
   readonly redis: { readonly url: string | undefined; readonly cluster: readonly string[] | undefined; readonly connectTimeoutMs: number } | undefined;
+  /** The in-memory store (used when no Redis is configured). */
+  readonly memory: { readonly maxKeys: number };
   readonly log: { readonly level: string };
   readonly ratelimit: RateLimitSettings & {
     readonly descriptors: string;
+    /** Budgets for loading the descriptor files (off the serving thread: see loadDescriptorConfig). */
+    readonly descriptorsMaxBytes: number;
+    readonly descriptorsLoadTimeoutMs: number;
     /** Default deadline when Envoy sends none (its filter timeout is usually shorter). */
     readonly timeoutMs: number;
     readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number };
     readonly metrics: { readonly maxKeys: number };
   };
+  /** undefined without an `authz:` section: every Check is denied. */
+  readonly authz: AuthzSettings | undefined;
+  /** ext_proc: ids, header rules, validation, response cache (src/extproc/config.ts). */
+  readonly extproc: ExtprocSettings;
+  readonly bff: BffConfig;
 }
 
 const address = (fallback: string) =>
@@ -37,17 +53,21 @@ const schema = object({
   server: object({
     grpc: object({ address: address('127.0.0.1:9191') }),
     admin: object({ address: address('127.0.0.1:9192') }),
-    shutdown_timeout_ms: number(10000, { min: 0, integer: true }),
+    http: object({ address: address('') }),
+    shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
     workers: workersField,
   }),
   redis: object({
     url: redisUrl,
     cluster: list(redisUrl),
-    connect_timeout_ms: number(2000, { min: 1, integer: true }),
+    connect_timeout_ms: number(2000, { min: 1, max: 60_000, integer: true }),
   }),
+  memory: object({ max_keys: number(500_000, { min: 1, max: 100_000_000, integer: true }) }),
   log: object({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info') }),
   ratelimit: object({
     descriptors: string('./ratelimit'),
+    descriptors_max_bytes: number(16 << 20, { min: 1, max: 1 << 30, integer: true }),
+    descriptors_load_timeout_ms: number(30_000, { min: 100, max: 600_000, integer: true }),
     shadow_mode: boolean(false),
     quota_mode: boolean(false),
     response_headers: object({
@@ -56,19 +76,23 @@ const schema = object({
       remaining_header: string('RateLimit-Remaining'),
       reset_header: string('RateLimit-Reset'),
     }),
-    local_cache: object({ enabled: boolean(false), max_entries: number(100000, { min: 1, integer: true }) }),
+    local_cache: object({ enabled: boolean(false), max_entries: number(100000, { min: 1, max: 100_000_000, integer: true }) }),
     stop_increment_when_over_limit: boolean(false),
     near_limit_ratio: number(0.8, { min: 0, max: 1 }),
     failure_mode: oneOf(['error', 'allow', 'deny'] as const, 'error'),
     response_dynamic_metadata: boolean(false),
     cache_key_prefix: string(''),
-    expiration_jitter_max_seconds: number(300, { min: 0, integer: true }),
-    timeout_ms: number(1000, { min: 1, integer: true }),
-    max_descriptors: number(256, { min: 1, integer: true }),
-    max_entries: number(64, { min: 1, integer: true }),
-    reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, integer: true }) }),
-    metrics: object({ max_keys: number(10000, { min: 0, integer: true }) }),
+    expiration_jitter_max_seconds: number(300, { min: 0, max: 86_400, integer: true }),
+    timeout_ms: number(1000, { min: 1, max: 60_000, integer: true }),
+    max_descriptors: number(256, { min: 1, max: 65_536, integer: true }),
+    max_entries: number(64, { min: 1, max: 65_536, integer: true }),
+    max_entry_bytes: number(4096, { min: 1, max: 1 << 20, integer: true }),
+    reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, max: 3_600_000, integer: true }) }),
+    metrics: object({ max_keys: number(10000, { min: 0, max: 10_000_000, integer: true }) }),
   }),
+  authz: authzField,
+  extproc: extprocSchema,
+  bff: bffSection,
 });
 
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
@@ -76,7 +100,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   const issues = new IssueCollector(path.basename(file));
   const parsed = parseYaml(text);
   if (!parsed.ok) {
-    issues.add(parsed.line, '', `invalid YAML: ${parsed.message}`);
+    for (const problem of parsed.problems) issues.add(problem.line, problem.path, `invalid YAML: ${problem.message}`);
     throw new ConfigError(issues.issues);
   }
   const raw = schema(parsed.root, '', issues, 1);
@@ -86,18 +110,23 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   }
   const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
   checkWorkers(raw.server.workers, redisConfigured, issues);
+  const authz = compileAuthz(raw.authz, file, issues);
+  const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
+    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,
+    memory: { maxKeys: raw.memory.max_keys },
     log: raw.log,
     ratelimit: {
       descriptors: path.resolve(path.dirname(file), rl.descriptors),
+      descriptorsMaxBytes: rl.descriptors_max_bytes,
+      descriptorsLoadTimeoutMs: rl.descriptors_load_timeout_ms,
       shadowMode: rl.shadow_mode,
       quotaMode: rl.quota_mode,
       nearLimitRatio: rl.near_limit_ratio,
@@ -115,34 +144,68 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
       responseDynamicMetadata: rl.response_dynamic_metadata,
       maxDescriptors: rl.max_descriptors,
       maxEntries: rl.max_entries,
+      maxEntryBytes: rl.max_entry_bytes,
       timeoutMs: rl.timeout_ms,
       reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms },
       metrics: { maxKeys: rl.metrics.max_keys },
     },
+    authz,
+    extproc,
+    bff: raw.bff,
   });
+}
+
+/** Every file and directory a running config was built from: what hot reload watches. */
+export function watchedPaths(config: PortcullisConfig): string[] {
+  return [config.file, config.ratelimit.descriptors, ...authzFiles(config.authz), ...extprocInputs(config.extproc)];
 }
 
 export async function loadPortcullisConfig(file: string): Promise<PortcullisConfig> {
   const absolute = path.resolve(file);
-  let text: string;
+  return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute);
+}
+
+/** The text of portcullis.yaml: at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */
+export async function readPortcullisConfigText(file: string): Promise<string> {
+  let bytes: Buffer;
   try {
-    text = await readFile(absolute, 'utf8');
+    const info = await stat(file);
+    if (info.size > MAX_CONFIG_FILE_BYTES) {
+      throw new ConfigError([{ file, line: undefined, path: '', message: `config file is ${info.size} bytes, more than the maximum of ${MAX_CONFIG_FILE_BYTES}` }]);
+    }
+    bytes = await readFile(file);
   } catch (error) {
-    throw new ConfigError([{ file: absolute, line: undefined, path: '', message: `cannot read config file: ${(error as Error).message}` }]);
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError([{ file, line: undefined, path: '', message: `cannot read config file: ${(error as Error).message}` }]);
   }
-  return parsePortcullisConfig(text, absolute);
+  const decoded = decodeConfigText(bytes, path.basename(file));
+  if ('issue' in decoded) throw new ConfigError([decoded.issue]);
+  return decoded.text;
+}
+
+/** Query parameters ioredis turns into connection options that carry a secret. */
+const SECRET_PARAM = /pass|secret|token|auth/i;
+
+/**
+ * A Redis URL with every credential form ioredis accepts hidden: the user info (`user:password@`, `:password@`,
+ * `password@`) and secret-looking query parameters (`?password=`, `?sentinelPassword=` …). Works on text that only
+ * contains a URL too (an error message), and on `host:port` seeds (nothing to hide).
+ */
+export function redactRedisUrl(text: string): string {
+  return text
+    // Up to the last @ before the host: passwords may contain @ themselves.
+    .replace(/(rediss?:\/\/)[^/?#\s]*@/g, '$1***@')
+    .replace(/([?&])([^=&#\s]+)=([^&#\s]*)/g, (whole, sep: string, name: string) => (SECRET_PARAM.test(name) ? `${sep}${name}=***` : whole));
 }
 
 /** The config as shown on /config: secrets in Redis URLs replaced. */
 export function redactedConfig(config: PortcullisConfig): unknown {
-  // Up to the last @ before the host: passwords may contain @ themselves.
-  const redact = (url: string): string => url.replace(/\/\/[^/]*@/, '//***@');
   return {
     ...config,
     redis: config.redis && {
       ...config.redis,
-      url: config.redis.url && redact(config.redis.url),
-      cluster: config.redis.cluster?.map(redact),
+      url: config.redis.url && redactRedisUrl(config.redis.url),
+      cluster: config.redis.cluster?.map(redactRedisUrl),
     },
   };
 }

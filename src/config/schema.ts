@@ -39,16 +39,24 @@ export function boolean(fallback: boolean): Field<boolean> {
   };
 }
 
+/**
+ * The largest number any field takes unless it names a tighter `max`: 2^31 - 1 is what Node timers accept (a longer
+ * setTimeout fires after 1 ms with a TimeoutOverflowWarning), and far above any sane count. Every number in every
+ * section is bounded, whether its author thought of it or not.
+ */
+export const DEFAULT_MAX_NUMBER = 2_147_483_647;
+
 export function number(fallback: number, opts: { min?: number; max?: number; integer?: boolean }): Field<number> {
+  const max = opts.max ?? DEFAULT_MAX_NUMBER;
   return (v, path, issues) => {
     if (isAbsent(v)) return fallback;
-    if (v.kind !== 'scalar' || typeof v.value !== 'number' || (opts.integer && v.numberKind !== 'int')) {
+    if (v.kind !== 'scalar' || typeof v.value !== 'number' || !Number.isFinite(v.value) || (opts.integer && v.numberKind !== 'int')) {
       issues.add(v.line, path, `expected ${opts.integer ? 'an integer' : 'a number'}, got ${describe(v)}`);
       return fallback;
     }
     const n = v.value;
-    if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
-      issues.add(v.line, path, `must be between ${opts.min ?? '-∞'} and ${opts.max ?? '∞'}, got ${n}`);
+    if ((opts.min !== undefined && n < opts.min) || n > max) {
+      issues.add(v.line, path, `must be between ${opts.min ?? '-∞'} and ${max}, got ${v.source.trim()}`);
       return fallback;
     }
     return n;

@@ -1,4 +1,5 @@
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node } from 'yaml';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
+import { joinPath } from './errors.js';
 
 /**
  * A parsed YAML value that remembers where it came from, so every config error can name its line.
@@ -26,15 +27,54 @@ export interface YamlScalar {
   readonly source: string;
 }
 
+/** One problem found while parsing: a syntax error, a duplicate key or an alias that cannot be expanded. */
+export interface YamlProblem {
+  readonly line: number;
+  readonly message: string;
+  /** The yaml library's error code for syntax errors; DUPLICATE_KEY, ALIAS_CYCLE, ALIAS_UNKNOWN or ALIAS_BUDGET. */
+  readonly code: string;
+  /** Where in the document, e.g. `descriptors[0].rate_limit`; '' for syntax errors. */
+  readonly path: string;
+}
+
 export type ParseResult =
   | { readonly ok: true; readonly root: YamlValue | null }
-  | { readonly ok: false; readonly line: number; readonly message: string; readonly code: string };
+  | {
+      readonly ok: false;
+      /** The first problem's line, message and code (syntax errors come alone: the rest of the file is unknown). */
+      readonly line: number;
+      readonly message: string;
+      readonly code: string;
+      readonly problems: readonly YamlProblem[];
+    };
+
+/**
+ * How many nodes aliases may add to a document once expanded. The tree is built with each anchored node converted
+ * once and shared, but every loader walks the expanded tree: nine levels of nine aliases in 417 bytes expand to
+ * 9^9 nodes (a "billion laughs" file). This is the budget the yaml library's own `maxAliasCount` guards in toJS(),
+ * which this converter does not use; counted in nodes so that many small shared blocks stay fine.
+ */
+export const MAX_ALIAS_NODES = 100_000;
 
 /**
  * Parses the first document of `text` (later documents are ignored, as envoyproxy/ratelimit does).
- * Duplicate keys are allowed and the last one wins, again like yaml.v2.
+ * Duplicate keys are errors naming both lines. yaml.v2, which envoyproxy/ratelimit uses, lets the last one win;
+ * a second `domain:` or `rate_limit:` is almost always an editing mistake that silently changes a limit, so
+ * Portcullis rejects the file instead (docs/ratelimit.md). Aliases that refer to an enclosing node, to no anchor,
+ * or that expand past MAX_ALIAS_NODES are errors too.
  */
 export function parseYaml(text: string): ParseResult {
+  try {
+    return parse(text);
+  } catch (error) {
+    // The parser and the converter recurse per nesting level; a file of thousands of `[` must not crash a load.
+    if (!(error instanceof RangeError)) throw error;
+    const message = 'nesting too deep';
+    return { ok: false, line: 1, message, code: 'TOO_DEEP', problems: [{ line: 1, message, code: 'TOO_DEEP', path: '' }] };
+  }
+}
+
+function parse(text: string): ParseResult {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { version: '1.1', uniqueKeys: false, lineCounter, merge: true });
   if (!Array.isArray(docs)) return { ok: true, root: null }; // empty stream
@@ -43,23 +83,49 @@ export function parseYaml(text: string): ParseResult {
   const error = doc.errors[0];
   if (error !== undefined) {
     const line = error.linePos?.[0].line ?? 1;
-    return { ok: false, line, message: error.message.split('\n')[0] ?? error.message, code: error.code };
+    const message = error.message.split('\n')[0] ?? error.message;
+    return { ok: false, line, message, code: error.code, problems: [{ line, message, code: error.code, path: '' }] };
   }
+  const problems: YamlProblem[] = [];
   const lineOf = (node: Node): number => lineCounter.linePos(node.range?.[0] ?? 0).line;
-  const convert = (node: unknown): YamlValue | null => {
+  // Each collection is converted once: an alias shares the converted value of its anchor.
+  const converted = new Map<Node, YamlValue>();
+  const enclosing = new Set<Node>();
+  const sizes = new WeakMap<YamlValue, number>();
+  let aliasNodes = 0;
+  let overBudget = false;
+  const convert = (node: unknown, path: string): YamlValue | null => {
     if (node === null || node === undefined) return null;
-    if (isAlias(node)) return convert(node.resolve(doc));
-    if (isMap(node)) {
-      return {
-        kind: 'map',
-        line: lineOf(node),
-        entries: node.items.map((pair) => {
-          const key = convert(pair.key) ?? { kind: 'scalar', line: lineOf(node), value: null, source: '' };
-          return { key, value: convert(pair.value) };
-        }),
-      };
+    if (isAlias(node)) {
+      const target = node.resolve(doc);
+      const line = lineOf(node);
+      if (target === undefined) {
+        problems.push({ line, path, code: 'ALIAS_UNKNOWN', message: `alias *${node.source} refers to no anchor before it` });
+        return null;
+      }
+      if (enclosing.has(target)) {
+        problems.push({ line, path, code: 'ALIAS_CYCLE', message: `alias *${node.source} refers to a node that contains it (anchor &${node.source} on line ${lineOf(target)})` });
+        return null;
+      }
+      const value = converted.get(target) ?? convert(target, path);
+      if (value !== null && !overBudget) {
+        aliasNodes += sizeOf(value, sizes);
+        if (aliasNodes > MAX_ALIAS_NODES) {
+          overBudget = true;
+          problems.push({ line, path, code: 'ALIAS_BUDGET', message: `aliases expand to more than ${MAX_ALIAS_NODES} nodes` });
+        }
+      }
+      return overBudget ? null : value;
     }
-    if (isSeq(node)) return { kind: 'seq', line: lineOf(node), items: node.items.map(convert) };
+    if (isMap(node) || isSeq(node)) {
+      const done = converted.get(node);
+      if (done !== undefined) return done;
+      enclosing.add(node);
+      const value = isMap(node) ? convertMap(node, path) : { kind: 'seq' as const, line: lineOf(node), items: node.items.map((item, i) => convert(item, joinPath(path, i))) };
+      enclosing.delete(node);
+      converted.set(node, value);
+      return value;
+    }
     if (isScalar(node)) {
       const range = node.range;
       const source = range ? text.slice(range[0], range[1]) : String(node.value);
@@ -73,10 +139,40 @@ export function parseYaml(text: string): ParseResult {
     }
     return null;
   };
-  return { ok: true, root: convert(doc.contents) };
+  const convertMap = (node: YAMLMap, path: string): YamlMap => {
+    const firstLine = new Map<string, number>();
+    const entries = node.items.map((pair) => {
+      const key = convert(pair.key, path) ?? { kind: 'scalar' as const, line: lineOf(node), value: null, source: '' };
+      const name = key.kind === 'scalar' ? String(key.value) : '';
+      if (key.kind === 'scalar') {
+        const id = `${typeof key.value}:${name}`;
+        const first = firstLine.get(id);
+        if (first === undefined) firstLine.set(id, key.line);
+        else problems.push({ line: key.line, path: joinPath(path, name), code: 'DUPLICATE_KEY', message: `duplicate key '${name}' (first on line ${first}, again on line ${key.line})` });
+      }
+      return { key, value: convert(pair.value, joinPath(path, name)) };
+    });
+    return { kind: 'map', line: lineOf(node), entries };
+  };
+  const root = convert(doc.contents, '');
+  const first = problems[0];
+  if (first !== undefined) return { ok: false, line: first.line, message: first.message, code: first.code, problems };
+  return { ok: true, root };
 }
 
-/** Looks a string key up in a map (last duplicate wins). */
+/** Nodes in `value` with aliases expanded; memoized, so shared values are counted in O(distinct nodes). */
+function sizeOf(value: YamlValue | null, sizes: WeakMap<YamlValue, number>): number {
+  if (value === null || value.kind === 'scalar') return 1;
+  const known = sizes.get(value);
+  if (known !== undefined) return known;
+  let size = 1;
+  if (value.kind === 'seq') for (const item of value.items) size += sizeOf(item, sizes);
+  else for (const entry of value.entries) size += sizeOf(entry.key, sizes) + sizeOf(entry.value, sizes);
+  sizes.set(value, size);
+  return size;
+}
+
+/** Looks a string key up in a map (parseYaml rejects duplicate keys). */
 export function mapGet(map: YamlMap, key: string): YamlValue | null | undefined {
   let found: YamlValue | null | undefined;
   for (const entry of map.entries) {

@@ -1,6 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { BffObserver } from '../bff/composer.js';
 import type { LimitStats } from '../ratelimit/decide.js';
+import type { AuthzObserver } from '../authz/ports.js';
+import type { Decision } from '../authz/types.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
+import { extprocMetrics, type ExtprocMetrics } from './extproc-metrics.js';
 
 const OVERFLOW = '__overflow__';
 
@@ -29,8 +33,11 @@ export interface Metrics {
     serviceError(code: string): void;
     observeDuration(seconds: number): void;
   };
+  readonly authz: AuthzMetrics;
+  readonly extproc: ExtprocMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
+  readonly bff: BffObserver;
 }
 
 type StatName = Exclude<keyof LimitStats, 'key'>;
@@ -107,7 +114,98 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         duration.observe(seconds);
       },
     },
+    authz: createAuthzMetrics(registry),
+    extproc: extprocMetrics(registers),
+    bff: createBffMetrics(registry),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
+  };
+}
+
+export interface AuthzMetrics extends AuthzObserver {
+  check(decision: Decision, seconds: number): void;
+  serviceError(code: string): void;
+}
+
+/**
+ * ext_authz metrics. Labels are bounded: policy names come from the config (capped all the same, reloads can add
+ * names), decision and reason from closed sets, provider names from the config. No identity, key or token ever
+ * becomes a label.
+ */
+function createAuthzMetrics(registry: Registry): AuthzMetrics {
+  const registers = [registry];
+  const overflow = new Counter({ name: 'portcullis_authz_label_overflow_total', help: 'Label values folded into "__overflow__" (too many distinct policy or provider names).', registers });
+  const policies = new LabelBudget(200, overflow);
+  const providers = new LabelBudget(100, overflow);
+  const checks = new Counter({ name: 'portcullis_authz_checks_total', help: 'Check answers by policy, decision and reason.', labelNames: ['policy', 'decision', 'reason'], registers });
+  const duration = new Histogram({
+    name: 'portcullis_authz_check_duration_seconds', help: 'Check handling time.', registers,
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+  });
+  const refreshes = new Counter({ name: 'portcullis_authz_jwks_refreshes_total', help: 'JWKS fetches by provider and result.', labelNames: ['provider', 'result'], registers });
+  const cache = new Counter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
+  const introspection = new Counter({ name: 'portcullis_authz_introspection_errors_total', help: 'Introspection calls that failed or timed out.', registers });
+  const revocation = new Counter({ name: 'portcullis_authz_revocation_unavailable_total', help: 'Revocation lookups answered while the local copy was too old to trust.', registers });
+  const errors = new Counter({ name: 'portcullis_authz_service_errors_total', help: 'Checks answered with a gRPC error, by error code.', labelNames: ['code'], registers });
+  const series = new Map<string, Counter.Internal>();
+  return {
+    check(decision, seconds) {
+      const policy = policies.admit(decision.policy || '__none__');
+      const key = `${policy}\u0000${decision.allow ? 'allow' : 'deny'}\u0000${decision.reason}`;
+      let child = series.get(key);
+      if (child === undefined) {
+        child = checks.labels(policy, decision.allow ? 'allow' : 'deny', decision.reason);
+        series.set(key, child);
+      }
+      child.inc();
+      duration.observe(seconds);
+    },
+    jwksRefresh(provider, result) {
+      refreshes.inc({ provider: providers.admit(provider), result });
+    },
+    cacheLookup(name, result) {
+      cache.inc({ cache: name, result });
+    },
+    introspectionError() {
+      introspection.inc();
+    },
+    revocationUnavailable() {
+      revocation.inc();
+    },
+    serviceError(code) {
+      errors.inc({ code });
+    },
+  };
+}
+
+/** Endpoints and calls come from the config; the budget still caps them across many reloads. */
+const MAX_BFF_SERIES = 1000;
+
+function createBffMetrics(registry: Registry): BffObserver {
+  const registers = [registry];
+  const overflow = new Counter({ name: 'portcullis_bff_labels_overflow_total', help: 'Composer observations folded into endpoint/call "__overflow__" because more than 1000 distinct ones were seen.', registers });
+  const endpoints = new LabelBudget(MAX_BFF_SERIES, overflow);
+  const calls = new LabelBudget(MAX_BFF_SERIES, overflow);
+  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+  const answers = new Counter({ name: 'portcullis_bff_requests_total', help: 'Composer answers by endpoint (path template) and HTTP status.', labelNames: ['endpoint', 'status'], registers });
+  const answerDuration = new Histogram({ name: 'portcullis_bff_request_duration_seconds', help: 'Composer answer time by endpoint.', labelNames: ['endpoint'], buckets, registers });
+  const degradedAnswers = new Counter({ name: 'portcullis_bff_degraded_answers_total', help: 'Answers with at least one degraded part, by endpoint.', labelNames: ['endpoint'], registers });
+  const callDuration = new Histogram({ name: 'portcullis_bff_call_duration_seconds', help: 'Upstream call time by endpoint and call.', labelNames: ['endpoint', 'call'], buckets, registers });
+  const callFailures = new Counter({ name: 'portcullis_bff_call_failures_total', help: 'Failed upstream calls by endpoint, call and reason (timeout, deadline, aborted, status, network, body).', labelNames: ['endpoint', 'call', 'reason'], registers });
+  const callDegraded = new Counter({ name: 'portcullis_bff_call_degraded_total', help: 'Calls whose part of the answer degraded (fallback used), by endpoint and call.', labelNames: ['endpoint', 'call'], registers });
+  return {
+    call(endpoint, call, seconds, outcome, degraded) {
+      const e = endpoints.admit(endpoint);
+      const c = calls.admit(`${e} ${call}`) === OVERFLOW ? OVERFLOW : call;
+      callDuration.observe({ endpoint: e, call: c }, seconds);
+      if (outcome !== 'ok' && outcome !== 'skipped') callFailures.inc({ endpoint: e, call: c, reason: outcome });
+      if (degraded) callDegraded.inc({ endpoint: e, call: c });
+    },
+    answer(endpoint, status, seconds, degraded) {
+      const e = endpoints.admit(endpoint);
+      answers.inc({ endpoint: e, status: String(status) });
+      answerDuration.observe({ endpoint: e }, seconds);
+      if (degraded) degradedAnswers.inc({ endpoint: e });
+    },
   };
 }

@@ -1,4 +1,5 @@
 import { ConfigError, IssueCollector, joinPath, type ConfigIssue } from '../config/errors.js';
+import { runOffThread } from '../config/off-thread.js';
 import { mapGet, parseYaml, scalarText, type YamlMap, type YamlValue } from '../config/yaml.js';
 import type { Algorithm } from '../store/counter-store.js';
 import type { CompiledLimit, ConsumeWhenOverLimit, DescriptorNode, DomainConfig, RateLimitConfig, WildcardChild } from './types.js';
@@ -55,13 +56,59 @@ export function compileDescriptorFiles(files: readonly DescriptorFile[]): RateLi
   return Object.freeze({ domains });
 }
 
+/**
+ * compileDescriptorFiles() in a worker thread, within `timeoutMs` (ratelimit.descriptors_load_timeout_ms): the
+ * serving thread only pays for copying the compiled tree back. The tree crosses threads without its wildcard
+ * matchers (functions do not clone); they are rebuilt here from the children, in the same order.
+ */
+export async function compileDescriptorFilesOffThread(files: readonly DescriptorFile[], timeoutMs: number, what: string): Promise<RateLimitConfig> {
+  const data = await runOffThread<RateLimitConfig>(new URL(import.meta.url), 'compileForTransfer', files, {
+    timeoutMs, what, setting: 'ratelimit.descriptors_load_timeout_ms',
+  });
+  return Object.freeze({
+    domains: new Map([...data.domains].map(([name, domain]) => [name, Object.freeze({ ...domain, root: reviveNode(domain.root) })])),
+  });
+}
+
+/** The worker side of compileDescriptorFilesOffThread: the compiled config with its wildcard matchers left out. */
+export function compileForTransfer(files: readonly DescriptorFile[]): RateLimitConfig {
+  const strip = (node: DescriptorNode): DescriptorNode => ({
+    ...node, wildcards: [], children: new Map([...node.children].map(([key, child]) => [key, strip(child)])),
+  });
+  const config = compileDescriptorFiles(files);
+  return { domains: new Map([...config.domains].map(([name, domain]) => [name, { ...domain, root: strip(domain.root) }])) };
+}
+
+function reviveNode(node: DescriptorNode): DescriptorNode {
+  const children = new Map<string, DescriptorNode>();
+  const wildcards: WildcardChild[] = [];
+  for (const [key, child] of node.children) {
+    const revived = reviveNode(child);
+    children.set(key, revived);
+    if (key.includes('*')) wildcards.push(Object.freeze({ pattern: key, matches: compileWildcard(key), node: revived }));
+  }
+  return Object.freeze({
+    ...node,
+    children,
+    wildcards: Object.freeze(wildcards),
+    limits: Object.freeze(node.limits.map((limit) => Object.freeze({ ...limit, replaces: Object.freeze(limit.replaces) }))),
+    metadata: node.metadata && Object.freeze(node.metadata),
+  });
+}
+
 function compileFile(file: DescriptorFile, issues: IssueCollector): { name: string; line: number | undefined; config: DomainConfig } | undefined {
   const parsed = parseYaml(file.text);
   if (!parsed.ok) {
-    // yaml.v2's wording for the commonest case (an unterminated quote or flow), the parser's own otherwise.
-    const message = parsed.code === 'MISSING_CHAR' || parsed.code === 'UNEXPECTED_TOKEN' && /end/i.test(parsed.message)
-      ? 'found unexpected end of stream' : parsed.message;
-    issues.add(parsed.line, '', `error loading config file: yaml: line ${parsed.line}: ${message}`);
+    for (const problem of parsed.problems) {
+      if (problem.path !== '' || problem.code.startsWith('ALIAS_')) {
+        issues.add(problem.line, problem.path, `error loading config file: ${problem.message}`);
+        continue;
+      }
+      // yaml.v2's wording for the commonest case (an unterminated quote or flow), the parser's own otherwise.
+      const message = problem.code === 'MISSING_CHAR' || problem.code === 'UNEXPECTED_TOKEN' && /end/i.test(problem.message)
+        ? 'found unexpected end of stream' : problem.message;
+      issues.add(problem.line, '', `error loading config file: yaml: line ${problem.line}: ${message}`);
+    }
     return undefined;
   }
   const root = parsed.root;
@@ -114,7 +161,9 @@ function validateKeys(map: YamlMap, path: string, issues: IssueCollector): void 
     } else if (value.kind === 'map') {
       validateKeys(value, keyPath, issues);
     } else if (value.numberKind === 'float' || typeof value.value === 'bigint') {
-      issues.add(value.line, keyPath, 'error checking config');
+      // Upstream's whole message is "error checking config"; its prefix stays for alerting that matches on it.
+      const problem = value.numberKind === 'float' ? 'must be a whole number' : 'is too large';
+      issues.add(value.line, keyPath, `error checking config: ${key.value} ${problem}, got ${value.source.trim()}`);
     }
   }
 }

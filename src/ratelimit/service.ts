@@ -21,6 +21,8 @@ export interface RateLimitSettings {
   readonly responseDynamicMetadata: boolean;
   readonly maxDescriptors: number;
   readonly maxEntries: number;
+  /** Longest entry key or value, in UTF-8 bytes: longer ones would become multi-megabyte store keys. */
+  readonly maxEntryBytes: number;
 }
 
 /** What a handler reads once per request: settings and descriptors swap together on reload. */
@@ -192,7 +194,19 @@ function validate(request: RateLimitRequest, settings: RateLimitSettings): void 
     if (d.entries.length > settings.maxEntries) {
       throw new PortcullisError(ErrorCode.RL_BAD_REQUEST, `rate limit descriptor has ${d.entries.length} entries, more than the maximum of ${settings.maxEntries}`);
     }
+    for (const e of d.entries) {
+      if (longerThan(e.key, settings.maxEntryBytes) || longerThan(e.value, settings.maxEntryBytes)) {
+        throw new PortcullisError(ErrorCode.RL_BAD_REQUEST, `rate limit descriptor entry '${e.key.slice(0, 64)}' has a key or value longer than the maximum of ${settings.maxEntryBytes} bytes`);
+      }
+    }
   }
+}
+
+/** Whether `text` is longer than `maxBytes` in UTF-8; counts bytes only when the UTF-16 length cannot tell. */
+function longerThan(text: string, maxBytes: number): boolean {
+  if (text.length > maxBytes) return true;
+  if (text.length * 3 <= maxBytes) return false;
+  return Buffer.byteLength(text, 'utf8') > maxBytes;
 }
 
 /**

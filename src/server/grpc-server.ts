@@ -1,8 +1,8 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
-/** Health service names: the overall server, the standard service name, and envoyproxy/ratelimit's. */
-export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit'] as const;
+/** Health service names: the overall server, the standard service names, and envoyproxy/ratelimit's. */
+export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit', 'envoy.service.ext_proc.v3.ExternalProcessor'] as const;
 
 export interface GrpcServer {
   readonly address: string;
@@ -14,8 +14,13 @@ export interface GrpcServer {
 export async function startGrpcServer(
   address: string,
   services: readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[],
+  options: { readonly maxReceiveMessageBytes?: number } = {},
 ): Promise<GrpcServer> {
-  const server = new Server({ 'grpc.keepalive_permit_without_calls': 1 });
+  const server = new Server({
+    'grpc.keepalive_permit_without_calls': 1,
+    // ext_proc BUFFERED bodies travel in one message; grpc-js refuses anything over 4 MiB by default.
+    ...(options.maxReceiveMessageBytes === undefined ? {} : { 'grpc.max_receive_message_length': options.maxReceiveMessageBytes }),
+  });
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
   health.addToServer(server);

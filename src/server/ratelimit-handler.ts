@@ -116,7 +116,7 @@ export function toWire(decision: Decision): unknown {
  * A plain JSON-like object as google.protobuf.Struct. Loaded from a descriptor set, protobufjs sees the
  * `map<string, Value> fields` as what it is on the wire, a repeated FieldsEntry { key, value }.
  */
-function toStruct(object: Readonly<Record<string, unknown>>): unknown {
+export function toStruct(object: Readonly<Record<string, unknown>>): unknown {
   return { fields: Object.entries(object).map(([key, value]) => ({ key, value: toValue(value) })) };
 }
 

@@ -14,7 +14,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Server as HttpServer } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { App } from '../app.js';
-import type { PortcullisConfig } from '../config/portcullis-config.js';
+import { watchedPaths, type PortcullisConfig } from '../config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from '../config/watcher.js';
 import type { Logger } from '../observability/logger.js';
 import { createAdminServer, listen } from './admin-http.js';
@@ -248,7 +248,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   let watcher: ConfigWatcher | undefined;
   if (config.ratelimit.reload.enabled) {
     // Each worker compares fingerprints itself, so an unchanged poll costs it one read of the files.
-    watcher = watchConfig([config.file, config.ratelimit.descriptors], config.ratelimit.reload.pollIntervalMs, async () => {
+    watcher = watchConfig(watchedPaths(config), config.ratelimit.reload.pollIntervalMs, async () => {
       for (const slot of slots) send(slot.worker, { pc: 'reload' });
     });
   }

@@ -17,6 +17,18 @@ export const ErrorCode = {
   STORE_UNAVAILABLE: 'PC_STORE_UNAVAILABLE',
   /** The counter store did not answer before the request deadline. */
   STORE_TIMEOUT: 'PC_STORE_TIMEOUT',
+  /** ext_authz could not decide because a dependency failed and its failure mode says error, not deny. */
+  AUTHZ_UNAVAILABLE: 'PC_AUTHZ_UNAVAILABLE',
+  /** A composer (bff) request has a bad parameter: 400. */
+  BFF_BAD_REQUEST: 'PC_BFF_BAD_REQUEST',
+  /** No composer endpoint has this path: 404. */
+  BFF_NOT_FOUND: 'PC_BFF_NOT_FOUND',
+  /** A composer endpoint was asked with a method other than GET or HEAD: 405. */
+  BFF_METHOD_NOT_ALLOWED: 'PC_BFF_METHOD_NOT_ALLOWED',
+  /** A required composer call (no on_error) failed: 502. */
+  BFF_UPSTREAM_FAILED: 'PC_BFF_UPSTREAM_FAILED',
+  /** A required composer call (no on_error) ran out of time: 504. */
+  BFF_UPSTREAM_TIMEOUT: 'PC_BFF_UPSTREAM_TIMEOUT',
   /** A bug: anything that was not classified. */
   INTERNAL: 'PC_INTERNAL',
 } as const;

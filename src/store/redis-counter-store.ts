@@ -194,7 +194,7 @@ interface PendingBatch {
 }
 
 type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
-type RedisClient = Redis | Cluster;
+export type RedisClient = Redis | Cluster;
 /** The command defineCommand() adds: numkeys, then keys, then argv. */
 type ScriptRunner = Record<typeof SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
 
@@ -404,7 +404,7 @@ function toStoreError(error: unknown): StoreError {
  * Settles with `work`, or with STORE_TIMEOUT as soon as `signal` aborts, whichever comes first. `work` keeps its
  * handlers, so a reply (or error) arriving after the deadline is dropped rather than reported as unhandled.
  */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const unsubscribe = whenAborted(signal, () => reject(deadlineError()));
     work.then(

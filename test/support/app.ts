@@ -8,6 +8,7 @@ import { parsePortcullisConfig } from '../../src/config/portcullis-config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { systemClock } from '../../src/shared/clock.js';
+import type { CacheStore } from '../../src/store/cache-store.js';
 import type { CounterStore } from '../../src/store/counter-store.js';
 import { MemoryCounterStore } from '../../src/store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../../src/store/redis-counter-store.js';
@@ -19,6 +20,10 @@ export interface TestApp {
   readonly descriptorsDir: string;
   readonly grpcAddress: string;
   readonly adminUrl: string;
+  /** http://host:port of the composer listener, when `bff` was given. */
+  readonly httpUrl: string | undefined;
+  /** The config file, to rewrite before app.reload(). */
+  readonly file: string;
   readonly client: RateLimitClient;
   readonly registry: Registry;
   /** Parsed pino lines logged so far. */
@@ -36,6 +41,13 @@ export interface TestAppOptions {
   readonly redisUrl?: string;
   readonly clock?: Clock;
   readonly store?: CounterStore;
+  /** YAML for the `extproc:` section, without the key. */
+  readonly extproc?: string;
+  readonly cache?: CacheStore;
+  /** Extra files in the config dir (JSON Schemas), by relative name. */
+  readonly files?: Readonly<Record<string, string>>;
+  /** YAML for the `bff:` section; turns the composer listener on (port 0). */
+  readonly bff?: string;
 }
 
 /** A real Portcullis (gRPC on port 0, admin on port 0) in this process, with its own temp config dir. */
@@ -45,19 +57,24 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   mkdirSync(descriptorsDir);
   for (const [name, text] of Object.entries(options.descriptors)) writeFileSync(path.join(descriptorsDir, name), text);
   const file = path.join(dir, 'portcullis.yaml');
-  const ratelimit = (options.ratelimit ?? '').split('\n').map((l) => `  ${l}`).join('\n');
+  const indent = (yaml: string): string => yaml.split('\n').map((l) => `  ${l}`).join('\n');
+  const ratelimit = indent(options.ratelimit ?? '');
   writeFileSync(file, [
     'server:',
     '  grpc: { address: "127.0.0.1:0" }',
     '  admin: { address: "127.0.0.1:0" }',
     '  shutdown_timeout_ms: 2000',
+    ...(options.bff !== undefined ? ['  http: { address: "127.0.0.1:0" }'] : []),
     ...(options.redisUrl ? ['redis:', `  url: "${options.redisUrl}"`] : []),
     'log: { level: debug }',
     'ratelimit:',
     '  descriptors: ./ratelimit',
     '  reload: { enabled: true, poll_interval_ms: 100 }',
     ratelimit,
+    ...(options.extproc ? ['extproc:', ...options.extproc.split('\n').map((l) => `  ${l}`)] : []),
+    ...(options.bff !== undefined ? ['bff:', indent(options.bff)] : []),
   ].join('\n'));
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), text);
   const config = parsePortcullisConfig(readFileSync(file, 'utf8'), file);
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -68,11 +85,12 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   });
   const registry = new Registry();
   const store = options.store ?? (options.redisUrl ? new RedisCounterStore(createRedisClient({ url: options.redisUrl })) : new MemoryCounterStore());
-  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0 });
-  const { grpcAddress, adminAddress } = await app.start();
+  const app = buildApp({ config, logger: createLogger('debug', sink), registry, clock: options.clock ?? systemClock, store, random: () => 0, cache: options.cache });
+  const { grpcAddress, adminAddress, httpAddress } = await app.start();
   const client = rateLimitClient(grpcAddress);
   return {
-    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry,
+    app, dir, descriptorsDir, grpcAddress, adminUrl: `http://${adminAddress}`, client, registry, file,
+    httpUrl: httpAddress === undefined ? undefined : `http://${httpAddress}`,
     logs: () => lines,
     async metric(name, labels = {}) {
       const metric = registry.getSingleMetric(name);

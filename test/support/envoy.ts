@@ -124,6 +124,18 @@ export function rateLimitBootstrap(options: RateLimitBootstrapOptions): Record<s
   return bootstrap;
 }
 
+export const BFF_BOOTSTRAP = 'envoy/bff.yaml';
+
+/** envoy/bff.yaml with admin and the `ingress` listener on 127.0.0.1 port 0 and the `bff` cluster at `composer`. */
+export function bffBootstrap(composer: HostPort): Record<string, unknown> {
+  const bootstrap = structuredClone(loadYamlFile(BFF_BOOTSTRAP));
+  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
+  const resources = record(at(bootstrap, 'static_resources'));
+  setSocketAddress(at(byName(list(resources['listeners']), 'ingress'), 'address'), { host: '127.0.0.1', port: 0 });
+  setClusterEndpoint(byName(list(resources['clusters']), 'bff'), composer);
+  return bootstrap;
+}
+
 /** The typed_config of the envoy.filters.http.ratelimit filter of the `ingress` listener. */
 export function rateLimitFilterConfig(bootstrap: Record<string, unknown>): Record<string, unknown> {
   const resources = record(at(bootstrap, 'static_resources'));
@@ -131,6 +143,37 @@ export function rateLimitFilterConfig(bootstrap: Record<string, unknown>): Recor
   const chain = record(list(ingress['filter_chains'])[0]);
   const hcm = record(at(byName(list(chain['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
   return record(at(byName(list(hcm['http_filters']), 'envoy.filters.http.ratelimit'), 'typed_config'));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The ext_proc bootstrap
+
+export const EXTPROC_BOOTSTRAP = 'envoy/extproc.yaml';
+
+export interface ExtprocBootstrapOptions {
+  upstream: HostPort;
+  portcullis: HostPort;
+  /** Overrides the filter's message_timeout (the example's 0.2s is tight for a loaded CI machine). */
+  messageTimeout?: string;
+  /** HTTP filters put before ext_proc (e.g. header_to_metadata standing in for ext_authz). */
+  filtersBefore?: object[];
+}
+
+/** envoy/extproc.yaml with admin and listener on port 0 and the clusters at the given addresses. */
+export function extprocBootstrap(options: ExtprocBootstrapOptions): Record<string, unknown> {
+  const bootstrap = structuredClone(loadYamlFile(EXTPROC_BOOTSTRAP));
+  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
+  const resources = record(at(bootstrap, 'static_resources'));
+  const ingress = byName(list(resources['listeners']), 'ingress');
+  setSocketAddress(at(ingress, 'address'), { host: '127.0.0.1', port: 0 });
+  setClusterEndpoint(byName(list(resources['clusters']), 'upstream'), options.upstream);
+  setClusterEndpoint(byName(list(resources['clusters']), 'portcullis'), options.portcullis);
+  const hcm = record(at(byName(list(record(list(ingress['filter_chains'])[0])['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
+  const filters = list(hcm['http_filters']);
+  const filter = record(at(byName(filters, 'envoy.filters.http.ext_proc'), 'typed_config'));
+  if (options.messageTimeout !== undefined) filter['message_timeout'] = options.messageTimeout;
+  if (options.filtersBefore !== undefined) filters.unshift(...options.filtersBefore);
+  return bootstrap;
 }
 
 function setSocketAddress(address: unknown, target: HostPort): void {

@@ -14,6 +14,8 @@ export interface PortcullisInstance {
   grpc: HostPort;
   /** http://host:port of the admin server. */
   adminUrl: string;
+  /** http://host:port of the composer listener, when server.http is set. */
+  httpUrl: string | undefined;
   /** The pino JSON lines logged so far, parsed (lines that are not JSON are kept as `{ raw }`). */
   logs(): Record<string, unknown>[];
   /** Raw stdout + stderr so far. */
@@ -140,10 +142,12 @@ export async function startPortcullis(
 
   const grpcAddress = String(listening['grpcAddress']);
   const adminAddress = String(listening['adminAddress']);
+  const httpAddress = listening['httpAddress'];
   return {
     grpcAddress,
     grpc: splitHostPort(grpcAddress),
     adminUrl: `http://${adminAddress}`,
+    httpUrl: typeof httpAddress === 'string' ? `http://${httpAddress}` : undefined,
     logs: () => logs,
     output: () => output,
     stop,

@@ -19,23 +19,50 @@ export interface Upstream {
   url: string;
   /** Number of requests answered so far. */
   requestCount(): number;
+  /** Every request received so far, in arrival order. */
+  requests(): EchoBody[];
+  /** The most requests that were in progress at one time. */
+  maxConcurrent(): number;
   stop(): Promise<void>;
 }
 
-export async function startUpstream(host = '127.0.0.1', port = 0): Promise<Upstream> {
+/** How a test upstream misbehaves: the composer tests need a slow one and a failing one. */
+export interface UpstreamBehaviour {
+  /** Answer this many ms late. */
+  delayMs?: number;
+  /** Answer with this status (default 200); the body is still the echo. */
+  status?: number;
+}
+
+export async function startUpstream(host = '127.0.0.1', port = 0, behaviour: UpstreamBehaviour = {}): Promise<Upstream> {
   let count = 0;
+  let active = 0;
+  let maxActive = 0;
+  const seen: EchoBody[] = [];
   const server: Server = createServer((request, response) => {
     count += 1;
+    active += 1;
+    maxActive = Math.max(maxActive, active);
     const body: EchoBody = { method: request.method ?? '', path: request.url ?? '', headers: request.headers };
+    seen.push(body);
     // Drain any request body, then answer.
     request.resume();
     request.on('end', () => {
       const payload = JSON.stringify(body);
-      response.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(payload),
+      const timer = setTimeout(() => {
+        active -= 1;
+        response.writeHead(behaviour.status ?? 200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        });
+        response.end(payload);
+      }, behaviour.delayMs ?? 0);
+      response.once('close', () => {
+        if (!response.writableFinished) {
+          clearTimeout(timer);
+          active -= 1;
+        }
       });
-      response.end(payload);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -51,6 +78,8 @@ export async function startUpstream(host = '127.0.0.1', port = 0): Promise<Upstr
     port: bound,
     url: `http://${host}:${bound}`,
     requestCount: () => count,
+    requests: () => seen,
+    maxConcurrent: () => maxActive,
     stop: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));

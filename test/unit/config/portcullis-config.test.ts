@@ -46,17 +46,33 @@ const DEFAULT_RATELIMIT = {
   responseDynamicMetadata: false,
   maxDescriptors: 256,
   maxEntries: 64,
+  maxEntryBytes: 4096,
+  descriptorsMaxBytes: 16 << 20,
+  descriptorsLoadTimeoutMs: 30_000,
   timeoutMs: 1000,
   reload: { enabled: true, pollIntervalMs: 1000 },
   metrics: { maxKeys: 10000 },
 };
 
+export const DEFAULT_EXTPROC = {
+  requestId: { header: 'x-request-id' },
+  tracing: { mirror: { traceId: undefined, spanId: undefined } },
+  cache: { maxEntryBytes: 1048576, maxMemoryBytes: 67108864, timeoutMs: 50, keyPrefix: 'portcullis:cache:' },
+  maxMessageBytes: 67108864,
+  routes: [],
+};
+const EMPTY_BFF: PortcullisConfig['bff'] = { services: new Map(), endpoints: [], degradedHeader: 'x-bff-degraded', maxResponseBytes: 1048576 };
+
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
-  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, shutdownTimeoutMs: 10000, workers: 1 },
+  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
   redis: undefined,
+  memory: { maxKeys: 500_000 },
   log: { level: 'info' },
   ratelimit: DEFAULT_RATELIMIT as PortcullisConfig['ratelimit'],
+  authz: undefined,
+  extproc: DEFAULT_EXTPROC,
+  bff: EMPTY_BFF,
 };
 
 describe('portcullis.yaml: valid files', () => {
@@ -65,11 +81,15 @@ describe('portcullis.yaml: valid files', () => {
     const config = await loadPortcullisConfig(file);
     assert.deepEqual(config, {
       file,
-      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, shutdownTimeoutMs: 5000, workers: 2 },
+      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2 },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
+      memory: { maxKeys: 500_000 },
+      authz: undefined,
       log: { level: 'debug' },
       ratelimit: {
         descriptors: path.join(FIXTURES, 'limits'),
+        descriptorsMaxBytes: 16 << 20,
+        descriptorsLoadTimeoutMs: 30_000,
         shadowMode: true,
         quotaMode: true,
         nearLimitRatio: 0.9,
@@ -82,10 +102,13 @@ describe('portcullis.yaml: valid files', () => {
         responseDynamicMetadata: true,
         maxDescriptors: 16,
         maxEntries: 8,
+        maxEntryBytes: 4096,
         timeoutMs: 250,
         reload: { enabled: false, pollIntervalMs: 2000 },
         metrics: { maxKeys: 500 },
       },
+      extproc: DEFAULT_EXTPROC,
+      bff: EMPTY_BFF,
     });
     deepFrozen(config);
     assert.throws(() => {
@@ -159,8 +182,8 @@ interface BadCase {
 }
 
 const UNKNOWN_KEYS: readonly BadCase[] = [
-  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, log, ratelimit)" },
-  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, shutdown_timeout_ms, workers)" },
+  { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
+  { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: "unknown key 'password' (expected one of: url, cluster, connect_timeout_ms)" },
@@ -189,10 +212,14 @@ const WRONG_TYPES: readonly BadCase[] = [
   { name: 'a mapping for a string', text: 'ratelimit:\n  descriptors: {path: x}\n', line: 2, path: 'ratelimit.descriptors', message: 'expected a string, got a mapping' },
   { name: 'a ratio above 1', text: 'ratelimit:\n  near_limit_ratio: 1.5\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'must be between 0 and 1, got 1.5' },
   { name: 'a negative ratio', text: 'ratelimit:\n  near_limit_ratio: -0.1\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'must be between 0 and 1, got -0.1' },
-  { name: 'a zero timeout', text: 'ratelimit:\n  timeout_ms: 0\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and ∞, got 0' },
-  { name: 'a poll interval below 50 ms', text: 'ratelimit:\n  reload:\n    poll_interval_ms: 10\n', line: 3, path: 'ratelimit.reload.poll_interval_ms', message: 'must be between 50 and ∞, got 10' },
-  { name: 'a negative jitter', text: 'ratelimit:\n  expiration_jitter_max_seconds: -1\n', line: 2, path: 'ratelimit.expiration_jitter_max_seconds', message: 'must be between 0 and ∞, got -1' },
-  { name: 'zero max_descriptors', text: 'ratelimit:\n  max_descriptors: 0\n', line: 2, path: 'ratelimit.max_descriptors', message: 'must be between 1 and ∞, got 0' },
+  { name: 'a zero timeout', text: 'ratelimit:\n  timeout_ms: 0\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and 60000, got 0' },
+  { name: 'a poll interval below 50 ms', text: 'ratelimit:\n  reload:\n    poll_interval_ms: 10\n', line: 3, path: 'ratelimit.reload.poll_interval_ms', message: 'must be between 50 and 3600000, got 10' },
+  { name: 'a negative jitter', text: 'ratelimit:\n  expiration_jitter_max_seconds: -1\n', line: 2, path: 'ratelimit.expiration_jitter_max_seconds', message: 'must be between 0 and 86400, got -1' },
+  { name: 'a shutdown timeout past any sane bound', text: 'server:\n  shutdown_timeout_ms: 99999999999999999999999\n', line: 2, path: 'server.shutdown_timeout_ms', message: 'must be between 0 and 600000, got 99999999999999999999999' },
+  { name: 'a store timeout that would overflow Node timers', text: 'ratelimit:\n  timeout_ms: 3000000000\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and 60000, got 3000000000' },
+  { name: 'an infinite number', text: 'ratelimit:\n  near_limit_ratio: .inf\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'expected a number, got Infinity' },
+  { name: 'a memory store bound of 0', text: 'memory:\n  max_keys: 0\n', line: 2, path: 'memory.max_keys', message: 'must be between 1 and 100000000, got 0' },
+  { name: 'zero max_descriptors', text: 'ratelimit:\n  max_descriptors: 0\n', line: 2, path: 'ratelimit.max_descriptors', message: 'must be between 1 and 65536, got 0' },
 ];
 
 const BAD_VALUES: readonly BadCase[] = [
@@ -295,6 +322,24 @@ describe('portcullis.yaml: redactedConfig', () => {
       secret: 's3cret',
     },
     {
+      name: 'hides a password given as a query parameter (ioredis reads every parameter as an option)',
+      redis: 'redis:\n  url: redis://cache:6379/0?password=s3cret&db=1\n',
+      shown: { url: 'redis://cache:6379/0?password=***&db=1', cluster: undefined, connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
+      name: 'hides user info and every secret-looking parameter at once',
+      redis: 'redis:\n  url: rediss://u:s3cret@cache:6379?sentinelPassword=s3cret&family=6&password=s3cret\n',
+      shown: { url: 'rediss://***@cache:6379?sentinelPassword=***&family=6&password=***', cluster: undefined, connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
+      name: 'hides query passwords of cluster members',
+      redis: 'redis:\n  cluster:\n    - redis://a:7000?password=s3cret\n',
+      shown: { url: undefined, cluster: ['redis://a:7000?password=***'], connectTimeoutMs: 2000 },
+      secret: 's3cret',
+    },
+    {
       name: 'hides a password that contains @',
       redis: 'redis:\n  url: redis://user:p@ss@cache:6379\n',
       shown: { url: 'redis://***@cache:6379', cluster: undefined, connectTimeoutMs: 2000 },
@@ -323,5 +368,24 @@ describe('portcullis.yaml: redactedConfig', () => {
 
   it('shows no redis section when there is none', () => {
     assert.equal((redactedConfig(parsePortcullisConfig('', FILE)) as PortcullisConfig).redis, undefined);
+  });
+});
+
+describe('schema: number() bounds every field', () => {
+  it('applies DEFAULT_MAX_NUMBER when a field names no max, so new sections are bounded too', async () => {
+    const { number, DEFAULT_MAX_NUMBER } = await import('../../../src/config/schema.js');
+    const { IssueCollector } = await import('../../../src/config/errors.js');
+    const { parseYaml } = await import('../../../src/config/yaml.js');
+    const field = number(5, { min: 0, integer: true });
+    const read = (text: string): [number, string[]] => {
+      const issues = new IssueCollector('f.yaml');
+      const parsed = parseYaml(`n: ${text}\n`);
+      assert.ok(parsed.ok && parsed.root?.kind === 'map');
+      const value = field(parsed.root.entries[0]?.value, 'n', issues, 1);
+      return [value, issues.issues.map((i) => i.message)];
+    };
+    assert.deepEqual(read(String(DEFAULT_MAX_NUMBER)), [DEFAULT_MAX_NUMBER, []]);
+    assert.deepEqual(read(String(DEFAULT_MAX_NUMBER + 1)), [5, [`must be between 0 and ${DEFAULT_MAX_NUMBER}, got ${DEFAULT_MAX_NUMBER + 1}`]]);
+    assert.deepEqual(read('1e400'), [5, ['expected an integer, got Infinity']]);
   });
 });

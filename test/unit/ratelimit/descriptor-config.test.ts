@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, formatIssue, type ConfigIssue } from '../../../src/config/errors.js';
-import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
+import { compileDescriptorFiles, compileDescriptorFilesOffThread, dumpLimits } from '../../../src/ratelimit/descriptor-config.js';
 import { matchDescriptor } from '../../../src/ratelimit/matcher.js';
 import type { CompiledLimit, DescriptorNode, RateLimitConfig } from '../../../src/ratelimit/types.js';
 import { ErrorCode } from '../../../src/shared/errors.js';
@@ -174,7 +174,7 @@ const UPSTREAM_ERRORS: readonly ErrorCase[] = [
   {
     name: 'float value',
     files: ['float_value.yaml'],
-    error: { file: 'float_value.yaml', message: 'error checking config', line: 6, path: 'descriptors[0].rate_limit.requests_per_unit' },
+    error: { file: 'float_value.yaml', message: 'error checking config: requests_per_unit must be a whole number, got 2.5', line: 6, path: 'descriptors[0].rate_limit.requests_per_unit' },
   },
   {
     name: 'share_threshold on a value without *',
@@ -476,5 +476,52 @@ describe('compileDescriptorFiles: what valid files mean', () => {
       e2 = error as ConfigError;
     }
     assert.deepEqual(e2?.issues.map((i) => i.file), e1.issues.map((i) => i.file));
+  });
+});
+
+describe('compileDescriptorFilesOffThread', () => {
+  /** Everything but the wildcard matchers (functions), which are compared by what they match. */
+  const shape = (config: RateLimitConfig): unknown => {
+    const node = (n: DescriptorNode): unknown => ({
+      ...n, children: [...n.children].map(([k, c]) => [k, node(c)]), wildcards: n.wildcards.map((w) => [w.pattern, node(w.node)]),
+    });
+    return [...config.domains].map(([name, d]) => [name, d.consumeWhenOverLimit, node(d.root)]);
+  };
+  const valid = ['metadata.yaml', 'nested.yaml', 'wildcard.yaml', 'replaces.yaml', 'extensions.yaml', 'value_to_metric.yaml'];
+
+  it('compiles in a worker to the same frozen config as in process, wildcards included', async () => {
+    const files = valid.map(fixture);
+    const here = compileDescriptorFiles(files);
+    const there = await compileDescriptorFilesOffThread(files, 30_000, 'descriptors');
+    assert.deepEqual(shape(there), shape(here));
+    assert.equal(dumpLimits(there), dumpLimits(here));
+    const walk = (n: DescriptorNode): void => {
+      assert.ok(Object.isFrozen(n) && Object.isFrozen(n.limits) && Object.isFrozen(n.wildcards));
+      n.limits.forEach((l) => assert.ok(Object.isFrozen(l) && Object.isFrozen(l.replaces)));
+      n.children.forEach(walk);
+    };
+    there.domains.forEach((d) => walk(d.root));
+    const domain = there.domains.get('wildcard')!;
+    for (const entry of ['path=/api/v1/x', 'path=/api/y', 'path=/api/exact', 'wild=foobar', 'path=/nope']) {
+      assert.deepEqual(matchDescriptor(domain, desc(entry))?.limits.map((l) => l.fullKey), matchDescriptor(here.domains.get('wildcard')!, desc(entry))?.limits.map((l) => l.fullKey), entry);
+    }
+  });
+
+  it('rethrows load errors from the worker with their issues', async () => {
+    const error = await compileDescriptorFilesOffThread([fixture('float_value.yaml')], 30_000, 'descriptors').then(
+      () => assert.fail('expected a ConfigError'), (e: unknown) => e);
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.issues[0]?.file, 'float_value.yaml');
+    assert.equal(error.issues[0]?.line, 6);
+  });
+
+  it('stops a load that runs past its time budget and says which setting to raise', async () => {
+    const big = Array.from({ length: 20_000 }, (_, i) => `  - key: k\n    value: v${i}\n    rate_limit: { unit: minute, requests_per_unit: 1 }\n`).join('');
+    const started = Date.now();
+    const error = await compileDescriptorFilesOffThread([{ name: 'big.yaml', text: `domain: big\ndescriptors:\n${big}` }], 200, '/etc/ratelimit').then(
+      () => assert.fail('expected a ConfigError'), (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(error.message, '/etc/ratelimit: loading took longer than 200 ms (ratelimit.descriptors_load_timeout_ms); not loaded');
+    assert.ok(Date.now() - started < 2000, `gave up after ${Date.now() - started} ms`);
   });
 });

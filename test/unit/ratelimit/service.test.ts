@@ -26,6 +26,7 @@ const BASE_SETTINGS: RateLimitSettings = {
   failureMode: 'error',
   maxDescriptors: 256,
   maxEntries: 64,
+  maxEntryBytes: 4096,
   responseDynamicMetadata: false,
 };
 

@@ -1,0 +1,131 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import path from 'node:path';
+import { ConfigError, IssueCollector, joinPath } from '../config/errors.js';
+import { boolean, list, object, string } from '../config/schema.js';
+import { parseYaml } from '../config/yaml.js';
+import type { CheckInput, Outcome } from './types.js';
+
+/** One entry of keys.yaml. Only the SHA-256 of a key is ever stored. */
+export interface ApiKeyEntry {
+  readonly id: string;
+  readonly sha256: Buffer;
+  readonly owner: string;
+  readonly tier: string;
+  readonly scopes: readonly string[];
+  readonly roles: readonly string[];
+  readonly disabled: boolean;
+}
+
+/** keys.yaml compiled: entries by hex digest, for an O(1) lookup. */
+export interface ApiKeySet {
+  readonly byHash: ReadonlyMap<string, ApiKeyEntry>;
+}
+
+const entrySchema = object({
+  id: string('', (s) => (/^[A-Za-z0-9._:-]{1,128}$/.test(s) ? undefined : `expected an id of letters, digits and ._:- , got '${s}'`)),
+  sha256: string('', (s) => (/^[0-9a-f]{64}$/.test(s) ? undefined : 'expected 64 lower-case hex digits (sha256 of the key)')),
+  owner: string(''),
+  tier: string(''),
+  scopes: list(string('')),
+  roles: list(string('')),
+  disabled: boolean(false),
+});
+
+/** Parses keys.yaml (a YAML list); throws ConfigError naming file, line and path of every problem. */
+export function parseKeysFile(text: string, file: string): ApiKeySet {
+  const issues = new IssueCollector(path.basename(file));
+  const parsed = parseYaml(text);
+  if (!parsed.ok) {
+    issues.add(parsed.line, '', `invalid YAML: ${parsed.message}`);
+    throw new ConfigError(issues.issues);
+  }
+  const byHash = new Map<string, ApiKeyEntry>();
+  const ids = new Set<string>();
+  const root = parsed.root;
+  if (root !== null && root.kind !== 'seq') issues.add(root.line, '', 'expected a list of keys');
+  const items = root?.kind === 'seq' ? root.items : [];
+  items.forEach((item, i) => {
+    const at = joinPath('', i);
+    const raw = entrySchema(item, at, issues, item?.line ?? 1);
+    const line = item?.line;
+    if (raw.id === '') issues.add(line, `${at}.id`, 'is required');
+    if (raw.sha256 === '') issues.add(line, `${at}.sha256`, 'is required');
+    if (raw.id !== '' && ids.has(raw.id)) issues.add(line, `${at}.id`, `duplicate key id '${raw.id}'`);
+    if (raw.sha256 !== '' && byHash.has(raw.sha256)) issues.add(line, `${at}.sha256`, 'duplicate sha256: two entries for one key');
+    ids.add(raw.id);
+    byHash.set(raw.sha256, {
+      id: raw.id,
+      sha256: Buffer.from(raw.sha256, 'hex'),
+      owner: raw.owner || raw.id,
+      tier: raw.tier,
+      scopes: raw.scopes ?? [],
+      roles: raw.roles ?? [],
+      disabled: raw.disabled,
+    });
+  });
+  if (issues.issues.length > 0) throw new ConfigError(issues.issues);
+  return { byHash };
+}
+
+/** Keys this long or longer are refused unhashed: nobody was issued one. */
+const MAX_KEY_LENGTH = 256;
+
+/** Where a presented key sits, so the evaluator can strip it from the query. */
+function presentedKey(input: CheckInput, header: string, query: string | undefined, rawQuery: string): { key: string; from: 'header' | 'query' } | undefined {
+  const fromHeader = input.headers.get(header);
+  if (fromHeader !== undefined && fromHeader !== '') return { key: fromHeader.trim(), from: 'header' };
+  if (query === undefined || rawQuery === '') return undefined;
+  for (const pair of rawQuery.split('&')) {
+    const eq = pair.indexOf('=');
+    const name = eq >= 0 ? pair.slice(0, eq) : pair;
+    if (name !== query) continue;
+    try {
+      return { key: decodeURIComponent((eq >= 0 ? pair.slice(eq + 1) : '').replace(/\+/g, ' ')), from: 'query' };
+    } catch {
+      return { key: '', from: 'query' };
+    }
+  }
+  return undefined;
+}
+
+export interface ApiKeyEvaluatorSettings {
+  readonly header: string;
+  readonly query: string | undefined;
+}
+
+/**
+ * API key: SHA-256 of the presented key looked up in a Map (O(1), nothing to time), then the stored digest compared
+ * in constant time. `isRevoked(id)` is the Redis-backed revocation (undefined: revocation state unknown).
+ */
+export function evaluateApiKey(
+  input: CheckInput,
+  rawQuery: string,
+  settings: ApiKeyEvaluatorSettings,
+  keys: ApiKeySet,
+  isRevoked: (id: string) => boolean | undefined,
+): Outcome {
+  const found = presentedKey(input, settings.header, settings.query, rawQuery);
+  if (found === undefined) return { kind: 'absent', detail: `no ${settings.header} header${settings.query ? ` or ${settings.query} query parameter` : ''}` };
+  if (found.key.includes(',')) return { kind: 'invalid', reason: 'api_key_ambiguous', detail: 'more than one API key sent' };
+  if (found.key === '' || found.key.length > MAX_KEY_LENGTH) return { kind: 'invalid', reason: 'api_key_malformed', detail: 'API key empty or too long' };
+  const digest = createHash('sha256').update(found.key).digest();
+  const entry = keys.byHash.get(digest.toString('hex'));
+  if (entry === undefined || !timingSafeEqual(entry.sha256, digest)) return { kind: 'invalid', reason: 'api_key_unknown', detail: `unknown API key (from ${found.from})` };
+  if (entry.disabled) return { kind: 'invalid', reason: 'api_key_disabled', detail: `API key ${entry.id} is disabled` };
+  const revoked = isRevoked(entry.id);
+  if (revoked === undefined) return { kind: 'unavailable', reason: 'revocation_unavailable', detail: `revocation list unavailable for API key ${entry.id}` };
+  if (revoked) return { kind: 'invalid', reason: 'api_key_revoked', detail: `API key ${entry.id} is revoked` };
+  return {
+    kind: 'success',
+    detail: `API key ${entry.id} of ${entry.owner} (from ${found.from})`,
+    identity: { method: 'api_key', subject: entry.owner, apiKeyId: entry.id, tier: entry.tier || undefined, scopes: entry.scopes, roles: entry.roles, claims: {} },
+  };
+}
+
+/** A fresh key (`pk_` + 256 random bits, base64url) and the keys.yaml entry that holds only its hash. */
+export function newApiKey(id: string, owner = id, tier = ''): { key: string; entry: string } {
+  const key = `pk_${randomBytes(32).toString('base64url')}`;
+  const sha256 = createHash('sha256').update(key).digest('hex');
+  const entry = [`- id: ${JSON.stringify(id)}`, `  sha256: ${sha256}`, `  owner: ${JSON.stringify(owner)}`, ...(tier ? [`  tier: ${JSON.stringify(tier)}`] : []), '  scopes: []'].join('\n');
+  return { key, entry };
+}

@@ -1,0 +1,92 @@
+import type { AuthzSettings } from './config.js';
+import type { CompiledPolicy } from './policy.js';
+import type { AllowDecision, Attempt, Decision, DenyDecision, Identity } from './types.js';
+
+/** Dynamic metadata keys under Envoy's `envoy.filters.http.ext_authz` namespace (documented in docs/authz.md). */
+export const METADATA_KEYS = { userId: 'user_id', authMethod: 'auth_method', apiKeyId: 'api_key_id', tier: 'tier', policy: 'policy', scopes: 'scopes', provider: 'provider' } as const;
+
+export function deny(policy: string, reason: DenyDecision['reason'], status: DenyDecision['status'], message: string, attempts: readonly Attempt[] = []): DenyDecision {
+  const bearerError = status === 401 ? (reason === 'missing_credentials' ? 'invalid_request' : 'invalid_token') : undefined;
+  return { allow: false, policy, reason, status, message, attempts, ...(bearerError ? { bearerError } : {}) };
+}
+
+/** Every require clause holds for the identity; else the first that does not, in words. */
+export function unmetRequirement(policy: CompiledPolicy, identity: Identity): string | undefined {
+  const r = policy.require;
+  const missingScope = r.scopes.find((s) => !identity.scopes.includes(s));
+  if (missingScope !== undefined) return `scope ${missingScope} required`;
+  const missingRole = r.roles.find((s) => !identity.roles.includes(s));
+  if (missingRole !== undefined) return `role ${missingRole} required`;
+  for (const [claim, accepted] of r.claims) {
+    const value = identity.claims[claim];
+    const values = Array.isArray(value) ? value.map(String) : value === undefined || value === null ? [] : [String(value)];
+    if (!values.some((v) => accepted.includes(v))) return `claim ${claim} must be one of ${accepted.join(', ')}`;
+  }
+  if (r.principals.length > 0 && !(identity.principal !== undefined && r.principals.includes(identity.principal))) {
+    return `principal ${identity.principal ?? '(none)'} not allowed`;
+  }
+  return undefined;
+}
+
+/**
+ * The decision from what the evaluators found: the first method that succeeded names the caller; its identity
+ * must then meet the policy's require clauses (403 otherwise). Without a success: 503 when something outside the
+ * process failed and no credential was refused, 401 otherwise (a refused credential wins over a missing one).
+ */
+export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts: readonly Attempt[], queryParam: string | undefined): Decision {
+  const success = attempts.find((a) => a.outcome.kind === 'success');
+  if (success === undefined || success.outcome.kind !== 'success') {
+    const invalid = attempts.find((a) => a.outcome.kind === 'invalid');
+    const unavailable = attempts.find((a) => a.outcome.kind === 'unavailable');
+    if (invalid) return deny(policy.name, 'invalid_credentials', 401, 'the credentials presented are not valid', attempts);
+    if (unavailable) return deny(policy.name, 'unavailable', 503, 'the credentials could not be checked right now', attempts);
+    return deny(policy.name, 'missing_credentials', 401, 'credentials are required', attempts);
+  }
+  const identity = success.outcome.identity;
+  const unmet = unmetRequirement(policy, identity);
+  if (unmet !== undefined) return deny(policy.name, 'forbidden', 403, `not allowed: ${unmet}`, attempts);
+  return allow(settings, policy.name, identity, attempts, queryParam);
+}
+
+function allow(settings: AuthzSettings, policy: string, identity: Identity, attempts: readonly Attempt[], queryParam: string | undefined): AllowDecision {
+  const h = settings.identityHeaders;
+  const candidates: [string, string | undefined][] = [
+    [h.userId, identity.subject],
+    [h.authMethod, identity.method],
+    [h.apiKeyId, identity.apiKeyId],
+    [h.tier, identity.tier],
+    [h.scopes, identity.scopes.length > 0 ? identity.scopes.join(' ') : undefined],
+  ];
+  const headers: [string, string][] = [];
+  const headersToRemove: string[] = [];
+  for (const [name, value] of candidates) {
+    // Set (overwriting every client copy) or removed, never both: Envoy applies removals after sets.
+    if (value !== undefined && value !== '' && isHeaderSafe(value)) headers.push([name, value]);
+    else if (!headersToRemove.includes(name)) headersToRemove.push(name);
+  }
+  // The API key never travels upstream.
+  const keyHeader = settings.apiKeys?.header;
+  if (keyHeader !== undefined && !headersToRemove.includes(keyHeader) && !headers.some(([n]) => n === keyHeader)) headersToRemove.push(keyHeader);
+  const dynamicMetadata: Record<string, string> = { [METADATA_KEYS.userId]: identity.subject, [METADATA_KEYS.authMethod]: identity.method, [METADATA_KEYS.policy]: policy };
+  if (identity.apiKeyId) dynamicMetadata[METADATA_KEYS.apiKeyId] = identity.apiKeyId;
+  if (identity.tier) dynamicMetadata[METADATA_KEYS.tier] = identity.tier;
+  if (identity.scopes.length > 0) dynamicMetadata[METADATA_KEYS.scopes] = identity.scopes.join(' ');
+  if (identity.provider) dynamicMetadata[METADATA_KEYS.provider] = identity.provider;
+  return {
+    allow: true,
+    policy,
+    reason: 'allowed',
+    identity,
+    attempts,
+    headers,
+    headersToRemove,
+    queryParamsToRemove: queryParam ? [queryParam] : [],
+    dynamicMetadata,
+  };
+}
+
+/** A claim value that would break or smuggle a header (CR, LF, NUL, oversized) is not forwarded. */
+function isHeaderSafe(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return value.length <= 4096 && !/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value);
+}

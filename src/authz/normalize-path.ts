@@ -1,0 +1,66 @@
+/**
+ * The path a policy is matched against. Envoy hands ext_authz the raw `:path` (query included, nothing decoded,
+ * unless its HCM normalizes), while the upstream will decode and resolve it: matching the raw string lets
+ * `/public/../admin` or `/%61dmin` past a policy on `/admin`. So the path is normalized the way an upstream reads it
+ * and matched only after that:
+ *   - query and fragment cut off;
+ *   - percent-escapes of unreserved characters decoded (`%61` → `a`, `%2e` → `.`), other escapes upper-cased;
+ *   - `//` merged; `.` and `..` segments removed (RFC 3986 §5.2.4), never above the root;
+ *   - encoded slashes and backslashes (`%2F`, `%5C`, `\`), malformed escapes, NUL and control bytes refused:
+ *     upstreams disagree on what they mean, so no answer would be safe.
+ */
+export type NormalizedPath =
+  | { readonly ok: true; readonly path: string; readonly query: string }
+  | { readonly ok: false; readonly reason: string };
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+export function normalizePath(raw: string): NormalizedPath {
+  const hash = raw.indexOf('#');
+  const withoutFragment = hash >= 0 ? raw.slice(0, hash) : raw;
+  const q = withoutFragment.indexOf('?');
+  const target = q >= 0 ? withoutFragment.slice(0, q) : withoutFragment;
+  const query = q >= 0 ? withoutFragment.slice(q + 1) : '';
+  if (!target.startsWith('/')) return { ok: false, reason: 'path does not start with /' };
+  if (target.includes('\\')) return { ok: false, reason: 'backslash in path' };
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(target)) return { ok: false, reason: 'control character in path' };
+
+  let decoded = '';
+  for (let i = 0; i < target.length; i++) {
+    const c = target[i]!;
+    if (c !== '%') {
+      decoded += c;
+      continue;
+    }
+    const hex = target.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return { ok: false, reason: 'malformed percent-escape in path' };
+    const char = String.fromCharCode(parseInt(hex, 16));
+    const upper = hex.toUpperCase();
+    if (upper === '2F' || upper === '5C') return { ok: false, reason: 'encoded slash or backslash in path' };
+    if (upper === '00' || parseInt(hex, 16) < 0x20 || upper === '7F') return { ok: false, reason: 'encoded control character in path' };
+    decoded += UNRESERVED.test(char) ? char : `%${upper}`;
+    i += 2;
+  }
+
+  const output: string[] = [];
+  const segments = decoded.split('/').slice(1);
+  segments.forEach((segment, i) => {
+    const last = i === segments.length - 1;
+    if (segment === '.' || segment === '..') {
+      if (segment === '..') output.pop();
+      if (last) output.push('');
+      return;
+    }
+    if (segment === '' && !last) return; // merged slash
+    output.push(segment);
+  });
+  return { ok: true, path: `/${output.join('/')}`, query };
+}
+
+/** Whole-segment prefix: `/public` matches `/public` and `/public/x`, never `/publicity`. */
+export function matchesPrefix(path: string, prefix: string): boolean {
+  if (prefix === '/' || prefix === '') return true;
+  const bare = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  return path === bare || path.startsWith(`${bare}/`);
+}

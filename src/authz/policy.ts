@@ -1,0 +1,47 @@
+import type { AuthzSettings, PolicySettings } from './config.js';
+import { addressSet, type AddressSet } from './network.js';
+import { matchesPrefix } from './normalize-path.js';
+
+export interface CompiledPolicy extends PolicySettings {
+  readonly allowedAddresses: AddressSet | undefined;
+}
+
+export interface PolicySet {
+  readonly ordered: readonly CompiledPolicy[];
+  readonly byName: ReadonlyMap<string, CompiledPolicy>;
+  /** undefined: deny what matches nothing. */
+  readonly fallback: CompiledPolicy | undefined;
+}
+
+export function compilePolicies(settings: AuthzSettings | undefined): PolicySet {
+  const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow) }));
+  const byName = new Map(ordered.map((p) => [p.name, p]));
+  const fallback = settings && settings.defaultPolicy !== 'deny' ? byName.get(settings.defaultPolicy) : undefined;
+  return Object.freeze({ ordered, byName, fallback });
+}
+
+export type PolicyChoice =
+  | { readonly kind: 'policy'; readonly policy: CompiledPolicy; readonly why: string }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'unknown'; readonly name: string };
+
+/**
+ * The policy for a request: the one Envoy names in context_extensions.policy (an unknown name denies: a typo in a
+ * route must not open it), else the first whose match holds for the method and the normalized path, else the
+ * default policy.
+ */
+export function selectPolicy(set: PolicySet, method: string, normalizedPath: string, named: string | undefined): PolicyChoice {
+  if (named !== undefined) {
+    const policy = set.byName.get(named);
+    return policy ? { kind: 'policy', policy, why: 'context_extensions.policy' } : { kind: 'unknown', name: named };
+  }
+  for (const policy of set.ordered) {
+    const m = policy.match;
+    if (m === undefined) continue;
+    if (m.methods !== undefined && !m.methods.includes(method)) continue;
+    if (m.path !== undefined && m.path !== normalizedPath) continue;
+    if (m.pathPrefix !== undefined && !matchesPrefix(normalizedPath, m.pathPrefix)) continue;
+    return { kind: 'policy', policy, why: 'match' };
+  }
+  return set.fallback ? { kind: 'policy', policy: set.fallback, why: 'default_policy' } : { kind: 'none' };
+}

@@ -1,0 +1,36 @@
+/** What the authz evaluators need from outside the process. Implementations: http-client.ts, src/store/. */
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+export interface HttpClient {
+  /** GET a JSON document; rejects on a non-2xx status, a body over the size cap, or bad JSON. */
+  getJson(url: string, signal: AbortSignal): Promise<unknown>;
+  /** POST application/x-www-form-urlencoded; resolves with any status and the parsed JSON body (undefined if none). */
+  postForm(url: string, form: Readonly<Record<string, string>>, headers: Readonly<Record<string, string>>, signal: AbortSignal): Promise<HttpResponse>;
+}
+
+export type RevocationKind = 'jti' | 'key';
+
+/**
+ * Revoked token ids and API key ids, read synchronously from a local copy that the implementation keeps fresh.
+ * `undefined`: the copy is too old to trust (its source is unreachable); the caller's configured on_unavailable
+ * decides.
+ */
+export interface RevocationList {
+  isRevoked(kind: RevocationKind, id: string): boolean | undefined;
+  /** Adds an id until `expiresAtMs` (a token's exp): for tests, the CLI and operators' tooling. */
+  revoke(kind: RevocationKind, id: string, expiresAtMs: number): Promise<void>;
+  start(): void;
+  close(): Promise<void>;
+}
+
+/** What the evaluators report; implemented with prom-client in observability/metrics.ts. */
+export interface AuthzObserver {
+  jwksRefresh(provider: string, result: 'success' | 'error'): void;
+  cacheLookup(cache: 'jwt' | 'introspection', result: 'hit' | 'miss'): void;
+  introspectionError(): void;
+  revocationUnavailable(): void;
+}

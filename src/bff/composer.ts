@@ -1,0 +1,167 @@
+import { whenAborted } from '../shared/abort.js';
+import { assemble, settle, type CallResult, type Settled } from './assemble.js';
+import type { BffCall, BffEndpoint } from './config.js';
+import { evaluateExpr, renderString, textOf, type JsonValue } from './template.js';
+import type { FailureReason, UpstreamClient } from './upstream-client.js';
+
+/** Where the composer reports what happened; implemented with prom-client in observability/. */
+export interface BffObserver {
+  call(endpoint: string, call: string, seconds: number, outcome: 'ok' | 'skipped' | FailureReason, degraded: boolean): void;
+  answer(endpoint: string, status: number, seconds: number, degraded: boolean): void;
+}
+
+export interface ComposerDeps {
+  readonly client: UpstreamClient;
+  readonly observer: BffObserver;
+  /** Monotonic milliseconds (performance.now in production): for durations only. */
+  readonly now: () => number;
+}
+
+export interface ComposeInput {
+  readonly endpoint: BffEndpoint;
+  /** Path and query parameters, validated, decoded. */
+  readonly params: ReadonlyMap<string, string>;
+  /** Request headers by lower-case name; those the endpoint forwards go to every call. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly maxResponseBytes: number;
+  /** Aborts when the client went away. */
+  readonly signal: AbortSignal;
+}
+
+export interface CallReport {
+  readonly name: string;
+  readonly result: CallResult;
+  readonly degraded: boolean;
+  readonly ms: number;
+}
+
+export type ComposeResult =
+  | { readonly kind: 'answer'; readonly body: JsonValue; readonly degraded: readonly string[]; readonly calls: readonly CallReport[] }
+  /** A required call failed: `timeout` when it ran out of time, else `upstream`. */
+  | { readonly kind: 'failed'; readonly failure: 'upstream' | 'timeout'; readonly call: string; readonly calls: readonly CallReport[] };
+
+/** Abort reasons, told apart by identity when a call fails. */
+const DEADLINE = new Error('endpoint timeout');
+const CALL_TIMEOUT = new Error('call timeout');
+const GAVE_UP = new Error('a required call failed');
+
+/**
+ * Runs an endpoint's calls: each starts as soon as the calls it depends on have settled, so
+ * independent calls run in parallel and the answer takes about as long as its slowest chain. The
+ * endpoint's timeout bounds everything: when it fires, in-flight calls are aborted and take their
+ * fallbacks, so the answer still arrives on time.
+ */
+export class Composer {
+  constructor(private readonly deps: ComposerDeps) {}
+
+  async compose(input: ComposeInput): Promise<ComposeResult> {
+    const { endpoint } = input;
+    const started = this.deps.now();
+    const stop = new AbortController();
+    const deadline = setTimeout(() => stop.abort(DEADLINE), endpoint.timeoutMs);
+    const unsubscribe = whenAborted(input.signal, () => stop.abort(input.signal.reason));
+    if (input.signal.aborted) stop.abort(input.signal.reason);
+    const scope = new Map<string, unknown>(input.params);
+    const settled = new Map<string, Promise<Settled>>();
+    const reports: CallReport[] = [];
+    const forwarded = forwardedHeaders(endpoint.forwardHeaders, input.headers);
+    let fatal: string | undefined;
+    try {
+      for (const call of endpoint.calls) {
+        // Plan order: every dependency's promise exists already.
+        const before = call.deps.map((d) => settled.get(d) as Promise<Settled>);
+        settled.set(call.name, Promise.all(before).then(async (inputs) => {
+          const dependencyDegraded = inputs.some((s) => s.degraded);
+          const callStarted = this.deps.now();
+          const result = await this.run(call, scope, forwarded, input.maxResponseBytes, stop.signal);
+          const outcome = settle(call, result, dependencyDegraded);
+          const ms = this.deps.now() - callStarted;
+          scope.set(call.name, outcome.value);
+          reports.push({ name: call.name, result, degraded: outcome.degraded, ms });
+          this.deps.observer.call(endpoint.path, call.name, ms / 1000, result.kind === 'failed' ? result.reason : result.kind, outcome.degraded);
+          if (outcome.fatal && fatal === undefined) {
+            fatal = call.name;
+            stop.abort(GAVE_UP);
+          }
+          return outcome;
+        }));
+      }
+      await Promise.all(settled.values());
+    } finally {
+      clearTimeout(deadline);
+      unsubscribe();
+    }
+    const seconds = (this.deps.now() - started) / 1000;
+    if (fatal !== undefined) {
+      const report = reports.find((r) => r.name === fatal);
+      const timedOut = report?.result.kind === 'failed' && (report.result.reason === 'timeout' || report.result.reason === 'deadline');
+      this.deps.observer.answer(endpoint.path, timedOut ? 504 : 502, seconds, true);
+      return { kind: 'failed', failure: timedOut ? 'timeout' : 'upstream', call: fatal, calls: reports };
+    }
+    // Degraded parts in plan order, whatever order they settled in.
+    const degraded = endpoint.calls.filter((c) => reports.some((r) => r.name === c.name && r.degraded)).map((c) => c.name);
+    this.deps.observer.answer(endpoint.path, 200, seconds, degraded.length > 0);
+    return { kind: 'answer', body: assemble(endpoint, scope, degraded), degraded, calls: reports };
+  }
+
+  private async run(call: BffCall, scope: ReadonlyMap<string, unknown>, forwarded: Record<string, string>, maxBytes: number, endpointSignal: AbortSignal): Promise<CallResult> {
+    for (const expr of call.pathInputs) {
+      const value = evaluateExpr(expr, scope);
+      if (value === undefined || value === null || value === '') return { kind: 'skipped', missing: expr.source };
+    }
+    if (endpointSignal.aborted) return { kind: 'failed', reason: reasonOf(endpointSignal.reason), detail: 'not started: the endpoint gave up' };
+    const path = call.service.basePath + renderString(call.path, scope, encodeURIComponent) + queryString(call, scope);
+    const headers = { ...forwarded };
+    for (const [name, template] of call.headers) headers[name] = renderString(template, scope);
+
+    const timer = new AbortController();
+    const timeout = setTimeout(() => timer.abort(CALL_TIMEOUT), call.timeoutMs);
+    const unsubscribe = whenAborted(endpointSignal, () => timer.abort(endpointSignal.reason));
+    try {
+      const response = await this.deps.client.request({ service: call.service, path, headers, signal: timer.signal, maxBytes });
+      if (response.status < 200 || response.status >= 300) {
+        return { kind: 'failed', reason: 'status', status: response.status, detail: `${call.service.name} answered ${response.status}` };
+      }
+      return { kind: 'ok', value: response.body };
+    } catch (error) {
+      if (timer.signal.aborted) {
+        const reason = reasonOf(timer.signal.reason);
+        const detail = reason === 'timeout' ? `no answer within ${call.timeoutMs} ms` : reason === 'deadline' ? 'endpoint timeout' : 'aborted';
+        return { kind: 'failed', reason, detail };
+      }
+      const reason = (error as { reason?: unknown }).reason === 'body' ? 'body' : 'network';
+      return { kind: 'failed', reason, detail: (error as Error).message };
+    } finally {
+      clearTimeout(timeout);
+      unsubscribe();
+    }
+  }
+}
+
+/** Anything but the two timeouts aborting a call means the client went away or a required call failed. */
+function reasonOf(abortReason: unknown): FailureReason {
+  if (abortReason === CALL_TIMEOUT) return 'timeout';
+  if (abortReason === DEADLINE) return 'deadline';
+  return 'aborted';
+}
+
+function queryString(call: BffCall, scope: ReadonlyMap<string, unknown>): string {
+  let out = '';
+  for (const [name, template] of call.query) {
+    // A parameter whose only placeholder is missing is left out rather than sent empty.
+    const value = template.kind === 'ref' ? evaluateExpr(template.expr, scope) : renderString(template, scope);
+    if (value === undefined || value === null) continue;
+    out += `${out === '' ? '?' : '&'}${encodeURIComponent(name)}=${encodeURIComponent(textOf(value))}`;
+  }
+  return out;
+}
+
+function forwardedHeaders(names: readonly string[], headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = headers[name];
+    if (typeof value === 'string') out[name] = value;
+    else if (Array.isArray(value) && value.length > 0) out[name] = value.join(', ');
+  }
+  return out;
+}

@@ -1,0 +1,84 @@
+import { Pool } from 'undici';
+import type { BffService } from './config.js';
+import { UpstreamError, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.js';
+
+/**
+ * The composer's HTTP client: one keep-alive undici Pool per service, whose connection count is the
+ * service's max_concurrency. With pipelining off, a pool never has more requests in flight than
+ * connections; the rest wait in its queue, and their timeout runs while they wait.
+ */
+export class UndiciUpstreamClient implements UpstreamClient {
+  private readonly pools = new Map<string, Pool>();
+
+  async request(request: UpstreamRequest): Promise<UpstreamResponse> {
+    const pool = this.poolFor(request.service);
+    let response: Awaited<ReturnType<Pool['request']>>;
+    try {
+      response = await pool.request({ method: 'GET', path: request.path, headers: request.headers, signal: request.signal });
+    } catch (error) {
+      if (request.signal.aborted) throw error;
+      throw new UpstreamError('network', (error as Error).message, { cause: error });
+    }
+    const { statusCode, headers, body } = response;
+    if (statusCode < 200 || statusCode >= 300) {
+      await body.dump().catch(() => undefined);
+      return { status: statusCode, body: undefined };
+    }
+    const declared = Number(headers['content-length']);
+    if (declared > request.maxBytes) {
+      body.destroy();
+      throw new UpstreamError('body', `response of ${declared} bytes exceeds max_response_bytes ${request.maxBytes}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length;
+        if (size > request.maxBytes) {
+          body.destroy();
+          throw new UpstreamError('body', `response exceeds max_response_bytes ${request.maxBytes}`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch (error) {
+      if (error instanceof UpstreamError || request.signal.aborted) throw error;
+      throw new UpstreamError('network', (error as Error).message, { cause: error });
+    }
+    const text = Buffer.concat(chunks, size).toString('utf8');
+    const type = String(headers['content-type'] ?? '');
+    if (!/[/+]json\b/i.test(type)) return { status: statusCode, body: text };
+    try {
+      return { status: statusCode, body: JSON.parse(text) as unknown };
+    } catch (error) {
+      throw new UpstreamError('body', `invalid JSON from ${request.service.name}: ${(error as Error).message}`);
+    }
+  }
+
+  async retain(services: Iterable<BffService>): Promise<void> {
+    const keep = new Set([...services].map(poolKey));
+    const stale = [...this.pools].filter(([key]) => !keep.has(key));
+    for (const [key] of stale) this.pools.delete(key);
+    await Promise.all(stale.map(([, pool]) => pool.close()));
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((pool) => pool.destroy()));
+  }
+
+  private poolFor(service: BffService): Pool {
+    const key = poolKey(service);
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(service.origin, { connections: service.maxConcurrency, pipelining: 1, keepAliveTimeout: 30_000 });
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+}
+
+/** Services with the same origin and limit share one pool, across reloads too. */
+function poolKey(service: BffService): string {
+  return `${service.origin} ${service.maxConcurrency}`;
+}

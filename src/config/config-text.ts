@@ -1,0 +1,40 @@
+import type { ConfigIssue } from './errors.js';
+
+/** portcullis.yaml above this size is refused before it is parsed: the file is small by nature. */
+export const MAX_CONFIG_FILE_BYTES = 1 << 20;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A config file's bytes as text, or the issue that stops it loading: invalid UTF-8 is an error naming the line of
+ * the first bad byte (replacing it with U+FFFD would silently change a descriptor value or key).
+ */
+export function decodeConfigText(bytes: Uint8Array, file: string): { text: string } | { issue: ConfigIssue } {
+  try {
+    return { text: utf8.decode(bytes) };
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    let line = 1;
+    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
+    return { issue: { file, line, path: '', message: `not valid UTF-8 (byte ${at} is 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')})` } };
+  }
+}
+
+/** Offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629). */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    const [length, min] = b < 0x80 ? [1, 0] : b >= 0xc2 && b <= 0xdf ? [2, 0x80] : b >= 0xe0 && b <= 0xef ? [3, 0x800] : b >= 0xf0 && b <= 0xf4 ? [4, 0x10000] : [0, 0];
+    if (length === 0 || i + length > bytes.length) return i;
+    let cp = length === 1 ? b : b & (0xff >> (length + 1));
+    for (let k = 1; k < length; k++) {
+      const c = bytes[i + k]!;
+      if ((c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += length;
+  }
+  return bytes.length;
+}

@@ -1,0 +1,85 @@
+// Cache keys. An entry lives under a path key (host and normalized path: what an unsafe request invalidates as a
+// whole) and a variant (sorted query and the caller). The Vary headers the response named are kept in the entry and
+// compared on lookup (one variant per key: a different Vary value replaces it).
+
+import { createHash } from 'node:crypto';
+
+export interface SplitPath {
+  /** Normalized: dot segments removed, unreserved percent-encodings decoded, other encodings upper-cased. */
+  readonly path: string;
+  /** Decoded query parameters in request order. */
+  readonly query: readonly (readonly [string, string])[];
+  /** The raw query parameters, sorted: the cache key's query part. */
+  readonly sortedQuery: string;
+}
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+function normalizeEncoding(segment: string): string {
+  return segment.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
+  });
+}
+
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
+}
+
+export function splitPath(rawPath: string): SplitPath {
+  const hash = rawPath.indexOf('#');
+  const withoutFragment = hash === -1 ? rawPath : rawPath.slice(0, hash);
+  const q = withoutFragment.indexOf('?');
+  const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
+  const queryPart = q === -1 ? '' : withoutFragment.slice(q + 1);
+  const out: string[] = [];
+  const segments = normalizeEncoding(pathPart).split('/');
+  segments.forEach((segment, i) => {
+    if (segment === '.') {
+      if (i === segments.length - 1) out.push('');
+    } else if (segment === '..') {
+      if (out.length > 1) out.pop();
+      if (i === segments.length - 1) out.push('');
+    } else out.push(segment);
+  });
+  let path = out.join('/');
+  if (!path.startsWith('/')) path = `/${path}`;
+  const pairs = queryPart.split('&').filter((p) => p !== '');
+  const query = pairs.map((p): readonly [string, string] => {
+    const eq = p.indexOf('=');
+    return eq === -1 ? [decode(p), ''] : [decode(p.slice(0, eq)), decode(p.slice(eq + 1))];
+  });
+  const sortedQuery = pairs.map(normalizeEncoding).sort().join('&');
+  return { path, query, sortedQuery };
+}
+
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** Key of everything stored for one host + path (invalidated together). */
+export function pathKey(host: string, path: string): string {
+  return sha(`${host.toLowerCase()}\n${path}`).slice(0, 40);
+}
+
+/** Variant within a path key: sorted query and caller ('' for a public route). */
+export function variantKey(sortedQuery: string, caller: string): string {
+  return sha(`${sortedQuery}\n${caller}`).slice(0, 40);
+}
+
+/**
+ * Who is asking, for a non-public route's key: the identity ext_authz established, else a hash of the credential
+ * headers (never the raw value), else 'anonymous'.
+ */
+export function callerKey(identity: string | undefined, credentials: readonly (string | undefined)[]): string {
+  if (identity !== undefined && identity !== '') return `id:${sha(identity)}`;
+  const present = credentials.filter((c): c is string => c !== undefined && c !== '');
+  return present.length === 0 ? 'anonymous' : `cred:${sha(present.join('\n'))}`;
+}
+
+/** A header value as compared for Vary: trimmed, inner whitespace collapsed; null when absent. */
+export function varyValue(value: string | undefined): string | null {
+  return value === undefined ? null : value.trim().replace(/\s+/g, ' ');
+}

@@ -1,0 +1,116 @@
+// What the shared response cache may look up, store and serve: a subset of RFC 9111 for a shared cache, as pure
+// functions of headers, status and time. The route's TTL table is an upper bound: a response's own freshness
+// (s-maxage, max-age, Expires) can only shorten it.
+
+import { hasHeader, headerValue, headerValues, type HeaderList } from './headers.js';
+
+export type Directives = ReadonlyMap<string, string | true>;
+
+/** Cache-Control directives, lower-cased names, quoted values unquoted. Unparseable parts are ignored. */
+export function parseCacheControl(value: string | undefined): Directives {
+  const out = new Map<string, string | true>();
+  if (value === undefined) return out;
+  for (const part of value.split(',')) {
+    const [rawName, ...rest] = part.split('=');
+    const name = rawName?.trim().toLowerCase();
+    if (!name) continue;
+    const raw = rest.join('=').trim();
+    out.set(name, rest.length === 0 ? true : raw.replace(/^"(.*)"$/, '$1'));
+  }
+  return out;
+}
+
+/** A delta-seconds directive value; undefined when absent or not a non-negative integer. */
+function seconds(d: Directives, name: string): number | undefined {
+  const v = d.get(name);
+  if (typeof v !== 'string' || !/^\d+$/.test(v)) return undefined;
+  return Number(v);
+}
+
+export type RequestCacheDecision =
+  | { readonly lookup: boolean; readonly store: boolean; readonly onlyIfCached: boolean; readonly reason: string | undefined };
+
+/** Whether a request may be answered from the cache (lookup) and whether its response may be stored. */
+export function requestCacheDecision(method: string, headers: HeaderList): RequestCacheDecision {
+  if (method !== 'GET' && method !== 'HEAD') return { lookup: false, store: false, onlyIfCached: false, reason: 'method' };
+  const cc = parseCacheControl(headerValues(headers, 'cache-control'));
+  const onlyIfCached = cc.has('only-if-cached');
+  if (cc.has('no-store')) return { lookup: false, store: false, onlyIfCached, reason: 'request no-store' };
+  if (hasHeader(headers, 'range')) return { lookup: false, store: false, onlyIfCached, reason: 'range' };
+  // no-cache (or max-age=0) asks for a fresh answer from the origin; that answer may still be stored.
+  const pragmaNoCache = !hasHeader(headers, 'cache-control') && /(^|,)\s*no-cache\s*(,|$)/i.test(headerValues(headers, 'pragma') ?? '');
+  if (cc.has('no-cache') || pragmaNoCache || seconds(cc, 'max-age') === 0) {
+    return { lookup: false, store: method === 'GET', onlyIfCached, reason: 'request no-cache' };
+  }
+  return { lookup: true, store: method === 'GET', onlyIfCached, reason: undefined };
+}
+
+export type StoreDecision =
+  | { readonly store: true; readonly ttlSeconds: number; readonly initialAgeSeconds: number; readonly lifetimeSeconds: number }
+  | { readonly store: false; readonly reason: string };
+
+export interface StoreInput {
+  readonly status: number;
+  readonly headers: HeaderList;
+  readonly ttlSecondsByStatus: ReadonlyMap<number, number>;
+  /** The route is public (one entry for every caller) and the request carried credentials. */
+  readonly sharedWithCredentials: boolean;
+  readonly nowMs: number;
+}
+
+/** Whether a response may be stored, and for how long (RFC 9111 §3, §4.2, §5.1; plus: never with Set-Cookie). */
+export function storeDecision(input: StoreInput): StoreDecision {
+  const routeTtl = input.ttlSecondsByStatus.get(input.status);
+  if (routeTtl === undefined) return { store: false, reason: `status ${input.status}` };
+  if (input.status === 206) return { store: false, reason: 'partial content' };
+  const cc = parseCacheControl(headerValues(input.headers, 'cache-control'));
+  if (cc.has('no-store')) return { store: false, reason: 'no-store' };
+  if (cc.has('private')) return { store: false, reason: 'private' };
+  // Stored entries are served without revalidation: a response that demands revalidation is not stored.
+  if (cc.has('no-cache')) return { store: false, reason: 'no-cache' };
+  if (hasHeader(input.headers, 'set-cookie')) return { store: false, reason: 'set-cookie' };
+  const vary = (headerValues(input.headers, 'vary') ?? '').split(',').map((v) => v.trim());
+  if (vary.includes('*')) return { store: false, reason: 'vary *' };
+  if (input.sharedWithCredentials && !cc.has('public') && !cc.has('s-maxage') && !cc.has('must-revalidate')) {
+    return { store: false, reason: 'authorization' };
+  }
+  const dateMs = httpDate(headerValue(input.headers, 'date'));
+  let explicit = seconds(cc, 's-maxage') ?? seconds(cc, 'max-age');
+  if (explicit === undefined && hasHeader(input.headers, 'expires')) {
+    const expiresMs = httpDate(headerValue(input.headers, 'expires'));
+    // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
+    explicit = expiresMs === undefined ? 0 : Math.max(0, Math.floor((expiresMs - (dateMs ?? input.nowMs)) / 1000));
+  }
+  const lifetimeSeconds = explicit === undefined ? routeTtl : Math.min(explicit, routeTtl);
+  const apparentAge = dateMs === undefined ? 0 : Math.max(0, Math.floor((input.nowMs - dateMs) / 1000));
+  const ageHeader = Number(headerValue(input.headers, 'age'));
+  const initialAgeSeconds = Math.max(apparentAge, Number.isInteger(ageHeader) && ageHeader > 0 ? ageHeader : 0);
+  const ttlSeconds = lifetimeSeconds - initialAgeSeconds;
+  if (ttlSeconds <= 0) return { store: false, reason: 'stale' };
+  return { store: true, ttlSeconds, initialAgeSeconds, lifetimeSeconds };
+}
+
+function httpDate(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** Age of a stored response at nowMs (RFC 9111 §4.2.3), whole seconds. */
+export function currentAgeSeconds(storedAtMs: number, initialAgeSeconds: number, nowMs: number): number {
+  return initialAgeSeconds + Math.max(0, Math.floor((nowMs - storedAtMs) / 1000));
+}
+
+/** If-None-Match against a stored ETag, weak comparison (RFC 9110 §13.1.2). */
+export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
+  if (ifNoneMatch === undefined || etag === undefined) return false;
+  const strip = (tag: string): string => tag.trim().replace(/^W\//, '');
+  const stored = strip(etag);
+  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || strip(candidate) === stored);
+}
+
+/** Headers a 304 carries from the stored response (RFC 9110 §15.4.5). */
+export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'] as const;
+
+/** Hop-by-hop and per-delivery headers never stored with a response. */
+export const UNSTORED_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'content-length', 'age', 'x-cache-status']);

@@ -1,0 +1,263 @@
+// The `extproc:` section of portcullis.yaml: schema, and the compile step that turns it into the frozen structure the
+// stream processor reads (templates parsed, JSON Schemas compiled with ajv, statuses parsed). Everything that can be
+// wrong with it is reported at load time with file, line and path, like the rest of the config.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { IssueCollector } from '../config/errors.js';
+import { joinPath } from '../config/errors.js';
+import { boolean, list, number, object, string, type Field } from '../config/schema.js';
+import type { YamlValue } from '../config/yaml.js';
+import { compileTemplate, type Template } from './templates.js';
+
+// ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv;
+
+export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
+const METHODS: readonly Method[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+export interface HeaderRules {
+  /** Overwrite (all values of) the header. */
+  readonly set: readonly (readonly [string, Template])[];
+  /** Add one more value. */
+  readonly append: readonly (readonly [string, Template])[];
+  readonly remove: readonly string[];
+}
+
+export interface ValidateRules {
+  /** Media types (lower case, without parameters); `type/*` matches a whole type. Empty: any. */
+  readonly contentTypes: readonly string[];
+  readonly maxBodyBytes: number | undefined;
+  readonly jsonSchema: { readonly file: string; readonly validate: ValidateFunction } | undefined;
+  readonly requiredHeaders: readonly string[];
+  readonly requiredQueryParams: readonly string[];
+}
+
+export interface RouteCacheRules {
+  /** TTL by status; a status not listed is never stored. */
+  readonly ttlSecondsByStatus: ReadonlyMap<number, number>;
+  /** false: the key includes the caller (identity from ext_authz, else a hash of the credential). */
+  readonly public: boolean;
+}
+
+export interface ExtprocRoute {
+  readonly name: string;
+  readonly match: { readonly path: string | undefined; readonly pathPrefix: string | undefined; readonly methods: readonly Method[] | undefined };
+  readonly requestHeaders: HeaderRules;
+  readonly responseHeaders: HeaderRules;
+  readonly validate: ValidateRules | undefined;
+  readonly cache: RouteCacheRules | undefined;
+}
+
+export interface ExtprocSettings {
+  readonly requestId: { readonly header: string };
+  readonly tracing: { readonly mirror: { readonly traceId: string | undefined; readonly spanId: string | undefined } };
+  readonly cache: {
+    readonly maxEntryBytes: number;
+    /** Memory store only: the bound on everything it holds. */
+    readonly maxMemoryBytes: number;
+    /** Budget of one cache store call; keep it well below Envoy's message_timeout (default 200 ms). */
+    readonly timeoutMs: number;
+    readonly keyPrefix: string;
+  };
+  /** Largest gRPC message accepted from Envoy (a BUFFERED body travels in one message). */
+  readonly maxMessageBytes: number;
+  readonly routes: readonly ExtprocRoute[];
+}
+
+const headerName = (fallback: string): Field<string> =>
+  string(fallback, (s) => (/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(s) ? undefined : `expected a lower-case HTTP header name, got '${s}'`));
+
+/** A mapping of header name → template string. */
+function headerMap(): Field<(readonly [string, string, number])[]> {
+  return (v, p, issues) => {
+    if (v === undefined || v === null || (v.kind === 'scalar' && v.value === null)) return [];
+    if (v.kind !== 'map') {
+      issues.add(v.line, p, 'expected a mapping of header name to value');
+      return [];
+    }
+    const out: (readonly [string, string, number])[] = [];
+    for (const entry of v.entries) {
+      const name = entry.key.kind === 'scalar' ? String(entry.key.value) : '';
+      const at = joinPath(p, name);
+      const checked = headerName('')(entry.key, at, issues, entry.key.line);
+      if (checked === '') continue;
+      const value = entry.value;
+      if (value === null || value.kind !== 'scalar' || value.value === null || typeof value.value === 'object') {
+        issues.add(value?.line ?? entry.key.line, at, 'expected a string value');
+        continue;
+      }
+      out.push([name, String(value.value), value.line]);
+    }
+    return out;
+  };
+}
+
+/** A mapping of status code → seconds. */
+function statusTtls(): Field<(readonly [string, number, number])[]> {
+  return (v, p, issues) => {
+    if (v === undefined || v === null || (v.kind === 'scalar' && v.value === null)) return [];
+    if (v.kind !== 'map') {
+      issues.add(v.line, p, 'expected a mapping of HTTP status to seconds, e.g. { "200": 300 }');
+      return [];
+    }
+    const out: (readonly [string, number, number])[] = [];
+    for (const entry of v.entries) {
+      const key = entry.key.kind === 'scalar' ? String(entry.key.value) : '';
+      const seconds = number(-1, { min: 1, integer: true })(entry.value, joinPath(p, key), issues, entry.key.line);
+      out.push([key, seconds, entry.key.line]);
+    }
+    return out;
+  };
+}
+
+const headerRules = () => object({ set: headerMap(), append: headerMap(), remove: list(headerName('')) });
+
+const routeSchema = object({
+  name: string(''),
+  match: object({
+    path: string('', (s) => (s.startsWith('/') ? undefined : `expected a path starting with /, got '${s}'`)),
+    path_prefix: string('', (s) => (s.startsWith('/') ? undefined : `expected a path starting with /, got '${s}'`)),
+    methods: list(string('', (s) => ((METHODS as readonly string[]).includes(s) ? undefined : `must be one of ${METHODS.join(', ')}, got '${s}'`))),
+  }),
+  headers: object({ request: headerRules(), response: headerRules() }),
+  validate: object({
+    content_types: list(string('', (s) => (/^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/.test(s) ? undefined : `expected a lower-case media type such as application/json, got '${s}'`))),
+    max_body_bytes: number(0, { min: 1, integer: true }),
+    json_schema: string(''),
+    required_headers: list(headerName('')),
+    required_query_params: list(string('')),
+  }),
+  cache: object({ ttl_seconds: statusTtls(), public: boolean(false) }),
+});
+
+export const extprocSchema = object({
+  request_id: object({ header: headerName('x-request-id') }),
+  tracing: object({ mirror: object({ trace_id: headerName(''), span_id: headerName('') }) }),
+  cache: object({
+    max_entry_bytes: number(1_048_576, { min: 1, integer: true }),
+    max_memory_bytes: number(64 * 1_048_576, { min: 1, integer: true }),
+    timeout_ms: number(50, { min: 1, integer: true }),
+    key_prefix: string('portcullis:cache:'),
+  }),
+  max_message_bytes: number(64 * 1_048_576, { min: 4 * 1_048_576, integer: true }),
+  routes: list(routeSchema),
+});
+
+export type RawExtproc = ReturnType<typeof extprocSchema>;
+
+/** The YAML node at `key` of a map (for line numbers of nested problems found after the schema pass). */
+function child(node: YamlValue | null | undefined, key: string | number): YamlValue | null | undefined {
+  if (node === null || node === undefined) return undefined;
+  if (typeof key === 'number') return node.kind === 'seq' ? node.items[key] : undefined;
+  if (node.kind !== 'map') return undefined;
+  return [...node.entries].reverse().find((e) => e.key.kind === 'scalar' && e.key.value === key)?.value;
+}
+
+/**
+ * Second pass over the schema's output: templates, JSON Schemas, statuses, names. `node` is the `extproc:` YAML
+ * node (for line numbers), `dir` the config file's directory (relative schema paths resolve against it).
+ */
+export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefined, dir: string, issues: IssueCollector): ExtprocSettings {
+  const ajv = addFormats(new Ajv({ allErrors: true, strict: false }));
+  const names = new Set<string>();
+  const routes: ExtprocRoute[] = [];
+  (raw.routes ?? []).forEach((r, i) => {
+    const at = joinPath('extproc.routes', i);
+    const routeNode = child(child(node, 'routes'), i);
+    const line = routeNode?.line;
+    if (r.name === '') issues.add(line, joinPath(at, 'name'), 'every route needs a name');
+    else if (names.has(r.name)) issues.add(child(routeNode, 'name')?.line ?? line, joinPath(at, 'name'), `duplicate route name '${r.name}'`);
+    names.add(r.name);
+    if (r.match.path !== '' && r.match.path_prefix !== '') {
+      issues.add(child(routeNode, 'match')?.line ?? line, joinPath(at, 'match'), 'set either path or path_prefix, not both');
+    }
+    const rules = (raw: ReturnType<ReturnType<typeof headerRules>>, where: string): HeaderRules => {
+      const compile = (entries: readonly (readonly [string, string, number])[], kind: string): (readonly [string, Template])[] =>
+        entries.flatMap(([name, text, l]) => {
+          const compiled = compileTemplate(text);
+          if (typeof compiled === 'string') {
+            issues.add(l, joinPath(joinPath(joinPath(at, where), kind), name), compiled);
+            return [];
+          }
+          return [[name, compiled] as const];
+        });
+      return { set: compile(raw.set, 'set'), append: compile(raw.append, 'append'), remove: (raw.remove ?? []).filter((n) => n !== '') };
+    };
+    const requestHeaders = rules(r.headers.request, 'headers.request');
+    const responseHeaders = rules(r.headers.response, 'headers.response');
+    for (const [name] of [...requestHeaders.set, ...requestHeaders.append, ...responseHeaders.set, ...responseHeaders.append]) {
+      if (name.startsWith(':') || name === 'host' || name.startsWith('x-envoy')) {
+        issues.add(line, joinPath(at, 'headers'), `header '${name}' cannot be set by ext_proc (Envoy refuses it)`);
+      }
+    }
+
+    const validateNode = child(routeNode, 'validate');
+    let validate: ValidateRules | undefined;
+    if (validateNode !== undefined && validateNode !== null) {
+      let jsonSchema: ValidateRules['jsonSchema'];
+      if (r.validate.json_schema !== '') {
+        const file = path.resolve(dir, r.validate.json_schema);
+        const where = joinPath(at, 'validate.json_schema');
+        const schemaLine = child(validateNode, 'json_schema')?.line;
+        try {
+          const schema: unknown = JSON.parse(readFileSync(file, 'utf8'));
+          jsonSchema = { file, validate: ajv.compile(schema as object) };
+        } catch (error) {
+          issues.add(schemaLine, where, `cannot use JSON Schema ${file}: ${(error as Error).message}`);
+        }
+      }
+      validate = {
+        contentTypes: (r.validate.content_types ?? []).filter((t) => t !== ''),
+        maxBodyBytes: r.validate.max_body_bytes === 0 ? undefined : r.validate.max_body_bytes,
+        jsonSchema,
+        requiredHeaders: (r.validate.required_headers ?? []).filter((h) => h !== ''),
+        requiredQueryParams: (r.validate.required_query_params ?? []).filter((q) => q !== ''),
+      };
+    }
+
+    const cacheNode = child(routeNode, 'cache');
+    let cache: RouteCacheRules | undefined;
+    if (cacheNode !== undefined && cacheNode !== null) {
+      const ttls = new Map<number, number>();
+      for (const [status, seconds, l] of r.cache.ttl_seconds) {
+        if (!/^[1-5]\d\d$/.test(status)) issues.add(l, joinPath(at, `cache.ttl_seconds.${status}`), `expected an HTTP status (100-599), got '${status}'`);
+        else if (seconds > 0) ttls.set(Number(status), seconds);
+      }
+      if (r.cache.ttl_seconds.length === 0) issues.add(cacheNode.line, joinPath(at, 'cache.ttl_seconds'), 'a cached route needs ttl_seconds for at least one status');
+      cache = { ttlSecondsByStatus: ttls, public: r.cache.public };
+    }
+
+    routes.push({
+      name: r.name,
+      match: {
+        path: r.match.path || undefined,
+        pathPrefix: r.match.path_prefix || undefined,
+        methods: r.match.methods?.filter((m): m is Method => m !== ''),
+      },
+      requestHeaders,
+      responseHeaders,
+      validate,
+      cache,
+    });
+  });
+  return {
+    requestId: { header: raw.request_id.header },
+    tracing: { mirror: { traceId: raw.tracing.mirror.trace_id || undefined, spanId: raw.tracing.mirror.span_id || undefined } },
+    cache: {
+      maxEntryBytes: raw.cache.max_entry_bytes,
+      maxMemoryBytes: raw.cache.max_memory_bytes,
+      timeoutMs: raw.cache.timeout_ms,
+      keyPrefix: raw.cache.key_prefix,
+    },
+    maxMessageBytes: raw.max_message_bytes,
+    routes,
+  };
+}
+
+/** Files the compiled config read besides portcullis.yaml (JSON Schemas): a reload must notice their changes. */
+export function extprocInputs(settings: ExtprocSettings): string[] {
+  return settings.routes.flatMap((r) => (r.validate?.jsonSchema ? [r.validate.jsonSchema.file] : []));
+}

@@ -1,0 +1,458 @@
+// One ext_proc stream (one HTTP request) as a state machine: each ProcessingMessage in, exactly one answer of the
+// matching type out (or an immediate response). The rules it applies are the pure functions next to it; the cache
+// store, clock, randomness, log and metrics are passed in.
+//
+// Phases, with the shipped header-only Envoy config (bodies NONE, allow_mode_override):
+//   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once),
+//                     request header rules; asks for the request body (mode_override BUFFERED) only when a
+//                     validation rule needs its bytes.
+//   request_body      body validation (400/413) or continue.
+//   response_headers  response header rules, x-request-id, cache marks; asks for the response body only when the
+//                     response will be stored; invalidates the path after a successful unsafe request.
+//   response_body     stores the response, continues unchanged.
+//   trailers          answered unchanged (a response with trailers is not stored).
+
+import { randomUUID } from 'node:crypto';
+import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
+import {
+  currentAgeSeconds, ifNoneMatchHits, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision, UNSTORED_HEADERS,
+  type RequestCacheDecision,
+} from './cacheability.js';
+import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
+import { applyMutation, headerValue, headerValues, MutationBuilder, NO_MUTATION, type HeaderList } from './headers.js';
+import { acceptRequestId, continueTrace, formatTraceparent, type RandomHex, type TraceContext } from './ids.js';
+import { callerIdentity, type Identity } from './identity.js';
+import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, StreamLog } from './types.js';
+import { safeHeaderValue } from './templates.js';
+import { bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
+import type { CachedResponse, CacheStore } from '../store/cache-store.js';
+import type { Clock } from '../shared/clock.js';
+
+export interface StreamDeps {
+  /** The config snapshot this stream uses from start to end. */
+  readonly settings: ExtprocSettings;
+  readonly cache: CacheStore;
+  readonly clock: Clock;
+  readonly randomHex: RandomHex;
+  readonly observer: ExtprocObserver;
+  readonly log: StreamLog;
+  /** A route named by Envoy (gRPC initial metadata x-portcullis-route, set per route in ExtProcPerRoute). */
+  readonly routeHint: string | undefined;
+  readonly newRequestId?: () => string;
+}
+
+interface RequestState {
+  readonly method: string;
+  readonly rawPath: string;
+  readonly path: string;
+  readonly host: string;
+  readonly headers: HeaderList;
+  readonly route: ExtprocRoute | undefined;
+  readonly requestId: string;
+  readonly trace: TraceContext;
+  readonly vars: (name: string) => string | undefined;
+}
+
+interface CacheState {
+  readonly pathKey: string;
+  readonly variant: string;
+  readonly decision: RequestCacheDecision;
+  /** 'miss': looked up, nothing usable; 'skipped': not looked up (request directives); 'failed': the store failed. */
+  lookup: 'miss' | 'skipped' | 'failed';
+}
+
+interface PendingStore {
+  readonly entry: Omit<CachedResponse, 'body'>;
+  readonly ttlMs: number;
+  readonly chunks: Buffer[];
+  size: number;
+}
+
+type Answer = ProcessingAnswer;
+
+export class ExtprocStream {
+  private request: RequestState | undefined;
+  private cacheState: CacheState | undefined;
+  private pendingStore: PendingStore | undefined;
+  private validation: { readonly chunks: Buffer[]; size: number } | undefined;
+  private invalidateOnSuccess: string | undefined;
+  private log: StreamLog;
+
+  constructor(private readonly deps: StreamDeps) {
+    this.log = deps.log;
+  }
+
+  /** The ids of this stream once request headers were seen (for the handler's own log lines). */
+  get ids(): { requestId: string; traceId: string } | undefined {
+    return this.request && { requestId: this.request.requestId, traceId: this.request.trace.traceId };
+  }
+
+  async handle(input: ProcessingInput): Promise<Answer> {
+    const m = input.message;
+    this.deps.observer.message(m.kind);
+    switch (m.kind) {
+      case 'request_headers':
+        return this.requestHeaders(m.headers, m.endOfStream, input);
+      case 'request_body':
+        return this.requestBody(m.body, m.endOfStream);
+      case 'response_headers':
+        return this.responseHeaders(m.headers, m.endOfStream);
+      case 'response_body':
+        return this.responseBody(m.body, m.endOfStream);
+      case 'request_trailers':
+        return this.requestTrailers();
+      case 'response_trailers':
+        this.pendingStore = undefined;
+        return { kind: 'response_trailers' };
+    }
+  }
+
+  /** The stream ended before the response completed (client reset, Envoy timeout): nothing half-seen is stored. */
+  abort(reason: string): void {
+    if (this.pendingStore) this.log.debug({ reason }, 'stream ended before the response body completed; not stored');
+    this.pendingStore = undefined;
+    this.validation = undefined;
+  }
+
+  private async requestHeaders(headers: HeaderList, endOfStream: boolean, input: ProcessingInput): Promise<Answer> {
+    const { settings } = this.deps;
+    const method = headerValue(headers, ':method') ?? '';
+    const rawPath = headerValue(headers, ':path') ?? '/';
+    const host = headerValue(headers, ':authority') ?? headerValue(headers, 'host') ?? '';
+    const split = splitPath(rawPath);
+    const route = this.pickRoute(split.path, method);
+    const mutation = new MutationBuilder();
+
+    const idHeader = settings.requestId.header;
+    const kept = acceptRequestId(headerValue(headers, idHeader));
+    const requestId = kept ?? (this.deps.newRequestId ?? randomUUID)();
+    if (kept === undefined) mutation.set(idHeader, requestId);
+
+    const trace = continueTrace(headerValue(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
+    mutation.set('traceparent', formatTraceparent(trace));
+    if (trace.started && headerValue(headers, 'tracestate') !== undefined) mutation.remove('tracestate');
+    if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, trace.traceId);
+    if (settings.tracing.mirror.spanId) mutation.set(settings.tracing.mirror.spanId, trace.spanId);
+
+    const identity: Identity = input.identity ?? {};
+    const clientIp = clientAddress(input.attributes, headers);
+    const builtins: Record<string, string | undefined> = {
+      request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, client_ip: clientIp,
+      route: route?.name, method, path: split.path, host,
+    };
+    const vars = (name: string): string | undefined => (name in builtins ? builtins[name] : identity[name]);
+    this.request = { method, rawPath, path: split.path, host, headers, route, requestId, trace, vars };
+    this.log = this.deps.log.child({ request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
+    this.log.debug({ method, path: split.path, traceStarted: trace.started }, 'request headers');
+
+    if (route?.validate) {
+      const facts = { headers, query: split.query, hasBody: hasRequestBody(headers, endOfStream) };
+      const problem = validateHeaders(route.validate, facts);
+      if (problem) return this.reject(problem);
+      if (needsBody(route.validate, facts)) {
+        this.validation = { chunks: [], size: 0 };
+      }
+    }
+
+    if (route?.cache) {
+      const decision = requestCacheDecision(method, headers);
+      if (decision.lookup || decision.store || decision.onlyIfCached) {
+        const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValue(headers, 'authorization'), headerValue(headers, 'x-api-key'), headerValue(headers, 'cookie')]);
+        const state: CacheState = {
+          pathKey: pathKey(host, split.path), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
+        };
+        this.cacheState = state;
+        if (decision.lookup) {
+          const hit = await this.lookup(state, headers);
+          if (hit) return hit;
+        }
+        if (decision.onlyIfCached) {
+          this.deps.observer.cache('miss');
+          return this.immediate(504, new MutationBuilder().set('x-cache-status', 'MISS'), Buffer.alloc(0), 'portcullis_cache_only_if_cached_miss');
+        }
+      }
+    }
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
+      const cached = this.cacheRouteFor(split.path);
+      if (cached) this.invalidateOnSuccess = pathKey(host, split.path);
+    }
+
+    if (route) applyRules(mutation, route.requestHeaders, vars, this.log);
+    return {
+      kind: 'request_headers',
+      mutation: mutation.build(),
+      modeOverride: this.validation ? { requestBody: 'BUFFERED', responseBody: 'NONE' } : undefined,
+    };
+  }
+
+  private async requestBody(body: Buffer, endOfStream: boolean): Promise<Answer> {
+    const validation = this.validation;
+    const rules = this.request?.route?.validate;
+    if (validation === undefined || rules === undefined) return { kind: 'request_body', mutation: NO_MUTATION, modeOverride: undefined };
+    validation.chunks.push(body);
+    validation.size += body.length;
+    const large = bodyTooLarge(rules, validation.size);
+    if (large) {
+      this.validation = undefined;
+      return this.reject(large);
+    }
+    if (!endOfStream) return { kind: 'request_body', mutation: NO_MUTATION, modeOverride: undefined };
+    return this.finishValidation();
+  }
+
+  private requestTrailers(): Answer | Promise<Answer> {
+    // A BUFFERED body followed by trailers arrives without end_of_stream: the trailers end it.
+    if (this.validation) {
+      const problem = this.completeBodyProblem();
+      if (problem) return this.reject(problem);
+    }
+    return { kind: 'request_trailers' };
+  }
+
+  private finishValidation(): Answer {
+    const problem = this.completeBodyProblem();
+    if (problem) return this.reject(problem);
+    return { kind: 'request_body', mutation: NO_MUTATION, modeOverride: undefined };
+  }
+
+  private completeBodyProblem(): Problem | undefined {
+    const validation = this.validation;
+    const rules = this.request?.route?.validate;
+    this.validation = undefined;
+    if (validation === undefined || rules === undefined || this.request === undefined) return undefined;
+    return validateBody(rules, this.request.headers, Buffer.concat(validation.chunks));
+  }
+
+  private async responseHeaders(headers: HeaderList, endOfStream: boolean): Promise<Answer> {
+    const request = this.request;
+    if (request === undefined) {
+      // The request phase never reached us (an earlier filter answered locally): nothing to correlate with.
+      this.log.debug({ status: headerValue(headers, ':status') }, 'response headers without request headers; passed through');
+      return { kind: 'response_headers', mutation: NO_MUTATION, modeOverride: undefined };
+    }
+    const { settings } = this.deps;
+    const status = Number(headerValue(headers, ':status') ?? '0');
+    const mutation = new MutationBuilder();
+    if (request.route) applyRules(mutation, request.route.responseHeaders, request.vars, this.log);
+    mutation.set(settings.requestId.header, request.requestId);
+    if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, request.trace.traceId);
+
+    if (this.invalidateOnSuccess !== undefined && status >= 200 && status < 400) {
+      await this.invalidate(this.invalidateOnSuccess);
+    }
+
+    let modeOverride: ModeOverride | undefined;
+    const state = this.cacheState;
+    const route = request.route;
+    if (state && route?.cache) {
+      const mark = this.storeOrMark(state, route, status, headers, endOfStream);
+      mutation.set('x-cache-status', mark.status);
+      modeOverride = mark.askForBody ? { requestBody: 'NONE', responseBody: mark.askForBody } : undefined;
+      // No body will follow (a 204, or headers that end the stream): store now.
+      if (endOfStream) await this.finishWithoutBody();
+    } else if (route?.cache) {
+      mutation.set('x-cache-status', 'BYPASS');
+      this.deps.observer.cache('bypass');
+    }
+    return { kind: 'response_headers', mutation: mutation.build(), modeOverride };
+  }
+
+  private storeOrMark(
+    state: CacheState, route: ExtprocRoute, status: number, headers: HeaderList, endOfStream: boolean,
+  ): { status: 'MISS' | 'BYPASS'; askForBody: 'BUFFERED' | 'BUFFERED_PARTIAL' | undefined } {
+    const request = this.request!;
+    const lookedUp = state.lookup === 'miss';
+    const mark = lookedUp ? 'MISS' : 'BYPASS';
+    this.deps.observer.cache(lookedUp ? 'miss' : 'bypass');
+    if (!state.decision.store || state.lookup === 'failed' || request.method !== 'GET') return { status: mark, askForBody: undefined };
+    const sharedWithCredentials = route.cache!.public && (headerValue(request.headers, 'authorization') !== undefined || headerValue(request.headers, 'cookie') !== undefined);
+    const nowMs = this.deps.clock.nowMs();
+    const decision = storeDecision({ status, headers, ttlSecondsByStatus: route.cache!.ttlSecondsByStatus, sharedWithCredentials, nowMs });
+    if (!decision.store) {
+      this.log.debug({ reason: decision.reason, status }, 'response not stored');
+      return { status: mark, askForBody: undefined };
+    }
+    const length = headerValue(headers, 'content-length');
+    const knownLength = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    if (knownLength !== undefined && knownLength > this.deps.settings.cache.maxEntryBytes) {
+      this.log.debug({ contentLength: knownLength }, 'response larger than cache.max_entry_bytes; not stored');
+      return { status: mark, askForBody: undefined };
+    }
+    const varyNames = (headerValues(headers, 'vary') ?? '').split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
+    this.pendingStore = {
+      entry: {
+        status,
+        headers: headers.filter(([n]) => !n.startsWith(':') && !UNSTORED_HEADERS.has(n)),
+        storedAtMs: nowMs,
+        initialAgeSeconds: decision.initialAgeSeconds,
+        lifetimeSeconds: decision.lifetimeSeconds,
+        vary: varyNames.map((n) => [n, varyValue(headerValues(request.headers, n))] as const),
+      },
+      ttlMs: decision.ttlSeconds * 1000,
+      chunks: [],
+      size: 0,
+    };
+    if (endOfStream) return { status: mark, askForBody: undefined };
+    // Without a length, BUFFERED_PARTIAL stops at Envoy's buffer limit instead of failing the response.
+    return { status: mark, askForBody: knownLength === undefined ? 'BUFFERED_PARTIAL' : 'BUFFERED' };
+  }
+
+  private async responseBody(body: Buffer, endOfStream: boolean): Promise<Answer> {
+    const pending = this.pendingStore;
+    if (pending) {
+      pending.chunks.push(body);
+      pending.size += body.length;
+      if (pending.size > this.deps.settings.cache.maxEntryBytes) {
+        this.log.debug({ size: pending.size }, 'response body larger than cache.max_entry_bytes; not stored');
+        this.pendingStore = undefined;
+      } else if (endOfStream) {
+        this.pendingStore = undefined;
+        await this.store(pending);
+      }
+    }
+    return { kind: 'response_body', mutation: NO_MUTATION, modeOverride: undefined };
+  }
+
+  private async finishWithoutBody(): Promise<void> {
+    const pending = this.pendingStore;
+    this.pendingStore = undefined;
+    if (pending) await this.store(pending);
+  }
+
+  private async store(pending: PendingStore): Promise<void> {
+    const state = this.cacheState;
+    if (!state) return;
+    const entry: CachedResponse = { ...pending.entry, body: Buffer.concat(pending.chunks) };
+    try {
+      await this.deps.cache.set(state.pathKey, state.variant, entry, pending.ttlMs, this.budget());
+      this.deps.observer.cache('stored');
+      this.log.debug({ status: entry.status, ttlMs: pending.ttlMs, bytes: entry.body.length }, 'response stored');
+    } catch (error) {
+      this.deps.observer.cacheError('set');
+      this.log.warn({ err: (error as Error).message }, 'cache store failed; response not stored');
+    }
+  }
+
+  private async invalidate(key: string): Promise<void> {
+    try {
+      await this.deps.cache.invalidate(key, this.budget());
+      this.deps.observer.cache('invalidated');
+      this.log.debug({ method: this.request?.method }, 'cached entries of the path invalidated');
+    } catch (error) {
+      this.deps.observer.cacheError('invalidate');
+      this.log.warn({ err: (error as Error).message }, 'cache invalidation failed');
+    }
+  }
+
+  private async lookup(state: CacheState, headers: HeaderList): Promise<Answer | undefined> {
+    const nowMs = this.deps.clock.nowMs();
+    let entry: CachedResponse | undefined;
+    try {
+      entry = await this.deps.cache.get(state.pathKey, state.variant, nowMs, this.budget());
+    } catch (error) {
+      state.lookup = 'failed';
+      this.deps.observer.cacheError('get');
+      this.log.warn({ err: (error as Error).message }, 'cache lookup failed; continuing without the cache');
+      return undefined;
+    }
+    state.lookup = 'miss';
+    if (entry === undefined) return undefined;
+    if (!entry.vary.every(([name, value]) => varyValue(headerValues(headers, name)) === value)) return undefined;
+    const age = currentAgeSeconds(entry.storedAtMs, entry.initialAgeSeconds, nowMs);
+    if (age >= entry.lifetimeSeconds) return undefined;
+    return this.hit(entry, age, headers);
+  }
+
+  private hit(entry: CachedResponse, age: number, requestHeaders: HeaderList): Answer {
+    const request = this.request!;
+    const { settings } = this.deps;
+    const notModified = ifNoneMatchHits(headerValues(requestHeaders, 'if-none-match'), headerValue(entry.headers, 'etag'));
+    const stored = notModified ? entry.headers.filter(([n]) => (NOT_MODIFIED_HEADERS as readonly string[]).includes(n)) : entry.headers;
+    const rules = new MutationBuilder();
+    if (request.route) applyRules(rules, request.route.responseHeaders, request.vars, this.log);
+    rules.set(settings.requestId.header, request.requestId);
+    if (settings.tracing.mirror.traceId) rules.set(settings.tracing.mirror.traceId, request.trace.traceId);
+    rules.set('x-cache-status', 'HIT').set('age', String(age));
+    const headers = applyMutation(stored, rules.build());
+    const mutation = new MutationBuilder();
+    const seen = new Set<string>();
+    for (const [name, value] of headers) {
+      if (seen.has(name)) mutation.append(name, value);
+      else mutation.set(name, value);
+      seen.add(name);
+    }
+    this.deps.observer.cache(notModified ? 'not_modified' : 'hit');
+    this.log.debug({ status: notModified ? 304 : entry.status, age }, 'answered from the cache');
+    return this.immediate(notModified ? 304 : entry.status, mutation, notModified ? Buffer.alloc(0) : entry.body, 'portcullis_cache_hit');
+  }
+
+  private reject(problem: Problem): Answer {
+    const request = this.request!;
+    this.deps.observer.validationFailed(problem.status);
+    this.log.info({ status: problem.status, problem: problem.type, detail: problem.detail }, 'request rejected by validation');
+    const headers = new MutationBuilder().set('content-type', 'application/problem+json').set(this.deps.settings.requestId.header, request.requestId);
+    return this.immediate(problem.status, headers, problemDocument(problem, request.path, request.requestId), `portcullis_validation_${problem.status}`);
+  }
+
+  private immediate(status: number, headers: MutationBuilder, body: Buffer, details: string): Answer {
+    return { kind: 'immediate', status, headers: headers.build(), body, details };
+  }
+
+  private budget(): AbortSignal {
+    return AbortSignal.timeout(this.deps.settings.cache.timeoutMs);
+  }
+
+  private pickRoute(path: string, method: string): ExtprocRoute | undefined {
+    const routes = this.deps.settings.routes;
+    if (this.deps.routeHint !== undefined) {
+      const named = routes.find((r) => r.name === this.deps.routeHint);
+      if (named) return named;
+    }
+    return routes.find((r) => pathMatches(r, path) && (r.match.methods === undefined || r.match.methods.includes(method as Method)));
+  }
+
+  /** The cached route an unsafe request's path belongs to, whatever methods the route matches. */
+  private cacheRouteFor(path: string): ExtprocRoute | undefined {
+    return this.deps.settings.routes.find((r) => r.cache !== undefined && pathMatches(r, path));
+  }
+}
+
+function pathMatches(route: ExtprocRoute, path: string): boolean {
+  if (route.match.path !== undefined) return path === route.match.path;
+  if (route.match.pathPrefix !== undefined) return path.startsWith(route.match.pathPrefix);
+  return true;
+}
+
+function applyRules(mutation: MutationBuilder, rules: HeaderRules, vars: (name: string) => string | undefined, log: StreamLog): void {
+  for (const name of rules.remove) mutation.remove(name);
+  for (const [name, template] of rules.set) {
+    const value = render(template.render(vars), name, log);
+    if (value !== undefined) mutation.set(name, value);
+  }
+  for (const [name, template] of rules.append) {
+    const value = render(template.render(vars), name, log);
+    if (value !== undefined) mutation.append(name, value);
+  }
+}
+
+function render(value: string | undefined, name: string, log: StreamLog): string | undefined {
+  if (value === undefined) return undefined;
+  const safe = safeHeaderValue(value);
+  if (safe === undefined) log.warn({ header: name }, 'header rule produced a value Envoy would refuse (CR, LF, NUL or over 16 KiB); not set');
+  return safe;
+}
+
+/** source.address when the filter sends it (request_attributes), else the last x-forwarded-for hop Envoy added. */
+export function clientAddress(attributes: Readonly<Record<string, string>>, headers: HeaderList): string | undefined {
+  const source = attributes['source.address'];
+  if (source) {
+    const bracket = /^\[([^\]]+)\](?::\d+)?$/.exec(source);
+    if (bracket) return bracket[1];
+    const colon = source.lastIndexOf(':');
+    return colon > 0 && source.indexOf(':') === colon ? source.slice(0, colon) : source;
+  }
+  const xff = headerValues(headers, 'x-forwarded-for');
+  const last = xff?.split(',').pop()?.trim();
+  return last || headerValue(headers, 'x-envoy-external-address') || undefined;
+}
+

@@ -1,0 +1,70 @@
+// Header value templates: literal text with `{name}` placeholders, parsed once at config load. `{{` and `}}` stand
+// for literal braces. Built-in names are listed in BUILTIN_VARIABLES; any other name is read from the identity that
+// ext_authz left in dynamic metadata (see identity.ts), so `{user_id}` works without Portcullis knowing the key.
+
+export const BUILTIN_VARIABLES = ['request_id', 'trace_id', 'span_id', 'client_ip', 'route', 'method', 'path', 'host'] as const;
+
+export interface Template {
+  readonly source: string;
+  /** Names used, in order of first use. */
+  readonly variables: readonly string[];
+  /** undefined when a placeholder has no value: a header with a half-filled value is worse than none. */
+  render(lookup: (name: string) => string | undefined): string | undefined;
+}
+
+/** A compiled template, or a message saying what is wrong with `source`. */
+export function compileTemplate(source: string): Template | string {
+  const parts: ({ text: string } | { name: string })[] = [];
+  let text = '';
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '{' && source[i + 1] === '{') {
+      text += '{';
+      i++;
+    } else if (c === '}' && source[i + 1] === '}') {
+      text += '}';
+      i++;
+    } else if (c === '{') {
+      const end = source.indexOf('}', i);
+      if (end === -1) return `unclosed '{' at offset ${i} in '${source}' (write {{ for a literal brace)`;
+      const name = source.slice(i + 1, end);
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) return `'{${name}}' is not a variable name (lower case letters, digits, _)`;
+      if (text) parts.push({ text });
+      text = '';
+      parts.push({ name });
+      i = end;
+    } else if (c === '}') {
+      return `unmatched '}' at offset ${i} in '${source}' (write }} for a literal brace)`;
+    } else if (c === '\r' || c === '\n' || c === '\0') {
+      return 'header values cannot contain CR, LF or NUL';
+    } else {
+      text += c;
+    }
+  }
+  if (text) parts.push({ text });
+  const variables = [...new Set(parts.flatMap((p) => ('name' in p ? [p.name] : [])))];
+  return {
+    source,
+    variables,
+    render(lookup) {
+      let out = '';
+      for (const part of parts) {
+        if ('text' in part) {
+          out += part.text;
+          continue;
+        }
+        const value = lookup(part.name);
+        if (value === undefined || value === '') return undefined;
+        out += value;
+      }
+      return out;
+    },
+  };
+}
+
+/** Values safe to put in a header: no CR, LF, NUL (Envoy answers 500 to those), at most 16 KiB. */
+export function safeHeaderValue(value: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (/[\r\n\0]/.test(value) || value.length > 16_384) return undefined;
+  return value;
+}

@@ -1,0 +1,166 @@
+import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { AuthzService, AuthzSnapshot } from '../authz/service.js';
+import type { CheckInput, Decision } from '../authz/types.js';
+import type { Logger } from '../observability/logger.js';
+import { asPortcullisError, ErrorCode } from '../shared/errors.js';
+import type { DeadlineSignals } from './deadline-signals.js';
+import { toStruct } from './ratelimit-handler.js';
+import { grpcStatusOf } from './status.js';
+
+/**
+ * Proto maps decoded from the descriptor set arrive as repeated { key, value } entries (see toStruct); a client
+ * built from .proto files sends plain objects. Both are read.
+ */
+type WireMap = { key?: string; value?: string }[] | Record<string, string> | undefined | null;
+
+interface WireCheckRequest {
+  attributes?: {
+    source?: { address?: { socket_address?: { address?: string } }; principal?: string };
+    request?: {
+      http?: {
+        id?: string;
+        method?: string;
+        path?: string;
+        host?: string;
+        headers?: WireMap;
+        header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer | Uint8Array }[] };
+      };
+    };
+    context_extensions?: WireMap;
+  } | null;
+}
+
+function mapOf(wire: WireMap): Map<string, string> {
+  const out = new Map<string, string>();
+  if (Array.isArray(wire)) {
+    for (const e of wire) if (e.key !== undefined) out.set(e.key.toLowerCase(), e.value ?? '');
+  } else if (wire) {
+    for (const [k, v] of Object.entries(wire)) out.set(k.toLowerCase(), String(v));
+  }
+  return out;
+}
+
+/** CheckRequest → CheckInput. With encode_raw_headers Envoy sends header_map (unmerged, raw bytes) instead. */
+export function toCheckInput(wire: WireCheckRequest): CheckInput {
+  const attributes = wire.attributes ?? {};
+  const http = attributes.request?.http ?? {};
+  let headers = mapOf(http.headers);
+  if (headers.size === 0 && http.header_map?.headers) {
+    headers = new Map();
+    for (const h of http.header_map.headers) {
+      if (h.key === undefined) continue;
+      const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '');
+      const name = h.key.toLowerCase();
+      const previous = headers.get(name);
+      headers.set(name, previous === undefined ? value : `${previous},${value}`);
+    }
+  }
+  return {
+    method: (http.method ?? headers.get(':method') ?? '').toUpperCase(),
+    rawPath: http.path ?? headers.get(':path') ?? '',
+    host: http.host ?? headers.get(':authority') ?? '',
+    headers,
+    sourceAddress: attributes.source?.address?.socket_address?.address ?? '',
+    sourcePrincipal: attributes.source?.principal ?? '',
+    contextExtensions: mapOf(attributes.context_extensions),
+    requestId: headers.get('x-request-id') ?? http.id ?? '',
+  };
+}
+
+const header = (key: string, value: string): unknown => ({ header: { key, value }, append: { value: false } });
+
+const RPC_CODE: Readonly<Record<number, number>> = { 400: GrpcStatus.INVALID_ARGUMENT, 401: GrpcStatus.UNAUTHENTICATED, 403: GrpcStatus.PERMISSION_DENIED, 503: GrpcStatus.UNAVAILABLE };
+
+/** Decision → CheckResponse: the one mapping. A denial is a response (status code != 0), never a gRPC error. */
+export function toCheckResponse(decision: Decision, requestId: string): unknown {
+  if (decision.allow) {
+    return {
+      status: { code: GrpcStatus.OK },
+      ok_response: {
+        headers: decision.headers.map(([k, v]) => header(k, v)),
+        headers_to_remove: [...decision.headersToRemove],
+        query_parameters_to_remove: [...decision.queryParamsToRemove],
+      },
+      dynamic_metadata: toStruct(decision.dynamicMetadata),
+    };
+  }
+  const headers = [header('content-type', 'application/json'), header('cache-control', 'no-store')];
+  if (decision.status === 401) {
+    headers.push(header('www-authenticate', `Bearer realm="portcullis", error="${decision.bearerError ?? 'invalid_token'}", error_description="${decision.message.replace(/["\\]/g, '')}"`));
+  }
+  return {
+    status: { code: RPC_CODE[decision.status] ?? GrpcStatus.PERMISSION_DENIED, message: decision.message },
+    denied_response: {
+      status: { code: decision.status },
+      headers,
+      body: JSON.stringify({ error: decision.reason, message: decision.message, request_id: requestId }),
+    },
+  };
+}
+
+export interface AuthzHandlerDeps {
+  readonly service: AuthzService;
+  readonly snapshot: () => AuthzSnapshot;
+  readonly logger: Logger;
+  readonly deadlines: DeadlineSignals;
+  readonly timeoutMs: () => number;
+  readonly observe: (decision: Decision, seconds: number) => void;
+  readonly onError: (code: string) => void;
+  readonly inFlight: { enter(): void; leave(): void };
+}
+
+export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementation {
+  return {
+    Check(call: ServerUnaryCall<WireCheckRequest, unknown>, callback: sendUnaryData<unknown>): void {
+      const started = performance.now();
+      deps.inFlight.enter();
+      const snapshot = deps.snapshot();
+      let input: CheckInput | undefined;
+      const done = (error: unknown, decision?: Decision): void => {
+        deps.inFlight.leave();
+        const seconds = (performance.now() - started) / 1000;
+        if (decision !== undefined && input !== undefined) {
+          deps.observe(decision, seconds);
+          if (snapshot.settings?.logDecisions !== false) logDecision(deps.logger, input, decision, seconds);
+          callback(null, toCheckResponse(decision, input.requestId));
+          return;
+        }
+        const e = asPortcullisError(error);
+        deps.onError(e.code);
+        if (e.code === ErrorCode.INTERNAL) deps.logger.error({ err: error }, 'Check failed');
+        else deps.logger.warn({ code: e.code, error: e.message }, 'Check failed');
+        callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
+      };
+      try {
+        input = toCheckInput(call.request);
+        const deadline = call.getDeadline();
+        const at = deadline instanceof Date ? deadline.getTime() : deadline;
+        const fallback = snapshot.settings?.timeoutMs ?? deps.timeoutMs();
+        const remaining = Number.isFinite(at) ? Math.min(at - Date.now(), fallback) : fallback;
+        // A little before Envoy gives up, so a slow dependency still ends in our answer rather than its timeout.
+        const signal = deps.deadlines.signalFor(Date.now() + Math.max(1, remaining * 0.9));
+        deps.service.check(input, snapshot, signal).then((decision) => done(undefined, decision), (error: unknown) => done(error));
+      } catch (error) {
+        done(error);
+      }
+    },
+  };
+}
+
+/** One line per Check; never a credential: no header values, the path without its query. */
+function logDecision(logger: Logger, input: CheckInput, decision: Decision, seconds: number): void {
+  const q = input.rawPath.indexOf('?');
+  logger.info({
+    method: input.method,
+    path: q >= 0 ? input.rawPath.slice(0, q) : input.rawPath,
+    policy: decision.policy,
+    decision: decision.allow ? 'allow' : 'deny',
+    status: decision.allow ? 200 : decision.status,
+    reason: decision.reason,
+    attempts: decision.attempts.map((a) => `${a.method}:${a.outcome.kind === 'invalid' || a.outcome.kind === 'unavailable' ? a.outcome.reason : a.outcome.kind}`),
+    identity: decision.allow ? decision.identity.subject : undefined,
+    auth_method: decision.allow ? decision.identity.method : undefined,
+    request_id: input.requestId,
+    latency_ms: Math.round(seconds * 100000) / 100,
+  }, 'authz decision');
+}

@@ -1,0 +1,36 @@
+/**
+ * The only thing the response cache knows about storage. Entries are grouped under a path key (host + normalized
+ * path) so that an unsafe request invalidates every variant of the path in one call, on every instance sharing the
+ * store. Both implementations must give identical answers; test/unit/store/cache-conformance.ts holds the suite.
+ */
+
+export interface CachedResponse {
+  readonly status: number;
+  /** Upstream response headers as stored (hop-by-hop headers already removed). */
+  readonly headers: readonly (readonly [string, string])[];
+  readonly body: Buffer;
+  readonly storedAtMs: number;
+  readonly initialAgeSeconds: number;
+  /** Freshness lifetime; the entry expires at storedAtMs + (lifetime - initialAge) seconds. */
+  readonly lifetimeSeconds: number;
+  /** The request's values of the headers the response's Vary named (null: absent). */
+  readonly vary: readonly (readonly [string, string | null])[];
+}
+
+export interface CacheStore {
+  /** The fresh entry, or undefined. Rejects with a StoreError when the store fails or `signal` aborts first. */
+  get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined>;
+  /** Stores `entry` until storedAtMs + ttlMs. */
+  set(pathKey: string, variant: string, entry: CachedResponse, ttlMs: number, signal: AbortSignal): Promise<void>;
+  /** Drops every variant stored under `pathKey`. */
+  invalidate(pathKey: string, signal: AbortSignal): Promise<void>;
+  ping(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function entrySize(entry: CachedResponse): number {
+  let size = entry.body.length + 64;
+  for (const [n, v] of entry.headers) size += n.length + v.length + 8;
+  for (const [n, v] of entry.vary) size += n.length + (v?.length ?? 0) + 8;
+  return size;
+}

@@ -1,0 +1,94 @@
+// A CacheStore in process memory, bounded by bytes: least recently used entries go first. For one instance (no
+// Redis configured) and as the reference the Redis store is compared with. Time is the nowMs each call passes in.
+
+import { ErrorCode, StoreError } from '../shared/errors.js';
+import { entrySize, type CachedResponse, type CacheStore } from './cache-store.js';
+
+interface Slot {
+  readonly entry: CachedResponse;
+  readonly expiresAtMs: number;
+  readonly size: number;
+}
+
+export class MemoryCacheStore implements CacheStore {
+  /** Insertion order is recency order: a read re-inserts. Key: pathKey + '\n' + variant. */
+  private readonly slots = new Map<string, Slot>();
+  private readonly byPath = new Map<string, Set<string>>();
+  private bytes = 0;
+  private closed = false;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  get usedBytes(): number {
+    return this.bytes;
+  }
+
+  async get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined> {
+    this.checkUsable(signal);
+    const key = `${pathKey}\n${variant}`;
+    const slot = this.slots.get(key);
+    if (slot === undefined) return undefined;
+    if (slot.expiresAtMs <= nowMs) {
+      this.drop(key);
+      return undefined;
+    }
+    this.slots.delete(key);
+    this.slots.set(key, slot);
+    return slot.entry;
+  }
+
+  async set(pathKey: string, variant: string, entry: CachedResponse, ttlMs: number, signal: AbortSignal): Promise<void> {
+    this.checkUsable(signal);
+    const key = `${pathKey}\n${variant}`;
+    const size = entrySize(entry);
+    this.drop(key);
+    if (size > this.maxBytes || ttlMs <= 0) return;
+    while (this.bytes + size > this.maxBytes) {
+      const oldest = this.slots.keys().next();
+      if (oldest.done === true) break;
+      this.drop(oldest.value);
+    }
+    this.slots.set(key, { entry, expiresAtMs: entry.storedAtMs + ttlMs, size });
+    this.bytes += size;
+    let variants = this.byPath.get(pathKey);
+    if (variants === undefined) this.byPath.set(pathKey, (variants = new Set()));
+    variants.add(key);
+  }
+
+  async invalidate(pathKey: string, signal: AbortSignal): Promise<void> {
+    this.checkUsable(signal);
+    for (const key of this.byPath.get(pathKey) ?? []) this.drop(key);
+    this.byPath.delete(pathKey);
+  }
+
+  async ping(signal: AbortSignal): Promise<void> {
+    this.checkUsable(signal);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.slots.clear();
+    this.byPath.clear();
+    this.bytes = 0;
+  }
+
+  private drop(key: string): void {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return;
+    this.slots.delete(key);
+    this.bytes -= slot.size;
+    const pathKey = key.slice(0, key.indexOf('\n'));
+    const variants = this.byPath.get(pathKey);
+    variants?.delete(key);
+    if (variants?.size === 0) this.byPath.delete(pathKey);
+  }
+
+  private checkUsable(signal: AbortSignal): void {
+    if (signal.aborted) throw new StoreError(ErrorCode.STORE_TIMEOUT, 'memory cache store: request deadline passed');
+    if (this.closed) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, 'memory cache store is closed');
+  }
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../../src/config/errors.js';
+import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { CONFIG_FILE, authzSettings } from './support.js';
+
+function issues(text: string): string[] {
+  try {
+    parsePortcullisConfig(text, CONFIG_FILE);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error.message.split('\n');
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('authz config', () => {
+  it('no authz section: undefined (every Check denied)', () => {
+    assert.equal(parsePortcullisConfig('log: { level: info }\n', CONFIG_FILE).authz, undefined);
+  });
+
+  it('the issue contract parses, relative paths resolved against the config directory, frozen', () => {
+    const s = authzSettings(`default_policy: deny
+client_ip: { trusted_hops: 0 }
+api_keys:
+  header: x-api-key
+  query: api_key
+  file: ./keys.yaml
+jwt:
+  providers:
+    - name: main
+      issuer: https://issuer.example
+      audiences: [orders-api]
+      algorithms: [RS256, ES256, EdDSA]
+      jwks: { file: ./jwks.json }
+      clock_skew_seconds: 30
+introspection: { url: https://idp.example/introspect, client_id: gw, client_secret_file: secrets/introspect, cache_seconds: 60 }
+mtls: { principals_header: x-forwarded-client-cert, trusted: [] }
+policies:
+  - name: public
+    match: { path_prefix: /public }
+    authenticate: [anonymous]
+  - name: orders
+    match: { path_prefix: /api/orders, methods: [GET, POST] }
+    authenticate: [jwt, api_key]
+    require: { scopes: [orders:read] }
+  - name: admin
+    match: { path_prefix: /admin }
+    authenticate: [mtls]
+    require: { principals: ["spiffe://example.org/ops"] }
+    ip_allow: [10.0.0.0/8]`);
+    assert.equal(s.apiKeys?.file, '/etc/portcullis/keys.yaml');
+    assert.equal(s.apiKeys?.query, 'api_key');
+    assert.deepEqual(s.jwt?.providers[0]?.jwks, { kind: 'file', path: '/etc/portcullis/jwks.json' });
+    assert.deepEqual(s.jwt?.providers[0]?.algorithms, ['RS256', 'ES256', 'EdDSA']);
+    assert.deepEqual(s.jwt?.providers[0]?.requiredClaims, ['exp']);
+    assert.equal(s.introspection?.clientSecretFile, '/etc/portcullis/secrets/introspect');
+    assert.deepEqual(s.policies.map((p) => p.name), ['public', 'orders', 'admin']);
+    assert.deepEqual(s.policies[1]?.match, { pathPrefix: '/api/orders', path: undefined, methods: ['GET', 'POST'] });
+    assert.deepEqual(s.policies[2]?.ipAllow, ['10.0.0.0/8']);
+    assert.ok(Object.isFrozen(s) && Object.isFrozen(s.policies));
+  });
+
+  it('reports every problem at once with file, line and path', () => {
+    const lines = issues(`authz:
+  default_policy: nowhere
+  bogus: 1
+  jwt:
+    providers:
+      - name: main
+        issuer: https://i
+        audiences: [a]
+        algorithms: [HS256, none]
+        jwks: { file: a.json, uri: http://x/jwks }
+  policies:
+    - name: p
+      match: { path_prefix: nope, methods: [FETCH] }
+      authenticate: [api_key, magic, jwt:other]
+      ip_allow: [10.0.0.0/33, not-an-ip]
+    - name: p
+      authenticate: [anonymous]
+`);
+    const want = [
+      "portcullis.yaml: unknown key 'bogus' (expected one of: default_policy, client_ip, timeout_ms, log_decisions, identity_headers, api_keys, jwt, introspection, mtls, revocation, policies) (line 3, at authz.bogus)",
+      'line 9, at authz.jwt.providers[0].algorithms[0]',
+      'line 9, at authz.jwt.providers[0].algorithms[1]',
+      'set exactly one of file, uri, oidc_discovery (line 10, at authz.jwt.providers[0].jwks)',
+      "must start with /, got 'nope' (line 13, at authz.policies[0].match.path_prefix)",
+      'line 13, at authz.policies[0].match.methods[0]',
+      "bad prefix length in '10.0.0.0/33' (line 15, at authz.policies[0].ip_allow[0])",
+      "expected an IP address or CIDR, got 'not-an-ip' (line 15, at authz.policies[0].ip_allow[1])",
+      "method 'api_key' is used but authz.api_keys is not configured (line 14, at authz.policies[0].authenticate[0])",
+      "unknown method 'magic'",
+      "unknown JWT provider 'other' (line 14, at authz.policies[0].authenticate[2])",
+      "duplicate policy name 'p' (line 16, at authz.policies[1].name)",
+      "expected deny or a policy name, got 'nowhere' (line 2, at authz.default_policy)",
+    ];
+    for (const w of want) assert.ok(lines.some((l) => l.includes(w)), `missing ${w} in\n${lines.join('\n')}`);
+    assert.equal(lines.length, want.length, lines.join('\n'));
+  });
+
+  it('required keys of a present subsection are required; absent subsections are not', () => {
+    const lines = issues('authz:\n  api_keys: { header: x-api-key }\n  introspection: { url: http://idp/introspect }\n');
+    assert.ok(lines.some((l) => l.includes('is required (line 2, at authz.api_keys.file)')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes('at authz.introspection.client_id')));
+    assert.ok(lines.some((l) => l.includes('at authz.introspection.client_secret_file')));
+    assert.equal(lines.length, 3);
+  });
+
+  it('a provider without audiences is refused', () => {
+    const lines = issues('authz:\n  jwt:\n    providers:\n      - { name: m, issuer: https://i, jwks: { uri: http://i/jwks } }\n');
+    assert.ok(lines.some((l) => l.includes('list at least one audience')), lines.join('\n'));
+  });
+});

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AuthzService } from '../../../src/authz/service.js';
+import type { Decision } from '../../../src/authz/types.js';
+import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+import { authzSettings, countingObserver, fakeHttp, input } from './support.js';
+
+const URL = 'https://idp.example/introspect';
+const NOW_MS = 1_700_000_000_000;
+
+function setup(answer: (form?: Record<string, string>, headers?: Record<string, string>) => unknown, onFailure = 'deny') {
+  const clock = new FakeClock(NOW_MS);
+  const observer = countingObserver();
+  const http = fakeHttp({ [URL]: answer });
+  const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer });
+  const settings = authzSettings(`introspection: { url: "${URL}", client_id: gateway, client_secret_file: ./secret, cache_seconds: 60, on_failure: ${onFailure} }
+api_keys: { file: ./keys.yaml }
+policies:
+  - { name: p, match: { path_prefix: / }, authenticate: [introspection, api_key], require: { scopes: [read] } }`);
+  const snapshot = service.prepare(settings, new Map([['/etc/portcullis/secret', 's3cret\n'], ['/etc/portcullis/keys.yaml', '[]']]));
+  const check = (token: string): Promise<Decision> => service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
+  return { clock, observer, http, check };
+}
+
+describe('introspection evaluator (RFC 7662)', () => {
+  it('posts the token with client credentials; active true allows with sub and scopes; cached until exp', async () => {
+    let seen: { form?: Record<string, string>; headers?: Record<string, string> } = {};
+    const s = setup((form, headers) => {
+      seen = { form, headers };
+      return { status: 200, body: { active: true, sub: 'svc-1', scope: 'read write', exp: NOW_MS / 1000 + 30, tier: 'pro' } };
+    });
+    const d = await s.check('opaque-token-1');
+    assert.ok(d.allow && d.identity.subject === 'svc-1' && d.identity.method === 'introspection' && d.identity.tier === 'pro');
+    assert.deepEqual(seen.form, { token: 'opaque-token-1', token_type_hint: 'access_token' });
+    assert.equal(seen.headers?.['authorization'], `Basic ${Buffer.from('gateway:s3cret').toString('base64')}`);
+    assert.ok((await s.check('opaque-token-1')).allow);
+    assert.equal(s.http.calls.length, 1, 'second check from the cache');
+    s.clock.advance(31_000); // past exp, before cache_seconds
+    await s.check('opaque-token-1');
+    assert.equal(s.http.calls.length, 2, 'cache entry ended at exp');
+  });
+
+  it('active false denies 401 (and is cached for cache_seconds)', async () => {
+    const s = setup(() => ({ status: 200, body: { active: false } }));
+    const d = await s.check('revoked');
+    assert.ok(!d.allow && d.status === 401 && d.reason === 'invalid_credentials');
+    await s.check('revoked');
+    assert.equal(s.http.calls.length, 1);
+  });
+
+  it('scopes are enforced on cached answers too', async () => {
+    const s = setup(() => ({ status: 200, body: { active: true, sub: 'x', scope: 'write' } }));
+    for (let i = 0; i < 2; i++) {
+      const d = await s.check('t');
+      assert.ok(!d.allow && d.status === 403);
+    }
+  });
+
+  it('down or garbage: 503 when no other method succeeds, counted; on_failure error makes it a gRPC error', async () => {
+    for (const answer of [() => { throw new Error('ECONNREFUSED'); }, () => ({ status: 500, body: undefined }), () => ({ status: 200, body: { active: 'yes' } })]) {
+      const s = setup(answer);
+      const d = await s.check('t');
+      assert.ok(!d.allow && d.status === 503 && d.reason === 'unavailable', JSON.stringify(d));
+      assert.equal(s.observer.counts.get('introspection_error'), 1);
+    }
+    const s = setup(() => { throw new Error('down'); }, 'error');
+    await assert.rejects(s.check('t'), { code: 'PC_AUTHZ_UNAVAILABLE' });
+  });
+
+  it('a hanging server is bounded by the Check deadline', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({ [URL]: () => new Promise(() => undefined) }), observer: countingObserver() });
+    const snapshot = service.prepare(authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const deadline = new AbortController();
+    setTimeout(() => deadline.abort(), 80);
+    const started = Date.now();
+    const d = await service.check(input({ headers: { authorization: 'Bearer t' } }), snapshot, deadline.signal);
+    assert.ok(!d.allow && d.status === 503);
+    assert.ok(Date.now() - started < 1000);
+  });
+});

@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { createHmac, KeyObject, sign as cryptoSign } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { AuthzService } from '../../../src/authz/service.js';
+import type { Decision } from '../../../src/authz/types.js';
+import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+import { authzSettings, countingObserver, fakeHttp, input } from './support.js';
+
+const NOW_S = 1_700_000_000;
+const ISSUER = 'https://issuer.example';
+const OTHER = 'https://other.example';
+
+async function keyPair(alg: 'RS256' | 'ES256' | 'EdDSA', kid: string) {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { alg, kid, privateKey, publicKey, jwk };
+}
+type Pair = Awaited<ReturnType<typeof keyPair>>;
+
+function token(pair: Pair, claims: Record<string, unknown> = {}, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT({ sub: 'user-1', scope: 'orders:read orders:write', tier: 'gold', iss: ISSUER, aud: 'orders-api', iat: NOW_S, exp: NOW_S + 600, ...claims })
+    .setProtectedHeader({ alg: pair.alg, kid: pair.kid, ...header })
+    .sign(pair.privateKey);
+}
+
+const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+/** A JWS signed by hand, for headers jose refuses to produce. */
+function handSigned(pair: Pair, header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  const signingInput = `${b64(header)}.${b64(payload)}`;
+  const signature = cryptoSign('sha256', Buffer.from(signingInput), KeyObject.from(pair.privateKey));
+  return `${signingInput}.${signature.toString('base64url')}`;
+}
+const claims = { sub: 'user-1', iss: ISSUER, aud: 'orders-api', iat: NOW_S, exp: NOW_S + 600 };
+
+const section = (jwks: string, extra = ''): string => `jwt:
+  providers:
+    - name: main
+      issuer: ${ISSUER}
+      audiences: [orders-api]
+      algorithms: [RS256, ES256, EdDSA]
+      jwks: ${jwks}
+      clock_skew_seconds: 30
+      refetch_cooldown_seconds: 30
+      required_claims: [sub]
+    - name: other
+      issuer: ${OTHER}
+      audiences: [orders-api]
+      jwks: { file: ./other.json }
+  cache_max_entries: 100
+${extra}policies:
+  - name: orders
+    match: { path_prefix: /api }
+    authenticate: [jwt:main]
+    require: { scopes: [orders:read] }
+  - name: any
+    match: { path_prefix: /any }
+    authenticate: [jwt]`;
+
+async function setup(opts: { remote?: Record<string, () => unknown>; extra?: string } = {}) {
+  const [rsa, ec, ed, otherRsa] = await Promise.all([keyPair('RS256', 'rsa-1'), keyPair('ES256', 'ec-1'), keyPair('EdDSA', 'ed-1'), keyPair('RS256', 'rsa-1')]);
+  const clock = new FakeClock(NOW_S * 1000);
+  const observer = countingObserver();
+  const http = fakeHttp(opts.remote ?? {});
+  const revocation = new MemoryRevocationList(clock);
+  const service = new AuthzService({ clock, revocation, http, observer });
+  const jwks = opts.remote ? '{ uri: http://keys.test/jwks.json }' : '{ file: ./jwks.json }';
+  const files = new Map([
+    ['/etc/portcullis/jwks.json', JSON.stringify({ keys: [rsa.jwk, ec.jwk, ed.jwk] })],
+    ['/etc/portcullis/other.json', JSON.stringify({ keys: [otherRsa.jwk] })],
+  ]);
+  const snapshot = service.prepare(authzSettings(section(jwks, opts.extra)), files);
+  const check = (bearer: string | undefined, path = '/api/x', signal = AbortSignal.timeout(2000)): Promise<Decision> =>
+    service.check(input({ rawPath: path, headers: bearer === undefined ? {} : { authorization: bearer } }), snapshot, signal);
+  return { rsa, ec, ed, otherRsa, clock, observer, http, revocation, service, check, files };
+}
+
+const reasonOf = (d: Decision): string => {
+  if (d.allow) return 'allowed';
+  const attempt = d.attempts[0]?.outcome;
+  return attempt && (attempt.kind === 'invalid' || attempt.kind === 'unavailable') ? attempt.reason : d.reason;
+};
+
+describe('JWT evaluator', () => {
+  it('accepts RS256, ES256 and EdDSA tokens of the configured provider and maps the claims', async () => {
+    const s = await setup();
+    for (const pair of [s.rsa, s.ec, s.ed]) {
+      const d = await s.check(`Bearer ${await token(pair)}`);
+      assert.ok(d.allow, `${pair.alg}: ${JSON.stringify(d)}`);
+      assert.equal(d.identity.subject, 'user-1');
+      assert.equal(d.identity.tier, 'gold');
+      assert.deepEqual(d.identity.scopes, ['orders:read', 'orders:write']);
+      assert.equal(d.dynamicMetadata['provider'], 'main');
+    }
+    const lower = await s.check(`bearer ${await token(s.rsa)}`);
+    assert.ok(lower.allow, 'scheme is case-insensitive');
+  });
+
+  it('the attack table: every row is a 401 with its reason', async () => {
+    const s = await setup();
+    const good = await token(s.rsa);
+    const [h, p] = good.split('.');
+    const spki = await exportSPKI(s.rsa.publicKey);
+    const hsInput = `${b64({ alg: 'HS256', kid: 'rsa-1' })}.${b64(claims)}`;
+    const hs256 = `${hsInput}.${createHmac('sha256', spki).update(hsInput).digest('base64url')}`;
+    const rows: [string, string | undefined, string][] = [
+      ['alg none, empty signature', `Bearer ${b64({ alg: 'none' })}.${b64(claims)}.`, 'jwt_malformed'],
+      ['alg none with a signature', `Bearer ${b64({ alg: 'none' })}.${b64(claims)}.c2ln`, 'jwt_alg_not_allowed'],
+      ['unknown crit header', `Bearer ${handSigned(s.rsa, { alg: 'RS256', kid: 'rsa-1', crit: ['x-magic'], 'x-magic': 1 }, claims)}`, 'jwt_unsupported'],
+      ['HS256 signed with the RSA public key', `Bearer ${hs256}`, 'jwt_alg_not_allowed'],
+      ['kid with a path', `Bearer ${await token(s.rsa, {}, { kid: '../../../../etc/passwd' })}`, 'jwt_unknown_key'],
+      ['kid with a URL', `Bearer ${await token(s.rsa, {}, { kid: 'http://evil.example/jwks.json' })}`, 'jwt_unknown_key'],
+      ['jku header ignored, key unknown', `Bearer ${await token(await keyPair('RS256', 'evil'), {}, { jku: 'http://evil.example/jwks.json' })}`, 'jwt_unknown_key'],
+      ['signature by another key with our kid', `Bearer ${await token(s.otherRsa)}`, 'jwt_bad_signature'],
+      ['tampered payload', `Bearer ${h}.${b64({ ...claims, sub: 'admin' })}.${good.split('.')[2]}`, 'jwt_bad_signature'],
+      ['expired (past skew)', `Bearer ${await token(s.rsa, { exp: NOW_S - 31 })}`, 'jwt_expired'],
+      ['not yet valid (past skew)', `Bearer ${await token(s.rsa, { nbf: NOW_S + 31 })}`, 'jwt_not_yet_valid'],
+      ['wrong audience', `Bearer ${await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuer(ISSUER).setAudience('billing').setExpirationTime(NOW_S + 60).sign(s.rsa.privateKey)}`, 'jwt_wrong_audience'],
+      ['unknown issuer', `Bearer ${await token(s.rsa, { iss: 'https://evil.example' })}`, 'jwt_unknown_issuer'],
+      ['token of another provider on a jwt:main route', `Bearer ${await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuer(OTHER).setAudience('orders-api').setExpirationTime(NOW_S + 60).sign(s.otherRsa.privateKey)}`, 'jwt_unknown_issuer'],
+      ['no exp', `Bearer ${handSigned(s.rsa, { alg: 'RS256', kid: 'rsa-1' }, { sub: 'u', iss: ISSUER, aud: 'orders-api' })}`, 'jwt_claim_invalid'],
+      ['no sub (required claim)', `Bearer ${handSigned(s.rsa, { alg: 'RS256', kid: 'rsa-1' }, { iss: ISSUER, aud: 'orders-api', exp: NOW_S + 60 })}`, 'jwt_claim_invalid'],
+      ['oversized', `Bearer ${'a'.repeat(9000)}.${p}.x`, 'token_oversized'],
+      ['non-UTF-8 bytes (Envoy sends !)', `Bearer ${h}.${p}!!.sig`, 'jwt_malformed'],
+      ['not three parts', 'Bearer abc.def', 'jwt_malformed'],
+      ['garbage base64', 'Bearer aaaa.bbbb.cccc', 'jwt_malformed'],
+      ['two Authorization headers', `Bearer ${good},Bearer ${good}`, 'token_malformed'],
+      ['Bearer without a token', 'Bearer ', 'token_malformed'],
+    ];
+    for (const [name, bearer, reason] of rows) {
+      const d = await s.check(bearer);
+      assert.equal(d.allow, false, name);
+      assert.equal(reasonOf(d), reason, name);
+      assert.ok(!d.allow && d.status === 401 && d.bearerError === 'invalid_token', name);
+    }
+    const missing = await s.check(undefined);
+    assert.ok(!missing.allow && missing.status === 401 && missing.reason === 'missing_credentials' && missing.bearerError === 'invalid_request');
+    const basic = await s.check('Basic dXNlcjpwYXNz');
+    assert.ok(!basic.allow && basic.reason === 'missing_credentials');
+  });
+
+  it('skew: a token expired less than clock_skew_seconds ago still passes', async () => {
+    const s = await setup();
+    assert.ok((await s.check(`Bearer ${await token(s.rsa, { exp: NOW_S - 20 })}`)).allow);
+    assert.ok((await s.check(`Bearer ${await token(s.rsa, { nbf: NOW_S + 20 })}`)).allow);
+  });
+
+  it('a valid token without the required scope is 403', async () => {
+    const s = await setup();
+    const d = await s.check(`Bearer ${await token(s.rsa, { scope: 'billing:read' })}`);
+    assert.ok(!d.allow && d.status === 403 && d.reason === 'forbidden');
+  });
+
+  it('a policy allowing every provider accepts the other provider', async () => {
+    const s = await setup();
+    const other = await new SignJWT({ sub: 'u2' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setIssuer(OTHER).setAudience('orders-api').setExpirationTime(NOW_S + 60).sign(s.otherRsa.privateKey);
+    const d = await s.check(`Bearer ${other}`, '/any');
+    assert.ok(d.allow && d.identity.provider === 'other');
+  });
+
+  it('verified tokens are cached until exp, then verified again; revocation applies to cached tokens', async () => {
+    const s = await setup({ extra: 'revocation: { enabled: true }\n' });
+    const t = await token(s.rsa, { exp: NOW_S + 100, jti: 'tok-1' });
+    assert.ok((await s.check(`Bearer ${t}`)).allow);
+    assert.ok((await s.check(`Bearer ${t}`)).allow);
+    assert.equal(s.observer.counts.get('cache:jwt:hit'), 1);
+    assert.equal(s.service.cacheEntries().jwt, 1);
+    s.clock.advance(131_000); // past exp + skew
+    const d = await s.check(`Bearer ${t}`);
+    assert.equal(reasonOf(d), 'jwt_expired');
+    const t2 = await token(s.rsa, { jti: 'tok-2' });
+    assert.ok((await s.check(`Bearer ${t2}`)).allow);
+    await s.revocation.revoke('jti', 'tok-2', (NOW_S + 1000) * 1000);
+    assert.equal(reasonOf(await s.check(`Bearer ${t2}`)), 'jwt_revoked');
+  });
+
+  it('10,000 distinct garbage tokens leave the cache empty; 300 valid ones stay within cache_max_entries', async () => {
+    const s = await setup();
+    const [h] = (await token(s.rsa)).split('.');
+    for (let i = 0; i < 10_000; i++) {
+      const d = await s.check(`Bearer ${h}.${b64({ ...claims, n: i })}.${Buffer.from(String(i)).toString('base64url')}`);
+      assert.equal(d.allow, false);
+    }
+    assert.equal(s.service.cacheEntries().jwt, 0);
+    for (let i = 0; i < 300; i++) assert.ok((await s.check(`Bearer ${await token(s.ed, { n: i })}`)).allow);
+    assert.equal(s.service.cacheEntries().jwt, 100);
+  });
+});
+
+describe('JWKS from a URI', () => {
+  it('starts without keys (issuer down: 503, not a crash), then serves once the issuer is up', async () => {
+    let up = false;
+    let jwks: unknown;
+    const s = await setup({ remote: { 'http://keys.test/jwks.json': () => { if (!up) throw new Error('ECONNREFUSED'); return jwks; } } });
+    jwks = { keys: [s.rsa.jwk] };
+    const t = await token(s.rsa);
+    const d = await s.check(`Bearer ${t}`);
+    assert.ok(!d.allow && d.status === 503 && reasonOf(d) === 'jwks_unavailable');
+    up = true;
+    s.clock.advance(31_000); // past the refetch cooldown
+    assert.ok((await s.check(`Bearer ${t}`)).allow);
+    s.service.close();
+  });
+
+  it('unknown kids: one refetch per cooldown however many random kids arrive; new kids found after rotation', async () => {
+    let jwks: unknown;
+    const s = await setup({ remote: { 'http://keys.test/jwks.json': () => jwks } });
+    jwks = { keys: [s.rsa.jwk] };
+    s.clock.advance(30_000); // the fetch at start saw no document yet
+    assert.ok((await s.check(`Bearer ${await token(s.rsa)}`)).allow);
+    s.clock.advance(30_000);
+    const fetchesBefore = s.http.calls.length;
+    for (let i = 0; i < 50; i++) assert.equal(reasonOf(await s.check(`Bearer ${await token(s.rsa, {}, { kid: `random-${i}` })}`)), 'jwt_unknown_key');
+    assert.equal(s.http.calls.length - fetchesBefore, 1, 'one refetch for 50 unknown kids');
+    jwks = { keys: [s.rsa.jwk, s.ec.jwk] };
+    s.clock.advance(30_000);
+    assert.ok((await s.check(`Bearer ${await token(s.ec)}`)).allow, 'rotated-in key found by the refetch');
+    s.service.close();
+  });
+
+  it('garbage JWKS on refetch: cached keys keep working; a slow issuer never holds a Check past its deadline', async () => {
+    let mode: 'good' | 'garbage' | 'hang' = 'good';
+    let jwks: unknown;
+    const s = await setup({ remote: { 'http://keys.test/jwks.json': () => (mode === 'good' ? jwks : mode === 'garbage' ? { keys: 'nope' } : new Promise(() => undefined)) } });
+    jwks = { keys: [s.rsa.jwk] };
+    s.clock.advance(30_000); // the fetch at start saw no document yet
+    const t = await token(s.rsa);
+    assert.ok((await s.check(`Bearer ${t}`)).allow);
+    mode = 'garbage';
+    s.clock.advance(31_000);
+    assert.equal(reasonOf(await s.check(`Bearer ${await token(s.ec)}`)), 'jwt_unknown_key');
+    assert.ok((await s.check(`Bearer ${await token(s.rsa, { n: 2 })}`)).allow, 'old keys still serve');
+    assert.ok((s.observer.counts.get('jwks:main:error') ?? 0) >= 1);
+    mode = 'hang';
+    s.clock.advance(31_000);
+    const started = Date.now();
+    const deadline = new AbortController();
+    setTimeout(() => deadline.abort(), 100); // ref'd: the hanging fetch alone would let the event loop end
+    const d = await s.check(`Bearer ${await token(s.ec, { n: 3 })}`, '/api/x', deadline.signal);
+    assert.equal(d.allow, false);
+    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+    s.service.close();
+  });
+
+  it('OIDC discovery: issuer must match, jwks_uri followed', async () => {
+    const [rsa] = await Promise.all([keyPair('RS256', 'k')]);
+    const clock = new FakeClock(NOW_S * 1000);
+    const http = fakeHttp({
+      'https://issuer.example/.well-known/openid-configuration': () => ({ issuer: ISSUER, jwks_uri: 'https://issuer.example/keys' }),
+      'https://issuer.example/keys': () => ({ keys: [rsa.jwk] }),
+    });
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+    const settings = authzSettings(`jwt:\n  providers:\n    - { name: main, issuer: "${ISSUER}", audiences: [orders-api], jwks: { oidc_discovery: "${ISSUER}" } }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [jwt] }`);
+    const snapshot = service.prepare(settings, new Map());
+    const d = await service.check(input({ headers: { authorization: `Bearer ${await token(rsa)}` } }), snapshot, AbortSignal.timeout(2000));
+    assert.ok(d.allow, JSON.stringify(d));
+    service.close();
+  });
+
+  it('a JWKS file that is not a JWKS is a config error naming the file', async () => {
+    const clock = new FakeClock(0);
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer: countingObserver() });
+    const settings = authzSettings(`jwt:\n  providers:\n    - { name: main, issuer: i, audiences: [a], jwks: { file: ./jwks.json } }`);
+    for (const text of ['not json', '{"keys": 3}', '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}']) {
+      assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', text]])), /jwks\.json: not a usable JWKS/);
+    }
+  });
+});

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { matchesPrefix, normalizePath } from '../../../src/authz/normalize-path.js';
+
+describe('normalizePath', () => {
+  const table: [string, string | null, string?][] = [
+    ['/', '/'],
+    ['/api/orders', '/api/orders'],
+    ['/api/orders?x=1&api_key=k', '/api/orders', 'x=1&api_key=k'],
+    ['/api/orders#frag', '/api/orders'],
+    ['/a/../b', '/b'],
+    ['/a/./b', '/a/b'],
+    ['/public/../admin', '/admin'],
+    ['/../../admin', '/admin'],
+    ['/a/b/..', '/a/'],
+    ['/a/..', '/'],
+    ['//admin', '/admin'],
+    ['/a//b///c', '/a/b/c'],
+    ['/%2e%2e/admin', '/admin'],
+    ['/public/%2E%2E/admin', '/admin'],
+    ['/public/.%2e/admin', '/admin'],
+    ['/%61dmin', '/admin'],
+    ['/a%7eb', '/a~b'],
+    ['/a%3ab', '/a%3Ab'],
+    ['/a%3Ab', '/a%3Ab'],
+    ['/a%20b', '/a%20b'],
+    ['/trailing/', '/trailing/'],
+    ['/admin%2Fsecret', null],
+    ['/admin%2fsecret', null],
+    ['/admin%5Csecret', null],
+    ['/admin\\secret', null],
+    ['/a%zzb', null],
+    ['/a%2', null],
+    ['/a%00b', null],
+    ['/a\u0000b', null],
+    ['*', null],
+    ['http://evil/admin', null],
+    ['', null],
+  ];
+  for (const [raw, want, query] of table) {
+    it(`${JSON.stringify(raw)} → ${want ?? 'refused'}`, () => {
+      const got = normalizePath(raw);
+      if (want === null) assert.equal(got.ok, false);
+      else {
+        assert.deepEqual(got.ok && got.path, want);
+        if (query !== undefined) assert.equal(got.ok && got.query, query);
+      }
+    });
+  }
+});
+
+describe('matchesPrefix: whole segments', () => {
+  const table: [string, string, boolean][] = [
+    ['/public', '/public', true],
+    ['/public/x', '/public', true],
+    ['/public/', '/public', true],
+    ['/publicity', '/public', false],
+    ['/public', '/public/', true],
+    ['/publicx/y', '/public/', false],
+    ['/anything', '/', true],
+    ['/Public', '/public', false],
+  ];
+  for (const [path, prefix, want] of table) it(`${path} ${want ? 'matches' : 'does not match'} ${prefix}`, () => assert.equal(matchesPrefix(path, prefix), want));
+});

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { AuthzService } from '../../../src/authz/service.js';
+import type { AllowDecision, Decision, DenyDecision } from '../../../src/authz/types.js';
+import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+import { authzSettings, countingObserver, fakeHttp, input } from './support.js';
+
+const KEY_A = 'pk_alpha-key-for-tests-0000000000000000000000';
+const KEY_B = 'pk_bravo-key-for-tests-0000000000000000000000';
+const KEY_OFF = 'pk_disabled-key-00000000000000000000000000000';
+const sha = (k: string): string => createHash('sha256').update(k).digest('hex');
+const KEYS = `- { id: alpha-1, sha256: ${sha(KEY_A)}, owner: alice, tier: gold, scopes: [orders:read] }
+- { id: bravo-1, sha256: ${sha(KEY_B)}, owner: bob, tier: free }
+- { id: disabled-1, sha256: ${sha(KEY_OFF)}, owner: carol, disabled: true }
+`;
+
+const SECTION = `api_keys: { header: x-api-key, query: api_key, file: ./keys.yaml }
+mtls: { trusted: [192.0.2.200] }
+policies:
+  - name: public
+    match: { path_prefix: /public }
+    authenticate: [anonymous]
+  - name: orders
+    match: { path_prefix: /api/orders, methods: [GET, POST] }
+    authenticate: [api_key]
+    require: { scopes: [orders:read] }
+  - name: keyed
+    match: { path_prefix: /api }
+    authenticate: [api_key]
+  - name: admin
+    match: { path_prefix: /admin }
+    authenticate: [mtls]
+    require: { principals: ["spiffe://example.org/ops"] }
+    ip_allow: [10.0.0.0/8]
+  - name: routed
+    authenticate: [anonymous]
+  - name: ops
+    authenticate: [mtls]`;
+
+function setup(section = SECTION, keys = KEYS) {
+  const clock = new FakeClock(1_700_000_000_000);
+  const revocation = new MemoryRevocationList(clock);
+  const service = new AuthzService({ clock, revocation, http: fakeHttp({}), observer: countingObserver() });
+  const settings = authzSettings(section);
+  const snapshot = service.prepare(settings, new Map([['/etc/portcullis/keys.yaml', keys]]));
+  const check = (i: Parameters<typeof input>[0]): Promise<Decision> => service.check(input(i), snapshot, AbortSignal.timeout(1000));
+  return { clock, revocation, service, snapshot, check };
+}
+
+const allowed = (d: Decision): AllowDecision => {
+  assert.ok(d.allow, `expected allow, got ${JSON.stringify(d)}`);
+  return d;
+};
+const denied = (d: Decision, status: number, reason: string): DenyDecision => {
+  assert.ok(!d.allow, `expected deny, got allow as ${d.allow && d.identity.subject}`);
+  assert.equal(d.status, status, d.message);
+  assert.equal(d.reason, reason);
+  return d;
+};
+
+describe('AuthzService.check: policies and API keys', () => {
+  it('without an authz section every request is denied 403', async () => {
+    const clock = new FakeClock(0);
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer: countingObserver() });
+    denied(await service.check(input({ rawPath: '/public' }), service.prepare(undefined, new Map()), AbortSignal.timeout(100)), 403, 'no_policy');
+  });
+
+  const table: { name: string; req: Parameters<typeof input>[0]; status: number; reason: string; subject?: string }[] = [
+    { name: 'anonymous route', req: { rawPath: '/public/docs' }, status: 200, reason: 'allowed', subject: 'anonymous' },
+    { name: 'prefix is whole segments', req: { rawPath: '/publicity' }, status: 403, reason: 'no_policy' },
+    { name: 'path trick out of /public', req: { rawPath: '/public/../api/x' }, status: 401, reason: 'missing_credentials' },
+    { name: 'encoded dot trick', req: { rawPath: '/public/%2e%2e/admin' }, status: 403, reason: 'ip_not_allowed' },
+    { name: 'encoded slash refused', req: { rawPath: '/public%2F..%2Fadmin' }, status: 400, reason: 'bad_path' },
+    { name: 'key in header', req: { rawPath: '/api/x', headers: { 'x-api-key': KEY_B } }, status: 200, reason: 'allowed', subject: 'bob' },
+    { name: 'key in query', req: { rawPath: `/api/x?a=1&api_key=${KEY_B}` }, status: 200, reason: 'allowed', subject: 'bob' },
+    { name: 'unknown key', req: { rawPath: '/api/x', headers: { 'x-api-key': 'pk_nope' } }, status: 401, reason: 'invalid_credentials' },
+    { name: 'disabled key', req: { rawPath: '/api/x', headers: { 'x-api-key': KEY_OFF } }, status: 401, reason: 'invalid_credentials' },
+    { name: 'two keys', req: { rawPath: '/api/x', headers: { 'x-api-key': `${KEY_A},${KEY_B}` } }, status: 401, reason: 'invalid_credentials' },
+    { name: 'no key', req: { rawPath: '/api/x' }, status: 401, reason: 'missing_credentials' },
+    { name: 'scope required and held', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_A } }, status: 200, reason: 'allowed', subject: 'alice' },
+    { name: 'scope required, not held: 403', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_B } }, status: 403, reason: 'forbidden' },
+    { name: 'method not in the policy falls through', req: { method: 'DELETE', rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_B } }, status: 200, reason: 'allowed', subject: 'bob' },
+    { name: 'context_extensions picks the policy', req: { rawPath: '/api/x', context: { policy: 'routed' } }, status: 200, reason: 'allowed', subject: 'anonymous' },
+    { name: 'unknown context policy denies', req: { rawPath: '/public', context: { policy: 'typo' } }, status: 403, reason: 'unknown_policy' },
+    { name: 'admin from outside the allow-list', req: { rawPath: '/admin', sourcePrincipal: 'spiffe://example.org/ops' }, status: 403, reason: 'ip_not_allowed' },
+    { name: 'admin, allowed address, right principal', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/ops' }, status: 200, reason: 'allowed', subject: 'spiffe://example.org/ops' },
+    { name: 'admin, wrong principal', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/dev' }, status: 403, reason: 'forbidden' },
+    { name: 'admin, no certificate', req: { rawPath: '/admin', sourceAddress: '10.1.2.3' }, status: 401, reason: 'missing_credentials' },
+    { name: 'client XFCC from an untrusted peer is ignored', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', headers: { 'x-forwarded-client-cert': 'URI=spiffe://example.org/ops' } }, status: 401, reason: 'missing_credentials' },
+  ];
+  for (const row of table) {
+    it(row.name, async () => {
+      const { check } = setup();
+      const d = await check(row.req);
+      if (row.status === 200) assert.equal(allowed(d).identity.subject, row.subject);
+      else denied(d, row.status, row.reason);
+    });
+  }
+
+  it('identity headers: set with the values, every other identity header removed, never both; key header and query stripped', async () => {
+    const { check } = setup();
+    const d = allowed(await check({ rawPath: `/api/x?api_key=${KEY_A}`, headers: { 'x-user-id': 'mallory', 'x-client-tier': 'platinum' } }));
+    assert.deepEqual(d.headers, [['x-user-id', 'alice'], ['x-auth-method', 'api_key'], ['x-api-key-id', 'alpha-1'], ['x-client-tier', 'gold'], ['x-user-scopes', 'orders:read']]);
+    assert.deepEqual(d.headersToRemove, ['x-api-key']);
+    assert.deepEqual(d.queryParamsToRemove, ['api_key']);
+    assert.deepEqual(d.dynamicMetadata, { user_id: 'alice', auth_method: 'api_key', policy: 'keyed', api_key_id: 'alpha-1', tier: 'gold', scopes: 'orders:read' });
+    const anon = allowed(await check({ rawPath: '/public', headers: { 'x-api-key-id': 'spoofed' } }));
+    assert.deepEqual(anon.headers, [['x-user-id', 'anonymous'], ['x-auth-method', 'anonymous']]);
+    assert.deepEqual(anon.headersToRemove, ['x-api-key-id', 'x-client-tier', 'x-user-scopes', 'x-api-key']);
+    for (const [name] of anon.headers) assert.ok(!anon.headersToRemove.includes(name));
+  });
+
+  it('XFCC is read only from a trusted peer', async () => {
+    const { check } = setup();
+    const xfcc = 'By=spiffe://example.org/envoy;Hash=abc;Subject="CN=x, O=y";URI=spiffe://example.org/ops;DNS=ops.example.org';
+    const d = allowed(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.200', headers: { 'x-forwarded-client-cert': xfcc } }));
+    assert.equal(d.identity.subject, 'spiffe://example.org/ops');
+    denied(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.201', headers: { 'x-forwarded-client-cert': xfcc } }), 401, 'missing_credentials');
+    const dns = allowed(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.200', headers: { 'x-forwarded-client-cert': 'Hash=1;DNS=a.example, Hash=2;Subject="CN=b, O=c"' } }));
+    assert.equal(dns.identity.subject, 'CN=b, O=c');
+  });
+
+  it('revoking a key id denies it', async () => {
+    const section = SECTION.replace('mtls:', 'revocation: { enabled: true }\nmtls:');
+    const { check, revocation, clock } = setup(section);
+    allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_B } }));
+    await revocation.revoke('key', 'bravo-1', clock.nowMs() + 60_000);
+    denied(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_B } }), 401, 'invalid_credentials');
+  });
+
+  it('a broken keys file is a config error naming keys.yaml, line and path', () => {
+    assert.throws(() => setup(SECTION, '- { id: a, sha256: ABC }\n- { id: a, sha256: ' + sha('x') + ', extra: 1 }\n'), (error: Error) => {
+      assert.match(error.message, /keys\.yaml: expected 64 lower-case hex digits \(sha256 of the key\) \(line 1, at \[0\]\.sha256\)/);
+      assert.match(error.message, /keys\.yaml: unknown key 'extra'.*\(line 2, at \[1\]\.extra\)/);
+      assert.match(error.message, /duplicate key id 'a'/);
+      return true;
+    });
+  });
+});
+
+describe('client address with trusted hops', () => {
+  it('uses the right x-forwarded-for entry', async () => {
+    const { clientAddress } = await import('../../../src/authz/network.js');
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.9', 0), '10.0.0.1');
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.9', 1), '203.0.113.9');
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.9, 10.0.0.1', 1), '203.0.113.9');
+    assert.equal(clientAddress('10.0.0.1', '1.1.1.1, 203.0.113.9, 10.0.0.5', 2), '203.0.113.9');
+    assert.equal(clientAddress('10.0.0.1', 'spoofed, 203.0.113.9', 1), '203.0.113.9');
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.9', 5), '203.0.113.9');
+  });
+});

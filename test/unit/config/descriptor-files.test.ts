@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { decodeConfigText } from '../../../src/config/config-text.js';
+import { readDescriptorFiles } from '../../../src/config/descriptor-files.js';
+import { ConfigError } from '../../../src/config/errors.js';
+import { loadPortcullisConfig } from '../../../src/config/portcullis-config.js';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function tempDir(files: Record<string, string | Buffer>): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-files-'));
+  dirs.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ConfigError> {
+  const error = await promise.then(() => assert.fail('expected a ConfigError'), (e: unknown) => e);
+  assert.ok(error instanceof ConfigError, String(error));
+  return error;
+}
+
+describe('decodeConfigText', () => {
+  const invalid: [string, number[], number][] = [
+    ['a lone continuation byte', [0x61, 0x0a, 0x80], 2],
+    ['a truncated sequence at the end', [0x0a, 0x0a, 0xe2, 0x82], 3],
+    ['an overlong encoding', [0xc0, 0xaf], 1],
+    ['a UTF-16 surrogate', [0x0a, 0xed, 0xa0, 0x80], 2],
+    ['Latin-1 é', [0x76, 0x3a, 0x20, 0xe9, 0x0a], 1],
+  ];
+  for (const [name, bytes, line] of invalid) {
+    it(`rejects ${name} with its line`, () => {
+      const result = decodeConfigText(Uint8Array.from(bytes), 'f.yaml');
+      assert.ok('issue' in result);
+      assert.equal(result.issue.line, line);
+      assert.match(result.issue.message, /^not valid UTF-8 \(byte \d+ is 0x[0-9a-f]{2}\)$/);
+    });
+  }
+  it('keeps valid multi-byte text, U+FFFD included', () => {
+    assert.deepEqual(decodeConfigText(Buffer.from('value: é€😀\uFFFD\n'), 'f.yaml'), { text: 'value: é€😀\uFFFD\n' });
+  });
+});
+
+describe('readDescriptorFiles', () => {
+  it('rejects a descriptor file that is not UTF-8, naming file and line, and reports every such file', async () => {
+    const dir = tempDir({
+      'a.yaml': Buffer.concat([Buffer.from('domain: a\ndescriptors:\n  - key: k\n    value: caf'), Buffer.from([0xe9]), Buffer.from('\n')]),
+      'b.yaml': 'domain: b\n',
+      'sub/c.yaml': Buffer.from([0xff, 0xfe, 0x64, 0x00]),
+    });
+    const error = await rejection(readDescriptorFiles(dir));
+    assert.deepEqual(error.issues.map((i) => [i.file, i.line]), [['a.yaml', 4], [path.join('sub', 'c.yaml'), 1]]);
+  });
+
+  it('refuses files over the size budget before reading them', async () => {
+    const dir = tempDir({ 'a.yaml': 'domain: a\n', 'b.yaml': `domain: b\n# ${'x'.repeat(200)}\n` });
+    assert.equal((await readDescriptorFiles(dir, 1000)).length, 2);
+    const error = await rejection(readDescriptorFiles(dir, 100));
+    assert.deepEqual(error.issues.map((i) => [i.file, i.message]), [['b.yaml', 'descriptor files exceed 100 bytes together (ratelimit.descriptors_max_bytes); not loaded']]);
+  });
+});
+
+describe('loadPortcullisConfig: file budgets', () => {
+  it('rejects a portcullis.yaml that is not UTF-8, with its line', async () => {
+    const dir = tempDir({ 'portcullis.yaml': Buffer.concat([Buffer.from('log:\n  level: info\nratelimit:\n  cache_key_prefix: "'), Buffer.from([0xfc]), Buffer.from('"\n')]) });
+    const error = await rejection(loadPortcullisConfig(path.join(dir, 'portcullis.yaml')));
+    assert.equal(error.issues[0]?.line, 4);
+  });
+
+  it('rejects a portcullis.yaml over 1 MiB without parsing it', async () => {
+    const dir = tempDir({ 'portcullis.yaml': `# ${'x'.repeat(1 << 20)}\n` });
+    const error = await rejection(loadPortcullisConfig(path.join(dir, 'portcullis.yaml')));
+    assert.match(error.message, /more than the maximum of 1048576/);
+  });
+});

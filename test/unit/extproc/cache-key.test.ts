@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { callerKey, pathKey, splitPath, variantKey, varyValue } from '../../../src/extproc/cache-key.js';
+
+describe('splitPath', () => {
+  const table: [string, string, string][] = [
+    ['/a/b', '/a/b', ''],
+    ['/a/./b/../c', '/a/c', ''],
+    ['/a/b/..', '/a/', ''],
+    ['/../x', '/x', ''],
+    ['/%7Euser/%2f', '/~user/%2F', ''],
+    ['/p?b=2&a=1', '/p', 'a=1&b=2'],
+    ['/p?a=%7e&a=1', '/p', 'a=1&a=~'],
+    ['/p?&&x', '/p', 'x'],
+    ['/p#frag', '/p', ''],
+    ['', '/', ''],
+  ];
+  for (const [raw, path, sorted] of table) {
+    it(`${raw} → ${path} ? ${sorted}`, () => {
+      const s = splitPath(raw);
+      assert.equal(s.path, path);
+      assert.equal(s.sortedQuery, sorted);
+    });
+  }
+  it('decodes query parameters for validation', () => {
+    assert.deepEqual(splitPath('/s?q=a+b&x=%C3%A9&flag').query, [['q', 'a b'], ['x', 'é'], ['flag', '']]);
+  });
+});
+
+describe('keys', () => {
+  it('the path key depends on host (case-insensitive) and path only', () => {
+    assert.equal(pathKey('API.example', '/a'), pathKey('api.example', '/a'));
+    assert.notEqual(pathKey('api.example', '/a'), pathKey('api.example', '/b'));
+    assert.notEqual(pathKey('a.example', '/a'), pathKey('b.example', '/a'));
+  });
+  it('the variant depends on the query and the caller', () => {
+    assert.notEqual(variantKey('a=1', ''), variantKey('a=2', ''));
+    assert.notEqual(variantKey('a=1', 'id:x'), variantKey('a=1', 'id:y'));
+  });
+  it('the caller is the identity, else a hash of the credentials, never the raw value', () => {
+    assert.match(callerKey('user_id=alice', ['Bearer t']), /^id:[0-9a-f]{64}$/);
+    const cred = callerKey(undefined, ['Bearer secret', undefined]);
+    assert.match(cred, /^cred:[0-9a-f]{64}$/);
+    assert.ok(!cred.includes('secret'));
+    assert.notEqual(cred, callerKey(undefined, ['Bearer other']));
+    assert.equal(callerKey(undefined, [undefined, '']), 'anonymous');
+  });
+  it('Vary values are compared trimmed with whitespace collapsed', () => {
+    assert.equal(varyValue('  gzip,   br '), 'gzip, br');
+    assert.equal(varyValue(undefined), null);
+  });
+});

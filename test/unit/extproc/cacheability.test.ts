@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, storeDecision } from '../../../src/extproc/cacheability.js';
+import type { HeaderList } from '../../../src/extproc/headers.js';
+
+const NOW = Date.parse('2026-01-01T00:00:00Z');
+const TTLS = new Map([[200, 300], [404, 60]]);
+const h = (o: Record<string, string>): HeaderList => Object.entries(o);
+
+describe('parseCacheControl', () => {
+  it('reads names case-insensitively, unquotes values, ignores empty parts', () => {
+    assert.deepEqual([...parseCacheControl('Public, MAX-AGE=60, , s-maxage="30", no-cache="set-cookie"')], [
+      ['public', true], ['max-age', '60'], ['s-maxage', '30'], ['no-cache', 'set-cookie'],
+    ]);
+  });
+});
+
+describe('requestCacheDecision', () => {
+  const table: [string, Record<string, string>, { lookup: boolean; store: boolean; reason: string | undefined }][] = [
+    ['GET', {}, { lookup: true, store: true, reason: undefined }],
+    ['HEAD', {}, { lookup: true, store: false, reason: undefined }],
+    ['POST', {}, { lookup: false, store: false, reason: 'method' }],
+    ['GET', { 'cache-control': 'no-store' }, { lookup: false, store: false, reason: 'request no-store' }],
+    ['GET', { 'cache-control': 'no-cache' }, { lookup: false, store: true, reason: 'request no-cache' }],
+    ['GET', { 'cache-control': 'max-age=0' }, { lookup: false, store: true, reason: 'request no-cache' }],
+    ['GET', { pragma: 'no-cache' }, { lookup: false, store: true, reason: 'request no-cache' }],
+    ['GET', { pragma: 'no-cache', 'cache-control': 'max-age=5' }, { lookup: true, store: true, reason: undefined }],
+    ['GET', { range: 'bytes=0-1' }, { lookup: false, store: false, reason: 'range' }],
+  ];
+  for (const [method, headers, expected] of table) {
+    it(`${method} ${JSON.stringify(headers)}`, () => {
+      const d = requestCacheDecision(method, h(headers));
+      assert.deepEqual({ lookup: d.lookup, store: d.store, reason: d.reason }, expected);
+    });
+  }
+  it('notes only-if-cached', () => assert.equal(requestCacheDecision('GET', h({ 'cache-control': 'only-if-cached' })).onlyIfCached, true));
+});
+
+describe('storeDecision', () => {
+  const date = new Date(NOW).toUTCString();
+  const table: [string, number, Record<string, string>, boolean, string | number][] = [
+    ['route TTL without response freshness', 200, {}, false, 300],
+    ['per-status TTL', 404, {}, false, 60],
+    ['status not listed', 500, {}, false, 'status 500'],
+    ['max-age shortens', 200, { 'cache-control': 'max-age=30' }, false, 30],
+    ['max-age cannot lengthen', 200, { 'cache-control': 'max-age=9999' }, false, 300],
+    ['s-maxage beats max-age', 200, { 'cache-control': 'max-age=30, s-maxage=10' }, false, 10],
+    ['Expires - Date', 200, { date, expires: new Date(NOW + 120_000).toUTCString() }, false, 120],
+    ['invalid Expires is expired', 200, { expires: '0' }, false, 'stale'],
+    ['max-age=0', 200, { 'cache-control': 'max-age=0' }, false, 'stale'],
+    ['Age counts against the lifetime', 200, { 'cache-control': 'max-age=100', age: '40' }, false, 60],
+    ['an old Date counts against the lifetime', 200, { 'cache-control': 'max-age=100', date: new Date(NOW - 30_000).toUTCString() }, false, 70],
+    ['no-store', 200, { 'cache-control': 'no-store' }, false, 'no-store'],
+    ['private', 200, { 'cache-control': 'private, max-age=60' }, false, 'private'],
+    ['no-cache', 200, { 'cache-control': 'no-cache' }, false, 'no-cache'],
+    ['Set-Cookie', 200, { 'set-cookie': 'a=b' }, false, 'set-cookie'],
+    ['Vary: *', 200, { vary: 'accept, *' }, false, 'vary *'],
+    ['shared entry for a credentialed request', 200, {}, true, 'authorization'],
+    ['shared entry allowed by public', 200, { 'cache-control': 'public' }, true, 300],
+    ['shared entry allowed by s-maxage', 200, { 'cache-control': 's-maxage=20' }, true, 20],
+  ];
+  for (const [name, status, headers, shared, expected] of table) {
+    it(name, () => {
+      const d = storeDecision({ status, headers: h(headers), ttlSecondsByStatus: TTLS, sharedWithCredentials: shared, nowMs: NOW });
+      if (typeof expected === 'string') assert.deepEqual(d, { store: false, reason: expected });
+      else assert.equal(d.store && d.ttlSeconds, expected);
+    });
+  }
+  it('206 is never stored even when listed', () => {
+    assert.deepEqual(storeDecision({ status: 206, headers: [], ttlSecondsByStatus: new Map([[206, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'partial content' });
+  });
+});
+
+describe('age and conditionals', () => {
+  it('age is the initial age plus whole seconds resident', () => {
+    assert.equal(currentAgeSeconds(NOW, 5, NOW + 2_999), 7);
+    assert.equal(currentAgeSeconds(NOW, 0, NOW - 1000), 0);
+  });
+  const table: [string | undefined, string | undefined, boolean][] = [
+    ['"a"', '"a"', true], ['W/"a"', '"a"', true], ['"a"', 'W/"a"', true], ['"b", "a"', '"a"', true],
+    ['*', '"a"', true], ['"b"', '"a"', false], [undefined, '"a"', false], ['"a"', undefined, false],
+  ];
+  for (const [inm, etag, expected] of table) it(`If-None-Match ${inm} vs ${etag}`, () => assert.equal(ifNoneMatchHits(inm, etag), expected));
+});

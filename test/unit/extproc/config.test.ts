@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConfigError } from '../../../src/config/errors.js';
+import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
+import type { Template } from '../../../src/extproc/templates.js';
+
+let dir: string;
+const file = (): string => path.join(dir, 'portcullis.yaml');
+const parse = (text: string) => parsePortcullisConfig(text, file());
+
+function issues(text: string): string[] {
+  try {
+    parse(text);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.message.split('\n');
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('extproc config', () => {
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'portcullis-extproc-config-'));
+    writeFileSync(path.join(dir, 'user.json'), JSON.stringify({ type: 'object', required: ['name'] }));
+    writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ type: 'objekt' }));
+    writeFileSync(path.join(dir, 'broken.json'), '{ not json');
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('without an extproc section: request ids and trace context only', () => {
+    const config = parse('');
+    assert.equal(config.extproc.requestId.header, 'x-request-id');
+    assert.deepEqual(config.extproc.routes, []);
+  });
+
+  it('compiles the issue contract: routes, templates, validation with a schema file relative to the config, cache TTLs', () => {
+    const config = parse(`
+extproc:
+  request_id: { header: x-correlation-id }
+  tracing: { mirror: { trace_id: x-trace-id, span_id: x-span-id } }
+  cache: { max_entry_bytes: 1048576 }
+  routes:
+    - name: users
+      match: { path_prefix: /api/users, methods: [GET, HEAD, POST] }
+      headers:
+        request:  { set: { x-gateway: portcullis, x-client-ip: "{client_ip}" }, remove: [x-debug] }
+        response: { set: { x-content-type-options: nosniff }, remove: [server, x-powered-by] }
+      validate:
+        content_types: [application/json]
+        max_body_bytes: 65536
+        json_schema: ./user.json
+        required_headers: [x-client-version]
+      cache:
+        ttl_seconds: { "200": 300, "404": 60 }
+        public: false
+`);
+    const e = config.extproc;
+    assert.equal(e.requestId.header, 'x-correlation-id');
+    assert.deepEqual(e.tracing.mirror, { traceId: 'x-trace-id', spanId: 'x-span-id' });
+    const route = e.routes[0]!;
+    assert.equal(route.name, 'users');
+    assert.deepEqual(route.match, { path: undefined, pathPrefix: '/api/users', methods: ['GET', 'HEAD', 'POST'] });
+    assert.deepEqual(route.requestHeaders.set.map(([n, t]) => [n, (t as Template).source]), [['x-gateway', 'portcullis'], ['x-client-ip', '{client_ip}']]);
+    assert.deepEqual(route.responseHeaders.remove, ['server', 'x-powered-by']);
+    assert.equal(route.validate?.jsonSchema?.file, path.join(dir, 'user.json'));
+    assert.equal(route.validate?.jsonSchema?.validate({}), false);
+    assert.deepEqual([...route.cache!.ttlSecondsByStatus], [[200, 300], [404, 60]]);
+    assert.equal(Object.isFrozen(route), true);
+  });
+
+  it('reports every problem at once with file, line and path', () => {
+    const lines = issues(`extproc:
+  request_id: { header: X-Bad }
+  routes:
+    - name: a
+      match: { path: nope, methods: [FETCH] }
+      headers:
+        request: { set: { x-a: "{unclosed" } }
+      validate: { json_schema: ./missing.json }
+      cache: { ttl_seconds: { "999": 5 } }
+      colour: red
+    - name: a
+      headers:
+        response: { set: { x-envoy-upstream-service-time: "1", host: evil } }
+`);
+    const text = lines.join('\n');
+    for (const expected of [
+      /portcullis\.yaml: expected a lower-case HTTP header name, got 'X-Bad' \(line 2, at extproc\.request_id\.header\)/,
+      /expected a path starting with \/, got 'nope' \(line 5, at extproc\.routes\[0\]\.match\.path\)/,
+      /must be one of GET, .*got 'FETCH' \(line 5, at extproc\.routes\[0\]\.match\.methods\[0\]\)/,
+      /unclosed '\{'.* \(line 7, at extproc\.routes\[0\]\.headers\.request\.set\.x-a\)/,
+      /cannot use JSON Schema .*missing\.json.* \(line 8, at extproc\.routes\[0\]\.validate\.json_schema\)/,
+      /expected an HTTP status \(100-599\), got '999' \(line 9, at extproc\.routes\[0\]\.cache\.ttl_seconds\.999\)/,
+      /unknown key 'colour' .* \(line 10, at extproc\.routes\[0\]\.colour\)/,
+      /duplicate route name 'a' \(line 11, at extproc\.routes\[1\]\.name\)/,
+      /header 'x-envoy-upstream-service-time' cannot be set by ext_proc \(Envoy refuses it\) \(line 11, at extproc\.routes\[1\]\.headers\)/,
+      /header 'host' cannot be set by ext_proc/,
+    ]) assert.match(text, expected);
+  });
+
+  it('a JSON Schema that does not compile, or is not JSON, is a load error', () => {
+    const bad = issues('extproc:\n  routes:\n    - name: a\n      validate: { json_schema: ./bad.json }\n').join('\n');
+    assert.match(bad, /cannot use JSON Schema .*bad\.json: schema is invalid.*\(line 4, at extproc\.routes\[0\]\.validate\.json_schema\)/);
+    const broken = issues('extproc:\n  routes:\n    - name: a\n      validate: { json_schema: ./broken.json }\n').join('\n');
+    assert.match(broken, /cannot use JSON Schema .*broken\.json: .*JSON/);
+  });
+
+  it('a cached route needs at least one status TTL', () => {
+    assert.match(issues('extproc:\n  routes:\n    - name: a\n      cache: { public: true }\n').join('\n'), /needs ttl_seconds/);
+  });
+});

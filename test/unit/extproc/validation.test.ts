@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Ajv } from 'ajv';
+import type { ValidateRules } from '../../../src/extproc/config.js';
+import { hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
+
+const schema = new Ajv({ allErrors: true }).compile({ type: 'object', required: ['name'], properties: { name: { type: 'string' } }, additionalProperties: false });
+const RULES: ValidateRules = {
+  contentTypes: ['application/json', 'application/*'], maxBodyBytes: 10, jsonSchema: { file: 'x.json', validate: schema },
+  requiredHeaders: ['x-client-version'], requiredQueryParams: ['q'],
+};
+const base = { headers: [['x-client-version', '1'], ['content-type', 'application/json; charset=utf-8']] as [string, string][], query: [['q', '1']] as [string, string][], hasBody: true };
+
+describe('validateHeaders', () => {
+  const table: [string, Partial<typeof base>, number | undefined][] = [
+    ['all present', {}, undefined],
+    ['missing header', { headers: [['content-type', 'application/json']] }, 400],
+    ['missing query', { query: [] }, 400],
+    ['wrong media type', { headers: [['x-client-version', '1'], ['content-type', 'text/plain']] }, 415],
+    ['no content type with a body', { headers: [['x-client-version', '1']] }, 415],
+    ['wildcard media type', { headers: [['x-client-version', '1'], ['content-type', 'application/xml']] }, undefined],
+    ['no body: content type not checked', { headers: [['x-client-version', '1']], hasBody: false }, undefined],
+    ['content-length over the limit', { headers: [['x-client-version', '1'], ['content-type', 'application/json'], ['content-length', '11']] }, 413],
+  ];
+  for (const [name, facts, status] of table) {
+    it(name, () => assert.equal(validateHeaders(RULES, { ...base, ...facts })?.status, status));
+  }
+  it('names every missing parameter', () => {
+    const p = validateHeaders(RULES, { ...base, headers: [], query: [] });
+    assert.deepEqual(p?.errors.map((e) => `${e.location}:${e.name}`), ['header:x-client-version', 'query:q']);
+  });
+});
+
+describe('body', () => {
+  it('has a body unless headers end the stream or content-length is 0', () => {
+    assert.equal(hasRequestBody([], false), true);
+    assert.equal(hasRequestBody([], true), false);
+    assert.equal(hasRequestBody([['content-length', '0']], false), false);
+  });
+  it('asks for the body only when a rule needs its bytes', () => {
+    assert.equal(needsBody(RULES, base), true);
+    assert.equal(needsBody({ ...RULES, jsonSchema: undefined }, base), true, 'size limit without content-length');
+    assert.equal(needsBody({ ...RULES, jsonSchema: undefined }, { ...base, headers: [['content-length', '5']] }), false);
+    assert.equal(needsBody(RULES, { ...base, hasBody: false }), false);
+  });
+  const table: [string, string, number | undefined, string[]][] = [
+    ['truncated JSON', '{"name":"a', 400, ['']],
+    ['wrong type', '{"name":1}', 400, ['/name']],
+    ['too large', '{"name":"abcdefghij"}', 413, ['']],
+    ['not JSON', '{nam', 400, ['']],
+    ['missing and extra', '{"x":1}', 400, ['/name', '/x']],
+  ];
+  for (const [name, text, status, pointers] of table) {
+    it(name, () => {
+      const p = validateBody(RULES, [], Buffer.from(text));
+      assert.equal(p?.status, status);
+      if (p && p.status === 400 && pointers[0] !== '') assert.deepEqual(p.errors.map((e) => e.name).sort(), pointers);
+    });
+  }
+  it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, [], Buffer.from('{"name":"alice"}')), undefined));
+  it('writes an RFC 9457 document', () => {
+    const p = validateBody(RULES, [], Buffer.from('{"x":1}'))!;
+    const doc = JSON.parse(problemDocument(p, '/users', 'r1').toString()) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(doc), ['type', 'title', 'status', 'detail', 'instance', 'request_id', 'errors']);
+    assert.equal(doc['status'], 400);
+    assert.equal(doc['instance'], '/users');
+  });
+});

@@ -1,0 +1,78 @@
+// The behaviour every CacheStore must show, run against each implementation (memory here in test/unit, Redis in
+// test/integration). Expiry is checked through the nowMs passed in, so it needs no waiting.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { CachedResponse, CacheStore } from '../../../src/store/cache-store.js';
+
+export const NOW = 1_700_000_000_000;
+
+export function entry(body: string, extra: Partial<CachedResponse> = {}): CachedResponse {
+  return {
+    status: 200, headers: [['content-type', 'text/plain'], ['set-cookie-like', 'a'], ['x-multi', '1'], ['x-multi', '2']],
+    body: Buffer.from(body, 'latin1'), storedAtMs: NOW, initialAgeSeconds: 3, lifetimeSeconds: 60,
+    vary: [['accept-encoding', 'gzip'], ['accept-language', null]], ...extra,
+  };
+}
+
+export function runCacheStoreConformance(name: string, makeStore: () => Promise<{ store: CacheStore; cleanup(): Promise<void> }>): void {
+  describe(`CacheStore conformance: ${name}`, () => {
+    let store: CacheStore;
+    let cleanup: () => Promise<void>;
+    let run: string;
+    const key = (label: string): string => `${run}:${label}`;
+    const signal = (): AbortSignal => AbortSignal.timeout(5000);
+
+    beforeEach(async () => {
+      run = randomUUID();
+      ({ store, cleanup } = await makeStore());
+    });
+    afterEach(() => cleanup());
+
+    it('returns what was stored, byte for byte, with repeated headers and vary kept in order', async () => {
+      const binary = String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i));
+      await store.set(key('p'), 'v', entry(binary), 10_000, signal());
+      assert.deepEqual(await store.get(key('p'), 'v', NOW, signal()), entry(binary));
+    });
+
+    it('misses an unknown key or variant', async () => {
+      await store.set(key('p'), 'v', entry('x'), 10_000, signal());
+      assert.equal(await store.get(key('p'), 'other', NOW, signal()), undefined);
+      assert.equal(await store.get(key('q'), 'v', NOW, signal()), undefined);
+    });
+
+    it('expires an entry at storedAt + ttl by the nowMs passed in', async () => {
+      await store.set(key('p'), 'v', entry('x'), 10_000, signal());
+      assert.ok(await store.get(key('p'), 'v', NOW + 9_999, signal()));
+      assert.equal(await store.get(key('p'), 'v', NOW + 10_000, signal()), undefined);
+    });
+
+    it('a later set replaces the variant', async () => {
+      await store.set(key('p'), 'v', entry('old'), 10_000, signal());
+      await store.set(key('p'), 'v', entry('new'), 10_000, signal());
+      assert.equal((await store.get(key('p'), 'v', NOW, signal()))?.body.toString(), 'new');
+    });
+
+    it('invalidates every variant of a path and nothing else', async () => {
+      await store.set(key('p'), 'a', entry('a'), 10_000, signal());
+      await store.set(key('p'), 'b', entry('b'), 10_000, signal());
+      await store.set(key('q'), 'a', entry('q'), 10_000, signal());
+      await store.invalidate(key('p'), signal());
+      assert.equal(await store.get(key('p'), 'a', NOW, signal()), undefined);
+      assert.equal(await store.get(key('p'), 'b', NOW, signal()), undefined);
+      assert.equal((await store.get(key('q'), 'a', NOW, signal()))?.body.toString(), 'q');
+      await store.invalidate(key('never-stored'), signal());
+    });
+
+    it('does not store with a non-positive ttl', async () => {
+      await store.set(key('p'), 'v', entry('x'), 0, signal());
+      assert.equal(await store.get(key('p'), 'v', NOW, signal()), undefined);
+    });
+
+    it('rejects with STORE_TIMEOUT when the signal has already aborted', async () => {
+      const aborted = AbortSignal.abort();
+      await assert.rejects(store.get(key('p'), 'v', NOW, aborted), (e: { code?: string }) => e.code === 'PC_STORE_TIMEOUT');
+    });
+  });
+}
