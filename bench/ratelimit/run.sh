@@ -25,6 +25,7 @@
 #        BENCH_SERVER_CPUS (0) BENCH_CLIENT_CPUS (1)
 #        BENCH_RATELIMIT_STATS (null | prometheus | logging; default null, see below)
 #        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
+#        BENCH_BASE_NODE_OPTIONS (for portcullis-redis-base only; default BENCH_NODE_OPTIONS)
 #        BENCH_SKIP_BUILD (1 = use dist/ as is) BENCH_KEEP_TMP (1 = keep logs and configs)
 # Output: Markdown on stdout and in bench/ratelimit/results/<timestamp>.md (+ .jsonl raw runs).
 # Exits non-zero if any target fails to build, start, pass its sanity check, or answers any
@@ -245,6 +246,7 @@ write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
 }
 
 read -r -a NODE_FLAGS <<< "${BENCH_NODE_OPTIONS:-}"
+read -r -a BASE_NODE_FLAGS <<< "${BENCH_BASE_NODE_OPTIONS-${BENCH_NODE_OPTIONS:-}}"
 # ---- start everything -------------------------------------------------------------------------
 start() { # name logfile cmd...
   local name="$1" logf="$2"; shift 2
@@ -288,7 +290,7 @@ for t in "${TARGET_LIST[@]}"; do
       start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis-redis-2w.yaml" ;;
     portcullis-redis-base)
       write_portcullis_config "$TMP/portcullis-redis-base.yaml" "${PORT[$t]}" "$PCRB_ADMIN_PORT" 1
-      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${NODE_FLAGS[@]}" "$BENCH_BASE_DIR/bin/portcullis.js" serve --config "$TMP/portcullis-redis-base.yaml" ;;
+      start "$t" "$TMP/$t.log" "${SERVER_PIN[@]}" node "${BASE_NODE_FLAGS[@]}" "$BENCH_BASE_DIR/bin/portcullis.js" serve --config "$TMP/portcullis-redis-base.yaml" ;;
   esac
 done
 
@@ -495,7 +497,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo
   echo "- CPUs: $NPROC × $cpu_model; memory $mem_total; kernel $(uname -r)"
   echo "- load average at start: $LOAD_START (1/5/15 min)"
-  echo "- Portcullis node flags: ${BENCH_NODE_OPTIONS:-(none)}"
+  echo "- Portcullis node flags: ${BENCH_NODE_OPTIONS:-(none)}; portcullis-redis-base: ${BASE_NODE_FLAGS[*]:-(none)}"
   echo "- node $(node -v), $go_version, redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   echo "- ghz $(cat "$BIN/ghz.version"); envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version") (stats: $RL_STATS sink)"
   echo "- Portcullis: $pc_rev; @grpc/grpc-js $(node -p 'require("./node_modules/@grpc/grpc-js/package.json").version')"

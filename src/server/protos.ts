@@ -93,7 +93,9 @@ export function loadEnvoyApi(): grpc.GrpcObject {
  */
 export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
   const service = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ratelimit.v3.RateLimitService.service;
-  const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject(loadPatchedSet()));
+  // Source locations (comments) are most of the set and not needed to encode.
+  const files = loadPatchedSet().file.map((f) => ({ ...f, sourceCodeInfo: undefined }));
+  const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject({ file: files }));
   root.resolveAll();
   const response = root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse');
   const method = service['ShouldRateLimit']!;
