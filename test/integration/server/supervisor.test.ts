@@ -52,13 +52,16 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
       log: { level: 'info' },
       ratelimit: { descriptors: dir, reload: { enabled: true, poll_interval_ms: 100 } },
     }, { readyTimeoutMs: 60_000 });
+    // Both workers must listen before the clients connect, or the first one takes every connection.
+    await eventually(async () => (await readyz(portcullis)).status === 200, 20_000, 'every worker ready');
     clients = [];
     for (let i = 0; i < 4; i++) {
       const client = rateLimitClient(portcullis.grpcAddress, true);
       await client.shouldRateLimit(request('warmup', `c${i}`)); // connect now, in order: round robin alternates
       clients.push(client);
     }
-    await eventually(async () => (await readyz(portcullis)).status === 200, 20_000, 'every worker ready');
+    // Worker status reaches the supervisor every 250 ms: the tests' baselines must include the warm-up calls.
+    await eventually(async () => (await workers(portcullis)).reduce((n, w) => n + w.decisions, 0) === 4, 20_000, 'the warm-up calls counted');
   });
 
   after(async () => {
