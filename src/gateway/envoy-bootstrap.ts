@@ -305,15 +305,16 @@ function buildRouteConfig(target: GatewayTarget, filters: PortcullisFilters): Js
  * An action whose source is absent (no key, no user) produces no descriptor at all.
  */
 function vhostRateLimits(filters: PortcullisFilters): Json[] {
-  const identity = (key: string, header: string): Json =>
+  // metadataKey: the key ext_authz writes (src/authz/decide.ts METADATA_KEYS, docs/authz.md).
+  const identity = (key: string, metadataKey: string, header: string): Json =>
     filters.extAuthz
-      ? { metadata: { descriptor_key: key, source: 'DYNAMIC', metadata_key: { key: AUTHZ_METADATA_NAMESPACE, path: [{ key }] } } }
+      ? { metadata: { descriptor_key: key, source: 'DYNAMIC', metadata_key: { key: AUTHZ_METADATA_NAMESPACE, path: [{ key: metadataKey }] } } }
       : { request_headers: { header_name: header, descriptor_key: key } };
   return [
     { actions: [{ generic_key: { descriptor_key: 'scope', descriptor_value: 'global' } }] },
     { actions: [{ remote_address: {} }] },
-    { actions: [identity('api_key', 'x-api-key')] },
-    { actions: [identity('user_id', 'x-user-id')] },
+    { actions: [identity('api_key', 'api_key_id', 'x-api-key')] },
+    { actions: [identity('user_id', 'user_id', 'x-user-id')] },
   ];
 }
 

@@ -14,7 +14,7 @@ export interface PortcullisFilters {
 
 export const ENABLED_FILTERS: PortcullisFilters = Object.freeze({
   extAuthz: false,
-  extProc: false,
+  extProc: true,
 });
 
 /** Every combination, for tests that must hold whatever the switch says. */
