@@ -106,17 +106,25 @@ export function loadYamlFile(relativeOrAbsolute: string): Record<string, unknown
 }
 
 /**
- * envoy/ratelimit.yaml with its fixed ports replaced: admin and the `ingress` listener on 127.0.0.1 port 0 (startEnvoy
- * learns the bound ports), clusters `upstream` and `portcullis` at the given addresses.
+ * A committed example bootstrap with its fixed ports replaced: admin and the `ingress` listener on 127.0.0.1 port 0
+ * (startEnvoy learns the bound ports), and each named cluster at the address given.
  */
-export function rateLimitBootstrap(options: RateLimitBootstrapOptions): Record<string, unknown> {
-  const bootstrap = structuredClone(loadYamlFile(EXAMPLE_BOOTSTRAP));
+function portZeroBootstrap(file: string, clusters: Readonly<Record<string, HostPort>>): { bootstrap: Record<string, unknown>; ingress: Record<string, unknown> } {
+  const bootstrap = structuredClone(loadYamlFile(file));
   setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
   const resources = record(at(bootstrap, 'static_resources'));
   const ingress = byName(list(resources['listeners']), 'ingress');
   setSocketAddress(at(ingress, 'address'), { host: '127.0.0.1', port: 0 });
-  setClusterEndpoint(byName(list(resources['clusters']), 'upstream'), options.upstream);
-  setClusterEndpoint(byName(list(resources['clusters']), 'portcullis'), options.portcullis);
+  for (const [name, target] of Object.entries(clusters)) setClusterEndpoint(byName(list(resources['clusters']), name), target);
+  return { bootstrap, ingress };
+}
+
+/**
+ * envoy/ratelimit.yaml with its fixed ports replaced: admin and the `ingress` listener on 127.0.0.1 port 0 (startEnvoy
+ * learns the bound ports), clusters `upstream` and `portcullis` at the given addresses.
+ */
+export function rateLimitBootstrap(options: RateLimitBootstrapOptions): Record<string, unknown> {
+  const { bootstrap } = portZeroBootstrap(EXAMPLE_BOOTSTRAP, { upstream: options.upstream, portcullis: options.portcullis });
 
   const filter = rateLimitFilterConfig(bootstrap);
   if (options.timeout !== undefined) filter['timeout'] = options.timeout;
@@ -128,12 +136,7 @@ export const BFF_BOOTSTRAP = 'envoy/bff.yaml';
 
 /** envoy/bff.yaml with admin and the `ingress` listener on 127.0.0.1 port 0 and the `bff` cluster at `composer`. */
 export function bffBootstrap(composer: HostPort): Record<string, unknown> {
-  const bootstrap = structuredClone(loadYamlFile(BFF_BOOTSTRAP));
-  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
-  const resources = record(at(bootstrap, 'static_resources'));
-  setSocketAddress(at(byName(list(resources['listeners']), 'ingress'), 'address'), { host: '127.0.0.1', port: 0 });
-  setClusterEndpoint(byName(list(resources['clusters']), 'bff'), composer);
-  return bootstrap;
+  return portZeroBootstrap(BFF_BOOTSTRAP, { bff: composer }).bootstrap;
 }
 
 /** The typed_config of the envoy.filters.http.ratelimit filter of the `ingress` listener. */
@@ -161,13 +164,7 @@ export interface ExtprocBootstrapOptions {
 
 /** envoy/extproc.yaml with admin and listener on port 0 and the clusters at the given addresses. */
 export function extprocBootstrap(options: ExtprocBootstrapOptions): Record<string, unknown> {
-  const bootstrap = structuredClone(loadYamlFile(EXTPROC_BOOTSTRAP));
-  setSocketAddress(at(bootstrap, 'admin', 'address'), { host: '127.0.0.1', port: 0 });
-  const resources = record(at(bootstrap, 'static_resources'));
-  const ingress = byName(list(resources['listeners']), 'ingress');
-  setSocketAddress(at(ingress, 'address'), { host: '127.0.0.1', port: 0 });
-  setClusterEndpoint(byName(list(resources['clusters']), 'upstream'), options.upstream);
-  setClusterEndpoint(byName(list(resources['clusters']), 'portcullis'), options.portcullis);
+  const { bootstrap, ingress } = portZeroBootstrap(EXTPROC_BOOTSTRAP, { upstream: options.upstream, portcullis: options.portcullis });
   const hcm = record(at(byName(list(record(list(ingress['filter_chains'])[0])['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
   const filters = list(hcm['http_filters']);
   const filter = record(at(byName(filters, 'envoy.filters.http.ext_proc'), 'typed_config'));

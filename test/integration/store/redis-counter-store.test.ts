@@ -13,6 +13,7 @@ import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from '../.
 import { MemoryCounterStore } from '../../../src/store/memory-counter-store.js';
 import { createRedisClient, keySlot, RedisCounterStore } from '../../../src/store/redis-counter-store.js';
 import { sendCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../../support/redis-server.js';
+import { prng as random } from '../../support/prng.js';
 import {
   bucket,
   fixed,
@@ -400,17 +401,6 @@ describe('RedisCounterStore on a cluster', () => {
 // the test: windows of 10 s and more, emission intervals of 10 s and more, fixed windows that never expire. The
 // simulated time then jumps by up to hours, and the sequence of requests is a pure function of the seed.
 
-/** mulberry32: a tiny seeded PRNG, so a failure can be replayed from the seed in its message. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface KeySpec {
   key: string;

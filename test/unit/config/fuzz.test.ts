@@ -11,21 +11,11 @@ import { ConfigError } from '../../../src/config/errors.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
 import { DESCRIPTOR_FIXTURES, REPO_ROOT } from '../ratelimit/support.js';
+import { prng } from '../../support/prng.js';
 
 const CASES_PER_SEED_FILE = 150;
 const MAX_MS_PER_CASE = 2000;
 
-/** mulberry32: a tiny seeded PRNG, good enough to pick mutations. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SNIPPETS = [
   ':', ': ', '- ', '-', '[', ']', '{', '}', ',', '&a ', '*a', '&b [*a, *a, *a, *a]', 'k: &c [1, *c]\n', 'k: &d { x: *d }\n', '!!str ', '!!binary ', '|', '>', '"', "'", '#', '%YAML 1.1\n',
