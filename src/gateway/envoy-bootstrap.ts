@@ -61,8 +61,18 @@ export function buildGatewayBootstrap(target: GatewayTarget, filters: Portcullis
       ],
       clusters: [...UPSTREAM_SERVICES.map((service) => upstreamCluster(service, target)), portcullisCluster(target.portcullis)],
     },
+    ...(filters.extProc ? { layered_runtime: EXT_PROC_RUNTIME } : {}),
   };
 }
+
+/**
+ * Without graceful close Envoy ends every ext_proc stream with RST_STREAM(CANCEL), and Node's HTTP/2 stack (nghttp2's
+ * rapid-reset defence: a burst of 1000 client resets per connection, then 33/s) starts refusing streams at ~35
+ * requests/s. With it Envoy half-closes and Portcullis ends the stream (docs/extproc.md, "Stream close").
+ */
+const EXT_PROC_RUNTIME = {
+  layers: [{ name: 'ext_proc', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true } }],
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Listeners and the HTTP filter chain

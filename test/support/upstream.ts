@@ -49,14 +49,21 @@ export async function startUpstream(host = '127.0.0.1', port = 0, behaviour: Ups
     request.resume();
     request.on('end', () => {
       const payload = JSON.stringify(body);
-      const timer = setTimeout(() => {
+      const answer = (): void => {
         active -= 1;
         response.writeHead(behaviour.status ?? 200, {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(payload),
         });
         response.end(payload);
-      }, behaviour.delayMs ?? 0);
+      };
+      // setTimeout(…, 0) waits at least 1 ms: an instant upstream answers in the same tick, or every latency
+      // measured through it carries that millisecond.
+      if (!behaviour.delayMs) {
+        answer();
+        return;
+      }
+      const timer = setTimeout(answer, behaviour.delayMs);
       response.once('close', () => {
         if (!response.writableFinished) {
           clearTimeout(timer);
