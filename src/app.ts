@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
@@ -24,6 +24,7 @@ import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen, type AdminDeps } from './server/admin-http.js';
 import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
+import { pooledRandomHex } from './shared/random-hex.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { authzHandlers } from './server/authz-handler.js';
 import { externalProcessorHandlers } from './server/extproc-handler.js';
@@ -206,7 +207,9 @@ export function buildApp(deps: AppDeps): App {
           service: authz,
           snapshot: () => holder.current().authz,
           logger,
-          deadlines: new DeadlineSignals(),
+          // 10 ms slots: a Check's budget is hundreds of ms (0.8 of Envoy's timeout), so firing up to 10 ms late costs
+          // nothing, and one AbortController per 10 ms instead of per 2 ms was a visible share of an API-key Check.
+          deadlines: new DeadlineSignals(10),
           timeoutMs: () => holder.current().config.authz?.timeoutMs ?? 1000,
           observe: (decision, seconds) => metrics.authz.check(decision, seconds),
           onError: (code) => metrics.authz.serviceError(code),
@@ -217,7 +220,7 @@ export function buildApp(deps: AppDeps): App {
         implementation: externalProcessorHandlers({
           settings: () => holder.current().config.extproc,
           cache, clock, log: logger,
-          randomHex: (bytes) => randomBytes(bytes).toString('hex'),
+          randomHex: pooledRandomHex(),
           observer: metrics.extproc,
           inFlight: inFlightRequests,
         }),

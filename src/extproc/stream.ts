@@ -142,7 +142,7 @@ export class ExtprocStream {
     };
     const vars = (name: string): string | undefined => (name in builtins ? builtins[name] : identity[name]);
     this.request = { method, rawPath, path: split.path, host, headers, route, requestId, trace, vars };
-    this.log = this.deps.log.child({ request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
+    this.log = boundOnFirstLine(this.deps.log, { request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
     this.log.debug({ method, path: split.path, traceStarted: trace.started }, 'request headers');
 
     if (route?.validate) {
@@ -456,3 +456,22 @@ export function clientAddress(attributes: Readonly<Record<string, string>>, head
   return last || headerValue(headers, 'x-envoy-external-address') || undefined;
 }
 
+/**
+ * The stream's log with its ids bound, the child made only when a line is written at an enabled level: a pino child
+ * per stream (with redaction) was a visible share of a header-only stream, and most streams write nothing at `info`.
+ */
+function boundOnFirstLine(parent: StreamLog, bindings: Record<string, unknown>): StreamLog {
+  let child: StreamLog | undefined;
+  const bound = (): StreamLog => (child ??= parent.child(bindings));
+  const line = (level: 'debug' | 'info' | 'warn') => (object: object, message: string): void => {
+    if (parent.isLevelEnabled?.(level) === false) return;
+    bound()[level](object, message);
+  };
+  return {
+    child: (more) => bound().child(more),
+    isLevelEnabled: (level) => parent.isLevelEnabled?.(level) ?? true,
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+  };
+}

@@ -56,6 +56,8 @@ export interface ExtprocObserver {
 /** The slice of a logger a stream uses (pino's Logger satisfies it). */
 export interface StreamLog {
   child(bindings: Record<string, unknown>): StreamLog;
+  /** pino's: lets a stream skip building its bound child for lines that would not be written. */
+  isLevelEnabled?(level: 'debug' | 'info' | 'warn'): boolean;
   debug(object: object, message: string): void;
   info(object: object, message: string): void;
   warn(object: object, message: string): void;

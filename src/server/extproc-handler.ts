@@ -11,7 +11,7 @@ import type { Header, HeaderMutation } from '../extproc/headers.js';
 import { EXT_AUTHZ_NAMESPACE, type Identity } from '../extproc/identity.js';
 import type { RandomHex } from '../extproc/ids.js';
 import { ExtprocStream } from '../extproc/stream.js';
-import type { ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
+import type { BodyMode, ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
 import type { Clock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
 
@@ -180,6 +180,9 @@ function mutationToWire(mutation: HeaderMutation): unknown {
   };
 }
 
+/** ProcessingMode.BodySendMode as numbers: answers are encoded as built (protos.ts). */
+const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = { NONE: 0, BUFFERED: 2, BUFFERED_PARTIAL: 3 };
+
 export function toWire(answer: ProcessingAnswer): unknown {
   switch (answer.kind) {
     case 'immediate':
@@ -198,8 +201,8 @@ export function toWire(answer: ProcessingAnswer): unknown {
       return {
         [answer.kind]: { response: { header_mutation: mutationToWire(answer.mutation) } },
         mode_override: answer.modeOverride && {
-          request_body_mode: answer.modeOverride.requestBody,
-          response_body_mode: answer.modeOverride.responseBody,
+          request_body_mode: BODY_SEND_MODE[answer.modeOverride.requestBody],
+          response_body_mode: BODY_SEND_MODE[answer.modeOverride.responseBody],
         },
       };
   }

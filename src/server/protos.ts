@@ -85,30 +85,40 @@ export function loadEnvoyApi(): grpc.GrpcObject {
   return cached;
 }
 
+/** protobufjs types of the patched set, built once per process, for encoding answers as built. */
+let encoders: { lookupType(name: string): { encode(message: unknown): { finish(): Uint8Array } } } | undefined;
+
 /**
- * RateLimitService whose ShouldRateLimit answers are encoded as they are: the handler builds a RateLimitResponse in
- * protobufjs' own shape (enums as numbers, see toWire). proto-loader's serializer would first copy every answer
- * with fromObject to turn enum names into numbers, a visible share of a request in the profile
- * (docs/benchmarks.md). Requests are decoded by proto-loader as before.
+ * `service` with `method`'s answers encoded as the handler built them, in protobufjs' own shape: snake_case names,
+ * enums as numbers, maps (a Struct's `fields`) as repeated { key, value } entries, bytes as Buffers. proto-loader's
+ * serializer would first copy every answer with fromObject (to turn enum names into numbers), a visible share of a
+ * call in the profile (docs/benchmarks.md). Requests are still decoded by proto-loader. Each handler's wire mapping
+ * builds that shape; test/unit/server/protos.test.ts round-trips an answer of each service through the decoder.
  */
-export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
-  const service = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ratelimit.v3.RateLimitService.service;
-  // Source locations (comments) are most of the set and not needed to encode.
-  const files = loadPatchedSet().file.map((f) => ({ ...f, sourceCodeInfo: undefined }));
-  const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject({ file: files }));
-  root.resolveAll();
-  const response = root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse');
-  const method = service['ShouldRateLimit']!;
+function encodingAsBuilt(service: grpc.ServiceDefinition, method: string, responseType: string): grpc.ServiceDefinition {
+  if (!encoders) {
+    // Source locations (comments) are most of the set and not needed to encode.
+    const files = loadPatchedSet().file.map((f) => ({ ...f, sourceCodeInfo: undefined }));
+    const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject({ file: files }));
+    root.resolveAll();
+    encoders = root;
+  }
+  const response = encoders.lookupType(responseType);
   return {
     ...service,
-    ShouldRateLimit: {
-      ...method,
+    [method]: {
+      ...service[method]!,
       responseSerialize: (value: unknown): Buffer => {
         const bytes = response.encode(value).finish();
         return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       },
     },
   };
+}
+
+export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
+  const services = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service;
+  return encodingAsBuilt(services.ratelimit.v3.RateLimitService.service, 'ShouldRateLimit', 'envoy.service.ratelimit.v3.RateLimitResponse');
 }
 
 interface EnvoyServices {
@@ -122,9 +132,11 @@ interface EnvoyServices {
 }
 
 export function authorizationServiceDefinition(): grpc.ServiceDefinition {
-  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.auth.v3.Authorization.service;
+  const services = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service;
+  return encodingAsBuilt(services.auth.v3.Authorization.service, 'Check', 'envoy.service.auth.v3.CheckResponse');
 }
 
 export function externalProcessorServiceDefinition(): grpc.ServiceDefinition {
-  return (loadEnvoyApi() as unknown as EnvoyServices).envoy.service.ext_proc.v3.ExternalProcessor.service;
+  const services = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service;
+  return encodingAsBuilt(services.ext_proc.v3.ExternalProcessor.service, 'Process', 'envoy.service.ext_proc.v3.ProcessingResponse');
 }
