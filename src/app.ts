@@ -96,6 +96,7 @@ export function buildApp(deps: AppDeps): App {
   let storeReachable = false;
   let lastFingerprint = '';
   let lastGoodText: string | undefined;
+  let lastGoodSchemas = '';
   let grpc: GrpcServer | undefined;
   let admin: HttpServer | undefined;
   let bffServer: HttpServer | undefined;
@@ -116,10 +117,12 @@ export function buildApp(deps: AppDeps): App {
     try {
       const text = await readPortcullisConfigText(file);
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
-      const config = text === lastGoodText ? previous.config : parsePortcullisConfig(text, file);
+      let config = text === lastGoodText ? previous.config : parsePortcullisConfig(text, file);
+      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
+      // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
+      if (config === previous.config && schemas.join('\0') !== lastGoodSchemas) config = parsePortcullisConfig(text, file);
       const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
       const authzTexts = await readAuthzFiles(config.authz);
-      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
       const hash = createHash('sha256').update(text);
       for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
       for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
@@ -135,6 +138,7 @@ export function buildApp(deps: AppDeps): App {
       authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
       lastGoodText = text;
+      lastGoodSchemas = schemas.join('\0');
       upstream.retain(config.bff.services.values()).catch((error: unknown) => logger.warn({ err: error }, 'closing unused bff pools failed'));
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);

@@ -456,6 +456,35 @@ describe('ext_proc protocol correctness', () => {
 });
 
 describe('ext_proc hot reload', () => {
+  it('an edited JSON Schema file applies on reload with the config text unchanged; a broken one keeps the last good', async () => {
+    const route = 'routes:\n  - name: users\n    match: { path_prefix: /api/users }\n    validate: { json_schema: ./user.json }';
+    const app = await startTestApp({ descriptors: DESCRIPTORS, extproc: route, files: { 'user.json': USER_SCHEMA } });
+    const client = extprocClient(app.grpcAddress);
+    /** The immediate response's status name ('BadRequest'), or undefined when the body went on to the upstream. */
+    const post = async (json: string): Promise<string | undefined> => {
+      const s = client.open();
+      await s.exchange(requestHeaders({ ':method': 'POST', ':path': '/api/users', ':authority': 'a', 'content-type': 'application/json', 'content-length': String(json.length) }, false));
+      const r = await s.exchange(body('request_body', json, true));
+      s.end();
+      await s.status;
+      return r.immediate_response?.status?.code;
+    };
+    try {
+      const nameless = '{"email":"a@example.org"}';
+      assert.equal(await post(nameless), 'BadRequest', 'the first schema requires name');
+      writeFileSync(`${app.dir}/user.json`, JSON.stringify({ type: 'object', required: ['email'] }));
+      await app.app.reload();
+      assert.equal(await post(nameless), undefined, 'the edited schema no longer requires name');
+      writeFileSync(`${app.dir}/user.json`, '{"type": "no-such-type"}');
+      await app.app.reload();
+      assert.equal(await post(nameless), undefined, 'a broken schema keeps the last good one');
+      assert.equal(await post('{}'), 'BadRequest');
+    } finally {
+      client.close();
+      await app.close();
+    }
+  });
+
   it('a config change applies to new streams; a broken one keeps the last good config', async () => {
     const app = await startTestApp({ descriptors: DESCRIPTORS, extproc: 'routes:\n  - name: r\n    headers: { request: { set: { x-version: one } } }' });
     const client = extprocClient(app.grpcAddress);
