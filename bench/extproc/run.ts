@@ -1,20 +1,22 @@
 // `npm run bench:extproc`: ext_proc, side by side, alternated run by run (BENCH_RUNS, default 3).
 //
 //  1. gRPC: header-only streams per second (request_headers + response_headers, then end) against a no-op Process
-//     server and against Portcullis (memory store, one route with header rules), same load client, same concurrency.
+//     server and against Portcullis (memory store, one route with header rules), same ghz load, same concurrency.
 //  2. Through Envoy: request latency p50/p99 with the header-only ext_proc filter (envoy/extproc.yaml) and with the
 //     same bootstrap minus the filter, to an instant upstream: the difference is what header-only processing adds.
 //  3. Through Envoy: a cache HIT against a request that goes to a 5 ms upstream.
 //
 // Knobs: BENCH_RUNS (3) BENCH_DURATION_MS (5000) BENCH_CONCURRENCY (32) BENCH_HTTP_REQUESTS (2000)
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createServer } from 'node:http';
 import { Agent, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extprocBootstrap, repoRoot, startEnvoy } from '../../test/support/envoy.js';
 import { startPortcullis } from '../../test/support/portcullis.js';
-import { extprocClient, requestHeaders, responseHeaders } from '../../test/support/extproc-client.js';
 import { startUpstream } from '../../test/support/upstream.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -43,34 +45,48 @@ async function startNoop(): Promise<{ address: string; child: ChildProcess }> {
   return { address, child };
 }
 
-/** Header-only streams per second for DURATION_MS with CONCURRENCY streams in flight. */
-async function streamsPerSecond(address: string): Promise<number> {
-  const client = extprocClient(address);
-  const headers = {
+const GHZ = `${repoRoot()}/.tools/bin/ghz`;
+
+/** ProcessingRequest headers as protojson (raw_value, as Envoy sends them). */
+const protojsonHeaders = (headers: Record<string, string>): unknown => ({
+  headers: Object.entries(headers).map(([key, value]) => ({ key, rawValue: Buffer.from(value, 'latin1').toString('base64') })),
+});
+
+/** ghz's data file: one stream = request_headers then response_headers, as Envoy sends them header-only. */
+function writeStreamData(dir: string): string {
+  const request = {
     ':method': 'GET', ':path': '/api/users/1?x=1', ':authority': 'api.example', ':scheme': 'http', 'user-agent': 'bench',
     accept: 'application/json', 'x-request-id': 'b6f3a0c2-6a0e-4d38-9c1b-3c1c1b8c7d11', 'x-forwarded-for': '203.0.113.9',
   };
   const response = { ':status': '200', 'content-type': 'application/json', 'content-length': '2', server: 'upstream' };
-  const one = async (): Promise<void> => {
-    const s = client.open();
-    await s.exchange(requestHeaders(headers));
-    await s.exchange(responseHeaders(response, true));
-    s.end();
-    await s.status;
-  };
-  for (let i = 0; i < 200; i++) await one(); // warm-up
-  let done = 0;
-  const until = performance.now() + DURATION_MS;
-  const started = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (performance.now() < until) {
-      await one();
-      done++;
-    }
-  }));
-  const rate = done / ((performance.now() - started) / 1000);
-  client.close();
-  return rate;
+  const file = path.join(dir, 'streams.json');
+  writeFileSync(file, JSON.stringify([
+    { requestHeaders: { headers: protojsonHeaders(request), endOfStream: true } },
+    { responseHeaders: { headers: protojsonHeaders(response), endOfStream: true } },
+  ]));
+  return file;
+}
+
+/**
+ * Header-only streams per second for DURATION_MS with CONCURRENCY streams in flight, driven by ghz in its own
+ * process (a Go client, as in bench:ratelimit and bench:authz): a Node client in this process would share the
+ * machine's cores with less headroom than the server it measures.
+ */
+function streamsPerSecond(address: string, data: string, durationMs = DURATION_MS): Promise<number> {
+  const args = [
+    '--insecure', '--protoset', `${repoRoot()}/dist/proto/envoy.binpb`, '--call', 'envoy.service.ext_proc.v3.ExternalProcessor/Process',
+    '--data-file', data, '--concurrency', String(CONCURRENCY), '--connections', '1', '--duration', `${durationMs}ms`,
+    '--duration-stop', 'ignore', '--format', 'json', address,
+  ];
+  return new Promise((resolve, reject) => {
+    execFile(GHZ, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`ghz failed: ${stderr || error.message}`));
+      const report = JSON.parse(stdout) as { rps: number; count: number; statusCodeDistribution?: Record<string, number> };
+      const ok = report.statusCodeDistribution?.['OK'] ?? 0;
+      if (ok !== report.count) return reject(new Error(`ghz: streams failed against ${address}: ${JSON.stringify(report.statusCodeDistribution)}`));
+      resolve(report.rps);
+    });
+  });
 }
 
 /** Latencies (ms) of HTTP_REQUESTS sequential GETs over one keep-alive connection. */
@@ -108,6 +124,9 @@ async function main(): Promise<void> {
     lines.push(s);
     process.stdout.write(`${s}\n`);
   };
+  if (!existsSync(GHZ)) throw new Error(`${GHZ} missing: bench/ratelimit/install-peers.sh installs it`);
+  const work = mkdtempSync(path.join(tmpdir(), 'bench-extproc-'));
+  process.once('exit', () => rmSync(work, { recursive: true, force: true }));
   const noop = await startNoop();
   process.once('exit', () => noop.child.kill());
   // log level info: startPortcullis waits for the "portcullis listening" line.
@@ -118,9 +137,12 @@ async function main(): Promise<void> {
   try {
     say(`## gRPC: header-only streams/s (request_headers + response_headers), concurrency ${CONCURRENCY}, ${DURATION_MS} ms per run`);
     const rates = { noop: [] as number[], portcullis: [] as number[] };
+    const data = writeStreamData(work);
+    await streamsPerSecond(noop.address, data, 1000); // warm-up
+    await streamsPerSecond(portcullis.grpcAddress, data, 1000);
     for (let run = 0; run < RUNS; run++) {
-      rates.noop.push(await streamsPerSecond(noop.address));
-      rates.portcullis.push(await streamsPerSecond(portcullis.grpcAddress));
+      rates.noop.push(await streamsPerSecond(noop.address, data));
+      rates.portcullis.push(await streamsPerSecond(portcullis.grpcAddress, data));
       say(`run ${run + 1}: noop ${rates.noop[run]!.toFixed(0)}/s  portcullis ${rates.portcullis[run]!.toFixed(0)}/s`);
     }
     say(`median: noop ${median(rates.noop).toFixed(0)}/s, portcullis ${median(rates.portcullis).toFixed(0)}/s, ratio ${(median(rates.portcullis) / median(rates.noop)).toFixed(2)}x`);
