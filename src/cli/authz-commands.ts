@@ -7,7 +7,8 @@ import type { CheckInput, Decision } from '../authz/types.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { systemClock } from '../shared/clock.js';
-import { MemoryRevocationList } from '../store/revocation-list.js';
+import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
+import { createRedisClient } from '../store/redis-counter-store.js';
 
 const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
 
@@ -115,5 +116,70 @@ function printDecision(decision: Decision, out: (s: string) => void): void {
     out(`  dynamic metadata (envoy.filters.http.ext_authz): ${JSON.stringify(decision.dynamicMetadata)}\n`);
   } else {
     out(`decision: DENY ${decision.status} ${decision.reason}: ${decision.message}\n`);
+  }
+}
+
+export interface RevokeOptions {
+  readonly config?: string;
+  readonly jti?: string;
+  readonly apiKeyId?: string;
+  /** Seconds the entry is kept; after that it is forgotten (the token has expired, or the key was removed). */
+  readonly ttl?: string;
+}
+
+/** A revoked jti is kept a day by default (longer than most access tokens live); a revoked key id a hundred years. */
+const DEFAULT_TTL_SECONDS = { jti: 86_400, key: 100 * 365 * 86_400 } as const;
+const REVOKE_TIMEOUT_MS = 5000;
+
+/**
+ * `portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]`: adds the id to the revocation list in
+ * Redis that every instance reads (authz.revocation with redis: configured), so each refuses it within about
+ * `revocation.refresh_ms`. Without Redis there is no shared list: disable a key in the keys file instead.
+ */
+export async function revoke(options: RevokeOptions, out: (s: string) => void): Promise<number> {
+  const kind = options.jti !== undefined ? 'jti' : options.apiKeyId !== undefined ? 'key' : undefined;
+  const id = options.jti ?? options.apiKeyId ?? '';
+  if (!options.config || kind === undefined || (options.jti !== undefined && options.apiKeyId !== undefined) || id === '') {
+    out('revoke: --config FILE and exactly one of --jti ID or --api-key-id ID are required\n');
+    return 2;
+  }
+  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : Number(options.ttl);
+  if (!Number.isInteger(ttl) || ttl <= 0) {
+    out(`revoke: --ttl must be a whole number of seconds above 0, not '${options.ttl}'\n`);
+    return 2;
+  }
+  let config: PortcullisConfig;
+  try {
+    config = await loadPortcullisConfig(options.config);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    out(`${error.message}\n`);
+    return 1;
+  }
+  if (config.redis === undefined || config.authz?.revocation.enabled !== true) {
+    out(`revoke: ${options.config} has no shared revocation list (it needs redis: and authz.revocation.enabled: true); `
+      + 'without Redis, revoke an API key with disabled: true in the keys file (hot reload)\n');
+    return 1;
+  }
+  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  const list = new RedisRevocationList(client, { clock: systemClock, refreshMs: config.authz.revocation.refreshMs, maxStalenessMs: config.authz.revocation.maxStalenessMs });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const untilMs = systemClock.nowMs() + ttl * 1000;
+    // The client queues nothing while it connects (enableOfflineQueue: false): wait until it is ready.
+    const ready = client.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => client.once('ready', () => resolve()));
+    await Promise.race([
+      ready.then(() => list.revoke(kind, id, untilMs)),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`Redis did not answer within ${REVOKE_TIMEOUT_MS} ms`)), REVOKE_TIMEOUT_MS))),
+    ]);
+    out(`revoked ${kind === 'jti' ? 'jti' : 'API key id'} ${id} until ${new Date(untilMs).toISOString()}; `
+      + `every instance refuses it within about ${config.authz.revocation.refreshMs} ms\n`);
+    return 0;
+  } catch (error) {
+    out(`revoke: failed: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    clearTimeout(timer);
+    await list.close();
   }
 }

@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../observability/logger.js';
 import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { explain, keysNew, validateAuthz } from './authz-commands.js';
+import { explain, keysNew, revoke, validateAuthz } from './authz-commands.js';
 import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -31,6 +31,8 @@ const USAGE = `usage:
   portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
   portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
                                                   show which policy a request gets, each method's outcome, the answer
+  portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]
+                                                  add a token id or API key id to the shared revocation list (Redis)
   portcullis check-envoy envoy.yaml [--config portcullis.yaml | --descriptors DIR]
                                                   descriptors Envoy can send that no rule matches, rules nothing
                                                   reaches, unknown domains; exit 1 on any finding
@@ -38,7 +40,7 @@ const USAGE = `usage:
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'keys' || command === 'explain') return authzCommand(command, rest);
+  if (command === 'keys' || command === 'explain' || command === 'revoke') return authzCommand(command, rest);
   let values: { config?: string; descriptors?: string; help?: boolean };
   let positionals: string[];
   try {
@@ -171,7 +173,7 @@ async function serve(configFile: string): Promise<number> {
   });
 }
 
-async function authzCommand(command: 'keys' | 'explain', args: readonly string[]): Promise<number> {
+async function authzCommand(command: 'keys' | 'explain' | 'revoke', args: readonly string[]): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   try {
     if (command === 'keys') {
@@ -182,6 +184,14 @@ async function authzCommand(command: 'keys' | 'explain', args: readonly string[]
         return 2;
       }
       return keysNew(values, out);
+    }
+    if (command === 'revoke') {
+      const { values } = parseArgs({
+        args: [...args],
+        options: { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, 'api-key-id': { type: 'string' }, ttl: { type: 'string' } },
+        strict: true,
+      });
+      return await revoke({ ...values, apiKeyId: values['api-key-id'] }, out);
     }
     const { values } = parseArgs({
       args: [...args],

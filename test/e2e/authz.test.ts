@@ -9,10 +9,10 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { at, byName, list, loadYamlFile, record, repoRoot, setClusterEndpoint, setSocketAddress, startEnvoy, validateBootstrap, type EnvoyInstance } from '../support/envoy.js';
+import { at, byName, list, loadYamlFile, record, repoRoot, runCommand, setClusterEndpoint, setSocketAddress, startEnvoy, validateBootstrap, type EnvoyInstance } from '../support/envoy.js';
 import { startIdentityProvider, type IdentityProvider } from '../support/identity-provider.js';
-import { startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
-import { sendCommand, startRedis, type RedisServer } from '../support/redis-server.js';
+import { portcullisBin, startPortcullis, writeConfig, type PortcullisInstance } from '../support/portcullis.js';
+import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { startUpstream, type EchoBody, type Upstream } from '../support/upstream.js';
 
 const GOLD_KEY = 'pk_demo_gold_key_do_not_use_in_production';
@@ -209,9 +209,11 @@ describe('ext_authz through a real Envoy (envoy/authz/envoy.yaml)', () => {
   it('a jti revoked in Redis is refused within a second by the other Portcullis instance', async () => {
     const token = await idp.token({ sub: 'user-r', scope: 'orders:read', jti: 'e2e-jti' });
     assert.equal((await get(`${base}/api/orders`, { authorization: `Bearer ${token}` })).status, 200);
-    // What RedisRevocationList.revoke writes (see docs/authz.md), done by the first instance's operator.
-    await sendCommand(redis.port, ['ZADD', '{portcullis:authz}:revoked:jti', String(Date.now() + 600_000), 'e2e-jti']);
-    await sendCommand(redis.port, ['INCR', '{portcullis:authz}:revoked:version']);
+    // The operator's command, with the same config as the instances.
+    const { file } = writeConfig(portcullisConfig(redis.url, idp));
+    const revoked = await runCommand(process.execPath, [portcullisBin(), 'revoke', '--config', file, '--jti', 'e2e-jti', '--ttl', '600']);
+    assert.equal(revoked.code, 0, revoked.output);
+    assert.match(revoked.output, /^revoked jti e2e-jti until /);
     const revokedAt = Date.now();
     let status = 200;
     while (status === 200 && Date.now() - revokedAt < 3000) {
