@@ -144,7 +144,7 @@ function httpFilters(filters: PortcullisFilters, timeouts: CallTimeouts): Json[]
       name: 'envoy.filters.http.buffer',
       typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer', max_request_bytes: MAX_REQUEST_BYTES },
     },
-    ...(filters.extProc ? [extProcFilter(timeouts.extProc)] : []),
+    ...(filters.extProc ? [extProcFilter(timeouts.extProc, filters)] : []),
     { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
   ];
 }
@@ -198,7 +198,7 @@ function rateLimitFilter(timeout: string): Json {
  * served without them is degraded, not unsafe. (A route whose correctness depends on ext_proc validation can set
  * failure_mode_allow: false in its own ExtProcPerRoute overrides.) Headers only by default; bodies per route.
  */
-function extProcFilter(timeout: string): Json {
+function extProcFilter(timeout: string, filters: PortcullisFilters): Json {
   return {
     name: 'envoy.filters.http.ext_proc',
     typed_config: {
@@ -206,6 +206,10 @@ function extProcFilter(timeout: string): Json {
       grpc_service: portcullisService(timeout),
       failure_mode_allow: true,
       message_timeout: timeout,
+      // Portcullis asks for a body only where it uses one (validation, a response it will cache): mode_override.
+      allow_mode_override: true,
+      // The caller ext_authz authenticated keys the private cache entries and fills {user_id} & co. in templates.
+      ...(filters.extAuthz ? { metadata_options: { forwarding_namespaces: { untyped: [AUTHZ_METADATA_NAMESPACE] } } } : {}),
       processing_mode: {
         request_header_mode: 'SEND',
         response_header_mode: 'SEND',
@@ -420,7 +424,8 @@ function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
     { name: 'search', match: { prefix: '/api/search' }, route: forward('search', { timeout: '1s' }) },
     { name: 'inventory', match: { prefix: '/api/inventory' }, route: forward('inventory') },
     { name: 'flaky', match: { prefix: '/api/flaky' }, route: forward('flaky') },
-    { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no route\n' } } },
+    // Nothing is served here, so nobody needs to be asked who the caller is.
+    { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no route\n' } }, typed_per_filter_config: envoyOnly(filters) },
   ];
 }
 
