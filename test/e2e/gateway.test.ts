@@ -370,6 +370,34 @@ describe('the gateway through a real Envoy', () => {
     });
   });
 
+  describe('ext_proc response cache (extproc: in envoy/portcullis.yaml)', () => {
+    it('caches GET /api/catalog/featured per caller: MISS, then HIT without the upstream, another caller MISS', async () => {
+      const catalog = () => served('catalog-stable').requestCount() + served('catalog-canary').requestCount();
+      const key = keys.solo();
+      const first = await http('/api/catalog/featured', { headers: withKey(key) });
+      assert.equal(first.status, 200, first.body);
+      assert.equal(first.headers['x-cache-status'], 'MISS');
+      let hit: Awaited<ReturnType<typeof http>> | undefined;
+      let upstreamCalls = 0;
+      // The entry is stored once the first response has passed through; give that a moment on a loaded machine.
+      await eventually(async () => {
+        const before = catalog();
+        hit = await http('/api/catalog/featured', { headers: withKey(key) });
+        upstreamCalls = catalog() - before;
+        return hit.headers['x-cache-status'] === 'HIT';
+      }, 5000, 'a cache HIT');
+      assert.equal(hit?.status, 200);
+      assert.equal(hit?.json?.['instance'], first.json?.['instance']);
+      assert.equal(upstreamCalls, 0, 'a HIT never reaches the upstream');
+      const other = await http('/api/catalog/featured', { headers: withKey() });
+      assert.equal(other.headers['x-cache-status'], 'MISS', 'private route: another caller has its own entry');
+      const id = String(hit?.headers['x-request-id']);
+      let line: Record<string, unknown> | undefined;
+      await eventually(() => (line = gw().accessLog().find((l) => l['request_id'] === id)) !== undefined, 5000, 'the access log line');
+      assert.equal(line?.['cache_status'], 'HIT');
+    });
+  });
+
   describe('rate limits through Portcullis (envoy/ratelimit/gateway.yaml)', () => {
     /** Sends `count` requests and returns their statuses. */
     const burst = async (count: number, make: (i: number) => Promise<{ status: number }>) => {
