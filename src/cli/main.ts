@@ -31,7 +31,7 @@ const USAGE = `usage:
   portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
   portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
                                                   show which policy a request gets, each method's outcome, the answer
-  portcullis check-envoy envoy.yaml [--config portcullis.yaml | --descriptors DIR]
+  portcullis check-envoy envoy.yaml [--config portcullis.yaml] [--descriptors DIR]
                                                   descriptors Envoy can send that no rule matches, rules nothing
                                                   reaches, unknown domains; exit 1 on any finding
 `;
