@@ -25,6 +25,7 @@ import { compilePolicies, selectPolicy } from '../authz/policy.js';
 import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
 import { selectExtprocRoute } from '../extproc/stream.js';
+import type { Finding } from './check.js';
 import { list, record, type Json, type RouteSite } from './routes.js';
 
 export type FilterFindingCode =
@@ -35,11 +36,7 @@ export type FilterFindingCode =
   | 'EXTPROC_ROUTE_UNREACHABLE'
   | 'UNSUPPORTED_MATCH';
 
-export interface FilterFinding {
-  readonly code: FilterFindingCode;
-  readonly message: string;
-  readonly routes: readonly string[];
-}
+export type FilterFinding = Finding<FilterFindingCode>;
 
 export interface FilterCheckSummary {
   readonly findings: readonly FilterFinding[];

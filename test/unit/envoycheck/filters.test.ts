@@ -4,30 +4,19 @@ import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js'
 import { checkEnvoyFilters, EXT_AUTHZ_FILTER, EXT_PROC_FILTER, EXTPROC_ROUTE_METADATA, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
-
-type Json = Record<string, unknown>;
+import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
 
 /** One listener, one vhost with `routes`; ext_authz and ext_proc in the chain unless left out. */
 function bootstrap(routes: Json[], options: { authz?: boolean; extproc?: boolean; authzDisabled?: boolean; vhostPerFilter?: Json } = {}): Json {
   const { authz = true, extproc = true } = options;
-  return {
-    static_resources: {
-      listeners: [{
-        name: 'ingress',
-        filter_chains: [{ filters: [{
-          name: 'envoy.filters.network.http_connection_manager',
-          typed_config: {
-            route_config: { virtual_hosts: [{ name: 'vh', domains: ['*'], routes, ...(options.vhostPerFilter ? { typed_per_filter_config: options.vhostPerFilter } : {}) }] },
-            http_filters: [
-              ...(authz ? [{ name: EXT_AUTHZ_FILTER, ...(options.authzDisabled ? { disabled: true } : {}), typed_config: {} }] : []),
-              ...(extproc ? [{ name: EXT_PROC_FILTER, typed_config: {} }] : []),
-              { name: 'envoy.filters.http.router' },
-            ],
-          },
-        }] }],
-      }],
-    },
-  };
+  return oneVhostBootstrap({
+    routes,
+    vhost: options.vhostPerFilter ? { typed_per_filter_config: options.vhostPerFilter } : {},
+    httpFilters: [
+      ...(authz ? [{ name: EXT_AUTHZ_FILTER, ...(options.authzDisabled ? { disabled: true } : {}), typed_config: {} }] : []),
+      ...(extproc ? [{ name: EXT_PROC_FILTER, typed_config: {} }] : []),
+    ],
+  });
 }
 
 const to = (name: string, match: Json, perFilter?: Json): Json => ({
