@@ -11,6 +11,7 @@
 #                 ▼
 #            Portcullis gRPC :8081 (admin :9091) ──▶ redis-server on a free port (in-memory store without one)
 #
+# Demo API keys (envoy/keys.yaml, published on purpose: replace them): see the tour below.
 # Environment: ENVOY_BIN (else .venv/bin/envoy), DEMO_ONESHOT=1, DEMO_SKIP_SETUP=1 (do not run scripts/setup.sh),
 # DEMO_STORE=memory (in-memory store even when redis-server is installed).
 set -euo pipefail
@@ -107,7 +108,7 @@ else
   store="the in-memory store"
 fi
 
-# --- Portcullis: envoy/portcullis.yaml with the demo's Redis (or none) and absolute descriptor paths -------------
+# --- Portcullis: envoy/portcullis.yaml with the demo's Redis (or none) and absolute descriptor and keys paths ----
 REDIS_URL=$redis_url CONFIG_IN=envoy/portcullis.yaml CONFIG_OUT=$work/portcullis.yaml node --input-type=module -e '
   import { readFileSync, writeFileSync } from "node:fs";
   import path from "node:path";
@@ -116,7 +117,9 @@ REDIS_URL=$redis_url CONFIG_IN=envoy/portcullis.yaml CONFIG_OUT=$work/portcullis
   const doc = parseDocument(readFileSync(input, "utf8"));
   if (process.env.REDIS_URL) doc.setIn(["redis", "url"], process.env.REDIS_URL);
   else doc.delete("redis");
-  doc.setIn(["ratelimit", "descriptors"], path.resolve(path.dirname(input), String(doc.getIn(["ratelimit", "descriptors"]))));
+  const resolve = (keys) => doc.hasIn(keys) && doc.setIn(keys, path.resolve(path.dirname(input), String(doc.getIn(keys))));
+  resolve(["ratelimit", "descriptors"]);
+  resolve(["authz", "api_keys", "file"]);
   writeFileSync(process.env.CONFIG_OUT, doc.toString());
 '
 start portcullis node bin/portcullis.js serve --config "$work/portcullis.yaml"
@@ -181,13 +184,24 @@ Routes, filters and limits: envoy/envoy.yaml (generated from src/gateway/), envo
 EOF
 
 h=localhost:$envoy_port
-user="alice-$RANDOM"
+# DEMO KEYS, published in envoy/keys.yaml on purpose (only their hashes are in the file): replace them for real use.
+alice1=pk_demo_alice_1_REPLACE_ME alice2=pk_demo_alice_2_REPLACE_ME bob=pk_demo_bob_REPLACE_ME ops=pk_demo_ops_REPLACE_ME
+client_cert="--cacert envoy/certs/ca.pem --cert envoy/certs/client.pem --key envoy/certs/client-key.pem"
+# The rate limit bursts come from their own address, so the rest of the tour keeps its per-address budget.
+rl="--interface 127.0.0.4"
+
+# Limits count per minute (windows aligned to the clock): start a burst early in a minute so it is not split.
+fresh_minute() {
+  local s
+  s=$(date +%S)
+  if ((10#$s > 45)); then sleep $((61 - 10#$s)); fi
+}
 
 step "Routing: /api/users/ is stripped and balanced round robin" "Two users instances take turns; the service sees /42, not /api/users/42."
 show "for i in 1 2 3 4; do curl -s $h/api/users/42 | pick instance path; done"
 
 step "Method matching" "GET and POST reach orders; DELETE is answered 405 by Envoy itself."
-show "curl -s -o /dev/null -w 'GET %{http_code}  ' $h/api/orders; curl -s -o /dev/null -w 'POST %{http_code}  ' -X POST -d '{}' $h/api/orders; curl -s -o /dev/null -w 'DELETE %{http_code}\n' -X DELETE $h/api/orders/1"
+show "curl -s -o /dev/null -w 'GET %{http_code}  ' -H 'x-api-key: $bob' $h/api/orders; curl -s -o /dev/null -w 'POST %{http_code}  ' -H 'x-api-key: $bob' -X POST -d '{}' $h/api/orders; curl -s -o /dev/null -w 'DELETE %{http_code}\n' -H 'x-api-key: $bob' -X DELETE $h/api/orders/1"
 
 step "Versioning: URL, header, query parameter, content negotiation" "Each request asks for v2 another way; without asking it is v1."
 show "curl -s $h/v2/items | pick version"
@@ -202,12 +216,30 @@ show "for i in \$(seq 100); do curl -s $h/api/catalog | pick instance; done | so
 step "Session affinity: ring hash on the client address" "Each source address sticks to one sessions instance."
 show "for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do echo \"\$ip: \$(for i in 1 2 3 4; do curl -s --interface \$ip $h/api/sessions | pick instance; done | sort -u | tr '\n' ' ')\"; done"
 
-step "Rate limits through Portcullis: 30 per minute per user" "The 31st request of one x-user-id gets 429. Envoy writes x-ratelimit-* from Portcullis' answer; the limit header lists every limit that applied (global, per address, per user)."
-show "for i in \$(seq 32); do curl -s -o /dev/null -w '%{http_code} ' -H 'x-user-id: $user' $h/api/users/1; done; echo"
-show "curl -si -H 'x-user-id: $user' $h/api/users/1 | grep -iE '^(HTTP|x-ratelimit|x-envoy-ratelimited)'"
+step "Authentication (ext_authz): no credential, 401" "/api/orders needs an API key or the client certificate; Portcullis answers 401 with WWW-Authenticate and the orders service never sees the request."
+show "curl -si $h/api/orders | grep -iE '^(HTTP|www-authenticate)'"
 
-step "Per endpoint: /api/export allows 10 per minute for everyone together" "Twelve different users, one endpoint budget."
-show "for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' -H \"x-user-id: u\$i-\$RANDOM\" $h/api/export; done; echo"
+step "A valid key: 200, and the identity the service saw" "Portcullis sets x-user-id, x-auth-method, x-api-key-id, x-client-tier (overwriting client copies) and removes x-api-key: the spoofed x-user-id below never arrives."
+show "curl -s -H 'x-api-key: $bob' -H 'x-user-id: admin' $h/api/orders | pick header.x-user-id header.x-auth-method header.x-api-key-id header.x-client-tier header.x-api-key"
+show "curl -s -H 'x-user-id: admin' $h/api/users/1 | pick header.x-user-id header.x-auth-method"
+
+step "Authorization: a known caller without the role, 403" "/admin (from the allowed address) needs a key with role admin: bob's key is 403, the ops key 200."
+show "curl -s -w ' %{http_code}\n' --interface 127.0.0.1 -H 'x-api-key: $bob' $h/admin"
+show "curl -s -w '%{http_code}\n' --interface 127.0.0.1 -H 'x-api-key: $ops' $h/admin"
+
+step "mTLS identity: the client certificate's SPIFFE id is the caller" "On the mtls listener the orders policy accepts the demo client certificate instead of a key."
+show "curl -s $client_cert https://localhost:$mtls_port/api/orders | pick header.x-user-id header.x-auth-method"
+
+fresh_minute
+step "Rate limits through Portcullis: 30 per minute per user, over all their keys" "alice has two keys; alternating them, neither reaches its own 20, but the 31st request of alice gets 429. The limits read the identity ext_authz verified (dynamic metadata), never a header the client sends."
+show "for i in \$(seq 16); do for k in $alice1 $alice2; do curl -s -o /dev/null -w '%{http_code} ' $rl -H \"x-api-key: \$k\" $h/api/users/1; done; done; echo"
+
+step "Rate limits: 20 per minute per API key" "The ops key's 21st request gets 429; another key (bob's) still passes. Envoy writes x-ratelimit-* from Portcullis' answer; the limit header lists every limit that applied."
+show "for i in \$(seq 22); do curl -s -o /dev/null -w '%{http_code} ' $rl -H 'x-api-key: $ops' $h/api/users/1; done; echo"
+show "curl -si $rl -H 'x-api-key: $bob' $h/api/users/1 | grep -iE '^(HTTP|x-ratelimit|x-envoy-ratelimited)'"
+
+step "Per endpoint: /api/export allows 10 per minute for everyone together" "Twelve calls with the client certificate: the endpoint's budget runs out, not the caller's."
+show "for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' $rl $client_cert https://localhost:$mtls_port/api/export; done; echo"
 
 step "Retry with backoff hides a transient failure" "api-v1 is told to fail its next 2 requests; the client still gets 200, on the third attempt."
 show "curl -s -X POST '127.0.0.1:8121/__control?fail=2' >/dev/null; curl -s $h/v1/items | pick instance header.x-envoy-attempt-count"
@@ -222,29 +254,22 @@ step "Timeouts: /api/search answers within 1 s or 504" "The search instance is a
 show "curl -s -o /dev/null -w '%{http_code} after %{time_total}s\n' '$h/api/search?delay_ms=2000'"
 
 step "Request size limit: bodies over 1 MiB get 413"
-show "head -c 2000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'content-type: application/octet-stream' --data-binary @- $h/api/orders"
+show "head -c 2000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'x-api-key: $bob' -H 'content-type: application/octet-stream' --data-binary @- $h/api/orders"
 
 step "CORS: the preflight is answered by Envoy"
 show "curl -si -X OPTIONS -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: POST' $h/api/users/1 | grep -iE '^(HTTP|access-control)'"
 
-step "/admin: IP allow-list at the edge" "Allowed from 127.0.0.1; 403 from 127.0.0.2, even when x-forwarded-for claims 127.0.0.1."
-show "curl -s -w '%{http_code}\n' --interface 127.0.0.1 $h/admin"
-show "curl -s -w ' %{http_code}\n' --interface 127.0.0.2 -H 'x-forwarded-for: 127.0.0.1' $h/admin"
+step "/admin: IP allow-list at the edge" "Allowed from 127.0.0.1 (with the ops key); 403 from 127.0.0.2, even when x-forwarded-for claims 127.0.0.1."
+show "curl -s -w '%{http_code}\n' --interface 127.0.0.1 -H 'x-api-key: $ops' $h/admin"
+show "curl -s -w ' %{http_code}\n' --interface 127.0.0.2 -H 'x-forwarded-for: 127.0.0.1' -H 'x-api-key: $ops' $h/admin"
 
 step "TLS termination and mTLS" "https with the demo CA; the mtls listener refuses a client without a certificate and passes the certificate's identity on (x-forwarded-client-cert to services; ext_authz gets the certificate itself)."
 show "curl -s --cacert envoy/certs/ca.pem https://localhost:$tls_port/api/users/1 | pick instance header.x-forwarded-proto"
 show "curl -s -o /dev/null --cacert envoy/certs/ca.pem https://localhost:$mtls_port/api/users/1 && echo accepted || echo 'refused: no client certificate'"
 show "curl -s --cacert envoy/certs/ca.pem --cert envoy/certs/client.pem --key envoy/certs/client-key.pem https://localhost:$mtls_port/api/users/1 | pick instance header.x-forwarded-client-cert"
 
-# Hooks for the filters that land next: each shows its part of the tour once its switch is on.
-tour_auth() {
-  step "Authentication and authorization (ext_authz)" "ext_authz is off in this build (src/gateway/filters.ts ENABLED_FILTERS.extAuthz): no API keys, JWTs or denials to show yet."
-}
-tour_cache() {
-  step "Response cache (ext_proc)" "ext_proc is off in this build (src/gateway/filters.ts ENABLED_FILTERS.extProc): no cache HIT/MISS to show yet."
-}
-tour_auth
-tour_cache
+step "Response cache (ext_proc): MISS, then HIT" "GET /api/catalog/featured is cached 30 s per caller (extproc: in envoy/portcullis.yaml); the second answer comes from Portcullis, not from catalog."
+show "curl -si -H 'x-api-key: $bob' $h/api/catalog/featured | grep -iE '^(x-cache-status|x-served-by)'; sleep 0.3; curl -si -H 'x-api-key: $bob' $h/api/catalog/featured | grep -iE '^(x-cache-status|x-served-by|age)'"
 
 step "The JSON access log" "One line per request, with the fields listed in docs/gateway.md."
 show "grep '^{' $work/envoy.log | tail -n 1"

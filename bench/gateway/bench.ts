@@ -3,9 +3,9 @@
 // Targets, alternated run by run on the same machine (one Envoy each, started fresh, same upstream):
 //   bare        the generated gateway bootstrap with every Portcullis filter removed (cors, rbac, buffer, router)
 //   ratelimit   + envoy.filters.http.ratelimit → Portcullis (Redis store)
-//   ext_authz   + ext_authz only        } added automatically once src/gateway/filters.ts turns them on; until then
-//   ext_proc    + ext_proc only         } their services do not exist on this branch
-//   all         every filter ENABLED_FILTERS turns on (today: ratelimit)
+//   ext_authz   + ext_authz only        } as src/gateway/filters.ts turns them on (today: both), with the shipped
+//   ext_proc    + ext_proc only         } authz policies (the benchmarked path is an open, anonymous route)
+//   all         every filter ENABLED_FILTERS turns on
 // Per target: a fixed moderate rate (BENCH_RATE, default 500 req/s, open loop, Node client) → p50/p99; then peak
 // throughput with wrk (BENCH_CONNECTIONS connections, one thread). Limits are raised so every answer is 200 and every
 // request is a real counter update in Redis.
@@ -23,7 +23,7 @@ import { ENABLED_FILTERS, type PortcullisFilters } from '../../src/gateway/filte
 import { allInstances } from '../../src/gateway/topology.js';
 import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
-import { startPortcullis } from '../../test/support/portcullis.js';
+import { shippedPortcullisConfig, startPortcullis } from '../../test/support/portcullis.js';
 import { startRedis } from '../../test/support/redis-server.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -151,6 +151,8 @@ const portcullis = await startPortcullis({
   redis: { url: redis.url },
   log: { level: 'info' },
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
+  // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
+  authz: shippedPortcullisConfig(undefined)['authz'],
 });
 const base = buildGatewayBootstrap(
   {

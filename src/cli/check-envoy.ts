@@ -1,5 +1,7 @@
-// `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml | --descriptors DIR]`: reads the files, runs the
-// pure check (src/envoycheck/check.ts) and prints its findings. Exit 0: none; 1: findings or unreadable input.
+// `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml] [--descriptors DIR]`: reads the files, runs the
+// pure checks (src/envoycheck/check.ts: rate limits; src/envoycheck/filters.ts: ext_authz policies and ext_proc
+// routes, when a portcullis.yaml is given or beside the bootstrap) and prints the findings. Exit 0: none; 1: findings
+// or unreadable input.
 
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,6 +11,8 @@ import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyRateLimits } from '../envoycheck/check.js';
+import { checkEnvoyFilters } from '../envoycheck/filters.js';
+import { routeSites } from '../envoycheck/routes.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 
 export interface CheckEnvoyOptions {
@@ -26,24 +30,31 @@ export async function checkEnvoyCommand(bootstrapFile: string, options: CheckEnv
   }
   // Default: the portcullis.yaml beside the bootstrap, as in envoy/.
   const sibling = path.join(path.dirname(bootstrapFile), 'portcullis.yaml');
-  const configFile = options.config ?? (options.descriptors === undefined && existsSync(sibling) ? sibling : undefined);
+  const configFile = options.config ?? (existsSync(sibling) ? sibling : undefined);
   let descriptors: string;
   try {
+    const portcullis = configFile === undefined ? undefined : await loadPortcullisConfig(configFile);
     if (options.descriptors !== undefined) descriptors = options.descriptors;
-    else if (configFile !== undefined) descriptors = (await loadPortcullisConfig(configFile)).ratelimit.descriptors;
+    else if (portcullis !== undefined) descriptors = portcullis.ratelimit.descriptors;
     else {
       err.write('check-envoy: say where the descriptor files are: --config portcullis.yaml or --descriptors DIR\n');
       return 2;
     }
     const config = compileDescriptorFiles(await readDescriptorFiles(descriptors));
     const summary = checkEnvoyRateLimits(bootstrap, config);
-    for (const finding of summary.findings) {
+    // Without a portcullis.yaml there are no policies or extproc routes to compare with.
+    const filters = portcullis === undefined ? undefined : checkEnvoyFilters(routeSites(bootstrap), portcullis.authz, portcullis.extproc);
+    const findings = [...summary.findings, ...(filters?.findings ?? [])];
+    for (const finding of findings) {
       out.write(`${finding.code}: ${finding.message}\n`);
       for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);
       if (finding.routes.length > 5) out.write(`    and ${finding.routes.length - 5} more route(s)\n`);
     }
-    out.write(`${bootstrapFile} against ${descriptors}: ${summary.descriptors} descriptor shape(s), ${summary.rules} rule(s), ${summary.findings.length} finding(s)\n`);
-    return summary.findings.length === 0 ? 0 : 1;
+    const filterLine = filters === undefined
+      ? 'ext_authz and ext_proc not checked (no portcullis.yaml)'
+      : `${filters.authzRoutes} route(s) with ext_authz, ${filters.extprocRoutes} with ext_proc against ${configFile}`;
+    out.write(`${bootstrapFile} against ${descriptors}: ${summary.descriptors} descriptor shape(s), ${summary.rules} rule(s); ${filterLine}; ${findings.length} finding(s)\n`);
+    return findings.length === 0 ? 0 : 1;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     err.write(`${error.message}\n`);

@@ -33,9 +33,10 @@ const USAGE = `usage:
                                                   show which policy a request gets, each method's outcome, the answer
   portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]
                                                   add a token id or API key id to the shared revocation list (Redis)
-  portcullis check-envoy envoy.yaml [--config portcullis.yaml | --descriptors DIR]
+  portcullis check-envoy envoy.yaml [--config portcullis.yaml] [--descriptors DIR]
                                                   descriptors Envoy can send that no rule matches, rules nothing
-                                                  reaches, unknown domains; exit 1 on any finding
+                                                  reaches, unknown domains, routes no authz policy covers,
+                                                  unreachable ext_proc routes; exit 1 on any finding
 `;
 
 export async function main(argv: readonly string[]): Promise<number> {

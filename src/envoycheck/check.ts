@@ -16,8 +16,8 @@ import { routeSites, type DescriptorShape, type RouteSite } from './routes.js';
 
 export type FindingCode = 'UNKNOWN_DOMAIN' | 'UNMATCHED_DESCRIPTOR' | 'UNREACHABLE_RULE' | 'UNSUPPORTED_ACTION';
 
-export interface Finding {
-  readonly code: FindingCode;
+export interface Finding<Code extends string = FindingCode> {
+  readonly code: Code;
   readonly message: string;
   /** Routes concerned (`listener … / vhost … / route …`); empty for a rule. */
   readonly routes: readonly string[];

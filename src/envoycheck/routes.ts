@@ -7,7 +7,8 @@
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
 //     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never.
-// Later checks (ext_authz policies, ext_proc routes) read the same RouteSite list.
+// The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
+// typed_per_filter_config of the route, its virtual host and its route configuration.
 
 export type Json = Record<string, unknown>;
 
@@ -36,8 +37,16 @@ export interface RouteSite {
   readonly unsupported: readonly string[];
   /** The route's typed_per_filter_config, for checks of other filters. */
   readonly perFilterConfig: Json;
+  /** typed_per_filter_config of the route, its virtual host and its route configuration: most specific first. */
+  readonly perFilterConfigChain: readonly Json[];
   /** Whether Envoy answers this route itself. */
   readonly direct: boolean;
+  /** The route's `match`. */
+  readonly match: Json;
+  /** The `match` of every route before this one in its virtual host (Envoy takes the first that matches). */
+  readonly earlierMatches: readonly Json[];
+  /** The connection manager's http_filters, in order. */
+  readonly httpFilters: readonly Json[];
 }
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
@@ -63,9 +72,12 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
   const domain = filterConfig === undefined ? undefined : String(filterConfig['domain'] ?? '');
   const filterLimits = filterConfig === undefined ? undefined : optionalList(filterConfig['rate_limits']);
   const sites: RouteSite[] = [];
-  for (const vhost of list(record(hcm['route_config'])['virtual_hosts']).map(record)) {
+  const routeConfig = record(hcm['route_config']);
+  const httpFilters = list(hcm['http_filters']).map(record);
+  for (const vhost of list(routeConfig['virtual_hosts']).map(record)) {
     const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
-    for (const [index, route] of list(vhost['routes']).map(record).entries()) {
+    const vhostRoutes = list(vhost['routes']).map(record);
+    for (const [index, route] of vhostRoutes.entries()) {
       const routeName = String(route['name'] ?? `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
       const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
@@ -91,6 +103,10 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
       sites.push({
         where: `listener ${listenerName} / vhost ${String(vhost['name'] ?? '?')} / route ${routeName}`,
         routeName, domain, shapes, unsupported, perFilterConfig, direct,
+        perFilterConfigChain: [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})],
+        match: record(route['match']),
+        earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
+        httpFilters,
       });
     }
   }
@@ -140,7 +156,7 @@ export function record(value: unknown): Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : {};
 }
 
-function list(value: unknown): unknown[] {
+export function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
 

@@ -403,18 +403,25 @@ export class ExtprocStream {
   }
 
   private pickRoute(path: string, method: string): ExtprocRoute | undefined {
-    const routes = this.deps.settings.routes;
-    if (this.deps.routeHint !== undefined) {
-      const named = routes.find((r) => r.name === this.deps.routeHint);
-      if (named) return named;
-    }
-    return routes.find((r) => pathMatches(r, path) && (r.match.methods === undefined || r.match.methods.includes(method as Method)));
+    return selectExtprocRoute(this.deps.settings.routes, path, method, this.deps.routeHint);
   }
 
   /** The cached route an unsafe request's path belongs to, whatever methods the route matches. */
   private cacheRouteFor(path: string): ExtprocRoute | undefined {
     return this.deps.settings.routes.find((r) => r.cache !== undefined && pathMatches(r, path));
   }
+}
+
+/**
+ * The route of a request: the one Envoy names (an unknown name falls back to matching), else the first whose path and
+ * methods match. Exported for `portcullis check-envoy` (src/envoycheck/), which must choose exactly as a stream does.
+ */
+export function selectExtprocRoute(routes: readonly ExtprocRoute[], path: string, method: string, hint: string | undefined): ExtprocRoute | undefined {
+  if (hint !== undefined) {
+    const named = routes.find((r) => r.name === hint);
+    if (named) return named;
+  }
+  return routes.find((r) => pathMatches(r, path) && (r.match.methods === undefined || r.match.methods.includes(method as Method)));
 }
 
 function pathMatches(route: ExtprocRoute, path: string): boolean {

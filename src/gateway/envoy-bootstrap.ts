@@ -154,7 +154,7 @@ function httpFilters(filters: PortcullisFilters, timeouts: CallTimeouts): Json[]
       name: 'envoy.filters.http.buffer',
       typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer', max_request_bytes: MAX_REQUEST_BYTES },
     },
-    ...(filters.extProc ? [extProcFilter(timeouts.extProc)] : []),
+    ...(filters.extProc ? [extProcFilter(timeouts.extProc, filters)] : []),
     { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
   ];
 }
@@ -208,7 +208,7 @@ function rateLimitFilter(timeout: string): Json {
  * served without them is degraded, not unsafe. (A route whose correctness depends on ext_proc validation can set
  * failure_mode_allow: false in its own ExtProcPerRoute overrides.) Headers only by default; bodies per route.
  */
-function extProcFilter(timeout: string): Json {
+function extProcFilter(timeout: string, filters: PortcullisFilters): Json {
   return {
     name: 'envoy.filters.http.ext_proc',
     typed_config: {
@@ -216,6 +216,10 @@ function extProcFilter(timeout: string): Json {
       grpc_service: portcullisService(timeout),
       failure_mode_allow: true,
       message_timeout: timeout,
+      // Portcullis asks for a body only where it uses one (validation, a response it will cache): mode_override.
+      allow_mode_override: true,
+      // The caller ext_authz authenticated keys the private cache entries and fills {user_id} & co. in templates.
+      ...(filters.extAuthz ? { metadata_options: { forwarding_namespaces: { untyped: [AUTHZ_METADATA_NAMESPACE] } } } : {}),
       processing_mode: {
         request_header_mode: 'SEND',
         response_header_mode: 'SEND',
@@ -361,6 +365,10 @@ function forward(cluster: string, extra: Json = {}): Json {
   return { cluster, timeout: '3s', ...extra };
 }
 
+/**
+ * Paths match whole segments (`path_separated_prefix`: /api/orders and /api/orders/…, not /api/ordersX), the way
+ * the authz policies and `portcullis check-envoy` read them; a prefix ending in / is a plain prefix.
+ */
 function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
   const v2 = { cluster: 'api_v2', timeout: '3s', prefix_rewrite: '/items' };
   return [
@@ -369,7 +377,7 @@ function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
     // Edge IP allow-list: the TCP peer (direct_remote_ip ignores x-forwarded-for), then the normal chain.
     {
       name: 'admin',
-      match: { prefix: '/admin' },
+      match: { path_separated_prefix: '/admin' },
       direct_response: { status: 200, body: { inline_string: 'admin area\n' } },
       typed_per_filter_config: {
         'envoy.filters.http.rbac': {
@@ -395,14 +403,14 @@ function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
 
     // Method matching: reads retry on 5xx; creating an order is not idempotent, so it is retried only when the
     // request never reached an upstream; other methods are refused by Envoy.
-    { name: 'orders-read', match: { prefix: '/api/orders', headers: [method('GET')] }, route: forward('orders') },
-    { name: 'orders-create', match: { prefix: '/api/orders', headers: [method('POST')] }, route: forward('orders', { retry_policy: retryPolicy('connect-failure,reset-before-request') }) },
-    { name: 'orders-other', match: { prefix: '/api/orders' }, direct_response: { status: 405, body: { inline_string: 'method not allowed\n' } }, typed_per_filter_config: envoyOnly(filters) },
+    { name: 'orders-read', match: { path_separated_prefix: '/api/orders', headers: [method('GET')] }, route: forward('orders') },
+    { name: 'orders-create', match: { path_separated_prefix: '/api/orders', headers: [method('POST')] }, route: forward('orders', { retry_policy: retryPolicy('connect-failure,reset-before-request') }) },
+    { name: 'orders-other', match: { path_separated_prefix: '/api/orders' }, direct_response: { status: 405, body: { inline_string: 'method not allowed\n' } }, typed_per_filter_config: envoyOnly(filters) },
 
     // Per endpoint: /api/export adds [route=export] (10 per minute in total) to the vhost's descriptors.
     {
       name: 'export',
-      match: { prefix: '/api/export' },
+      match: { path_separated_prefix: '/api/export' },
       route: forward('orders', { rate_limits: [{ actions: [{ generic_key: { descriptor_key: 'route', descriptor_value: 'export' } }] }] }),
       typed_per_filter_config: { 'envoy.filters.http.ratelimit': ratelimitPerRoute('INCLUDE') },
     },
@@ -411,26 +419,27 @@ function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
     { name: 'v1', match: { prefix: '/v1/' }, route: forward('api_v1', { prefix_rewrite: '/' }) },
     { name: 'v2', match: { prefix: '/v2/' }, route: forward('api_v2', { prefix_rewrite: '/' }) },
     // Versioning of /api/items by header, query parameter and content negotiation; v1 otherwise.
-    { name: 'items-v2-header', match: { prefix: '/api/items', headers: [{ name: 'api-version', string_match: { exact: '2' } }] }, route: v2 },
-    { name: 'items-v2-query', match: { prefix: '/api/items', query_parameters: [{ name: 'version', string_match: { exact: '2' } }] }, route: v2 },
-    { name: 'items-v2-accept', match: { prefix: '/api/items', headers: [{ name: 'accept', string_match: { contains: 'application/vnd.api.v2+json' } }] }, route: v2 },
-    { name: 'items-v1', match: { prefix: '/api/items' }, route: { cluster: 'api_v1', timeout: '3s', prefix_rewrite: '/items' } },
+    { name: 'items-v2-header', match: { path_separated_prefix: '/api/items', headers: [{ name: 'api-version', string_match: { exact: '2' } }] }, route: v2 },
+    { name: 'items-v2-query', match: { path_separated_prefix: '/api/items', query_parameters: [{ name: 'version', string_match: { exact: '2' } }] }, route: v2 },
+    { name: 'items-v2-accept', match: { path_separated_prefix: '/api/items', headers: [{ name: 'accept', string_match: { contains: 'application/vnd.api.v2+json' } }] }, route: v2 },
+    { name: 'items-v1', match: { path_separated_prefix: '/api/items' }, route: { cluster: 'api_v1', timeout: '3s', prefix_rewrite: '/items' } },
 
     // Canary: 90 % stable, 10 % canary.
     {
       name: 'catalog',
-      match: { prefix: '/api/catalog' },
+      match: { path_separated_prefix: '/api/catalog' },
       route: { weighted_clusters: { clusters: [{ name: 'catalog', weight: 90 }, { name: 'catalog_canary', weight: 10 }] }, timeout: '3s' },
     },
 
     // Session affinity: the ring hash of the sessions cluster hashes the client address.
-    { name: 'sessions', match: { prefix: '/api/sessions' }, route: forward('sessions', { hash_policy: [{ connection_properties: { source_ip: true } }] }) },
+    { name: 'sessions', match: { path_separated_prefix: '/api/sessions' }, route: forward('sessions', { hash_policy: [{ connection_properties: { source_ip: true } }] }) },
 
     // Interactive: answer within 1 s or 504.
-    { name: 'search', match: { prefix: '/api/search' }, route: forward('search', { timeout: '1s' }) },
-    { name: 'inventory', match: { prefix: '/api/inventory' }, route: forward('inventory') },
-    { name: 'flaky', match: { prefix: '/api/flaky' }, route: forward('flaky') },
-    { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no route\n' } } },
+    { name: 'search', match: { path_separated_prefix: '/api/search' }, route: forward('search', { timeout: '1s' }) },
+    { name: 'inventory', match: { path_separated_prefix: '/api/inventory' }, route: forward('inventory') },
+    { name: 'flaky', match: { path_separated_prefix: '/api/flaky' }, route: forward('flaky') },
+    // Nothing is served here, so nobody needs to be asked who the caller is.
+    { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no route\n' } }, typed_per_filter_config: envoyOnly(filters) },
   ];
 }
 

@@ -13,7 +13,7 @@ export interface PortcullisFilters {
 }
 
 export const ENABLED_FILTERS: PortcullisFilters = Object.freeze({
-  extAuthz: false,
+  extAuthz: true,
   extProc: true,
 });
 

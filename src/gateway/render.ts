@@ -99,7 +99,7 @@ function composeFile(): Record<string, unknown> {
       portcullis: {
         build: { context: '.', target: 'runtime' },
         image: 'portcullis:local',
-        volumes: ['./envoy/portcullis.compose.yaml:/etc/portcullis/portcullis.yaml:ro', './envoy/ratelimit:/etc/portcullis/ratelimit:ro'],
+        volumes: ['./envoy/portcullis.compose.yaml:/etc/portcullis/portcullis.yaml:ro', './envoy/ratelimit:/etc/portcullis/ratelimit:ro', './envoy/keys.yaml:/etc/portcullis/keys.yaml:ro'],
         ports: [`127.0.0.1:${ports.portcullisAdmin}:${ports.portcullisAdmin}`],
         depends_on: ['redis'],
         restart: 'unless-stopped',

@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { parse } from 'yaml';
 import {
   EXAMPLE_BOOTSTRAP,
   findEnvoy,
@@ -24,8 +25,13 @@ const yamlFiles = readdirSync(envoyDir)
   .filter((name) => name.endsWith('.yaml') || name.endsWith('.yml'))
   .sort();
 
-/** An Envoy bootstrap has static or dynamic resources or an admin block; a Portcullis config has `server`. */
-function kind(file: string): 'envoy' | 'portcullis' | 'other' {
+/**
+ * An Envoy bootstrap has static or dynamic resources or an admin block; a Portcullis config has `server`; an API
+ * keys file (envoy/keys.yaml, checked by `portcullis validate` of the config naming it) is a list of hashed keys.
+ */
+function kind(file: string): 'envoy' | 'portcullis' | 'keys' | 'other' {
+  const parsed: unknown = parse(readFileSync(path.join(envoyDir, file), 'utf8'));
+  if (Array.isArray(parsed)) return parsed.every((entry) => typeof entry === 'object' && entry !== null && 'sha256' in entry) ? 'keys' : 'other';
   const content = loadYamlFile(path.join(envoyDir, file));
   if ('static_resources' in content || 'dynamic_resources' in content || 'admin' in content) return 'envoy';
   if ('server' in content && 'ratelimit' in content) return 'portcullis';

@@ -73,4 +73,16 @@ describe('generated gateway bootstrap', () => {
     const committed = parse(readFileSync(path.join(repoRoot(), 'envoy/envoy.yaml'), 'utf8')) as Record<string, unknown>;
     assert.match(JSON.stringify(committed), new RegExp(`"domain":"${GATEWAY_DOMAIN}"`));
   });
+
+  it('the local and compose Portcullis configs share the descriptors, authz policies, keys file and extproc routes', () => {
+    const load = (file: string) => parse(readFileSync(path.join(repoRoot(), 'envoy', file), 'utf8')) as Record<string, unknown>;
+    const local = load('portcullis.yaml');
+    const compose = load('portcullis.compose.yaml');
+    for (const section of ['ratelimit', 'authz', 'extproc']) {
+      assert.ok(local[section] !== undefined, `envoy/portcullis.yaml has no ${section}:`);
+      assert.deepEqual(compose[section], local[section], `${section}: differs between envoy/portcullis.yaml and envoy/portcullis.compose.yaml`);
+    }
+    // docker-compose.yml mounts the keys file where the compose config looks for it.
+    assert.match(readFileSync(path.join(repoRoot(), 'docker-compose.yml'), 'utf8'), /\.\/envoy\/keys\.yaml:\/etc\/portcullis\/keys\.yaml:ro/);
+  });
 });

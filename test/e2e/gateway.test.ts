@@ -1,12 +1,15 @@
 // The gateway end to end: a real Envoy running the generated bootstrap (src/gateway/envoy-bootstrap.ts, the
 // definition behind envoy/envoy.yaml) with the filters ENABLED_FILTERS switches on, Portcullis with the shipped
 // configs on a real redis-server, and the sample services. Plain HTTP(S) from loopback addresses; every client of a
-// test gets a fresh 127.0.x.y so per-address budgets and ring hashes are its own.
+// test gets a fresh 127.0.x.y so per-address budgets and ring hashes are its own. The shipped authz policies run
+// with a keys file of fresh keys (each test its own, so per-key and per-user budgets are its own too).
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { stringify } from 'yaml';
 import { after, before, describe, it } from 'node:test';
 import { ENABLED_FILTERS } from '../../src/gateway/filters.js';
 import { eventually } from '../support/app.js';
@@ -16,19 +19,56 @@ import { awayFromWindowEdge } from '../support/windows.js';
 
 const MINUTE = 60;
 
+interface TestKey {
+  readonly id: string;
+  readonly key: string;
+  readonly owner: string;
+}
+
+/**
+ * API keys for the shipped policies: `solo()` hands out a key nobody used yet (its own owner), `shared` are two keys
+ * of one owner, `admin` has role admin.
+ */
+function testKeys(count: number) {
+  const make = (id: string, owner: string, roles: string[] = []) => ({ id, key: `pk_test_${randomBytes(24).toString('base64url')}`, owner, roles });
+  const solo = Array.from({ length: count }, (_, i) => make(`solo-${i}`, `user-${i}-${randomUUID()}`));
+  const shared = [make('shared-1', 'shared-owner'), make('shared-2', 'shared-owner')];
+  const admin = make('admin', 'operator', ['admin']);
+  const entries = [...solo, ...shared, admin].map((k) => ({
+    id: k.id, sha256: createHash('sha256').update(k.key).digest('hex'), owner: k.owner, tier: 'test', roles: k.roles,
+  }));
+  let next = 0;
+  return {
+    yaml: stringify(entries),
+    solo: (): TestKey => {
+      const key = solo[next++];
+      if (key === undefined) throw new Error('out of test keys: raise the count');
+      return key;
+    },
+    shared: shared as readonly TestKey[],
+    admin: admin as TestKey,
+  };
+}
+
 describe('the gateway through a real Envoy', () => {
   let redis: RedisServer | undefined;
   let gateway: Gateway | undefined;
   const nextAddress = loopbackAddresses();
+  const keys = testKeys(160);
+  const keysDir = mkdtempSync(path.join(tmpdir(), 'portcullis-gateway-keys-'));
+  /** The x-api-key header of a key nobody used yet. */
+  const withKey = (key: TestKey = keys.solo()): Record<string, string> => ({ 'x-api-key': key.key });
 
   before(async () => {
+    writeFileSync(path.join(keysDir, 'keys.yaml'), keys.yaml);
     redis = await startRedis();
-    gateway = await startGateway({ redisUrl: redis.url, filters: ENABLED_FILTERS });
+    gateway = await startGateway({ redisUrl: redis.url, filters: ENABLED_FILTERS, apiKeysFile: path.join(keysDir, 'keys.yaml') });
   });
 
   after(async () => {
     await gateway?.stop();
     await redis?.stop();
+    rmSync(keysDir, { recursive: true, force: true });
   });
 
   const gw = (): Gateway => {
@@ -58,8 +98,8 @@ describe('the gateway through a real Envoy', () => {
     });
 
     it('matches methods: GET and POST reach orders, other methods get 405 from Envoy', async () => {
-      assert.equal((await http('/api/orders')).json?.['service'], 'orders');
-      const created = await http('/api/orders', { method: 'POST', body: '{"item":1}', headers: { 'content-type': 'application/json' } });
+      assert.equal((await http('/api/orders', { headers: withKey() })).json?.['service'], 'orders');
+      const created = await http('/api/orders', { method: 'POST', body: '{"item":1}', headers: { 'content-type': 'application/json', ...withKey() } });
       assert.equal(created.status, 200);
       assert.equal(created.json?.['method'], 'POST');
       assert.equal(created.json?.['bodyBytes'], 10);
@@ -126,7 +166,7 @@ describe('the gateway through a real Envoy', () => {
     it('least request (orders) and random (search) reach every instance', async () => {
       const seen = new Set<string>();
       for (let i = 0; i < 30; i += 1) {
-        seen.add(String((await http('/api/orders')).json?.['instance']));
+        seen.add(String((await http('/api/orders', { headers: withKey() })).json?.['instance']));
         seen.add(String((await http('/api/search')).json?.['instance']));
       }
       assert.deepEqual([...seen].sort(), ['orders-1', 'orders-2', 'search-1', 'search-2']);
@@ -185,10 +225,11 @@ describe('the gateway through a real Envoy', () => {
 
     it('refuses a body over 1 MiB with 413 before any upstream sees it', async () => {
       const before = served('orders-1').requestCount() + served('orders-2').requestCount();
-      const reply = await http('/api/orders', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 'a') });
+      const key = keys.solo();
+      const reply = await http('/api/orders', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 'a'), headers: withKey(key) });
       assert.equal(reply.status, 413);
       assert.equal(served('orders-1').requestCount() + served('orders-2').requestCount(), before);
-      assert.equal((await http('/api/orders', { method: 'POST', body: Buffer.alloc(512 * 1024, 'a') })).status, 200);
+      assert.equal((await http('/api/orders', { method: 'POST', body: Buffer.alloc(512 * 1024, 'a'), headers: withKey(key) })).status, 200);
     });
   });
 
@@ -214,9 +255,9 @@ describe('the gateway through a real Envoy', () => {
     });
 
     it('/admin is open to an allowed address and refused (403) from any other, whatever x-forwarded-for says', async () => {
-      const allowed = await send(gw().port('http'), '/admin/stats', { localAddress: '127.0.0.1' });
+      const allowed = await send(gw().port('http'), '/admin/stats', { localAddress: '127.0.0.1', headers: withKey(keys.admin) });
       assert.equal(allowed.status, 200);
-      const refused = await http('/admin/stats', { headers: { 'x-forwarded-for': '127.0.0.1' } });
+      const refused = await http('/admin/stats', { headers: { 'x-forwarded-for': '127.0.0.1', ...withKey(keys.admin) } });
       assert.equal(refused.status, 403);
       assert.match(refused.body, /RBAC/);
     });
@@ -249,9 +290,10 @@ describe('the gateway through a real Envoy', () => {
     });
 
     it('writes one JSON access log line per request with every field', async () => {
-      const user = `log-${randomUUID()}`;
+      const key = keys.solo();
+      const user = key.owner;
       const client = nextAddress();
-      const reply = await send(gw().port('http'), '/api/users/7', { localAddress: client, headers: { 'x-user-id': user } });
+      const reply = await send(gw().port('http'), '/api/users/7', { localAddress: client, headers: withKey(key) });
       const id = String(reply.headers['x-request-id']);
       let line: Record<string, unknown> | undefined;
       await eventually(() => (line = gw().accessLog().find((l) => l['request_id'] === id)) !== undefined, 5000, 'the access log line');
@@ -266,6 +308,93 @@ describe('the gateway through a real Envoy', () => {
       assert.equal(line?.['upstream'], 'users');
       assert.equal(line?.['rate_limit_remaining'], String(reply.headers['x-ratelimit-remaining']));
       assert.ok(!Number.isNaN(Date.parse(String(line?.['timestamp']))));
+    });
+  });
+
+  describe('ext_authz through Portcullis (authz: in envoy/portcullis.yaml)', () => {
+    const upstreamHeaders = (reply: { json: Record<string, unknown> | undefined }) => (reply.json?.['headers'] ?? {}) as Record<string, string>;
+
+    it('refuses /api/orders without a credential: 401 with WWW-Authenticate, the upstream never asked', async () => {
+      const before = served('orders-1').requestCount() + served('orders-2').requestCount();
+      const reply = await http('/api/orders');
+      assert.equal(reply.status, 401, reply.body);
+      assert.match(String(reply.headers['www-authenticate']), /^Bearer realm="portcullis"/);
+      assert.equal(reply.json?.['error'], 'missing_credentials');
+      const wrong = await http('/api/export', { headers: { 'x-api-key': 'pk_not_a_key' } });
+      assert.equal(wrong.status, 401, wrong.body);
+      assert.match(String(wrong.headers['www-authenticate']), /error="invalid_token"/);
+      assert.equal(served('orders-1').requestCount() + served('orders-2').requestCount(), before);
+    });
+
+    it('a valid key reaches the upstream as its identity headers; the key itself and spoofed identity never do', async () => {
+      const key = keys.solo();
+      const reply = await http('/api/orders', {
+        headers: { ...withKey(key), 'x-user-id': 'admin', 'x-api-key-id': 'forged', 'x-auth-method': 'jwt', 'x-user-scopes': 'everything' },
+      });
+      assert.equal(reply.status, 200, reply.body);
+      const seen = upstreamHeaders(reply);
+      assert.equal(seen['x-user-id'], key.owner);
+      assert.equal(seen['x-api-key-id'], key.id);
+      assert.equal(seen['x-auth-method'], 'api_key');
+      assert.equal(seen['x-client-tier'], 'test');
+      assert.equal(seen['x-user-scopes'], undefined, 'a key without scopes: the spoofed header is removed');
+      assert.equal(seen['x-api-key'], undefined, 'the key never travels upstream');
+    });
+
+    it('an anonymous caller on an open route is `anonymous` upstream, whatever identity headers it sends', async () => {
+      const reply = await http('/api/users/1', { headers: { 'x-user-id': 'admin', 'x-api-key-id': 'forged', 'x-client-tier': 'gold' } });
+      assert.equal(reply.status, 200, reply.body);
+      const seen = upstreamHeaders(reply);
+      assert.equal(seen['x-user-id'], 'anonymous');
+      assert.equal(seen['x-auth-method'], 'anonymous');
+      assert.equal(seen['x-api-key-id'], undefined);
+      assert.equal(seen['x-client-tier'], undefined);
+    });
+
+    it('a known caller without the required role is forbidden (403) on /admin, even from the allowed address', async () => {
+      const forbidden = await send(gw().port('http'), '/admin/stats', { localAddress: '127.0.0.1', headers: withKey() });
+      assert.equal(forbidden.status, 403, forbidden.body);
+      assert.equal(forbidden.json?.['error'], 'forbidden');
+      const anonymous = await send(gw().port('http'), '/admin/stats', { localAddress: '127.0.0.1' });
+      assert.equal(anonymous.status, 401, anonymous.body);
+    });
+
+    it('the mtls listener\'s client certificate is an identity: its SPIFFE id reaches orders as x-user-id', async () => {
+      const file = (name: string) => readFileSync(path.join(gw().certDir, name));
+      const reply = await send(gw().port('mtls'), '/api/orders', { tls: { ca: file('ca.pem'), cert: file('client.pem'), key: file('client-key.pem') } });
+      assert.equal(reply.status, 200, reply.body);
+      assert.equal(upstreamHeaders(reply)['x-user-id'], 'spiffe://portcullis.local/demo-client');
+      assert.equal(upstreamHeaders(reply)['x-auth-method'], 'mtls');
+      // The same request over TLS without a client certificate has no identity.
+      assert.equal((await send(gw().port('https'), '/api/orders', { tls: { ca: file('ca.pem') } })).status, 401);
+    });
+  });
+
+  describe('ext_proc response cache (extproc: in envoy/portcullis.yaml)', () => {
+    it('caches GET /api/catalog/featured per caller: MISS, then HIT without the upstream, another caller MISS', async () => {
+      const catalog = () => served('catalog-stable').requestCount() + served('catalog-canary').requestCount();
+      const key = keys.solo();
+      const first = await http('/api/catalog/featured', { headers: withKey(key) });
+      assert.equal(first.status, 200, first.body);
+      assert.equal(first.headers['x-cache-status'], 'MISS');
+      let hit: Awaited<ReturnType<typeof http>> | undefined;
+      let upstreamCalls = 0;
+      // The entry is stored once the first response has passed through; give that a moment on a loaded machine.
+      await eventually(async () => {
+        const before = catalog();
+        hit = await http('/api/catalog/featured', { headers: withKey(key) });
+        upstreamCalls = catalog() - before;
+        return hit.headers['x-cache-status'] === 'HIT';
+      }, 5000, 'a cache HIT');
+      assert.equal(hit?.status, 200);
+      assert.equal(hit?.json?.['instance'], first.json?.['instance']);
+      assert.equal(upstreamCalls, 0, 'a HIT never reaches the upstream');
+      const other = await http('/api/catalog/featured', { headers: withKey() });
+      assert.equal(other.headers['x-cache-status'], 'MISS', 'private route: another caller has its own entry');
+      const id = String(hit?.headers['x-request-id']);
+      let line: Record<string, unknown> | undefined;
+      await eventually(() => (line = gw().accessLog().find((l) => l['request_id'] === id)) !== undefined, 5000, 'the access log line');
+      assert.equal(line?.['cache_status'], 'HIT');
     });
   });
 
@@ -287,19 +416,25 @@ describe('the gateway through a real Envoy', () => {
       assert.match(String(reply.headers['x-ratelimit-limit']), /300;w=60;name="per-address"/);
     });
 
-    it('limits each user to 30 per minute', async () => {
-      await awayFromWindowEdge(MINUTE);
-      const user = { 'x-user-id': `user-${randomUUID()}` };
-      allowedThenLimited(await burst(32, () => http('/api/users/1', { headers: user })), 30);
-      const other = await http('/api/users/1', { headers: { 'x-user-id': `user-${randomUUID()}` } });
-      assert.equal(other.status, 200);
+    it('limits each API key to 20 per minute (the key ext_authz verified): one key gets 429, another passes', async () => {
+      await awayFromWindowEdge(MINUTE, 15);
+      const key = keys.solo();
+      allowedThenLimited(await burst(22, () => http('/api/users/1', { headers: withKey(key) })), 20);
+      assert.equal((await http('/api/users/1', { headers: withKey() })).status, 200, 'another key has its own budget');
     });
 
-    it('limits each API key to 100 per minute', async () => {
+    it('limits each user to 30 per minute over all of their keys, whatever x-user-id a client sends', async () => {
       await awayFromWindowEdge(MINUTE, 15);
-      const key = { 'x-api-key': `key-${randomUUID()}` };
-      const statuses = await burst(101, () => http('/api/users/1', { headers: key }));
-      allowedThenLimited(statuses, 100);
+      const [first, second] = keys.shared;
+      // Alternating two keys of one owner: neither key reaches 20, the owner reaches 30.
+      const statuses = await burst(32, (i) => http('/api/users/1', { headers: { ...withKey(i % 2 === 0 ? first : second), 'x-user-id': `spoof-${i}` } }));
+      allowedThenLimited(statuses, 30);
+      assert.equal((await http('/api/users/1', { headers: withKey() })).status, 200, 'another user has their own budget');
+    });
+
+    it('anonymous callers share no per-user budget: 40 from different addresses all pass', async () => {
+      await awayFromWindowEdge(MINUTE, 5);
+      assert.deepEqual(await burst(40, () => http('/api/users/1', { headers: { 'x-user-id': 'anonymous' } })), Array(40).fill(200));
     });
 
     it('limits each client address to 300 per minute', async () => {
@@ -312,10 +447,10 @@ describe('the gateway through a real Envoy', () => {
 
     it('limits /api/export to 10 per minute for everyone together', async () => {
       await awayFromWindowEdge(MINUTE);
-      // A new user and address for every call: only the per-endpoint rule can stop the 11th.
-      const statuses = await burst(11, () => http('/api/export', { headers: { 'x-user-id': `u-${randomUUID()}` } }));
+      // A new key, user and address for every call: only the per-endpoint rule can stop the 11th.
+      const statuses = await burst(11, () => http('/api/export', { headers: withKey() }));
       allowedThenLimited(statuses, 10);
-      assert.equal((await http('/api/orders')).status, 200, 'other endpoints are not affected');
+      assert.equal((await http('/api/orders', { headers: withKey() })).status, 200, 'other endpoints are not affected');
     });
   });
 });

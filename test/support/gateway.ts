@@ -59,7 +59,12 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(options: { redisUrl: string | undefined; filters: PortcullisFilters }): Promise<Gateway> {
+export async function startGateway(options: {
+  redisUrl: string | undefined;
+  filters: PortcullisFilters;
+  /** A keys file instead of the shipped envoy/keys.yaml (tests that need many independent rate limit budgets). */
+  apiKeysFile?: string;
+}): Promise<Gateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-gateway-'));
   const stops: (() => Promise<unknown>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
   const stopAll = async (): Promise<void> => {
@@ -74,7 +79,7 @@ export async function startGateway(options: { redisUrl: string | undefined; filt
       samples.set(instance.name, sample);
       stops.push(() => sample.stop());
     }
-    const portcullis = await startPortcullis(shippedPortcullisConfig(options.redisUrl));
+    const portcullis = await startPortcullis(shippedPortcullisConfig(options.redisUrl, { apiKeysFile: options.apiKeysFile }));
     stops.push(() => portcullis.stop());
     const accessLogPath = path.join(dir, 'access.log');
     const bootstrap = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath }), options.filters);

@@ -185,14 +185,22 @@ export function splitHostPort(address: string): HostPort {
 }
 
 /** envoy/portcullis.yaml with free ports, the shipped descriptor directory (absolute) and the given Redis. */
-export function shippedPortcullisConfig(redisUrl: string | undefined): Record<string, unknown> {
+export function shippedPortcullisConfig(redisUrl: string | undefined, options: { apiKeysFile?: string } = {}): Record<string, unknown> {
   const config = loadYamlFile('envoy/portcullis.yaml');
   const ratelimit = config['ratelimit'] as Record<string, unknown>;
+  const authz = config['authz'] as Record<string, unknown> | undefined;
+  const apiKeys = authz?.['api_keys'] as Record<string, unknown> | undefined;
   const { redis: _exampleRedis, ...rest } = config;
   return {
     ...rest,
     server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
     ...(redisUrl === undefined ? {} : { redis: { url: redisUrl } }),
     ratelimit: { ...ratelimit, descriptors: path.join(repoRoot(), 'envoy', String(ratelimit['descriptors'])) },
+    ...(authz === undefined ? {} : {
+      authz: {
+        ...authz,
+        ...(apiKeys === undefined ? {} : { api_keys: { ...apiKeys, file: options.apiKeysFile ?? path.join(repoRoot(), 'envoy', String(apiKeys['file'])) } }),
+      },
+    }),
   };
 }

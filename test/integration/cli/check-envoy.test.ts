@@ -1,5 +1,6 @@
-// `portcullis check-envoy` as operators run it: the shipped bootstraps pass against the shipped descriptor files, and
-// a deliberately broken descriptor file is caught with a non-zero exit.
+// `portcullis check-envoy` as operators run it: the shipped bootstraps pass against the shipped descriptor files,
+// authz policies and extproc routes, and a deliberately broken descriptor file or portcullis.yaml is caught with a
+// non-zero exit.
 
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,10 +29,11 @@ describe('portcullis check-envoy', () => {
   after(() => rmSync(broken, { recursive: true, force: true }));
 
   for (const bootstrap of ['envoy/envoy.yaml', 'envoy/envoy.compose.yaml', 'envoy/ratelimit.yaml']) {
-    it(`passes the shipped ${bootstrap} against envoy/portcullis.yaml's descriptor files`, async () => {
+    it(`passes the shipped ${bootstrap} against envoy/portcullis.yaml's descriptor files, policies and extproc routes`, async () => {
       const result = await checkEnvoy(path.join(repoRoot(), bootstrap));
       assert.equal(result.code, 0, result.output);
       assert.match(result.output, /0 finding\(s\)/);
+      if (bootstrap !== 'envoy/ratelimit.yaml') assert.match(result.output, /[1-9]\d* route\(s\) with ext_authz, [1-9]\d* with ext_proc against/);
     });
   }
 
@@ -40,7 +42,7 @@ describe('portcullis check-envoy', () => {
     assert.equal(result.code, 1, result.output);
     assert.match(result.output, /UNMATCHED_DESCRIPTOR: domain 'gateway': descriptor \[route=export\] matches no rule/);
     assert.match(result.output, /at listener http \/ vhost gateway \/ route export/);
-    assert.match(result.output, /UNMATCHED_DESCRIPTOR: domain 'gateway': descriptor \[user_id=<request_headers x-user-id>\]/);
+    assert.match(result.output, /UNMATCHED_DESCRIPTOR: domain 'gateway': descriptor \[user_id=<metadata envoy.filters.http.ext_authz:user_id>\]/);
     assert.match(result.output, /UNREACHABLE_RULE: domain 'gateway': rule \[route=exports\] is never reached/);
   });
 
@@ -51,6 +53,31 @@ describe('portcullis check-envoy', () => {
       const result = await checkEnvoy(path.join(repoRoot(), 'envoy/envoy.yaml'), '--descriptors', dir);
       assert.equal(result.code, 1, result.output);
       assert.match(result.output, /UNKNOWN_DOMAIN: the ratelimit filter uses domain 'gateway', which no descriptor file declares \(known: other\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('catches a route no authz policy covers and an extproc route nothing reaches, and exits 1', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-authz-'));
+    try {
+      cpSync(path.join(repoRoot(), 'envoy', 'ratelimit'), path.join(dir, 'ratelimit'), { recursive: true });
+      cpSync(path.join(repoRoot(), 'envoy', 'keys.yaml'), path.join(dir, 'keys.yaml'));
+      const shipped = readFileSync(path.join(repoRoot(), 'envoy', 'portcullis.yaml'), 'utf8');
+      const text = shipped
+        // The export policy gone: /api/export is answered by default_policy deny alone…
+        .replace(/    - name: export\n      match: \{ path_prefix: \/api\/export \}\n      authenticate: \[api_key, mtls\]\n/, '')
+        // …and the cached route moved where no Envoy route with ext_proc goes.
+        .replace('path: /api/catalog/featured', 'path: /nowhere/featured');
+      assert.notEqual(text, shipped);
+      assert.doesNotMatch(text, /name: export/);
+      writeFileSync(path.join(dir, 'portcullis.yaml'), text);
+      const result = await checkEnvoy(path.join(repoRoot(), 'envoy/envoy.yaml'), '--config', path.join(dir, 'portcullis.yaml'));
+      assert.equal(result.code, 1, result.output);
+      assert.match(result.output, /NO_AUTHZ_POLICY: route 'export': no authz policy matches any request it carries/);
+      assert.match(result.output, /at listener http \/ vhost gateway \/ route export\n {4}at listener https \/ vhost gateway \/ route export/);
+      assert.match(result.output, /EXTPROC_ROUTE_UNREACHABLE: extproc route 'featured' \(path \/nowhere\/featured, GET\/HEAD\) is never reached/);
+      assert.match(result.output, /2 finding\(s\)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -3,28 +3,15 @@ import { describe, it } from 'node:test';
 import { checkEnvoyRateLimits, type FindingCode } from '../../../src/envoycheck/check.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
-
-type Json = Record<string, unknown>;
+import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
 
 /** A bootstrap with one listener, one vhost and the given routes; the ratelimit filter gets `filter` merged in. */
 function bootstrap(options: { routes: Json[]; vhostLimits?: Json[]; filter?: Json; domain?: string }): Json {
-  return {
-    static_resources: {
-      listeners: [{
-        name: 'ingress',
-        filter_chains: [{ filters: [{
-          name: 'envoy.filters.network.http_connection_manager',
-          typed_config: {
-            route_config: { virtual_hosts: [{ name: 'vh', domains: ['*'], ...(options.vhostLimits ? { rate_limits: options.vhostLimits } : {}), routes: options.routes }] },
-            http_filters: [
-              { name: 'envoy.filters.http.ratelimit', typed_config: { domain: options.domain ?? 'd', ...options.filter } },
-              { name: 'envoy.filters.http.router' },
-            ],
-          },
-        }] }],
-      }],
-    },
-  };
+  return oneVhostBootstrap({
+    routes: options.routes,
+    vhost: options.vhostLimits ? { rate_limits: options.vhostLimits } : {},
+    httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: options.domain ?? 'd', ...options.filter } }],
+  });
 }
 
 const header = (name: string, key: string): Json => ({ request_headers: { header_name: name, descriptor_key: key } });

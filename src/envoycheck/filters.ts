@@ -1,0 +1,261 @@
+// `portcullis check-envoy`, the ext_authz and ext_proc half: which authz policy and which extproc route each Envoy
+// route reaches, decided by Portcullis' own selection functions (src/authz/policy.ts selectPolicy,
+// src/extproc/stream.ts selectExtprocRoute). Pure: route sites (routes.ts) and compiled settings in, findings out.
+//
+//   NO_AUTHZ_POLICY            ext_authz runs on the route and no request it can carry reaches a policy: only
+//                              default_policy deny answers (the route is silently closed, 403 for everyone)
+//   PARTIAL_AUTHZ_POLICY       some requests the route carries (a path under its prefix, a method) reach no policy
+//   UNKNOWN_AUTHZ_POLICY       the route names a policy (context_extensions.policy) the config lacks: 403 for everyone
+//   UNKNOWN_EXTPROC_ROUTE      the route names an extproc route (gRPC initial metadata x-portcullis-route) the config
+//                              lacks: Portcullis falls back to path matching
+//   EXTPROC_ROUTE_UNREACHABLE  an extproc route that no Envoy route with ext_proc active can reach
+//   UNSUPPORTED_MATCH          a route path match this check cannot read (safe_regex, path_match_policy …)
+//
+// What a route "can carry" is probed, not proven: for its path match (prefix, path or path_separated_prefix) the
+// probes are the match itself, one path below it (`P/~probe`), for a plain `prefix` one that continues its last
+// segment (`P~probe`: Envoy's prefix is a string prefix, a policy's path_prefix a whole-segment one), and every
+// policy or extproc path the match admits (and one below each). Methods: the route's exact `:method` header
+// matcher, else GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS. A probe an earlier route of the virtual host takes
+// whatever the headers (path and at most a `:method` matcher) is dropped. Other header and query matchers are
+// ignored: they only narrow what a route carries.
+
+import type { AuthzSettings } from '../authz/config.js';
+import { normalizePath } from '../authz/normalize-path.js';
+import { compilePolicies, selectPolicy } from '../authz/policy.js';
+import { splitPath } from '../extproc/cache-key.js';
+import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
+import { selectExtprocRoute } from '../extproc/stream.js';
+import type { Finding } from './check.js';
+import { list, record, type Json, type RouteSite } from './routes.js';
+
+export type FilterFindingCode =
+  | 'NO_AUTHZ_POLICY'
+  | 'PARTIAL_AUTHZ_POLICY'
+  | 'UNKNOWN_AUTHZ_POLICY'
+  | 'UNKNOWN_EXTPROC_ROUTE'
+  | 'EXTPROC_ROUTE_UNREACHABLE'
+  | 'UNSUPPORTED_MATCH';
+
+export type FilterFinding = Finding<FilterFindingCode>;
+
+export interface FilterCheckSummary {
+  readonly findings: readonly FilterFinding[];
+  /** Route sites where ext_authz is active. */
+  readonly authzRoutes: number;
+  /** Route sites where ext_proc is active. */
+  readonly extprocRoutes: number;
+}
+
+export const EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
+export const EXT_PROC_FILTER = 'envoy.filters.http.ext_proc';
+/** gRPC initial metadata naming an extproc route; the same key as src/server/extproc-handler.ts ROUTE_METADATA_KEY. */
+export const EXTPROC_ROUTE_METADATA = 'x-portcullis-route';
+
+const PROBE_SEGMENT = '~probe';
+const PROBE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+const EXAMPLES = 3;
+
+type FilterState = 'absent' | 'disabled' | 'active';
+
+interface PathMatch {
+  readonly kind: 'prefix' | 'path' | 'path_separated_prefix';
+  readonly value: string;
+}
+
+interface Probe {
+  readonly path: string;
+  readonly method: string;
+}
+
+export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSettings | undefined, extproc: ExtprocSettings | undefined): FilterCheckSummary {
+  const findings = new Findings();
+  const policies = compilePolicies(authz);
+  const extprocRoutes = extproc?.routes ?? [];
+  const interesting = [
+    ...policies.ordered.flatMap((p) => [p.match?.pathPrefix, p.match?.path]),
+    ...extprocRoutes.flatMap((r) => [r.match.pathPrefix, r.match.path]),
+  ].filter((p): p is string => p !== undefined);
+
+  let authzRoutes = 0;
+  let extprocActive = 0;
+  let anyExtprocFilter = false;
+  const reached = new Set<ExtprocRoute>();
+
+  for (const site of sites) {
+    const authzState = filterState(site, EXT_AUTHZ_FILTER);
+    const extprocState = filterState(site, EXT_PROC_FILTER);
+    if (extprocState !== 'absent') anyExtprocFilter = true;
+    if (authzState !== 'active' && extprocState !== 'active') continue;
+
+    const pathMatch = pathMatchOf(site.match);
+    if (pathMatch === undefined) {
+      findings.add('UNSUPPORTED_MATCH', `route '${site.routeName}': its path match (${Object.keys(site.match).join(', ') || 'none'}) cannot be analysed, so its ext_authz policy and extproc route are not checked`, site.where);
+      continue;
+    }
+    const probes = probesFor(site, pathMatch, interesting);
+
+    if (authzState === 'active') {
+      authzRoutes += 1;
+      checkAuthz(site, probes, policies, findings);
+    }
+    if (extprocState === 'active') {
+      extprocActive += 1;
+      const hint = extprocRouteHint(site);
+      const named = hint === undefined ? undefined : extprocRoutes.find((r) => r.name === hint);
+      if (hint !== undefined && named === undefined) {
+        findings.add('UNKNOWN_EXTPROC_ROUTE', `route '${site.routeName}' names extproc route '${hint}' (${EXTPROC_ROUTE_METADATA}), which the config lacks (known: ${extprocRoutes.map((r) => r.name).join(', ') || 'none'}): Portcullis falls back to matching by path`, site.where);
+      }
+      for (const probe of probes) {
+        const route = selectExtprocRoute(extprocRoutes, splitPath(probe.path).path, probe.method, hint);
+        if (route !== undefined) reached.add(route);
+      }
+    }
+  }
+
+  // A bootstrap without any ext_proc filter (a rate-limit-only example sharing the config) is not about extproc.
+  if (anyExtprocFilter) {
+    for (const route of extprocRoutes) {
+      if (!reached.has(route)) {
+        findings.add('EXTPROC_ROUTE_UNREACHABLE', `extproc route '${route.name}' (${describeExtprocMatch(route)}) is never reached: no Envoy route with ext_proc active carries a request it matches before an earlier extproc route does`, undefined);
+      }
+    }
+  }
+  return { findings: findings.list(), authzRoutes, extprocRoutes: extprocActive };
+}
+
+function checkAuthz(site: RouteSite, probes: readonly Probe[], policies: ReturnType<typeof compilePolicies>, findings: Findings): void {
+  const named = contextExtensions(site)['policy'];
+  if (named !== undefined) {
+    if (!policies.byName.has(named)) {
+      findings.add('UNKNOWN_AUTHZ_POLICY', `route '${site.routeName}' names authz policy '${named}' (context_extensions.policy), which the config lacks: every request is denied (403 unknown_policy)`, site.where);
+    }
+    return;
+  }
+  if (probes.length === 0) return;
+  const closed = probes.filter((probe) => {
+    const normalized = normalizePath(probe.path);
+    return normalized.ok && selectPolicy(policies, probe.method, normalized.path, undefined).kind === 'none';
+  });
+  if (closed.length === 0) return;
+  const examples = closed.slice(0, EXAMPLES).map((p) => `${p.method} ${p.path}`).join(', ');
+  if (closed.length === probes.length) {
+    findings.add('NO_AUTHZ_POLICY', `route '${site.routeName}': no authz policy matches any request it carries (e.g. ${examples}): only default_policy deny answers, so the route is closed (403 no_policy)`, site.where);
+  } else {
+    findings.add('PARTIAL_AUTHZ_POLICY', `route '${site.routeName}': some requests it carries match no authz policy and are denied by default_policy (e.g. ${examples}${closed.length > EXAMPLES ? ', …' : ''})`, site.where);
+  }
+}
+
+/** Whether a filter runs on the route: in the connection manager, and not disabled for it (or enabled where off). */
+export function filterState(site: RouteSite, name: string): FilterState {
+  const filter = site.httpFilters.find((f) => f['name'] === name);
+  if (filter === undefined) return 'absent';
+  const perRoute = site.perFilterConfigChain.map((c) => c[name]).find((c) => c !== undefined);
+  if (perRoute === undefined) return filter['disabled'] === true ? 'disabled' : 'active';
+  const config = record(perRoute);
+  // envoy.config.route.v3.FilterConfig wraps a per-route config and may disable the filter itself.
+  const inner = config['config'] === undefined ? config : record(config['config']);
+  return config['disabled'] === true || inner['disabled'] === true ? 'disabled' : 'active';
+}
+
+/** ExtAuthzPerRoute.check_settings.context_extensions, merged from the least to the most specific level. */
+function contextExtensions(site: RouteSite): Record<string, string> {
+  const merged: Record<string, string> = {};
+  for (const level of [...site.perFilterConfigChain].reverse()) {
+    const extensions = record(record(record(level[EXT_AUTHZ_FILTER])['check_settings'])['context_extensions']);
+    for (const [key, value] of Object.entries(extensions)) merged[key] = String(value);
+  }
+  return merged;
+}
+
+/** The extproc route the Envoy route names: its ExtProcPerRoute overrides, else the filter's own gRPC metadata. */
+function extprocRouteHint(site: RouteSite): string | undefined {
+  const fromList = (entries: unknown): string | undefined => {
+    const entry = list(entries).map(record).find((e) => e['key'] === EXTPROC_ROUTE_METADATA);
+    return entry === undefined ? undefined : String(entry['value'] ?? '');
+  };
+  for (const level of site.perFilterConfigChain) {
+    const hint = fromList(record(record(level[EXT_PROC_FILTER])['overrides'])['grpc_initial_metadata']);
+    if (hint !== undefined) return hint;
+  }
+  const filter = site.httpFilters.find((f) => f['name'] === EXT_PROC_FILTER);
+  return fromList(record(record(record(filter?.['typed_config'])['grpc_service']))['initial_metadata']);
+}
+
+function pathMatchOf(match: Json): PathMatch | undefined {
+  for (const kind of ['prefix', 'path', 'path_separated_prefix'] as const) {
+    if (typeof match[kind] === 'string') return { kind, value: match[kind] as string };
+  }
+  return undefined;
+}
+
+function admits(match: PathMatch, path: string): boolean {
+  switch (match.kind) {
+    case 'prefix': return path.startsWith(match.value);
+    case 'path': return path === match.value;
+    case 'path_separated_prefix': return path === match.value || path.startsWith(`${match.value}/`);
+  }
+}
+
+/** The exact, not inverted `:method` a route match requires, if any. */
+function methodOf(match: Json): string | undefined {
+  for (const header of list(match['headers']).map(record)) {
+    if (header['name'] !== ':method' || header['invert_match'] === true) continue;
+    const exact = record(header['string_match'])['exact'] ?? header['exact_match'];
+    if (typeof exact === 'string') return exact;
+  }
+  return undefined;
+}
+
+/** Whether an earlier route takes every request with this path and method (path and at most a :method matcher). */
+function shadows(earlier: Json, probe: Probe): boolean {
+  const conditions = Object.keys(earlier).filter((k) => !['prefix', 'path', 'path_separated_prefix', 'headers', 'case_sensitive'].includes(k));
+  const headers = list(earlier['headers']).map(record);
+  if (conditions.length > 0 || headers.some((h) => h['name'] !== ':method') || headers.length > 1) return false;
+  const pathMatch = pathMatchOf(earlier);
+  const method = methodOf(earlier);
+  if (headers.length === 1 && method === undefined) return false;
+  return pathMatch !== undefined && admits(pathMatch, probe.path) && (method === undefined || method === probe.method);
+}
+
+function probesFor(site: RouteSite, match: PathMatch, interesting: readonly string[]): Probe[] {
+  const below = (p: string): string => (p.endsWith('/') ? `${p}${PROBE_SEGMENT}` : `${p}/${PROBE_SEGMENT}`);
+  const candidates = new Set<string>([match.value]);
+  if (match.kind !== 'path') candidates.add(below(match.value));
+  if (match.kind === 'prefix' && !match.value.endsWith('/')) candidates.add(`${match.value}${PROBE_SEGMENT}`);
+  for (const p of interesting) {
+    candidates.add(p);
+    candidates.add(below(p));
+  }
+  const method = methodOf(site.match);
+  const methods = method === undefined ? PROBE_METHODS : [method];
+  const probes: Probe[] = [];
+  for (const path of candidates) {
+    if (!admits(match, path)) continue;
+    for (const m of methods) {
+      const probe = { path, method: m };
+      if (!site.earlierMatches.some((earlier) => shadows(earlier, probe))) probes.push(probe);
+    }
+  }
+  return probes;
+}
+
+function describeExtprocMatch(route: ExtprocRoute): string {
+  const where = route.match.path !== undefined ? `path ${route.match.path}` : route.match.pathPrefix !== undefined ? `path_prefix ${route.match.pathPrefix}` : 'every path';
+  return route.match.methods === undefined ? where : `${where}, ${route.match.methods.join('/')}`;
+}
+
+/** Findings with one message collected once, with every route site that has it (a route is on several listeners). */
+class Findings {
+  private readonly byKey = new Map<string, { code: FilterFindingCode; message: string; routes: string[] }>();
+
+  add(code: FilterFindingCode, message: string, where: string | undefined): void {
+    const key = `${code}\u0001${message}`;
+    let finding = this.byKey.get(key);
+    if (finding === undefined) this.byKey.set(key, (finding = { code, message, routes: [] }));
+    if (where !== undefined && !finding.routes.includes(where)) finding.routes.push(where);
+  }
+
+  list(): FilterFinding[] {
+    return [...this.byKey.values()];
+  }
+}

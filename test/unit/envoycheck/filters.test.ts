@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { checkEnvoyFilters, EXT_AUTHZ_FILTER, EXT_PROC_FILTER, EXTPROC_ROUTE_METADATA, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
+import { routeSites } from '../../../src/envoycheck/routes.js';
+import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
+import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
+
+/** One listener, one vhost with `routes`; ext_authz and ext_proc in the chain unless left out. */
+function bootstrap(routes: Json[], options: { authz?: boolean; extproc?: boolean; authzDisabled?: boolean; vhostPerFilter?: Json } = {}): Json {
+  const { authz = true, extproc = true } = options;
+  return oneVhostBootstrap({
+    routes,
+    vhost: options.vhostPerFilter ? { typed_per_filter_config: options.vhostPerFilter } : {},
+    httpFilters: [
+      ...(authz ? [{ name: EXT_AUTHZ_FILTER, ...(options.authzDisabled ? { disabled: true } : {}), typed_config: {} }] : []),
+      ...(extproc ? [{ name: EXT_PROC_FILTER, typed_config: {} }] : []),
+    ],
+  });
+}
+
+const to = (name: string, match: Json, perFilter?: Json): Json => ({
+  name, match, route: { cluster: 'c' }, ...(perFilter ? { typed_per_filter_config: perFilter } : {}),
+});
+const method = (m: string): Json => ({ name: ':method', string_match: { exact: m } });
+const authzOff: Json = { [EXT_AUTHZ_FILTER]: { disabled: true } };
+const authzPolicy = (policy: string): Json => ({ [EXT_AUTHZ_FILTER]: { check_settings: { context_extensions: { policy } } } });
+const extprocNamed = (name: string): Json => ({ [EXT_PROC_FILTER]: { overrides: { grpc_initial_metadata: [{ key: EXTPROC_ROUTE_METADATA, value: name }] } } });
+
+/** A portcullis.yaml with these policies (anonymous only: no files needed) and extproc routes. */
+function config(policies: string, extprocRoutes = '', defaultPolicy = 'deny') {
+  const text = [
+    'ratelimit: { descriptors: ./ratelimit }',
+    'authz:',
+    `  default_policy: ${defaultPolicy}`,
+    '  policies:',
+    policies.trim().split('\n').map((l) => `    ${l}`).join('\n'),
+    ...(extprocRoutes === '' ? [] : ['extproc:', '  routes:', extprocRoutes.trim().split('\n').map((l) => `    ${l}`).join('\n')]),
+    '',
+  ].join('\n');
+  return parsePortcullisConfig(text, '/etc/portcullis/portcullis.yaml');
+}
+
+const ORDERS = '- { name: orders, match: { path_prefix: /api/orders }, authenticate: [anonymous] }';
+
+describe('checkEnvoyFilters', () => {
+  const cases: { name: string; bootstrap: Json; policies: string; defaultPolicy?: string; extproc?: string; want: FilterFindingCode[]; matches?: RegExp }[] = [
+    {
+      name: 'a whole-segment route and a policy for it: clean',
+      bootstrap: bootstrap([to('orders', { path_separated_prefix: '/api/orders' })]),
+      policies: ORDERS,
+      want: [],
+    },
+    {
+      name: 'a route no policy covers is closed',
+      bootstrap: bootstrap([to('orders', { path_separated_prefix: '/api/orders' }), to('export', { path_separated_prefix: '/api/export' })]),
+      policies: ORDERS,
+      want: ['NO_AUTHZ_POLICY'],
+      matches: /route 'export': no authz policy matches any request it carries \(e\.g\. GET \/api\/export,/,
+    },
+    {
+      name: "a plain prefix carries /api/ordersX too, which the policy's whole-segment prefix does not cover",
+      bootstrap: bootstrap([to('orders', { prefix: '/api/orders' })]),
+      policies: ORDERS,
+      want: ['PARTIAL_AUTHZ_POLICY'],
+      matches: /GET \/api\/orders~probe/,
+    },
+    {
+      name: 'a prefix ending in / is covered by the policy of its segment',
+      bootstrap: bootstrap([to('users', { prefix: '/api/users/' })]),
+      policies: '- { name: users, match: { path_prefix: /api/users }, authenticate: [anonymous] }',
+      want: [],
+    },
+    {
+      name: 'a broad route with a policy only for a deeper path is partly closed',
+      bootstrap: bootstrap([to('api', { prefix: '/api/' })]),
+      policies: ORDERS,
+      want: ['PARTIAL_AUTHZ_POLICY'],
+      matches: /e\.g\. GET \/api\/,/,
+    },
+    {
+      name: 'a policy for some methods leaves the route\'s other methods closed',
+      bootstrap: bootstrap([to('orders', { path_separated_prefix: '/api/orders' })]),
+      policies: '- { name: orders, match: { path_prefix: /api/orders, methods: [GET] }, authenticate: [anonymous] }',
+      want: ['PARTIAL_AUTHZ_POLICY'],
+      matches: /HEAD \/api\/orders/,
+    },
+    {
+      name: "a route's :method matcher limits the probe to that method",
+      bootstrap: bootstrap([to('orders-read', { path_separated_prefix: '/api/orders', headers: [method('GET')] })]),
+      policies: '- { name: orders, match: { path_prefix: /api/orders, methods: [GET] }, authenticate: [anonymous] }',
+      want: [],
+    },
+    {
+      name: 'a route with ext_authz disabled per route is not checked',
+      bootstrap: bootstrap([to('health', { path: '/healthz' }, authzOff)]),
+      policies: ORDERS,
+      want: [],
+    },
+    {
+      name: 'disabled on the virtual host: not checked',
+      bootstrap: bootstrap([to('health', { path: '/healthz' })], { vhostPerFilter: authzOff }),
+      policies: ORDERS,
+      want: [],
+    },
+    {
+      name: 'a filter disabled by default runs only where a route enables it',
+      bootstrap: bootstrap([to('health', { path: '/healthz' }), to('export', { path: '/api/export' }, authzPolicy('nope'))], { authzDisabled: true }),
+      policies: ORDERS,
+      want: ['UNKNOWN_AUTHZ_POLICY'],
+    },
+    {
+      name: 'a route naming a known policy is covered whatever its path',
+      bootstrap: bootstrap([to('export', { path_separated_prefix: '/api/export' }, authzPolicy('orders'))]),
+      policies: ORDERS,
+      want: [],
+    },
+    {
+      name: 'a route naming an unknown policy is denied for everyone',
+      bootstrap: bootstrap([to('export', { path_separated_prefix: '/api/export' }, authzPolicy('exports'))]),
+      policies: ORDERS,
+      want: ['UNKNOWN_AUTHZ_POLICY'],
+      matches: /names authz policy 'exports'/,
+    },
+    {
+      name: 'a probe an earlier route takes is not counted against a later one',
+      bootstrap: bootstrap([to('orders', { path_separated_prefix: '/api/orders' }), to('rest', { prefix: '/' }, authzOff), to('never', { prefix: '/api/orders' })]),
+      policies: ORDERS,
+      want: [],
+    },
+    {
+      name: 'a direct response route with ext_authz on is checked too',
+      bootstrap: bootstrap([{ name: 'admin', match: { path_separated_prefix: '/admin' }, direct_response: { status: 200 } }]),
+      policies: ORDERS,
+      want: ['NO_AUTHZ_POLICY'],
+    },
+    {
+      name: 'default_policy naming a policy answers everything: nothing is closed',
+      bootstrap: bootstrap([to('export', { path_separated_prefix: '/api/export' })]),
+      policies: ORDERS,
+      defaultPolicy: 'orders',
+      want: [],
+    },
+    {
+      name: 'a route whose path match cannot be read is reported',
+      bootstrap: bootstrap([to('re', { safe_regex: { regex: '/api/.*' } })]),
+      policies: ORDERS,
+      want: ['UNSUPPORTED_MATCH'],
+    },
+    {
+      name: 'an extproc route some Envoy route reaches: clean',
+      bootstrap: bootstrap([to('catalog', { path_separated_prefix: '/api/catalog' })], { authz: false }),
+      policies: ORDERS,
+      extproc: '- { name: featured, match: { path: /api/catalog/featured, methods: [GET] } }',
+      want: [],
+    },
+    {
+      name: 'an extproc route no Envoy route carries is unreachable',
+      bootstrap: bootstrap([to('catalog', { path_separated_prefix: '/api/catalog' })], { authz: false }),
+      policies: ORDERS,
+      extproc: '- { name: featured, match: { path: /api/catalog/featured } }\n- { name: users, match: { path_prefix: /api/users } }',
+      want: ['EXTPROC_ROUTE_UNREACHABLE'],
+      matches: /extproc route 'users' \(path_prefix \/api\/users\) is never reached/,
+    },
+    {
+      name: 'an extproc route shadowed by an earlier one is unreachable',
+      bootstrap: bootstrap([to('catalog', { path_separated_prefix: '/api/catalog' })], { authz: false }),
+      policies: ORDERS,
+      extproc: '- { name: all, match: { path_prefix: /api } }\n- { name: featured, match: { path: /api/catalog/featured } }',
+      want: ['EXTPROC_ROUTE_UNREACHABLE'],
+      matches: /'featured'/,
+    },
+    {
+      name: 'only routes with ext_proc active reach extproc routes',
+      bootstrap: bootstrap([to('catalog', { path_separated_prefix: '/api/catalog' }, { [EXT_PROC_FILTER]: { disabled: true } })], { authz: false }),
+      policies: ORDERS,
+      extproc: '- { name: featured, match: { path: /api/catalog/featured } }',
+      want: ['EXTPROC_ROUTE_UNREACHABLE'],
+    },
+    {
+      name: 'an Envoy route naming an extproc route reaches it; an unknown name is reported',
+      bootstrap: bootstrap([to('a', { path: '/a' }, extprocNamed('featured')), to('b', { path: '/b' }, extprocNamed('featurd'))], { authz: false }),
+      policies: ORDERS,
+      extproc: '- { name: featured, match: { path: /api/catalog/featured } }',
+      want: ['UNKNOWN_EXTPROC_ROUTE'],
+      matches: /route 'b' names extproc route 'featurd'/,
+    },
+    {
+      name: 'a bootstrap without an ext_proc filter does not judge the extproc routes',
+      bootstrap: bootstrap([to('catalog', { path_separated_prefix: '/api/catalog' })], { authz: false, extproc: false }),
+      policies: ORDERS,
+      extproc: '- { name: users, match: { path_prefix: /api/users } }',
+      want: [],
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, () => {
+      const parsed = config(c.policies, c.extproc, c.defaultPolicy);
+      const summary = checkEnvoyFilters(routeSites(c.bootstrap), parsed.authz, parsed.extproc);
+      assert.deepEqual(summary.findings.map((f) => f.code).sort(), [...c.want].sort(), JSON.stringify(summary.findings, null, 2));
+      if (c.matches) assert.ok(summary.findings.some((f) => c.matches!.test(f.message)), JSON.stringify(summary.findings));
+    });
+  }
+
+  it('without an authz section every checked route is closed', () => {
+    const summary = checkEnvoyFilters(routeSites(bootstrap([to('orders', { path_separated_prefix: '/api/orders' })])), undefined, undefined);
+    assert.deepEqual(summary.findings.map((f) => f.code), ['NO_AUTHZ_POLICY']);
+  });
+
+  it('reports a route once, with every listener it is on, and counts the routes it checked', () => {
+    const b = bootstrap([to('export', { path_separated_prefix: '/api/export' })]);
+    const listeners = (b['static_resources'] as { listeners: Json[] }).listeners;
+    listeners.push({ ...listeners[0], name: 'tls' });
+    const summary = checkEnvoyFilters(routeSites(b), config(ORDERS).authz, undefined);
+    assert.equal(summary.findings.length, 1);
+    assert.deepEqual(summary.findings[0]?.routes, ['listener ingress / vhost vh / route export', 'listener tls / vhost vh / route export']);
+    assert.equal(summary.authzRoutes, 2);
+    assert.equal(summary.extprocRoutes, 2);
+  });
+
+  it('reads the extproc route name from the same gRPC metadata key the ext_proc server reads', () => {
+    assert.equal(EXTPROC_ROUTE_METADATA, ROUTE_METADATA_KEY);
+  });
+});
