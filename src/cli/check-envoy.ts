@@ -11,7 +11,7 @@ import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyRateLimits } from '../envoycheck/check.js';
-import { checkEnvoyFilters } from '../envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocStreamClose } from '../envoycheck/filters.js';
 import { routeSites } from '../envoycheck/routes.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 
@@ -44,7 +44,7 @@ export async function checkEnvoyCommand(bootstrapFile: string, options: CheckEnv
     const summary = checkEnvoyRateLimits(bootstrap, config);
     // Without a portcullis.yaml there are no policies or extproc routes to compare with.
     const filters = portcullis === undefined ? undefined : checkEnvoyFilters(routeSites(bootstrap), portcullis.authz, portcullis.extproc);
-    const findings = [...summary.findings, ...(filters?.findings ?? [])];
+    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkExtprocStreamClose(bootstrap, routeSites(bootstrap))];
     for (const finding of findings) {
       out.write(`${finding.code}: ${finding.message}\n`);
       for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);

@@ -10,6 +10,9 @@
 //                              lacks: Portcullis falls back to path matching
 //   EXTPROC_ROUTE_UNREACHABLE  an extproc route that no Envoy route with ext_proc active can reach
 //   UNSUPPORTED_MATCH          a route path match this check cannot read (safe_regex, path_match_policy …)
+//   EXTPROC_STREAM_RESETS      ext_proc is in the bootstrap without the runtime flag
+//                              envoy.reloadable_features.ext_proc_graceful_grpc_close: Envoy then resets every stream,
+//                              and Node's HTTP/2 reset budget refuses streams from ~35 requests/s (docs/extproc.md)
 //
 // What a route "can carry" is probed, not proven: for its path match (prefix, path or path_separated_prefix) the
 // probes are the match itself, one path below it (`P/~probe`), for a plain `prefix` one that continues its last
@@ -34,7 +37,8 @@ export type FilterFindingCode =
   | 'UNKNOWN_AUTHZ_POLICY'
   | 'UNKNOWN_EXTPROC_ROUTE'
   | 'EXTPROC_ROUTE_UNREACHABLE'
-  | 'UNSUPPORTED_MATCH';
+  | 'UNSUPPORTED_MATCH'
+  | 'EXTPROC_STREAM_RESETS';
 
 export type FilterFinding = Finding<FilterFindingCode>;
 
@@ -258,4 +262,37 @@ class Findings {
   list(): FilterFinding[] {
     return [...this.byKey.values()];
   }
+}
+
+export const GRACEFUL_CLOSE_FLAG = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';
+
+/**
+ * EXTPROC_STREAM_RESETS when an ext_proc filter is configured and no static runtime layer turns graceful close on.
+ * A bootstrap with other runtime layers (disk, admin, RTDS) may set it there: nothing is reported then.
+ */
+export function checkExtprocStreamClose(bootstrap: unknown, sites: readonly RouteSite[]): FilterFinding[] {
+  const withExtproc = sites.filter((site) => filterState(site, EXT_PROC_FILTER) !== 'absent');
+  if (withExtproc.length === 0) return [];
+  const layers = list(record(record(bootstrap)['layered_runtime'])['layers']).map(record);
+  if (layers.some((layer) => layer['static_layer'] === undefined)) return [];
+  const flagOn = layers.some((layer) => {
+    const flat = flatten(record(layer['static_layer']));
+    return flat.get(GRACEFUL_CLOSE_FLAG) === true || flat.get(GRACEFUL_CLOSE_FLAG) === 'true';
+  });
+  if (flagOn) return [];
+  return [{
+    code: 'EXTPROC_STREAM_RESETS',
+    message: `ext_proc without the runtime flag ${GRACEFUL_CLOSE_FLAG}: true (layered_runtime static_layer): Envoy resets every ext_proc stream and Portcullis' HTTP/2 stack refuses new streams past its reset budget, from about 35 requests/s (docs/extproc.md)`,
+    routes: [...new Set(withExtproc.map((site) => site.where.split(' / ')[0]!))],
+  }];
+}
+
+/** A static layer's keys, nested (`envoy: {reloadable_features: …}`) or dotted, as dotted names. */
+function flatten(object: Json, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+  for (const [key, value] of Object.entries(object)) {
+    const name = prefix === '' ? key : `${prefix}.${key}`;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) flatten(value as Json, name, out);
+    else out.set(name, value);
+  }
+  return out;
 }

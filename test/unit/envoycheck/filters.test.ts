@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { checkEnvoyFilters, EXT_AUTHZ_FILTER, EXT_PROC_FILTER, EXTPROC_ROUTE_METADATA, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_PROC_FILTER, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
 import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
@@ -222,4 +222,20 @@ describe('checkEnvoyFilters', () => {
   it('reads the extproc route name from the same gRPC metadata key the ext_proc server reads', () => {
     assert.equal(EXTPROC_ROUTE_METADATA, ROUTE_METADATA_KEY);
   });
+});
+
+describe('checkExtprocStreamClose', () => {
+  const route = { name: 'all', match: { prefix: '/' }, route: { cluster: 'upstream' } };
+  const withExtproc = (extra: Json): Json => ({ ...oneVhostBootstrap({ routes: [route], httpFilters: [{ name: EXT_PROC_FILTER }] }), ...extra });
+  const codes = (bootstrap: Json): string[] => checkExtprocStreamClose(bootstrap, routeSites(bootstrap)).map((f) => f.code);
+  const cases: { name: string; bootstrap: Json; expected: string[] }[] = [
+    { name: 'no ext_proc filter: nothing to say', bootstrap: oneVhostBootstrap({ routes: [route], httpFilters: [] }), expected: [] },
+    { name: 'ext_proc without a runtime', bootstrap: withExtproc({}), expected: ['EXTPROC_STREAM_RESETS'] },
+    { name: 'dotted key, true', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { [GRACEFUL_CLOSE_FLAG]: true } }] } }), expected: [] },
+    { name: 'nested keys, true', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { envoy: { reloadable_features: { ext_proc_graceful_grpc_close: true } } } }] } }), expected: [] },
+    { name: 'set to false', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { [GRACEFUL_CLOSE_FLAG]: false } }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
+    { name: 'another static flag only', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { 'envoy.x': true } }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
+    { name: 'an RTDS layer may set it: not reported', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 'r', rtds_layer: { name: 'rt' } }] } }), expected: [] },
+  ];
+  for (const c of cases) it(c.name, () => assert.deepEqual(codes(c.bootstrap), c.expected));
 });
