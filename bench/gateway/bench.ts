@@ -10,10 +10,13 @@
 // throughput with wrk (BENCH_CONNECTIONS connections, one thread). Limits are raised so every answer is 200 and every
 // request is a real counter update in Redis.
 //
+// During each peak run the CPU time of every process in the path (Envoy, Portcullis, Redis, upstreams, the rest of the
+// machine) is read from /proc: where the CPU goes, per request.
+//
 // Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32). Output: Markdown on stdout.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,7 +27,7 @@ import { allInstances } from '../../src/gateway/topology.js';
 import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
 import { shippedPortcullisConfig, startPortcullis } from '../../test/support/portcullis.js';
-import { startRedis } from '../../test/support/redis-server.js';
+import { sendCommand, startRedis } from '../../test/support/redis-server.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
@@ -111,6 +114,20 @@ async function fixedRate(port: number, rate: number, seconds: number): Promise<{
 
 const run = promisify(execFile);
 
+/** utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15; fields counted after the comm). */
+function processTicks(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Busy ticks of the whole machine (/proc/stat: everything but idle and iowait). */
+function machineBusyTicks(): number {
+  const [, ...values] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  return values.reduce((a, b) => a + b, 0) - values[3]! - values[4]!;
+}
+
 async function peak(port: number, seconds: number): Promise<{ rps: number; p50: number; p99: number; non2xx: number }> {
   const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}${PATH}`]);
   const ms = (text: string | undefined): number => {
@@ -164,8 +181,16 @@ const base = buildGatewayBootstrap(
 );
 
 const list = targets(ENABLED_FILTERS);
-const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; peakP99: number[]; errors: number }>();
-for (const t of list) results.set(t.name, { p50: [], p99: [], rps: [], peakP99: [], errors: 0 });
+/** CPU ticks per request of each process during a peak run, by process. */
+type CpuPerRequest = Record<string, number>;
+const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; peakP99: number[]; errors: number; cpu: CpuPerRequest[] }>();
+for (const t of list) results.set(t.name, { p50: [], p99: [], rps: [], peakP99: [], errors: 0, cpu: [] });
+const redisPid = Number(/process_id:(\d+)/.exec(await sendCommand(redis.port, ['INFO', 'server']))?.[1]);
+/** Ticks so far of every process in the request path, and of the whole machine ("other" = wrk, kernel, the rest). */
+const cpuSample = (envoyPid: number | undefined): Record<string, number> => {
+  const own = { envoy: processTicks(envoyPid), portcullis: processTicks(portcullis.pid), redis: processTicks(redisPid), upstreams: processTicks(samples.pid) };
+  return { ...own, other: machineBusyTicks() - Object.values(own).reduce((a, b) => a + b, 0) };
+};
 try {
   for (let r = 0; r < RUNS; r += 1) {
     for (const t of list) {
@@ -174,8 +199,11 @@ try {
         const port = envoy.listenerPort('http');
         await fixedRate(port, 100, 1); // warm-up: connections to Portcullis and upstreams
         const slow = await fixedRate(port, RATE, SECONDS);
+        const before = cpuSample(envoy.pid);
         const fast = await peak(port, SECONDS);
+        const after = cpuSample(envoy.pid);
         const entry = results.get(t.name)!;
+        entry.cpu.push(Object.fromEntries(Object.keys(after).map((k) => [k, (after[k]! - before[k]!) / (fast.rps * SECONDS)])));
         entry.p50.push(slow.p50);
         entry.p99.push(slow.p99);
         entry.rps.push(fast.rps);
@@ -204,4 +232,18 @@ for (const t of list) {
   const [p50, p99, rps] = [median(e.p50), median(e.p99), median(e.rps)];
   lines.push(`| ${t.name} | ${p50.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p50 - median(bare.p50)).toFixed(2)}`} | ${p99.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p99 - median(bare.p99)).toFixed(2)}`} | ${rps.toFixed(0)} | ${(rps / median(bare.rps)).toFixed(2)} | ${median(e.peakP99).toFixed(2)} | ${e.errors} |`);
 }
-process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n`);
+// Where the CPU goes at peak: each process's CPU time per request (µs; clock ticks are 10 ms), medians over runs.
+const TICK_US = 10_000;
+const processes = ['envoy', 'portcullis', 'redis', 'upstreams', 'other'];
+const cpuLines = [
+  `| target | ${processes.join(' | ')} | total µs/request |`,
+  `|---|${processes.map(() => '---').join('|')}|---|`,
+];
+for (const t of list) {
+  const runs = results.get(t.name)!.cpu;
+  const us = processes.map((p) => median(runs.map((c) => c[p]!)) * TICK_US);
+  const total = us.reduce((a, b) => a + b, 0);
+  cpuLines.push(`| ${t.name} | ${us.map((u) => `${u.toFixed(0)} (${((100 * u) / total).toFixed(0)} %)`).join(' | ')} | ${total.toFixed(0)} |`);
+}
+process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n`
+  + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);

@@ -230,6 +230,8 @@ export interface EnvoyInstance {
   listenerPort(name: string): number;
   /** Everything Envoy wrote to stdout and stderr so far. */
   logs(): string;
+  /** The Envoy process (benchmarks read its CPU time from /proc). */
+  readonly pid: number | undefined;
   /** SIGTERM, then SIGKILL after 5s; resolves when the process has exited and its temp files are gone. */
   stop(): Promise<void>;
 }
@@ -321,6 +323,7 @@ export async function startEnvoy(bootstrap: object, options: StartEnvoyOptions =
         return port;
       },
       logs: () => output,
+      pid: child.pid,
       stop: cleanup,
     };
   } catch (error) {

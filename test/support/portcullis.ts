@@ -20,6 +20,8 @@ export interface PortcullisInstance {
   logs(): Record<string, unknown>[];
   /** Raw stdout + stderr so far. */
   output(): string;
+  /** The Portcullis process (benchmarks read its CPU time from /proc). */
+  readonly pid: number | undefined;
   /** SIGTERM and wait for exit (SIGKILL after 10s). Resolves to the exit code (null if killed by a signal). */
   stop(): Promise<number | null>;
   /** SIGKILL and wait for exit: a crash, no draining. */
@@ -150,6 +152,7 @@ export async function startPortcullis(
     httpUrl: typeof httpAddress === 'string' ? `http://${httpAddress}` : undefined,
     logs: () => logs,
     output: () => output,
+    pid: child.pid,
     stop,
     async kill(): Promise<void> {
       if (!gone) child.kill('SIGKILL');
