@@ -8,7 +8,8 @@ import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { systemClock } from '../shared/clock.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { createRedisClient } from '../store/redis-counter-store.js';
+import { createRedisClient, type RedisClient } from '../store/redis-counter-store.js';
+import type { AuthzSettings } from '../authz/config.js';
 
 const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
 
@@ -119,6 +120,11 @@ function printDecision(decision: Decision, out: (s: string) => void): void {
   }
 }
 
+/** The Redis revocation list every instance reads, as `serve` builds it and `revoke` writes it. */
+export function sharedRevocationList(client: RedisClient, authz: AuthzSettings, onError?: (error: Error) => void): RedisRevocationList {
+  return new RedisRevocationList(client, { clock: systemClock, refreshMs: authz.revocation.refreshMs, maxStalenessMs: authz.revocation.maxStalenessMs, onError });
+}
+
 export interface RevokeOptions {
   readonly config?: string;
   readonly jti?: string;
@@ -162,7 +168,7 @@ export async function revoke(options: RevokeOptions, out: (s: string) => void): 
     return 1;
   }
   const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
-  const list = new RedisRevocationList(client, { clock: systemClock, refreshMs: config.authz.revocation.refreshMs, maxStalenessMs: config.authz.revocation.maxStalenessMs });
+  const list = sharedRevocationList(client, config.authz);
   let timer: NodeJS.Timeout | undefined;
   try {
     const untilMs = systemClock.nowMs() + ttl * 1000;

@@ -43,8 +43,9 @@ export async function checkEnvoyCommand(bootstrapFile: string, options: CheckEnv
     const config = compileDescriptorFiles(await readDescriptorFiles(descriptors));
     const summary = checkEnvoyRateLimits(bootstrap, config);
     // Without a portcullis.yaml there are no policies or extproc routes to compare with.
-    const filters = portcullis === undefined ? undefined : checkEnvoyFilters(routeSites(bootstrap), portcullis.authz, portcullis.extproc);
-    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkExtprocStreamClose(bootstrap, routeSites(bootstrap))];
+    const sites = routeSites(bootstrap);
+    const filters = portcullis === undefined ? undefined : checkEnvoyFilters(sites, portcullis.authz, portcullis.extproc);
+    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkExtprocStreamClose(bootstrap, sites)];
     for (const finding of findings) {
       out.write(`${finding.code}: ${finding.message}\n`);
       for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);

@@ -10,8 +10,8 @@ import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
-import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { explain, keysNew, revoke, validateAuthz } from './authz-commands.js';
+import { MemoryRevocationList } from '../store/revocation-list.js';
+import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
 import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -128,10 +128,8 @@ async function serve(configFile: string): Promise<number> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   const revocation = config.redis && config.authz?.revocation.enabled
-    ? new RedisRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), {
-      clock: systemClock, refreshMs: config.authz.revocation.refreshMs, maxStalenessMs: config.authz.revocation.maxStalenessMs,
-      onError: (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'),
-    })
+    ? sharedRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), config.authz,
+      (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'))
     : new MemoryRevocationList(systemClock);
   const app = buildApp({
     config, logger, registry, clock: systemClock, store: createStore(config, logger, registry), cache: createCacheStore(config),
