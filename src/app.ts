@@ -194,6 +194,7 @@ export function buildApp(deps: AppDeps): App {
     async start() {
       await reload();
       const settings = deps.config;
+      const authzDefinition = authorizationServiceDefinition();
       grpc = await startGrpcServer(settings.server.grpc.address, [{
         definition: rateLimitServiceDefinition(),
         implementation: rateLimitHandlers({
@@ -206,7 +207,7 @@ export function buildApp(deps: AppDeps): App {
           inFlight: inFlightRequests,
         }),
       }, {
-        definition: authorizationServiceDefinition(),
+        definition: authzDefinition,
         implementation: authzHandlers({
           service: authz,
           snapshot: () => holder.current().authz,
@@ -218,6 +219,7 @@ export function buildApp(deps: AppDeps): App {
           observe: (decision, seconds) => metrics.authz.check(decision, seconds),
           onError: (code) => metrics.authz.serviceError(code),
           inFlight: inFlightRequests,
+          encode: (response) => authzDefinition['Check']!.responseSerialize(response),
         }),
       }, {
         definition: externalProcessorServiceDefinition(),

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # ext_authz benchmark (what `npm run bench:authz` runs): ghz against Portcullis' Authorization/Check beside a no-op
 # Check server (grpc-js decode + OK) in the same run, alternated (noop, portcullis, noop, portcullis, ...).
+# The no-op answers every route with the bytes Portcullis answers it with (fetched once, see servers.ts), so the
+# load generator, which shares the machine, decodes the same answers from both; each server's CPU per check over a
+# run is read from /proc beside ghz' numbers.
 # Scenarios: API key; JWT RS256 cached; JWT RS256 / ES256 / EdDSA uncached (a second Portcullis with the verified-token
 # cache off); introspection cached (a local RFC 7662 endpoint, every answer cached after the first).
 # Then, per scenario, both servers again at a fixed rate (ghz --rps) of half Portcullis' median peak for that
@@ -20,12 +23,15 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 NOOP_PORT=19300 CACHED_PORT=19301 UNCACHED_PORT=19302 INTRO_PORT=19303
-node dist/bench/authz/servers.js noop "$NOOP_PORT" > "$TMP/noop.log" & PIDS+=($!)
 node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
 CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect"
-node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!)
-node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!)
+declare -A PID_OF
+node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
+node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3
+# The no-op answers with the bytes the cached Portcullis gives for each route (see servers.ts), fetched once.
+node dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
+sleep 1
 GHZ_ARGS=(--insecure --protoset dist/proto/envoy.binpb --call envoy.service.auth.v3.Authorization/Check
   --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --duration-stop ignore)
 # scenario data-file portcullis-port
@@ -34,18 +40,25 @@ SCENARIOS=("apikey apikey $CACHED_PORT" "jwt-rs256-cached jwt-RS256 $CACHED_PORT
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 P50='[.latencyDistribution[] | select(.percentage==50) | .latency][0] / 1e6'
 P99='[.latencyDistribution[] | select(.percentage==99) | .latency][0] / 1e6'
-# ghz run: name target run-label addr data [extra ghz args]; fails on any non-OK answer.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# utime + stime of a process in clock ticks (/proc/PID/stat fields 14 and 15).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# ghz run: name target run-label addr data [extra ghz args]; fails on any non-OK answer. Beside the ghz JSON it
+# writes the server's CPU µs per check over the run (.cpu).
 load() {
   local name="$1" target="$2" label="$3" addr="$4" data="$5"; shift 5
+  local out="$TMP/$name-$target-$label" pid="${PID_OF[${addr##*:}]}"
   "$GHZ" "${GHZ_ARGS[@]}" --data-file "$TMP/$data.json" --duration "$WARMUP" --format json --output /dev/null "$addr" 2>/dev/null
-  "$GHZ" "${GHZ_ARGS[@]}" "$@" --data-file "$TMP/$data.json" --duration "$DURATION" --format json --output "$TMP/$name-$target-$label.json" "$addr" 2>"$TMP/ghz.err" || { cat "$TMP/ghz.err" >&2; exit 1; }
-  local ok count; ok="$(jq '.statusCodeDistribution.OK // 0' "$TMP/$name-$target-$label.json")"; count="$(jq '.count' "$TMP/$name-$target-$label.json")"
-  [[ "$ok" == "$count" ]] || { echo "bench: $name/$target answered errors: $(jq -c '.statusCodeDistribution' "$TMP/$name-$target-$label.json")" >&2; exit 1; }
+  local before; before="$(cpu_ticks "$pid")"
+  "$GHZ" "${GHZ_ARGS[@]}" "$@" --data-file "$TMP/$data.json" --duration "$DURATION" --format json --output "$out.json" "$addr" 2>"$TMP/ghz.err" || { cat "$TMP/ghz.err" >&2; exit 1; }
+  local ok count; ok="$(jq '.statusCodeDistribution.OK // 0' "$out.json")"; count="$(jq '.count' "$out.json")"
+  echo "$(( ($(cpu_ticks "$pid") - before) * TICK_US / count ))" > "$out.cpu"
+  [[ "$ok" == "$count" ]] || { echo "bench: $name/$target answered errors: $(jq -c '.statusCodeDistribution' "$out.json")" >&2; exit 1; }
 }
 VERIFY_US="$(cat "$TMP/verify-us.txt")"
 PEAK_TABLE="$TMP/peak.md"; FIXED_TABLE="$TMP/fixed.md"
-echo "| scenario | noop checks/s | portcullis checks/s | ratio | noop p50 / p99 ms | portcullis p50 / p99 ms |" > "$PEAK_TABLE"
-echo "|---|---|---|---|---|---|" >> "$PEAK_TABLE"
+echo "| scenario | noop checks/s | portcullis checks/s | ratio | noop / portcullis server CPU µs per check | CPU ratio (noop / portcullis) | noop p50 / p99 ms | portcullis p50 / p99 ms |" > "$PEAK_TABLE"
+echo "|---|---|---|---|---|---|---|---|" >> "$PEAK_TABLE"
 echo "| scenario | fixed rate (checks/s) | noop p50 / p99 ms | portcullis p50 / p99 ms | p99 ratio |" > "$FIXED_TABLE"
 echo "|---|---|---|---|---|" >> "$FIXED_TABLE"
 UNCACHED_NOTES=()
@@ -57,7 +70,10 @@ for entry in "${SCENARIOS[@]}"; do
   done
   stat() { for r in $(seq 1 "$RUNS"); do jq "$2" "$TMP/$name-$1-$r.json"; done | median; }
   nr="$(stat noop '.rps')"; pr="$(stat portcullis '.rps')"
-  printf "| %s | %.0f | %.0f | %.2f | %.2f / %.2f | %.2f / %.2f |\n" "$name" "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)" \
+  cpu() { for r in $(seq 1 "$RUNS"); do cat "$TMP/$name-$1-$r.cpu"; done | median; }
+  nc="$(cpu noop)"; pc="$(cpu portcullis)"
+  printf "| %s | %.0f | %.0f | %.2f | %.0f / %.0f | %.2f | %.2f / %.2f | %.2f / %.2f |\n" "$name" "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)" \
+    "$nc" "$pc" "$(echo "$nc / $pc" | bc -l)" \
     "$(stat noop "$P50")" "$(stat noop "$P99")" "$(stat portcullis "$P50")" "$(stat portcullis "$P99")" >> "$PEAK_TABLE"
   if [[ "$name" == jwt-rs256-uncached ]]; then
     # A Check that costs the no-op's call plus one raw verify could reach 1/(1/noop + verify) per second.

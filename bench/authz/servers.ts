@@ -1,5 +1,6 @@
 // Helpers for bench/authz/run.sh.
-//   node dist/bench/authz/servers.js noop PORT            a no-op Authorization/Check server (grpc-js, decode + OK)
+//   node dist/bench/authz/servers.js noop PORT [LIKE_ADDR] a no-op Authorization/Check server (grpc-js, decode + a fixed
+//                                                         answer: Portcullis' own for that route with LIKE_ADDR, else OK)
 //   node dist/bench/authz/servers.js introspection PORT   an RFC 7662 endpoint answering active for every token
 
 import { createServer } from 'node:http';
@@ -9,15 +10,45 @@ import { authorizationServiceDefinition } from '../../src/server/protos.js';
 const [kind, portText = '0'] = process.argv.slice(2);
 const port = Number(portText);
 if (kind === 'noop') {
+  // With LIKE_ADDR, each answer is the bytes Portcullis at LIKE_ADDR gave to the first request whose path has the same
+  // first segment (/key, /jwt, /opaque): both servers then send the same bytes, and the load generator, which shares
+  // the machine, spends the same CPU decoding them. Requests are still decoded as Portcullis decodes them.
+  const like = process.argv[4];
+  const check = authorizationServiceDefinition()['Check']!;
+  const client = like === undefined ? undefined : new grpc.Client(like, grpc.credentials.createInsecure());
+  const replies = new Map<string, Buffer>();
+  const pending = new Map<string, Promise<Buffer>>();
+  const replay = (raw: Buffer, segment: string): Promise<Buffer> => {
+    let reply = pending.get(segment);
+    if (reply === undefined) {
+      reply = new Promise<Buffer>((resolve, reject) => {
+        client!.makeUnaryRequest<Buffer, Buffer>(check.path, (b) => b, (b) => b, raw, (error, bytes) => (error || !bytes ? reject(error) : resolve(bytes)));
+      }).then((bytes) => (replies.set(segment, bytes), bytes));
+      pending.set(segment, reply);
+    }
+    return reply;
+  };
+  const minimal = check.responseSerialize({ status: { code: 0 }, ok_response: {} });
+  type Request = { raw: Buffer; decoded: { attributes?: { request?: { http?: { path?: string } } } } };
   const server = new grpc.Server();
-  server.addService(authorizationServiceDefinition(), {
-    Check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      callback(null, { status: { code: 0 }, ok_response: {} });
+  server.addService({
+    Check: {
+      ...check,
+      requestDeserialize: (raw: Buffer): Request => ({ raw, decoded: check.requestDeserialize(raw) as Request['decoded'] }),
+      responseSerialize: (bytes: Buffer) => bytes,
+    },
+  }, {
+    Check(call: grpc.ServerUnaryCall<Request, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      if (client === undefined) return callback(null, minimal);
+      const segment = (call.request.decoded.attributes?.request?.http?.path ?? '').split('/')[1] ?? '';
+      const reply = replies.get(segment);
+      if (reply !== undefined) return callback(null, reply);
+      replay(call.request.raw, segment).then((bytes) => callback(null, bytes), (error: Error) => callback(error));
     },
   });
   server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => {
     if (error) throw error;
-    process.stdout.write(`noop listening 127.0.0.1:${bound}\n`);
+    process.stdout.write(`noop listening 127.0.0.1:${bound}${like ? `, answering like ${like}` : ''}\n`);
   });
 } else if (kind === 'introspection') {
   createServer((req, res) => {
@@ -28,6 +59,6 @@ if (kind === 'noop') {
     });
   }).listen(port, '127.0.0.1', () => process.stdout.write(`introspection listening 127.0.0.1:${port}\n`));
 } else {
-  process.stderr.write('usage: servers.js noop|introspection PORT\n');
+  process.stderr.write('usage: servers.js noop PORT [LIKE_ADDR] | introspection PORT\n');
   process.exit(2);
 }

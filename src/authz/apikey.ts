@@ -1,9 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { ConfigError, IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, list, object, string } from '../config/schema.js';
 import { parseYaml } from '../config/yaml.js';
-import type { CheckInput, Outcome } from './types.js';
+import { sha256 } from '../shared/sha256.js';
+import type { CheckInput, Identity, Outcome } from './types.js';
 
 /** One entry of keys.yaml. Only the SHA-256 of a key is ever stored. */
 export interface ApiKeyEntry {
@@ -14,6 +15,8 @@ export interface ApiKeyEntry {
   readonly scopes: readonly string[];
   readonly roles: readonly string[];
   readonly disabled: boolean;
+  /** Built once per entry: every request with this key names the same caller (and so shares one Grant). */
+  readonly identity: Identity;
 }
 
 /** keys.yaml compiled: entries by hex digest, for an O(1) lookup. */
@@ -53,14 +56,18 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
     if (raw.id !== '' && ids.has(raw.id)) issues.add(line, `${at}.id`, `duplicate key id '${raw.id}'`);
     if (raw.sha256 !== '' && byHash.has(raw.sha256)) issues.add(line, `${at}.sha256`, 'duplicate sha256: two entries for one key');
     ids.add(raw.id);
+    const owner = raw.owner || raw.id;
+    const scopes = raw.scopes ?? [];
+    const roles = raw.roles ?? [];
     byHash.set(raw.sha256, {
       id: raw.id,
       sha256: Buffer.from(raw.sha256, 'hex'),
-      owner: raw.owner || raw.id,
+      owner,
       tier: raw.tier,
-      scopes: raw.scopes ?? [],
-      roles: raw.roles ?? [],
+      scopes,
+      roles,
       disabled: raw.disabled,
+      identity: Object.freeze({ method: 'api_key', subject: owner, apiKeyId: raw.id, tier: raw.tier || undefined, scopes, roles, claims: {} }),
     });
   });
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
@@ -108,7 +115,7 @@ export function evaluateApiKey(
   if (found === undefined) return { kind: 'absent', detail: `no ${settings.header} header${settings.query ? ` or ${settings.query} query parameter` : ''}` };
   if (found.key.includes(',')) return { kind: 'invalid', reason: 'api_key_ambiguous', detail: 'more than one API key sent' };
   if (found.key === '' || found.key.length > MAX_KEY_LENGTH) return { kind: 'invalid', reason: 'api_key_malformed', detail: 'API key empty or too long' };
-  const digest = createHash('sha256').update(found.key).digest();
+  const digest = sha256(found.key);
   const entry = keys.byHash.get(digest.toString('hex'));
   if (entry === undefined || !timingSafeEqual(entry.sha256, digest)) return { kind: 'invalid', reason: 'api_key_unknown', detail: `unknown API key (from ${found.from})` };
   if (entry.disabled) return { kind: 'invalid', reason: 'api_key_disabled', detail: `API key ${entry.id} is disabled` };
@@ -118,14 +125,13 @@ export function evaluateApiKey(
   return {
     kind: 'success',
     detail: `API key ${entry.id} of ${entry.owner} (from ${found.from})`,
-    identity: { method: 'api_key', subject: entry.owner, apiKeyId: entry.id, tier: entry.tier || undefined, scopes: entry.scopes, roles: entry.roles, claims: {} },
+    identity: entry.identity,
   };
 }
 
 /** A fresh key (`pk_` + 256 random bits, base64url) and the keys.yaml entry that holds only its hash. */
 export function newApiKey(id: string, owner = id, tier = ''): { key: string; entry: string } {
   const key = `pk_${randomBytes(32).toString('base64url')}`;
-  const sha256 = createHash('sha256').update(key).digest('hex');
-  const entry = [`- id: ${JSON.stringify(id)}`, `  sha256: ${sha256}`, `  owner: ${JSON.stringify(owner)}`, ...(tier ? [`  tier: ${JSON.stringify(tier)}`] : []), '  scopes: []'].join('\n');
+  const entry = [`- id: ${JSON.stringify(id)}`, `  sha256: ${sha256(key, 'hex')}`, `  owner: ${JSON.stringify(owner)}`, ...(tier ? [`  tier: ${JSON.stringify(tier)}`] : []), '  scopes: []'].join('\n');
   return { key, entry };
 }

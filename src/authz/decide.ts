@@ -1,6 +1,6 @@
 import type { AuthzSettings } from './config.js';
 import type { CompiledPolicy } from './policy.js';
-import type { AllowDecision, Attempt, Decision, DenyDecision, Identity } from './types.js';
+import type { AllowDecision, Attempt, Decision, DenyDecision, Grant, Identity } from './types.js';
 
 /** Dynamic metadata keys under Envoy's `envoy.filters.http.ext_authz` namespace (documented in docs/authz.md). */
 export const METADATA_KEYS = { userId: 'user_id', authMethod: 'auth_method', apiKeyId: 'api_key_id', tier: 'tier', policy: 'policy', scopes: 'scopes', provider: 'provider' } as const;
@@ -49,6 +49,28 @@ export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts
 }
 
 function allow(settings: AuthzSettings, policy: string, identity: Identity, attempts: readonly Attempt[], queryParam: string | undefined): AllowDecision {
+  return { allow: true, policy, reason: 'allowed', identity, attempts, grant: grantFor(settings, policy, identity, queryParam) };
+}
+
+/**
+ * Grants by settings, then identity, then policy and query parameter. Identities served from a cache (an API key
+ * entry, a verified token, an introspection answer) are the same object on every request, so they get the same
+ * Grant back; weak keys let a reload or a cache eviction drop them.
+ */
+const grants = new WeakMap<AuthzSettings, WeakMap<Identity, Map<string, Grant>>>();
+
+function grantFor(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined): Grant {
+  let byIdentity = grants.get(settings);
+  if (byIdentity === undefined) grants.set(settings, (byIdentity = new WeakMap()));
+  let byPolicy = byIdentity.get(identity);
+  if (byPolicy === undefined) byIdentity.set(identity, (byPolicy = new Map()));
+  const key = `${policy}\n${queryParam ?? ''}`;
+  let grant = byPolicy.get(key);
+  if (grant === undefined) byPolicy.set(key, (grant = buildGrant(settings, policy, identity, queryParam)));
+  return grant;
+}
+
+function buildGrant(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined): Grant {
   const h = settings.identityHeaders;
   const candidates: [string, string | undefined][] = [
     [h.userId, identity.subject],
@@ -72,17 +94,7 @@ function allow(settings: AuthzSettings, policy: string, identity: Identity, atte
   if (identity.tier) dynamicMetadata[METADATA_KEYS.tier] = identity.tier;
   if (identity.scopes.length > 0) dynamicMetadata[METADATA_KEYS.scopes] = identity.scopes.join(' ');
   if (identity.provider) dynamicMetadata[METADATA_KEYS.provider] = identity.provider;
-  return {
-    allow: true,
-    policy,
-    reason: 'allowed',
-    identity,
-    attempts,
-    headers,
-    headersToRemove,
-    queryParamsToRemove: queryParam ? [queryParam] : [],
-    dynamicMetadata,
-  };
+  return Object.freeze({ headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
 }
 
 /** A claim value that would break or smuggle a header (CR, LF, NUL, oversized) is not forwarded. */

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Clock } from '../shared/clock.js';
+import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse } from './ports.js';
@@ -76,7 +76,7 @@ export async function evaluateIntrospection(input: CheckInput, deps: Introspecti
   const bearer = bearerToken(input.headers, deps.maxTokenBytes);
   if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
   if (bearer.kind === 'invalid') return bearer;
-  const key = createHash('sha256').update(bearer.token).digest('base64url');
+  const key = sha256(bearer.token, 'base64url');
   let answer: Answer | undefined = deps.cache.get(key, deps.clock.nowMs());
   deps.observer.cacheLookup('introspection', answer ? 'hit' : 'miss');
   const cached = answer !== undefined;

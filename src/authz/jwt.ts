@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../shared/clock.js';
+import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
@@ -89,7 +89,7 @@ export async function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string
   if (!JWT_SHAPE.test(token)) return { kind: 'invalid', reason: 'jwt_malformed', detail: 'not a compact JWS (three base64url parts)' };
 
   const nowMs = deps.clock.nowMs();
-  const cacheKey = `${deps.generation}:${createHash('sha256').update(token).digest('base64url')}`;
+  const cacheKey = `${deps.generation}:${sha256(token, 'base64url')}`;
   const cached = deps.cache.get(cacheKey, nowMs);
   deps.observer.cacheLookup('jwt', cached ? 'hit' : 'miss');
   if (cached !== undefined) {

@@ -172,7 +172,7 @@ export class AuthzService {
     const isRevoked = this.isRevoked(settings);
     switch (method) {
       case 'anonymous':
-        return { kind: 'success', detail: 'anonymous', identity: { method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {} } };
+        return ANONYMOUS;
       case 'api_key':
         return evaluateApiKey(input, query, settings.apiKeys!, snapshot.apiKeys!, (id) => isRevoked('key', id));
       case 'mtls':
@@ -193,6 +193,9 @@ export class AuthzService {
     }
   }
 }
+
+/** One object for every anonymous caller, so they share one Grant per policy (decide.ts). */
+const ANONYMOUS: Outcome = Object.freeze({ kind: 'success', detail: 'anonymous', identity: Object.freeze({ method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {} }) });
 
 /** `jwt` and `jwt:NAME` entries next to each other are one attempt over the providers they name. */
 function groupJwt(policy: CompiledPolicy): { method: AuthMethod; provider: ReadonlySet<string> | undefined }[] {

@@ -73,6 +73,14 @@ export interface AllowDecision {
   readonly reason: 'allowed';
   readonly identity: Identity;
   readonly attempts: readonly Attempt[];
+  readonly grant: Grant;
+}
+
+/**
+ * What an allowed request carries upstream. A function of the settings, the policy and the identity only: one
+ * frozen Grant is shared by every request of a cached identity (see decide.ts), and its answer encoded once.
+ */
+export interface Grant {
   /** Set with overwrite (append false). Never also in headersToRemove. */
   readonly headers: readonly (readonly [string, string])[];
   readonly headersToRemove: readonly string[];

@@ -111,10 +111,10 @@ function printDecision(decision: Decision, out: (s: string) => void): void {
   });
   if (decision.allow) {
     out(`decision: ALLOW as ${decision.identity.subject} (${decision.identity.method})\n`);
-    for (const [k, v] of decision.headers) out(`  set     ${k}: ${v}\n`);
-    for (const k of decision.headersToRemove) out(`  remove  ${k}\n`);
-    for (const q of decision.queryParamsToRemove) out(`  remove  ?${q}\n`);
-    out(`  dynamic metadata (envoy.filters.http.ext_authz): ${JSON.stringify(decision.dynamicMetadata)}\n`);
+    for (const [k, v] of decision.grant.headers) out(`  set     ${k}: ${v}\n`);
+    for (const k of decision.grant.headersToRemove) out(`  remove  ${k}\n`);
+    for (const q of decision.grant.queryParamsToRemove) out(`  remove  ?${q}\n`);
+    out(`  dynamic metadata (envoy.filters.http.ext_authz): ${JSON.stringify(decision.grant.dynamicMetadata)}\n`);
   } else {
     out(`decision: DENY ${decision.status} ${decision.reason}: ${decision.message}\n`);
   }

@@ -2,7 +2,7 @@
 // whole) and a variant (sorted query and the caller). The Vary headers the response named are kept in the entry and
 // compared on lookup (one variant per key: a different Vary value replaces it).
 
-import { createHash } from 'node:crypto';
+import { sha256 } from '../shared/sha256.js';
 
 export interface SplitPath {
   /** Normalized: dot segments removed, unreserved percent-encodings decoded, other encodings upper-cased. */
@@ -57,7 +57,7 @@ export function splitPath(rawPath: string): SplitPath {
   return { path, query, sortedQuery };
 }
 
-const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+const sha = (text: string): string => sha256(text, 'hex');
 
 /** Key of everything stored for one host + path (invalidated together). */
 export function pathKey(host: string, path: string): string {

@@ -148,6 +148,11 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
   const revocation = new Counter({ name: 'portcullis_authz_revocation_unavailable_total', help: 'Revocation lookups answered while the local copy was too old to trust.', registers });
   const errors = new Counter({ name: 'portcullis_authz_service_errors_total', help: 'Checks answered with a gRPC error, by error code.', labelNames: ['code'], registers });
   const series = new Map<string, Counter.Internal>();
+  // One lookup per Check with a bearer token: the four series are bound once, not found by label object each time.
+  const cacheSeries = {
+    jwt: { hit: cache.labels('jwt', 'hit'), miss: cache.labels('jwt', 'miss') },
+    introspection: { hit: cache.labels('introspection', 'hit'), miss: cache.labels('introspection', 'miss') },
+  };
   return {
     check(decision, seconds) {
       const policy = policies.admit(decision.policy || '__none__');
@@ -164,7 +169,7 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
       refreshes.inc({ provider: providers.admit(provider), result });
     },
     cacheLookup(name, result) {
-      cache.inc({ cache: name, result });
+      cacheSeries[name][result].inc();
     },
     introspectionError() {
       introspection.inc();

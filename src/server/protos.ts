@@ -94,6 +94,7 @@ let encoders: { lookupType(name: string): { encode(message: unknown): { finish()
  * serializer would first copy every answer with fromObject (to turn enum names into numbers), a visible share of a
  * call in the profile (docs/benchmarks.md). Requests are still decoded by proto-loader. Each handler's wire mapping
  * builds that shape; test/unit/server/protos.test.ts round-trips an answer of each service through the decoder.
+ * An answer the handler already encoded with this serializer (authz-handler's memoized allow) goes out as is.
  */
 function encodingAsBuilt(service: grpc.ServiceDefinition, method: string, responseType: string): grpc.ServiceDefinition {
   if (!encoders) {
@@ -109,6 +110,7 @@ function encodingAsBuilt(service: grpc.ServiceDefinition, method: string, respon
     [method]: {
       ...service[method]!,
       responseSerialize: (value: unknown): Buffer => {
+        if (Buffer.isBuffer(value)) return value;
         const bytes = response.encode(value).finish();
         return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       },

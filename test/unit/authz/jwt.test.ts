@@ -91,7 +91,7 @@ describe('JWT evaluator', () => {
       assert.equal(d.identity.subject, 'user-1');
       assert.equal(d.identity.tier, 'gold');
       assert.deepEqual(d.identity.scopes, ['orders:read', 'orders:write']);
-      assert.equal(d.dynamicMetadata['provider'], 'main');
+      assert.equal(d.grant.dynamicMetadata['provider'], 'main');
     }
     const lower = await s.check(`bearer ${await token(s.rsa)}`);
     assert.ok(lower.allow, 'scheme is case-insensitive');

@@ -102,14 +102,33 @@ describe('AuthzService.check: policies and API keys', () => {
   it('identity headers: set with the values, every other identity header removed, never both; key header and query stripped', async () => {
     const { check } = setup();
     const d = allowed(await check({ rawPath: `/api/x?api_key=${KEY_A}`, headers: { 'x-user-id': 'mallory', 'x-client-tier': 'platinum' } }));
-    assert.deepEqual(d.headers, [['x-user-id', 'alice'], ['x-auth-method', 'api_key'], ['x-api-key-id', 'alpha-1'], ['x-client-tier', 'gold'], ['x-user-scopes', 'orders:read']]);
-    assert.deepEqual(d.headersToRemove, ['x-api-key']);
-    assert.deepEqual(d.queryParamsToRemove, ['api_key']);
-    assert.deepEqual(d.dynamicMetadata, { user_id: 'alice', auth_method: 'api_key', policy: 'keyed', api_key_id: 'alpha-1', tier: 'gold', scopes: 'orders:read' });
+    assert.deepEqual(d.grant.headers, [['x-user-id', 'alice'], ['x-auth-method', 'api_key'], ['x-api-key-id', 'alpha-1'], ['x-client-tier', 'gold'], ['x-user-scopes', 'orders:read']]);
+    assert.deepEqual(d.grant.headersToRemove, ['x-api-key']);
+    assert.deepEqual(d.grant.queryParamsToRemove, ['api_key']);
+    assert.deepEqual(d.grant.dynamicMetadata, { user_id: 'alice', auth_method: 'api_key', policy: 'keyed', api_key_id: 'alpha-1', tier: 'gold', scopes: 'orders:read' });
     const anon = allowed(await check({ rawPath: '/public', headers: { 'x-api-key-id': 'spoofed' } }));
-    assert.deepEqual(anon.headers, [['x-user-id', 'anonymous'], ['x-auth-method', 'anonymous']]);
-    assert.deepEqual(anon.headersToRemove, ['x-api-key-id', 'x-client-tier', 'x-user-scopes', 'x-api-key']);
-    for (const [name] of anon.headers) assert.ok(!anon.headersToRemove.includes(name));
+    assert.deepEqual(anon.grant.headers, [['x-user-id', 'anonymous'], ['x-auth-method', 'anonymous']]);
+    assert.deepEqual(anon.grant.headersToRemove, ['x-api-key-id', 'x-client-tier', 'x-user-scopes', 'x-api-key']);
+    for (const [name] of anon.grant.headers) assert.ok(!anon.grant.headersToRemove.includes(name));
+  });
+
+  it('one frozen Grant per settings, cached identity and policy: repeat callers share it, a reload gets new ones', async () => {
+    const { check, service } = setup();
+    const first = allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }));
+    const again = allowed(await check({ rawPath: '/api/y', headers: { 'x-api-key': KEY_A }, requestId: 'req-2' }));
+    assert.equal(again.grant, first.grant);
+    assert.ok(Object.isFrozen(first.grant));
+    const otherKey = allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_B } }));
+    assert.notEqual(otherKey.grant, first.grant);
+    const otherPolicy = allowed(await check({ method: 'GET', rawPath: '/api/orders', headers: { 'x-api-key': KEY_A } }));
+    assert.equal(otherPolicy.policy, 'orders');
+    assert.notEqual(otherPolicy.grant, first.grant);
+    assert.equal(allowed(await check({ rawPath: '/public' })).grant, allowed(await check({ rawPath: '/public/x' })).grant);
+    // A reload with other identity headers: the same key now gets a grant built from the new settings.
+    const reloaded = service.prepare(authzSettings(`identity_headers: { user_id: x-caller }\n${SECTION}`), new Map([['/etc/portcullis/keys.yaml', KEYS]]));
+    const after = allowed(await service.check(input({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }), reloaded, AbortSignal.timeout(1000)));
+    assert.notEqual(after.grant, first.grant);
+    assert.deepEqual(after.grant.headers[0], ['x-caller', 'alice']);
   });
 
   it('XFCC is read only from a trusted peer', async () => {

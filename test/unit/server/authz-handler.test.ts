@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import type { ServerUnaryCall, ServiceError } from '@grpc/grpc-js';
 import { deny } from '../../../src/authz/decide.js';
-import { toCheckInput, toCheckResponse } from '../../../src/server/authz-handler.js';
+import { AuthzService } from '../../../src/authz/service.js';
+import { createLogger } from '../../../src/observability/logger.js';
+import { authzHandlers, toCheckInput, toCheckResponse } from '../../../src/server/authz-handler.js';
+import { DeadlineSignals } from '../../../src/server/deadline-signals.js';
+import { authorizationServiceDefinition } from '../../../src/server/protos.js';
+import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+import { authzSettings, countingObserver, fakeHttp } from '../authz/support.js';
 
 describe('authz-handler: CheckRequest ⇄ domain', () => {
   it('reads descriptor-set maps ({key, value} entries) and plain objects alike, lower-cases header names', () => {
@@ -51,13 +60,45 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     const r = toCheckResponse({
       allow: true, policy: 'p', reason: 'allowed', attempts: [],
       identity: { method: 'api_key', subject: 'alice', scopes: [], roles: [], claims: {} },
-      headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'],
-      dynamicMetadata: { user_id: 'alice' },
+      grant: { headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'], dynamicMetadata: { user_id: 'alice' } },
     }, 'r') as Record<string, any>;
     assert.equal(r['status'].code, 0);
     assert.deepEqual(r['ok_response'].headers, [{ header: { key: 'x-user-id', value: 'alice' }, append: { value: false } }]);
     assert.deepEqual(r['ok_response'].headers_to_remove, ['x-api-key']);
     assert.deepEqual(r['ok_response'].query_parameters_to_remove, ['api_key']);
     assert.deepEqual(r['dynamic_metadata'], { fields: [{ key: 'user_id', value: { string_value: 'alice' } }] });
+  });
+
+  it('an allow goes out pre-encoded, one Buffer per Grant: the same bytes for a repeat caller, decoding to the answer', async () => {
+    const key = 'pk_handler-test-key-000000000000000000000000';
+    const clock = new FakeClock(1_700_000_000_000);
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer: countingObserver() });
+    const snapshot = service.prepare(
+      authzSettings('api_keys: { file: ./keys.yaml }\npolicies:\n  - { name: keyed, match: { path_prefix: /api }, authenticate: [api_key] }'),
+      new Map([['/etc/portcullis/keys.yaml', `- { id: k1, sha256: ${createHash('sha256').update(key).digest('hex')}, owner: alice }\n`]]),
+    );
+    const definition = authorizationServiceDefinition();
+    const check = authzHandlers({
+      service, snapshot: () => snapshot, logger: createLogger('silent'), deadlines: new DeadlineSignals(10), timeoutMs: () => 1000,
+      observe: () => undefined, onError: () => undefined, inFlight: { enter: () => undefined, leave: () => undefined },
+      encode: (r) => definition['Check']!.responseSerialize(r),
+    })['Check'] as (call: ServerUnaryCall<unknown, unknown>, callback: (error: ServiceError | null, response?: unknown) => void) => void;
+    const ask = (headers: Record<string, string>, requestId: string) => new Promise<unknown>((resolve, reject) => {
+      const request = { attributes: { request: { http: { method: 'GET', path: '/api/x', headers: { ...headers, 'x-request-id': requestId } } } } };
+      check({ request, getDeadline: () => Infinity } as unknown as ServerUnaryCall<unknown, unknown>, (error, response) => (error ? reject(error) : resolve(response)));
+    });
+    const first = await ask({ 'x-api-key': key }, 'a');
+    const second = await ask({ 'x-api-key': key }, 'b');
+    assert.ok(Buffer.isBuffer(first));
+    assert.equal(second, first);
+    assert.equal(definition['Check']!.responseSerialize(first), first, 'the serializer passes an encoded answer through');
+    const decoded = definition['Check']!.responseDeserialize(first as Buffer) as Record<string, any>;
+    assert.equal(decoded['status'].code, 0);
+    assert.deepEqual(decoded['ok_response'].headers.find((h: any) => h.header.key === 'x-user-id').header.value, 'alice');
+    assert.ok(decoded['ok_response'].headers_to_remove.includes('x-api-key'));
+    // A denial carries the request id, so it is built per request.
+    const refused = await ask({ 'x-api-key': 'pk_wrong' }, 'rid-9') as Record<string, any>;
+    assert.ok(!Buffer.isBuffer(refused));
+    assert.equal(JSON.parse(refused['denied_response'].body).request_id, 'rid-9');
   });
 });
