@@ -2,6 +2,7 @@
 //
 //  1. gRPC: header-only streams per second (request_headers + response_headers, then end) against a no-op Process
 //     server and against Portcullis (memory store, one route with header rules), same ghz load, same concurrency.
+//     The no-op replays Portcullis' own answers to that stream (captured once), so both send the same bytes.
 //  2. Through Envoy: request latency p50/p99 with the header-only ext_proc filter (envoy/extproc.yaml) and with the
 //     same bootstrap minus the filter, to an instant upstream: the difference is what header-only processing adds.
 //  3. Through Envoy: a cache HIT against a request that goes to a 5 ms upstream.
@@ -15,9 +16,12 @@ import path from 'node:path';
 import { createServer } from 'node:http';
 import { Agent, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Client, credentials } from '@grpc/grpc-js';
+import { externalProcessorServiceDefinition } from '../../src/server/protos.js';
 import { extprocBootstrap, repoRoot, startEnvoy } from '../../test/support/envoy.js';
 import { startPortcullis } from '../../test/support/portcullis.js';
 import { startUpstream } from '../../test/support/upstream.js';
+import { processTicks, TICK_US } from '../support/proc.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 5000);
@@ -34,8 +38,8 @@ const EXTPROC = {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
-async function startNoop(): Promise<{ address: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [`${repoRoot()}/dist/bench/extproc/noop-server.js`], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startNoop(answersFile: string): Promise<{ address: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [`${repoRoot()}/dist/bench/extproc/noop-server.js`, answersFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve) => {
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
       const m = /listening (\S+)/.exec(c);
@@ -52,18 +56,44 @@ const protojsonHeaders = (headers: Record<string, string>): unknown => ({
   headers: Object.entries(headers).map(([key, value]) => ({ key, rawValue: Buffer.from(value, 'latin1').toString('base64') })),
 });
 
-/** ghz's data file: one stream = request_headers then response_headers, as Envoy sends them header-only. */
+/** One header-only stream as Envoy sends it: request_headers, then response_headers. */
+const STREAM_REQUEST = {
+  ':method': 'GET', ':path': '/api/users/1?x=1', ':authority': 'api.example', ':scheme': 'http', 'user-agent': 'bench',
+  accept: 'application/json', 'x-request-id': 'b6f3a0c2-6a0e-4d38-9c1b-3c1c1b8c7d11', 'x-forwarded-for': '203.0.113.9',
+};
+const STREAM_RESPONSE = { ':status': '200', 'content-type': 'application/json', 'content-length': '2', server: 'upstream' };
+
+/** ghz's data file: the stream above as protojson. */
 function writeStreamData(dir: string): string {
-  const request = {
-    ':method': 'GET', ':path': '/api/users/1?x=1', ':authority': 'api.example', ':scheme': 'http', 'user-agent': 'bench',
-    accept: 'application/json', 'x-request-id': 'b6f3a0c2-6a0e-4d38-9c1b-3c1c1b8c7d11', 'x-forwarded-for': '203.0.113.9',
-  };
-  const response = { ':status': '200', 'content-type': 'application/json', 'content-length': '2', server: 'upstream' };
   const file = path.join(dir, 'streams.json');
   writeFileSync(file, JSON.stringify([
-    { requestHeaders: { headers: protojsonHeaders(request), endOfStream: true } },
-    { responseHeaders: { headers: protojsonHeaders(response), endOfStream: true } },
+    { requestHeaders: { headers: protojsonHeaders(STREAM_REQUEST), endOfStream: true } },
+    { responseHeaders: { headers: protojsonHeaders(STREAM_RESPONSE), endOfStream: true } },
   ]));
+  return file;
+}
+
+/**
+ * Portcullis' answers to that stream, as bytes, into a file the no-op replays: both servers then send answers of
+ * the same shape and size (Portcullis' ids differ per stream, their length does not), so ghz, which shares the
+ * machine, spends the same CPU decoding either.
+ */
+async function writeCapturedAnswers(dir: string, address: string): Promise<string> {
+  const method = externalProcessorServiceDefinition()['Process']!;
+  const client = new Client(address, credentials.createInsecure());
+  const headers = (h: Record<string, string>): unknown => ({ headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value, 'latin1') })) });
+  const answers = await new Promise<Buffer[]>((resolve, reject) => {
+    const got: Buffer[] = [];
+    const stream = client.makeBidiStreamRequest<unknown, Buffer>(method.path, method.requestSerialize, (b: Buffer) => b);
+    stream.on('data', (b: Buffer) => got.push(b)).on('error', reject).on('end', () => resolve(got));
+    stream.write({ request_headers: { headers: headers(STREAM_REQUEST), end_of_stream: true } });
+    stream.write({ response_headers: { headers: headers(STREAM_RESPONSE), end_of_stream: true } });
+    stream.end();
+  });
+  client.close();
+  if (answers.length !== 2) throw new Error(`expected 2 answers from Portcullis, got ${answers.length}`);
+  const file = path.join(dir, 'answers.json');
+  writeFileSync(file, JSON.stringify({ request_headers: answers[0]!.toString('base64'), response_headers: answers[1]!.toString('base64') }));
   return file;
 }
 
@@ -72,7 +102,7 @@ function writeStreamData(dir: string): string {
  * process (a Go client, as in bench:ratelimit and bench:authz): a Node client in this process would share the
  * machine's cores with less headroom than the server it measures.
  */
-function streamsPerSecond(address: string, data: string, durationMs = DURATION_MS): Promise<number> {
+function streamsPerSecond(address: string, data: string, durationMs = DURATION_MS): Promise<{ rps: number; count: number }> {
   const args = [
     '--insecure', '--protoset', `${repoRoot()}/dist/proto/envoy.binpb`, '--call', 'envoy.service.ext_proc.v3.ExternalProcessor/Process',
     '--data-file', data, '--concurrency', String(CONCURRENCY), '--connections', '1', '--duration', `${durationMs}ms`,
@@ -84,7 +114,7 @@ function streamsPerSecond(address: string, data: string, durationMs = DURATION_M
       const report = JSON.parse(stdout) as { rps: number; count: number; statusCodeDistribution?: Record<string, number> };
       const ok = report.statusCodeDistribution?.['OK'] ?? 0;
       if (ok !== report.count) return reject(new Error(`ghz: streams failed against ${address}: ${JSON.stringify(report.statusCodeDistribution)}`));
-      resolve(report.rps);
+      resolve(report);
     });
   });
 }
@@ -127,25 +157,34 @@ async function main(): Promise<void> {
   if (!existsSync(GHZ)) throw new Error(`${GHZ} missing: bench/ratelimit/install-peers.sh installs it`);
   const work = mkdtempSync(path.join(tmpdir(), 'bench-extproc-'));
   process.once('exit', () => rmSync(work, { recursive: true, force: true }));
-  const noop = await startNoop();
-  process.once('exit', () => noop.child.kill());
   // log level info: startPortcullis waits for the "portcullis listening" line.
   const portcullis = await startPortcullis({
     server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, log: { level: 'info' },
     ratelimit: { descriptors: `${repoRoot()}/envoy/ratelimit` }, extproc: EXTPROC,
   });
+  const noop = await startNoop(await writeCapturedAnswers(work, portcullis.grpcAddress));
+  process.once('exit', () => noop.child.kill());
   try {
     say(`## gRPC: header-only streams/s (request_headers + response_headers), concurrency ${CONCURRENCY}, ${DURATION_MS} ms per run`);
     const rates = { noop: [] as number[], portcullis: [] as number[] };
+    const cpu = { noop: [] as number[], portcullis: [] as number[] };
     const data = writeStreamData(work);
     await streamsPerSecond(noop.address, data, 1000); // warm-up
     await streamsPerSecond(portcullis.grpcAddress, data, 1000);
+    // Streams per second, and the server's own CPU µs per stream over the run (ghz shares the machine).
+    const measure = async (target: 'noop' | 'portcullis', address: string, pid: number | undefined): Promise<void> => {
+      const before = processTicks(pid);
+      const { rps, count } = await streamsPerSecond(address, data);
+      rates[target].push(rps);
+      cpu[target].push(((processTicks(pid) - before) * TICK_US) / count);
+    };
     for (let run = 0; run < RUNS; run++) {
-      rates.noop.push(await streamsPerSecond(noop.address, data));
-      rates.portcullis.push(await streamsPerSecond(portcullis.grpcAddress, data));
-      say(`run ${run + 1}: noop ${rates.noop[run]!.toFixed(0)}/s  portcullis ${rates.portcullis[run]!.toFixed(0)}/s`);
+      await measure('noop', noop.address, noop.child.pid);
+      await measure('portcullis', portcullis.grpcAddress, portcullis.pid);
+      say(`run ${run + 1}: noop ${rates.noop[run]!.toFixed(0)}/s (${cpu.noop[run]!.toFixed(0)} µs CPU per stream)  portcullis ${rates.portcullis[run]!.toFixed(0)}/s (${cpu.portcullis[run]!.toFixed(0)} µs)`);
     }
-    say(`median: noop ${median(rates.noop).toFixed(0)}/s, portcullis ${median(rates.portcullis).toFixed(0)}/s, ratio ${(median(rates.portcullis) / median(rates.noop)).toFixed(2)}x`);
+    say(`median: noop ${median(rates.noop).toFixed(0)}/s, portcullis ${median(rates.portcullis).toFixed(0)}/s, ratio ${(median(rates.portcullis) / median(rates.noop)).toFixed(2)}x; `
+      + `server CPU per stream noop ${median(cpu.noop).toFixed(0)} µs, portcullis ${median(cpu.portcullis).toFixed(0)} µs, ratio ${(median(cpu.noop) / median(cpu.portcullis)).toFixed(2)}x`);
 
     const upstream = await startUpstream();
     const slowServer = createServer((req, res) => {

@@ -28,6 +28,7 @@ import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/env
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
 import { shippedPortcullisConfig, startPortcullis } from '../../test/support/portcullis.js';
 import { sendCommand, startRedis } from '../../test/support/redis-server.js';
+import { processTicks, TICK_US } from '../support/proc.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
@@ -113,14 +114,6 @@ async function fixedRate(port: number, rate: number, seconds: number): Promise<{
 }
 
 const run = promisify(execFile);
-
-/** utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15; fields counted after the comm). */
-function processTicks(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
 
 /** Busy ticks of the whole machine (/proc/stat: everything but idle and iowait). */
 function machineBusyTicks(): number {
@@ -233,7 +226,6 @@ for (const t of list) {
   lines.push(`| ${t.name} | ${p50.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p50 - median(bare.p50)).toFixed(2)}`} | ${p99.toFixed(2)} | ${t.name === 'bare' ? '—' : `+${(p99 - median(bare.p99)).toFixed(2)}`} | ${rps.toFixed(0)} | ${(rps / median(bare.rps)).toFixed(2)} | ${median(e.peakP99).toFixed(2)} | ${e.errors} |`);
 }
 // Where the CPU goes at peak: each process's CPU time per request (µs; clock ticks are 10 ms), medians over runs.
-const TICK_US = 10_000;
 const processes = ['envoy', 'portcullis', 'redis', 'upstreams', 'other'];
 const cpuLines = [
   `| target | ${processes.join(' | ')} | total µs/request |`,

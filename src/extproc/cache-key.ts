@@ -36,6 +36,20 @@ export function splitPath(rawPath: string): SplitPath {
   const q = withoutFragment.indexOf('?');
   const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
   const queryPart = q === -1 ? '' : withoutFragment.slice(q + 1);
+  // Most paths have no escapes and no dot segments: those are already normal.
+  const plain = pathPart.startsWith('/') && !pathPart.includes('%') && !pathPart.includes('/.');
+  const path = plain ? pathPart : normalizeSegments(pathPart);
+  if (queryPart === '') return { path, query: [], sortedQuery: '' };
+  const pairs = queryPart.split('&').filter((p) => p !== '');
+  const query = pairs.map((p): readonly [string, string] => {
+    const eq = p.indexOf('=');
+    return eq === -1 ? [decode(p), ''] : [decode(p.slice(0, eq)), decode(p.slice(eq + 1))];
+  });
+  const sortedQuery = pairs.map(normalizeEncoding).sort().join('&');
+  return { path, query, sortedQuery };
+}
+
+function normalizeSegments(pathPart: string): string {
   const out: string[] = [];
   const segments = normalizeEncoding(pathPart).split('/');
   segments.forEach((segment, i) => {
@@ -46,15 +60,8 @@ export function splitPath(rawPath: string): SplitPath {
       if (i === segments.length - 1) out.push('');
     } else out.push(segment);
   });
-  let path = out.join('/');
-  if (!path.startsWith('/')) path = `/${path}`;
-  const pairs = queryPart.split('&').filter((p) => p !== '');
-  const query = pairs.map((p): readonly [string, string] => {
-    const eq = p.indexOf('=');
-    return eq === -1 ? [decode(p), ''] : [decode(p.slice(0, eq)), decode(p.slice(eq + 1))];
-  });
-  const sortedQuery = pairs.map(normalizeEncoding).sort().join('&');
-  return { path, query, sortedQuery };
+  const path = out.join('/');
+  return path.startsWith('/') ? path : `/${path}`;
 }
 
 const sha = (text: string): string => sha256(text, 'hex');

@@ -14,6 +14,11 @@ describe('splitPath', () => {
     ['/p?&&x', '/p', 'x'],
     ['/p#frag', '/p', ''],
     ['', '/', ''],
+    ['/a//b/', '/a//b/', ''],
+    ['/a.b/.well-known/c..d', '/a.b/.well-known/c..d', ''],
+    ['/x/.', '/x/', ''],
+    ['a/b', '/a/b', ''],
+    ['/p?', '/p', ''],
   ];
   for (const [raw, path, sorted] of table) {
     it(`${raw} → ${path} ? ${sorted}`, () => {
