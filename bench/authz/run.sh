@@ -95,5 +95,5 @@ echo
 echo "### Fixed rate: half of Portcullis' peak, both servers at that rate"
 cat "$FIXED_TABLE"
 echo
-echo "raw RS256 crypto.verify: $VERIFY_US µs per call (Node $(node --version), $(nproc) CPUs)"
+echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's path): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs)"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done

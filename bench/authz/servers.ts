@@ -34,8 +34,8 @@ if (kind === 'noop') {
   server.addService({
     Check: {
       ...check,
+      // The service's serializer sends an encoded answer (a Buffer) as is.
       requestDeserialize: (raw: Buffer): Request => ({ raw, decoded: check.requestDeserialize(raw) as Request['decoded'] }),
-      responseSerialize: (bytes: Buffer) => bytes,
     },
   }, {
     Check(call: grpc.ServerUnaryCall<Request, Buffer>, callback: grpc.sendUnaryData<Buffer>) {

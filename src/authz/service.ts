@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/errors.js';
 import type { Clock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
+import { sha256 } from '../shared/sha256.js';
 import { evaluateApiKey, parseKeysFile, type ApiKeySet } from './apikey.js';
 import { authzFiles, type AuthzSettings, type JwksSource } from './config.js';
 import { decide, deny } from './decide.js';
@@ -81,7 +81,7 @@ export class AuthzService {
       policies: compilePolicies(settings),
       apiKeys,
       providers,
-      generation: createHash('sha256').update(JSON.stringify([settings.jwt, [...files.entries()].filter(([f]) => f !== settings.apiKeys?.file)])).digest('base64url').slice(0, 16),
+      generation: sha256(JSON.stringify([settings.jwt, [...files.entries()].filter(([f]) => f !== settings.apiKeys?.file)]), 'base64url').slice(0, 16),
       introspectionSecret: secretFile === undefined ? undefined : (files.get(secretFile) ?? '').trim(),
       mtlsTrusted: addressSet(settings.mtls?.trusted ?? []),
     });
