@@ -115,9 +115,9 @@ export function evaluateApiKey(
   if (found === undefined) return { kind: 'absent', detail: `no ${settings.header} header${settings.query ? ` or ${settings.query} query parameter` : ''}` };
   if (found.key.includes(',')) return { kind: 'invalid', reason: 'api_key_ambiguous', detail: 'more than one API key sent' };
   if (found.key === '' || found.key.length > MAX_KEY_LENGTH) return { kind: 'invalid', reason: 'api_key_malformed', detail: 'API key empty or too long' };
-  const digest = sha256(found.key);
-  const entry = keys.byHash.get(digest.toString('hex'));
-  if (entry === undefined || !timingSafeEqual(entry.sha256, digest)) return { kind: 'invalid', reason: 'api_key_unknown', detail: `unknown API key (from ${found.from})` };
+  const digest = sha256(found.key, 'hex');
+  const entry = keys.byHash.get(digest);
+  if (entry === undefined || !timingSafeEqual(entry.sha256, Buffer.from(digest, 'hex'))) return { kind: 'invalid', reason: 'api_key_unknown', detail: `unknown API key (from ${found.from})` };
   if (entry.disabled) return { kind: 'invalid', reason: 'api_key_disabled', detail: `API key ${entry.id} is disabled` };
   const revoked = isRevoked(entry.id);
   if (revoked === undefined) return { kind: 'unavailable', reason: 'revocation_unavailable', detail: `revocation list unavailable for API key ${entry.id}` };

@@ -1,3 +1,5 @@
+import type { HeaderLookup } from './types.js';
+
 /** The bearer token of a request: absent, refused before any parsing, or the token text. */
 export type BearerToken =
   | { readonly kind: 'absent' }
@@ -8,7 +10,7 @@ export type BearerToken =
  * `Authorization: Bearer <token>`, scheme case-insensitive (RFC 7235). Two Authorization headers reach us
  * comma-joined and are refused as ambiguous rather than picking one; so is anything over `maxBytes`.
  */
-export function bearerToken(headers: ReadonlyMap<string, string>, maxBytes: number): BearerToken {
+export function bearerToken(headers: HeaderLookup, maxBytes: number): BearerToken {
   const value = headers.get('authorization');
   if (value === undefined || value.trim() === '') return { kind: 'absent' };
   if (value.length > maxBytes) return { kind: 'invalid', reason: 'token_oversized', detail: `authorization header longer than ${maxBytes} bytes` };

@@ -13,10 +13,8 @@ export function deny(policy: string, reason: DenyDecision['reason'], status: Den
 /** Every require clause holds for the identity; else the first that does not, in words. */
 export function unmetRequirement(policy: CompiledPolicy, identity: Identity): string | undefined {
   const r = policy.require;
-  const missingScope = r.scopes.find((s) => !identity.scopes.includes(s));
-  if (missingScope !== undefined) return `scope ${missingScope} required`;
-  const missingRole = r.roles.find((s) => !identity.roles.includes(s));
-  if (missingRole !== undefined) return `role ${missingRole} required`;
+  for (const scope of r.scopes) if (!identity.scopes.includes(scope)) return `scope ${scope} required`;
+  for (const role of r.roles) if (!identity.roles.includes(role)) return `role ${role} required`;
   for (const [claim, accepted] of r.claims) {
     const value = identity.claims[claim];
     const values = Array.isArray(value) ? value.map(String) : value === undefined || value === null ? [] : [String(value)];
@@ -34,15 +32,22 @@ export function unmetRequirement(policy: CompiledPolicy, identity: Identity): st
  * process failed and no credential was refused, 401 otherwise (a refused credential wins over a missing one).
  */
 export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts: readonly Attempt[], queryParam: string | undefined): Decision {
-  const success = attempts.find((a) => a.outcome.kind === 'success');
-  if (success === undefined || success.outcome.kind !== 'success') {
-    const invalid = attempts.find((a) => a.outcome.kind === 'invalid');
-    const unavailable = attempts.find((a) => a.outcome.kind === 'unavailable');
+  let identity: Identity | undefined;
+  let invalid = false;
+  let unavailable = false;
+  for (const { outcome } of attempts) {
+    if (outcome.kind === 'success') {
+      identity = outcome.identity;
+      break;
+    }
+    invalid ||= outcome.kind === 'invalid';
+    unavailable ||= outcome.kind === 'unavailable';
+  }
+  if (identity === undefined) {
     if (invalid) return deny(policy.name, 'invalid_credentials', 401, 'the credentials presented are not valid', attempts);
     if (unavailable) return deny(policy.name, 'unavailable', 503, 'the credentials could not be checked right now', attempts);
     return deny(policy.name, 'missing_credentials', 401, 'credentials are required', attempts);
   }
-  const identity = success.outcome.identity;
   const unmet = unmetRequirement(policy, identity);
   if (unmet !== undefined) return deny(policy.name, 'forbidden', 403, `not allowed: ${unmet}`, attempts);
   return allow(settings, policy.name, identity, attempts, queryParam);

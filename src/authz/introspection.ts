@@ -3,7 +3,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse } from './ports.js';
-import type { CheckInput, Identity, Outcome } from './types.js';
+import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
 
 export interface IntrospectionDeps {
@@ -70,24 +70,23 @@ function introspect(token: string, key: string, deps: IntrospectionDeps): Promis
  * RFC 7662 token introspection with client credentials (HTTP Basic). Answers are cached by token hash until the
  * token's exp or cache_seconds, whichever comes first; `active: false` denies. A Check waits for the call only until
  * its deadline (the call itself may finish later and fill the cache); a failure is `unavailable` (the policy's
- * on_failure then decides) and counted.
+ * on_failure then decides) and counted. A cached answer is given synchronously.
  */
-export async function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps, signal: AbortSignal): Promise<Outcome> {
+export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps, signal: AbortSignal): MaybePromise<Outcome> {
   const bearer = bearerToken(input.headers, deps.maxTokenBytes);
   if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
   if (bearer.kind === 'invalid') return bearer;
   const key = sha256(bearer.token, 'base64url');
-  let answer: Answer | undefined = deps.cache.get(key, deps.clock.nowMs());
-  deps.observer.cacheLookup('introspection', answer ? 'hit' : 'miss');
-  const cached = answer !== undefined;
-  if (answer === undefined) {
-    try {
-      answer = await untilAborted(introspect(bearer.token, key, deps), signal);
-    } catch (error) {
-      answer = { failure: `introspection: ${(error as Error).message}` };
-    }
-  }
-  const suffix = cached ? ' (cached)' : '';
+  const cached = deps.cache.get(key, deps.clock.nowMs());
+  deps.observer.cacheLookup('introspection', cached ? 'hit' : 'miss');
+  if (cached !== undefined) return outcomeOf(cached, ' (cached)', deps);
+  return untilAborted(introspect(bearer.token, key, deps), signal).then(
+    (answer) => outcomeOf(answer, '', deps),
+    (error: unknown) => outcomeOf({ failure: `introspection: ${(error as Error).message}` }, '', deps),
+  );
+}
+
+function outcomeOf(answer: Answer, suffix: string, deps: IntrospectionDeps): Outcome {
   if (answer === 'inactive') return { kind: 'invalid', reason: 'token_inactive', detail: `introspection: token not active${suffix}` };
   if ('failure' in answer) {
     deps.observer.introspectionError();

@@ -6,7 +6,7 @@ import type { JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
-import type { CheckInput, Identity, Outcome } from './types.js';
+import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 
 export interface JwtProvider {
   readonly settings: JwtProviderSettings;
@@ -79,9 +79,9 @@ function identityOf(provider: JwtProviderSettings, payload: JWTPayload): Identit
  * JWT via jose: the provider is chosen by the token's `iss` among those the policy allows (a token of another
  * provider never meets this provider's keys), then verified with that provider's pinned algorithms, issuer,
  * audiences, skew and required claims. Verified tokens are cached by hash until exp; revocation by jti is checked
- * on every call, cached or not.
+ * on every call, cached or not. A cached token is answered synchronously: no promise for a repeat caller.
  */
-export async function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): Promise<Outcome> {
+export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): MaybePromise<Outcome> {
   const bearer = bearerToken(input.headers, deps.maxTokenBytes);
   if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
   if (bearer.kind === 'invalid') return bearer;
@@ -96,7 +96,11 @@ export async function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string
     if (allowed !== undefined && !allowed.has(cached.provider)) return { kind: 'invalid', reason: 'jwt_wrong_provider', detail: `token of provider ${cached.provider}, not allowed here` };
     return checkRevoked(cached.identity, deps, `token of ${cached.identity.subject} from ${cached.provider} (cached)`);
   }
+  return verify(token, cacheKey, nowMs, allowed, deps, signal);
+}
 
+/** A token not in the cache: its provider by `iss`, then jose with that provider's rules; verified tokens are cached. */
+async function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): Promise<Outcome> {
   let issuer: unknown;
   try {
     decodeProtectedHeader(token);

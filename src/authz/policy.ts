@@ -1,9 +1,18 @@
 import type { AuthzSettings, PolicySettings } from './config.js';
 import { addressSet, type AddressSet } from './network.js';
 import { matchesPrefix } from './normalize-path.js';
+import type { AuthMethod } from './types.js';
+
+/** One evaluator run of a policy: a method, and for jwt the providers it may use (undefined: any). */
+export interface AttemptStep {
+  readonly method: AuthMethod;
+  readonly providers: ReadonlySet<string> | undefined;
+}
 
 export interface CompiledPolicy extends PolicySettings {
   readonly allowedAddresses: AddressSet | undefined;
+  /** `authenticate` as the evaluators run it, in order. */
+  readonly steps: readonly AttemptStep[];
 }
 
 export interface PolicySet {
@@ -14,10 +23,25 @@ export interface PolicySet {
 }
 
 export function compilePolicies(settings: AuthzSettings | undefined): PolicySet {
-  const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow) }));
+  const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow), steps: stepsOf(p.authenticate) }));
   const byName = new Map(ordered.map((p) => [p.name, p]));
   const fallback = settings && settings.defaultPolicy !== 'deny' ? byName.get(settings.defaultPolicy) : undefined;
   return Object.freeze({ ordered, byName, fallback });
+}
+
+/** `jwt` and `jwt:NAME` entries next to each other are one step over the providers they name. */
+function stepsOf(authenticate: PolicySettings['authenticate']): readonly AttemptStep[] {
+  const out: { method: AuthMethod; providers: Set<string> | undefined }[] = [];
+  for (const entry of authenticate) {
+    const previous = out[out.length - 1];
+    if (entry.method === 'jwt' && previous?.method === 'jwt') {
+      if (entry.provider === undefined) previous.providers = undefined;
+      else previous.providers?.add(entry.provider);
+      continue;
+    }
+    out.push({ method: entry.method, providers: entry.method === 'jwt' && entry.provider !== undefined ? new Set([entry.provider]) : undefined });
+  }
+  return Object.freeze(out.map((step) => Object.freeze(step)));
 }
 
 export type PolicyChoice =

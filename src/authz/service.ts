@@ -7,16 +7,16 @@ import { sha256 } from '../shared/sha256.js';
 import { evaluateApiKey, parseKeysFile, type ApiKeySet } from './apikey.js';
 import { authzFiles, type AuthzSettings, type JwksSource } from './config.js';
 import { decide, deny } from './decide.js';
-import { evaluateIntrospection } from './introspection.js';
+import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
-import { evaluateJwt, type JwtProvider, type VerifiedToken } from './jwt.js';
+import { evaluateJwt, type JwtEvaluatorDeps, type JwtProvider, type VerifiedToken } from './jwt.js';
 import { ExpiringLru } from './lru.js';
 import { evaluateMtls } from './mtls.js';
 import { addressSet, clientAddress, type AddressSet } from './network.js';
 import { normalizePath } from './normalize-path.js';
-import { compilePolicies, selectPolicy, type CompiledPolicy, type PolicySet } from './policy.js';
+import { compilePolicies, selectPolicy, type AttemptStep, type CompiledPolicy, type PolicySet } from './policy.js';
 import type { AuthzObserver, HttpClient, RevocationKind, RevocationList } from './ports.js';
-import type { Attempt, AuthMethod, CheckInput, Decision, Identity, Outcome } from './types.js';
+import type { Attempt, CheckInput, Decision, Identity, MaybePromise, Outcome } from './types.js';
 
 /** Everything a Check reads, built once per (re)load and swapped whole. */
 export interface AuthzSnapshot {
@@ -25,12 +25,18 @@ export interface AuthzSnapshot {
   readonly apiKeys: ApiKeySet | undefined;
   readonly providers: readonly JwtProvider[];
   readonly generation: string;
-  readonly introspectionSecret: string | undefined;
   readonly mtlsTrusted: AddressSet;
+  /** Revocation as the settings want it (on_unavailable applied); undefined: unknown and not to be assumed. */
+  readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
+  readonly isKeyRevoked: (id: string) => boolean | undefined;
+  /** What the jwt and introspection evaluators read, when the section configures them. */
+  readonly jwt: JwtEvaluatorDeps | undefined;
+  readonly introspection: IntrospectionDeps | undefined;
 }
 
 export const EMPTY_AUTHZ: AuthzSnapshot = Object.freeze({
-  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], generation: '', introspectionSecret: undefined, mtlsTrusted: addressSet([]),
+  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], generation: '', mtlsTrusted: addressSet([]),
+  isRevoked: () => false, isKeyRevoked: () => false, jwt: undefined, introspection: undefined,
 });
 
 /** The files the section points at, read: path → text. An unreadable file is a config error naming it. */
@@ -75,16 +81,35 @@ export class AuthzService {
       this.introspectionCache = new ExpiringLru(settings.introspection?.cacheMaxEntries ?? 0);
       this.cacheSizes = sizes;
     }
-    const secretFile = settings.introspection?.clientSecretFile;
+    const generation = sha256(JSON.stringify([settings.jwt, [...files.entries()].filter(([f]) => f !== settings.apiKeys?.file)]), 'base64url').slice(0, 16);
+    const isRevoked = this.revocationFor(settings);
+    const { clock, observer, http } = this.deps;
+    const i = settings.introspection;
     return Object.freeze({
       settings,
       policies: compilePolicies(settings),
       apiKeys,
       providers,
-      generation: sha256(JSON.stringify([settings.jwt, [...files.entries()].filter(([f]) => f !== settings.apiKeys?.file)]), 'base64url').slice(0, 16),
-      introspectionSecret: secretFile === undefined ? undefined : (files.get(secretFile) ?? '').trim(),
+      generation,
       mtlsTrusted: addressSet(settings.mtls?.trusted ?? []),
+      isRevoked,
+      isKeyRevoked: (id: string) => isRevoked('key', id),
+      jwt: settings.jwt && Object.freeze({ providers, cache: this.jwtCache, generation, maxTokenBytes: settings.jwt.maxTokenBytes, clock, observer, isRevoked }),
+      introspection: i && Object.freeze({
+        url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
+        http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192,
+      }),
     });
+  }
+
+  private revocationFor(settings: AuthzSettings): (kind: RevocationKind, id: string) => boolean | undefined {
+    return (kind, id) => {
+      if (!settings.revocation.enabled) return false;
+      const revoked = this.deps.revocation.isRevoked(kind, id);
+      if (revoked !== undefined) return revoked;
+      this.deps.observer.revocationUnavailable();
+      return settings.revocation.onUnavailable === 'allow' ? false : undefined;
+    };
   }
 
   /** After a swap: stops background refreshes no provider of `snapshot` uses any more. */
@@ -132,7 +157,11 @@ export class AuthzService {
     return { jwt: this.jwtCache.size, introspection: this.introspectionCache.size };
   }
 
-  async check(input: CheckInput, snapshot: AuthzSnapshot, signal: AbortSignal): Promise<Decision> {
+  /**
+   * Synchronous while every evaluator answers from memory (an API key, a cached token, mTLS, anonymous): a repeat
+   * caller's Check then costs no promise and no turn of the microtask queue. A promise once one must wait.
+   */
+  check(input: CheckInput, snapshot: AuthzSnapshot, signal: AbortSignal): MaybePromise<Decision> {
     const settings = snapshot.settings;
     if (settings === undefined) return deny('', 'no_policy', 403, 'no authz configuration: every request is denied');
     const normalized = normalizePath(input.rawPath);
@@ -145,69 +174,61 @@ export class AuthzService {
       const client = clientAddress(input.sourceAddress, input.headers.get('x-forwarded-for'), settings.clientIp.trustedHops);
       if (!policy.allowedAddresses.has(client)) return deny(policy.name, 'ip_not_allowed', 403, `client address ${client} not allowed`);
     }
-    const attempts: Attempt[] = [];
-    for (const { method, provider } of groupJwt(policy)) {
-      const outcome = await this.evaluate(method, provider, input, normalized.query, snapshot, signal);
-      attempts.push({ method, outcome });
-      if (outcome.kind === 'success') break;
-      if (outcome.kind === 'unavailable' && method === 'introspection' && settings.introspection?.onFailure === 'error') {
-        throw new PortcullisError(ErrorCode.AUTHZ_UNAVAILABLE, outcome.detail);
+    return this.attempt({ input, query: normalized.query, snapshot, settings, policy, signal }, 0, []);
+  }
+
+  /** Runs the policy's steps from `next` on, in order, until one succeeds; then decides. */
+  private attempt(run: Run, next: number, attempts: Attempt[]): MaybePromise<Decision> {
+    for (let i = next; i < run.policy.steps.length; i++) {
+      const step = run.policy.steps[i]!;
+      const outcome = this.evaluate(step, run);
+      if (outcome instanceof Promise) {
+        return outcome.then((o) => (this.record(run, step, o, attempts) ? this.decide(run, attempts) : this.attempt(run, i + 1, attempts)));
       }
+      if (this.record(run, step, outcome, attempts)) break;
     }
-    return decide(settings, policy, attempts, settings.apiKeys?.query);
+    return this.decide(run, attempts);
   }
 
-  private isRevoked(settings: AuthzSettings): (kind: RevocationKind, id: string) => boolean | undefined {
-    return (kind, id) => {
-      if (!settings.revocation.enabled) return false;
-      const revoked = this.deps.revocation.isRevoked(kind, id);
-      if (revoked !== undefined) return revoked;
-      this.deps.observer.revocationUnavailable();
-      return settings.revocation.onUnavailable === 'allow' ? false : undefined;
-    };
+  /** Adds the attempt; true when it named the caller. Introspection down with on_failure: error is a gRPC error. */
+  private record(run: Run, step: AttemptStep, outcome: Outcome, attempts: Attempt[]): boolean {
+    attempts.push({ method: step.method, outcome });
+    if (outcome.kind === 'unavailable' && step.method === 'introspection' && run.settings.introspection?.onFailure === 'error') {
+      throw new PortcullisError(ErrorCode.AUTHZ_UNAVAILABLE, outcome.detail);
+    }
+    return outcome.kind === 'success';
   }
 
-  private async evaluate(method: AuthMethod, providers: ReadonlySet<string> | undefined, input: CheckInput, query: string, snapshot: AuthzSnapshot, signal: AbortSignal): Promise<Outcome> {
-    const settings = snapshot.settings!;
-    const isRevoked = this.isRevoked(settings);
-    switch (method) {
+  private decide(run: Run, attempts: readonly Attempt[]): Decision {
+    return decide(run.settings, run.policy, attempts, run.settings.apiKeys?.query);
+  }
+
+  private evaluate(step: AttemptStep, run: Run): MaybePromise<Outcome> {
+    const { input, query, snapshot, settings, signal } = run;
+    switch (step.method) {
       case 'anonymous':
         return ANONYMOUS;
       case 'api_key':
-        return evaluateApiKey(input, query, settings.apiKeys!, snapshot.apiKeys!, (id) => isRevoked('key', id));
+        return evaluateApiKey(input, query, settings.apiKeys!, snapshot.apiKeys!, snapshot.isKeyRevoked);
       case 'mtls':
         return evaluateMtls(input, { principalsHeader: settings.mtls!.principalsHeader, trusted: snapshot.mtlsTrusted, anyTrusted: settings.mtls!.trusted.length > 0 });
       case 'jwt':
-        return evaluateJwt(input, providers, {
-          providers: snapshot.providers, cache: this.jwtCache, generation: snapshot.generation, maxTokenBytes: settings.jwt!.maxTokenBytes,
-          clock: this.deps.clock, observer: this.deps.observer,
-          isRevoked,
-        }, signal);
-      case 'introspection': {
-        const s = settings.introspection!;
-        return evaluateIntrospection(input, {
-          url: s.url, clientId: s.clientId, clientSecret: snapshot.introspectionSecret ?? '', cacheSeconds: s.cacheSeconds, tierClaim: s.claims.tier,
-          http: this.deps.http, cache: this.introspectionCache, clock: this.deps.clock, observer: this.deps.observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192,
-        }, signal);
-      }
+        return evaluateJwt(input, step.providers, snapshot.jwt!, signal);
+      case 'introspection':
+        return evaluateIntrospection(input, snapshot.introspection!, signal);
     }
   }
+}
+
+/** One Check's fixed inputs, as the steps see them. */
+interface Run {
+  readonly input: CheckInput;
+  readonly query: string;
+  readonly snapshot: AuthzSnapshot;
+  readonly settings: AuthzSettings;
+  readonly policy: CompiledPolicy;
+  readonly signal: AbortSignal;
 }
 
 /** One object for every anonymous caller, so they share one Grant per policy (decide.ts). */
 const ANONYMOUS: Outcome = Object.freeze({ kind: 'success', detail: 'anonymous', identity: Object.freeze({ method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {} }) });
-
-/** `jwt` and `jwt:NAME` entries next to each other are one attempt over the providers they name. */
-function groupJwt(policy: CompiledPolicy): { method: AuthMethod; provider: ReadonlySet<string> | undefined }[] {
-  const out: { method: AuthMethod; provider: Set<string> | undefined }[] = [];
-  for (const entry of policy.authenticate) {
-    const previous = out[out.length - 1];
-    if (entry.method === 'jwt' && previous?.method === 'jwt') {
-      if (entry.provider === undefined) previous.provider = undefined;
-      else previous.provider?.add(entry.provider);
-      continue;
-    }
-    out.push({ method: entry.method, provider: entry.method === 'jwt' && entry.provider !== undefined ? new Set([entry.provider]) : undefined });
-  }
-  return out;
-}

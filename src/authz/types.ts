@@ -1,3 +1,8 @@
+/** Request headers by lower-case name: all a Check reads of them (a Map is one). */
+export interface HeaderLookup {
+  get(name: string): string | undefined;
+}
+
 /** What one Check asks, after the proto is mapped: transport-free, lower-case header names. */
 export interface CheckInput {
   readonly method: string;
@@ -5,7 +10,7 @@ export interface CheckInput {
   readonly rawPath: string;
   readonly host: string;
   /** Lower-case names; repeated headers arrive comma-joined (Envoy does that). */
-  readonly headers: ReadonlyMap<string, string>;
+  readonly headers: HeaderLookup;
   /** TCP peer address Envoy reports (no port). */
   readonly sourceAddress: string;
   /** mTLS peer identity Envoy derived: URI SAN, else DNS SAN, else subject. Empty without a client certificate. */
@@ -46,6 +51,9 @@ export type Outcome =
   | { readonly kind: 'absent'; readonly detail: string }
   | { readonly kind: 'invalid'; readonly reason: string; readonly detail: string }
   | { readonly kind: 'unavailable'; readonly reason: string; readonly detail: string };
+
+/** What an evaluator returns: synchronously when it can (a cached credential), a promise when it must wait. */
+export type MaybePromise<T> = T | Promise<T>;
 
 /** One evaluator's answer as explain prints it and the decision log summarises it. */
 export interface Attempt {

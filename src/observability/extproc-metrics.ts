@@ -1,5 +1,6 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { ExtprocObserver, Phase } from '../extproc/types.js';
+import { HotCounter, type HotSeries } from './hot-counter.js';
 
 export type ExtprocMetrics = ExtprocObserver & {
   observeDuration(phase: string, seconds: number): void;
@@ -9,8 +10,8 @@ export type ExtprocMetrics = ExtprocObserver & {
 /** ext_proc metrics. Every label has a fixed, small set of values (phases, cache results, statuses). */
 export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
   const streams = new Counter({ name: 'portcullis_extproc_streams_total', help: 'Process streams opened by Envoy.', registers });
-  const messages = new Counter({ name: 'portcullis_extproc_messages_total', help: 'ProcessingRequests handled, by phase.', labelNames: ['phase'], registers });
-  const cache = new Counter({ name: 'portcullis_extproc_cache_total', help: 'Response cache outcomes: hit, not_modified, miss, bypass, stored, invalidated.', labelNames: ['result'], registers });
+  const messages = new HotCounter({ name: 'portcullis_extproc_messages_total', help: 'ProcessingRequests handled, by phase.', labelNames: ['phase'], registers });
+  const cache = new HotCounter({ name: 'portcullis_extproc_cache_total', help: 'Response cache outcomes: hit, not_modified, miss, bypass, stored, invalidated.', labelNames: ['result'], registers });
   const cacheErrors = new Counter({ name: 'portcullis_extproc_cache_errors_total', help: 'Cache store calls that failed or ran out of time (the request went on without the cache).', labelNames: ['operation'], registers });
   const validation = new Counter({ name: 'portcullis_extproc_validation_failures_total', help: 'Requests rejected by validation, by status.', labelNames: ['status'], registers });
   const streamErrors = new Counter({ name: 'portcullis_extproc_stream_errors_total', help: 'Streams ended with a gRPC error, by reason.', labelNames: ['reason'], registers });
@@ -18,16 +19,21 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
     name: 'portcullis_extproc_message_duration_seconds', help: 'Time to answer one ProcessingRequest, by phase.', labelNames: ['phase'], registers,
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
   });
-  const phases = new Map<string, { messages: Counter.Internal; duration: Histogram.Internal<'phase'> }>();
+  const phases = new Map<string, { messages: HotSeries; duration: Histogram.Internal<'phase'> }>();
   const series = (phase: Phase | string) => {
     let s = phases.get(phase);
-    if (s === undefined) phases.set(phase, (s = { messages: messages.labels(phase), duration: duration.labels(phase) }));
+    if (s === undefined) phases.set(phase, (s = { messages: messages.bind({ phase }), duration: duration.labels(phase) }));
     return s;
   };
+  const cacheResults = new Map<string, HotSeries>();
   return {
     stream: () => streams.inc(),
     message: (phase) => series(phase).messages.inc(),
-    cache: (result) => cache.inc({ result }),
+    cache: (result) => {
+      let s = cacheResults.get(result);
+      if (s === undefined) cacheResults.set(result, (s = cache.bind({ result })));
+      s.inc();
+    },
     cacheError: (operation) => cacheErrors.inc({ operation }),
     validationFailed: (status) => validation.inc({ status: String(status) }),
     streamError: (reason) => streamErrors.inc({ reason }),

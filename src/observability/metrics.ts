@@ -5,6 +5,7 @@ import type { AuthzObserver } from '../authz/ports.js';
 import type { Decision } from '../authz/types.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
 import { extprocMetrics, type ExtprocMetrics } from './extproc-metrics.js';
+import { HotCounter, type HotSeries } from './hot-counter.js';
 
 const OVERFLOW = '__overflow__';
 
@@ -56,10 +57,10 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
   const overflow = new Counter({ name: 'portcullis_ratelimit_stats_keys_overflow_total', help: 'Stat increments folded into key="__overflow__" because ratelimit.metrics.max_keys was reached.', registers });
   const keys = new LabelBudget(maxKeys, overflow);
   const domains = new LabelBudget(Math.max(1, Math.min(maxKeys, 1000)), overflow);
-  const stats = STAT_METRICS.map(([field, name, help]) => [field, new Counter({ name, help, labelNames: ['key'], registers })] as const);
-  const children = new Map<string, { field: StatName; counter: Counter.Internal }[]>();
-  const decisionSeries = new Map<string, Map<string, Counter.Internal>>();
-  const decisions = new Counter({ name: 'portcullis_ratelimit_decisions_total', help: 'ShouldRateLimit answers by domain and overall code.', labelNames: ['domain', 'code'], registers });
+  const stats = STAT_METRICS.map(([field, name, help]) => [field, new HotCounter({ name, help, labelNames: ['key'], registers })] as const);
+  const children = new Map<string, { field: StatName; counter: HotSeries }[]>();
+  const decisionSeries = new Map<string, Map<string, HotSeries>>();
+  const decisions = new HotCounter({ name: 'portcullis_ratelimit_decisions_total', help: 'ShouldRateLimit answers by domain and overall code.', labelNames: ['domain', 'code'], registers });
   const domainNotFound = new Counter({ name: 'portcullis_ratelimit_domain_not_found_total', help: 'Descriptors for a domain no file defines.', labelNames: ['domain'], registers });
   const globalShadow = new Counter({ name: 'portcullis_ratelimit_global_shadow_mode_total', help: 'OVER_LIMIT answers turned into OK by the global shadow_mode.', registers });
   const localCache = new Counter({ name: 'portcullis_ratelimit_local_cache_hits_total', help: 'Limits answered from the local over-limit cache without the store.', registers });
@@ -76,7 +77,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
           const key = keys.admit(s.key);
           let series = children.get(key);
           if (series === undefined) {
-            series = stats.map(([field, counter]) => ({ field, counter: counter.labels(key) }));
+            series = stats.map(([field, counter]) => ({ field, counter: counter.bind({ key }) }));
             children.set(key, series);
           }
           for (const { field, counter } of series) if (s[field] > 0) counter.inc(s[field]);
@@ -86,7 +87,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         domainNotFound.inc({ domain: domains.admit(domain) }, descriptors);
       },
       decision(domain, code, shadow) {
-        // Children bound once per domain and code: no label hashing or key string per request.
+        // Series bound once per domain and code: no label hashing or key string per request.
         const admitted = domains.admit(domain);
         let byCode = decisionSeries.get(admitted);
         if (byCode === undefined) {
@@ -95,7 +96,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         }
         let series = byCode.get(code);
         if (series === undefined) {
-          series = decisions.labels(admitted, code);
+          series = decisions.bind({ domain: admitted, code });
           byCode.set(code, series);
         }
         series.inc();
@@ -137,31 +138,30 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
   const overflow = new Counter({ name: 'portcullis_authz_label_overflow_total', help: 'Label values folded into "__overflow__" (too many distinct policy or provider names).', registers });
   const policies = new LabelBudget(200, overflow);
   const providers = new LabelBudget(100, overflow);
-  const checks = new Counter({ name: 'portcullis_authz_checks_total', help: 'Check answers by policy, decision and reason.', labelNames: ['policy', 'decision', 'reason'], registers });
+  const checks = new HotCounter({ name: 'portcullis_authz_checks_total', help: 'Check answers by policy, decision and reason.', labelNames: ['policy', 'decision', 'reason'], registers });
   const duration = new Histogram({
     name: 'portcullis_authz_check_duration_seconds', help: 'Check handling time.', registers,
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
   });
   const refreshes = new Counter({ name: 'portcullis_authz_jwks_refreshes_total', help: 'JWKS fetches by provider and result.', labelNames: ['provider', 'result'], registers });
-  const cache = new Counter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
+  const cache = new HotCounter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
   const introspection = new Counter({ name: 'portcullis_authz_introspection_errors_total', help: 'Introspection calls that failed or timed out.', registers });
   const revocation = new Counter({ name: 'portcullis_authz_revocation_unavailable_total', help: 'Revocation lookups answered while the local copy was too old to trust.', registers });
   const errors = new Counter({ name: 'portcullis_authz_service_errors_total', help: 'Checks answered with a gRPC error, by error code.', labelNames: ['code'], registers });
-  const series = new Map<string, Counter.Internal>();
-  // One lookup per Check with a bearer token: the four series are bound once, not found by label object each time.
+  // Bound children by admitted policy label, then reason (the reason implies the decision): no key string per Check.
+  const series = new Map<string, Map<string, HotSeries>>();
+  // One lookup per Check with a bearer token: the four series are bound once.
   const cacheSeries = {
-    jwt: { hit: cache.labels('jwt', 'hit'), miss: cache.labels('jwt', 'miss') },
-    introspection: { hit: cache.labels('introspection', 'hit'), miss: cache.labels('introspection', 'miss') },
+    jwt: { hit: cache.bind({ cache: 'jwt', result: 'hit' }), miss: cache.bind({ cache: 'jwt', result: 'miss' }) },
+    introspection: { hit: cache.bind({ cache: 'introspection', result: 'hit' }), miss: cache.bind({ cache: 'introspection', result: 'miss' }) },
   };
   return {
     check(decision, seconds) {
       const policy = policies.admit(decision.policy || '__none__');
-      const key = `${policy}\u0000${decision.allow ? 'allow' : 'deny'}\u0000${decision.reason}`;
-      let child = series.get(key);
-      if (child === undefined) {
-        child = checks.labels(policy, decision.allow ? 'allow' : 'deny', decision.reason);
-        series.set(key, child);
-      }
+      let byReason = series.get(policy);
+      if (byReason === undefined) series.set(policy, (byReason = new Map()));
+      let child = byReason.get(decision.reason);
+      if (child === undefined) byReason.set(decision.reason, (child = checks.bind({ policy, decision: decision.allow ? 'allow' : 'deny', reason: decision.reason })));
       child.inc();
       duration.observe(seconds);
     },

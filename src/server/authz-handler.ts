@@ -1,6 +1,6 @@
 import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { AuthzService, AuthzSnapshot } from '../authz/service.js';
-import type { AllowDecision, CheckInput, Decision, Grant } from '../authz/types.js';
+import type { AllowDecision, CheckInput, Decision, Grant, HeaderLookup, MaybePromise } from '../authz/types.js';
 import type { Logger } from '../observability/logger.js';
 import { asPortcullisError, ErrorCode } from '../shared/errors.js';
 import type { DeadlineSignals } from './deadline-signals.js';
@@ -30,31 +30,61 @@ interface WireCheckRequest {
   } | null;
 }
 
-function mapOf(wire: WireMap): Map<string, string> {
-  const out = new Map<string, string>();
+const NO_ENTRIES: ReadonlyMap<string, string> = new Map();
+
+function mapOf(wire: WireMap): ReadonlyMap<string, string> {
   if (Array.isArray(wire)) {
+    if (wire.length === 0) return NO_ENTRIES;
+    const out = new Map<string, string>();
     for (const e of wire) if (e.key !== undefined) out.set(e.key.toLowerCase(), e.value ?? '');
-  } else if (wire) {
-    for (const [k, v] of Object.entries(wire)) out.set(k.toLowerCase(), String(v));
+    return out;
   }
-  return out;
+  if (!wire) return NO_ENTRIES;
+  return new Map(Object.entries(wire).map(([k, v]) => [k.toLowerCase(), String(v)]));
 }
 
-/** CheckRequest → CheckInput. With encode_raw_headers Envoy sends header_map (unmerged, raw bytes) instead. */
+/**
+ * Envoy's header map as decoded (repeated { key, value }), read where it lies: a Check looks up a handful of
+ * headers, and copying a dozen of them into a Map was the largest allocation of a Check (docs/benchmarks.md).
+ * Names are looked up in lower case; the last entry of a name wins, as in a Map built from the list.
+ */
+class WireHeaders implements HeaderLookup {
+  constructor(private readonly entries: readonly { key?: string; value?: string }[]) {}
+
+  get(name: string): string | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const entry = this.entries[i]!;
+      const key = entry.key;
+      if (key !== undefined && key.length === name.length && (key === name || key.toLowerCase() === name)) return entry.value ?? '';
+    }
+    return undefined;
+  }
+}
+
+type WireHttp = NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>;
+
+/** The request's headers: `headers` as sent, else (encode_raw_headers) `header_map`, unmerged raw bytes, merged here. */
+function headersOf(http: WireHttp): HeaderLookup {
+  const wire = http.headers;
+  if (Array.isArray(wire) && wire.length > 0) return new WireHeaders(wire);
+  const plain = mapOf(wire);
+  if (plain.size > 0 || !http.header_map?.headers) return plain;
+  const merged = new Map<string, string>();
+  for (const h of http.header_map.headers) {
+    if (h.key === undefined) continue;
+    const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '');
+    const name = h.key.toLowerCase();
+    const previous = merged.get(name);
+    merged.set(name, previous === undefined ? value : `${previous},${value}`);
+  }
+  return merged;
+}
+
+/** CheckRequest → CheckInput. */
 export function toCheckInput(wire: WireCheckRequest): CheckInput {
   const attributes = wire.attributes ?? {};
   const http = attributes.request?.http ?? {};
-  let headers = mapOf(http.headers);
-  if (headers.size === 0 && http.header_map?.headers) {
-    headers = new Map();
-    for (const h of http.header_map.headers) {
-      if (h.key === undefined) continue;
-      const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '');
-      const name = h.key.toLowerCase();
-      const previous = headers.get(name);
-      headers.set(name, previous === undefined ? value : `${previous},${value}`);
-    }
-  }
+  const headers = headersOf(http);
   return {
     method: (http.method ?? headers.get(':method') ?? '').toUpperCase(),
     rawPath: http.path ?? headers.get(':path') ?? '',
@@ -146,6 +176,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         else deps.logger.warn({ code: e.code, error: e.message }, 'Check failed');
         callback({ code: grpcStatusOf(e.code), details: e.message, metadata: new Metadata() });
       };
+      let decision: MaybePromise<Decision>;
       try {
         input = toCheckInput(call.request);
         const deadline = call.getDeadline();
@@ -154,10 +185,13 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         const remaining = Number.isFinite(at) ? Math.min(at - Date.now(), fallback) : fallback;
         // A little before Envoy gives up, so a slow dependency still ends in our answer rather than its timeout.
         const signal = deps.deadlines.signalFor(Date.now() + Math.max(1, remaining * 0.8));
-        deps.service.check(input, snapshot, signal).then((decision) => done(undefined, decision), (error: unknown) => done(error));
+        decision = deps.service.check(input, snapshot, signal);
       } catch (error) {
         done(error);
+        return;
       }
+      if (decision instanceof Promise) decision.then((d) => done(undefined, d), (error: unknown) => done(error));
+      else done(undefined, decision);
     },
   };
 }

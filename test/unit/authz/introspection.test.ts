@@ -19,7 +19,7 @@ api_keys: { file: ./keys.yaml }
 policies:
   - { name: p, match: { path_prefix: / }, authenticate: [introspection, api_key], require: { scopes: [read] } }`);
   const snapshot = service.prepare(settings, new Map([['/etc/portcullis/secret', 's3cret\n'], ['/etc/portcullis/keys.yaml', '[]']]));
-  const check = (token: string): Promise<Decision> => service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
+  const check = async (token: string): Promise<Decision> => service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
   return { clock, observer, http, check };
 }
 

@@ -71,7 +71,7 @@ async function setup(opts: { remote?: Record<string, () => unknown>; extra?: str
     ['/etc/portcullis/other.json', JSON.stringify({ keys: [otherRsa.jwk] })],
   ]);
   const snapshot = service.prepare(authzSettings(section(jwks, opts.extra)), files);
-  const check = (bearer: string | undefined, path = '/api/x', signal = AbortSignal.timeout(2000)): Promise<Decision> =>
+  const check = async (bearer: string | undefined, path = '/api/x', signal = AbortSignal.timeout(2000)): Promise<Decision> =>
     service.check(input({ rawPath: path, headers: bearer === undefined ? {} : { authorization: bearer } }), snapshot, signal);
   return { rsa, ec, ed, otherRsa, clock, observer, http, revocation, service, check, files };
 }

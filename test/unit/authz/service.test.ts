@@ -45,7 +45,7 @@ function setup(section = SECTION, keys = KEYS) {
   const service = new AuthzService({ clock, revocation, http: fakeHttp({}), observer: countingObserver() });
   const settings = authzSettings(section);
   const snapshot = service.prepare(settings, new Map([['/etc/portcullis/keys.yaml', keys]]));
-  const check = (i: Parameters<typeof input>[0]): Promise<Decision> => service.check(input(i), snapshot, AbortSignal.timeout(1000));
+  const check = async (i: Parameters<typeof input>[0]): Promise<Decision> => service.check(input(i), snapshot, AbortSignal.timeout(1000));
   return { clock, revocation, service, snapshot, check };
 }
 
@@ -129,6 +129,15 @@ describe('AuthzService.check: policies and API keys', () => {
     const after = allowed(await service.check(input({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }), reloaded, AbortSignal.timeout(1000)));
     assert.notEqual(after.grant, first.grant);
     assert.deepEqual(after.grant.headers[0], ['x-caller', 'alice']);
+  });
+
+  it('answers from memory synchronously: an API key, anonymous and a denial are no promise', () => {
+    const { service, snapshot } = setup();
+    for (const i of [{ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }, { rawPath: '/public' }, { rawPath: '/api/x' }, { rawPath: '/nowhere/../%2e%2e/x' }]) {
+      const d = service.check(input(i), snapshot, AbortSignal.timeout(1000));
+      assert.ok(!(d instanceof Promise), i.rawPath);
+    }
+    assert.equal(allowed(service.check(input({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }), snapshot, AbortSignal.timeout(1000)) as Decision).identity.subject, 'alice');
   });
 
   it('XFCC is read only from a trusted peer', async () => {

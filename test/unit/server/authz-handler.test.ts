@@ -35,6 +35,18 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     assert.equal(empty.rawPath, '');
   });
 
+  it('entry headers are looked up where they lie: any case, the last of a repeated name, absent names undefined', () => {
+    const input = toCheckInput({ attributes: { request: { http: { headers: [
+      { key: 'Authorization', value: 'Bearer a' }, { key: 'x-forwarded-for', value: '1.2.3.4' }, { key: 'authorization', value: 'Bearer b' }, { key: 'x-empty' },
+    ] } } } });
+    assert.equal(input.headers.get('authorization'), 'Bearer b');
+    assert.equal(input.headers.get('x-forwarded-for'), '1.2.3.4');
+    assert.equal(input.headers.get('x-empty'), '');
+    assert.equal(input.headers.get('x-forwarded'), undefined);
+    assert.equal(input.headers.get('cookie'), undefined);
+    assert.equal(input.contextExtensions.size, 0);
+  });
+
   it('401: denied_response with WWW-Authenticate, JSON body, status UNAUTHENTICATED; never an ok_response', () => {
     const r = toCheckResponse(deny('orders', 'missing_credentials', 401, 'credentials are required'), 'rid-1') as Record<string, any>;
     assert.equal(r['status'].code, 16);

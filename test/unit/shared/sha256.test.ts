@@ -5,10 +5,8 @@ import { sha256 } from '../../../src/shared/sha256.js';
 
 describe('sha256', () => {
   for (const text of ['', 'pk_key', 'é ✓ multi-byte', 'x'.repeat(5000)]) {
-    it(`matches createHash for ${JSON.stringify(text.slice(0, 16))} as bytes, hex and base64url`, () => {
+    it(`matches createHash for ${JSON.stringify(text.slice(0, 16))} as hex and base64url`, () => {
       const expected = createHash('sha256').update(text).digest();
-      assert.ok(Buffer.isBuffer(sha256(text)));
-      assert.deepEqual(sha256(text), expected);
       assert.equal(sha256(text, 'hex'), expected.toString('hex'));
       assert.equal(sha256(text, 'base64url'), expected.toString('base64url'));
     });
