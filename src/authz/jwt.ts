@@ -86,8 +86,6 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
   if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
   if (bearer.kind === 'invalid') return bearer;
   const token = bearer.token;
-  if (!JWT_SHAPE.test(token)) return { kind: 'invalid', reason: 'jwt_malformed', detail: 'not a compact JWS (three base64url parts)' };
-
   const nowMs = deps.clock.nowMs();
   const cacheKey = `${deps.generation}:${sha256(token, 'base64url')}`;
   const cached = deps.cache.get(cacheKey, nowMs);
@@ -96,6 +94,8 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
     if (allowed !== undefined && !allowed.has(cached.provider)) return { kind: 'invalid', reason: 'jwt_wrong_provider', detail: `token of provider ${cached.provider}, not allowed here` };
     return checkRevoked(cached.identity, deps, `token of ${cached.identity.subject} from ${cached.provider} (cached)`);
   }
+  // Only verified tokens are cached, so only a token the cache does not know needs its shape checked.
+  if (!JWT_SHAPE.test(token)) return { kind: 'invalid', reason: 'jwt_malformed', detail: 'not a compact JWS (three base64url parts)' };
   return verify(token, cacheKey, nowMs, allowed, deps, signal);
 }
 
