@@ -24,10 +24,8 @@ export interface AuthzSnapshot {
   readonly policies: PolicySet;
   readonly apiKeys: ApiKeySet | undefined;
   readonly providers: readonly JwtProvider[];
-  readonly generation: string;
   readonly mtlsTrusted: AddressSet;
-  /** Revocation as the settings want it (on_unavailable applied); undefined: unknown and not to be assumed. */
-  readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
+  /** API key revocation as the settings want it (on_unavailable applied); undefined: unknown, not to be assumed. */
   readonly isKeyRevoked: (id: string) => boolean | undefined;
   /** What the jwt and introspection evaluators read, when the section configures them. */
   readonly jwt: JwtEvaluatorDeps | undefined;
@@ -35,8 +33,8 @@ export interface AuthzSnapshot {
 }
 
 export const EMPTY_AUTHZ: AuthzSnapshot = Object.freeze({
-  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], generation: '', mtlsTrusted: addressSet([]),
-  isRevoked: () => false, isKeyRevoked: () => false, jwt: undefined, introspection: undefined,
+  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], mtlsTrusted: addressSet([]),
+  isKeyRevoked: () => false, jwt: undefined, introspection: undefined,
 });
 
 /** The files the section points at, read: path → text. An unreadable file is a config error naming it. */
@@ -90,9 +88,7 @@ export class AuthzService {
       policies: compilePolicies(settings),
       apiKeys,
       providers,
-      generation,
       mtlsTrusted: addressSet(settings.mtls?.trusted ?? []),
-      isRevoked,
       isKeyRevoked: (id: string) => isRevoked('key', id),
       jwt: settings.jwt && Object.freeze({ providers, cache: this.jwtCache, generation, maxTokenBytes: settings.jwt.maxTokenBytes, clock, observer, isRevoked }),
       introspection: i && Object.freeze({
