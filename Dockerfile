@@ -32,7 +32,7 @@ EXPOSE 8081 9091
 # Ready = a config is loaded and the counter store answers (the image has no curl: Node's fetch does it).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9091/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["bin/portcullis.js"]
+ENTRYPOINT ["node", "bin/portcullis.js"]
 CMD ["serve", "--config", "/etc/portcullis/portcullis.yaml"]
 
 FROM runtime AS samples

@@ -26,11 +26,11 @@ NOOP_PORT=19300 CACHED_PORT=19301 UNCACHED_PORT=19302 INTRO_PORT=19303
 node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
 CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect"
 declare -A PID_OF
-bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
-bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
+node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
+node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3
 # The no-op answers with the bytes the cached Portcullis gives for each route (see servers.ts), fetched once.
-node --initial-old-space-size=128 dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
+node dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
 sleep 1
 GHZ_ARGS=(--insecure --protoset dist/proto/envoy.binpb --call envoy.service.auth.v3.Authorization/Check
   --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --duration-stop ignore)

@@ -245,11 +245,8 @@ write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
   } > "$1"
 }
 
-# The node flags of a checkout's bin/portcullis.js shebang (`#!/usr/bin/env -S node FLAGS`): each Portcullis runs as
-# it does when executed as a program, then with BENCH_NODE_OPTIONS.
-shebang_flags() { sed -n '1s/^#!.*env -S node//p' "$1"; }
-read -r -a NODE_FLAGS <<< "$(shebang_flags "$ROOT/bin/portcullis.js") ${BENCH_NODE_OPTIONS:-}"
-read -r -a BASE_NODE_FLAGS <<< "$([[ -n "${BENCH_BASE_DIR:-}" ]] && shebang_flags "$BENCH_BASE_DIR/bin/portcullis.js") ${BENCH_BASE_NODE_OPTIONS-${BENCH_NODE_OPTIONS:-}}"
+read -r -a NODE_FLAGS <<< "${BENCH_NODE_OPTIONS:-}"
+read -r -a BASE_NODE_FLAGS <<< "${BENCH_BASE_NODE_OPTIONS-${BENCH_NODE_OPTIONS:-}}"
 # ---- start everything -------------------------------------------------------------------------
 start() { # name logfile cmd...
   local name="$1" logf="$2"; shift 2
@@ -500,7 +497,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo
   echo "- CPUs: $NPROC × $cpu_model; memory $mem_total; kernel $(uname -r)"
   echo "- load average at start: $LOAD_START (1/5/15 min)"
-  echo "- Portcullis node flags: ${NODE_FLAGS[*]:-(none)}; portcullis-redis-base: ${BASE_NODE_FLAGS[*]:-(none)}"
+  echo "- Portcullis node flags: ${BENCH_NODE_OPTIONS:-(none)}; portcullis-redis-base: ${BASE_NODE_FLAGS[*]:-(none)}"
   echo "- node $(node -v), $go_version, redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   echo "- ghz $(cat "$BIN/ghz.version"); envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version") (stats: $RL_STATS sink)"
   echo "- Portcullis: $pc_rev; @grpc/grpc-js $(node -p 'require("./node_modules/@grpc/grpc-js/package.json").version')"

@@ -2,7 +2,7 @@
 // it. Needs `npm run build` first (bin/portcullis.js imports dist/src/cli/main.js).
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
@@ -45,13 +45,6 @@ export function portcullisBin(): string {
   return bin;
 }
 
-/** The node flags of a script's `#!/usr/bin/env -S node FLAGS…` line, so a spawned server runs as it does when executed. */
-export function shebangNodeFlags(script: string): string[] {
-  const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
-  const match = /^#!\S*env -S node((?:\s+--\S+)*)\s*$/.exec(first);
-  return match ? match[1]!.trim().split(/\s+/).filter((f) => f !== '') : [];
-}
-
 /** Writes a config object as YAML into a fresh temp dir; relative paths in it are then relative to that dir. */
 export function writeConfig(config: object): { file: string; dir: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-config-'));
@@ -75,7 +68,7 @@ export async function startPortcullis(
 ): Promise<PortcullisInstance> {
   const bin = portcullisBin();
   const { file, dir } = writeConfig(config);
-  const child = spawn(process.execPath, [...shebangNodeFlags(bin), bin, 'serve', '--config', file], {
+  const child = spawn(process.execPath, [bin, 'serve', '--config', file], {
     cwd: repoRoot(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
