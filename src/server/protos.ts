@@ -17,7 +17,7 @@ const protobuf = require('protobufjs') as {
 interface FieldObject { name: string; number: number; label: string; type: string; typeName?: string; jsonName?: string }
 interface EnumObject { name: string; value: { name: string; number: number }[] }
 interface MessageObject { name: string; field?: FieldObject[]; nestedType?: MessageObject[]; enumType?: EnumObject[] }
-interface FileObject { name: string; package?: string; messageType?: MessageObject[] }
+interface FileObject { name: string; package?: string; messageType?: MessageObject[]; sourceCodeInfo?: unknown }
 interface FileDescriptorSetObject { file: FileObject[] }
 
 /** Built by scripts/protos.sh (buf) from the pinned @grpc/grpc-js-xds copy of Envoy's API. */
@@ -74,7 +74,7 @@ function loadPatchedSet(): FileDescriptorSetObject {
   });
   patchMissingRateLimitFields(set);
   // Source locations (comments) are most of the set and nothing here reads them: not kept for the process's life.
-  for (const file of set.file) delete (file as { sourceCodeInfo?: unknown }).sourceCodeInfo;
+  for (const file of set.file) delete file.sourceCodeInfo;
   patchedSet = set;
   return set;
 }
