@@ -128,17 +128,61 @@ local function step(op, state, consume)
 end
 
 local ALGORITHMS = { f = 'fixed_window', s = 'sliding_window', t = 'token_bucket' }
-local ops, states = {}, {}
-local i = 0
-for a, h, c, w, r, t in string.gmatch(ARGV[4], '(%a)(%d+),(%d+),(%d+),(%d+),(%d+);') do
-  i = i + 1
-  ops[i] = {
+local PACKED_OP = '(%a)(%d+),(%d+),(%d+),(%d+),(%d+);'
+local function parse(i, a, h, c, w, r, t)
+  return {
     key = KEYS[i], algorithm = ALGORITHMS[a], hits = tonumber(h), capacity = tonumber(c),
     windowMs = tonumber(w), refill = tonumber(r), ttlMs = tonumber(t),
   }
+end
+local function expectOps(count)
+  if count ~= #KEYS then error('expected ' .. #KEYS .. ' packed ops, got ' .. count) end
+end
+
+if mode == 'always' then
+  -- The default policy: no op's decision depends on another's, so each is read, decided and written in op order (a
+  -- repeated key sees the earlier write). A fixed window that counts is INCRBY + PEXPIRE, as in envoyproxy/ratelimit,
+  -- with no parsing or formatting here: this is nearly every call, and a call's Lua time is Redis's main cost per
+  -- request. A value INCRBY cannot take or that is not a count (a negative number, another algorithm's state, another
+  -- type) goes the general way: read as empty and replaced by SET.
+  local reply, i = {}, 0
+  for a, h, c, w, r, t in string.gmatch(ARGV[4], PACKED_OP) do
+    i = i + 1
+    local hits = tonumber(h)
+    local after = nil
+    if a == 'f' and hits > 0 then
+      after = redis.pcall('INCRBY', KEYS[i], hits)
+      if type(after) == 'number' and after >= hits then
+        redis.call('PEXPIRE', KEYS[i], t)
+      else
+        after = nil
+      end
+    end
+    if after then
+      reply[#reply + 1] = after - hits
+      reply[#reply + 1] = after
+      reply[#reply + 1] = 1
+    else
+      local op = parse(i, a, h, c, w, r, t)
+      local before, stepAfter, consumed, value, ttlMs = step(op, read(op.key, op.algorithm), true)
+      if value then redis.call('SET', op.key, value, 'PX', string.format('%d', ttlMs)) end
+      reply[#reply + 1] = before
+      reply[#reply + 1] = stepAfter
+      reply[#reply + 1] = consumed and 1 or 0
+    end
+  end
+  expectOps(i)
+  return reply
+end
+
+local ops, states = {}, {}
+local i = 0
+for a, h, c, w, r, t in string.gmatch(ARGV[4], PACKED_OP) do
+  i = i + 1
+  ops[i] = parse(i, a, h, c, w, r, t)
   states[i] = read(ops[i].key, ops[i].algorithm)
 end
-if i ~= #KEYS then error('expected ' .. #KEYS .. ' packed ops, got ' .. i) end
+expectOps(i)
 
 local reply, consume = {}, {}
 if mode == 'apply' then
@@ -157,8 +201,7 @@ else
   end
   if mode == 'evaluate' then return reply end
   for i = 1, #KEYS do
-    if mode == 'always' then consume[i] = true
-    elseif mode == 'only_over' then consume[i] = over[i] or not anyOver
+    if mode == 'only_over' then consume[i] = over[i] or not anyOver
     elseif mode == 'none_if_over' then consume[i] = not anyOver
     else error('unknown mode ' .. tostring(mode)) end
   end

@@ -170,6 +170,49 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('counts a fixed window under the default policy with INCRBY + PEXPIRE, and replaces what INCRBY cannot count', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const k = (name: string): string => `${run}:${name}`;
+      await singleAdmin.set(k('count'), '4');
+      await singleAdmin.set(k('negative'), '-3');
+      await singleAdmin.set(k('padded'), '007');
+      await singleAdmin.set(k('sliding'), '1000:2:1');
+      await singleAdmin.hset(k('hash'), 'field', '1');
+      const names = ['fresh', 'count', 'negative', 'padded', 'sliding', 'hash'];
+      const opsOn = (keyOf: (name: string) => string): CounterOp[] =>
+        [...names.map((name) => fixed(keyOf(name), 2, 5, 30_000)), fixed(keyOf('fresh'), 1, 5, 30_000), fixed(keyOf('count'), 0, 5)];
+      const before = await commandCalls(single.port);
+      const results = await store.apply(opsOn(k), 'always', NOW, signal());
+      const after = await commandCalls(single.port);
+      // The memory store is the reference: a count is added to, anything else reads as empty.
+      const reference = new MemoryCounterStore();
+      await reference.apply([fixed('count', 4, 5)], 'always', NOW, signal());
+      const expected = await reference.apply(opsOn((name) => name), 'always', NOW, signal());
+      // '007' is a count to algorithms.ts (7) but not to INCRBY: the general path reads it as the reference does.
+      expected[3] = r(7, 9, true);
+      assert.deepEqual(results, expected);
+      assert.deepEqual(
+        await Promise.all(names.map((name) => singleAdmin.get(k(name)))),
+        ['3', '6', '2', '9', '2', '2'],
+      );
+      for (const name of names) {
+        const ttl = await singleAdmin.pttl(k(name));
+        assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL of ${name}: ${ttl}`);
+      }
+      const delta = (command: string): number => (after.get(command) ?? 0) - (before.get(command) ?? 0);
+      // INCRBY for every counting op (the hash's fails), PEXPIRE for the ones it counted; SET for the rest.
+      assert.equal(delta('incrby'), 7);
+      assert.equal(delta('pexpire'), 3);
+      assert.equal(delta('set'), 4);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('rejects with STORE_TIMEOUT when the deadline passes while Redis is busy, and stays usable', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
