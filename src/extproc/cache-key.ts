@@ -16,6 +16,7 @@ export interface SplitPath {
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 function normalizeEncoding(segment: string): string {
+  if (!segment.includes('%')) return segment;
   return segment.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
     const c = String.fromCharCode(parseInt(hex, 16));
     return UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
@@ -23,6 +24,7 @@ function normalizeEncoding(segment: string): string {
 }
 
 function decode(text: string): string {
+  if (!text.includes('%') && !text.includes('+')) return text;
   try {
     return decodeURIComponent(text.replace(/\+/g, ' '));
   } catch {

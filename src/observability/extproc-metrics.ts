@@ -1,6 +1,7 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { ExtprocObserver, Phase } from '../extproc/types.js';
 import { HotCounter, type HotSeries } from './hot-counter.js';
+import { HotHistogram, type HotObserver } from './hot-histogram.js';
 
 export type ExtprocMetrics = ExtprocObserver & {
   observeDuration(phase: string, seconds: number): void;
@@ -15,14 +16,14 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
   const cacheErrors = new Counter({ name: 'portcullis_extproc_cache_errors_total', help: 'Cache store calls that failed or ran out of time (the request went on without the cache).', labelNames: ['operation'], registers });
   const validation = new Counter({ name: 'portcullis_extproc_validation_failures_total', help: 'Requests rejected by validation, by status.', labelNames: ['status'], registers });
   const streamErrors = new Counter({ name: 'portcullis_extproc_stream_errors_total', help: 'Streams ended with a gRPC error, by reason.', labelNames: ['reason'], registers });
-  const duration = new Histogram({
+  const duration = new HotHistogram({
     name: 'portcullis_extproc_message_duration_seconds', help: 'Time to answer one ProcessingRequest, by phase.', labelNames: ['phase'], registers,
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
   });
-  const phases = new Map<string, { messages: HotSeries; duration: Histogram.Internal<'phase'> }>();
+  const phases = new Map<string, { messages: HotSeries; duration: HotObserver }>();
   const series = (phase: Phase | string) => {
     let s = phases.get(phase);
-    if (s === undefined) phases.set(phase, (s = { messages: messages.bind({ phase }), duration: duration.labels(phase) }));
+    if (s === undefined) phases.set(phase, (s = { messages: messages.bind({ phase }), duration: duration.bind({ phase }) }));
     return s;
   };
   const cacheResults = new Map<string, HotSeries>();

@@ -6,6 +6,7 @@ import type { Decision } from '../authz/types.js';
 import type { RateLimitObserver } from '../ratelimit/service.js';
 import { extprocMetrics, type ExtprocMetrics } from './extproc-metrics.js';
 import { HotCounter, type HotSeries } from './hot-counter.js';
+import { HotHistogram } from './hot-histogram.js';
 
 const OVERFLOW = '__overflow__';
 
@@ -66,10 +67,10 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
   const localCache = new Counter({ name: 'portcullis_ratelimit_local_cache_hits_total', help: 'Limits answered from the local over-limit cache without the store.', registers });
   const storeErrors = new Counter({ name: 'portcullis_ratelimit_store_errors_total', help: 'Requests whose counter store call failed, by error code.', labelNames: ['code'], registers });
   const serviceErrors = new Counter({ name: 'portcullis_ratelimit_service_errors_total', help: 'Requests answered with a gRPC error, by error code.', labelNames: ['code'], registers });
-  const duration = new Histogram({
+  const requestDuration = new HotHistogram({
     name: 'portcullis_ratelimit_request_duration_seconds', help: 'ShouldRateLimit handling time.', registers,
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
-  });
+  }).bind();
   return {
     ratelimit: {
       limitStats(list) {
@@ -112,7 +113,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
         serviceErrors.inc({ code });
       },
       observeDuration(seconds) {
-        duration.observe(seconds);
+        requestDuration.observe(seconds);
       },
     },
     authz: createAuthzMetrics(registry),
@@ -139,10 +140,10 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
   const policies = new LabelBudget(200, overflow);
   const providers = new LabelBudget(100, overflow);
   const checks = new HotCounter({ name: 'portcullis_authz_checks_total', help: 'Check answers by policy, decision and reason.', labelNames: ['policy', 'decision', 'reason'], registers });
-  const duration = new Histogram({
+  const checkDuration = new HotHistogram({
     name: 'portcullis_authz_check_duration_seconds', help: 'Check handling time.', registers,
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
-  });
+  }).bind();
   const refreshes = new Counter({ name: 'portcullis_authz_jwks_refreshes_total', help: 'JWKS fetches by provider and result.', labelNames: ['provider', 'result'], registers });
   const cache = new HotCounter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
   const introspection = new Counter({ name: 'portcullis_authz_introspection_errors_total', help: 'Introspection calls that failed or timed out.', registers });
@@ -163,7 +164,7 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
       let child = byReason.get(decision.reason);
       if (child === undefined) byReason.set(decision.reason, (child = checks.bind({ policy, decision: decision.allow ? 'allow' : 'deny', reason: decision.reason })));
       child.inc();
-      duration.observe(seconds);
+      checkDuration.observe(seconds);
     },
     jwksRefresh(provider, result) {
       refreshes.inc({ provider: providers.admit(provider), result });
