@@ -25,9 +25,10 @@ interface Series<T extends string> {
 /**
  * A histogram for calls on the hot path (one observation per request), exported exactly as a prom-client Histogram
  * with the same name, help, buckets and observations would be (the unit test compares the two). prom-client's
- * `observe` validates and hashes the label set into a key string on every call, bound child or not: ≈ 1–3 µs of a
- * request's CPU (docs/benchmarks.md). Here a bound series adds to plain numbers; prom-client only formats what
- * get() returns, on a scrape or when the cluster aggregation reads a worker.
+ * `observe` validates and hashes the label set into a key string on every call, bound child or not, which CPU
+ * profiles showed as a share of every request (docs/benchmarks.md: ext_authz and ext_proc sections). Here a bound
+ * series adds to plain numbers; prom-client only formats what get() returns, on a scrape or when the cluster
+ * aggregation reads a worker.
  *
  * Bind a bounded set of series (at most a few per label value the callers admit) and keep what bind returns.
  */
