@@ -37,18 +37,28 @@ export function splitPath(rawPath: string): SplitPath {
   const withoutFragment = hash === -1 ? rawPath : rawPath.slice(0, hash);
   const q = withoutFragment.indexOf('?');
   const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
-  const queryPart = q === -1 ? '' : withoutFragment.slice(q + 1);
   // Most paths have no escapes and no dot segments: those are already normal.
   const plain = pathPart.startsWith('/') && !pathPart.includes('%') && !pathPart.includes('/.');
-  const path = plain ? pathPart : normalizeSegments(pathPart);
-  if (queryPart === '') return { path, query: [], sortedQuery: '' };
-  const pairs = queryPart.split('&').filter((p) => p !== '');
-  const query = pairs.map((p): readonly [string, string] => {
-    const eq = p.indexOf('=');
-    return eq === -1 ? [decode(p), ''] : [decode(p.slice(0, eq)), decode(p.slice(eq + 1))];
-  });
-  const sortedQuery = pairs.map(normalizeEncoding).sort().join('&');
-  return { path, query, sortedQuery };
+  return new Split(plain ? pathPart : normalizeSegments(pathPart), q === -1 ? '' : withoutFragment.slice(q + 1));
+}
+
+/** The query is taken apart only when asked: a route with no validation and no cache never reads it. */
+class Split implements SplitPath {
+  private decoded: SplitPath['query'] | undefined;
+  private sorted: string | undefined;
+  constructor(readonly path: string, private readonly queryPart: string) {}
+  private pairs(): string[] {
+    return this.queryPart.split('&').filter((p) => p !== '');
+  }
+  get query(): SplitPath['query'] {
+    return (this.decoded ??= this.pairs().map((p): readonly [string, string] => {
+      const eq = p.indexOf('=');
+      return eq === -1 ? [decode(p), ''] : [decode(p.slice(0, eq)), decode(p.slice(eq + 1))];
+    }));
+  }
+  get sortedQuery(): string {
+    return (this.sorted ??= this.pairs().map(normalizeEncoding).sort().join('&'));
+  }
 }
 
 function normalizeSegments(pathPart: string): string {

@@ -4,15 +4,20 @@
 export type Header = readonly [name: string, value: string];
 export type HeaderList = readonly Header[];
 
+// Indexed loops: these run several times per message, and destructuring each pair cost an iterator per pair in the
+// allocation profile.
 export function headerValue(headers: HeaderList, name: string): string | undefined {
-  for (const [n, v] of headers) if (n === name) return v;
+  for (let i = 0; i < headers.length; i++) if (headers[i]![0] === name) return headers[i]![1];
   return undefined;
 }
 
 /** Every value of `name`, comma-joined (RFC 9110 §5.3), for list-valued headers like cache-control or vary. */
 export function headerValues(headers: HeaderList, name: string): string | undefined {
-  const values = headers.filter(([n]) => n === name).map(([, v]) => v);
-  return values.length === 0 ? undefined : values.join(', ');
+  let joined: string | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    if (headers[i]![0] === name) joined = joined === undefined ? headers[i]![1] : `${joined}, ${headers[i]![1]}`;
+  }
+  return joined;
 }
 
 export function hasHeader(headers: HeaderList, name: string): boolean {

@@ -142,7 +142,7 @@ export class ExtprocStream {
     };
     const vars = (name: string): string | undefined => (name in builtins ? builtins[name] : identity[name]);
     this.request = { method, rawPath, path: split.path, host, headers, route, requestId, trace, vars };
-    this.log = boundOnFirstLine(this.deps.log, { request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
+    this.log = new LazyBoundLog(this.deps.log, { request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
     this.log.debug({ method, path: split.path, traceStarted: trace.started }, 'request headers');
 
     if (route?.validate) {
@@ -432,13 +432,13 @@ function pathMatches(route: ExtprocRoute, path: string): boolean {
 
 function applyRules(mutation: MutationBuilder, rules: HeaderRules, vars: (name: string) => string | undefined, log: StreamLog): void {
   for (const name of rules.remove) mutation.remove(name);
-  for (const [name, template] of rules.set) {
-    const value = render(template.render(vars), name, log);
-    if (value !== undefined) mutation.set(name, value);
+  for (const rule of rules.set) {
+    const value = render(rule[1].render(vars), rule[0], log);
+    if (value !== undefined) mutation.set(rule[0], value);
   }
-  for (const [name, template] of rules.append) {
-    const value = render(template.render(vars), name, log);
-    if (value !== undefined) mutation.append(name, value);
+  for (const rule of rules.append) {
+    const value = render(rule[1].render(vars), rule[0], log);
+    if (value !== undefined) mutation.append(rule[0], value);
   }
 }
 
@@ -466,19 +466,31 @@ export function clientAddress(attributes: Readonly<Record<string, string>>, head
 /**
  * The stream's log with its ids bound, the child made only when a line is written at an enabled level: a pino child
  * per stream (with redaction) was a visible share of a header-only stream, and most streams write nothing at `info`.
+ * A class, not closures: one object per stream.
  */
-function boundOnFirstLine(parent: StreamLog, bindings: Record<string, unknown>): StreamLog {
-  let child: StreamLog | undefined;
-  const bound = (): StreamLog => (child ??= parent.child(bindings));
-  const line = (level: 'debug' | 'info' | 'warn') => (object: object, message: string): void => {
-    if (parent.isLevelEnabled?.(level) === false) return;
-    bound()[level](object, message);
-  };
-  return {
-    child: (more) => bound().child(more),
-    isLevelEnabled: (level) => parent.isLevelEnabled?.(level) ?? true,
-    debug: line('debug'),
-    info: line('info'),
-    warn: line('warn'),
-  };
+class LazyBoundLog implements StreamLog {
+  private bound: StreamLog | undefined;
+  constructor(private readonly parent: StreamLog, private readonly bindings: Record<string, unknown>) {}
+  private line(level: 'debug' | 'info' | 'warn', object: object, message: string): void {
+    if (this.parent.isLevelEnabled?.(level) === false) return;
+    this.boundLog()[level](object, message);
+  }
+  private boundLog(): StreamLog {
+    return (this.bound ??= this.parent.child(this.bindings));
+  }
+  child(more: Record<string, unknown>): StreamLog {
+    return this.boundLog().child(more);
+  }
+  isLevelEnabled(level: 'debug' | 'info' | 'warn'): boolean {
+    return this.parent.isLevelEnabled?.(level) ?? true;
+  }
+  debug(object: object, message: string): void {
+    this.line('debug', object, message);
+  }
+  info(object: object, message: string): void {
+    this.line('info', object, message);
+  }
+  warn(object: object, message: string): void {
+    this.line('warn', object, message);
+  }
 }

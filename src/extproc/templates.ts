@@ -43,6 +43,10 @@ export function compileTemplate(source: string): Template | string {
   }
   if (text) parts.push({ text });
   const variables = [...new Set(parts.flatMap((p) => ('name' in p ? [p.name] : [])))];
+  if (variables.length === 0) {
+    const literal = text;
+    return { source, variables, render: () => literal };
+  }
   return {
     source,
     variables,

@@ -11,29 +11,34 @@ import type { Header, HeaderMutation } from '../extproc/headers.js';
 import { EXT_AUTHZ_NAMESPACE, type Identity } from '../extproc/identity.js';
 import type { RandomHex } from '../extproc/ids.js';
 import { ExtprocStream } from '../extproc/stream.js';
-import type { BodyMode, ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
+import type { ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
 import type { Clock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
+import { encodePhaseAnswer } from './extproc-encoder.js';
 
-interface WireHeaderValue { key?: string; value?: string; raw_value?: Buffer }
+interface WireHeaderValue { key?: string; value?: string; raw_value?: Uint8Array | readonly number[] }
 interface WireHeaderMap { headers?: WireHeaderValue[] }
 interface WireStructValue {
-  null_value?: string; number_value?: number; string_value?: string; bool_value?: boolean;
-  struct_value?: WireStruct; list_value?: { values?: WireStructValue[] };
+  kind?: 'null_value' | 'number_value' | 'string_value' | 'bool_value' | 'struct_value' | 'list_value';
+  number_value?: number; string_value?: string; bool_value?: boolean;
 }
-interface WireStruct { fields?: { key?: string; value?: WireStructValue }[] }
+interface WireStruct { fields?: { key?: string; value?: WireStructValue | null }[] }
 
-/** ProcessingRequest as @grpc/proto-loader decodes it (keepCase, oneofs, maps as repeated entries). */
+/**
+ * ProcessingRequest as protobufjs decodes it (protos.ts decodingAsIs; keepCase names, maps as repeated entries): an
+ * unset message is null, an unset scalar reads its default, and unset bytes read as an empty array, not a Buffer.
+ * Oneofs are read only through their virtual field (`request`, a Value's `kind`): the other members read defaults.
+ */
 export interface WireProcessingRequest {
   request?: string;
-  request_headers?: { headers?: WireHeaderMap; end_of_stream?: boolean };
-  response_headers?: { headers?: WireHeaderMap; end_of_stream?: boolean };
-  request_body?: { body?: Buffer; end_of_stream?: boolean };
-  response_body?: { body?: Buffer; end_of_stream?: boolean };
-  request_trailers?: { trailers?: WireHeaderMap };
-  response_trailers?: { trailers?: WireHeaderMap };
-  metadata_context?: { filter_metadata?: { key?: string; value?: WireStruct }[] };
-  attributes?: { key?: string; value?: WireStruct }[];
+  request_headers?: { headers?: WireHeaderMap | null; end_of_stream?: boolean } | null;
+  response_headers?: { headers?: WireHeaderMap | null; end_of_stream?: boolean } | null;
+  request_body?: { body?: Uint8Array | readonly number[]; end_of_stream?: boolean } | null;
+  response_body?: { body?: Uint8Array | readonly number[]; end_of_stream?: boolean } | null;
+  request_trailers?: { trailers?: WireHeaderMap | null } | null;
+  response_trailers?: { trailers?: WireHeaderMap | null } | null;
+  metadata_context?: { filter_metadata?: { key?: string; value?: WireStruct | null }[] } | null;
+  attributes?: { key?: string; value?: WireStruct | null }[];
   observability_mode?: boolean;
 }
 
@@ -120,9 +125,16 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
   };
 }
 
-const latin1 = (h: WireHeaderValue): string => (h.raw_value !== undefined && h.raw_value.length > 0 ? h.raw_value.toString('latin1') : h.value ?? '');
+const EMPTY = Buffer.alloc(0);
+/** Set bytes decode to a Buffer; unset bytes read the prototype's default, an empty array. */
+const bytesOf = (b: Uint8Array | readonly number[] | undefined): Buffer => (Buffer.isBuffer(b) ? b : b instanceof Uint8Array ? Buffer.from(b) : EMPTY);
 
-function headersOf(map: WireHeaderMap | undefined): Header[] {
+const latin1 = (h: WireHeaderValue): string => {
+  const raw = bytesOf(h.raw_value);
+  return raw.length > 0 ? raw.toString('latin1') : h.value ?? '';
+};
+
+function headersOf(map: WireHeaderMap | null | undefined): Header[] {
   return (map?.headers ?? []).map((h) => [(h.key ?? '').toLowerCase(), latin1(h)] as const);
 }
 
@@ -139,7 +151,7 @@ export function toInput(wire: WireProcessingRequest): ProcessingInput | string {
     case 'request_body':
     case 'response_body': {
       const b = wire[wire.request];
-      message = { kind: wire.request, body: b?.body ?? Buffer.alloc(0), endOfStream: b?.end_of_stream === true };
+      message = { kind: wire.request, body: bytesOf(b?.body), endOfStream: b?.end_of_stream === true };
       break;
     }
     case 'request_trailers':
@@ -153,18 +165,18 @@ export function toInput(wire: WireProcessingRequest): ProcessingInput | string {
   }
   const authz = wire.metadata_context?.filter_metadata?.find((e) => e.key === EXT_AUTHZ_NAMESPACE)?.value;
   const attributes = wire.attributes?.find((e) => e.key === 'envoy.filters.http.ext_proc')?.value;
-  return { message, identity: authz && scalarFields(authz), attributes: scalarFields(attributes) };
+  return { message, identity: authz ? scalarFields(authz) : undefined, attributes: scalarFields(attributes) };
 }
 
 /** Top-level string, number and boolean fields of a Struct, as strings. */
-function scalarFields(struct: WireStruct | undefined): Identity {
+function scalarFields(struct: WireStruct | null | undefined): Identity {
   const out: Record<string, string> = {};
   for (const field of struct?.fields ?? []) {
     const v = field.value;
-    if (field.key === undefined || v === undefined) continue;
-    if (v.string_value !== undefined) out[field.key] = v.string_value;
-    else if (v.number_value !== undefined) out[field.key] = String(v.number_value);
-    else if (v.bool_value !== undefined) out[field.key] = String(v.bool_value);
+    if (field.key === undefined || v == null) continue;
+    if (v.kind === 'string_value') out[field.key] = v.string_value ?? '';
+    else if (v.kind === 'number_value') out[field.key] = String(v.number_value ?? 0);
+    else if (v.kind === 'bool_value') out[field.key] = String(v.bool_value ?? false);
   }
   return out;
 }
@@ -180,9 +192,10 @@ function mutationToWire(mutation: HeaderMutation): unknown {
   };
 }
 
-/** ProcessingMode.BodySendMode as numbers: answers are encoded as built (protos.ts). */
-const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = { NONE: 0, BUFFERED: 2, BUFFERED_PARTIAL: 3 };
-
+/**
+ * The ProcessingResponse for an answer: phase answers as bytes (extproc-encoder.ts), an immediate response in the
+ * object form protobufjs encodes (protos.ts).
+ */
 export function toWire(answer: ProcessingAnswer): unknown {
   switch (answer.kind) {
     case 'immediate':
@@ -196,14 +209,8 @@ export function toWire(answer: ProcessingAnswer): unknown {
       };
     case 'request_trailers':
     case 'response_trailers':
-      return { [answer.kind]: {} };
+      return encodePhaseAnswer(answer.kind, undefined, undefined);
     default:
-      return {
-        [answer.kind]: { response: { header_mutation: mutationToWire(answer.mutation) } },
-        mode_override: answer.modeOverride && {
-          request_body_mode: BODY_SEND_MODE[answer.modeOverride.requestBody],
-          response_body_mode: BODY_SEND_MODE[answer.modeOverride.responseBody],
-        },
-      };
+      return encodePhaseAnswer(answer.kind, answer.mutation, answer.modeOverride);
   }
 }

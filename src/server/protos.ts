@@ -11,8 +11,13 @@ const descriptor = require('protobufjs/ext/descriptor') as {
 };
 /** protobufjs with the descriptor extension loaded (it adds Root.fromDescriptor). */
 const protobuf = require('protobufjs') as {
-  Root: { fromDescriptor(set: unknown): { resolveAll(): void; lookupType(name: string): { encode(message: unknown): { finish(): Uint8Array } } } };
+  Root: { fromDescriptor(set: unknown): ProtobufRoot };
 };
+interface ProtobufType {
+  encode(message: unknown): { finish(): Uint8Array };
+  decode(bytes: Uint8Array): unknown;
+}
+interface ProtobufRoot { resolveAll(): void; lookupType(name: string): ProtobufType }
 
 interface FieldObject { name: string; number: number; label: string; type: string; typeName?: string; jsonName?: string }
 interface EnumObject { name: string; value: { name: string; number: number }[] }
@@ -87,24 +92,27 @@ export function loadEnvoyApi(): grpc.GrpcObject {
   return cached;
 }
 
-/** protobufjs types of the patched set, built once per process, for encoding answers as built. */
-let encoders: { lookupType(name: string): { encode(message: unknown): { finish(): Uint8Array } } } | undefined;
+/** protobufjs types of the patched set, built once per process: answers encoded as built, ext_proc requests decoded as is. */
+let types: ProtobufRoot | undefined;
+
+function protobufTypes(): ProtobufRoot {
+  if (!types) {
+    types = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject(loadPatchedSet()));
+    types.resolveAll();
+  }
+  return types;
+}
 
 /**
  * `service` with `method`'s answers encoded as the handler built them, in protobufjs' own shape: snake_case names,
  * enums as numbers, maps (a Struct's `fields`) as repeated { key, value } entries, bytes as Buffers. proto-loader's
  * serializer would first copy every answer with fromObject (to turn enum names into numbers), a visible share of a
- * call in the profile (docs/benchmarks.md). Requests are still decoded by proto-loader. Each handler's wire mapping
- * builds that shape; test/unit/server/protos.test.ts round-trips an answer of each service through the decoder.
- * An answer the handler already encoded with this serializer (authz-handler's memoized allow) goes out as is.
+ * call in the profile (docs/benchmarks.md). Each handler's wire mapping builds that shape;
+ * test/unit/server/protos.test.ts round-trips an answer of each service through the decoder. An answer the handler
+ * already encoded (authz-handler's memoized allow, extproc-encoder's phase answers) goes out as is.
  */
 function encodingAsBuilt(service: grpc.ServiceDefinition, method: string, responseType: string): grpc.ServiceDefinition {
-  if (!encoders) {
-    const root = protobuf.Root.fromDescriptor(descriptor.FileDescriptorSet.fromObject(loadPatchedSet()));
-    root.resolveAll();
-    encoders = root;
-  }
-  const response = encoders.lookupType(responseType);
+  const response = protobufTypes().lookupType(responseType);
   return {
     ...service,
     [method]: {
@@ -116,6 +124,17 @@ function encodingAsBuilt(service: grpc.ServiceDefinition, method: string, respon
       },
     },
   };
+}
+
+/**
+ * `service` with `method`'s requests handed over as protobufjs decodes them, without proto-loader's toObject copy
+ * (a share of every ext_proc message's allocations). The shape differs from toObject's: an unset message field is
+ * null, an unset scalar reads its default (0, '', false, an empty array for bytes) from the prototype, and a oneof
+ * is read from its virtual field (`request`, a Value's `kind`). extproc-handler's WireProcessingRequest describes it.
+ */
+function decodingAsIs(service: grpc.ServiceDefinition, method: string, requestType: string): grpc.ServiceDefinition {
+  const request = protobufTypes().lookupType(requestType);
+  return { ...service, [method]: { ...service[method]!, requestDeserialize: (bytes: Buffer): unknown => request.decode(bytes) } };
 }
 
 export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
@@ -140,5 +159,6 @@ export function authorizationServiceDefinition(): grpc.ServiceDefinition {
 
 export function externalProcessorServiceDefinition(): grpc.ServiceDefinition {
   const services = (loadEnvoyApi() as unknown as EnvoyServices).envoy.service;
-  return encodingAsBuilt(services.ext_proc.v3.ExternalProcessor.service, 'Process', 'envoy.service.ext_proc.v3.ProcessingResponse');
+  const process = encodingAsBuilt(services.ext_proc.v3.ExternalProcessor.service, 'Process', 'envoy.service.ext_proc.v3.ProcessingResponse');
+  return decodingAsIs(process, 'Process', 'envoy.service.ext_proc.v3.ProcessingRequest');
 }
