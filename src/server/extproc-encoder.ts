@@ -82,7 +82,7 @@ class Writer {
  */
 export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undefined, modeOverride: ModeOverride | undefined): Buffer {
   const trailers = phase === 'request_trailers' || phase === 'response_trailers';
-  // Sizes, innermost first; each set header's two lengths are kept for the writing pass.
+  // Sizes, innermost first; each set header's three sizes are kept for the writing pass.
   const lengths: number[] = [];
   let mutationSize = 0;
   if (!trailers && mutation !== undefined) {

@@ -90,9 +90,10 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
             fail(GrpcStatus.INVALID_ARGUMENT, decoded);
             return;
           }
-          let answer: ProcessingAnswer;
+          let answer: unknown;
           try {
-            answer = await stream.handle(decoded);
+            // Encoding is inside too: a failure there is this message's INTERNAL error, not an unhandled rejection.
+            answer = toWire(await stream.handle(decoded));
           } catch (error) {
             deps.log.error({ ...stream.ids, err: error }, 'ext_proc message failed');
             fail(GrpcStatus.INTERNAL, `portcullis: ${(error as Error).message}`);
@@ -101,7 +102,7 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
           deps.observer.observeDuration(decoded.message.kind, (performance.now() - started) / 1000);
           // Observability mode: Envoy ignores answers; sending none is what it expects.
           if (wire.observability_mode === true || finished) return;
-          call.write(toWire(answer));
+          call.write(answer);
         });
       });
       call.on('end', () => {
