@@ -9,6 +9,7 @@
 # Then, per scenario, both servers again at a fixed rate (ghz --rps) of half Portcullis' median peak for that
 # scenario: p50/p99 where users live, not at saturation (goal: Portcullis' p99 under 2x the no-op's).
 # Knobs: BENCH_DURATION (5s) BENCH_WARMUP (1s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
+#   BENCH_ONLY (all): space-separated scenario names to run, e.g. BENCH_ONLY="apikey jwt-rs256-uncached"
 # Output: Markdown tables on stdout (medians over runs; ratio = portcullis / noop checks per second).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -64,6 +65,7 @@ echo "|---|---|---|---|---|" >> "$FIXED_TABLE"
 UNCACHED_NOTES=()
 for entry in "${SCENARIOS[@]}"; do
   read -r name data port <<< "$entry"
+  [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" $name "* ]] || continue
   for r in $(seq 1 "$RUNS"); do
     load "$name" noop "$r" "127.0.0.1:$NOOP_PORT" "$data"
     load "$name" portcullis "$r" "127.0.0.1:$port" "$data"

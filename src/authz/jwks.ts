@@ -1,3 +1,4 @@
+import { KeyObject } from 'node:crypto';
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
@@ -9,9 +10,9 @@ export class KeysUnavailableError extends Error {
   override readonly name = 'KeysUnavailableError';
 }
 
-/** Resolves a token's verification key from its protected header. */
+/** Resolves a token's verification key from its protected header, as node:crypto's verify takes it. */
 export interface KeySource {
-  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<CryptoKey>;
+  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<KeyObject>;
   close(): void;
 }
 
@@ -21,7 +22,7 @@ const FETCH_TIMEOUT_MS = 5000;
 const RETRY_AFTER_FAILURE_MS = 2000;
 
 interface KeySet {
-  readonly resolve: ReturnType<typeof createLocalJWKSet>;
+  readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<KeyObject>;
   readonly kids: ReadonlySet<string>;
 }
 
@@ -40,7 +41,20 @@ export function keySetFrom(document: unknown): KeySet {
     .slice(0, MAX_KEYS);
   if (keys.length === 0) throw new Error('JWKS holds no public signing key');
   const jwks: JSONWebKeySet = { keys };
-  return { resolve: createLocalJWKSet(jwks), kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')) };
+  // jose selects the key for a header (kid, kty, alg, use, key_ops, crv) and imports it once per key and alg; the
+  // conversion to a KeyObject is kept beside it, for as long as this set is the provider's.
+  const select = createLocalJWKSet(jwks);
+  const converted = new WeakMap<CryptoKey, KeyObject>();
+  const resolve = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<KeyObject> => {
+    const cryptoKey = await select(header, token);
+    let key = converted.get(cryptoKey);
+    if (key === undefined) {
+      key = KeyObject.from(cryptoKey);
+      converted.set(cryptoKey, key);
+    }
+    return key;
+  };
+  return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')) };
 }
 
 /** Keys from a file, read by the config loader (a garbage file is a config error there). */
@@ -119,7 +133,7 @@ export class RemoteKeySource implements KeySource {
     return keySetFrom(await http.getJson(url, signal));
   }
 
-  async resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<CryptoKey> {
+  async resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<KeyObject> {
     const known = (): boolean => this.keys !== undefined && (header.kid === undefined || this.keys.kids.has(header.kid));
     if (!known()) {
       const cooled = this.options.clock.nowMs() - this.lastAttemptMs >= this.options.cooldownMs;

@@ -1,9 +1,11 @@
-import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, errors, type JWTHeaderParameters, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import type { Clock } from '../shared/clock.js';
 import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
-import type { JwtProviderSettings } from './config.js';
+import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
+import { claimsRefusal, headerRefusal, keyRefusal, signatureVerifies } from './jws.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
@@ -36,20 +38,13 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** A cached verification is re-done at least this often, even for long-lived tokens. */
 const MAX_CACHE_MS = 3_600_000;
 
-/** jose's error codes → our reason codes (for logs and explain; the metric reason is coarser). */
-function reasonOf(error: unknown): { kind: 'invalid' | 'unavailable'; reason: string; detail: string } {
+/** A key lookup's failure → our reason codes (for logs and explain; the metric reason is coarser). */
+function keyLookupRefusal(error: unknown): { kind: 'invalid' | 'unavailable'; reason: string; detail: string } {
   if (error instanceof KeysUnavailableError) return { kind: 'unavailable', reason: 'jwks_unavailable', detail: error.message };
-  if (error instanceof errors.JWTExpired) return { kind: 'invalid', reason: 'jwt_expired', detail: 'token expired' };
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    const reason = error.claim === 'nbf' ? 'jwt_not_yet_valid' : error.claim === 'aud' ? 'jwt_wrong_audience' : error.claim === 'iss' ? 'jwt_wrong_issuer' : 'jwt_claim_invalid';
-    return { kind: 'invalid', reason, detail: `claim ${error.claim}: ${error.message}` };
-  }
-  if (error instanceof errors.JWSSignatureVerificationFailed) return { kind: 'invalid', reason: 'jwt_bad_signature', detail: 'signature does not verify' };
-  if (error instanceof errors.JOSEAlgNotAllowed) return { kind: 'invalid', reason: 'jwt_alg_not_allowed', detail: error.message };
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return { kind: 'invalid', reason: 'jwt_unknown_key', detail: 'no signing key matches the token header' };
   if (error instanceof errors.JOSENotSupported) return { kind: 'invalid', reason: 'jwt_unsupported', detail: error.message };
-  if (error instanceof errors.JOSEError) return { kind: 'invalid', reason: 'jwt_malformed', detail: `${error.code}: ${error.message}` };
-  return { kind: 'invalid', reason: 'jwt_malformed', detail: (error as Error).message ?? String(error) };
+  // jose refuses to import a key the JWKS describes wrongly for this alg (use, key_ops, alg of the key).
+  return { kind: 'invalid', reason: 'jwt_unknown_key', detail: (error as Error).message ?? String(error) };
 }
 
 function strings(value: unknown): string[] {
@@ -76,9 +71,9 @@ function identityOf(provider: JwtProviderSettings, payload: JWTPayload): Identit
 }
 
 /**
- * JWT via jose: the provider is chosen by the token's `iss` among those the policy allows (a token of another
- * provider never meets this provider's keys), then verified with that provider's pinned algorithms, issuer,
- * audiences, skew and required claims. Verified tokens are cached by hash until exp; revocation by jti is checked
+ * JWT: the provider is chosen by the token's `iss` among those the policy allows (a token of another provider never
+ * meets this provider's keys), then verified with that provider's pinned algorithms, issuer, audiences, skew and
+ * required claims. Verified tokens are cached by hash until exp; revocation by jti is checked
  * on every call, cached or not. A cached token is answered synchronously: no promise for a repeat caller.
  */
 export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): MaybePromise<Outcome> {
@@ -99,42 +94,58 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
   return verify(token, cacheKey, nowMs, allowed, deps, signal);
 }
 
-/** A token not in the cache: its provider by `iss`, then jose with that provider's rules; verified tokens are cached. */
+/**
+ * A token not in the cache: its provider by `iss`, then that provider's header rules, key, signature and claims
+ * (jws.ts); verified tokens are cached.
+ */
 async function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): Promise<Outcome> {
-  let issuer: unknown;
+  let header: ProtectedHeaderParameters;
+  let payload: JWTPayload;
   try {
-    decodeProtectedHeader(token);
-    issuer = decodeJwt(token).iss;
+    header = decodeProtectedHeader(token);
+    payload = decodeJwt(token);
   } catch (error) {
     return { kind: 'invalid', reason: 'jwt_malformed', detail: (error as Error).message };
   }
+  const issuer = payload.iss;
   const candidates = deps.providers.filter((p) => p.settings.issuer === issuer && (allowed === undefined || allowed.has(p.settings.name)));
   if (candidates.length === 0) return { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: `no provider allowed here has issuer ${JSON.stringify(issuer)}` };
 
+  const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
+  // The shape check admitted only base64url characters, so the signing input is ASCII.
+  const signingInput = Buffer.from(token.slice(0, encodedHeader.length + 1 + encodedPayload.length), 'latin1');
+  const signature = Buffer.from(encodedSignature, 'base64url');
+  const nowS = Math.floor(nowMs / 1000);
   let last: Outcome = { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' };
   for (const provider of candidates) {
     const s = provider.settings;
-    try {
-      const { payload } = await jwtVerify(token, (header, jws) => provider.keys.resolve(header, jws, signal), {
-        issuer: s.issuer,
-        audience: [...s.audiences],
-        algorithms: [...s.algorithms],
-        clockTolerance: s.clockSkewSeconds,
-        currentDate: new Date(nowMs),
-        requiredClaims: [...s.requiredClaims],
-        ...(s.type ? { typ: s.type } : {}),
-      });
-      const identity = identityOf(s, payload);
-      if (identity === undefined) {
-        last = { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` };
-        continue;
-      }
-      const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
-      deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
-      return checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`);
-    } catch (error) {
-      last = reasonOf(error);
+    const headerFault = headerRefusal(header, s.algorithms);
+    if (headerFault !== undefined) {
+      last = { kind: 'invalid', ...headerFault };
+      continue;
     }
+    const alg = header.alg as JwtAlgorithm;
+    let key: KeyObject;
+    try {
+      key = await provider.keys.resolve(header as JWTHeaderParameters, { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature }, signal);
+    } catch (error) {
+      last = keyLookupRefusal(error);
+      continue;
+    }
+    const fault = keyRefusal(alg, key)
+      ?? (signatureVerifies(alg, key, signingInput, signature) ? claimsRefusal(s, header, payload, nowS) : { reason: 'jwt_bad_signature', detail: 'signature does not verify' });
+    if (fault !== undefined) {
+      last = { kind: 'invalid', ...fault };
+      continue;
+    }
+    const identity = identityOf(s, payload);
+    if (identity === undefined) {
+      last = { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` };
+      continue;
+    }
+    const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
+    deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
+    return checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`);
   }
   return last;
 }

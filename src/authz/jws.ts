@@ -1,0 +1,114 @@
+import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
+import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
+import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
+
+/**
+ * The checks jose's jwtVerify makes on a compact JWT, made here on what jose already decoded and picked, with the
+ * signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through WebCrypto, whose per-call job
+ * cost 85–125 µs of CPU for an RS256 token against 26 µs for `crypto.verify` of the same bytes (docs/benchmarks.md).
+ * jose still decodes the token, selects the JWKS key for the header and imports it; the rules below are jose's
+ * (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims), and test/unit/authz/jws.test.ts holds them to jose token by token.
+ */
+
+/** Why a token is refused: a reason code for logs and explain, and a detail for a human. */
+export interface Refusal {
+  readonly reason: string;
+  readonly detail: string;
+}
+
+/** What an `alg` asks of node:crypto, and which keys may answer for it (RFC 7518 §3, RFC 8037 §3.1). */
+interface Scheme {
+  /** Digest for crypto.verify; null for EdDSA, whose digest is part of the scheme. */
+  readonly digest: 'sha256' | 'sha384' | 'sha512' | null;
+  readonly keyType: 'rsa' | 'ec' | 'ed25519';
+  /** EC only: the one curve the alg names, as node:crypto calls it. */
+  readonly curve?: string;
+  readonly options?: Omit<VerifyKeyObjectInput, 'key'>;
+}
+
+const rsa = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa' });
+// RFC 7518 §3.5: the salt is as long as the digest, and nothing else verifies.
+const pss = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } });
+// JWS carries ECDSA signatures as r || s (IEEE P1363), not DER.
+const ecdsa = (digest: Scheme['digest'], curve: string): Scheme => ({ digest, keyType: 'ec', curve, options: { dsaEncoding: 'ieee-p1363' } });
+const eddsa: Scheme = { digest: null, keyType: 'ed25519' };
+
+const SCHEMES: Readonly<Record<JwtAlgorithm, Scheme>> = {
+  RS256: rsa('sha256'), RS384: rsa('sha384'), RS512: rsa('sha512'),
+  PS256: pss('sha256'), PS384: pss('sha384'), PS512: pss('sha512'),
+  ES256: ecdsa('sha256', 'prime256v1'), ES384: ecdsa('sha384', 'secp384r1'), ES512: ecdsa('sha512', 'secp521r1'),
+  EdDSA: eddsa, Ed25519: eddsa,
+};
+/** RFC 7518 §3.3; jose refuses shorter RSA keys too. */
+const MIN_RSA_BITS = 2048;
+
+const malformed = (detail: string): Refusal => ({ reason: 'jwt_malformed', detail });
+
+/**
+ * The protected header's fault under a provider's pinned algorithms, or undefined. `crit` may name only `b64`, and a
+ * JWT's payload is always base64url-encoded (RFC 7797 §7), so `b64` can only be true.
+ */
+export function headerRefusal(header: ProtectedHeaderParameters, algorithms: readonly JwtAlgorithm[]): Refusal | undefined {
+  const { crit } = header;
+  if (crit !== undefined) {
+    if (!Array.isArray(crit) || crit.length === 0 || crit.some((name) => typeof name !== 'string' || name === '')) return malformed('crit must be a list of header names');
+    const unknown = crit.find((name) => name !== 'b64');
+    if (unknown !== undefined) return { reason: 'jwt_unsupported', detail: `critical header ${JSON.stringify(unknown)} is not understood` };
+    if (header.b64 !== true) return malformed('a JWT payload must be base64url-encoded (b64 must be true)');
+  }
+  const { alg } = header;
+  if (typeof alg !== 'string' || alg === '') return malformed('alg header missing');
+  if (!(algorithms as readonly string[]).includes(alg)) return { reason: 'jwt_alg_not_allowed', detail: `alg ${JSON.stringify(alg)} is not allowed for this provider` };
+  return undefined;
+}
+
+/** Why `key` cannot verify `alg`, or undefined: a key of another family, curve or an RSA key under 2048 bits. */
+export function keyRefusal(alg: JwtAlgorithm, key: KeyObject): Refusal | undefined {
+  const scheme = SCHEMES[alg];
+  const details = key.asymmetricKeyDetails;
+  if (key.type !== 'public' || key.asymmetricKeyType !== scheme.keyType || (scheme.curve !== undefined && details?.namedCurve !== scheme.curve)) {
+    return { reason: 'jwt_unknown_key', detail: `the selected key (${key.asymmetricKeyType ?? key.type}) cannot verify ${alg}` };
+  }
+  if (scheme.keyType === 'rsa' && (details?.modulusLength ?? 0) < MIN_RSA_BITS) return { reason: 'jwt_unknown_key', detail: `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits` };
+  return undefined;
+}
+
+/** True when `signature` is `alg`'s signature of `signingInput` under `key` (a key keyRefusal accepted). */
+export function signatureVerifies(alg: JwtAlgorithm, key: KeyObject, signingInput: Buffer, signature: Buffer): boolean {
+  const scheme = SCHEMES[alg];
+  try {
+    return verify(scheme.digest, signingInput, scheme.options === undefined ? key : { key, ...scheme.options }, signature);
+  } catch {
+    // OpenSSL refuses some malformed signatures (a wrong length) by throwing rather than answering false.
+    return false;
+  }
+}
+
+/** RFC 8725 §3.11: `typ` compares case-insensitively, with `application/` implied. */
+const mediaType = (typ: string): string => (typ.includes('/') ? typ.toLowerCase() : `application/${typ.toLowerCase()}`);
+
+/**
+ * The verified payload's fault under a provider's rules at `nowS`, or undefined: typ, presence of iss, aud and the
+ * required claims, issuer, audience (one of the provider's), then nbf and exp with the provider's clock skew.
+ */
+export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHeaderParameters, payload: JWTPayload, nowS: number): Refusal | undefined {
+  if (settings.type !== undefined && (typeof header.typ !== 'string' || mediaType(header.typ) !== mediaType(settings.type))) {
+    return { reason: 'jwt_claim_invalid', detail: `typ header must be ${settings.type}` };
+  }
+  if (!Object.hasOwn(payload, 'iss')) return { reason: 'jwt_wrong_issuer', detail: 'claim iss missing' };
+  if (!Object.hasOwn(payload, 'aud')) return { reason: 'jwt_wrong_audience', detail: 'claim aud missing' };
+  for (const claim of settings.requiredClaims) {
+    if (!Object.hasOwn(payload, claim)) return { reason: claim === 'nbf' ? 'jwt_not_yet_valid' : 'jwt_claim_invalid', detail: `claim ${claim} missing` };
+  }
+  if (payload.iss !== settings.issuer) return { reason: 'jwt_wrong_issuer', detail: 'claim iss is not the provider\'s issuer' };
+  const { aud } = payload;
+  const audienceMatches = typeof aud === 'string' ? settings.audiences.includes(aud) : Array.isArray(aud) && settings.audiences.some((a) => aud.includes(a));
+  if (!audienceMatches) return { reason: 'jwt_wrong_audience', detail: 'claim aud names none of the provider\'s audiences' };
+  const skew = settings.clockSkewSeconds;
+  for (const claim of ['iat', 'nbf', 'exp'] as const) {
+    if (payload[claim] !== undefined && typeof payload[claim] !== 'number') return { reason: claim === 'nbf' ? 'jwt_not_yet_valid' : 'jwt_claim_invalid', detail: `claim ${claim} must be a number` };
+  }
+  if (payload.nbf !== undefined && payload.nbf > nowS + skew) return { reason: 'jwt_not_yet_valid', detail: 'claim nbf: token not valid yet' };
+  if (payload.exp !== undefined && payload.exp <= nowS - skew) return { reason: 'jwt_expired', detail: 'token expired' };
+  return undefined;
+}

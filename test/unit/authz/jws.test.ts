@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict';
+import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
+import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
+import { staticKeySource } from '../../../src/authz/jwks.js';
+import { claimsRefusal, headerRefusal, keyRefusal, signatureVerifies } from '../../../src/authz/jws.js';
+import { evaluateJwt } from '../../../src/authz/jwt.js';
+import { ExpiringLru } from '../../../src/authz/lru.js';
+import type { Outcome } from '../../../src/authz/types.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+import { authzSettings, countingObserver, input } from './support.js';
+
+const NOW_S = 1_700_000_000;
+const ISSUER = 'https://issuer.example';
+const SKEW = 30;
+
+/** One key pair per alg family, with a JWK for the JWKS and a signer that knows the alg's encoding. */
+function pair(alg: JwtAlgorithm, kid: string, generate: () => { privateKey: KeyObject; publicKey: KeyObject }) {
+  const { privateKey, publicKey } = generate();
+  const jwk: JWK = { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg, use: 'sig' };
+  return { alg, kid, privateKey, publicKey, jwk };
+}
+type Pair = ReturnType<typeof pair>;
+const rsa = (bits: number) => () => generateKeyPairSync('rsa', { modulusLength: bits });
+const ec = (namedCurve: string) => () => generateKeyPairSync('ec', { namedCurve });
+const PAIRS: Pair[] = [
+  pair('RS256', 'rs', rsa(2048)),
+  pair('PS256', 'ps', rsa(2048)),
+  pair('ES256', 'es256', ec('P-256')),
+  pair('ES384', 'es384', ec('P-384')),
+  pair('ES512', 'es512', ec('P-521')),
+  pair('EdDSA', 'ed', () => generateKeyPairSync('ed25519')),
+];
+const SHORT_RSA = pair('RS256', 'short', rsa(1024));
+/** Same kid as the RS256 key, not in the JWKS: its signatures must never verify. */
+const IMPOSTOR = pair('RS256', 'rs', rsa(2048));
+
+const DIGEST: Record<string, string | null> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
+function signWith(p: Pair, alg: string, input: Buffer): Buffer {
+  // An Ed25519 key signs only EdDSA, whatever alg the header claims.
+  if (p.jwk.kty === 'OKP') return sign(null, input, p.privateKey);
+  const digest = DIGEST[alg.slice(2)] ?? 'sha256';
+  if (alg.startsWith('PS')) return sign(digest, input, { key: p.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST });
+  if (alg.startsWith('ES')) return sign(digest, input, { key: p.privateKey, dsaEncoding: 'ieee-p1363' });
+  return sign(digest, input, p.privateKey);
+}
+const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+/** A compact JWS signed by hand, so headers and claims can be anything jose would refuse to produce. */
+function jws(p: Pair, header: Record<string, unknown> = {}, claims: Record<string, unknown> = {}, signAs = p.alg as string): string {
+  const input = `${b64({ alg: p.alg, kid: p.kid, ...header })}.${b64({ sub: 'user-1', iss: ISSUER, aud: 'orders-api', iat: NOW_S, exp: NOW_S + 600, ...claims })}`;
+  return `${input}.${signWith(p, signAs, Buffer.from(input)).toString('base64url')}`;
+}
+
+function provider(extra = ''): JwtProviderSettings {
+  const settings = authzSettings(`jwt:
+  providers:
+    - name: main
+      issuer: ${ISSUER}
+      audiences: [orders-api, billing-api]
+      algorithms: [RS256, PS256, ES256, ES384, ES512, EdDSA]
+      jwks: { file: ./jwks.json }
+      clock_skew_seconds: ${SKEW}
+      required_claims: [sub]
+${extra}policies:
+  - { name: any, match: { path_prefix: / }, authenticate: [jwt] }`);
+  return settings.jwt!.providers[0]!;
+}
+const JWKS = { keys: [...PAIRS, SHORT_RSA].map((p) => p.jwk) };
+/** The same keys without `alg` members: only kty and crv then tie a key to an alg. */
+const JWKS_WITHOUT_ALG = { keys: JWKS.keys.map(({ alg: _alg, ...jwk }) => jwk) };
+/** Each alg paired with another its key might be misused under. */
+const SWAPPED: Record<string, string> = { RS256: 'PS256', PS256: 'RS256', ES256: 'ES384', ES384: 'ES256', ES512: 'ES256', EdDSA: 'ES256' };
+
+/** Portcullis' verdict: the JWT evaluator with its cache off, at NOW_S. */
+async function ours(settings: JwtProviderSettings, token: string, jwks = JWKS): Promise<Outcome> {
+  return evaluateJwt(input({ headers: { authorization: `Bearer ${token}` } }), undefined, {
+    providers: [{ settings, keys: staticKeySource(jwks) }],
+    cache: new ExpiringLru(0),
+    generation: 'g',
+    maxTokenBytes: 8192,
+    clock: new FakeClock(NOW_S * 1000),
+    observer: countingObserver(),
+    isRevoked: () => false,
+  }, AbortSignal.timeout(2000));
+}
+
+/** jose's verdict on the same token under the same rules: the reference implementation. */
+async function jose(settings: JwtProviderSettings, token: string, jwks = JWKS): Promise<string | undefined> {
+  try {
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), {
+      issuer: settings.issuer,
+      audience: [...settings.audiences],
+      algorithms: [...settings.algorithms],
+      clockTolerance: settings.clockSkewSeconds,
+      currentDate: new Date(NOW_S * 1000),
+      requiredClaims: [...settings.requiredClaims],
+      ...(settings.type ? { typ: settings.type } : {}),
+    });
+    return typeof payload.sub === 'string' ? payload.sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deterministic variety for the mutation rows (xorshift). */
+function random(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+/** Every row: a token and whether it must be accepted (undefined: jose decides); our verdict is held to jose's. */
+type Row = [name: string, token: string, accepted: boolean | undefined];
+function rows(): Row[] {
+  const out: Row[] = [];
+  for (const p of PAIRS) {
+    const good = jws(p);
+    const [h, c, sig] = good.split('.') as [string, string, string];
+    const other = PAIRS.find((q) => q.alg !== p.alg && q.jwk.kty === p.jwk.kty);
+    out.push(
+      [`${p.alg} valid`, good, true],
+      [`${p.alg} tampered claims`, `${h}.${b64({ sub: 'admin', iss: ISSUER, aud: 'orders-api', exp: NOW_S + 600 })}.${sig}`, false],
+      [`${p.alg} signature cut short`, `${h}.${c}.${sig.slice(0, -4)}`, false],
+      [`${p.alg} signature one byte longer`, `${h}.${c}.${Buffer.concat([Buffer.from(sig, 'base64url'), Buffer.of(0)]).toString('base64url')}`, false],
+      [`${p.alg} signature all zeros`, `${h}.${c}.${Buffer.alloc(Buffer.from(sig, 'base64url').length).toString('base64url')}`, false],
+      [`${p.alg} signature of another token`, `${h}.${c}.${jws(p, {}, { sub: 'user-2' }).split('.')[2]}`, false],
+      [`${p.alg} key used under ${SWAPPED[p.alg]}, which its JWK alg forbids`, jws(p, { alg: SWAPPED[p.alg] }, {}, SWAPPED[p.alg]), false],
+      [`${p.alg} header alg not allowed`, jws(p, { alg: 'RS512' }), false],
+      [`${p.alg} unknown kid`, jws(p, { kid: 'nobody' }), false],
+      [`${p.alg} kid of another family`, jws(p, { kid: other ? other.kid : p.jwk.kty === 'OKP' ? 'rs' : 'ed' }), false],
+    );
+    const draw = random(p.alg.length * 7919);
+    for (let i = 0; i < 12; i++) {
+      const at = Math.floor(draw() * good.length);
+      const flipped = good[at] === '.' ? good : `${good.slice(0, at)}${good[at] === 'A' ? 'B' : 'A'}${good.slice(at + 1)}`;
+      if (flipped !== good) out.push([`${p.alg} character ${at} changed`, flipped, undefined]);
+    }
+  }
+  const rs = PAIRS[0]!;
+  out.push(
+    ['RSA key of 1024 bits', jws(SHORT_RSA), false],
+    ['key not in the JWKS, same kid', jws(IMPOSTOR), false],
+    ['exp exactly at now - skew', jws(rs, {}, { exp: NOW_S - SKEW }), false],
+    ['exp one second later', jws(rs, {}, { exp: NOW_S - SKEW + 1 }), true],
+    ['exp a string', jws(rs, {}, { exp: String(NOW_S + 600) }), false],
+    ['nbf exactly at now + skew', jws(rs, {}, { nbf: NOW_S + SKEW }), true],
+    ['nbf one second later', jws(rs, {}, { nbf: NOW_S + SKEW + 1 }), false],
+    ['nbf a string', jws(rs, {}, { nbf: 'now' }), false],
+    ['iat a string', jws(rs, {}, { iat: 'yesterday' }), false],
+    ['iat in the future', jws(rs, {}, { iat: NOW_S + 86400 }), true],
+    ['no exp', jws(rs, {}, { exp: undefined }), false],
+    ['no sub (required)', jws(rs, {}, { sub: undefined }), false],
+    ['aud a list holding one of ours', jws(rs, {}, { aud: ['other', 'billing-api'] }), true],
+    ['aud a list holding none of ours', jws(rs, {}, { aud: ['other'] }), false],
+    ['aud missing', jws(rs, {}, { aud: undefined }), false],
+    ['aud a number', jws(rs, {}, { aud: 7 }), false],
+    ['aud an empty list', jws(rs, {}, { aud: [] }), false],
+    ['iss of another issuer', jws(rs, {}, { iss: 'https://evil.example' }), false],
+    ['iss with a trailing slash', jws(rs, {}, { iss: `${ISSUER}/` }), false],
+    ['crit b64 with b64 true', jws(rs, { crit: ['b64'], b64: true }), true],
+    ['crit b64 with b64 false', jws(rs, { crit: ['b64'], b64: false }), false],
+    ['crit b64 without b64', jws(rs, { crit: ['b64'] }), false],
+    ['crit names an unknown extension', jws(rs, { crit: ['exp'], exp: 1 }), false],
+    ['crit an empty list', jws(rs, { crit: [] }), false],
+    ['crit a string', jws(rs, { crit: 'b64', b64: true }), false],
+    ['b64 false without crit (ignored)', jws(rs, { b64: false }), true],
+    ['alg missing', jws(rs, { alg: undefined }, {}, 'RS256'), false],
+    ['alg none', `${b64({ alg: 'none' })}.${b64({ sub: 'u', iss: ISSUER, aud: 'orders-api', exp: NOW_S + 60 })}.c2ln`, false],
+    ['claims a JSON list', `${b64({ alg: 'RS256', kid: 'rs' })}.${b64([1])}.${jws(rs).split('.')[2]}`, false],
+  );
+  return out;
+}
+
+describe('JWS checks held to jose', () => {
+  it('every row gets the verdict it should, and the verdict jose gives', async () => {
+    const settings = provider();
+    for (const [name, token, expected] of rows()) {
+      const [outcome, reference] = await Promise.all([ours(settings, token), jose(settings, token)]);
+      const accepted = outcome.kind === 'success';
+      assert.equal(accepted, reference !== undefined, `${name}: ours ${JSON.stringify(outcome)}, jose ${reference === undefined ? 'refused' : 'accepted'}`);
+      if (expected !== undefined) assert.equal(accepted, expected, name);
+      if (accepted) assert.equal(outcome.identity.subject, reference);
+    }
+  });
+
+  it('a JWKS without alg members: a key verifies only the algs of its family and curve, as in jose', async () => {
+    const settings = provider();
+    for (const p of PAIRS) {
+      const swapped = SWAPPED[p.alg]!;
+      // An RSA key serves RS256 and PS256 alike when its JWK does not pin one; an EC key only its own curve's alg.
+      const expected = p.jwk.kty === 'RSA';
+      for (const [name, token, accepted] of [[`${p.alg} as itself`, jws(p), true], [`${p.alg} key under ${swapped}`, jws(p, { alg: swapped }, {}, swapped), expected]] as const) {
+        const [outcome, reference] = await Promise.all([ours(settings, token, JWKS_WITHOUT_ALG), jose(settings, token, JWKS_WITHOUT_ALG)]);
+        assert.equal(outcome.kind === 'success', accepted, `${name}: ${JSON.stringify(outcome)}`);
+        assert.equal(reference !== undefined, accepted, `jose: ${name}`);
+      }
+    }
+  });
+
+  it('typ: compared as a media type, case-insensitive, application/ implied', async () => {
+    const settings = provider('      type: at+jwt\n');
+    const rs = PAIRS[0]!;
+    const cases: [Record<string, unknown>, boolean][] = [
+      [{ typ: 'at+jwt' }, true], [{ typ: 'AT+JWT' }, true], [{ typ: 'application/at+jwt' }, true],
+      [{ typ: 'JWT' }, false], [{}, false], [{ typ: 7 }, false],
+    ];
+    for (const [header, expected] of cases) {
+      const token = jws(rs, header);
+      const [outcome, reference] = await Promise.all([ours(settings, token), jose(settings, token)]);
+      assert.equal(outcome.kind === 'success', expected, JSON.stringify(header));
+      assert.equal(reference !== undefined, expected, `jose: ${JSON.stringify(header)}`);
+    }
+  });
+});
+
+describe('JWS decision functions', () => {
+  const settings = provider();
+  it('headerRefusal: crit and alg, table', () => {
+    const table: [Record<string, unknown>, string | undefined][] = [
+      [{ alg: 'RS256' }, undefined],
+      [{ alg: 'RS256', crit: ['b64'], b64: true }, undefined],
+      [{ alg: 'RS256', crit: ['b64'], b64: false }, 'jwt_malformed'],
+      [{ alg: 'RS256', crit: ['zip'] }, 'jwt_unsupported'],
+      [{ alg: 'RS256', crit: [''] }, 'jwt_malformed'],
+      [{ alg: 'RS256', crit: [] }, 'jwt_malformed'],
+      [{ alg: 'HS256' }, 'jwt_alg_not_allowed'],
+      [{ alg: 'none' }, 'jwt_alg_not_allowed'],
+      [{ alg: 'rs256' }, 'jwt_alg_not_allowed'],
+      [{}, 'jwt_malformed'],
+      [{ alg: 7 }, 'jwt_malformed'],
+    ];
+    for (const [header, reason] of table) assert.equal(headerRefusal(header as never, settings.algorithms)?.reason, reason, JSON.stringify(header));
+  });
+
+  it('claimsRefusal: reasons, table', () => {
+    const base = { sub: 'u', iss: ISSUER, aud: 'orders-api', exp: NOW_S + 60 };
+    const table: [Record<string, unknown>, string | undefined][] = [
+      [base, undefined],
+      [{ ...base, iss: 'x' }, 'jwt_wrong_issuer'],
+      [{ ...base, iss: undefined }, 'jwt_wrong_issuer'],
+      [{ ...base, aud: 'x' }, 'jwt_wrong_audience'],
+      [{ ...base, aud: undefined }, 'jwt_wrong_audience'],
+      [{ ...base, sub: undefined }, 'jwt_claim_invalid'],
+      [{ ...base, exp: undefined }, 'jwt_claim_invalid'],
+      [{ ...base, exp: NOW_S - SKEW }, 'jwt_expired'],
+      [{ ...base, exp: '1' }, 'jwt_claim_invalid'],
+      [{ ...base, nbf: NOW_S + SKEW + 1 }, 'jwt_not_yet_valid'],
+      [{ ...base, iat: null }, 'jwt_claim_invalid'],
+    ];
+    for (const [claims, reason] of table) {
+      const payload = JSON.parse(JSON.stringify(claims)) as Record<string, unknown>;
+      assert.equal(claimsRefusal(settings, { alg: 'RS256' }, payload, NOW_S)?.reason, reason, JSON.stringify(claims));
+    }
+  });
+
+  it('keyRefusal and signatureVerifies: a key answers only for its own alg', () => {
+    const data = Buffer.from('signing input');
+    for (const p of PAIRS) {
+      for (const alg of settings.algorithms) {
+        const fits = keyRefusal(alg, p.publicKey) === undefined;
+        const sameFamily = (alg.startsWith('RS') || alg.startsWith('PS')) ? p.jwk.kty === 'RSA' : alg === p.alg || (alg === 'EdDSA' && p.alg === 'EdDSA');
+        assert.equal(fits, sameFamily, `${p.alg} key for ${alg}`);
+      }
+      assert.ok(signatureVerifies(p.alg, p.publicKey, data, signWith(p, p.alg, data)), p.alg);
+      assert.ok(!signatureVerifies(p.alg, p.publicKey, Buffer.from('other input'), signWith(p, p.alg, data)), `${p.alg} other input`);
+      assert.ok(!signatureVerifies(p.alg, p.publicKey, data, Buffer.alloc(3)), `${p.alg} short signature`);
+    }
+    assert.equal(keyRefusal('RS256', SHORT_RSA.publicKey)?.reason, 'jwt_unknown_key');
+    assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
+  });
+});
