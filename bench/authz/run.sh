@@ -4,6 +4,7 @@
 # The no-op answers every route with the bytes Portcullis answers it with (fetched once, see servers.ts), so the
 # load generator, which shares the machine, decodes the same answers from both; each server's CPU per check over a
 # run is read from /proc beside ghz' numbers.
+# Before the load, the uncached JWT evaluator is timed alone, in process (verify-loop.ts).
 # Scenarios: API key; JWT RS256 cached; JWT RS256 / ES256 / EdDSA uncached (a second Portcullis with the verified-token
 # cache off); introspection cached (a local RFC 7662 endpoint, every answer cached after the first).
 # Then, per scenario, both servers again at a fixed rate (ghz --rps) of half Portcullis' median peak for that
@@ -26,6 +27,8 @@ trap cleanup EXIT
 NOOP_PORT=19300 CACHED_PORT=19301 UNCACHED_PORT=19302 INTRO_PORT=19303
 node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
 CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect"
+# The uncached JWT evaluator alone, before any server runs: the token's own cost, without the transport.
+for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do node dist/bench/authz/verify-loop.js "$TMP" $args; done > "$TMP/verify-loop.txt"
 declare -A PID_OF
 node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
 node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
@@ -99,3 +102,6 @@ cat "$FIXED_TABLE"
 echo
 echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's path): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs)"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
+echo
+echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"
+sed 's/^/- /' "$TMP/verify-loop.txt"
