@@ -26,9 +26,11 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 NOOP_PORT=19300 CACHED_PORT=19301 UNCACHED_PORT=19302 INTRO_PORT=19303
 node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
-CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect"
+# Bounded: one run hung at start-up (no CPU, waiting on a futex) and would have held the bench forever.
+CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT timeout 120 node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect" ||
+  { echo "bench: prepare.js failed or took over 120 s" >&2; exit 1; }
 # The uncached JWT evaluator alone, before any server runs: the token's own cost, without the transport.
-for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do node dist/bench/authz/verify-loop.js "$TMP" $args; done > "$TMP/verify-loop.txt"
+for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do timeout 120 node dist/bench/authz/verify-loop.js "$TMP" $args; done > "$TMP/verify-loop.txt"
 declare -A PID_OF
 node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
 node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
@@ -100,7 +102,7 @@ echo
 echo "### Fixed rate: half of Portcullis' peak, both servers at that rate"
 cat "$FIXED_TABLE"
 echo
-echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's path): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs)"
+echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs)"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
 echo
 echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"
