@@ -83,8 +83,9 @@ for (let i = 0; i < n; i++) verify('sha256', data, pairs.RS256.publicKey, signat
 const us = Number(process.hrtime.bigint() - t0) / 1000 / n;
 writeFileSync(path.join(dir, 'verify-us.txt'), `${us.toFixed(1)}\n`);
 
-// The same verify through WebCrypto, the path jose's jwtVerify takes (Portcullis verifies with crypto.verify, src/authz/jws.ts): CPU µs per call (the work runs on libuv's thread pool, so
-// process CPU time, not wall time), one call at a time.
+// The same verify through WebCrypto, the path jose's jwtVerify takes (Portcullis uses crypto.verify, see
+// src/authz/jws.ts): CPU µs per call (the work runs on libuv's thread pool, so process CPU time, not wall time), one
+// call at a time.
 const webKey = await crypto.subtle.importKey('jwk', pairs.RS256.publicKey.export({ format: 'jwk' }), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['verify']);
 for (let i = 0; i < 200; i++) await crypto.subtle.verify('RSASSA-PKCS1-v1_5', webKey, signature, data);
 const cpu0 = process.cpuUsage();
