@@ -5,9 +5,8 @@ import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 /**
  * The checks jose's jwtVerify makes on a compact JWT, made here on what jose already decoded and picked, with the
  * signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through WebCrypto, a thread-pool job
- * per token: an RS256 token cost 44–51 µs of CPU with 50 in flight and 86–93 µs alone, against 25–27 µs for
- * `crypto.verify` of the same bytes (docs/benchmarks.md). jose still decodes the token, selects the JWKS key for the
- * header and imports it; the rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims), and
+ * per token that cost an RS256 token about twice the CPU of `crypto.verify` with 50 in flight and 3–5× alone
+ * (docs/benchmarks.md). jose still decodes the token, selects the JWKS key for the header and imports it; the rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims), and
  * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token.
  */
 
