@@ -1,5 +1,5 @@
 import { KeyObject } from 'node:crypto';
-import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
 import type { JwksSource } from './config.js';
@@ -10,19 +10,24 @@ export class KeysUnavailableError extends Error {
   override readonly name = 'KeysUnavailableError';
 }
 
-/** Resolves a token's verification key from its protected header, as node:crypto's verify takes it. */
+/**
+ * Resolves the keys that may have signed a token, from its protected header, as node:crypto's verify takes them:
+ * one, or up to MAX_CANDIDATE_KEYS when several match (a header without `kid` while a rotation publishes two).
+ */
 export interface KeySource {
-  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<KeyObject>;
+  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]>;
   close(): void;
 }
 
 const MAX_KEYS = 100;
+/** A token that matches several keys is tried against this many at most: a forged one costs a bounded few verifies. */
+export const MAX_CANDIDATE_KEYS = 4;
 /** Key fetches have their own bound; a Check only ever waits for one up to its own deadline. */
 const FETCH_TIMEOUT_MS = 5000;
 const RETRY_AFTER_FAILURE_MS = 2000;
 
 interface KeySet {
-  readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<KeyObject>;
+  readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<readonly KeyObject[]>;
   readonly kids: ReadonlySet<string>;
 }
 
@@ -45,14 +50,28 @@ export function keySetFrom(document: unknown): KeySet {
   // conversion to a KeyObject is kept beside it, for as long as this set is the provider's.
   const select = createLocalJWKSet(jwks);
   const converted = new WeakMap<CryptoKey, KeyObject>();
-  const resolve = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<KeyObject> => {
-    const cryptoKey = await select(header, token);
+  const keyObject = (cryptoKey: CryptoKey): KeyObject => {
     let key = converted.get(cryptoKey);
     if (key === undefined) {
       key = KeyObject.from(cryptoKey);
       converted.set(cryptoKey, key);
     }
     return key;
+  };
+  const resolve = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<readonly KeyObject[]> => {
+    try {
+      return [keyObject(await select(header, token))];
+    } catch (error) {
+      // jose leaves trying each of several matching keys to the caller; it yields the ones that import.
+      if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
+      const keys: KeyObject[] = [];
+      for await (const cryptoKey of error) {
+        keys.push(keyObject(cryptoKey));
+        if (keys.length === MAX_CANDIDATE_KEYS) break;
+      }
+      if (keys.length === 0) throw new errors.JWKSNoMatchingKey();
+      return keys;
+    }
   };
   return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')) };
 }
@@ -133,7 +152,7 @@ export class RemoteKeySource implements KeySource {
     return keySetFrom(await http.getJson(url, signal));
   }
 
-  async resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<KeyObject> {
+  async resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]> {
     const known = (): boolean => this.keys !== undefined && (header.kid === undefined || this.keys.kids.has(header.kid));
     if (!known()) {
       const cooled = this.options.clock.nowMs() - this.lastAttemptMs >= this.options.cooldownMs;

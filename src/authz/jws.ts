@@ -74,6 +74,26 @@ export function keyRefusal(alg: JwtAlgorithm, key: KeyObject): Refusal | undefin
   return undefined;
 }
 
+const BAD_SIGNATURE: Refusal = { reason: 'jwt_bad_signature', detail: 'signature does not verify' };
+
+/**
+ * The refusal when none of `keys` (the header's candidates) verifies the signature, or undefined when one does. A
+ * key that cannot check the alg is skipped; the refusal says bad signature once any key could check it.
+ */
+export function signatureRefusal(alg: JwtAlgorithm, keys: readonly KeyObject[], signingInput: Buffer, signature: Buffer): Refusal | undefined {
+  let refusal: Refusal | undefined;
+  for (const key of keys) {
+    const unfit = keyRefusal(alg, key);
+    if (unfit !== undefined) {
+      refusal ??= unfit;
+      continue;
+    }
+    if (signatureVerifies(alg, key, signingInput, signature)) return undefined;
+    refusal = BAD_SIGNATURE;
+  }
+  return refusal ?? { reason: 'jwt_unknown_key', detail: 'no signing key matches the token header' };
+}
+
 /** True when `signature` is `alg`'s signature of `signingInput` under `key` (a key keyRefusal accepted). */
 export function signatureVerifies(alg: JwtAlgorithm, key: KeyObject, signingInput: Buffer, signature: Buffer): boolean {
   const scheme = SCHEMES[alg];

@@ -3,8 +3,8 @@ import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypt
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
-import { staticKeySource } from '../../../src/authz/jwks.js';
-import { claimsRefusal, headerRefusal, keyRefusal, signatureVerifies } from '../../../src/authz/jws.js';
+import { MAX_CANDIDATE_KEYS, staticKeySource } from '../../../src/authz/jwks.js';
+import { claimsRefusal, headerRefusal, keyRefusal, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
 import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
 import type { Outcome } from '../../../src/authz/types.js';
@@ -73,7 +73,7 @@ const JWKS_WITHOUT_ALG = { keys: JWKS.keys.map(({ alg: _alg, ...jwk }) => jwk) }
 const SWAPPED: Record<string, string> = { RS256: 'PS256', PS256: 'RS256', ES256: 'ES384', ES384: 'ES256', ES512: 'ES256', EdDSA: 'ES256' };
 
 /** Portcullis' verdict: the JWT evaluator with its cache off, at NOW_S. */
-async function ours(settings: JwtProviderSettings, token: string, jwks = JWKS): Promise<Outcome> {
+async function ours(settings: JwtProviderSettings, token: string, jwks: { keys: JWK[] } = JWKS): Promise<Outcome> {
   return evaluateJwt(input({ headers: { authorization: `Bearer ${token}` } }), undefined, {
     providers: [{ settings, keys: staticKeySource(jwks) }],
     cache: new ExpiringLru(0),
@@ -200,6 +200,18 @@ describe('JWS checks held to jose', () => {
     }
   });
 
+  it('a header without kid that matches several keys (a rotation): each is tried, at most MAX_CANDIDATE_KEYS', async () => {
+    const settings = provider();
+    const rotation = Array.from({ length: MAX_CANDIDATE_KEYS + 1 }, (_, i) => pair('RS256', `r${i}`, rsa(2048)));
+    const jwks = { keys: rotation.map(({ jwk: { kid: _kid, ...jwk } }) => jwk) };
+    for (const [i, p] of rotation.entries()) {
+      const outcome = await ours(settings, jws(p, { kid: undefined }), jwks);
+      assert.equal(outcome.kind === 'success', i < MAX_CANDIDATE_KEYS, `signed by key ${i}: ${JSON.stringify(outcome)}`);
+    }
+    const stranger = await ours(settings, jws(IMPOSTOR, { kid: undefined }), jwks);
+    assert.equal(stranger.kind === 'invalid' && stranger.reason, 'jwt_bad_signature');
+  });
+
   it('typ: compared as a media type, case-insensitive, application/ implied', async () => {
     const settings = provider('      type: at+jwt\n');
     const rs = PAIRS[0]!;
@@ -256,7 +268,7 @@ describe('JWS decision functions', () => {
     }
   });
 
-  it('keyRefusal and signatureVerifies: a key answers only for its own alg', () => {
+  it('keyRefusal, signatureVerifies, signatureRefusal: a key answers only for its own alg', () => {
     const data = Buffer.from('signing input');
     for (const p of PAIRS) {
       for (const alg of settings.algorithms) {
@@ -269,6 +281,17 @@ describe('JWS decision functions', () => {
       assert.ok(!signatureVerifies(p.alg, p.publicKey, data, Buffer.alloc(3)), `${p.alg} short signature`);
     }
     assert.equal(keyRefusal('RS256', SHORT_RSA.publicKey)?.reason, 'jwt_unknown_key');
+    const [rs, , es] = PAIRS as [Pair, Pair, Pair];
+    const signed = signWith(rs, 'RS256', data);
+    const table: [string, KeyObject[], string | undefined][] = [
+      ['the signer', [rs.publicKey], undefined],
+      ['another RSA key, then the signer', [IMPOSTOR.publicKey, rs.publicKey], undefined],
+      ['another RSA key', [IMPOSTOR.publicKey], 'jwt_bad_signature'],
+      ['an EC key', [es.publicKey], 'jwt_unknown_key'],
+      ['an EC key, then another RSA key', [es.publicKey, IMPOSTOR.publicKey], 'jwt_bad_signature'],
+      ['no key', [], 'jwt_unknown_key'],
+    ];
+    for (const [name, keys, reason] of table) assert.equal(signatureRefusal('RS256', keys, data, signed)?.reason, reason, name);
     assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
   });
 });
