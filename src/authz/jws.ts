@@ -105,7 +105,7 @@ export function signatureVerifies(alg: JwtAlgorithm, key: KeyObject, signingInpu
   }
 }
 
-/** RFC 8725 §3.11: `typ` compares case-insensitively, with `application/` implied. */
+/** RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, `application/` implied when absent. */
 const mediaType = (typ: string): string => (typ.includes('/') ? typ.toLowerCase() : `application/${typ.toLowerCase()}`);
 
 /**
