@@ -75,6 +75,7 @@ export function keyRefusal(alg: JwtAlgorithm, key: KeyObject): Refusal | undefin
 }
 
 const BAD_SIGNATURE: Refusal = { reason: 'jwt_bad_signature', detail: 'signature does not verify' };
+export const NO_MATCHING_KEY: Refusal = { reason: 'jwt_unknown_key', detail: 'no signing key matches the token header' };
 
 /**
  * The refusal when none of `keys` (the header's candidates) verifies the signature, or undefined when one does. A
@@ -91,7 +92,7 @@ export function signatureRefusal(alg: JwtAlgorithm, keys: readonly KeyObject[], 
     if (signatureVerifies(alg, key, signingInput, signature)) return undefined;
     refusal = BAD_SIGNATURE;
   }
-  return refusal ?? { reason: 'jwt_unknown_key', detail: 'no signing key matches the token header' };
+  return refusal ?? NO_MATCHING_KEY;
 }
 
 /** True when `signature` is `alg`'s signature of `signingInput` under `key` (a key keyRefusal accepted). */

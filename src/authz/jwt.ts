@@ -5,7 +5,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
-import { claimsRefusal, headerRefusal, signatureRefusal } from './jws.js';
+import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, signatureRefusal } from './jws.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
@@ -41,7 +41,7 @@ const MAX_CACHE_MS = 3_600_000;
 /** A key lookup's failure → our reason codes (for logs and explain; the metric reason is coarser). */
 function keyLookupRefusal(error: unknown): { kind: 'invalid' | 'unavailable'; reason: string; detail: string } {
   if (error instanceof KeysUnavailableError) return { kind: 'unavailable', reason: 'jwks_unavailable', detail: error.message };
-  if (error instanceof errors.JWKSNoMatchingKey) return { kind: 'invalid', reason: 'jwt_unknown_key', detail: 'no signing key matches the token header' };
+  if (error instanceof errors.JWKSNoMatchingKey) return { kind: 'invalid', ...NO_MATCHING_KEY };
   if (error instanceof errors.JOSENotSupported) return { kind: 'invalid', reason: 'jwt_unsupported', detail: error.message };
   // jose refuses to import a key the JWKS describes wrongly for this alg (use, key_ops, alg of the key).
   return { kind: 'invalid', reason: 'jwt_unknown_key', detail: (error as Error).message ?? String(error) };
