@@ -219,7 +219,6 @@ export function buildApp(deps: AppDeps): App {
           observe: (decision, seconds) => metrics.authz.check(decision, seconds),
           onError: (code) => metrics.authz.serviceError(code),
           inFlight: inFlightRequests,
-          encode: (response) => authzDefinition['Check']!.responseSerialize(response),
         }),
       }, {
         definition: externalProcessorServiceDefinition(),

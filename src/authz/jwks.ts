@@ -4,6 +4,7 @@ import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
 import type { JwksSource } from './config.js';
 import type { HttpClient } from './ports.js';
+import type { MaybePromise } from './types.js';
 
 /** The keys cannot be had right now (never fetched, issuer down): not the token's fault. */
 export class KeysUnavailableError extends Error {
@@ -13,9 +14,11 @@ export class KeysUnavailableError extends Error {
 /**
  * Resolves the keys that may have signed a token, from its protected header, as node:crypto's verify takes them:
  * one, or up to MAX_CANDIDATE_KEYS when several match (a header without `kid` while a rotation publishes two).
+ * Synchronous for a header whose keys were found before, so a token signed by a known key is verified without a
+ * promise; a promise (never a throw) otherwise.
  */
 export interface KeySource {
-  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]>;
+  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): MaybePromise<readonly KeyObject[]>;
   close(): void;
 }
 
@@ -27,7 +30,7 @@ const FETCH_TIMEOUT_MS = 5000;
 const RETRY_AFTER_FAILURE_MS = 2000;
 
 interface KeySet {
-  readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<readonly KeyObject[]>;
+  readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => MaybePromise<readonly KeyObject[]>;
   readonly kids: ReadonlySet<string>;
 }
 
@@ -58,7 +61,7 @@ export function keySetFrom(document: unknown): KeySet {
     }
     return key;
   };
-  const resolve = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<readonly KeyObject[]> => {
+  const lookUp = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<readonly KeyObject[]> => {
     try {
       return [keyObject(await select(header, token))];
     } catch (error) {
@@ -72,6 +75,22 @@ export function keySetFrom(document: unknown): KeySet {
       if (keys.length === 0) throw new errors.JWKSNoMatchingKey();
       return keys;
     }
+  };
+  // jose's choice depends on the header's alg and kid alone (and the set), so a choice once made is kept: the next
+  // token with that header gets it without jose's promise. Only keys found are kept, and a kid is only found if the set
+  // names it, so this holds at most one entry per alg and kid of the set (plus one per alg without kid).
+  const found = new Map<string, Map<string | undefined, readonly KeyObject[]>>();
+  const resolve = (header: JWTHeaderParameters, token: FlattenedJWSInput): MaybePromise<readonly KeyObject[]> => {
+    const { alg, kid } = header as { alg?: unknown; kid?: unknown };
+    if (typeof alg !== 'string' || (kid !== undefined && typeof kid !== 'string')) return lookUp(header, token);
+    const known = found.get(alg)?.get(kid);
+    if (known !== undefined) return known;
+    return lookUp(header, token).then((keys) => {
+      let byKid = found.get(alg);
+      if (byKid === undefined) found.set(alg, (byKid = new Map()));
+      byKid.set(kid, keys);
+      return keys;
+    });
   };
   return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')) };
 }
@@ -152,15 +171,18 @@ export class RemoteKeySource implements KeySource {
     return keySetFrom(await http.getJson(url, signal));
   }
 
-  async resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]> {
-    const known = (): boolean => this.keys !== undefined && (header.kid === undefined || this.keys.kids.has(header.kid));
-    if (!known()) {
-      const cooled = this.options.clock.nowMs() - this.lastAttemptMs >= this.options.cooldownMs;
-      const pending = this.inflight ?? (cooled ? this.refresh() : undefined);
-      if (pending) await untilAborted(pending, signal).catch(() => undefined);
-      if (this.keys === undefined) throw new KeysUnavailableError('signing keys not available (JWKS not fetched yet)');
-    }
-    return this.keys!.resolve(header, token);
+  resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): MaybePromise<readonly KeyObject[]> {
+    if (this.keys !== undefined && (header.kid === undefined || this.keys.kids.has(header.kid))) return this.keys.resolve(header, token);
+    return this.afterRefetch(header, token, signal);
+  }
+
+  /** An unknown kid, or no keys yet: one refetch (if cooled down), waited for until the Check's deadline. */
+  private async afterRefetch(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]> {
+    const cooled = this.options.clock.nowMs() - this.lastAttemptMs >= this.options.cooldownMs;
+    const pending = this.inflight ?? (cooled ? this.refresh() : undefined);
+    if (pending) await untilAborted(pending, signal).catch(() => undefined);
+    if (this.keys === undefined) throw new KeysUnavailableError('signing keys not available (JWKS not fetched yet)');
+    return this.keys.resolve(header, token);
   }
 
   close(): void {

@@ -96,9 +96,9 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
 
 /**
  * A token not in the cache: its provider by `iss`, then that provider's header rules, key, signature and claims
- * (jws.ts); verified tokens are cached.
+ * (jws.ts); verified tokens are cached. Synchronous unless a provider's keys must be fetched or imported first.
  */
-async function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): Promise<Outcome> {
+function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): MaybePromise<Outcome> {
   let header: ProtectedHeaderParameters;
   let payload: JWTPayload;
   try {
@@ -112,41 +112,42 @@ async function verify(token: string, cacheKey: string, nowMs: number, allowed: R
   if (candidates.length === 0) return { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: `no provider allowed here has issuer ${JSON.stringify(issuer)}` };
 
   const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
+  const jws = { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature };
   // The shape check admitted only base64url characters, so the signing input is ASCII.
   const signingInput = Buffer.from(token.slice(0, encodedHeader.length + 1 + encodedPayload.length), 'latin1');
   const signature = Buffer.from(encodedSignature, 'base64url');
   const nowS = Math.floor(nowMs / 1000);
-  let last: Outcome = { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' };
-  for (const provider of candidates) {
-    const s = provider.settings;
-    const headerFault = headerRefusal(header, s.algorithms);
-    if (headerFault !== undefined) {
-      last = { kind: 'invalid', ...headerFault };
-      continue;
-    }
-    const alg = header.alg as JwtAlgorithm;
-    let keys: readonly KeyObject[];
-    try {
-      keys = await provider.keys.resolve(header as JWTHeaderParameters, { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature }, signal);
-    } catch (error) {
-      last = keyLookupRefusal(error);
-      continue;
-    }
-    const fault = signatureRefusal(alg, keys, signingInput, signature) ?? claimsRefusal(s, header, payload, nowS);
-    if (fault !== undefined) {
-      last = { kind: 'invalid', ...fault };
-      continue;
-    }
+
+  /** The verdict of one provider once its keys are known: the answer, or a refusal that lets the next one try. */
+  const judge = (s: JwtProviderSettings, keys: readonly KeyObject[]): { answer: Outcome } | { refusal: Outcome } => {
+    const fault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature) ?? claimsRefusal(s, header, payload, nowS);
+    if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
     const identity = identityOf(s, payload);
-    if (identity === undefined) {
-      last = { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` };
-      continue;
-    }
+    if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
     deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
-    return checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`);
-  }
-  return last;
+    return { answer: checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`) };
+  };
+  const tryFrom = (first: number, last: Outcome): MaybePromise<Outcome> => {
+    for (let i = first; i < candidates.length; i++) {
+      const s = candidates[i]!.settings;
+      const headerFault = headerRefusal(header, s.algorithms);
+      if (headerFault !== undefined) {
+        last = { kind: 'invalid', ...headerFault };
+        continue;
+      }
+      const keys = candidates[i]!.keys.resolve(header as JWTHeaderParameters, jws, signal);
+      if (keys instanceof Promise) {
+        return keys.then((k) => judge(s, k), (error: unknown) => ({ refusal: keyLookupRefusal(error) }))
+          .then((verdict) => ('answer' in verdict ? verdict.answer : tryFrom(i + 1, verdict.refusal)));
+      }
+      const verdict = judge(s, keys);
+      if ('answer' in verdict) return verdict.answer;
+      last = verdict.refusal;
+    }
+    return last;
+  };
+  return tryFrom(0, { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' });
 }
 
 function checkRevoked(identity: Identity, deps: JwtEvaluatorDeps, detail: string): Outcome {

@@ -4,6 +4,7 @@ import type { AllowDecision, CheckInput, Decision, Grant, HeaderLookup, MaybePro
 import type { Logger } from '../observability/logger.js';
 import { asPortcullisError, ErrorCode } from '../shared/errors.js';
 import type { DeadlineSignals } from './deadline-signals.js';
+import { encodeAllow } from './allow-encoding.js';
 import { toStruct } from './ratelimit-handler.js';
 import { grpcStatusOf } from './status.js';
 
@@ -130,14 +131,14 @@ export function toCheckResponse(decision: Decision, requestId: string): unknown 
 
 /**
  * An allow answer depends on its Grant only, and a cached caller's requests share one Grant (decide.ts): its
- * encoding is kept beside it, so a repeat caller's answer is not rebuilt and re-encoded on every Check (about a
- * tenth of a Check's cost in the profile, docs/benchmarks.md). The service's serializer sends a Buffer as is.
+ * encoding (encodeAllow, the bytes toCheckResponse's allow encodes to) is kept beside it, so a repeat caller's answer
+ * is not encoded again on every Check. The service's serializer sends a Buffer as is.
  */
 const encodedGrants = new WeakMap<Grant, Buffer>();
 
-function encodedAllow(decision: AllowDecision, encode: (response: unknown) => Buffer): Buffer {
+function encodedAllow(decision: AllowDecision): Buffer {
   let bytes = encodedGrants.get(decision.grant);
-  if (bytes === undefined) encodedGrants.set(decision.grant, (bytes = encode(toCheckResponse(decision, ''))));
+  if (bytes === undefined) encodedGrants.set(decision.grant, (bytes = encodeAllow(decision.grant)));
   return bytes;
 }
 
@@ -150,8 +151,6 @@ export interface AuthzHandlerDeps {
   readonly observe: (decision: Decision, seconds: number) => void;
   readonly onError: (code: string) => void;
   readonly inFlight: { enter(): void; leave(): void };
-  /** The CheckResponse serializer of the service definition the handlers are served with. */
-  readonly encode: (response: unknown) => Buffer;
 }
 
 export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementation {
@@ -167,7 +166,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         if (decision !== undefined && input !== undefined) {
           deps.observe(decision, seconds);
           if (snapshot.settings?.logDecisions !== false) logDecision(deps.logger, input, decision, seconds);
-          callback(null, decision.allow ? encodedAllow(decision, deps.encode) : toCheckResponse(decision, input.requestId));
+          callback(null, decision.allow ? encodedAllow(decision) : toCheckResponse(decision, input.requestId));
           return;
         }
         const e = asPortcullisError(error);

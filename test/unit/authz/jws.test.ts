@@ -3,7 +3,7 @@ import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypt
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
-import { MAX_CANDIDATE_KEYS, staticKeySource } from '../../../src/authz/jwks.js';
+import { MAX_CANDIDATE_KEYS, staticKeySource, type KeySource } from '../../../src/authz/jwks.js';
 import { claimsRefusal, headerRefusal, keyRefusal, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
 import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
@@ -72,17 +72,32 @@ const JWKS_WITHOUT_ALG = { keys: JWKS.keys.map(({ alg: _alg, ...jwk }) => jwk) }
 /** Each alg paired with another its key might be misused under. */
 const SWAPPED: Record<string, string> = { RS256: 'PS256', PS256: 'RS256', ES256: 'ES384', ES384: 'ES256', ES512: 'ES256', EdDSA: 'ES256' };
 
-/** Portcullis' verdict: the JWT evaluator with its cache off, at NOW_S. */
+/**
+ * One key source per JWKS for the whole file, as a server holds one per provider: keys found for an earlier token's
+ * alg and kid are the ones a later token with that header gets (jwks.ts), also when the later one is forged.
+ */
+const keySources = new WeakMap<object, KeySource>();
+
+/**
+ * Portcullis' verdict: the JWT evaluator with its cache off, at NOW_S. Asked twice, so the second answer comes with
+ * the header's keys already found (synchronously); both must agree.
+ */
 async function ours(settings: JwtProviderSettings, token: string, jwks: { keys: JWK[] } = JWKS): Promise<Outcome> {
-  return evaluateJwt(input({ headers: { authorization: `Bearer ${token}` } }), undefined, {
-    providers: [{ settings, keys: staticKeySource(jwks) }],
-    cache: new ExpiringLru(0),
+  let keys = keySources.get(jwks);
+  if (keys === undefined) keySources.set(jwks, (keys = staticKeySource(jwks)));
+  const deps = {
+    providers: [{ settings, keys }],
+    cache: new ExpiringLru<never>(0),
     generation: 'g',
     maxTokenBytes: 8192,
     clock: new FakeClock(NOW_S * 1000),
     observer: countingObserver(),
     isRevoked: () => false,
-  }, AbortSignal.timeout(2000));
+  };
+  const ask = () => evaluateJwt(input({ headers: { authorization: `Bearer ${token}` } }), undefined, deps, AbortSignal.timeout(2000));
+  const first = await ask();
+  assert.deepEqual(await ask(), first, 'the same verdict once the keys for this header are known');
+  return first;
 }
 
 /** jose's verdict on the same token under the same rules: the reference implementation. */

@@ -93,7 +93,6 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     const check = authzHandlers({
       service, snapshot: () => snapshot, logger: createLogger('silent'), deadlines: new DeadlineSignals(10), timeoutMs: () => 1000,
       observe: () => undefined, onError: () => undefined, inFlight: { enter: () => undefined, leave: () => undefined },
-      encode: (r) => definition['Check']!.responseSerialize(r),
     })['Check'] as (call: ServerUnaryCall<unknown, unknown>, callback: (error: ServiceError | null, response?: unknown) => void) => void;
     const ask = (headers: Record<string, string>, requestId: string) => new Promise<unknown>((resolve, reject) => {
       const request = { attributes: { request: { http: { method: 'GET', path: '/api/x', headers: { ...headers, 'x-request-id': requestId } } } } };
