@@ -3,21 +3,19 @@
 //
 // Usage: node dist/bench/authz/prepare.js DIR INTROSPECTION_URL
 
-import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { createHash, sign, verify } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { exportJWK, SignJWT } from 'jose';
+import { keyPairFor } from '../../test/support/key-pairs.js';
 
 const [dir = '/tmp/bench-authz', introspectionUrl = 'http://127.0.0.1:1/introspect'] = process.argv.slice(2);
 mkdirSync(path.join(dir, 'ratelimit'), { recursive: true });
 const ISSUER = 'https://bench.issuer';
 const API_KEY = 'pk_bench_key_000000000000000000000000000000000';
 
-const pairs = {
-  RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }),
-  ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
-  EdDSA: generateKeyPairSync('ed25519'),
-};
+// Not generateKeyPairSync's own KeyObjects: exporting those can deadlock Node 20 (see key-pairs.ts).
+const pairs = { RS256: keyPairFor('RS256'), ES256: keyPairFor('ES256'), EdDSA: keyPairFor('EdDSA') };
 const jwks = { keys: await Promise.all(Object.entries(pairs).map(async ([alg, p]) => ({ ...(await exportJWK(p.publicKey)), kid: alg, alg, use: 'sig' }))) };
 writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify(jwks));
 writeFileSync(path.join(dir, 'keys.yaml'), `- { id: bench, sha256: ${createHash('sha256').update(API_KEY).digest('hex')}, owner: bench, tier: gold, scopes: [read] }\n`);

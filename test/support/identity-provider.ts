@@ -3,7 +3,8 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { exportJWK, SignJWT, type JWK } from 'jose';
+import { keyPairFor } from './key-pairs.js';
 
 export interface IdentityProvider {
   /** http://127.0.0.1:<port>; also the issuer. */
@@ -22,7 +23,7 @@ export interface IdentityProvider {
 }
 
 export async function startIdentityProvider(): Promise<IdentityProvider> {
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const { privateKey, publicKey } = keyPairFor('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
   let mode: 'up' | 'down' | 'garbage' | 'slow' = 'up';
   let introspect: (token: string, authorization: string | undefined) => Record<string, unknown> = () => ({ active: false });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { errors, type JWK, type JWTHeaderParameters } from 'jose';
 import { staticKeySource } from '../../../src/authz/jwks.js';
+import { keyPair } from '../../support/key-pairs.js';
 
 const jwk = (kid: string | undefined): JWK => {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey } = keyPair({ type: 'ec', namedCurve: 'P-256' });
   return { ...(publicKey.export({ format: 'jwk' }) as JWK), ...(kid === undefined ? {} : { kid }), use: 'sig' };
 };
 const TOKEN = { protected: '', payload: '', signature: '' };

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { constants, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
@@ -9,6 +9,7 @@ import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
 import type { Outcome } from '../../../src/authz/types.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
+import { keyPair } from '../../support/key-pairs.js';
 import { authzSettings, countingObserver, input } from './support.js';
 
 const NOW_S = 1_700_000_000;
@@ -22,15 +23,15 @@ function pair(alg: JwtAlgorithm, kid: string, generate: () => { privateKey: KeyO
   return { alg, kid, privateKey, publicKey, jwk };
 }
 type Pair = ReturnType<typeof pair>;
-const rsa = (bits: number) => () => generateKeyPairSync('rsa', { modulusLength: bits });
-const ec = (namedCurve: string) => () => generateKeyPairSync('ec', { namedCurve });
+const rsa = (bits: number) => () => keyPair({ type: 'rsa', modulusLength: bits });
+const ec = (namedCurve: string) => () => keyPair({ type: 'ec', namedCurve });
 const PAIRS: Pair[] = [
   pair('RS256', 'rs', rsa(2048)),
   pair('PS256', 'ps', rsa(2048)),
   pair('ES256', 'es256', ec('P-256')),
   pair('ES384', 'es384', ec('P-384')),
   pair('ES512', 'es512', ec('P-521')),
-  pair('EdDSA', 'ed', () => generateKeyPairSync('ed25519')),
+  pair('EdDSA', 'ed', () => keyPair({ type: 'ed25519' })),
 ];
 const SHORT_RSA = pair('RS256', 'short', rsa(1024));
 /** Same kid as the RS256 key, not in the JWKS: its signatures must never verify. */

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHmac, KeyObject, sign as cryptoSign } from 'node:crypto';
+import { createHmac, sign as cryptoSign } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { exportJWK, exportSPKI, SignJWT, type JWK } from 'jose';
 import { AuthzService } from '../../../src/authz/service.js';
 import type { Decision } from '../../../src/authz/types.js';
 import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
+import { keyPairFor } from '../../support/key-pairs.js';
 import { authzSettings, countingObserver, fakeHttp, input } from './support.js';
 
 const NOW_S = 1_700_000_000;
@@ -13,7 +14,7 @@ const ISSUER = 'https://issuer.example';
 const OTHER = 'https://other.example';
 
 async function keyPair(alg: 'RS256' | 'ES256' | 'EdDSA', kid: string) {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const { privateKey, publicKey } = keyPairFor(alg);
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
   return { alg, kid, privateKey, publicKey, jwk };
 }
@@ -29,7 +30,7 @@ const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('bas
 /** A JWS signed by hand, for headers jose refuses to produce. */
 function handSigned(pair: Pair, header: Record<string, unknown>, payload: Record<string, unknown>): string {
   const signingInput = `${b64(header)}.${b64(payload)}`;
-  const signature = cryptoSign('sha256', Buffer.from(signingInput), KeyObject.from(pair.privateKey));
+  const signature = cryptoSign('sha256', Buffer.from(signingInput), pair.privateKey);
   return `${signingInput}.${signature.toString('base64url')}`;
 }
 const claims = { sub: 'user-1', iss: ISSUER, aud: 'orders-api', iat: NOW_S, exp: NOW_S + 600 };
