@@ -4,7 +4,8 @@
 # The no-op answers every route with the bytes Portcullis answers it with (fetched once, see servers.ts), so the
 # load generator, which shares the machine, decodes the same answers from both; each server's CPU per check over a
 # run is read from /proc beside ghz' numbers.
-# Before the load, the uncached JWT evaluator is timed alone, in process (verify-loop.ts).
+# Before the load, in process: the uncached JWT evaluator alone (verify-loop.ts), and whole Checks without the
+# transport (check-loop.ts).
 # Scenarios: API key; JWT RS256 cached; JWT RS256 / ES256 / EdDSA uncached (a second Portcullis with the verified-token
 # cache off); introspection cached (a local RFC 7662 endpoint, every answer cached after the first).
 # Then, per scenario, both servers again at a fixed rate (ghz --rps) of half Portcullis' median peak for that
@@ -31,6 +32,8 @@ CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT timeout 120 node dist/benc
   { echo "bench: prepare.js failed or took over 120 s" >&2; exit 1; }
 # The uncached JWT evaluator alone, before any server runs: the token's own cost, without the transport.
 for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do timeout 120 node dist/bench/authz/verify-loop.js "$TMP" $args; done > "$TMP/verify-loop.txt"
+# A whole Check in process (request decode, handler, answer encode): what Portcullis adds to each call.
+for args in "cached apikey" "cached jwt-RS256" "uncached jwt-RS256" "uncached jwt-ES256"; do timeout 120 node dist/bench/authz/check-loop.js "$TMP" $args; done > "$TMP/check-loop.txt"
 declare -A PID_OF
 node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
 node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
@@ -107,3 +110,6 @@ for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
 echo
 echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"
 sed 's/^/- /' "$TMP/verify-loop.txt"
+echo
+echo "One whole Check in process, without the transport (bench/authz/check-loop.ts):"
+sed 's/^/- /' "$TMP/check-loop.txt"
