@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { errors, type JWK, type JWTHeaderParameters } from 'jose';
-import { staticKeySource } from '../../../src/authz/jwks.js';
+import { RemoteKeySource, staticKeySource } from '../../../src/authz/jwks.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
 import { keyPair } from '../../support/key-pairs.js';
+import { fakeHttp } from './support.js';
 
 const jwk = (kid: string | undefined): JWK => {
   const { publicKey } = keyPair({ type: 'ec', namedCurve: 'P-256' });
@@ -51,4 +53,26 @@ describe('jwks: keys found for a header are found again synchronously', () => {
       }
     });
   }
+});
+
+describe('jwks: a remote key set found again synchronously, until it is replaced', () => {
+  it('a refresh that rotates the key behind a kid serves the new key, not the one kept for the old set', async () => {
+    let published = jwk('k1');
+    const http = fakeHttp({ 'https://idp.example/jwks': () => ({ keys: [published] }) });
+    const source = new RemoteKeySource({
+      source: { kind: 'uri', url: 'https://idp.example/jwks' }, http, clock: new FakeClock(0), refreshMs: 3_600_000, cooldownMs: 60_000, onRefresh: () => undefined,
+    });
+    await source.refresh();
+    const header = { alg: 'ES256', kid: 'k1' } as JWTHeaderParameters;
+    const x = (keys: readonly KeyObject[]) => keys.map((k) => k.export({ format: 'jwk' }).x);
+    assert.deepEqual(x(await source.resolve(header, TOKEN, signal)), [published.x]);
+    const again = source.resolve(header, TOKEN, signal);
+    assert.ok(!(again instanceof Promise));
+    published = jwk('k1');
+    await source.refresh();
+    const rotated = source.resolve(header, TOKEN, signal);
+    assert.ok(rotated instanceof Promise, 'the new set has found nothing yet');
+    assert.deepEqual(x(await rotated), [published.x]);
+    source.close();
+  });
 });
