@@ -67,7 +67,7 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
       scopes,
       roles,
       disabled: raw.disabled,
-      identity: Object.freeze({ method: 'api_key', subject: owner, apiKeyId: raw.id, tier: raw.tier || undefined, scopes, roles, claims: {} }),
+      identity: Object.freeze({ method: 'api_key', subject: owner, apiKeyId: raw.id, tier: raw.tier || undefined, scopes, roles, claims: {}, reused: true }),
     });
   });
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);

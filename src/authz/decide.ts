@@ -59,12 +59,13 @@ function allow(settings: AuthzSettings, policy: string, identity: Identity, atte
 
 /**
  * Grants by settings, then identity, then policy and query parameter. Identities served from a cache (an API key
- * entry, a verified token, an introspection answer) are the same object on every request, so they get the same
- * Grant back; weak keys let a reload or a cache eviction drop them.
+ * entry, a verified token, an introspection answer: `reused`) are the same object on every request, so they get the
+ * same Grant back; weak keys let a reload or a cache eviction drop them. Any other identity gets a Grant of its own.
  */
 const grants = new WeakMap<AuthzSettings, WeakMap<Identity, Map<string, Grant>>>();
 
 function grantFor(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined): Grant {
+  if (identity.reused !== true) return buildGrant(settings, policy, identity, queryParam);
   let byIdentity = grants.get(settings);
   if (byIdentity === undefined) grants.set(settings, (byIdentity = new WeakMap()));
   let byPolicy = byIdentity.get(identity);

@@ -49,6 +49,7 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
     roles: Array.isArray(body['roles']) ? body['roles'].filter((r): r is string => typeof r === 'string') : [],
     tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
     claims: body,
+    reused: deps.cache.holdsEntries,
   };
   deps.cache.set(key, identity, Math.min(cacheUntil, exp ?? cacheUntil));
   return identity;

@@ -53,7 +53,7 @@ function strings(value: unknown): string[] {
   return [];
 }
 
-function identityOf(provider: JwtProviderSettings, payload: JWTPayload): Identity | undefined {
+function identityOf(provider: JwtProviderSettings, payload: JWTPayload, reused: boolean): Identity | undefined {
   const subject = payload[provider.claims.subject];
   if (typeof subject !== 'string' || subject === '') return undefined;
   const scopes = payload[provider.claims.scopes] ?? (provider.claims.scopes === 'scope' ? payload['scp'] : undefined);
@@ -67,6 +67,7 @@ function identityOf(provider: JwtProviderSettings, payload: JWTPayload): Identit
     tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
     claims: payload as Record<string, unknown>,
     jti: typeof payload.jti === 'string' ? payload.jti : undefined,
+    reused,
   };
 }
 
@@ -122,7 +123,7 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
   const judge = (s: JwtProviderSettings, keys: readonly KeyObject[]): { answer: Outcome } | { refusal: Outcome } => {
     const fault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature) ?? claimsRefusal(s, header, payload, nowS);
     if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
-    const identity = identityOf(s, payload);
+    const identity = identityOf(s, payload, deps.cache.holdsEntries);
     if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
     deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));

@@ -6,6 +6,11 @@ export class ExpiringLru<V> {
   private readonly entries = new Map<string, { value: V; expiresAtMs: number }>();
   constructor(private readonly maxEntries: number) {}
 
+  /** Whether set() keeps anything (a size of 0 turns the cache off). */
+  get holdsEntries(): boolean {
+    return this.maxEntries > 0;
+  }
+
   get(key: string, nowMs: number): V | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;

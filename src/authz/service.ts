@@ -227,4 +227,4 @@ interface Run {
 }
 
 /** One object for every anonymous caller, so they share one Grant per policy (decide.ts). */
-const ANONYMOUS: Outcome = Object.freeze({ kind: 'success', detail: 'anonymous', identity: Object.freeze({ method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {} }) });
+const ANONYMOUS: Outcome = Object.freeze({ kind: 'success', detail: 'anonymous', identity: Object.freeze({ method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {}, reused: true }) });

@@ -40,6 +40,12 @@ export interface Identity {
   readonly principal?: string;
   /** Revocation id (JWT jti). */
   readonly jti?: string;
+  /**
+   * This very object answers later requests too (an API key entry, a cached token or introspection answer,
+   * anonymous), so its Grant and encoded answer are kept beside it (decide.ts, authz-handler.ts). A one-off identity's
+   * would only wait in a WeakMap until the next full GC: with the token cache off that tripled the mark-compacts.
+   */
+  readonly reused?: boolean;
 }
 
 /**

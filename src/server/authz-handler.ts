@@ -137,6 +137,7 @@ export function toCheckResponse(decision: Decision, requestId: string): unknown 
 const encodedGrants = new WeakMap<Grant, Buffer>();
 
 function encodedAllow(decision: AllowDecision): Buffer {
+  if (decision.identity.reused !== true) return encodeAllow(decision.grant);
   let bytes = encodedGrants.get(decision.grant);
   if (bytes === undefined) encodedGrants.set(decision.grant, (bytes = encodeAllow(decision.grant)));
   return bytes;

@@ -131,6 +131,16 @@ describe('AuthzService.check: policies and API keys', () => {
     assert.deepEqual(after.grant.headers[0], ['x-caller', 'alice']);
   });
 
+  it('an identity made for one request (mTLS) gets a Grant of its own each time: nothing is kept beside it', async () => {
+    const { check } = setup();
+    const req = { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/ops' };
+    const [first, second] = [allowed(await check(req)), allowed(await check(req))];
+    assert.equal(first.identity.reused, undefined);
+    assert.notEqual(second.grant, first.grant);
+    assert.deepEqual(second.grant, first.grant);
+    assert.equal(allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } })).identity.reused, true);
+  });
+
   it('answers from memory synchronously: an API key, anonymous and a denial are no promise', () => {
     const { service, snapshot } = setup();
     for (const i of [{ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }, { rawPath: '/public' }, { rawPath: '/api/x' }, { rawPath: '/nowhere/../%2e%2e/x' }]) {
