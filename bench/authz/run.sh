@@ -74,6 +74,8 @@ UNCACHED_NOTES=()
 for entry in "${SCENARIOS[@]}"; do
   read -r name data port <<< "$entry"
   [[ -z "${BENCH_ONLY:-}" || " $BENCH_ONLY " == *" $name "* ]] || continue
+  # ghz counts a denial as an OK call: a server that denies every request would only look fast.
+  node dist/bench/authz/servers.js allows "127.0.0.1:$port" "$TMP/$data.json" || exit 1
   for r in $(seq 1 "$RUNS"); do
     load "$name" noop "$r" "127.0.0.1:$NOOP_PORT" "$data"
     load "$name" portcullis "$r" "127.0.0.1:$port" "$data"

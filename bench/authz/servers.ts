@@ -2,7 +2,11 @@
 //   node dist/bench/authz/servers.js noop PORT [LIKE_ADDR] a no-op Authorization/Check server (grpc-js, decode + a fixed
 //                                                         answer: Portcullis' own for that route with LIKE_ADDR, else OK)
 //   node dist/bench/authz/servers.js introspection PORT   an RFC 7662 endpoint answering active for every token
+//   node dist/bench/authz/servers.js allows ADDR DATA_FILE exits 0 only if ADDR allows the data file's first request:
+//                                                         ghz counts a denial as an OK call, so a server that
+//                                                         denies everything (a broken config) would look fast
 
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationServiceDefinition } from '../../src/server/protos.js';
@@ -58,7 +62,24 @@ if (kind === 'noop') {
       res.end(JSON.stringify({ active: true, sub: 'svc', scope: 'read', exp: Math.floor(Date.now() / 1000) + 86400 }));
     });
   }).listen(port, '127.0.0.1', () => process.stdout.write(`introspection listening 127.0.0.1:${port}\n`));
+} else if (kind === 'allows') {
+  const [addr = '', dataFile = ''] = process.argv.slice(3);
+  const check = authorizationServiceDefinition()['Check']!;
+  // ghz data files hold protojson; the descriptor set's maps are entry lists.
+  type Message = { attributes: { request: { http: { headers: Record<string, string> | { key: string; value: string }[] } } } };
+  const message = (JSON.parse(readFileSync(dataFile, 'utf8')) as Message[])[0]!;
+  const http = message.attributes.request.http;
+  http.headers = Object.entries(http.headers).map(([key, value]) => ({ key, value }));
+  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
+  client.makeUnaryRequest<unknown, { status?: { code?: number; message?: string } }>(check.path, check.requestSerialize, check.responseDeserialize, message, (error, answer) => {
+    const code = answer?.status?.code ?? 0;
+    if (error || code !== 0) {
+      process.stderr.write(`bench: ${addr} does not allow ${dataFile}: ${error?.message ?? answer?.status?.message}\n`);
+      process.exit(1);
+    }
+    process.exit(0);
+  });
 } else {
-  process.stderr.write('usage: servers.js noop PORT [LIKE_ADDR] | introspection PORT\n');
+  process.stderr.write('usage: servers.js noop PORT [LIKE_ADDR] | introspection PORT | allows ADDR DATA_FILE\n');
   process.exit(2);
 }
