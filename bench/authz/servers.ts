@@ -6,10 +6,10 @@
 //                                                         ghz counts a denial as an OK call, so a server that
 //                                                         denies everything (a broken config) would look fast
 
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationServiceDefinition } from '../../src/server/protos.js';
+import { readCheckRequests } from './messages.js';
 
 const [kind, portText = '0'] = process.argv.slice(2);
 const port = Number(portText);
@@ -65,11 +65,7 @@ if (kind === 'noop') {
 } else if (kind === 'allows') {
   const [addr = '', dataFile = ''] = process.argv.slice(3);
   const check = authorizationServiceDefinition()['Check']!;
-  // ghz data files hold protojson; the descriptor set's maps are entry lists.
-  type Message = { attributes: { request: { http: { headers: Record<string, string> | { key: string; value: string }[] } } } };
-  const message = (JSON.parse(readFileSync(dataFile, 'utf8')) as Message[])[0]!;
-  const http = message.attributes.request.http;
-  http.headers = Object.entries(http.headers).map(([key, value]) => ({ key, value }));
+  const message = readCheckRequests(dataFile)[0];
   const client = new grpc.Client(addr, grpc.credentials.createInsecure());
   client.makeUnaryRequest<unknown, { status?: { code?: number; message?: string } }>(check.path, check.requestSerialize, check.responseDeserialize, message, (error, answer) => {
     const code = answer?.status?.code ?? 0;
