@@ -3,8 +3,8 @@ import type { Grant } from '../authz/types.js';
 /**
  * The allow CheckResponse of a Grant, encoded straight to protobuf bytes: the same bytes the service's serializer
  * makes of toCheckResponse's allow (test/unit/server/allow-encoding.test.ts holds them equal). protobufjs builds a
- * message object and an op list per field first: 4 µs and ≈ 8 KB of garbage for a 250-byte answer, a tenth of an
- * uncached Check's cost (docs/benchmarks.md); this is a size pass and a write pass over one buffer.
+ * message object and an op list per field first: ≈ 3× the time and ≈ 8 KB of garbage for a 250-byte answer, a tenth
+ * of an uncached Check's cost (docs/benchmarks.md); this is a size pass and a write pass over one buffer.
  *
  * The message, field numbers from envoy/service/auth/v3/external_auth.proto and envoy/config/core/v3/base.proto:
  *   CheckResponse { status(1): google.rpc.Status { code(1): 0 }, ok_response(3): OkHttpResponse, dynamic_metadata(4): Struct }
