@@ -330,19 +330,19 @@ describe('RedisCounterStore on a single node', () => {
 });
 
 describe('RedisCounterStore on a cluster', () => {
-  /** Keys in distinct slots served by every master, so a request needs one call per node. */
-  const keysOnEveryNode = async (run: string): Promise<string[]> => {
+  /** Keys in distinct slots served by every master of `admin`'s cluster, so a request needs one call per node. */
+  const keysOnEveryNode = async (run: string, admin: Cluster = clusterAdmin): Promise<string[]> => {
     const owners = new Map<string, string>();
     for (let i = 0; owners.size < 3 && i < 1000; i++) {
       const k = `spread:${run}:${i}`;
-      const [, port] = (await slotOwner(keySlot(k))).split(':');
+      const [, port] = (await slotOwner(keySlot(k), admin)).split(':');
       if (!owners.has(port!)) owners.set(port!, k);
     }
     assert.equal(owners.size, 3, 'could not find keys on all three masters');
     return [...owners.values()];
   };
-  const slotOwner = async (slot: number): Promise<string> => {
-    const range = (await clusterAdmin.cluster('SLOTS')).find(([from, to]) => slot >= from && slot <= to);
+  const slotOwner = async (slot: number, admin: Cluster = clusterAdmin): Promise<string> => {
+    const range = (await admin.cluster('SLOTS')).find(([from, to]) => slot >= from && slot <= to);
     const master = range?.[2];
     assert.ok(master !== undefined, `no owner for slot ${slot}`);
     return `${master[0]}:${master[1]}`;
@@ -358,11 +358,14 @@ describe('RedisCounterStore on a cluster', () => {
   it('fails fast with STORE_UNAVAILABLE while a master is down, and recovers when it returns', async () => {
     const own = await startRedisCluster({ nodeTimeoutMs: 1000 });
     const client = createRedisClient({ cluster: own.nodes });
+    const admin = new Cluster([...own.nodes]);
     const store = new RedisCounterStore(client);
     try {
-      await ready(client);
-      const ops = Array.from({ length: 12 }, (_, i) => fixed(`down:${randomUUID()}:${i}`, 1, 100));
-      assert.equal((await store.apply(ops, 'always', NOW, signal())).length, 12);
+      await Promise.all([ready(client), ready(admin)]);
+      // One key on every master, so every request needs the one that is killed.
+      const ops = (await keysOnEveryNode(`down:${randomUUID()}`, admin)).map((k) => fixed(k, 1, 100));
+      admin.disconnect();
+      assert.equal((await store.apply(ops, 'always', NOW, signal())).length, 3);
       await own.servers[0]!.kill();
       // Until the cluster notices (node timeout) requests for the dead master's slots fail after a few quick
       // retries; then every node answers CLUSTERDOWN at once.
@@ -390,6 +393,7 @@ describe('RedisCounterStore on a cluster', () => {
       }
       assert.ok(recovered, 'the store did not recover within 15 s of the master restarting');
     } finally {
+      admin.disconnect();
       await store.close();
       await own.stop();
     }
