@@ -1,9 +1,10 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { ConfigError, IssueCollector, joinPath } from '../config/errors.js';
-import { boolean, list, object, string } from '../config/schema.js';
+import { boolean, list, object, required, string } from '../config/schema.js';
 import { parseYaml } from '../config/yaml.js';
 import { sha256 } from '../shared/sha256.js';
+import { isUsableSubject } from './subject.js';
 import type { CheckInput, Identity, Outcome } from './types.js';
 
 /** One entry of keys.yaml. Only the SHA-256 of a key is ever stored. */
@@ -25,9 +26,10 @@ export interface ApiKeySet {
 }
 
 const entrySchema = object({
-  id: string('', (s) => (/^[A-Za-z0-9._:-]{1,128}$/.test(s) ? undefined : `expected an id of letters, digits and ._:- , got '${s}'`)),
-  sha256: string('', (s) => (/^[0-9a-f]{64}$/.test(s) ? undefined : 'expected 64 lower-case hex digits (sha256 of the key)')),
-  owner: string(''),
+  id: required(string('', (s) => (/^[A-Za-z0-9._:-]{1,128}$/.test(s) ? undefined : `expected an id of letters, digits and ._:- , got '${s}'`))),
+  sha256: required(string('', (s) => (/^[0-9a-f]{64}$/.test(s) ? undefined : 'expected 64 lower-case hex digits (sha256 of the key)'))),
+  // The caller's name upstream (x-user-id); the id when not given.
+  owner: string('', (s) => (isUsableSubject(s) ? undefined : 'must not be blank or hold control characters')),
   tier: string(''),
   scopes: list(string('')),
   roles: list(string('')),
@@ -51,8 +53,6 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
     const at = joinPath('', i);
     const raw = entrySchema(item, at, issues, item?.line ?? 1);
     const line = item?.line;
-    if (raw.id === '') issues.add(line, `${at}.id`, 'is required');
-    if (raw.sha256 === '') issues.add(line, `${at}.sha256`, 'is required');
     if (raw.id !== '' && ids.has(raw.id)) issues.add(line, `${at}.id`, `duplicate key id '${raw.id}'`);
     if (raw.sha256 !== '' && byHash.has(raw.sha256)) issues.add(line, `${at}.sha256`, 'duplicate sha256: two entries for one key');
     ids.add(raw.id);

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { IssueCollector, joinPath } from '../config/errors.js';
-import { boolean, list, number, object, oneOf, string, type Field } from '../config/schema.js';
+import { boolean, isAbsent, list, number, object, oneOf, required, string, type Field } from '../config/schema.js';
 import type { YamlValue } from '../config/yaml.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
@@ -69,16 +69,6 @@ export interface AuthzSettings {
   readonly mtls: { readonly principalsHeader: string; readonly trusted: readonly string[] } | undefined;
   readonly revocation: { readonly enabled: boolean; readonly refreshMs: number; readonly maxStalenessMs: number; readonly onUnavailable: 'allow' | 'deny' };
   readonly policies: readonly PolicySettings[];
-}
-
-const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
-  v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
-
-function required<T>(field: Field<T>): Field<T> {
-  return (v, p, issues, line) => {
-    if (isAbsent(v)) issues.add(line, p, 'is required');
-    return field(v, p, issues, line);
-  };
 }
 
 /** An optional subsection: its required keys are required only when the subsection is there. */

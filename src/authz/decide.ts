@@ -1,5 +1,6 @@
 import type { AuthzSettings } from './config.js';
 import type { CompiledPolicy } from './policy.js';
+import { isHeaderSafe } from './subject.js';
 import type { AllowDecision, Attempt, Decision, DenyDecision, Grant, Identity } from './types.js';
 
 /** Dynamic metadata keys under Envoy's `envoy.filters.http.ext_authz` namespace (documented in docs/authz.md). */
@@ -101,10 +102,4 @@ function buildGrant(settings: AuthzSettings, policy: string, identity: Identity,
   if (identity.scopes.length > 0) dynamicMetadata[METADATA_KEYS.scopes] = identity.scopes.join(' ');
   if (identity.provider) dynamicMetadata[METADATA_KEYS.provider] = identity.provider;
   return Object.freeze({ headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
-}
-
-/** A claim value that would break or smuggle a header (CR, LF, NUL, oversized) is not forwarded. */
-function isHeaderSafe(value: string): boolean {
-  // eslint-disable-next-line no-control-regex
-  return value.length <= 4096 && !/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value);
 }

@@ -3,6 +3,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse } from './ports.js';
+import { isUsableSubject } from './subject.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
 
@@ -37,7 +38,7 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
   const cacheUntil = nowMs + deps.cacheSeconds * 1000;
   const exp = typeof body['exp'] === 'number' ? body['exp'] * 1000 : undefined;
   const subject = [body['sub'], body['username'], body['client_id']].find((v): v is string => typeof v === 'string' && v !== '');
-  if (!body['active'] || (exp !== undefined && exp <= nowMs) || subject === undefined) {
+  if (!body['active'] || (exp !== undefined && exp <= nowMs) || !isUsableSubject(subject)) {
     deps.cache.set(key, 'inactive', Math.min(cacheUntil, nowMs + 60_000));
     return 'inactive';
   }

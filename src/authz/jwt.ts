@@ -6,6 +6,7 @@ import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
 import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, signatureRefusal } from './jws.js';
+import { isUsableSubject } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
@@ -55,7 +56,7 @@ function strings(value: unknown): string[] {
 
 function identityOf(provider: JwtProviderSettings, payload: JWTPayload, reused: boolean): Identity | undefined {
   const subject = payload[provider.claims.subject];
-  if (typeof subject !== 'string' || subject === '') return undefined;
+  if (!isUsableSubject(subject)) return undefined;
   const scopes = payload[provider.claims.scopes] ?? (provider.claims.scopes === 'scope' ? payload['scp'] : undefined);
   const tier = payload[provider.claims.tier];
   return {
@@ -124,7 +125,7 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
     const fault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature) ?? claimsRefusal(s, header, payload, nowS);
     if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
     const identity = identityOf(s, payload, deps.cache.holdsEntries);
-    if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing or not a string` } };
+    if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing, blank, or not a string fit for a header` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
     deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
     return { answer: checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`) };

@@ -1,4 +1,5 @@
 import type { AddressSet } from './network.js';
+import { isUsableSubject } from './subject.js';
 import type { CheckInput, Outcome } from './types.js';
 
 export interface MtlsEvaluatorSettings {
@@ -63,6 +64,7 @@ export function evaluateMtls(input: CheckInput, settings: MtlsEvaluatorSettings)
     }
   }
   if (principal === '') return { kind: 'absent', detail: 'no client certificate' };
+  if (!isUsableSubject(principal)) return { kind: 'invalid', reason: 'mtls_principal_invalid', detail: `client certificate principal (from ${from}) is blank or not fit for a header` };
   return {
     kind: 'success',
     detail: `client certificate ${principal} (from ${from})`,

@@ -1,5 +1,5 @@
 import { joinPath, type IssueCollector } from '../config/errors.js';
-import { list, number, object, string, type Field } from '../config/schema.js';
+import { isAbsent, list, number, object, string, type Field } from '../config/schema.js';
 import type { YamlValue } from '../config/yaml.js';
 import { planWaves } from './planner.js';
 import { bySpecificity, parseRoute, routeShape, type Route } from './routes.js';
@@ -97,9 +97,6 @@ interface TemplateRef {
  * template or a name it is meant as text.
  */
 const keyText = (key: YamlValue): string => (key.kind !== 'scalar' ? '' : typeof key.value === 'string' ? key.value : key.source.trim());
-
-const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
-  v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
 
 function located<T>(field: Field<T>): Field<Located<T>> {
   return (v, path, issues, parentLine) => ({ value: field(v, path, issues, parentLine), line: v?.line ?? parentLine });

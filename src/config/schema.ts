@@ -7,8 +7,17 @@ import type { YamlValue } from './yaml.js';
  */
 export type Field<T> = (value: YamlValue | null | undefined, path: string, issues: IssueCollector, parentLine: number) => T;
 
-const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
+/** Not written, or written as an explicit null (`key:` or `key: ~`). */
+export const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
   v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
+
+/** `field`, reporting 'is required' when the key is absent. */
+export function required<T>(field: Field<T>): Field<T> {
+  return (v, p, issues, line) => {
+    if (isAbsent(v)) issues.add(line, p, 'is required');
+    return field(v, p, issues, line);
+  };
+}
 
 export function string(fallback: string, check?: (s: string) => string | undefined): Field<string> {
   return (v, path, issues) => {

@@ -1,0 +1,16 @@
+/** How long a header value Portcullis forwards may be; longer claims are not forwarded. */
+const MAX_HEADER_VALUE = 4096;
+
+/** A value that would break or smuggle a header (CR, LF, NUL and the other controls but tab; oversized). */
+export function isHeaderSafe(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return value.length <= MAX_HEADER_VALUE && !/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value);
+}
+
+/**
+ * A name the upstream can be handed as x-user-id: a header-safe string that is not blank. A credential that names
+ * anything else names nobody: upstream services would see the request without a caller, or with a blank one.
+ */
+export function isUsableSubject(value: unknown): value is string {
+  return typeof value === 'string' && value.trim() !== '' && isHeaderSafe(value);
+}
