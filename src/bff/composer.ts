@@ -122,7 +122,8 @@ export class Composer {
   ): Promise<CallResult> {
     for (const expr of call.pathInputs) {
       const value = evaluateExpr(expr, scope);
-      if (value === undefined || value === null || value === '') return { kind: 'skipped', missing: expr.source };
+      // '.' and '..' would climb the upstream's path (its normalizer resolves them, encoded or not), not name a resource.
+      if (value === undefined || value === null || value === '' || value === '.' || value === '..') return { kind: 'skipped', missing: expr.source };
     }
     if (endpointSignal.aborted) return { kind: 'failed', reason: reasonOf(endpointSignal.reason), detail: 'not started: the endpoint gave up' };
     const path = call.service.basePath + renderString(call.path, scope, encodeURIComponent) + queryString(call, scope);

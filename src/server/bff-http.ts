@@ -76,6 +76,9 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
     if (match.badEncoding) return reject(candidate.path, ErrorCode.BFF_BAD_REQUEST, 'a path parameter is not valid percent-encoded UTF-8');
   }
   if (endpoint === undefined || pathParams === undefined) return reject(UNMATCHED, ErrorCode.BFF_NOT_FOUND, `no endpoint for ${pathname}`);
+  for (const [name, value] of pathParams) {
+    if (value === '.' || value === '..') return reject(endpoint.path, ErrorCode.BFF_BAD_REQUEST, `path parameter '${name}' must not be '.' or '..'`);
+  }
   if (req.method !== 'GET' && !head) {
     res.setHeader('allow', 'GET, HEAD');
     return reject(endpoint.path, ErrorCode.BFF_METHOD_NOT_ALLOWED, `${endpoint.path} answers GET and HEAD`);

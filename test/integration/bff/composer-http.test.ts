@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
 import { startUpstream, type EchoBody, type Upstream } from '../../support/upstream.js';
@@ -54,6 +55,20 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<R
   const response = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
   const body = (await response.json()) as Record<string, unknown>;
   return { status: response.status, type: response.headers.get('content-type'), degraded: response.headers.get('x-bff-degraded'), body, ms: performance.now() - started };
+}
+
+/** One request sent as written: fetch would resolve dot segments (`%2e%2e` too) and reject odd targets. */
+function raw(base: string, method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; type: string | undefined; body: string }> {
+  const { port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: Number(port), method, path: target, headers, signal: AbortSignal.timeout(5000) }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 describe('composer over HTTP with real upstreams', () => {
@@ -123,6 +138,12 @@ describe('composer over HTTP with real upstreams', () => {
     assert.equal(bad.status, 400);
     const pattern = await get(`${base}/bff/web/dashboard/a%20b`);
     assert.equal(pattern.status, 400);
+    // A dot segment, encoded or not, would climb the users service's path.
+    for (const dots of ['..', '%2e%2e', '%2E', '.%2e']) {
+      const climb = await raw(base, 'GET', `/bff/mobile/dashboard/${dots}`);
+      assert.equal(climb.status, 400, dots);
+      assert.match(String(JSON.parse(climb.body)['detail']), /path parameter 'userId' must not be '\.' or '\.\.'/);
+    }
   });
 
   it('an unknown path is a 404 problem, another method a 405', async () => {
@@ -133,6 +154,28 @@ describe('composer over HTTP with real upstreams', () => {
     assert.equal(post.status, 405);
     assert.equal(post.headers.get('allow'), 'GET, HEAD');
     await post.arrayBuffer();
+  });
+
+  it('hostile paths, queries, methods and headers: each gets its answer, nothing fails internally', async () => {
+    const segments = ['%', '%zz', '%00', '%0d%0ax-user-id:%20root', '..', '..%2f..%2fadmin', '%2e%2e', 'a'.repeat(8000), '%F0%9F%99%82', '%ED%A0%80'];
+    const targets = [
+      ...segments.map((s) => `/bff/mobile/dashboard/${s}`),
+      ...segments.map((s) => `/bff/web/dashboard/alice?limit=${s}`),
+      ...segments.map((s) => `/bff/${s}/dashboard/x`),
+      '/bff/mobile/dashboard/', '/bff/mobile/dashboard', '//bff//mobile//dashboard//x', '/bff/mobile/dashboard/x/', '/bff/mobile/dashboard/x?',
+      '/bff/web/dashboard/alice?limit=1&limit=2', '/bff/web/dashboard/alice?limit', '/bff/web/dashboard/alice?=&&=1', '*', '/?' + 'q=1&'.repeat(2000),
+    ];
+    const answered = new Map<number, number>();
+    for (const target of targets) {
+      for (const method of ['GET', 'HEAD', 'POST', 'OPTIONS', 'PROPFIND']) {
+        const { status, type } = await raw(base, method, target, { traceparent: 'zz-not-a-trace', 'x-request-id': 'r'.repeat(5000) });
+        assert.ok([200, 400, 404, 405].includes(status), `${method} ${target.slice(0, 80)}: ${status}`);
+        if (status !== 200 && method !== 'HEAD') assert.equal(type, 'application/problem+json', `${method} ${target.slice(0, 80)}: ${status}`);
+        answered.set(status, (answered.get(status) ?? 0) + 1);
+      }
+    }
+    assert.deepEqual([...answered.keys()].sort(), [200, 400, 404, 405], JSON.stringify([...answered]));
+    assert.deepEqual(t.logs().filter((l) => Number(l['level']) >= 50), [], 'a request failed internally');
   });
 
   it('a failing required call is a 502 problem', async () => {

@@ -91,6 +91,17 @@ describe('Composer', () => {
     assert.deepEqual(result.kind === 'answer' && result.body, { user: { id: 42 }, recentOrders: [], latest: null });
   });
 
+  it("an upstream value of '.' or '..' is no path segment: the call that reads it is skipped, never sent", async () => {
+    for (const id of ['.', '..']) {
+      const { result, client } = await run(endpoint(DASHBOARD), {
+        'users /users/42': { body: { id: 42 } },
+        'orders /api/orders': { body: [{ id }] },
+      });
+      assert.deepEqual(result.kind === 'answer' && result.body, { user: { id: 42 }, recentOrders: [{ id }], latest: null });
+      assert.deepEqual(client.seen.map((s) => s.path), ['/users/42', '/api/orders?user=42&limit=5'], id);
+    }
+  });
+
   it('a slow call times out at its own timeout_ms and degrades; the answer does not wait for it', async () => {
     const e = endpoint(`calls:
   user:  { service: users, path: "/users/{userId}" }
