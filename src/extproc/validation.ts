@@ -97,6 +97,30 @@ export function bodyTooLarge(rules: ValidateRules, size: number): Problem | unde
 
 const MAX_REPORTED_ERRORS = 20;
 
+/**
+ * How deep a body may nest before schema validation. JSON.parse takes any depth, but Ajv recurses with the input
+ * through a recursive schema (`items: {$ref: "#"}`): 200,000 levels overflowed the stack, which would make the
+ * request an internal error instead of its 400. Real documents stay far below this.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+/** Whether `body`'s arrays and objects nest deeper than `limit` (brackets inside strings do not count). */
+export function nestsDeeperThan(body: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** Checks on the complete body. */
 export function validateBody(rules: ValidateRules, body: Buffer): Problem | undefined {
   const large = bodyTooLarge(rules, body.length);
@@ -110,6 +134,10 @@ export function validateBody(rules: ValidateRules, body: Buffer): Problem | unde
       status: 400, type: `${TYPE}invalid-json`, title: 'Request body is not valid JSON',
       detail: (error as Error).message, errors: [{ location: 'body', name: '', message: (error as Error).message }],
     };
+  }
+  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+    const message = `nests deeper than ${MAX_JSON_DEPTH} levels`;
+    return { status: 400, type: `${TYPE}too-deep`, title: 'Request body nests too deeply', detail: message, errors: [{ location: 'body', name: '', message }] };
   }
   const validate = rules.jsonSchema.validate;
   if (validate(json)) return undefined;

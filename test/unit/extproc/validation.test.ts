@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import type { ValidateRules } from '../../../src/extproc/config.js';
-import { hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
+import { hasRequestBody, MAX_JSON_DEPTH, needsBody, nestsDeeperThan, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
 
 const schema = new Ajv({ allErrors: true }).compile({ type: 'object', required: ['name'], properties: { name: { type: 'string' } }, additionalProperties: false });
 const RULES: ValidateRules = {
@@ -57,6 +57,29 @@ describe('body', () => {
       if (p && p.status === 400 && pointers[0] !== '') assert.deepEqual(p.errors.map((e) => e.name).sort(), pointers);
     });
   }
+  it(`refuses a body nested deeper than ${MAX_JSON_DEPTH} levels before a recursive schema walks it`, () => {
+    const recursive = { file: 'r.json', validate: new Ajv().compile({ type: 'array', items: { $ref: '#' } }) };
+    const rules = { ...RULES, maxBodyBytes: undefined, jsonSchema: recursive };
+    const nested = (n: number): Buffer => Buffer.from('['.repeat(n) + ']'.repeat(n));
+    assert.equal(validateBody(rules, nested(MAX_JSON_DEPTH)), undefined);
+    assert.equal(validateBody(rules, nested(MAX_JSON_DEPTH + 1))?.type, 'urn:portcullis:problem:too-deep');
+    // Deep enough to overflow the stack inside Ajv, were it asked.
+    assert.equal(validateBody(rules, nested(200_000))?.status, 400);
+  });
+
+  describe('nestsDeeperThan', () => {
+    const rows: [string, string, number, boolean][] = [
+      ['flat', '{"a":1,"b":[1,2]}', 2, false],
+      ['at the limit', '{"a":{"b":[1]}}', 3, false],
+      ['one over', '{"a":{"b":[[1]]}}', 3, true],
+      ['brackets in strings do not count', '{"a":"[[[[{{{{"}', 1, false],
+      ['an escaped quote does not end the string', '{"a":"\\"[[[["}', 1, false],
+      ['an escaped backslash does end it', '{"a":"\\\\","b":[[1]]}', 2, true],
+      ['siblings do not add up', '[[1],[2],[3],[4]]', 2, false],
+    ];
+    for (const [name, text, limit, deeper] of rows) it(name, () => assert.equal(nestsDeeperThan(Buffer.from(text), limit), deeper, text));
+  });
+
   it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, Buffer.from('{"name":"alice"}')), undefined));
   it('writes an RFC 9457 document', () => {
     const p = validateBody(RULES, Buffer.from('{"x":1}'))!;
