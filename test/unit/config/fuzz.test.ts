@@ -1,4 +1,4 @@
-// Seeded, bounded fuzzing of both config loaders: mutated portcullis.yaml and descriptor files must load or be
+// Seeded, bounded fuzzing of the config loaders: mutated portcullis.yaml, descriptor and keys files must load or be
 // rejected with a ConfigError whose every issue names the file and a line, quickly, and never throw anything else.
 // Deterministic: the same seed gives the same files, so a failure here reproduces with its case number.
 
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeConfigText } from '../../../src/config/config-text.js';
 import { ConfigError } from '../../../src/config/errors.js';
+import { parseKeysFile } from '../../../src/authz/apikey.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
 import { DESCRIPTOR_FIXTURES, REPO_ROOT } from '../ratelimit/support.js';
@@ -64,6 +65,7 @@ function mutate(bytes: Buffer, random: () => number): Buffer {
 type Loader = (text: string, name: string) => unknown;
 const loadPortcullis: Loader = (text, name) => parsePortcullisConfig(text, `/etc/portcullis/${name}`);
 const loadDescriptors: Loader = (text, name) => compileDescriptorFiles([{ name, text }]);
+const loadKeys: Loader = (text, name) => parseKeysFile(text, name);
 
 /** Loads one mutated file; returns whether it was rejected. Fails the test on any other outcome. */
 function check(bytes: Buffer, name: string, load: Loader, label: string): boolean {
@@ -90,6 +92,7 @@ function check(bytes: Buffer, name: string, load: Loader, label: string): boolea
 const SEEDS: { file: string; load: Loader }[] = [
   { file: path.join(REPO_ROOT, 'test', 'fixtures', 'portcullis', 'full.yaml'), load: loadPortcullis },
   ...['basic.yaml', 'nested.yaml', 'wildcard.yaml', 'extensions.yaml', 'metadata.yaml'].map((f) => ({ file: path.join(DESCRIPTOR_FIXTURES, f), load: loadDescriptors })),
+  { file: path.join(REPO_ROOT, 'test', 'fixtures', 'authz', 'keys.yaml'), load: loadKeys },
 ];
 
 describe('config loaders under fuzzed input', () => {
