@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/errors.js';
+import { parseJson } from '../config/json-text.js';
 import type { Clock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { sha256 } from '../shared/sha256.js';
@@ -126,11 +127,14 @@ export class AuthzService {
 
   private keySource(provider: string, source: JwksSource, p: { refreshSeconds: number; refetchCooldownSeconds: number }, files: ReadonlyMap<string, string>): KeySource {
     if (source.kind === 'file') {
-      const text = files.get(source.path) ?? '';
+      const file = path.basename(source.path);
+      const parsed = parseJson(files.get(source.path) ?? '');
+      if (!parsed.ok) throw new ConfigError([{ file, line: parsed.line, path: '', message: `invalid JSON at column ${parsed.column}: ${parsed.message}` }]);
       try {
-        return staticKeySource(JSON.parse(text) as unknown);
+        return staticKeySource(parsed.value);
       } catch (error) {
-        throw new ConfigError([{ file: path.basename(source.path), line: undefined, path: '', message: `not a usable JWKS: ${(error as Error).message}` }]);
+        // A problem of the document as a whole (no public signing key, not a {"keys": [...]} object).
+        throw new ConfigError([{ file, line: 1, path: '', message: `not a usable JWKS: ${(error as Error).message}` }]);
       }
     }
     const key = JSON.stringify([provider, source, p.refreshSeconds, p.refetchCooldownSeconds]);

@@ -8,6 +8,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { IssueCollector } from '../config/errors.js';
 import { joinPath } from '../config/errors.js';
+import { parseJson } from '../config/json-text.js';
 import { boolean, list, number, object, string, type Field } from '../config/schema.js';
 import type { YamlValue } from '../config/yaml.js';
 import { compileTemplate, type Template } from './templates.js';
@@ -203,8 +204,9 @@ export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefin
         const where = joinPath(at, 'validate.json_schema');
         const schemaLine = child(validateNode, 'json_schema')?.line;
         try {
-          const schema: unknown = JSON.parse(readFileSync(file, 'utf8'));
-          jsonSchema = { file, validate: ajv.compile(schema as object) };
+          const parsed = parseJson(readFileSync(file, 'utf8'));
+          if (!parsed.ok) issues.add(schemaLine, where, `cannot use JSON Schema ${file}: invalid JSON at line ${parsed.line}, column ${parsed.column}: ${parsed.message}`);
+          else jsonSchema = { file, validate: ajv.compile(parsed.value as object) };
         } catch (error) {
           issues.add(schemaLine, where, `cannot use JSON Schema ${file}: ${(error as Error).message}`);
         }

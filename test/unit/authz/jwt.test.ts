@@ -262,12 +262,16 @@ describe('JWKS from a URI', () => {
     service.close();
   });
 
-  it('a JWKS file that is not a JWKS is a config error naming the file', async () => {
+  it('a JWKS file that is not a JWKS is a config error naming the file and line', async () => {
     const clock = new FakeClock(0);
     const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer: countingObserver() });
     const settings = authzSettings(`jwt:\n  providers:\n    - { name: main, issuer: i, audiences: [a], jwks: { file: ./jwks.json } }`);
-    for (const text of ['not json', '{"keys": 3}', '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}']) {
-      assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', text]])), /jwks\.json: not a usable JWKS/);
-    }
+    const rows: [string, RegExp][] = [
+      ['not json', /jwks\.json: invalid JSON at column 1: .* \(line 1\)$/],
+      ['{"keys": [\n  {"kty": "RSA"}\n  {"kty": "EC"}\n]}', /jwks\.json: invalid JSON at column 3: .* \(line 3\)$/],
+      ['{"keys": 3}', /jwks\.json: not a usable JWKS: .* \(line 1\)$/],
+      ['{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', /jwks\.json: not a usable JWKS: JWKS holds no public signing key \(line 1\)$/],
+    ];
+    for (const [text, message] of rows) assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', text]])), message, text);
   });
 });

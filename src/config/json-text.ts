@@ -1,0 +1,85 @@
+export type JsonParse =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly line: number; readonly column: number; readonly message: string };
+
+/**
+ * JSON.parse with the line and column of a syntax error, for config errors that name the line. V8 on Node 20 gives
+ * a character position for some errors and none for others ("Unexpected token …"), so the offset is found here.
+ */
+export function parseJson(text: string): JsonParse {
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (error) {
+    const at = syntaxErrorOffset(text);
+    const before = text.slice(0, at);
+    return {
+      ok: false,
+      line: before.split('\n').length,
+      column: at - (before.lastIndexOf('\n') + 1) + 1,
+      message: (error as Error).message.replace(/ (?:in JSON )?at position \d+.*$/, ''),
+    };
+  }
+}
+
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const LITERAL = /true|false|null/y;
+const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
+
+/**
+ * Where `text` stops being JSON (RFC 8259): the offset of the first character no valid document could have there,
+ * or text.length when it ends too soon. Iterative, so depth costs no stack. Only asked after JSON.parse failed.
+ */
+export function syntaxErrorOffset(text: string): number {
+  const closers: string[] = [];
+  let i = 0;
+  const skipSpace = (): void => {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  };
+  /** Moves past a string starting at i; false at the character that breaks it. */
+  const string = (): boolean => {
+    if (text[i] !== '"') return false;
+    for (i++; i < text.length; ) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) return (i++, true);
+      if (c < 0x20) return false;
+      if (c !== 0x5c) i++;
+      else if ((ESCAPE.lastIndex = i), ESCAPE.test(text)) i = ESCAPE.lastIndex;
+      else return false;
+    }
+    return false;
+  };
+  const token = (pattern: RegExp): boolean => {
+    pattern.lastIndex = i;
+    if (!pattern.test(text)) return false;
+    i = pattern.lastIndex;
+    return true;
+  };
+  let state: 'value' | 'key' | 'after' = 'value';
+  for (;;) {
+    skipSpace();
+    if (state === 'key') {
+      if (!string()) return i;
+      skipSpace();
+      if (text[i] !== ':') return i;
+      i++;
+      state = 'value';
+    } else if (state === 'value') {
+      const c = text[i];
+      if (c === '{' || c === '[') {
+        closers.push(c === '{' ? '}' : ']');
+        i++;
+        skipSpace();
+        if (text[i] === closers.at(-1)) (closers.pop(), i++, (state = 'after'));
+        else state = c === '{' ? 'key' : 'value';
+      } else if (c === '"' ? string() : token(c === '-' || (c !== undefined && c >= '0' && c <= '9') ? NUMBER : LITERAL)) {
+        state = 'after';
+      } else return i;
+    } else {
+      const closer = closers.at(-1);
+      if (closer === undefined) return i; // a complete value followed by more text
+      if (text[i] === ',') (i++, (state = closer === '}' ? 'key' : 'value'));
+      else if (text[i] === closer) (closers.pop(), i++);
+      else return i;
+    }
+  }
+}
