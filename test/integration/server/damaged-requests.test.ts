@@ -118,7 +118,7 @@ function rawStream(client: grpc.Client, messages: readonly Buffer[]): Promise<An
   });
 }
 
-describe('hostile wire bytes (authz, ratelimit and ext_proc on one server)', () => {
+describe('damaged requests (authz, ratelimit and ext_proc on one server)', () => {
   let app: TestApp;
   let client: grpc.Client;
   let token: string;
@@ -309,6 +309,25 @@ routes:
     const codes = await assault(seeds, serialize, (messages) => rawStream(client, messages), 0xe7c);
     t.diagnostic(JSON.stringify([...codes]));
     assert.ok((codes.get('OK') ?? 0) > 0, JSON.stringify([...codes]));
+
+    // Well-formed messages in the wrong order: every sequence of one to four of a seed's messages (out of order,
+    // repeated, some missing), as a confused or hostile client could send them.
+    const orders = new Map<string, number>();
+    for (const seed of seeds) {
+      const encoded = seed.map(serialize);
+      let sequences: number[][] = [[]];
+      for (let length = 1; length <= 4; length++) {
+        sequences = sequences.flatMap((s) => encoded.map((_, i) => [...s, i]));
+        for (const sequence of sequences) {
+          const { error } = await rawStream(client, sequence.map((i) => encoded[i]!));
+          assert.notEqual(error?.code, grpc.status.DEADLINE_EXCEEDED, `no status for messages ${sequence.join(',')}`);
+          const code = error === null ? 'OK' : `${grpc.status[error.code]!}: ${error.details.slice(0, 40)}`;
+          orders.set(code, (orders.get(code) ?? 0) + 1);
+        }
+      }
+    }
+    t.diagnostic(JSON.stringify([...orders]));
+    assert.deepEqual(internalFailures(), [], 'a handler failed internally');
 
     const clean = await rawStream(client, seeds[0]!.map(serialize));
     assert.equal(clean.error, null);
