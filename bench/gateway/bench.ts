@@ -6,6 +6,8 @@
 //   ext_authz   + ext_authz only        } as src/gateway/filters.ts turns them on (today: both), with the shipped
 //   ext_proc    + ext_proc only         } authz policies (the benchmarked path is an open, anonymous route)
 //   all         every filter ENABLED_FILTERS turns on
+//   all-noop    every filter, pointed at bench/gateway/noop-server.ts instead of Portcullis: the transport ceiling,
+//               what Envoy's side calls cost before Portcullis does any work
 // Per target: a fixed moderate rate (BENCH_RATE, default 500 req/s, open loop, Node client) → p50/p99; then peak
 // throughput with wrk (BENCH_CONNECTIONS connections, one thread). Limits are raised so every answer is 200 and every
 // request is a real counter update in Redis.
@@ -21,12 +23,12 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildGatewayBootstrap } from '../../src/gateway/envoy-bootstrap.js';
+import { buildGatewayBootstrap, type HostPort } from '../../src/gateway/envoy-bootstrap.js';
 import { ENABLED_FILTERS, type PortcullisFilters } from '../../src/gateway/filters.js';
 import { allInstances } from '../../src/gateway/topology.js';
 import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
-import { shippedPortcullisConfig, startPortcullis } from '../../test/support/portcullis.js';
+import { shippedPortcullisConfig, splitHostPort, startPortcullis } from '../../test/support/portcullis.js';
 import { sendCommand, startRedis } from '../../test/support/redis-server.js';
 import { processTicks, TICK_US } from '../support/proc.js';
 
@@ -40,15 +42,31 @@ interface Target {
   readonly name: string;
   /** Filters kept in the chain, by short name. */
   readonly keep: readonly string[];
+  /** Who answers the filters' calls. */
+  readonly backend: 'portcullis' | 'noop';
 }
 
 function targets(enabled: PortcullisFilters): Target[] {
   const portcullis = ['ratelimit', ...(enabled.extAuthz ? ['ext_authz'] : []), ...(enabled.extProc ? ['ext_proc'] : [])];
   return [
-    { name: 'bare', keep: [] },
-    ...portcullis.map((name) => ({ name, keep: [name] })),
-    { name: 'all', keep: portcullis },
+    { name: 'bare', keep: [], backend: 'portcullis' },
+    ...portcullis.map((name): Target => ({ name, keep: [name], backend: 'portcullis' })),
+    { name: 'all', keep: portcullis, backend: 'portcullis' },
+    { name: 'all-noop', keep: portcullis, backend: 'noop' },
   ];
+}
+
+/** The no-op backend in its own process, as Portcullis runs in its own. */
+async function startNoop(): Promise<{ address: string; pid: number | undefined; stop(): void }> {
+  const child = spawn(process.execPath, [path.join(repoRoot(), 'dist/bench/gateway/noop-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      const m = /listening (\S+)/.exec(chunk);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`noop-server exited with ${code}`)));
+  });
+  return { address, pid: child.pid, stop: () => child.kill('SIGTERM') };
 }
 
 type Json = Record<string, unknown>;
@@ -164,14 +182,17 @@ const portcullis = await startPortcullis({
   // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
   authz: shippedPortcullisConfig(undefined)['authz'],
 });
-const base = buildGatewayBootstrap(
+const noop = await startNoop();
+/** The gateway bootstrap with its Portcullis cluster at `backend`. */
+const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(
   {
-    ...testTarget({ samples: new Map(), portcullis: portcullis.grpc, certDir, accessLogPath: '/dev/null' }),
+    ...testTarget({ samples: new Map(), portcullis: backend, certDir, accessLogPath: '/dev/null' }),
     endpoint: (_service, instance) => ({ host: '127.0.0.1', port: instance.port + SAMPLE_PORT_OFFSET }),
     callTimeouts: {},
   },
   ENABLED_FILTERS,
 );
+const bases = { portcullis: bootstrapAt(portcullis.grpc), noop: bootstrapAt(splitHostPort(noop.address)) };
 
 const list = targets(ENABLED_FILTERS);
 /** CPU ticks per request of each process during a peak run, by process. */
@@ -179,22 +200,26 @@ type CpuPerRequest = Record<string, number>;
 const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; peakP99: number[]; errors: number; cpu: CpuPerRequest[] }>();
 for (const t of list) results.set(t.name, { p50: [], p99: [], rps: [], peakP99: [], errors: 0, cpu: [] });
 const redisPid = Number(/process_id:(\d+)/.exec(await sendCommand(redis.port, ['INFO', 'server']))?.[1]);
-/** Ticks so far of every process in the request path, and of the whole machine ("other" = wrk, kernel, the rest). */
-const cpuSample = (envoyPid: number | undefined): Record<string, number> => {
-  const own = { envoy: processTicks(envoyPid), portcullis: processTicks(portcullis.pid), redis: processTicks(redisPid), upstreams: processTicks(samples.pid) };
+/**
+ * Ticks so far of every process in the request path, and of the whole machine ("other" = wrk, kernel, the rest). The
+ * `portcullis` column is whichever backend the target calls.
+ */
+const cpuSample = (envoyPid: number | undefined, backend: Target['backend']): Record<string, number> => {
+  const backendPid = backend === 'noop' ? noop.pid : portcullis.pid;
+  const own = { envoy: processTicks(envoyPid), portcullis: processTicks(backendPid), redis: processTicks(redisPid), upstreams: processTicks(samples.pid) };
   return { ...own, other: machineBusyTicks() - Object.values(own).reduce((a, b) => a + b, 0) };
 };
 try {
   for (let r = 0; r < RUNS; r += 1) {
     for (const t of list) {
-      const envoy: EnvoyInstance = await startEnvoy(bootstrapFor(base, t.keep));
+      const envoy: EnvoyInstance = await startEnvoy(bootstrapFor(bases[t.backend], t.keep));
       try {
         const port = envoy.listenerPort('http');
         await fixedRate(port, 100, 1); // warm-up: connections to Portcullis and upstreams
         const slow = await fixedRate(port, RATE, SECONDS);
-        const before = cpuSample(envoy.pid);
+        const before = cpuSample(envoy.pid, t.backend);
         const fast = await peak(port, SECONDS);
-        const after = cpuSample(envoy.pid);
+        const after = cpuSample(envoy.pid, t.backend);
         const entry = results.get(t.name)!;
         entry.cpu.push(Object.fromEntries(Object.keys(after).map((k) => [k, (after[k]! - before[k]!) / (fast.rps * SECONDS)])));
         entry.p50.push(slow.p50);
@@ -210,6 +235,7 @@ try {
   }
 } finally {
   await portcullis.stop();
+  noop.stop();
   samples.kill('SIGTERM');
   await redis.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -237,5 +263,9 @@ for (const t of list) {
   const total = us.reduce((a, b) => a + b, 0);
   cpuLines.push(`| ${t.name} | ${us.map((u) => `${u.toFixed(0)} (${((100 * u) / total).toFixed(0)} %)`).join(' | ')} | ${total.toFixed(0)} |`);
 }
-process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n`
+const all = results.get('all')!;
+const ceiling = results.get('all-noop')!;
+const againstCeiling = `all / all-noop (Portcullis against the no-op backend, same filters): peak ${(median(all.rps) / median(ceiling.rps)).toFixed(2)}×, `
+  + `p50 at ${RATE}/s ${(median(all.p50) - median(ceiling.p50)).toFixed(2)} ms more, p99 ${(median(all.p99) - median(ceiling.p99)).toFixed(2)} ms more.`;
+process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);
