@@ -15,7 +15,8 @@
 // During each peak run the CPU time of every process in the path (Envoy, Portcullis, Redis, upstreams, the rest of the
 // machine) is read from /proc: where the CPU goes, per request.
 //
-// Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32). Output: Markdown on stdout.
+// Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32), BENCH_TARGETS (a comma-separated
+// subset; bare is always run, the ratios need it). Output: Markdown on stdout.
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -194,7 +195,8 @@ const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(
 );
 const bases = { portcullis: bootstrapAt(portcullis.grpc), noop: bootstrapAt(splitHostPort(noop.address)) };
 
-const list = targets(ENABLED_FILTERS);
+const only = process.env['BENCH_TARGETS']?.split(',').map((t) => t.trim());
+const list = targets(ENABLED_FILTERS).filter((t) => only === undefined || t.name === 'bare' || only.includes(t.name));
 /** CPU ticks per request of each process during a peak run, by process. */
 type CpuPerRequest = Record<string, number>;
 const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; peakP99: number[]; errors: number; cpu: CpuPerRequest[] }>();
@@ -263,9 +265,10 @@ for (const t of list) {
   const total = us.reduce((a, b) => a + b, 0);
   cpuLines.push(`| ${t.name} | ${us.map((u) => `${u.toFixed(0)} (${((100 * u) / total).toFixed(0)} %)`).join(' | ')} | ${total.toFixed(0)} |`);
 }
-const all = results.get('all')!;
-const ceiling = results.get('all-noop')!;
-const againstCeiling = `all / all-noop (Portcullis against the no-op backend, same filters): peak ${(median(all.rps) / median(ceiling.rps)).toFixed(2)}×, `
-  + `p50 at ${RATE}/s ${(median(all.p50) - median(ceiling.p50)).toFixed(2)} ms more, p99 ${(median(all.p99) - median(ceiling.p99)).toFixed(2)} ms more.`;
+const all = results.get('all');
+const ceiling = results.get('all-noop');
+const againstCeiling = all === undefined || ceiling === undefined ? ''
+  : `all / all-noop (Portcullis against the no-op backend, same filters): peak ${(median(all.rps) / median(ceiling.rps)).toFixed(2)}×, `
+    + `p50 at ${RATE}/s ${(median(all.p50) - median(ceiling.p50)).toFixed(2)} ms more, p99 ${(median(all.p99) - median(ceiling.p99)).toFixed(2)} ms more.`;
 process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);
