@@ -35,28 +35,34 @@ export function syntaxErrorOffset(text: string): number {
   const skipSpace = (): void => {
     while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
   };
-  /** Moves past a string starting at i; false at the character that breaks it. */
-  const string = (): boolean => {
-    if (text[i] !== '"') return false;
-    for (i++; i < text.length; ) {
-      const c = text.charCodeAt(i);
-      if (c === 0x22) return (i++, true);
-      if (c < 0x20) return false;
-      if (c !== 0x5c) i++;
-      else if ((ESCAPE.lastIndex = i), ESCAPE.test(text)) i = ESCAPE.lastIndex;
-      else return false;
-    }
-    return false;
-  };
+  /** Moves past `pattern` at i; false (i unchanged) when it does not match there. */
   const token = (pattern: RegExp): boolean => {
     pattern.lastIndex = i;
     if (!pattern.test(text)) return false;
     i = pattern.lastIndex;
     return true;
   };
+  /** Moves past a string starting at i; false with i at the character that breaks it. */
+  const string = (): boolean => {
+    if (text[i] !== '"') return false;
+    i++;
+    while (i < text.length) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c === 0x5c) {
+        if (!token(ESCAPE)) return false;
+      } else i++;
+    }
+    return false;
+  };
   let state: 'value' | 'key' | 'after' = 'value';
   for (;;) {
     skipSpace();
+    const c = text[i];
     if (state === 'key') {
       if (!string()) return i;
       skipSpace();
@@ -64,22 +70,27 @@ export function syntaxErrorOffset(text: string): number {
       i++;
       state = 'value';
     } else if (state === 'value') {
-      const c = text[i];
       if (c === '{' || c === '[') {
-        closers.push(c === '{' ? '}' : ']');
+        const closer = c === '{' ? '}' : ']';
         i++;
         skipSpace();
-        if (text[i] === closers.at(-1)) (closers.pop(), i++, (state = 'after'));
-        else state = c === '{' ? 'key' : 'value';
+        if (text[i] === closer) {
+          i++;
+          state = 'after';
+        } else {
+          closers.push(closer);
+          state = c === '{' ? 'key' : 'value';
+        }
       } else if (c === '"' ? string() : token(c === '-' || (c !== undefined && c >= '0' && c <= '9') ? NUMBER : LITERAL)) {
         state = 'after';
       } else return i;
     } else {
       const closer = closers.at(-1);
-      if (closer === undefined) return i; // a complete value followed by more text
-      if (text[i] === ',') (i++, (state = closer === '}' ? 'key' : 'value'));
-      else if (text[i] === closer) (closers.pop(), i++);
+      if (closer === undefined) return i; // a complete document, then more text (or the end: text.length)
+      if (c === ',') state = closer === '}' ? 'key' : 'value';
+      else if (c === closer) closers.pop();
       else return i;
+      i++;
     }
   }
 }
