@@ -1,6 +1,10 @@
 import { Pool } from 'undici';
 import type { BffService } from './config.js';
+import { nestsDeeperThan } from '../shared/json-depth.js';
 import { UpstreamError, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.js';
+
+/** Deeper than any API answer; far below the ≈ 5,000 levels where JSON.stringify of the answer overflows the stack. */
+const MAX_JSON_DEPTH = 512;
 
 /**
  * The composer's HTTP client: one keep-alive undici Pool per service, whose connection count is the
@@ -44,9 +48,12 @@ export class UndiciUpstreamClient implements UpstreamClient {
       if (error instanceof UpstreamError || request.signal.aborted) throw error;
       throw new UpstreamError('network', (error as Error).message, { cause: error });
     }
-    const text = Buffer.concat(chunks, size).toString('utf8');
+    const bytes = Buffer.concat(chunks, size);
     const type = String(headers['content-type'] ?? '');
-    if (!/[/+]json\b/i.test(type)) return { status: statusCode, body: text };
+    if (!/[/+]json\b/i.test(type)) return { status: statusCode, body: bytes.toString('utf8') };
+    // The answer is JSON.stringify'd with the value inside: too deep, and that would overflow the stack.
+    if (nestsDeeperThan(bytes, MAX_JSON_DEPTH)) throw new UpstreamError('body', `JSON from ${request.service.name} nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const text = bytes.toString('utf8');
     try {
       return { status: statusCode, body: JSON.parse(text) as unknown };
     } catch (error) {

@@ -3,6 +3,7 @@
 // body is asked for only when a rule needs its bytes.
 
 import type { ValidateRules } from './config.js';
+import { nestsDeeperThan } from '../shared/json-depth.js';
 import { headerValue, type HeaderList } from './headers.js';
 
 export interface ProblemItem {
@@ -103,23 +104,6 @@ const MAX_REPORTED_ERRORS = 20;
  * request an internal error instead of its 400. Real documents stay far below this.
  */
 export const MAX_JSON_DEPTH = 128;
-
-/** Whether `body`'s arrays and objects nest deeper than `limit` (brackets inside strings do not count). */
-export function nestsDeeperThan(body: Buffer, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i];
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return false;
-}
 
 /** Checks on the complete body. */
 export function validateBody(rules: ValidateRules, body: Buffer): Problem | undefined {

@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
 import { startUpstream, type EchoBody, type Upstream } from '../../support/upstream.js';
@@ -12,12 +13,13 @@ const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const ENDPOINT = '/bff/web/dashboard/{userId}';
 
 // Timeouts are generous: the test machine is shared and a cold first call can take hundreds of ms.
-function bffSection(users: Upstream, orders: Upstream, prefs: Upstream, limited: Upstream): string {
+function bffSection(users: Upstream, orders: Upstream, prefs: Upstream, limited: Upstream, deep: string): string {
   return `services:
   users: "${users.url}"
   orders: "${orders.url}"
   prefs: "${prefs.url}"
   limited: { url: "${limited.url}", max_concurrency: 2 }
+  deep: "${deep}"
 endpoints:
   - path: /bff/web/dashboard/{userId}
     timeout_ms: 3000
@@ -36,6 +38,10 @@ endpoints:
   - path: /bff/strict/{userId}
     calls:
       prefs: { service: prefs, path: "/prefs/{userId}" }
+  - path: /bff/deep
+    calls:
+      deep: { service: deep, path: "/deep", on_error: { fallback: true } }
+    respond: { deep: "{deep}" }
   - path: /bff/limited
     timeout_ms: 10000
     calls:
@@ -76,6 +82,8 @@ describe('composer over HTTP with real upstreams', () => {
   let slowOrders: Upstream;
   let failingPrefs: Upstream;
   let limited: Upstream;
+  /** Answers JSON nested 10,000 levels deep (about 20 KB): JSON.stringify of a value that deep overflows the stack. */
+  let deep: Server;
   let t: TestApp;
   let base: string;
 
@@ -84,14 +92,17 @@ describe('composer over HTTP with real upstreams', () => {
     slowOrders = await startUpstream('127.0.0.1', 0, { delayMs: 5000 });
     failingPrefs = await startUpstream('127.0.0.1', 0, { status: 503 });
     limited = await startUpstream('127.0.0.1', 0, { delayMs: 200 });
-    t = await startTestApp({ descriptors: {}, bff: bffSection(users, slowOrders, failingPrefs, limited) });
+    deep = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('['.repeat(10_000) + ']'.repeat(10_000)));
+    await new Promise<void>((resolve) => deep.listen(0, '127.0.0.1', resolve));
+    const deepUrl = `http://127.0.0.1:${(deep.address() as AddressInfo).port}`;
+    t = await startTestApp({ descriptors: {}, bff: bffSection(users, slowOrders, failingPrefs, limited, deepUrl) });
     assert.ok(t.httpUrl);
     base = t.httpUrl;
     await get(`${base}/bff/mobile/dashboard/warm-up`); // connects the users pool and warms the code paths
   });
   after(async () => {
     await t.close();
-    await Promise.all([users.stop(), slowOrders.stop(), failingPrefs.stop(), limited.stop()]);
+    await Promise.all([users.stop(), slowOrders.stop(), failingPrefs.stop(), limited.stop(), new Promise((resolve) => deep.close(resolve))]);
   });
 
   it('answers within the timeouts with the slow and the failing parts degraded', async () => {
@@ -176,6 +187,13 @@ describe('composer over HTTP with real upstreams', () => {
     }
     assert.deepEqual([...answered.keys()].sort(), [200, 400, 404, 405], JSON.stringify([...answered]));
     assert.deepEqual(t.logs().filter((l) => Number(l['level']) >= 50), [], 'a request failed internally');
+  });
+
+  it('an upstream answer nested too deeply to render is a failed call: its part degrades', async () => {
+    const reply = await get(`${base}/bff/deep`);
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.body, { deep: { fallback: true }, _degraded: ['deep'] });
+    assert.ok(await t.metric('portcullis_bff_call_failures_total', { endpoint: '/bff/deep', call: 'deep', reason: 'body' }) >= 1);
   });
 
   it('a failing required call is a 502 problem', async () => {

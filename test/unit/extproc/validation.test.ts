@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import type { ValidateRules } from '../../../src/extproc/config.js';
-import { hasRequestBody, MAX_JSON_DEPTH, needsBody, nestsDeeperThan, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
+import { hasRequestBody, MAX_JSON_DEPTH, needsBody, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
 
 const schema = new Ajv({ allErrors: true }).compile({ type: 'object', required: ['name'], properties: { name: { type: 'string' } }, additionalProperties: false });
 const RULES: ValidateRules = {
@@ -67,18 +67,6 @@ describe('body', () => {
     assert.equal(validateBody(rules, nested(200_000))?.status, 400);
   });
 
-  describe('nestsDeeperThan', () => {
-    const rows: [string, string, number, boolean][] = [
-      ['flat', '{"a":1,"b":[1,2]}', 2, false],
-      ['at the limit', '{"a":{"b":[1]}}', 3, false],
-      ['one over', '{"a":{"b":[[1]]}}', 3, true],
-      ['brackets in strings do not count', '{"a":"[[[[{{{{"}', 1, false],
-      ['an escaped quote does not end the string', '{"a":"\\"[[[["}', 1, false],
-      ['an escaped backslash does end it', '{"a":"\\\\","b":[[1]]}', 2, true],
-      ['siblings do not add up', '[[1],[2],[3],[4]]', 2, false],
-    ];
-    for (const [name, text, limit, deeper] of rows) it(name, () => assert.equal(nestsDeeperThan(Buffer.from(text), limit), deeper, text));
-  });
 
   it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, Buffer.from('{"name":"alice"}')), undefined));
   it('writes an RFC 9457 document', () => {
