@@ -46,6 +46,17 @@ const MIN_RSA_BITS = 2048;
 const malformed = (detail: string): Refusal => ({ reason: 'jwt_malformed', detail });
 
 /**
+ * A value from an unverified token, for a refusal's detail (logged, printed by explain): a string quoted and cut at 100
+ * characters, anything else by its kind. The token chose it: it may be long, or an object nested thousands deep.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value);
+  if (value === undefined) return '(none)';
+  if (value === null) return 'null';
+  return Array.isArray(value) ? '(a list)' : typeof value === 'object' ? '(an object)' : `(a ${typeof value})`;
+}
+
+/**
  * The protected header's fault under a provider's pinned algorithms, or undefined. `crit` may name only `b64`, and a
  * JWT's payload is always base64url-encoded (RFC 7797 §7), so `b64` can only be true.
  */
@@ -54,12 +65,12 @@ export function headerRefusal(header: ProtectedHeaderParameters, algorithms: rea
   if (crit !== undefined) {
     if (!Array.isArray(crit) || crit.length === 0 || crit.some((name) => typeof name !== 'string' || name === '')) return malformed('crit must be a list of header names');
     const unknown = crit.find((name) => name !== 'b64');
-    if (unknown !== undefined) return { reason: 'jwt_unsupported', detail: `critical header ${JSON.stringify(unknown)} is not understood` };
+    if (unknown !== undefined) return { reason: 'jwt_unsupported', detail: `critical header ${shown(unknown)} is not understood` };
     if (header.b64 !== true) return malformed('a JWT payload must be base64url-encoded (b64 must be true)');
   }
   const { alg } = header;
   if (typeof alg !== 'string' || alg === '') return malformed('alg header missing');
-  if (!(algorithms as readonly string[]).includes(alg)) return { reason: 'jwt_alg_not_allowed', detail: `alg ${JSON.stringify(alg)} is not allowed for this provider` };
+  if (!(algorithms as readonly string[]).includes(alg)) return { reason: 'jwt_alg_not_allowed', detail: `alg ${shown(alg)} is not allowed for this provider` };
   return undefined;
 }
 

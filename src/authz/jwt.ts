@@ -5,7 +5,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
-import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, signatureRefusal } from './jws.js';
+import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal } from './jws.js';
 import { isUsableSubject } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
@@ -111,7 +111,7 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
   }
   const issuer = payload.iss;
   const candidates = deps.providers.filter((p) => p.settings.issuer === issuer && (allowed === undefined || allowed.has(p.settings.name)));
-  if (candidates.length === 0) return { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: `no provider allowed here has issuer ${JSON.stringify(issuer)}` };
+  if (candidates.length === 0) return { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: `no provider allowed here has issuer ${shown(issuer)}` };
 
   const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
   const jws = { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature };

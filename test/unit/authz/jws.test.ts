@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
 import { MAX_CANDIDATE_KEYS, staticKeySource, type KeySource } from '../../../src/authz/jwks.js';
-import { claimsRefusal, headerRefusal, keyRefusal, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
+import { claimsRefusal, headerRefusal, keyRefusal, shown, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
 import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
 import type { Outcome } from '../../../src/authz/types.js';
@@ -310,4 +310,18 @@ describe('JWS decision functions', () => {
     for (const [name, keys, reason] of table) assert.equal(signatureRefusal('RS256', keys, data, signed)?.reason, reason, name);
     assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
   });
+});
+
+describe('shown: token values in refusal details', () => {
+  const deep = JSON.parse('['.repeat(4000) + ']'.repeat(4000)) as unknown;
+  const rows: [string, unknown, string][] = [
+    ['a string, quoted', 'https://issuer.example', '"https://issuer.example"'],
+    ['a long string, cut at 100', 'x'.repeat(5000), JSON.stringify(`${'x'.repeat(100)}…`)],
+    ['a number', 42, '(a number)'],
+    ['an object nested 4,000 deep, by its kind', deep, '(a list)'],
+    ['an object', { a: 1 }, '(an object)'],
+    ['null', null, 'null'],
+    ['absent', undefined, '(none)'],
+  ];
+  for (const [name, value, text] of rows) it(name, () => assert.equal(shown(value), text));
 });
