@@ -67,12 +67,12 @@ const HOSTILE_VALUES: readonly unknown[] = [
  * removed, each array entry repeated and each array emptied.
  */
 function* damages(request: object): Generator<object> {
-  const paths: (string | number)[][] = [];
+  const places: { path: (string | number)[]; value: unknown }[] = [];
   const walk = (node: unknown, path: (string | number)[]): void => {
     if (node === null || typeof node !== 'object' || Buffer.isBuffer(node)) return;
     for (const [key, child] of Object.entries(node)) {
       const at = [...path, Array.isArray(node) ? Number(key) : key];
-      paths.push(at);
+      places.push({ path: at, value: child });
       walk(child, at);
     }
   };
@@ -83,9 +83,9 @@ function* damages(request: object): Generator<object> {
     change(parent, path.at(-1)!);
     return copy;
   };
-  for (const path of paths) {
+  for (const { path, value } of places) {
     yield edit(path, (parent, key) => (Array.isArray(parent) ? parent.splice(Number(key), 1) : delete parent[key]));
-    yield edit(path, (parent, key) => Array.isArray(parent[key]) && ((parent[key] as unknown[]).length = 0));
+    if (Array.isArray(value)) yield edit(path, (parent, key) => ((parent[key] as unknown[]).length = 0));
     if (typeof path.at(-1) === 'number') yield edit(path, (parent, key) => (parent as unknown as unknown[]).splice(Number(key), 0, parent[key]));
     for (const value of HOSTILE_VALUES) yield edit(path, (parent, key) => (parent[key] = value));
   }
