@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { BffConfig, BffEndpoint } from '../bff/config.js';
 import { CLIENT_CLOSED, type BffObserver, type CallReport, type Composer } from '../bff/composer.js';
 import { matchRoute } from '../bff/routes.js';
+import { acceptRequestId, parseTraceparent } from '../extproc/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { ErrorCode } from '../shared/errors.js';
 import { httpStatusOf } from './status.js';
@@ -50,9 +51,10 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
   const started = deps.now();
   const config = deps.config();
   const head = req.method === 'HEAD';
-  const requestId = headerValue(req, 'x-request-id') ?? randomUUID();
+  // The same rules as ext_proc: a client's id is kept only when it is a sane token, a trace only when well-formed.
+  const requestId = acceptRequestId(headerValue(req, 'x-request-id')) ?? randomUUID();
   req.headers['x-request-id'] = requestId;
-  const traceId = traceIdOf(headerValue(req, 'traceparent'));
+  const traceId = parseTraceparent(headerValue(req, 'traceparent'))?.traceId;
   const rawUrl = req.url ?? '/';
   const queryAt = rawUrl.indexOf('?');
   const pathname = queryAt < 0 ? rawUrl : rawUrl.slice(0, queryAt);
@@ -156,10 +158,4 @@ function sendProblem(res: ServerResponse, code: ErrorCode, detail: string, head:
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/** The trace id of a W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`), undefined when malformed. */
-export function traceIdOf(traceparent: string | undefined): string | undefined {
-  const match = traceparent === undefined ? null : /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}/.exec(traceparent.trim());
-  return match?.[1];
 }

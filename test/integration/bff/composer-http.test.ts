@@ -64,13 +64,13 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<R
 }
 
 /** One request sent as written: fetch would resolve dot segments (`%2e%2e` too) and reject odd targets. */
-function raw(base: string, method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; type: string | undefined; body: string }> {
+function raw(base: string, method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; type: string | undefined; requestId: string | undefined; body: string }> {
   const { port } = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: Number(port), method, path: target, headers, signal: AbortSignal.timeout(5000) }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], requestId: res.headers['x-request-id'] as string | undefined, body }));
     });
     req.on('error', reject);
     req.end();
@@ -179,8 +179,10 @@ describe('composer over HTTP with real upstreams', () => {
     const answered = new Map<number, number>();
     for (const target of targets) {
       for (const method of ['GET', 'HEAD', 'POST', 'OPTIONS', 'PROPFIND']) {
-        const { status, type } = await raw(base, method, target, { traceparent: 'zz-not-a-trace', 'x-request-id': 'r'.repeat(5000) });
+        const { status, type, requestId } = await raw(base, method, target, { traceparent: 'zz-not-a-trace', 'x-request-id': 'r'.repeat(5000) });
         assert.ok([200, 400, 404, 405].includes(status), `${method} ${target.slice(0, 80)}: ${status}`);
+        // A request id longer than 200 characters is not kept: a fresh one is sent back.
+        assert.match(requestId ?? '', /^[0-9a-f-]{36}$/, `${method} ${target.slice(0, 80)}`);
         if (status !== 200 && method !== 'HEAD') assert.equal(type, 'application/problem+json', `${method} ${target.slice(0, 80)}: ${status}`);
         answered.set(status, (answered.get(status) ?? 0) + 1);
       }
