@@ -1,12 +1,14 @@
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
+import type { MaybePromise } from './types.js';
 
 /**
  * The checks jose's jwtVerify makes on a compact JWT, made here on what jose already decoded and picked, with the
  * signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through WebCrypto, a thread-pool job
  * per token that cost an RS256 token about twice the CPU of `crypto.verify` with 50 in flight and 3–5× alone
- * (docs/benchmarks.md). jose still decodes the token, selects the JWKS key for the header and imports it. The rules
+ * (docs/benchmarks.md); `crypto.verify` with a callback uses the same pool for ≈ 15 % more CPU, which Scheme
+ * `onThreadPool` spends where the verify is slow enough to pay for it. jose still decodes the token, selects the JWKS key for the header and imports it. The rules
  * below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims); test/unit/authz/jws.test.ts holds them to jose's
  * verdicts token by token.
  */
@@ -25,14 +27,22 @@ interface Scheme {
   /** EC only: the one curve the alg names, as node:crypto calls it. */
   readonly curve?: string;
   readonly options?: Omit<VerifyKeyObjectInput, 'key'>;
+  /**
+   * Verified on libuv's thread pool rather than on the event loop. An ECDSA or EdDSA verify takes 50–75 µs here, and
+   * the hand-off leaves 14–20 µs of it on the event loop: uncached ES256 and EdDSA Checks reached 1.2–1.25× the
+   * throughput for the same CPU per Check. An RSA verify (public exponent 65537) takes ≈ 20 µs, too little for the
+   * hand-off to pay: on the pool an uncached RS256 Check cost 15–36 µs more CPU and gained nothing
+   * (docs/benchmarks.md, "2026-12-03 14:58–15:35 UTC").
+   */
+  readonly onThreadPool: boolean;
 }
 
-const rsa = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa' });
+const rsa = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa', onThreadPool: false });
 // RFC 7518 §3.5: the salt is as long as the digest, and nothing else verifies.
-const pss = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } });
+const pss = (digest: Scheme['digest']): Scheme => ({ digest, keyType: 'rsa', onThreadPool: false, options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } });
 // JWS carries ECDSA signatures as r || s (IEEE P1363), not DER.
-const ecdsa = (digest: Scheme['digest'], curve: string): Scheme => ({ digest, keyType: 'ec', curve, options: { dsaEncoding: 'ieee-p1363' } });
-const eddsa: Scheme = { digest: null, keyType: 'ed25519' };
+const ecdsa = (digest: Scheme['digest'], curve: string): Scheme => ({ digest, keyType: 'ec', curve, onThreadPool: true, options: { dsaEncoding: 'ieee-p1363' } });
+const eddsa: Scheme = { digest: null, keyType: 'ed25519', onThreadPool: true };
 
 const SCHEMES: Readonly<Record<JwtAlgorithm, Scheme>> = {
   RS256: rsa('sha256'), RS384: rsa('sha384'), RS512: rsa('sha512'),
@@ -90,31 +100,49 @@ export const NO_MATCHING_KEY: Refusal = { reason: 'jwt_unknown_key', detail: 'no
 
 /**
  * The refusal when none of `keys` (the header's candidates) verifies the signature, or undefined when one does. A
- * key that cannot check the alg is skipped; the refusal says bad signature once any key could check it.
+ * key that cannot check the alg is skipped; the refusal says bad signature once any key could check it. A promise
+ * only for the algs verified on the thread pool.
  */
-export function signatureRefusal(alg: JwtAlgorithm, keys: readonly KeyObject[], signingInput: Buffer, signature: Buffer): Refusal | undefined {
-  let refusal: Refusal | undefined;
-  for (const key of keys) {
-    const unfit = keyRefusal(alg, key);
-    if (unfit !== undefined) {
-      refusal ??= unfit;
-      continue;
+export function signatureRefusal(alg: JwtAlgorithm, keys: readonly KeyObject[], signingInput: Buffer, signature: Buffer): MaybePromise<Refusal | undefined> {
+  const from = (first: number, refusal: Refusal | undefined): MaybePromise<Refusal | undefined> => {
+    for (let i = first; i < keys.length; i++) {
+      const unfit = keyRefusal(alg, keys[i]!);
+      if (unfit !== undefined) {
+        refusal ??= unfit;
+        continue;
+      }
+      const verified = signatureVerifies(alg, keys[i]!, signingInput, signature);
+      if (verified instanceof Promise) return verified.then((valid) => (valid ? undefined : from(i + 1, BAD_SIGNATURE)));
+      if (verified) return undefined;
+      refusal = BAD_SIGNATURE;
     }
-    if (signatureVerifies(alg, key, signingInput, signature)) return undefined;
-    refusal = BAD_SIGNATURE;
-  }
-  return refusal ?? NO_MATCHING_KEY;
+    return refusal ?? NO_MATCHING_KEY;
+  };
+  return from(0, undefined);
 }
 
-/** True when `signature` is `alg`'s signature of `signingInput` under `key` (a key keyRefusal accepted). */
-export function signatureVerifies(alg: JwtAlgorithm, key: KeyObject, signingInput: Buffer, signature: Buffer): boolean {
+/**
+ * True when `signature` is `alg`'s signature of `signingInput` under `key` (a key keyRefusal accepted): on the event
+ * loop, or through a callback on the thread pool for the algs whose Scheme says so.
+ */
+export function signatureVerifies(alg: JwtAlgorithm, key: KeyObject, signingInput: Buffer, signature: Buffer): MaybePromise<boolean> {
   const scheme = SCHEMES[alg];
-  try {
-    return verify(scheme.digest, signingInput, scheme.options === undefined ? key : { key, ...scheme.options }, signature);
-  } catch {
-    // OpenSSL refuses some malformed signatures (a wrong length) by throwing rather than answering false.
-    return false;
+  const keyInput = scheme.options === undefined ? key : { key, ...scheme.options };
+  // OpenSSL refuses some malformed signatures (a wrong length) by failing rather than answering false.
+  if (!scheme.onThreadPool) {
+    try {
+      return verify(scheme.digest, signingInput, keyInput, signature);
+    } catch {
+      return false;
+    }
   }
+  return new Promise((resolve) => {
+    try {
+      verify(scheme.digest, signingInput, keyInput, signature, (error, valid) => resolve(error === null && valid));
+    } catch {
+      resolve(false);
+    }
+  });
 }
 
 /** RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, `application/` implied when absent. */

@@ -5,7 +5,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
-import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal } from './jws.js';
+import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal, type Refusal } from './jws.js';
 import { isUsableSubject } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
@@ -98,7 +98,8 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
 
 /**
  * A token not in the cache: its provider by `iss`, then that provider's header rules, key, signature and claims
- * (jws.ts); verified tokens are cached. Synchronous unless a provider's keys must be fetched or imported first.
+ * (jws.ts); verified tokens are cached. Synchronous unless a provider's keys must be fetched or imported first, or
+ * the alg's signatures are checked on the thread pool (jws.ts).
  */
 function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): MaybePromise<Outcome> {
   let header: ProtectedHeaderParameters;
@@ -120,15 +121,20 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
   const signature = Buffer.from(encodedSignature, 'base64url');
   const nowS = Math.floor(nowMs / 1000);
 
-  /** The verdict of one provider once its keys are known: the answer, or a refusal that lets the next one try. */
-  const judge = (s: JwtProviderSettings, keys: readonly KeyObject[]): { answer: Outcome } | { refusal: Outcome } => {
-    const fault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature) ?? claimsRefusal(s, header, payload, nowS);
+  type Verdict = { answer: Outcome } | { refusal: Outcome };
+  /** The verdict of one provider once the signature is judged: the answer, or a refusal that lets the next one try. */
+  const judge = (s: JwtProviderSettings, signatureFault: Refusal | undefined): Verdict => {
+    const fault = signatureFault ?? claimsRefusal(s, header, payload, nowS);
     if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
     const identity = identityOf(s, payload, deps.cache.holdsEntries);
     if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing, blank, or not a string fit for a header` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
     deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
     return { answer: checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`) };
+  };
+  const withKeys = (s: JwtProviderSettings, keys: readonly KeyObject[]): MaybePromise<Verdict> => {
+    const signatureFault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature);
+    return signatureFault instanceof Promise ? signatureFault.then((fault) => judge(s, fault)) : judge(s, signatureFault);
   };
   const tryFrom = (first: number, last: Outcome): MaybePromise<Outcome> => {
     for (let i = first; i < candidates.length; i++) {
@@ -139,11 +145,10 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
         continue;
       }
       const keys = candidates[i]!.keys.resolve(header as JWTHeaderParameters, jws, signal);
-      if (keys instanceof Promise) {
-        return keys.then((k) => judge(s, k), (error: unknown) => ({ refusal: keyLookupRefusal(error) }))
-          .then((verdict) => ('answer' in verdict ? verdict.answer : tryFrom(i + 1, verdict.refusal)));
-      }
-      const verdict = judge(s, keys);
+      const verdict = keys instanceof Promise
+        ? keys.then((k) => withKeys(s, k), (error: unknown): Verdict => ({ refusal: keyLookupRefusal(error) }))
+        : withKeys(s, keys);
+      if (verdict instanceof Promise) return verdict.then((v) => ('answer' in v ? v.answer : tryFrom(i + 1, v.refusal)));
       if ('answer' in verdict) return verdict.answer;
       last = verdict.refusal;
     }
