@@ -226,6 +226,11 @@ return reply
 `;
 
 const SCRIPT_NAME = 'portcullisCounters';
+/**
+ * The same script under a second name, for the calls a batch makes (mode `always`), so that a single-node client can
+ * leave them out of ioredis' auto-pipelining while per-request calls (other policies) keep it.
+ */
+const BATCH_SCRIPT_NAME = 'portcullisCountersBatch';
 const MAX_BATCH_OPS = 256;
 const ALGORITHM_LETTER: Readonly<Record<CounterOp['algorithm'], string>> = { fixed_window: 'f', sliding_window: 's', token_bucket: 't' };
 /** Batched calls are not cut short: each waiter races its own deadline instead. */
@@ -239,7 +244,7 @@ interface PendingBatch {
 type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
 export type RedisClient = Redis | Cluster;
 /** The command defineCommand() adds: numkeys, then keys, then argv. */
-type ScriptRunner = Record<typeof SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
+type ScriptRunner = Record<typeof SCRIPT_NAME | typeof BATCH_SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
 
 export class RedisCounterStore implements CounterStore {
   private readonly client: RedisClient;
@@ -253,7 +258,7 @@ export class RedisCounterStore implements CounterStore {
     // ioredis prefixes keys itself; the prefix changes the hash slot, so grouping must include it.
     this.keyPrefix = client.options.keyPrefix ?? '';
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
-    if (!(SCRIPT_NAME in client)) client.defineCommand(SCRIPT_NAME, { lua: COUNTER_SCRIPT });
+    for (const name of [SCRIPT_NAME, BATCH_SCRIPT_NAME]) if (!(name in client)) client.defineCommand(name, { lua: COUNTER_SCRIPT });
   }
 
   apply(ops: readonly CounterOp[], policy: ConsumePolicy, nowMs: number, signal: AbortSignal): Promise<CounterResult[]> {
@@ -411,7 +416,9 @@ export class RedisCounterStore implements CounterStore {
       packed += `${ALGORITHM_LETTER[op.algorithm]}${op.hits},${op.capacity},${op.windowMs},${op.refill},${op.ttlMs};`;
     }
     const mask = consume ? indexes.map((i) => (consume[i] ? '1' : '0')).join('') : '';
-    const reply = await (this.client as unknown as ScriptRunner)[SCRIPT_NAME](keys.length, ...keys, mode, nowMs, mask, packed);
+    // Only a batch calls with `always` (apply() sends every `always` request through enqueue).
+    const name = mode === 'always' ? BATCH_SCRIPT_NAME : SCRIPT_NAME;
+    const reply = await (this.client as unknown as ScriptRunner)[name](keys.length, ...keys, mode, nowMs, mask, packed);
     return parseReply(reply, indexes.length);
   }
 }
@@ -563,6 +570,9 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
       ...connectionOptions,
+      // The batched script call is one command per turn already: auto-pipelining would only add a Pipeline and a
+      // second setImmediate to it (docs/benchmarks.md, "Batched calls written directly").
+      autoPipeliningIgnoredCommands: [BATCH_SCRIPT_NAME],
       enableOfflineQueue: false,
       retryStrategy: reconnectDelayMs,
       lazyConnect: false,

@@ -170,6 +170,24 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('writes a batch\'s script call at once; per-request calls (other policies) still go through auto-pipelining', async () => {
+    const client = createRedisClient({ url: single.url }) as Redis;
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const batched = store.apply([fixed(`${run}:a`, 1, 9)], 'always', NOW, signal());
+      // The store flushes its batch on the setImmediate queued before this one.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(client.autoPipelineQueueSize, 0, 'the batch waits in an auto-pipeline');
+      const perRequest = store.apply([fixed(`${run}:b`, 1, 9)], 'only_over', NOW, signal());
+      assert.equal(client.autoPipelineQueueSize, 1, 'a per-request call skipped auto-pipelining');
+      assert.deepEqual((await Promise.all([batched, perRequest])).map((results) => results[0]!.after), [1, 1]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('counts a fixed window under the default policy with INCRBY + PEXPIRE, and replaces what INCRBY cannot count', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
