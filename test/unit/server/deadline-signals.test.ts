@@ -5,9 +5,21 @@ import { DeadlineSignals, storeDeadlineMs } from '../../../src/server/deadline-s
 describe('DeadlineSignals', () => {
   it('shares one signal between deadlines in the same slot and not across slots', () => {
     const deadlines = new DeadlineSignals(10);
-    const base = Math.ceil(Date.now() / 10) * 10 + 1000;
+    const base = Math.ceil(Date.now() / 10) * 10 + 100; // near enough for the 10 ms minimum
     assert.equal(deadlines.signalFor(base + 1), deadlines.signalFor(base + 9));
     assert.notEqual(deadlines.signalFor(base + 9), deadlines.signalFor(base + 11));
+  });
+
+  it('widens the slot for far deadlines, to at most 1/32 of the wait', () => {
+    const deadlines = new DeadlineSignals(2);
+    // 700–740 ms away: 16 ms slots (16 × 64 > 740, 8 × 64 ≤ 700).
+    const far = Math.ceil((Date.now() + 700) / 16) * 16;
+    assert.equal(deadlines.signalFor(far + 1), deadlines.signalFor(far + 15));
+    assert.notEqual(deadlines.signalFor(far + 15), deadlines.signalFor(far + 17));
+    // 50 ms away: the 2 ms minimum, and a far slot in use does not change it.
+    const near = Math.ceil((Date.now() + 50) / 2) * 2;
+    assert.notEqual(deadlines.signalFor(near + 1), deadlines.signalFor(near + 3));
+    assert.equal(deadlines.signalFor(far + 1), deadlines.signalFor(far + 15));
   });
 
   it('aborts no earlier than the deadline and at most one slot after it', async () => {
