@@ -547,8 +547,9 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     // and the caller's deadline has likely passed anyway. Fail it instead.
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    // Concurrent requests' scripts leave in one socket write per event-loop turn instead of one each: the write
-    // syscalls were the largest single cost of a request under load (docs/benchmarks.md).
+    // Concurrent per-request script calls leave in one socket write per event-loop turn instead of one each: the
+    // write syscalls were the largest single cost of a request under load (docs/benchmarks.md). A batch is one call
+    // per turn already; on a single node it skips this (autoPipeliningIgnoredCommands below).
     enableAutoPipelining: true,
   };
   let client: RedisClient;
