@@ -8,9 +8,9 @@ import type { MaybePromise } from './types.js';
  * signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through WebCrypto, a thread-pool job
  * per token that cost an RS256 token about twice the CPU of `crypto.verify` with 50 in flight and 3–5× alone
  * (docs/benchmarks.md); `crypto.verify` with a callback uses the same pool for ≈ 15 % more CPU, which Scheme
- * `onThreadPool` spends where the verify is slow enough to pay for it. jose still decodes the token, selects the JWKS key for the header and imports it. The rules
- * below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims); test/unit/authz/jws.test.ts holds them to jose's
- * verdicts token by token.
+ * `onThreadPool` spends where the verify is slow enough to pay for it. jose still decodes the token, selects the
+ * JWKS key for the header and imports it. The rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims);
+ * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token.
  */
 
 /** Why a token is refused: a reason code for logs and explain, and a detail for a human. */

@@ -2,9 +2,9 @@
  * Hands out AbortSignals that fire at a call's deadline. Calls whose deadlines fall in the same slot share one
  * controller and one timer: under load that is one of each per slot instead of per call, which the profile showed to
  * be a visible share of a request's cost. A slot is `minSlotMs` wide, or for a far deadline the smallest power-of-two
- * multiple of it that is at least 1/64 of the wait, so a signal fires at most ≈ 3 % of its wait late. Below the
- * deadline margins' 20 % (storeDeadlineMs), and at low load it is what lets calls share: a 1 s store deadline gets
- * 16 ms slots, not a controller and a 1 s timer per call, which outlived scavenges (docs/benchmarks.md).
+ * multiple of it that is at least 1/64 of the wait, so a signal fires at most 1/32 of its wait late: well inside
+ * the 20 % margin storeDeadlineMs keeps. At low load this is what lets calls share: a 1 s store deadline gets 16 ms
+ * slots, not a controller and a 1 s timer per call, which outlived scavenges (docs/benchmarks.md).
  */
 /** One reason for every expiry: abort() without one builds a DOMException, stack trace and all, each time. */
 const DEADLINE_EXCEEDED = Object.freeze(new Error('deadline exceeded'));
