@@ -24,7 +24,10 @@ export interface CounterOp {
   readonly windowMs: number;
   /** Token bucket only: tokens added per window (requests_per_unit). Ignored by the other algorithms. */
   readonly refill: number;
-  /** Fixed window only: key time to live, window plus jitter (the key is never reused after its window). */
+  /**
+   * Fixed window only: key time to live, window plus jitter, counted from the write that creates the key or from a
+   * later one (the key is never reused after its window, so either is late enough).
+   */
   readonly ttlMs: number;
 }
 

@@ -139,42 +139,6 @@ local function expectOps(count)
   if count ~= #KEYS then error('expected ' .. #KEYS .. ' packed ops, got ' .. count) end
 end
 
-if mode == 'always' then
-  -- The default policy: no op's decision depends on another's, so each is read, decided and written in op order (a
-  -- repeated key sees the earlier write). A fixed window that counts is INCRBY + PEXPIRE, as in envoyproxy/ratelimit,
-  -- with no parsing or formatting here: this is nearly every call, and a call's Lua time is Redis's main cost per
-  -- request. A value INCRBY cannot take or that is not a count (a negative number, another algorithm's state, another
-  -- type) goes the general way: read as empty and replaced by SET.
-  local reply, i = {}, 0
-  for a, h, c, w, r, t in string.gmatch(ARGV[4], PACKED_OP) do
-    i = i + 1
-    local hits = tonumber(h)
-    local after = nil
-    if a == 'f' and hits > 0 then
-      after = redis.pcall('INCRBY', KEYS[i], hits)
-      if type(after) == 'number' and after >= hits then
-        redis.call('PEXPIRE', KEYS[i], t)
-      else
-        after = nil
-      end
-    end
-    if after then
-      reply[#reply + 1] = after - hits
-      reply[#reply + 1] = after
-      reply[#reply + 1] = 1
-    else
-      local op = parse(i, a, h, c, w, r, t)
-      local before, stepAfter, consumed, value, ttlMs = step(op, read(op.key, op.algorithm), true)
-      if value then redis.call('SET', op.key, value, 'PX', string.format('%d', ttlMs)) end
-      reply[#reply + 1] = before
-      reply[#reply + 1] = stepAfter
-      reply[#reply + 1] = consumed and 1 or 0
-    end
-  end
-  expectOps(i)
-  return reply
-end
-
 local ops, states = {}, {}
 local i = 0
 for a, h, c, w, r, t in string.gmatch(ARGV[4], PACKED_OP) do
@@ -187,6 +151,8 @@ expectOps(i)
 local reply, consume = {}, {}
 if mode == 'apply' then
   for i = 1, #KEYS do consume[i] = string.sub(mask, i, i) == '1' end
+elseif mode == 'always' then
+  for i = 1, #KEYS do consume[i] = true end
 else
   local over, anyOver = {}, false
   for i = 1, #KEYS do
@@ -225,12 +191,48 @@ end
 return reply
 `;
 
+/**
+ * A batch whose every op is a fixed window that counts (hits > 0): what nearly every request of an
+ * envoyproxy/ratelimit configuration is. INCRBY as envoyproxy/ratelimit does, with no parsing, formatting or
+ * per-op tables, and PEXPIRE only for the hit that creates the count: the key names its window and is never used
+ * after it, so the expiry set when its window's first hit arrives is late enough for every later hit.
+ * (COUNTER_SCRIPT's setup alone costs Redis more than this whole call for a small batch: docs/benchmarks.md.)
+ *
+ * KEYS[i] = key of op i; ARGV[1] = `<hits>,<ttlMs>;` per op, in op order. Reply: the count after each op (before
+ * is after - hits; a counting fixed window always consumes).
+ * A value INCRBY cannot take or that is not a count (a negative number, another algorithm's state, another type)
+ * is read as COUNTER_SCRIPT reads it, as empty or as the count a zero-padded value spells, and replaced by SET.
+ * A count that something else left without a TTL keeps none (envoyproxy/ratelimit sets one at every hit).
+ */
+export const FIXED_WINDOW_SCRIPT = `
+local reply, i = {}, 0
+for h, t in string.gmatch(ARGV[1], '(%d+),(%d+);') do
+  i = i + 1
+  local key, hits = KEYS[i], tonumber(h)
+  local after = redis.pcall('INCRBY', key, hits)
+  if type(after) == 'number' and after >= hits then
+    if after == hits then redis.call('PEXPIRE', key, t) end
+  else
+    local raw = redis.pcall('GET', key)
+    local count = type(raw) == 'string' and tonumber(string.match(raw, '^(%d+)$')) or 0
+    after = count + hits
+    redis.call('SET', key, string.format('%d', after), 'PX', t)
+  end
+  reply[i] = after
+end
+if i ~= #KEYS then error('expected ' .. #KEYS .. ' packed ops, got ' .. i) end
+return reply
+`;
+
 const SCRIPT_NAME = 'portcullisCounters';
 /**
  * The same script under a second name, for the calls a batch makes (mode `always`), so that a single-node client can
  * leave them out of ioredis' auto-pipelining while per-request calls (other policies) keep it.
  */
 const BATCH_SCRIPT_NAME = 'portcullisCountersBatch';
+const FIXED_WINDOW_SCRIPT_NAME = 'portcullisFixedWindows';
+/** The calls only a batch makes, written at once rather than auto-pipelined on a single node. */
+const BATCH_SCRIPT_NAMES = [BATCH_SCRIPT_NAME, FIXED_WINDOW_SCRIPT_NAME];
 const MAX_BATCH_OPS = 256;
 const ALGORITHM_LETTER: Readonly<Record<CounterOp['algorithm'], string>> = { fixed_window: 'f', sliding_window: 's', token_bucket: 't' };
 /** Batched calls are not cut short: each waiter races its own deadline instead. */
@@ -244,7 +246,10 @@ interface PendingBatch {
 type ScriptMode = ConsumePolicy | 'evaluate' | 'apply';
 export type RedisClient = Redis | Cluster;
 /** The command defineCommand() adds: numkeys, then keys, then argv. */
-type ScriptRunner = Record<typeof SCRIPT_NAME | typeof BATCH_SCRIPT_NAME, (numKeys: number, ...args: (string | number)[]) => Promise<unknown>>;
+type ScriptRunner = Record<
+  typeof SCRIPT_NAME | typeof BATCH_SCRIPT_NAME | typeof FIXED_WINDOW_SCRIPT_NAME,
+  (numKeys: number, ...args: (string | number)[]) => Promise<unknown>
+>;
 
 export class RedisCounterStore implements CounterStore {
   private readonly client: RedisClient;
@@ -258,7 +263,13 @@ export class RedisCounterStore implements CounterStore {
     // ioredis prefixes keys itself; the prefix changes the hash slot, so grouping must include it.
     this.keyPrefix = client.options.keyPrefix ?? '';
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
-    for (const name of [SCRIPT_NAME, BATCH_SCRIPT_NAME]) if (!(name in client)) client.defineCommand(name, { lua: COUNTER_SCRIPT });
+    for (const [name, lua] of [
+      [SCRIPT_NAME, COUNTER_SCRIPT],
+      [BATCH_SCRIPT_NAME, COUNTER_SCRIPT],
+      [FIXED_WINDOW_SCRIPT_NAME, FIXED_WINDOW_SCRIPT],
+    ] as const) {
+      if (!(name in client)) client.defineCommand(name, { lua });
+    }
   }
 
   apply(ops: readonly CounterOp[], policy: ConsumePolicy, nowMs: number, signal: AbortSignal): Promise<CounterResult[]> {
@@ -408,6 +419,9 @@ export class RedisCounterStore implements CounterStore {
     nowMs: number,
     consume?: readonly boolean[],
   ): Promise<CounterResult[]> {
+    if (mode === 'always' && indexes.every((i) => ops[i]!.algorithm === 'fixed_window' && ops[i]!.hits > 0)) {
+      return this.countFixedWindows(ops, indexes);
+    }
     const keys: string[] = [];
     let packed = '';
     for (const i of indexes) {
@@ -420,6 +434,24 @@ export class RedisCounterStore implements CounterStore {
     const name = mode === 'always' ? BATCH_SCRIPT_NAME : SCRIPT_NAME;
     const reply = await (this.client as unknown as ScriptRunner)[name](keys.length, ...keys, mode, nowMs, mask, packed);
     return parseReply(reply, indexes.length);
+  }
+
+  private async countFixedWindows(ops: readonly CounterOp[], indexes: readonly number[]): Promise<CounterResult[]> {
+    const keys: string[] = [];
+    let packed = '';
+    for (const i of indexes) {
+      const op = ops[i]!;
+      keys.push(op.key);
+      packed += `${op.hits},${op.ttlMs};`;
+    }
+    const reply = await (this.client as unknown as ScriptRunner)[FIXED_WINDOW_SCRIPT_NAME](keys.length, ...keys, packed);
+    if (!Array.isArray(reply) || reply.length !== indexes.length || !reply.every((v) => typeof v === 'number')) {
+      throw unexpectedReply(reply);
+    }
+    return indexes.map((opIndex, j) => {
+      const after = reply[j] as number;
+      return { before: after - ops[opIndex]!.hits, after, consumed: true };
+    });
   }
 }
 
@@ -443,7 +475,7 @@ function withoutExpired(batch: PendingBatch): PendingBatch {
 
 function parseReply(reply: unknown, count: number): CounterResult[] {
   if (!Array.isArray(reply) || reply.length !== count * 3 || !reply.every((v) => typeof v === 'number')) {
-    throw new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
+    throw unexpectedReply(reply);
   }
   const values = reply as number[];
   const results: CounterResult[] = [];
@@ -458,6 +490,10 @@ function merge(count: number, groups: readonly number[][], replies: readonly Cou
   const results = new Array<CounterResult>(count);
   groups.forEach((group, g) => group.forEach((opIndex, j) => (results[opIndex] = replies[g]![j]!)));
   return results;
+}
+
+function unexpectedReply(reply: unknown): StoreError {
+  return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
 }
 
 function deadlineError(): StoreError {
@@ -573,7 +609,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       ...connectionOptions,
       // The batched script call is one command per turn already: auto-pipelining would only add a Pipeline and a
       // second setImmediate to it (docs/benchmarks.md, "Batched calls written directly").
-      autoPipeliningIgnoredCommands: [BATCH_SCRIPT_NAME],
+      autoPipeliningIgnoredCommands: BATCH_SCRIPT_NAMES,
       enableOfflineQueue: false,
       retryStrategy: reconnectDelayMs,
       lazyConnect: false,

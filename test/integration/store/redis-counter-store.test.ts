@@ -180,52 +180,79 @@ describe('RedisCounterStore on a single node', () => {
       // The store flushes its batch on the setImmediate queued before this one.
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(client.autoPipelineQueueSize, 0, 'the batch waits in an auto-pipeline');
+      const mixed = store.apply([fixed(`${run}:c`, 1, 9), sliding(`${run}:d`, 1, 9, 60_000)], 'always', NOW, signal());
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(client.autoPipelineQueueSize, 0, 'a batch for the general script waits in an auto-pipeline');
       const perRequest = store.apply([fixed(`${run}:b`, 1, 9)], 'only_over', NOW, signal());
       assert.equal(client.autoPipelineQueueSize, 1, 'a per-request call skipped auto-pipelining');
-      assert.deepEqual((await Promise.all([batched, perRequest])).map((results) => results[0]!.after), [1, 1]);
+      assert.deepEqual((await Promise.all([batched, mixed, perRequest])).map((results) => results[0]!.after), [1, 1, 1]);
     } finally {
       await store.close();
     }
   });
 
-  it('counts a fixed window under the default policy with INCRBY + PEXPIRE, and replaces what INCRBY cannot count', async () => {
+  it('counts a batch of fixed windows with INCRBY, sets the TTL at creation, and replaces what INCRBY cannot count', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
       await ready(client);
       const run = randomUUID();
       const k = (name: string): string => `${run}:${name}`;
-      await singleAdmin.set(k('count'), '4');
+      await singleAdmin.set(k('count'), '4', 'PX', 10_000);
+      await singleAdmin.set(k('untimed'), '4');
       await singleAdmin.set(k('negative'), '-3');
       await singleAdmin.set(k('padded'), '007');
       await singleAdmin.set(k('sliding'), '1000:2:1');
       await singleAdmin.hset(k('hash'), 'field', '1');
-      const names = ['fresh', 'count', 'negative', 'padded', 'sliding', 'hash'];
+      const names = ['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'];
       const opsOn = (keyOf: (name: string) => string): CounterOp[] =>
-        [...names.map((name) => fixed(keyOf(name), 2, 5, 30_000)), fixed(keyOf('fresh'), 1, 5, 30_000), fixed(keyOf('count'), 0, 5)];
+        [...names.map((name) => fixed(keyOf(name), 2, 5, 30_000)), fixed(keyOf('fresh'), 1, 5, 30_000)];
       const before = await commandCalls(single.port);
       const results = await store.apply(opsOn(k), 'always', NOW, signal());
       const after = await commandCalls(single.port);
       // The memory store is the reference: a count is added to, anything else reads as empty.
       const reference = new MemoryCounterStore();
-      await reference.apply([fixed('count', 4, 5)], 'always', NOW, signal());
-      const expected = await reference.apply(opsOn((name) => name), 'always', NOW, signal());
-      // '007' is a count to algorithms.ts (7) but not to INCRBY: the general path reads it as the reference does.
-      expected[3] = r(7, 9, true);
-      assert.deepEqual(results, expected);
+      await reference.apply([fixed('count', 4, 5), fixed('untimed', 4, 5), fixed('padded', 7, 5)], 'always', NOW, signal());
+      assert.deepEqual(results, await reference.apply(opsOn((name) => name), 'always', NOW, signal()));
       assert.deepEqual(
         await Promise.all(names.map((name) => singleAdmin.get(k(name)))),
-        ['3', '6', '2', '9', '2', '2'],
+        ['3', '6', '6', '2', '9', '2', '2'],
       );
-      for (const name of names) {
-        const ttl = await singleAdmin.pttl(k(name));
-        assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL of ${name}: ${ttl}`);
+      const ttls = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await singleAdmin.pttl(k(name))])));
+      for (const name of ['fresh', 'negative', 'padded', 'sliding', 'hash']) {
+        assert.ok(ttls[name] > 25_000 && ttls[name] <= 30_000, `TTL of ${name}: ${ttls[name]}`);
       }
+      assert.ok(ttls.count > 5_000 && ttls.count <= 10_000, `a later hit left the TTL alone: ${ttls.count}`);
+      assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
       const delta = (command: string): number => (after.get(command) ?? 0) - (before.get(command) ?? 0);
-      // INCRBY for every counting op (the hash's fails), PEXPIRE for the ones it counted; SET for the rest.
-      assert.equal(delta('incrby'), 7);
-      assert.equal(delta('pexpire'), 3);
+      // One call of the fixed-window script; INCRBY for every op (the hash's and '007''s fail), PEXPIRE for the one
+      // that created its count, GET and SET for the values INCRBY could not count.
+      assert.equal(delta('evalsha') + delta('eval'), 1);
+      assert.equal(delta('incrby'), 8);
+      assert.equal(delta('pexpire'), 1);
+      assert.equal(delta('get'), 4);
       assert.equal(delta('set'), 4);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('sends a batch with any other op (a check, another algorithm) through the general script', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const ops = [fixed(`${run}:f`, 2, 5), fixed(`${run}:f`, 0, 5), sliding(`${run}:s`, 1, 5, 60_000), fixed(`${run}:g`, 1, 5)];
+      const reference = new MemoryCounterStore();
+      for (const batch of [ops, ops.slice(0, 2), [ops[2]!, ops[3]!]]) {
+        const before = await commandCalls(single.port);
+        const results = await store.apply(batch, 'always', NOW, signal());
+        const after = await commandCalls(single.port);
+        assert.deepEqual(results, await reference.apply(batch, 'always', NOW, signal()));
+        assert.equal((after.get('incrby') ?? 0) - (before.get('incrby') ?? 0), 0, 'the general script reads and SETs');
+      }
+      assert.equal(await singleAdmin.get(`${run}:f`), '4');
     } finally {
       await store.close();
     }
