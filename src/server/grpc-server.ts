@@ -1,6 +1,7 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
+import { startStreamTableRefresher } from './stream-tables.js';
 
 /** Health service names: the overall server, the standard service names, and envoyproxy/ratelimit's. */
 export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit', 'envoy.service.ext_proc.v3.ExternalProcessor'] as const;
@@ -30,12 +31,14 @@ export async function startGrpcServer(
       error ? reject(new PortcullisError(ErrorCode.LISTEN_FAILED, `cannot listen on ${address} (gRPC): ${/EADDRINUSE/.test(error.message) ? 'address already in use' : error.message}`, { cause: error })) : resolve(bound));
   });
   const host = address.slice(0, address.lastIndexOf(':'));
+  const streamTables = startStreamTableRefresher(server);
   return {
     address: `${host}:${port}`,
     setServing(status) {
       for (const name of HEALTH_SERVICES) health.setStatus(name, status);
     },
     async shutdown(timeoutMs) {
+      streamTables.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
