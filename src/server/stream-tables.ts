@@ -11,7 +11,7 @@ import { types } from 'node:util';
  * entries it had. Once a long-lived session's table has reached the old generation (any mark-compact promotes it),
  * every replaced table is a dead old object that still points at the streams it held, and a scavenge treats those
  * pointers as roots. So nearly every stream, with the grpc-js call and the request and response hanging off it,
- * was promoted: 1.2–1.4 MB per scavenge and 7–9 mark-compacts (pauses up to 70 ms) in 12 s at 9,000 calls/s, where
+ * was promoted: 1.1–1.4 MB per scavenge and 7–9 mark-compacts (pauses up to 71 ms) in 12 s at 9,000 calls/s, where
  * a session given a fresh Map every 50 ms promoted 0.12 MB (docs/benchmarks.md, "The stream table").
  * A Map built with `new` starts with a young table, and a young table's replacements stay young.
  *
