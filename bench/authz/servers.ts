@@ -9,6 +9,7 @@
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationServiceDefinition } from '../../src/server/protos.js';
+import { startStreamTableRefresher } from '../../src/server/stream-tables.js';
 import { readCheckRequests } from './messages.js';
 
 const [kind, portText = '0'] = process.argv.slice(2);
@@ -52,6 +53,8 @@ if (kind === 'noop') {
   });
   server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => {
     if (error) throw error;
+    // The transport Portcullis runs (src/server/grpc-server.ts), so the ceiling is the same stack.
+    startStreamTableRefresher(server);
     process.stdout.write(`noop listening 127.0.0.1:${bound}${like ? `, answering like ${like}` : ''}\n`);
   });
 } else if (kind === 'introspection') {

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { externalProcessorServiceDefinition } from '../../src/server/protos.js';
+import { startStreamTableRefresher } from '../../src/server/stream-tables.js';
 
 const definition = externalProcessorServiceDefinition();
 const encode = definition['Process']!.responseSerialize;
@@ -34,5 +35,7 @@ server.addService(definition, {
 });
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
+  // The transport Portcullis runs (src/server/grpc-server.ts), so the ceiling is the same stack.
+  startStreamTableRefresher(server);
   process.stdout.write(`noop-server listening 127.0.0.1:${port}\n`);
 });

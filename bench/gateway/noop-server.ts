@@ -9,6 +9,7 @@
 
 import { Server, ServerCredentials, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from '../../src/server/protos.js';
+import { startStreamTableRefresher } from '../../src/server/stream-tables.js';
 
 const authz = authorizationServiceDefinition();
 const ratelimit = rateLimitServiceDefinition();
@@ -55,6 +56,8 @@ server.addService(extproc, {
 });
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
+  // The transport Portcullis runs (src/server/grpc-server.ts), so the ceiling is the same stack.
+  startStreamTableRefresher(server);
   process.stdout.write(`noop-server listening 127.0.0.1:${port}\n`);
 });
 process.on('SIGTERM', () => server.forceShutdown());

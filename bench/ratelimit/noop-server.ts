@@ -8,6 +8,9 @@
 //
 // Deliberately independent of src/ (loads the proto itself rather than through
 // src/server/protos.ts: see rls-proto.ts) so it builds and runs whatever state src/ is in.
+// So it also lacks src/server/stream-tables.ts, which Portcullis' gRPC server runs: after its first mark-compact,
+// its scavenges promote nearly every finished call and Portcullis' do not (docs/benchmarks.md, "The stream table").
+// The Go peer is the comparison that counts.
 //
 // Usage: node dist/bench/ratelimit/noop-server.js [port]     (or NOOP_PORT=<port>; 0 = any)
 // Binds 127.0.0.1 only and prints `noop-server listening 127.0.0.1:<port>` on stdout.
