@@ -8,6 +8,7 @@ import { eventually, startTestApp, type TestApp } from '../../support/app.js';
 import { startPortcullis } from '../../support/portcullis.js';
 import { rateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+import { awayFromWindowEdge } from '../../support/windows.js';
 
 const minuteLimit = (domain: string, rpu: number): string => `domain: ${domain}
 descriptors:
@@ -53,6 +54,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
   });
 
   it('counts exactly under concurrency from two instances sharing Redis', async () => {
+    await awayFromWindowEdge(60, 5);
     const a = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('shared', 100) }, redisUrl: redis.url });
     const b = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('shared', 100) }, redisUrl: redis.url });
     try {
@@ -70,6 +72,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
   });
 
   it('answers bad requests with errors and keeps serving', async () => {
+    await awayFromWindowEdge(60, 5);
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('bad', 5) }, redisUrl: redis.url });
     try {
       await expectGrpcError(t.client.shouldRateLimit({ domain: '', descriptors: [{ entries: [] }] }), grpc.status.UNKNOWN, 'rate limit domain must not be empty');
@@ -105,31 +108,33 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
 
   it('reloads descriptor files edited in place while requests flow, and keeps the last good config', async () => {
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('reload', 1000) }, redisUrl: redis.url });
+    let stop = false;
+    const failures: unknown[] = [];
+    let calls = 0;
+    const traffic = (async () => {
+      // Bounded, so that a failed assertion below cannot leave a loop spinning on a closed client.
+      while (!stop && failures.length < 100) {
+        await t.client.shouldRateLimit(userRequest('reload', `u${calls++ % 50}`)).catch((e: unknown) => failures.push(e));
+      }
+    })();
     try {
-      let stop = false;
-      const failures: unknown[] = [];
-      let calls = 0;
-      const traffic = (async () => {
-        while (!stop) {
-          await t.client.shouldRateLimit(userRequest('reload', `u${calls++ % 50}`)).catch((e: unknown) => failures.push(e));
-        }
-      })();
-      const loads = await t.metric('portcullis_config_loads_total', { result: 'success' });
+      // An edit in place can be read half-written (a poll between truncate and write): that read is rejected and
+      // the next one loads the whole file, so wait for what the edit says rather than for one reload.
+      const limitOf = async (user: string) => (await t.client.shouldRateLimit(userRequest('reload', user))).statuses?.[0]?.current_limit?.requests_per_unit;
       writeFileSync(path.join(t.descriptorsDir, 'd.yaml'), minuteLimit('reload', 7));
-      await eventually(async () => (await t.metric('portcullis_config_loads_total', { result: 'success' })) > loads, 5000, 'reload');
-      const r = await t.client.shouldRateLimit(userRequest('reload', 'fresh'));
-      assert.equal(r.statuses?.[0]?.current_limit?.requests_per_unit, 7);
+      await eventually(async () => (await limitOf('fresh')) === 7, 10_000, 'the edited limit');
 
       writeFileSync(path.join(t.descriptorsDir, 'd.yaml'), 'domain: reload\ndescriptors:\n  - key: user\n    rate_limit: { unit: fortnight }\n');
-      await eventually(async () => (await t.metric('portcullis_config_loads_total', { result: 'error' })) > 0, 5000, 'rejected reload');
-      const kept = await t.client.shouldRateLimit(userRequest('reload', 'fresh2'));
-      assert.equal(kept.statuses?.[0]?.current_limit?.requests_per_unit, 7);
-      assert.ok(t.logs().some((l) => String(l['msg']).includes('keeping the last good config') && JSON.stringify(l['errors']).includes("invalid rate limit unit 'fortnight'")));
+      await eventually(() => t.logs().some((l) => String(l['msg']).includes('keeping the last good config') && JSON.stringify(l['errors']).includes("invalid rate limit unit 'fortnight'")), 10_000, 'the broken edit rejected');
+      assert.equal(await limitOf('fresh2'), 7);
+      assert.ok(await t.metric('portcullis_config_loads_total', { result: 'error' }) > 0);
       stop = true;
       await traffic;
       assert.deepEqual(failures, []);
       assert.ok(calls > 10, `only ${calls} calls ran during the reload`);
     } finally {
+      stop = true;
+      await traffic;
       await t.close();
     }
   });
@@ -286,6 +291,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
   });
 
   it('keeps envoyproxy/ratelimit\'s HTTP endpoints: POST /json, /healthcheck, /rlconfig', async () => {
+    await awayFromWindowEdge(60, 5);
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('http', 1) }, redisUrl: redis.url });
     try {
       const post = (body: string) => fetch(`${t.adminUrl}/json`, { method: 'POST', body });
