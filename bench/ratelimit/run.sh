@@ -17,7 +17,8 @@
 #
 # Fixed rate (BENCH_FIXED=1, the default when envoy-ratelimit is a target): after the saturation runs, every
 # target is driven again at a fixed rate (ghz --rps) of BENCH_FIXED_RPS, default half of envoy-ratelimit's median
-# saturation RPS of that scenario, and p50/p99/p99.9 are reported from every request's latency.
+# saturation RPS of that scenario, and p50/p99/p99.9 are reported from every request's latency, beside service and
+# Redis CPU per request and Redis read events per request (INFO stats total_reads_processed: how often Redis woke).
 # Knobs: BENCH_DURATION (10s) BENCH_WARMUP (2s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #        BENCH_CONNECTIONS (1) BENCH_KEYS (500 distinct descriptor values per key)
 #        BENCH_TARGETS BENCH_SCENARIOS
@@ -351,9 +352,10 @@ proc_ticks() { # pid -> utime+stime in clock ticks of it and its live children (
 busy_ticks() { # all CPUs: every column but idle and iowait
   awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
 }
-redis_cmds() {
-  redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^total_commands_processed:/ {print $2+0}'
+redis_stat() { # name: a counter from INFO stats
+  redis-cli -p "$REDIS_PORT" info stats | awk -F: -v name="$1" '$1 == name {print $2+0}'
 }
+redis_cmds() { redis_stat total_commands_processed; }
 HZ="$(getconf CLK_TCK)"
 # ghz's own CPU time, when GNU time is there (apt-get install -y time); else it counts as "other".
 if [[ -x /usr/bin/time ]]; then TIME_CMD=(/usr/bin/time -f '%U %S' -o "$TMP/ghz.time"); else TIME_CMD=(); fi
@@ -434,25 +436,27 @@ if [[ "$FIXED" == 1 ]]; then
         addr="127.0.0.1:${PORT[$t]}"
         out="$TMP/fixed-$s-$t-$r.json"
         log "fixed rate $rate/s, $s descriptor(s), run $r, $t: $DURATION"
-        srv0="$(proc_ticks "${PID[$t]}")"; red0=0
-        [[ "$NEED_REDIS" == 1 ]] && red0="$(proc_ticks "${PID[redis]}")"
+        srv0="$(proc_ticks "${PID[$t]}")"; red0=0; reads0=0
+        [[ "$NEED_REDIS" == 1 ]] && { red0="$(proc_ticks "${PID[redis]}")"; reads0="$(redis_stat total_reads_processed)"; }
         run_child "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" --rps "$rate" --data-file "$TMP/data-$s.json" \
           --duration "$DURATION" --format json --output "$out" "$addr" 2> "$TMP/ghz.err" \
           || { cat "$TMP/ghz.err" >&2; die "ghz (fixed rate) failed against $t"; }
-        srv1="$(proc_ticks "${PID[$t]}")"; red1=0
-        [[ "$NEED_REDIS" == 1 ]] && red1="$(proc_ticks "${PID[redis]}")"
+        srv1="$(proc_ticks "${PID[$t]}")"; red1=0; reads1=0
+        [[ "$NEED_REDIS" == 1 ]] && { red1="$(proc_ticks "${PID[redis]}")"; reads1="$(redis_stat total_reads_processed)"; }
         uses_redis=0; [[ "$t" == envoy-ratelimit || "$t" == portcullis-redis* ]] && uses_redis=1
         # p99.9 is not in ghz's distribution: take it from every request's latency.
         jq -c --arg target "$t" --argjson scenario "$s" --argjson run "$r" --argjson rate "$rate" --argjson hz "$HZ" \
-          --argjson srv "$((srv1 - srv0))" --argjson red "$(( uses_redis == 1 ? red1 - red0 : 0 ))" '
+          --argjson srv "$((srv1 - srv0))" --argjson red "$(( uses_redis == 1 ? red1 - red0 : 0 ))" \
+          --argjson reads "$(( uses_redis == 1 ? reads1 - reads0 : 0 ))" '
           def q(p): if length == 0 then 0 else .[((length * p) | ceil) - 1] end;
           ([.details[] | select(.status == "OK") | .latency] | sort) as $l |
           { target: $target, scenario: $scenario, run: $run, rate: $rate, rps: .rps,
             p50_ms: ($l | q(0.5) / 1e6), p99_ms: ($l | q(0.99) / 1e6), p999_ms: ($l | q(0.999) / 1e6),
             errors: ([.details[] | select(.status != "OK")] | length),
-            server_us_per_req: ($srv / $hz * 1e6 / .count), redis_us_per_req: ($red / $hz * 1e6 / .count) }' "$out" >> "$FIXED_JSONL"
+            server_us_per_req: ($srv / $hz * 1e6 / .count), redis_us_per_req: ($red / $hz * 1e6 / .count),
+            redis_reads_per_req: ($reads / .count) }' "$out" >> "$FIXED_JSONL"
         last="$(tail -n 1 "$FIXED_JSONL")"
-        log "    $(jq -r '"rps \(.rps | floor)  p50 \(.p50_ms * 100 | round / 100) ms  p99 \(.p99_ms * 100 | round / 100) ms  p99.9 \(.p999_ms * 100 | round / 100) ms  errors \(.errors)  cpu/req \(.server_us_per_req | round) + \(.redis_us_per_req | round) us"' <<< "$last")"
+        log "    $(jq -r '"rps \(.rps | floor)  p50 \(.p50_ms * 100 | round / 100) ms  p99 \(.p99_ms * 100 | round / 100) ms  p99.9 \(.p999_ms * 100 | round / 100) ms  errors \(.errors)  cpu/req \(.server_us_per_req | round) + \(.redis_us_per_req | round) us  redis reads/req \(.redis_reads_per_req * 100 | round / 100)"' <<< "$last")"
         [[ "$(jq -r .errors <<< "$last")" == 0 ]] || FAILED+=("$t")
         rm -f "$out"
       done
@@ -564,8 +568,8 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
       def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
       def r(d): (. * pow(10; d) | round) / pow(10; d) | tostring;
       group_by(.scenario) | map(
-        "\n\(.[0].scenario) descriptor(s) at \(.[0].rate) requests/s\n\n| target | achieved RPS | p50 ms | p99 ms | p99.9 ms | service CPU µs/req | redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
-        + (group_by(.target) | map("| \(.[0].target) | \(map(.rps) | median | r(0)) | \(map(.p50_ms) | median | r(2)) | \(map(.p99_ms) | median | r(2)) (\(map(.p99_ms) | min | r(2))–\(map(.p99_ms) | max | r(2))) | \(map(.p999_ms) | median | r(2)) | \(map(.server_us_per_req) | median | r(0)) | \(map(.redis_us_per_req) | median | r(0)) | \(map(.errors) | add) |") | join("\n"))
+        "\n\(.[0].scenario) descriptor(s) at \(.[0].rate) requests/s\n\n| target | achieved RPS | p50 ms | p99 ms | p99.9 ms | service CPU µs/req | redis CPU µs/req | redis read events/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        + (group_by(.target) | map("| \(.[0].target) | \(map(.rps) | median | r(0)) | \(map(.p50_ms) | median | r(2)) | \(map(.p99_ms) | median | r(2)) (\(map(.p99_ms) | min | r(2))–\(map(.p99_ms) | max | r(2))) | \(map(.p999_ms) | median | r(2)) | \(map(.server_us_per_req) | median | r(0)) | \(map(.redis_us_per_req) | median | r(0)) | \(map(.redis_reads_per_req) | median | r(2)) | \(map(.errors) | add) |") | join("\n"))
       ) | join("\n")' "$FIXED_JSONL"
   fi
   echo
