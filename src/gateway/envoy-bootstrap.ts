@@ -159,8 +159,14 @@ function httpFilters(filters: PortcullisFilters, timeouts: CallTimeouts): Json[]
   ];
 }
 
-function portcullisService(timeout: string): Json {
-  return { envoy_grpc: { cluster_name: 'portcullis' }, timeout };
+/**
+ * Every side call to Portcullis. `skip_envoy_headers` drops x-envoy-internal and x-forwarded-for from the call, which
+ * Portcullis never reads: Node's HTTP/2 layer turns each request header value into a string in V8's old generation
+ * that only a mark-compact frees, and two fewer headers cut that garbage by 31 % per call (docs/benchmarks.md,
+ * "What fills the old generation").
+ */
+function portcullisService(timeout?: string): Json {
+  return { envoy_grpc: { cluster_name: 'portcullis', skip_envoy_headers: true }, ...(timeout !== undefined ? { timeout } : {}) };
 }
 
 /**
@@ -198,7 +204,7 @@ function rateLimitFilter(timeout: string): Json {
       timeout,
       failure_mode_deny: false,
       enable_x_ratelimit_headers: 'DRAFT_VERSION_03',
-      rate_limit_service: { transport_api_version: 'V3', grpc_service: { envoy_grpc: { cluster_name: 'portcullis' } } },
+      rate_limit_service: { transport_api_version: 'V3', grpc_service: portcullisService() },
     },
   };
 }

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { createServer as createHttp2Server, type IncomingHttpHeaders } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import {
   EXAMPLE_BOOTSTRAP,
   findEnvoy,
@@ -15,10 +17,12 @@ import {
   rateLimitBootstrap,
   rateLimitFilterConfig,
   repoRoot,
+  startEnvoy,
   validateBootstrap,
   validateConfig,
 } from '../support/envoy.js';
 import { validatePortcullisConfig, writeConfig } from '../support/portcullis.js';
+import { startUpstream } from '../support/upstream.js';
 
 const envoyDir = path.join(repoRoot(), 'envoy');
 const yamlFiles = readdirSync(envoyDir)
@@ -113,6 +117,52 @@ describe('envoy/ example configs', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** Every `envoy_grpc` object under `value`. */
+  const envoyGrpcServices = (value: unknown): Record<string, unknown>[] => {
+    if (Array.isArray(value)) return value.flatMap(envoyGrpcServices);
+    if (typeof value !== 'object' || value === null) return [];
+    const own = 'envoy_grpc' in value ? [(value as Record<string, unknown>)['envoy_grpc'] as Record<string, unknown>] : [];
+    return [...own, ...Object.values(value).flatMap(envoyGrpcServices)];
+  };
+
+  it('every side call to Portcullis in every committed bootstrap sets skip_envoy_headers', () => {
+    const files = [...yamlFiles.filter((file) => kind(file) === 'envoy'), 'authz/envoy.yaml'];
+    let services = 0;
+    for (const file of files) {
+      for (const service of envoyGrpcServices(loadYamlFile(path.join(envoyDir, file)))) {
+        if (service['cluster_name'] !== 'portcullis') continue;
+        services++;
+        assert.equal(service['skip_envoy_headers'], true, `envoy/${file}: a grpc_service to portcullis without skip_envoy_headers: true`);
+      }
+    }
+    assert.ok(services >= 12, `only ${services} grpc_services to portcullis found`);
+  });
+
+  it('with skip_envoy_headers, the side call reaches Portcullis without x-envoy-internal or x-forwarded-for', async () => {
+    // A stand-in for Portcullis that records the headers of each call and answers UNAVAILABLE (the example fails open).
+    const calls: IncomingHttpHeaders[] = [];
+    const sink = createHttp2Server();
+    sink.on('stream', (stream, headers) => {
+      calls.push(headers);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14' }, { endStream: true });
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    const upstream = await startUpstream();
+    const envoy = await startEnvoy(rateLimitBootstrap({ upstream: { host: upstream.host, port: upstream.port }, portcullis: { host: '127.0.0.1', port: (sink.address() as AddressInfo).port }, timeout: '2s' }));
+    try {
+      const response = await fetch(`http://127.0.0.1:${envoy.listenerPort('ingress')}/`, { headers: { 'x-user-id': 'alice' } });
+      assert.equal(response.status, 200);
+      assert.equal(calls.length, 1, 'the rate limit filter called the stand-in once');
+      assert.equal(calls[0]![':path'], '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit');
+      assert.equal(calls[0]!['x-envoy-internal'], undefined);
+      assert.equal(calls[0]!['x-forwarded-for'], undefined);
+    } finally {
+      await envoy.stop();
+      await upstream.stop();
+      await new Promise((resolve) => sink.close(resolve));
     }
   });
 
