@@ -155,6 +155,9 @@ export interface AuthzHandlerDeps {
 }
 
 export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementation {
+  // The decision line names its fields itself (logDecision), and none is a key the logger's redaction paths match,
+  // so redaction could never change it; skipping it halves what the line costs per Check (docs/benchmarks.md).
+  const decisionLog = deps.logger.child({}, { redact: [] });
   return {
     Check(call: ServerUnaryCall<WireCheckRequest, unknown>, callback: sendUnaryData<unknown>): void {
       const started = performance.now();
@@ -166,7 +169,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         const seconds = (performance.now() - started) / 1000;
         if (decision !== undefined && input !== undefined) {
           deps.observe(decision, seconds);
-          if (snapshot.settings?.logDecisions !== false) logDecision(deps.logger, input, decision, seconds);
+          if (snapshot.settings?.logDecisions !== false) logDecision(decisionLog, input, decision, seconds);
           callback(null, decision.allow ? encodedAllow(decision) : toCheckResponse(decision, input.requestId));
           return;
         }

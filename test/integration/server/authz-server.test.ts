@@ -10,6 +10,7 @@ import { startRedis, type RedisServer } from '../../support/redis-server.js';
 import { RedisRevocationList } from '../../../src/store/revocation-list.js';
 import { createRedisClient } from '../../../src/store/redis-counter-store.js';
 import { systemClock } from '../../../src/shared/clock.js';
+import { REDACTED_PATHS } from '../../../src/observability/logger.js';
 
 const KEY_A = 'pk_integration-key-a-000000000000000000000000';
 const KEY_B = 'pk_integration-key-b-000000000000000000000000';
@@ -106,6 +107,10 @@ describe('Authorization/Check over gRPC (real server, real HTTP issuer)', () => 
     assert.equal(line['policy'], 'orders');
     assert.equal(line['decision'], 'allow');
     assert.equal(line['identity'], 'owner-a');
+    // The line skips the logger's redaction, which is sound only while none of its fields is a redacted name.
+    const redactedNames = new Set(REDACTED_PATHS.map((p) => p.replace(/^.*[.[]/, '').replace(/["\]]/g, '')));
+    const names = Object.entries(line).flatMap(([k, v]) => [k, ...(typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.keys(v) : [])]);
+    assert.deepEqual(names.filter((n) => redactedNames.has(n)), []);
     const everything = JSON.stringify(app.logs());
     assert.ok(!everything.includes(KEY_A) && !everything.includes('not.a.jwt') && !everything.includes('good-opaque'), 'a credential reached the log');
     assert.ok((await app.metric('portcullis_authz_checks_total', { policy: 'orders', decision: 'deny', reason: 'missing_credentials' })) >= 1);
