@@ -4,12 +4,12 @@ import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import type { MaybePromise } from './types.js';
 
 /**
- * The checks jose's jwtVerify makes on a compact JWT, made here on what jose already decoded and picked, with the
- * signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through WebCrypto, a thread-pool job
- * per token that cost an RS256 token about twice the CPU of `crypto.verify` with 50 in flight and 3–5× alone
- * (docs/benchmarks.md); `crypto.verify` with a callback uses the same pool for ≈ 15 % more CPU, which Scheme
- * `onThreadPool` spends where the verify is slow enough to pay for it. jose still decodes the token, selects the
- * JWKS key for the header and imports it. The rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims);
+ * The checks jose's jwtVerify makes on a compact JWT, made here on the token decoded once (decodeJws) and the key
+ * jose picked, with the signature checked by node:crypto's one-shot `verify`. jose v6 verifies only through
+ * WebCrypto, a thread-pool job per token that cost an RS256 token about twice the CPU of `crypto.verify` with 50 in
+ * flight and 3–5× alone (docs/benchmarks.md); `crypto.verify` with a callback uses the same pool for ≈ 15 % more
+ * CPU, which Scheme `onThreadPool` spends where the verify is slow enough to pay for it. jose still selects the JWKS
+ * key for the header and imports it. The rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims);
  * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token.
  */
 
@@ -93,6 +93,57 @@ export function keyRefusal(alg: JwtAlgorithm, key: KeyObject): Refusal | undefin
   }
   if (scheme.keyType === 'rsa' && (details?.modulusLength ?? 0) < MIN_RSA_BITS) return { reason: 'jwt_unknown_key', detail: `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits` };
   return undefined;
+}
+
+/** A compact JWS taken apart: what the key source, the signature check and the claim checks each read. */
+export interface DecodedJws {
+  readonly header: ProtectedHeaderParameters;
+  readonly payload: JWTPayload;
+  /** The three encoded parts, as jose's key sources take them. */
+  readonly parts: { readonly protected: string; readonly payload: string; readonly signature: string };
+  /** `header.payload`, the bytes the signature covers. */
+  readonly signingInput: Buffer;
+  readonly signature: Buffer;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * One JSON object part of a token, decoded as jose's decodeProtectedHeader and decodeJwt decode it, or undefined
+ * where jose throws: a length of 1 mod 4 (atob refuses it; Buffer would drop the last character), bytes that are
+ * not UTF-8 (jose's decoder is fatal), text that is not JSON, JSON that is not an object.
+ */
+function jsonObjectPart(encoded: string): Record<string, unknown> | undefined {
+  if (encoded.length % 4 === 1) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(strictUtf8.decode(Buffer.from(encoded, 'base64url')));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/**
+ * A token that passed the compact shape check (three non-empty runs of base64url characters), decoded once, or why
+ * it is malformed. jose's decoders accept and refuse the same tokens (test/unit/authz/jws.test.ts holds them to it),
+ * but each splits the token and decodes base64url through atob and a loop per character: 5–7 µs of an uncached
+ * Check here, against about 1 µs through Buffer (docs/benchmarks.md).
+ */
+export function decodeJws(token: string): DecodedJws | Refusal {
+  const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
+  const header = jsonObjectPart(encodedHeader);
+  if (header === undefined) return malformed('the protected header is not a base64url-encoded JSON object');
+  const payload = jsonObjectPart(encodedPayload);
+  if (payload === undefined) return malformed('the payload is not a base64url-encoded JSON object');
+  return {
+    header,
+    payload,
+    parts: { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature },
+    // Base64url characters only, so the signing input is ASCII.
+    signingInput: Buffer.from(token.slice(0, encodedHeader.length + 1 + encodedPayload.length), 'latin1'),
+    signature: Buffer.from(encodedSignature, 'base64url'),
+  };
 }
 
 const BAD_SIGNATURE: Refusal = { reason: 'jwt_bad_signature', detail: 'signature does not verify' };

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import { decodeJwt, decodeProtectedHeader, errors, type JWTHeaderParameters, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
+import { errors, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Clock } from '../shared/clock.js';
 import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
-import { claimsRefusal, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal, type Refusal } from './jws.js';
+import { claimsRefusal, decodeJws, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal, type Refusal } from './jws.js';
 import { isUsableSubject } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
@@ -102,23 +102,12 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
  * the alg's signatures are checked on the thread pool (jws.ts).
  */
 function verify(token: string, cacheKey: string, nowMs: number, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps, signal: AbortSignal): MaybePromise<Outcome> {
-  let header: ProtectedHeaderParameters;
-  let payload: JWTPayload;
-  try {
-    header = decodeProtectedHeader(token);
-    payload = decodeJwt(token);
-  } catch (error) {
-    return { kind: 'invalid', reason: 'jwt_malformed', detail: (error as Error).message };
-  }
+  const decoded = decodeJws(token);
+  if ('reason' in decoded) return { kind: 'invalid', ...decoded };
+  const { header, payload, parts: jws, signingInput, signature } = decoded;
   const issuer = payload.iss;
   const candidates = deps.providers.filter((p) => p.settings.issuer === issuer && (allowed === undefined || allowed.has(p.settings.name)));
   if (candidates.length === 0) return { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: `no provider allowed here has issuer ${shown(issuer)}` };
-
-  const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
-  const jws = { protected: encodedHeader, payload: encodedPayload, signature: encodedSignature };
-  // The shape check admitted only base64url characters, so the signing input is ASCII.
-  const signingInput = Buffer.from(token.slice(0, encodedHeader.length + 1 + encodedPayload.length), 'latin1');
-  const signature = Buffer.from(encodedSignature, 'base64url');
   const nowS = Math.floor(nowMs / 1000);
 
   type Verdict = { answer: Outcome } | { refusal: Outcome };

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { constants, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
 import { MAX_CANDIDATE_KEYS, staticKeySource, type KeySource } from '../../../src/authz/jwks.js';
-import { claimsRefusal, headerRefusal, keyRefusal, shown, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
+import { claimsRefusal, decodeJws, headerRefusal, keyRefusal, shown, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
 import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
 import type { Outcome } from '../../../src/authz/types.js';
@@ -315,6 +315,60 @@ describe('JWS decision functions', () => {
     ];
     for (const [name, keys, reason] of table) assert.equal((await signatureRefusal('RS256', keys, data, signed))?.reason, reason, name);
     assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
+  });
+});
+
+describe('decodeJws: the tokens jose decodes, decoded alike', () => {
+  const part = (bytes: number[] | string): string => Buffer.from(typeof bytes === 'string' ? bytes : Uint8Array.from(bytes)).toString('base64url');
+  const header = part(JSON.stringify({ alg: 'RS256', kid: 'rs' }));
+  const claims = part(JSON.stringify({ sub: 'user-1', iss: ISSUER }));
+  const json = (text: string): number[] => [...Buffer.from(text)];
+  /** What jose's own decoders make of a token: the header and payload, or undefined where either throws. */
+  const joseDecodes = (token: string): unknown => {
+    try {
+      return { header: decodeProtectedHeader(token), payload: decodeJwt(token) };
+    } catch {
+      return undefined;
+    }
+  };
+  const table: [name: string, header: string, payload: string, decodes: boolean][] = [
+    ['plain', header, claims, true],
+    ['a part 1 mod 4 long (atob refuses it)', header, `${claims}A`.length % 4 === 1 ? `${claims}A` : `${claims}AB`, false],
+    ['a header 1 mod 4 long', `${header}A`.length % 4 === 1 ? `${header}A` : `${header}AB`, claims, false],
+    ['non-zero bits after the last byte', header, part('{"a":1}').replace(/.$/, (c) => (c === 'Q' ? 'R' : 'Q')), true],
+    ['bytes that are not UTF-8', header, part([0x7b, 0xff, 0x7d]), false],
+    ['an overlong UTF-8 encoding', header, part(json('{"a":"').concat(0xc0, 0xaf, ...json('"}'))), false],
+    ['a UTF-16 surrogate in UTF-8', header, part(json('{"a":"').concat(0xed, 0xa0, 0x80, ...json('"}'))), false],
+    ['a byte-order mark before the JSON', header, part([0xef, 0xbb, 0xbf, ...json('{"a":1}')]), true],
+    ['non-ASCII claims', header, part('{"sub":"Jürgen ✓"}'), true],
+    ['a list', header, part('[1]'), false],
+    ['null', header, part('null'), false],
+    ['a number', header, part('7'), false],
+    ['a string', part('"RS256"'), claims, false],
+    ['not JSON', header, part('{sub:1}'), false],
+    ['a __proto__ member stays a member', part('{"__proto__":{"alg":"none"},"alg":"RS256"}'), claims, true],
+  ];
+  for (const [name, h, p, decodes] of table) {
+    it(name, () => {
+      const token = `${h}.${p}.c2ln`;
+      const ours = decodeJws(token);
+      const reference = joseDecodes(token);
+      assert.equal(reference !== undefined, decodes, `jose ${reference === undefined ? 'refused' : 'decoded'} it`);
+      assert.deepEqual('reason' in ours ? undefined : { header: ours.header, payload: ours.payload }, reference);
+      if ('reason' in ours) assert.equal(ours.reason, 'jwt_malformed');
+    });
+  }
+
+  it('random bytes as header and payload: decoded exactly when jose decodes them', () => {
+    const next = random(0x5eed);
+    for (let i = 0; i < 2000; i++) {
+      // Mostly JSON-looking text with a byte changed, so both kinds of verdict come up.
+      const text = json(JSON.stringify({ alg: 'RS256', n: i, s: 'é' }));
+      text[Math.floor(next() * text.length)] = Math.floor(next() * 256);
+      const token = `${part(text)}.${next() < 0.5 ? claims : part(text)}.c2ln`;
+      const ours = decodeJws(token);
+      assert.deepEqual('reason' in ours ? undefined : { header: ours.header, payload: ours.payload }, joseDecodes(token), token);
+    }
   });
 });
 
