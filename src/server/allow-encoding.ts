@@ -14,34 +14,45 @@ import type { Grant } from '../authz/types.js';
  */
 export function encodeAllow(grant: Grant): Buffer {
   const { headers, headersToRemove, queryParamsToRemove, dynamicMetadata } = grant;
+  // Every string's UTF-8 length, counted once by the size pass and read back in the same order by the write pass.
+  const lengths: number[] = [];
+  const measured = (s: string): number => {
+    const length = utf8Length(s);
+    lengths.push(length);
+    return length;
+  };
   let ok = 0;
-  for (const [key, value] of headers) ok += messageFieldSize(headerValueOptionSize(key, value));
-  for (const name of headersToRemove) ok += stringFieldSize(name);
-  for (const name of queryParamsToRemove) ok += stringFieldSize(name);
+  for (const [key, value] of headers) ok += fieldSize(headerValueOptionSize(measured(key), measured(value)));
+  for (const name of headersToRemove) ok += fieldSize(measured(name));
+  for (const name of queryParamsToRemove) ok += fieldSize(measured(name));
   let struct = 0;
-  for (const key in dynamicMetadata) struct += messageFieldSize(entrySize(key, dynamicMetadata[key]!));
+  for (const key in dynamicMetadata) struct += fieldSize(entrySize(measured(key), measured(dynamicMetadata[key]!)));
 
-  const out = Buffer.allocUnsafe(STATUS_OK.length + messageFieldSize(ok) + messageFieldSize(struct));
+  const out = Buffer.allocUnsafe(STATUS_OK.length + fieldSize(ok) + fieldSize(struct));
   out.set(STATUS_OK, 0);
   let at = STATUS_OK.length;
+  let next = 0;
   at = tagAndLength(out, at, 0x1a, ok); // ok_response
   for (const [key, value] of headers) {
-    at = tagAndLength(out, at, 0x12, headerValueOptionSize(key, value)); // headers
-    at = tagAndLength(out, at, 0x0a, stringFieldSize(key) + stringFieldSize(value)); // header
-    at = string(out, at, 0x0a, key);
-    at = string(out, at, 0x12, value);
+    const keyLength = lengths[next++]!;
+    const valueLength = lengths[next++]!;
+    at = tagAndLength(out, at, 0x12, headerValueOptionSize(keyLength, valueLength)); // headers
+    at = tagAndLength(out, at, 0x0a, fieldSize(keyLength) + fieldSize(valueLength)); // header
+    at = string(out, at, 0x0a, key, keyLength);
+    at = string(out, at, 0x12, value, valueLength);
     out.set(APPEND_FALSE, at);
     at += APPEND_FALSE.length;
   }
-  for (const name of headersToRemove) at = string(out, at, 0x2a, name);
-  for (const name of queryParamsToRemove) at = string(out, at, 0x42, name);
+  for (const name of headersToRemove) at = string(out, at, 0x2a, name, lengths[next++]!);
+  for (const name of queryParamsToRemove) at = string(out, at, 0x42, name, lengths[next++]!);
   at = tagAndLength(out, at, 0x22, struct); // dynamic_metadata
   for (const key in dynamicMetadata) {
-    const value = dynamicMetadata[key]!;
-    at = tagAndLength(out, at, 0x0a, entrySize(key, value)); // fields
-    at = string(out, at, 0x0a, key);
-    at = tagAndLength(out, at, 0x12, stringFieldSize(value)); // value
-    at = string(out, at, 0x1a, value); // string_value
+    const keyLength = lengths[next++]!;
+    const valueLength = lengths[next++]!;
+    at = tagAndLength(out, at, 0x0a, entrySize(keyLength, valueLength)); // fields
+    at = string(out, at, 0x0a, key, keyLength);
+    at = tagAndLength(out, at, 0x12, fieldSize(valueLength)); // value
+    at = string(out, at, 0x1a, dynamicMetadata[key]!, valueLength); // string_value
   }
   return out;
 }
@@ -61,8 +72,8 @@ function tagAndLength(out: Buffer, at: number, tag: number, length: number): num
   return at;
 }
 
-function string(out: Buffer, at: number, tag: number, s: string): number {
-  const length = utf8Length(s);
+/** A string field whose UTF-8 length the size pass counted. */
+function string(out: Buffer, at: number, tag: number, s: string, length: number): number {
   at = tagAndLength(out, at, tag, length);
   if (length !== s.length) return at + out.write(s, at);
   for (let i = 0; i < length; i++) out[at++] = s.charCodeAt(i);
@@ -84,18 +95,17 @@ function utf8Length(s: string): number {
   return s.length;
 }
 
-function messageFieldSize(length: number): number {
+/** The size of a length-delimited field (tag, length, payload) whose payload is `length` bytes. */
+function fieldSize(length: number): number {
   return 1 + varintSize(length) + length;
 }
 
-function stringFieldSize(s: string): number {
-  return messageFieldSize(utf8Length(s));
+/** HeaderValueOption { header { key, value }, append }, from the key's and the value's UTF-8 lengths. */
+function headerValueOptionSize(keyLength: number, valueLength: number): number {
+  return fieldSize(fieldSize(keyLength) + fieldSize(valueLength)) + APPEND_FALSE.length;
 }
 
-function headerValueOptionSize(key: string, value: string): number {
-  return messageFieldSize(stringFieldSize(key) + stringFieldSize(value)) + APPEND_FALSE.length;
-}
-
-function entrySize(key: string, value: string): number {
-  return stringFieldSize(key) + messageFieldSize(stringFieldSize(value));
+/** Struct.fields entry { key, value: Value { string_value } }, from the key's and the value's UTF-8 lengths. */
+function entrySize(keyLength: number, valueLength: number): number {
+  return fieldSize(keyLength) + fieldSize(fieldSize(valueLength));
 }
