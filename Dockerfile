@@ -4,8 +4,11 @@
 #
 #   docker build -t portcullis .                      (the runtime stage is the default target)
 #   docker build --target samples -t portcullis-samples .
+#
+# Node 22: 20 is past its end of life, and 24 kept far more of each call in the old generation (p99 2.5-4x Node 20's
+# in the GC harness); 22 measured level with 20 (docs/benchmarks.md, 2026-12-06).
 
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -18,7 +21,7 @@ COPY bench bench
 COPY examples examples
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
