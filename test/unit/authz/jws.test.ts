@@ -323,6 +323,11 @@ describe('decodeJws: the tokens jose decodes, decoded alike', () => {
   const header = part(JSON.stringify({ alg: 'RS256', kid: 'rs' }));
   const claims = part(JSON.stringify({ sub: 'user-1', iss: ISSUER }));
   const json = (text: string): number[] => [...Buffer.from(text)];
+  /**
+   * JSON whose encoding ends on a whole 4-character group, plus one character: a length of 1 mod 4, which no base64
+   * encoding has. Buffer alone would drop the extra character and decode the JSON.
+   */
+  const oneMod4 = (text: string): string => `${part(text.padEnd(Math.ceil(text.length / 3) * 3, ' '))}A`;
   /** What jose's own decoders make of a token: the header and payload, or undefined where either throws. */
   const joseDecodes = (token: string): unknown => {
     try {
@@ -333,8 +338,8 @@ describe('decodeJws: the tokens jose decodes, decoded alike', () => {
   };
   const table: [name: string, header: string, payload: string, decodes: boolean][] = [
     ['plain', header, claims, true],
-    ['a part 1 mod 4 long (atob refuses it)', header, `${claims}A`.length % 4 === 1 ? `${claims}A` : `${claims}AB`, false],
-    ['a header 1 mod 4 long', `${header}A`.length % 4 === 1 ? `${header}A` : `${header}AB`, claims, false],
+    ['a payload 1 mod 4 long (atob refuses it)', header, oneMod4('{"sub":"user-1"}'), false],
+    ['a header 1 mod 4 long', oneMod4('{"alg":"RS256"}'), claims, false],
     ['non-zero bits after the last byte', header, part('{"a":1}').replace(/.$/, (c) => (c === 'Q' ? 'R' : 'Q')), true],
     ['bytes that are not UTF-8', header, part([0x7b, 0xff, 0x7d]), false],
     ['an overlong UTF-8 encoding', header, part(json('{"a":"').concat(0xc0, 0xaf, ...json('"}'))), false],
@@ -359,7 +364,7 @@ describe('decodeJws: the tokens jose decodes, decoded alike', () => {
     });
   }
 
-  it('random bytes as header and payload: decoded exactly when jose decodes them', () => {
+  it('JSON with a byte changed at random, 2,000 times: decoded exactly when jose decodes it', () => {
     const next = random(0x5eed);
     for (let i = 0; i < 2000; i++) {
       // Mostly JSON-looking text with a byte changed, so both kinds of verdict come up.
