@@ -11,7 +11,7 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createServer } from 'node:http';
 import { Agent, request as httpRequest } from 'node:http';
@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${s}\n`);
   };
   if (!existsSync(GHZ)) throw new Error(`${GHZ} missing: bench/ratelimit/install-peers.sh installs it`);
+  say(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`);
   const work = mkdtempSync(path.join(tmpdir(), 'bench-extproc-'));
   process.once('exit', () => rmSync(work, { recursive: true, force: true }));
   // log level info: startPortcullis waits for the "portcullis listening" line.

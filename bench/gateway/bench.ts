@@ -21,7 +21,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { buildGatewayBootstrap, type HostPort } from '../../src/gateway/envoy-bootstrap.js';
@@ -270,5 +270,7 @@ const ceiling = results.get('all-noop');
 const againstCeiling = all === undefined || ceiling === undefined ? ''
   : `all / all-noop (Portcullis against the no-op backend, same filters): peak ${(median(all.rps) / median(ceiling.rps)).toFixed(2)}×, `
     + `p50 at ${RATE}/s ${(median(all.p50) - median(ceiling.p50)).toFixed(2)} ms more, p99 ${(median(all.p99) - median(ceiling.p99)).toFixed(2)} ms more.`;
-process.stdout.write(`Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
+// The runtime moves these numbers (Node 22 against 20: docs/benchmarks.md, 2026-12-06), so the report names it.
+process.stdout.write(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version} (the client, the sample services and Portcullis).\n`
+  + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);
