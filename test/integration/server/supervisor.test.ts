@@ -113,7 +113,7 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     await eventually(async () => (await workers(portcullis)).every((w, i) => w.decisions > before[i]!.decisions), 20_000, 'both workers to answer');
   });
 
-  it('replaces a killed worker; only the calls it held fail, and they fail as UNAVAILABLE', async () => {
+  it('replaces a killed worker; only the calls it held fail (UNAVAILABLE), or one lost in node:cluster\'s hand-off', async () => {
     const [victim, survivor] = await workers(portcullis);
     assert.ok(victim?.pid && survivor?.pid);
     let ok = 0;
@@ -146,7 +146,11 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
 
     // Each client has one call in flight, so at most the calls on the victim's connections were lost.
     assert.ok(failures.length <= clients.length, `${failures.length} failures: ${failures.map((f) => f.message).join('; ')}`);
-    for (const f of failures) assert.equal(f.code, 14 /* UNAVAILABLE */, f.message);
+    // A call the victim held fails UNAVAILABLE. The one other way to fail is node:cluster's known limit
+    // (docs/workers.md, nodejs/node#3551): a reconnection handed to the victim as it died is never served, and
+    // grpc-js, which has no handshake timeout, waits out the deadline before any worker sees the call.
+    const lostInHandOff = (f: grpc.ServiceError): boolean => f.code === 4 /* DEADLINE_EXCEEDED */ && f.details.includes('Waiting for LB pick');
+    for (const f of failures) assert.ok(f.code === 14 /* UNAVAILABLE */ || lostInHandOff(f), f.message);
     assert.equal(await metric(portcullis, 'portcullis_worker_restarts_total'), 1);
     assert.equal(await metric(portcullis, 'portcullis_workers_running'), 2);
     // Every OK was counted in Redis; a held call may have been counted without an answer.
