@@ -320,8 +320,8 @@ describe('JWS decision functions', () => {
 
 describe('decodeJws: the tokens jose decodes, decoded alike', () => {
   const part = (bytes: number[] | string): string => Buffer.from(typeof bytes === 'string' ? bytes : Uint8Array.from(bytes)).toString('base64url');
-  const header = part(JSON.stringify({ alg: 'RS256', kid: 'rs' }));
-  const claims = part(JSON.stringify({ sub: 'user-1', iss: ISSUER }));
+  const header = b64({ alg: 'RS256', kid: 'rs' });
+  const claims = b64({ sub: 'user-1', iss: ISSUER });
   const json = (text: string): number[] => [...Buffer.from(text)];
   /**
    * JSON whose encoding ends on a whole 4-character group, plus one character: a length of 1 mod 4, which no base64
