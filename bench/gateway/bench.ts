@@ -182,7 +182,9 @@ const portcullis = await startPortcullis({
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
   // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
   authz: shippedPortcullisConfig(undefined)['authz'],
-});
+  // The log (a decision line per Check) goes to a file, as a deployment's stdout goes to its log collector: read
+  // through a pipe, each line would wake this process, the fixed-rate client, and pile up in its heap.
+}, { logFile: path.join(dir, 'portcullis.log') });
 const noop = await startNoop();
 /** The gateway bootstrap with its Portcullis cluster at `backend`. */
 const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(

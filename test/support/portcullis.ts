@@ -2,7 +2,7 @@
 // it. Needs `npm run build` first (bin/portcullis.js imports dist/src/cli/main.js).
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
@@ -31,6 +31,12 @@ export interface PortcullisInstance {
 export interface StartPortcullisOptions {
   /** Default 15s. */
   readyTimeoutMs?: number;
+  /**
+   * Send stdout (the JSON log) to this file instead of a pipe to this process. For benchmarks: with a pipe, every
+   * log line (one per Check at info) wakes this process, which is also the load generator, and is kept in its heap.
+   * The file is read only when logs() or output() is called, and while waiting for "portcullis listening".
+   */
+  logFile?: string;
 }
 
 /** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
@@ -68,16 +74,18 @@ export async function startPortcullis(
 ): Promise<PortcullisInstance> {
   const bin = portcullisBin();
   const { file, dir } = writeConfig(config);
+  const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
   const child = spawn(process.execPath, [bin, 'serve', '--config', file], {
     cwd: repoRoot(),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
   });
+  if (logFd !== undefined) closeSync(logFd);
 
   let output = '';
   const logs: Record<string, unknown>[] = [];
   let pending = '';
   let onLine: ((line: Record<string, unknown>) => void) | undefined;
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+  const collect = (chunk: string): void => {
     output += chunk;
     pending += chunk;
     let newline: number;
@@ -89,8 +97,11 @@ export async function startPortcullis(
       logs.push(line);
       onLine?.(line);
     }
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  };
+  /** With logFile: collects what the file gained since the last call. */
+  const readLogFile = fileTail(options.logFile, collect);
+  child.stdout?.setEncoding('utf8').on('data', collect);
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
 
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   let gone = false;
@@ -108,6 +119,7 @@ export async function startPortcullis(
   };
 
   const timeoutMs = options.readyTimeoutMs ?? 15_000;
+  const poll = readLogFile === undefined ? undefined : setInterval(readLogFile, 20);
   let listening: Record<string, unknown>;
   try {
     listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -140,6 +152,7 @@ export async function startPortcullis(
     throw new Error(`portcullis did not start: ${reason}\n--- portcullis output ---\n${output}`);
   } finally {
     onLine = undefined;
+    clearInterval(poll);
   }
 
   const grpcAddress = String(listening['grpcAddress']);
@@ -150,8 +163,14 @@ export async function startPortcullis(
     grpc: splitHostPort(grpcAddress),
     adminUrl: `http://${adminAddress}`,
     httpUrl: typeof httpAddress === 'string' ? `http://${httpAddress}` : undefined,
-    logs: () => logs,
-    output: () => output,
+    logs: () => {
+      readLogFile?.();
+      return logs;
+    },
+    output: () => {
+      readLogFile?.();
+      return output;
+    },
     pid: child.pid,
     stop,
     async kill(): Promise<void> {
@@ -159,6 +178,26 @@ export async function startPortcullis(
       await exited;
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** Reads `file` from where the last call stopped and hands the new text to `collect`; undefined without a file. */
+function fileTail(file: string | undefined, collect: (text: string) => void): (() => void) | undefined {
+  if (file === undefined) return undefined;
+  const decoder = new TextDecoder();
+  const buffer = Buffer.alloc(64 * 1024);
+  let offset = 0;
+  return () => {
+    const fd = openSync(file, 'r');
+    try {
+      let n: number;
+      while ((n = readSync(fd, buffer, 0, buffer.length, offset)) > 0) {
+        offset += n;
+        collect(decoder.decode(buffer.subarray(0, n), { stream: true }));
+      }
+    } finally {
+      closeSync(fd);
+    }
   };
 }
 
