@@ -170,7 +170,7 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
-  it('writes a batch\'s script call at once; per-request calls (other policies) still go through auto-pipelining', async () => {
+  it('writes a batch\'s calls at once; per-request calls (other policies) still go through auto-pipelining', async () => {
     const client = createRedisClient({ url: single.url }) as Redis;
     const store = new RedisCounterStore(client);
     try {
@@ -179,13 +179,16 @@ describe('RedisCounterStore on a single node', () => {
       const batched = store.apply([fixed(`${run}:a`, 1, 9)], 'always', NOW, signal());
       // The store flushes its batch on the setImmediate queued before this one.
       await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(client.autoPipelineQueueSize, 0, 'the batch waits in an auto-pipeline');
+      assert.equal(client.autoPipelineQueueSize, 0, 'the batch (SET NX + INCRBY) waits in an auto-pipeline');
+      const fixedWindows = store.apply([fixed(`${run}:e`, 1, 9), fixed(`${run}:f`, 1, 9)], 'always', NOW, signal());
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(client.autoPipelineQueueSize, 0, 'a batch for the fixed-window script waits in an auto-pipeline');
       const mixed = store.apply([fixed(`${run}:c`, 1, 9), sliding(`${run}:d`, 1, 9, 60_000)], 'always', NOW, signal());
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(client.autoPipelineQueueSize, 0, 'a batch for the general script waits in an auto-pipeline');
       const perRequest = store.apply([fixed(`${run}:b`, 1, 9)], 'only_over', NOW, signal());
       assert.equal(client.autoPipelineQueueSize, 1, 'a per-request call skipped auto-pipelining');
-      assert.deepEqual((await Promise.all([batched, mixed, perRequest])).map((results) => results[0]!.after), [1, 1, 1]);
+      assert.deepEqual((await Promise.all([batched, fixedWindows, mixed, perRequest])).map((results) => results[0]!.after), [1, 1, 1, 1]);
     } finally {
       await store.close();
     }
@@ -232,6 +235,70 @@ describe('RedisCounterStore on a single node', () => {
       assert.equal(delta('pexpire'), 1);
       assert.equal(delta('get'), 4);
       assert.equal(delta('set'), 4);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('counts a lone fixed window with SET NX + INCRBY, TTL at creation, and replaces what INCRBY cannot count', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const k = (name: string): string => `${run}:${name}`;
+      await store.apply([sliding(k('warm'), 1, 5, 60_000)], 'always', NOW, signal()); // loads the general script
+      await singleAdmin.set(k('count'), '4', 'PX', 10_000);
+      await singleAdmin.set(k('untimed'), '4');
+      await singleAdmin.set(k('negative'), '-3');
+      await singleAdmin.set(k('padded'), '007');
+      await singleAdmin.set(k('sliding'), '1000:2:1');
+      await singleAdmin.hset(k('hash'), 'field', '1');
+      const reference = new MemoryCounterStore();
+      await reference.apply([fixed('count', 4, 5), fixed('untimed', 4, 5), fixed('padded', 7, 5)], 'always', NOW, signal());
+      const sent: Record<string, string[]> = {};
+      for (const name of ['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash', 'fresh']) {
+        const monitor = await monitorCommands(single.port);
+        try {
+          const results = await store.apply([fixed(k(name), 2, 5, 30_000)], 'always', NOW, signal());
+          assert.deepEqual(results, await reference.apply([fixed(name, 2, 5, 30_000)], 'always', NOW, signal()), name);
+          sent[name] = await monitor.settle(['fresh', 'count', 'untimed'].includes(name) ? 2 : 3);
+        } finally {
+          monitor.stop();
+        }
+      }
+      assert.deepEqual(
+        await Promise.all(['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'].map((name) => singleAdmin.get(k(name)))),
+        ['4', '6', '6', '2', '9', '2', '2'],
+      );
+      const ttls = Object.fromEntries(await Promise.all(['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'].map(async (name) => [name, await singleAdmin.pttl(k(name))])));
+      for (const name of ['fresh', 'negative', 'padded', 'sliding', 'hash']) {
+        assert.ok(ttls[name] > 25_000 && ttls[name] <= 30_000, `TTL of ${name}: ${ttls[name]}`);
+      }
+      assert.ok(ttls.count > 5_000 && ttls.count <= 10_000, `a later hit left the TTL alone: ${ttls.count}`);
+      assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
+      // A count (or nothing) costs two plain commands; anything else one script call more, which reads and SETs.
+      for (const name of ['fresh', 'count', 'untimed']) assert.deepEqual(sent[name], ['set', 'incrby'], name);
+      for (const name of ['negative', 'padded', 'sliding', 'hash']) assert.deepEqual(sent[name], ['set', 'incrby', 'evalsha'], name);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('writes a lone fixed window\'s SET and INCRBY in one socket write, so Redis reads them together', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      const reads = async (): Promise<number> => Number(/total_reads_processed:(\d+)/.exec(await sendCommand(single.port, ['INFO', 'stats']))![1]);
+      const first = await reads();
+      const idle = (await reads()) - first; // what one INFO over its own connection adds
+      const before = await reads();
+      for (let i = 0; i < 200; i++) await store.apply([fixed(`${run}:${i}`, 1, 5)], 'always', NOW, signal());
+      const perApply = ((await reads()) - before - idle) / 200;
+      // Written separately, the two commands are read apart whenever Redis runs between the writes.
+      assert.ok(perApply <= 1.02, `${perApply} reads per apply`);
     } finally {
       await store.close();
     }
@@ -394,10 +461,11 @@ describe('RedisCounterStore on a cluster', () => {
   };
   const allCalls = async (): Promise<Map<string, number>[]> =>
     Promise.all(cluster.servers.map((server) => commandCalls(server.port)));
-  const scriptCalls = (earlier: Map<string, number>[], later: Map<string, number>[]): number =>
+  /** Calls of `commands` over every node between two snapshots (scripts by default). */
+  const scriptCalls = (earlier: Map<string, number>[], later: Map<string, number>[], commands = ['evalsha', 'eval']): number =>
     later.reduce((sum, calls, i) => {
       const delta = callsBetween(earlier[i]!, calls);
-      return sum + (delta['evalsha'] ?? 0) + (delta['eval'] ?? 0);
+      return sum + commands.reduce((n, command) => n + (delta[command] ?? 0), 0);
     }, 0);
 
   it('fails fast with STORE_UNAVAILABLE while a master is down, and recovers when it returns', async () => {
@@ -450,7 +518,7 @@ describe('RedisCounterStore on a cluster', () => {
     for (const k of keys) assert.equal(keySlot(k), await clusterAdmin.cluster('KEYSLOT', k), k);
   });
 
-  it('sends one call per slot, and two per slot for a cross-slot policy decision', async () => {
+  it('sends one call per slot (a lone fixed window: SET NX + INCRBY), and two per slot for a cross-slot policy decision', async () => {
     const client = createRedisClient({ cluster: cluster.nodes });
     const store = new RedisCounterStore(client);
     try {
@@ -461,11 +529,16 @@ describe('RedisCounterStore on a cluster', () => {
 
       let before = await allCalls();
       assert.deepEqual(await store.apply(ops, 'always', NOW, signal()), [r(0, 1, true), r(0, 1, true), r(0, 1, true)]);
-      assert.equal(scriptCalls(before, await allCalls()), 3);
+      let later = await allCalls();
+      assert.equal(scriptCalls(before, later), 1, 'the sliding window');
+      assert.equal(scriptCalls(before, later, ['set']), 3, 'a SET NX for each fixed window, and the script\'s own SET');
+      assert.equal(scriptCalls(before, later, ['incrby']), 2, 'an INCRBY for each fixed window');
 
       before = await allCalls();
       assert.deepEqual(await store.apply(ops, 'only_over', NOW, signal()), [r(1, 2, true), r(1, 2, false), r(1, 2, false)]);
-      assert.equal(scriptCalls(before, await allCalls()), 6);
+      later = await allCalls();
+      assert.equal(scriptCalls(before, later), 6);
+      assert.equal(scriptCalls(before, later, ['incrby']), 0, 'the general script decides, and never INCRBYs');
 
       before = await allCalls();
       assert.deepEqual(await store.apply(ops, 'none_if_over', NOW, signal()), [r(2, 3, false), r(1, 2, false), r(1, 2, false)]);
