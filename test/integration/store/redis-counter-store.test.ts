@@ -122,6 +122,34 @@ function callsBetween(earlier: Map<string, number>, later: Map<string, number>):
   return delta;
 }
 
+/**
+ * What a fixed window may find at its key, by name: nothing, a count with and without a TTL, values INCRBY cannot or
+ * must not count ('-3', '007'), another algorithm's state, another type. Seeds them under `k(name)` and returns the
+ * reference: the memory store, where a count is added to and anything else reads as empty.
+ */
+const FIXED_WINDOW_VALUES = ['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'];
+async function seedFixedWindowValues(k: (name: string) => string): Promise<MemoryCounterStore> {
+  await singleAdmin.set(k('count'), '4', 'PX', 10_000);
+  await singleAdmin.set(k('untimed'), '4');
+  await singleAdmin.set(k('negative'), '-3');
+  await singleAdmin.set(k('padded'), '007');
+  await singleAdmin.set(k('sliding'), '1000:2:1');
+  await singleAdmin.hset(k('hash'), 'field', '1');
+  const reference = new MemoryCounterStore();
+  await reference.apply([fixed('count', 4, 5), fixed('untimed', 4, 5), fixed('padded', 7, 5)], 'always', NOW, signal());
+  return reference;
+}
+
+/** After counting every seeded key with a 30 s TTL: new and replaced keys got it, existing counts kept theirs. */
+async function assertFixedWindowTtls(k: (name: string) => string): Promise<void> {
+  const ttls = Object.fromEntries(await Promise.all(FIXED_WINDOW_VALUES.map(async (name) => [name, await singleAdmin.pttl(k(name))])));
+  for (const name of ['fresh', 'negative', 'padded', 'sliding', 'hash']) {
+    assert.ok(ttls[name] > 25_000 && ttls[name] <= 30_000, `TTL of ${name}: ${ttls[name]}`);
+  }
+  assert.ok(ttls.count > 5_000 && ttls.count <= 10_000, `a later hit left the TTL alone: ${ttls.count}`);
+  assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
+}
+
 describe('RedisCounterStore on a single node', () => {
   it('sends exactly one script call per apply, whatever the number of ops', async () => {
     const client = createRedisClient({ url: single.url });
@@ -201,32 +229,19 @@ describe('RedisCounterStore on a single node', () => {
       await ready(client);
       const run = randomUUID();
       const k = (name: string): string => `${run}:${name}`;
-      await singleAdmin.set(k('count'), '4', 'PX', 10_000);
-      await singleAdmin.set(k('untimed'), '4');
-      await singleAdmin.set(k('negative'), '-3');
-      await singleAdmin.set(k('padded'), '007');
-      await singleAdmin.set(k('sliding'), '1000:2:1');
-      await singleAdmin.hset(k('hash'), 'field', '1');
-      const names = ['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'];
+      const reference = await seedFixedWindowValues(k);
+      const names = FIXED_WINDOW_VALUES;
       const opsOn = (keyOf: (name: string) => string): CounterOp[] =>
         [...names.map((name) => fixed(keyOf(name), 2, 5, 30_000)), fixed(keyOf('fresh'), 1, 5, 30_000)];
       const before = await commandCalls(single.port);
       const results = await store.apply(opsOn(k), 'always', NOW, signal());
       const after = await commandCalls(single.port);
-      // The memory store is the reference: a count is added to, anything else reads as empty.
-      const reference = new MemoryCounterStore();
-      await reference.apply([fixed('count', 4, 5), fixed('untimed', 4, 5), fixed('padded', 7, 5)], 'always', NOW, signal());
       assert.deepEqual(results, await reference.apply(opsOn((name) => name), 'always', NOW, signal()));
       assert.deepEqual(
         await Promise.all(names.map((name) => singleAdmin.get(k(name)))),
         ['3', '6', '6', '2', '9', '2', '2'],
       );
-      const ttls = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await singleAdmin.pttl(k(name))])));
-      for (const name of ['fresh', 'negative', 'padded', 'sliding', 'hash']) {
-        assert.ok(ttls[name] > 25_000 && ttls[name] <= 30_000, `TTL of ${name}: ${ttls[name]}`);
-      }
-      assert.ok(ttls.count > 5_000 && ttls.count <= 10_000, `a later hit left the TTL alone: ${ttls.count}`);
-      assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
+      await assertFixedWindowTtls(k);
       const delta = (command: string): number => (after.get(command) ?? 0) - (before.get(command) ?? 0);
       // One call of the fixed-window script; INCRBY for every op (the hash's and '007''s fail), PEXPIRE for the one
       // that created its count, GET and SET for the values INCRBY could not count.
@@ -248,16 +263,9 @@ describe('RedisCounterStore on a single node', () => {
       const run = randomUUID();
       const k = (name: string): string => `${run}:${name}`;
       await store.apply([sliding(k('warm'), 1, 5, 60_000)], 'always', NOW, signal()); // loads the general script
-      await singleAdmin.set(k('count'), '4', 'PX', 10_000);
-      await singleAdmin.set(k('untimed'), '4');
-      await singleAdmin.set(k('negative'), '-3');
-      await singleAdmin.set(k('padded'), '007');
-      await singleAdmin.set(k('sliding'), '1000:2:1');
-      await singleAdmin.hset(k('hash'), 'field', '1');
-      const reference = new MemoryCounterStore();
-      await reference.apply([fixed('count', 4, 5), fixed('untimed', 4, 5), fixed('padded', 7, 5)], 'always', NOW, signal());
+      const reference = await seedFixedWindowValues(k);
       const sent: Record<string, string[]> = {};
-      for (const name of ['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash', 'fresh']) {
+      for (const name of [...FIXED_WINDOW_VALUES, 'fresh']) {
         const monitor = await monitorCommands(single.port);
         try {
           const results = await store.apply([fixed(k(name), 2, 5, 30_000)], 'always', NOW, signal());
@@ -268,15 +276,10 @@ describe('RedisCounterStore on a single node', () => {
         }
       }
       assert.deepEqual(
-        await Promise.all(['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'].map((name) => singleAdmin.get(k(name)))),
+        await Promise.all(FIXED_WINDOW_VALUES.map((name) => singleAdmin.get(k(name)))),
         ['4', '6', '6', '2', '9', '2', '2'],
       );
-      const ttls = Object.fromEntries(await Promise.all(['fresh', 'count', 'untimed', 'negative', 'padded', 'sliding', 'hash'].map(async (name) => [name, await singleAdmin.pttl(k(name))])));
-      for (const name of ['fresh', 'negative', 'padded', 'sliding', 'hash']) {
-        assert.ok(ttls[name] > 25_000 && ttls[name] <= 30_000, `TTL of ${name}: ${ttls[name]}`);
-      }
-      assert.ok(ttls.count > 5_000 && ttls.count <= 10_000, `a later hit left the TTL alone: ${ttls.count}`);
-      assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
+      await assertFixedWindowTtls(k);
       // A count (or nothing) costs two plain commands; anything else one script call more, which reads and SETs.
       for (const name of ['fresh', 'count', 'untimed']) assert.deepEqual(sent[name], ['set', 'incrby'], name);
       for (const name of ['negative', 'padded', 'sliding', 'hash']) assert.deepEqual(sent[name], ['set', 'incrby', 'evalsha'], name);
