@@ -427,17 +427,6 @@ export class RedisCounterStore implements CounterStore {
     if (mode === 'always' && indexes.every((i) => ops[i]!.algorithm === 'fixed_window' && ops[i]!.hits > 0)) {
       return indexes.length === 1 ? [await this.countOneFixedWindow(ops[indexes[0]!]!, nowMs)] : this.countFixedWindows(ops, indexes);
     }
-    return this.callScript(ops, indexes, mode, nowMs, consume);
-  }
-
-  /** COUNTER_SCRIPT for the ops at `indexes`. */
-  private async callScript(
-    ops: readonly CounterOp[],
-    indexes: readonly number[],
-    mode: ScriptMode,
-    nowMs: number,
-    consume?: readonly boolean[],
-  ): Promise<CounterResult[]> {
     const keys: string[] = [];
     let packed = '';
     for (const i of indexes) {
@@ -446,7 +435,8 @@ export class RedisCounterStore implements CounterStore {
       packed += `${ALGORITHM_LETTER[op.algorithm]}${op.hits},${op.capacity},${op.windowMs},${op.refill},${op.ttlMs};`;
     }
     const mask = consume ? indexes.map((i) => (consume[i] ? '1' : '0')).join('') : '';
-    // Only a batch calls with `always` (apply() sends every `always` request through enqueue).
+    // Only a batch calls with `always` (apply() sends every `always` request through enqueue); a lone fixed window's
+    // value that INCRBY could not count comes back as `apply`.
     const name = mode === 'always' ? BATCH_SCRIPT_NAME : SCRIPT_NAME;
     const reply = await (this.client as unknown as ScriptRunner)[name](keys.length, ...keys, mode, nowMs, mask, packed);
     return parseReply(reply, indexes.length);
@@ -476,7 +466,8 @@ export class RedisCounterStore implements CounterStore {
       throw error;
     });
     if (after !== undefined && after >= op.hits) return { before: after - op.hits, after, consumed: true };
-    return (await this.callScript([op], [0], 'always', nowMs))[0]!;
+    // `apply` with the op consuming is what `always` does, through the general script.
+    return (await this.call([op], [0], 'apply', nowMs, [true]))[0]!;
   }
 
   private async countFixedWindows(ops: readonly CounterOp[], indexes: readonly number[]): Promise<CounterResult[]> {
