@@ -1,8 +1,8 @@
 // The CounterStore for Redis and Redis Cluster: every request is at most one Lua script call (one per hash slot in
 // a cluster), so a request with ten descriptors costs one round trip, not ten, and concurrent requests under the
 // default policy share one call per event-loop turn (the Node side of each command is the bottleneck:
-// docs/benchmarks.md). A turn whose only op is one fixed window sends SET NX + INCRBY instead, which costs Redis less
-// than any script call.
+// docs/benchmarks.md). A call that would carry a single fixed window (a turn with one op; in a cluster, also a slot
+// with one) sends SET NX + INCRBY instead, which costs Redis less than any script call.
 //
 // The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
 //
