@@ -423,7 +423,7 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
-  it('rejects with STORE_UNAVAILABLE and the Redis error text when Redis refuses the script', async () => {
+  it('rejects with STORE_UNAVAILABLE and the Redis error text when Redis refuses the commands (SET NX + INCRBY, then the script)', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
