@@ -449,7 +449,8 @@ export class RedisCounterStore implements CounterStore {
    * (docs/benchmarks.md, "One fixed window without a script"). The SET gives a new key its TTL before INCRBY counts,
    * so no key is left without one even when the connection drops between the two. A value INCRBY cannot count, or
    * a negative one (INCRBY succeeded only when it found a count or nothing), is replaced by COUNTER_SCRIPT, which
-   * reads the value without adding to it again.
+   * reads the value without adding to it again. Any other refusal (OOM, a read-only replica) goes the same way and
+   * comes back as the script's own error: one more round trip on a path that fails anyway.
    */
   private async countOneFixedWindow(op: CounterOp, nowMs: number): Promise<CounterResult> {
     // Both in one socket write, so that Redis reads them in one wake-up. Written separately, Redis (woken by the
