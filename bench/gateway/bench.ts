@@ -184,6 +184,8 @@ const portcullis = await startPortcullis({
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
   // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
   authz: shippedPortcullisConfig(undefined)['authz'],
+  // The shipped extproc section: /api/users/1 has no extproc route, so its stream has no response phase.
+  extproc: shippedPortcullisConfig(undefined)['extproc'],
   // The log (a decision line per Check) goes to a file, as a deployment's stdout goes to its log collector: read
   // through a pipe, each line would wake this process, the fixed-rate client, and pile up in its heap.
 }, { logFile: path.join(dir, 'portcullis.log') });

@@ -10,6 +10,8 @@
 //                              lacks: Portcullis falls back to path matching
 //   EXTPROC_ROUTE_UNREACHABLE  an extproc route that no Envoy route with ext_proc active can reach
 //   UNSUPPORTED_MATCH          a route path match this check cannot read (safe_regex, path_match_policy …)
+//   REQUEST_ID_NOT_ECHOED      extproc.request_id.echo is envoy, and a connection manager running ext_proc lacks
+//                              always_set_request_id_in_response: responses without a response phase carry no id
 //   EXTPROC_STREAM_RESETS      ext_proc is in the bootstrap without the runtime flag
 //                              envoy.reloadable_features.ext_proc_graceful_grpc_close: Envoy then resets every stream,
 //                              and Node's HTTP/2 reset budget refuses streams from ~35 requests/s (docs/extproc.md)
@@ -38,6 +40,7 @@ export type FilterFindingCode =
   | 'UNKNOWN_EXTPROC_ROUTE'
   | 'EXTPROC_ROUTE_UNREACHABLE'
   | 'UNSUPPORTED_MATCH'
+  | 'REQUEST_ID_NOT_ECHOED'
   | 'EXTPROC_STREAM_RESETS';
 
 export type FilterFinding = Finding<FilterFindingCode>;
@@ -104,6 +107,9 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
     }
     if (extprocState === 'active') {
       extprocActive += 1;
+      if (extproc?.requestId.echo === 'envoy' && !site.requestIdInResponse) {
+        findings.add('REQUEST_ID_NOT_ECHOED', 'extproc.request_id.echo is envoy, but this connection manager does not set always_set_request_id_in_response: true: a response Portcullis has nothing else to do with gets no x-request-id', site.where);
+      }
       const hint = extprocRouteHint(site);
       const named = hint === undefined ? undefined : extprocRoutes.find((r) => r.name === hint);
       if (hint !== undefined && named === undefined) {

@@ -47,6 +47,8 @@ export interface RouteSite {
   readonly earlierMatches: readonly Json[];
   /** The connection manager's http_filters, in order. */
   readonly httpFilters: readonly Json[];
+  /** The connection manager's always_set_request_id_in_response: Envoy copies x-request-id onto every response. */
+  readonly requestIdInResponse: boolean;
 }
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
@@ -107,6 +109,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
         match: record(route['match']),
         earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
         httpFilters,
+        requestIdInResponse: hcm['always_set_request_id_in_response'] === true,
       });
     }
   }

@@ -9,7 +9,7 @@ import addFormatsModule from 'ajv-formats';
 import type { IssueCollector } from '../config/errors.js';
 import { joinPath } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
-import { boolean, list, number, object, string, type Field } from '../config/schema.js';
+import { boolean, list, number, object, oneOf, string, type Field } from '../config/schema.js';
 import type { YamlValue } from '../config/yaml.js';
 import { compileTemplate, type Template } from './templates.js';
 
@@ -53,7 +53,15 @@ export interface ExtprocRoute {
 }
 
 export interface ExtprocSettings {
-  readonly requestId: { readonly header: string };
+  readonly requestId: {
+    readonly header: string;
+    /**
+     * Who puts the request id on the response. `portcullis`: the response phase does, whatever Envoy's config.
+     * `envoy`: the connection manager does (always_set_request_id_in_response), so a request whose response Portcullis
+     * has nothing else to do with is answered without a response phase (needsResponsePhase).
+     */
+    readonly echo: 'portcullis' | 'envoy';
+  };
   readonly tracing: { readonly mirror: { readonly traceId: string | undefined; readonly spanId: string | undefined } };
   readonly cache: {
     readonly maxEntryBytes: number;
@@ -67,6 +75,9 @@ export interface ExtprocSettings {
   readonly maxMessageBytes: number;
   readonly routes: readonly ExtprocRoute[];
 }
+
+/** The header Envoy's connection manager generates and copies onto the response. */
+const ENVOY_REQUEST_ID = 'x-request-id';
 
 const headerName = (fallback: string): Field<string> =>
   string(fallback, (s) => (/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(s) ? undefined : `expected a lower-case HTTP header name, got '${s}'`));
@@ -135,7 +146,7 @@ const routeSchema = object({
 });
 
 export const extprocSchema = object({
-  request_id: object({ header: headerName('x-request-id') }),
+  request_id: object({ header: headerName('x-request-id'), echo: oneOf(['portcullis', 'envoy'] as const, 'portcullis') }),
   tracing: object({ mirror: object({ trace_id: headerName(''), span_id: headerName('') }) }),
   cache: object({
     max_entry_bytes: number(1_048_576, { min: 1, integer: true }),
@@ -245,8 +256,13 @@ export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefin
       cache,
     });
   });
+  if (raw.request_id.echo === 'envoy' && raw.request_id.header !== ENVOY_REQUEST_ID) {
+    const requestIdNode = child(node, 'request_id');
+    issues.add(child(requestIdNode, 'echo')?.line ?? requestIdNode?.line, 'extproc.request_id.echo',
+      `Envoy echoes only ${ENVOY_REQUEST_ID}; with header '${raw.request_id.header}' use echo: portcullis`);
+  }
   return {
-    requestId: { header: raw.request_id.header },
+    requestId: { header: raw.request_id.header, echo: raw.request_id.echo },
     tracing: { mirror: { traceId: raw.tracing.mirror.trace_id || undefined, spanId: raw.tracing.mirror.span_id || undefined } },
     cache: {
       maxEntryBytes: raw.cache.max_entry_bytes,

@@ -8,7 +8,8 @@
 //                     validation rule needs its bytes.
 //   request_body      body validation (400/413) or continue.
 //   response_headers  response header rules, x-request-id, cache marks; asks for the response body only when the
-//                     response will be stored; invalidates the path after a successful unsafe request.
+//                     response will be stored; invalidates the path after a successful unsafe request. Skipped
+//                     (mode_override) when none of that applies and Envoy echoes the request id (needsResponsePhase).
 //   response_body     stores the response, continues unchanged.
 //   trailers          answered unchanged (a response with trailers is not stored).
 
@@ -178,10 +179,13 @@ export class ExtprocStream {
     }
 
     if (route) applyRules(mutation, route.requestHeaders, vars, this.log);
+    const responsePhase = needsResponsePhase(settings, route, this.invalidateOnSuccess !== undefined);
     return {
       kind: 'request_headers',
       mutation: mutation.build(),
-      modeOverride: this.validation ? { requestBody: 'BUFFERED', responseBody: 'NONE' } : undefined,
+      modeOverride: this.validation || !responsePhase
+        ? { requestBody: this.validation ? 'BUFFERED' : 'NONE', responseBody: 'NONE', responseHeaders: responsePhase ? 'SEND' : 'SKIP' }
+        : undefined,
     };
   }
 
@@ -247,7 +251,7 @@ export class ExtprocStream {
     if (state && route?.cache) {
       const mark = this.storeOrMark(state, route, status, headers, endOfStream);
       mutation.set('x-cache-status', mark.status);
-      modeOverride = mark.askForBody ? { requestBody: 'NONE', responseBody: mark.askForBody } : undefined;
+      modeOverride = mark.askForBody ? { requestBody: 'NONE', responseBody: mark.askForBody, responseHeaders: 'SEND' } : undefined;
       // No body will follow (a 204, or headers that end the stream): store now.
       if (endOfStream) await this.finishWithoutBody();
     } else if (route?.cache) {
@@ -422,6 +426,18 @@ export function selectExtprocRoute(routes: readonly ExtprocRoute[], path: string
     if (named) return named;
   }
   return routes.find((r) => pathMatches(r, path) && (r.match.methods === undefined || r.match.methods.includes(method as Method)));
+}
+
+/**
+ * Whether a request's stream needs its response phase: something to write on the response, or a cache entry to mark,
+ * store or invalidate. Without one, the request_headers answer tells Envoy to skip it (mode_override, honoured when
+ * the filter has allow_mode_override), which saves a message each way and a wait on every response.
+ */
+export function needsResponsePhase(settings: ExtprocSettings, route: ExtprocRoute | undefined, invalidates: boolean): boolean {
+  if (settings.requestId.echo === 'portcullis' || settings.tracing.mirror.traceId !== undefined || invalidates) return true;
+  if (route === undefined) return false;
+  const rules = route.responseHeaders;
+  return route.cache !== undefined || rules.set.length > 0 || rules.append.length > 0 || rules.remove.length > 0;
 }
 
 function pathMatches(route: ExtprocRoute, path: string): boolean {

@@ -26,6 +26,8 @@ export interface ModeOverride {
   /** Both body modes are always sent: Envoy reads a missing one as NONE. */
   readonly requestBody: BodyMode;
   readonly responseBody: BodyMode;
+  /** SKIP: Envoy sends no response_headers message, so the stream has no response phase. */
+  readonly responseHeaders: 'SEND' | 'SKIP';
 }
 
 export type ProcessingAnswer =

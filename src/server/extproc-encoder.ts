@@ -10,7 +10,7 @@
 //                        request_trailers 5, response_trailers 6, mode_override 9 }
 //   HeadersResponse / BodyResponse { response 1 }   CommonResponse { header_mutation 2 }
 //   HeaderMutation { set_headers 1, remove_headers 2 }   HeaderValueOption { header 1, append 2 (BoolValue) }
-//   HeaderValue { key 1, raw_value 3 }   ProcessingMode { request_body_mode 3, response_body_mode 4 }
+//   HeaderValue { key 1, raw_value 3 }   ProcessingMode { response_header_mode 2, request_body_mode 3, response_body_mode 4 }
 
 import type { HeaderMutation } from '../extproc/headers.js';
 import type { BodyMode, ModeOverride, Phase } from '../extproc/types.js';
@@ -22,6 +22,9 @@ const PHASE_FIELD: Readonly<Record<Phase, number>> = {
   request_headers: 1, response_headers: 2, request_body: 3, response_body: 4, request_trailers: 5, response_trailers: 6,
 };
 const MODE_OVERRIDE_FIELD = 9;
+
+/** ProcessingMode.HeaderSendMode.SKIP; SEND is written as the default (absent), which Envoy reads as send. */
+const HEADER_SKIP = 2;
 
 /** ProcessingMode.BodySendMode numbers. */
 export const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = { NONE: 0, BUFFERED: 2, BUFFERED_PARTIAL: 3 };
@@ -97,7 +100,8 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
   }
   const commonSize = trailers ? 0 : fieldSize(mutationSize);
   const phaseSize = trailers ? 0 : fieldSize(commonSize);
-  const modeSize = modeOverride === undefined ? 0 : 4;
+  const skipResponseHeaders = modeOverride?.responseHeaders === 'SKIP';
+  const modeSize = modeOverride === undefined ? 0 : skipResponseHeaders ? 6 : 4;
   const total = fieldSize(phaseSize) + (modeOverride === undefined ? 0 : fieldSize(modeSize));
 
   const w = new Writer(Buffer.allocUnsafe(total));
@@ -120,6 +124,10 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
   }
   if (modeOverride !== undefined) {
     w.open(MODE_OVERRIDE_FIELD, modeSize);
+    if (skipResponseHeaders) {
+      w.byte(0x10); // response_header_mode, varint
+      w.byte(HEADER_SKIP);
+    }
     w.byte(0x18); // request_body_mode, varint
     w.byte(BODY_SEND_MODE[modeOverride.requestBody]);
     w.byte(0x20); // response_body_mode, varint

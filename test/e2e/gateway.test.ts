@@ -269,6 +269,26 @@ describe('the gateway through a real Envoy', () => {
       assert.equal((reply.json?.['headers'] as Record<string, string>)['x-request-id'], id);
     });
 
+    it('ext_proc skips the response phase where it has nothing to do there; Envoy still returns the request id', async () => {
+      const responsePhases = async (): Promise<number> => {
+        const metrics = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
+        return Number(/^portcullis_extproc_messages_total\{phase="response_headers"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+      };
+      const before = await responsePhases();
+      for (let i = 0; i < 5; i++) {
+        const reply = await http('/api/users/1');
+        assert.equal(reply.status, 200);
+        const id = String(reply.headers['x-request-id']);
+        assert.match(id, /^[0-9a-f-]{36}$/);
+        assert.equal((reply.json?.['headers'] as Record<string, string>)['x-request-id'], id, 'the id the upstream saw');
+      }
+      assert.equal(await responsePhases(), before, 'no response_headers message for a route without response work');
+      // A cached route keeps its response phase (x-cache-status, storing).
+      const cached = await http('/api/catalog/featured', { headers: withKey() });
+      assert.match(String(cached.headers['x-cache-status']), /^(MISS|HIT)$/);
+      assert.equal(await responsePhases(), before + 1);
+    });
+
     it('terminates TLS on the https listener', async () => {
       const ca = readFileSync(path.join(gw().certDir, 'ca.pem'));
       const reply = await send(gw().port('https'), '/api/users/1', { tls: { ca } });

@@ -219,6 +219,19 @@ describe('checkEnvoyFilters', () => {
     assert.equal(summary.extprocRoutes, 2);
   });
 
+  it('REQUEST_ID_NOT_ECHOED: echo envoy needs always_set_request_id_in_response where ext_proc runs', () => {
+    const codes = (echo: string, connectionManager: Json, extproc = true): string[] => {
+      const b = oneVhostBootstrap({ routes: [to('all', { prefix: '/' })], httpFilters: extproc ? [{ name: EXT_PROC_FILTER }] : [], connectionManager });
+      const parsed = parsePortcullisConfig(`ratelimit: { descriptors: ./ratelimit }\nextproc:\n  request_id: { echo: ${echo} }\n`, '/etc/portcullis/portcullis.yaml');
+      return checkEnvoyFilters(routeSites(b), parsed.authz, parsed.extproc).findings.map((f) => f.code);
+    };
+    assert.deepEqual(codes('envoy', {}), ['REQUEST_ID_NOT_ECHOED']);
+    assert.deepEqual(codes('envoy', { always_set_request_id_in_response: false }), ['REQUEST_ID_NOT_ECHOED']);
+    assert.deepEqual(codes('envoy', { always_set_request_id_in_response: true }), []);
+    assert.deepEqual(codes('portcullis', {}), [], 'Portcullis echoes it itself');
+    assert.deepEqual(codes('envoy', {}, false), [], 'no ext_proc on the connection manager');
+  });
+
   it('reads the extproc route name from the same gRPC metadata key the ext_proc server reads', () => {
     assert.equal(EXTPROC_ROUTE_METADATA, ROUTE_METADATA_KEY);
   });

@@ -32,8 +32,15 @@ describe('extproc config', () => {
 
   it('without an extproc section: request ids and trace context only', () => {
     const config = parse('');
-    assert.equal(config.extproc.requestId.header, 'x-request-id');
+    assert.deepEqual(config.extproc.requestId, { header: 'x-request-id', echo: 'portcullis' });
     assert.deepEqual(config.extproc.routes, []);
+  });
+
+  it('request_id.echo: envoy only with the header Envoy echoes', () => {
+    assert.equal(parse('extproc:\n  request_id: { echo: envoy }\n').extproc.requestId.echo, 'envoy');
+    assert.match(issues('extproc:\n  request_id:\n    header: x-correlation-id\n    echo: envoy\n').join('\n'),
+      /Envoy echoes only x-request-id; with header 'x-correlation-id' use echo: portcullis \(line 4, at extproc\.request_id\.echo\)/);
+    assert.match(issues('extproc:\n  request_id: { echo: upstream }\n').join('\n'), /must be one of portcullis, envoy.*\(line 2, at extproc\.request_id\.echo\)/);
   });
 
   it('compiles the issue contract: routes, templates, validation with a schema file relative to the config, cache TTLs', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
-import { ExtprocStream } from '../../../src/extproc/stream.js';
+import { ExtprocStream, needsResponsePhase } from '../../../src/extproc/stream.js';
 import type { ProcessingAnswer, ProcessingMessage } from '../../../src/extproc/types.js';
 import { MemoryCacheStore } from '../../../src/store/memory-cache-store.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
@@ -111,6 +111,60 @@ describe('ExtprocStream cache over time', () => {
     const unknown = await h.store('/c/len1', []);
     assert.equal(unknown.kind === 'response_headers' && unknown.modeOverride?.responseBody, 'BUFFERED_PARTIAL');
     const known = await h.store('/c/len2', [['content-length', '6']]);
-    assert.deepEqual(known.kind === 'response_headers' && known.modeOverride, { requestBody: 'NONE', responseBody: 'BUFFERED' });
+    assert.deepEqual(known.kind === 'response_headers' && known.modeOverride, { requestBody: 'NONE', responseBody: 'BUFFERED', responseHeaders: 'SEND' });
+  });
+});
+
+describe('the response phase: asked for only where it has work', () => {
+  const compiled = (requestId: string, tracing = '') => parsePortcullisConfig(`
+extproc:
+  request_id: ${requestId}
+  ${tracing}
+  routes:
+    - { name: plain, match: { path_prefix: /plain } }
+    - { name: tagged, match: { path_prefix: /tagged }, headers: { response: { set: { x-served-by: gw } } } }
+    - { name: appended, match: { path_prefix: /appended }, headers: { response: { append: { vary: accept } } } }
+    - { name: stripped, match: { path_prefix: /stripped }, headers: { response: { remove: [server] } } }
+    - { name: requests-only, match: { path_prefix: /requests-only }, headers: { request: { set: { x-a: b } } } }
+    - { name: cached, match: { path_prefix: /cached, methods: [GET, HEAD] }, cache: { ttl_seconds: { "200": 10 } } }
+    - { name: checked, match: { path_prefix: /checked }, validate: { max_body_bytes: 10 } }
+`, '/tmp/portcullis.yaml').extproc;
+  const envoyEchoes = compiled('{ echo: envoy }');
+  const routeOf = (s: typeof envoyEchoes, name: string) => s.routes.find((r) => r.name === name);
+
+  const table: [string, typeof envoyEchoes, string | undefined, boolean, boolean][] = [
+    ['Portcullis echoes the request id (the default)', compiled('{}'), undefined, false, true],
+    ['a mirrored trace id goes on every response', compiled('{ echo: envoy }', 'tracing: { mirror: { trace_id: x-trace-id } }'), undefined, false, true],
+    ['Envoy echoes, no route', envoyEchoes, undefined, false, false],
+    ['a route with nothing for the response', envoyEchoes, 'plain', false, false],
+    ['request header rules only', envoyEchoes, 'requests-only', false, false],
+    ['body validation only', envoyEchoes, 'checked', false, false],
+    ['a response header to set', envoyEchoes, 'tagged', false, true],
+    ['a response header to append', envoyEchoes, 'appended', false, true],
+    ['a response header to remove', envoyEchoes, 'stripped', false, true],
+    ['a cached route (mark, store)', envoyEchoes, 'cached', false, true],
+    ['an unsafe request to invalidate a cached path', envoyEchoes, undefined, true, true],
+  ];
+  for (const [name, settings, route, invalidates, expected] of table) {
+    it(`${name}: ${expected ? 'needed' : 'skipped'}`, () => {
+      assert.equal(needsResponsePhase(settings, route === undefined ? undefined : routeOf(settings, route), invalidates), expected);
+    });
+  }
+
+  const answerFor = async (method: string, path: string, headers: HeaderList = []) => {
+    const stream = new ExtprocStream({
+      settings: envoyEchoes, cache: new MemoryCacheStore(1 << 20), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => '1'.repeat(bytes * 2),
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', method], [':path', path], [':authority', 'h'], ...headers], endOfStream: false }, identity: undefined, attributes: {} });
+    assert.equal(answer.kind, 'request_headers');
+    return answer.kind === 'request_headers' ? answer.modeOverride : undefined;
+  };
+
+  it('the request_headers answer carries the decision as mode_override', async () => {
+    assert.deepEqual(await answerFor('GET', '/elsewhere'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' });
+    assert.deepEqual(await answerFor('POST', '/checked', [['transfer-encoding', 'chunked']]), { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP' });
+    assert.equal(await answerFor('GET', '/cached/a'), undefined, 'the default modes: response headers sent');
+    assert.equal(await answerFor('DELETE', '/cached/a'), undefined, 'a successful DELETE invalidates the path: response headers sent');
   });
 });

@@ -19,7 +19,11 @@ function reference(phase: Phase, mutation: HeaderMutation | undefined, modeOverr
         },
       },
     },
-    mode_override: modeOverride && { request_body_mode: BODY_SEND_MODE[modeOverride.requestBody], response_body_mode: BODY_SEND_MODE[modeOverride.responseBody] },
+    mode_override: modeOverride && {
+      response_header_mode: modeOverride.responseHeaders === 'SKIP' ? 2 : undefined,
+      request_body_mode: BODY_SEND_MODE[modeOverride.requestBody],
+      response_body_mode: BODY_SEND_MODE[modeOverride.responseBody],
+    },
   });
 }
 
@@ -29,8 +33,10 @@ const many = Array.from({ length: 400 }, (_, i) => set(`x-h-${i}`, 'v'.repeat(i)
 const cases: [string, Phase, HeaderMutation | undefined, ModeOverride | undefined][] = [
   ['request headers: sets, an append, a remove', 'request_headers',
     { set: [set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), set('x-tag', 'a', true)], remove: ['x-debug'] }, undefined],
-  ['request headers asking for the body', 'request_headers', { set: [set('x-request-id', 'r-1')], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE' }],
-  ['response headers asking for a partial body', 'response_headers', { set: [set('x-cache-status', 'MISS')], remove: ['server', 'x-powered-by'] }, { requestBody: 'NONE', responseBody: 'BUFFERED_PARTIAL' }],
+  ['request headers asking for the body', 'request_headers', { set: [set('x-request-id', 'r-1')], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SEND' }],
+  ['request headers skipping the response phase', 'request_headers', { set: [set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')], remove: [] }, { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' }],
+  ['request headers asking for the body, skipping the response phase', 'request_headers', { set: [], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP' }],
+  ['response headers asking for a partial body', 'response_headers', { set: [set('x-cache-status', 'MISS')], remove: ['server', 'x-powered-by'] }, { requestBody: 'NONE', responseBody: 'BUFFERED_PARTIAL', responseHeaders: 'SEND' }],
   ['an empty mutation', 'response_headers', { set: [], remove: [] }, undefined],
   ['request body, unchanged', 'request_body', { set: [], remove: [] }, undefined],
   ['response body, unchanged', 'response_body', { set: [], remove: [] }, undefined],
@@ -39,7 +45,7 @@ const cases: [string, Phase, HeaderMutation | undefined, ModeOverride | undefine
   ['an empty value, latin1 bytes above 0x7f, chars above 0xff (low byte, as Buffer.from latin1)', 'request_headers', { set: [set('x-empty', ''), set('x-latin1', 'caf\u00e9 \u00ff'), set('x-wide', '\u0100\u20ac')], remove: [] }, undefined],
   ['a non-ASCII name (utf8 key)', 'response_headers', { set: [set('x-na\u00efve', 'v')], remove: ['x-\u00fc'] }, undefined],
   ['a 20000-byte value (three-byte lengths)', 'request_headers', { set: [set('x-big', 'b'.repeat(20_000))], remove: [] }, undefined],
-  ['400 headers (nested lengths above 16 KiB)', 'response_headers', { set: many, remove: ['server'] }, { requestBody: 'NONE', responseBody: 'BUFFERED' }],
+  ['400 headers (nested lengths above 16 KiB)', 'response_headers', { set: many, remove: ['server'] }, { requestBody: 'NONE', responseBody: 'BUFFERED', responseHeaders: 'SEND' }],
 ];
 
 describe('extproc-encoder: the bytes protobufjs writes for the same answer', () => {
@@ -51,11 +57,13 @@ describe('extproc-encoder: the bytes protobufjs writes for the same answer', () 
 
   it('what it writes decodes to the answer (through the service deserializer)', () => {
     const m = externalProcessorServiceDefinition()['Process']!;
-    const decoded = m.responseDeserialize(encodePhaseAnswer('response_headers', { set: [set('vary', 'accept', true)], remove: ['server'] }, { requestBody: 'NONE', responseBody: 'BUFFERED' })) as Record<string, any>;
+    const decoded = m.responseDeserialize(encodePhaseAnswer('response_headers', { set: [set('vary', 'accept', true)], remove: ['server'] }, { requestBody: 'NONE', responseBody: 'BUFFERED', responseHeaders: 'SEND' })) as Record<string, any>;
     assert.equal(decoded['response'], 'response_headers');
     const hm = decoded['response_headers'].response.header_mutation;
     assert.deepEqual(hm.set_headers.map((h: any) => [h.header.key, Buffer.from(h.header.raw_value).toString('latin1'), h.append?.value]), [['vary', 'accept', true]]);
     assert.deepEqual(hm.remove_headers, ['server']);
     assert.deepEqual(decoded['mode_override'], { request_body_mode: 'NONE', response_body_mode: 'BUFFERED' });
+    const skipping = m.responseDeserialize(encodePhaseAnswer('request_headers', { set: [], remove: [] }, { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' })) as Record<string, any>;
+    assert.deepEqual(skipping['mode_override'], { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' });
   });
 });

@@ -57,7 +57,7 @@ describe('protos: answers encoded as built decode to what the handler meant', ()
     const headers = roundTrip(definition, 'Process', toProcessingResponse({
       kind: 'response_headers',
       mutation: { set: [{ name: 'x-cache-status', value: 'MISS', append: false }, { name: 'vary', value: 'accept', append: true }], remove: ['server'] },
-      modeOverride: { requestBody: 'NONE', responseBody: 'BUFFERED_PARTIAL' },
+      modeOverride: { requestBody: 'NONE', responseBody: 'BUFFERED_PARTIAL', responseHeaders: 'SEND' },
     }));
     assert.equal(headers['response'], 'response_headers');
     const mutation = headers['response_headers'].response.header_mutation;
