@@ -221,6 +221,7 @@ describe('the gateway through a real Envoy', () => {
       const took = Date.now() - started;
       assert.equal(reply.status, 504, reply.body);
       assert.ok(took >= 900 && took < 2400, `answered after ${took} ms`);
+      assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, 'Envoy\'s own answer carries the request id too');
     });
 
     it('refuses a body over 1 MiB with 413 before any upstream sees it', async () => {
