@@ -475,3 +475,26 @@ describe('the gateway through a real Envoy', () => {
     });
   });
 });
+
+describe('the gateway with preserve_external_request_id (request_id.echo: envoy)', () => {
+  let gateway: Gateway | undefined;
+  before(async () => {
+    // Every connection manager keeps a client's x-request-id; the shipped one replaces it.
+    gateway = await startGateway({
+      redisUrl: undefined, filters: ENABLED_FILTERS,
+      adjustBootstrap: (bootstrap) => JSON.parse(JSON.stringify(bootstrap).replaceAll('"preserve_external_request_id":false', '"preserve_external_request_id":true')),
+    });
+  });
+  after(async () => gateway?.stop());
+
+  it('Envoy echoes the id ext_proc put in place of one it refused, and a kept one as sent', async () => {
+    const port = (): number => gateway!.port('http');
+    const kept = await send(port(), '/api/users/1', { headers: { 'x-request-id': 'client-id-1' } });
+    assert.equal(kept.headers['x-request-id'], 'client-id-1');
+    assert.equal((kept.json?.['headers'] as Record<string, string>)['x-request-id'], 'client-id-1');
+    const replaced = await send(port(), '/api/users/1', { headers: { 'x-request-id': 'an id with spaces' } });
+    const id = String(replaced.headers['x-request-id']);
+    assert.match(id, /^[0-9a-f-]{36}$/, 'Portcullis refused the client id and set a UUID');
+    assert.equal((replaced.json?.['headers'] as Record<string, string>)['x-request-id'], id, 'the upstream saw the same one');
+  });
+});

@@ -64,6 +64,8 @@ export async function startGateway(options: {
   filters: PortcullisFilters;
   /** A keys file instead of the shipped envoy/keys.yaml (tests that need many independent rate limit budgets). */
   apiKeysFile?: string;
+  /** A change to the generated bootstrap, for tests of a setting the shipped gateway does not use. */
+  adjustBootstrap?: (bootstrap: ReturnType<typeof buildGatewayBootstrap>) => ReturnType<typeof buildGatewayBootstrap>;
 }): Promise<Gateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-gateway-'));
   const stops: (() => Promise<unknown>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
@@ -82,7 +84,8 @@ export async function startGateway(options: {
     const portcullis = await startPortcullis(shippedPortcullisConfig(options.redisUrl, { apiKeysFile: options.apiKeysFile }));
     stops.push(() => portcullis.stop());
     const accessLogPath = path.join(dir, 'access.log');
-    const bootstrap = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath }), options.filters);
+    const generated = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath }), options.filters);
+    const bootstrap = options.adjustBootstrap?.(generated) ?? generated;
     // Access log files are flushed every 10 s by default; tests read them sooner.
     const envoy = await startEnvoy(bootstrap, { extraArgs: ['--file-flush-interval-msec', '100'] });
     stops.push(() => envoy.stop());
