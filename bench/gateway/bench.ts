@@ -177,15 +177,16 @@ await new Promise<void>((resolve, reject) => {
   });
   samples.once('exit', (code) => reject(new Error(`sample services exited with ${code}`)));
 });
+const shipped = shippedPortcullisConfig(undefined);
 const portcullis = await startPortcullis({
   server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
   redis: { url: redis.url },
   log: { level: 'info' },
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
   // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
-  authz: shippedPortcullisConfig(undefined)['authz'],
+  authz: shipped['authz'],
   // The shipped extproc section: /api/users/1 has no extproc route, so its stream has no response phase.
-  extproc: shippedPortcullisConfig(undefined)['extproc'],
+  extproc: shipped['extproc'],
   // The log (a decision line per Check) goes to a file, as a deployment's stdout goes to its log collector: read
   // through a pipe, each line would wake this process, the fixed-rate client, and pile up in its heap.
 }, { logFile: path.join(dir, 'portcullis.log') });
