@@ -18,6 +18,8 @@
 // Knobs: BENCH_RUNS (3) BENCH_SECONDS (8) BENCH_RATE (500) BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (4, at peak
 // through every filter, once per backend before the runs), BENCH_TARGETS (a comma-separated
 // subset; bare is always run, the ratios need it). Output: Markdown on stdout.
+// For looking inside Portcullis: BENCH_STORE (redis | memory), BENCH_PORTCULLIS_NODE_ARGS (Node flags for Portcullis
+// only, e.g. "--trace-gc"), BENCH_PORTCULLIS_LOG (keep its stdout, JSON log and any trace, at this path).
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +41,9 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
 const RATE = Number(process.env['BENCH_RATE'] ?? 500);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 4);
+const STORE = process.env['BENCH_STORE'] ?? 'redis';
+if (STORE !== 'redis' && STORE !== 'memory') throw new Error(`BENCH_STORE must be redis or memory, got '${STORE}'`);
+const PORTCULLIS_NODE_ARGS = (process.env['BENCH_PORTCULLIS_NODE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== '');
 const PATH = '/api/users/1';
 
 interface Target {
@@ -180,7 +185,7 @@ await new Promise<void>((resolve, reject) => {
 const shipped = shippedPortcullisConfig(undefined);
 const portcullis = await startPortcullis({
   server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
-  redis: { url: redis.url },
+  ...(STORE === 'redis' ? { redis: { url: redis.url } } : {}),
   log: { level: 'info' },
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
   // The shipped policies: /api/users/1 is an open route, so every request is a full Check that ends as `anonymous`.
@@ -189,7 +194,7 @@ const portcullis = await startPortcullis({
   extproc: shipped['extproc'],
   // The log (a decision line per Check) goes to a file, as a deployment's stdout goes to its log collector: read
   // through a pipe, each line would wake this process, the fixed-rate client, and pile up in its heap.
-}, { logFile: path.join(dir, 'portcullis.log') });
+}, { logFile: process.env['BENCH_PORTCULLIS_LOG'] ?? path.join(dir, 'portcullis.log'), nodeArgs: PORTCULLIS_NODE_ARGS });
 const noop = await startNoop();
 /** The gateway bootstrap with its Portcullis cluster at `backend`. */
 const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(
@@ -290,5 +295,6 @@ const againstCeiling = all === undefined || ceiling === undefined ? ''
     + `p50 at ${RATE}/s ${(median(all.p50) - median(ceiling.p50)).toFixed(2)} ms more, p99 ${(median(all.p99) - median(ceiling.p99)).toFixed(2)} ms more.`;
 // The runtime moves these numbers (Node 22 against 20: docs/benchmarks.md, 2026-12-06), so the report names it.
 process.stdout.write(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version} (the client, the sample services and Portcullis).\n`
-  + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
+  + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n`
+  + `Portcullis: ${STORE} store${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);

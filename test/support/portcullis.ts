@@ -37,6 +37,8 @@ export interface StartPortcullisOptions {
    * The file is read only when logs() or output() is called, and while waiting for "portcullis listening".
    */
   logFile?: string;
+  /** Node flags for the Portcullis process only (a benchmark's `--trace-gc`, `--cpu-prof`). */
+  nodeArgs?: readonly string[];
 }
 
 /** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
@@ -75,7 +77,7 @@ export async function startPortcullis(
   const bin = portcullisBin();
   const { file, dir } = writeConfig(config);
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
-  const child = spawn(process.execPath, [bin, 'serve', '--config', file], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), bin, 'serve', '--config', file], {
     cwd: repoRoot(),
     stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
   });
