@@ -1,8 +1,8 @@
 // The CounterStore for Redis and Redis Cluster: every request is at most one Lua script call (one per hash slot in
 // a cluster), so a request with ten descriptors costs one round trip, not ten, and concurrent requests under the
 // default policy share one call per event-loop turn (the Node side of each command is the bottleneck:
-// docs/benchmarks.md). A call that would carry a single fixed window (a turn with one op; in a cluster, also a slot
-// with one) sends SET NX + INCRBY instead, which costs Redis less than any script call.
+// docs/benchmarks.md). A call that would carry only a few fixed windows (what a turn below saturation holds) sends
+// one plain INCRBY per window instead, which costs Redis less than any script call.
 //
 // The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
 //
@@ -235,10 +235,19 @@ const BATCH_SCRIPT_NAME = 'portcullisCountersBatch';
 const FIXED_WINDOW_SCRIPT_NAME = 'portcullisFixedWindows';
 /**
  * The calls only a batch makes, written at once rather than auto-pipelined on a single node: the two scripts, and
- * the SET and INCRBY of a batch of one fixed window (countOneFixedWindow; this client sends no other SET or INCRBY).
+ * the INCRBY and PEXPIRE of a small batch of fixed windows (countFixedWindowsPlain; this client sends no others).
  */
-const BATCH_COMMANDS = [BATCH_SCRIPT_NAME, FIXED_WINDOW_SCRIPT_NAME, 'set', 'incrby'];
+const BATCH_COMMANDS = [BATCH_SCRIPT_NAME, FIXED_WINDOW_SCRIPT_NAME, 'incrby', 'pexpire'];
 const MAX_BATCH_OPS = 256;
+/**
+ * Up to this many fixed windows (with distinct keys) a batch is plain INCRBYs rather than one call of
+ * FIXED_WINDOW_SCRIPT. Redis runs an INCRBY for a fraction of what the same INCRBY costs inside a script, and the
+ * script call has a cost of its own; on the client, ioredis spends about as much on 16 small commands as on one
+ * script call with 16 keys, and more beyond (docs/benchmarks.md, "Small batches as plain INCRBYs").
+ */
+const MAX_PLAIN_OPS = 16;
+/** Counts owed a PEXPIRE (countFixedWindowsPlain) are remembered up to this many; past it (Redis down long) they keep none. */
+const MAX_OWED_TTLS = 10_000;
 const ALGORITHM_LETTER: Readonly<Record<CounterOp['algorithm'], string>> = { fixed_window: 'f', sliding_window: 's', token_bucket: 't' };
 /** Batched calls are not cut short: each waiter races its own deadline instead. */
 const NEVER_ABORTED = new AbortController().signal;
@@ -261,6 +270,8 @@ export class RedisCounterStore implements CounterStore {
   private readonly keyPrefix: string;
   private closed = false;
   private batch: Map<number, PendingBatch> | undefined;
+  /** Key -> TTL (ms) of counts that may have been created without their TTL: see countFixedWindowsPlain. */
+  private readonly owedTtls = new Map<string, number>();
 
   /** Takes ownership of `client`: close() closes it. */
   constructor(client: RedisClient) {
@@ -296,29 +307,43 @@ export class RedisCounterStore implements CounterStore {
    */
   private enqueue(ops: readonly CounterOp[], nowMs: number, signal: AbortSignal): Promise<CounterResult[]> {
     return new Promise<CounterResult[]>((resolve, reject) => {
-      if (this.batch === undefined) {
-        this.batch = new Map();
-        setImmediate(() => this.flush());
-      }
-      let pending = this.batch.get(nowMs);
+      const batch = this.flushSoon();
+      let pending = batch.get(nowMs);
       if (pending === undefined) {
         pending = { ops: [], waiters: [] };
-        this.batch.set(nowMs, pending);
+        batch.set(nowMs, pending);
       }
       pending.waiters.push({ count: ops.length, signal, resolve, reject });
       pending.ops.push(...ops);
       // Keep one script call short: Redis runs it without serving anyone else.
       if (pending.ops.length >= MAX_BATCH_OPS) {
-        this.batch.delete(nowMs);
+        batch.delete(nowMs);
         this.send(pending, nowMs);
       }
     });
   }
 
+  /** The batches of this turn, with a flush scheduled for the end of it. */
+  private flushSoon(): Map<number, PendingBatch> {
+    if (this.batch === undefined) {
+      this.batch = new Map();
+      setImmediate(() => this.flush());
+    }
+    return this.batch;
+  }
+
+  /**
+   * Sends every batch of the turn, and the TTLs owed (countFixedWindowsPlain), in one socket write on a single node:
+   * each call below writes synchronously (autoPipeliningIgnoredCommands), and Redis reads it all in one wake-up.
+   */
   private flush(): void {
     const batch = this.batch;
     this.batch = undefined;
+    const socket = this.client instanceof Redis ? (this.client.stream as Redis['stream'] | undefined) : undefined;
+    socket?.cork();
+    this.payOwedTtls();
     for (const [nowMs, pending] of batch ?? []) this.send(pending, nowMs);
+    socket?.uncork();
   }
 
   private send(batch: PendingBatch, nowMs: number): void {
@@ -425,7 +450,9 @@ export class RedisCounterStore implements CounterStore {
     consume?: readonly boolean[],
   ): Promise<CounterResult[]> {
     if (mode === 'always' && indexes.every((i) => ops[i]!.algorithm === 'fixed_window' && ops[i]!.hits > 0)) {
-      return indexes.length === 1 ? [await this.countOneFixedWindow(ops[indexes[0]!]!, nowMs)] : this.countFixedWindows(ops, indexes);
+      return indexes.length <= MAX_PLAIN_OPS && distinctKeys(ops, indexes)
+        ? this.countFixedWindowsPlain(ops, indexes, nowMs)
+        : this.countFixedWindows(ops, indexes);
     }
     const keys: string[] = [];
     let packed = '';
@@ -435,40 +462,72 @@ export class RedisCounterStore implements CounterStore {
       packed += `${ALGORITHM_LETTER[op.algorithm]}${op.hits},${op.capacity},${op.windowMs},${op.refill},${op.ttlMs};`;
     }
     const mask = consume ? indexes.map((i) => (consume[i] ? '1' : '0')).join('') : '';
-    // Only a batch calls with `always` (apply() sends every `always` request through enqueue); a lone fixed window's
-    // value that INCRBY could not count comes back as `apply`.
+    // Only a batch calls with `always` (apply() sends every `always` request through enqueue); a value a plain INCRBY
+    // could not count comes back as `apply`.
     const name = mode === 'always' ? BATCH_SCRIPT_NAME : SCRIPT_NAME;
     const reply = await (this.client as unknown as ScriptRunner)[name](keys.length, ...keys, mode, nowMs, mask, packed);
     return parseReply(reply, indexes.length);
   }
 
   /**
-   * A batch of one counting fixed window, what a lightly loaded service sends (a request with one descriptor, alone
-   * in its turn): SET NX with the TTL, then INCRBY, as two plain commands. When Redis wakes for each request, a Lua
-   * call costs it 30–60 % more CPU than this pair, while a batch of several ops is still cheaper as one script call
-   * (docs/benchmarks.md, "One fixed window without a script"). The SET gives a new key its TTL before INCRBY counts,
-   * so no key is left without one even when the connection drops between the two. A value INCRBY cannot count, or
-   * a negative one (INCRBY succeeded only when it found a count or nothing), is replaced by COUNTER_SCRIPT, which
-   * reads the value without adding to it again. Any other refusal (OOM, a read-only replica) goes the same way and
-   * comes back as the script's own error: one more round trip on a path that fails anyway.
+   * A small batch of counting fixed windows, each on its own key: what a service below saturation sends (a request or
+   * two per event-loop turn). One INCRBY per window, written with the rest of the turn's batches (flush()).
+   *
+   * A window's TTL is set by the hit that created its count (INCRBY answered `hits`), as FIXED_WINDOW_SCRIPT does
+   * inside Redis: here the count is owed a PEXPIRE, which leaves with the next turn's write rather than in a write
+   * of its own (under load that is the next batch). A count whose INCRBY answer or PEXPIRE was lost to a dropped
+   * connection is owed one too, and gets it with the first batch that reaches Redis again. (A key that already had
+   * its TTL only has it moved a little later: harmless, the key names its window.)
+   *
+   * A value INCRBY cannot count, or a negative one (INCRBY answered less than `hits`), is replaced by
+   * COUNTER_SCRIPT, which reads the value without adding to it again: one more round trip on a path for values this
+   * store never writes. Keys are distinct, so each op's INCRBY is the only one on its key in the batch. Any other
+   * refusal (OOM, a read-only replica) goes the same way and comes back as the script's own error.
    */
-  private async countOneFixedWindow(op: CounterOp, nowMs: number): Promise<CounterResult> {
-    // Both in one socket write, so that Redis reads them in one wake-up. Written separately, Redis (woken by the
-    // first) often runs between the two: 1.6–1.75 reads per request, and most of the saving lost. A cluster client
-    // auto-pipelines them instead. (ioredis writes both synchronously: autoPipeliningIgnoredCommands.)
-    const socket = this.client instanceof Redis ? (this.client.stream as Redis['stream'] | undefined) : undefined;
-    socket?.cork();
-    // INCRBY's reply, or its error, answers for both commands: a SET NX cannot fail on its own.
-    this.client.set(op.key, '0', 'PX', op.ttlMs, 'NX').catch(() => undefined);
-    const counted = this.client.incrby(op.key, op.hits);
-    socket?.uncork();
-    const after = await counted.catch((error: unknown) => {
+  private async countFixedWindowsPlain(ops: readonly CounterOp[], indexes: readonly number[], nowMs: number): Promise<CounterResult[]> {
+    const counted = indexes.map((i) => this.client.incrby(ops[i]!.key, ops[i]!.hits).catch((error: unknown) => {
       if (error instanceof ReplyError) return undefined;
       throw error;
+    }));
+    const afters = await Promise.all(counted).catch((error: unknown) => {
+      // Which counts this batch created is unknown: all of them are owed a TTL (one they have is only renewed).
+      for (const i of indexes) this.oweTtl(ops[i]!.key, ops[i]!.ttlMs);
+      throw error;
     });
-    if (after !== undefined && after >= op.hits) return { before: after - op.hits, after, consumed: true };
-    // `apply` with the op consuming is what `always` does, through the general script.
-    return (await this.call([op], [0], 'apply', nowMs, [true]))[0]!;
+    const results = new Array<CounterResult>(indexes.length);
+    const replaced: number[] = [];
+    afters.forEach((after, j) => {
+      const op = ops[indexes[j]!]!;
+      if (after === undefined || after < op.hits) {
+        replaced.push(j);
+        return;
+      }
+      if (after === op.hits) {
+        this.oweTtl(op.key, op.ttlMs);
+        this.flushSoon();
+      }
+      results[j] = { before: after - op.hits, after, consumed: true };
+    });
+    if (replaced.length > 0) {
+      // `apply` with every op consuming is what `always` does, through the general script.
+      const replies = await this.call(ops, replaced.map((j) => indexes[j]!), 'apply', nowMs, ops.map(() => true));
+      replaced.forEach((j, r) => (results[j] = replies[r]!));
+    }
+    return results;
+  }
+
+  private oweTtl(key: string, ttlMs: number): void {
+    if (this.owedTtls.size < MAX_OWED_TTLS) this.owedTtls.set(key, ttlMs);
+  }
+
+  /**
+   * Writes the PEXPIREs owed. One that fails stays owed, for the next flush: only traffic schedules one, so Redis
+   * being down does not make this spin.
+   */
+  private payOwedTtls(): void {
+    if (this.owedTtls.size === 0) return;
+    for (const [key, ttlMs] of this.owedTtls) this.client.pexpire(key, ttlMs).catch(() => this.oweTtl(key, ttlMs));
+    this.owedTtls.clear();
   }
 
   private async countFixedWindows(ops: readonly CounterOp[], indexes: readonly number[]): Promise<CounterResult[]> {
@@ -506,6 +565,13 @@ function withoutExpired(batch: PendingBatch): PendingBatch {
     at += waiter.count;
   }
   return live;
+}
+
+function distinctKeys(ops: readonly CounterOp[], indexes: readonly number[]): boolean {
+  if (indexes.length < 2) return true;
+  const keys = new Set<string>();
+  for (const i of indexes) keys.add(ops[i]!.key);
+  return keys.size === indexes.length;
 }
 
 function parseReply(reply: unknown, count: number): CounterResult[] {
@@ -642,7 +708,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
       ...connectionOptions,
-      // A batch is one script call (or one SET + INCRBY) per turn already: auto-pipelining would only add a Pipeline
+      // A batch is one script call (or one write of INCRBYs) per turn already: auto-pipelining would only add a Pipeline
       // and a second setImmediate to it (docs/benchmarks.md, "Batched calls written directly").
       autoPipeliningIgnoredCommands: BATCH_COMMANDS,
       enableOfflineQueue: false,

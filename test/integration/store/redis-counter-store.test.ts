@@ -207,8 +207,11 @@ describe('RedisCounterStore on a single node', () => {
       const batched = store.apply([fixed(`${run}:a`, 1, 9)], 'always', NOW, signal());
       // The store flushes its batch on the setImmediate queued before this one.
       await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(client.autoPipelineQueueSize, 0, 'the batch (SET NX + INCRBY) waits in an auto-pipeline');
+      assert.equal(client.autoPipelineQueueSize, 0, 'the batch (one INCRBY) waits in an auto-pipeline');
       const fixedWindows = store.apply([fixed(`${run}:e`, 1, 9), fixed(`${run}:f`, 1, 9)], 'always', NOW, signal());
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(client.autoPipelineQueueSize, 0, 'a batch of INCRBYs waits in an auto-pipeline');
+      const manyWindows = store.apply(Array.from({ length: 17 }, (_, i) => fixed(`${run}:many${i}`, 1, 9)), 'always', NOW, signal());
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(client.autoPipelineQueueSize, 0, 'a batch for the fixed-window script waits in an auto-pipeline');
       const mixed = store.apply([fixed(`${run}:c`, 1, 9), sliding(`${run}:d`, 1, 9, 60_000)], 'always', NOW, signal());
@@ -216,13 +219,13 @@ describe('RedisCounterStore on a single node', () => {
       assert.equal(client.autoPipelineQueueSize, 0, 'a batch for the general script waits in an auto-pipeline');
       const perRequest = store.apply([fixed(`${run}:b`, 1, 9)], 'only_over', NOW, signal());
       assert.equal(client.autoPipelineQueueSize, 1, 'a per-request call skipped auto-pipelining');
-      assert.deepEqual((await Promise.all([batched, fixedWindows, mixed, perRequest])).map((results) => results[0]!.after), [1, 1, 1, 1]);
+      assert.deepEqual((await Promise.all([batched, fixedWindows, manyWindows, mixed, perRequest])).map((results) => results[0]!.after), [1, 1, 1, 1, 1]);
     } finally {
       await store.close();
     }
   });
 
-  it('counts a batch of fixed windows with INCRBY, sets the TTL at creation, and replaces what INCRBY cannot count', async () => {
+  it('counts fixed windows with a repeated key in the fixed-window script: TTL at creation, replaces what INCRBY cannot count', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
@@ -243,8 +246,8 @@ describe('RedisCounterStore on a single node', () => {
       );
       await assertFixedWindowTtls(k);
       const delta = (command: string): number => (after.get(command) ?? 0) - (before.get(command) ?? 0);
-      // One call of the fixed-window script; INCRBY for every op (the hash's and '007''s fail), PEXPIRE for the one
-      // that created its count, GET and SET for the values INCRBY could not count.
+      // One call of the fixed-window script (a key repeats); INCRBY for every op (the hash's and '007''s fail),
+      // PEXPIRE for the one that created its count, GET and SET for the values INCRBY could not count.
       assert.equal(delta('evalsha') + delta('eval'), 1);
       assert.equal(delta('incrby'), 8);
       assert.equal(delta('pexpire'), 1);
@@ -255,23 +258,47 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
-  it('counts a lone fixed window with SET NX + INCRBY, TTL at creation, and replaces what INCRBY cannot count', async () => {
+  it('counts over 16 fixed windows in one call of the fixed-window script', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
       await ready(client);
       const run = randomUUID();
-      const k = (name: string): string => `${run}:${name}`;
-      // Loads the general script under the name a per-request call uses, which a lone fixed window falls back to.
-      await store.apply([sliding(k('warm'), 1, 5, 60_000)], 'none_if_over', NOW, signal());
-      const reference = await seedFixedWindowValues(k);
-      const sent: Record<string, string[]> = {};
+      const ops = (n: number): CounterOp[] => Array.from({ length: n }, (_, i) => fixed(`${run}:${i}`, 1, 5, 30_000));
+      await store.apply(ops(17), 'always', NOW, signal()); // the first call on a connection sends EVAL
+      const monitor = await monitorCommands(single.port);
+      try {
+        assert.deepEqual(await store.apply(ops(17), 'always', NOW, signal()), Array.from({ length: 17 }, () => r(1, 2, true)));
+        assert.deepEqual(await monitor.settle(1), ['evalsha']);
+      } finally {
+        monitor.stop();
+      }
+      const ttl = await singleAdmin.pttl(`${run}:16`);
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL ${ttl}`);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('counts a few fixed windows with plain INCRBYs, TTL by the hit that creates the count, and replaces what INCRBY cannot count', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      // Loads the general script under the name a per-request call uses, which a value INCRBY cannot count goes to.
+      await store.apply([sliding(`warm:${randomUUID()}`, 1, 5, 60_000)], 'none_if_over', NOW, signal());
+
+      // One window per batch, each value in turn, then the new count once more.
+      let run = randomUUID();
+      let k = (name: string): string => `${run}:${name}`;
+      let reference = await seedFixedWindowValues(k);
+      const sent: [string, string[]][] = [];
       for (const name of [...FIXED_WINDOW_VALUES, 'fresh']) {
         const monitor = await monitorCommands(single.port);
         try {
           const results = await store.apply([fixed(k(name), 2, 5, 30_000)], 'always', NOW, signal());
           assert.deepEqual(results, await reference.apply([fixed(name, 2, 5, 30_000)], 'always', NOW, signal()), name);
-          sent[name] = await monitor.settle(['fresh', 'count', 'untimed'].includes(name) ? 2 : 3);
+          sent.push([name, await monitor.settle(['count', 'untimed'].includes(name) || sent.some(([seen]) => seen === name) ? 1 : 2)]);
         } finally {
           monitor.stop();
         }
@@ -281,15 +308,43 @@ describe('RedisCounterStore on a single node', () => {
         ['4', '6', '6', '2', '9', '2', '2'],
       );
       await assertFixedWindowTtls(k);
-      // A count (or nothing) costs two plain commands; anything else one script call more, which reads and SETs.
-      for (const name of ['fresh', 'count', 'untimed']) assert.deepEqual(sent[name], ['set', 'incrby'], name);
-      for (const name of ['negative', 'padded', 'sliding', 'hash']) assert.deepEqual(sent[name], ['set', 'incrby', 'evalsha'], name);
+      // A new count costs INCRBY and PEXPIRE; a count, INCRBY alone; anything else one script call more, which
+      // reads and SETs.
+      assert.deepEqual(sent, [
+        ['fresh', ['incrby', 'pexpire']],
+        ['count', ['incrby']],
+        ['untimed', ['incrby']],
+        ['negative', ['incrby', 'evalsha']],
+        ['padded', ['incrby', 'evalsha']],
+        ['sliding', ['incrby', 'evalsha']],
+        ['hash', ['incrby', 'evalsha']],
+        ['fresh', ['incrby']],
+      ]);
+
+      // Every value in one batch: one INCRBY each, and one script call for all the values INCRBY could not count.
+      run = randomUUID();
+      k = (name: string): string => `${run}:${name}`;
+      reference = await seedFixedWindowValues(k);
+      const monitor = await monitorCommands(single.port);
+      try {
+        const results = await store.apply(FIXED_WINDOW_VALUES.map((name) => fixed(k(name), 2, 5, 30_000)), 'always', NOW, signal());
+        assert.deepEqual(results, await reference.apply(FIXED_WINDOW_VALUES.map((name) => fixed(name, 2, 5, 30_000)), 'always', NOW, signal()));
+        const commands = await monitor.settle(9);
+        assert.deepEqual(commands.slice(0, 7), Array.from({ length: 7 }, () => 'incrby'));
+        assert.deepEqual(commands.slice(7).sort(), ['evalsha', 'pexpire']);
+      } finally {
+        monitor.stop();
+      }
+      assert.deepEqual(
+        await Promise.all(FIXED_WINDOW_VALUES.map((name) => singleAdmin.get(k(name)))),
+        ['2', '6', '6', '2', '9', '2', '2'],
+      );
     } finally {
       await store.close();
     }
   });
 
-  it('writes a lone fixed window\'s SET and INCRBY in one socket write, so Redis reads them together', async () => {
+  it('writes a batch\'s INCRBYs in one socket write, with the PEXPIREs the counts created before it owe', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
@@ -298,11 +353,58 @@ describe('RedisCounterStore on a single node', () => {
       const reads = async (): Promise<number> => Number(/total_reads_processed:(\d+)/.exec(await sendCommand(single.port, ['INFO', 'stats']))![1]);
       const first = await reads();
       const idle = (await reads()) - first; // what one INFO over its own connection adds
-      const before = await reads();
-      for (let i = 0; i < 200; i++) await store.apply([fixed(`${run}:${i}`, 1, 5)], 'always', NOW, signal());
-      const perApply = ((await reads()) - before - idle) / 200;
-      // Written separately, the two commands are read apart whenever Redis runs between the writes.
-      assert.ok(perApply <= 1.02, `${perApply} reads per apply`);
+      const readsPerApply = async (keyOf: (i: number, j: number) => string): Promise<number> => {
+        const before = await reads();
+        for (let i = 0; i < 100; i++) {
+          await store.apply([0, 1, 2].map((j) => fixed(keyOf(i, j), 1, 5, 30_000)), 'always', NOW, signal());
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20)); // the last PEXPIREs go out on their own
+        return ((await reads()) - before - idle) / 100;
+      };
+      // Written separately, the commands are read apart whenever Redis runs between the writes.
+      const created = await readsPerApply((i, j) => `${run}:${i}:${j}`);
+      assert.ok(created <= 1.03, `${created} reads per apply of three new counts`);
+      const counted = await readsPerApply((i, j) => `${run}:${i % 10}:${j}`);
+      assert.ok(counted <= 1.02, `${counted} reads per apply of three counts`);
+      for (const key of [`${run}:0:0`, `${run}:99:2`]) {
+        const ttl = await singleAdmin.pttl(key);
+        assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL of ${key}: ${ttl}`);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('gives a count whose INCRBY answer was lost with its connection its TTL, with the next batch', async () => {
+    const client = createRedisClient({ url: single.url }) as Redis;
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const run = randomUUID();
+      // Redis sleeps while the INCRBY is written and the connection closes: it runs the INCRBY when it wakes, and
+      // its answer goes nowhere.
+      const sleeping = sendCommand(single.port, ['DEBUG', 'SLEEP', '0.3'], 5000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const lost = store.apply([fixed(`${run}:lost`, 1, 5, 30_000)], 'always', NOW, signal());
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      client.stream.destroy();
+      await rejectsWithCode(lost, ErrorCode.STORE_UNAVAILABLE);
+      await sleeping;
+      assert.equal(await singleAdmin.get(`${run}:lost`), '1', 'Redis ran the INCRBY whose answer was lost');
+      assert.equal(await singleAdmin.pttl(`${run}:lost`), -1, 'and the count has no TTL yet');
+
+      let counted = false;
+      const started = performance.now();
+      while (!counted && performance.now() - started < 5000) {
+        counted = await store.apply([fixed(`${run}:next`, 1, 5, 30_000)], 'always', NOW, signal()).then(() => true, () => false);
+        if (!counted) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(counted, 'the store did not reconnect within 5 s');
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the PEXPIREs are not waited for
+      const ttl = await singleAdmin.pttl(`${run}:lost`);
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL of the lost count: ${ttl}`);
+      assert.equal(await singleAdmin.get(`${run}:lost`), '1', 'the TTL came without another INCRBY');
     } finally {
       await store.close();
     }
@@ -423,7 +525,7 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
-  it('rejects with STORE_UNAVAILABLE and the Redis error text when Redis refuses the commands (SET NX + INCRBY, then the script)', async () => {
+  it('rejects with STORE_UNAVAILABLE and the Redis error text when Redis refuses the commands (INCRBY, then the script)', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
     try {
@@ -522,7 +624,7 @@ describe('RedisCounterStore on a cluster', () => {
     for (const k of keys) assert.equal(keySlot(k), await clusterAdmin.cluster('KEYSLOT', k), k);
   });
 
-  it('sends one call per slot (a lone fixed window: SET NX + INCRBY), and two per slot for a cross-slot policy decision', async () => {
+  it('sends one call per slot (a few fixed windows: INCRBYs), and two per slot for a cross-slot policy decision', async () => {
     const client = createRedisClient({ cluster: cluster.nodes });
     const store = new RedisCounterStore(client);
     try {
@@ -535,8 +637,9 @@ describe('RedisCounterStore on a cluster', () => {
       assert.deepEqual(await store.apply(ops, 'always', NOW, signal()), [r(0, 1, true), r(0, 1, true), r(0, 1, true)]);
       let later = await allCalls();
       assert.equal(scriptCalls(before, later), 1, 'the sliding window');
-      assert.equal(scriptCalls(before, later, ['set']), 3, 'a SET NX for each fixed window, and the script\'s own SET');
+      assert.equal(scriptCalls(before, later, ['set']), 1, 'the sliding window\'s SET, in its script');
       assert.equal(scriptCalls(before, later, ['incrby']), 2, 'an INCRBY for each fixed window');
+      assert.equal(scriptCalls(before, later, ['pexpire']), 2, 'a PEXPIRE for each new count');
 
       before = await allCalls();
       assert.deepEqual(await store.apply(ops, 'only_over', NOW, signal()), [r(1, 2, true), r(1, 2, false), r(1, 2, false)]);
