@@ -26,7 +26,8 @@ export interface CounterOp {
   readonly refill: number;
   /**
    * Fixed window only: key time to live, window plus jitter, counted from the write that creates the key or from a
-   * later one (the key is never reused after its window, so either is late enough).
+   * later one (the key is never reused after its window, so either is late enough). A store may set it a moment
+   * after that write (the Redis store: in the next event-loop turn).
    */
   readonly ttlMs: number;
 }

@@ -376,6 +376,7 @@ export class RedisCounterStore implements CounterStore {
     if (this.closed) return;
     this.closed = true;
     if (this.client.status === 'ready') {
+      this.payOwedTtls(); // new counts must not outlive this process without their TTL
       // QUIT lets in-flight replies arrive; a paused or unreachable server must not hold shutdown, though.
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = new Promise<boolean>((resolve) => {
@@ -474,10 +475,11 @@ export class RedisCounterStore implements CounterStore {
    * two per event-loop turn). One INCRBY per window, written with the rest of the turn's batches (flush()).
    *
    * A window's TTL is set by the hit that created its count (INCRBY answered `hits`), as FIXED_WINDOW_SCRIPT does
-   * inside Redis: here the count is owed a PEXPIRE, which leaves with the next turn's write rather than in a write
-   * of its own (under load that is the next batch). A count whose INCRBY answer or PEXPIRE was lost to a dropped
-   * connection is owed one too, and gets it with the first batch that reaches Redis again. (A key that already had
-   * its TTL only has it moved a little later: harmless, the key names its window.)
+   * inside Redis: here the count is owed a PEXPIRE, which leaves with the next turn's write (under load, in the next
+   * batch's write rather than in one of its own: docs/benchmarks.md), and close() sends what is owed. A count whose
+   * INCRBY answer or PEXPIRE was lost to a dropped connection is owed one too, and gets it with the first batch that
+   * reaches Redis again. (A key that already had its TTL only has it moved a little later: harmless, the key names
+   * its window.)
    *
    * A value INCRBY cannot count, or a negative one (INCRBY answered less than `hits`), is replaced by
    * COUNTER_SCRIPT, which reads the value without adding to it again: one more round trip on a path for values this
@@ -521,11 +523,11 @@ export class RedisCounterStore implements CounterStore {
   }
 
   /**
-   * Writes the PEXPIREs owed. One that fails stays owed, for the next flush: only traffic schedules one, so Redis
-   * being down does not make this spin.
+   * Writes the PEXPIREs owed, once connected (while Redis is down each would fail at once, at every flush). One that
+   * fails stays owed, for a later flush: only traffic schedules one after a failure, so an outage does not spin.
    */
   private payOwedTtls(): void {
-    if (this.owedTtls.size === 0) return;
+    if (this.owedTtls.size === 0 || this.client.status !== 'ready') return;
     for (const [key, ttlMs] of this.owedTtls) this.client.pexpire(key, ttlMs).catch(() => this.oweTtl(key, ttlMs));
     this.owedTtls.clear();
   }

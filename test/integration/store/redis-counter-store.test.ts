@@ -375,6 +375,18 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('sends the PEXPIREs of new counts on close, rather than leave the counts without a TTL', async () => {
+    const store = new RedisCounterStore(createRedisClient({ url: single.url }));
+    const run = randomUUID();
+    await ready((store as unknown as { client: Redis }).client);
+    await store.apply([fixed(`${run}:a`, 1, 5, 30_000), fixed(`${run}:b`, 1, 5, 30_000)], 'always', NOW, signal());
+    await store.close();
+    for (const key of [`${run}:a`, `${run}:b`]) {
+      const ttl = await singleAdmin.pttl(key);
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `TTL of ${key}: ${ttl}`);
+    }
+  });
+
   it('gives a count whose INCRBY answer was lost with its connection its TTL, with the next batch', async () => {
     const client = createRedisClient({ url: single.url }) as Redis;
     const store = new RedisCounterStore(client);
@@ -635,6 +647,7 @@ describe('RedisCounterStore on a cluster', () => {
 
       let before = await allCalls();
       assert.deepEqual(await store.apply(ops, 'always', NOW, signal()), [r(0, 1, true), r(0, 1, true), r(0, 1, true)]);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the new counts' PEXPIREs leave in the next turn
       let later = await allCalls();
       assert.equal(scriptCalls(before, later), 1, 'the sliding window');
       assert.equal(scriptCalls(before, later, ['set']), 1, 'the sliding window\'s SET, in its script');
