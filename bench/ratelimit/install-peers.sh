@@ -2,6 +2,8 @@
 # Installs the peers for the rate-limit benchmark into <repo>/.tools/bin (gitignored):
 #   - ghz                     (gRPC load generator)         -> .tools/bin/ghz
 #   - envoyproxy/ratelimit    (the Go reference service)    -> .tools/bin/envoy-ratelimit
+# Usage: install-peers.sh [ghz] [envoy-ratelimit]   (default: both). scripts/setup.sh installs envoy-ratelimit
+# alone, for the differential test (test/integration/server/ratelimit-peer.test.ts).
 # Idempotent: a binary whose stamp (.tools/bin/<name>.version) matches the pinned version is
 # kept as is. Needs only Go and the Go module proxy.
 #
@@ -31,13 +33,20 @@ export CGO_ENABLED="${CGO_ENABLED:-0}"
 
 mkdir -p "$BIN"
 log() { echo "install-peers: $*" >&2; }
+PEERS=("$@")
+[[ ${#PEERS[@]} -gt 0 ]] || PEERS=(ghz envoy-ratelimit)
+wanted() { local p; for p in "${PEERS[@]}"; do [[ "$p" == "$1" ]] && return 0; done; return 1; }
+for p in "${PEERS[@]}"; do
+  [[ "$p" == ghz || "$p" == envoy-ratelimit ]] || { log "unknown peer '$p' (known: ghz, envoy-ratelimit)"; exit 1; }
+done
 
 stamp_ok() { # name version
   [[ -x "$BIN/$1" && -f "$BIN/$1.version" && "$(cat "$BIN/$1.version")" == "$2" ]]
 }
 
 # ---- ghz ------------------------------------------------------------------------------
-if stamp_ok ghz "$GHZ_VERSION"; then
+if ! wanted ghz; then :
+elif stamp_ok ghz "$GHZ_VERSION"; then
   log "ghz $GHZ_VERSION already installed"
 else
   log "installing ghz $GHZ_VERSION (go install) ..."
@@ -50,10 +59,11 @@ else
 fi
 
 # ---- envoyproxy/ratelimit -------------------------------------------------------------
-if [[ "$RATELIMIT_VERSION" == latest ]]; then
+if wanted envoy-ratelimit && [[ "$RATELIMIT_VERSION" == latest ]]; then
   RATELIMIT_VERSION="$(cd /tmp && "$GO" list -m -f '{{.Version}}' github.com/envoyproxy/ratelimit@latest)"
 fi
-if stamp_ok envoy-ratelimit "$RATELIMIT_VERSION"; then
+if ! wanted envoy-ratelimit; then :
+elif stamp_ok envoy-ratelimit "$RATELIMIT_VERSION"; then
   log "envoyproxy/ratelimit $RATELIMIT_VERSION already built"
 else
   log "building envoyproxy/ratelimit $RATELIMIT_VERSION ..."
@@ -78,5 +88,6 @@ else
   log "envoyproxy/ratelimit built in $((SECONDS - t0)) s"
 fi
 
-echo "ghz                  $("$BIN/ghz" --version 2>&1 | head -n1)  ($BIN/ghz)"
+if wanted ghz; then echo "ghz                  $("$BIN/ghz" --version 2>&1 | head -n1)  ($BIN/ghz)"; fi
+wanted envoy-ratelimit || exit 0
 echo "envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version")  ($BIN/envoy-ratelimit, $("$GO" version "$BIN/envoy-ratelimit" | awk '{print $2}'))"

@@ -1,0 +1,260 @@
+// Differential test against envoyproxy/ratelimit itself (the Go service Portcullis is a drop-in for): the same
+// descriptor files, the same requests sent to both side by side, each with a Redis of its own. The answers must agree,
+// and so must what each leaves in Redis, key names byte for byte (a Portcullis fleet can take over the Go service's
+// Redis mid-window). The peer is built from the Go module proxy by bench/ratelimit/install-peers.sh, which
+// scripts/setup.sh runs; ENVOY_RATELIMIT_BIN points at another build.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../support/app.js';
+import { repoRoot } from '../../support/envoy.js';
+import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
+import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+import { awayFromWindowEdge } from '../../support/windows.js';
+
+/** Fixture files both services load; each has a domain of its own (the Go service refuses a domain twice). */
+const FIXTURES = ['basic.yaml', 'replaces.yaml', 'shadow.yaml', 'unlimited.yaml', 'wildcard.yaml', 'nested.yaml'];
+
+function peerBinary(): string {
+  const binary = process.env['ENVOY_RATELIMIT_BIN'] ?? path.join(repoRoot(), '.tools', 'bin', 'envoy-ratelimit');
+  if (!existsSync(binary)) {
+    throw new Error(`envoyproxy/ratelimit not found at ${binary}: run bash bench/ratelimit/install-peers.sh envoy-ratelimit `
+      + '(scripts/setup.sh does), or set ENVOY_RATELIMIT_BIN');
+  }
+  return binary;
+}
+
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  })));
+  const ports = servers.map((server) => (server.address() as { port: number }).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+interface Peer {
+  readonly client: RateLimitClient;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+async function startPeer(descriptorsDir: string, redis: RedisServer): Promise<Peer> {
+  const [grpcPort, httpPort, debugPort] = await freePorts(3);
+  const child: ChildProcess = spawn(peerBinary(), [], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      LOG_LEVEL: 'warn',
+      USE_STATSD: 'false',
+      DISABLE_STATS: 'true',
+      REDIS_SOCKET_TYPE: 'tcp',
+      REDIS_URL: `127.0.0.1:${redis.port}`,
+      RUNTIME_ROOT: path.dirname(path.dirname(descriptorsDir)),
+      RUNTIME_SUBDIRECTORY: path.basename(path.dirname(descriptorsDir)),
+      RUNTIME_WATCH_ROOT: 'false',
+      GRPC_HOST: '127.0.0.1',
+      GRPC_PORT: String(grpcPort),
+      HOST: '127.0.0.1',
+      PORT: String(httpPort),
+      DEBUG_HOST: '127.0.0.1',
+      DEBUG_PORT: String(debugPort),
+      LIMIT_RESPONSE_HEADERS_ENABLED: 'true',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const client = rateLimitClient(`127.0.0.1:${grpcPort}`);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await client.shouldRateLimit({ domain: 'unlimited', descriptors: [{ entries: [{ key: 'internal', value: 'ready' }] }] }, 1000);
+      break;
+    } catch (error) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`envoyproxy/ratelimit did not come up: ${String(error)}\n${output}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    client,
+    output: () => output,
+    stop: async () => {
+      client.close();
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+type Entries = Record<string, string>;
+interface Step {
+  readonly domain: string;
+  readonly descriptors: readonly Entries[];
+  readonly hitsAddend?: number;
+  /** How many times the request is sent (to each service). */
+  readonly times?: number;
+  /** The shortest limit unit involved, in seconds: the step waits until it fits in one window of it. */
+  readonly window?: number;
+}
+
+const request = (step: Step): object => ({
+  domain: step.domain,
+  descriptors: step.descriptors.map((entries) => ({ entries: Object.entries(entries).map(([key, value]) => ({ key, value })) })),
+  ...(step.hitsAddend === undefined ? {} : { hits_addend: step.hitsAddend }),
+});
+
+/**
+ * What both services must agree on. Times until reset are compared apart, within a second: the two answer a moment
+ * apart.
+ */
+function comparable(response: WireResponse): object {
+  return {
+    overall: response.overall_code,
+    headers: (response.response_headers_to_add ?? []).map(({ key, value }) => [key, /reset/i.test(key) ? '(reset)' : value]),
+    statuses: (response.statuses ?? []).map((status) => ({
+      code: status.code,
+      limit: status.current_limit === undefined || status.current_limit === null
+        ? null
+        : { unit: status.current_limit.unit, requests_per_unit: status.current_limit.requests_per_unit },
+      remaining: status.limit_remaining ?? 0,
+    })),
+  };
+}
+
+const STEPS: readonly Step[] = [
+  // basic.yaml (upstream's basic_config plus unlimited and detailed_metric keys)
+  { domain: 'test-domain', descriptors: [{ key1: 'value1', subkey1: 'x' }], times: 7, window: 1 },
+  { domain: 'test-domain', descriptors: [{ key1: 'value1', subkey1: 'subvalue1' }], times: 12, window: 1 },
+  { domain: 'test-domain', descriptors: [{ key1: 'value1' }], times: 2 },
+  { domain: 'test-domain', descriptors: [{ key2: 'anything' }], times: 22, window: 60 },
+  { domain: 'test-domain', descriptors: [{ key2: 'value2' }], times: 3, window: 60 },
+  { domain: 'test-domain', descriptors: [{ key2: 'value3' }], times: 3 },
+  { domain: 'test-domain', descriptors: [{ key3: 'a' }], times: 3 },
+  { domain: 'test-domain', descriptors: [{ key4: 'a' }], times: 2 },
+  { domain: 'test-domain', descriptors: [{ key5: 'value5', subkey5: 'subvalue5' }], times: 3 },
+  { domain: 'test-domain', descriptors: [{ key6: 'x' }], times: 3 },
+  { domain: 'test-domain', descriptors: [{ key7: 'x' }], hitsAddend: 30, times: 3, window: 60 },
+  { domain: 'test-domain', descriptors: [{ nothing: 'here' }], times: 2 },
+  // several descriptors in one request: the overall answer is the worst of them
+  { domain: 'test-domain', descriptors: [{ key2: 'value2' }, { key3: 'a' }, { key6: 'x' }], times: 2, window: 60 },
+  // replaces.yaml: a vip limit replaces the per-user one
+  { domain: 'replaces', descriptors: [{ user: 'u1' }], times: 12, window: 60 },
+  { domain: 'replaces', descriptors: [{ user: 'u1' }, { vip: 'v1' }], times: 3, window: 60 },
+  { domain: 'replaces', descriptors: [{ user: 'u2' }, { vip_unlimited: 'x' }], times: 12, window: 60 },
+  // shadow.yaml: over the limit in shadow mode is reported per descriptor but allowed overall
+  { domain: 'shadow', descriptors: [{ key1: 'value1' }], times: 4, window: 1 },
+  { domain: 'shadow', descriptors: [{ key1: 'value1' }, { key2: 'b' }], times: 4, window: 1 },
+  // unlimited.yaml
+  { domain: 'unlimited', descriptors: [{ internal: 'x' }, { limited: 'y' }], times: 3, window: 1 },
+  // wildcard.yaml: trailing wildcards, the kind both services have
+  { domain: 'wildcard', descriptors: [{ wild: 'foo-1' }], times: 3, window: 60 },
+  { domain: 'wildcard', descriptors: [{ wild: 'foo-2' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ path: '/api/v1/users' }], times: 12, window: 60 },
+  { domain: 'wildcard', descriptors: [{ path: '/api/exact' }], times: 3, window: 60 },
+  { domain: 'wildcard', descriptors: [{ path: '/other' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ noWild: 'foo' }, { noWild: 'foobar' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ tenant: 'acme', user: 'bot-7' }], times: 4, window: 1 },
+  // nested.yaml
+  { domain: 'nested', descriptors: [{ k: 'v', sub: 'only' }], times: 3, window: 1 },
+  { domain: 'nested', descriptors: [{ k: 'v', sub: 'other' }], times: 2 },
+  { domain: 'nested', descriptors: [{ k: 'w', sub: 'x' }], times: 4, window: 1 },
+  { domain: 'nested', descriptors: [{ a: '1', b: '2', c: '3' }], times: 5, window: 60 },
+  { domain: 'nested', descriptors: [{ parent: 'p' }], times: 6 },
+  { domain: 'nested', descriptors: [{ parent: 'p', child: 'c' }], times: 6 },
+  { domain: 'nested', descriptors: [{ empty: '' }], times: 2, window: 1 },
+];
+
+describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {
+  let peerRedis: RedisServer;
+  let ownRedis: RedisServer;
+  let peer: Peer;
+  let portcullis: TestApp;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'portcullis-peer-'));
+    // The Go service reads $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*.yaml.
+    const descriptorsDir = path.join(dir, 'runtime', 'ratelimit', 'config');
+    mkdirSync(descriptorsDir, { recursive: true });
+    const descriptors: Record<string, string> = {};
+    for (const name of FIXTURES) {
+      descriptors[name] = readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'descriptors', name), 'utf8');
+      writeFileSync(path.join(descriptorsDir, name), descriptors[name]!);
+    }
+    [peerRedis, ownRedis] = await Promise.all([startRedis(), startRedis()]);
+    peer = await startPeer(descriptorsDir, peerRedis);
+    portcullis = await startTestApp({ descriptors, redisUrl: ownRedis.url, ratelimit: 'response_headers: { enabled: true }' });
+    await portcullis.client.shouldRateLimit({ domain: 'unlimited', descriptors: [{ entries: [{ key: 'internal', value: 'ready' }] }] });
+  });
+
+  after(async () => {
+    await portcullis?.close();
+    await peer?.stop();
+    await peerRedis?.stop();
+    await ownRedis?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers every request as envoyproxy/ratelimit does, and leaves the same counters in Redis', async () => {
+    await awayFromWindowEdge(60, 20);
+    const started = Date.now();
+    for (const step of STEPS) {
+      for (let i = 0; i < (step.times ?? 1); i += 1) {
+        // Both services count by the wall clock: a pair sent a moment apart must not straddle a window edge.
+        if (step.window !== undefined) await awayFromWindowEdge(step.window, step.window === 1 ? 0.3 : 5);
+        const [theirs, ours] = await Promise.all([peer.client.shouldRateLimit(request(step)), portcullis.client.shouldRateLimit(request(step))]);
+        const label = `${step.domain} ${JSON.stringify(step.descriptors)} #${i + 1}`;
+        assert.deepEqual(comparable(ours), comparable(theirs), label);
+        const resets = (response: WireResponse): number[] => [
+          ...(response.statuses ?? []).map((status) => Number(status.duration_until_reset?.seconds ?? 0)),
+          ...(response.response_headers_to_add ?? []).filter(({ key }) => /reset/i.test(key)).map(({ value }) => Number(value)),
+        ];
+        resets(theirs).forEach((theirReset, j) => {
+          const ourReset = resets(ours)[j]!;
+          assert.ok(Math.abs(ourReset - theirReset) <= 1, `${label}: reset ${ourReset} s against ${theirReset} s`);
+        });
+      }
+    }
+    assert.ok(Date.now() - started < 40_000, 'the steps took long enough for a minute window to turn');
+
+    // The counters left behind: the same key names, byte for byte, and the same counts. The Go service gives a key
+    // up to 300 s of expiry jitter, Portcullis less, so a second window may be gone on this side only; hour and day
+    // windows are still there on both.
+    const counters = async (port: number): Promise<Map<string, string>> => {
+      const counts = new Map<string, string>();
+      for (const name of parseArray(await sendCommand(port, ['KEYS', '*']))) counts.set(name, parseBulk(await sendCommand(port, ['GET', name])));
+      return counts;
+    };
+    const [theirs, ours] = await Promise.all([counters(peerRedis.port), counters(ownRedis.port)]);
+    assert.ok(ours.size >= 20, `Portcullis left ${ours.size} counters: ${[...ours.keys()].join(', ')}`);
+    for (const [name, count] of ours) assert.equal(theirs.get(name), count, `${name}: ours ${count}, theirs ${theirs.get(name)}`);
+    const lasting = (counts: Map<string, string>): string[] => [...counts.keys()].filter((name) => /_(key3|key4|key5|parent)_/.test(name)).sort();
+    assert.equal(lasting(theirs).length, 5, lasting(theirs).join(', '));
+    assert.deepEqual(lasting(ours), lasting(theirs));
+  });
+});
+
+/** The members of a RESP array of bulk strings. */
+function parseArray(reply: string): string[] {
+  const lines = reply.split('\r\n');
+  const members: string[] = [];
+  for (let i = 1; i < lines.length; i += 1) {
+    if (lines[i]!.startsWith('$')) members.push(lines[++i]!);
+  }
+  return members;
+}
+
+function parseBulk(reply: string): string {
+  return reply.split('\r\n')[1] ?? '';
+}
