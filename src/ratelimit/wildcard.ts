@@ -1,7 +1,8 @@
 /**
  * Compiles a descriptor `key_value` with `*` wildcards into a matcher. Each `*` matches zero or more
  * characters anywhere in the value; the literal segments must appear in order (prefix, middles,
- * suffix), as in envoyproxy/ratelimit since PR #1085. Compiled once at load, never per request.
+ * suffix), as in envoyproxy/ratelimit's any-position wildcards (2026; builds before them, such as the one the
+ * differential test pins, match a trailing `*` only: docs/ratelimit.md). Compiled once at load, never per request.
  */
 export function compileWildcard(pattern: string): (text: string) => boolean {
   const segments = pattern.split('*');

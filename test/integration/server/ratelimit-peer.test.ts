@@ -165,6 +165,10 @@ const STEPS: readonly Step[] = [
   { domain: 'wildcard', descriptors: [{ path: '/other' }], times: 2, window: 60 },
   { domain: 'wildcard', descriptors: [{ noWild: 'foo' }, { noWild: 'foobar' }], times: 2, window: 60 },
   { domain: 'wildcard', descriptors: [{ tenant: 'acme', user: 'bot-7' }], times: 4, window: 1 },
+  { domain: 'wildcard', descriptors: [{ mid: 'abc' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ mid: 'a*z' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ any: 'x' }], times: 2, window: 60 },
+  { domain: 'wildcard', descriptors: [{ wild: 'foo' }], times: 2, window: 60 },
   // nested.yaml
   { domain: 'nested', descriptors: [{ k: 'v', sub: 'only' }], times: 3, window: 1 },
   { domain: 'nested', descriptors: [{ k: 'v', sub: 'other' }], times: 2 },
@@ -242,6 +246,35 @@ describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {
     const lasting = (counts: Map<string, string>): string[] => [...counts.keys()].filter((name) => /_(key3|key4|key5|parent)_/.test(name)).sort();
     assert.equal(lasting(theirs).length, 5, lasting(theirs).join(', '));
     assert.deepEqual(lasting(ours), lasting(theirs));
+  });
+
+  it('answers bad and unknown requests as envoyproxy/ratelimit does', async () => {
+    const cases: [string, object][] = [
+      ['an empty domain', { domain: '', descriptors: [{ entries: [{ key: 'key6', value: 'x' }] }] }],
+      ['no descriptors', { domain: 'test-domain', descriptors: [] }],
+      ['a domain no file has', { domain: 'nowhere', descriptors: [{ entries: [{ key: 'key6', value: 'x' }] }] }],
+      ['a descriptor without entries', { domain: 'test-domain', descriptors: [{ entries: [] }] }],
+      ['an entry with an empty key', { domain: 'test-domain', descriptors: [{ entries: [{ key: '', value: 'x' }] }] }],
+      ['an entry with an empty value', { domain: 'test-domain', descriptors: [{ entries: [{ key: 'key2', value: '' }] }] }],
+    ];
+    const outcome = (promise: Promise<WireResponse>): Promise<object> => promise.then(
+      (response) => ({ answer: comparable(response) }),
+      (error: { code?: number; details?: string }) => ({ error: error.code, details: error.details }),
+    );
+    for (const [label, body] of cases) {
+      const [theirs, ours] = await Promise.all([outcome(peer.client.shouldRateLimit(body)), outcome(portcullis.client.shouldRateLimit(body))]);
+      assert.deepEqual(ours, theirs, label);
+    }
+  });
+
+  it('differs, as documented, on a `*` inside a value: a wildcard here, a literal character in the pinned build', async () => {
+    // Any-position wildcards came to envoyproxy/ratelimit after the build install-peers.sh pins (2026-01-22), which
+    // matches only a trailing `*`. When the pin moves past them, this fails: the difference is gone from
+    // docs/ratelimit.md too then.
+    const step = request({ domain: 'wildcard', descriptors: [{ mid: 'a-middle-z' }] });
+    const [theirs, ours] = await Promise.all([peer.client.shouldRateLimit(step), portcullis.client.shouldRateLimit(step)]);
+    assert.equal(theirs.statuses?.[0]?.current_limit ?? null, null, 'the pinned build matched a-middle-z against a*z');
+    assert.equal(ours.statuses?.[0]?.current_limit?.requests_per_unit, 40);
   });
 });
 
