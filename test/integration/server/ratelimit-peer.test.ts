@@ -54,7 +54,6 @@ async function freePorts(count: number): Promise<number[]> {
 
 interface Peer {
   readonly client: RateLimitClient;
-  output(): string;
   stop(): Promise<void>;
 }
 
@@ -101,7 +100,6 @@ async function startPeer(descriptorsDir: string, redis: RedisServer): Promise<Pe
   }
   return {
     client,
-    output: () => output,
     stop: async () => {
       client.close();
       child.kill('SIGTERM');
