@@ -215,8 +215,12 @@ for h, t in string.gmatch(ARGV[1], '(%d+),(%d+);') do
   if type(after) == 'number' and after >= hits then
     if after == hits then redis.call('PEXPIRE', key, t) end
   else
-    local raw = redis.pcall('GET', key)
-    local count = type(raw) == 'string' and tonumber(string.match(raw, '^(%d+)$')) or 0
+    -- INCRBY counted a negative number (which reads as empty), or refused a value that is not an integer.
+    local count = 0
+    if type(after) ~= 'number' then
+      local raw = redis.pcall('GET', key)
+      count = type(raw) == 'string' and tonumber(string.match(raw, '^(%d+)$')) or 0
+    end
     after = count + hits
     redis.call('SET', key, string.format('%d', after), 'PX', t)
   end
@@ -481,10 +485,10 @@ export class RedisCounterStore implements CounterStore {
    * reaches Redis again. (A key that already had its TTL only has it moved a little later: harmless, the key names
    * its window.)
    *
-   * A value INCRBY cannot count, or a negative one (INCRBY answered less than `hits`), is replaced by
-   * COUNTER_SCRIPT, which reads the value without adding to it again: one more round trip on a path for values this
-   * store never writes. Keys are distinct, so each op's INCRBY is the only one on its key in the batch. Any other
-   * refusal (OOM, a read-only replica) goes the same way and comes back as the script's own error.
+   * A value INCRBY cannot count is replaced by COUNTER_SCRIPT, which reads it without adding to it again; a negative
+   * one (INCRBY answered less than `hits`) reads as empty and is SET to the hits. Either is one more round trip, on
+   * a path for values this store never writes. Keys are distinct, so each op's INCRBY is the only one on its key in
+   * the batch. Any other refusal (OOM, a read-only replica) goes to the script too and comes back as its error.
    */
   private async countFixedWindowsPlain(ops: readonly CounterOp[], indexes: readonly number[], nowMs: number): Promise<CounterResult[]> {
     const counted = indexes.map((i) => this.client.incrby(ops[i]!.key, ops[i]!.hits).catch((error: unknown) => {
@@ -498,10 +502,17 @@ export class RedisCounterStore implements CounterStore {
     });
     const results = new Array<CounterResult>(indexes.length);
     const replaced: number[] = [];
+    const negatives: Promise<unknown>[] = [];
     afters.forEach((after, j) => {
       const op = ops[indexes[j]!]!;
-      if (after === undefined || after < op.hits) {
+      if (after === undefined) {
         replaced.push(j);
+        return;
+      }
+      if (after < op.hits) {
+        // INCRBY counted a negative number, which reads as empty: the count starts over at these hits.
+        negatives.push(this.client.set(op.key, String(op.hits), 'PX', op.ttlMs));
+        results[j] = { before: 0, after: op.hits, consumed: true };
         return;
       }
       if (after === op.hits) {
@@ -510,6 +521,7 @@ export class RedisCounterStore implements CounterStore {
       }
       results[j] = { before: after - op.hits, after, consumed: true };
     });
+    await Promise.all(negatives);
     if (replaced.length > 0) {
       // `apply` with every op consuming is what `always` does, through the general script.
       const replies = await this.call(ops, replaced.map((j) => indexes[j]!), 'apply', nowMs, ops.map(() => true));
