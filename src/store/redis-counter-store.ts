@@ -521,7 +521,7 @@ export class RedisCounterStore implements CounterStore {
       }
       results[j] = { before: after - op.hits, after, consumed: true };
     });
-    await Promise.all(negatives);
+    if (negatives.length > 0) await Promise.all(negatives);
     if (replaced.length > 0) {
       // `apply` with every op consuming is what `always` does, through the general script.
       const replies = await this.call(ops, replaced.map((j) => indexes[j]!), 'apply', nowMs, ops.map(() => true));
