@@ -122,9 +122,11 @@ async function startPeer(descriptorsDir: string, redis: RedisServer): Promise<Pe
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-  // logrus quotes the message as Go's strconv.Quote does, which JSON reads for everything these messages hold.
-  const logged = /level=error msg=("(?:[^"\\]|\\.)*")/.exec(output)?.[1];
-  const loadError = loaded ? undefined : (JSON.parse(logged ?? '""') as string).replace(/^Error loading new configuration: /, '');
+  // logrus quotes the message as Go's strconv.Quote does, which JSON reads for everything these messages hold. The
+  // log comes through a pipe, the answer through a socket: the line may arrive a moment after the answer.
+  const logLine = (): string | undefined => /level=error msg=("(?:[^"\\]|\\.)*")/.exec(output)?.[1];
+  while (!loaded && logLine() === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  const loadError = loaded ? undefined : (JSON.parse(logLine() ?? '""') as string).replace(/^Error loading new configuration: /, '');
   return {
     client,
     loadError,
