@@ -6,18 +6,19 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/config/errors.js';
-import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
+import { compileDescriptorFiles, type DescriptorFile } from '../../../src/ratelimit/descriptor-config.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
 import { repoRoot } from '../../support/envoy.js';
 import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 import { awayFromWindowEdge } from '../../support/windows.js';
+import { DESCRIPTOR_FIXTURES, fixture } from '../../unit/ratelimit/support.js';
 
 /**
  * Fixture files both services load, by name, each with a domain of its own (the Go service refuses a domain twice):
@@ -63,6 +64,15 @@ function listening(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** A directory laid out as the Go service reads it ($RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*), holding `files`. */
+function runtimeDirWith(files: readonly DescriptorFile[]): { dir: string; descriptorsDir: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-peer-'));
+  const descriptorsDir = path.join(dir, 'runtime', 'ratelimit', 'config');
+  mkdirSync(descriptorsDir, { recursive: true });
+  for (const file of files) writeFileSync(path.join(descriptorsDir, file.name), file.text);
+  return { dir, descriptorsDir };
 }
 
 interface Peer {
@@ -239,15 +249,10 @@ describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {
   let dir: string;
 
   before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'portcullis-peer-'));
-    // The Go service reads $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*.yaml.
-    const descriptorsDir = path.join(dir, 'runtime', 'ratelimit', 'config');
-    mkdirSync(descriptorsDir, { recursive: true });
-    const descriptors: Record<string, string> = {};
-    for (const [name, adapt] of Object.entries(FIXTURES)) {
-      descriptors[name] = adapt(readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'descriptors', name), 'utf8'));
-      writeFileSync(path.join(descriptorsDir, name), descriptors[name]!);
-    }
+    const files = Object.entries(FIXTURES).map(([name, adapt]) => ({ name, text: adapt(fixture(name).text) }));
+    let descriptorsDir: string;
+    ({ dir, descriptorsDir } = runtimeDirWith(files));
+    const descriptors = Object.fromEntries(files.map((file) => [file.name, file.text]));
     [peerRedis, ownRedis] = await Promise.all([startRedis(), startRedis()]);
     peer = await startPeer(descriptorsDir, peerRedis);
     assert.equal(peer.loadError, undefined, 'the Go service refused the fixtures');
@@ -359,16 +364,12 @@ describe('descriptor files: loaded or refused as envoyproxy/ratelimit does (diff
     await redis?.stop();
   });
 
-  const fixtures = readdirSync(path.join(repoRoot(), 'test', 'fixtures', 'descriptors')).filter((name) => !EXTENSION_FIXTURES.has(name));
+  const fixtures = readdirSync(DESCRIPTOR_FIXTURES).filter((name) => !EXTENSION_FIXTURES.has(name));
   for (const name of fixtures) {
     it(name, async () => {
       // A duplicate domain needs a file that has it first.
-      const names = name === 'duplicate_domain.yaml' ? ['basic.yaml', name] : [name];
-      const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-peer-load-'));
-      const descriptorsDir = path.join(dir, 'runtime', 'ratelimit', 'config');
-      mkdirSync(descriptorsDir, { recursive: true });
-      const files = names.map((file) => ({ name: file, text: readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'descriptors', file), 'utf8') }));
-      for (const file of files) writeFileSync(path.join(descriptorsDir, file.name), file.text);
+      const files = (name === 'duplicate_domain.yaml' ? ['basic.yaml', name] : [name]).map(fixture);
+      const { dir, descriptorsDir } = runtimeDirWith(files);
       let ours: string | undefined;
       try {
         compileDescriptorFiles(files);
