@@ -385,7 +385,10 @@ describe('descriptor files: loaded or refused as envoyproxy/ratelimit does (diff
           return;
         }
         assert.equal(ours === undefined, theirs === undefined, `Portcullis: ${ours ?? 'loads'}; envoyproxy/ratelimit: ${theirs ?? 'loads'}`);
-        assert.equal(ours, theirs);
+        // Of two files with one domain, the Go service blames whichever its directory listing gives second (the
+        // filesystem's order); Portcullis reads files in name order. The message after the file name must agree.
+        const unnamed = (message: string | undefined): string | undefined => (files.length > 1 ? message?.replace(/^[^:]+: /, '') : message);
+        assert.equal(unnamed(ours), unnamed(theirs));
       } finally {
         await peer.stop();
         rmSync(dir, { recursive: true, force: true });
