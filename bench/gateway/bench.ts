@@ -20,6 +20,9 @@
 // subset; bare is always run, the ratios need it). Output: Markdown on stdout.
 // For looking inside Portcullis: BENCH_STORE (redis | memory), BENCH_PORTCULLIS_NODE_ARGS (Node flags for Portcullis
 // only, e.g. "--trace-gc"), BENCH_PORTCULLIS_LOG (keep its stdout, JSON log and any trace, at this path).
+// Cores: BENCH_ENVOY_CONCURRENCY (Envoy worker threads, 1) and BENCH_WORKERS (Portcullis' server.workers, 1; with
+// more than one, its CPU column sums the supervisor and its workers). envoy_grpc opens one connection per Envoy thread
+// and the supervisor spreads connections, not calls, so workers beyond Envoy's threads stay idle (docs/workers.md).
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,7 +37,7 @@ import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/env
 import { makeCertificates, testTarget } from '../../test/support/gateway.js';
 import { shippedPortcullisConfig, splitHostPort, startPortcullis } from '../../test/support/portcullis.js';
 import { sendCommand, startRedis } from '../../test/support/redis-server.js';
-import { processTicks, TICK_US } from '../support/proc.js';
+import { processTicks, processTreeTicks, TICK_US } from '../support/proc.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
@@ -43,6 +46,12 @@ const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 4);
 const STORE = process.env['BENCH_STORE'] ?? 'redis';
 if (STORE !== 'redis' && STORE !== 'memory') throw new Error(`BENCH_STORE must be redis or memory, got '${STORE}'`);
+const ENVOY_CONCURRENCY = Number(process.env['BENCH_ENVOY_CONCURRENCY'] ?? 1);
+const WORKERS = Number(process.env['BENCH_WORKERS'] ?? 1);
+for (const [name, value] of [['BENCH_ENVOY_CONCURRENCY', ENVOY_CONCURRENCY], ['BENCH_WORKERS', WORKERS]] as const) {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number ≥ 1, got '${process.env[name]}'`);
+}
+if (WORKERS > 1 && STORE === 'memory') throw new Error('BENCH_WORKERS > 1 needs BENCH_STORE=redis: workers share counts through Redis');
 const PORTCULLIS_NODE_ARGS = (process.env['BENCH_PORTCULLIS_NODE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== '');
 const PATH = '/api/users/1';
 
@@ -184,7 +193,7 @@ await new Promise<void>((resolve, reject) => {
 });
 const shipped = shippedPortcullisConfig(undefined);
 const portcullis = await startPortcullis({
-  server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+  server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: WORKERS },
   ...(STORE === 'redis' ? { redis: { url: redis.url } } : {}),
   log: { level: 'info' },
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
@@ -220,7 +229,7 @@ const redisPid = Number(/process_id:(\d+)/.exec(await sendCommand(redis.port, ['
  */
 const cpuSample = (envoyPid: number | undefined, backend: Target['backend']): Record<string, number> => {
   const backendPid = backend === 'noop' ? noop.pid : portcullis.pid;
-  const own = { envoy: processTicks(envoyPid), portcullis: processTicks(backendPid), redis: processTicks(redisPid), upstreams: processTicks(samples.pid) };
+  const own = { envoy: processTicks(envoyPid), portcullis: processTreeTicks(backendPid), redis: processTicks(redisPid), upstreams: processTicks(samples.pid) };
   return { ...own, other: machineBusyTicks() - Object.values(own).reduce((a, b) => a + b, 0) };
 };
 try {
@@ -228,7 +237,7 @@ try {
   // Without it the first run of each invocation was the slowest (p99 at the fixed rate 22–57 ms, docs/benchmarks.md).
   for (const backend of ['portcullis', 'noop'] as const) {
     if (!list.some((t) => t.backend === backend && t.keep.length > 0)) continue;
-    const envoy = await startEnvoy(bootstrapFor(bases[backend], targets(ENABLED_FILTERS).find((t) => t.name === 'all')!.keep));
+    const envoy = await startEnvoy(bootstrapFor(bases[backend], targets(ENABLED_FILTERS).find((t) => t.name === 'all')!.keep), { concurrency: ENVOY_CONCURRENCY });
     try {
       await peak(envoy.listenerPort('http'), WARMUP_SECONDS);
     } finally {
@@ -237,7 +246,7 @@ try {
   }
   for (let r = 0; r < RUNS; r += 1) {
     for (const t of list) {
-      const envoy: EnvoyInstance = await startEnvoy(bootstrapFor(bases[t.backend], t.keep));
+      const envoy: EnvoyInstance = await startEnvoy(bootstrapFor(bases[t.backend], t.keep), { concurrency: ENVOY_CONCURRENCY });
       try {
         const port = envoy.listenerPort('http');
         await fixedRate(port, 100, 1); // warm-up: connections to Portcullis and upstreams
@@ -296,5 +305,5 @@ const againstCeiling = all === undefined || ceiling === undefined ? ''
 // The runtime moves these numbers (Node 22 against 20: docs/benchmarks.md, 2026-12-06), so the report names it.
 process.stdout.write(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version} (the client, the sample services and Portcullis).\n`
   + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n`
-  + `Portcullis: ${STORE} store${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}.\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
+  + `Portcullis: ${STORE} store, ${WORKERS} worker(s)${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}; Envoy: ${ENVOY_CONCURRENCY} worker thread(s).\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Linux clock ticks are 10 ms (CLK_TCK 100) on every machine these benchmarks run on. */
 export const TICK_US = 10_000;
@@ -9,4 +9,23 @@ export function processTicks(pid: number | undefined): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/** processTicks of a process and of every live descendant (a supervisor and its workers). */
+export function processTreeTicks(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  let ticks = 0;
+  const pending = [pid];
+  while (pending.length > 0) {
+    const next = pending.pop()!;
+    try {
+      ticks += processTicks(next);
+      for (const task of readdirSync(`/proc/${next}/task`)) {
+        pending.push(...readFileSync(`/proc/${next}/task/${task}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number));
+      }
+    } catch {
+      // Gone between the listing and the read: a worker that exited contributes nothing more.
+    }
+  }
+  return ticks;
 }

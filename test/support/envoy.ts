@@ -241,6 +241,8 @@ export interface StartEnvoyOptions {
   logLevel?: string;
   /** How long to wait for readiness; default 20s. */
   readyTimeoutMs?: number;
+  /** Worker threads (`--concurrency`); default 1. */
+  concurrency?: number;
   /** More command line arguments. */
   extraArgs?: readonly string[];
 }
@@ -264,7 +266,7 @@ export async function startEnvoy(bootstrap: object, options: StartEnvoyOptions =
     binary,
     [
       '-c', configFile,
-      '--concurrency', '1',
+      '--concurrency', String(options.concurrency ?? 1),
       // Each instance gets its own shared-memory base id, so parallel Envoys (other test files, a running demo)
       // never collide.
       '--use-dynamic-base-id',
