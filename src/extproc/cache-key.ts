@@ -7,9 +7,17 @@ import { sha256 } from '../shared/sha256.js';
 export interface SplitPath {
   /** Normalized: dot segments removed, unreserved percent-encodings decoded, other encodings upper-cased. */
   readonly path: string;
+  /**
+   * Whether the path arrived in normal form. Only such a request may use the cache: the upstream serves the path as
+   * sent, so a response to `/a/x/../b` stored as `/b` would be served to everyone asking for `/b`.
+   */
+  readonly normal: boolean;
   /** Decoded query parameters in request order. */
   readonly query: readonly (readonly [string, string])[];
-  /** The raw query parameters, sorted: the cache key's query part. */
+  /**
+   * The raw query parameters sorted by name, each name's values kept in request order (`id=1&id=2` and `id=2&id=1`
+   * are different requests to most frameworks): the cache key's query part.
+   */
   readonly sortedQuery: string;
 }
 
@@ -39,14 +47,15 @@ export function splitPath(rawPath: string): SplitPath {
   const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
   // Most paths have no escapes and no dot segments: those are already normal.
   const plain = pathPart.startsWith('/') && !pathPart.includes('%') && !pathPart.includes('/.');
-  return new Split(plain ? pathPart : normalizeSegments(pathPart), q === -1 ? '' : withoutFragment.slice(q + 1));
+  const path = plain ? pathPart : normalizeSegments(pathPart);
+  return new Split(path, path === pathPart, q === -1 ? '' : withoutFragment.slice(q + 1));
 }
 
 /** The query is taken apart only when asked: a route with no validation and no cache never reads it. */
 class Split implements SplitPath {
   private decoded: SplitPath['query'] | undefined;
   private sorted: string | undefined;
-  constructor(readonly path: string, private readonly queryPart: string) {}
+  constructor(readonly path: string, readonly normal: boolean, private readonly queryPart: string) {}
   private pairs(): string[] {
     return this.queryPart.split('&').filter((p) => p !== '');
   }
@@ -57,8 +66,19 @@ class Split implements SplitPath {
     }));
   }
   get sortedQuery(): string {
-    return (this.sorted ??= this.pairs().map(normalizeEncoding).sort().join('&'));
+    // Array sort is stable: equal names keep their order.
+    return (this.sorted ??= this.pairs().map(normalizeEncoding).sort(byName).join('&'));
   }
+}
+
+function nameOf(pair: string): string {
+  const eq = pair.indexOf('=');
+  return eq === -1 ? pair : pair.slice(0, eq);
+}
+
+function byName(a: string, b: string): number {
+  const [x, y] = [nameOf(a), nameOf(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function normalizeSegments(pathPart: string): string {

@@ -4,6 +4,16 @@
 export type Header = readonly [name: string, value: string];
 export type HeaderList = readonly Header[];
 
+/**
+ * Text (a config literal, an identity claim, a protobuf `string`) as a header value in this module's form: its UTF-8
+ * bytes, one char per byte. Without it a char past U+00FF would be cut to its low byte when written as latin1: `č`
+ * (U+010D) would become a CR.
+ */
+export function textAsHeaderValue(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(text) ? text : Buffer.from(text, 'utf8').toString('latin1');
+}
+
 // Indexed loops: these run several times per message, and destructuring each pair cost an iterator per pair in the
 // allocation profile.
 export function headerValue(headers: HeaderList, name: string): string | undefined {

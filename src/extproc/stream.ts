@@ -20,7 +20,7 @@ import {
   type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
-import { applyMutation, headerValue, headerValues, MutationBuilder, NO_MUTATION, type HeaderList } from './headers.js';
+import { applyMutation, headerValue, headerValues, MutationBuilder, NO_MUTATION, textAsHeaderValue, type HeaderList } from './headers.js';
 import { acceptRequestId, continueTrace, formatTraceparent, type RandomHex, type TraceContext } from './ids.js';
 import { callerIdentity, type Identity } from './identity.js';
 import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, StreamLog } from './types.js';
@@ -117,6 +117,12 @@ export class ExtprocStream {
 
   private async requestHeaders(headers: HeaderList, endOfStream: boolean, input: ProcessingInput): Promise<Answer> {
     const { settings } = this.deps;
+    // Envoy sends one request_headers per stream; a client that sends another starts over, and nothing decided for
+    // the first request (its cache key above all) carries over to the second.
+    this.cacheState = undefined;
+    this.pendingStore = undefined;
+    this.validation = undefined;
+    this.invalidateOnSuccess = undefined;
     const method = headerValue(headers, ':method') ?? '';
     const rawPath = headerValue(headers, ':path') ?? '/';
     const host = headerValue(headers, ':authority') ?? headerValue(headers, 'host') ?? '';
@@ -139,7 +145,7 @@ export class ExtprocStream {
     const clientIp = clientAddress(input.attributes, headers);
     const builtins: Record<string, string | undefined> = {
       request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, client_ip: clientIp,
-      route: route?.name, method, path: split.path, host,
+      route: route && textAsHeaderValue(route.name), method, path: split.path, host,
     };
     const vars = (name: string): string | undefined => (name in builtins ? builtins[name] : identity[name]);
     this.request = { method, rawPath, path: split.path, host, headers, route, requestId, trace, vars };
@@ -155,10 +161,12 @@ export class ExtprocStream {
       }
     }
 
-    if (route?.cache) {
+    if (route?.cache && !split.normal) {
+      this.log.debug({ path: rawPath }, 'path not in normal form (dot segments, escapes); the cache is not used');
+    } else if (route?.cache) {
       const decision = requestCacheDecision(method, headers);
       if (decision.lookup || decision.store || decision.onlyIfCached) {
-        const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValue(headers, 'authorization'), headerValue(headers, 'x-api-key'), headerValue(headers, 'cookie')]);
+        const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValues(headers, 'authorization'), headerValues(headers, 'x-api-key'), headerValues(headers, 'cookie')]);
         const state: CacheState = {
           pathKey: pathKey(host, split.path), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
         };
@@ -461,7 +469,7 @@ function applyRules(mutation: MutationBuilder, rules: HeaderRules, vars: (name: 
 function render(value: string | undefined, name: string, log: StreamLog): string | undefined {
   if (value === undefined) return undefined;
   const safe = safeHeaderValue(value);
-  if (safe === undefined) log.warn({ header: name }, 'header rule produced a value Envoy would refuse (CR, LF, NUL or over 16 KiB); not set');
+  if (safe === undefined) log.warn({ header: name }, 'header rule produced a value Envoy would refuse (a control character, or over 16 KiB); not set');
   return safe;
 }
 

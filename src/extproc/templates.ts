@@ -1,6 +1,10 @@
 // Header value templates: literal text with `{name}` placeholders, parsed once at config load. `{{` and `}}` stand
 // for literal braces. Built-in names are listed in BUILTIN_VARIABLES; any other name is read from the identity that
 // ext_authz left in dynamic metadata (see identity.ts), so `{user_id}` works without Portcullis knowing the key.
+// Rendered values are header values in headers.ts' form (bytes as latin1 chars): literal text is turned into its UTF-8
+// bytes here, and the variables' values arrive in that form.
+
+import { textAsHeaderValue } from './headers.js';
 
 export const BUILTIN_VARIABLES = ['request_id', 'trace_id', 'span_id', 'client_ip', 'route', 'method', 'path', 'host'] as const;
 
@@ -29,22 +33,22 @@ export function compileTemplate(source: string): Template | string {
       if (end === -1) return `unclosed '{' at offset ${i} in '${source}' (write {{ for a literal brace)`;
       const name = source.slice(i + 1, end);
       if (!/^[a-z_][a-z0-9_]*$/.test(name)) return `'{${name}}' is not a variable name (lower case letters, digits, _)`;
-      if (text) parts.push({ text });
+      if (text) parts.push({ text: textAsHeaderValue(text) });
       text = '';
       parts.push({ name });
       i = end;
     } else if (c === '}') {
       return `unmatched '}' at offset ${i} in '${source}' (write }} for a literal brace)`;
-    } else if (c === '\r' || c === '\n' || c === '\0') {
-      return 'header values cannot contain CR, LF or NUL';
+    } else if (CONTROL.test(c)) {
+      return 'header values cannot contain control characters (CR, LF, NUL and the rest; tab is allowed)';
     } else {
       text += c;
     }
   }
-  if (text) parts.push({ text });
+  if (text) parts.push({ text: textAsHeaderValue(text) });
   const variables = [...new Set(parts.flatMap((p) => ('name' in p ? [p.name] : [])))];
   if (variables.length === 0) {
-    const literal = text;
+    const literal = textAsHeaderValue(text);
     return { source, variables, render: () => literal };
   }
   return {
@@ -66,9 +70,17 @@ export function compileTemplate(source: string): Template | string {
   };
 }
 
-/** Values safe to put in a header: no CR, LF, NUL (Envoy answers 500 to those), at most 16 KiB. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+// eslint-disable-next-line no-control-regex
+const NOT_A_HEADER_BYTE = /[\x00-\x08\x0a-\x1f\x7f\u0100-\uffff]/;
+
+/**
+ * Values safe to put in a header: no control character but tab (Envoy answers 500 to a request whose ext_proc
+ * mutation holds one), nothing but bytes (text not turned into header bytes would be cut to its low bytes), at most
+ * 16 KiB.
+ */
 export function safeHeaderValue(value: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
-  if (/[\r\n\0]/.test(value) || value.length > 16_384) return undefined;
+  if (NOT_A_HEADER_BYTE.test(value) || value.length > 16_384) return undefined;
   return value;
 }

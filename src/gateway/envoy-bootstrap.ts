@@ -98,6 +98,13 @@ function listener(
     generate_request_id: true,
     preserve_external_request_id: false,
     always_set_request_id_in_response: true,
+    // One path for every party (Envoy's edge best practice): routes, the /admin allow-list, the filters and the
+    // upstream all see `/public/../admin` as `/admin` (RFC 3986 dot segments removed, `//` merged). An escaped slash
+    // (%2F) is refused with 400 rather than guessed at: API clients send normal paths. UNESCAPE_AND_REDIRECT suits
+    // browsers, KEEP_UNCHANGED upstreams that need %2F kept.
+    normalize_path: true,
+    merge_slashes: true,
+    path_with_escaped_slashes_action: 'REJECT_REQUEST',
     // Client-supplied x-forwarded-client-cert is always dropped; on the mTLS listener Envoy sets it from the verified
     // client certificate, so upstreams see the identity too (ext_authz gets the certificate itself).
     forward_client_cert_details: kind === 'mtls' ? 'SANITIZE_SET' : 'SANITIZE',

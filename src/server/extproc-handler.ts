@@ -7,7 +7,7 @@
 
 import { Metadata, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ExtprocSettings } from '../extproc/config.js';
-import type { Header, HeaderMutation } from '../extproc/headers.js';
+import { textAsHeaderValue, type Header, type HeaderMutation } from '../extproc/headers.js';
 import { EXT_AUTHZ_NAMESPACE, type Identity } from '../extproc/identity.js';
 import type { RandomHex } from '../extproc/ids.js';
 import { ExtprocStream } from '../extproc/stream.js';
@@ -132,7 +132,7 @@ const bytesOf = (b: Uint8Array | readonly number[] | undefined): Buffer => (Buff
 
 const latin1 = (h: WireHeaderValue): string => {
   const raw = bytesOf(h.raw_value);
-  return raw.length > 0 ? raw.toString('latin1') : h.value ?? '';
+  return raw.length > 0 ? raw.toString('latin1') : textAsHeaderValue(h.value ?? '');
 };
 
 function headersOf(map: WireHeaderMap | null | undefined): Header[] {
@@ -169,13 +169,13 @@ export function toInput(wire: WireProcessingRequest): ProcessingInput | string {
   return { message, identity: authz ? scalarFields(authz) : undefined, attributes: scalarFields(attributes) };
 }
 
-/** Top-level string, number and boolean fields of a Struct, as strings. */
+/** Top-level string, number and boolean fields of a Struct, as strings in header-value form (textAsHeaderValue). */
 function scalarFields(struct: WireStruct | null | undefined): Identity {
   const out: Record<string, string> = {};
   for (const field of struct?.fields ?? []) {
     const v = field.value;
     if (field.key === undefined || v == null) continue;
-    if (v.kind === 'string_value') out[field.key] = v.string_value ?? '';
+    if (v.kind === 'string_value') out[field.key] = textAsHeaderValue(v.string_value ?? '');
     else if (v.kind === 'number_value') out[field.key] = String(v.number_value ?? 0);
     else if (v.kind === 'bool_value') out[field.key] = String(v.bool_value ?? false);
   }

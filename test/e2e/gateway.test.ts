@@ -263,6 +263,18 @@ describe('the gateway through a real Envoy', () => {
       assert.match(refused.body, /RBAC/);
     });
 
+    it('normalizes the path before routing and the allow-list: dot segments cannot reach /admin, %2F is refused', async () => {
+      const dotted = await http('/api/users/../../admin/stats', { headers: withKey(keys.admin) });
+      assert.equal(dotted.status, 403);
+      assert.match(dotted.body, /RBAC/);
+      const escaped = await http('/admin%2Fstats', { headers: withKey(keys.admin) });
+      assert.equal(escaped.status, 400);
+      // The upstream sees the path Envoy routed on, prefix stripped: one path for every party.
+      const merged = await http('/api/users//x/../1');
+      assert.equal(merged.status, 200);
+      assert.equal(merged.json?.['path'], '/1');
+    });
+
     it('sets x-request-id (replacing a client-supplied one) and returns it to the client', async () => {
       const reply = await http('/api/users/1', { headers: { 'x-request-id': 'spoofed' } });
       const id = reply.headers['x-request-id'];

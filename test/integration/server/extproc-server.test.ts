@@ -346,13 +346,15 @@ describe('ext_proc protocol correctness', () => {
     await s.status;
   });
 
-  it('keeps obs-text bytes intact (latin1 in, latin1 out)', async () => {
-    const s = client.open();
-    const r = await s.exchange({ ...requestHeaders(GET('/api/users/1')), ...authzMetadata({ user_id: 'jos\u00e9' }) });
-    const raw = r.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header?.key === 'x-user')?.header?.raw_value;
-    assert.deepEqual(raw, Buffer.from('jos\u00e9', 'latin1'));
-    s.end();
-    await s.status;
+  it('writes identity text as its UTF-8 bytes: no char is cut to a low byte (U+010D to CR, U+010A to LF)', async () => {
+    for (const user of ['jos\u00e9', 'Иван', '张伟', 'alice\u010d\u010ax-admin: true']) {
+      const s = client.open();
+      const r = await s.exchange({ ...requestHeaders(GET('/api/users/1')), ...authzMetadata({ user_id: user }) });
+      const raw = r.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header?.key === 'x-user')?.header?.raw_value;
+      assert.deepEqual(raw, Buffer.from(user, 'utf8'), user);
+      s.end();
+      await s.status;
+    }
   });
 
   it('answers each message exactly once with the matching type, through a whole exchange with bodies', async () => {

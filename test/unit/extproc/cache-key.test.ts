@@ -3,27 +3,33 @@ import { describe, it } from 'node:test';
 import { callerKey, pathKey, splitPath, variantKey, varyValue } from '../../../src/extproc/cache-key.js';
 
 describe('splitPath', () => {
-  const table: [string, string, string][] = [
-    ['/a/b', '/a/b', ''],
-    ['/a/./b/../c', '/a/c', ''],
-    ['/a/b/..', '/a/', ''],
-    ['/../x', '/x', ''],
-    ['/%7Euser/%2f', '/~user/%2F', ''],
-    ['/p?b=2&a=1', '/p', 'a=1&b=2'],
-    ['/p?a=%7e&a=1', '/p', 'a=1&a=~'],
-    ['/p?&&x', '/p', 'x'],
-    ['/p#frag', '/p', ''],
-    ['', '/', ''],
-    ['/a//b/', '/a//b/', ''],
-    ['/a.b/.well-known/c..d', '/a.b/.well-known/c..d', ''],
-    ['/x/.', '/x/', ''],
-    ['a/b', '/a/b', ''],
-    ['/p?', '/p', ''],
+  // raw, normalized path, whether raw was already normal, the query as keyed (by name; a name's values in order)
+  const table: [string, string, boolean, string][] = [
+    ['/a/b', '/a/b', true, ''],
+    ['/a/./b/../c', '/a/c', false, ''],
+    ['/a/b/..', '/a/', false, ''],
+    ['/../x', '/x', false, ''],
+    ['/%7Euser/%2f', '/~user/%2F', false, ''],
+    ['/%2F', '/%2F', true, ''],
+    ['/a/%2e%2e/b', '/b', false, ''],
+    ['/p?b=2&a=1', '/p', true, 'a=1&b=2'],
+    ['/p?a=%7e&a=1', '/p', true, 'a=~&a=1'],
+    ['/p?id=2&id=1', '/p', true, 'id=2&id=1'],
+    ['/p?b=1&a=2&b=0&a', '/p', true, 'a=2&a&b=1&b=0'],
+    ['/p?&&x', '/p', true, 'x'],
+    ['/p#frag', '/p', true, ''],
+    ['', '/', false, ''],
+    ['/a//b/', '/a//b/', true, ''],
+    ['/a.b/.well-known/c..d', '/a.b/.well-known/c..d', true, ''],
+    ['/x/.', '/x/', false, ''],
+    ['a/b', '/a/b', false, ''],
+    ['/p?', '/p', true, ''],
   ];
-  for (const [raw, path, sorted] of table) {
-    it(`${raw} → ${path} ? ${sorted}`, () => {
+  for (const [raw, path, normal, sorted] of table) {
+    it(`${raw} → ${path} (${normal ? 'normal' : 'normalized'}) ? ${sorted}`, () => {
       const s = splitPath(raw);
       assert.equal(s.path, path);
+      assert.equal(s.normal, normal);
       assert.equal(s.sortedQuery, sorted);
     });
   }

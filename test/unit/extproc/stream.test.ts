@@ -16,6 +16,9 @@ extproc:
     - name: c
       match: { path_prefix: /c }
       cache: { ttl_seconds: { "200": 100 }, public: true }
+    - name: per-caller
+      match: { path_prefix: /mine }
+      cache: { ttl_seconds: { "200": 100 } }
 `, '/tmp/portcullis.yaml').extproc;
 
 const silent = { child: () => silent, debug: () => undefined, info: () => undefined, warn: () => undefined };
@@ -40,7 +43,7 @@ function harness() {
     return r;
   };
   const lookup = async (path: string, extra: HeaderList = []) => send(open(), get(path, extra));
-  return { clock, open, send, store, lookup };
+  return { clock, open, send, get, store, lookup };
 }
 
 const header = (a: ProcessingAnswer, name: string): string | undefined =>
@@ -112,6 +115,47 @@ describe('ExtprocStream cache over time', () => {
     assert.equal(unknown.kind === 'response_headers' && unknown.modeOverride?.responseBody, 'BUFFERED_PARTIAL');
     const known = await h.store('/c/len2', [['content-length', '6']]);
     assert.deepEqual(known.kind === 'response_headers' && known.modeOverride, { requestBody: 'NONE', responseBody: 'BUFFERED', responseHeaders: 'SEND' });
+  });
+});
+
+describe('ExtprocStream cache keys', () => {
+  const cacheStatus = (a: ProcessingAnswer): string | undefined =>
+    a.kind === 'response_headers' ? a.mutation.set.find((s) => s.name === 'x-cache-status')?.value : undefined;
+
+  it('a path not in normal form neither fills nor reads the cache: the upstream serves it as sent', async () => {
+    const h = harness();
+    for (const odd of ['/c/x/../a', '/c/%2e%2e/c/a', '/c/./a']) {
+      assert.equal(cacheStatus(await h.store(odd, [], 'planted')), 'BYPASS', odd);
+      assert.equal((await h.lookup('/c/a')).kind, 'request_headers', `${odd} left nothing under /c/a`);
+    }
+    await h.store('/c/a', [], 'real');
+    assert.equal((await h.lookup('/c/a')).kind, 'immediate');
+    assert.equal((await h.lookup('/c/x/../a')).kind, 'request_headers');
+  });
+
+  it('the values of a repeated query parameter are keyed in request order; other parameters in any order', async () => {
+    const h = harness();
+    await h.store('/c/items?id=1&id=2&x=0', [], 'item 1');
+    assert.equal((await h.lookup('/c/items?id=2&id=1&x=0')).kind, 'request_headers');
+    assert.equal((await h.lookup('/c/items?x=0&id=1&id=2')).kind, 'immediate');
+  });
+
+  it('a second request_headers on a stream starts over: the first request\'s cache key does not carry over', async () => {
+    const h = harness();
+    const s = h.open();
+    await h.send(s, h.get('/c/home'));
+    // On a cached route, but not a cache candidate itself (no-store): before the fix, its response went under /c/home.
+    await h.send(s, h.get('/c/account', [['cache-control', 'no-store']]));
+    await h.send(s, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    await h.send(s, { kind: 'response_body', body: Buffer.from('account'), endOfStream: true });
+    assert.equal((await h.lookup('/c/home')).kind, 'request_headers');
+  });
+
+  it('a per-caller entry is keyed by every value of a repeated credential header', async () => {
+    const h = harness();
+    await h.store('/mine/profile', [], 'alice', [['cookie', 'theme=dark'], ['cookie', 'session=alice']]);
+    assert.equal((await h.lookup('/mine/profile', [['cookie', 'theme=dark'], ['cookie', 'session=bob']])).kind, 'request_headers');
+    assert.equal((await h.lookup('/mine/profile', [['cookie', 'theme=dark'], ['cookie', 'session=alice']])).kind, 'immediate');
   });
 });
 
