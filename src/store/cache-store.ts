@@ -17,6 +17,12 @@ export interface CachedResponse {
   readonly vary: readonly (readonly [string, string | null])[];
 }
 
+/**
+ * Variants one path keeps at most; past it the soonest to expire go first. Without a bound, one path asked for with
+ * ever new query strings grows without end until its entries expire, each up to cache.max_entry_bytes.
+ */
+export const MAX_VARIANTS_PER_PATH = 1000;
+
 export interface CacheStore {
   /** The fresh entry, or undefined. Rejects with a StoreError when the store fails or `signal` aborts first. */
   get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined>;

@@ -2,7 +2,7 @@
 // Redis configured) and as the reference the Redis store is compared with. Time is the nowMs each call passes in.
 
 import { ErrorCode, StoreError } from '../shared/errors.js';
-import { entrySize, type CachedResponse, type CacheStore } from './cache-store.js';
+import { entrySize, MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from './cache-store.js';
 
 interface Slot {
   readonly entry: CachedResponse;
@@ -57,6 +57,18 @@ export class MemoryCacheStore implements CacheStore {
     let variants = this.byPath.get(pathKey);
     if (variants === undefined) this.byPath.set(pathKey, (variants = new Set()));
     variants.add(key);
+    if (variants.size > MAX_VARIANTS_PER_PATH) this.trim(variants, entry.storedAtMs);
+  }
+
+  /** A path past MAX_VARIANTS_PER_PATH: its expired variants go, then the soonest to expire, as in the Redis store. */
+  private trim(variants: Set<string>, nowMs: number): void {
+    let soonest: string | undefined;
+    for (const key of [...variants]) {
+      const expiresAtMs = this.slots.get(key)!.expiresAtMs;
+      if (expiresAtMs <= nowMs) this.drop(key);
+      else if (soonest === undefined || expiresAtMs < this.slots.get(soonest)!.expiresAtMs) soonest = key;
+    }
+    if (variants.size > MAX_VARIANTS_PER_PATH && soonest !== undefined) this.drop(soonest);
   }
 
   async invalidate(pathKey: string, signal: AbortSignal): Promise<void> {

@@ -1,13 +1,15 @@
 // The CacheStore for Redis: one hash per path key (fields = variants), so invalidating a path is one DEL that every
-// instance sharing the Redis sees at once; no pub/sub and no per-instance copies to keep in step. Each field holds
-// its own expiry (hash fields have no TTL before Redis 7.4); the hash's TTL is raised to the longest entry's.
+// instance sharing the Redis sees at once; no pub/sub and no per-instance copies to keep in step. Hash fields have no
+// TTL before Redis 7.4, so each field holds its own expiry and a sorted set beside the hash (same hash tag, so one
+// slot in a cluster) indexes the variants by expiry: every store deletes the variants that have expired and those
+// past MAX_VARIANTS_PER_PATH, and sets both keys' TTL to the longest entry's.
 //
 // Every call is bounded by the caller's signal (the cache budget, well below Envoy's message_timeout): a slow or
 // dead Redis turns into StoreError at once, and the stream carries on without the cache.
 
 import type { Cluster, Redis } from 'ioredis';
 import { ErrorCode, StoreError } from '../shared/errors.js';
-import type { CachedResponse, CacheStore } from './cache-store.js';
+import { MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from './cache-store.js';
 import { raceAbort } from './redis-counter-store.js';
 
 interface Serialized {
@@ -23,8 +25,46 @@ interface Serialized {
   e: number;
 }
 
+/**
+ * KEYS: the path's hash, its expiry index. ARGV: variant, serialized entry, expires at (ms), now (ms), max variants.
+ * At most 500 expired and 500 surplus variants go per call (and unpack() stays well inside Lua's stack), so a path
+ * that had piled up is cleaned over a few stores, never in one long script.
+ */
+const STORE_SCRIPT = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local now = tonumber(ARGV[4])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
+local over = redis.call('ZCARD', KEYS[2]) - #gone - tonumber(ARGV[5])
+if over > 0 then
+  local soonest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, math.min(over, 500))
+  for _, v in ipairs(soonest) do gone[#gone + 1] = v end
+end
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if last[2] == nil then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 0
+end
+local ttl = math.max(1, math.ceil(tonumber(last[2]) - now))
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return #gone
+`;
+const STORE_SCRIPT_NAME = 'portcullisCacheStore';
+
+interface StoreScriptRunner {
+  [STORE_SCRIPT_NAME](hash: string, index: string, variant: string, value: string, expiresAtMs: number, nowMs: number, maxVariants: number): Promise<number>;
+}
+
 export class RedisCacheStore implements CacheStore {
-  constructor(private readonly client: Redis | Cluster, private readonly prefix: string) {}
+  constructor(private readonly client: Redis | Cluster, private readonly prefix: string) {
+    // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
+    if (!(STORE_SCRIPT_NAME in client)) client.defineCommand(STORE_SCRIPT_NAME, { numberOfKeys: 2, lua: STORE_SCRIPT });
+  }
 
   async get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined> {
     const raw = await this.run(signal, () => this.client.hget(this.key(pathKey), variant));
@@ -49,13 +89,13 @@ export class RedisCacheStore implements CacheStore {
       a: entry.initialAgeSeconds, l: entry.lifetimeSeconds, v: entry.vary.map(([n, v]) => [n, v]), e: entry.storedAtMs + ttlMs,
     };
     const key = this.key(pathKey);
-    const ms = Math.ceil(ttlMs);
-    // NX sets a TTL on a new hash; GT only ever lengthens an existing one (Redis 7.0+).
-    await this.run(signal, () => this.client.multi().hset(key, variant, JSON.stringify(value)).pexpire(key, ms, 'NX').pexpire(key, ms, 'GT').exec());
+    const runner = this.client as unknown as StoreScriptRunner;
+    await this.run(signal, () => runner[STORE_SCRIPT_NAME](key, `${key}:exp`, variant, JSON.stringify(value), value.e, entry.storedAtMs, MAX_VARIANTS_PER_PATH));
   }
 
   async invalidate(pathKey: string, signal: AbortSignal): Promise<void> {
-    await this.run(signal, () => this.client.del(this.key(pathKey)));
+    const key = this.key(pathKey);
+    await this.run(signal, () => this.client.del(key, `${key}:exp`));
   }
 
   async ping(signal: AbortSignal): Promise<void> {
@@ -66,8 +106,9 @@ export class RedisCacheStore implements CacheStore {
     this.client.disconnect();
   }
 
+  /** The path's hash; its expiry index is this + ':exp'. The braces keep both in one cluster slot. */
   private key(pathKey: string): string {
-    return `${this.prefix}${pathKey}`;
+    return `${this.prefix}{${pathKey}}`;
   }
 
   private run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {

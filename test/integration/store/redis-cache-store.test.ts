@@ -40,8 +40,28 @@ describe('RedisCacheStore on a real server', () => {
     try {
       await store.set('p', 'long', entry('a'), 60_000, signal());
       await store.set('p', 'short', entry('b'), 1_000, signal());
-      const ttl = await admin.pttl('ttl:p');
-      assert.ok(ttl > 55_000 && ttl <= 60_000, `pttl ${ttl}`);
+      for (const k of ['ttl:{p}', 'ttl:{p}:exp']) {
+        const ttl = await admin.pttl(k);
+        assert.ok(ttl > 55_000 && ttl <= 60_000, `pttl ${k} ${ttl}`);
+      }
+    } finally {
+      admin.disconnect();
+      await store.close();
+    }
+  });
+
+  it('deletes expired variants when the path is stored again: new query strings on one path do not pile up', async () => {
+    const admin = new Redis(server.url);
+    const store = await connectedStore('growth:');
+    try {
+      for (let i = 0; i < 50; i++) await store.set('p', `q${i}`, entry(`b${i}`), 1_000, signal());
+      assert.equal(await admin.hlen('growth:{p}'), 50);
+      await store.set('p', 'later', entry('x', { storedAtMs: NOW + 2_000 }), 1_000, signal());
+      assert.equal(await admin.hlen('growth:{p}'), 1);
+      assert.equal(await admin.zcard('growth:{p}:exp'), 1);
+      assert.equal((await store.get('p', 'later', NOW + 2_500, signal()))?.body.toString(), 'x');
+      await store.invalidate('p', signal());
+      assert.equal(await admin.exists('growth:{p}', 'growth:{p}:exp'), 0);
     } finally {
       admin.disconnect();
       await store.close();

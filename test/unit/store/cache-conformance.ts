@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { CachedResponse, CacheStore } from '../../../src/store/cache-store.js';
+import { MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from '../../../src/store/cache-store.js';
 
 export const NOW = 1_700_000_000_000;
 
@@ -34,6 +34,13 @@ export function runCacheStoreConformance(name: string, makeStore: () => Promise<
       const binary = String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i));
       await store.set(key('p'), 'v', entry(binary), 10_000, signal());
       assert.deepEqual(await store.get(key('p'), 'v', NOW, signal()), entry(binary));
+    });
+
+    it(`keeps at most ${MAX_VARIANTS_PER_PATH} variants of a path: past it the soonest to expire goes`, async () => {
+      for (let i = 0; i <= MAX_VARIANTS_PER_PATH; i++) await store.set(key('many'), `v${i}`, entry(`b${i}`), 10_000 + i, signal());
+      // v0 had the shortest ttl: it went; every other variant is kept.
+      assert.equal(await store.get(key('many'), 'v0', NOW, signal()), undefined);
+      for (const i of [1, 500, MAX_VARIANTS_PER_PATH]) assert.equal((await store.get(key('many'), `v${i}`, NOW, signal()))?.body.toString(), `b${i}`);
     });
 
     it('misses an unknown key or variant', async () => {
