@@ -77,22 +77,26 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
 /** Keys this long or longer are refused unhashed: nobody was issued one. */
 const MAX_KEY_LENGTH = 256;
 
-/** Where a presented key sits, so the evaluator can strip it from the query. */
-function presentedKey(input: CheckInput, header: string, query: string | undefined, rawQuery: string): { key: string; from: 'header' | 'query' } | undefined {
+/**
+ * Every key presented: the header (when not empty) and each occurrence of the query parameter, so that a second key
+ * is refused rather than one of them chosen. `from` says where a key sits, for the detail.
+ */
+function presentedKeys(input: CheckInput, header: string, query: string | undefined, rawQuery: string): { key: string; from: 'header' | 'query' }[] {
+  const found: { key: string; from: 'header' | 'query' }[] = [];
   const fromHeader = input.headers.get(header);
-  if (fromHeader !== undefined && fromHeader !== '') return { key: fromHeader.trim(), from: 'header' };
-  if (query === undefined || rawQuery === '') return undefined;
+  if (fromHeader !== undefined && fromHeader !== '') found.push({ key: fromHeader.trim(), from: 'header' });
+  if (query === undefined || rawQuery === '') return found;
   for (const pair of rawQuery.split('&')) {
     const eq = pair.indexOf('=');
     const name = eq >= 0 ? pair.slice(0, eq) : pair;
     if (name !== query) continue;
     try {
-      return { key: decodeURIComponent((eq >= 0 ? pair.slice(eq + 1) : '').replace(/\+/g, ' ')), from: 'query' };
+      found.push({ key: decodeURIComponent((eq >= 0 ? pair.slice(eq + 1) : '').replace(/\+/g, ' ')), from: 'query' });
     } catch {
-      return { key: '', from: 'query' };
+      found.push({ key: '', from: 'query' });
     }
   }
-  return undefined;
+  return found;
 }
 
 export interface ApiKeyEvaluatorSettings {
@@ -111,8 +115,11 @@ export function evaluateApiKey(
   keys: ApiKeySet,
   isRevoked: (id: string) => boolean | undefined,
 ): Outcome {
-  const found = presentedKey(input, settings.header, settings.query, rawQuery);
+  const presented = presentedKeys(input, settings.header, settings.query, rawQuery);
+  const found = presented[0];
   if (found === undefined) return { kind: 'absent', detail: `no ${settings.header} header${settings.query ? ` or ${settings.query} query parameter` : ''}` };
+  // Header and query, or the parameter twice: an upstream or a later hop may read the other one.
+  if (presented.length > 1) return { kind: 'invalid', reason: 'api_key_ambiguous', detail: `more than one API key sent (${presented.map((p) => p.from).join(', ')})` };
   if (found.key.includes(',')) return { kind: 'invalid', reason: 'api_key_ambiguous', detail: 'more than one API key sent' };
   if (found.key === '' || found.key.length > MAX_KEY_LENGTH) return { kind: 'invalid', reason: 'api_key_malformed', detail: 'API key empty or too long' };
   const digest = sha256(found.key, 'hex');

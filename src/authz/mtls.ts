@@ -10,15 +10,21 @@ export interface MtlsEvaluatorSettings {
 }
 
 /**
- * The principal from an x-forwarded-client-cert value: its last element (the hop nearest to us), URI SAN, else DNS
- * SAN, else Subject, the same precedence Envoy uses for source.principal.
+ * The principal from an x-forwarded-client-cert value: its last element, URI SAN, else DNS SAN, else Subject, the
+ * same precedence Envoy uses for source.principal. The last element is the only one the trusted proxy wrote (Envoy's
+ * APPEND_FORWARD appends the current client's element after whatever arrived); the ones before may be the client's.
+ * A value with an unbalanced quote gives no principal: the client's open quote would swallow the proxy's element and
+ * leave the client's own text as the last element.
  */
 export function principalFromXfcc(value: string): string | undefined {
   const elements = splitOutsideQuotes(value, ',');
+  if (elements === undefined) return undefined;
   const last = elements[elements.length - 1];
   if (last === undefined) return undefined;
+  const pairs = splitOutsideQuotes(last, ';');
+  if (pairs === undefined) return undefined;
   const fields = new Map<string, string>();
-  for (const pair of splitOutsideQuotes(last, ';')) {
+  for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0) continue;
     const key = pair.slice(0, eq).trim().toLowerCase();
@@ -29,7 +35,8 @@ export function principalFromXfcc(value: string): string | undefined {
   return fields.get('uri') || fields.get('dns') || fields.get('subject') || undefined;
 }
 
-function splitOutsideQuotes(s: string, separator: string): string[] {
+/** Splits on `separator` outside double quotes; undefined when a quote is left open. */
+function splitOutsideQuotes(s: string, separator: string): string[] | undefined {
   const out: string[] = [];
   let current = '';
   let quoted = false;
@@ -45,6 +52,7 @@ function splitOutsideQuotes(s: string, separator: string): string[] {
       current = '';
     } else current += c;
   }
+  if (quoted) return undefined;
   if (current.trim() !== '') out.push(current);
   return out;
 }

@@ -7,7 +7,10 @@
  *   - percent-escapes of unreserved characters decoded (`%61` → `a`, `%2e` → `.`), other escapes upper-cased;
  *   - `//` merged; `.` and `..` segments removed (RFC 3986 §5.2.4), never above the root;
  *   - encoded slashes and backslashes (`%2F`, `%5C`, `\`), malformed escapes, NUL and control bytes refused:
- *     upstreams disagree on what they mean, so no answer would be safe.
+ *     upstreams disagree on what they mean, so no answer would be safe;
+ *   - `;` (raw or `%3B`) refused: Tomcat, Jetty and Spring strip `;params` from a segment before resolving dots, so
+ *     `/public/..;/admin` is `/admin` to them but a `/public` path here;
+ *   - overlong UTF-8 lead bytes (`%C0`, `%C1`) refused: never valid UTF-8, yet lenient decoders read `%C0%AE` as `.`.
  */
 export type NormalizedPath =
   | { readonly ok: true; readonly path: string; readonly query: string }
@@ -25,6 +28,8 @@ export function normalizePath(raw: string): NormalizedPath {
   if (target.includes('\\')) return { ok: false, reason: 'backslash in path' };
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(target)) return { ok: false, reason: 'control character in path' };
+  // Before the fast path below: `/admin;x` has nothing else to normalize, yet an upstream serves it as `/admin`.
+  if (target.includes(';')) return { ok: false, reason: 'semicolon (path parameter) in path' };
 
   // Most paths need nothing: no escapes, no empty, `.` or `..` segments.
   if (!/%|\/\/|\/\.\.?(\/|$)/.test(target)) return { ok: true, path: target, query };
@@ -41,6 +46,8 @@ export function normalizePath(raw: string): NormalizedPath {
     const char = String.fromCharCode(parseInt(hex, 16));
     const upper = hex.toUpperCase();
     if (upper === '2F' || upper === '5C') return { ok: false, reason: 'encoded slash or backslash in path' };
+    if (upper === '3B') return { ok: false, reason: 'encoded semicolon (path parameter) in path' };
+    if (upper === 'C0' || upper === 'C1') return { ok: false, reason: 'overlong UTF-8 escape in path' };
     if (upper === '00' || parseInt(hex, 16) < 0x20 || upper === '7F') return { ok: false, reason: 'encoded control character in path' };
     decoded += UNRESERVED.test(char) ? char : `%${upper}`;
     i += 2;

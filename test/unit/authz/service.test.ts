@@ -73,11 +73,15 @@ describe('AuthzService.check: policies and API keys', () => {
     { name: 'path trick out of /public', req: { rawPath: '/public/../api/x' }, status: 401, reason: 'missing_credentials' },
     { name: 'encoded dot trick', req: { rawPath: '/public/%2e%2e/admin' }, status: 403, reason: 'ip_not_allowed' },
     { name: 'encoded slash refused', req: { rawPath: '/public%2F..%2Fadmin' }, status: 400, reason: 'bad_path' },
+    { name: 'path parameter refused', req: { rawPath: '/public/..;/admin' }, status: 400, reason: 'bad_path' },
+    { name: 'overlong UTF-8 refused', req: { rawPath: '/public/%C0%AE%C0%AE/admin' }, status: 400, reason: 'bad_path' },
     { name: 'key in header', req: { rawPath: '/api/x', headers: { 'x-api-key': KEY_B } }, status: 200, reason: 'allowed', subject: 'bob' },
     { name: 'key in query', req: { rawPath: `/api/x?a=1&api_key=${KEY_B}` }, status: 200, reason: 'allowed', subject: 'bob' },
     { name: 'unknown key', req: { rawPath: '/api/x', headers: { 'x-api-key': 'pk_nope' } }, status: 401, reason: 'invalid_credentials' },
     { name: 'disabled key', req: { rawPath: '/api/x', headers: { 'x-api-key': KEY_OFF } }, status: 401, reason: 'invalid_credentials' },
     { name: 'two keys', req: { rawPath: '/api/x', headers: { 'x-api-key': `${KEY_A},${KEY_B}` } }, status: 401, reason: 'invalid_credentials' },
+    { name: 'two query keys', req: { rawPath: `/api/x?api_key=${KEY_A}&api_key=${KEY_B}` }, status: 401, reason: 'invalid_credentials' },
+    { name: 'header key and query key', req: { rawPath: `/api/x?api_key=${KEY_B}`, headers: { 'x-api-key': KEY_A } }, status: 401, reason: 'invalid_credentials' },
     { name: 'no key', req: { rawPath: '/api/x' }, status: 401, reason: 'missing_credentials' },
     { name: 'scope required and held', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_A } }, status: 200, reason: 'allowed', subject: 'alice' },
     { name: 'scope required, not held: 403', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_B } }, status: 403, reason: 'forbidden' },
@@ -160,6 +164,9 @@ describe('AuthzService.check: policies and API keys', () => {
     denied(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.201', headers: { 'x-forwarded-client-cert': xfcc } }), 401, 'missing_credentials');
     const dns = allowed(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.200', headers: { 'x-forwarded-client-cert': 'Hash=1;DNS=a.example, Hash=2;Subject="CN=b, O=c"' } }));
     assert.equal(dns.identity.subject, 'CN=b, O=c');
+    // A client's open quote would swallow the element the proxy appended: no identity from that header.
+    const injected = 'URI=spiffe://example.org/ops;x=",By=spiffe://example.org/gateway;URI=spiffe://example.org/attacker';
+    denied(await check({ rawPath: '/x', context: { policy: 'ops' }, sourceAddress: '192.0.2.200', headers: { 'x-forwarded-client-cert': injected } }), 401, 'missing_credentials');
   });
 
   it('revoking a key id denies it', async () => {

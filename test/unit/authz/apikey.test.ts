@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { evaluateApiKey, parseKeysFile } from '../../../src/authz/apikey.js';
+import { normalizePath } from '../../../src/authz/normalize-path.js';
+import { input } from './support.js';
+
+const A = 'pk_alpha-key-for-tests-0000000000000000000000';
+const B = 'pk_bravo-key-for-tests-0000000000000000000000';
+const sha = (k: string): string => createHash('sha256').update(k).digest('hex');
+const KEYS = parseKeysFile(`- { id: alpha-1, sha256: ${sha(A)}, owner: alice }\n- { id: bravo-1, sha256: ${sha(B)}, owner: bob }\n`, 'keys.yaml');
+const SETTINGS = { header: 'x-api-key', query: 'api_key' };
+
+describe('evaluateApiKey: one key or none', () => {
+  // The outcome kind and, when invalid, its reason; a subject when the key names a caller.
+  const table: { name: string; path: string; headers?: Record<string, string>; want: string }[] = [
+    { name: 'header key', path: '/api', headers: { 'x-api-key': A }, want: 'success alice' },
+    { name: 'query key', path: `/api?x=1&api_key=${B}`, want: 'success bob' },
+    { name: 'no key', path: '/api?x=1', want: 'absent' },
+    { name: 'empty header, query key', path: `/api?api_key=${B}`, headers: { 'x-api-key': '' }, want: 'success bob' },
+    { name: 'header "A, B" (comma-joined repeat)', path: '/api', headers: { 'x-api-key': `${A}, ${B}` }, want: 'invalid api_key_ambiguous' },
+    { name: 'query parameter twice', path: `/api?api_key=${A}&api_key=${B}`, want: 'invalid api_key_ambiguous' },
+    { name: 'query parameter twice, one key', path: `/api?api_key=${A}&api_key=${A}`, want: 'invalid api_key_ambiguous' },
+    { name: 'good key then garbage', path: `/api?api_key=${A}&api_key=garbage`, want: 'invalid api_key_ambiguous' },
+    { name: 'good key then empty', path: `/api?api_key=${A}&api_key=`, want: 'invalid api_key_ambiguous' },
+    { name: 'header and query', path: `/api?api_key=${B}`, headers: { 'x-api-key': A }, want: 'invalid api_key_ambiguous' },
+    { name: 'header and query, same key', path: `/api?api_key=${A}`, headers: { 'x-api-key': A }, want: 'invalid api_key_ambiguous' },
+    { name: 'other parameter names do not count', path: `/api?api_key2=${B}&xapi_key=${B}&api_key=${A}`, want: 'success alice' },
+    { name: 'unknown key', path: '/api?api_key=pk_nope', want: 'invalid api_key_unknown' },
+    { name: 'empty query key', path: '/api?api_key=', want: 'invalid api_key_malformed' },
+  ];
+  for (const { name, path, headers, want } of table) {
+    it(`${name} → ${want}`, () => {
+      const normalized = normalizePath(path);
+      assert.ok(normalized.ok);
+      const o = evaluateApiKey(input({ rawPath: path, headers }), normalized.query, SETTINGS, KEYS, () => false);
+      const got = o.kind === 'success' ? `success ${o.identity.subject}` : o.kind === 'absent' ? 'absent' : `${o.kind} ${o.reason}`;
+      assert.equal(got, want, o.detail);
+    });
+  }
+
+  it('without a query parameter configured, the query is not read', () => {
+    const o = evaluateApiKey(input({ headers: { 'x-api-key': A } }), `api_key=${B}`, { header: 'x-api-key', query: undefined }, KEYS, () => false);
+    assert.equal(o.kind === 'success' && o.identity.subject, 'alice');
+  });
+});
