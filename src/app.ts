@@ -82,6 +82,7 @@ export function buildApp(deps: AppDeps): App {
   const authz = new AuthzService({
     clock, revocation, http: deps.http ?? createHttpClient(), observer: metrics.authz,
     onKeyRefresh: (provider, result, error) => (result === 'error' ? logger.warn({ provider, error }, 'JWKS refresh failed; keeping the last good keys') : logger.debug({ provider }, 'JWKS refreshed')),
+    onKeysSkipped: (provider, skipped) => logger.warn({ provider, skipped }, 'JWKS keys skipped: they cannot be imported or serve none of the provider\'s algorithms'),
   });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
   const service = new RateLimitService({

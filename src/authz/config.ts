@@ -273,6 +273,20 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
       ipAllow: po.ip_allow,
     });
   });
+  // Two identity headers under one name would overwrite each other (a tier standing in for the caller) or be both
+  // set and removed, so each must name a header of its own. The issue goes to the key the file wrote (a default
+  // can be what the written one collides with).
+  const identityNames = new Map<string, string>();
+  for (const [key, name] of Object.entries(raw.identity_headers)) {
+    const first = identityNames.get(name.toLowerCase());
+    if (first === undefined) {
+      identityNames.set(name.toLowerCase(), key);
+      continue;
+    }
+    const [written, other] = lines.has(`authz.identity_headers.${key}`) ? [key, first] : [first, key];
+    const p = `authz.identity_headers.${written}`;
+    issues.add(at(p), p, `header '${name}' is also identity_headers.${other}: each identity header needs a name of its own`);
+  }
   if (raw.default_policy !== 'deny' && !policies.some((x) => x.name === raw.default_policy)) {
     issues.add(at('authz.default_policy'), 'authz.default_policy', `expected deny or a policy name, got '${raw.default_policy}'`);
   }

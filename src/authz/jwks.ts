@@ -1,8 +1,8 @@
-import { KeyObject } from 'node:crypto';
+import { createPublicKey, KeyObject, type JsonWebKey } from 'node:crypto';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
-import type { JwksSource } from './config.js';
+import { JWT_ALGORITHMS, type JwksSource, type JwtAlgorithm } from './config.js';
 import type { HttpClient } from './ports.js';
 import type { MaybePromise } from './types.js';
 
@@ -32,22 +32,58 @@ const RETRY_AFTER_FAILURE_MS = 2000;
 interface KeySet {
   readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => MaybePromise<readonly KeyObject[]>;
   readonly kids: ReadonlySet<string>;
+  /** Why keys of the document were left out although they looked like signing keys (for a log line). */
+  readonly skipped: readonly string[];
+}
+
+/** The key type (and curve) each algorithm takes, as jose selects them. */
+const KEY_TYPE: Record<JwtAlgorithm, { readonly kty: string; readonly crv?: string }> = {
+  RS256: { kty: 'RSA' }, RS384: { kty: 'RSA' }, RS512: { kty: 'RSA' }, PS256: { kty: 'RSA' }, PS384: { kty: 'RSA' }, PS512: { kty: 'RSA' },
+  ES256: { kty: 'EC', crv: 'P-256' }, ES384: { kty: 'EC', crv: 'P-384' }, ES512: { kty: 'EC', crv: 'P-521' },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' }, Ed25519: { kty: 'OKP', crv: 'Ed25519' },
+};
+
+/** Could jose ever pick this key for one of `algorithms` (its own filter: kty, crv, alg, key_ops)? */
+function fitsAlgorithms(key: JWK, algorithms: readonly JwtAlgorithm[]): boolean {
+  if (key.key_ops !== undefined && !(Array.isArray(key.key_ops) && key.key_ops.includes('verify'))) return false;
+  return algorithms.some((alg) => {
+    const want = KEY_TYPE[alg];
+    return key.kty === want.kty && (want.crv === undefined || key.crv === want.crv) && (key.alg === undefined || key.alg === alg);
+  });
 }
 
 /**
  * A JWKS document → a key set. Only public signing keys survive: symmetric (`oct`) keys would let a token be
  * signed with a public key as HMAC secret, private members mean a leaked key, and at most 100 keys are kept.
- * Throws on anything that is not a JWKS.
+ * A key that cannot be imported (`{"kty":"RSA"}` without n and e) or serves none of `algorithms` is left out, and a
+ * document left with no key is refused like an empty one: swapping it in would refuse every token, so the caller
+ * keeps the keys it has. Throws on anything that is not a JWKS.
  */
-export function keySetFrom(document: unknown): KeySet {
+export function keySetFrom(document: unknown, algorithms: readonly JwtAlgorithm[] = JWT_ALGORITHMS): KeySet {
   if (typeof document !== 'object' || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
     throw new Error('not a JWKS document (expected {"keys": [...]})');
   }
-  const keys = ((document as { keys: unknown[] }).keys)
+  const candidates = ((document as { keys: unknown[] }).keys)
     .filter((k): k is JWK => typeof k === 'object' && k !== null && !Array.isArray(k))
     .filter((k) => (k.kty === 'RSA' || k.kty === 'EC' || k.kty === 'OKP') && k.d === undefined && (k.use === undefined || k.use === 'sig'))
     .slice(0, MAX_KEYS);
-  if (keys.length === 0) throw new Error('JWKS holds no public signing key');
+  if (candidates.length === 0) throw new Error('JWKS holds no public signing key');
+  const skipped: string[] = [];
+  const keys = candidates.filter((k, i) => {
+    const name = typeof k.kid === 'string' ? `key '${k.kid}'` : `key #${i}`;
+    if (!fitsAlgorithms(k, algorithms)) {
+      skipped.push(`${name} (${String(k.kty)}${k.crv === undefined ? '' : ` ${String(k.crv)}`}${k.alg === undefined ? '' : ` ${String(k.alg)}`}) serves none of ${algorithms.join(', ')}`);
+      return false;
+    }
+    try {
+      createPublicKey({ key: k as JsonWebKey, format: 'jwk' });
+      return true;
+    } catch (error) {
+      skipped.push(`${name} cannot be imported: ${(error as Error).message}`);
+      return false;
+    }
+  });
+  if (keys.length === 0) throw new Error(`JWKS holds no usable public signing key: ${skipped.join('; ')}`);
   const jwks: JSONWebKeySet = { keys };
   // jose selects the key for a header (kid, kty, alg, use, key_ops, crv) and imports it once per key and alg; the
   // conversion to a KeyObject is kept beside it, for as long as this set is the provider's.
@@ -92,23 +128,26 @@ export function keySetFrom(document: unknown): KeySet {
       return keys;
     });
   };
-  return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')) };
+  return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')), skipped };
 }
 
 /** Keys from a file, read by the config loader (a garbage file is a config error there). */
-export function staticKeySource(document: unknown): KeySource {
-  const set = keySetFrom(document);
-  return { resolve: (header, token) => set.resolve(header, token), close: () => undefined };
+export function staticKeySource(document: unknown, algorithms?: readonly JwtAlgorithm[]): KeySource & { readonly skipped: readonly string[] } {
+  const set = keySetFrom(document, algorithms);
+  return { resolve: (header, token) => set.resolve(header, token), close: () => undefined, skipped: set.skipped };
 }
 
 export interface RemoteKeySourceOptions {
   readonly source: Exclude<JwksSource, { kind: 'file' }>;
+  /** The provider's algorithms: a fetched set with no key for any of them is a failed refresh. */
+  readonly algorithms?: readonly JwtAlgorithm[];
   readonly http: HttpClient;
   readonly clock: Clock;
   readonly refreshMs: number;
   /** At most one fetch per cooldown for unknown kids: random kids must not turn us into a DoS on the issuer. */
   readonly cooldownMs: number;
-  readonly onRefresh: (result: 'success' | 'error', error?: string) => void;
+  /** `skipped`: keys of a set taken that were left out (see keySetFrom), to be logged. */
+  readonly onRefresh: (result: 'success' | 'error', error?: string, skipped?: readonly string[]) => void;
 }
 
 /**
@@ -138,7 +177,7 @@ export class RemoteKeySource implements KeySource {
     this.inflight = this.fetch().then(
       (keys) => {
         this.keys = keys;
-        this.options.onRefresh('success');
+        this.options.onRefresh('success', undefined, keys.skipped);
         this.schedule(this.options.refreshMs);
       },
       (error: unknown) => {
@@ -168,7 +207,7 @@ export class RemoteKeySource implements KeySource {
       if (typeof d.jwks_uri !== 'string' || !/^https?:\/\//.test(d.jwks_uri)) throw new Error('discovery document has no http(s) jwks_uri');
       url = d.jwks_uri;
     }
-    return keySetFrom(await http.getJson(url, signal));
+    return keySetFrom(await http.getJson(url, signal), this.options.algorithms);
   }
 
   resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): MaybePromise<readonly KeyObject[]> {

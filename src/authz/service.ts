@@ -6,7 +6,7 @@ import type { Clock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { sha256 } from '../shared/sha256.js';
 import { evaluateApiKey, parseKeysFile, type ApiKeySet } from './apikey.js';
-import { authzFiles, type AuthzSettings, type JwksSource } from './config.js';
+import { authzFiles, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
 import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
@@ -58,6 +58,8 @@ export interface AuthzServiceDeps {
   readonly revocation: RevocationList;
   /** Where key refreshes are reported (failures are logged by the caller). */
   readonly onKeyRefresh?: (provider: string, result: 'success' | 'error', error?: string) => void;
+  /** Keys of a JWKS (file or fetched) left out because they cannot be imported or serve none of the algorithms. */
+  readonly onKeysSkipped?: (provider: string, skipped: readonly string[]) => void;
 }
 
 /** Check as a transport-free service: normalize, choose the policy, run its methods in order, decide. */
@@ -125,26 +127,31 @@ export class AuthzService {
     this.remoteKeys.clear();
   }
 
-  private keySource(provider: string, source: JwksSource, p: { refreshSeconds: number; refetchCooldownSeconds: number }, files: ReadonlyMap<string, string>): KeySource {
+  private keySource(provider: string, source: JwksSource, p: { algorithms: readonly JwtAlgorithm[]; refreshSeconds: number; refetchCooldownSeconds: number }, files: ReadonlyMap<string, string>): KeySource {
     if (source.kind === 'file') {
       const file = path.basename(source.path);
       const parsed = parseJson(files.get(source.path) ?? '');
       if (!parsed.ok) throw new ConfigError([{ file, line: parsed.line, path: '', message: `invalid JSON at column ${parsed.column}: ${parsed.message}` }]);
+      let keys: ReturnType<typeof staticKeySource>;
       try {
-        return staticKeySource(parsed.value);
+        keys = staticKeySource(parsed.value, p.algorithms);
       } catch (error) {
-        // A problem of the document as a whole (no public signing key, not a {"keys": [...]} object).
+        // A problem of the document as a whole (no public signing key usable for the provider's algorithms, not a
+        // {"keys": [...]} object): a reload then keeps the last good config, keys included.
         throw new ConfigError([{ file, line: 1, path: '', message: `not a usable JWKS: ${(error as Error).message}` }]);
       }
+      if (keys.skipped.length > 0) this.deps.onKeysSkipped?.(provider, keys.skipped);
+      return keys;
     }
-    const key = JSON.stringify([provider, source, p.refreshSeconds, p.refetchCooldownSeconds]);
+    const key = JSON.stringify([provider, source, p.algorithms, p.refreshSeconds, p.refetchCooldownSeconds]);
     let remote = this.remoteKeys.get(key);
     if (remote === undefined) {
       remote = new RemoteKeySource({
-        source, http: this.deps.http, clock: this.deps.clock, refreshMs: p.refreshSeconds * 1000, cooldownMs: p.refetchCooldownSeconds * 1000,
-        onRefresh: (result, error) => {
+        source, algorithms: p.algorithms, http: this.deps.http, clock: this.deps.clock, refreshMs: p.refreshSeconds * 1000, cooldownMs: p.refetchCooldownSeconds * 1000,
+        onRefresh: (result, error, skipped) => {
           this.deps.observer.jwksRefresh(provider, result);
           this.deps.onKeyRefresh?.(provider, result, error);
+          if (skipped !== undefined && skipped.length > 0) this.deps.onKeysSkipped?.(provider, skipped);
         },
       }).start();
       this.remoteKeys.set(key, remote);

@@ -10,7 +10,9 @@ export function isHeaderSafe(value: string): boolean {
 /**
  * A name the upstream can be handed as x-user-id: a header-safe string that is not blank. A credential that names
  * anything else names nobody: upstream services would see the request without a caller, or with a blank one.
+ * Leading or trailing space or tab is refused too: a header value cannot carry it (HTTP/1 parsers strip it, HTTP/2
+ * forbids it), so " admin" would reach the upstream as admin while rate limits and logs keyed on " admin".
  */
 export function isUsableSubject(value: unknown): value is string {
-  return typeof value === 'string' && value.trim() !== '' && isHeaderSafe(value);
+  return typeof value === 'string' && value.trim() !== '' && !/^[ \t]|[ \t]$/.test(value) && isHeaderSafe(value);
 }

@@ -107,6 +107,28 @@ policies:
     assert.equal(lines.length, 3);
   });
 
+  describe('identity headers must be distinct', () => {
+    const rows: [string, string, string | undefined][] = [
+      // name, identity_headers, issue expected (undefined: accepted)
+      ['the defaults', '{}', undefined],
+      ['all renamed, distinct', '{ user_id: x-caller, tier: x-plan, scopes: x-perms }', undefined],
+      ['tier onto user_id', '{ user_id: x-user-id, tier: x-user-id }', "header 'x-user-id' is also identity_headers.user_id: each identity header needs a name of its own (line 2, at authz.identity_headers.tier)"],
+      ['onto a default name', '{ scopes: x-auth-method }', "header 'x-auth-method' is also identity_headers.auth_method: each identity header needs a name of its own (line 2, at authz.identity_headers.scopes)"],
+      ['a default onto the written one', '{ user_id: x-client-tier }', "header 'x-client-tier' is also identity_headers.tier: each identity header needs a name of its own (line 2, at authz.identity_headers.user_id)"],
+    ];
+    for (const [name, headers, issue] of rows) {
+      it(name, () => {
+        const text = `authz:\n  identity_headers: ${headers}\n`;
+        if (issue === undefined) {
+          assert.doesNotThrow(() => parsePortcullisConfig(text, CONFIG_FILE));
+          return;
+        }
+        const lines = issues(text);
+        assert.deepEqual(lines, [`portcullis.yaml: ${issue}`]);
+      });
+    }
+  });
+
   it('a provider without audiences is refused', () => {
     const lines = issues('authz:\n  jwt:\n    providers:\n      - { name: m, issuer: https://i, jwks: { uri: http://i/jwks } }\n');
     assert.ok(lines.some((l) => l.includes('list at least one audience')), lines.join('\n'));

@@ -50,7 +50,7 @@ describe('introspection evaluator (RFC 7662)', () => {
   });
 
   it('an active answer whose subject is blank or not fit for a header is inactive: 401', async () => {
-    for (const sub of [' ', 'svc\r\nx-user-id: root', 'x'.repeat(4097)]) {
+    for (const sub of [' ', ' root', 'root\t', 'svc\r\nx-user-id: root', 'x'.repeat(4097)]) {
       const s = setup(() => ({ status: 200, body: { active: true, sub } }));
       const d = await s.check('t');
       assert.ok(!d.allow && d.status === 401 && d.reason === 'invalid_credentials', JSON.stringify(sub));

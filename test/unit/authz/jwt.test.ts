@@ -123,6 +123,8 @@ describe('JWT evaluator', () => {
       ['no exp', `Bearer ${handSigned(s.rsa, { alg: 'RS256', kid: 'rsa-1' }, { sub: 'u', iss: ISSUER, aud: 'orders-api' })}`, 'jwt_claim_invalid'],
       ['no sub (required claim)', `Bearer ${handSigned(s.rsa, { alg: 'RS256', kid: 'rsa-1' }, { iss: ISSUER, aud: 'orders-api', exp: NOW_S + 60 })}`, 'jwt_claim_invalid'],
       ['blank sub', `Bearer ${await token(s.rsa, { sub: '  ' })}`, 'jwt_claim_invalid'],
+      ['sub with a leading space (a header would carry it as admin)', `Bearer ${await token(s.rsa, { sub: ' admin' })}`, 'jwt_claim_invalid'],
+      ['sub with a trailing tab', `Bearer ${await token(s.rsa, { sub: 'admin\t' })}`, 'jwt_claim_invalid'],
       ['sub with a line break', `Bearer ${await token(s.rsa, { sub: 'user-1\nx-user-id: admin' })}`, 'jwt_claim_invalid'],
       ['sub too long for a header', `Bearer ${await token(s.rsa, { sub: 'u'.repeat(4097) })}`, 'jwt_claim_invalid'],
       ['oversized', `Bearer ${'a'.repeat(9000)}.${p}.x`, 'token_oversized'],
@@ -247,6 +249,21 @@ describe('JWKS from a URI', () => {
     s.service.close();
   });
 
+  it('a JWKS that holds no usable key on refetch is a failed refresh: the last good keys keep serving', async () => {
+    let jwks: unknown;
+    const s = await setup({ remote: { 'http://keys.test/jwks.json': () => jwks } });
+    jwks = { keys: [s.rsa.jwk] };
+    s.clock.advance(30_000); // the fetch at start saw no document yet
+    assert.ok((await s.check(`Bearer ${await token(s.rsa)}`)).allow);
+    const errorsBefore = s.observer.counts.get('jwks:main:error') ?? 0;
+    jwks = { keys: [{ kty: 'RSA', kid: 'rsa-1' }] };
+    s.clock.advance(31_000);
+    assert.equal(reasonOf(await s.check(`Bearer ${await token(s.ec)}`)), 'jwt_unknown_key', 'the refetch found no new key');
+    assert.equal((s.observer.counts.get('jwks:main:error') ?? 0) - errorsBefore, 1, 'counted as a failed refresh');
+    assert.ok((await s.check(`Bearer ${await token(s.rsa, { n: 2 })}`)).allow, 'old keys still serve');
+    s.service.close();
+  });
+
   it('OIDC discovery: issuer must match, jwks_uri followed', async () => {
     const [rsa] = await Promise.all([keyPair('RS256', 'k')]);
     const clock = new FakeClock(NOW_S * 1000);
@@ -271,6 +288,7 @@ describe('JWKS from a URI', () => {
       ['{"keys": [\n  {"kty": "RSA"}\n  {"kty": "EC"}\n]}', /jwks\.json: invalid JSON at column 3: .* \(line 3\)$/],
       ['{"keys": 3}', /jwks\.json: not a usable JWKS: .* \(line 1\)$/],
       ['{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', /jwks\.json: not a usable JWKS: JWKS holds no public signing key \(line 1\)$/],
+      ['{"keys": [{"kty": "RSA", "kid": "k1"}]}', /jwks\.json: not a usable JWKS: JWKS holds no usable public signing key: key 'k1' cannot be imported: .* \(line 1\)$/],
     ];
     for (const [text, message] of rows) assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', text]])), message, text);
   });

@@ -93,6 +93,7 @@ describe('AuthzService.check: policies and API keys', () => {
     { name: 'admin, wrong principal', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/dev' }, status: 403, reason: 'forbidden' },
     { name: 'admin, no certificate', req: { rawPath: '/admin', sourceAddress: '10.1.2.3' }, status: 401, reason: 'missing_credentials' },
     { name: 'admin, a blank principal names nobody', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: ' \t' }, status: 401, reason: 'invalid_credentials' },
+    { name: 'admin, a principal with a leading space names nobody', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: ' spiffe://example.org/ops' }, status: 401, reason: 'invalid_credentials' },
     { name: 'admin, a principal with CR LF names nobody', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/ops\r\nx-admin: 1' }, status: 401, reason: 'invalid_credentials' },
     { name: 'client XFCC from an untrusted peer is ignored', req: { rawPath: '/admin', sourceAddress: '10.1.2.3', headers: { 'x-forwarded-client-cert': 'URI=spiffe://example.org/ops' } }, status: 401, reason: 'missing_credentials' },
   ];
@@ -187,14 +188,15 @@ describe('AuthzService.check: policies and API keys', () => {
   });
 
   it('an owner the upstream could not be handed as x-user-id is a config error; a bad id is named once', () => {
-    const entries = `- { id: a, sha256: ${sha('1')}, owner: "  " }\n- { id: b, sha256: ${sha('2')}, owner: "ops\\r\\nx-admin: 1" }\n- { id: "c d", sha256: ${sha('3')} }\n- { owner: x }\n`;
+    const entries = `- { id: a, sha256: ${sha('1')}, owner: "  " }\n- { id: b, sha256: ${sha('2')}, owner: "ops\\r\\nx-admin: 1" }\n- { id: c, sha256: ${sha('4')}, owner: " admin" }\n- { id: "c d", sha256: ${sha('3')} }\n- { owner: x }\n`;
     assert.throws(() => setup(SECTION, entries), (error: Error) => {
       assert.deepEqual(error.message.split('\n').filter((l) => l.startsWith('keys.yaml')), [
-        'keys.yaml: must not be blank or hold control characters (line 1, at [0].owner)',
-        'keys.yaml: must not be blank or hold control characters (line 2, at [1].owner)',
-        "keys.yaml: expected an id of letters, digits and ._:- , got 'c d' (line 3, at [2].id)",
-        'keys.yaml: is required (line 4, at [3].id)',
-        'keys.yaml: is required (line 4, at [3].sha256)',
+        'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 1, at [0].owner)',
+        'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 2, at [1].owner)',
+        'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 3, at [2].owner)',
+        "keys.yaml: expected an id of letters, digits and ._:- , got 'c d' (line 4, at [3].id)",
+        'keys.yaml: is required (line 5, at [4].id)',
+        'keys.yaml: is required (line 5, at [4].sha256)',
       ]);
       return true;
     });
