@@ -103,7 +103,7 @@ function judgeLimit(evaluation: LimitEvaluation, nowMs: number, options: DecideO
     stats.push({ key: evaluation.statsKey, totalHits: h, overLimit: h, nearLimit: 0, withinLimit: 0, overLimitWithLocalCache: h, shadowMode: limit.shadowMode ? h : 0 });
     const status: DescriptorStatus = {
       code: limit.shadowMode ? 'OK' : 'OVER_LIMIT', currentLimit, limitRemaining: 0,
-      durationUntilResetSeconds: resetSeconds(limit, nowMs, capacity + h, capacity),
+      durationUntilResetSeconds: resetSeconds(limit, nowMs, capacity, capacity + h, capacity),
     };
     return { status, quota, over: true };
   }
@@ -117,7 +117,7 @@ function judgeLimit(evaluation: LimitEvaluation, nowMs: number, options: DecideO
   const after = counts ? outcome.after : outcome.before;
   const near = Math.floor(Math.fround(Math.fround(capacity) * Math.fround(options.nearLimitRatio)));
   const s = { key: evaluation.statsKey, totalHits: hits, overLimit: 0, nearLimit: 0, withinLimit: 0, overLimitWithLocalCache: 0, shadowMode: 0 };
-  const reset = resetSeconds(limit, nowMs, after, capacity);
+  const reset = resetSeconds(limit, nowMs, before, after, capacity);
   let status: DescriptorStatus;
   const over = after > capacity;
   if (over) {
@@ -165,12 +165,15 @@ function pickMostRestrictive(results: readonly Judged[]): Judged {
  * Seconds until the limit's answer changes: the end of the epoch-aligned window for windows; for a
  * token bucket, until it is full again (within the limit) or until the request would fit (over it).
  */
-function resetSeconds(limit: CompiledLimit, nowMs: number, after: number, capacity: number): number {
+function resetSeconds(limit: CompiledLimit, nowMs: number, before: number, after: number, capacity: number): number {
   if (limit.algorithm !== 'token_bucket') {
     return secondsUntilWindowEnd(Math.floor(nowMs / 1000), limit.windowSeconds);
   }
   const msPerToken = (limit.windowSeconds * 1000) / limit.requestsPerUnit;
-  const tokens = after > capacity ? after - capacity : after;
+  // Over: until the request would fit. One asking for more than the burst never fits: a whole bucket's refill time
+  // is the longest wait there is, where hits × interval would be any length (2^32 hits read as 1,600 years).
+  const hits = after - before;
+  const tokens = after <= capacity ? after : hits > capacity ? capacity : after - capacity;
   return Math.ceil((tokens * msPerToken) / 1000);
 }
 

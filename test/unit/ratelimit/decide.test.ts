@@ -227,6 +227,11 @@ describe('decide: duration_until_reset', () => {
     assert.deepEqual([within.code, within.limitRemaining, within.durationUntilResetSeconds], ['OK', 16, 24]);
     const over = decide([[ev(bucket, counted(20, 2, false))]], NOW_MS, OPTIONS).statuses[0]!;
     assert.deepEqual([over.code, over.limitRemaining, over.durationUntilResetSeconds], ['OVER_LIMIT', 0, 12]);
+    // More than the burst never fits: at most the time to refill the whole bucket (20 × 6 s), however many hits.
+    for (const hits of [21, 1_000, 4_294_967_295]) {
+      const never = decide([[ev(bucket, counted(5, hits, false))]], NOW_MS, OPTIONS).statuses[0]!;
+      assert.deepEqual([never.code, never.durationUntilResetSeconds], ['OVER_LIMIT', 120], String(hits));
+    }
     // 7 per minute: 8.57 s per token, rounded up.
     const seven = limit({ algorithm: 'token_bucket', requestsPerUnit: 7, burst: 7 });
     assert.equal(decide([[ev(seven, counted(0, 1))]], NOW_MS, OPTIONS).statuses[0]!.durationUntilResetSeconds, 9);
