@@ -99,6 +99,33 @@ function presentedKeys(input: CheckInput, header: string, query: string | undefi
   return found;
 }
 
+/**
+ * Whether the query holds the API key parameter as configured, and the first parameter that is only another spelling
+ * of it (`api%5Fkey`, `API_KEY`). Envoy's query_parameters_to_remove matches names as written, so another spelling
+ * would reach the upstream with its key, where a framework may well read it as the parameter.
+ */
+export function keyParameterIn(rawQuery: string, name: string): { present: boolean; miswritten: string | undefined } {
+  let present = false;
+  if (rawQuery === '') return { present, miswritten: undefined };
+  const wanted = name.toLowerCase();
+  for (const pair of rawQuery.split('&')) {
+    const eq = pair.indexOf('=');
+    const raw = eq >= 0 ? pair.slice(0, eq) : pair;
+    if (raw === name) {
+      present = true;
+      continue;
+    }
+    let decoded = raw;
+    try {
+      decoded = decodeURIComponent(raw.replace(/\+/g, ' '));
+    } catch {
+      // A malformed escape is no spelling of the name.
+    }
+    if (decoded.toLowerCase() === wanted) return { present, miswritten: raw };
+  }
+  return { present, miswritten: undefined };
+}
+
 export interface ApiKeyEvaluatorSettings {
   readonly header: string;
   readonly query: string | undefined;

@@ -5,7 +5,7 @@ import { parseJson } from '../config/json-text.js';
 import type { Clock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { sha256 } from '../shared/sha256.js';
-import { evaluateApiKey, parseKeysFile, type ApiKeySet } from './apikey.js';
+import { evaluateApiKey, keyParameterIn, parseKeysFile, type ApiKeySet } from './apikey.js';
 import { authzFiles, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
 import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
@@ -177,11 +177,19 @@ export class AuthzService {
     if (choice.kind === 'unknown') return deny('', 'unknown_policy', 403, `route names unknown policy '${choice.name}'`);
     if (choice.kind === 'none') return deny('', 'no_policy', 403, 'no policy matches this request');
     const policy = choice.policy;
+    const keyQuery = settings.apiKeys?.query;
+    const keyParameter = keyQuery === undefined ? undefined : keyParameterIn(normalized.query, keyQuery);
+    if (keyParameter?.miswritten !== undefined) {
+      return deny(policy.name, 'invalid_credentials', 401, `API key query parameter written as '${keyParameter.miswritten}': send it as '${keyQuery}'`);
+    }
     if (policy.allowedAddresses !== undefined) {
       const client = clientAddress(input.sourceAddress, input.headers.get('x-forwarded-for'), settings.clientIp.trustedHops);
       if (!policy.allowedAddresses.has(client)) return deny(policy.name, 'ip_not_allowed', 403, `client address ${client} not allowed`);
     }
-    return this.attempt({ input, query: normalized.query, snapshot, settings, policy, signal }, 0, []);
+    // Only a query that carries the key gets query_parameters_to_remove: Envoy rewrites (re-sorts) any query it is
+    // asked to remove a parameter from.
+    const keyInQuery = keyParameter?.present === true ? keyQuery : undefined;
+    return this.attempt({ input, query: normalized.query, keyInQuery, snapshot, settings, policy, signal }, 0, []);
   }
 
   /** Runs the policy's steps from `next` on, in order, until one succeeds; then decides. */
@@ -207,7 +215,7 @@ export class AuthzService {
   }
 
   private decide(run: Run, attempts: readonly Attempt[]): Decision {
-    return decide(run.settings, run.policy, attempts, run.settings.apiKeys?.query);
+    return decide(run.settings, run.policy, attempts, run.keyInQuery);
   }
 
   private evaluate(step: AttemptStep, run: Run): MaybePromise<Outcome> {
@@ -231,6 +239,8 @@ export class AuthzService {
 interface Run {
   readonly input: CheckInput;
   readonly query: string;
+  /** The API key query parameter, when this request's query holds it (to be removed before the upstream). */
+  readonly keyInQuery: string | undefined;
   readonly snapshot: AuthzSnapshot;
   readonly settings: AuthzSettings;
   readonly policy: CompiledPolicy;

@@ -8,8 +8,12 @@ export const CALLER_KEYS = ['user_id', 'sub', 'subject', 'client_id', 'principal
 
 export type Identity = Readonly<Record<string, string>>;
 
+/**
+ * The caller ext_authz named, for a private cache key. An anonymous caller is nobody in particular (every one of them
+ * is `user_id=anonymous`): the key then falls back to the credentials the request carries (cache-key.ts).
+ */
 export function callerIdentity(identity: Identity | undefined): string | undefined {
-  if (identity === undefined) return undefined;
+  if (identity === undefined || identity['auth_method'] === 'anonymous') return undefined;
   for (const key of CALLER_KEYS) if (identity[key]) return `${key}=${identity[key]}`;
   return undefined;
 }

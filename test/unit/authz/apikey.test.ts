@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { evaluateApiKey, parseKeysFile } from '../../../src/authz/apikey.js';
+import { evaluateApiKey, keyParameterIn, parseKeysFile } from '../../../src/authz/apikey.js';
 import { normalizePath } from '../../../src/authz/normalize-path.js';
 import { input } from './support.js';
 
@@ -43,4 +43,25 @@ describe('evaluateApiKey: one key or none', () => {
     const o = evaluateApiKey(input({ headers: { 'x-api-key': A } }), `api_key=${B}`, { header: 'x-api-key', query: undefined }, KEYS, () => false);
     assert.equal(o.kind === 'success' && o.identity.subject, 'alice');
   });
+});
+
+describe('keyParameterIn: the key parameter as written, and any other spelling of it', () => {
+  const table: [string, boolean, string | undefined][] = [
+    ['', false, undefined],
+    ['a=1&b=2', false, undefined],
+    ['api_key=x', true, undefined],
+    ['a=1&api_key', true, undefined],
+    ['api_key2=x&xapi_key=y', false, undefined],
+    ['api%5Fkey=x', false, 'api%5Fkey'],
+    ['api_key=x&api%5fkey=y', true, 'api%5fkey'],
+    ['API_KEY=x', false, 'API_KEY'],
+    ['Api_Key=x&z=1', false, 'Api_Key'],
+    ['%61pi_key=x', false, '%61pi_key'],
+    ['api%ZZkey=x&api_key=y', true, undefined],
+  ];
+  for (const [query, present, miswritten] of table) {
+    it(`'${query}' → ${present ? 'present' : 'absent'}${miswritten ? `, miswritten as ${miswritten}` : ''}`, () => {
+      assert.deepEqual(keyParameterIn(query, 'api_key'), { present, miswritten });
+    });
+  }
 });

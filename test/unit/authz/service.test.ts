@@ -83,6 +83,9 @@ describe('AuthzService.check: policies and API keys', () => {
     { name: 'two query keys', req: { rawPath: `/api/x?api_key=${KEY_A}&api_key=${KEY_B}` }, status: 401, reason: 'invalid_credentials' },
     { name: 'header key and query key', req: { rawPath: `/api/x?api_key=${KEY_B}`, headers: { 'x-api-key': KEY_A } }, status: 401, reason: 'invalid_credentials' },
     { name: 'no key', req: { rawPath: '/api/x' }, status: 401, reason: 'missing_credentials' },
+    { name: 'query key parameter encoded', req: { rawPath: `/api/x?api%5Fkey=${KEY_B}` }, status: 401, reason: 'invalid_credentials' },
+    { name: 'query key parameter in capitals, beside a good one', req: { rawPath: `/api/x?api_key=${KEY_B}&API_KEY=${KEY_A}` }, status: 401, reason: 'invalid_credentials' },
+    { name: 'a miswritten key parameter is refused on an anonymous route too', req: { rawPath: `/public/docs?api%5Fkey=${KEY_B}` }, status: 401, reason: 'invalid_credentials' },
     { name: 'scope required and held', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_A } }, status: 200, reason: 'allowed', subject: 'alice' },
     { name: 'scope required, not held: 403', req: { rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_B } }, status: 403, reason: 'forbidden' },
     { name: 'method not in the policy falls through', req: { method: 'DELETE', rawPath: '/api/orders/1', headers: { 'x-api-key': KEY_B } }, status: 200, reason: 'allowed', subject: 'bob' },
@@ -117,6 +120,13 @@ describe('AuthzService.check: policies and API keys', () => {
     assert.deepEqual(anon.grant.headers, [['x-user-id', 'anonymous'], ['x-auth-method', 'anonymous']]);
     assert.deepEqual(anon.grant.headersToRemove, ['x-api-key-id', 'x-client-tier', 'x-user-scopes', 'x-api-key']);
     for (const [name] of anon.grant.headers) assert.ok(!anon.grant.headersToRemove.includes(name));
+  });
+
+  it('asks Envoy to remove the key parameter only from a query that holds it (Envoy re-sorts any query it edits)', async () => {
+    const { check } = setup();
+    assert.deepEqual(allowed(await check({ rawPath: '/api/x?z=1&a=2', headers: { 'x-api-key': KEY_A } })).grant.queryParamsToRemove, []);
+    assert.deepEqual(allowed(await check({ rawPath: '/public/docs?z=1&a=2' })).grant.queryParamsToRemove, []);
+    assert.deepEqual(allowed(await check({ rawPath: `/public/docs?api_key=${KEY_A}` })).grant.queryParamsToRemove, ['api_key']);
   });
 
   it('one frozen Grant per settings, cached identity and policy: repeat callers share it, a reload gets new ones', async () => {

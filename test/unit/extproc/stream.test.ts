@@ -151,6 +151,23 @@ describe('ExtprocStream cache keys', () => {
     assert.equal((await h.lookup('/c/home')).kind, 'request_headers');
   });
 
+  it('anonymous callers (ext_authz identity user_id=anonymous) are keyed by their credentials, not shared', async () => {
+    const h = harness();
+    const anonymous = { user_id: 'anonymous', auth_method: 'anonymous' };
+    const exchange = async (extra: HeaderList, body?: string): Promise<ProcessingAnswer> => {
+      const s = h.open();
+      const first = await s.handle({ message: h.get('/mine/feed', extra), identity: anonymous, attributes: {} });
+      if (body === undefined) return first;
+      await s.handle({ message: { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false }, identity: anonymous, attributes: {} });
+      await s.handle({ message: { kind: 'response_body', body: Buffer.from(body), endOfStream: true }, identity: anonymous, attributes: {} });
+      return first;
+    };
+    await exchange([['authorization', 'Bearer victim'], ['cookie', 'session=victim']], 'victim data');
+    assert.equal((await exchange([])).kind, 'request_headers', 'a caller without credentials does not get it');
+    assert.equal((await exchange([['cookie', 'session=other']])).kind, 'request_headers');
+    assert.equal((await exchange([['authorization', 'Bearer victim'], ['cookie', 'session=victim']])).kind, 'immediate');
+  });
+
   it('a per-caller entry is keyed by every value of a repeated credential header', async () => {
     const h = harness();
     await h.store('/mine/profile', [], 'alice', [['cookie', 'theme=dark'], ['cookie', 'session=alice']]);
