@@ -4,7 +4,9 @@
 //                           ?delay_ms=N waits N ms first (at most 30 s); a body is read and its size reported
 //   GET /healthz            200 ok (Envoy's active health check); 503 while told to fail health checks
 //   POST /__control?fail=N  the next N requests answer 503 (fail=always: until fail=0); ?health=fail|ok;
-//                           ?delay_ms=N for every request. Answers the current state. Reached directly, never via Envoy.
+//                           ?delay_ms=N for every request. Answers the current state. Reached directly, never via Envoy:
+//                           the gateway's prefix rewrites would map /v1/__control to it, so a request that came
+//                           through a proxy (x-forwarded-for, which the edge Envoy always sets) gets a 404.
 
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -67,6 +69,10 @@ export async function startSampleService(identity: SampleIdentity, host = '127.0
     request.on('end', () => {
       if (url.pathname === '/healthz') {
         send(state.healthFailing ? 503 : 200, state.healthFailing ? 'failing\n' : 'ok\n');
+        return;
+      }
+      if (url.pathname === '/__control' && request.headers['x-forwarded-for'] !== undefined) {
+        send(404, 'not found\n');
         return;
       }
       if (url.pathname === '/__control') {

@@ -418,6 +418,9 @@ function routes(target: GatewayTarget, filters: PortcullisFilters): Json[] {
     // request never reached an upstream; other methods are refused by Envoy.
     { name: 'orders-read', match: { path_separated_prefix: '/api/orders', headers: [method('GET')] }, route: forward('orders') },
     { name: 'orders-create', match: { path_separated_prefix: '/api/orders', headers: [method('POST')] }, route: forward('orders', { retry_policy: retryPolicy('connect-failure,reset-before-request') }) },
+    // A CORS preflight needs a forwarding route: Envoy's CORS filter does not answer on a direct_response route.
+    // A valid one is answered by the filter and never forwarded.
+    { name: 'orders-preflight', match: { path_separated_prefix: '/api/orders', headers: [method('OPTIONS')] }, route: forward('orders') },
     { name: 'orders-other', match: { path_separated_prefix: '/api/orders' }, direct_response: { status: 405, body: { inline_string: 'method not allowed\n' } }, typed_per_filter_config: envoyOnly(filters) },
 
     // Per endpoint: /api/export adds [route=export] (10 per minute in total) to the vhost's descriptors.

@@ -248,6 +248,15 @@ describe('the gateway through a real Envoy', () => {
       assert.equal(reply.headers['access-control-max-age'], '600');
       assert.equal(reply.headers['access-control-allow-credentials'], 'true');
       assert.equal(served('users-1').requestCount() + served('users-2').requestCount(), before);
+      // Also where other methods are refused by a direct response (/api/orders): the filter needs a forwarding route.
+      const ordersBefore = served('orders-1').requestCount() + served('orders-2').requestCount();
+      const orders = await http('/api/orders', {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-api-key' },
+      });
+      assert.equal(orders.status, 200);
+      assert.equal(orders.headers['access-control-allow-origin'], 'https://app.example.com');
+      assert.equal(served('orders-1').requestCount() + served('orders-2').requestCount(), ordersBefore);
       // A simple request from an allowed origin gets the exposed headers; another origin gets no CORS headers.
       const allowed = await http('/api/users/1', { headers: { origin: 'https://app.example.com' } });
       assert.match(String(allowed.headers['access-control-expose-headers']), /x-ratelimit-remaining/);
@@ -261,6 +270,16 @@ describe('the gateway through a real Envoy', () => {
       const refused = await http('/admin/stats', { headers: { 'x-forwarded-for': '127.0.0.1', ...withKey(keys.admin) } });
       assert.equal(refused.status, 403);
       assert.match(refused.body, /RBAC/);
+    });
+
+    it('a sample service\'s control endpoint cannot be reached through the gateway (prefix rewrites would map to it)', async () => {
+      for (const path of ['/v1/__control?fail=always', '/api/users/__control?health=fail']) {
+        const reply = await http(path, { method: 'POST' });
+        assert.equal(reply.status, 404, path);
+      }
+      const after = await http('/v1/items');
+      assert.equal(after.status, 200);
+      assert.equal(after.headers['x-envoy-attempt-count'] ?? '1', '1');
     });
 
     it('normalizes the path before routing and the allow-list: dot segments cannot reach /admin, %2F is refused', async () => {
