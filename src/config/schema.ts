@@ -95,7 +95,8 @@ export function object<S extends Record<string, Field<unknown>>>(shape: S): Fiel
     const entries = map?.kind === 'map' ? map.entries : [];
     for (const entry of entries) {
       const name = entry.key.kind === 'scalar' ? String(entry.key.value) : '';
-      if (!(name in shape)) {
+      // Own keys only: `in` would also find what every object inherits (constructor, toString, __proto__).
+      if (!Object.hasOwn(shape, name)) {
         issues.add(entry.key.line, joinPath(path, name), `unknown key '${name}' (expected one of: ${Object.keys(shape).join(', ')})`);
       }
     }

@@ -184,6 +184,11 @@ interface BadCase {
 const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'top level', text: 'server: {}\nbogus: 1\n', line: 2, path: 'bogus', message: "unknown key 'bogus' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
   { name: 'server', text: 'server:\n  port: 80\n', line: 2, path: 'server.port', message: "unknown key 'port' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
+  // Names every object inherits are unknown keys like any other.
+  { name: 'top level constructor', text: 'constructor: 5\n', line: 1, path: 'constructor', message: "unknown key 'constructor' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
+  { name: 'server toString', text: 'server:\n  toString: 1\n', line: 2, path: 'server.toString', message: "unknown key 'toString' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
+  { name: 'top level __proto__', text: '__proto__: {}\n', line: 1, path: '__proto__', message: "unknown key '__proto__' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
+  { name: 'ratelimit hasOwnProperty', text: 'ratelimit:\n  hasOwnProperty: 1\n', line: 2, path: 'ratelimit.hasOwnProperty', message: "unknown key 'hasOwnProperty'" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: "unknown key 'password' (expected one of: url, cluster, connect_timeout_ms)" },
