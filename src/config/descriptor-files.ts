@@ -12,18 +12,23 @@ import { ConfigError, type ConfigIssue } from './errors.js';
  *
  * The files together may hold at most `maxBytes`: past that, the load is refused before anything is read into
  * memory or parsed (ratelimit.descriptors_max_bytes). A file that is not UTF-8 is an error naming its line.
+ * A directory reached a second time (a symlink to `.` or to a parent, two links to one directory) is not walked
+ * again: without that, a loop walks until the path is too long, and two loops never end.
  */
 export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SAFE_INTEGER): Promise<DescriptorFile[]> {
   const files: DescriptorFile[] = [];
   const issues: ConfigIssue[] = [];
   let total = 0;
-  const walk = async (dir: string): Promise<void> => {
+  const walked = new Set<string>();
+  const walk = async (dir: string, identity: string): Promise<void> => {
+    if (walked.has(identity)) return;
+    walked.add(identity);
     const names = (await readdir(dir)).filter((n) => !n.startsWith('.')).sort();
     for (const name of names) {
       const full = path.join(dir, name);
       const info = await stat(full).catch(() => undefined); // a dangling symlink mid-swap is not a file
       if (info?.isDirectory()) {
-        await walk(full);
+        await walk(full, `${info.dev}:${info.ino}`);
         continue;
       }
       if (!info?.isFile()) continue;
@@ -39,7 +44,8 @@ export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SA
     }
   };
   try {
-    await walk(root);
+    const rootInfo = await stat(root);
+    await walk(root, `${rootInfo.dev}:${rootInfo.ino}`);
   } catch (error) {
     if (!(error instanceof BudgetExceeded)) {
       throw new ConfigError([{ file: root, line: undefined, path: '', message: `cannot read descriptors directory: ${(error as Error).message}` }]);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -63,6 +63,17 @@ describe('readDescriptorFiles', () => {
     assert.equal((await readDescriptorFiles(dir, 1000)).length, 2);
     const error = await rejection(readDescriptorFiles(dir, 100));
     assert.deepEqual(error.issues.map((i) => [i.file, i.message]), [['b.yaml', 'descriptor files exceed 100 bytes together (ratelimit.descriptors_max_bytes); not loaded']]);
+  });
+
+  it('walks a directory once however many links lead to it: symlink loops end, files are read once', async () => {
+    const dir = tempDir({ 'a.yaml': 'domain: a\n', 'sub/b.yaml': 'domain: b\n' });
+    symlinkSync('.', path.join(dir, 'loop1'));
+    symlinkSync('.', path.join(dir, 'loop2'));
+    symlinkSync('..', path.join(dir, 'sub', 'up'));
+    symlinkSync('sub', path.join(dir, 'again'));
+    const files = await readDescriptorFiles(dir);
+    // 'again' sorts before 'sub': the directory is read once, under the first name that reaches it.
+    assert.deepEqual(files.map((f) => f.name), ['a.yaml', path.join('again', 'b.yaml')]);
   });
 });
 
