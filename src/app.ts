@@ -13,7 +13,7 @@ import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
-import { parsePortcullisConfig, watchedPaths, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
+import { parsePortcullisConfig, restartOnlyChanges, watchedPaths, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
@@ -98,6 +98,8 @@ export function buildApp(deps: AppDeps): App {
   let lastFingerprint = '';
   let lastGoodText: string | undefined;
   let lastGoodSchemas = '';
+  /** Settings the file changed that the process applies only on restart (restartOnlyChanges), for the log and /config. */
+  let restartPending: string[] = [];
   let grpc: GrpcServer | undefined;
   let admin: HttpServer | undefined;
   let bffServer: HttpServer | undefined;
@@ -119,7 +121,9 @@ export function buildApp(deps: AppDeps): App {
       const text = await readPortcullisConfigText(file);
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
       let config = text === lastGoodText ? previous.config : parsePortcullisConfig(text, file);
-      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8')));
+      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8').catch((error: unknown) => {
+        throw new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
+      })));
       // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
       if (config === previous.config && schemas.join('\0') !== lastGoodSchemas) config = parsePortcullisConfig(text, file);
       const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
@@ -131,9 +135,9 @@ export function buildApp(deps: AppDeps): App {
       const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
       const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
-      if (JSON.stringify([config.server, config.redis]) !== JSON.stringify([previous.config.server, previous.config.redis]) && lastFingerprint !== '') {
-        logger.warn('server and redis settings changed in the config file: they take effect on restart');
-      }
+      const waiting = restartOnlyChanges(deps.config, config);
+      if (waiting.length > 0 && waiting.join() !== restartPending.join()) logger.warn({ settings: waiting }, 'settings changed in the config file that take effect on restart');
+      restartPending = waiting;
       const authzSnapshot = authz.prepare(config.authz, authzTexts);
       holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
       authz.retain(authzSnapshot);
@@ -183,7 +187,8 @@ export function buildApp(deps: AppDeps): App {
   };
 
   const views: App['views'] = {
-    config: () => ({ ...(redactedConfig(holder.current().config) as object), domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
+    // The file's config as applied, and which of its settings wait for a restart (still running with start-up values).
+    config: () => ({ ...(redactedConfig(holder.current().config) as object), pendingRestart: restartPending, domains: [...(holder.current().snapshot.config?.domains.keys() ?? [])], bff: describeBff(holder.current().config.bff) }),
     limits: () => dumpLimits(holder.current().snapshot.config),
     json: (body) => handleJsonRequest(service, body, AbortSignal.timeout(holder.current().config.ratelimit.timeoutMs)),
   };

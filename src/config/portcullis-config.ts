@@ -155,6 +155,26 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   });
 }
 
+/**
+ * Settings read once at start-up (listeners and clients opened, bounds fixed as their structures are built). A reload
+ * applies everything else; these are the ones that changed from `running` to `next` and wait for a restart.
+ */
+export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisConfig): string[] {
+  const settings: [string, (c: PortcullisConfig) => unknown][] = [
+    ['server', (c) => c.server],
+    ['redis', (c) => c.redis],
+    ['memory.max_keys', (c) => c.memory.maxKeys],
+    ['log.level', (c) => c.log.level],
+    ['ratelimit.reload', (c) => c.ratelimit.reload],
+    ['ratelimit.local_cache.max_entries', (c) => c.ratelimit.localCache.maxEntries],
+    ['ratelimit.metrics.max_keys', (c) => c.ratelimit.metrics.maxKeys],
+    ['extproc.max_message_bytes', (c) => c.extproc.maxMessageBytes],
+    ['authz.revocation.refresh_ms', (c) => c.authz?.revocation.refreshMs],
+    ['authz.revocation.max_staleness_ms', (c) => c.authz?.revocation.maxStalenessMs],
+  ];
+  return settings.filter(([, read]) => JSON.stringify(read(running)) !== JSON.stringify(read(next))).map(([name]) => name);
+}
+
 /** Every file and directory a running config was built from: what hot reload watches. */
 export function watchedPaths(config: PortcullisConfig): string[] {
   return [config.file, config.ratelimit.descriptors, ...authzFiles(config.authz), ...extprocInputs(config.extproc)];

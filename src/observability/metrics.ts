@@ -120,7 +120,9 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
     extproc: extprocMetrics(registers),
     bff: createBffMetrics(registry),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
-    configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded.', registers }),
+    // Across workers (prom-client's cluster aggregation) the oldest: a worker that missed a reload shows, where the
+    // default sum would be a date twice as far away per extra worker.
+    configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded (with workers: the oldest of theirs).', registers, aggregator: 'min' }),
   };
 }
 

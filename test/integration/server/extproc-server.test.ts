@@ -2,7 +2,7 @@
 // memory cache and a real redis-server. Envoy's own behaviour is covered in test/e2e/extproc.test.ts.
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createRedisClient } from '../../../src/store/redis-counter-store.js';
 import { RedisCacheStore } from '../../../src/store/redis-cache-store.js';
@@ -481,6 +481,9 @@ describe('ext_proc hot reload', () => {
       await app.app.reload();
       assert.equal(await post(nameless), undefined, 'a broken schema keeps the last good one');
       assert.equal(await post('{}'), 'BadRequest');
+      rmSync(`${app.dir}/user.json`);
+      await app.app.reload(); // a config error like any other, not an exception on every poll
+      assert.equal(await post('{}'), 'BadRequest', 'a deleted schema keeps the last good one');
     } finally {
       client.close();
       await app.close();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type ConfigIssue } from '../../../src/config/errors.js';
-import { loadPortcullisConfig, parsePortcullisConfig, redactedConfig, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { ErrorCode } from '../../../src/shared/errors.js';
 
 const REPO_ROOT = ((): string => {
@@ -393,4 +393,25 @@ describe('schema: number() bounds every field', () => {
     assert.deepEqual(read(String(DEFAULT_MAX_NUMBER + 1)), [5, [`must be between 0 and ${DEFAULT_MAX_NUMBER}, got ${DEFAULT_MAX_NUMBER + 1}`]]);
     assert.deepEqual(read('1e400'), [5, ['expected an integer, got Infinity']]);
   });
+});
+
+describe('restartOnlyChanges: what a reload cannot apply', () => {
+  const base = 'server:\n  grpc: { address: "127.0.0.1:1" }\n';
+  const table: [string, string, string[]][] = [
+    ['nothing', base, []],
+    ['a descriptor setting applies', `${base}ratelimit:\n  shadow_mode: true\n`, []],
+    ['server', 'server:\n  grpc: { address: "127.0.0.1:2" }\n', ['server']],
+    ['redis', `${base}redis: { url: "redis://127.0.0.1:1" }\n`, ['redis']],
+    ['log level', `${base}log: { level: debug }\n`, ['log.level']],
+    ['memory bound', `${base}memory: { max_keys: 3 }\n`, ['memory.max_keys']],
+    ['reload and local cache', `${base}ratelimit:\n  reload: { enabled: false }\n  local_cache: { max_entries: 5 }\n`, ['ratelimit.reload', 'ratelimit.local_cache.max_entries']],
+    ['metrics bound', `${base}ratelimit:\n  metrics: { max_keys: 10 }\n`, ['ratelimit.metrics.max_keys']],
+    ['ext_proc message size', `${base}extproc:\n  max_message_bytes: 8388608\n`, ['extproc.max_message_bytes']],
+  ];
+  const running = parsePortcullisConfig(base, '/tmp/portcullis.yaml');
+  for (const [name, text, changed] of table) {
+    it(`${name} → ${changed.join(', ') || 'none'}`, () => {
+      assert.deepEqual(restartOnlyChanges(running, parsePortcullisConfig(text, '/tmp/portcullis.yaml')), changed);
+    });
+  }
 });

@@ -1,0 +1,16 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AggregatorRegistry, Registry } from 'prom-client';
+import { createMetrics } from '../../../src/observability/metrics.js';
+
+describe('metrics across workers', () => {
+  it('the config load timestamp is the oldest worker\'s, not a sum', async () => {
+    const workers = [1_796_574_600, 1_796_574_684].map((seconds) => {
+      const registry = new Registry();
+      createMetrics(registry, 100).configLastSuccess.set(seconds);
+      return registry;
+    });
+    const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+    assert.match(await merged.metrics(), /^portcullis_config_last_success_timestamp_seconds 1796574600$/m);
+  });
+});
