@@ -135,6 +135,11 @@ async function serve(configFile: string): Promise<number> {
     config, logger, registry, clock: systemClock, store: createStore(config, logger, registry), cache: createCacheStore(config),
     random: Math.random, revocation, worker,
   });
+  // A signal during start-up is kept and acted on once started: without a handler, Node would die of it undrained.
+  let requested: string | undefined;
+  let onSignal = (signal: string): void => void (requested ??= signal);
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   let addresses: Awaited<ReturnType<typeof app.start>>;
   try {
     addresses = await app.start();
@@ -165,8 +170,8 @@ async function serve(configFile: string): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    onSignal = stop;
+    if (requested !== undefined) stop(requested);
     // A worker whose supervisor is gone gets no new connections: drain and leave.
     if (worker) process.on('disconnect', () => stop('supervisor gone'));
   });

@@ -143,6 +143,18 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     worker.on('online', () => running.set(live().length));
   };
 
+  // SIGTERM / SIGINT from the first moment: during start-up they end the start (what started is drained, exit 0);
+  // after it, stop() drains. Without a handler this early, Node would die of the signal and leave the workers behind.
+  let requested: string | undefined;
+  let onStop: ((signal: string) => void) | undefined;
+  const onSignal = (signal: string): void => {
+    requested ??= signal;
+    if (onStop !== undefined) onStop(signal);
+    else onStartupExit?.(`${signal} during start-up`);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
   // ---- start every worker; any that dies before listening fails the start (a bad port, say) -----------------------
   try {
     await new Promise<void>((resolve, reject) => {
@@ -160,6 +172,12 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
       for (const slot of slots) fork(slot);
     });
   } catch (error) {
+    stopping = true;
+    if (requested !== undefined) {
+      logger.info({ signal: requested }, 'stopping during start-up: draining the workers that started');
+      await stopWorkers(slots, config.server.shutdownTimeoutMs);
+      return 0;
+    }
     logger.error({ err: (error as Error).message }, 'workers failed to start');
     await stopWorkers(slots, config.server.shutdownTimeoutMs);
     return 1;
@@ -277,8 +295,8 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
         resolve(0);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    onStop = stop;
+    if (requested !== undefined) stop(requested);
   });
 }
 

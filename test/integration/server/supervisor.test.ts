@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import { eventually } from '../../support/app.js';
+import { repoRoot } from '../../support/envoy.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
@@ -157,5 +159,41 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     const sum = "local n = 0 for _, k in ipairs(redis.call('KEYS', 'kill_*')) do n = n + tonumber(redis.call('GET', k)) end return n";
     const counted = Number((await sendCommand(redis.port, ['EVAL', sum, '0'])).slice(1).trim());
     assert.ok(counted >= ok && counted <= ok + failures.length, `redis counted ${counted}, ${ok} OK, ${failures.length} failed`);
+  });
+});
+
+describe('server.workers: a signal during start-up', () => {
+  /** Live child processes of `pid` (Linux /proc). */
+  const children = (pid: number): number[] => readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number));
+
+  it('SIGTERM before the workers listen drains what started and exits 0, leaving no worker behind', async () => {
+    const redis = await startRedis();
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-workers-start-'));
+    try {
+      writeFileSync(path.join(dir, 'a.yaml'), limit('a', 10));
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `server:
+  grpc: { address: "127.0.0.1:0" }
+  admin: { address: "127.0.0.1:0" }
+  workers: 2
+redis: { url: "${redis.url}" }
+ratelimit: { descriptors: "${dir}" }
+`);
+      const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'portcullis.js'), 'serve', '--config', path.join(dir, 'portcullis.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      // The first worker forked: the supervisor is starting, and no worker listens yet (loading takes far longer).
+      await eventually(async () => children(child.pid!).length > 0, 10_000, 'a worker forked');
+      const forked = children(child.pid!);
+      assert.ok(!output.includes('portcullis listening'), output);
+      child.kill('SIGTERM');
+      assert.deepEqual(await exited, { code: 0, signal: null }, output);
+      await eventually(async () => forked.every((pid) => !existsSync(`/proc/${pid}`)), 10_000, 'every worker gone');
+    } finally {
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
