@@ -1,7 +1,7 @@
 // `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml] [--descriptors DIR]`: reads the files, runs the
 // pure checks (src/envoycheck/check.ts: rate limits; src/envoycheck/filters.ts: ext_authz policies and ext_proc
 // routes, when a portcullis.yaml is given or beside the bootstrap) and prints the findings. Exit 0: none; 1: findings
-// or unreadable input.
+// or unreadable input; 2: usage, or a bootstrap the checks could not get through (one line, no stack trace).
 
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -21,6 +21,18 @@ export interface CheckEnvoyOptions {
 }
 
 export async function checkEnvoyCommand(bootstrapFile: string, options: CheckEnvoyOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  try {
+    return await check(bootstrapFile, options, out, err);
+  } catch (error) {
+    // The checks read any parsed YAML and are meant not to throw; a bug they still hit must not read as a finding
+    // (exit 1) nor bury the file name under a stack trace.
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : 'unknown error';
+    err.write(`${bootstrapFile}: check-envoy failed on this bootstrap: ${message.split('\n')[0]}\n`);
+    return 2;
+  }
+}
+
+async function check(bootstrapFile: string, options: CheckEnvoyOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
   let bootstrap: unknown;
   try {
     bootstrap = parse(await readFile(bootstrapFile, 'utf8'));

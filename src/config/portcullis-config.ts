@@ -207,15 +207,35 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
 const SECRET_PARAM = /pass|secret|token|auth/i;
 
 /**
+ * The user info of a Redis URL. WHATWG URL (which ioredis parses with) ends the authority at the first `/`, `?` or
+ * `#` and takes the host after the last `@` before it, so a password may hold `@` and whitespace but never those three.
+ */
+const USER_INFO = /(rediss?:\/\/)[^/?#]*@/gi;
+
+/**
+ * A query parameter. The value runs to the next `&` or the end, whitespace included (ioredis takes it all as the
+ * option); in a log line it also stops before another Redis URL, which is redacted on its own.
+ */
+const QUERY_PARAM = /([?&])([^=&#\s]+)=((?:(?!\s*rediss?:\/\/)[^&])*)/gi;
+
+/**
  * A Redis URL with every credential form ioredis accepts hidden: the user info (`user:password@`, `:password@`,
  * `password@`) and secret-looking query parameters (`?password=`, `?sentinelPassword=` …). Works on text that only
- * contains a URL too (an error message), and on `host:port` seeds (nothing to hide).
+ * contains a URL too (an error message, possibly naming several), and on `host:port` seeds (nothing to hide).
  */
 export function redactRedisUrl(text: string): string {
   return text
-    // Up to the last @ before the host: passwords may contain @ themselves.
-    .replace(/(rediss?:\/\/)[^/?#\s]*@/g, '$1***@')
-    .replace(/([?&])([^=&#\s]+)=([^&#\s]*)/g, (whole, sep: string, name: string) => (SECRET_PARAM.test(name) ? `${sep}${name}=***` : whole));
+    .replace(USER_INFO, '$1***@')
+    .replace(QUERY_PARAM, (whole, sep: string, name: string) => (SECRET_PARAM.test(decodeParamName(name)) ? `${sep}${name}=***` : whole));
+}
+
+/** A parameter name as ioredis sees it (URLSearchParams decodes it): `p%61ssword` is `password`. */
+function decodeParamName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }
 
 /** The config as shown on /config: secrets in Redis URLs replaced. */

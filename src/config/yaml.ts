@@ -27,11 +27,11 @@ export interface YamlScalar {
   readonly source: string;
 }
 
-/** One problem found while parsing: a syntax error, a duplicate key or an alias that cannot be expanded. */
+/** One problem found while parsing: a syntax error, a duplicate key, an alias that cannot be expanded or a bad merge. */
 export interface YamlProblem {
   readonly line: number;
   readonly message: string;
-  /** The yaml library's error code for syntax errors; DUPLICATE_KEY, ALIAS_CYCLE, ALIAS_UNKNOWN or ALIAS_BUDGET. */
+  /** The yaml library's error code for syntax errors; DUPLICATE_KEY, ALIAS_CYCLE, ALIAS_UNKNOWN, ALIAS_BUDGET or MERGE. */
   readonly code: string;
   /** Where in the document, e.g. `descriptors[0].rate_limit`; '' for syntax errors. */
   readonly path: string;
@@ -141,23 +141,67 @@ function parse(text: string): ParseResult {
   };
   const convertMap = (node: YAMLMap, path: string): YamlMap => {
     const firstLine = new Map<string, number>();
-    const entries = node.items.map((pair) => {
+    type Entry = YamlMap['entries'][number];
+    // Each `<<` becomes a slot holding the entries it merges; the mapping's own keys are known only at the end.
+    const slots: (Entry | { readonly merged: readonly Entry[] })[] = [];
+    for (const pair of node.items) {
       const key = convert(pair.key, path) ?? { kind: 'scalar' as const, line: lineOf(node), value: null, source: '' };
-      const name = key.kind === 'scalar' ? String(key.value) : '';
+      const merge = isMergeKey(key);
+      const name = merge ? '<<' : key.kind === 'scalar' ? String(key.value) : '';
       if (key.kind === 'scalar') {
-        const id = `${typeof key.value}:${name}`;
+        const id = merge ? '<<' : keyId(key);
         const first = firstLine.get(id);
         if (first === undefined) firstLine.set(id, key.line);
         else problems.push({ line: key.line, path: joinPath(path, name), code: 'DUPLICATE_KEY', message: `duplicate key '${name}' (first on line ${first}, again on line ${key.line})` });
       }
-      return { key, value: convert(pair.value, joinPath(path, name)) };
-    });
+      if (merge) slots.push({ merged: mergeSources(pair.value, key.line, joinPath(path, name)) });
+      else slots.push({ key, value: convert(pair.value, joinPath(path, name)) });
+    }
+    // YAML 1.1 merge: keys written in the mapping win over merged ones, and an earlier source over a later one.
+    // Merged entries are the source's own nodes, so an error in one names the line where it is written.
+    const taken = new Set<string>();
+    for (const slot of slots) if ('key' in slot && slot.key.kind === 'scalar') taken.add(keyId(slot.key));
+    const entries: Entry[] = [];
+    for (const slot of slots) {
+      if ('key' in slot) {
+        entries.push(slot);
+        continue;
+      }
+      for (const entry of slot.merged) {
+        if (entry.key.kind === 'scalar') {
+          const id = keyId(entry.key);
+          if (taken.has(id)) continue;
+          taken.add(id);
+        }
+        entries.push(entry);
+      }
+    }
     return { kind: 'map', line: lineOf(node), entries };
+  };
+  /** The entries a `<<` value brings in: a mapping's, or those of a sequence of mappings, in order. */
+  const mergeSources = (node: unknown, keyLine: number, path: string): readonly YamlMap['entries'][number][] => {
+    const before = problems.length;
+    const value = convert(node, path);
+    if (problems.length > before || overBudget) return []; // already reported (unknown alias, cycle, budget)
+    const sources = value?.kind === 'seq' ? value.items : [value];
+    if (value !== null && sources.every((source) => source?.kind === 'map')) return sources.flatMap((source) => (source as YamlMap).entries);
+    problems.push({ line: keyLine, path, code: 'MERGE', message: 'merge key << needs a mapping or a sequence of mappings as its value' });
+    return [];
   };
   const root = convert(doc.contents, '');
   const first = problems[0];
   if (first !== undefined) return { ok: false, line: first.line, message: first.message, code: first.code, problems };
   return { ok: true, root };
+}
+
+/** The YAML 1.1 merge key: a plain `<<`, which the yaml library resolves to a symbol (a quoted '<<' stays a string). */
+function isMergeKey(key: YamlValue): boolean {
+  return key.kind === 'scalar' && typeof key.value === 'symbol' && key.value.description === '<<';
+}
+
+/** Identifies a scalar key for duplicate and override checks: `1` and `'1'` are different keys. */
+function keyId(key: YamlScalar): string {
+  return `${typeof key.value}:${String(key.value)}`;
 }
 
 /** Nodes in `value` with aliases expanded; memoized, so shared values are counted in O(distinct nodes). */

@@ -31,7 +31,7 @@ import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
 import { selectExtprocRoute } from '../extproc/stream.js';
 import type { Finding } from './check.js';
-import { list, record, type Json, type RouteSite } from './routes.js';
+import { list, record, text, type Json, type RouteSite } from './routes.js';
 
 export type FilterFindingCode =
   | 'NO_AUTHZ_POLICY'
@@ -172,7 +172,10 @@ function contextExtensions(site: RouteSite): Record<string, string> {
   const merged: Record<string, string> = {};
   for (const level of [...site.perFilterConfigChain].reverse()) {
     const extensions = record(record(record(level[EXT_AUTHZ_FILTER])['check_settings'])['context_extensions']);
-    for (const [key, value] of Object.entries(extensions)) merged[key] = String(value);
+    for (const [key, value] of Object.entries(extensions)) {
+      const extension = text(value, '');
+      if (extension !== '' || value === '') merged[key] = extension;
+    }
   }
   return merged;
 }
@@ -181,7 +184,7 @@ function contextExtensions(site: RouteSite): Record<string, string> {
 function extprocRouteHint(site: RouteSite): string | undefined {
   const fromList = (entries: unknown): string | undefined => {
     const entry = list(entries).map(record).find((e) => e['key'] === EXTPROC_ROUTE_METADATA);
-    return entry === undefined ? undefined : String(entry['value'] ?? '');
+    return entry === undefined ? undefined : text(entry['value'], '');
   };
   for (const level of site.perFilterConfigChain) {
     const hint = fromList(record(record(level[EXT_PROC_FILTER])['overrides'])['grpc_initial_metadata']);
@@ -293,12 +296,18 @@ export function checkExtprocStreamClose(bootstrap: unknown, sites: readonly Rout
   }];
 }
 
-/** A static layer's keys, nested (`envoy: {reloadable_features: …}`) or dotted, as dotted names. */
-function flatten(object: Json, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+/**
+ * A static layer's keys, nested (`envoy: {reloadable_features: …}`) or dotted, as dotted names. A YAML alias can make
+ * the layer contain itself (Envoy would refuse it); a mapping already on the way down is not entered again.
+ */
+function flatten(object: Json, prefix = '', out = new Map<string, unknown>(), enclosing = new Set<object>()): Map<string, unknown> {
+  enclosing.add(object);
   for (const [key, value] of Object.entries(object)) {
     const name = prefix === '' ? key : `${prefix}.${key}`;
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) flatten(value as Json, name, out);
-    else out.set(name, value);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      if (!enclosing.has(value)) flatten(value as Json, name, out, enclosing);
+    } else out.set(name, value);
   }
+  enclosing.delete(object);
   return out;
 }

@@ -61,7 +61,7 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
     for (const chain of list(listener['filter_chains']).map(record)) {
       for (const filter of list(chain['filters']).map(record)) {
         if (filter['name'] !== HCM_NAME) continue;
-        sites.push(...hcmSites(String(listener['name'] ?? '?'), record(filter['typed_config'])));
+        sites.push(...hcmSites(text(listener['name'], '?'), record(filter['typed_config'])));
       }
     }
   }
@@ -71,7 +71,7 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
 function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
   const ratelimit = list(hcm['http_filters']).map(record).find((f) => f['name'] === RATELIMIT);
   const filterConfig = ratelimit === undefined ? undefined : record(ratelimit['typed_config']);
-  const domain = filterConfig === undefined ? undefined : String(filterConfig['domain'] ?? '');
+  const domain = filterConfig === undefined ? undefined : text(filterConfig['domain'], '');
   const filterLimits = filterConfig === undefined ? undefined : optionalList(filterConfig['rate_limits']);
   const sites: RouteSite[] = [];
   const routeConfig = record(hcm['route_config']);
@@ -80,7 +80,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
     const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
     const vhostRoutes = list(vhost['routes']).map(record);
     for (const [index, route] of vhostRoutes.entries()) {
-      const routeName = String(route['name'] ?? `#${index}`);
+      const routeName = text(route['name'], `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
       const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
       const action = route['route'] === undefined ? undefined : record(route['route']);
@@ -92,7 +92,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
         else if (filterLimits !== undefined) policies = filterLimits;
         else {
           const routeLimits = optionalList(action['rate_limits']) ?? [];
-          const mode = String(perRoute['vh_rate_limits'] ?? 'OVERRIDE');
+          const mode = text(perRoute['vh_rate_limits'], 'OVERRIDE');
           const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
           policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])];
         }
@@ -103,7 +103,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
         return shape === undefined ? [] : [shape];
       });
       sites.push({
-        where: `listener ${listenerName} / vhost ${String(vhost['name'] ?? '?')} / route ${routeName}`,
+        where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
         routeName, domain, shapes, unsupported, perFilterConfig, direct,
         perFilterConfigChain: [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})],
         match: record(route['match']),
@@ -134,25 +134,36 @@ function actionEntry(action: Json): ShapeEntry | undefined {
   const [kind] = Object.keys(action);
   if (kind === undefined) return undefined;
   const body = record(action[kind] ?? {});
-  const key = (fallback: string): string => String(body['descriptor_key'] ?? fallback);
+  const key = (fallback: string): string => text(body['descriptor_key'], fallback);
   switch (kind) {
     case 'source_cluster': return { key: 'source_cluster', value: undefined, source: kind };
     case 'destination_cluster': return { key: 'destination_cluster', value: undefined, source: kind };
     case 'remote_address': return { key: 'remote_address', value: undefined, source: kind };
     case 'masked_remote_address': return { key: 'masked_remote_address', value: undefined, source: kind };
-    case 'request_headers': return { key: key(''), value: undefined, source: `request_headers ${String(body['header_name'])}` };
-    case 'query_parameters': return { key: key(''), value: undefined, source: `query_parameters ${String(body['query_parameter_name'])}` };
+    case 'request_headers': return { key: key(''), value: undefined, source: `request_headers ${text(body['header_name'], '?')}` };
+    case 'query_parameters': return { key: key(''), value: undefined, source: `query_parameters ${text(body['query_parameter_name'], '?')}` };
     case 'metadata':
     case 'dynamic_metadata': {
       const metadataKey = record(body['metadata_key'] ?? {});
-      const path = list(metadataKey['path'] ?? []).map((p) => String(record(p)['key'])).join('.');
-      return { key: key(''), value: undefined, source: `${kind} ${String(metadataKey['key'])}:${path}` };
+      const path = list(metadataKey['path'] ?? []).map((p) => text(record(p)['key'], '?')).join('.');
+      return { key: key(''), value: undefined, source: `${kind} ${text(metadataKey['key'], '?')}:${path}` };
     }
-    case 'generic_key': return { key: key('generic_key'), value: String(body['descriptor_value'] ?? ''), source: kind };
-    case 'header_value_match': return { key: key('header_match'), value: String(body['descriptor_value'] ?? ''), source: kind };
-    case 'query_parameter_value_match': return { key: key('query_match'), value: String(body['descriptor_value'] ?? ''), source: kind };
+    case 'generic_key': return { key: key('generic_key'), value: text(body['descriptor_value'], ''), source: kind };
+    case 'header_value_match': return { key: key('header_match'), value: text(body['descriptor_value'], ''), source: kind };
+    case 'query_parameter_value_match': return { key: key('query_match'), value: text(body['descriptor_value'], ''), source: kind };
     default: return undefined;
   }
+}
+
+/**
+ * A config value where Envoy expects a string. The bootstrap is whatever YAML parsed to: a mapping there is an object
+ * whose own `toString` key makes String() and template literals throw. Scalars read as Envoy's JSON mapping would
+ * coerce them; anything else counts as absent, so an odd bootstrap gets the check's findings, not a crash.
+ */
+export function text(value: unknown, fallback: string): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return value.toString();
+  return fallback;
 }
 
 export function record(value: unknown): Json {

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { checkEnvoyCommand } from '../../../src/cli/check-envoy.js';
 import { repoRoot, runCommand } from '../../support/envoy.js';
 import { portcullisBin } from '../../support/portcullis.js';
 
@@ -80,6 +82,46 @@ describe('portcullis check-envoy', () => {
       assert.match(result.output, /2 finding\(s\)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Bootstraps Envoy itself would refuse, found by a prober: each once crashed the command with a stack trace.
+  const odd: { file: string; code: number; output: RegExp }[] = [
+    // A mapping with a `toString` key where a name is expected: String() of it threw a TypeError.
+    { file: 'ce-tostring.yaml', code: 0, output: /: 0 descriptor shape\(s\), 0 rule\(s\); .*; 0 finding\(s\)\n$/ },
+    // A YAML alias cycle in layered_runtime.static_layer: flattening it overflowed the stack.
+    { file: 'ce-cycle.yaml', code: 1, output: /EXTPROC_STREAM_RESETS: .*\n {4}at listener l\n/ },
+  ];
+  for (const c of odd) {
+    it(`reads the odd bootstrap ${c.file} without crashing`, async () => {
+      const empty = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-odd-'));
+      try {
+        const result = await checkEnvoy(path.join(repoRoot(), 'test', 'fixtures', 'envoycheck', c.file), '--descriptors', empty);
+        assert.equal(result.code, c.code, result.output);
+        assert.match(result.output, c.output);
+        assert.doesNotMatch(result.output, /Error|\n\s+at .*\.js:\d+/);
+      } finally {
+        rmSync(empty, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('turns an unexpected error into one line naming the file, exit 2', async () => {
+    const empty = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-bug-'));
+    try {
+      const file = path.join(repoRoot(), 'test', 'fixtures', 'envoycheck', 'ce-cycle.yaml');
+      let written = '';
+      // A stand-in for a bug in the checks: the report itself throws.
+      const out = new Writable();
+      out.write = () => {
+        throw new TypeError('boom\nsecond line');
+      };
+      const err = new Writable({ write: (chunk: Buffer, _encoding, done) => ((written += chunk.toString()), done()) });
+      const code = await checkEnvoyCommand(file, { descriptors: empty }, out, err);
+      assert.equal(code, 2);
+      assert.equal(written, `${file}: check-envoy failed on this bootstrap: TypeError: boom\n`);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
     }
   });
 

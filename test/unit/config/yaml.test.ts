@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../../src/config/errors.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { MAX_ALIAS_NODES, parseYaml, type ParseResult } from '../../../src/config/yaml.js';
-import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
+import { MAX_ALIAS_NODES, mapGet, parseYaml, type ParseResult, type YamlValue } from '../../../src/config/yaml.js';
+import { compileDescriptorFiles, dumpLimits } from '../../../src/ratelimit/descriptor-config.js';
 
 /** Nine levels of nine aliases: 417 bytes that expand to 9^9 leaves. */
 function aliasBomb(levels = 9, width = 9): string {
@@ -97,5 +97,133 @@ describe('parseYaml: duplicate keys are errors naming both lines', () => {
   it('an alias bomb in a descriptor file is a load error with file and line', () => {
     const [error] = loadErrors(() => compileDescriptorFiles([{ name: 'bomb.yaml', text: `${aliasBomb()}domain: x\n` }]));
     assert.match(error ?? '', /^bomb\.yaml: error loading config file: aliases expand to more than \d+ nodes \(line \d, at a\d\[\d\]\)$/);
+  });
+});
+
+/** A parsed tree as plain data, to compare whole documents. */
+function plain(value: YamlValue | null): unknown {
+  if (value === null) return null;
+  if (value.kind === 'scalar') return value.value;
+  if (value.kind === 'seq') return value.items.map(plain);
+  return Object.fromEntries(value.entries.map((entry) => [String(plain(entry.key)), plain(entry.value)]));
+}
+
+describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit)', () => {
+  const cases: { name: string; text: string; parsed: unknown }[] = [
+    { name: 'merges a mapping', text: 'a: &a { x: 1, w: 2 }\nb: { <<: *a, z: 3 }\n', parsed: { a: { x: 1, w: 2 }, b: { x: 1, w: 2, z: 3 } } },
+    { name: 'a key written in the mapping wins, after the merge', text: 'a: &a { x: 1, w: 2 }\nb:\n  <<: *a\n  w: 9\n', parsed: { a: { x: 1, w: 2 }, b: { x: 1, w: 9 } } },
+    { name: 'a key written in the mapping wins, before the merge', text: 'a: &a { x: 1, w: 2 }\nb:\n  w: 9\n  <<: *a\n', parsed: { a: { x: 1, w: 2 }, b: { w: 9, x: 1 } } },
+    {
+      name: 'a sequence of mappings: an earlier one wins over a later one',
+      text: 'a: &a { x: 1 }\nb: &b { x: 2, w: 2 }\nc: { <<: [*a, *b], z: 3 }\n',
+      parsed: { a: { x: 1 }, b: { x: 2, w: 2 }, c: { x: 1, w: 2, z: 3 } },
+    },
+    { name: 'an inline mapping', text: 'b:\n  <<: { x: 1 }\n  w: 2\n', parsed: { b: { x: 1, w: 2 } } },
+    { name: 'a merged mapping that merges itself', text: 'a: &a { x: 1 }\nb: &b { <<: *a, w: 2 }\nc: { <<: *b }\n', parsed: { a: { x: 1 }, b: { x: 1, w: 2 }, c: { x: 1, w: 2 } } },
+    { name: 'the merged mapping is not changed', text: 'a: &a { x: 1 }\nb: { <<: *a, x: 2 }\nc: { <<: *a }\n', parsed: { a: { x: 1 }, b: { x: 2 }, c: { x: 1 } } },
+    { name: "a quoted '<<' is an ordinary key", text: "a: &a { x: 1 }\nb: { '<<': 1 }\n", parsed: { a: { x: 1 }, b: { '<<': 1 } } },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const result = parseYaml(c.text);
+      assert.ok(result.ok, result.ok ? '' : result.message);
+      assert.deepEqual(plain(result.root), c.parsed);
+    });
+  }
+
+  it('keeps the line where a merged key is written', () => {
+    const result = parseYaml('a: &a\n  x: 1\nb:\n  <<: *a\n');
+    assert.ok(result.ok && result.root?.kind === 'map');
+    const b = mapGet(result.root, 'b');
+    assert.ok(b?.kind === 'map');
+    assert.equal(b.entries[0]?.key.line, 2);
+    assert.equal(b.entries[0]?.value?.line, 2);
+  });
+
+  const refused: { name: string; text: string; found: { line: number; code: string; path: string } }[] = [
+    { name: 'a scalar', text: 'a:\n  <<: 1\n', found: { line: 2, code: 'MERGE', path: 'a.<<' } },
+    { name: 'an empty value', text: 'a:\n  <<:\n', found: { line: 2, code: 'MERGE', path: 'a.<<' } },
+    { name: 'a sequence holding a scalar', text: 'x: &x { k: 1 }\na:\n  <<: [*x, 1]\n', found: { line: 3, code: 'MERGE', path: 'a.<<' } },
+    { name: 'an alias to no anchor (reported once)', text: 'a:\n  <<: *nowhere\n', found: { line: 2, code: 'ALIAS_UNKNOWN', path: 'a.<<' } },
+    { name: 'a mapping that merges itself', text: 'a: &a\n  <<: *a\n', found: { line: 2, code: 'ALIAS_CYCLE', path: 'a.<<' } },
+    { name: 'two merge keys in one mapping', text: 'x: &x { k: 1 }\na:\n  <<: *x\n  <<: *x\n', found: { line: 4, code: 'DUPLICATE_KEY', path: 'a.<<' } },
+  ];
+  for (const c of refused) {
+    it(`refuses a merge of ${c.name}`, () => {
+      const found = problems(parseYaml(c.text));
+      assert.deepEqual(found.map(({ line, code, path }) => ({ line, code, path })), [c.found]);
+    });
+  }
+
+  it('in portcullis.yaml: a bff call merged from another', () => {
+    const text = [
+      'server: { http: { address: "127.0.0.1:0" } }',
+      'bff:',
+      '  services: { users: "http://127.0.0.1:8001" }',
+      '  endpoints:',
+      '    - path: /a/{id}',
+      '      calls:',
+      '        base: &base { service: users, path: "/users/{id}", timeout_ms: 500 }',
+      '        other:',
+      '          <<: *base',
+      '          timeout_ms: 700',
+      '          on_error: null',
+      '',
+    ].join('\n');
+    const calls = parsePortcullisConfig(text, 'portcullis.yaml').bff?.endpoints[0]?.calls ?? [];
+    assert.deepEqual(calls.map((c) => [c.name, c.service.name, c.timeoutMs, c.fallback]), [
+      ['base', 'users', 500, undefined],
+      ['other', 'users', 700, { value: null }],
+    ]);
+  });
+
+  it('in portcullis.yaml: an error in a merged value names the line where it is written', () => {
+    const text = [
+      'server: { http: { address: "127.0.0.1:0" } }',
+      'bff:',
+      '  services: { users: "http://127.0.0.1:8001" }',
+      '  endpoints:',
+      '    - path: /a/{id}',
+      '      calls:',
+      '        base: &base { service: users, path: "/users/{id}" }',
+      '    - path: /b',
+      '      <<: *base',
+      '',
+    ].join('\n');
+    const errors = loadErrors(() => parsePortcullisConfig(text, '/etc/p/portcullis.yaml'));
+    assert.match(errors[0] ?? '', /^portcullis\.yaml: unknown key 'service' .*\(line 7, at bff\.endpoints\[1\]\.service\)$/);
+  });
+
+  it('in a descriptor file: a rate limit merged from another, with a key of its own', () => {
+    const text = 'domain: merged\ndescriptors:\n  - key: a\n    rate_limit: &lim { unit: second, requests_per_unit: 5 }\n  - key: b\n    rate_limit:\n      <<: *lim\n      requests_per_unit: 10\n';
+    assert.equal(dumpLimits(compileDescriptorFiles([{ name: 'd.yaml', text }])), [
+      'merged.a: unit=SECOND requests_per_unit=5, shadow_mode: false, quota_mode: false',
+      'merged.b: unit=SECOND requests_per_unit=10, shadow_mode: false, quota_mode: false',
+      '',
+    ].join('\n'));
+  });
+
+  it('in a descriptor file: descriptors merged from a sequence of mappings', () => {
+    const text = [
+      'domain: merged',
+      'descriptors:',
+      '  - &minute { key: a, rate_limit: { unit: minute, requests_per_unit: 1 } }',
+      '  - &shadow { key: s, shadow_mode: true }',
+      '  - <<: [*shadow, *minute]',
+      '    key: b',
+      '',
+    ].join('\n');
+    assert.equal(dumpLimits(compileDescriptorFiles([{ name: 'd.yaml', text }])), [
+      'merged.a: unit=MINUTE requests_per_unit=1, shadow_mode: false, quota_mode: false',
+      'merged.b: unit=MINUTE requests_per_unit=1, shadow_mode: true, quota_mode: false',
+      '',
+    ].join('\n'));
+  });
+
+  it('in a descriptor file: an error in a merged value names the line where it is written', () => {
+    const text = 'domain: merged\ndescriptors:\n  - key: a\n    rate_limit: &lim\n      unit: second\n      requests_per_unit: 5\n  - key: b\n    rate_limit:\n      <<: *lim\n      unlimited: true\n';
+    assert.deepEqual(loadErrors(() => compileDescriptorFiles([{ name: 'd.yaml', text }])), [
+      "d.yaml: should not specify rate limit unit when unlimited (line 5, at descriptors[1].rate_limit.unit)",
+    ]);
   });
 });

@@ -237,6 +237,13 @@ describe('checkEnvoyFilters', () => {
   });
 });
 
+/** `static_layer: &s { envoy: { loop: *s } }`, as the yaml library builds it. */
+function cyclic(extra: Json = {}): Json {
+  const layer: Json = { ...extra };
+  layer['envoy'] = { loop: layer };
+  return layer;
+}
+
 describe('checkExtprocStreamClose', () => {
   const route = { name: 'all', match: { prefix: '/' }, route: { cluster: 'upstream' } };
   const withExtproc = (extra: Json): Json => ({ ...oneVhostBootstrap({ routes: [route], httpFilters: [{ name: EXT_PROC_FILTER }] }), ...extra });
@@ -249,6 +256,8 @@ describe('checkExtprocStreamClose', () => {
     { name: 'set to false', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { [GRACEFUL_CLOSE_FLAG]: false } }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
     { name: 'another static flag only', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { 'envoy.x': true } }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
     { name: 'an RTDS layer may set it: not reported', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 'r', rtds_layer: { name: 'rt' } }] } }), expected: [] },
+    { name: 'a static layer that contains itself (a YAML alias cycle)', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: cyclic() }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
+    { name: 'a static layer that contains itself and sets the flag', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: cyclic({ [GRACEFUL_CLOSE_FLAG]: true }) }] } }), expected: [] },
   ];
   for (const c of cases) it(c.name, () => assert.deepEqual(codes(c.bootstrap), c.expected));
 });
