@@ -49,6 +49,7 @@ export const CLIENT_CLOSED = 499;
 const DEADLINE = new Error('endpoint timeout');
 const CALL_TIMEOUT = new Error('call timeout');
 const GAVE_UP = new Error('a required call failed');
+const FINISHED = new Error('the answer is done');
 
 /**
  * Runs an endpoint's calls: each starts as soon as the calls it depends on have settled, so
@@ -99,6 +100,8 @@ export class Composer {
     } finally {
       clearTimeout(deadline);
       input.signal.removeEventListener('abort', clientGone);
+      // When a call threw, Promise.all gave up on the others: without this they would run on past the deadline.
+      stop.abort(FINISHED);
     }
     const seconds = (this.deps.now() - started) / 1000;
     if (input.signal.aborted) {
@@ -126,7 +129,15 @@ export class Composer {
       if (value === undefined || value === null || value === '' || value === '.' || value === '..') return { kind: 'skipped', missing: expr.source };
     }
     if (endpointSignal.aborted) return { kind: 'failed', reason: reasonOf(endpointSignal.reason), detail: 'not started: the endpoint gave up' };
-    const path = call.service.basePath + renderString(call.path, scope, encodeURIComponent) + queryString(call, scope);
+    let path: string;
+    try {
+      path = call.service.basePath + renderString(call.path, scope, encodeURIComponent) + queryString(call, scope);
+    } catch (error) {
+      // encodeURIComponent refuses a lone UTF-16 surrogate: valid JSON from an upstream, but no URL text. There was
+      // something to fetch and it cannot be asked for: a failure (degraded, fatal if required), not a skip.
+      if (!(error instanceof URIError)) throw error;
+      return { kind: 'failed', reason: 'input', detail: `a value its path or query reads cannot be URL-encoded: ${error.message}` };
+    }
     const headers = { ...forwarded };
     for (const [name, template] of call.headers) headers[name] = renderString(template, scope);
 
@@ -171,7 +182,7 @@ function callTimer(ms: number, parent: AbortSignal): { signal: AbortSignal; clea
   };
 }
 
-/** Anything but the two timeouts aborting a call means the client went away or a required call failed. */
+/** Anything but the two timeouts aborting a call means the client went away, a required call failed or the answer is done. */
 function reasonOf(abortReason: unknown): FailureReason {
   if (abortReason === CALL_TIMEOUT) return 'timeout';
   if (abortReason === DEADLINE) return 'deadline';

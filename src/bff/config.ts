@@ -4,7 +4,7 @@ import type { YamlValue } from '../config/yaml.js';
 import { planWaves } from './planner.js';
 import { bySpecificity, parseRoute, routeShape, type Route } from './routes.js';
 import {
-  exprsOf, isName, parseStringTemplate,
+  exprsOf, isName, parseStringTemplate, setKey,
   type Expr, type JsonValue, type StringTemplate, type ValueTemplate,
 } from './template.js';
 
@@ -137,7 +137,7 @@ function toJson(v: YamlValue | null): JsonValue {
   if (v.kind === 'seq') return v.items.map(toJson);
   if (v.kind === 'map') {
     const out: Record<string, JsonValue> = {};
-    for (const e of v.entries) out[keyText(e.key)] = toJson(e.value);
+    for (const e of v.entries) setKey(out, keyText(e.key), toJson(e.value));
     return out;
   }
   if (typeof v.value === 'bigint') return Number(v.value);
@@ -306,7 +306,8 @@ function compileService(name: string, url: string, maxConcurrency: number): BffS
     return `service '${name}': expected an http:// or https:// URL, got '${url}'`;
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `service '${name}': expected an http:// or https:// URL, got '${url}'`;
-  if (parsed.search !== '' || parsed.hash !== '' || parsed.username !== '') return `service '${name}': the URL may hold a path prefix but no query, fragment or credentials`;
+  // `http://:secret@host` has a password and no user name: refused like `user:secret@`, not silently dropped.
+  if (parsed.search !== '' || parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') return `service '${name}': the URL may hold a path prefix but no query, fragment or credentials`;
   return Object.freeze({ name, origin: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, ''), maxConcurrency });
 }
 

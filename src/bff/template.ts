@@ -173,7 +173,7 @@ export function renderValue(template: ValueTemplate, scope: Scope): JsonValue {
       return template.value;
     case 'object': {
       const out: Record<string, JsonValue> = {};
-      for (const [key, t] of template.entries) out[key] = renderValue(t, scope);
+      for (const [key, t] of template.entries) setKey(out, key, renderValue(t, scope));
       return out;
     }
     case 'array':
@@ -188,8 +188,17 @@ export function pick(value: JsonValue, fields: readonly string[]): JsonValue {
   if (Array.isArray(value)) return value.map((item) => pick(item, fields));
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, JsonValue> = {};
-  for (const field of fields) if (Object.hasOwn(value, field)) out[field] = value[field] as JsonValue;
+  for (const field of fields) if (Object.hasOwn(value, field)) setKey(out, field, value[field] as JsonValue);
   return out;
+}
+
+/**
+ * `out[key] = value`, except that `__proto__` too becomes an own key: assigning it would set the prototype and the
+ * key would vanish from the JSON. (JSON.parse makes it an own key too, so upstream objects can hold it.)
+ */
+export function setKey(out: Record<string, JsonValue>, key: string, value: JsonValue): void {
+  if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
 }
 
 export function isName(text: string): boolean {

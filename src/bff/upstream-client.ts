@@ -16,8 +16,8 @@ export interface UpstreamResponse {
   readonly body: unknown;
 }
 
-/** Why a call failed; bounded, so it is also a metrics label. */
-export type FailureReason = 'timeout' | 'deadline' | 'aborted' | 'status' | 'network' | 'body';
+/** Why a call failed; bounded, so it is also a metrics label. `input`: a value its path or query reads cannot be sent. */
+export type FailureReason = 'timeout' | 'deadline' | 'aborted' | 'status' | 'network' | 'body' | 'input';
 
 export class UpstreamError extends Error {
   constructor(readonly reason: 'network' | 'body', message: string, options?: { cause?: unknown }) {

@@ -180,6 +180,58 @@ respond: { user: "{user.name}", theme: "{prefs.theme}" }`);
     assert.ok(ms < 400, `stopped after ${ms} ms`);
   });
 
+  it('a lone surrogate from an upstream, read by a path or a query, fails that call: degraded with on_error, fatal without', async () => {
+    const cases: { name: string; call: string; want: string | [string, string] }[] = [
+      { name: 'path, optional', call: 'details: { service: orders, path: "/orders/{user.id}", on_error: null }', want: 'input degraded' },
+      { name: 'query, optional', call: 'details: { service: orders, path: "/orders", query: { id: "x{user.id}" }, on_error: null }', want: 'input degraded' },
+      { name: 'path, required', call: 'details: { service: orders, path: "/orders/{user.id}" }', want: ['upstream', 'details'] },
+      { name: 'query, required', call: 'details: { service: orders, path: "/orders", query: { id: "{user.id}" } }', want: ['upstream', 'details'] },
+    ];
+    for (const c of cases) {
+      const e = endpoint(`calls:\n  user: { service: users, path: "/users/{userId}" }\n  ${c.call}\nrespond: { details: "{details}" }`);
+      const { result, client, observer } = await run(e, { 'users /users/42': { body: JSON.parse('{"id":"\\ud800"}') } });
+      assert.equal(client.seen.length, 1, `${c.name}: details is never sent`);
+      assert.ok(observer.calls.includes('/bff/web/dashboard/{userId} details input degraded'), `${c.name}: ${observer.calls.join(', ')}`);
+      if (typeof c.want === 'string') assert.deepEqual(result.kind === 'answer' && result.body, { details: null, _degraded: ['details'] }, c.name);
+      else assert.deepEqual(result.kind === 'failed' && [result.failure, result.call], c.want, c.name);
+    }
+  });
+
+  it('ending in an exception still aborts every call in flight', async () => {
+    const e = endpoint(`calls:
+  user:  { service: users, path: "/users/{userId}" }
+  prefs: { service: prefs, path: "/prefs/{userId}", on_error: null }`, 10_000);
+    let prefsSignal: AbortSignal | undefined;
+    const client = new FakeUpstreamClient({
+      'users /users/42': { body: {} },
+      'prefs /prefs/42': (r) => {
+        prefsSignal = r.signal;
+        return { delayMs: 5000 };
+      },
+    });
+    const observer = new RecordingObserver();
+    observer.call = () => {
+      throw new Error('observer broke');
+    };
+    const composer = new Composer({ client, observer, now: () => performance.now() });
+    await assert.rejects(composer.compose({ endpoint: e, params: new Map([['userId', '42']]), headers: {}, maxResponseBytes: 1 << 20, signal: new AbortController().signal }), /observer broke/);
+    assert.equal(prefsSignal?.aborted, true, 'prefs is aborted, not left running until the endpoint timeout');
+  });
+
+  it('a __proto__ key in respond is a key of the answer', async () => {
+    const e = endpoint(`calls:
+  user: { service: users, path: "/users/{userId}" }
+  prefs: { service: prefs, path: "/prefs/{userId}", on_error: null }
+respond: { __proto__: "{user}", other: 1 }`);
+    for (const [prefs, want] of [
+      [{ body: {} }, '{"__proto__":{"name":"Ada"},"other":1}'],
+      [{ status: 500 }, '{"__proto__":{"name":"Ada"},"other":1,"_degraded":["prefs"]}'],
+    ] as const) {
+      const { result } = await run(e, { 'users /users/42': { body: { name: 'Ada' } }, 'prefs /prefs/42': prefs });
+      assert.equal(JSON.stringify(result.kind === 'answer' && result.body), want);
+    }
+  });
+
   it('mobile: fewer calls and a field selection', async () => {
     const e = endpoint(`calls:
   user: { service: users, path: "/users/{userId}" }

@@ -80,6 +80,11 @@ describe('bff config: a valid section', () => {
     assert.deepEqual(c.bff.endpoints[0]?.respond, { kind: 'object', entries: [['one', { kind: 'ref', expr: { root: 'one', steps: [], source: 'one' } }]] });
   });
 
+  it('a __proto__ key in an on_error fallback is kept as a key, not taken as the prototype', () => {
+    const c = parsePortcullisConfig('bff:\n  services: { a: "http://h:1" }\n  endpoints:\n    - path: /x\n      calls: { one: { service: a, path: /1, on_error: { __proto__: { b: 1 }, c: 2 } } }\n', FILE);
+    assert.equal(JSON.stringify(c.bff.endpoints[0]?.calls[0]?.fallback?.value), '{"__proto__":{"b":1},"c":2}');
+  });
+
   it('a bff section is optional', () => {
     const c = parsePortcullisConfig('server: {}\n', FILE);
     assert.equal(c.server.http, undefined);
@@ -197,6 +202,16 @@ const BAD: readonly BadCase[] = [
     name: 'a service URL that is not http',
     yaml: `bff:\n  services:\n    users: "ftp://u"\n`,
     line: 3, path: 'bff.services.users', message: /expected an http:\/\/ or https:\/\/ URL/,
+  },
+  {
+    name: 'a service URL with credentials',
+    yaml: `bff:\n  services:\n    users: "http://alice:topsecret@127.0.0.1:8001"\n`,
+    line: 3, path: 'bff.services.users', message: /no query, fragment or credentials/,
+  },
+  {
+    name: 'a service URL with a password but no user name',
+    yaml: `bff:\n  services:\n    users: "http://:topsecret@127.0.0.1:8001"\n`,
+    line: 3, path: 'bff.services.users', message: /no query, fragment or credentials/,
   },
   {
     name: 'a respond that is not a mapping',

@@ -111,6 +111,19 @@ describe('renderValue and pick', () => {
       { id: 'o-2', total: 5 },
     ]);
   });
+  it('a __proto__ key in respond or in $pick is an ordinary key of the answer', () => {
+    const withProto = JSON.parse('{"__proto__":{"x":1},"a":2}') as unknown;
+    const protoScope = new Map<string, unknown>([['u', withProto]]);
+    const cases: { name: string; template: ValueTemplate; want: string }[] = [
+      { name: 'respond key', template: { kind: 'object', entries: [['__proto__', ref('{u.a}')], ['b', { kind: 'json', value: 1 }]] }, want: '{"__proto__":2,"b":1}' },
+      { name: '$pick field', template: { kind: 'pick', from: ref('{u}'), fields: ['__proto__', 'a'] }, want: '{"__proto__":{"x":1},"a":2}' },
+    ];
+    for (const c of cases) {
+      const out = renderValue(c.template, protoScope);
+      assert.equal(JSON.stringify(out), c.want, c.name);
+      assert.equal(Object.getPrototypeOf(out), Object.prototype, `${c.name}: the prototype is untouched`);
+    }
+  });
   it('$pick selects fields from an object and passes other values through', () => {
     assert.deepEqual(pick({ a: 1, b: 2 }, ['b']), { b: 2 });
     assert.equal(pick(null, ['a']), null);
