@@ -27,7 +27,8 @@ import { watchRedisConnection } from '../store/redis-connection-log.js';
 const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
   portcullis validate --config portcullis.yaml    check the config and its descriptor files; exit 1 on any error
-  portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only
+  portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only (with --config:
+                                                 these instead of the config's directory)
   portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
   portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
                                                   show which policy a request gets, each method's outcome, the answer
@@ -66,31 +67,46 @@ export async function main(argv: readonly string[]): Promise<number> {
   return 2;
 }
 
+/**
+ * Every check that can run does, and every error is printed: the config, then its authz files, then the descriptor
+ * files (`--descriptors` when given, else the config's directory; when the config itself is broken, only a
+ * `--descriptors` directory can still be checked).
+ */
 async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
-  try {
-    const config = options.config ? await loadPortcullisConfig(options.config) : undefined;
-    const descriptors = config?.ratelimit.descriptors ?? options.descriptors;
-    const bffEndpoints = config?.bff.endpoints.length;
-    if (config) {
-      const policies = await validateAuthz(config);
-      process.stdout.write(policies === undefined ? 'ok: no authz section (every Check is denied)\n' : `ok: authz policies: ${policies.join(', ') || '(none)'}\n`);
+  const errors: ConfigError[] = [];
+  const stage = async <T>(work: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await work();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      errors.push(error);
+      return undefined;
     }
-    if (!descriptors) {
-      process.stderr.write(USAGE);
-      return 2;
-    }
+  };
+  const config = options.config === undefined ? undefined : await stage(() => loadPortcullisConfig(options.config!));
+  const descriptors = options.descriptors ?? config?.ratelimit.descriptors;
+  if (options.config === undefined && descriptors === undefined) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  if (config) {
+    const policies = await stage(() => validateAuthz(config));
+    if (errors.length === 0) process.stdout.write(policies === undefined ? 'ok: no authz section (every Check is denied)\n' : `ok: authz policies: ${policies.join(', ') || '(none)'}\n`);
+  }
+  if (descriptors !== undefined) {
     // The budgets `serve` applies: a file validate accepts loads, and a file that would stall a load fails here too.
     const budgets = config?.ratelimit ?? parsePortcullisConfig('', 'portcullis.yaml').ratelimit;
-    const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
-    const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
-    process.stdout.write(`ok: ${files.length} descriptor file(s), domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
-    if (bffEndpoints !== undefined) process.stdout.write(`ok: ${bffEndpoints} bff endpoint(s)\n`);
-    return 0;
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`${error.message}\n${error.issues.length} error(s)\n`);
-    return 1;
+    await stage(async () => {
+      const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
+      const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
+      process.stdout.write(`ok: ${files.length} descriptor file(s) in ${descriptors}, domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
+    });
   }
+  if (config !== undefined && errors.length === 0) process.stdout.write(`ok: ${config.bff.endpoints.length} bff endpoint(s)\n`);
+  if (errors.length === 0) return 0;
+  const count = errors.reduce((n, e) => n + e.issues.length, 0);
+  process.stderr.write(`${errors.map((e) => e.message).join('\n')}\n${count} error(s)\n`);
+  return 1;
 }
 
 function createStore(config: PortcullisConfig, logger: Logger, registry: Registry): CounterStore {
