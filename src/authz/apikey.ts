@@ -39,7 +39,7 @@ const entrySchema = object({
 /** Parses keys.yaml (a YAML list); throws ConfigError naming file, line and path of every problem. */
 export function parseKeysFile(text: string, file: string): ApiKeySet {
   const issues = new IssueCollector(path.basename(file));
-  const parsed = parseYaml(text);
+  const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
     issues.add(parsed.line, '', `invalid YAML: ${parsed.message}`);
     throw new ConfigError(issues.issues);

@@ -98,7 +98,7 @@ const schema = object({
 /** Parses portcullis.yaml text; throws ConfigError listing every problem. */
 export function parsePortcullisConfig(text: string, file: string): PortcullisConfig {
   const issues = new IssueCollector(path.basename(file));
-  const parsed = parseYaml(text);
+  const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
     for (const problem of parsed.problems) issues.add(problem.line, problem.path, `invalid YAML: ${problem.message}`);
     throw new ConfigError(issues.issues);

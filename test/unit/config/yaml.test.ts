@@ -57,6 +57,21 @@ describe('parseYaml: aliases', () => {
     });
   }
 
+  it('an alias refers to the latest anchor of its name before it, including one on a scalar', () => {
+    const result = parseYaml('a: &x 1\nb: *x\nc: &x [2]\nd: *x\ne: &y { k: v }\nf: *y\n');
+    assert.ok(result.ok);
+    const value = (key: string): unknown => {
+      const v = result.root?.kind === 'map' ? mapGet(result.root, key) : undefined;
+      return v?.kind === 'scalar' ? v.value : v?.kind === 'seq' ? v.items.map((i) => (i?.kind === 'scalar' ? i.value : i)) : v?.kind;
+    };
+    assert.deepEqual([value('b'), value('d'), value('f')], [1, [2], 'map']);
+  });
+
+  it('rejects an alias to an anchor that comes after it', () => {
+    const [found] = problems(parseYaml('a: *later\nb: &later 1\n'));
+    assert.equal(found?.code, 'ALIAS_UNKNOWN');
+  });
+
   it('rejects an alias to no anchor', () => {
     const [found] = problems(parseYaml('a: 1\nb: *nowhere\n'));
     assert.deepEqual(found, { line: 2, code: 'ALIAS_UNKNOWN', path: 'b', message: 'alias *nowhere refers to no anchor before it' });
@@ -225,5 +240,30 @@ describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit
     assert.deepEqual(loadErrors(() => compileDescriptorFiles([{ name: 'd.yaml', text }])), [
       "d.yaml: should not specify rate limit unit when unlimited (line 5, at descriptors[1].rate_limit.unit)",
     ]);
+  });
+});
+
+describe('parseYaml: numbers and documents', () => {
+  const numbers: [string, unknown, 'int' | 'float'][] = [
+    ['0xE', 14, 'int'], ['0x1e', 30, 'int'], ['-0xE', -14, 'int'], ['0b101', 5, 'int'], ['14', 14, 'int'],
+    ['1e3', 1000, 'float'], ['1.0', 1, 'float'], ['.5', 0.5, 'float'],
+  ];
+  for (const [written, value, kind] of numbers) {
+    it(`${written} is the ${kind} ${String(value)}`, () => {
+      const result = parseYaml(`num: ${written}\n`);
+      assert.ok(result.ok);
+      const n = result.root?.kind === 'map' ? mapGet(result.root, 'num') : undefined;
+      assert.ok(n?.kind === 'scalar');
+      assert.deepEqual([n.value, n.numberKind], [value, kind]);
+    });
+  }
+
+  it('a second document: ignored in a descriptor file (as envoyproxy/ratelimit), an error in portcullis.yaml', () => {
+    const text = 'log: { level: info }\n---\nlog: { level: debug }\nbogus: [\n';
+    assert.equal(parseYaml(text).ok, true);
+    const [found] = problems(parseYaml(text, { singleDocument: true }));
+    assert.deepEqual([found?.code, found?.line], ['MULTIPLE_DOCUMENTS', 2]);
+    assert.match(loadErrors(() => parsePortcullisConfig(text, '/tmp/portcullis.yaml'))[0] ?? '', /a second YAML document.*\(line 2/);
+    assert.match(loadErrors(() => parsePortcullisConfig('---\n---\nlog: { level: debug }\n', '/tmp/portcullis.yaml'))[0] ?? '', /a second YAML document/);
   });
 });
