@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, isAbsent, list, number, object, oneOf, required, string, type Field } from '../config/schema.js';
-import type { YamlValue } from '../config/yaml.js';
+import { writtenText, type YamlValue } from '../config/yaml.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
 /** Asymmetric algorithms only: HMAC never shares a verifier with public keys, and `none` is not an algorithm. */
@@ -90,12 +90,11 @@ function mapOf<T>(item: Field<T>): Field<Map<string, T>> {
   };
 }
 
-/** A string or a list of strings. */
-const stringOrList: Field<string[]> = (v, p, issues, line) => {
-  if (!isAbsent(v) && v.kind === 'seq') return (list(string(''))(v, p, issues, line) ?? []);
-  if (!isAbsent(v) && v.kind === 'scalar' && v.value !== null && typeof v.value !== 'object') return [String(v.value)];
-  return [string('')(v, p, issues, line)];
-};
+/** A claim value as written (`1.10` is "1.10", not 1.1), or a list of them. */
+const claimValue: Field<string> = (v, p, issues, line) =>
+  !isAbsent(v) && v.kind === 'scalar' && v.value !== null && typeof v.value !== 'object' ? writtenText(v) : string('')(v, p, issues, line);
+const stringOrList: Field<string[]> = (v, p, issues, line) =>
+  !isAbsent(v) && v.kind === 'seq' ? (list(claimValue)(v, p, issues, line) ?? []) : [claimValue(v, p, issues, line)];
 
 const nonEmpty = (s: string): string | undefined => (s.trim() === '' ? 'must not be empty' : undefined);
 const headerName = (s: string): string | undefined => (/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(s) ? undefined : `expected a lower-case HTTP header name, got '${s}'`);

@@ -1,6 +1,6 @@
 import { joinPath, type IssueCollector } from '../config/errors.js';
 import { isAbsent, list, number, object, string, type Field } from '../config/schema.js';
-import type { YamlValue } from '../config/yaml.js';
+import { writtenText, type YamlValue } from '../config/yaml.js';
 import { planWaves } from './planner.js';
 import { bySpecificity, parseRoute, routeShape, type Route } from './routes.js';
 import {
@@ -157,7 +157,7 @@ class Templates {
         issues.add(v.line, path, `expected a string template, got ${v.kind === 'scalar' ? String(v.value) : v.kind === 'map' ? 'a mapping' : 'a list'}`);
         return { kind: 'literal', value: '' };
       }
-      return this.parse(String(v.value), path, v.line ?? parentLine, issues);
+      return this.parse(writtenText(v), path, v.line ?? parentLine, issues);
     };
   }
   value(): Field<ValueTemplate> {

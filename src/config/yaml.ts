@@ -240,6 +240,15 @@ export function mapGet(map: YamlMap, key: string): YamlValue | null | undefined 
   return found;
 }
 
+/**
+ * A scalar read where a string is wanted: a string's value, anything else as written. `1.10`, `on`, `0755` and `1e3`
+ * stay themselves, where String() of the decoded value would give 1.1, true, 493 and 1000 (yaml.v2 keeps the text
+ * the same way for a string target).
+ */
+export function writtenText(value: YamlScalar): string {
+  return typeof value.value === 'string' ? value.value : value.source.trim();
+}
+
 /** Renders a scalar the way Go's fmt %v would print the decoded value (for upstream-compatible messages). */
 export function scalarText(value: YamlValue | null): string {
   if (value === null) return '<nil>';

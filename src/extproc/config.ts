@@ -10,7 +10,7 @@ import type { IssueCollector } from '../config/errors.js';
 import { joinPath } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
 import { boolean, list, number, object, oneOf, string, type Field } from '../config/schema.js';
-import type { YamlValue } from '../config/yaml.js';
+import { writtenText, type YamlValue } from '../config/yaml.js';
 import { compileTemplate, type Template } from './templates.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -101,7 +101,7 @@ function headerMap(): Field<(readonly [string, string, number])[]> {
         issues.add(value?.line ?? entry.key.line, at, 'expected a string value');
         continue;
       }
-      out.push([name, String(value.value), value.line]);
+      out.push([name, writtenText(value), value.line]);
     }
     return out;
   };

@@ -1,6 +1,6 @@
 import { ConfigError, IssueCollector, joinPath, type ConfigIssue } from '../config/errors.js';
 import { runOffThread } from '../config/off-thread.js';
-import { mapGet, parseYaml, scalarText, type YamlMap, type YamlValue } from '../config/yaml.js';
+import { mapGet, parseYaml, scalarText, writtenText, type YamlMap, type YamlValue } from '../config/yaml.js';
 import type { Algorithm } from '../store/counter-store.js';
 import type { CompiledLimit, ConsumeWhenOverLimit, DescriptorNode, DomainConfig, RateLimitConfig, WildcardChild } from './types.js';
 import { UNIT_SECONDS, parseUnit } from './units.js';
@@ -306,7 +306,7 @@ class Reader {
     }
     if (value.value === null) return '';
     // yaml.v2 keeps a plain scalar's text when the target is a string: `value: yes` is "yes", `007` is "007".
-    return typeof value.value === 'string' ? value.value : value.source.trim();
+    return writtenText(value);
   }
 
   bool(map: YamlMap, key: string, path: string): boolean {
@@ -355,7 +355,7 @@ function unmarshalError(value: YamlValue, target: string): string {
     : typeof value.value === 'boolean' ? '!!bool'
     : value.numberKind === 'int' ? '!!int' : value.numberKind === 'float' ? '!!float' : '!!str';
   // yaml.v2 shows the decoded text, cut to 7 characters and "..." past 10.
-  const text = value.kind === 'scalar' ? (typeof value.value === 'string' ? value.value : value.source.trim()) : '';
+  const text = value.kind === 'scalar' ? writtenText(value) : '';
   const shown = value.kind === 'scalar' ? ` \`${text.length > 10 ? `${text.slice(0, 7)}...` : text}\`` : '';
   return `error loading config file: yaml: unmarshal errors:\n  line ${value.line}: cannot unmarshal ${tag}${shown} into ${target}`;
 }

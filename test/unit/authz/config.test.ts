@@ -15,6 +15,11 @@ function issues(text: string): string[] {
 }
 
 describe('authz config', () => {
+  it('a required claim value is read as written: 1.10, 0123 and on are not 1.1, 83 and true', () => {
+    const settings = authzSettings('policies:\n  - name: p\n    authenticate: [anonymous]\n    require: { claims: { api_version: 1.10, org: 0123, beta: on, tags: [x, 2.50] } }');
+    assert.deepEqual([...settings.policies[0]!.require.claims], [['api_version', ['1.10']], ['org', ['0123']], ['beta', ['on']], ['tags', ['x', '2.50']]]);
+  });
+
   it('no authz section: undefined (every Check denied)', () => {
     assert.equal(parsePortcullisConfig('log: { level: info }\n', CONFIG_FILE).authz, undefined);
   });

@@ -64,6 +64,11 @@ describe('bff config: a valid section', () => {
     assert.equal(mobile.timeoutMs, 1000, 'the section default');
   });
 
+  it('a template written as a number or a boolean is read as written (1.10, not 1.1)', () => {
+    const config = parsePortcullisConfig(SAMPLE.replace('headers: { X-Client: mobile }', 'headers: { X-Client: mobile, X-Api-Version: 1.10, X-Beta: on }'), FILE);
+    assert.deepEqual(config.bff.endpoints[1]?.calls[0]?.headers.slice(1), [['x-api-version', parseStringTemplate('1.10')], ['x-beta', parseStringTemplate('on')]]);
+  });
+
   it('forwards the default identity and trace headers; call headers are lower-cased', () => {
     assert.deepEqual(web.forwardHeaders, ['x-user-id', 'x-request-id', 'traceparent', 'tracestate']);
     assert.deepEqual(mobile.calls[0]?.headers, [['x-client', parseStringTemplate('mobile')]]);

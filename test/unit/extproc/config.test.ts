@@ -30,6 +30,12 @@ describe('extproc config', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('a header value is read as written: 1.10, on, 0755 and 1e3 stay themselves', () => {
+    const config = parse('extproc:\n  routes:\n    - name: r\n      headers: { request: { set: { x-api-version: 1.10, x-feature: on, x-build: 0755, x-ratio: 1e3 } } }\n');
+    const set = config.extproc.routes[0]!.requestHeaders.set.map(([n, t]) => [n, (t as Template).source]);
+    assert.deepEqual(set, [['x-api-version', '1.10'], ['x-feature', 'on'], ['x-build', '0755'], ['x-ratio', '1e3']]);
+  });
+
   it('without an extproc section: request ids and trace context only', () => {
     const config = parse('');
     assert.deepEqual(config.extproc.requestId, { header: 'x-request-id', echo: 'portcullis' });
