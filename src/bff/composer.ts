@@ -138,7 +138,8 @@ export class Composer {
       if (!(error instanceof URIError)) throw error;
       return { kind: 'failed', reason: 'input', detail: `a value its path or query reads cannot be URL-encoded: ${error.message}` };
     }
-    const headers = { ...forwarded };
+    // No prototype: a header named __proto__ is a header like any other, not a prototype to set.
+    const headers: Record<string, string> = Object.assign(Object.create(null) as Record<string, string>, forwarded);
     for (const [name, template] of call.headers) headers[name] = renderString(template, scope);
 
     // A call as long as its endpoint needs no timer of its own: the endpoint's signal bounds it.
@@ -201,7 +202,7 @@ function queryString(call: BffCall, scope: ReadonlyMap<string, unknown>): string
 }
 
 function forwardedHeaders(names: readonly string[], headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = Object.create(null) as Record<string, string>;
   for (const name of names) {
     const value = headers[name];
     if (typeof value === 'string') out[name] = value;

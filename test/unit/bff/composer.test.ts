@@ -52,6 +52,13 @@ const DASHBOARD = `calls:
 respond: { user: "{user}", recentOrders: "{orders}", latest: "{details}" }`;
 
 describe('Composer', () => {
+  it('a call header named __proto__ is sent like any other', async () => {
+    const e = endpoint('calls:\n  user: { service: users, path: "/users/{userId}", headers: { __proto__: "x", x-other: "y" } }\nrespond: { user: "{user}" }');
+    const { client } = await run(e, { users: { status: 200, body: { name: 'alice' } } });
+    const sent = client.seen[0]?.headers ?? {};
+    assert.deepEqual([Object.keys(sent).includes('__proto__'), sent['x-other']], [true, 'y']);
+  });
+
   it('answers from every call and runs independent calls in parallel, dependent ones after', async () => {
     const { result, client, observer } = await run(endpoint(DASHBOARD), {
       'users /users/42': { body: { id: 42, name: 'Ada' }, delayMs: 30 },
@@ -155,7 +162,7 @@ respond: { user: "{user.name}", theme: "{prefs.theme}" }`);
     const { client } = await run(e, { 'users /users/42': { body: {} } }, {
       headers: { 'x-user-id': 'alice', 'x-request-id': 'r-1', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', cookie: 'secret', authorization: 'Bearer t' },
     });
-    assert.deepEqual(client.seen[0]?.headers, {
+    assert.deepEqual({ ...client.seen[0]?.headers }, {
       'x-user-id': 'alice', 'x-request-id': 'r-1', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'x-client': 'web 42',
     });
   });
