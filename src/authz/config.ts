@@ -328,10 +328,15 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
 
 /** Files the section points at, for the watcher and the reload fingerprint. */
 export function authzFiles(settings: AuthzSettings | undefined): string[] {
+  return authzFileRefs(settings).map((r) => r.file);
+}
+
+/** Each file the section points at, with the setting that names it (for an error about the file). */
+export function authzFileRefs(settings: AuthzSettings | undefined): { readonly file: string; readonly setting: string }[] {
   if (settings === undefined) return [];
   return [
-    ...(settings.apiKeys ? [settings.apiKeys.file] : []),
-    ...(settings.jwt?.providers.flatMap((p) => (p.jwks.kind === 'file' ? [p.jwks.path] : [])) ?? []),
-    ...(settings.introspection ? [settings.introspection.clientSecretFile] : []),
+    ...(settings.apiKeys ? [{ file: settings.apiKeys.file, setting: 'authz.api_keys.file' }] : []),
+    ...(settings.jwt?.providers.flatMap((p, i) => (p.jwks.kind === 'file' ? [{ file: p.jwks.path, setting: `authz.jwt.providers[${i}].jwks.file` }] : [])) ?? []),
+    ...(settings.introspection ? [{ file: settings.introspection.clientSecretFile, setting: 'authz.introspection.client_secret_file' }] : []),
   ];
 }

@@ -6,7 +6,7 @@ import type { Clock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { sha256 } from '../shared/sha256.js';
 import { evaluateApiKey, keyParameterIn, parseKeysFile, type ApiKeySet } from './apikey.js';
-import { authzFiles, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
+import { authzFileRefs, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
 import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
@@ -41,11 +41,11 @@ export const EMPTY_AUTHZ: AuthzSnapshot = Object.freeze({
 /** The files the section points at, read: path → text. An unreadable file is a config error naming it. */
 export async function readAuthzFiles(settings: AuthzSettings | undefined): Promise<ReadonlyMap<string, string>> {
   const files = new Map<string, string>();
-  for (const file of authzFiles(settings)) {
+  for (const { file, setting } of authzFileRefs(settings)) {
     try {
       files.set(file, await readFile(file, 'utf8'));
     } catch (error) {
-      throw new ConfigError([{ file: path.basename(file), line: undefined, path: '', message: `cannot read: ${(error as Error).message}` }]);
+      throw new ConfigError([{ file, line: undefined, path: setting, message: `cannot read the file ${setting} names: ${(error as Error).message}` }]);
     }
   }
   return files;

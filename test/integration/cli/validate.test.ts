@@ -43,7 +43,7 @@ describe('portcullis validate', () => {
     });
     const result = await validate('--config', path.join(dir, 'portcullis.yaml'));
     assert.equal(result.code, 1, result.output);
-    assert.match(result.output, /missing-keys\.yaml/);
+    assert.match(result.output, /missing-keys\.yaml: cannot read the file authz\.api_keys\.file names: ENOENT.* \(at authz\.api_keys\.file\)/);
     assert.match(result.output, /fortnight/);
   });
 
