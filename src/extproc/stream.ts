@@ -5,7 +5,7 @@
 // Phases, with the shipped header-only Envoy config (bodies NONE, allow_mode_override):
 //   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once),
 //                     request header rules; asks for the request body (mode_override BUFFERED) only when a
-//                     validation rule needs its bytes.
+//                     validation rule needs its bytes, and then the request trailers too.
 //   request_body      body validation (400/413) or continue.
 //   response_headers  response header rules, x-request-id, cache marks; asks for the response body only when the
 //                     response will be stored; invalidates the path after a successful unsafe request. Skipped
@@ -191,9 +191,11 @@ export class ExtprocStream {
     return {
       kind: 'request_headers',
       mutation: mutation.build(),
-      modeOverride: this.validation || !responsePhase
-        ? { requestBody: this.validation ? 'BUFFERED' : 'NONE', responseBody: 'NONE', responseHeaders: responsePhase ? 'SEND' : 'SKIP' }
-        : undefined,
+      modeOverride: this.validation
+        // The trailers too: a body followed by trailers arrives without end_of_stream, and with Envoy's default
+        // (request_trailer_mode SKIP) nothing would ever say it is complete, so it would pass unvalidated.
+        ? { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: responsePhase ? 'SEND' : 'SKIP', requestTrailers: 'SEND' }
+        : !responsePhase ? { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' } : undefined,
     };
   }
 

@@ -28,6 +28,11 @@ export interface ModeOverride {
   readonly responseBody: BodyMode;
   /** SKIP: Envoy sends no response_headers message, so the stream has no response phase. */
   readonly responseHeaders: 'SEND' | 'SKIP';
+  /**
+   * SEND: Envoy sends request_trailers. Asked for with a body to validate: an HTTP/2 body followed by trailers arrives
+   * without end_of_stream, and only the trailers say it is complete. Absent: not sent (SKIP, Envoy's default).
+   */
+  readonly requestTrailers?: 'SEND';
 }
 
 export type ProcessingAnswer =

@@ -10,7 +10,8 @@
 //                        request_trailers 5, response_trailers 6, mode_override 9 }
 //   HeadersResponse / BodyResponse { response 1 }   CommonResponse { header_mutation 2 }
 //   HeaderMutation { set_headers 1, remove_headers 2 }   HeaderValueOption { header 1, append 2 (BoolValue) }
-//   HeaderValue { key 1, raw_value 3 }   ProcessingMode { response_header_mode 2, request_body_mode 3, response_body_mode 4 }
+//   HeaderValue { key 1, raw_value 3 }   ProcessingMode { response_header_mode 2, request_body_mode 3, response_body_mode 4,
+//                                                      request_trailer_mode 5 }
 
 import type { HeaderMutation } from '../extproc/headers.js';
 import type { BodyMode, ModeOverride, Phase } from '../extproc/types.js';
@@ -25,6 +26,8 @@ const MODE_OVERRIDE_FIELD = 9;
 
 /** ProcessingMode.HeaderSendMode.SKIP; SEND is written as the default (absent), which Envoy reads as send. */
 const HEADER_SKIP = 2;
+/** ProcessingMode.HeaderSendMode.SEND, written for request_trailer_mode, whose default (absent) is SKIP. */
+const HEADER_SEND = 1;
 
 /** ProcessingMode.BodySendMode numbers. */
 export const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = { NONE: 0, BUFFERED: 2, BUFFERED_PARTIAL: 3 };
@@ -101,7 +104,8 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
   const commonSize = trailers ? 0 : fieldSize(mutationSize);
   const phaseSize = trailers ? 0 : fieldSize(commonSize);
   const skipResponseHeaders = modeOverride?.responseHeaders === 'SKIP';
-  const modeSize = modeOverride === undefined ? 0 : skipResponseHeaders ? 6 : 4;
+  const sendRequestTrailers = modeOverride?.requestTrailers === 'SEND';
+  const modeSize = modeOverride === undefined ? 0 : 4 + (skipResponseHeaders ? 2 : 0) + (sendRequestTrailers ? 2 : 0);
   const total = fieldSize(phaseSize) + (modeOverride === undefined ? 0 : fieldSize(modeSize));
 
   const w = new Writer(Buffer.allocUnsafe(total));
@@ -132,6 +136,10 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
     w.byte(BODY_SEND_MODE[modeOverride.requestBody]);
     w.byte(0x20); // response_body_mode, varint
     w.byte(BODY_SEND_MODE[modeOverride.responseBody]);
+    if (sendRequestTrailers) {
+      w.byte(0x28); // request_trailer_mode, varint
+      w.byte(HEADER_SEND);
+    }
   }
   if (w.written !== total) throw new Error(`extproc-encoder: wrote ${w.written} of ${total} bytes`);
   return w.bytes;

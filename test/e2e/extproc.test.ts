@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { Agent, createServer, request as httpRequest } from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -228,6 +229,33 @@ describe('ext_proc through Envoy', () => {
       method: 'POST', headers: { 'content-type': 'application/json', 'x-client-version': '1' }, body: JSON.stringify({ name: 'x', email: 'x@example.com' }),
     });
     assert.equal(good.status, 200);
+    assert.equal(upstream.requestCount(), count + 1);
+  });
+
+  // Over HTTP/2 a body followed by trailers reaches ext_proc as a BUFFERED body without end_of_stream; only the
+  // request_trailers message (asked for in mode_override) says it is complete.
+  it('answers an invalid HTTP/2 body followed by trailers with 400, never reaching the upstream', async () => {
+    const post = (trailers: Record<string, string> | undefined, payload: string) => new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const client = http2.connect(a.baseUrl);
+      client.on('error', reject);
+      const req = client.request(
+        { ':method': 'POST', ':path': '/api/users', 'content-type': 'application/json', 'x-client-version': '1' }, { waitForTrailers: trailers !== undefined },
+      );
+      if (trailers) req.on('wantTrailers', () => req.sendTrailers(trailers));
+      let status = 0;
+      let text = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => { client.close(); resolve({ status, text }); });
+      req.on('error', reject);
+      req.end(payload);
+    });
+    const count = upstream.requestCount();
+    const bad = await post({ 'x-checksum': 'abc' }, JSON.stringify({ name: 42, email: 'not-an-email' }));
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal((JSON.parse(bad.text) as { status: number }).status, 400);
+    assert.equal(upstream.requestCount(), count, 'the invalid body did not reach the upstream');
+    const good = await post({ 'x-checksum': 'abc' }, JSON.stringify({ name: 'x', email: 'x@example.com' }));
+    assert.equal(good.status, 200, good.text);
     assert.equal(upstream.requestCount(), count + 1);
   });
 

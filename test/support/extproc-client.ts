@@ -20,7 +20,7 @@ export interface WireProcessingResponse {
   request_trailers?: Wire;
   response_trailers?: Wire;
   immediate_response?: { status?: { code?: string }; headers?: WireHeaderMutation; body?: Buffer; details?: string };
-  mode_override?: { request_body_mode?: string; response_body_mode?: string };
+  mode_override?: { request_body_mode?: string; response_body_mode?: string; request_trailer_mode?: string };
 }
 
 export interface ProcessStream {

@@ -372,9 +372,11 @@ describe('ext_proc protocol correctness', () => {
     assert.equal((await s.status).code, 0);
   });
 
-  it('validates a buffered body that trailers end, at the request trailers', async () => {
+  it('asks for the request trailers with a body to validate, and validates a buffered body that trailers end at them', async () => {
     const s = client.open();
-    await s.exchange(requestHeaders({ ...GET('/api/users'), ':method': 'POST', 'content-type': 'application/json' }, false));
+    const h = await s.exchange(requestHeaders({ ...GET('/api/users'), ':method': 'POST', 'content-type': 'application/json' }, false));
+    // Envoy's default request_trailer_mode is SKIP: without asking, the trailers that end this body never come.
+    assert.equal(h.mode_override?.request_trailer_mode, 'SEND');
     const b = await s.exchange(body('request_body', '{"bad":1}', false));
     assert.equal(b.response, 'request_body');
     const t = await s.exchange({ request_trailers: { trailers: { headers: [] } } });

@@ -224,7 +224,8 @@ extproc:
 
   it('the request_headers answer carries the decision as mode_override', async () => {
     assert.deepEqual(await answerFor('GET', '/elsewhere'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' });
-    assert.deepEqual(await answerFor('POST', '/checked', [['transfer-encoding', 'chunked']]), { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP' });
+    assert.deepEqual(await answerFor('POST', '/checked', [['transfer-encoding', 'chunked']]), { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP', requestTrailers: 'SEND' },
+      'a body to validate: its trailers too, which end a body that arrives without end_of_stream');
     assert.equal(await answerFor('GET', '/cached/a'), undefined, 'the default modes: response headers sent');
     assert.equal(await answerFor('DELETE', '/cached/a'), undefined, 'a successful DELETE invalidates the path: response headers sent');
   });

@@ -23,6 +23,7 @@ function reference(phase: Phase, mutation: HeaderMutation | undefined, modeOverr
       response_header_mode: modeOverride.responseHeaders === 'SKIP' ? 2 : undefined,
       request_body_mode: BODY_SEND_MODE[modeOverride.requestBody],
       response_body_mode: BODY_SEND_MODE[modeOverride.responseBody],
+      request_trailer_mode: modeOverride.requestTrailers === 'SEND' ? 1 : undefined,
     },
   });
 }
@@ -34,6 +35,8 @@ const cases: [string, Phase, HeaderMutation | undefined, ModeOverride | undefine
   ['request headers: sets, an append, a remove', 'request_headers',
     { set: [set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), set('x-tag', 'a', true)], remove: ['x-debug'] }, undefined],
   ['request headers asking for the body', 'request_headers', { set: [set('x-request-id', 'r-1')], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SEND' }],
+  ['request headers asking for the body and its trailers', 'request_headers', { set: [set('x-request-id', 'r-1')], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SEND', requestTrailers: 'SEND' }],
+  ['request headers asking for the body and its trailers, skipping the response phase', 'request_headers', { set: [], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP', requestTrailers: 'SEND' }],
   ['request headers skipping the response phase', 'request_headers', { set: [set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')], remove: [] }, { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' }],
   ['request headers asking for the body, skipping the response phase', 'request_headers', { set: [], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP' }],
   ['response headers asking for a partial body', 'response_headers', { set: [set('x-cache-status', 'MISS')], remove: ['server', 'x-powered-by'] }, { requestBody: 'NONE', responseBody: 'BUFFERED_PARTIAL', responseHeaders: 'SEND' }],
@@ -65,5 +68,7 @@ describe('extproc-encoder: the bytes protobufjs writes for the same answer', () 
     assert.deepEqual(decoded['mode_override'], { request_body_mode: 'NONE', response_body_mode: 'BUFFERED' });
     const skipping = m.responseDeserialize(encodePhaseAnswer('request_headers', { set: [], remove: [] }, { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' })) as Record<string, any>;
     assert.deepEqual(skipping['mode_override'], { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' });
+    const trailers = m.responseDeserialize(encodePhaseAnswer('request_headers', { set: [], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP', requestTrailers: 'SEND' })) as Record<string, any>;
+    assert.deepEqual(trailers['mode_override'], { response_header_mode: 'SKIP', request_body_mode: 'BUFFERED', response_body_mode: 'NONE', request_trailer_mode: 'SEND' });
   });
 });
