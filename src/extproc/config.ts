@@ -173,7 +173,9 @@ function child(node: YamlValue | null | undefined, key: string | number): YamlVa
  * node (for line numbers), `dir` the config file's directory (relative schema paths resolve against it).
  */
 export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefined, dir: string, issues: IssueCollector): ExtprocSettings {
-  const ajv = addFormats(new Ajv({ allErrors: true, strict: false }));
+  // ownProperties: a parsed body is a plain object, so without it `constructor`, `valueOf` and the rest of
+  // Object.prototype count as present (`required: [constructor]` accepts {}, an optional `valueOf` refuses it).
+  const ajv = addFormats(new Ajv({ allErrors: true, strict: false, ownProperties: true }));
   const names = new Set<string>();
   const routes: ExtprocRoute[] = [];
   (raw.routes ?? []).forEach((r, i) => {

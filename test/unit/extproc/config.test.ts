@@ -121,6 +121,23 @@ extproc:
     assert.match(broken, /cannot use JSON Schema .*broken\.json: invalid JSON at line 3, column 3: .* \(line 4, at extproc\.routes\[0\]\.validate\.json_schema\)/);
   });
 
+  // A parsed body inherits Object.prototype; only its own properties are its properties.
+  const inherited: [string, object, string, boolean][] = [
+    ['required constructor, absent', { type: 'object', required: ['constructor'] }, '{}', false],
+    ['required constructor, present', { type: 'object', required: ['constructor'] }, '{"constructor":1}', true],
+    ['optional valueOf: number, absent', { type: 'object', properties: { valueOf: { type: 'number' } } }, '{}', true],
+    ['optional toString: string, absent', { type: 'object', properties: { toString: { type: 'string' } } }, '{"a":1}', true],
+    ['optional valueOf: number, a string', { type: 'object', properties: { valueOf: { type: 'number' } } }, '{"valueOf":"x"}', false],
+    ['dependentRequired on hasOwnProperty', { type: 'object', dependentRequired: { hasOwnProperty: ['a'] } }, '{}', true],
+  ];
+  for (const [name, schema, body, valid] of inherited) {
+    it(`a JSON Schema sees only a body's own properties: ${name}`, () => {
+      writeFileSync(path.join(dir, 'inherited.json'), JSON.stringify(schema));
+      const route = parse('extproc:\n  routes:\n    - name: a\n      validate: { json_schema: ./inherited.json }\n').extproc.routes[0]!;
+      assert.equal(route.validate?.jsonSchema?.validate(JSON.parse(body)), valid);
+    });
+  }
+
   it('a cached route needs at least one status TTL', () => {
     assert.match(issues('extproc:\n  routes:\n    - name: a\n      cache: { public: true }\n').join('\n'), /needs ttl_seconds/);
   });
