@@ -109,6 +109,14 @@ export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | 
   return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || strip(candidate) === stored);
 }
 
+/**
+ * Whether a stored response is answered 304 to the request's If-None-Match: only a 2xx is (RFC 9110 §13.2.1, a
+ * precondition is evaluated only when the response without it would be 2xx), so a cached 404 is served as the 404.
+ */
+export function answersNotModified(status: number, ifNoneMatch: string | undefined, etag: string | undefined): boolean {
+  return status >= 200 && status < 300 && ifNoneMatchHits(ifNoneMatch, etag);
+}
+
 /** Headers a 304 carries from the stored response (RFC 9110 §15.4.5). */
 export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'] as const;
 

@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
 import {
-  currentAgeSeconds, ifNoneMatchHits, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision, UNSTORED_HEADERS,
+  answersNotModified, currentAgeSeconds, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision, UNSTORED_HEADERS,
   type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
@@ -380,7 +380,7 @@ export class ExtprocStream {
   private hit(entry: CachedResponse, age: number, requestHeaders: HeaderList): Answer {
     const request = this.request!;
     const { settings } = this.deps;
-    const notModified = ifNoneMatchHits(headerValues(requestHeaders, 'if-none-match'), headerValue(entry.headers, 'etag'));
+    const notModified = answersNotModified(entry.status, headerValues(requestHeaders, 'if-none-match'), headerValue(entry.headers, 'etag'));
     const stored = notModified ? entry.headers.filter(([n]) => (NOT_MODIFIED_HEADERS as readonly string[]).includes(n)) : entry.headers;
     const rules = new MutationBuilder();
     if (request.route) applyRules(rules, request.route.responseHeaders, request.vars, this.log);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, storeDecision } from '../../../src/extproc/cacheability.js';
+import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, storeDecision } from '../../../src/extproc/cacheability.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00Z');
@@ -81,4 +81,14 @@ describe('age and conditionals', () => {
     ['*', '"a"', true], ['"b"', '"a"', false], [undefined, '"a"', false], ['"a"', undefined, false],
   ];
   for (const [inm, etag, expected] of table) it(`If-None-Match ${inm} vs ${etag}`, () => assert.equal(ifNoneMatchHits(inm, etag), expected));
+  // RFC 9110 §13.2.1: a precondition counts only where the response without it would be 2xx.
+  const byStatus: [number, string, boolean][] = [
+    [200, '"a"', true], [203, '*', true], [204, '"a"', true], [200, '"b"', false],
+    [301, '"a"', false], [404, '"a"', false], [404, '*', false], [410, '"a"', false], [500, '*', false],
+  ];
+  for (const [status, inm, expected] of byStatus) {
+    it(`a stored ${status} with ETag "a", If-None-Match ${inm}: ${expected ? '304' : `served as ${status}`}`, () => {
+      assert.equal(answersNotModified(status, inm, '"a"'), expected);
+    });
+  }
 });

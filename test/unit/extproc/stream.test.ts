@@ -15,7 +15,7 @@ extproc:
   routes:
     - name: c
       match: { path_prefix: /c }
-      cache: { ttl_seconds: { "200": 100 }, public: true }
+      cache: { ttl_seconds: { "200": 100, "404": 100 }, public: true }
     - name: per-caller
       match: { path_prefix: /mine }
       cache: { ttl_seconds: { "200": 100 } }
@@ -82,6 +82,21 @@ describe('ExtprocStream cache over time', () => {
     assert.equal(r.kind === 'response_headers' && r.mutation.set.find((s) => s.name === 'x-cache-status')?.value, 'BYPASS');
     const hit = await h.lookup('/c/n');
     assert.equal(hit.kind === 'immediate' && hit.body.toString(), 'new');
+  });
+
+  it('a cached 404 with an ETag is served as the 404 to a matching If-None-Match, never 304', async () => {
+    const h = harness();
+    const s = h.open();
+    await h.send(s, h.get('/c/gone'));
+    await h.send(s, { kind: 'response_headers', headers: [[':status', '404'], ['etag', '"e404"']], endOfStream: false });
+    await h.send(s, { kind: 'response_body', body: Buffer.from('not found'), endOfStream: true });
+    for (const inm of ['"e404"', '*']) {
+      const hit = await h.lookup('/c/gone', [['if-none-match', inm]]);
+      assert.equal(hit.kind === 'immediate' && `${hit.status} ${hit.body.toString()}`, '404 not found', inm);
+    }
+    await h.store('/c/here', [['etag', '"e200"']]);
+    const notModified = await h.lookup('/c/here', [['if-none-match', '"e200"']]);
+    assert.equal(notModified.kind === 'immediate' && notModified.status, 304);
   });
 
   it('only-if-cached answers 504 on a miss', async () => {
