@@ -182,7 +182,7 @@ export class ExtprocStream {
       }
     }
     if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
-      const cached = this.cacheRouteFor(split.path);
+      const cached = this.cacheRouteFor(split.path, route);
       if (cached) this.invalidateOnSuccess = pathKey(host, split.path);
     }
 
@@ -420,8 +420,12 @@ export class ExtprocStream {
     return selectExtprocRoute(this.deps.settings.routes, path, method, this.deps.routeHint);
   }
 
-  /** The cached route an unsafe request's path belongs to, whatever methods the route matches. */
-  private cacheRouteFor(path: string): ExtprocRoute | undefined {
+  /**
+   * The cached route an unsafe request's path belongs to, whatever methods the route matches. A cached route Envoy
+   * named (the hint) counts first: lookups and stores on that Envoy route used it, whatever its own match says.
+   */
+  private cacheRouteFor(path: string, picked: ExtprocRoute | undefined): ExtprocRoute | undefined {
+    if (picked?.cache !== undefined && this.deps.routeHint === picked.name) return picked;
     return this.deps.settings.routes.find((r) => r.cache !== undefined && pathMatches(r, path));
   }
 }

@@ -191,6 +191,41 @@ describe('ExtprocStream cache keys', () => {
   });
 });
 
+describe('invalidation on a route Envoy names (x-portcullis-route)', () => {
+  const hinted = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: catalog
+      match: { path_prefix: /catalog }
+      cache: { ttl_seconds: { "200": 300 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+  // Lookups and stores use the route Envoy names; a successful unsafe request on it must invalidate the same entries.
+  const table: [string, string, string | undefined, boolean][] = [
+    ['PUT answered 200, same hint, a path the route\'s match does not cover', 'PUT', 'catalog', true],
+    ['DELETE answered 200, same hint', 'DELETE', 'catalog', true],
+    ['POST answered 200, no hint: path matching finds no cached route', 'POST', undefined, false],
+  ];
+  for (const [name, method, hint, invalidated] of table) {
+    it(name, async () => {
+      const cache = new MemoryCacheStore(1 << 20);
+      const open = (routeHint: string | undefined) => new ExtprocStream({
+        settings: hinted, cache, clock: new FakeClock(0), observer, log: silent, routeHint, randomHex: (bytes) => '1'.repeat(bytes * 2),
+      });
+      const send = (s: ExtprocStream, message: ProcessingMessage) => s.handle({ message, identity: undefined, attributes: {} });
+      const request = (m: string) => ({ kind: 'request_headers' as const, headers: [[':method', m], [':path', '/v2/products/1'], [':authority', 'shop']] as HeaderList, endOfStream: true });
+      const get = open('catalog');
+      await send(get, request('GET'));
+      await send(get, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+      await send(get, { kind: 'response_body', body: Buffer.from('price=10'), endOfStream: true });
+      const unsafe = open(hint);
+      await send(unsafe, request(method));
+      await send(unsafe, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: true });
+      const after = await send(open('catalog'), request('GET'));
+      assert.equal(after.kind, invalidated ? 'request_headers' : 'immediate');
+    });
+  }
+});
+
 describe('the response phase: asked for only where it has work', () => {
   const compiled = (requestId: string, tracing = '') => parsePortcullisConfig(`
 extproc:
@@ -227,9 +262,9 @@ extproc:
     });
   }
 
-  const answerFor = async (method: string, path: string, headers: HeaderList = []) => {
+  const answerFor = async (method: string, path: string, headers: HeaderList = [], routeHint?: string) => {
     const stream = new ExtprocStream({
-      settings: envoyEchoes, cache: new MemoryCacheStore(1 << 20), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      settings: envoyEchoes, cache: new MemoryCacheStore(1 << 20), clock: new FakeClock(0), observer, log: silent, routeHint,
       randomHex: (bytes) => '1'.repeat(bytes * 2),
     });
     const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', method], [':path', path], [':authority', 'h'], ...headers], endOfStream: false }, identity: undefined, attributes: {} });
@@ -243,5 +278,7 @@ extproc:
       'a body to validate: its trailers too, which end a body that arrives without end_of_stream');
     assert.equal(await answerFor('GET', '/cached/a'), undefined, 'the default modes: response headers sent');
     assert.equal(await answerFor('DELETE', '/cached/a'), undefined, 'a successful DELETE invalidates the path: response headers sent');
+    assert.equal(await answerFor('PUT', '/v2/a', [], 'cached'), undefined, 'on a cached route Envoy named, whatever the path: response headers sent');
+    assert.deepEqual(await answerFor('PUT', '/v2/a', [], 'plain'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' }, 'a named route without a cache');
   });
 });
