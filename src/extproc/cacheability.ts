@@ -27,8 +27,14 @@ function seconds(d: Directives, name: string): number | undefined {
   return Number(v);
 }
 
-export type RequestCacheDecision =
-  | { readonly lookup: boolean; readonly store: boolean; readonly onlyIfCached: boolean; readonly reason: string | undefined };
+export type RequestCacheDecision = {
+  readonly lookup: boolean;
+  readonly store: boolean;
+  readonly onlyIfCached: boolean;
+  readonly reason: string | undefined;
+  /** Request max-age=N (N > 0): an entry older than N seconds is not served (RFC 9111 §5.2.1.1). */
+  readonly maxAgeSeconds?: number;
+};
 
 /** Whether a request may be answered from the cache (lookup) and whether its response may be stored. */
 export function requestCacheDecision(method: string, headers: HeaderList): RequestCacheDecision {
@@ -42,7 +48,13 @@ export function requestCacheDecision(method: string, headers: HeaderList): Reque
   if (cc.has('no-cache') || pragmaNoCache || seconds(cc, 'max-age') === 0) {
     return { lookup: false, store: method === 'GET', onlyIfCached, reason: 'request no-cache' };
   }
-  return { lookup: true, store: method === 'GET', onlyIfCached, reason: undefined };
+  const maxAgeSeconds = seconds(cc, 'max-age');
+  return { lookup: true, store: method === 'GET', onlyIfCached, reason: undefined, ...(maxAgeSeconds === undefined ? {} : { maxAgeSeconds }) };
+}
+
+/** Whether a stored response of `ageSeconds` may answer the request: fresh, and no older than its max-age asks. */
+export function servable(ageSeconds: number, lifetimeSeconds: number, decision: RequestCacheDecision): boolean {
+  return ageSeconds < lifetimeSeconds && (decision.maxAgeSeconds === undefined || ageSeconds <= decision.maxAgeSeconds);
 }
 
 export type StoreDecision =

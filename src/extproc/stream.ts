@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
 import {
-  answersNotModified, currentAgeSeconds, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision, UNSTORED_HEADERS,
+  answersNotModified, currentAgeSeconds, NOT_MODIFIED_HEADERS, requestCacheDecision, servable, storeDecision, UNSTORED_HEADERS,
   type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
@@ -373,7 +373,7 @@ export class ExtprocStream {
     if (entry === undefined) return undefined;
     if (!entry.vary.every(([name, value]) => varyValue(headerValues(headers, name)) === value)) return undefined;
     const age = currentAgeSeconds(entry.storedAtMs, entry.initialAgeSeconds, nowMs);
-    if (age >= entry.lifetimeSeconds) return undefined;
+    if (!servable(age, entry.lifetimeSeconds, state.decision)) return undefined;
     return this.hit(entry, age, headers);
   }
 

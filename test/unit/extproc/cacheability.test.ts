@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, storeDecision } from '../../../src/extproc/cacheability.js';
+import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, servable, storeDecision } from '../../../src/extproc/cacheability.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00Z');
@@ -34,6 +34,22 @@ describe('requestCacheDecision', () => {
     });
   }
   it('notes only-if-cached', () => assert.equal(requestCacheDecision('GET', h({ 'cache-control': 'only-if-cached' })).onlyIfCached, true));
+  // RFC 9111 §5.2.1.1: request max-age=N refuses an entry older than N seconds, however fresh.
+  const ages: [string, string | undefined, number, number, boolean][] = [
+    ['no max-age, fresh', undefined, 10, 100, true],
+    ['no max-age, stale', undefined, 100, 100, false],
+    ['max-age=5, age 10', 'max-age=5', 10, 100, false],
+    ['max-age=5, age 5', 'max-age=5', 5, 100, true],
+    ['max-age=5, age 0', 'max-age=5', 0, 100, true],
+    ['max-age=500 does not extend a lifetime of 100', 'max-age=500', 100, 100, false],
+    ['an unparseable max-age is ignored', 'max-age=soon', 10, 100, true],
+  ];
+  for (const [name, cc, age, lifetime, expected] of ages) {
+    it(`serves a stored response: ${name}`, () => {
+      const d = requestCacheDecision('GET', h(cc === undefined ? {} : { 'cache-control': cc }));
+      assert.equal(servable(age, lifetime, d), expected);
+    });
+  }
 });
 
 describe('storeDecision', () => {

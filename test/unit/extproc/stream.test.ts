@@ -61,6 +61,17 @@ describe('ExtprocStream cache over time', () => {
     assert.equal((await h.lookup('/c/a')).kind, 'request_headers', 'stale at 10 s');
   });
 
+  it('request max-age=N: an entry older than N seconds goes to the origin, and the fresh answer replaces it', async () => {
+    const h = harness();
+    await h.store('/c/news', [], 'old news');
+    h.clock.advance(10_000);
+    assert.equal((await h.lookup('/c/news', [['cache-control', 'max-age=5']])).kind, 'request_headers', 'age 10 > max-age 5');
+    assert.equal(header(await h.lookup('/c/news', [['cache-control', 'max-age=10']]), 'age'), '10', 'age 10 <= max-age 10');
+    await h.store('/c/news', [], 'new news', [['cache-control', 'max-age=5']]);
+    const hit = await h.lookup('/c/news', [['cache-control', 'max-age=5']]);
+    assert.equal(hit.kind === 'immediate' && hit.body.toString(), 'new news');
+  });
+
   it('counts the Age the upstream reported', async () => {
     const h = harness();
     await h.store('/c/aged', [['age', '7']]);
