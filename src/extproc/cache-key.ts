@@ -98,9 +98,26 @@ function normalizeSegments(pathPart: string): string {
 
 const sha = (text: string): string => sha256(text, 'hex');
 
-/** Key of everything stored for one host + path (invalidated together). */
-export function pathKey(host: string, path: string): string {
-  return sha(`${host.toLowerCase()}\n${path}`).slice(0, 40);
+/** Key of everything stored for one host + path (invalidated together). `scheme` is the request's :scheme, if sent. */
+export function pathKey(host: string, path: string, scheme?: string): string {
+  return sha(`${keyHost(host, scheme)}\n${path}`).slice(0, 40);
+}
+
+const DEFAULT_PORTS: Readonly<Record<string, readonly string[]>> = { http: ['80'], https: ['443'] };
+
+/**
+ * The host as keyed: lower case, without the scheme's default port, so `shop`, `SHOP:80` and `shop:` name one URI
+ * (RFC 3986 §6.2.3) and a PUT through one spelling invalidates what a GET through another stored. Without a known
+ * scheme both :80 and :443 are dropped: a gateway serves http and https, and those are their ports.
+ */
+export function keyHost(host: string, scheme: string | undefined): string {
+  const lower = host.toLowerCase();
+  // The port follows the last colon, and after a bracketed IPv6 literal; a bare colon inside one is not a port.
+  const port = /^(\[[^\]]*\]|[^:[\]]*):(\d*)$/.exec(lower);
+  if (port === null) return lower;
+  const digits = port[2]!.replace(/^0+(?=\d)/, '');
+  const defaults = DEFAULT_PORTS[scheme?.toLowerCase() ?? ''] ?? ['80', '443'];
+  return digits === '' || defaults.includes(digits) ? port[1]! : lower;
 }
 
 /** Variant within a path key: sorted query and caller ('' for a public route). */

@@ -126,6 +126,7 @@ export class ExtprocStream {
     const method = headerValue(headers, ':method') ?? '';
     const rawPath = headerValue(headers, ':path') ?? '/';
     const host = headerValue(headers, ':authority') ?? headerValue(headers, 'host') ?? '';
+    const scheme = headerValue(headers, ':scheme');
     const split = splitPath(rawPath);
     const route = this.pickRoute(split.path, method);
     const mutation = new MutationBuilder();
@@ -168,7 +169,7 @@ export class ExtprocStream {
       if (decision.lookup || decision.store || decision.onlyIfCached) {
         const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValues(headers, 'authorization'), headerValues(headers, 'x-api-key'), headerValues(headers, 'cookie')]);
         const state: CacheState = {
-          pathKey: pathKey(host, split.path), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
+          pathKey: pathKey(host, split.path, scheme), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
         };
         this.cacheState = state;
         if (decision.lookup) {
@@ -183,7 +184,7 @@ export class ExtprocStream {
     }
     if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
       const cached = this.cacheRouteFor(split.path, route);
-      if (cached) this.invalidateOnSuccess = pathKey(host, split.path);
+      if (cached) this.invalidateOnSuccess = pathKey(host, split.path, scheme);
     }
 
     if (route) applyRules(mutation, route.requestHeaders, vars, this.log);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { callerKey, pathKey, splitPath, variantKey, varyValue } from '../../../src/extproc/cache-key.js';
+import { callerKey, keyHost, pathKey, splitPath, variantKey, varyValue } from '../../../src/extproc/cache-key.js';
 
 describe('splitPath', () => {
   // raw, normalized path, whether raw was already normal, the query as keyed (by name; a name's values in order)
@@ -44,6 +44,20 @@ describe('keys', () => {
     assert.notEqual(pathKey('api.example', '/a'), pathKey('api.example', '/b'));
     assert.notEqual(pathKey('a.example', '/a'), pathKey('b.example', '/a'));
   });
+  // RFC 3986 §6.2.3: a default port, given or left out, names the same URI.
+  const hosts: [string, string | undefined, string][] = [
+    ['shop:80', undefined, 'shop'], ['SHOP:80', 'http', 'shop'], ['shop:443', undefined, 'shop'], ['shop:443', 'https', 'shop'],
+    ['shop:443', 'http', 'shop:443'], ['shop:80', 'https', 'shop:80'], ['shop:8080', undefined, 'shop:8080'],
+    ['shop:', 'http', 'shop'], ['shop:0080', 'HTTP', 'shop'], ['shop', 'https', 'shop'],
+    ['[::1]:80', 'http', '[::1]'], ['[::80]', 'http', '[::80]'], ['[::1]:8443', 'https', '[::1]:8443'], ['10.0.0.1:443', 'https', '10.0.0.1'],
+  ];
+  for (const [host, scheme, expected] of hosts) {
+    it(`the path key's host: ${host} (${scheme ?? 'scheme unknown'}) is ${expected}`, () => {
+      assert.equal(keyHost(host, scheme), expected);
+      assert.equal(pathKey(host, '/a', scheme) === pathKey(expected, '/a', scheme), true);
+    });
+  }
+
   it('the variant depends on the query and the caller', () => {
     assert.notEqual(variantKey('a=1', ''), variantKey('a=2', ''));
     assert.notEqual(variantKey('a=1', 'id:x'), variantKey('a=1', 'id:y'));

@@ -159,6 +159,20 @@ describe('ExtprocStream cache keys', () => {
     assert.equal((await h.lookup('/c/x/../a')).kind, 'request_headers');
   });
 
+  it('a host with its default port is the host: a PUT through one spelling invalidates what a GET through the other stored', async () => {
+    const h = harness();
+    const at = (host: string, method: string) => ({ kind: 'request_headers' as const, headers: [[':method', method], [':path', '/c/item'], [':authority', host], [':scheme', 'http']] as HeaderList, endOfStream: method === 'GET' });
+    const s = h.open();
+    await h.send(s, at('shop:80', 'GET'));
+    await h.send(s, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    await h.send(s, { kind: 'response_body', body: Buffer.from('v1'), endOfStream: true });
+    assert.equal((await h.send(h.open(), at('Shop', 'GET'))).kind, 'immediate', 'shop:80 and Shop are one host');
+    const put = h.open();
+    await h.send(put, at('shop', 'PUT'));
+    await h.send(put, { kind: 'response_headers', headers: [[':status', '204']], endOfStream: true });
+    assert.equal((await h.send(h.open(), at('shop:80', 'GET'))).kind, 'request_headers', 'invalidated');
+  });
+
   it('the values of a repeated query parameter are keyed in request order; other parameters in any order', async () => {
     const h = harness();
     await h.store('/c/items?id=1&id=2&x=0', [], 'item 1');
