@@ -128,13 +128,20 @@ export function validateBody(rules: ValidateRules, body: Buffer): Problem | unde
   const errors = (validate.errors ?? []).slice(0, MAX_REPORTED_ERRORS).map((e): ProblemItem => {
     const missing = e.keyword === 'required' ? (e.params as { missingProperty?: string }).missingProperty : undefined;
     const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty?: string }).additionalProperty : undefined;
-    const pointer = missing !== undefined || extra !== undefined ? `${e.instancePath}/${missing ?? extra}` : e.instancePath;
+    // Ajv's instancePath is already a JSON pointer; a property name it reports apart is raw text (RFC 6901 escapes).
+    const property = missing ?? extra;
+    const pointer = property !== undefined ? `${e.instancePath}/${escapePointerToken(property)}` : e.instancePath;
     return { location: 'body', name: pointer || '/', message: e.message ?? e.keyword };
   });
   return {
     status: 400, type: `${TYPE}schema-violation`, title: 'Request body does not match the schema',
     detail: errors.map((e) => `${e.name}: ${e.message}`).join('; '), errors,
   };
+}
+
+/** One reference token of a JSON pointer (RFC 6901 §3): `~` as `~0` first, then `/` as `~1`. */
+export function escapePointerToken(name: string): string {
+  return name.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** The application/problem+json document for a Problem. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import type { ValidateRules } from '../../../src/extproc/config.js';
-import { hasRequestBody, MAX_JSON_DEPTH, needsBody, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
+import { escapePointerToken, hasRequestBody, MAX_JSON_DEPTH, needsBody, problemDocument, validateBody, validateHeaders } from '../../../src/extproc/validation.js';
 
 const schema = new Ajv({ allErrors: true }).compile({ type: 'object', required: ['name'], properties: { name: { type: 'string' } }, additionalProperties: false });
 const RULES: ValidateRules = {
@@ -67,6 +67,26 @@ describe('body', () => {
     assert.equal(validateBody(rules, nested(200_000))?.status, 400);
   });
 
+
+  // errors[].name is a JSON pointer into the body, also for names that hold `/` or `~` (RFC 6901).
+  const pointerRules = { ...RULES, maxBodyBytes: undefined, jsonSchema: { file: 'p.json', validate: new Ajv({ allErrors: true }).compile({
+    type: 'object', required: ['a/b', 'c~d'], additionalProperties: false,
+    properties: { 'a/b': { type: 'string' }, 'c~d': { type: 'string' }, 'e/f': { type: 'string' }, n: { type: 'object', required: ['~/'] } },
+  }) } };
+  const pointers: [string, string, string[]][] = [
+    ['missing names with / and ~', '{"a/b":"x"}', ['/c~0d']],
+    ['an additional name with / and ~', '{"a/b":"x","c~d":"y","x/y~z":1}', ['/x~1y~0z']],
+    ['a wrong type under a name with /', '{"a/b":1,"c~d":"y"}', ['/a~1b']],
+    ['a missing name nested under one', '{"a/b":"x","c~d":"y","n":{}}', ['/n/~0~1']],
+    ['every kind at once', '{"e/f":1,"x/y~z":2}', ['/a~1b', '/c~0d', '/e~1f', '/x~1y~0z']],
+  ];
+  for (const [name, text, expected] of pointers) {
+    it(`names with JSON pointers: ${name}`, () => {
+      assert.deepEqual(validateBody(pointerRules, Buffer.from(text))?.errors.map((e) => e.name).sort(), expected);
+    });
+  }
+  const tokens: [string, string][] = [['plain', 'plain'], ['a/b', 'a~1b'], ['c~d', 'c~0d'], ['~1', '~01'], ['/~', '~1~0'], ['', '']];
+  for (const [raw, escaped] of tokens) it(`escapes the pointer token ${JSON.stringify(raw)} as ${JSON.stringify(escaped)}`, () => assert.equal(escapePointerToken(raw), escaped));
 
   it('accepts a valid body', () => assert.equal(validateBody({ ...RULES, maxBodyBytes: 100 }, Buffer.from('{"name":"alice"}')), undefined));
   it('writes an RFC 9457 document', () => {
