@@ -279,6 +279,32 @@ describe('JWKS from a URI', () => {
     service.close();
   });
 
+  it("OIDC discovery: the document must name the provider's issuer, wherever discovery is read (OIDC Discovery §4.3)", async () => {
+    const rsa = await keyPair('RS256', 'k');
+    const DISCOVERY = 'https://discovery.example';
+    // [provider issuer, oidc_discovery, issuer the document names, allowed]
+    const rows: [string, string, string, boolean][] = [
+      [ISSUER, ISSUER, ISSUER, true],
+      [ISSUER, DISCOVERY, ISSUER, true],
+      [ISSUER, DISCOVERY, DISCOVERY, false],
+      [ISSUER, ISSUER, OTHER, false],
+      [`${ISSUER}/`, `${ISSUER}/`, `${ISSUER}/`, true],
+    ];
+    for (const [issuer, discovery, named, allowed] of rows) {
+      const clock = new FakeClock(NOW_S * 1000);
+      const http = fakeHttp({
+        [`${discovery.replace(/\/$/, '')}/.well-known/openid-configuration`]: () => ({ issuer: named, jwks_uri: 'https://keys.example/jwks' }),
+        'https://keys.example/jwks': () => ({ keys: [rsa.jwk] }),
+      });
+      const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+      const settings = authzSettings(`jwt:\n  providers:\n    - { name: main, issuer: "${issuer}", audiences: [orders-api], jwks: { oidc_discovery: "${discovery}" } }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [jwt] }`);
+      const snapshot = service.prepare(settings, new Map());
+      const d = await service.check(input({ headers: { authorization: `Bearer ${await token(rsa, { iss: issuer })}` } }), snapshot, AbortSignal.timeout(2000));
+      assert.equal(d.allow, allowed, `${issuer} ${discovery} ${named}: ${JSON.stringify(d)}`);
+      service.close();
+    }
+  });
+
   it('a JWKS file that is not a JWKS is a config error naming the file and line', async () => {
     const clock = new FakeClock(0);
     const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer: countingObserver() });
