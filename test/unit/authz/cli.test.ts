@@ -44,4 +44,33 @@ describe('portcullis keys new / explain', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('explain answers as the server does: an empty --policy is an unknown policy, introspection down with on_failure error is gRPC UNAVAILABLE', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
+    try {
+      writeFileSync(path.join(dir, 'secret'), 's\n');
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `authz:
+  introspection: { url: "http://127.0.0.1:9/introspect", client_id: gw, client_secret_file: ./secret, on_failure: error }
+  policies:
+    - { name: public, match: { path_prefix: /public }, authenticate: [anonymous] }
+    - { name: api, match: { path_prefix: /api }, authenticate: [introspection] }
+`);
+      const config = path.join(dir, 'portcullis.yaml');
+      // [options, exit code, what the output must say]
+      const rows: [Partial<Parameters<typeof explain>[0]>, number, RegExp][] = [
+        [{ path: '/public/x' }, 0, /decision: ALLOW as anonymous/],
+        [{ path: '/public/x', policy: '' }, 0, /policy: {3}'' from context_extensions is not defined\n.*decision: DENY 403 unknown_policy/s],
+        [{ path: '/public/x', policy: 'nope' }, 0, /decision: DENY 403 unknown_policy/],
+        [{ path: '/api/x', header: ['authorization: Bearer opaque-SECRET-token'] }, 0, /decision: gRPC UNAVAILABLE \(introspection\.on_failure: error\): introspection failed: /],
+      ];
+      for (const [options, code, expected] of rows) {
+        let out = '';
+        assert.equal(await explain({ config, ...options }, (s) => (out += s)), code, JSON.stringify(options));
+        assert.match(out, expected, JSON.stringify(options));
+        assert.ok(!out.includes('SECRET'), 'the token is never printed');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
