@@ -172,6 +172,8 @@ export interface RevokeOptions {
 /** A revoked jti is kept a day by default (longer than most access tokens live); a revoked key id a hundred years. */
 const DEFAULT_TTL_SECONDS = { jti: 86_400, key: 100 * 365 * 86_400 } as const;
 const REVOKE_TIMEOUT_MS = 5000;
+/** Longer than any token lives; also keeps now + ttl a date `Date` can print (checked before anything is written). */
+const MAX_TTL_SECONDS = 10 * 365 * 86_400;
 
 /**
  * `portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]`: adds the id to the revocation list in
@@ -185,9 +187,10 @@ export async function revoke(options: RevokeOptions, out: (s: string) => void): 
     out('revoke: --config FILE and exactly one of --jti ID or --api-key-id ID are required\n');
     return 2;
   }
-  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : Number(options.ttl);
-  if (!Number.isInteger(ttl) || ttl <= 0) {
-    out(`revoke: --ttl must be a whole number of seconds above 0, not '${options.ttl}'\n`);
+  // Digits only: Number() would also take '1e3', '0x10' and ' 7 ', which are not what an operator means by seconds.
+  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : /^[0-9]{1,10}$/.test(options.ttl) ? Number(options.ttl) : Number.NaN;
+  if (options.ttl !== undefined && !(ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
+    out(`revoke: --ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS} (10 years), not '${options.ttl}'\n`);
     return 2;
   }
   let config: PortcullisConfig;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseKeysFile } from '../../../src/authz/apikey.js';
-import { explain, keysNew } from '../../../src/cli/authz-commands.js';
+import { explain, keysNew, revoke } from '../../../src/cli/authz-commands.js';
 import { createHash } from 'node:crypto';
 
 describe('portcullis keys new / explain', () => {
@@ -68,6 +68,25 @@ describe('portcullis keys new / explain', () => {
         assert.equal(await explain({ config, ...options }, (s) => (out += s)), code, JSON.stringify(options));
         assert.match(out, expected, JSON.stringify(options));
         assert.ok(!out.includes('SECRET'), 'the token is never printed');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('revoke refuses a --ttl that is not plain whole seconds up to 10 years, before reading the config or writing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-revoke-'));
+    try {
+      // No redis: a --ttl that passes gets as far as the config (exit 1, no shared list); one that does not, exit 2.
+      writeFileSync(path.join(dir, 'portcullis.yaml'), 'authz:\n  policies:\n    - { name: p, authenticate: [anonymous] }\n');
+      const rows: [string, number][] = [
+        ['1', 1], ['120', 1], ['315360000', 1],
+        ['315360001', 2], ['9999999999999', 2], ['1e3', 2], ['0x10', 2], [' 7 ', 2], ['7.0', 2], ['1.5', 2], ['0', 2], ['-5', 2], ['', 2], ['+5', 2],
+      ];
+      for (const [ttl, code] of rows) {
+        let out = '';
+        assert.equal(await revoke({ config: path.join(dir, 'portcullis.yaml'), jti: 'j', ttl }, (s) => (out += s)), code, `--ttl '${ttl}': ${out}`);
+        if (code === 2) assert.match(out, /--ttl must be a whole number of seconds from 1 to 315360000/);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
