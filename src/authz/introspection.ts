@@ -3,6 +3,7 @@ import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse, RevocationKind } from './ports.js';
+import { scopeList } from './scopes.js';
 import { isUsableSubject } from './subject.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
@@ -57,7 +58,7 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
   const identity: Identity = {
     method: 'introspection',
     subject,
-    scopes: typeof body['scope'] === 'string' ? body['scope'].split(' ').filter((s) => s !== '') : [],
+    scopes: scopeList(body['scope']),
     roles: Array.isArray(body['roles']) ? body['roles'].filter((r): r is string => typeof r === 'string') : [],
     tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
     claims: body,

@@ -65,6 +65,26 @@ describe('introspection evaluator (RFC 7662)', () => {
     }
   });
 
+  it('scopes: a string split on every whitespace run, or an array, as for JWTs; x-user-scopes carries what was checked', async () => {
+    // [scope, scopes seen (undefined: refused for lack of read)]
+    const rows: [unknown, string[] | undefined][] = [
+      ['read write', ['read', 'write']],
+      ['read\twrite', ['read', 'write']],
+      ['write\u00a0 read', ['write', 'read']],
+      [['read', 'write'], ['read', 'write']],
+      [['read write', 'admin'], ['read', 'write', 'admin']],
+      [['readwrite'], undefined],
+    ];
+    for (const [i, [scope, scopes]] of rows.entries()) {
+      const s = setup(() => ({ status: 200, body: { active: true, sub: 'x', scope } }));
+      const d = await s.check(`scopes-${i}`);
+      assert.equal(d.allow, scopes !== undefined, JSON.stringify(scope));
+      if (!d.allow) continue;
+      assert.deepEqual(d.identity.scopes, scopes);
+      assert.equal(new Map(d.grant.headers.map(([n, v]) => [n, v])).get('x-user-scopes'), scopes!.join(' '));
+    }
+  });
+
   it('down or garbage: 503 when no other method succeeds, counted; on_failure error makes it a gRPC error', async () => {
     for (const answer of [() => { throw new Error('ECONNREFUSED'); }, () => ({ status: 500, body: undefined }), () => ({ status: 200, body: { active: 'yes' } })]) {
       const s = setup(answer);

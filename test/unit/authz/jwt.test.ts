@@ -98,6 +98,28 @@ describe('JWT evaluator', () => {
     assert.ok(lower.allow, 'scheme is case-insensitive');
   });
 
+  it('scopes: split on every whitespace run, arrays too, so the policy checks what x-user-scopes carries', async () => {
+    const s = await setup();
+    // [scope claims, scopes seen, allowed on a policy requiring orders:read]
+    const rows: [Record<string, unknown>, string[], boolean][] = [
+      [{ scope: 'orders:read\torders:write' }, ['orders:read', 'orders:write'], true],
+      [{ scope: 'orders:read\nadmin' }, ['orders:read', 'admin'], true],
+      [{ scope: ['orders:read admin', 'x'] }, ['orders:read', 'admin', 'x'], true],
+      [{ scope: ['orders:read\tadmin'] }, ['orders:read', 'admin'], true],
+      [{ scope: undefined, scp: ['orders:read', 'write'] }, ['orders:read', 'write'], true],
+      [{ scope: [1, 'orders:read'] }, ['orders:read'], true],
+      [{ scope: 'orders:readx admin' }, ['orders:readx', 'admin'], false],
+    ];
+    for (const [scopeClaims, scopes, allowed] of rows) {
+      const d = await s.check(`Bearer ${await token(s.rsa, scopeClaims)}`);
+      assert.equal(d.allow, allowed, JSON.stringify(scopeClaims));
+      if (!d.allow) continue;
+      assert.deepEqual(d.identity.scopes, scopes, JSON.stringify(scopeClaims));
+      assert.equal(new Map(d.grant.headers.map(([n, v]) => [n, v])).get('x-user-scopes'), scopes.join(' '));
+      assert.equal(d.grant.dynamicMetadata['scopes'], scopes.join(' '));
+    }
+  });
+
   it('the attack table: every row is a 401 with its reason', async () => {
     const s = await setup();
     const good = await token(s.rsa);
