@@ -12,7 +12,8 @@ export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
 export type JwksSource =
   | { readonly kind: 'file'; readonly path: string }
   | { readonly kind: 'uri'; readonly url: string }
-  | { readonly kind: 'oidc'; readonly issuer: string };
+  /** `url`: where discovery is read; `issuer`: the provider's issuer, which the discovery document must name (OIDC Discovery §4.3). */
+  | { readonly kind: 'oidc'; readonly url: string; readonly issuer: string };
 
 export interface JwtProviderSettings {
   readonly name: string;
@@ -218,7 +219,7 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
     if ((pr.audiences ?? []).length === 0) issues.add(at(where), `${where}.audiences`, 'list at least one audience: a token for another service must not be accepted');
     const jwks: JwksSource = pr.jwks.file
       ? { kind: 'file', path: path.resolve(dir, pr.jwks.file) }
-      : pr.jwks.uri ? { kind: 'uri', url: pr.jwks.uri } : { kind: 'oidc', issuer: pr.jwks.oidc_discovery };
+      : pr.jwks.uri ? { kind: 'uri', url: pr.jwks.uri } : { kind: 'oidc', url: pr.jwks.oidc_discovery, issuer: pr.issuer };
     providers.push({
       name: pr.name,
       issuer: pr.issuer,

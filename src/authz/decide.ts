@@ -96,10 +96,15 @@ function buildGrant(settings: AuthzSettings, policy: string, identity: Identity,
   // The API key never travels upstream.
   const keyHeader = settings.apiKeys?.header;
   if (keyHeader !== undefined && !headersToRemove.includes(keyHeader) && !headers.some(([n]) => n === keyHeader)) headersToRemove.push(keyHeader);
+  // Metadata feeds rate limit descriptors and access logs: a value refused as a header is refused here too, not
+  // forwarded by another road.
   const dynamicMetadata: Record<string, string> = { [METADATA_KEYS.userId]: identity.subject, [METADATA_KEYS.authMethod]: identity.method, [METADATA_KEYS.policy]: policy };
-  if (identity.apiKeyId) dynamicMetadata[METADATA_KEYS.apiKeyId] = identity.apiKeyId;
-  if (identity.tier) dynamicMetadata[METADATA_KEYS.tier] = identity.tier;
-  if (identity.scopes.length > 0) dynamicMetadata[METADATA_KEYS.scopes] = identity.scopes.join(' ');
-  if (identity.provider) dynamicMetadata[METADATA_KEYS.provider] = identity.provider;
+  const optional: [string, string | undefined][] = [
+    [METADATA_KEYS.apiKeyId, identity.apiKeyId],
+    [METADATA_KEYS.tier, identity.tier],
+    [METADATA_KEYS.scopes, identity.scopes.length > 0 ? identity.scopes.join(' ') : undefined],
+    [METADATA_KEYS.provider, identity.provider],
+  ];
+  for (const [key, value] of optional) if (value !== undefined && value !== '' && isHeaderSafe(value)) dynamicMetadata[key] = value;
   return Object.freeze({ headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
 }

@@ -2,7 +2,8 @@ import type { Clock } from '../shared/clock.js';
 import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
-import type { AuthzObserver, HttpClient, HttpResponse } from './ports.js';
+import type { AuthzObserver, HttpClient, HttpResponse, RevocationKind } from './ports.js';
+import { scopeList } from './scopes.js';
 import { isUsableSubject } from './subject.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
@@ -19,6 +20,8 @@ export interface IntrospectionDeps {
   readonly clock: Clock;
   readonly observer: AuthzObserver;
   readonly maxTokenBytes: number;
+  /** undefined: revocation state unknown (the caller already applied on_unavailable). */
+  readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
 }
 
 type Answer = Identity | 'inactive' | { readonly failure: string };
@@ -35,21 +38,31 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
   if (response.status !== 200 || typeof body !== 'object' || body === null || typeof body['active'] !== 'boolean') {
     return { failure: `introspection answered ${response.status} without a boolean active` };
   }
+  // RFC 7662 §2.2: exp and nbf are NumericDate. Any other value is an answer we cannot read, not "no expiry".
+  for (const claim of ['exp', 'nbf']) {
+    const v = body[claim];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v))) return { failure: `introspection answered ${claim} that is not a number` };
+  }
   const cacheUntil = nowMs + deps.cacheSeconds * 1000;
-  const exp = typeof body['exp'] === 'number' ? body['exp'] * 1000 : undefined;
+  const exp = body['exp'] === undefined ? undefined : (body['exp'] as number) * 1000;
+  const nbf = body['nbf'] === undefined ? undefined : (body['nbf'] as number) * 1000;
   const subject = [body['sub'], body['username'], body['client_id']].find((v): v is string => typeof v === 'string' && v !== '');
-  if (!body['active'] || (exp !== undefined && exp <= nowMs) || !isUsableSubject(subject)) {
-    deps.cache.set(key, 'inactive', Math.min(cacheUntil, nowMs + 60_000));
+  const early = nbf !== undefined && nbf > nowMs;
+  if (!body['active'] || (exp !== undefined && exp <= nowMs) || early || !isUsableSubject(subject)) {
+    // A token not valid yet must not stay refused once it is.
+    deps.cache.set(key, 'inactive', Math.min(cacheUntil, nowMs + 60_000, early ? nbf : Number.POSITIVE_INFINITY));
     return 'inactive';
   }
+  const jti = body['jti'];
   const tier = body[deps.tierClaim];
   const identity: Identity = {
     method: 'introspection',
     subject,
-    scopes: typeof body['scope'] === 'string' ? body['scope'].split(' ').filter((s) => s !== '') : [],
+    scopes: scopeList(body['scope']),
     roles: Array.isArray(body['roles']) ? body['roles'].filter((r): r is string => typeof r === 'string') : [],
     tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
     claims: body,
+    jti: typeof jti === 'string' && jti !== '' ? jti : undefined,
     reused: deps.cache.holdsEntries,
   };
   deps.cache.set(key, identity, Math.min(cacheUntil, exp ?? cacheUntil));
@@ -93,6 +106,12 @@ function outcomeOf(answer: Answer, suffix: string, deps: IntrospectionDeps): Out
   if ('failure' in answer) {
     deps.observer.introspectionError();
     return { kind: 'unavailable', reason: 'introspection_unavailable', detail: answer.failure };
+  }
+  // Checked on every call, cached or not, as for JWTs: `portcullis revoke --jti` must stop an opaque token too.
+  if (answer.jti !== undefined) {
+    const revoked = deps.isRevoked('jti', answer.jti);
+    if (revoked === undefined) return { kind: 'unavailable', reason: 'revocation_unavailable', detail: 'revocation list unavailable' };
+    if (revoked) return { kind: 'invalid', reason: 'token_revoked', detail: `introspection: token ${answer.jti} is revoked${suffix}` };
   }
   return { kind: 'success', identity: answer, detail: `introspected token of ${answer.subject}${suffix}` };
 }

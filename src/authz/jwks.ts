@@ -201,8 +201,9 @@ export class RemoteKeySource implements KeySource {
     const { source, http } = this.options;
     let url = source.kind === 'uri' ? source.url : '';
     if (source.kind === 'oidc') {
-      const discovery = await http.getJson(`${source.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, signal);
+      const discovery = await http.getJson(`${source.url.replace(/\/$/, '')}/.well-known/openid-configuration`, signal);
       const d = discovery as { issuer?: unknown; jwks_uri?: unknown } | undefined;
+      // The provider's issuer, not the discovery URL: keys published for another issuer must not verify its tokens.
       if (d?.issuer !== source.issuer) throw new Error(`discovery document names issuer ${String(d?.issuer)}, expected ${source.issuer}`);
       if (typeof d.jwks_uri !== 'string' || !/^https?:\/\//.test(d.jwks_uri)) throw new Error('discovery document has no http(s) jwks_uri');
       url = d.jwks_uri;

@@ -6,6 +6,7 @@ import { bearerToken } from './bearer.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
 import { claimsRefusal, decodeJws, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal, type Refusal } from './jws.js';
+import { scopeList } from './scopes.js';
 import { isUsableSubject } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
@@ -63,7 +64,7 @@ function identityOf(provider: JwtProviderSettings, payload: JWTPayload, reused: 
     method: 'jwt',
     subject,
     provider: provider.name,
-    scopes: strings(scopes),
+    scopes: scopeList(scopes),
     roles: strings(payload[provider.claims.roles]),
     tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
     claims: payload as Record<string, unknown>,

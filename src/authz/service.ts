@@ -96,7 +96,7 @@ export class AuthzService {
       jwt: settings.jwt && Object.freeze({ providers, cache: this.jwtCache, generation, maxTokenBytes: settings.jwt.maxTokenBytes, clock, observer, isRevoked }),
       introspection: i && Object.freeze({
         url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
-        http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192,
+        http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192, isRevoked,
       }),
     });
   }
@@ -205,10 +205,13 @@ export class AuthzService {
     return this.decide(run, attempts);
   }
 
-  /** Adds the attempt; true when it named the caller. Introspection down with on_failure: error is a gRPC error. */
+  /**
+   * Adds the attempt; true when it named the caller. Introspection down with on_failure: error is a gRPC error; an
+   * unknown revocation state is not the endpoint's failure and follows revocation.on_unavailable like a JWT's.
+   */
   private record(run: Run, step: AttemptStep, outcome: Outcome, attempts: Attempt[]): boolean {
     attempts.push({ method: step.method, outcome });
-    if (outcome.kind === 'unavailable' && step.method === 'introspection' && run.settings.introspection?.onFailure === 'error') {
+    if (outcome.kind === 'unavailable' && outcome.reason === 'introspection_unavailable' && run.settings.introspection?.onFailure === 'error') {
       throw new PortcullisError(ErrorCode.AUTHZ_UNAVAILABLE, outcome.detail);
     }
     return outcome.kind === 'success';

@@ -7,9 +7,11 @@ import type { CheckInput, Decision } from '../authz/types.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { systemClock } from '../shared/clock.js';
+import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { createRedisClient, type RedisClient } from '../store/redis-counter-store.js';
 import type { AuthzSettings } from '../authz/config.js';
+import type { RevocationList } from '../authz/ports.js';
 
 const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
 
@@ -67,9 +69,11 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     headers.set(name, headers.has(name) ? `${headers.get(name)},${value}` : value);
   }
   let service: AuthzService | undefined;
+  let revocation: RevocationList | undefined;
   try {
     const config = await loadPortcullisConfig(options.config);
-    service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer: silentObserver, revocation: new MemoryRevocationList(systemClock) });
+    revocation = await revocationListFor(config, out);
+    service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer: silentObserver, revocation });
     const snapshot = service.prepare(config.authz, await readAuthzFiles(config.authz));
     const input: CheckInput = {
       method: (options.method ?? 'GET').toUpperCase(),
@@ -78,7 +82,8 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
       headers,
       sourceAddress: options.sourceIp ?? '127.0.0.1',
       sourcePrincipal: options.principal ?? '',
-      contextExtensions: new Map(options.policy ? [['policy', options.policy]] : []),
+      // '' too: a route may set an empty policy name, and the server refuses it as unknown.
+      contextExtensions: new Map(options.policy !== undefined ? [['policy', options.policy]] : []),
       requestId: 'explain',
     };
     const normalized = normalizePath(input.rawPath);
@@ -92,7 +97,16 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
       else if (choice.kind === 'unknown') out(`policy:   '${choice.name}' from context_extensions is not defined\n`);
       else out('policy:   none matches, default_policy is deny\n');
     }
-    printDecision(await service.check(input, snapshot, AbortSignal.timeout(5000)), out);
+    let decision: Decision;
+    try {
+      decision = await service.check(input, snapshot, AbortSignal.timeout(5000));
+    } catch (error) {
+      // The server answers this with a gRPC error, not a CheckResponse: an answer to print, not a crash.
+      if (!(error instanceof PortcullisError) || error.code !== ErrorCode.AUTHZ_UNAVAILABLE) throw error;
+      out(`decision: gRPC UNAVAILABLE (introspection.on_failure: error): ${error.message}\n`);
+      return 0;
+    }
+    printDecision(decision, out);
     return 0;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -100,7 +114,29 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     return 1;
   } finally {
     service?.close();
+    await revocation?.close();
   }
+}
+
+/**
+ * The revocation list `serve` would read: the shared one in Redis, refreshed once before the Check so explain
+ * refuses what the instances refuse; in memory (empty) otherwise. Redis not answering leaves the list stale, so
+ * lookups follow revocation.on_unavailable, as on a server that lost Redis.
+ */
+async function revocationListFor(config: PortcullisConfig, out: (s: string) => void): Promise<RevocationList> {
+  if (config.redis === undefined || config.authz?.revocation.enabled !== true) return new MemoryRevocationList(systemClock);
+  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  const list = sharedRevocationList(client, config.authz);
+  let timer: NodeJS.Timeout | undefined;
+  // The client queues nothing while it connects (enableOfflineQueue: false): wait until it is ready.
+  const ready = client.status === 'ready' || await new Promise<boolean>((resolve) => {
+    client.once('ready', () => resolve(true));
+    timer = setTimeout(() => resolve(false), REVOKE_TIMEOUT_MS);
+  });
+  clearTimeout(timer);
+  if (ready) await list.refresh();
+  else out(`revocation: Redis did not answer within ${REVOKE_TIMEOUT_MS} ms: revocation state unknown (on_unavailable: ${config.authz.revocation.onUnavailable})\n`);
+  return list;
 }
 
 function printDecision(decision: Decision, out: (s: string) => void): void {
@@ -136,6 +172,8 @@ export interface RevokeOptions {
 /** A revoked jti is kept a day by default (longer than most access tokens live); a revoked key id a hundred years. */
 const DEFAULT_TTL_SECONDS = { jti: 86_400, key: 100 * 365 * 86_400 } as const;
 const REVOKE_TIMEOUT_MS = 5000;
+/** Longer than any token lives; also keeps now + ttl a date `Date` can print (checked before anything is written). */
+const MAX_TTL_SECONDS = 10 * 365 * 86_400;
 
 /**
  * `portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]`: adds the id to the revocation list in
@@ -149,9 +187,10 @@ export async function revoke(options: RevokeOptions, out: (s: string) => void): 
     out('revoke: --config FILE and exactly one of --jti ID or --api-key-id ID are required\n');
     return 2;
   }
-  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : Number(options.ttl);
-  if (!Number.isInteger(ttl) || ttl <= 0) {
-    out(`revoke: --ttl must be a whole number of seconds above 0, not '${options.ttl}'\n`);
+  // Digits only: Number() would also take '1e3', '0x10' and ' 7 ', which are not what an operator means by seconds.
+  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : /^[0-9]{1,10}$/.test(options.ttl) ? Number(options.ttl) : Number.NaN;
+  if (options.ttl !== undefined && !(ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
+    out(`revoke: --ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS} (10 years), not '${options.ttl}'\n`);
     return 2;
   }
   let config: PortcullisConfig;

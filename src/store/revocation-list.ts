@@ -38,7 +38,7 @@ export interface RedisRevocationOptions {
   readonly clock: Clock;
   /** How often the local copy is refreshed (one GET when nothing changed). */
   readonly refreshMs: number;
-  /** A copy older than this is not trusted: isRevoked answers undefined. */
+  /** A copy older than this is not trusted: isRevoked answers undefined for the ids it does not hold as revoked. */
   readonly maxStalenessMs: number;
   readonly prefix?: string;
   /** Called on every failed refresh. */
@@ -68,8 +68,11 @@ export class RedisRevocationList implements RevocationList {
 
   isRevoked(kind: RevocationKind, id: string): boolean | undefined {
     const nowMs = this.options.clock.nowMs();
+    // An id the last good copy holds as revoked stays revoked while Redis is away: only ids it does not know are in
+    // doubt (else on_unavailable: allow would let every token revoked so far back in during an outage).
+    if (this.lists[kind].has(id, nowMs)) return true;
     if (nowMs - this.lastSuccessMs > this.options.maxStalenessMs) return undefined;
-    return this.lists[kind].has(id, nowMs);
+    return false;
   }
 
   async revoke(kind: RevocationKind, id: string, expiresAtMs: number): Promise<void> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseKeysFile } from '../../../src/authz/apikey.js';
-import { explain, keysNew } from '../../../src/cli/authz-commands.js';
+import { explain, keysNew, revoke } from '../../../src/cli/authz-commands.js';
 import { createHash } from 'node:crypto';
 
 describe('portcullis keys new / explain', () => {
@@ -40,6 +40,54 @@ describe('portcullis keys new / explain', () => {
       out = '';
       await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/elsewhere' }, (s) => (out += s));
       assert.match(out, /none matches, default_policy is deny/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('explain answers as the server does: an empty --policy is an unknown policy, introspection down with on_failure error is gRPC UNAVAILABLE', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
+    try {
+      writeFileSync(path.join(dir, 'secret'), 's\n');
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `authz:
+  introspection: { url: "http://127.0.0.1:9/introspect", client_id: gw, client_secret_file: ./secret, on_failure: error }
+  policies:
+    - { name: public, match: { path_prefix: /public }, authenticate: [anonymous] }
+    - { name: api, match: { path_prefix: /api }, authenticate: [introspection] }
+`);
+      const config = path.join(dir, 'portcullis.yaml');
+      // [options, exit code, what the output must say]
+      const rows: [Partial<Parameters<typeof explain>[0]>, number, RegExp][] = [
+        [{ path: '/public/x' }, 0, /decision: ALLOW as anonymous/],
+        [{ path: '/public/x', policy: '' }, 0, /policy: {3}'' from context_extensions is not defined\n.*decision: DENY 403 unknown_policy/s],
+        [{ path: '/public/x', policy: 'nope' }, 0, /decision: DENY 403 unknown_policy/],
+        [{ path: '/api/x', header: ['authorization: Bearer opaque-SECRET-token'] }, 0, /decision: gRPC UNAVAILABLE \(introspection\.on_failure: error\): introspection failed: /],
+      ];
+      for (const [options, code, expected] of rows) {
+        let out = '';
+        assert.equal(await explain({ config, ...options }, (s) => (out += s)), code, JSON.stringify(options));
+        assert.match(out, expected, JSON.stringify(options));
+        assert.ok(!out.includes('SECRET'), 'the token is never printed');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('revoke refuses a --ttl that is not plain whole seconds up to 10 years, before reading the config or writing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-revoke-'));
+    try {
+      // No redis: a --ttl that passes gets as far as the config (exit 1, no shared list); one that does not, exit 2.
+      writeFileSync(path.join(dir, 'portcullis.yaml'), 'authz:\n  policies:\n    - { name: p, authenticate: [anonymous] }\n');
+      const rows: [string, number][] = [
+        ['1', 1], ['120', 1], ['315360000', 1],
+        ['315360001', 2], ['9999999999999', 2], ['1e3', 2], ['0x10', 2], [' 7 ', 2], ['7.0', 2], ['1.5', 2], ['0', 2], ['-5', 2], ['', 2], ['+5', 2],
+      ];
+      for (const [ttl, code] of rows) {
+        let out = '';
+        assert.equal(await revoke({ config: path.join(dir, 'portcullis.yaml'), jti: 'j', ttl }, (s) => (out += s)), code, `--ttl '${ttl}': ${out}`);
+        if (code === 2) assert.match(out, /--ttl must be a whole number of seconds from 1 to 315360000/);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

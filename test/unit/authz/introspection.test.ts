@@ -65,6 +65,26 @@ describe('introspection evaluator (RFC 7662)', () => {
     }
   });
 
+  it('scopes: a string split on every whitespace run, or an array, as for JWTs; x-user-scopes carries what was checked', async () => {
+    // [scope, scopes seen (undefined: refused for lack of read)]
+    const rows: [unknown, string[] | undefined][] = [
+      ['read write', ['read', 'write']],
+      ['read\twrite', ['read', 'write']],
+      ['write\u00a0 read', ['write', 'read']],
+      [['read', 'write'], ['read', 'write']],
+      [['read write', 'admin'], ['read', 'write', 'admin']],
+      [['readwrite'], undefined],
+    ];
+    for (const [i, [scope, scopes]] of rows.entries()) {
+      const s = setup(() => ({ status: 200, body: { active: true, sub: 'x', scope } }));
+      const d = await s.check(`scopes-${i}`);
+      assert.equal(d.allow, scopes !== undefined, JSON.stringify(scope));
+      if (!d.allow) continue;
+      assert.deepEqual(d.identity.scopes, scopes);
+      assert.equal(new Map(d.grant.headers.map(([n, v]) => [n, v])).get('x-user-scopes'), scopes!.join(' '));
+    }
+  });
+
   it('down or garbage: 503 when no other method succeeds, counted; on_failure error makes it a gRPC error', async () => {
     for (const answer of [() => { throw new Error('ECONNREFUSED'); }, () => ({ status: 500, body: undefined }), () => ({ status: 200, body: { active: 'yes' } })]) {
       const s = setup(answer);
@@ -86,5 +106,69 @@ describe('introspection evaluator (RFC 7662)', () => {
     const d = await service.check(input({ headers: { authorization: 'Bearer t' } }), snapshot, deadline.signal);
     assert.ok(!d.allow && d.status === 503);
     assert.ok(Date.now() - started < 1000);
+  });
+});
+
+describe('introspection: answers read like a JWT', () => {
+  const S = NOW_MS / 1000;
+  // Calls in flight are shared by token across services (introspection.ts): each case gets a token of its own.
+  let n = 0;
+  /** A service whose revocation list says `state` for every jti but `revoked`, which it holds as revoked. */
+  function revocable(body: Record<string, unknown>, state: boolean | undefined, onUnavailable = 'deny', onFailure = 'deny') {
+    const clock = new FakeClock(NOW_MS);
+    const revocation = {
+      isRevoked: (kind: string, id: string) => (kind === 'jti' && id === 'revoked' ? true : state),
+      revoke: () => Promise.resolve(), start: () => undefined, close: () => Promise.resolve(),
+    };
+    const service = new AuthzService({ clock, revocation, http: fakeHttp({ [URL]: () => ({ status: 200, body }) }), observer: countingObserver() });
+    const settings = authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s, on_failure: ${onFailure} }
+revocation: { enabled: true, on_unavailable: ${onUnavailable} }
+policies:
+  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`);
+    const snapshot = service.prepare(settings, new Map([['/etc/portcullis/s', 'x']]));
+    const token = `read-like-a-jwt-${n++}`;
+    return async (): Promise<string> => {
+      const d = await service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
+      return d.allow ? 'allow' : `${d.status} ${d.attempts.map((a) => ('reason' in a.outcome ? a.outcome.reason : a.outcome.kind)).join(',')}`;
+    };
+  }
+
+  // [answer, revocation state of other jtis, revocation.on_unavailable, introspection.on_failure, expected (twice: fresh and cached)]
+  const rows: [Record<string, unknown>, boolean | undefined, string, string, string][] = [
+    [{ jti: 'revoked' }, false, 'deny', 'deny', '401 token_revoked'],
+    [{ jti: 'revoked' }, undefined, 'allow', 'deny', '401 token_revoked'],
+    [{ jti: 'other' }, false, 'deny', 'deny', 'allow'],
+    [{ jti: 'other' }, undefined, 'deny', 'deny', '503 revocation_unavailable'],
+    [{ jti: 'other' }, undefined, 'deny', 'error', '503 revocation_unavailable'],
+    [{ jti: 'other' }, undefined, 'allow', 'deny', 'allow'],
+    [{}, undefined, 'deny', 'deny', 'allow'],
+    [{ nbf: S + 60 }, false, 'deny', 'deny', '401 token_inactive'],
+    [{ nbf: S - 60, exp: S + 60 }, false, 'deny', 'deny', 'allow'],
+    [{ exp: S - 1 }, false, 'deny', 'deny', '401 token_inactive'],
+    [{ exp: String(S - 100) }, false, 'deny', 'deny', '503 introspection_unavailable'],
+    [{ exp: null }, false, 'deny', 'deny', '503 introspection_unavailable'],
+    [{ nbf: String(S + 3600) }, false, 'deny', 'deny', '503 introspection_unavailable'],
+    [{ nbf: [S] }, false, 'deny', 'deny', '503 introspection_unavailable'],
+  ];
+  for (const [extra, state, onUnavailable, onFailure, expected] of rows) {
+    it(`${JSON.stringify(extra)}, revocation ${String(state)}, on_unavailable ${onUnavailable}, on_failure ${onFailure}: ${expected}`, async () => {
+      const check = revocable({ active: true, sub: 'u', ...extra }, state, onUnavailable, onFailure);
+      assert.equal(await check(), expected);
+      assert.equal(await check(), expected, 'again (cached answer)');
+    });
+  }
+
+  it('malformed exp with on_failure error: gRPC UNAVAILABLE, as any unreadable answer', async () => {
+    await assert.rejects(revocable({ active: true, sub: 'u', exp: 'soon' }, false, 'deny', 'error')(), { code: 'PC_AUTHZ_UNAVAILABLE' });
+  });
+
+  it('a token refused for nbf is accepted once nbf has passed (the refusal is not cached past nbf)', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({ [URL]: () => ({ status: 200, body: { active: true, sub: 'u', nbf: S + 5 } }) }), observer: countingObserver() });
+    const snapshot = service.prepare(authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const check = async () => (await service.check(input({ headers: { authorization: 'Bearer not-yet' } }), snapshot, AbortSignal.timeout(1000))).allow;
+    assert.equal(await check(), false);
+    clock.advance(6000);
+    assert.equal(await check(), true);
   });
 });

@@ -98,6 +98,28 @@ describe('JWT evaluator', () => {
     assert.ok(lower.allow, 'scheme is case-insensitive');
   });
 
+  it('scopes: split on every whitespace run, arrays too, so the policy checks what x-user-scopes carries', async () => {
+    const s = await setup();
+    // [scope claims, scopes seen, allowed on a policy requiring orders:read]
+    const rows: [Record<string, unknown>, string[], boolean][] = [
+      [{ scope: 'orders:read\torders:write' }, ['orders:read', 'orders:write'], true],
+      [{ scope: 'orders:read\nadmin' }, ['orders:read', 'admin'], true],
+      [{ scope: ['orders:read admin', 'x'] }, ['orders:read', 'admin', 'x'], true],
+      [{ scope: ['orders:read\tadmin'] }, ['orders:read', 'admin'], true],
+      [{ scope: undefined, scp: ['orders:read', 'write'] }, ['orders:read', 'write'], true],
+      [{ scope: [1, 'orders:read'] }, ['orders:read'], true],
+      [{ scope: 'orders:readx admin' }, ['orders:readx', 'admin'], false],
+    ];
+    for (const [scopeClaims, scopes, allowed] of rows) {
+      const d = await s.check(`Bearer ${await token(s.rsa, scopeClaims)}`);
+      assert.equal(d.allow, allowed, JSON.stringify(scopeClaims));
+      if (!d.allow) continue;
+      assert.deepEqual(d.identity.scopes, scopes, JSON.stringify(scopeClaims));
+      assert.equal(new Map(d.grant.headers.map(([n, v]) => [n, v])).get('x-user-scopes'), scopes.join(' '));
+      assert.equal(d.grant.dynamicMetadata['scopes'], scopes.join(' '));
+    }
+  });
+
   it('the attack table: every row is a 401 with its reason', async () => {
     const s = await setup();
     const good = await token(s.rsa);
@@ -277,6 +299,32 @@ describe('JWKS from a URI', () => {
     const d = await service.check(input({ headers: { authorization: `Bearer ${await token(rsa)}` } }), snapshot, AbortSignal.timeout(2000));
     assert.ok(d.allow, JSON.stringify(d));
     service.close();
+  });
+
+  it("OIDC discovery: the document must name the provider's issuer, wherever discovery is read (OIDC Discovery §4.3)", async () => {
+    const rsa = await keyPair('RS256', 'k');
+    const DISCOVERY = 'https://discovery.example';
+    // [provider issuer, oidc_discovery, issuer the document names, allowed]
+    const rows: [string, string, string, boolean][] = [
+      [ISSUER, ISSUER, ISSUER, true],
+      [ISSUER, DISCOVERY, ISSUER, true],
+      [ISSUER, DISCOVERY, DISCOVERY, false],
+      [ISSUER, ISSUER, OTHER, false],
+      [`${ISSUER}/`, `${ISSUER}/`, `${ISSUER}/`, true],
+    ];
+    for (const [issuer, discovery, named, allowed] of rows) {
+      const clock = new FakeClock(NOW_S * 1000);
+      const http = fakeHttp({
+        [`${discovery.replace(/\/$/, '')}/.well-known/openid-configuration`]: () => ({ issuer: named, jwks_uri: 'https://keys.example/jwks' }),
+        'https://keys.example/jwks': () => ({ keys: [rsa.jwk] }),
+      });
+      const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+      const settings = authzSettings(`jwt:\n  providers:\n    - { name: main, issuer: "${issuer}", audiences: [orders-api], jwks: { oidc_discovery: "${discovery}" } }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [jwt] }`);
+      const snapshot = service.prepare(settings, new Map());
+      const d = await service.check(input({ headers: { authorization: `Bearer ${await token(rsa, { iss: issuer })}` } }), snapshot, AbortSignal.timeout(2000));
+      assert.equal(d.allow, allowed, `${issuer} ${discovery} ${named}: ${JSON.stringify(d)}`);
+      service.close();
+    }
   });
 
   it('a JWKS file that is not a JWKS is a config error naming the file and line', async () => {

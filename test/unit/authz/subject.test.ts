@@ -22,6 +22,10 @@ describe('subjects and header values', () => {
     ['NUL', 'alice\u0000', false, false],
     ['DEL', 'alice\u007f', false, false],
     ['vertical tab', 'alice\u000b', false, false],
+    ['a lone high surrogate (sent as U+FFFD: collides with the low one)', 'user\ud800', true, false],
+    ['a lone low surrogate', 'user\udfff', true, false],
+    ['surrogates in the wrong order', 'user\udc00\ud800', true, false],
+    ['a surrogate pair (one astral character)', 'user\ud834\udd1e', true, true],
     ['a number', 42, false, false],
     ['missing', undefined, false, false],
   ];

@@ -1,0 +1,48 @@
+// `portcullis explain` reads the shared revocation list the instances read, so it refuses what they refuse.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { explain } from '../../../src/cli/authz-commands.js';
+import { repoRoot } from '../../support/envoy.js';
+import { writeConfig } from '../../support/portcullis.js';
+import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+
+const descriptors = path.join(repoRoot(), 'envoy', 'ratelimit');
+const KEY = 'pk_explain-revoked-000000000000000000000000000';
+
+describe('portcullis explain with a shared revocation list', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('a key revoked in Redis is refused, as serve refuses it; Redis down follows on_unavailable', async () => {
+    const authz = (keys: string) => ({
+      api_keys: { header: 'x-api-key', file: keys },
+      revocation: { enabled: true, on_unavailable: 'deny' },
+      policies: [{ name: 'api', match: { path_prefix: '/' }, authenticate: ['api_key'] }],
+    });
+    const { dir } = writeConfig({});
+    const keys = path.join(dir, 'keys.yaml');
+    writeFileSync(keys, `- { id: alice-1, sha256: ${createHash('sha256').update(KEY).digest('hex')}, owner: alice }\n`);
+    const run = async (url: string): Promise<string> => {
+      const { file } = writeConfig({ redis: { url, connect_timeout_ms: 200 }, ratelimit: { descriptors }, authz: authz(keys) });
+      let out = '';
+      assert.equal(await explain({ config: file, path: '/x', header: [`x-api-key: ${KEY}`] }, (s) => (out += s)), 0, out);
+      return out;
+    };
+    assert.match(await run(redis.url), /decision: ALLOW as alice/);
+    await sendCommand(redis.port, ['ZADD', '{portcullis:authz}:revoked:key', String(Date.now() + 3_600_000), 'alice-1']);
+    await sendCommand(redis.port, ['INCR', '{portcullis:authz}:revoked:version']);
+    assert.match(await run(redis.url), /decision: DENY 401 invalid_credentials/);
+    const down = await run('redis://127.0.0.1:1');
+    assert.match(down, /revocation: Redis did not answer within \d+ ms: revocation state unknown \(on_unavailable: deny\)/);
+    assert.match(down, /decision: DENY 503 unavailable/);
+  });
+});
