@@ -22,12 +22,15 @@ export interface IntrospectionDeps {
   readonly maxTokenBytes: number;
   /** undefined: revocation state unknown (the caller already applied on_unavailable). */
   readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
+  /** Calls in flight, one per prepared config: a call to the endpoint of an earlier config never answers for this one. */
+  readonly calls: IntrospectionCalls;
 }
+
+/** Calls in flight by token hash: concurrent Checks with one token share one call. */
+export type IntrospectionCalls = Map<string, Promise<Answer>>;
 
 type Answer = Identity | 'inactive' | { readonly failure: string };
 
-/** Calls in flight by token hash: concurrent Checks with one token share one call. */
-const inflight = new Map<string, Promise<Answer>>();
 /** A call outlives the Check that started it (up to this bound), so its answer still lands in the cache. */
 const CALL_TIMEOUT_MS = 5000;
 
@@ -70,6 +73,7 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
 }
 
 function introspect(token: string, key: string, deps: IntrospectionDeps): Promise<Answer> {
+  const inflight = deps.calls;
   let call = inflight.get(key);
   if (call === undefined) {
     const authorization = `Basic ${Buffer.from(`${encodeURIComponent(deps.clientId)}:${encodeURIComponent(deps.clientSecret)}`).toString('base64')}`;

@@ -97,6 +97,7 @@ export class AuthzService {
       introspection: i && Object.freeze({
         url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
         http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192, isRevoked,
+        calls: new Map(),
       }),
     });
   }

@@ -96,6 +96,25 @@ describe('introspection evaluator (RFC 7662)', () => {
     await assert.rejects(s.check('t'), { code: 'PC_AUTHZ_UNAVAILABLE' });
   });
 
+  it('a call in flight answers only for the config that made it: a new endpoint gets its own call', async () => {
+    const OTHER = 'https://other-idp.example/introspect';
+    let release = (): void => undefined;
+    const clock = new FakeClock(NOW_MS);
+    const http = fakeHttp({
+      [URL]: () => new Promise((resolve) => (release = () => resolve({ status: 200, body: { active: true, sub: 'old-idp-user', scope: 'read' } }))),
+      [OTHER]: () => ({ status: 200, body: { active: false } }),
+    });
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+    const snapshotFor = (url: string) => service.prepare(authzSettings(`introspection: { url: "${url}", client_id: g, client_secret_file: ./s }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const request = input({ headers: { authorization: 'Bearer shared-token' } });
+    const first = service.check(request, snapshotFor(URL), AbortSignal.timeout(2000));
+    const second = await service.check(request, snapshotFor(OTHER), AbortSignal.timeout(2000));
+    release();
+    assert.ok(!second.allow && second.status === 401, 'the new endpoint said inactive');
+    assert.ok((await first).allow);
+    assert.deepEqual(http.calls, [URL, OTHER]);
+  });
+
   it('a hanging server is bounded by the Check deadline', async () => {
     const clock = new FakeClock(NOW_MS);
     const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({ [URL]: () => new Promise(() => undefined) }), observer: countingObserver() });
@@ -111,7 +130,6 @@ describe('introspection evaluator (RFC 7662)', () => {
 
 describe('introspection: answers read like a JWT', () => {
   const S = NOW_MS / 1000;
-  // Calls in flight are shared by token across services (introspection.ts): each case gets a token of its own.
   let n = 0;
   /** A service whose revocation list says `state` for every jti but `revoked`, which it holds as revoked. */
   function revocable(body: Record<string, unknown>, state: boolean | undefined, onUnavailable = 'deny', onFailure = 'deny') {
