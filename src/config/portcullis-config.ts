@@ -47,7 +47,9 @@ export interface PortcullisConfig {
 
 const address = (fallback: string) =>
   string(fallback, (s) => (/^[^\s]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? undefined : `expected host:port, got '${s}'`));
-const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) ? undefined : `expected a redis:// or rediss:// URL, got '${s}'`));
+// Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
+// password and all. The URL is shown redacted.
+const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${redactRedisUrl(s)}'`));
 
 const schema = object({
   server: object({

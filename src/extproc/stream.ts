@@ -163,7 +163,8 @@ export class ExtprocStream {
     }
 
     if (route?.cache && !split.normal) {
-      this.log.debug({ path: rawPath }, 'path not in normal form (dot segments, escapes); the cache is not used');
+      // The path as sent, without its query: a query may carry credentials (api_key=, access_token=).
+      this.log.debug({ path: rawPath.split(/[?#]/, 1)[0] }, 'path not in normal form (dot segments, escapes); the cache is not used');
     } else if (route?.cache) {
       const decision = requestCacheDecision(method, headers);
       if (decision.lookup || decision.store || decision.onlyIfCached) {

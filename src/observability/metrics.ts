@@ -55,7 +55,7 @@ const STAT_METRICS: readonly [StatName, string, string][] = [
 /** All Portcullis metrics, registered on the registry passed in (never the global one). */
 export function createMetrics(registry: Registry, maxKeys: number): Metrics {
   const registers = [registry];
-  const overflow = new Counter({ name: 'portcullis_ratelimit_stats_keys_overflow_total', help: 'Stat increments folded into key="__overflow__" because ratelimit.metrics.max_keys was reached.', registers });
+  const overflow = new Counter({ name: 'portcullis_ratelimit_stats_keys_overflow_total', help: 'Label values folded into "__overflow__": stat keys past ratelimit.metrics.max_keys, domains past min(max_keys, 1000).', registers });
   const keys = new LabelBudget(maxKeys, overflow);
   const domains = new LabelBudget(Math.max(1, Math.min(maxKeys, 1000)), overflow);
   const stats = STAT_METRICS.map(([field, name, help]) => [field, new HotCounter({ name, help, labelNames: ['key'], registers })] as const);

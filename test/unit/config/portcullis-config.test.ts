@@ -237,6 +237,8 @@ const BAD_VALUES: readonly BadCase[] = [
   { name: 'address with a space', text: 'server:\n  grpc:\n    address: "my host:80"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'my host:80'" },
   { name: 'redis url with another scheme', text: 'redis:\n  url: http://cache:6379\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'http://cache:6379'" },
   { name: 'redis cluster member with another scheme', text: 'redis:\n  cluster:\n    - redis://a:1\n    - b:2\n', line: 4, path: 'redis.cluster[1]', message: "expected a redis:// or rediss:// URL, got 'b:2'" },
+  // ioredis would throw on it at start, printing it; the password is not shown here either.
+  { name: 'redis url that does not parse', text: 'redis:\n  url: "redis://:WrongPass@[::1:40451"\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'redis://***@[::1:40451'" },
   { name: 'workers zero', text: 'server:\n  workers: 0\nredis: { url: "redis://a:1" }\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 0" },
   { name: 'workers a word', text: 'server:\n  workers: many\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 'many'" },
   { name: 'workers a float', text: 'server:\n  workers: 1.5\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 1.5" },

@@ -148,6 +148,15 @@ describe('ExtprocStream cache keys', () => {
   const cacheStatus = (a: ProcessingAnswer): string | undefined =>
     a.kind === 'response_headers' ? a.mutation.set.find((s) => s.name === 'x-cache-status')?.value : undefined;
 
+  it('the debug line about a path not in normal form leaves its query out (it may carry credentials)', async () => {
+    const lines: unknown[] = [];
+    const recording = { child: () => recording, debug: (o: unknown) => void lines.push(o), info: () => undefined, warn: () => undefined };
+    const s = new ExtprocStream({ settings, cache: new MemoryCacheStore(1 << 20), clock: new FakeClock(0), observer, log: recording, routeHint: undefined, randomHex: (b) => '1'.repeat(b * 2) });
+    await s.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/c/x/../a?api_key=SECRET&access_token=T'], [':authority', 'h']], endOfStream: true }, identity: undefined, attributes: {} });
+    assert.ok(lines.some((l) => JSON.stringify(l).includes('/c/x/../a')), JSON.stringify(lines));
+    assert.ok(!JSON.stringify(lines).includes('SECRET'), JSON.stringify(lines));
+  });
+
   it('a path not in normal form neither fills nor reads the cache: the upstream serves it as sent', async () => {
     const h = harness();
     for (const odd of ['/c/x/../a', '/c/%2e%2e/c/a', '/c/./a']) {
