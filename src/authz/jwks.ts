@@ -19,6 +19,11 @@ export class KeysUnavailableError extends Error {
  */
 export interface KeySource {
   resolve(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): MaybePromise<readonly KeyObject[]>;
+  /**
+   * Changes whenever the keys change (a refresh that brought a different set). A token verified under another
+   * version is verified again: a key the issuer withdrew (after a compromise, say) stops vouching for cached tokens.
+   */
+  readonly version: number;
   close(): void;
 }
 
@@ -32,6 +37,8 @@ const RETRY_AFTER_FAILURE_MS = 2000;
 interface KeySet {
   readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => MaybePromise<readonly KeyObject[]>;
   readonly kids: ReadonlySet<string>;
+  /** The keys kept, as text: a refresh that brings the same keys keeps the source's version. */
+  readonly fingerprint: string;
   /** Why keys of the document were left out although they looked like signing keys (for a log line). */
   readonly skipped: readonly string[];
 }
@@ -128,13 +135,14 @@ export function keySetFrom(document: unknown, algorithms: readonly JwtAlgorithm[
       return keys;
     });
   };
-  return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')), skipped };
+  return { resolve, kids: new Set(keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string')), skipped, fingerprint: JSON.stringify(keys) };
 }
 
 /** Keys from a file, read by the config loader (a garbage file is a config error there). */
 export function staticKeySource(document: unknown, algorithms?: readonly JwtAlgorithm[]): KeySource & { readonly skipped: readonly string[] } {
   const set = keySetFrom(document, algorithms);
-  return { resolve: (header, token) => set.resolve(header, token), close: () => undefined, skipped: set.skipped };
+  // A file's keys change only with the file, and a changed file is a new config (jwt.ts' cache generation).
+  return { resolve: (header, token) => set.resolve(header, token), version: 0, close: () => undefined, skipped: set.skipped };
 }
 
 export interface RemoteKeySourceOptions {
@@ -157,6 +165,7 @@ export interface RemoteKeySourceOptions {
  */
 export class RemoteKeySource implements KeySource {
   private keys: KeySet | undefined;
+  private keysVersion = 0;
   private inflight: Promise<void> | undefined;
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
@@ -169,6 +178,10 @@ export class RemoteKeySource implements KeySource {
     return this;
   }
 
+  get version(): number {
+    return this.keysVersion;
+  }
+
   /** Starts a fetch unless one is running; resolves when it is done (never rejects). */
   refresh(): Promise<void> {
     if (this.inflight) return this.inflight;
@@ -176,6 +189,7 @@ export class RemoteKeySource implements KeySource {
     clearTimeout(this.timer);
     this.inflight = this.fetch().then(
       (keys) => {
+        if (keys.fingerprint !== this.keys?.fingerprint) this.keysVersion += 1;
         this.keys = keys;
         this.options.onRefresh('success', undefined, keys.skipped);
         this.schedule(this.options.refreshMs);

@@ -21,6 +21,8 @@ export interface JwtProvider {
 export interface VerifiedToken {
   readonly provider: string;
   readonly identity: Identity;
+  /** The provider's key version it was verified under (KeySource.version): another version verifies it again. */
+  readonly keysVersion: number;
 }
 
 export interface JwtEvaluatorDeps {
@@ -86,7 +88,9 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
   const token = bearer.token;
   const nowMs = deps.clock.nowMs();
   const cacheKey = `${deps.generation}:${sha256(token, 'base64url')}`;
-  const cached = deps.cache.get(cacheKey, nowMs);
+  const entry = deps.cache.get(cacheKey, nowMs);
+  // Verified under keys the provider no longer has as they were: verified again, against the keys it has now.
+  const cached = entry !== undefined && keysOf(deps, entry.provider)?.version === entry.keysVersion ? entry : undefined;
   deps.observer.cacheLookup('jwt', cached ? 'hit' : 'miss');
   if (cached !== undefined) {
     if (allowed !== undefined && !allowed.has(cached.provider)) return { kind: 'invalid', reason: 'jwt_wrong_provider', detail: `token of provider ${cached.provider}, not allowed here` };
@@ -113,18 +117,19 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
 
   type Verdict = { answer: Outcome } | { refusal: Outcome };
   /** The verdict of one provider once the signature is judged: the answer, or a refusal that lets the next one try. */
-  const judge = (s: JwtProviderSettings, signatureFault: Refusal | undefined): Verdict => {
+  const judge = (s: JwtProviderSettings, signatureFault: Refusal | undefined, keysVersion: number): Verdict => {
     const fault = signatureFault ?? claimsRefusal(s, header, payload, nowS);
     if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
     const identity = identityOf(s, payload, deps.cache.holdsEntries);
     if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing, blank, or not a string fit for a header` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
-    deps.cache.set(cacheKey, { provider: s.name, identity }, Math.min(expMs, nowMs + MAX_CACHE_MS));
+    deps.cache.set(cacheKey, { provider: s.name, identity, keysVersion }, Math.min(expMs, nowMs + MAX_CACHE_MS));
     return { answer: checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`) };
   };
-  const withKeys = (s: JwtProviderSettings, keys: readonly KeyObject[]): MaybePromise<Verdict> => {
+  /** `keysVersion`: the source's version when these keys were handed out, which a cached verification keeps. */
+  const withKeys = (s: JwtProviderSettings, keys: readonly KeyObject[], keysVersion: number): MaybePromise<Verdict> => {
     const signatureFault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature);
-    return signatureFault instanceof Promise ? signatureFault.then((fault) => judge(s, fault)) : judge(s, signatureFault);
+    return signatureFault instanceof Promise ? signatureFault.then((fault) => judge(s, fault, keysVersion)) : judge(s, signatureFault, keysVersion);
   };
   const tryFrom = (first: number, last: Outcome): MaybePromise<Outcome> => {
     for (let i = first; i < candidates.length; i++) {
@@ -134,10 +139,11 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
         last = { kind: 'invalid', ...headerFault };
         continue;
       }
-      const keys = candidates[i]!.keys.resolve(header as JWTHeaderParameters, jws, signal);
+      const source = candidates[i]!.keys;
+      const keys = source.resolve(header as JWTHeaderParameters, jws, signal);
       const verdict = keys instanceof Promise
-        ? keys.then((k) => withKeys(s, k), (error: unknown): Verdict => ({ refusal: keyLookupRefusal(error) }))
-        : withKeys(s, keys);
+        ? keys.then((k) => withKeys(s, k, source.version), (error: unknown): Verdict => ({ refusal: keyLookupRefusal(error) }))
+        : withKeys(s, keys, source.version);
       if (verdict instanceof Promise) return verdict.then((v) => ('answer' in v ? v.answer : tryFrom(i + 1, v.refusal)));
       if ('answer' in verdict) return verdict.answer;
       last = verdict.refusal;
@@ -145,6 +151,11 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
     return last;
   };
   return tryFrom(0, { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' });
+}
+
+function keysOf(deps: JwtEvaluatorDeps, provider: string): KeySource | undefined {
+  for (const p of deps.providers) if (p.settings.name === provider) return p.keys;
+  return undefined;
 }
 
 function checkRevoked(identity: Identity, deps: JwtEvaluatorDeps, detail: string): Outcome {

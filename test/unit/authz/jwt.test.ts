@@ -271,6 +271,35 @@ describe('JWKS from a URI', () => {
     s.service.close();
   });
 
+  it('a key the issuer withdraws stops vouching for tokens it verified earlier; a refresh with the same keys keeps the cache', async () => {
+    let jwks: unknown;
+    const s = await setup({ remote: { 'http://keys.test/jwks.json': () => jwks } });
+    jwks = { keys: [s.rsa.jwk, s.ec.jwk] };
+    s.clock.advance(30_000); // the fetch at start saw no document yet
+    const [rsaToken, ecToken] = [await token(s.rsa), await token(s.ec)];
+    assert.ok((await s.check(`Bearer ${rsaToken}`)).allow);
+    assert.ok((await s.check(`Bearer ${ecToken}`)).allow);
+    const hits = (): number => s.observer.counts.get('cache:jwt:hit') ?? 0;
+    /** A refetch now: an unknown kid past the cooldown (the background refresh runs on real time). */
+    const refetch = async (n: number): Promise<void> => {
+      s.clock.advance(31_000);
+      const fetches = s.http.calls.length;
+      assert.equal(reasonOf(await s.check(`Bearer ${await token(s.rsa, {}, { kid: `unknown-${n}` })}`)), 'jwt_unknown_key');
+      assert.equal(s.http.calls.length, fetches + 1, 'refetched');
+    };
+    // A refresh that brings the same keys: both stay cached.
+    await refetch(1);
+    const before = hits();
+    assert.ok((await s.check(`Bearer ${rsaToken}`)).allow);
+    assert.equal(hits() - before, 1, 'same keys: still a cache hit');
+    // The issuer withdraws the RSA key: the cached RSA token is verified again, and refused.
+    jwks = { keys: [s.ec.jwk] };
+    await refetch(2);
+    assert.equal(reasonOf(await s.check(`Bearer ${rsaToken}`)), 'jwt_unknown_key');
+    assert.ok((await s.check(`Bearer ${ecToken}`)).allow, 'a token of a key still published passes (verified again once)');
+    s.service.close();
+  });
+
   it('a JWKS that holds no usable key on refetch is a failed refresh: the last good keys keep serving', async () => {
     let jwks: unknown;
     const s = await setup({ remote: { 'http://keys.test/jwks.json': () => jwks } });
