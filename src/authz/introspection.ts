@@ -24,6 +24,8 @@ export interface IntrospectionDeps {
   readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
   /** Calls in flight, one per prepared config: a call to the endpoint of an earlier config never answers for this one. */
   readonly calls: IntrospectionCalls;
+  /** Changes with the endpoint and credentials: answers cached under other settings are not used. */
+  readonly generation: string;
 }
 
 /** Calls in flight by token hash: concurrent Checks with one token share one call. */
@@ -95,7 +97,7 @@ export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps
   const bearer = bearerToken(input.headers, deps.maxTokenBytes);
   if (bearer.kind === 'absent') return { kind: 'absent', detail: 'no bearer token' };
   if (bearer.kind === 'invalid') return bearer;
-  const key = sha256(bearer.token, 'base64url');
+  const key = `${deps.generation}:${sha256(bearer.token, 'base64url')}`;
   const cached = deps.cache.get(key, deps.clock.nowMs());
   deps.observer.cacheLookup('introspection', cached ? 'hit' : 'miss');
   if (cached !== undefined) return outcomeOf(cached, ' (cached)', deps);

@@ -98,6 +98,7 @@ export class AuthzService {
         url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
         http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192, isRevoked,
         calls: new Map(),
+        generation: sha256(JSON.stringify([i.url, i.clientId, files.get(i.clientSecretFile) ?? '']), 'base64url').slice(0, 16),
       }),
     });
   }

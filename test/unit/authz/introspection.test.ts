@@ -115,6 +115,20 @@ describe('introspection evaluator (RFC 7662)', () => {
     assert.deepEqual(http.calls, [URL, OTHER]);
   });
 
+  it('an answer cached under one endpoint is not used once the config names another', async () => {
+    const OTHER = 'https://other-idp.example/introspect';
+    const clock = new FakeClock(NOW_MS);
+    const http = fakeHttp({ [URL]: () => ({ status: 200, body: { active: true, sub: 'u', scope: 'read' } }), [OTHER]: () => ({ status: 200, body: { active: false } }) });
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+    const snapshotFor = (url: string) => service.prepare(authzSettings(`introspection: { url: "${url}", client_id: g, client_secret_file: ./s, cache_seconds: 300 }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const request = input({ headers: { authorization: 'Bearer cached-token' } });
+    assert.ok((await service.check(request, snapshotFor(URL), AbortSignal.timeout(2000))).allow);
+    assert.ok((await service.check(request, snapshotFor(URL), AbortSignal.timeout(2000))).allow, 'cached');
+    const moved = await service.check(request, snapshotFor(OTHER), AbortSignal.timeout(2000));
+    assert.ok(!moved.allow && moved.status === 401);
+    assert.deepEqual(http.calls, [URL, OTHER]);
+  });
+
   it('a hanging server is bounded by the Check deadline', async () => {
     const clock = new FakeClock(NOW_MS);
     const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({ [URL]: () => new Promise(() => undefined) }), observer: countingObserver() });
