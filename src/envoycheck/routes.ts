@@ -6,7 +6,8 @@
 //   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
-//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never.
+//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never;
+//   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent.
 // The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
 // typed_per_filter_config of the route, its virtual host and its route configuration.
 
@@ -98,10 +99,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
         }
       }
       const unsupported: string[] = [];
-      const shapes = policies.flatMap((policy) => {
-        const shape = policyShape(record(policy), unsupported);
-        return shape === undefined ? [] : [shape];
-      });
+      const shapes = policies.flatMap((policy) => policyShapes(record(policy), unsupported));
       sites.push({
         where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
         routeName, domain, shapes, unsupported, perFilterConfig, direct,
@@ -116,18 +114,32 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
   return sites;
 }
 
-/** The descriptor one rate limit policy produces (every action adds one entry), or undefined if it cannot be known. */
-function policyShape(policy: Json, unsupported: string[]): DescriptorShape | undefined {
-  const entries: ShapeEntry[] = [];
+/**
+ * The descriptors one rate limit policy can produce (every action adds one entry), or none if they cannot be known.
+ * An action with skip_if_absent that finds nothing adds no entry and Envoy still calls, so each such action doubles
+ * the shapes: with and without its entry.
+ */
+function policyShapes(policy: Json, unsupported: string[]): DescriptorShape[] {
+  let shapes: ShapeEntry[][] = [[]];
   for (const action of list(policy['actions']).map(record)) {
     const entry = actionEntry(action);
     if (entry === undefined) {
       unsupported.push(`rate limit action ${Object.keys(action).join(', ')} cannot be analysed`);
-      return undefined;
+      return [];
     }
-    entries.push(entry);
+    const withEntry = shapes.map((entries) => [...entries, entry]);
+    shapes = skippable(action) ? [...withEntry, ...shapes] : withEntry;
   }
-  return entries.length === 0 ? undefined : { entries };
+  return shapes.filter((entries) => entries.length > 0).map((entries) => ({ entries }));
+}
+
+/** Whether Envoy leaves the action's entry out (instead of the whole descriptor) when the request lacks its value. */
+function skippable(action: Json): boolean {
+  const [kind] = Object.keys(action);
+  if (kind !== 'request_headers' && kind !== 'query_parameters' && kind !== 'metadata') return false;
+  const body = record(action[kind]);
+  // A metadata action's non-empty default_value stands in for the absent value: nothing is skipped.
+  return body['skip_if_absent'] === true && text(body['default_value'], '') === '';
 }
 
 function actionEntry(action: Json): ShapeEntry | undefined {

@@ -25,6 +25,7 @@ function descriptors(text: string) {
   return compileDescriptorFiles([{ name: 'd.yaml', text }]);
 }
 
+const SCOPE_USER_RULE = 'domain: d\ndescriptors:\n  - key: scope\n    value: api\n    descriptors:\n      - key: user\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 const USER_RULE = 'domain: d\ndescriptors:\n  - key: user_id\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 
 describe('checkEnvoyRateLimits', () => {
@@ -137,6 +138,40 @@ describe('checkEnvoyRateLimits', () => {
       bootstrap: bootstrap({ vhostLimits: [{ actions: [{ extension: { name: 'x' } }] }], routes: [route('a')] }),
       file: USER_RULE,
       want: ['UNREACHABLE_RULE', 'UNSUPPORTED_ACTION'],
+    },
+    // The cases below are what a real Envoy 1.40 sent to a fake rate limit service (the expected findings follow it).
+    {
+      name: 'skip_if_absent on request_headers: without the header Envoy sends the descriptor without that entry',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { request_headers: { header_name: 'x-user', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'skip_if_absent: a rule for the shorter descriptor is reached',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { request_headers: { header_name: 'x-user', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: scope\n    value: api\n    rate_limit: { unit: minute, requests_per_unit: 50 }\n    descriptors:\n      - key: user\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'skip_if_absent on metadata',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { metadata: { descriptor_key: 'user', source: 'DYNAMIC', metadata_key: { key: 'x.y', path: [{ key: 'u' }] }, skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'skip_if_absent on query_parameters',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { query_parameters: { query_parameter_name: 'tenant', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'a metadata default_value stands in for an absent value: skip_if_absent skips nothing',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { metadata: { descriptor_key: 'user', default_value: 'anon', metadata_key: { key: 'x.y', path: [{ key: 'u' }] }, skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: [],
     },
   ];
 
