@@ -3,6 +3,7 @@
 //
 // Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40):
 //   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
+//   - a route's RateLimitPerRoute.domain, when set, replaces the filter's domain;
 //   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
@@ -30,7 +31,7 @@ export interface RouteSite {
   /** `listener http / vhost gateway / route users`. */
   readonly where: string;
   readonly routeName: string;
-  /** The rate limit filter's domain on this route's connection manager, or undefined without that filter. */
+  /** The domain the rate limit filter sends this route's descriptors to (RateLimitPerRoute.domain, else the filter's), or undefined without that filter. */
   readonly domain: string | undefined;
   /** Descriptor shapes this route can send (empty: none). */
   readonly shapes: readonly DescriptorShape[];
@@ -84,6 +85,10 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
       const routeName = text(route['name'], `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
       const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
+      const perFilterConfigChain = [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})];
+      const mostSpecific = record(perFilterConfigChain.map((c) => c[RATELIMIT]).find((c) => c !== undefined));
+      // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
+      const routeDomain = domain === undefined ? undefined : text(mostSpecific['domain'], '') || domain;
       const action = route['route'] === undefined ? undefined : record(route['route']);
       const direct = action === undefined;
       let policies: unknown[] = [];
@@ -102,8 +107,7 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
       const shapes = policies.flatMap((policy) => policyShapes(record(policy), unsupported));
       sites.push({
         where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
-        routeName, domain, shapes, unsupported, perFilterConfig, direct,
-        perFilterConfigChain: [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})],
+        routeName, domain: routeDomain, shapes, unsupported, perFilterConfig, direct, perFilterConfigChain,
         match: record(route['match']),
         earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
         httpFilters,

@@ -173,6 +173,24 @@ describe('checkEnvoyRateLimits', () => {
       file: SCOPE_USER_RULE,
       want: [],
     },
+    {
+      name: 'RateLimitPerRoute.domain replaces the filter\'s domain for the route',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { domain: 'other' })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'other'/,
+    },
+    {
+      name: 'RateLimitPerRoute.domain on the virtual host',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'o' } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'o'/,
+    },
   ];
 
   for (const c of cases) {
