@@ -1,7 +1,7 @@
 // `portcullis check-envoy`: what Envoy will ask for against what the descriptor files answer. Pure: a parsed
 // bootstrap and a compiled RateLimitConfig in, findings out.
 //
-//   UNKNOWN_DOMAIN        the ratelimit filter's domain has no descriptor file: every request is unlimited
+//   UNKNOWN_DOMAIN        a ratelimit filter's domain has no descriptor file: every request is unlimited
 //   UNMATCHED_DESCRIPTOR  a descriptor Envoy can send matches no rule: silently unlimited
 //   UNREACHABLE_RULE      a rule (in a domain Envoy uses) that no descriptor Envoy sends can reach
 //   UNSUPPORTED_ACTION    an action this check cannot read (so the result above may be incomplete)
@@ -38,14 +38,14 @@ export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig
   const sites = routeSites(bootstrap);
   const findings: Finding[] = [];
   const shapes = distinctShapes(sites);
-  const domains = [...new Set(sites.flatMap((s) => (s.domain === undefined ? [] : [s.domain])))].sort();
+  const domains = [...new Set(sites.flatMap((s) => s.rateLimits.map((call) => call.domain)))].sort();
 
   for (const domain of domains) {
     if (!config.domains.has(domain)) {
       findings.push({
         code: 'UNKNOWN_DOMAIN',
         message: `the ratelimit filter uses domain '${domain}', which no descriptor file declares (known: ${[...config.domains.keys()].sort().join(', ') || 'none'}): every request is unlimited`,
-        routes: sites.filter((s) => s.domain === domain).map((s) => s.where),
+        routes: sites.filter((s) => s.rateLimits.some((call) => call.domain === domain)).map((s) => s.where),
       });
     }
   }
@@ -95,12 +95,13 @@ interface SentShape {
 function distinctShapes(sites: readonly RouteSite[]): SentShape[] {
   const byKey = new Map<string, SentShape>();
   for (const site of sites) {
-    if (site.domain === undefined) continue;
-    for (const shape of site.shapes) {
-      const key = `${site.domain}\u0001${describeShape(shape)}`;
-      const known = byKey.get(key);
-      if (known === undefined) byKey.set(key, { domain: site.domain, shape, routes: [site.where] });
-      else if (!known.routes.includes(site.where)) known.routes.push(site.where);
+    for (const { domain, shapes } of site.rateLimits) {
+      for (const shape of shapes) {
+        const key = `${domain}\u0001${describeShape(shape)}`;
+        const known = byKey.get(key);
+        if (known === undefined) byKey.set(key, { domain, shape, routes: [site.where] });
+        else if (!known.routes.includes(site.where)) known.routes.push(site.where);
+      }
     }
   }
   return [...byKey.values()];

@@ -1,13 +1,14 @@
 // Reads what an Envoy bootstrap asks of Portcullis, route by route: which rate limit descriptors each route can
 // send to which domain. Pure: takes the parsed bootstrap (YAML or JSON, as a plain object).
 //
-// Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40):
+// Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40), for each rate limit filter in the chain:
 //   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
 //   - a route's RateLimitPerRoute.domain, when set, replaces the filter's domain;
 //   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
-//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never;
+//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never; of these only the policies
+//     whose `stage` (default 0) is the filter's `stage` apply;
 //   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent.
 // The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
 // typed_per_filter_config of the route, its virtual host and its route configuration.
@@ -27,14 +28,22 @@ export interface DescriptorShape {
   readonly entries: readonly ShapeEntry[];
 }
 
+/** What one rate limit filter asks for on a route. */
+export interface RateLimitCall {
+  /** The filter's name in http_filters. */
+  readonly filter: string;
+  /** Where the descriptors go: RateLimitPerRoute.domain, else the filter's. */
+  readonly domain: string;
+  /** Descriptor shapes the filter can send on this route (empty: none). */
+  readonly shapes: readonly DescriptorShape[];
+}
+
 export interface RouteSite {
   /** `listener http / vhost gateway / route users`. */
   readonly where: string;
   readonly routeName: string;
-  /** The domain the rate limit filter sends this route's descriptors to (RateLimitPerRoute.domain, else the filter's), or undefined without that filter. */
-  readonly domain: string | undefined;
-  /** Descriptor shapes this route can send (empty: none). */
-  readonly shapes: readonly DescriptorShape[];
+  /** One entry per rate limit filter of the connection manager, in chain order (empty: no such filter). */
+  readonly rateLimits: readonly RateLimitCall[];
   /** Actions that cannot be analysed (an `extension` action …), as messages. */
   readonly unsupported: readonly string[];
   /** The route's typed_per_filter_config, for checks of other filters. */
@@ -71,43 +80,22 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
 }
 
 function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
-  const ratelimit = list(hcm['http_filters']).map(record).find((f) => f['name'] === RATELIMIT);
-  const filterConfig = ratelimit === undefined ? undefined : record(ratelimit['typed_config']);
-  const domain = filterConfig === undefined ? undefined : text(filterConfig['domain'], '');
-  const filterLimits = filterConfig === undefined ? undefined : optionalList(filterConfig['rate_limits']);
+  const httpFilters = list(hcm['http_filters']).map(record);
+  const rateLimitFilters = httpFilters.filter(isRateLimitFilter);
   const sites: RouteSite[] = [];
   const routeConfig = record(hcm['route_config']);
-  const httpFilters = list(hcm['http_filters']).map(record);
   for (const vhost of list(routeConfig['virtual_hosts']).map(record)) {
-    const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
     const vhostRoutes = list(vhost['routes']).map(record);
     for (const [index, route] of vhostRoutes.entries()) {
       const routeName = text(route['name'], `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
-      const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
       const perFilterConfigChain = [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})];
-      const mostSpecific = record(perFilterConfigChain.map((c) => c[RATELIMIT]).find((c) => c !== undefined));
-      // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
-      const routeDomain = domain === undefined ? undefined : text(mostSpecific['domain'], '') || domain;
       const action = route['route'] === undefined ? undefined : record(route['route']);
-      const direct = action === undefined;
-      let policies: unknown[] = [];
-      if (!direct && filterConfig !== undefined) {
-        const perRouteLimits = optionalList(perRoute['rate_limits']);
-        if (perRouteLimits !== undefined) policies = perRouteLimits;
-        else if (filterLimits !== undefined) policies = filterLimits;
-        else {
-          const routeLimits = optionalList(action['rate_limits']) ?? [];
-          const mode = text(perRoute['vh_rate_limits'], 'OVERRIDE');
-          const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
-          policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])];
-        }
-      }
       const unsupported: string[] = [];
-      const shapes = policies.flatMap((policy) => policyShapes(record(policy), unsupported));
+      const rateLimits = rateLimitFilters.map((filter) => rateLimitCall(filter, perFilterConfigChain, vhost, action, unsupported));
       sites.push({
         where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
-        routeName, domain: routeDomain, shapes, unsupported, perFilterConfig, direct, perFilterConfigChain,
+        routeName, rateLimits, unsupported, perFilterConfig, direct: action === undefined, perFilterConfigChain,
         match: record(route['match']),
         earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
         httpFilters,
@@ -116,6 +104,45 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
     }
   }
   return sites;
+}
+
+function isRateLimitFilter(filter: Json): boolean {
+  return filter['name'] === RATELIMIT;
+}
+
+/** What one rate limit filter sends for a route (`action` undefined: Envoy answers the route itself). */
+function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
+  const filterConfig = record(filter['typed_config']);
+  const filterName = text(filter['name'], RATELIMIT);
+  const stage = integer(filterConfig['stage']);
+  const perRoute = record(perFilterConfigChain[0]![RATELIMIT] ?? {});
+  const mostSpecific = record(perFilterConfigChain.map((c) => c[RATELIMIT]).find((c) => c !== undefined));
+  // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
+  const domain = text(mostSpecific['domain'], '') || text(filterConfig['domain'], '');
+  let policies: unknown[] = [];
+  if (action !== undefined) {
+    const perRouteLimits = optionalList(perRoute['rate_limits']);
+    const filterLimits = optionalList(filterConfig['rate_limits']);
+    if (perRouteLimits !== undefined) policies = perRouteLimits;
+    else if (filterLimits !== undefined) policies = filterLimits;
+    else {
+      const routeLimits = optionalList(action['rate_limits']) ?? [];
+      const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
+      const mode = text(perRoute['vh_rate_limits'], 'OVERRIDE');
+      // OVERRIDE looks at the route's policies of every stage, not only this filter's.
+      const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
+      // Route and virtual host policies go to the filter of their stage (Envoy refuses `stage` in the lists above).
+      policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])].filter((p) => integer(record(p)['stage']) === stage);
+    }
+  }
+  return { filter: filterName, domain, shapes: policies.flatMap((policy) => policyShapes(record(policy), unsupported)) };
+}
+
+/** A uint32 field as the JSON mapping reads it (a number or a decimal string); 0 (the default) otherwise. */
+function integer(value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
+  return 0;
 }
 
 /**

@@ -191,6 +191,23 @@ describe('checkEnvoyRateLimits', () => {
       want: ['UNKNOWN_DOMAIN'],
       matches: /domain 'o'/,
     },
+    {
+      name: 'a route policy of another stage than the filter\'s is never sent',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ stage: 1, actions: [generic('a', '1')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'a filter of stage 1 takes the stage 1 policies, route and virtual host',
+      bootstrap: bootstrap({
+        filter: { stage: 1 },
+        vhostLimits: [{ stage: '1', actions: [generic('v', '1')] }, { actions: [generic('v', '0')] }],
+        routes: [route('r', { rate_limits: [{ stage: 1, actions: [generic('a', '1')] }, { actions: [generic('a', '0')] }] }, { vh_rate_limits: 'INCLUDE' })],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
   ];
 
   for (const c of cases) {
@@ -211,7 +228,7 @@ describe('checkEnvoyRateLimits', () => {
 
   it('routeSites lists every route with its domain and per-filter config (for later checks)', () => {
     const sites = routeSites(bootstrap({ routes: [route('a', {}, { vh_rate_limits: 'IGNORE' }), { name: 'h', direct_response: { status: 200 } }] }));
-    assert.deepEqual(sites.map((s) => [s.routeName, s.domain, s.direct]), [['a', 'd', false], ['h', 'd', true]]);
+    assert.deepEqual(sites.map((s) => [s.routeName, s.rateLimits.map((call) => call.domain), s.direct]), [['a', ['d'], false], ['h', ['d'], true]]);
     assert.ok('envoy.filters.http.ratelimit' in sites[0]!.perFilterConfig);
   });
 });
