@@ -63,7 +63,18 @@ export interface RouteSite {
 }
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
+const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const RATELIMIT = 'envoy.filters.http.ratelimit';
+const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
+
+/**
+ * Whether a filter is the extension `name`/`type`: Envoy picks the extension by its typed_config's @type, and the
+ * name is only a label (per-route configs are keyed by it). Without a @type, the well-known name.
+ */
+function isFilter(filter: Json, name: string, type: string): boolean {
+  const configType = record(filter['typed_config'])['@type'];
+  return typeof configType === 'string' ? configType === type : filter['name'] === name;
+}
 
 export function routeSites(bootstrap: unknown): RouteSite[] {
   const sites: RouteSite[] = [];
@@ -71,7 +82,7 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
   for (const listener of listeners.map(record)) {
     for (const chain of list(listener['filter_chains']).map(record)) {
       for (const filter of list(chain['filters']).map(record)) {
-        if (filter['name'] !== HCM_NAME) continue;
+        if (!isFilter(filter, HCM_NAME, HCM_TYPE)) continue;
         sites.push(...hcmSites(text(listener['name'], '?'), record(filter['typed_config'])));
       }
     }
@@ -107,16 +118,16 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
 }
 
 function isRateLimitFilter(filter: Json): boolean {
-  return filter['name'] === RATELIMIT;
+  return isFilter(filter, RATELIMIT, RATELIMIT_TYPE);
 }
 
 /** What one rate limit filter sends for a route (`action` undefined: Envoy answers the route itself). */
 function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
   const filterConfig = record(filter['typed_config']);
-  const filterName = text(filter['name'], RATELIMIT);
+  const filterName = text(filter['name'], '');
   const stage = integer(filterConfig['stage']);
-  const perRoute = record(perFilterConfigChain[0]![RATELIMIT] ?? {});
-  const mostSpecific = record(perFilterConfigChain.map((c) => c[RATELIMIT]).find((c) => c !== undefined));
+  const perRoute = record(perFilterConfigChain[0]![filterName] ?? {});
+  const mostSpecific = record(perFilterConfigChain.map((c) => c[filterName]).find((c) => c !== undefined));
   // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
   const domain = text(mostSpecific['domain'], '') || text(filterConfig['domain'], '');
   let policies: unknown[] = [];

@@ -25,6 +25,7 @@ function descriptors(text: string) {
   return compileDescriptorFiles([{ name: 'd.yaml', text }]);
 }
 
+const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
 const SCOPE_USER_RULE = 'domain: d\ndescriptors:\n  - key: scope\n    value: api\n    descriptors:\n      - key: user\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 const USER_RULE = 'domain: d\ndescriptors:\n  - key: user_id\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 
@@ -208,6 +209,35 @@ describe('checkEnvoyRateLimits', () => {
       want: ['UNMATCHED_DESCRIPTOR'],
       matches: /\[v=1\] matches no rule/,
     },
+    {
+      name: 'a ratelimit filter under another name is known by its @type, and its per-route config by that name',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }), { ...route('p'), typed_per_filter_config: { 'my-ratelimit': { rate_limits: [{ actions: [generic('p', '1')] }] } } }],
+        httpFilters: [{ name: 'my-ratelimit', typed_config: { '@type': RATELIMIT_TYPE, domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /\[p=1\] matches no rule/,
+    },
+    {
+      name: 'a filter named envoy.filters.http.ratelimit whose @type is another extension is not a ratelimit filter',
+      bootstrap: bootstrap({ filter: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit' }, routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })] }),
+      file: USER_RULE,
+      want: [],
+    },
+    {
+      name: 'two ratelimit filters: the stage 1 filter (domain e) gets the stage 1 policy',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }, { stage: 1, actions: [generic('z', '1')] }] })],
+        httpFilters: [
+          { name: 'envoy.filters.http.ratelimit', typed_config: { '@type': RATELIMIT_TYPE, domain: 'd' } },
+          { name: 'rl2', typed_config: { '@type': RATELIMIT_TYPE, domain: 'e', stage: 1 } },
+        ],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'e'/,
+    },
   ];
 
   for (const c of cases) {
@@ -224,6 +254,14 @@ describe('checkEnvoyRateLimits', () => {
     const unmatched = findings.filter((f) => f.code === 'UNMATCHED_DESCRIPTOR');
     assert.equal(unmatched.length, 1);
     assert.deepEqual(unmatched[0]?.routes, ['listener ingress / vhost vh / route a', 'listener ingress / vhost vh / route b']);
+  });
+
+  it('a connection manager under another name is known by its @type', () => {
+    const b = bootstrap({ routes: [route('r')] });
+    const filter = (b['static_resources'] as { listeners: { filter_chains: { filters: Json[] }[] }[] }).listeners[0]!.filter_chains[0]!.filters[0]!;
+    filter['name'] = 'hcm';
+    (filter['typed_config'] as Json)['@type'] = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+    assert.deepEqual(routeSites(b).map((s) => s.routeName), ['r']);
   });
 
   it('routeSites lists every route with its domain and per-filter config (for later checks)', () => {
