@@ -3,8 +3,10 @@
 //
 // Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40), for each rate limit filter in the chain:
 //   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
-//   - a route's RateLimitPerRoute.domain, when set, replaces the filter's domain;
-//   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
+//   - the route's RateLimitPerRoute is the most specific typed_per_filter_config for the filter: the route's, else
+//     its virtual host's, else its route configuration's;
+//   - its domain, when set, replaces the filter's domain;
+//   - its rate_limits, when set, replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
 //     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never; of these only the policies
@@ -126,10 +128,11 @@ function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhos
   const filterConfig = record(filter['typed_config']);
   const filterName = text(filter['name'], '');
   const stage = integer(filterConfig['stage']);
-  const perRoute = record(perFilterConfigChain[0]![filterName] ?? {});
-  const mostSpecific = record(perFilterConfigChain.map((c) => c[filterName]).find((c) => c !== undefined));
+  // Envoy takes the most specific RateLimitPerRoute whole (route, else virtual host, else route configuration): no
+  // field is merged from a less specific level.
+  const perRoute = record(perFilterConfigChain.map((c) => c[filterName]).find((c) => c !== undefined));
   // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
-  const domain = text(mostSpecific['domain'], '') || text(filterConfig['domain'], '');
+  const domain = text(perRoute['domain'], '') || text(filterConfig['domain'], '');
   let policies: unknown[] = [];
   if (action !== undefined) {
     const perRouteLimits = optionalList(perRoute['rate_limits']);

@@ -238,6 +238,37 @@ describe('checkEnvoyRateLimits', () => {
       want: ['UNKNOWN_DOMAIN'],
       matches: /domain 'e'/,
     },
+    {
+      name: 'RateLimitPerRoute on the virtual host: vh_rate_limits IGNORE',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r')],
+        vhost: { rate_limits: [{ actions: [generic('v', '1')] }], typed_per_filter_config: { 'envoy.filters.http.ratelimit': { vh_rate_limits: 'IGNORE' } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'RateLimitPerRoute on the virtual host: its rate_limits replace the route\'s',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { rate_limits: [{ actions: [generic('q', '1')] }] } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /\[q=1\] matches no rule/,
+    },
+    {
+      name: 'the route\'s RateLimitPerRoute is taken whole: no field comes from the virtual host\'s',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { vh_rate_limits: 'OVERRIDE' })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'o', rate_limits: [{ actions: [generic('q', '1')] }] } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
   ];
 
   for (const c of cases) {
