@@ -6,7 +6,7 @@
 //   - the route's RateLimitPerRoute is the most specific typed_per_filter_config for the filter: the route's, else
 //     its virtual host's, else its route configuration's;
 //   - its domain, when set, replaces the filter's domain;
-//   - its rate_limits, when set, replace everything else;
+//   - its rate_limits, when set (not empty: protobuf has no empty-but-set list), replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
 //     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never; of these only the policies
@@ -231,6 +231,7 @@ export function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
+/** A repeated field that precedence asks "set?" of: in protobuf an empty list is not set. */
 function optionalList(value: unknown): unknown[] | undefined {
-  return Array.isArray(value) ? value : undefined;
+  return Array.isArray(value) && value.length > 0 ? value : undefined;
 }

@@ -269,6 +269,18 @@ describe('checkEnvoyRateLimits', () => {
       file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
       want: [],
     },
+    {
+      name: 'an empty RateLimitPerRoute rate_limits is unset: the route\'s own apply',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { rate_limits: [] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'an empty filter rate_limits is unset: the route\'s own apply',
+      bootstrap: bootstrap({ filter: { rate_limits: [] }, routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
   ];
 
   for (const c of cases) {
