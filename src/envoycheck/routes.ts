@@ -9,7 +9,8 @@
 //   - its rate_limits, when set (not empty: protobuf has no empty-but-set list), replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
-//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never; of these only the policies
+//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never (route.include_vh_rate_limits
+//     makes it INCLUDE); of these only the policies
 //     whose `stage` (default 0) is the filter's `stage` apply;
 //   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent.
 // The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
@@ -142,11 +143,12 @@ function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhos
     else {
       const routeLimits = optionalList(action['rate_limits']) ?? [];
       const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
-      const mode = text(perRoute['vh_rate_limits'], 'OVERRIDE');
+      // The route's include_vh_rate_limits forces INCLUDE, whatever RateLimitPerRoute says.
+      const mode = action['include_vh_rate_limits'] === true ? 'INCLUDE' : text(perRoute['vh_rate_limits'], 'OVERRIDE');
       // OVERRIDE looks at the route's policies of every stage, not only this filter's.
-      const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
+      const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0);
       // Route and virtual host policies go to the filter of their stage (Envoy refuses `stage` in the lists above).
-      policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])].filter((p) => integer(record(p)['stage']) === stage);
+      policies = [...routeLimits, ...(includeVhost ? vhostLimits : [])].filter((p) => integer(record(p)['stage']) === stage);
     }
   }
   return { filter: filterName, domain, shapes: policies.flatMap((policy) => policyShapes(record(policy), unsupported)) };

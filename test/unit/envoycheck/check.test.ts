@@ -281,6 +281,16 @@ describe('checkEnvoyRateLimits', () => {
       file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
       want: [],
     },
+    {
+      name: 'include_vh_rate_limits on the route wins over vh_rate_limits IGNORE',
+      bootstrap: bootstrap({
+        vhostLimits: [{ actions: [generic('v', '1')] }],
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }], include_vh_rate_limits: true }, { vh_rate_limits: 'IGNORE' })],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
   ];
 
   for (const c of cases) {
