@@ -144,7 +144,7 @@ function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhos
       const routeLimits = optionalList(action['rate_limits']) ?? [];
       const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
       // The route's include_vh_rate_limits forces INCLUDE, whatever RateLimitPerRoute says.
-      const mode = action['include_vh_rate_limits'] === true ? 'INCLUDE' : text(perRoute['vh_rate_limits'], 'OVERRIDE');
+      const mode = action['include_vh_rate_limits'] === true ? 'INCLUDE' : vhRateLimits(perRoute['vh_rate_limits']);
       // OVERRIDE looks at the route's policies of every stage, not only this filter's.
       const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0);
       // Route and virtual host policies go to the filter of their stage (Envoy refuses `stage` in the lists above).
@@ -152,6 +152,12 @@ function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhos
     }
   }
   return { filter: filterName, domain, shapes: policies.flatMap((policy) => policyShapes(record(policy), unsupported)) };
+}
+
+/** RateLimitPerRoute.vh_rate_limits by name or, as the JSON mapping allows, by number (0, 1, 2). */
+function vhRateLimits(value: unknown): 'OVERRIDE' | 'INCLUDE' | 'IGNORE' {
+  const mode = typeof value === 'number' ? ['OVERRIDE', 'INCLUDE', 'IGNORE'][value] : value;
+  return mode === 'INCLUDE' || mode === 'IGNORE' ? mode : 'OVERRIDE';
 }
 
 /** A uint32 field as the JSON mapping reads it (a number or a decimal string); 0 (the default) otherwise. */

@@ -291,6 +291,19 @@ describe('checkEnvoyRateLimits', () => {
       want: ['UNMATCHED_DESCRIPTOR'],
       matches: /\[v=1\] matches no rule/,
     },
+    {
+      name: 'vh_rate_limits as a number: 1 is INCLUDE',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [generic('v', '1')] }], routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { vh_rate_limits: 1 })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
+    {
+      name: 'vh_rate_limits as a number: 2 is IGNORE',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [generic('v', '1')] }], routes: [route('r', {}, { vh_rate_limits: 2 })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
   ];
 
   for (const c of cases) {
