@@ -2,6 +2,8 @@
 // send to which domain. Pure: takes the parsed bootstrap (YAML or JSON, as a plain object).
 //
 // Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40), for each rate limit filter in the chain:
+//   - a filter disabled for the route (FilterConfig disabled, or disabled in the chain and not configured for the
+//     route) sends nothing;
 //   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
 //   - the route's RateLimitPerRoute is the most specific typed_per_filter_config for the filter: the route's, else
 //     its virtual host's, else its route configuration's;
@@ -45,7 +47,7 @@ export interface RouteSite {
   /** `listener http / vhost gateway / route users`. */
   readonly where: string;
   readonly routeName: string;
-  /** One entry per rate limit filter of the connection manager, in chain order (empty: no such filter). */
+  /** One entry per rate limit filter running on the route, in chain order (empty: none, or all disabled). */
   readonly rateLimits: readonly RateLimitCall[];
   /** Actions that cannot be analysed (an `extension` action …), as messages. */
   readonly unsupported: readonly string[];
@@ -106,7 +108,12 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
       const perFilterConfigChain = [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})];
       const action = route['route'] === undefined ? undefined : record(route['route']);
       const unsupported: string[] = [];
-      const rateLimits = rateLimitFilters.map((filter) => rateLimitCall(filter, perFilterConfigChain, vhost, action, unsupported));
+      // Envoy takes the most specific RateLimitPerRoute whole (route, else virtual host, else route configuration): no
+      // field is merged from a less specific level. A disabled filter sends nothing: neither its domain nor its descriptors are judged.
+      const rateLimits = rateLimitFilters
+        .map((filter) => ({ filter, perRoute: perRouteFilter(filter, perFilterConfigChain) }))
+        .filter(({ perRoute }) => perRoute.active)
+        .map(({ filter, perRoute }) => rateLimitCall(filter, perRoute.config, vhost, action, unsupported));
       sites.push({
         where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
         routeName, rateLimits, unsupported, perFilterConfig, direct: action === undefined, perFilterConfigChain,
@@ -120,18 +127,30 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
   return sites;
 }
 
+/**
+ * A filter's most specific typed_per_filter_config for a route (unwrapped from envoy.config.route.v3.FilterConfig),
+ * and whether the filter runs there: not when that config disables it, nor when the chain disables it and no level
+ * configures it for the route.
+ */
+export function perRouteFilter(filter: Json, perFilterConfigChain: readonly Json[]): { active: boolean; config: Json } {
+  const name = text(filter['name'], '');
+  const perRoute = perFilterConfigChain.map((c) => c[name]).find((c) => c !== undefined);
+  if (perRoute === undefined) return { active: filter['disabled'] !== true, config: {} };
+  const config = record(perRoute);
+  // FilterConfig wraps the filter's own per-route config in `config` and may disable the filter itself.
+  const inner = config['config'] === undefined ? config : record(config['config']);
+  return { active: config['disabled'] !== true && inner['disabled'] !== true, config: inner };
+}
+
 function isRateLimitFilter(filter: Json): boolean {
   return isFilter(filter, RATELIMIT, RATELIMIT_TYPE);
 }
 
 /** What one rate limit filter sends for a route (`action` undefined: Envoy answers the route itself). */
-function rateLimitCall(filter: Json, perFilterConfigChain: readonly Json[], vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
+function rateLimitCall(filter: Json, perRoute: Json, vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
   const filterConfig = record(filter['typed_config']);
   const filterName = text(filter['name'], '');
   const stage = integer(filterConfig['stage']);
-  // Envoy takes the most specific RateLimitPerRoute whole (route, else virtual host, else route configuration): no
-  // field is merged from a less specific level.
-  const perRoute = record(perFilterConfigChain.map((c) => c[filterName]).find((c) => c !== undefined));
   // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
   const domain = text(perRoute['domain'], '') || text(filterConfig['domain'], '');
   let policies: unknown[] = [];

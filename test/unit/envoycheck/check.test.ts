@@ -304,6 +304,28 @@ describe('checkEnvoyRateLimits', () => {
       file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
       want: ['UNREACHABLE_RULE'],
     },
+    {
+      name: 'a ratelimit filter disabled on the route (FilterConfig) sends nothing',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true })] }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'a ratelimit filter disabled in the chain sends nothing, not even to an unknown domain',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'nowhere' }, disabled: true }],
+      }),
+      file: USER_RULE,
+      want: [],
+    },
+    {
+      name: 'FilterConfig not disabled: the RateLimitPerRoute inside it applies',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', config: { domain: 'o' } })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'o'/,
+    },
   ];
 
   for (const c of cases) {
