@@ -81,6 +81,20 @@ function isFilter(filter: Json, name: string, type: string): boolean {
   return typeof configType === 'string' ? configType === type : filter['name'] === name;
 }
 
+/**
+ * Why a parsed file is not an Envoy bootstrap this check can read, or undefined when it is one: a mapping with
+ * static_resources.listeners or dynamic_resources. Anything else (an empty file, a descriptor file given by mistake)
+ * would otherwise pass as a bootstrap without routes, with no finding.
+ */
+export function notABootstrap(parsed: unknown): string | undefined {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return parsed === null || parsed === undefined ? 'the file is empty' : 'it is not a YAML or JSON mapping';
+  }
+  const bootstrap = parsed as Json;
+  if (Array.isArray(record(bootstrap['static_resources'])['listeners']) || typeof bootstrap['dynamic_resources'] === 'object') return undefined;
+  return 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap';
+}
+
 export function routeSites(bootstrap: unknown): RouteSite[] {
   const sites: RouteSite[] = [];
   const listeners = list(record(record(bootstrap)['static_resources'])['listeners']);

@@ -132,4 +132,19 @@ describe('portcullis check-envoy', () => {
     const usage = await checkEnvoy();
     assert.equal(usage.code, 2);
   });
+
+  it('refuses an empty file or YAML that is not a bootstrap: one line, exit 1', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-notbootstrap-'));
+    try {
+      for (const [name, text] of [['empty.yaml', ''], ['junk.yaml', 'foo: bar\n']] as const) {
+        const file = path.join(dir, name);
+        writeFileSync(file, text);
+        const result = await checkEnvoy(file, '--descriptors', broken);
+        assert.equal(result.code, 1, result.output);
+        assert.equal(result.output, `${file}: cannot read the Envoy bootstrap: ${name === 'empty.yaml' ? 'the file is empty' : 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap'}\n`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
