@@ -37,7 +37,8 @@ async function check(bootstrapFile: string, options: CheckEnvoyOptions, out: Nod
   try {
     bootstrap = parse(await readFile(bootstrapFile, 'utf8'));
   } catch (error) {
-    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${(error as Error).message}\n`);
+    // The YAML parser's message goes on with a source excerpt over several lines: its first line says it.
+    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${(error as Error).message.split('\n')[0]}\n`);
     return 1;
   }
   const problem = notABootstrap(bootstrap);

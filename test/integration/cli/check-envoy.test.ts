@@ -133,15 +133,20 @@ describe('portcullis check-envoy', () => {
     assert.equal(usage.code, 2);
   });
 
-  it('refuses an empty file or YAML that is not a bootstrap: one line, exit 1', async () => {
+  it('refuses an empty file, YAML that is not a bootstrap or does not parse: one line, exit 1', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-notbootstrap-'));
     try {
-      for (const [name, text] of [['empty.yaml', ''], ['junk.yaml', 'foo: bar\n']] as const) {
-        const file = path.join(dir, name);
-        writeFileSync(file, text);
+      const cases = [
+        { name: 'empty.yaml', text: '', says: 'the file is empty' },
+        { name: 'junk.yaml', text: 'foo: bar\n', says: 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap' },
+        { name: 'bad.yaml', text: 'foo: bar\na: [\n', says: 'Flow sequence in block collection must be sufficiently indented and end with a ] at line 3, column 1:' },
+      ];
+      for (const c of cases) {
+        const file = path.join(dir, c.name);
+        writeFileSync(file, c.text);
         const result = await checkEnvoy(file, '--descriptors', broken);
         assert.equal(result.code, 1, result.output);
-        assert.equal(result.output, `${file}: cannot read the Envoy bootstrap: ${name === 'empty.yaml' ? 'the file is empty' : 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap'}\n`);
+        assert.equal(result.output, `${file}: cannot read the Envoy bootstrap: ${c.says}\n`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
