@@ -326,6 +326,19 @@ describe('checkEnvoyRateLimits', () => {
       want: ['UNKNOWN_DOMAIN'],
       matches: /domain 'o'/,
     },
+    {
+      name: 'greedy matching: a named value takes its branch and misses where another value would have matched',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [header('x-user', 'user'), header('x-path', 'path')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: user\n    descriptors:\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: user\n    value: alice\n    descriptors:\n      - key: path\n        value: /x\n        rate_limit: { unit: minute, requests_per_unit: 50 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /matches no rule when it is \[user=alice, path=<request_headers x-path>\]/,
+    },
+    {
+      name: 'greedy matching: a named value whose branch goes on like the others: clean',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [header('x-user', 'user'), header('x-path', 'path')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: user\n    descriptors:\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: user\n    value: alice\n    descriptors:\n      - key: path\n        value: /x\n        rate_limit: { unit: minute, requests_per_unit: 50 }\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 10 }\n',
+      want: [],
+    },
   ];
 
   for (const c of cases) {
