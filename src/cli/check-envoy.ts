@@ -1,7 +1,7 @@
 // `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml] [--descriptors DIR]`: reads the files, runs the
 // pure checks (src/envoycheck/check.ts: rate limits; src/envoycheck/filters.ts: ext_authz policies and ext_proc
 // routes, when a portcullis.yaml is given or beside the bootstrap) and prints the findings. Exit 0: none; 1: findings
-// or unreadable input; 2: usage, or a bootstrap the checks could not get through (one line, no stack trace).
+// or unreadable input (a file that is not a bootstrap, empty included); 2: usage, or a bootstrap the checks could not get through (one line, no stack trace).
 
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyRateLimits } from '../envoycheck/check.js';
 import { checkEnvoyFilters, checkExtprocStreamClose } from '../envoycheck/filters.js';
-import { routeSites } from '../envoycheck/routes.js';
+import { notABootstrap, routeSites } from '../envoycheck/routes.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
 
 export interface CheckEnvoyOptions {
@@ -37,7 +37,13 @@ async function check(bootstrapFile: string, options: CheckEnvoyOptions, out: Nod
   try {
     bootstrap = parse(await readFile(bootstrapFile, 'utf8'));
   } catch (error) {
-    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${(error as Error).message}\n`);
+    // The YAML parser's message goes on with a source excerpt over several lines: its first line says it.
+    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${(error as Error).message.split('\n')[0]}\n`);
+    return 1;
+  }
+  const problem = notABootstrap(bootstrap);
+  if (problem !== undefined) {
+    err.write(`${bootstrapFile}: cannot read the Envoy bootstrap: ${problem}\n`);
     return 1;
   }
   // Default: the portcullis.yaml beside the bootstrap, as in envoy/.

@@ -1,14 +1,16 @@
 // `portcullis check-envoy`: what Envoy will ask for against what the descriptor files answer. Pure: a parsed
 // bootstrap and a compiled RateLimitConfig in, findings out.
 //
-//   UNKNOWN_DOMAIN        the ratelimit filter's domain has no descriptor file: every request is unlimited
+//   UNKNOWN_DOMAIN        a ratelimit filter's domain has no descriptor file: every request is unlimited
 //   UNMATCHED_DESCRIPTOR  a descriptor Envoy can send matches no rule: silently unlimited
 //   UNREACHABLE_RULE      a rule (in a domain Envoy uses) that no descriptor Envoy sends can reach
 //   UNSUPPORTED_ACTION    an action this check cannot read (so the result above may be incomplete)
 //
 // Matching reuses the service's own matcher (src/ratelimit/matcher.ts), so "matched" means exactly what Portcullis
 // will do. A value taken from the request is probed with a value no rule names: a rule that only lists some values
-// (`key: user_id, value: alice`) leaves every other user unlimited, and that is what is reported.
+// (`key: user_id, value: alice`) leaves every other user unlimited, and that is what is reported. It is also probed
+// with each value the rules name at its position, as the greedy matcher can take a named value's branch and then
+// find nothing further down (see probes()).
 
 import { matchDescriptor } from '../ratelimit/matcher.js';
 import type { DescriptorNode, DomainConfig, RateLimitConfig } from '../ratelimit/types.js';
@@ -38,14 +40,14 @@ export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig
   const sites = routeSites(bootstrap);
   const findings: Finding[] = [];
   const shapes = distinctShapes(sites);
-  const domains = [...new Set(sites.flatMap((s) => (s.domain === undefined ? [] : [s.domain])))].sort();
+  const domains = [...new Set(sites.flatMap((s) => s.rateLimits.map((call) => call.domain)))].sort();
 
   for (const domain of domains) {
     if (!config.domains.has(domain)) {
       findings.push({
         code: 'UNKNOWN_DOMAIN',
         message: `the ratelimit filter uses domain '${domain}', which no descriptor file declares (known: ${[...config.domains.keys()].sort().join(', ') || 'none'}): every request is unlimited`,
-        routes: sites.filter((s) => s.domain === domain).map((s) => s.where),
+        routes: sites.filter((s) => s.rateLimits.some((call) => call.domain === domain)).map((s) => s.where),
       });
     }
   }
@@ -53,11 +55,13 @@ export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig
   for (const { domain, shape, routes } of shapes) {
     const domainConfig = config.domains.get(domain);
     if (domainConfig === undefined) continue;
-    const match = matchDescriptor(domainConfig, { entries: probe(shape), limitOverride: undefined, hitsAddend: undefined });
-    if (match === undefined) {
+    const missed = probes(domainConfig, shape).find((entries) => matchDescriptor(domainConfig, { entries, limitOverride: undefined, hitsAddend: undefined }) === undefined);
+    if (missed !== undefined) {
+      const some = missed.some((e, i) => shape.entries[i]!.value === undefined && e.value !== ANY_VALUE);
+      const example = some ? ` when it is [${missed.map((e, i) => `${e.key}=${e.value === ANY_VALUE ? `<${shape.entries[i]!.source}>` : e.value}`).join(', ')}]` : '';
       findings.push({
         code: 'UNMATCHED_DESCRIPTOR',
-        message: `domain '${domain}': descriptor ${describeShape(shape)} matches no rule: those requests are silently unlimited`,
+        message: `domain '${domain}': descriptor ${describeShape(shape)} matches no rule${example}: those requests are silently unlimited`,
         routes,
       });
     }
@@ -95,19 +99,53 @@ interface SentShape {
 function distinctShapes(sites: readonly RouteSite[]): SentShape[] {
   const byKey = new Map<string, SentShape>();
   for (const site of sites) {
-    if (site.domain === undefined) continue;
-    for (const shape of site.shapes) {
-      const key = `${site.domain}\u0001${describeShape(shape)}`;
-      const known = byKey.get(key);
-      if (known === undefined) byKey.set(key, { domain: site.domain, shape, routes: [site.where] });
-      else if (!known.routes.includes(site.where)) known.routes.push(site.where);
+    for (const { domain, shapes } of site.rateLimits) {
+      for (const shape of shapes) {
+        const key = `${domain}\u0001${describeShape(shape)}`;
+        const known = byKey.get(key);
+        if (known === undefined) byKey.set(key, { domain, shape, routes: [site.where] });
+        else if (!known.routes.includes(site.where)) known.routes.push(site.where);
+      }
     }
   }
   return [...byKey.values()];
 }
 
-function probe(shape: DescriptorShape): { key: string; value: string }[] {
-  return shape.entries.map((e) => ({ key: e.key, value: e.value ?? ANY_VALUE }));
+/** At most this many descriptors are probed per shape (the product of the values named at each position). */
+const MAX_PROBES = 4096;
+
+/**
+ * Descriptors standing for what a shape can carry, the all-ANY_VALUE one first. The matcher is greedy and does not
+ * backtrack: a request value a rule names (`user=alice`) takes that rule's branch, and misses if the branch lacks the
+ * continuation another value would find (`[user=alice, path=/y]` against `user=alice → path=/x` and `user → path`).
+ * So each request value is also probed as every value the rules name for that key at that depth.
+ */
+function probes(domain: DomainConfig, shape: DescriptorShape): { key: string; value: string }[][] {
+  const named = namedValues(domain);
+  const choices = shape.entries.map((e, depth) => (e.value !== undefined ? [e.value] : [ANY_VALUE, ...(named.get(`${depth}\u0001${e.key}`) ?? [])]));
+  let out: string[][] = [[]];
+  for (const values of choices) {
+    out = out.flatMap((prefix) => values.map((v) => [...prefix, v]));
+    if (out.length > MAX_PROBES) out = out.slice(0, MAX_PROBES);
+  }
+  return out.map((values) => values.map((value, i) => ({ key: shape.entries[i]!.key, value })));
+}
+
+/** Values the descriptor files name, by depth and key (`0\u0001user` → alice); a wildcard stands for a value it takes. */
+function namedValues(domain: DomainConfig): Map<string, Set<string>> {
+  const named = new Map<string, Set<string>>();
+  const walk = (node: DescriptorNode, depth: number): void => {
+    for (const child of node.children.values()) {
+      if (child.value !== '') {
+        const key = `${depth}\u0001${child.key}`;
+        if (!named.has(key)) named.set(key, new Set());
+        named.get(key)!.add(child.value.replace(/\*/g, 'x'));
+      }
+      walk(child, depth + 1);
+    }
+  };
+  walk(domain.root, 0);
+  return named;
 }
 
 export function describeShape(shape: DescriptorShape): string {

@@ -31,7 +31,7 @@ import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
 import { selectExtprocRoute } from '../extproc/stream.js';
 import type { Finding } from './check.js';
-import { list, record, text, type Json, type RouteSite } from './routes.js';
+import { list, perRouteFilter, record, text, type Json, type RouteSite } from './routes.js';
 
 export type FilterFindingCode =
   | 'NO_AUTHZ_POLICY'
@@ -159,12 +159,7 @@ function checkAuthz(site: RouteSite, probes: readonly Probe[], policies: ReturnT
 export function filterState(site: RouteSite, name: string): FilterState {
   const filter = site.httpFilters.find((f) => f['name'] === name);
   if (filter === undefined) return 'absent';
-  const perRoute = site.perFilterConfigChain.map((c) => c[name]).find((c) => c !== undefined);
-  if (perRoute === undefined) return filter['disabled'] === true ? 'disabled' : 'active';
-  const config = record(perRoute);
-  // envoy.config.route.v3.FilterConfig wraps a per-route config and may disable the filter itself.
-  const inner = config['config'] === undefined ? config : record(config['config']);
-  return config['disabled'] === true || inner['disabled'] === true ? 'disabled' : 'active';
+  return perRouteFilter(filter, site.perFilterConfigChain).active ? 'active' : 'disabled';
 }
 
 /** ExtAuthzPerRoute.check_settings.context_extensions, merged from the least to the most specific level. */

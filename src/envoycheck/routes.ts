@@ -1,12 +1,20 @@
 // Reads what an Envoy bootstrap asks of Portcullis, route by route: which rate limit descriptors each route can
 // send to which domain. Pure: takes the parsed bootstrap (YAML or JSON, as a plain object).
 //
-// Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40):
+// Envoy's rules, as implemented in envoy.filters.http.ratelimit (1.40), for each rate limit filter in the chain:
+//   - a filter disabled for the route (FilterConfig disabled, or disabled in the chain and not configured for the
+//     route) sends nothing;
 //   - a route answered by Envoy itself (direct_response, redirect) has no route entry: no descriptor is sent;
-//   - a route's RateLimitPerRoute.rate_limits, when set, replace everything else;
+//   - the route's RateLimitPerRoute is the most specific typed_per_filter_config for the filter: the route's, else
+//     its virtual host's, else its route configuration's;
+//   - its domain, when set, replaces the filter's domain;
+//   - its rate_limits, when set (not empty: protobuf has no empty-but-set list), replace everything else;
 //   - else the filter's own rate_limits, when set, apply to every route (route and vhost lists are ignored);
 //   - else the route's route.rate_limits plus, by RateLimitPerRoute.vh_rate_limits, the virtual host's:
-//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never.
+//     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never (route.include_vh_rate_limits
+//     makes it INCLUDE); of these only the policies
+//     whose `stage` (default 0) is the filter's `stage` apply;
+//   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent.
 // The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
 // typed_per_filter_config of the route, its virtual host and its route configuration.
 
@@ -25,14 +33,22 @@ export interface DescriptorShape {
   readonly entries: readonly ShapeEntry[];
 }
 
+/** What one rate limit filter asks for on a route. */
+export interface RateLimitCall {
+  /** The filter's name in http_filters. */
+  readonly filter: string;
+  /** Where the descriptors go: RateLimitPerRoute.domain, else the filter's. */
+  readonly domain: string;
+  /** Descriptor shapes the filter can send on this route (empty: none). */
+  readonly shapes: readonly DescriptorShape[];
+}
+
 export interface RouteSite {
   /** `listener http / vhost gateway / route users`. */
   readonly where: string;
   readonly routeName: string;
-  /** The rate limit filter's domain on this route's connection manager, or undefined without that filter. */
-  readonly domain: string | undefined;
-  /** Descriptor shapes this route can send (empty: none). */
-  readonly shapes: readonly DescriptorShape[];
+  /** One entry per rate limit filter running on the route, in chain order (empty: none, or all disabled). */
+  readonly rateLimits: readonly RateLimitCall[];
   /** Actions that cannot be analysed (an `extension` action …), as messages. */
   readonly unsupported: readonly string[];
   /** The route's typed_per_filter_config, for checks of other filters. */
@@ -52,7 +68,32 @@ export interface RouteSite {
 }
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
+const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const RATELIMIT = 'envoy.filters.http.ratelimit';
+const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
+
+/**
+ * Whether a filter is the extension `name`/`type`: Envoy picks the extension by its typed_config's @type, and the
+ * name is only a label (per-route configs are keyed by it). Without a @type, the well-known name.
+ */
+function isFilter(filter: Json, name: string, type: string): boolean {
+  const configType = record(filter['typed_config'])['@type'];
+  return typeof configType === 'string' ? configType === type : filter['name'] === name;
+}
+
+/**
+ * Why a parsed file is not an Envoy bootstrap this check can read, or undefined when it is one: a mapping with
+ * static_resources.listeners or dynamic_resources. Anything else (an empty file, a descriptor file given by mistake)
+ * would otherwise pass as a bootstrap without routes, with no finding.
+ */
+export function notABootstrap(parsed: unknown): string | undefined {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return parsed === null || parsed === undefined ? 'the file is empty' : 'it is not a YAML or JSON mapping';
+  }
+  const bootstrap = parsed as Json;
+  if (Array.isArray(record(bootstrap['static_resources'])['listeners']) || typeof bootstrap['dynamic_resources'] === 'object') return undefined;
+  return 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap';
+}
 
 export function routeSites(bootstrap: unknown): RouteSite[] {
   const sites: RouteSite[] = [];
@@ -60,7 +101,7 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
   for (const listener of listeners.map(record)) {
     for (const chain of list(listener['filter_chains']).map(record)) {
       for (const filter of list(chain['filters']).map(record)) {
-        if (filter['name'] !== HCM_NAME) continue;
+        if (!isFilter(filter, HCM_NAME, HCM_TYPE)) continue;
         sites.push(...hcmSites(text(listener['name'], '?'), record(filter['typed_config'])));
       }
     }
@@ -69,43 +110,27 @@ export function routeSites(bootstrap: unknown): RouteSite[] {
 }
 
 function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
-  const ratelimit = list(hcm['http_filters']).map(record).find((f) => f['name'] === RATELIMIT);
-  const filterConfig = ratelimit === undefined ? undefined : record(ratelimit['typed_config']);
-  const domain = filterConfig === undefined ? undefined : text(filterConfig['domain'], '');
-  const filterLimits = filterConfig === undefined ? undefined : optionalList(filterConfig['rate_limits']);
+  const httpFilters = list(hcm['http_filters']).map(record);
+  const rateLimitFilters = httpFilters.filter(isRateLimitFilter);
   const sites: RouteSite[] = [];
   const routeConfig = record(hcm['route_config']);
-  const httpFilters = list(hcm['http_filters']).map(record);
   for (const vhost of list(routeConfig['virtual_hosts']).map(record)) {
-    const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
     const vhostRoutes = list(vhost['routes']).map(record);
     for (const [index, route] of vhostRoutes.entries()) {
       const routeName = text(route['name'], `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
-      const perRoute = record(perFilterConfig[RATELIMIT] ?? {});
+      const perFilterConfigChain = [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})];
       const action = route['route'] === undefined ? undefined : record(route['route']);
-      const direct = action === undefined;
-      let policies: unknown[] = [];
-      if (!direct && filterConfig !== undefined) {
-        const perRouteLimits = optionalList(perRoute['rate_limits']);
-        if (perRouteLimits !== undefined) policies = perRouteLimits;
-        else if (filterLimits !== undefined) policies = filterLimits;
-        else {
-          const routeLimits = optionalList(action['rate_limits']) ?? [];
-          const mode = text(perRoute['vh_rate_limits'], 'OVERRIDE');
-          const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0) || action['include_vh_rate_limits'] === true;
-          policies = [...routeLimits, ...(includeVhost && mode !== 'IGNORE' ? vhostLimits : [])];
-        }
-      }
       const unsupported: string[] = [];
-      const shapes = policies.flatMap((policy) => {
-        const shape = policyShape(record(policy), unsupported);
-        return shape === undefined ? [] : [shape];
-      });
+      // Envoy takes the most specific RateLimitPerRoute whole (route, else virtual host, else route configuration): no
+      // field is merged from a less specific level. A disabled filter sends nothing: neither its domain nor its descriptors are judged.
+      const rateLimits = rateLimitFilters
+        .map((filter) => ({ filter, perRoute: perRouteFilter(filter, perFilterConfigChain) }))
+        .filter(({ perRoute }) => perRoute.active)
+        .map(({ filter, perRoute }) => rateLimitCall(filter, perRoute.config, vhost, action, unsupported));
       sites.push({
         where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
-        routeName, domain, shapes, unsupported, perFilterConfig, direct,
-        perFilterConfigChain: [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})],
+        routeName, rateLimits, unsupported, perFilterConfig, direct: action === undefined, perFilterConfigChain,
         match: record(route['match']),
         earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
         httpFilters,
@@ -116,18 +141,91 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
   return sites;
 }
 
-/** The descriptor one rate limit policy produces (every action adds one entry), or undefined if it cannot be known. */
-function policyShape(policy: Json, unsupported: string[]): DescriptorShape | undefined {
-  const entries: ShapeEntry[] = [];
+/**
+ * A filter's most specific typed_per_filter_config for a route (unwrapped from envoy.config.route.v3.FilterConfig),
+ * and whether the filter runs there: not when that config disables it, nor when the chain disables it and no level
+ * configures it for the route.
+ */
+export function perRouteFilter(filter: Json, perFilterConfigChain: readonly Json[]): { active: boolean; config: Json } {
+  const name = text(filter['name'], '');
+  const perRoute = perFilterConfigChain.map((c) => c[name]).find((c) => c !== undefined);
+  if (perRoute === undefined) return { active: filter['disabled'] !== true, config: {} };
+  const config = record(perRoute);
+  // FilterConfig wraps the filter's own per-route config in `config` and may disable the filter itself.
+  const inner = config['config'] === undefined ? config : record(config['config']);
+  return { active: config['disabled'] !== true && inner['disabled'] !== true, config: inner };
+}
+
+function isRateLimitFilter(filter: Json): boolean {
+  return isFilter(filter, RATELIMIT, RATELIMIT_TYPE);
+}
+
+/** What one rate limit filter sends for a route (`action` undefined: Envoy answers the route itself). */
+function rateLimitCall(filter: Json, perRoute: Json, vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
+  const filterConfig = record(filter['typed_config']);
+  const filterName = text(filter['name'], '');
+  const stage = integer(filterConfig['stage']);
+  // RateLimitPerRoute.domain replaces the filter's for this route; empty is unset.
+  const domain = text(perRoute['domain'], '') || text(filterConfig['domain'], '');
+  let policies: unknown[] = [];
+  if (action !== undefined) {
+    const perRouteLimits = optionalList(perRoute['rate_limits']);
+    const filterLimits = optionalList(filterConfig['rate_limits']);
+    if (perRouteLimits !== undefined) policies = perRouteLimits;
+    else if (filterLimits !== undefined) policies = filterLimits;
+    else {
+      const routeLimits = optionalList(action['rate_limits']) ?? [];
+      const vhostLimits = optionalList(vhost['rate_limits']) ?? [];
+      // The route's include_vh_rate_limits forces INCLUDE, whatever RateLimitPerRoute says.
+      const mode = action['include_vh_rate_limits'] === true ? 'INCLUDE' : vhRateLimits(perRoute['vh_rate_limits']);
+      // OVERRIDE looks at the route's policies of every stage, not only this filter's.
+      const includeVhost = mode === 'INCLUDE' || (mode === 'OVERRIDE' && routeLimits.length === 0);
+      // Route and virtual host policies go to the filter of their stage (Envoy refuses `stage` in the lists above).
+      policies = [...routeLimits, ...(includeVhost ? vhostLimits : [])].filter((p) => integer(record(p)['stage']) === stage);
+    }
+  }
+  return { filter: filterName, domain, shapes: policies.flatMap((policy) => policyShapes(record(policy), unsupported)) };
+}
+
+/** RateLimitPerRoute.vh_rate_limits by name or, as the JSON mapping allows, by number (0, 1, 2). */
+function vhRateLimits(value: unknown): 'OVERRIDE' | 'INCLUDE' | 'IGNORE' {
+  const mode = typeof value === 'number' ? ['OVERRIDE', 'INCLUDE', 'IGNORE'][value] : value;
+  return mode === 'INCLUDE' || mode === 'IGNORE' ? mode : 'OVERRIDE';
+}
+
+/** A uint32 field as the JSON mapping reads it (a number or a decimal string); 0 (the default) otherwise. */
+function integer(value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
+  return 0;
+}
+
+/**
+ * The descriptors one rate limit policy can produce (every action adds one entry), or none if they cannot be known.
+ * An action with skip_if_absent that finds nothing adds no entry and Envoy still calls, so each such action doubles
+ * the shapes: with and without its entry.
+ */
+function policyShapes(policy: Json, unsupported: string[]): DescriptorShape[] {
+  let shapes: ShapeEntry[][] = [[]];
   for (const action of list(policy['actions']).map(record)) {
     const entry = actionEntry(action);
     if (entry === undefined) {
       unsupported.push(`rate limit action ${Object.keys(action).join(', ')} cannot be analysed`);
-      return undefined;
+      return [];
     }
-    entries.push(entry);
+    const withEntry = shapes.map((entries) => [...entries, entry]);
+    shapes = skippable(action) ? [...withEntry, ...shapes] : withEntry;
   }
-  return entries.length === 0 ? undefined : { entries };
+  return shapes.filter((entries) => entries.length > 0).map((entries) => ({ entries }));
+}
+
+/** Whether Envoy leaves the action's entry out (instead of the whole descriptor) when the request lacks its value. */
+function skippable(action: Json): boolean {
+  const [kind] = Object.keys(action);
+  if (kind !== 'request_headers' && kind !== 'query_parameters' && kind !== 'metadata') return false;
+  const body = record(action[kind]);
+  // A metadata action's non-empty default_value stands in for the absent value: nothing is skipped.
+  return body['skip_if_absent'] === true && text(body['default_value'], '') === '';
 }
 
 function actionEntry(action: Json): ShapeEntry | undefined {
@@ -174,6 +272,7 @@ export function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
+/** A repeated field that precedence asks "set?" of: in protobuf an empty list is not set. */
 function optionalList(value: unknown): unknown[] | undefined {
-  return Array.isArray(value) ? value : undefined;
+  return Array.isArray(value) && value.length > 0 ? value : undefined;
 }

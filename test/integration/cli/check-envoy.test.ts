@@ -132,4 +132,24 @@ describe('portcullis check-envoy', () => {
     const usage = await checkEnvoy();
     assert.equal(usage.code, 2);
   });
+
+  it('refuses an empty file, YAML that is not a bootstrap or does not parse: one line, exit 1', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-notbootstrap-'));
+    try {
+      const cases = [
+        { name: 'empty.yaml', text: '', says: 'the file is empty' },
+        { name: 'junk.yaml', text: 'foo: bar\n', says: 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap' },
+        { name: 'bad.yaml', text: 'foo: bar\na: [\n', says: 'Flow sequence in block collection must be sufficiently indented and end with a ] at line 3, column 1:' },
+      ];
+      for (const c of cases) {
+        const file = path.join(dir, c.name);
+        writeFileSync(file, c.text);
+        const result = await checkEnvoy(file, '--descriptors', broken);
+        assert.equal(result.code, 1, result.output);
+        assert.equal(result.output, `${file}: cannot read the Envoy bootstrap: ${c.says}\n`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -25,6 +25,8 @@ function descriptors(text: string) {
   return compileDescriptorFiles([{ name: 'd.yaml', text }]);
 }
 
+const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
+const SCOPE_USER_RULE = 'domain: d\ndescriptors:\n  - key: scope\n    value: api\n    descriptors:\n      - key: user\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 const USER_RULE = 'domain: d\ndescriptors:\n  - key: user_id\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n';
 
 describe('checkEnvoyRateLimits', () => {
@@ -138,6 +140,205 @@ describe('checkEnvoyRateLimits', () => {
       file: USER_RULE,
       want: ['UNREACHABLE_RULE', 'UNSUPPORTED_ACTION'],
     },
+    // The cases below are what a real Envoy 1.40 sent to a fake rate limit service (the expected findings follow it).
+    {
+      name: 'skip_if_absent on request_headers: without the header Envoy sends the descriptor without that entry',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { request_headers: { header_name: 'x-user', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'skip_if_absent: a rule for the shorter descriptor is reached',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { request_headers: { header_name: 'x-user', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: scope\n    value: api\n    rate_limit: { unit: minute, requests_per_unit: 50 }\n    descriptors:\n      - key: user\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'skip_if_absent on metadata',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { metadata: { descriptor_key: 'user', source: 'DYNAMIC', metadata_key: { key: 'x.y', path: [{ key: 'u' }] }, skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'skip_if_absent on query_parameters',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { query_parameters: { query_parameter_name: 'tenant', descriptor_key: 'user', skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[scope=api\] matches no rule/,
+    },
+    {
+      name: 'a metadata default_value stands in for an absent value: skip_if_absent skips nothing',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('scope', 'api'), { metadata: { descriptor_key: 'user', default_value: 'anon', metadata_key: { key: 'x.y', path: [{ key: 'u' }] }, skip_if_absent: true } }] }] })] }),
+      file: SCOPE_USER_RULE,
+      want: [],
+    },
+    {
+      name: 'RateLimitPerRoute.domain replaces the filter\'s domain for the route',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { domain: 'other' })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'other'/,
+    },
+    {
+      name: 'RateLimitPerRoute.domain on the virtual host',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'o' } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'o'/,
+    },
+    {
+      name: 'a route policy of another stage than the filter\'s is never sent',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ stage: 1, actions: [generic('a', '1')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'a filter of stage 1 takes the stage 1 policies, route and virtual host',
+      bootstrap: bootstrap({
+        filter: { stage: 1 },
+        vhostLimits: [{ stage: '1', actions: [generic('v', '1')] }, { actions: [generic('v', '0')] }],
+        routes: [route('r', { rate_limits: [{ stage: 1, actions: [generic('a', '1')] }, { actions: [generic('a', '0')] }] }, { vh_rate_limits: 'INCLUDE' })],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
+    {
+      name: 'a ratelimit filter under another name is known by its @type, and its per-route config by that name',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }), { ...route('p'), typed_per_filter_config: { 'my-ratelimit': { rate_limits: [{ actions: [generic('p', '1')] }] } } }],
+        httpFilters: [{ name: 'my-ratelimit', typed_config: { '@type': RATELIMIT_TYPE, domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /\[p=1\] matches no rule/,
+    },
+    {
+      name: 'a filter named envoy.filters.http.ratelimit whose @type is another extension is not a ratelimit filter',
+      bootstrap: bootstrap({ filter: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit' }, routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })] }),
+      file: USER_RULE,
+      want: [],
+    },
+    {
+      name: 'two ratelimit filters: the stage 1 filter (domain e) gets the stage 1 policy',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }, { stage: 1, actions: [generic('z', '1')] }] })],
+        httpFilters: [
+          { name: 'envoy.filters.http.ratelimit', typed_config: { '@type': RATELIMIT_TYPE, domain: 'd' } },
+          { name: 'rl2', typed_config: { '@type': RATELIMIT_TYPE, domain: 'e', stage: 1 } },
+        ],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'e'/,
+    },
+    {
+      name: 'RateLimitPerRoute on the virtual host: vh_rate_limits IGNORE',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r')],
+        vhost: { rate_limits: [{ actions: [generic('v', '1')] }], typed_per_filter_config: { 'envoy.filters.http.ratelimit': { vh_rate_limits: 'IGNORE' } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'RateLimitPerRoute on the virtual host: its rate_limits replace the route\'s',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { rate_limits: [{ actions: [generic('q', '1')] }] } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /\[q=1\] matches no rule/,
+    },
+    {
+      name: 'the route\'s RateLimitPerRoute is taken whole: no field comes from the virtual host\'s',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { vh_rate_limits: 'OVERRIDE' })],
+        vhost: { typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'o', rate_limits: [{ actions: [generic('q', '1')] }] } } },
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'd' } }],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'an empty RateLimitPerRoute rate_limits is unset: the route\'s own apply',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { rate_limits: [] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'an empty filter rate_limits is unset: the route\'s own apply',
+      bootstrap: bootstrap({ filter: { rate_limits: [] }, routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'include_vh_rate_limits on the route wins over vh_rate_limits IGNORE',
+      bootstrap: bootstrap({
+        vhostLimits: [{ actions: [generic('v', '1')] }],
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }], include_vh_rate_limits: true }, { vh_rate_limits: 'IGNORE' })],
+      }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
+    {
+      name: 'vh_rate_limits as a number: 1 is INCLUDE',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [generic('v', '1')] }], routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { vh_rate_limits: 1 })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /\[v=1\] matches no rule/,
+    },
+    {
+      name: 'vh_rate_limits as a number: 2 is IGNORE',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [generic('v', '1')] }], routes: [route('r', {}, { vh_rate_limits: 2 })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'a ratelimit filter disabled on the route (FilterConfig) sends nothing',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true })] }),
+      file: 'domain: d\ndescriptors:\n  - key: b\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'a ratelimit filter disabled in the chain sends nothing, not even to an unknown domain',
+      bootstrap: oneVhostBootstrap({
+        routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] })],
+        httpFilters: [{ name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'nowhere' }, disabled: true }],
+      }),
+      file: USER_RULE,
+      want: [],
+    },
+    {
+      name: 'FilterConfig not disabled: the RateLimitPerRoute inside it applies',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [generic('a', '1')] }] }, { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', config: { domain: 'o' } })] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'o'/,
+    },
+    {
+      name: 'greedy matching: a named value takes its branch and misses where another value would have matched',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [header('x-user', 'user'), header('x-path', 'path')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: user\n    descriptors:\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: user\n    value: alice\n    descriptors:\n      - key: path\n        value: /x\n        rate_limit: { unit: minute, requests_per_unit: 50 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /matches no rule when it is \[user=alice, path=<request_headers x-path>\]/,
+    },
+    {
+      name: 'greedy matching: a named value whose branch goes on like the others: clean',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [header('x-user', 'user'), header('x-path', 'path')] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: user\n    descriptors:\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: user\n    value: alice\n    descriptors:\n      - key: path\n        value: /x\n        rate_limit: { unit: minute, requests_per_unit: 50 }\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 10 }\n',
+      want: [],
+    },
   ];
 
   for (const c of cases) {
@@ -156,9 +357,17 @@ describe('checkEnvoyRateLimits', () => {
     assert.deepEqual(unmatched[0]?.routes, ['listener ingress / vhost vh / route a', 'listener ingress / vhost vh / route b']);
   });
 
+  it('a connection manager under another name is known by its @type', () => {
+    const b = bootstrap({ routes: [route('r')] });
+    const filter = (b['static_resources'] as { listeners: { filter_chains: { filters: Json[] }[] }[] }).listeners[0]!.filter_chains[0]!.filters[0]!;
+    filter['name'] = 'hcm';
+    (filter['typed_config'] as Json)['@type'] = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+    assert.deepEqual(routeSites(b).map((s) => s.routeName), ['r']);
+  });
+
   it('routeSites lists every route with its domain and per-filter config (for later checks)', () => {
     const sites = routeSites(bootstrap({ routes: [route('a', {}, { vh_rate_limits: 'IGNORE' }), { name: 'h', direct_response: { status: 200 } }] }));
-    assert.deepEqual(sites.map((s) => [s.routeName, s.domain, s.direct]), [['a', 'd', false], ['h', 'd', true]]);
+    assert.deepEqual(sites.map((s) => [s.routeName, s.rateLimits.map((call) => call.domain), s.direct]), [['a', ['d'], false], ['h', ['d'], true]]);
     assert.ok('envoy.filters.http.ratelimit' in sites[0]!.perFilterConfig);
   });
 });

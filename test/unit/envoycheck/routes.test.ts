@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { routeSites, text } from '../../../src/envoycheck/routes.js';
+import { notABootstrap, routeSites, text } from '../../../src/envoycheck/routes.js';
 
 describe('text: a bootstrap value where Envoy expects a string', () => {
   const hostile = { toString: 1 };
@@ -38,7 +38,27 @@ describe('routeSites: names that are not strings', () => {
   it('reads them as absent instead of throwing', () => {
     const [site] = routeSites(route({ toString: 1 }));
     assert.equal(site?.where, 'listener ? / vhost ? / route #0');
-    assert.equal(site?.domain, '');
-    assert.deepEqual(site?.shapes, [{ entries: [{ key: 'generic_key', value: '', source: 'generic_key' }] }]);
+    assert.deepEqual(site?.rateLimits, [{ filter: 'envoy.filters.http.ratelimit', domain: '', shapes: [{ entries: [{ key: 'generic_key', value: '', source: 'generic_key' }] }] }]);
   });
+});
+
+describe('notABootstrap: input check-envoy cannot read as a bootstrap', () => {
+  const cases: { name: string; parsed: unknown; problem: RegExp | undefined }[] = [
+    { name: 'an empty file', parsed: null, problem: /empty/ },
+    { name: 'a file of comments only', parsed: undefined, problem: /empty/ },
+    { name: 'a scalar', parsed: 'hello', problem: /not a YAML or JSON mapping/ },
+    { name: 'a list', parsed: [1], problem: /not a YAML or JSON mapping/ },
+    { name: 'a mapping of something else', parsed: { foo: 'bar' }, problem: /neither static_resources.listeners nor dynamic_resources/ },
+    { name: 'a descriptor file', parsed: { domain: 'd', descriptors: [] }, problem: /not an Envoy bootstrap/ },
+    { name: 'static clusters only', parsed: { static_resources: { clusters: [] } }, problem: /not an Envoy bootstrap/ },
+    { name: 'static listeners', parsed: { static_resources: { listeners: [] } }, problem: undefined },
+    { name: 'dynamic resources', parsed: { dynamic_resources: { lds_config: {} } }, problem: undefined },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const problem = notABootstrap(c.parsed);
+      if (c.problem === undefined) assert.equal(problem, undefined);
+      else assert.match(problem ?? '', c.problem);
+    });
+  }
 });
