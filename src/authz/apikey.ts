@@ -39,6 +39,12 @@ const entrySchema = object({
 /** Parses keys.yaml (a YAML list); throws ConfigError naming file, line and path of every problem. */
 export function parseKeysFile(text: string, file: string): ApiKeySet {
   const issues = new IssueCollector(path.basename(file));
+  // An empty file is what a reload reads while an editor rewrites the file in place (truncate, then write): taken as
+  // "no keys", it would refuse every key, and stay the last good file if what follows is broken.
+  if (text.trim() === '') {
+    issues.add(1, '', 'keys file is empty (write [] for a file without keys)');
+    throw new ConfigError(issues.issues);
+  }
   const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
     issues.add(parsed.line, '', `invalid YAML: ${parsed.message}`);

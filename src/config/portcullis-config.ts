@@ -202,6 +202,9 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
   }
   const decoded = decodeConfigText(bytes, path.basename(file));
   if ('issue' in decoded) throw new ConfigError([decoded.issue]);
+  // What a reload reads while an editor rewrites the file in place: every default (no authz: every Check denied)
+  // would be swapped in for a moment. A file of defaults says so: `{}`.
+  if (decoded.text.trim() === '') throw new ConfigError([{ file, line: 1, path: '', message: 'config file is empty (write {} for every default)' }]);
   return decoded.text;
 }
 

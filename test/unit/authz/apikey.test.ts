@@ -65,3 +65,10 @@ describe('keyParameterIn: the key parameter as written, and any other spelling o
     });
   }
 });
+
+describe('parseKeysFile: an empty file', () => {
+  it('is refused (a file being rewritten in place); [] is the file without keys', () => {
+    for (const text of ['', ' \n']) assert.throws(() => parseKeysFile(text, '/etc/keys.yaml'), /keys\.yaml: keys file is empty \(write \[\] for a file without keys\)/);
+    assert.doesNotThrow(() => parseKeysFile('[]\n', '/etc/keys.yaml'));
+  });
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -305,6 +306,20 @@ describe('portcullis.yaml: reporting', () => {
     assert.ok(caught instanceof ConfigError);
     assert.equal(caught.issues[0]!.file, missing);
     assert.ok(caught.message.startsWith(`${missing}: cannot read config file: `), caught.message);
+  });
+
+  it('refuses an empty file (an editor rewriting it in place): {} is the file of defaults', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-empty-'));
+    try {
+      for (const text of ['', '  \n\n']) {
+        writeFileSync(path.join(dir, 'portcullis.yaml'), text);
+        await assert.rejects(loadPortcullisConfig(path.join(dir, 'portcullis.yaml')), /config file is empty \(write \{\} for every default\)/);
+      }
+      writeFileSync(path.join(dir, 'portcullis.yaml'), '{}\n');
+      assert.equal((await loadPortcullisConfig(path.join(dir, 'portcullis.yaml'))).redis, undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
