@@ -122,10 +122,13 @@ export function keyParameterIn(rawQuery: string, name: string): { present: boole
       continue;
     }
     let decoded = raw;
-    try {
-      decoded = decodeURIComponent(raw.replace(/\+/g, ' '));
-    } catch {
-      // A malformed escape is no spelling of the name.
+    // Most names have nothing to decode: no escape, no +.
+    if (raw.includes('%') || raw.includes('+')) {
+      try {
+        decoded = decodeURIComponent(raw.replace(/\+/g, ' '));
+      } catch {
+        // A malformed escape is no spelling of the name.
+      }
     }
     if (decoded.toLowerCase() === wanted) return { present, miswritten: raw };
   }
