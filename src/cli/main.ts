@@ -42,6 +42,11 @@ const USAGE = `usage:
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `portcullis --help` is how most people ask first: the usage they asked for, exit 0, as `portcullis help`.
+  if (command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   if (command === 'keys' || command === 'explain' || command === 'revoke') return authzCommand(command, rest);
   let values: { config?: string; descriptors?: string; help?: boolean };
   let positionals: string[];
@@ -196,6 +201,10 @@ async function serve(configFile: string): Promise<number> {
 async function authzCommand(command: 'keys' | 'explain' | 'revoke', args: readonly string[]): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   try {
+    if (args.includes('--help') || args.includes('-h')) {
+      out(USAGE);
+      return 0;
+    }
     if (command === 'keys') {
       const [sub, ...rest] = args;
       const { values } = parseArgs({ args: [...rest], options: { id: { type: 'string' }, owner: { type: 'string' }, tier: { type: 'string' } }, strict: true });
