@@ -122,7 +122,10 @@ export class RateLimitService {
         if (!(error instanceof StoreError)) throw error;
         this.deps.observer.storeError(error.code);
         if (settings.failureMode === 'error') throw error;
-        return failureDecision(settings.failureMode, request.descriptors.length);
+        const answer = failureDecision(settings.failureMode, request.descriptors.length);
+        // Counted like any answer: in deny mode an outage refuses everything, and refusals by domain must show it.
+        this.deps.observer.decision(request.domain, answer.overallCode, false);
+        return answer;
       }
     }
 

@@ -634,6 +634,8 @@ describe('RateLimitService: store failures', () => {
       { code: 'OK', currentLimit: undefined, limitRemaining: 0, durationUntilResetSeconds: undefined },
     ]);
     assert.deepEqual(h.observer.storeErrors, [ErrorCode.STORE_UNAVAILABLE]);
+    // An answer like any other: portcullis_ratelimit_decisions_total counts it.
+    assert.deepEqual(h.observer.decisions, [['test-domain', 'OK', false]]);
   });
 
   it('failure_mode deny: every descriptor OVER_LIMIT', async () => {
@@ -642,6 +644,8 @@ describe('RateLimitService: store failures', () => {
     const d = await h.call('test-domain', [desc('key2=x')]);
     assert.equal(d.overallCode, 'OVER_LIMIT');
     assert.deepEqual(summary(d), [['OVER_LIMIT', 0]]);
+    // Counted as OVER_LIMIT, so the dashboard's refusals by domain show an outage in deny mode.
+    assert.deepEqual(h.observer.decisions, [['test-domain', 'OVER_LIMIT', false]]);
   });
 
   it('a deadline that already passed fails as a store timeout', async () => {
