@@ -171,6 +171,9 @@ export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisCo
     ['ratelimit.local_cache.max_entries', (c) => c.ratelimit.localCache.maxEntries],
     ['ratelimit.metrics.max_keys', (c) => c.ratelimit.metrics.maxKeys],
     ['extproc.max_message_bytes', (c) => c.extproc.maxMessageBytes],
+    // The response cache store is built once (src/cli/main.ts createCacheStore) with these two.
+    ['extproc.cache.key_prefix', (c) => c.extproc.cache.keyPrefix],
+    ['extproc.cache.max_memory_bytes', (c) => c.extproc.cache.maxMemoryBytes],
     ['authz.revocation.refresh_ms', (c) => c.authz?.revocation.refreshMs],
     ['authz.revocation.max_staleness_ms', (c) => c.authz?.revocation.maxStalenessMs],
   ];

@@ -472,6 +472,9 @@ describe('restartOnlyChanges: what a reload cannot apply', () => {
     ['reload and local cache', `${base}ratelimit:\n  reload: { enabled: false }\n  local_cache: { max_entries: 5 }\n`, ['ratelimit.reload', 'ratelimit.local_cache.max_entries']],
     ['metrics bound', `${base}ratelimit:\n  metrics: { max_keys: 10 }\n`, ['ratelimit.metrics.max_keys']],
     ['ext_proc message size', `${base}extproc:\n  max_message_bytes: 8388608\n`, ['extproc.max_message_bytes']],
+    // The response cache store is built once, with its key prefix and (in memory) its byte bound.
+    ['ext_proc cache store', `${base}extproc:\n  cache: { key_prefix: "p:", max_memory_bytes: 1024 }\n`, ['extproc.cache.key_prefix', 'extproc.cache.max_memory_bytes']],
+    ['an ext_proc cache budget applies', `${base}extproc:\n  cache: { timeout_ms: 20, max_entry_bytes: 10 }\n`, []],
   ];
   const running = parsePortcullisConfig(base, '/tmp/portcullis.yaml');
   for (const [name, text, changed] of table) {
