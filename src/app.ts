@@ -13,7 +13,8 @@ import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
-import { parsePortcullisConfig, restartOnlyChanges, watchedPaths, readPortcullisConfigText, redactedConfig, type PortcullisConfig } from './config/portcullis-config.js';
+import { schemaReader, type ConfigInputs } from './config/inputs.js';
+import { parsePortcullisConfig, readPortcullisConfigText, readSchemaFile, redactedConfig, restartOnlyChanges, watchedPaths, type PortcullisConfig } from './config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
@@ -54,10 +55,15 @@ export interface AppDeps {
 }
 
 export interface App {
-  /** Binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress: the composer, when on. */
-  start(): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
-  /** Re-reads portcullis.yaml and the descriptor files; keeps the last good config on error. */
+  /**
+   * Loads the config and binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress:
+   * the composer, when on. `from`: what a sibling worker runs (a supervisor's hand-over), loaded first, then the files.
+   */
+  start(from?: ConfigInputs): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
+  /** Re-reads portcullis.yaml and the files it names; keeps the last good config on error. */
   reload(): Promise<void>;
+  /** What the config in use was loaded from (undefined before the first good load), for a supervisor to hand over. */
+  configInputs(): ConfigInputs | undefined;
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
   close(): Promise<void>;
   /** What /readyz reports. */
@@ -96,8 +102,8 @@ export function buildApp(deps: AppDeps): App {
   let shuttingDown = false;
   let storeReachable = false;
   let lastFingerprint = '';
-  let lastGoodText: string | undefined;
-  let lastGoodSchemas = '';
+  /** What the config in use was loaded from; undefined before the first good load. */
+  let lastGood: ConfigInputs | undefined;
   /** Settings the file changed that the process applies only on restart (restartOnlyChanges), for the log and /config. */
   let restartPending: string[] = [];
   let grpc: GrpcServer | undefined;
@@ -114,27 +120,41 @@ export function buildApp(deps: AppDeps): App {
     },
   };
 
-  const reload = async (): Promise<void> => {
+  /**
+   * Reads the files on disk, or takes `source` (what a sibling worker last loaded: a replacement's start), and swaps
+   * in the config they make; keeps the last good one when they make none.
+   */
+  const load = async (source?: ConfigInputs): Promise<void> => {
     const previous = holder.current();
     const file = previous.config.file;
     try {
-      const text = await readPortcullisConfigText(file);
+      const text = source?.text ?? await readPortcullisConfigText(file);
+      const readSchema = source === undefined ? readSchemaFile : schemaReader(source);
+      const schemas: Record<string, string> = {};
+      const recordSchema = (f: string): string => (schemas[f] = readSchema(f));
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
-      let config = text === lastGoodText ? previous.config : parsePortcullisConfig(text, file);
-      const schemas = await Promise.all(extprocInputs(config.extproc).map((f) => readFile(f, 'utf8').catch((error: unknown) => {
-        throw new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
-      })));
-      // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
-      if (config === previous.config && schemas.join('\0') !== lastGoodSchemas) config = parsePortcullisConfig(text, file);
-      const files = await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
-      const authzTexts = await readAuthzFiles(config.authz);
+      let config = text === lastGood?.text ? previous.config : parsePortcullisConfig(text, file, recordSchema);
+      if (config === previous.config) {
+        for (const f of extprocInputs(config.extproc)) {
+          try {
+            schemas[f] = source === undefined ? await readFile(f, 'utf8') : readSchema(f);
+          } catch (error) {
+            throw new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
+          }
+        }
+        // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
+        if (!sameTexts(schemas, lastGood?.schemas)) config = parsePortcullisConfig(text, file, (f) => schemas[f] ?? recordSchema(f));
+      }
+      const descriptors = source?.descriptors ?? await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
+      const authzTexts = source === undefined ? await readAuthzFiles(config.authz) : new Map(Object.entries(source.authz));
       const hash = createHash('sha256').update(text);
-      for (const f of files) hash.update('\0').update(f.name).update('\0').update(f.text);
+      for (const f of descriptors) hash.update('\0').update(f.name).update('\0').update(f.text);
       for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
-      for (const schema of schemas) hash.update('\0').update(schema);
+      // By name: a parse reads the schemas in route order, an unchanged text's poll in extprocInputs' order.
+      for (const name of Object.keys(schemas).sort()) hash.update('\0').update(name).update('\0').update(schemas[name]!);
       const fingerprint = hash.digest('hex');
       if (fingerprint === lastFingerprint) return;
-      const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(files, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
+      const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(descriptors, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
       const waiting = restartOnlyChanges(deps.config, config);
       if (waiting.length > 0 && waiting.join() !== restartPending.join()) logger.warn({ settings: waiting }, 'settings changed in the config file that take effect on restart');
       restartPending = waiting;
@@ -142,12 +162,11 @@ export function buildApp(deps: AppDeps): App {
       holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
       authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
-      lastGoodText = text;
-      lastGoodSchemas = schemas.join('\0');
+      lastGood = { text, schemas, descriptors, authz: Object.fromEntries(authzTexts) };
       upstream.retain(config.bff.services.values()).catch((error: unknown) => logger.warn({ err: error }, 'closing unused bff pools failed'));
       metrics.configLoads.inc({ result: 'success' });
       metrics.configLastSuccess.set(clock.nowMs() / 1000);
-      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: files.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name), bffEndpoints: config.bff.endpoints.length }, 'config loaded');
+      logger.info({ domains: [...rateLimitConfig.domains.keys()], files: descriptors.map((f) => f.name), policies: authzSnapshot.policies.ordered.map((p) => p.name), bffEndpoints: config.bff.endpoints.length }, 'config loaded');
       if (config.bff.endpoints.length > 0 && config.server.http === undefined) logger.warn('bff endpoints are configured but server.http.address is not set: the composer is off');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
@@ -194,11 +213,14 @@ export function buildApp(deps: AppDeps): App {
   };
 
   return {
-    reload,
+    reload: () => load(),
     ready,
     views,
-    async start() {
-      await reload();
+    configInputs: () => lastGood,
+    async start(from) {
+      await load(from);
+      // The hand-over may predate an edit the siblings were told to load before this worker could hear it.
+      if (from !== undefined) await load();
       const settings = deps.config;
       const authzDefinition = authorizationServiceDefinition();
       grpc = await startGrpcServer(settings.server.grpc.address, [{
@@ -256,7 +278,7 @@ export function buildApp(deps: AppDeps): App {
       const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
         watcher = watchConfig(watchedPaths(settings), settings.ratelimit.reload.pollIntervalMs, () =>
-          reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
+          load().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
       return { grpcAddress: grpc.address, adminAddress, httpAddress };
@@ -292,4 +314,11 @@ export function buildApp(deps: AppDeps): App {
       await cache.close();
     },
   };
+}
+
+/** Whether two path → text records hold the same files with the same texts (in any order). */
+function sameTexts(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>> | undefined): boolean {
+  if (b === undefined) return false;
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => Object.hasOwn(b, name) && b[name] === a[name]);
 }

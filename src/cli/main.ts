@@ -1,10 +1,12 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
+import path from 'node:path';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
+import { schemaReader } from '../config/inputs.js';
 import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, type PortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger, type Logger } from '../observability/logger.js';
@@ -12,7 +14,7 @@ import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
-import { runSupervisor, serveSupervisor } from '../server/supervisor.js';
+import { askForHandover, runSupervisor, serveSupervisor } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -132,9 +134,11 @@ function createCacheStore(config: PortcullisConfig): CacheStore {
 }
 
 async function serve(configFile: string): Promise<number> {
+  const handover = cluster.isWorker ? await askForHandover() : undefined;
   let config: PortcullisConfig;
   try {
-    config = await loadPortcullisConfig(configFile);
+    const startup = handover?.startup;
+    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), schemaReader(startup));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
@@ -163,7 +167,7 @@ async function serve(configFile: string): Promise<number> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   let addresses: Awaited<ReturnType<typeof app.start>>;
   try {
-    addresses = await app.start();
+    addresses = await app.start(handover?.lastGood);
   } catch (error) {
     if (!(error instanceof PortcullisError) || (error.code !== ErrorCode.LISTEN_FAILED && error.code !== ErrorCode.CONFIG_INVALID)) throw error;
     // An operator error, not a bug: one line, no stack trace.

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
@@ -97,8 +98,14 @@ const schema = object({
   bff: bffSection,
 });
 
-/** Parses portcullis.yaml text; throws ConfigError listing every problem. */
-export function parsePortcullisConfig(text: string, file: string): PortcullisConfig {
+/** The JSON Schema files extproc routes name, read from disk. */
+export const readSchemaFile = (file: string): string => readFileSync(file, 'utf8');
+
+/**
+ * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
+ * text names (compiled here).
+ */
+export function parsePortcullisConfig(text: string, file: string, readSchema: (file: string) => string = readSchemaFile): PortcullisConfig {
   const issues = new IssueCollector(path.basename(file));
   const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
@@ -113,7 +120,7 @@ export function parsePortcullisConfig(text: string, file: string): PortcullisCon
   const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
   checkWorkers(raw.server.workers, redisConfigured, issues);
   const authz = compileAuthz(raw.authz, file, issues);
-  const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues);
+  const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues, readSchema);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
 
   const rl = raw.ratelimit;

@@ -2,7 +2,6 @@
 // stream processor reads (templates parsed, JSON Schemas compiled with ajv, statuses parsed). Everything that can be
 // wrong with it is reported at load time with file, line and path, like the rest of the config.
 
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
@@ -170,9 +169,16 @@ function child(node: YamlValue | null | undefined, key: string | number): YamlVa
 
 /**
  * Second pass over the schema's output: templates, JSON Schemas, statuses, names. `node` is the `extproc:` YAML
- * node (for line numbers), `dir` the config file's directory (relative schema paths resolve against it).
+ * node (for line numbers), `dir` the config file's directory (relative schema paths resolve against it), `readSchema`
+ * what reads a JSON Schema file's text (throwing as readFileSync does).
  */
-export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefined, dir: string, issues: IssueCollector): ExtprocSettings {
+export function compileExtproc(
+  raw: RawExtproc,
+  node: YamlValue | null | undefined,
+  dir: string,
+  issues: IssueCollector,
+  readSchema: (file: string) => string,
+): ExtprocSettings {
   // ownProperties: a parsed body is a plain object, so without it `constructor`, `valueOf` and the rest of
   // Object.prototype count as present (`required: [constructor]` accepts {}, an optional `valueOf` refuses it).
   const ajv = addFormats(new Ajv({ allErrors: true, strict: false, ownProperties: true }));
@@ -217,7 +223,7 @@ export function compileExtproc(raw: RawExtproc, node: YamlValue | null | undefin
         const where = joinPath(at, 'validate.json_schema');
         const schemaLine = child(validateNode, 'json_schema')?.line;
         try {
-          const parsed = parseJson(readFileSync(file, 'utf8'));
+          const parsed = parseJson(readSchema(file));
           if (!parsed.ok) issues.add(schemaLine, where, `cannot use JSON Schema ${file}: invalid JSON at line ${parsed.line}, column ${parsed.column}: ${parsed.message}`);
           else jsonSchema = { file, validate: ajv.compile(parsed.value as object) };
         } catch (error) {

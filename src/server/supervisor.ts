@@ -14,6 +14,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Server as HttpServer } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { App } from '../app.js';
+import type { ConfigInputs } from '../config/inputs.js';
 import { watchedPaths, type PortcullisConfig } from '../config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from '../config/watcher.js';
 import type { Logger } from '../observability/logger.js';
@@ -21,11 +22,14 @@ import { createAdminServer, listen } from './admin-http.js';
 
 /** Messages on the IPC channel. Every one carries `pc` so prom-client's own messages are told apart. */
 type ToWorker =
+  | ({ readonly pc: 'handover' } & Handover)
   | { readonly pc: 'status' }
   | { readonly pc: 'reload' }
   | { readonly pc: 'metrics'; readonly id: number }
   | { readonly pc: 'json'; readonly id: number; readonly body: string };
 type FromWorker =
+  | { readonly pc: 'ask-handover' }
+  | { readonly pc: 'inputs'; readonly inputs: ConfigInputs }
   | { readonly pc: 'listening'; readonly grpcAddress: string }
   | { readonly pc: 'status'; readonly ready: boolean; readonly reasons: string[]; readonly decisions: number }
   | { readonly pc: 'views'; readonly config: unknown; readonly limits: string }
@@ -33,6 +37,16 @@ type FromWorker =
   | { readonly pc: 'metrics'; readonly id: number; readonly metrics: MetricsJson };
 
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/**
+ * What a worker starts from. The first workers get nothing and read the files. A replacement gets what its siblings
+ * loaded: `startup`, the first load (the settings applied only at start-up, `server` and `redis` among them, come from
+ * it), and `lastGood`, the latest, so that a file broken by an edit the siblings refused cannot stop it.
+ */
+export interface Handover {
+  readonly startup: ConfigInputs | undefined;
+  readonly lastGood: ConfigInputs | undefined;
+}
 
 const STATUS_INTERVAL_MS = 250;
 const METRICS_TIMEOUT_MS = 2000;
@@ -77,6 +91,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   let stopping = false;
   let grpcAddress = '';
   let views: { config: unknown; limits: string } = { config: {}, limits: '' };
+  let handover: Handover = { startup: undefined, lastGood: undefined };
   let nextRequestId = 0;
   const jsonWaiters = new Map<number, (r: { status: number; body: string }) => void>();
   const metricsWaiters = new Map<number, (metrics: MetricsJson) => void>();
@@ -97,6 +112,12 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     worker.on('message', (message: FromWorker) => {
       if (typeof message !== 'object' || message === null || !('pc' in message)) return;
       switch (message.pc) {
+        case 'ask-handover':
+          send(worker, { pc: 'handover', ...handover });
+          break;
+        case 'inputs':
+          handover = { startup: handover.startup ?? message.inputs, lastGood: message.inputs };
+          break;
         case 'listening':
           slot.listening = true;
           grpcAddress = message.grpcAddress;
@@ -326,12 +347,37 @@ async function stopWorkers(slots: readonly Slot[], drainMs: number): Promise<voi
 // ---------------------------------------------------------------------------------------------------------------
 // Worker side
 
+/** Inside a worker, before it builds anything: what to start from (see Handover). The files, if no answer comes. */
+export function askForHandover(timeoutMs = 5000): Promise<Handover> {
+  return new Promise((resolve) => {
+    const done = (handover: Handover): void => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(handover);
+    };
+    const onMessage = (message: ToWorker): void => {
+      if (typeof message === 'object' && message !== null && message.pc === 'handover') done({ startup: message.startup, lastGood: message.lastGood });
+    };
+    const timer = setTimeout(() => done({ startup: undefined, lastGood: undefined }), timeoutMs);
+    process.on('message', onMessage);
+    process.send?.({ pc: 'ask-handover' } satisfies FromWorker);
+  });
+}
+
 /** Inside a worker: answers the supervisor and feeds prom-client's aggregation with this worker's registry. */
 export function serveSupervisor(app: App, registry: Registry, grpcAddress: string, logger: Logger): void {
   const reply = (message: FromWorker): void => {
     if (process.connected) process.send?.(message);
   };
-  const sendViews = (): void => reply({ pc: 'views', config: app.views.config(), limits: app.views.limits() });
+  let sentInputs: ConfigInputs | undefined;
+  const sendViews = (): void => {
+    reply({ pc: 'views', config: app.views.config(), limits: app.views.limits() });
+    const inputs = app.configInputs();
+    if (inputs !== undefined && inputs !== sentInputs) {
+      sentInputs = inputs;
+      reply({ pc: 'inputs', inputs });
+    }
+  };
   process.on('message', (message: ToWorker) => {
     if (typeof message !== 'object' || message === null || !('pc' in message)) return;
     switch (message.pc) {
@@ -340,6 +386,8 @@ export function serveSupervisor(app: App, registry: Registry, grpcAddress: strin
         break;
       case 'metrics':
         void registry.getMetricsAsJSON().then((metrics) => reply({ pc: 'metrics', id: message.id, metrics }));
+        break;
+      case 'handover':
         break;
       case 'reload':
         app.reload().then(sendViews, (error: unknown) => logger.error({ err: error }, 'config reload failed'));

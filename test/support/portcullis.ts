@@ -14,6 +14,8 @@ export interface PortcullisInstance {
   grpc: HostPort;
   /** http://host:port of the admin server. */
   adminUrl: string;
+  /** The portcullis.yaml it was started with (a test may rewrite it to exercise reloads). */
+  configFile: string;
   /** http://host:port of the composer listener, when server.http is set. */
   httpUrl: string | undefined;
   /** The pino JSON lines logged so far, parsed (lines that are not JSON are kept as `{ raw }`). */
@@ -164,6 +166,7 @@ export async function startPortcullis(
     grpcAddress,
     grpc: splitHostPort(grpcAddress),
     adminUrl: `http://${adminAddress}`,
+    configFile: file,
     httpUrl: typeof httpAddress === 'string' ? `http://${httpAddress}` : undefined,
     logs: () => {
       readLogFile?.();

@@ -160,6 +160,69 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     const counted = Number((await sendCommand(redis.port, ['EVAL', sum, '0'])).slice(1).trim());
     assert.ok(counted >= ok && counted <= ok + failures.length, `redis counted ${counted}, ${ok} OK, ${failures.length} failed`);
   });
+
+  it('starts a replacement from the config its siblings run, not from files an edit they refused broke', async () => {
+    const good = { config: readFileSync(portcullis.configFile, 'utf8'), spread: readFileSync(path.join(dir, 'spread.yaml'), 'utf8') };
+    const atEdit = portcullis.logs().length;
+    writeFileSync(portcullis.configFile, 'server: [not a mapping\n');
+    writeFileSync(path.join(dir, 'spread.yaml'), 'domain: [broken\n');
+    try {
+      await eventually(() => {
+        const refused = portcullis.logs().slice(atEdit).filter((l) => l['msg'] === 'config rejected; keeping the last good config');
+        return new Set(refused.map((l) => l['worker'])).size === 2;
+      }, 30_000, 'both workers to refuse the edit');
+      const [victim] = await workers(portcullis);
+      assert.ok(victim?.pid);
+      const atKill = portcullis.logs().length;
+      process.kill(victim.pid, 'SIGKILL');
+      // Read from the broken files, the replacement would exit at once, again and again (or, with only the descriptor
+      // file broken, start with no rate limit config and never be ready).
+      await eventually(async () => {
+        const now = await workers(portcullis);
+        return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
+      }, 30_000, 'a replacement worker, ready');
+      const replacement = portcullis.logs().slice(atKill).filter((l) => l['worker'] === victim.worker).map((l) => l['msg']);
+      const loaded = replacement.indexOf('config loaded');
+      assert.ok(loaded >= 0, replacement.join(', '));
+      assert.ok(replacement.indexOf('config rejected; keeping the last good config') > loaded, 'then it read the files, and refused them');
+
+      // It serves the siblings' limits: spread (100 a minute per user) still counts on every connection.
+      const fresh = Array.from({ length: 4 }, () => rateLimitClient(portcullis.grpcAddress, true));
+      try {
+        await awayFromWindowEdge(60, 5);
+        const responses = await Promise.all(Array.from({ length: 104 }, (_, i) => fresh[i % 4]!.shouldRateLimit(request('spread', 'dave'))));
+        assert.equal(responses.filter((r) => r.overall_code === 'OVER_LIMIT').length, 4);
+      } finally {
+        for (const client of fresh) client.close();
+      }
+    } finally {
+      writeFileSync(portcullis.configFile, good.config);
+      writeFileSync(path.join(dir, 'spread.yaml'), good.spread);
+    }
+  });
+
+  it('starts a replacement with the start-up settings its siblings keep, not a redis change waiting for a restart', async () => {
+    const good = readFileSync(portcullis.configFile, 'utf8');
+    const atEdit = portcullis.logs().length;
+    // Valid, but `redis` applies on restart only: the workers keep the Redis they started with.
+    writeFileSync(portcullis.configFile, good.replace(redis.url, 'redis://127.0.0.1:1'));
+    try {
+      await eventually(() => {
+        const noted = portcullis.logs().slice(atEdit).filter((l) => l['msg'] === 'settings changed in the config file that take effect on restart');
+        return new Set(noted.map((l) => l['worker'])).size === 2;
+      }, 30_000, 'both workers to note the change');
+      const [victim] = await workers(portcullis);
+      assert.ok(victim?.pid);
+      process.kill(victim.pid, 'SIGKILL');
+      // On the changed URL the replacement would find no counter store and never be ready.
+      await eventually(async () => {
+        const now = await workers(portcullis);
+        return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
+      }, 30_000, 'a replacement worker, ready on the Redis its siblings use');
+    } finally {
+      writeFileSync(portcullis.configFile, good);
+    }
+  });
 });
 
 describe('server.workers: a signal during start-up', () => {
