@@ -50,7 +50,7 @@ export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts
     return deny(policy.name, 'missing_credentials', 401, 'credentials are required', attempts);
   }
   const unmet = unmetRequirement(policy, identity);
-  if (unmet !== undefined) return deny(policy.name, 'forbidden', 403, `not allowed: ${unmet}`, attempts);
+  if (unmet !== undefined) return { ...deny(policy.name, 'forbidden', 403, `not allowed: ${unmet}`, attempts), identity };
   return allow(settings, policy.name, identity, attempts, queryParam);
 }
 

@@ -110,6 +110,8 @@ export interface DenyDecision {
   readonly status: 400 | 401 | 403 | 503;
   readonly message: string;
   readonly attempts: readonly Attempt[];
+  /** `forbidden` only: the caller, whose valid credential the policy's require clauses refused (for the log). */
+  readonly identity?: Identity;
   /** The RFC 6750 error code for WWW-Authenticate on 401s. */
   readonly bearerError?: 'invalid_request' | 'invalid_token';
 }

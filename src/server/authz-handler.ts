@@ -210,8 +210,9 @@ function logDecision(logger: Logger, input: CheckInput, decision: Decision, seco
     status: decision.allow ? 200 : decision.status,
     reason: decision.reason,
     attempts: decision.attempts.map((a) => `${a.method}:${a.outcome.kind === 'invalid' || a.outcome.kind === 'unavailable' ? a.outcome.reason : a.outcome.kind}`),
-    identity: decision.allow ? decision.identity.subject : undefined,
-    auth_method: decision.allow ? decision.identity.method : undefined,
+    // Who was refused matters as much as who got in: a forbidden deny names its caller too.
+    identity: decision.identity?.subject,
+    auth_method: decision.identity?.method,
     request_id: input.requestId,
     latency_ms: Math.round(seconds * 100000) / 100,
   }, 'authz decision');

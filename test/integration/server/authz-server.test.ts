@@ -107,6 +107,13 @@ describe('Authorization/Check over gRPC (real server, real HTTP issuer)', () => 
     assert.equal(line['policy'], 'orders');
     assert.equal(line['decision'], 'allow');
     assert.equal(line['identity'], 'owner-a');
+    // A valid credential the policy refuses: the deny line names who was refused.
+    const scopeless = await idp.token({ sub: 'user-7', scope: 'other' });
+    await app.authz.check({ path: '/api/orders', headers: { authorization: `Bearer ${scopeless}` } });
+    const refused = app.logs().slice(before).filter((l) => l['msg'] === 'authz decision' && l['reason'] === 'forbidden');
+    assert.equal(refused.length, 1);
+    assert.equal(refused[0]!['identity'], 'user-7');
+    assert.equal(refused[0]!['auth_method'], 'jwt');
     // The line skips the logger's redaction, which is sound only while none of its fields is a redacted name.
     const redactedNames = new Set(REDACTED_PATHS.map((p) => p.replace(/^.*[.[]/, '').replace(/["\]]/g, '')));
     const names = Object.entries(line).flatMap(([k, v]) => [k, ...(typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.keys(v) : [])]);
