@@ -31,6 +31,7 @@ const FIXTURES: Readonly<Record<string, (text: string) => string>> = {
   'unlimited.yaml': (text) => text,
   'wildcard.yaml': (text) => text,
   'nested.yaml': (text) => text,
+  'quota_mode.yaml': (text) => text,
   // Without its last two entries, shared wildcards inside a value, which the pinned build refuses to load (the
   // difference asserted below).
   'share_threshold.yaml': (text) => text.replace('domain: test-domain', 'domain: share').replace(/\n {2}- key: midpath[^]*$/, '\n'),
@@ -177,8 +178,10 @@ function comparable(response: WireResponse): object {
       code: status.code,
       limit: status.current_limit === undefined || status.current_limit === null
         ? null
-        : { unit: status.current_limit.unit, requests_per_unit: status.current_limit.requests_per_unit },
+        : { name: status.current_limit.name ?? '', unit: status.current_limit.unit, requests_per_unit: status.current_limit.requests_per_unit },
       remaining: status.limit_remaining ?? 0,
+      // Whether there is a reset time at all (its value is compared apart): a quota status over its limit has none.
+      reset: status.duration_until_reset !== undefined && status.duration_until_reset !== null,
     })),
   };
 }
@@ -239,6 +242,10 @@ const STEPS: readonly Step[] = [
   { domain: 'nested', descriptors: [{ parent: 'p' }], times: 6 },
   { domain: 'nested', descriptors: [{ parent: 'p', child: 'c' }], times: 6 },
   { domain: 'nested', descriptors: [{ empty: '' }], times: 2, window: 1 },
+  // quota_mode.yaml: a soft limit never rejects; over it, the status reads OK with remaining 0 and no reset time
+  { domain: 'quota', descriptors: [{ soft: 'a' }], times: 3, window: 60 },
+  { domain: 'quota', descriptors: [{ soft: 'a' }, { soft2: 'b' }], times: 3, window: 60 },
+  { domain: 'quota', descriptors: [{ soft2: 'b' }, { hard: 'c' }], times: 3, window: 60 },
 ];
 
 describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {

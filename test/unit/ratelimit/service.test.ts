@@ -406,11 +406,15 @@ describe('RateLimitService: replaces, unlimited, shadow', () => {
     assert.deepEqual(h.observer.decisions, [['two', 'OK', false], ['two', 'OK', true]]);
   });
 
-  it('global quota mode: OVER_LIMIT only when every descriptor is over', async () => {
+  it('global quota mode: never OVER_LIMIT; an over descriptor reads OK with remaining 0 and no reset', async () => {
     const h = harness({ config: compileYaml(TWO_KEYS_YAML()), settings: { quotaMode: true } });
     await h.call('two', [desc('a')]);
     assert.equal((await h.call('two', [desc('a'), desc('b')])).overallCode, 'OK');
-    assert.equal((await h.call('two', [desc('a')])).overallCode, 'OVER_LIMIT');
+    const d = await h.call('two', [desc('a')]);
+    assert.equal(d.overallCode, 'OK');
+    assert.deepEqual(summary(d), [['OK', 0]]);
+    assert.equal(d.statuses[0]!.durationUntilResetSeconds, undefined);
+    assert.deepEqual(h.observer.decisions.map(([, code]) => code), ['OK', 'OK', 'OK']);
   });
 
   it('adds RateLimit-* headers when enabled', async () => {
