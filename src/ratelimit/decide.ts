@@ -49,6 +49,8 @@ export interface Decision {
   readonly stats: readonly LimitStats[];
   /** The global shadow mode turned an OVER_LIMIT answer into OK. */
   readonly globalShadowApplied: boolean;
+  /** Indices of the descriptors in quota mode that are over their limit (their statuses read OK). */
+  readonly quotaViolations?: readonly number[];
   /** envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA content, when enabled. */
   readonly dynamicMetadata?: Readonly<Record<string, unknown>>;
 }
@@ -87,6 +89,7 @@ export function decide(descriptors: readonly (readonly LimitEvaluation[])[], now
     responseHeaders: options.responseHeaders.enabled ? responseHeaders(judged, options) : [],
     stats,
     globalShadowApplied: over && options.globalShadowMode,
+    quotaViolations: judged.flatMap((j, i) => (j.quota && j.status.code === 'OVER_LIMIT' ? [i] : [])),
   };
 }
 
