@@ -49,6 +49,8 @@ export interface Decision {
   readonly stats: readonly LimitStats[];
   /** The global shadow mode turned an OVER_LIMIT answer into OK. */
   readonly globalShadowApplied: boolean;
+  /** Indices of the descriptors in quota mode that are over their limit (their statuses read OK). */
+  readonly quotaViolations?: readonly number[];
   /** envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA content, when enabled. */
   readonly dynamicMetadata?: Readonly<Record<string, unknown>>;
 }
@@ -76,17 +78,18 @@ export function decide(descriptors: readonly (readonly LimitEvaluation[])[], now
     return pickMostRestrictive(results);
   });
 
-  const quota = judged.filter((j) => j.quota);
-  const nonQuotaOver = judged.some((j) => !j.quota && j.status.code === 'OVER_LIMIT');
-  const allQuotaOver = quota.length > 0 && quota.every((j) => j.status.code === 'OVER_LIMIT');
-  const over = nonQuotaOver || allQuotaOver;
+  // Quota mode is a soft limit: an over-limit quota descriptor never rejects the request (envoyproxy/ratelimit answers
+  // OK for it, keeping current_limit and remaining 0, without duration_until_reset). The response headers still see
+  // the status as it was, as upstream's do.
+  const over = judged.some((j) => !j.quota && j.status.code === 'OVER_LIMIT');
   const overallCode: Code = over && !options.globalShadowMode ? 'OVER_LIMIT' : 'OK';
   return {
     overallCode,
-    statuses: judged.map((j) => j.status),
+    statuses: judged.map((j) => (j.quota && j.status.code === 'OVER_LIMIT' ? { ...j.status, code: 'OK', durationUntilResetSeconds: undefined } : j.status)),
     responseHeaders: options.responseHeaders.enabled ? responseHeaders(judged, options) : [],
     stats,
     globalShadowApplied: over && options.globalShadowMode,
+    quotaViolations: judged.flatMap((j, i) => (j.quota && j.status.code === 'OVER_LIMIT' ? [i] : [])),
   };
 }
 

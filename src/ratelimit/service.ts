@@ -4,7 +4,7 @@ import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from '../s
 import { decide, type Code, type DecideOptions, type Decision, type LimitEvaluation, type LimitOutcome, type LimitStats } from './decide.js';
 import type { OverLimitCache } from './local-cache.js';
 import { matchDescriptor, type Match } from './matcher.js';
-import type { CompiledLimit, ConsumeWhenOverLimit, DescriptorEntry, RateLimitConfig, RateLimitRequest } from './types.js';
+import type { CompiledLimit, ConsumeWhenOverLimit, DescriptorEntry, RateLimitConfig, RateLimitRequest, RequestDescriptor } from './types.js';
 import { windowStart } from './units.js';
 
 /** The `ratelimit:` section of portcullis.yaml, parsed and frozen. */
@@ -141,7 +141,10 @@ export class RateLimitService {
     if (useLocalCache) this.rememberOverLimit(evaluations, planned, nowMs);
     this.deps.observer.limitStats(decision.stats);
     this.deps.observer.decision(request.domain, decision.overallCode, decision.globalShadowApplied);
-    return settings.responseDynamicMetadata ? { ...decision, dynamicMetadata: dynamicMetadata(request, matches) } : decision;
+    if (!settings.responseDynamicMetadata) return decision;
+    // Upstream's quotaModeEnabled: a limit that is checked has quota_mode of its own (the global QUOTA_MODE aside).
+    const quotaModeEnabled = planned.some((limits) => limits.some((p) => p.limit.quotaMode && (typeof p.source === 'number' || p.source.kind === 'local_cache')));
+    return { ...decision, dynamicMetadata: dynamicMetadata(request, matches, decision.quotaViolations ?? [], quotaModeEnabled) };
   }
 
   /** Fixed-window counters now over their limit stay over until their window ends: skip the store till then. */
@@ -158,20 +161,38 @@ export class RateLimitService {
 }
 
 /**
- * What Envoy receives as dynamic metadata (envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA): the request, and the
- * `metadata` of the matched descriptors merged, the first descriptor winning on conflicts.
+ * What Envoy receives as dynamic metadata (envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA): the request (with each
+ * descriptor's own `limit` override, in protobuf text form, and `hitsAddend`), which quota-mode descriptors are over
+ * their limit (`quotaModeViolations`, what quota-aware routing reads, as their statuses say OK), and the `metadata` of
+ * the matched descriptors merged, the first descriptor winning on conflicts.
  */
-function dynamicMetadata(request: RateLimitRequest, matches: readonly (Match | undefined)[]): Record<string, unknown> {
+function dynamicMetadata(
+  request: RateLimitRequest,
+  matches: readonly (Match | undefined)[],
+  quotaViolations: readonly number[],
+  quotaModeEnabled: boolean,
+): Record<string, unknown> {
   const merged: Record<string, unknown> = {};
   for (const match of matches) {
     for (const [k, v] of Object.entries(match?.metadata ?? {})) if (!(k in merged)) merged[k] = v;
   }
   return {
     domain: request.domain,
-    descriptors: request.descriptors.map((d) => ({ entries: d.entries.map((e) => `${e.key}=${e.value}`) })),
+    descriptors: request.descriptors.map((d) => ({
+      entries: d.entries.map((e) => `${e.key}=${e.value}`),
+      ...(d.limitOverride === undefined ? {} : { limit: overrideText(d.limitOverride) }),
+      ...(d.hitsAddend === undefined ? {} : { hitsAddend: d.hitsAddend }),
+    })),
     ...(request.hitsAddend > 0 ? { hitsAddend: request.hitsAddend } : {}),
+    ...(quotaViolations.length > 0 ? { quotaModeViolations: [...quotaViolations] } : {}),
+    quotaModeEnabled,
     ...(Object.keys(merged).length > 0 ? { metadata: merged } : {}),
   };
+}
+
+/** A limit override as Go's protobuf text (upstream's `descriptor.Limit.String()`), zero fields left out. */
+function overrideText(limit: NonNullable<RequestDescriptor['limitOverride']>): string {
+  return [limit.requestsPerUnit === 0 ? '' : `requests_per_unit:${limit.requestsPerUnit}`, `unit:${limit.unit}`].filter((part) => part !== '').join(' ');
 }
 
 function decideOptions(s: RateLimitSettings): DecideOptions {

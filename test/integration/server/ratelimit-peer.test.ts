@@ -17,6 +17,7 @@ import { startTestApp, type TestApp } from '../../support/app.js';
 import { repoRoot } from '../../support/envoy.js';
 import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+import { prng } from '../../support/prng.js';
 import { awayFromWindowEdge } from '../../support/windows.js';
 import { DESCRIPTOR_FIXTURES, fixture } from '../../unit/ratelimit/support.js';
 
@@ -31,6 +32,7 @@ const FIXTURES: Readonly<Record<string, (text: string) => string>> = {
   'unlimited.yaml': (text) => text,
   'wildcard.yaml': (text) => text,
   'nested.yaml': (text) => text,
+  'quota_mode.yaml': (text) => text,
   // Without its last two entries, shared wildcards inside a value, which the pinned build refuses to load (the
   // difference asserted below).
   'share_threshold.yaml': (text) => text.replace('domain: test-domain', 'domain: share').replace(/\n {2}- key: midpath[^]*$/, '\n'),
@@ -177,8 +179,11 @@ function comparable(response: WireResponse): object {
       code: status.code,
       limit: status.current_limit === undefined || status.current_limit === null
         ? null
-        : { unit: status.current_limit.unit, requests_per_unit: status.current_limit.requests_per_unit },
+        // proto3 defaults: an absent field reads as 0 or ''.
+        : { name: status.current_limit.name ?? '', unit: status.current_limit.unit, requests_per_unit: status.current_limit.requests_per_unit ?? 0 },
       remaining: status.limit_remaining ?? 0,
+      // Whether there is a reset time at all (its value is compared apart): a quota status over its limit has none.
+      reset: status.duration_until_reset !== undefined && status.duration_until_reset !== null,
     })),
   };
 }
@@ -239,6 +244,10 @@ const STEPS: readonly Step[] = [
   { domain: 'nested', descriptors: [{ parent: 'p' }], times: 6 },
   { domain: 'nested', descriptors: [{ parent: 'p', child: 'c' }], times: 6 },
   { domain: 'nested', descriptors: [{ empty: '' }], times: 2, window: 1 },
+  // quota_mode.yaml: a soft limit never rejects; over it, the status reads OK with remaining 0 and no reset time
+  { domain: 'quota', descriptors: [{ soft: 'a' }], times: 3, window: 60 },
+  { domain: 'quota', descriptors: [{ soft: 'a' }, { soft2: 'b' }], times: 3, window: 60 },
+  { domain: 'quota', descriptors: [{ soft2: 'b' }, { hard: 'c' }], times: 3, window: 60 },
 ];
 
 describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {
@@ -337,6 +346,126 @@ describe('RateLimitService against envoyproxy/ratelimit (differential)', () => {
     assert.equal(theirs.statuses?.[0]?.current_limit ?? null, null, 'the pinned build matched a-middle-z against a*z');
     assert.equal(ours.statuses?.[0]?.current_limit?.requests_per_unit, 40);
   });
+});
+
+/**
+ * Random descriptor files and requests, from a seed (PEER_SEED=n replays one): nested descriptors, trailing wildcards,
+ * keys without values, unlimited, names and replaces, shadow and quota modes, request and descriptor hits_addend and
+ * limit overrides, small limits that requests go over. Units of a minute and up only, so that one run fits in a minute
+ * window and every counter is still there to compare at the end.
+ */
+function randomCase(seed: number): { files: DescriptorFile[]; requests: object[] } {
+  const rand = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
+  const chance = (p: number): boolean => rand() < p;
+  const keys = ['k1', 'k2', 'user', 'path'];
+  const values = ['a', 'ab', 'foo', 'foo-1', 'z'];
+  interface Node { key: string; value: string; children: Node[] }
+  const trees = new Map<string, Node[]>();
+  const files = ['r0', 'r1'].map((domain): DescriptorFile => {
+    const lines = [`domain: ${domain}`, 'descriptors:'];
+    const level = (depth: number, indent: string, into: Node[]): void => {
+      const used = new Set<string>();
+      for (let i = 0; i < 2 + Math.floor(rand() * 3); i++) {
+        const node: Node = { key: pick(keys), value: pick(['', 'a', 'foo', 'ab*', 'fo*', '*']), children: [] };
+        if (used.has(`${node.key}_${node.value}`)) continue;
+        used.add(`${node.key}_${node.value}`);
+        into.push(node);
+        lines.push(`${indent}- key: ${node.key}`);
+        if (node.value !== '') lines.push(`${indent}  value: "${node.value}"`);
+        if (chance(0.8)) {
+          const name = chance(0.3) ? `, name: n${Math.floor(rand() * 3)}` : '';
+          const replaces = chance(0.2) ? `, replaces: [{ name: n${3 + Math.floor(rand() * 2)} }]` : '';
+          const limit = chance(0.1) ? 'unlimited: true' : `unit: ${pick(['minute', 'Minute', 'hour', 'day'])}, requests_per_unit: ${Math.floor(rand() * 5)}`;
+          lines.push(`${indent}  rate_limit: { ${limit}${name}${replaces} }`);
+          if (chance(0.15)) lines.push(`${indent}  shadow_mode: true`);
+          if (chance(0.15)) lines.push(`${indent}  quota_mode: true`);
+        }
+        if (depth < 2 && chance(0.4)) {
+          lines.push(`${indent}  descriptors:`);
+          level(depth + 1, `${indent}    `, node.children);
+        }
+      }
+    };
+    const tree: Node[] = [];
+    level(0, '  ', tree);
+    trees.set(domain, tree);
+    return { name: `${domain}.yaml`, text: `${lines.join('\n')}\n` };
+  });
+  const requests: object[] = [];
+  for (let i = 0; i < 40; i++) {
+    if (i > 0 && chance(0.4)) {
+      requests.push(requests[i - 1]!); // the same again: counters go over
+      continue;
+    }
+    const domain = chance(0.05) ? 'elsewhere' : pick(['r0', 'r1']);
+    const descriptors = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => {
+      const entries: { key: string; value: string }[] = [];
+      let level = trees.get(domain) ?? [];
+      for (let depth = 1 + Math.floor(rand() * 3); depth > 0; depth--) {
+        const node = level.length === 0 || chance(0.1) ? undefined : pick(level);
+        if (node === undefined) {
+          entries.push({ key: pick([...keys, 'other']), value: pick(values) });
+          break;
+        }
+        const value = node.value === '' ? pick(values) : node.value.endsWith('*') ? node.value.slice(0, -1) + pick(['', 'x', 'o-1']) : node.value;
+        entries.push({ key: node.key, value });
+        level = node.children;
+      }
+      return {
+        entries,
+        ...(chance(0.15) ? { hits_addend: { value: Math.floor(rand() * 3) } } : {}),
+        ...(chance(0.05) ? { limit: { requests_per_unit: Math.floor(rand() * 4), unit: pick(['MINUTE', 'HOUR']) } } : {}),
+      };
+    });
+    requests.push({ domain, descriptors, ...(chance(0.2) ? { hits_addend: Math.floor(rand() * 4) } : {}) });
+  }
+  return { files, requests };
+}
+
+describe('random descriptor files and requests, answered as envoyproxy/ratelimit does (seeded differential)', () => {
+  let redis: [RedisServer, RedisServer];
+  before(async () => {
+    redis = await Promise.all([startRedis(), startRedis()]);
+  });
+  after(async () => {
+    await Promise.all((redis ?? []).map((server) => server.stop()));
+  });
+
+  const seeds = process.env['PEER_SEED'] === undefined ? [1, 2, 6, 8, 10] : [Number(process.env['PEER_SEED'])];
+  for (const seed of seeds) {
+    it(`seed ${seed}`, async () => {
+      const { files, requests } = randomCase(seed);
+      const { dir, descriptorsDir } = runtimeDirWith(files);
+      await Promise.all(redis.map((server) => sendCommand(server.port, ['FLUSHALL'])));
+      const peer = await startPeer(descriptorsDir, redis[0]);
+      const portcullis = await startTestApp({
+        descriptors: Object.fromEntries(files.map((file) => [file.name, file.text])),
+        redisUrl: redis[1].url,
+        ratelimit: 'response_headers: { enabled: true }',
+      });
+      try {
+        assert.equal(peer.loadError, undefined, files.map((file) => file.text).join('\n'));
+        await awayFromWindowEdge(60, 15);
+        for (const [i, body] of requests.entries()) {
+          const [theirs, ours] = await Promise.all([peer.client.shouldRateLimit(body), portcullis.client.shouldRateLimit(body)]);
+          assert.deepEqual(comparable(ours), comparable(theirs), `seed ${seed} request #${i}: ${JSON.stringify(body)}\n${files.map((file) => file.text).join('\n')}`);
+        }
+        // A check (hits_addend 0) leaves a count of 0 behind in the Go service's Redis (INCRBY 0), none in Portcullis':
+        // the same to whoever reads it.
+        const counters = async (port: number): Promise<[string, string | undefined][]> => {
+          const names = parseArray(await sendCommand(port, ['KEYS', '*'])).sort();
+          const counts = await Promise.all(names.map(async (name): Promise<[string, string | undefined]> => [name, parseBulk(await sendCommand(port, ['GET', name]))]));
+          return counts.filter(([, count]) => count !== '0');
+        };
+        assert.deepEqual(await counters(redis[1].port), await counters(redis[0].port), `seed ${seed}: counters in Redis`);
+      } finally {
+        await portcullis.close();
+        await peer.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 /**

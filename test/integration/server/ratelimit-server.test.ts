@@ -324,7 +324,7 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     try {
       const r = await t.client.shouldRateLimit(userRequest('meta', 'm'));
       const fields = Object.fromEntries((r.dynamic_metadata?.fields ?? []).map((f) => [f.key, f.value]));
-      assert.deepEqual(Object.keys(fields), ['domain', 'descriptors', 'metadata']);
+      assert.deepEqual(Object.keys(fields), ['domain', 'descriptors', 'quotaModeEnabled', 'metadata']);
       assert.equal(fields['domain']?.['string_value'], 'meta');
       const metadata = fields['metadata']?.['struct_value'] as { fields: { key: string; value: { string_value: string } }[] };
       assert.deepEqual(metadata.fields.map((f) => [f.key, f.value.string_value]), [['tier', 'gold']]);

@@ -240,21 +240,23 @@ describe('decide: duration_until_reset', () => {
   });
 });
 
-describe('decide: overall code with quota mode', () => {
+describe('decide: quota mode (a soft limit, as envoyproxy/ratelimit: never rejects)', () => {
   const QUOTA = limit({ quotaMode: true });
   const OVER = counted(10, 1);
   const OK = counted(0, 1);
+  const GLOBAL: DecideOptions = { ...OPTIONS, globalQuotaMode: true };
   const cases: { name: string; descriptors: [CompiledLimit, LimitOutcome][]; options?: DecideOptions; overall: 'OK' | 'OVER_LIMIT'; codes: string[] }[] = [
-    { name: 'the only quota descriptor is over', descriptors: [[QUOTA, OVER]], overall: 'OVER_LIMIT', codes: ['OVER_LIMIT'] },
-    { name: 'one of two quota descriptors is over', descriptors: [[QUOTA, OVER], [QUOTA, OK]], overall: 'OK', codes: ['OVER_LIMIT', 'OK'] },
-    { name: 'both quota descriptors are over', descriptors: [[QUOTA, OVER], [QUOTA, OVER]], overall: 'OVER_LIMIT', codes: ['OVER_LIMIT', 'OVER_LIMIT'] },
-    { name: 'all quota over, non-quota OK', descriptors: [[QUOTA, OVER], [L10, OK]], overall: 'OVER_LIMIT', codes: ['OVER_LIMIT', 'OK'] },
-    { name: 'a non-quota descriptor over decides alone', descriptors: [[QUOTA, OK], [L10, OVER]], overall: 'OVER_LIMIT', codes: ['OK', 'OVER_LIMIT'] },
+    { name: 'the only quota descriptor is over', descriptors: [[QUOTA, OVER]], overall: 'OK', codes: ['OK'] },
+    { name: 'one of two quota descriptors is over', descriptors: [[QUOTA, OVER], [QUOTA, OK]], overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'both quota descriptors are over', descriptors: [[QUOTA, OVER], [QUOTA, OVER]], overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'all quota over, non-quota OK', descriptors: [[QUOTA, OVER], [L10, OK]], overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'a non-quota descriptor over decides alone', descriptors: [[QUOTA, OVER], [L10, OVER]], overall: 'OVER_LIMIT', codes: ['OK', 'OVER_LIMIT'] },
     { name: 'nothing over', descriptors: [[QUOTA, OK], [L10, OK]], overall: 'OK', codes: ['OK', 'OK'] },
-    { name: 'a shadowed quota descriptor counts as OK', descriptors: [[limit({ quotaMode: true, shadowMode: true }), OVER], [QUOTA, OVER]], overall: 'OK', codes: ['OK', 'OVER_LIMIT'] },
-    { name: 'global QUOTA_MODE: one of two over', descriptors: [[L10, OVER], [L10, OK]], options: { ...OPTIONS, globalQuotaMode: true }, overall: 'OK', codes: ['OVER_LIMIT', 'OK'] },
-    { name: 'global QUOTA_MODE: all over', descriptors: [[L10, OVER], [L10, OVER]], options: { ...OPTIONS, globalQuotaMode: true }, overall: 'OVER_LIMIT', codes: ['OVER_LIMIT', 'OVER_LIMIT'] },
-    { name: 'global shadow after quota rules', descriptors: [[QUOTA, OVER]], options: { ...OPTIONS, globalShadowMode: true }, overall: 'OK', codes: ['OVER_LIMIT'] },
+    { name: 'a shadowed quota descriptor', descriptors: [[limit({ quotaMode: true, shadowMode: true }), OVER], [QUOTA, OVER]], overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'known over from the local cache', descriptors: [[QUOTA, { kind: 'local_cache', hits: 1 }]], overall: 'OK', codes: ['OK'] },
+    { name: 'global QUOTA_MODE: one of two over', descriptors: [[L10, OVER], [L10, OK]], options: GLOBAL, overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'global QUOTA_MODE: all over', descriptors: [[L10, OVER], [L10, OVER]], options: GLOBAL, overall: 'OK', codes: ['OK', 'OK'] },
+    { name: 'global shadow too', descriptors: [[QUOTA, OVER]], options: { ...OPTIONS, globalShadowMode: true }, overall: 'OK', codes: ['OK'] },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -263,6 +265,12 @@ describe('decide: overall code with quota mode', () => {
       assert.deepEqual(d.statuses.map((s) => s.code), c.codes);
     });
   }
+
+  it('an over quota status keeps its limit and remaining 0, without a reset time; one within keeps its reset', () => {
+    const d = decide([[ev(QUOTA, OVER)], [ev(QUOTA, OK)]], NOW_MS, OPTIONS);
+    assert.deepEqual(d.statuses, [status('OK', QUOTA, 0, undefined), status('OK', QUOTA, 9, 37)]);
+    assert.equal(d.globalShadowApplied, false);
+  });
 });
 
 describe('decide: response headers', () => {

@@ -406,11 +406,15 @@ describe('RateLimitService: replaces, unlimited, shadow', () => {
     assert.deepEqual(h.observer.decisions, [['two', 'OK', false], ['two', 'OK', true]]);
   });
 
-  it('global quota mode: OVER_LIMIT only when every descriptor is over', async () => {
+  it('global quota mode: never OVER_LIMIT; an over descriptor reads OK with remaining 0 and no reset', async () => {
     const h = harness({ config: compileYaml(TWO_KEYS_YAML()), settings: { quotaMode: true } });
     await h.call('two', [desc('a')]);
     assert.equal((await h.call('two', [desc('a'), desc('b')])).overallCode, 'OK');
-    assert.equal((await h.call('two', [desc('a')])).overallCode, 'OVER_LIMIT');
+    const d = await h.call('two', [desc('a')]);
+    assert.equal(d.overallCode, 'OK');
+    assert.deepEqual(summary(d), [['OK', 0]]);
+    assert.equal(d.statuses[0]!.durationUntilResetSeconds, undefined);
+    assert.deepEqual(h.observer.decisions.map(([, code]) => code), ['OK', 'OK', 'OK']);
   });
 
   it('adds RateLimit-* headers when enabled', async () => {
@@ -686,7 +690,34 @@ describe('RateLimitService: response dynamic metadata', () => {
     assert.deepEqual(d.dynamicMetadata, {
       domain: 'test-domain',
       descriptors: [{ entries: ['key1=value1', 'subkey1=y'] }, { entries: ['key2=x'] }, { entries: ['other=1'] }],
+      quotaModeEnabled: false,
       metadata: { name: 'service_1', service_with_quota: { name: 'service_2', weights: [0.5, 1.5] } },
     });
+  });
+
+  it('names the quota descriptors over their limit, and echoes each descriptor\'s override and hits_addend', async () => {
+    const h = harness({ config: compileFixtures('quota_mode.yaml'), settings: { responseDynamicMetadata: true } });
+    await h.call('quota', [desc('soft=a')]);
+    const d = await h.call('quota', [desc('hard=c'), withHits(desc('soft=a'), 2), withOverride(desc('x=y'), 5, 'HOUR'), withHits(withOverride(desc('x=z'), 0, 'DAY'), 0)], 1);
+    assert.equal(d.overallCode, 'OK');
+    assert.deepEqual(d.dynamicMetadata, {
+      domain: 'quota',
+      descriptors: [
+        { entries: ['hard=c'] },
+        { entries: ['soft=a'], hitsAddend: 2 },
+        { entries: ['x=y'], limit: 'requests_per_unit:5 unit:HOUR' },
+        { entries: ['x=z'], limit: 'unit:DAY', hitsAddend: 0 },
+      ],
+      hitsAddend: 1,
+      quotaModeViolations: [1],
+      quotaModeEnabled: true,
+    });
+  });
+
+  it('quotaModeEnabled reads the limits\' own quota_mode, not the global one', async () => {
+    const h = harness({ config: compileFixtures('quota_mode.yaml'), settings: { responseDynamicMetadata: true, quotaMode: true } });
+    await h.call('quota', [desc('hard=c')]);
+    const d = await h.call('quota', [desc('hard=c')]);
+    assert.deepEqual(d.dynamicMetadata, { domain: 'quota', descriptors: [{ entries: ['hard=c'] }], quotaModeViolations: [0], quotaModeEnabled: false });
   });
 });
