@@ -110,6 +110,10 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
     });
   }
   if (config !== undefined && errors.length === 0) process.stdout.write(`ok: ${config.bff.endpoints.length} bff endpoint(s)\n`);
+  // Not an error (the endpoints may wait for a listener added later), but `serve` would leave the composer off.
+  if (config !== undefined && config.bff.endpoints.length > 0 && config.server.http === undefined) {
+    process.stderr.write('warning: bff endpoints are configured but server.http.address is not set: the composer is off\n');
+  }
   if (errors.length === 0) return 0;
   const count = errors.reduce((n, e) => n + e.issues.length, 0);
   process.stderr.write(`${errors.map((e) => e.message).join('\n')}\n${count} error(s)\n`);

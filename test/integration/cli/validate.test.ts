@@ -62,4 +62,17 @@ describe('portcullis validate', () => {
     assert.equal(result.code, 0, result.output);
     assert.match(result.output, /ok: 1 descriptor file\(s\) in .*rl, domains: good/);
   });
+
+  it('bff endpoints with no server.http: valid, with a warning that serve leaves the composer off', async () => {
+    const bff = 'bff:\n  services: { users: "http://127.0.0.1:8001" }\n  endpoints:\n    - { path: /bff/me, calls: { me: { service: users, path: /me } }, respond: { me: "{me}" } }\n';
+    const dir = tempDir({ 'portcullis.yaml': `ratelimit: { descriptors: ./rl }\n${bff}`, 'rl/a.yaml': GOOD_DESCRIPTORS });
+    const result = await validate('--config', path.join(dir, 'portcullis.yaml'));
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /ok: 1 bff endpoint\(s\)/);
+    assert.match(result.output, /warning: bff endpoints are configured but server\.http\.address is not set: the composer is off/);
+    const listening = tempDir({ 'portcullis.yaml': `server: { http: { address: "127.0.0.1:0" } }\nratelimit: { descriptors: ./rl }\n${bff}`, 'rl/a.yaml': GOOD_DESCRIPTORS });
+    const quiet = await validate('--config', path.join(listening, 'portcullis.yaml'));
+    assert.equal(quiet.code, 0, quiet.output);
+    assert.doesNotMatch(quiet.output, /warning/);
+  });
 });
