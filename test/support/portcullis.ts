@@ -55,9 +55,16 @@ export function portcullisBin(): string {
   return bin;
 }
 
+/** The temp dirs writeConfig made, removed when the test process exits (a caller need not clean up). */
+const configDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of configDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 /** Writes a config object as YAML into a fresh temp dir; relative paths in it are then relative to that dir. */
 export function writeConfig(config: object): { file: string; dir: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-config-'));
+  configDirs.add(dir);
   const file = path.join(dir, 'portcullis.yaml');
   writeFileSync(file, stringifyYaml(config));
   return { file, dir };
