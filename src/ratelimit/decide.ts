@@ -83,13 +83,18 @@ export function decide(descriptors: readonly (readonly LimitEvaluation[])[], now
   // the status as it was, as upstream's do.
   const over = judged.some((j) => !j.quota && j.status.code === 'OVER_LIMIT');
   const overallCode: Code = over && !options.globalShadowMode ? 'OVER_LIMIT' : 'OK';
+  // A loop, not flatMap: this runs on every request, and nearly always finds nothing.
+  let quotaViolations: number[] | undefined;
+  judged.forEach((j, i) => {
+    if (j.quota && j.status.code === 'OVER_LIMIT') (quotaViolations ??= []).push(i);
+  });
   return {
     overallCode,
     statuses: judged.map((j) => (j.quota && j.status.code === 'OVER_LIMIT' ? { ...j.status, code: 'OK', durationUntilResetSeconds: undefined } : j.status)),
     responseHeaders: options.responseHeaders.enabled ? responseHeaders(judged, options) : [],
     stats,
     globalShadowApplied: over && options.globalShadowMode,
-    quotaViolations: judged.flatMap((j, i) => (j.quota && j.status.code === 'OVER_LIMIT' ? [i] : [])),
+    ...(quotaViolations === undefined ? {} : { quotaViolations }),
   };
 }
 
