@@ -148,7 +148,10 @@ export class ExtprocStream {
       request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, client_ip: clientIp,
       route: route && textAsHeaderValue(route.name), method, path: split.path, host,
     };
-    const vars = (name: string): string | undefined => (name in builtins ? builtins[name] : identity[name]);
+    // Own fields only: `constructor` and `__proto__` are valid variable names, and an object answers them from
+    // Object.prototype ("function Object() { [native code] }") where a missing variable must set no header.
+    const vars = (name: string): string | undefined =>
+      (Object.hasOwn(builtins, name) ? builtins[name] : Object.hasOwn(identity, name) ? identity[name] : undefined);
     this.request = { method, rawPath, path: split.path, host, headers, route, requestId, trace, vars };
     this.log = new LazyBoundLog(this.deps.log, { request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
     this.log.debug({ method, path: split.path, traceStarted: trace.started }, 'request headers');

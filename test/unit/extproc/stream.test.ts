@@ -316,3 +316,37 @@ extproc:
     assert.deepEqual(await answerFor('PUT', '/v2/a', [], 'plain'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' }, 'a named route without a cache');
   });
 });
+
+describe('template variables are only the built-ins and the identity\'s own fields', () => {
+  // `constructor` and `__proto__` are valid variable names; an object literal answers them from Object.prototype
+  // ("function Object() { [native code] }"), where a missing variable must set no header at all.
+  const settings = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: t
+      headers: { request: { set: { x-ctor: "{constructor}", x-proto: "u-{__proto__}", x-user: "{user_id}" } } }
+`, '/tmp/portcullis.yaml').extproc;
+  const setOn = async (identity: Record<string, string> | undefined) => {
+    const stream = new ExtprocStream({
+      settings, cache: new MemoryCacheStore(1 << 20), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => '1'.repeat(bytes * 2),
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/a'], [':authority', 'h']], endOfStream: true }, identity, attributes: {} });
+    assert.equal(answer.kind, 'request_headers');
+    return answer.kind === 'request_headers' ? Object.fromEntries(answer.mutation.set.map((s) => [s.name, s.value])) : {};
+  };
+
+  it('a missing variable named like an Object.prototype member sets no header', async () => {
+    for (const identity of [undefined, {}, { user_id: 'u1' }]) {
+      const set = await setOn(identity);
+      assert.equal(set['x-ctor'], undefined, JSON.stringify(identity));
+      assert.equal(set['x-proto'], undefined, JSON.stringify(identity));
+    }
+  });
+
+  it('an identity field of that name is used as any other', async () => {
+    const set = await setOn({ constructor: 'c1', user_id: 'u1' } as Record<string, string>);
+    assert.equal(set['x-ctor'], 'c1');
+    assert.equal(set['x-user'], 'u1');
+  });
+});
