@@ -9,12 +9,12 @@ import { ConfigError } from '../config/errors.js';
 import { schemaReader } from '../config/inputs.js';
 import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, type PortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyCommand } from './check-envoy.js';
-import { createLogger, type Logger } from '../observability/logger.js';
+import { createLogger, drainLogger, type Logger } from '../observability/logger.js';
 import { createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
-import { askForHandover, runSupervisor, serveSupervisor } from '../server/supervisor.js';
+import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -149,9 +149,19 @@ async function serve(configFile: string): Promise<number> {
     return 1;
   }
   const workers = resolveWorkers(config.server.workers);
-  if (cluster.isPrimary && workers > 1) return runSupervisor({ config, workers, logger: createLogger(config.log.level) });
+  const logger = createLogger(config.log.level);
+  try {
+    if (cluster.isPrimary && workers > 1) return await runSupervisor({ config, workers, logger });
+    return await serveProcess(config, handover, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger);
+  } finally {
+    // bin/portcullis.js calls process.exit next: see drainLogger for why a gone log reader would hang it otherwise.
+    await drainLogger(logger, 1000);
+  }
+}
+
+/** One process serving (alone, or as a supervisor's worker) until SIGTERM; resolves with the exit code. */
+async function serveProcess(config: PortcullisConfig, handover: Handover | undefined, logger: Logger): Promise<number> {
   const worker = cluster.isWorker;
-  const logger = worker ? createLogger(config.log.level).child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : createLogger(config.log.level);
   // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
   if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
@@ -19,4 +20,32 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     destination,
   );
+}
+
+/**
+ * Resolves once the lines `logger` was given have left the process (or their write failed), or after `timeoutMs`.
+ * Before process.exit: pino's exit hook writes what is left synchronously, and sonic-boom retries a failed
+ * synchronous write forever, so with the log reader gone (EPIPE) the process would never exit. A line still in an
+ * asynchronous write meets that error as an event instead, and pino stops writing. (Writing '' starts a write even
+ * when none is pending, so 'drain' comes either way.)
+ */
+export function drainLogger(logger: Logger, timeoutMs: number): Promise<void> {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
+  if (!(stream instanceof EventEmitter)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    stream.on('drain', done);
+    stream.on('error', done);
+    try {
+      (stream as unknown as DestinationStream).write('');
+    } catch {
+      done();
+    }
+  });
 }

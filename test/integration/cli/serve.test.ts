@@ -1,6 +1,7 @@
 // `portcullis serve` as operators run it (a child process): what it says when something outside is wrong.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -63,4 +64,24 @@ describe('portcullis serve: operator errors', () => {
       }
     });
   }
+});
+
+describe('portcullis serve: its log reader gone', () => {
+  it('SIGTERM still drains and exits 0 when nothing reads stdout any more (EPIPE)', async () => {
+    const { file } = writeConfig({ server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, shutdown_timeout_ms: 1000 }, ratelimit: { descriptors } });
+    const child = spawn(process.execPath, [portcullisBin(), 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+      await eventually(() => out.includes('portcullis listening'), 10_000, 'portcullis listening');
+      child.stdout.destroy(); // a log shipper that died: every later write to stdout fails with EPIPE
+      child.kill('SIGTERM');
+      // pino's exit hook used to retry its synchronous write of the last lines forever.
+      const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 8000))]);
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });

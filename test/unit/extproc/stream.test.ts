@@ -337,7 +337,8 @@ extproc:
   };
 
   it('a missing variable named like an Object.prototype member sets no header', async () => {
-    for (const identity of [undefined, {}, { user_id: 'u1' }]) {
+    const identities: (Record<string, string> | undefined)[] = [undefined, {}, { user_id: 'u1' }];
+    for (const identity of identities) {
       const set = await setOn(identity);
       assert.equal(set['x-ctor'], undefined, JSON.stringify(identity));
       assert.equal(set['x-proto'], undefined, JSON.stringify(identity));
