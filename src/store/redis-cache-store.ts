@@ -10,7 +10,8 @@
 import type { Cluster, Redis } from 'ioredis';
 import { ErrorCode, StoreError } from '../shared/errors.js';
 import { MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from './cache-store.js';
-import { raceAbort } from './redis-counter-store.js';
+import { raceAbort, toStoreError } from './redis-counter-store.js';
+import { StallGuard } from './stall-guard.js';
 
 interface Serialized {
   s: number;
@@ -61,7 +62,11 @@ interface StoreScriptRunner {
 }
 
 export class RedisCacheStore implements CacheStore {
+  /** Single node only, as in RedisCounterStore: holds calls back while Redis leaves one unanswered past its deadline. */
+  private readonly stall: StallGuard | undefined;
+
   constructor(private readonly client: Redis | Cluster, private readonly prefix: string) {
+    this.stall = client.isCluster ? undefined : new StallGuard();
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
     if (!(STORE_SCRIPT_NAME in client)) client.defineCommand(STORE_SCRIPT_NAME, { numberOfKeys: 2, lua: STORE_SCRIPT });
   }
@@ -113,12 +118,13 @@ export class RedisCacheStore implements CacheStore {
 
   private run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
     if (signal.aborted) return Promise.reject(new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline'));
+    if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.run(signal, work));
     let started: Promise<T>;
     try {
       started = work();
     } catch (error) {
       return Promise.reject(new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${(error as Error).message}`, { cause: error }));
     }
-    return raceAbort(started, signal);
+    return this.stall ? this.stall.race(started, signal, toStoreError) : raceAbort(started, signal);
   }
 }

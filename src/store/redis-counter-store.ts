@@ -16,6 +16,7 @@ import { whenAborted } from '../shared/abort.js';
 import { ErrorCode, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
+import { StallGuard } from './stall-guard.js';
 
 /**
  * KEYS[i]  = key of op i.
@@ -276,12 +277,18 @@ export class RedisCounterStore implements CounterStore {
   private batch: Map<number, PendingBatch> | undefined;
   /** Key -> TTL (ms) of counts that may have been created without their TTL: see countFixedWindowsPlain. */
   private readonly owedTtls = new Map<string, number>();
+  /**
+   * Holds calls back while Redis leaves one unanswered past its deadline (stall-guard.ts). Single node only: in a
+   * cluster one paused master would hold back the calls for every other master too.
+   */
+  private readonly stall: StallGuard | undefined;
 
   /** Takes ownership of `client`: close() closes it. */
   constructor(client: RedisClient) {
     this.client = client;
     // ioredis prefixes keys itself; the prefix changes the hash slot, so grouping must include it.
     this.keyPrefix = client.options.keyPrefix ?? '';
+    this.stall = client.isCluster ? undefined : new StallGuard();
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
     for (const [name, lua] of [
       [SCRIPT_NAME, COUNTER_SCRIPT],
@@ -300,8 +307,13 @@ export class RedisCounterStore implements CounterStore {
       return Promise.reject(error);
     }
     if (ops.length === 0) return Promise.resolve([]);
-    if (policy === 'always') return raceAbort(this.enqueue(ops, nowMs, signal), signal);
-    return raceAbort(this.run(ops, policy, nowMs, signal), signal);
+    if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.apply(ops, policy, nowMs, signal));
+    if (policy === 'always') return this.race(this.enqueue(ops, nowMs, signal), signal);
+    return this.race(this.run(ops, policy, nowMs, signal), signal);
+  }
+
+  private race<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+    return this.stall ? this.stall.race(work, signal, toStoreError) : raceAbort(work, signal);
   }
 
   /**
@@ -373,7 +385,8 @@ export class RedisCounterStore implements CounterStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return raceAbort(this.client.ping().then(() => undefined), signal);
+    if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.ping(signal));
+    return this.race(this.client.ping().then(() => undefined), signal);
   }
 
   async close(): Promise<void> {
@@ -565,7 +578,8 @@ export class RedisCounterStore implements CounterStore {
 
 /**
  * The batch without the requests whose deadline passed while they waited for the flush (the event loop was busy):
- * they were answered already (failure_mode), so their hits must not be counted.
+ * they were answered already (failure_mode), so their hits must not be counted. They are settled here, so that no
+ * StallGuard takes them for calls Redis has not answered.
  */
 function withoutExpired(batch: PendingBatch): PendingBatch {
   if (!batch.waiters.some((w) => w.signal.aborted)) return batch;
@@ -575,6 +589,8 @@ function withoutExpired(batch: PendingBatch): PendingBatch {
     if (!waiter.signal.aborted) {
       live.waiters.push(waiter);
       for (let i = at; i < at + waiter.count; i++) live.ops.push(batch.ops[i]!);
+    } else {
+      waiter.reject(deadlineError());
     }
     at += waiter.count;
   }
@@ -615,7 +631,7 @@ function deadlineError(): StoreError {
   return new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline');
 }
 
-function toStoreError(error: unknown): StoreError {
+export function toStoreError(error: unknown): StoreError {
   if (error instanceof StoreError) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${message}`, { cause: error });

@@ -68,6 +68,26 @@ describe('RedisCacheStore on a real server', () => {
     }
   });
 
+  it('writes nothing more while a call is unanswered past its budget (a stalled Redis): no pile of late writes', async () => {
+    const admin = new Redis(server.url);
+    const store = await connectedStore('stall:');
+    try {
+      const sleeping = sendCommand(server.port, ['DEBUG', 'SLEEP', '0.8']);
+      await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 6; i++) {
+        await assert.rejects(store.set('p', `v${i}`, entry('x'), 60_000, signal(40)), (e: { code?: string }) => e.code === 'PC_STORE_TIMEOUT');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await sleeping;
+      await store.ping(signal());
+      // Only the first store, written before the stall was known, ran when Redis woke.
+      assert.deepEqual(await admin.hkeys('stall:{p}'), ['v0']);
+    } finally {
+      admin.disconnect();
+      await store.close();
+    }
+  });
+
   it('a paused Redis is a STORE_TIMEOUT within the budget; a dead one STORE_UNAVAILABLE; then it heals', async () => {
     const store = await connectedStore('outage:');
     try {

@@ -464,6 +464,28 @@ describe('RedisCounterStore on a single node', () => {
     }
   });
 
+  it('sends nothing more while a call is unanswered past its deadline (a stalled Redis), so the stall counts almost none of the requests it failed', async () => {
+    const client = createRedisClient({ url: single.url });
+    const store = new RedisCounterStore(client);
+    try {
+      await ready(client);
+      const k = `stall:${randomUUID()}`;
+      const sleeping = sendCommand(single.port, ['DEBUG', 'SLEEP', '1.2'], 5000);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // let DEBUG SLEEP start
+      // Requests keep arriving during the stall; each gets STORE_TIMEOUT at its deadline (then failure_mode).
+      for (let i = 0; i < 8; i++) {
+        await rejectsWithCode(store.apply([fixed(k, 1, 1000)], 'always', NOW, AbortSignal.timeout(50)), ErrorCode.STORE_TIMEOUT);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await sleeping;
+      // The first request was written before anyone knew of the stall and ran when Redis woke; the other seven
+      // were never written. (Before: all eight waited in the socket and counted, and a paused Redis grew the heap.)
+      assert.deepEqual(await store.apply([fixed(k, 1, 1000)], 'always', NOW, AbortSignal.timeout(2000)), [r(1, 2, true)]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('does not count a request whose deadline passed before its batch was sent', async () => {
     const client = createRedisClient({ url: single.url });
     const store = new RedisCounterStore(client);
