@@ -27,12 +27,15 @@ import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, 
 import { safeHeaderValue } from './templates.js';
 import { bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
 import type { CachedResponse, CacheStore } from '../store/cache-store.js';
+import type { CacheHealth } from './cache-health.js';
 import type { Clock } from '../shared/clock.js';
 
 export interface StreamDeps {
   /** The config snapshot this stream uses from start to end. */
   readonly settings: ExtprocSettings;
   readonly cache: CacheStore;
+  /** Shared by every stream: a cache outage is logged when it starts and when it ends, not per request. */
+  readonly cacheHealth: CacheHealth;
   readonly clock: Clock;
   readonly randomHex: RandomHex;
   readonly observer: ExtprocObserver;
@@ -344,23 +347,37 @@ export class ExtprocStream {
     const entry: CachedResponse = { ...pending.entry, body: Buffer.concat(pending.chunks) };
     try {
       await this.deps.cache.set(state.pathKey, state.variant, entry, pending.ttlMs, this.budget());
+      this.cacheAnswered();
       this.deps.observer.cache('stored');
       this.log.debug({ status: entry.status, ttlMs: pending.ttlMs, bytes: entry.body.length }, 'response stored');
     } catch (error) {
       this.deps.observer.cacheError('set');
-      this.log.warn({ err: (error as Error).message }, 'cache store failed; response not stored');
+      this.cacheFailed(error, 'cache store failed; response not stored');
     }
   }
 
   private async invalidate(key: string): Promise<void> {
     try {
       await this.deps.cache.invalidate(key, this.budget());
+      this.cacheAnswered();
       this.deps.observer.cache('invalidated');
       this.log.debug({ method: this.request?.method }, 'cached entries of the path invalidated');
     } catch (error) {
       this.deps.observer.cacheError('invalidate');
-      this.log.warn({ err: (error as Error).message }, 'cache invalidation failed');
+      this.cacheFailed(error, 'cache invalidation failed');
     }
+  }
+
+  /** Warns at the first failure of an outage only; the rest are counted in metrics and logged at debug. */
+  private cacheFailed(error: unknown, message: string): void {
+    const err = (error as Error).message;
+    if (this.deps.cacheHealth.failed()) this.log.warn({ err }, message);
+    else this.log.debug({ err }, message);
+  }
+
+  private cacheAnswered(): void {
+    const failures = this.deps.cacheHealth.answered();
+    if (failures !== undefined) this.log.info({ failures }, 'cache store answering again');
   }
 
   private async lookup(state: CacheState, headers: HeaderList): Promise<Answer | undefined> {
@@ -371,9 +388,10 @@ export class ExtprocStream {
     } catch (error) {
       state.lookup = 'failed';
       this.deps.observer.cacheError('get');
-      this.log.warn({ err: (error as Error).message }, 'cache lookup failed; continuing without the cache');
+      this.cacheFailed(error, 'cache lookup failed; continuing without the cache');
       return undefined;
     }
+    this.cacheAnswered();
     state.lookup = 'miss';
     if (entry === undefined) return undefined;
     if (!entry.vary.every(([name, value]) => varyValue(headerValues(headers, name)) === value)) return undefined;

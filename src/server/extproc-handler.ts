@@ -11,6 +11,7 @@ import { textAsHeaderValue, type Header, type HeaderMutation } from '../extproc/
 import { EXT_AUTHZ_NAMESPACE, type Identity } from '../extproc/identity.js';
 import type { RandomHex } from '../extproc/ids.js';
 import { ExtprocStream } from '../extproc/stream.js';
+import { CacheHealth } from '../extproc/cache-health.js';
 import type { ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
 import type { Clock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -57,13 +58,14 @@ export interface ExtprocHandlerDeps {
 export const ROUTE_METADATA_KEY = 'x-portcullis-route';
 
 export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServiceImplementation {
+  const cacheHealth = new CacheHealth();
   return {
     Process(call: ServerDuplexStream<WireProcessingRequest, unknown>): void {
       deps.inFlight.enter();
       deps.observer.stream();
       const hint = call.metadata.get(ROUTE_METADATA_KEY)[0];
       const stream = new ExtprocStream({
-        settings: deps.settings(), cache: deps.cache, clock: deps.clock, randomHex: deps.randomHex,
+        settings: deps.settings(), cache: deps.cache, cacheHealth, clock: deps.clock, randomHex: deps.randomHex,
         observer: deps.observer, log: deps.log, routeHint: typeof hint === 'string' ? hint : undefined,
       });
       let chain: Promise<void> = Promise.resolve();

@@ -312,6 +312,43 @@ describe('ext_proc server: Redis failures', () => {
   });
 });
 
+describe('ext_proc server: a Redis outage in the log', () => {
+  it('warns once when the cache store starts failing, not per stream, and says when it answers again', async () => {
+    const redis = await startRedis();
+    const app = await startTestApp({
+      descriptors: DESCRIPTORS, extproc: extprocConfig(300), files: { 'user.json': USER_SCHEMA },
+      cache: new RedisCacheStore(createRedisClient({ url: redis.url }), 'it:flood:'),
+    });
+    const client = extprocClient(app.grpcAddress);
+    const lookup = async (path: string): Promise<void> => {
+      const s = client.open();
+      await s.exchange(requestHeaders(GET(path)));
+      s.end();
+      await s.status;
+    };
+    const warnings = (): Record<string, unknown>[] => app.logs().filter((l) => l['level'] === 40 && String(l['msg']).startsWith('cache '));
+    try {
+      await redis.kill();
+      for (let i = 0; i < 20; i++) await lookup(`/catalog/flood/${i}`);
+      assert.equal(await app.metric('portcullis_extproc_cache_errors_total', { operation: 'get' }), 20);
+      assert.deepEqual(warnings().map((l) => l['msg']), ['cache lookup failed; continuing without the cache']);
+      await redis.restart();
+      await eventually(async () => {
+        await lookup('/catalog/flood/back');
+        return app.logs().some((l) => l['msg'] === 'cache store answering again');
+      }, 10_000, 'the recovery line');
+      const recovered = app.logs().find((l) => l['msg'] === 'cache store answering again')!;
+      assert.equal(recovered['level'], 30);
+      assert.ok(Number(recovered['failures']) >= 20, JSON.stringify(recovered));
+      assert.equal(warnings().length, 1);
+    } finally {
+      client.close();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('ext_proc protocol correctness', () => {
   let app: TestApp;
   let client: ExtprocClient;
