@@ -120,9 +120,24 @@ export function buildApp(deps: AppDeps): App {
     },
   };
 
+  // Loads run one at a time: the watcher, SIGHUP and a supervisor's message may each ask for one at any time, and of
+  // two overlapping loads the one that read the files first may finish last and swap the older config back in.
+  // Reloads asked for while one waits its turn share it: it reads the files as they are when it starts.
+  let lastLoad: Promise<void> = Promise.resolve();
+  let waitingReload: Promise<void> | undefined;
+  const inTurn = (source?: ConfigInputs): Promise<void> => {
+    const next = lastLoad.catch(() => undefined).then(() => {
+      if (source === undefined) waitingReload = undefined;
+      return load(source);
+    });
+    lastLoad = next;
+    return next;
+  };
+  const reload = (): Promise<void> => (waitingReload ??= inTurn());
+
   /**
    * Reads the files on disk, or takes `source` (what a sibling worker last loaded: a replacement's start), and swaps
-   * in the config they make; keeps the last good one when they make none.
+   * in the config they make; keeps the last good one when they make none. Only through inTurn().
    */
   const load = async (source?: ConfigInputs): Promise<void> => {
     const previous = holder.current();
@@ -213,14 +228,14 @@ export function buildApp(deps: AppDeps): App {
   };
 
   return {
-    reload: () => load(),
+    reload,
     ready,
     views,
     configInputs: () => lastGood,
     async start(from) {
-      await load(from);
+      await inTurn(from);
       // The hand-over may predate an edit the siblings were told to load before this worker could hear it.
-      if (from !== undefined) await load();
+      if (from !== undefined) await reload();
       const settings = deps.config;
       const authzDefinition = authorizationServiceDefinition();
       grpc = await startGrpcServer(settings.server.grpc.address, [{
@@ -278,7 +293,7 @@ export function buildApp(deps: AppDeps): App {
       const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
         watcher = watchConfig(watchedPaths(settings), settings.ratelimit.reload.pollIntervalMs, () =>
-          load().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
+          reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
       }
       return { grpcAddress: grpc.address, adminAddress, httpAddress };

@@ -179,6 +179,14 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   let onSignal = (signal: string): void => void (requested ??= signal);
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  // Node's default for SIGHUP is to exit: `kill -HUP`, a service manager's reload or a closed terminal would stop
+  // the server undrained. A single process reloads, as the supervisor does; a worker leaves it to its supervisor,
+  // which gets the same signal (a process group's) and tells every worker to reload.
+  process.on('SIGHUP', () => {
+    if (worker) return;
+    logger.info('SIGHUP: reloading the config');
+    app.reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed'));
+  });
   let addresses: Awaited<ReturnType<typeof app.start>>;
   try {
     addresses = await app.start(handover?.lastGood);

@@ -85,3 +85,23 @@ describe('portcullis serve: its log reader gone', () => {
     }
   });
 });
+
+describe('portcullis serve: signals', () => {
+  it('reloads on SIGHUP (a single process), instead of dying of it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-hup-'));
+    const file = path.join(dir, 'd.yaml');
+    writeFileSync(file, 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1 }\n');
+    // No file watching: only the signal can make it reload.
+    const p = await startPortcullis({ server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, ratelimit: { descriptors: dir, reload: { enabled: false } } });
+    try {
+      writeFileSync(file, 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 7 }\n');
+      process.kill(p.pid!, 'SIGHUP');
+      await eventually(async () => (await (await fetch(`${p.adminUrl}/rlconfig`)).text()).includes('requests_per_unit=7'), 5000, 'the new limit after SIGHUP');
+      assert.ok(p.logs().some((l) => l['msg'] === 'SIGHUP: reloading the config'));
+      assert.equal((await fetch(`${p.adminUrl}/healthz`)).status, 200);
+    } finally {
+      assert.equal(await p.stop(), 0, p.output());
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
