@@ -20,7 +20,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { compileDescriptorFilesOffThread, dumpLimits } from './ratelimit/descriptor-config.js';
 import { OverLimitCache } from './ratelimit/local-cache.js';
-import { RateLimitService, type RateLimitSnapshot } from './ratelimit/service.js';
+import { RateLimitService, type RateLimitObserver, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
 import { createAdminServer, listen, type AdminDeps } from './server/admin-http.js';
 import { createBffServer } from './server/bff-http.js';
@@ -32,6 +32,8 @@ import { externalProcessorHandlers } from './server/extproc-handler.js';
 import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
 import { handleJsonRequest, rateLimitHandlers } from './server/ratelimit-handler.js';
 import type { Clock } from './shared/clock.js';
+import { ErrorCode } from './shared/errors.js';
+import { FailureStreak } from './shared/failure-streak.js';
 import type { CacheStore } from './store/cache-store.js';
 import type { CounterStore } from './store/counter-store.js';
 import { MemoryRevocationList } from './store/revocation-list.js';
@@ -91,8 +93,25 @@ export function buildApp(deps: AppDeps): App {
     onKeysSkipped: (provider, skipped) => logger.warn({ provider, skipped }, 'JWKS keys skipped: they cannot be imported or serve none of the provider\'s algorithms'),
   });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
+  // A Redis that refuses to count (out of memory, read-only) still answers PING, so /readyz stays green while every
+  // request gets the failure_mode answer: the log says when that starts and when counting resumes, once each.
+  // Timeouts are left to the store probe ('counter store unreachable'): one slow call under load is not an outage.
+  const storeStreak = new FailureStreak();
+  const ratelimitObserver: RateLimitObserver = {
+    ...metrics.ratelimit,
+    storeError(code, message) {
+      metrics.ratelimit.storeError(code);
+      if (code === ErrorCode.STORE_UNAVAILABLE && storeStreak.failed()) {
+        logger.warn({ err: message, failureMode: holder.current().config.ratelimit.failureMode }, 'counter store failing; answering with ratelimit.failure_mode');
+      }
+    },
+    storeAnswered() {
+      const failures = storeStreak.answered();
+      if (failures !== undefined) logger.info({ failures }, 'counter store answering again');
+    },
+  };
   const service = new RateLimitService({
-    store, clock, overLimitCache, random: deps.random, observer: metrics.ratelimit,
+    store, clock, overLimitCache, random: deps.random, observer: ratelimitObserver,
     snapshot: () => holder.current().snapshot,
   });
   const upstream = new UndiciUpstreamClient();

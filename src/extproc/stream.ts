@@ -27,7 +27,7 @@ import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, 
 import { safeHeaderValue } from './templates.js';
 import { bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
 import type { CachedResponse, CacheStore } from '../store/cache-store.js';
-import type { CacheHealth } from './cache-health.js';
+import type { FailureStreak } from '../shared/failure-streak.js';
 import type { Clock } from '../shared/clock.js';
 
 export interface StreamDeps {
@@ -35,7 +35,7 @@ export interface StreamDeps {
   readonly settings: ExtprocSettings;
   readonly cache: CacheStore;
   /** Shared by every stream: a cache outage is logged when it starts and when it ends, not per request. */
-  readonly cacheHealth: CacheHealth;
+  readonly cacheHealth: FailureStreak;
   readonly clock: Clock;
   readonly randomHex: RandomHex;
   readonly observer: ExtprocObserver;

@@ -109,6 +109,8 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
       storeError(code) {
         storeErrors.inc({ code });
       },
+      // Nothing to count: a success is every decision. (app.ts logs the end of a run of store errors.)
+      storeAnswered() {},
       serviceError(code) {
         serviceErrors.inc({ code });
       },

@@ -38,7 +38,10 @@ export interface RateLimitObserver {
   domainNotFound(domain: string, descriptors: number): void;
   decision(domain: string, code: Code, globalShadow: boolean): void;
   localCacheHit(): void;
-  storeError(code: string): void;
+  /** The store failed; the request gets the failure_mode answer. */
+  storeError(code: string, message: string): void;
+  /** The store answered a request's ops (what ends a run of storeError). */
+  storeAnswered(): void;
 }
 
 export interface RateLimitServiceDeps {
@@ -118,9 +121,10 @@ export class RateLimitService {
     if (ops.length > 0) {
       try {
         results = await this.deps.store.apply(ops, policy, nowMs, signal);
+        this.deps.observer.storeAnswered();
       } catch (error) {
         if (!(error instanceof StoreError)) throw error;
-        this.deps.observer.storeError(error.code);
+        this.deps.observer.storeError(error.code, error.message);
         if (settings.failureMode === 'error') throw error;
         const answer = failureDecision(settings.failureMode, request.descriptors.length);
         // Counted like any answer: in deny mode an outage refuses everything, and refusals by domain must show it.

@@ -11,7 +11,7 @@ import { textAsHeaderValue, type Header, type HeaderMutation } from '../extproc/
 import { EXT_AUTHZ_NAMESPACE, type Identity } from '../extproc/identity.js';
 import type { RandomHex } from '../extproc/ids.js';
 import { ExtprocStream } from '../extproc/stream.js';
-import { CacheHealth } from '../extproc/cache-health.js';
+import { FailureStreak } from '../shared/failure-streak.js';
 import type { ExtprocObserver, ProcessingAnswer, ProcessingInput, ProcessingMessage, StreamLog } from '../extproc/types.js';
 import type { Clock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -58,7 +58,7 @@ export interface ExtprocHandlerDeps {
 export const ROUTE_METADATA_KEY = 'x-portcullis-route';
 
 export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServiceImplementation {
-  const cacheHealth = new CacheHealth();
+  const cacheHealth = new FailureStreak();
   return {
     Process(call: ServerDuplexStream<WireProcessingRequest, unknown>): void {
       deps.inFlight.enter();

@@ -213,6 +213,40 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
     }
   });
 
+  it('logs once when Redis refuses to count (out of memory, then read-only), which /readyz cannot see, and once when it counts again', async () => {
+    const own = await startRedis();
+    const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('refused', 10) }, redisUrl: own.url, ratelimit: 'failure_mode: allow' });
+    const failing = (): Record<string, unknown>[] => t.logs().filter((l) => l['msg'] === 'counter store failing; answering with ratelimit.failure_mode');
+    const back = (): Record<string, unknown>[] => t.logs().filter((l) => l['msg'] === 'counter store answering again');
+    try {
+      await t.client.shouldRateLimit(userRequest('refused', 'warm'));
+      await sendCommand(own.port, ['CONFIG', 'SET', 'maxmemory', '1']);
+      for (let i = 0; i < 10; i++) {
+        const r = await t.client.shouldRateLimit(userRequest('refused', `oom-${i}`));
+        assert.equal(r.statuses?.[0]?.current_limit ?? undefined, undefined, 'answered by failure_mode, not counted');
+      }
+      assert.equal((await fetch(`${t.adminUrl}/readyz`)).status, 200, 'PING still answers');
+      assert.equal(failing().length, 1, JSON.stringify(failing()));
+      assert.equal(failing()[0]?.['level'], 40);
+      assert.match(String(failing()[0]?.['err']), /OOM/);
+      await sendCommand(own.port, ['CONFIG', 'SET', 'maxmemory', '0']);
+      assert.ok((await t.client.shouldRateLimit(userRequest('refused', 'ok'))).statuses?.[0]?.current_limit);
+      assert.equal(back().length, 1);
+      assert.equal(back()[0]?.['failures'], 10);
+
+      await sendCommand(own.port, ['REPLICAOF', '127.0.0.1', '1']); // a dead master: read-only
+      for (let i = 0; i < 5; i++) await t.client.shouldRateLimit(userRequest('refused', `ro-${i}`));
+      assert.equal(failing().length, 2);
+      assert.match(String(failing()[1]?.['err']), /READONLY/);
+      await sendCommand(own.port, ['REPLICAOF', 'NO', 'ONE']);
+      await t.client.shouldRateLimit(userRequest('refused', 'ok'));
+      assert.equal(back().length, 2);
+    } finally {
+      await t.close();
+      await own.stop();
+    }
+  });
+
   it('bounds a slow Redis by the gRPC deadline', async () => {
     const own = await startRedis();
     const t = await startTestApp({ descriptors: { 'd.yaml': minuteLimit('slow', 10) }, redisUrl: own.url, ratelimit: 'timeout_ms: 100' });

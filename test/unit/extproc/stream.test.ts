@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
-import { CacheHealth } from '../../../src/extproc/cache-health.js';
+import { FailureStreak } from '../../../src/shared/failure-streak.js';
 import { ExtprocStream, needsResponsePhase } from '../../../src/extproc/stream.js';
 import type { ProcessingAnswer, ProcessingMessage } from '../../../src/extproc/types.js';
 import { MemoryCacheStore } from '../../../src/store/memory-cache-store.js';
@@ -30,7 +30,7 @@ function harness() {
   const cache = new MemoryCacheStore(1 << 20);
   let n = 0;
   const open = () => new ExtprocStream({
-    settings, cache, cacheHealth: new CacheHealth(), clock, observer, log: silent, routeHint: undefined,
+    settings, cache, cacheHealth: new FailureStreak(), clock, observer, log: silent, routeHint: undefined,
     randomHex: (bytes) => (++n).toString(16).padStart(bytes * 2, '0'),
   });
   const send = (s: ExtprocStream, message: ProcessingMessage): Promise<ProcessingAnswer> => s.handle({ message, identity: undefined, attributes: {} });
@@ -152,7 +152,7 @@ describe('ExtprocStream cache keys', () => {
   it('the debug line about a path not in normal form leaves its query out (it may carry credentials)', async () => {
     const lines: unknown[] = [];
     const recording = { child: () => recording, debug: (o: unknown) => void lines.push(o), info: () => undefined, warn: () => undefined };
-    const s = new ExtprocStream({ settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new CacheHealth(), clock: new FakeClock(0), observer, log: recording, routeHint: undefined, randomHex: (b) => '1'.repeat(b * 2) });
+    const s = new ExtprocStream({ settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: recording, routeHint: undefined, randomHex: (b) => '1'.repeat(b * 2) });
     await s.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/c/x/../a?api_key=SECRET&access_token=T'], [':authority', 'h']], endOfStream: true }, identity: undefined, attributes: {} });
     assert.ok(lines.some((l) => JSON.stringify(l).includes('/c/x/../a')), JSON.stringify(lines));
     assert.ok(!JSON.stringify(lines).includes('SECRET'), JSON.stringify(lines));
@@ -244,7 +244,7 @@ extproc:
     it(name, async () => {
       const cache = new MemoryCacheStore(1 << 20);
       const open = (routeHint: string | undefined) => new ExtprocStream({
-        settings: hinted, cache, cacheHealth: new CacheHealth(), clock: new FakeClock(0), observer, log: silent, routeHint, randomHex: (bytes) => '1'.repeat(bytes * 2),
+        settings: hinted, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint, randomHex: (bytes) => '1'.repeat(bytes * 2),
       });
       const send = (s: ExtprocStream, message: ProcessingMessage) => s.handle({ message, identity: undefined, attributes: {} });
       const request = (m: string) => ({ kind: 'request_headers' as const, headers: [[':method', m], [':path', '/v2/products/1'], [':authority', 'shop']] as HeaderList, endOfStream: true });
@@ -299,7 +299,7 @@ extproc:
 
   const answerFor = async (method: string, path: string, headers: HeaderList = [], routeHint?: string) => {
     const stream = new ExtprocStream({
-      settings: envoyEchoes, cache: new MemoryCacheStore(1 << 20), cacheHealth: new CacheHealth(), clock: new FakeClock(0), observer, log: silent, routeHint,
+      settings: envoyEchoes, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint,
       randomHex: (bytes) => '1'.repeat(bytes * 2),
     });
     const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', method], [':path', path], [':authority', 'h'], ...headers], endOfStream: false }, identity: undefined, attributes: {} });
@@ -329,7 +329,7 @@ extproc:
 `, '/tmp/portcullis.yaml').extproc;
   const setOn = async (identity: Record<string, string> | undefined) => {
     const stream = new ExtprocStream({
-      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new CacheHealth(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
       randomHex: (bytes) => '1'.repeat(bytes * 2),
     });
     const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/a'], [':authority', 'h']], endOfStream: true }, identity, attributes: {} });
@@ -353,18 +353,3 @@ extproc:
   });
 });
 
-describe('CacheHealth', () => {
-  it('reports the first failure of an outage and its end, with the number of failures', () => {
-    const health = new CacheHealth();
-    const steps: [string, boolean | number | undefined][] = [];
-    steps.push(['answered', health.answered()]);
-    for (let i = 0; i < 3; i++) steps.push(['failed', health.failed()]);
-    steps.push(['answered', health.answered()], ['answered', health.answered()], ['failed', health.failed()], ['answered', health.answered()]);
-    assert.deepEqual(steps, [
-      ['answered', undefined],
-      ['failed', true], ['failed', false], ['failed', false],
-      ['answered', 3], ['answered', undefined],
-      ['failed', true], ['answered', 1],
-    ]);
-  });
-});

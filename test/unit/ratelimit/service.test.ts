@@ -51,6 +51,7 @@ class RecordingObserver implements RateLimitObserver {
   storeError(code: string): void {
     this.storeErrors.push(code);
   }
+  storeAnswered(): void {}
 }
 
 interface StoreCall {
