@@ -10,7 +10,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { ErrorCode, StoreError } from '../shared/errors.js';
 import { MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from './cache-store.js';
-import { raceAbort, toStoreError } from './redis-counter-store.js';
+import { raceAbort } from './redis-counter-store.js';
 import { StallGuard } from './stall-guard.js';
 
 interface Serialized {
@@ -125,6 +125,6 @@ export class RedisCacheStore implements CacheStore {
     } catch (error) {
       return Promise.reject(new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${(error as Error).message}`, { cause: error }));
     }
-    return this.stall ? this.stall.race(started, signal, toStoreError) : raceAbort(started, signal);
+    return raceAbort(started, signal, this.stall);
   }
 }

@@ -308,12 +308,8 @@ export class RedisCounterStore implements CounterStore {
     }
     if (ops.length === 0) return Promise.resolve([]);
     if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.apply(ops, policy, nowMs, signal));
-    if (policy === 'always') return this.race(this.enqueue(ops, nowMs, signal), signal);
-    return this.race(this.run(ops, policy, nowMs, signal), signal);
-  }
-
-  private race<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-    return this.stall ? this.stall.race(work, signal, toStoreError) : raceAbort(work, signal);
+    if (policy === 'always') return raceAbort(this.enqueue(ops, nowMs, signal), signal, this.stall);
+    return raceAbort(this.run(ops, policy, nowMs, signal), signal, this.stall);
   }
 
   /**
@@ -386,7 +382,7 @@ export class RedisCounterStore implements CounterStore {
       return Promise.reject(error);
     }
     if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.ping(signal));
-    return this.race(this.client.ping().then(() => undefined), signal);
+    return raceAbort(this.client.ping().then(() => undefined), signal, this.stall);
   }
 
   async close(): Promise<void> {
@@ -631,7 +627,7 @@ function deadlineError(): StoreError {
   return new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline');
 }
 
-export function toStoreError(error: unknown): StoreError {
+function toStoreError(error: unknown): StoreError {
   if (error instanceof StoreError) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${message}`, { cause: error });
@@ -639,18 +635,28 @@ export function toStoreError(error: unknown): StoreError {
 
 /**
  * Settles with `work`, or with STORE_TIMEOUT as soon as `signal` aborts, whichever comes first. `work` keeps its
- * handlers, so a reply (or error) arriving after the deadline is dropped rather than reported as unhandled.
+ * handlers, so a reply (or error) arriving after the deadline is dropped rather than reported as unhandled; with a
+ * `stall` guard, it counts as overdue until then.
  */
-export function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function raceAbort<T>(work: Promise<T>, signal: AbortSignal, stall?: StallGuard): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const unsubscribe = whenAborted(signal, () => reject(deadlineError()));
+    let late = false;
+    const unsubscribe = whenAborted(signal, () => {
+      late = true;
+      stall?.overdue();
+      reject(deadlineError());
+    });
+    const settled = (): void => {
+      unsubscribe();
+      if (late) stall?.answered();
+    };
     work.then(
       (value) => {
-        unsubscribe();
+        settled();
         resolve(value);
       },
       (error: unknown) => {
-        unsubscribe();
+        settled();
         reject(toStoreError(error));
       },
     );

@@ -15,12 +15,12 @@ import { ErrorCode, StoreError } from '../shared/errors.js';
 
 export class StallGuard {
   /** Calls whose caller's deadline passed before their reply came. */
-  private overdue = 0;
+  private overdueCalls = 0;
   private readonly waiting = new Set<() => void>();
 
   /** True while a call is unanswered past its caller's deadline. */
   get stalled(): boolean {
-    return this.overdue > 0;
+    return this.overdueCalls > 0;
   }
 
   /**
@@ -28,7 +28,7 @@ export class StallGuard {
    * first (the call was never written: it counts nothing).
    */
   clear(signal: AbortSignal): Promise<void> {
-    if (this.overdue === 0) return Promise.resolve();
+    if (this.overdueCalls === 0) return Promise.resolve();
     if (signal.aborted) return Promise.reject(deadlineError());
     return new Promise<void>((resolve, reject) => {
       const done = (): void => {
@@ -44,38 +44,15 @@ export class StallGuard {
     });
   }
 
-  /**
-   * Settles with `work`, or with STORE_TIMEOUT as soon as `signal` aborts; in that case `work` counts as overdue
-   * until it settles. `work` keeps its handlers, so a late reply is dropped rather than reported as unhandled.
-   */
-  race<T>(work: Promise<T>, signal: AbortSignal, toError: (error: unknown) => unknown): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let late = false;
-      const unsubscribe = whenAborted(signal, () => {
-        late = true;
-        this.overdue++;
-        reject(deadlineError());
-      });
-      const settled = (): void => {
-        unsubscribe();
-        if (late) this.answered();
-      };
-      work.then(
-        (value) => {
-          settled();
-          resolve(value);
-        },
-        (error: unknown) => {
-          settled();
-          reject(toError(error));
-        },
-      );
-    });
+  /** A call's caller gave up before its reply came (raceAbort): until it settles, the call is overdue. */
+  overdue(): void {
+    this.overdueCalls++;
   }
 
-  private answered(): void {
-    this.overdue--;
-    if (this.overdue > 0) return;
+  /** An overdue call settled. */
+  answered(): void {
+    this.overdueCalls--;
+    if (this.overdueCalls > 0) return;
     for (const release of [...this.waiting]) release();
   }
 }

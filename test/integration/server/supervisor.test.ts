@@ -81,6 +81,24 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Resolves once both workers have logged `msg` since log line `since`. */
+  const bothLogged = (since: number, msg: string, what: string): Promise<void> => eventually(() => {
+    const lines = portcullis.logs().slice(since).filter((l) => l['msg'] === msg);
+    return new Set(lines.map((l) => l['worker'])).size === 2;
+  }, 30_000, what);
+
+  /** SIGKILLs worker 1; resolves with what it was once its replacement runs and every worker is ready. */
+  const killFirstWorker = async (what: string): Promise<WorkerSummary> => {
+    const [victim] = await workers(portcullis);
+    assert.ok(victim?.pid);
+    process.kill(victim.pid, 'SIGKILL');
+    await eventually(async () => {
+      const now = await workers(portcullis);
+      return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
+    }, 30_000, what);
+    return victim;
+  };
+
   it('serves one port from both workers, counts exactly across them, and sums their metrics', async () => {
     const before = await workers(portcullis);
     assert.equal(before.length, 2);
@@ -167,20 +185,11 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     writeFileSync(portcullis.configFile, 'server: [not a mapping\n');
     writeFileSync(path.join(dir, 'spread.yaml'), 'domain: [broken\n');
     try {
-      await eventually(() => {
-        const refused = portcullis.logs().slice(atEdit).filter((l) => l['msg'] === 'config rejected; keeping the last good config');
-        return new Set(refused.map((l) => l['worker'])).size === 2;
-      }, 30_000, 'both workers to refuse the edit');
-      const [victim] = await workers(portcullis);
-      assert.ok(victim?.pid);
+      await bothLogged(atEdit, 'config rejected; keeping the last good config', 'both workers to refuse the edit');
       const atKill = portcullis.logs().length;
-      process.kill(victim.pid, 'SIGKILL');
       // Read from the broken files, the replacement would exit at once, again and again (or, with only the descriptor
       // file broken, start with no rate limit config and never be ready).
-      await eventually(async () => {
-        const now = await workers(portcullis);
-        return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
-      }, 30_000, 'a replacement worker, ready');
+      const victim = await killFirstWorker('a replacement worker, ready');
       const replacement = portcullis.logs().slice(atKill).filter((l) => l['worker'] === victim.worker).map((l) => l['msg']);
       const loaded = replacement.indexOf('config loaded');
       assert.ok(loaded >= 0, replacement.join(', '));
@@ -207,18 +216,9 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     // Valid, but `redis` applies on restart only: the workers keep the Redis they started with.
     writeFileSync(portcullis.configFile, good.replace(redis.url, 'redis://127.0.0.1:1'));
     try {
-      await eventually(() => {
-        const noted = portcullis.logs().slice(atEdit).filter((l) => l['msg'] === 'settings changed in the config file that take effect on restart');
-        return new Set(noted.map((l) => l['worker'])).size === 2;
-      }, 30_000, 'both workers to note the change');
-      const [victim] = await workers(portcullis);
-      assert.ok(victim?.pid);
-      process.kill(victim.pid, 'SIGKILL');
+      await bothLogged(atEdit, 'settings changed in the config file that take effect on restart', 'both workers to note the change');
       // On the changed URL the replacement would find no counter store and never be ready.
-      await eventually(async () => {
-        const now = await workers(portcullis);
-        return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
-      }, 30_000, 'a replacement worker, ready on the Redis its siblings use');
+      await killFirstWorker('a replacement worker, ready on the Redis its siblings use');
     } finally {
       writeFileSync(portcullis.configFile, good);
     }
