@@ -140,7 +140,13 @@ export class Composer {
     }
     // No prototype: a header named __proto__ is a header like any other, not a prototype to set.
     const headers: Record<string, string> = Object.assign(Object.create(null) as Record<string, string>, forwarded);
-    for (const [name, template] of call.headers) headers[name] = renderString(template, scope);
+    for (const [name, template] of call.headers) {
+      const value = renderString(template, scope);
+      // The HTTP client refuses such a value, and its error would read as the service's network failure: a client's
+      // CR, LF or emoji is an input failure, like a path value that cannot be URL-encoded.
+      if (!isHeaderValue(value)) return { kind: 'failed', reason: 'input', detail: `header '${name}' would hold CR, LF, NUL or a character beyond U+00FF` };
+      headers[name] = value;
+    }
 
     // A call as long as its endpoint needs no timer of its own: the endpoint's signal bounds it.
     const own = call.timeoutMs < timeoutMs ? callTimer(call.timeoutMs, endpointSignal) : undefined;
@@ -166,6 +172,13 @@ export class Composer {
 }
 
 const NO_INPUTS: Promise<Settled[]> = Promise.resolve([]);
+
+/** Any character outside RFC 9110's field-value (tab, space, visible ASCII, obs-text): what undici and Node's http refuse. */
+const NOT_HEADER_TEXT = /[^\t\x20-\x7e\x80-\xff]/;
+
+export function isHeaderValue(value: string): boolean {
+  return !NOT_HEADER_TEXT.test(value);
+}
 
 /** A signal that aborts after `ms` or with `parent`, whichever comes first. */
 function callTimer(ms: number, parent: AbortSignal): { signal: AbortSignal; clear(): void } {

@@ -184,6 +184,9 @@ export async function handleJsonRequest(service: RateLimitService, body: string,
   }
 }
 
+const UINT32_MAX = 0xffff_ffff;
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
 /** protojson accepts both lowerCamelCase and the proto field names. */
 function jsonToWire(json: unknown): WireRequest {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('not an object');
@@ -194,24 +197,35 @@ function jsonToWire(json: unknown): WireRequest {
     if (typeof v !== 'string') throw new Error('expected a string');
     return v;
   };
+  // The fields are uint32: protojson refuses what does not fit, and a string must be a JSON number ('', ' 2', '0x10' are not).
   const uint = (v: unknown): number => {
     if (v === undefined || v === null) return 0;
+    if (typeof v === 'string' && !JSON_NUMBER.test(v)) throw new Error('expected an unsigned integer');
     const n = typeof v === 'string' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error('expected an unsigned integer');
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > UINT32_MAX) throw new Error('expected an unsigned integer');
     return n;
+  };
+  // A message is an object: a string or a list is no descriptor, entry or limit. Null unsets a field, but is no item of a list.
+  const message = (v: unknown): Record<string, unknown> => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected an object');
+    return v as Record<string, unknown>;
   };
   const descriptors = pick(o, 'descriptors', 'descriptors') ?? [];
   if (!Array.isArray(descriptors)) throw new Error('descriptors must be a list');
   return {
     domain: str(o['domain']),
     hits_addend: uint(pick(o, 'hitsAddend', 'hits_addend')),
-    descriptors: descriptors.map((d: Record<string, unknown>) => {
+    descriptors: descriptors.map((item: unknown) => {
+      const d = message(item);
       const entries = d['entries'] ?? [];
       if (!Array.isArray(entries)) throw new Error('entries must be a list');
-      const limit = d['limit'] as Record<string, unknown> | undefined;
+      const limit = d['limit'] === undefined || d['limit'] === null ? undefined : message(d['limit']);
       const hits = pick(d, 'hitsAddend', 'hits_addend');
       return {
-        entries: entries.map((e: Record<string, unknown>) => ({ key: str(e['key']), value: str(e['value']) })),
+        entries: entries.map((item: unknown) => {
+          const e = message(item);
+          return { key: str(e['key']), value: str(e['value']) };
+        }),
         limit: limit && { requests_per_unit: uint(pick(limit, 'requestsPerUnit', 'requests_per_unit')), unit: str(limit['unit']) || 'UNKNOWN' },
         hits_addend: hits === undefined ? undefined : { value: String(uint(hits)) },
       };

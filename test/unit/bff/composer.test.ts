@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Composer, type BffObserver } from '../../../src/bff/composer.js';
+import { Composer, isHeaderValue, type BffObserver } from '../../../src/bff/composer.js';
 import type { BffEndpoint } from '../../../src/bff/config.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { FakeUpstreamClient, type FakeReply } from '../../fakes/fake-upstream-client.js';
@@ -249,4 +249,12 @@ respond:
     assert.deepEqual(result.kind === 'answer' && result.body, { name: 'Ada', orders: [{ id: 1 }, { id: 2 }] });
     assert.equal(client.seen.length, 1);
   });
+});
+
+describe('isHeaderValue', () => {
+  const cases: [string, boolean][] = [
+    ['', true], ['plain text', true], ['tab\there', true], ['café', true], ['\u00ff', true],
+    ['a\r\nx-user-id: root', false], ['a\nb', false], ['nul\u0000', false], ['del\u007f', false], ['\u0100', false], ['🙂', false],
+  ];
+  for (const [value, ok] of cases) it(`${JSON.stringify(value)}: ${ok}`, () => assert.equal(isHeaderValue(value), ok));
 });
