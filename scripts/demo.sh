@@ -4,7 +4,7 @@
 # guided tour: one curl command per feature, each with what it shows. Runs until Ctrl-C, which stops everything it
 # started; DEMO_ONESHOT=1 runs the tour and exits (smoke tests).
 #
-#   client ──▶ Envoy :8080 http  :8443 https  :8444 mtls   (admin 127.0.0.1:9901)
+#   client ──▶ Envoy :8080 http  :8443 https  :8444 mtls   (admin 127.0.0.1:9901, metrics 127.0.0.1:9902)
 #                 │  cors → rbac → [ext_authz] → ratelimit → buffer → [ext_proc] → router
 #                 ├──▶ sample services 127.0.0.1:8101-8173 (users, orders, api-v1/v2, catalog + canary, sessions,
 #                 │    search, inventory, flaky)
@@ -27,7 +27,7 @@ envoy_bin=${ENVOY_BIN:-$root/.venv/bin/envoy}
 [[ -x $envoy_bin ]] || { echo "demo: no Envoy at $envoy_bin (run scripts/setup.sh or set ENVOY_BIN)" >&2; exit 1; }
 
 # Fixed ports of envoy/envoy.yaml and envoy/portcullis.yaml (src/gateway/topology.ts).
-envoy_port=8080 tls_port=8443 mtls_port=8444 envoy_admin=9901 portcullis_grpc=8081 portcullis_admin=9091
+envoy_port=8080 tls_port=8443 mtls_port=8444 envoy_admin=9901 envoy_metrics=9902 portcullis_grpc=8081 portcullis_admin=9091
 sample_ports=$(node --input-type=module -e '
   import { allInstances } from "./dist/src/gateway/topology.js";
   console.log(allInstances().map(({ instance }) => instance.port).join(" "));')
@@ -92,8 +92,8 @@ wait_until() {
   fail "timed out waiting for $what"
 }
 
-for port in $envoy_port $tls_port $mtls_port $envoy_admin $portcullis_grpc $portcullis_admin $sample_ports; do
-  port_in_use "$port" && fail "port $port is already in use (the demo uses 8080, 8443, 8444, 9901, 8081, 9091 and 8101-8173)"
+for port in $envoy_port $tls_port $mtls_port $envoy_admin $envoy_metrics $portcullis_grpc $portcullis_admin $sample_ports; do
+  port_in_use "$port" && fail "port $port is already in use (the demo uses 8080, 8443, 8444, 9901, 9902, 8081, 9091 and 8101-8173)"
 done
 
 # --- Redis, or the in-memory store -----------------------------------------------------------------------------

@@ -13,7 +13,13 @@ export interface HostPort {
 
 export interface GatewayTarget {
   readonly listeners: { readonly http: HostPort; readonly https: HostPort; readonly mtls: HostPort };
+  /** Envoy's admin interface: loopback only. It has no authentication and mutating endpoints (/quitquitquit). */
   readonly admin: HostPort;
+  /**
+   * A listener that serves only `GET /stats/prometheus` from the admin interface, for a scraper that cannot reach
+   * the admin's loopback address (Prometheus in another container). Absent: no such listener.
+   */
+  readonly metrics?: HostPort;
   readonly portcullis: HostPort;
   /** Where an upstream instance is reachable from Envoy. */
   endpoint(service: UpstreamService, instance: SampleInstance): HostPort;
@@ -58,8 +64,13 @@ export function buildGatewayBootstrap(target: GatewayTarget, filters: Portcullis
         listener('http', target.listeners.http, routeConfig, target, filters, timeouts, undefined),
         listener('https', target.listeners.https, routeConfig, target, filters, timeouts, tlsContext(target, false)),
         listener('mtls', target.listeners.mtls, routeConfig, target, filters, timeouts, tlsContext(target, true)),
+        ...(target.metrics === undefined ? [] : [metricsListener(target.metrics)]),
       ],
-      clusters: [...UPSTREAM_SERVICES.map((service) => upstreamCluster(service, target)), portcullisCluster(target.portcullis)],
+      clusters: [
+        ...UPSTREAM_SERVICES.map((service) => upstreamCluster(service, target)),
+        portcullisCluster(target.portcullis),
+        ...(target.metrics === undefined ? [] : [adminCluster(target.admin)]),
+      ],
     },
     ...(filters.extProc ? { layered_runtime: EXT_PROC_RUNTIME } : {}),
   };
@@ -129,6 +140,51 @@ function listener(
         filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
       },
     ],
+  };
+}
+
+/**
+ * Prometheus in another container needs Envoy's stats, but the admin interface must not leave loopback: anyone who
+ * reaches it can read the whole config (/config_dump), stop Envoy (POST /quitquitquit), fail its health checks or
+ * change its log level and runtime, and in docker-compose every upstream container shares Envoy's network. This
+ * listener forwards exactly `GET /stats/prometheus` (query parameters included) to the admin; anything else is 404.
+ */
+function metricsListener(address: HostPort): Json {
+  const hcm: Json = {
+    '@type': HCM,
+    stat_prefix: 'metrics',
+    codec_type: 'AUTO',
+    route_config: {
+      name: 'metrics',
+      virtual_hosts: [
+        {
+          name: 'metrics',
+          domains: ['*'],
+          routes: [
+            { name: 'prometheus', match: { path: '/stats/prometheus', headers: [method('GET')] }, route: { cluster: ADMIN_CLUSTER, timeout: '5s' } },
+            { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no route\n' } } },
+          ],
+        },
+      ],
+    },
+    http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+  };
+  return {
+    name: 'metrics',
+    address: socketAddress(address),
+    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+  };
+}
+
+const ADMIN_CLUSTER = 'envoy_admin';
+
+/** Envoy's own admin interface, for the metrics listener. */
+function adminCluster(admin: HostPort): Json {
+  return {
+    name: ADMIN_CLUSTER,
+    type: 'STATIC',
+    connect_timeout: '0.25s',
+    load_assignment: { cluster_name: ADMIN_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(admin) } }] }] },
   };
 }
 

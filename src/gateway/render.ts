@@ -92,7 +92,7 @@ function composeFile(): Record<string, unknown> {
         image: IMAGES.envoy,
         command: ['envoy', '-c', '/etc/envoy/envoy.yaml', '--log-level', 'warning'],
         volumes: ['./envoy/envoy.compose.yaml:/etc/envoy/envoy.yaml:ro', './envoy/certs:/etc/envoy/certs:ro'],
-        ports: [`${ports.http}:${ports.http}`, `${ports.https}:${ports.https}`, `${ports.mtls}:${ports.mtls}`, `127.0.0.1:${ports.envoyAdmin}:${ports.envoyAdmin}`],
+        ports: [`${ports.http}:${ports.http}`, `${ports.https}:${ports.https}`, `${ports.mtls}:${ports.mtls}`, `127.0.0.1:${ports.envoyMetrics}:${ports.envoyMetrics}`],
         depends_on: ['portcullis', ...samples],
         restart: 'unless-stopped',
       },

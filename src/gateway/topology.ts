@@ -70,6 +70,8 @@ export const GATEWAY_PORTS = {
   https: 8443,
   mtls: 8444,
   envoyAdmin: 9901,
+  /** GET /stats/prometheus only (the admin interface stays on loopback). */
+  envoyMetrics: 9902,
   portcullisGrpc: 8081,
   portcullisAdmin: 9091,
 } as const;

@@ -14,6 +14,7 @@ export const LOCAL_TARGET: GatewayTarget = {
     mtls: { host: '0.0.0.0', port: GATEWAY_PORTS.mtls },
   },
   admin: { host: '127.0.0.1', port: GATEWAY_PORTS.envoyAdmin },
+  metrics: { host: '127.0.0.1', port: GATEWAY_PORTS.envoyMetrics },
   portcullis: { host: '127.0.0.1', port: GATEWAY_PORTS.portcullisGrpc },
   endpoint: (_service, instance) => ({ host: '127.0.0.1', port: instance.port }),
   certDir: 'envoy/certs',
@@ -23,8 +24,10 @@ export const LOCAL_TARGET: GatewayTarget = {
 /** envoy/envoy.compose.yaml: one container per service of docker-compose.yml. */
 export const COMPOSE_TARGET: GatewayTarget = {
   listeners: LOCAL_TARGET.listeners,
-  // Prometheus scrapes the admin port from its own container.
-  admin: { host: '0.0.0.0', port: GATEWAY_PORTS.envoyAdmin },
+  // The admin interface stays on the container's loopback: every upstream container shares Envoy's network, and the
+  // admin answers anyone (config dump, POST /quitquitquit). Prometheus scrapes the metrics listener instead.
+  admin: { host: '127.0.0.1', port: GATEWAY_PORTS.envoyAdmin },
+  metrics: { host: '0.0.0.0', port: GATEWAY_PORTS.envoyMetrics },
   portcullis: { host: 'portcullis', port: GATEWAY_PORTS.portcullisGrpc },
   endpoint: (service, instance) => ({ host: service.service, port: instance.port }),
   certDir: '/etc/envoy/certs',

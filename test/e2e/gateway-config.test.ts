@@ -66,6 +66,15 @@ describe('generated gateway bootstrap', () => {
     assert.match(JSON.stringify(buildGatewayBootstrap(LOCAL_TARGET, { extAuthz: false, extProc: false })), /"header_name":"x-user-id"/);
   });
 
+  it('Envoy\'s admin interface stays on loopback in both variants; only the metrics listener leaves it', () => {
+    for (const [name, target] of variants) {
+      const bootstrap = buildGatewayBootstrap(target, ENABLED_FILTERS) as { admin: { address: { socket_address: { address: string } } } };
+      assert.equal(bootstrap.admin.address.socket_address.address, '127.0.0.1', `${name}: the admin answers anyone who reaches it`);
+      assert.ok(target.metrics !== undefined, `${name}: no metrics listener for Prometheus`);
+    }
+    assert.equal(COMPOSE_TARGET.metrics?.host, '0.0.0.0', 'Prometheus scrapes the compose Envoy from its own container');
+  });
+
   it('the local and compose variants differ only in addresses and file locations', () => {
     const strip = (value: unknown): unknown => JSON.parse(JSON.stringify(value, (key, v: unknown) =>
       ['socket_address', 'filename', 'type', 'dns_lookup_family', 'path'].includes(key) ? undefined : v));

@@ -272,6 +272,20 @@ describe('the gateway through a real Envoy', () => {
       assert.match(refused.body, /RBAC/);
     });
 
+    it('the metrics listener serves Envoy\'s Prometheus stats and none of the admin interface', async () => {
+      const metrics = (pathname: string, method = 'GET') => send(gw().port('metrics'), pathname, { method });
+      const stats = await metrics('/stats/prometheus?usedonly');
+      assert.equal(stats.status, 200);
+      assert.match(stats.body, /^envoy_cluster_upstream_rq_total\{/m);
+      for (const [method, pathname] of [['GET', '/config_dump'], ['GET', '/clusters'], ['POST', '/logging?level=trace'],
+        ['POST', '/healthcheck/fail'], ['POST', '/quitquitquit'], ['POST', '/stats/prometheus'], ['GET', '/stats/prometheus/../../config_dump']]) {
+        const reply = await metrics(pathname!, method);
+        assert.equal(reply.status, 404, `${method} ${pathname}: ${reply.body.slice(0, 80)}`);
+      }
+      assert.equal((await fetch(`${gw().envoy.adminUrl}/ready`)).status, 200, 'Envoy is still up and serving');
+      assert.equal((await http('/healthz')).status, 200);
+    });
+
     it('a sample service\'s control endpoint cannot be reached through the gateway (prefix rewrites would map to it)', async () => {
       for (const path of ['/v1/__control?fail=always', '/api/users/__control?health=fail']) {
         const reply = await http(path, { method: 'POST' });

@@ -5,7 +5,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,11 +27,14 @@ export function testTarget(options: {
   portcullis: HostPort;
   certDir: string;
   accessLogPath: string;
+  /** A fixed admin port (the metrics listener forwards to it); absent: a free one and no metrics listener. */
+  adminPort?: number;
 }): GatewayTarget {
   const free = { host: '127.0.0.1', port: 0 };
   return {
     listeners: { http: free, https: free, mtls: free },
-    admin: free,
+    admin: { host: '127.0.0.1', port: options.adminPort ?? 0 },
+    ...(options.adminPort === undefined ? {} : { metrics: free }),
     portcullis: options.portcullis,
     endpoint: (_service, instance) => {
       const sample = options.samples.get(instance.name);
@@ -53,7 +56,7 @@ export interface Gateway {
   samples: ReadonlyMap<string, SampleService>;
   certDir: string;
   accessLogPath: string;
-  port(listener: 'http' | 'https' | 'mtls'): number;
+  port(listener: 'http' | 'https' | 'mtls' | 'metrics'): number;
   /** Parsed access log lines written so far. */
   accessLog(): Record<string, unknown>[];
   stop(): Promise<void>;
@@ -84,7 +87,8 @@ export async function startGateway(options: {
     const portcullis = await startPortcullis(shippedPortcullisConfig(options.redisUrl, { apiKeysFile: options.apiKeysFile }));
     stops.push(() => portcullis.stop());
     const accessLogPath = path.join(dir, 'access.log');
-    const generated = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath }), options.filters);
+    const adminPort = await freeLoopbackPort();
+    const generated = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath, adminPort }), options.filters);
     const bootstrap = options.adjustBootstrap?.(generated) ?? generated;
     // Access log files are flushed every 10 s by default; tests read them sooner.
     const envoy = await startEnvoy(bootstrap, { extraArgs: ['--file-flush-interval-msec', '100'] });
@@ -163,6 +167,18 @@ export function send(port: number, pathname: string, options: SendOptions = {}):
     });
     if (body !== undefined) req.write(body);
     req.end();
+  });
+}
+
+/** A loopback port nobody listens on right now (the metrics listener's cluster needs the admin port up front). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
   });
 }
 

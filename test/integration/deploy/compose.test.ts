@@ -62,7 +62,7 @@ describe('docker-compose and observability files', () => {
   it('Prometheus scrapes Envoy and Portcullis where compose runs them', () => {
     const config = parse(read('deploy/prometheus/prometheus.yml')) as { scrape_configs: { job_name: string; metrics_path: string; static_configs: { targets: string[] }[] }[] };
     const jobs = Object.fromEntries(config.scrape_configs.map((j) => [j.job_name, j]));
-    assert.deepEqual(jobs['envoy']?.static_configs[0]?.targets, ['envoy:9901']);
+    assert.deepEqual(jobs['envoy']?.static_configs[0]?.targets, ['envoy:9902']);
     assert.equal(jobs['envoy']?.metrics_path, '/stats/prometheus');
     assert.deepEqual(jobs['portcullis']?.static_configs[0]?.targets, ['portcullis:9091']);
     assert.equal(jobs['portcullis']?.metrics_path, '/metrics');
