@@ -83,6 +83,7 @@ function composeFile(): Record<string, unknown> {
     build: { context: '.', target: 'samples' },
     image: 'portcullis-samples:local',
     command: ['--service', name],
+    networks: ['edge'],
     restart: 'unless-stopped',
   }]));
   const ports = GATEWAY_PORTS;
@@ -94,6 +95,7 @@ function composeFile(): Record<string, unknown> {
         volumes: ['./envoy/envoy.compose.yaml:/etc/envoy/envoy.yaml:ro', './envoy/certs:/etc/envoy/certs:ro'],
         ports: [`${ports.http}:${ports.http}`, `${ports.https}:${ports.https}`, `${ports.mtls}:${ports.mtls}`, `127.0.0.1:${ports.envoyMetrics}:${ports.envoyMetrics}`],
         depends_on: ['portcullis', ...samples],
+        networks: ['edge', 'control'],
         restart: 'unless-stopped',
       },
       portcullis: {
@@ -102,12 +104,14 @@ function composeFile(): Record<string, unknown> {
         volumes: ['./envoy/portcullis.compose.yaml:/etc/portcullis/portcullis.yaml:ro', './envoy/ratelimit:/etc/portcullis/ratelimit:ro', './envoy/keys.yaml:/etc/portcullis/keys.yaml:ro'],
         ports: [`127.0.0.1:${ports.portcullisAdmin}:${ports.portcullisAdmin}`],
         depends_on: ['redis'],
+        networks: ['control'],
         restart: 'unless-stopped',
       },
       redis: {
         image: IMAGES.redis,
         command: 'redis-server --save "" --appendonly no',
         healthcheck: { test: ['CMD', 'redis-cli', 'ping'], interval: '5s', timeout: '2s', retries: 5 },
+        networks: ['control'],
         restart: 'unless-stopped',
       },
       ...sampleServices,
@@ -116,6 +120,7 @@ function composeFile(): Record<string, unknown> {
         volumes: ['./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro'],
         ports: ['127.0.0.1:9090:9090'],
         depends_on: ['envoy', 'portcullis'],
+        networks: ['control'],
       },
       grafana: {
         image: IMAGES.grafana,
@@ -126,7 +131,12 @@ function composeFile(): Record<string, unknown> {
         ],
         ports: ['127.0.0.1:3000:3000'],
         depends_on: ['prometheus'],
+        networks: ['control'],
       },
     },
+    // Two networks: a sample service (an upstream, which may be compromised) reaches Envoy and nothing else. On one
+    // network it could call Portcullis' gRPC (ShouldRateLimit with any hits, spending other callers' limits), its admin
+    // port and Redis, which has no password here.
+    networks: { edge: {}, control: {} },
   };
 }

@@ -48,6 +48,24 @@ describe('docker-compose and observability files', () => {
     for (const host of hosts) assert.ok(names.includes(host), `envoy.compose.yaml points at ${host}, not a service`);
   });
 
+  it('a sample service shares a network with Envoy only: Portcullis, Redis and the monitoring are out of its reach', () => {
+    const compose = parse(read('docker-compose.yml')) as { services: Record<string, { networks?: string[] }> };
+    const networksOf = (name: string): string[] => compose.services[name]?.networks ?? ['default'];
+    const samples = new Set(UPSTREAM_SERVICES.map((s) => s.service));
+    for (const sample of samples) {
+      for (const [name] of Object.entries(compose.services)) {
+        if (name === sample || samples.has(name)) continue;
+        const shared = networksOf(sample).filter((n) => networksOf(name).includes(n));
+        if (name === 'envoy') assert.ok(shared.length > 0, `${sample} cannot reach envoy`);
+        else assert.deepEqual(shared, [], `${sample} shares ${shared.join(', ')} with ${name}`);
+      }
+    }
+    // What each control-plane service must reach.
+    for (const [from, to] of [['envoy', 'portcullis'], ['portcullis', 'redis'], ['prometheus', 'envoy'], ['prometheus', 'portcullis'], ['grafana', 'prometheus']] as const) {
+      assert.ok(networksOf(from).some((n) => networksOf(to).includes(n)), `${from} cannot reach ${to}`);
+    }
+  });
+
   it('builds Portcullis in stages: build, slim non-root runtime with a /readyz HEALTHCHECK, samples', () => {
     const dockerfile = read('Dockerfile');
     assert.match(dockerfile, /^FROM node:22-bookworm-slim AS build$/m);
