@@ -79,11 +79,12 @@ export function parseYaml(text: string, options: ParseOptions = {}): ParseResult
 export interface ParseOptions {
   readonly singleDocument?: boolean;
   /**
-   * A key written before a `<<` that merges the same key is an error (MERGE_ORDER). yaml.v2 lets the merge overwrite
-   * it, YAML 1.1 keeps it: in envoyproxy/ratelimit's files either reading silently changes someone's limit. Files of
-   * our own read it as YAML 1.1 says.
+   * Read as Go's yaml.v2 reads envoyproxy/ratelimit's files where it parts from YAML 1.1: number-like plain scalars
+   * resolve as goNumber() says, and a key written before a `<<` that merges the same key is an error (MERGE_ORDER):
+   * yaml.v2 lets the merge overwrite it, YAML 1.1 keeps it, and either reading silently changes someone's limit.
+   * Files of our own (portcullis.yaml) read as YAML 1.1 says.
    */
-  readonly refuseMergeOverrides?: boolean;
+  readonly yamlV2?: boolean;
 }
 
 function parse(text: string, options: ParseOptions): ParseResult {
@@ -154,7 +155,7 @@ function parse(text: string, options: ParseOptions): ParseResult {
       const source = range ? text.slice(range[0], range[1]) : String(node.value);
       const scalar: YamlScalar = { kind: 'scalar', line: lineOf(node), value: node.value, source };
       // Number-like plain scalars are resolved as yaml.v2 resolves them (goNumber), not by YAML 1.1's rules.
-      if (node.type === 'PLAIN' && node.tag === undefined && !(node.value instanceof Date)) {
+      if (options.yamlV2 === true && node.type === 'PLAIN' && node.tag === undefined && !(node.value instanceof Date)) {
         const number = goNumber(source.trim());
         if (number === 'string') return { ...scalar, value: source.trim() };
         if (number !== undefined) return { ...scalar, value: number.value, numberKind: number.kind };
@@ -200,7 +201,7 @@ function parse(text: string, options: ParseOptions): ParseResult {
         continue;
       }
       // yaml.v2 applies a merge where it stands, over the keys written before it; YAML 1.1 keeps those.
-      if (options.refuseMergeOverrides !== true) continue;
+      if (options.yamlV2 !== true) continue;
       for (const entry of slot.merged) {
         const before = entry.key.kind === 'scalar' ? writtenBefore.get(keyId(entry.key)) : undefined;
         if (before === undefined) continue;

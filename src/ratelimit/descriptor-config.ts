@@ -97,7 +97,7 @@ function reviveNode(node: DescriptorNode): DescriptorNode {
 }
 
 function compileFile(file: DescriptorFile, issues: IssueCollector): { name: string; line: number | undefined; config: DomainConfig } | undefined {
-  const parsed = parseYaml(file.text, { refuseMergeOverrides: true });
+  const parsed = parseYaml(file.text, { yamlV2: true });
   if (!parsed.ok) {
     for (const problem of parsed.problems) {
       if (problem.path !== '' || problem.code.startsWith('ALIAS_')) {

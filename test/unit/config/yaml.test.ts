@@ -180,7 +180,7 @@ describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit
   ];
   for (const c of refused) {
     it(`refuses a merge of ${c.name}`, () => {
-      const found = problems(parseYaml(c.text, { refuseMergeOverrides: c.found.code === 'MERGE_ORDER' }));
+      const found = problems(parseYaml(c.text, { yamlV2: c.found.code === 'MERGE_ORDER' }));
       assert.deepEqual(found.map(({ line, code, path }) => ({ line, code, path })), [c.found]);
     });
   }
