@@ -250,7 +250,7 @@ const EXTENSION_ERRORS: readonly ErrorCase[] = [
 const VALID: readonly ErrorCase[] = [
   'basic.yaml', 'nested.yaml', 'wildcard.yaml', 'replaces.yaml', 'unlimited.yaml', 'shadow.yaml', 'detailed_metric.yaml',
   'value_to_metric.yaml', 'share_threshold.yaml', 'quota_mode.yaml', 'metadata.yaml', 'week_unit.yaml',
-  'units_case_insensitive.yaml', 'extensions.yaml', 'scalar_values.yaml',
+  'units_case_insensitive.yaml', 'extensions.yaml', 'scalar_values.yaml', 'yaml_v2_numbers.yaml',
 ].map((file) => ({ name: `valid: ${file}`, files: [file], error: null }));
 
 function runCases(cases: readonly ErrorCase[]): void {
