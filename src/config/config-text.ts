@@ -4,20 +4,36 @@ import type { ConfigIssue } from './errors.js';
 export const MAX_CONFIG_FILE_BYTES = 1 << 20;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf16le = new TextDecoder('utf-16le', { fatal: true });
+const utf16be = new TextDecoder('utf-16be', { fatal: true });
 
 /**
  * A config file's bytes as text, or the issue that stops it loading: invalid UTF-8 is an error naming the line of
  * the first bad byte (replacing it with U+FFFD would silently change a descriptor value or key).
+ * As in yaml.v2 (envoyproxy/ratelimit's parser): a UTF-16 byte order mark makes the file UTF-16 (Windows
+ * PowerShell 5 writes files so), and a CR alone is a line break; it becomes LF, which is all the yaml library takes.
  */
 export function decodeConfigText(bytes: Uint8Array, file: string): { text: string } | { issue: ConfigIssue } {
+  const utf16 = bytes[0] === 0xff && bytes[1] === 0xfe ? utf16le : bytes[0] === 0xfe && bytes[1] === 0xff ? utf16be : undefined;
+  if (utf16 !== undefined) {
+    try {
+      return { text: lineBreaks(utf16.decode(bytes)) };
+    } catch {
+      return { issue: { file, line: undefined, path: '', message: 'not valid UTF-16' } };
+    }
+  }
   try {
-    return { text: utf8.decode(bytes) };
+    return { text: lineBreaks(utf8.decode(bytes)) };
   } catch {
     const at = firstInvalidUtf8(bytes);
     let line = 1;
-    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
+    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a || (bytes[i] === 0x0d && bytes[i + 1] !== 0x0a)) line++;
     return { issue: { file, line, path: '', message: `not valid UTF-8 (byte ${at} is 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')})` } };
   }
+}
+
+function lineBreaks(text: string): string {
+  return text.includes('\r') ? text.replace(/\r(?!\n)/g, '\n') : text;
 }
 
 /** Offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629). */

@@ -65,9 +65,9 @@ export const MAX_ALIAS_NODES = 100_000;
  * Portcullis rejects the file instead (docs/ratelimit.md). Aliases that refer to an enclosing node, to no anchor,
  * or that expand past MAX_ALIAS_NODES are errors too.
  */
-export function parseYaml(text: string, options: { readonly singleDocument?: boolean } = {}): ParseResult {
+export function parseYaml(text: string, options: ParseOptions = {}): ParseResult {
   try {
-    return parse(text, options.singleDocument === true);
+    return parse(text, options);
   } catch (error) {
     // The parser and the converter recurse per nesting level; a file of thousands of `[` must not crash a load.
     if (!(error instanceof RangeError)) throw error;
@@ -76,7 +76,19 @@ export function parseYaml(text: string, options: { readonly singleDocument?: boo
   }
 }
 
-function parse(text: string, singleDocument: boolean): ParseResult {
+export interface ParseOptions {
+  readonly singleDocument?: boolean;
+  /**
+   * Read as Go's yaml.v2 reads envoyproxy/ratelimit's files where it parts from YAML 1.1: number-like plain scalars
+   * resolve as goNumber() says, and a key written before a `<<` that merges the same key is an error (MERGE_ORDER):
+   * yaml.v2 lets the merge overwrite it, YAML 1.1 keeps it, and either reading silently changes someone's limit.
+   * Files of our own (portcullis.yaml) read as YAML 1.1 says.
+   */
+  readonly yamlV2?: boolean;
+}
+
+function parse(text: string, options: ParseOptions): ParseResult {
+  const singleDocument = options.singleDocument === true;
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { version: '1.1', uniqueKeys: false, lineCounter, merge: true });
   if (!Array.isArray(docs)) return { ok: true, root: null }; // empty stream
@@ -142,6 +154,12 @@ function parse(text: string, singleDocument: boolean): ParseResult {
       const range = node.range;
       const source = range ? text.slice(range[0], range[1]) : String(node.value);
       const scalar: YamlScalar = { kind: 'scalar', line: lineOf(node), value: node.value, source };
+      // Number-like plain scalars are resolved as yaml.v2 resolves them (goNumber), not by YAML 1.1's rules.
+      if (options.yamlV2 === true && node.type === 'PLAIN' && node.tag === undefined && !(node.value instanceof Date)) {
+        const number = goNumber(source.trim());
+        if (number === 'string') return { ...scalar, value: source.trim() };
+        if (number !== undefined) return { ...scalar, value: number.value, numberKind: number.kind };
+      }
       if (typeof node.value === 'number') {
         const written = source.trim();
         // 0xE and 0b1 are integers whatever their digits; an exponent or a point makes a float.
@@ -158,7 +176,7 @@ function parse(text: string, singleDocument: boolean): ParseResult {
     const firstLine = new Map<string, number>();
     type Entry = YamlMap['entries'][number];
     // Each `<<` becomes a slot holding the entries it merges; the mapping's own keys are known only at the end.
-    const slots: (Entry | { readonly merged: readonly Entry[] })[] = [];
+    const slots: (Entry | { readonly merged: readonly Entry[]; readonly line: number })[] = [];
     for (const pair of node.items) {
       const key = convert(pair.key, path) ?? { kind: 'scalar' as const, line: lineOf(node), value: null, source: '' };
       const merge = isMergeKey(key);
@@ -169,13 +187,32 @@ function parse(text: string, singleDocument: boolean): ParseResult {
         if (first === undefined) firstLine.set(id, key.line);
         else problems.push({ line: key.line, path: joinPath(path, name), code: 'DUPLICATE_KEY', message: `duplicate key '${name}' (first on line ${first}, again on line ${key.line})` });
       }
-      if (merge) slots.push({ merged: mergeSources(pair.value, key.line, joinPath(path, name)) });
+      if (merge) slots.push({ merged: mergeSources(pair.value, key.line, joinPath(path, name)), line: key.line });
       else slots.push({ key, value: convert(pair.value, joinPath(path, name)) });
     }
     // YAML 1.1 merge: keys written in the mapping win over merged ones, and an earlier source over a later one.
     // Merged entries are the source's own nodes, so an error in one names the line where it is written.
     const taken = new Set<string>();
-    for (const slot of slots) if ('key' in slot && slot.key.kind === 'scalar') taken.add(keyId(slot.key));
+    const writtenBefore = new Map<string, YamlScalar>();
+    for (const slot of slots) {
+      if ('key' in slot) {
+        if (slot.key.kind === 'scalar') taken.add(keyId(slot.key));
+        if (slot.key.kind === 'scalar') writtenBefore.set(keyId(slot.key), slot.key);
+        continue;
+      }
+      // yaml.v2 applies a merge where it stands, over the keys written before it; YAML 1.1 keeps those.
+      if (options.yamlV2 !== true) continue;
+      for (const entry of slot.merged) {
+        const before = entry.key.kind === 'scalar' ? writtenBefore.get(keyId(entry.key)) : undefined;
+        if (before === undefined) continue;
+        const name = String(before.value);
+        problems.push({
+          line: before.line, path: joinPath(path, name), code: 'MERGE_ORDER',
+          message: `key '${name}' on line ${before.line} is also merged by << on line ${slot.line}: envoyproxy/ratelimit (yaml.v2) takes the merged value, YAML 1.1 the written one; write the key after the <<`,
+        });
+        writtenBefore.delete(keyId(before));
+      }
+    }
     const entries: Entry[] = [];
     for (const slot of slots) {
       if ('key' in slot) {
@@ -207,6 +244,39 @@ function parse(text: string, singleDocument: boolean): ParseResult {
   const first = problems[0];
   if (first !== undefined) return { ok: false, line: first.line, message: first.message, code: first.code, problems };
   return { ok: true, root };
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_LIMIT = 2n ** 63n;
+const UINT64_LIMIT = 2n ** 64n;
+
+/**
+ * How Go's yaml.v2, envoyproxy/ratelimit's parser, reads a plain scalar that starts like a number (a digit, a sign
+ * or a point): an int when Go's ParseInt or ParseUint (base 0, underscores dropped) takes it, so 0o17, 0X1F, 0B11
+ * and 010 are ints; else a float when it looks like one (`5.`, `09`, `1e3`, but not one out of range); else a string:
+ * base 60 (`10:30`), which YAML 1.1 reads as a number, is a string to yaml.v2. Ints past int64 are bigints, which
+ * upstream's key check refuses (as the uint64 or float yaml.v2 makes of them). Undefined: not number-like, or a special float (`.inf`,
+ * `-.nan`) left to the YAML 1.1 schema, which agrees there.
+ */
+export function goNumber(written: string): { value: number | bigint; kind: 'int' | 'float' } | 'string' | undefined {
+  if (!/^[-+.0-9]/.test(written) || /^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$/.test(written)) return undefined;
+  const plain = written.replace(/_/g, '');
+  const int = /^([-+]?)(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1-9][0-9]*)$/.exec(plain);
+  if (int !== null) {
+    const digits = int[2]!;
+    const octal = digits.length > 1 && digits.startsWith('0') && !/^0[xXbBoO]/.test(digits);
+    let n = octal ? BigInt(`0o${digits.slice(1)}`) : BigInt(digits.toLowerCase());
+    if (int[1] === '-') n = -n;
+    if (n >= INT64_MIN && n < INT64_LIMIT) return { value: Number(n), kind: 'int' };
+    // Past int64: a uint64 (ParseUint takes no sign), or a float when written in decimal; refused either way.
+    if (/^[1-9]/.test(digits) || (int[1] === '' && n < UINT64_LIMIT)) return { value: n, kind: 'int' };
+    return 'string'; // 0x… past uint64: neither int nor float
+  }
+  if (/^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/.test(plain) && (written.startsWith('.') ? !written.includes('_') : true)) {
+    const value = Number(plain);
+    if (Number.isFinite(value)) return { value, kind: 'float' };
+  }
+  return 'string';
 }
 
 /** The YAML 1.1 merge key: a plain `<<`, which the yaml library resolves to a symbol (a quoted '<<' stays a string). */

@@ -97,7 +97,7 @@ function reviveNode(node: DescriptorNode): DescriptorNode {
 }
 
 function compileFile(file: DescriptorFile, issues: IssueCollector): { name: string; line: number | undefined; config: DomainConfig } | undefined {
-  const parsed = parseYaml(file.text);
+  const parsed = parseYaml(file.text, { yamlV2: true });
   if (!parsed.ok) {
     for (const problem of parsed.problems) {
       if (problem.path !== '' || problem.code.startsWith('ALIAS_')) {
@@ -111,7 +111,8 @@ function compileFile(file: DescriptorFile, issues: IssueCollector): { name: stri
     }
     return undefined;
   }
-  const root = parsed.root;
+  // An empty or null document (`~`, a first `---` with nothing under it) is no map at all to yaml.v2: no domain.
+  const root = parsed.root?.kind === 'scalar' && parsed.root.value === null ? null : parsed.root;
   if (root !== null && root.kind !== 'map') {
     issues.add(root.line, '', unmarshalError(root, 'map[interface {}]interface {}'));
     return undefined;
@@ -245,7 +246,7 @@ function compileLimit(map: YamlMap, path: string, ctx: LimitContext, reader: Rea
     issues.add(lineOf(map, 'unit'), joinPath(path, 'unit'), `invalid rate limit unit '${unitText}'`);
   }
   const name = reader.string(map, 'name', path);
-  const replaces = reader.maps(map, 'replaces', joinPath(path, 'replaces')).map((r) => {
+  const replaces = reader.maps(map, 'replaces', joinPath(path, 'replaces'), '[]config.yamlReplaces').map((r) => {
     const replaced = reader.string(r.map, 'name', r.path);
     if (replaced === '') issues.add(r.map.line, joinPath(r.path, 'name'), 'should not have an empty replaces entry');
     else if (replaced === name) issues.add(r.map.line, joinPath(r.path, 'name'), 'replaces should not contain name of same descriptor');
@@ -338,11 +339,11 @@ class Reader {
   }
 
   /** A list of maps; non-map items were already reported by validateKeys. */
-  maps(map: YamlMap, key: string, path: string): { map: YamlMap; path: string }[] {
+  maps(map: YamlMap, key: string, path: string, goType = '[]config.YamlDescriptor'): { map: YamlMap; path: string }[] {
     const value = mapGet(map, key);
     if (value === undefined || value === null || (value.kind === 'scalar' && value.value === null)) return [];
     if (value.kind !== 'seq') {
-      this.issues.add(value.line, path, unmarshalError(value, '[]config.YamlDescriptor'));
+      this.issues.add(value.line, path, unmarshalError(value, goType));
       return [];
     }
     return value.items.flatMap((item, i) => (item !== null && item.kind === 'map' ? [{ map: item, path: joinPath(path, i) }] : []));
@@ -384,7 +385,8 @@ export function dumpLimits(config: RateLimitConfig | undefined): string {
       const extra = limit.algorithm !== 'fixed_window' || limit.unitMultiplier !== 1
         ? `, algorithm: ${limit.algorithm}, unit_multiplier: ${limit.unitMultiplier}${limit.algorithm === 'token_bucket' ? `, burst: ${limit.burst}` : ''}`
         : '';
-      lines.push(`${limit.fullKey}: unit=${limit.unit} requests_per_unit=${limit.requestsPerUnit}, shadow_mode: ${limit.shadowMode}, quota_mode: ${limit.quotaMode}${extra}`);
+      // An unlimited limit has no unit upstream (its unit is UNKNOWN), whatever the file says.
+      lines.push(`${limit.fullKey}: unit=${limit.unlimited ? 'UNKNOWN' : limit.unit} requests_per_unit=${limit.requestsPerUnit}, shadow_mode: ${limit.shadowMode}, quota_mode: ${limit.quotaMode}${extra}`);
     }
     for (const child of node.children.values()) walk(child);
   };

@@ -45,6 +45,24 @@ describe('decodeConfigText', () => {
   it('keeps valid multi-byte text, U+FFFD included', () => {
     assert.deepEqual(decodeConfigText(Buffer.from('value: é€😀\uFFFD\n'), 'f.yaml'), { text: 'value: é€😀\uFFFD\n' });
   });
+  // Both as envoyproxy/ratelimit's yaml.v2 reads them: checked against the Go service, which loads these files.
+  it('reads UTF-16 with a byte order mark (Windows PowerShell writes it), little and big endian', () => {
+    const text = 'domain: d\nkey: é€😀\n';
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const be = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()]);
+    assert.deepEqual(decodeConfigText(le, 'f.yaml'), { text });
+    assert.deepEqual(decodeConfigText(be, 'f.yaml'), { text });
+    const bad = decodeConfigText(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('a\nb', 'utf16le'), Buffer.from([0x00, 0xd8])]), 'f.yaml');
+    assert.ok('issue' in bad);
+    assert.equal(bad.issue.message, 'not valid UTF-16');
+  });
+
+  it('reads a lone CR as a line break (classic Mac files), and keeps CRLF', () => {
+    assert.deepEqual(decodeConfigText(Buffer.from('a: 1\rb: "x\ry"\r\nc: 3\r'), 'f.yaml'), { text: 'a: 1\nb: "x\ny"\r\nc: 3\n' });
+    const bad = decodeConfigText(Buffer.from([0x61, 0x0d, 0x62, 0x0d, 0x0a, 0xe9]), 'f.yaml');
+    assert.ok('issue' in bad);
+    assert.equal(bad.issue.line, 3);
+  });
 });
 
 describe('readDescriptorFiles', () => {
@@ -52,7 +70,7 @@ describe('readDescriptorFiles', () => {
     const dir = tempDir({
       'a.yaml': Buffer.concat([Buffer.from('domain: a\ndescriptors:\n  - key: k\n    value: caf'), Buffer.from([0xe9]), Buffer.from('\n')]),
       'b.yaml': 'domain: b\n',
-      'sub/c.yaml': Buffer.from([0xff, 0xfe, 0x64, 0x00]),
+      'sub/c.yaml': Buffer.from([0x64, 0xff, 0xfe]), // FF FE first would be a UTF-16 byte order mark
     });
     const error = await rejection(readDescriptorFiles(dir));
     assert.deepEqual(error.issues.map((i) => [i.file, i.line]), [['a.yaml', 4], [path.join('sub', 'c.yaml'), 1]]);

@@ -127,7 +127,7 @@ describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit
   const cases: { name: string; text: string; parsed: unknown }[] = [
     { name: 'merges a mapping', text: 'a: &a { x: 1, w: 2 }\nb: { <<: *a, z: 3 }\n', parsed: { a: { x: 1, w: 2 }, b: { x: 1, w: 2, z: 3 } } },
     { name: 'a key written in the mapping wins, after the merge', text: 'a: &a { x: 1, w: 2 }\nb:\n  <<: *a\n  w: 9\n', parsed: { a: { x: 1, w: 2 }, b: { x: 1, w: 9 } } },
-    { name: 'a key written in the mapping wins, before the merge', text: 'a: &a { x: 1, w: 2 }\nb:\n  w: 9\n  <<: *a\n', parsed: { a: { x: 1, w: 2 }, b: { w: 9, x: 1 } } },
+    { name: 'a key written before the merge, which the merge does not bring', text: 'a: &a { x: 1 }\nb:\n  w: 9\n  <<: *a\n', parsed: { a: { x: 1 }, b: { w: 9, x: 1 } } },
     {
       name: 'a sequence of mappings: an earlier one wins over a later one',
       text: 'a: &a { x: 1 }\nb: &b { x: 2, w: 2 }\nc: { <<: [*a, *b], z: 3 }\n',
@@ -146,6 +146,17 @@ describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit
     });
   }
 
+  it('keeps a key written before a merge that brings it too, unless told to refuse it (descriptor files)', () => {
+    const result = parseYaml('x: &x { w: 2 }\na:\n  w: 9\n  <<: *x\n');
+    assert.ok(result.ok);
+    assert.deepEqual(plain(result.root), { x: { w: 2 }, a: { w: 9 } });
+    const text = 'domain: d\ndescriptors:\n  - key: a\n    rate_limit: &r { unit: second, requests_per_unit: 3 }\n  - key: b\n    rate_limit:\n      requests_per_unit: 9\n      <<: *r\n';
+    assert.deepEqual(loadErrors(() => compileDescriptorFiles([{ name: 'd.yaml', text }])), [
+      "d.yaml: error loading config file: key 'requests_per_unit' on line 7 is also merged by << on line 8: envoyproxy/ratelimit (yaml.v2) "
+        + 'takes the merged value, YAML 1.1 the written one; write the key after the << (line 7, at descriptors[1].rate_limit.requests_per_unit)',
+    ]);
+  });
+
   it('keeps the line where a merged key is written', () => {
     const result = parseYaml('a: &a\n  x: 1\nb:\n  <<: *a\n');
     assert.ok(result.ok && result.root?.kind === 'map');
@@ -162,10 +173,14 @@ describe('parseYaml: merge keys (YAML 1.1, as go-yaml v2 in envoyproxy/ratelimit
     { name: 'an alias to no anchor (reported once)', text: 'a:\n  <<: *nowhere\n', found: { line: 2, code: 'ALIAS_UNKNOWN', path: 'a.<<' } },
     { name: 'a mapping that merges itself', text: 'a: &a\n  <<: *a\n', found: { line: 2, code: 'ALIAS_CYCLE', path: 'a.<<' } },
     { name: 'two merge keys in one mapping', text: 'x: &x { k: 1 }\na:\n  <<: *x\n  <<: *x\n', found: { line: 4, code: 'DUPLICATE_KEY', path: 'a.<<' } },
+    // yaml.v2 lets the merge overwrite a key written before it (upstream read 2 here), YAML 1.1 keeps the written one:
+    // either reading silently changes someone's limit, so the file is refused as a duplicate key is.
+    { name: 'a key it overrides, written before it', text: 'x: &x { w: 2 }\na:\n  w: 9\n  <<: *x\n', found: { line: 3, code: 'MERGE_ORDER', path: 'a.w' } },
+    { name: 'a key it overrides from a list, written before it', text: 'x: &x { k: 1 }\ny: &y { w: 2 }\na:\n  w: 9\n  <<: [*x, *y]\n', found: { line: 4, code: 'MERGE_ORDER', path: 'a.w' } },
   ];
   for (const c of refused) {
     it(`refuses a merge of ${c.name}`, () => {
-      const found = problems(parseYaml(c.text));
+      const found = problems(parseYaml(c.text, { yamlV2: c.found.code === 'MERGE_ORDER' }));
       assert.deepEqual(found.map(({ line, code, path }) => ({ line, code, path })), [c.found]);
     });
   }

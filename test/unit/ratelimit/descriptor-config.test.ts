@@ -250,7 +250,7 @@ const EXTENSION_ERRORS: readonly ErrorCase[] = [
 const VALID: readonly ErrorCase[] = [
   'basic.yaml', 'nested.yaml', 'wildcard.yaml', 'replaces.yaml', 'unlimited.yaml', 'shadow.yaml', 'detailed_metric.yaml',
   'value_to_metric.yaml', 'share_threshold.yaml', 'quota_mode.yaml', 'metadata.yaml', 'week_unit.yaml',
-  'units_case_insensitive.yaml', 'extensions.yaml', 'scalar_values.yaml',
+  'units_case_insensitive.yaml', 'extensions.yaml', 'scalar_values.yaml', 'yaml_v2_numbers.yaml',
 ].map((file) => ({ name: `valid: ${file}`, files: [file], error: null }));
 
 function runCases(cases: readonly ErrorCase[]): void {
@@ -523,5 +523,73 @@ describe('compileDescriptorFilesOffThread', () => {
     assert.ok(error instanceof ConfigError, String(error));
     assert.equal(error.message, '/etc/ratelimit: loading took longer than 200 ms (ratelimit.descriptors_load_timeout_ms); not loaded');
     assert.ok(Date.now() - started < 2000, `gave up after ${Date.now() - started} ms`);
+  });
+});
+
+/**
+ * Plain scalars are resolved as Go's yaml.v2 (envoyproxy/ratelimit's parser) resolves them, not as YAML 1.1 says:
+ * each row was checked against the Go service (its /rlconfig, or its first load error).
+ */
+describe('compileDescriptorFiles: numbers resolve as in yaml.v2', () => {
+  const limitFile = (rpu: string): string => `domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n      requests_per_unit: ${rpu}\n`;
+  const valueFile = (value: string): string => `domain: d\ndescriptors:\n  - key: k\n    value: ${value}\n    rate_limit: { unit: second, requests_per_unit: 1 }\n`;
+  const rows: readonly { written: string; rpu: number | string }[] = [
+    { written: '0o10', rpu: 8 }, // Go's ParseInt takes 0o/0O, 0x/0X and 0b/0B prefixes
+    { written: '0O17', rpu: 15 },
+    { written: '0X1F', rpu: 31 },
+    { written: '0B11', rpu: 3 },
+    { written: '0x_1F', rpu: 31 },
+    { written: '010', rpu: 8 },
+    { written: '1_000', rpu: 1000 },
+    // Base 60 is not read: a string, which uint32 refuses.
+    { written: '10:30', rpu: 'error loading config file: yaml: unmarshal errors:\n  line 6: cannot unmarshal !!str `10:30` into uint32' },
+    // Not octal, so a float: 09 is "error checking config" like 2.5.
+    { written: '09', rpu: 'error checking config: requests_per_unit must be a whole number, got 09' },
+    // Past int64 yaml.v2 makes a uint64 or a float, which upstream's key check refuses.
+    { written: '9223372036854775808', rpu: 'error checking config: requests_per_unit is too large, got 9223372036854775808' },
+    { written: '99999999999999999999999', rpu: 'error checking config: requests_per_unit is too large, got 99999999999999999999999' },
+    { written: '9223372036854775807', rpu: 'error loading config file: yaml: unmarshal errors:\n  line 6: cannot unmarshal !!int `9223372...` into uint32' },
+    // A float out of range stays a string.
+    { written: '1e400', rpu: 'error loading config file: yaml: unmarshal errors:\n  line 6: cannot unmarshal !!str `1e400` into uint32' },
+  ];
+  for (const row of rows) {
+    it(`requests_per_unit: ${row.written}`, () => {
+      if (typeof row.rpu === 'number') {
+        assert.equal(onlyLimit(compileYaml(limitFile(row.written)), 'd', 'k').requestsPerUnit, row.rpu);
+      } else {
+        assert.equal(inlineError(limitFile(row.written)).issues[0]?.message, row.rpu);
+      }
+    });
+  }
+  const values: readonly { written: string; loads: boolean }[] = [
+    { written: '10:30', loads: true },
+    { written: '1:30.5', loads: true }, // a base 60 float in YAML 1.1, a string to yaml.v2
+    { written: '1e400', loads: true },
+    { written: '09', loads: false }, // a float to yaml.v2
+    { written: '9223372036854775808', loads: false }, // a uint64
+  ];
+  for (const row of values) {
+    it(`value: ${row.written} ${row.loads ? 'loads as its text' : 'is refused'}`, () => {
+      if (row.loads) assert.ok(compileYaml(valueFile(row.written)).domains.get('d')!.root.children.has(`k_${row.written}`));
+      else assert.match(inlineError(valueFile(row.written)).issues[0]?.message ?? '', /^error checking config/);
+    });
+  }
+});
+
+describe('compileDescriptorFiles: odd files the Go service reads', () => {
+  it('reads an empty or null document as a file without a domain', () => {
+    for (const text of ['~\n', 'null\n', '---\n---\ndomain: d\n']) {
+      assert.equal(inlineError(text).issues[0]?.message, 'config file cannot have empty domain', JSON.stringify(text));
+    }
+  });
+
+  it('names replaces\' own type when it is not a list', () => {
+    const text = 'domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n      requests_per_unit: 5\n      replaces: nope\n';
+    assert.equal(inlineError(text).issues[0]?.message, 'error loading config file: yaml: unmarshal errors:\n  line 7: cannot unmarshal !!str `nope` into []config.yamlReplaces');
+  });
+
+  it('dumps an unlimited limit with unit UNKNOWN, as /rlconfig upstream does', () => {
+    const config = compileYaml('domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unlimited: true\n      requests_per_unit: 5\n');
+    assert.equal(dumpLimits(config), 'd.k: unit=UNKNOWN requests_per_unit=5, shadow_mode: false, quota_mode: false\n');
   });
 });
