@@ -138,6 +138,7 @@ function createCacheStore(config: PortcullisConfig): CacheStore {
 }
 
 async function serve(configFile: string): Promise<number> {
+  // A replacement worker starts from the config its siblings run, not from files an edit may have broken since.
   const handover = cluster.isWorker ? await askForHandover() : undefined;
   let config: PortcullisConfig;
   try {
