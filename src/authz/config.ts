@@ -3,6 +3,7 @@ import path from 'node:path';
 import { IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, isAbsent, list, number, object, oneOf, required, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
+import { normalizePath } from './normalize-path.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
 /** Asymmetric algorithms only: HMAC never shares a verifier with public keys, and `none` is not an algorithm. */
@@ -131,11 +132,29 @@ const providerSchema = object({
   claims: object({ subject: string('sub'), scopes: string('scope'), roles: string('roles'), tier: string('tier') }),
 });
 
+/**
+ * A policy path is compared with normalized request paths (normalize-path.ts), so it must be one: a path
+ * normalization refuses, or one with a query or fragment, could never match, and the requests it was meant for would
+ * fall through to a later policy.
+ */
+const policyPath = (s: string): string | undefined => {
+  if (!s.startsWith('/')) return `must start with /, got '${s}'`;
+  if (/[?#]/.test(s)) return `must be a path with no query or fragment, got '${s}'`;
+  const normalized = normalizePath(s);
+  return normalized.ok ? undefined : `no request path can match '${s}': ${normalized.reason}`;
+};
+/** The written policy path as requests are matched: `/caf%c3%a9`, `/café` → `/caf%C3%A9`; `/%7Euser` → `/~user`. */
+const normalizedPolicyPath = (s: string): string | undefined => {
+  if (s === '') return undefined;
+  const normalized = normalizePath(s);
+  return normalized.ok ? normalized.path : s;
+};
+
 const policySchema = object({
   name: required(string('', nonEmpty)),
   match: object({
-    path_prefix: string('', (s) => (s.startsWith('/') ? undefined : `must start with /, got '${s}'`)),
-    path: string('', (s) => (s.startsWith('/') ? undefined : `must start with /, got '${s}'`)),
+    path_prefix: string('', policyPath),
+    path: string('', policyPath),
     methods: list(oneOf(METHODS, 'GET')),
   }),
   authenticate: required(list(string('', nonEmpty))),
@@ -262,7 +281,7 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
     policies.push({
       name: po.name,
       line: at(where) ?? 0,
-      match: matchPresent ? { pathPrefix: po.match.path_prefix || undefined, path: po.match.path || undefined, methods: po.match.methods } : undefined,
+      match: matchPresent ? { pathPrefix: normalizedPolicyPath(po.match.path_prefix), path: normalizedPolicyPath(po.match.path), methods: po.match.methods } : undefined,
       authenticate,
       require: {
         scopes: po.require.scopes ?? [],

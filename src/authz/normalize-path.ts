@@ -10,7 +10,10 @@
  *     upstreams disagree on what they mean, so no answer would be safe;
  *   - `;` (raw or `%3B`) refused: Tomcat, Jetty and Spring strip `;params` from a segment before resolving dots, so
  *     `/public/..;/admin` is `/admin` to them but a `/public` path here;
- *   - overlong UTF-8 lead bytes (`%C0`, `%C1`) refused: never valid UTF-8, yet lenient decoders read `%C0%AE` as `.`.
+ *   - overlong UTF-8 lead bytes (`%C0`, `%C1`) refused: never valid UTF-8, yet lenient decoders read `%C0%AE` as `.`;
+ *   - raw non-ASCII characters percent-encoded as UTF-8 (`é` → `%C3%A9`): the upstream reads both spellings as one
+ *     path, so a policy on either protects both.
+ * Policy paths in the config are normalized the same way (config.ts), so they are compared like with like.
  */
 export type NormalizedPath =
   | { readonly ok: true; readonly path: string; readonly query: string }
@@ -32,11 +35,19 @@ export function normalizePath(raw: string): NormalizedPath {
   if (target.includes(';')) return { ok: false, reason: 'semicolon (path parameter) in path' };
 
   // Most paths need nothing: no escapes, no empty, `.` or `..` segments.
-  if (!/%|\/\/|\/\.\.?(\/|$)/.test(target)) return { ok: true, path: target, query };
+  // eslint-disable-next-line no-control-regex
+  if (!/%|\/\/|\/\.\.?(\/|$)|[^\u0000-\u007f]/.test(target)) return { ok: true, path: target, query };
 
   let decoded = '';
   for (let i = 0; i < target.length; i++) {
     const c = target[i]!;
+    if (c > '\u007f') {
+      // A whole code point (a surrogate pair is one); a lone surrogate encodes as U+FFFD, as it would on the wire.
+      const point = String.fromCodePoint(target.codePointAt(i)!);
+      decoded += [...Buffer.from(point, 'utf8')].map((b) => `%${b.toString(16).toUpperCase()}`).join('');
+      i += point.length - 1;
+      continue;
+    }
     if (c !== '%') {
       decoded += c;
       continue;

@@ -104,6 +104,26 @@ policies:
     assert.equal(lines.length, want.length, lines.join('\n'));
   });
 
+  // Matched against normalized request paths only: a path normalization refuses, or one with a query or fragment,
+  // could never match, and the requests it was written for would fall through to a later policy.
+  it('a policy path no normalized request path can equal is refused', () => {
+    const lines = issues(`authz:
+  policies:
+    - { name: a, match: { path_prefix: /files%2Fsecret }, authenticate: [anonymous] }
+    - { name: b, match: { path: "/search?q=x" }, authenticate: [anonymous] }
+    - { name: c, match: { path_prefix: /admin;v=1 }, authenticate: [anonymous] }
+    - { name: d, match: { path: "/docs#top" }, authenticate: [anonymous] }
+`);
+    const want = [
+      'encoded slash or backslash in path (line 3, at authz.policies[0].match.path_prefix)',
+      "no query or fragment, got '/search?q=x' (line 4, at authz.policies[1].match.path)",
+      'semicolon (path parameter) in path (line 5, at authz.policies[2].match.path_prefix)',
+      "no query or fragment, got '/docs#top' (line 6, at authz.policies[3].match.path)",
+    ];
+    for (const w of want) assert.ok(lines.some((l) => l.includes(w)), `missing ${w} in\n${lines.join('\n')}`);
+    assert.equal(lines.length, want.length, lines.join('\n'));
+  });
+
   it('required keys of a present subsection are required; absent subsections are not', () => {
     const lines = issues('authz:\n  api_keys: { header: x-api-key }\n  introspection: { url: http://idp/introspect }\n');
     assert.ok(lines.some((l) => l.includes('is required (line 2, at authz.api_keys.file)')), lines.join('\n'));

@@ -45,6 +45,11 @@ describe('normalizePath', () => {
     ['/public/%c0%ae%c0%ae/admin', null],
     ['/a%C1%81', null],
     ['/a%c2%ae', '/a%C2%AE'],
+    // Raw non-ASCII is the same path to the upstream as its UTF-8 escapes, so it is matched as them.
+    ['/café', '/caf%C3%A9'],
+    ['/caf%c3%a9', '/caf%C3%A9'],
+    ['/a/\u{1F600}/b', '/a/%F0%9F%98%80/b'],
+    ['/a\uD800', '/a%EF%BF%BD'],
     ['/a\u0000b', null],
     ['*', null],
     ['http://evil/admin', null],
