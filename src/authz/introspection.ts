@@ -4,7 +4,7 @@ import { bearerToken } from './bearer.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse, RevocationKind } from './ports.js';
 import { scopeList } from './scopes.js';
-import { isUsableSubject } from './subject.js';
+import { isUsableSubject, tierOf } from './subject.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
 import { untilAborted } from './wait.js';
 
@@ -65,7 +65,7 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
     subject,
     scopes: scopeList(body['scope']),
     roles: Array.isArray(body['roles']) ? body['roles'].filter((r): r is string => typeof r === 'string') : [],
-    tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
+    tier: tierOf(tier),
     claims: body,
     jti: typeof jti === 'string' && jti !== '' ? jti : undefined,
     reused: deps.cache.holdsEntries,

@@ -7,7 +7,7 @@ import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import { KeysUnavailableError, type KeySource } from './jwks.js';
 import { claimsRefusal, decodeJws, headerRefusal, NO_MATCHING_KEY, shown, signatureRefusal, type Refusal } from './jws.js';
 import { scopeList } from './scopes.js';
-import { isUsableSubject } from './subject.js';
+import { isUsableSubject, tierOf } from './subject.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, RevocationKind } from './ports.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
@@ -68,7 +68,7 @@ function identityOf(provider: JwtProviderSettings, payload: JWTPayload, reused: 
     provider: provider.name,
     scopes: scopeList(scopes),
     roles: strings(payload[provider.claims.roles]),
-    tier: typeof tier === 'string' && tier !== '' ? tier : undefined,
+    tier: tierOf(tier),
     claims: payload as Record<string, unknown>,
     jti: typeof payload.jti === 'string' ? payload.jti : undefined,
     reused,

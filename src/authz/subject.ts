@@ -20,3 +20,12 @@ export function isUsableSubject(value: unknown): value is string {
   // rate limits and logs as one caller: a subject that is not well-formed UTF-16 names nobody.
   return typeof value === 'string' && value.trim() !== '' && !/^[ \t]|[ \t]$/.test(value) && isHeaderSafe(value) && value.isWellFormed();
 }
+
+/**
+ * A claim naming the caller's tier: text, or a number written as text (`tier: 2` is tier "2", as require clauses
+ * compare claim values as text). Anything else names none.
+ */
+export function tierOf(value: unknown): string | undefined {
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}

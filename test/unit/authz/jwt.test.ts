@@ -98,6 +98,15 @@ describe('JWT evaluator', () => {
     assert.ok(lower.allow, 'scheme is case-insensitive');
   });
 
+  it('a numeric tier claim is the tier written as text; other types name none', async () => {
+    const s = await setup();
+    for (const [tier, expected] of [[2, '2'], [1.5, '1.5'], ['', undefined], [true, undefined], [['gold'], undefined], [{ t: 1 }, undefined]] as const) {
+      const d = await s.check(`Bearer ${await token(s.rsa, { tier })}`);
+      assert.ok(d.allow, JSON.stringify(tier));
+      assert.equal(d.identity.tier, expected, JSON.stringify(tier));
+    }
+  });
+
   it('scopes: split on every whitespace run, arrays too, so the policy checks what x-user-scopes carries', async () => {
     const s = await setup();
     // [scope claims, scopes seen, allowed on a policy requiring orders:read]
