@@ -139,7 +139,9 @@ export class ExtprocStream {
     const requestId = kept ?? (this.deps.newRequestId ?? randomUUID)();
     if (kept === undefined) mutation.set(idHeader, requestId);
 
-    const trace = continueTrace(headerValue(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
+    // Every traceparent line, joined: two of them are invalid as one (W3C test suite, test_traceparent_duplicated),
+    // where reading the first would continue a trace the second contradicts.
+    const trace = continueTrace(headerValues(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
     mutation.set('traceparent', formatTraceparent(trace));
     if (trace.started && headerValue(headers, 'tracestate') !== undefined) mutation.remove('tracestate');
     if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, trace.traceId);

@@ -353,3 +353,32 @@ extproc:
   });
 });
 
+
+describe('trace context from the request headers (W3C Trace Context)', () => {
+  const T1 = '12345678901234567890123456789011';
+  const T2 = '12345678901234567890123456789012';
+  const P = '1234567890123456';
+  const sent = async (headers: HeaderList) => {
+    const stream = new ExtprocStream({
+      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => 'a'.repeat(bytes * 2),
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/x'], [':authority', 'h'], ...headers], endOfStream: true }, identity: undefined, attributes: {} });
+    assert.equal(answer.kind, 'request_headers');
+    return answer.kind === 'request_headers' ? answer.mutation : { set: [], remove: [] };
+  };
+
+  it('two traceparent headers are no valid traceparent: a new trace starts and tracestate is dropped', async () => {
+    // The W3C test suite's test_traceparent_duplicated: neither trace id may be continued.
+    const m = await sent([['traceparent', `00-${T1}-${P}-01`], ['traceparent', `00-${T2}-${P}-01`], ['tracestate', 'a=1']]);
+    assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${'a'.repeat(32)}-${'a'.repeat(16)}-01`);
+    assert.ok(m.remove.includes('tracestate'));
+  });
+
+  it('one valid traceparent is continued and tracestate, sent in two lines, is left alone', async () => {
+    const m = await sent([['traceparent', `00-${T1}-${P}-00`], ['tracestate', 'a=1'], ['tracestate', 'b=2']]);
+    assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${T1}-${'a'.repeat(16)}-00`);
+    assert.ok(!m.remove.includes('tracestate'));
+    assert.equal(m.set.find((s) => s.name === 'tracestate'), undefined);
+  });
+});
