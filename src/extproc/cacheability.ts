@@ -75,6 +75,8 @@ export function storeDecision(input: StoreInput): StoreDecision {
   const routeTtl = input.ttlSecondsByStatus.get(input.status);
   if (routeTtl === undefined) return { store: false, reason: `status ${input.status}` };
   if (input.status === 206) return { store: false, reason: 'partial content' };
+  // A 304 answers one client's conditional request and has no body: stored, it would answer everyone with nothing.
+  if (input.status === 304) return { store: false, reason: 'not modified' };
   const cc = parseCacheControl(headerValues(input.headers, 'cache-control'));
   if (cc.has('no-store')) return { store: false, reason: 'no-store' };
   if (cc.has('private')) return { store: false, reason: 'private' };

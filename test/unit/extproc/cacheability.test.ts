@@ -85,6 +85,9 @@ describe('storeDecision', () => {
   it('206 is never stored even when listed', () => {
     assert.deepEqual(storeDecision({ status: 206, headers: [], ttlSecondsByStatus: new Map([[206, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'partial content' });
   });
+  it('304 is never stored even when listed', () => {
+    assert.deepEqual(storeDecision({ status: 304, headers: [], ttlSecondsByStatus: new Map([[304, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'not modified' });
+  });
 });
 
 describe('age and conditionals', () => {

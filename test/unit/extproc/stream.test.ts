@@ -382,3 +382,27 @@ describe('trace context from the request headers (W3C Trace Context)', () => {
     assert.equal(m.set.find((s) => s.name === 'tracestate'), undefined);
   });
 });
+
+describe('a 304 from the origin is never stored, even when the route lists 304', () => {
+  const listed = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: c
+      match: { path_prefix: /c }
+      cache: { ttl_seconds: { "200": 100, "304": 100 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+
+  it('a conditional request\'s 304 does not answer the next, unconditional request', async () => {
+    const cache = new MemoryCacheStore(1 << 20);
+    const open = () => new ExtprocStream({
+      settings: listed, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => '1'.repeat(bytes * 2),
+    });
+    const get = (extra: HeaderList): ProcessingMessage => ({ kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/c/page'], [':authority', 'h'], ...extra], endOfStream: true });
+    const conditional = open();
+    await conditional.handle({ message: get([['if-none-match', '"v1"']]), identity: undefined, attributes: {} });
+    await conditional.handle({ message: { kind: 'response_headers', headers: [[':status', '304'], ['etag', '"v1"']], endOfStream: true }, identity: undefined, attributes: {} });
+    const next = await open().handle({ message: get([]), identity: undefined, attributes: {} });
+    assert.equal(next.kind === 'immediate' ? `served a stored ${next.status}` : next.kind, 'request_headers');
+  });
+});
