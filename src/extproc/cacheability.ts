@@ -6,7 +6,10 @@ import { hasHeader, headerValue, headerValues, type HeaderList } from './headers
 
 export type Directives = ReadonlyMap<string, string | true>;
 
-/** Cache-Control directives, lower-cased names, quoted values unquoted. Unparseable parts are ignored. */
+/**
+ * Cache-Control directives, lower-cased names, quoted values unquoted. Unparseable parts are ignored. Of a repeated
+ * directive the first occurrence counts (RFC 9111 §4.2.1), e.g. when a proxy appended its own max-age.
+ */
 export function parseCacheControl(value: string | undefined): Directives {
   const out = new Map<string, string | true>();
   if (value === undefined) return out;
@@ -15,7 +18,7 @@ export function parseCacheControl(value: string | undefined): Directives {
     const name = rawName?.trim().toLowerCase();
     if (!name) continue;
     const raw = rest.join('=').trim();
-    out.set(name, rest.length === 0 ? true : raw.replace(/^"(.*)"$/, '$1'));
+    if (!out.has(name)) out.set(name, rest.length === 0 ? true : raw.replace(/^"(.*)"$/, '$1'));
   }
   return out;
 }

@@ -26,6 +26,7 @@ describe('requestCacheDecision', () => {
     ['GET', { pragma: 'no-cache' }, { lookup: false, store: true, reason: 'request no-cache' }],
     ['GET', { pragma: 'no-cache', 'cache-control': 'max-age=5' }, { lookup: true, store: true, reason: undefined }],
     ['GET', { range: 'bytes=0-1' }, { lookup: false, store: false, reason: 'range' }],
+    ['GET', { 'cache-control': 'max-age=0, max-age=60' }, { lookup: false, store: true, reason: 'request no-cache' }],
   ];
   for (const [method, headers, expected] of table) {
     it(`${method} ${JSON.stringify(headers)}`, () => {
@@ -61,6 +62,8 @@ describe('storeDecision', () => {
     ['max-age shortens', 200, { 'cache-control': 'max-age=30' }, false, 30],
     ['max-age cannot lengthen', 200, { 'cache-control': 'max-age=9999' }, false, 300],
     ['s-maxage beats max-age', 200, { 'cache-control': 'max-age=30, s-maxage=10' }, false, 10],
+    // RFC 9111 §4.2.1: of a repeated directive the first occurrence counts.
+    ['a repeated max-age: the first counts', 200, { 'cache-control': 'max-age=10, max-age=3600' }, false, 10],
     ['Expires - Date', 200, { date, expires: new Date(NOW + 120_000).toUTCString() }, false, 120],
     ['invalid Expires is expired', 200, { expires: '0' }, false, 'stale'],
     ['max-age=0', 200, { 'cache-control': 'max-age=0' }, false, 'stale'],
