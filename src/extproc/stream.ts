@@ -135,9 +135,12 @@ export class ExtprocStream {
     const mutation = new MutationBuilder();
 
     const idHeader = settings.requestId.header;
-    const kept = acceptRequestId(headerValue(headers, idHeader));
+    const sentId = headerValue(headers, idHeader);
+    const kept = acceptRequestId(sentId);
     const requestId = kept ?? (this.deps.newRequestId ?? randomUUID)();
-    if (kept === undefined) mutation.set(idHeader, requestId);
+    // Two lines of the header (joined, they differ from the first): the kept id is set alone, so the upstream sees
+    // the one id the logs and the response carry.
+    if (kept === undefined || headerValues(headers, idHeader) !== sentId) mutation.set(idHeader, requestId);
 
     // Every traceparent line, joined: two of them are invalid as one (W3C test suite, test_traceparent_duplicated),
     // where reading the first would continue a trace the second contradicts.

@@ -406,3 +406,22 @@ extproc:
     assert.equal(next.kind === 'immediate' ? `served a stored ${next.status}` : next.kind, 'request_headers');
   });
 });
+
+describe('x-request-id from the request headers', () => {
+  const sent = async (headers: HeaderList) => {
+    const stream = new ExtprocStream({
+      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => 'a'.repeat(bytes * 2), newRequestId: () => 'generated',
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/x'], [':authority', 'h'], ...headers], endOfStream: true }, identity: undefined, attributes: {} });
+    return answer.kind === 'request_headers' ? answer.mutation.set.filter((s) => s.name === 'x-request-id').map((s) => `${s.value}${s.append ? ' (append)' : ''}`) : [];
+  };
+  const table: [string, HeaderList, string[]][] = [
+    ['one sane id is kept as sent', [['x-request-id', 'abc-1']], []],
+    ['none: one is created', [], ['generated']],
+    ['not a sane token: replaced', [['x-request-id', 'has space']], ['generated']],
+    // The upstream must see the one id the logs and the response carry, not both.
+    ['two ids: the first is kept and set alone', [['x-request-id', 'abc-1'], ['x-request-id', 'abc-2']], ['abc-1']],
+  ];
+  for (const [name, headers, expected] of table) it(name, async () => assert.deepEqual(await sent(headers), expected));
+});
