@@ -118,12 +118,19 @@ export function currentAgeSeconds(storedAtMs: number, initialAgeSeconds: number,
   return initialAgeSeconds + Math.max(0, Math.floor((nowMs - storedAtMs) / 1000));
 }
 
-/** If-None-Match against a stored ETag, weak comparison (RFC 9110 §13.1.2). */
+/** An entity-tag (RFC 9110 §8.8.3), weak or strong; group 1 is the opaque tag with its quotes. */
+const ENTITY_TAG = /(?:W\/)?("[^"]*")/g;
+
+/**
+ * If-None-Match against a stored ETag, weak comparison (RFC 9110 §13.1.2). The list is read as entity-tags, not
+ * split at commas: a comma may be part of a tag ("v1,2"), and so may a `*` ("a,*,b" is not the wildcard).
+ */
 export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
   if (ifNoneMatch === undefined || etag === undefined) return false;
-  const strip = (tag: string): string => tag.trim().replace(/^W\//, '');
-  const stored = strip(etag);
-  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || strip(candidate) === stored);
+  if (ifNoneMatch.replace(ENTITY_TAG, '').split(',').some((candidate) => candidate.trim() === '*')) return true;
+  const stored = etag.trim().replace(/^W\//, '');
+  for (const candidate of ifNoneMatch.matchAll(ENTITY_TAG)) if (candidate[1] === stored) return true;
+  return false;
 }
 
 /**

@@ -101,6 +101,9 @@ describe('age and conditionals', () => {
   const table: [string | undefined, string | undefined, boolean][] = [
     ['"a"', '"a"', true], ['W/"a"', '"a"', true], ['"a"', 'W/"a"', true], ['"b", "a"', '"a"', true],
     ['*', '"a"', true], ['"b"', '"a"', false], [undefined, '"a"', false], ['"a"', undefined, false],
+    // A comma is an etagc (RFC 9110 §8.8.3): the list is split into entity-tags, not at every comma.
+    ['"x", "a,b"', '"a,b"', true], ['W/"a,b"', '"a,b"', true], ['"a,b"', '"a"', false], ['"b", "a"', 'a', false],
+    ['"a,*,b"', '"z"', false],
   ];
   for (const [inm, etag, expected] of table) it(`If-None-Match ${inm} vs ${etag}`, () => assert.equal(ifNoneMatchHits(inm, etag), expected));
   // RFC 9110 §13.2.1: a precondition counts only where the response without it would be 2xx.
