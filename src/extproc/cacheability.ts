@@ -6,7 +6,10 @@ import { hasHeader, headerValue, headerValues, type HeaderList } from './headers
 
 export type Directives = ReadonlyMap<string, string | true>;
 
-/** Cache-Control directives, lower-cased names, quoted values unquoted. Unparseable parts are ignored. */
+/**
+ * Cache-Control directives, lower-cased names, quoted values unquoted. Unparseable parts are ignored. Of a repeated
+ * directive the first occurrence counts (RFC 9111 §4.2.1), e.g. when a proxy appended its own max-age.
+ */
 export function parseCacheControl(value: string | undefined): Directives {
   const out = new Map<string, string | true>();
   if (value === undefined) return out;
@@ -15,7 +18,7 @@ export function parseCacheControl(value: string | undefined): Directives {
     const name = rawName?.trim().toLowerCase();
     if (!name) continue;
     const raw = rest.join('=').trim();
-    out.set(name, rest.length === 0 ? true : raw.replace(/^"(.*)"$/, '$1'));
+    if (!out.has(name)) out.set(name, rest.length === 0 ? true : raw.replace(/^"(.*)"$/, '$1'));
   }
   return out;
 }
@@ -75,6 +78,8 @@ export function storeDecision(input: StoreInput): StoreDecision {
   const routeTtl = input.ttlSecondsByStatus.get(input.status);
   if (routeTtl === undefined) return { store: false, reason: `status ${input.status}` };
   if (input.status === 206) return { store: false, reason: 'partial content' };
+  // A 304 answers one client's conditional request and has no body: stored, it would answer everyone with nothing.
+  if (input.status === 304) return { store: false, reason: 'not modified' };
   const cc = parseCacheControl(headerValues(input.headers, 'cache-control'));
   if (cc.has('no-store')) return { store: false, reason: 'no-store' };
   if (cc.has('private')) return { store: false, reason: 'private' };
@@ -113,12 +118,19 @@ export function currentAgeSeconds(storedAtMs: number, initialAgeSeconds: number,
   return initialAgeSeconds + Math.max(0, Math.floor((nowMs - storedAtMs) / 1000));
 }
 
-/** If-None-Match against a stored ETag, weak comparison (RFC 9110 §13.1.2). */
+/** An entity-tag (RFC 9110 §8.8.3), weak or strong; group 1 is the opaque tag with its quotes. */
+const ENTITY_TAG = /(?:W\/)?("[^"]*")/g;
+
+/**
+ * If-None-Match against a stored ETag, weak comparison (RFC 9110 §13.1.2). The list is read as entity-tags, not
+ * split at commas: a comma may be part of a tag ("v1,2"), and so may a `*` ("a,*,b" is not the wildcard).
+ */
 export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
   if (ifNoneMatch === undefined || etag === undefined) return false;
-  const strip = (tag: string): string => tag.trim().replace(/^W\//, '');
-  const stored = strip(etag);
-  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || strip(candidate) === stored);
+  if (ifNoneMatch.replace(ENTITY_TAG, '').split(',').some((candidate) => candidate.trim() === '*')) return true;
+  const stored = etag.trim().replace(/^W\//, '');
+  for (const candidate of ifNoneMatch.matchAll(ENTITY_TAG)) if (candidate[1] === stored) return true;
+  return false;
 }
 
 /**

@@ -135,11 +135,16 @@ export class ExtprocStream {
     const mutation = new MutationBuilder();
 
     const idHeader = settings.requestId.header;
-    const kept = acceptRequestId(headerValue(headers, idHeader));
+    const sentId = headerValue(headers, idHeader);
+    const kept = acceptRequestId(sentId);
     const requestId = kept ?? (this.deps.newRequestId ?? randomUUID)();
-    if (kept === undefined) mutation.set(idHeader, requestId);
+    // Two lines of the header (joined, they differ from the first): the kept id is set alone, so the upstream sees
+    // the one id the logs and the response carry.
+    if (kept === undefined || headerValues(headers, idHeader) !== sentId) mutation.set(idHeader, requestId);
 
-    const trace = continueTrace(headerValue(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
+    // Every traceparent line, joined: two of them are invalid as one (W3C test suite, test_traceparent_duplicated),
+    // where reading the first would continue a trace the second contradicts.
+    const trace = continueTrace(headerValues(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
     mutation.set('traceparent', formatTraceparent(trace));
     if (trace.started && headerValue(headers, 'tracestate') !== undefined) mutation.remove('tracestate');
     if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, trace.traceId);

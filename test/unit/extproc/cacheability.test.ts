@@ -26,6 +26,7 @@ describe('requestCacheDecision', () => {
     ['GET', { pragma: 'no-cache' }, { lookup: false, store: true, reason: 'request no-cache' }],
     ['GET', { pragma: 'no-cache', 'cache-control': 'max-age=5' }, { lookup: true, store: true, reason: undefined }],
     ['GET', { range: 'bytes=0-1' }, { lookup: false, store: false, reason: 'range' }],
+    ['GET', { 'cache-control': 'max-age=0, max-age=60' }, { lookup: false, store: true, reason: 'request no-cache' }],
   ];
   for (const [method, headers, expected] of table) {
     it(`${method} ${JSON.stringify(headers)}`, () => {
@@ -61,6 +62,8 @@ describe('storeDecision', () => {
     ['max-age shortens', 200, { 'cache-control': 'max-age=30' }, false, 30],
     ['max-age cannot lengthen', 200, { 'cache-control': 'max-age=9999' }, false, 300],
     ['s-maxage beats max-age', 200, { 'cache-control': 'max-age=30, s-maxage=10' }, false, 10],
+    // RFC 9111 §4.2.1: of a repeated directive the first occurrence counts.
+    ['a repeated max-age: the first counts', 200, { 'cache-control': 'max-age=10, max-age=3600' }, false, 10],
     ['Expires - Date', 200, { date, expires: new Date(NOW + 120_000).toUTCString() }, false, 120],
     ['invalid Expires is expired', 200, { expires: '0' }, false, 'stale'],
     ['max-age=0', 200, { 'cache-control': 'max-age=0' }, false, 'stale'],
@@ -85,6 +88,9 @@ describe('storeDecision', () => {
   it('206 is never stored even when listed', () => {
     assert.deepEqual(storeDecision({ status: 206, headers: [], ttlSecondsByStatus: new Map([[206, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'partial content' });
   });
+  it('304 is never stored even when listed', () => {
+    assert.deepEqual(storeDecision({ status: 304, headers: [], ttlSecondsByStatus: new Map([[304, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'not modified' });
+  });
 });
 
 describe('age and conditionals', () => {
@@ -95,6 +101,9 @@ describe('age and conditionals', () => {
   const table: [string | undefined, string | undefined, boolean][] = [
     ['"a"', '"a"', true], ['W/"a"', '"a"', true], ['"a"', 'W/"a"', true], ['"b", "a"', '"a"', true],
     ['*', '"a"', true], ['"b"', '"a"', false], [undefined, '"a"', false], ['"a"', undefined, false],
+    // A comma is an etagc (RFC 9110 §8.8.3): the list is split into entity-tags, not at every comma.
+    ['"x", "a,b"', '"a,b"', true], ['W/"a,b"', '"a,b"', true], ['"a,b"', '"a"', false], ['"b", "a"', 'a', false],
+    ['"a,*,b"', '"z"', false],
   ];
   for (const [inm, etag, expected] of table) it(`If-None-Match ${inm} vs ${etag}`, () => assert.equal(ifNoneMatchHits(inm, etag), expected));
   // RFC 9110 §13.2.1: a precondition counts only where the response without it would be 2xx.

@@ -25,6 +25,8 @@ describe('parseTraceparent', () => {
     [`00-${'0'.repeat(32)}-${P}-01`, undefined],
     [`00-${T}-${'0'.repeat(16)}-01`, undefined],
     [`00-${T}-${P}-0g`, undefined],
+    [`00-${T}-${P}-01, 00-${T}-${P}-01`, undefined],
+    [`cc-${T}-${P}-01, cc-${T}-${P}-01`, undefined],
     [`00_${T}-${P}-01`, undefined],
     [`00-${T.slice(1)}-${P}-01`, undefined],
     ['', undefined],

@@ -353,3 +353,75 @@ extproc:
   });
 });
 
+
+describe('trace context from the request headers (W3C Trace Context)', () => {
+  const T1 = '12345678901234567890123456789011';
+  const T2 = '12345678901234567890123456789012';
+  const P = '1234567890123456';
+  const sent = async (headers: HeaderList) => {
+    const stream = new ExtprocStream({
+      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => 'a'.repeat(bytes * 2),
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/x'], [':authority', 'h'], ...headers], endOfStream: true }, identity: undefined, attributes: {} });
+    assert.equal(answer.kind, 'request_headers');
+    return answer.kind === 'request_headers' ? answer.mutation : { set: [], remove: [] };
+  };
+
+  it('two traceparent headers are no valid traceparent: a new trace starts and tracestate is dropped', async () => {
+    // The W3C test suite's test_traceparent_duplicated: neither trace id may be continued.
+    const m = await sent([['traceparent', `00-${T1}-${P}-01`], ['traceparent', `00-${T2}-${P}-01`], ['tracestate', 'a=1']]);
+    assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${'a'.repeat(32)}-${'a'.repeat(16)}-01`);
+    assert.ok(m.remove.includes('tracestate'));
+  });
+
+  it('one valid traceparent is continued and tracestate, sent in two lines, is left alone', async () => {
+    const m = await sent([['traceparent', `00-${T1}-${P}-00`], ['tracestate', 'a=1'], ['tracestate', 'b=2']]);
+    assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${T1}-${'a'.repeat(16)}-00`);
+    assert.ok(!m.remove.includes('tracestate'));
+    assert.equal(m.set.find((s) => s.name === 'tracestate'), undefined);
+  });
+});
+
+describe('a 304 from the origin is never stored, even when the route lists 304', () => {
+  const listed = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: c
+      match: { path_prefix: /c }
+      cache: { ttl_seconds: { "200": 100, "304": 100 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+
+  it('a conditional request\'s 304 does not answer the next, unconditional request', async () => {
+    const cache = new MemoryCacheStore(1 << 20);
+    const open = () => new ExtprocStream({
+      settings: listed, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => '1'.repeat(bytes * 2),
+    });
+    const get = (extra: HeaderList): ProcessingMessage => ({ kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/c/page'], [':authority', 'h'], ...extra], endOfStream: true });
+    const conditional = open();
+    await conditional.handle({ message: get([['if-none-match', '"v1"']]), identity: undefined, attributes: {} });
+    await conditional.handle({ message: { kind: 'response_headers', headers: [[':status', '304'], ['etag', '"v1"']], endOfStream: true }, identity: undefined, attributes: {} });
+    const next = await open().handle({ message: get([]), identity: undefined, attributes: {} });
+    assert.equal(next.kind === 'immediate' ? `served a stored ${next.status}` : next.kind, 'request_headers');
+  });
+});
+
+describe('x-request-id from the request headers', () => {
+  const sent = async (headers: HeaderList) => {
+    const stream = new ExtprocStream({
+      settings, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+      randomHex: (bytes) => 'a'.repeat(bytes * 2), newRequestId: () => 'generated',
+    });
+    const answer = await stream.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/x'], [':authority', 'h'], ...headers], endOfStream: true }, identity: undefined, attributes: {} });
+    return answer.kind === 'request_headers' ? answer.mutation.set.filter((s) => s.name === 'x-request-id').map((s) => `${s.value}${s.append ? ' (append)' : ''}`) : [];
+  };
+  const table: [string, HeaderList, string[]][] = [
+    ['one sane id is kept as sent', [['x-request-id', 'abc-1']], []],
+    ['none: one is created', [], ['generated']],
+    ['not a sane token: replaced', [['x-request-id', 'has space']], ['generated']],
+    // The upstream must see the one id the logs and the response carry, not both.
+    ['two ids: the first is kept and set alone', [['x-request-id', 'abc-1'], ['x-request-id', 'abc-2']], ['abc-1']],
+  ];
+  for (const [name, headers, expected] of table) it(name, async () => assert.deepEqual(await sent(headers), expected));
+});
