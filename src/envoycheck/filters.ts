@@ -31,7 +31,7 @@ import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
 import { selectExtprocRoute } from '../extproc/stream.js';
 import type { Finding } from './check.js';
-import { list, perRouteFilter, record, text, type Json, type RouteSite } from './routes.js';
+import { isFilter, list, perRouteFilter, record, text, type Json, type RouteSite } from './routes.js';
 
 export type FilterFindingCode =
   | 'NO_AUTHZ_POLICY'
@@ -55,6 +55,8 @@ export interface FilterCheckSummary {
 
 export const EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
 export const EXT_PROC_FILTER = 'envoy.filters.http.ext_proc';
+export const EXT_AUTHZ_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+export const EXT_PROC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
 /** gRPC initial metadata naming an extproc route; the same key as src/server/extproc-handler.ts ROUTE_METADATA_KEY. */
 export const EXTPROC_ROUTE_METADATA = 'x-portcullis-route';
 
@@ -155,9 +157,23 @@ function checkAuthz(site: RouteSite, probes: readonly Probe[], policies: ReturnT
   }
 }
 
+/**
+ * The connection manager's ext_authz or ext_proc filter. Envoy picks the extension by its typed_config @type, whatever
+ * the filter's name (its name only keys the per-route configs), as routes.ts does for the ratelimit filter.
+ */
+function findFilter(site: RouteSite, name: typeof EXT_AUTHZ_FILTER | typeof EXT_PROC_FILTER): Json | undefined {
+  const type = name === EXT_AUTHZ_FILTER ? EXT_AUTHZ_TYPE : EXT_PROC_TYPE;
+  return site.httpFilters.find((f) => isFilter(f, name, type));
+}
+
+/** The key of a filter's per-route configs: its name in http_filters. */
+function perRouteKey(site: RouteSite, name: typeof EXT_AUTHZ_FILTER | typeof EXT_PROC_FILTER): string {
+  return text(findFilter(site, name)?.['name'], name);
+}
+
 /** Whether a filter runs on the route: in the connection manager, and not disabled for it (or enabled where off). */
-export function filterState(site: RouteSite, name: string): FilterState {
-  const filter = site.httpFilters.find((f) => f['name'] === name);
+export function filterState(site: RouteSite, name: typeof EXT_AUTHZ_FILTER | typeof EXT_PROC_FILTER): FilterState {
+  const filter = findFilter(site, name);
   if (filter === undefined) return 'absent';
   return perRouteFilter(filter, site.perFilterConfigChain).active ? 'active' : 'disabled';
 }
@@ -165,8 +181,9 @@ export function filterState(site: RouteSite, name: string): FilterState {
 /** ExtAuthzPerRoute.check_settings.context_extensions, merged from the least to the most specific level. */
 function contextExtensions(site: RouteSite): Record<string, string> {
   const merged: Record<string, string> = {};
+  const key = perRouteKey(site, EXT_AUTHZ_FILTER);
   for (const level of [...site.perFilterConfigChain].reverse()) {
-    const extensions = record(record(record(level[EXT_AUTHZ_FILTER])['check_settings'])['context_extensions']);
+    const extensions = record(record(record(level[key])['check_settings'])['context_extensions']);
     for (const [key, value] of Object.entries(extensions)) {
       const extension = text(value, '');
       if (extension !== '' || value === '') merged[key] = extension;
@@ -181,11 +198,12 @@ function extprocRouteHint(site: RouteSite): string | undefined {
     const entry = list(entries).map(record).find((e) => e['key'] === EXTPROC_ROUTE_METADATA);
     return entry === undefined ? undefined : text(entry['value'], '');
   };
+  const key = perRouteKey(site, EXT_PROC_FILTER);
   for (const level of site.perFilterConfigChain) {
-    const hint = fromList(record(record(level[EXT_PROC_FILTER])['overrides'])['grpc_initial_metadata']);
+    const hint = fromList(record(record(level[key])['overrides'])['grpc_initial_metadata']);
     if (hint !== undefined) return hint;
   }
-  const filter = site.httpFilters.find((f) => f['name'] === EXT_PROC_FILTER);
+  const filter = findFilter(site, EXT_PROC_FILTER);
   return fromList(record(record(record(filter?.['typed_config'])['grpc_service']))['initial_metadata']);
 }
 

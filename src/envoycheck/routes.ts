@@ -76,7 +76,7 @@ const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rateli
  * Whether a filter is the extension `name`/`type`: Envoy picks the extension by its typed_config's @type, and the
  * name is only a label (per-route configs are keyed by it). Without a @type, the well-known name.
  */
-function isFilter(filter: Json, name: string, type: string): boolean {
+export function isFilter(filter: Json, name: string, type: string): boolean {
   const configType = record(filter['typed_config'])['@type'];
   return typeof configType === 'string' ? configType === type : filter['name'] === name;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { checkEnvoyFilters, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_PROC_FILTER, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_AUTHZ_TYPE, EXT_PROC_FILTER, EXT_PROC_TYPE, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
 import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
@@ -108,6 +108,26 @@ describe('checkEnvoyFilters', () => {
       bootstrap: bootstrap([to('health', { path: '/healthz' }), to('export', { path: '/api/export' }, authzPolicy('nope'))], { authzDisabled: true }),
       policies: ORDERS,
       want: ['UNKNOWN_AUTHZ_POLICY'],
+    },
+    {
+      // Envoy picks the extension by @type; the name only keys per-route configs.
+      name: 'ext_authz under another name is still ext_authz, and its per-route config is under that name',
+      bootstrap: oneVhostBootstrap({
+        routes: [to('secret', { path_separated_prefix: '/secret' }), to('health', { path: '/healthz' }, { authz: { disabled: true } }), to('export', { path: '/api/export' }, { authz: { check_settings: { context_extensions: { policy: 'nope' } } } })],
+        httpFilters: [{ name: 'authz', typed_config: { '@type': EXT_AUTHZ_TYPE } }],
+      }),
+      policies: ORDERS,
+      want: ['NO_AUTHZ_POLICY', 'UNKNOWN_AUTHZ_POLICY'],
+    },
+    {
+      name: 'ext_proc under another name is still ext_proc: its routes and route names are checked',
+      bootstrap: oneVhostBootstrap({
+        routes: [to('catalog', { path_separated_prefix: '/api/catalog' }, { proc: { overrides: { grpc_initial_metadata: [{ key: EXTPROC_ROUTE_METADATA, value: 'nope' }] } } })],
+        httpFilters: [{ name: 'proc', typed_config: { '@type': EXT_PROC_TYPE } }],
+      }),
+      policies: ORDERS,
+      extproc: '- { name: other, match: { path: /api/other } }',
+      want: ['UNKNOWN_EXTPROC_ROUTE', 'EXTPROC_ROUTE_UNREACHABLE'],
     },
     {
       name: 'a route naming a known policy is covered whatever its path',
@@ -251,6 +271,7 @@ describe('checkExtprocStreamClose', () => {
   const cases: { name: string; bootstrap: Json; expected: string[] }[] = [
     { name: 'no ext_proc filter: nothing to say', bootstrap: oneVhostBootstrap({ routes: [route], httpFilters: [] }), expected: [] },
     { name: 'ext_proc without a runtime', bootstrap: withExtproc({}), expected: ['EXTPROC_STREAM_RESETS'] },
+    { name: 'ext_proc under another name, without a runtime', bootstrap: oneVhostBootstrap({ routes: [route], httpFilters: [{ name: 'proc', typed_config: { '@type': EXT_PROC_TYPE } }] }), expected: ['EXTPROC_STREAM_RESETS'] },
     { name: 'dotted key, true', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { [GRACEFUL_CLOSE_FLAG]: true } }] } }), expected: [] },
     { name: 'nested keys, true', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { envoy: { reloadable_features: { ext_proc_graceful_grpc_close: true } } } }] } }), expected: [] },
     { name: 'set to false', bootstrap: withExtproc({ layered_runtime: { layers: [{ name: 's', static_layer: { [GRACEFUL_CLOSE_FLAG]: false } }] } }), expected: ['EXTPROC_STREAM_RESETS'] },
