@@ -219,10 +219,21 @@ const optionalBoolean: Field<boolean | undefined> = (v, path, issues, line) => {
   return undefined;
 };
 
+/**
+ * A parameter pattern as matched: anchored, in Unicode mode (so `.{1,64}` counts characters, not UTF-16 units).
+ * The load check calls this very function: Unicode mode refuses escapes plain mode takes (`\_`, `\:`), and a
+ * pattern checked without it would pass, then throw with no line or path when compiled. The source alone is
+ * compiled first: `a)|(b` is no pattern, yet wrapped it would compile and match anything starting with `a`.
+ */
+function compilePattern(source: string): RegExp {
+  new RegExp(source, 'u');
+  return new RegExp(`^(?:${source})$`, 'u');
+}
+
 const paramField = located(object({
   pattern: string('', (s) => {
     try {
-      new RegExp(s);
+      compilePattern(s);
       return undefined;
     } catch (error) {
       return `bad regular expression: ${(error as Error).message}`;
@@ -336,7 +347,7 @@ function compileEndpoint(
     const param: BffParam = {
       name: p.name,
       in: inPath ? 'path' : 'query',
-      pattern: spec.pattern === '' ? undefined : new RegExp(`^(?:${spec.pattern})$`, 'u'),
+      pattern: spec.pattern === '' ? undefined : compilePattern(spec.pattern),
       required: inPath || (spec.required ?? false),
       default: spec.default === '' ? undefined : spec.default,
     };

@@ -189,6 +189,18 @@ const BAD: readonly BadCase[] = [
     line: 5, path: 'bff.endpoints[0].params.userId.pattern', message: /bad regular expression/,
   },
   {
+    // Valid without the u flag the pattern is compiled with: it used to pass the check and then throw a bare
+    // SyntaxError (no file, line or path) from the compile step.
+    name: 'a parameter pattern that only Unicode mode refuses (an identity escape like \\_)',
+    yaml: `${HEAD}      params: { userId: { pattern: '[a-z]+\\_[0-9]+' } }\n`,
+    line: 5, path: 'bff.endpoints[0].params.userId.pattern', message: /bad regular expression/,
+  },
+  {
+    name: 'a parameter pattern that only compiles once anchored',
+    yaml: `${HEAD}      params: { userId: { pattern: 'a)|(b' } }\n`,
+    line: 5, path: 'bff.endpoints[0].params.userId.pattern', message: /bad regular expression/,
+  },
+  {
     name: 'a default for a path parameter',
     yaml: `${HEAD}      params:\n        userId: { default: "1" }\n`,
     line: 6, path: 'bff.endpoints[0].params.userId', message: /is a path parameter/,
