@@ -12,6 +12,9 @@
 //   UNSUPPORTED_MATCH          a route path match this check cannot read (safe_regex, path_match_policy …)
 //   REQUEST_ID_NOT_ECHOED      extproc.request_id.echo is envoy, and a connection manager running ext_proc lacks
 //                              always_set_request_id_in_response: responses without a response phase carry no id
+//   AUTHZ_METADATA_MISSING     a rate limit action reads ext_authz's dynamic metadata (user_id, api_key_id, tier …)
+//                              where ext_authz does not run before the ratelimit filter: Envoy never has the value, so
+//                              the descriptor (or its entry) is never sent and the per-caller limit silently vanishes
 //   EXTPROC_STREAM_RESETS      ext_proc is in the bootstrap without the runtime flag
 //                              envoy.reloadable_features.ext_proc_graceful_grpc_close: Envoy then resets every stream,
 //                              and Node's HTTP/2 reset budget refuses streams from ~35 requests/s (docs/extproc.md)
@@ -41,6 +44,7 @@ export type FilterFindingCode =
   | 'EXTPROC_ROUTE_UNREACHABLE'
   | 'UNSUPPORTED_MATCH'
   | 'REQUEST_ID_NOT_ECHOED'
+  | 'AUTHZ_METADATA_MISSING'
   | 'EXTPROC_STREAM_RESETS';
 
 export type FilterFinding = Finding<FilterFindingCode>;
@@ -94,6 +98,7 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
     const authzState = filterState(site, EXT_AUTHZ_FILTER);
     const extprocState = filterState(site, EXT_PROC_FILTER);
     if (extprocState !== 'absent') anyExtprocFilter = true;
+    checkAuthzMetadataOrder(site, authzState, findings);
     if (authzState !== 'active' && extprocState !== 'active') continue;
 
     const pathMatch = pathMatchOf(site.match);
@@ -161,6 +166,23 @@ function checkAuthz(site: RouteSite, probes: readonly Probe[], policies: ReturnT
  * The connection manager's ext_authz or ext_proc filter. Envoy picks the extension by its typed_config @type, whatever
  * the filter's name (its name only keys the per-route configs), as routes.ts does for the ratelimit filter.
  */
+/** A descriptor entry (routes.ts ShapeEntry.source) taken from the dynamic metadata ext_authz writes. */
+const AUTHZ_METADATA_SOURCE = /^(dynamic_)?metadata envoy\.filters\.http\.ext_authz:/;
+
+/** Rate limit actions that read ext_authz's dynamic metadata on a route where ext_authz has not run before them. */
+function checkAuthzMetadataOrder(site: RouteSite, authzState: FilterState, findings: Findings): void {
+  const authz = findFilter(site, EXT_AUTHZ_FILTER);
+  const authzAt = authz === undefined || authzState !== 'active' ? -1 : site.httpFilters.indexOf(authz);
+  for (const call of site.rateLimits) {
+    const callAt = site.httpFilters.findIndex((f) => text(f['name'], '') === call.filter);
+    if (authzAt !== -1 && authzAt < callAt) continue;
+    const sources = [...new Set(call.shapes.flatMap((shape) => shape.entries).map((e) => e.source).filter((source) => AUTHZ_METADATA_SOURCE.test(source)))];
+    if (sources.length === 0) continue;
+    const why = authzAt === -1 ? 'ext_authz does not run on this route' : 'ext_authz runs after it in http_filters';
+    findings.add('AUTHZ_METADATA_MISSING', `the ratelimit filter '${call.filter}' reads ext_authz's dynamic metadata (${sources.join(', ')}), but ${why}: Envoy never has the value, so the descriptor is never sent and its limit never applies`, site.where);
+  }
+}
+
 function findFilter(site: RouteSite, name: typeof EXT_AUTHZ_FILTER | typeof EXT_PROC_FILTER): Json | undefined {
   const type = name === EXT_AUTHZ_FILTER ? EXT_AUTHZ_TYPE : EXT_PROC_TYPE;
   return site.httpFilters.find((f) => isFilter(f, name, type));

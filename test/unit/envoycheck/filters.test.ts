@@ -282,3 +282,24 @@ describe('checkExtprocStreamClose', () => {
   ];
   for (const c of cases) it(c.name, () => assert.deepEqual(codes(c.bootstrap), c.expected));
 });
+
+describe('AUTHZ_METADATA_MISSING: a rate limit on ext_authz metadata needs ext_authz before the ratelimit filter', () => {
+  const rateLimitFilter: Json = { name: 'envoy.filters.http.ratelimit', typed_config: { domain: 'gateway' } };
+  const authzFilter: Json = { name: EXT_AUTHZ_FILTER, typed_config: {} };
+  const perUser = (namespace: string): Json => ({
+    name: 'users', match: { prefix: '/' },
+    route: { cluster: 'c', rate_limits: [{ actions: [{ dynamic_metadata: { descriptor_key: 'user_id', metadata_key: { key: namespace, path: [{ key: 'user_id' }] } } }] }] },
+  });
+  const codes = (httpFilters: Json[], route = perUser(EXT_AUTHZ_FILTER)): string[] => {
+    const authz = parsePortcullisConfig('authz:\n  default_policy: deny\n  policies:\n    - { name: all, match: { path_prefix: / }, authenticate: [anonymous] }\n', '/tmp/p.yaml').authz;
+    return checkEnvoyFilters(routeSites(oneVhostBootstrap({ routes: [route], httpFilters })), authz, undefined).findings.map((f) => f.code);
+  };
+  const cases: { name: string; filters: Json[]; route?: Json; expected: string[] }[] = [
+    { name: 'ext_authz, then ratelimit (the shipped order): nothing to say', filters: [authzFilter, rateLimitFilter], expected: [] },
+    { name: 'ratelimit before ext_authz', filters: [rateLimitFilter, authzFilter], expected: ['AUTHZ_METADATA_MISSING'] },
+    { name: 'no ext_authz at all', filters: [rateLimitFilter], expected: ['AUTHZ_METADATA_MISSING'] },
+    { name: 'ext_authz disabled on the route', filters: [authzFilter, rateLimitFilter], route: { ...perUser(EXT_AUTHZ_FILTER), typed_per_filter_config: { [EXT_AUTHZ_FILTER]: { disabled: true } } }, expected: ['AUTHZ_METADATA_MISSING'] },
+    { name: 'metadata of another namespace: not judged', filters: [rateLimitFilter], route: perUser('envoy.lb'), expected: [] },
+  ];
+  for (const c of cases) it(c.name, () => assert.deepEqual(codes(c.filters, c.route), c.expected));
+});
