@@ -11,7 +11,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { ErrorCode, StoreError } from '../shared/errors.js';
 import { MAX_VARIANTS_PER_PATH, type CachedResponse, type CacheStore } from './cache-store.js';
 import { raceAbort } from './redis-counter-store.js';
-import { StallGuard } from './stall-guard.js';
+import { deadlineError, StallGuard } from './stall-guard.js';
 
 interface Serialized {
   s: number;
@@ -117,7 +117,7 @@ export class RedisCacheStore implements CacheStore {
   }
 
   private run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
-    if (signal.aborted) return Promise.reject(new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline'));
+    if (signal.aborted) return Promise.reject(deadlineError());
     if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.run(signal, work));
     let started: Promise<T>;
     try {

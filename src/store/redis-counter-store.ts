@@ -16,7 +16,7 @@ import { whenAborted } from '../shared/abort.js';
 import { ErrorCode, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
-import { StallGuard } from './stall-guard.js';
+import { deadlineError, StallGuard } from './stall-guard.js';
 
 /**
  * KEYS[i]  = key of op i.
@@ -621,10 +621,6 @@ function merge(count: number, groups: readonly number[][], replies: readonly Cou
 
 function unexpectedReply(reply: unknown): StoreError {
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
-}
-
-function deadlineError(): StoreError {
-  return new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline');
 }
 
 function toStoreError(error: unknown): StoreError {

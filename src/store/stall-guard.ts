@@ -57,6 +57,7 @@ export class StallGuard {
   }
 }
 
-function deadlineError(): StoreError {
+/** What a Redis call answers when its caller's deadline passes first (held back, or written and unanswered). */
+export function deadlineError(): StoreError {
   return new StoreError(ErrorCode.STORE_TIMEOUT, 'redis: no answer before the request deadline');
 }
