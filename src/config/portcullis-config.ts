@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
-import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings } from '../extproc/config.js';
+import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings, type HeaderRules } from '../extproc/config.js';
 import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
@@ -253,7 +253,13 @@ function decodeParamName(name: string): string {
   }
 }
 
-/** The config as shown on /config: secrets in Redis URLs replaced. */
+/**
+ * Header names whose values ext_proc header rules may carry as credentials for the upstreams (a token the gateway
+ * adds, a cookie): /config shows such a rule's name, never its value.
+ */
+const SECRET_HEADER = /auth|token|secret|pass|key|cookie|session|credential/i;
+
+/** The config as shown on /config: secrets in Redis URLs and in credential-like header rules replaced. */
 export function redactedConfig(config: PortcullisConfig): unknown {
   return {
     ...config,
@@ -262,7 +268,20 @@ export function redactedConfig(config: PortcullisConfig): unknown {
       url: config.redis.url && redactRedisUrl(config.redis.url),
       cluster: config.redis.cluster?.map(redactRedisUrl),
     },
+    extproc: {
+      ...config.extproc,
+      routes: config.extproc.routes.map((route) => ({
+        ...route,
+        requestHeaders: redactHeaderRules(route.requestHeaders),
+        responseHeaders: redactHeaderRules(route.responseHeaders),
+      })),
+    },
   };
+}
+
+function redactHeaderRules(rules: HeaderRules): unknown {
+  const shown = (pairs: HeaderRules['set']): unknown[] => pairs.map(([name, template]) => [name, SECRET_HEADER.test(name) ? '***' : template.source]);
+  return { set: shown(rules.set), append: shown(rules.append), remove: rules.remove };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -406,6 +406,26 @@ describe('portcullis.yaml: redactedConfig', () => {
     assert.equal(withSecret.redis?.url, 'redis://:x@cache:6379');
   });
 
+  it('shows ext_proc header rules with credential-like values hidden', () => {
+    const config = parsePortcullisConfig(
+      [
+        'extproc:',
+        '  routes:',
+        '    - name: r',
+        '      headers:',
+        '        request: { set: { x-upstream-token: s3cr3t, x-gateway: portcullis }, append: { authorization: "Basic czNjcjN0" } }',
+        '        response: { set: { set-cookie: "sid=s3cr3t" }, remove: [server] }',
+        '',
+      ].join('\n'),
+      FILE,
+    );
+    const route = (redactedConfig(config) as { extproc: { routes: unknown[] } }).extproc.routes[0];
+    assert.deepEqual((route as Record<string, unknown>).requestHeaders, { set: [['x-upstream-token', '***'], ['x-gateway', 'portcullis']], append: [['authorization', '***']], remove: [] });
+    assert.deepEqual((route as Record<string, unknown>).responseHeaders, { set: [['set-cookie', '***']], append: [], remove: ['server'] });
+    assert.ok(!JSON.stringify(redactedConfig(config)).includes('s3cr3t'));
+    assert.ok(!JSON.stringify(redactedConfig(config)).includes('czNjcjN0'));
+  });
+
   it('shows no redis section when there is none', () => {
     assert.equal((redactedConfig(parsePortcullisConfig('', FILE)) as PortcullisConfig).redis, undefined);
   });
