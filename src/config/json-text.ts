@@ -30,7 +30,21 @@ const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
  * or text.length when it ends too soon. Iterative, so depth costs no stack. Only asked after JSON.parse failed.
  */
 export function syntaxErrorOffset(text: string): number {
+  return scan(text, false).offset;
+}
+
+/**
+ * The first name an object in `text` holds twice, or undefined. JSON.parse keeps the last silently; protobuf's JSON
+ * parsers refuse the document, and so must what stands in for them.
+ */
+export function duplicateKey(text: string): string | undefined {
+  return scan(text, true).duplicate;
+}
+
+function scan(text: string, findDuplicates: boolean): { offset: number; duplicate?: string } {
   const closers: string[] = [];
+  /** The names met so far in each open object, when looking for duplicates. */
+  const names: Set<string>[] = [];
   let i = 0;
   const skipSpace = (): void => {
     while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
@@ -64,9 +78,15 @@ export function syntaxErrorOffset(text: string): number {
     skipSpace();
     const c = text[i];
     if (state === 'key') {
-      if (!string()) return i;
+      const start = i;
+      if (!string()) return { offset: i };
+      if (findDuplicates) {
+        const name = JSON.parse(text.slice(start, i)) as string;
+        if (names.at(-1)!.has(name)) return { offset: start, duplicate: name };
+        names.at(-1)!.add(name);
+      }
       skipSpace();
-      if (text[i] !== ':') return i;
+      if (text[i] !== ':') return { offset: i };
       i++;
       state = 'value';
     } else if (state === 'value') {
@@ -79,17 +99,20 @@ export function syntaxErrorOffset(text: string): number {
           state = 'after';
         } else {
           closers.push(closer);
+          if (findDuplicates && closer === '}') names.push(new Set());
           state = c === '{' ? 'key' : 'value';
         }
       } else if (c === '"' ? string() : token(c === '-' || (c !== undefined && c >= '0' && c <= '9') ? NUMBER : LITERAL)) {
         state = 'after';
-      } else return i;
+      } else return { offset: i };
     } else {
       const closer = closers.at(-1);
-      if (closer === undefined) return i; // a complete document, then more text (or the end: text.length)
+      if (closer === undefined) return { offset: i }; // a complete document, then more text (or the end: text.length)
       if (c === ',') state = closer === '}' ? 'key' : 'value';
-      else if (c === closer) closers.pop();
-      else return i;
+      else if (c === closer) {
+        closers.pop();
+        if (findDuplicates && closer === '}') names.pop();
+      } else return { offset: i };
       i++;
     }
   }

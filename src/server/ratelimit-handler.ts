@@ -1,4 +1,5 @@
 import { Metadata, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { duplicateKey } from '../config/json-text.js';
 import type { Decision, DescriptorStatus } from '../ratelimit/decide.js';
 import type { RateLimitService } from '../ratelimit/service.js';
 import type { RateLimitRequest, RequestDescriptor } from '../ratelimit/types.js';
@@ -170,7 +171,9 @@ function statusToWire(status: DescriptorStatus): unknown {
 export async function handleJsonRequest(service: RateLimitService, body: string, signal: AbortSignal): Promise<{ status: number; body: string }> {
   let wire: WireRequest;
   try {
-    wire = jsonToWire(JSON.parse(body) as unknown);
+    const json = JSON.parse(body) as unknown;
+    if (duplicateKey(body) !== undefined) throw new Error('a field given twice');
+    wire = jsonToWire(json);
   } catch {
     return { status: 400, body: 'Bad Request\n' };
   }
@@ -187,10 +190,29 @@ export async function handleJsonRequest(service: RateLimitService, body: string,
 const UINT32_MAX = 0xffff_ffff;
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
-/** protojson accepts both lowerCamelCase and the proto field names. */
+/**
+ * The fields of each message, as [JSON name, proto name]. protojson reads either name, refuses a field under both, and
+ * refuses names the message does not have: a misspelt field is an error, not an unset one.
+ */
+const FIELDS = {
+  request: [['domain', 'domain'], ['descriptors', 'descriptors'], ['hitsAddend', 'hits_addend']],
+  descriptor: [['entries', 'entries'], ['limit', 'limit'], ['hitsAddend', 'hits_addend']],
+  entry: [['key', 'key'], ['value', 'value']],
+  limit: [['requestsPerUnit', 'requests_per_unit'], ['unit', 'unit']],
+} as const satisfies Record<string, readonly (readonly [string, string])[]>;
+
+function checkFields(obj: Record<string, unknown>, fields: readonly (readonly [string, string])[]): void {
+  for (const name of Object.keys(obj)) {
+    const field = fields.find(([json, proto]) => name === json || name === proto);
+    if (field === undefined) throw new Error(`unknown field '${name}'`);
+    if (field[0] !== field[1] && field[0] in obj && field[1] in obj) throw new Error(`field '${field[1]}' given twice`);
+  }
+}
+
 function jsonToWire(json: unknown): WireRequest {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('not an object');
   const o = json as Record<string, unknown>;
+  checkFields(o, FIELDS.request);
   const pick = (obj: Record<string, unknown>, camel: string, snake: string): unknown => obj[camel] ?? obj[snake];
   const str = (v: unknown): string => {
     if (v === undefined || v === null) return '';
@@ -206,9 +228,17 @@ function jsonToWire(json: unknown): WireRequest {
     return n;
   };
   // A message is an object: a string or a list is no descriptor, entry or limit. Null unsets a field, but is no item of a list.
-  const message = (v: unknown): Record<string, unknown> => {
+  const message = (v: unknown, fields: readonly (readonly [string, string])[]): Record<string, unknown> => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected an object');
+    checkFields(v as Record<string, unknown>, fields);
     return v as Record<string, unknown>;
+  };
+  // An enum is its name or its number (protojson takes 2.0 as 2); a number no unit has is refused here.
+  const unit = (v: unknown): string => {
+    if (typeof v !== 'number') return str(v) || 'UNKNOWN';
+    const name = Number.isInteger(v) ? unitFromNumber(v) : undefined;
+    if (name === undefined) throw new Error(`no unit numbered ${v}`);
+    return name;
   };
   const descriptors = pick(o, 'descriptors', 'descriptors') ?? [];
   if (!Array.isArray(descriptors)) throw new Error('descriptors must be a list');
@@ -216,17 +246,17 @@ function jsonToWire(json: unknown): WireRequest {
     domain: str(o['domain']),
     hits_addend: uint(pick(o, 'hitsAddend', 'hits_addend')),
     descriptors: descriptors.map((item: unknown) => {
-      const d = message(item);
+      const d = message(item, FIELDS.descriptor);
       const entries = d['entries'] ?? [];
       if (!Array.isArray(entries)) throw new Error('entries must be a list');
-      const limit = d['limit'] === undefined || d['limit'] === null ? undefined : message(d['limit']);
+      const limit = d['limit'] === undefined || d['limit'] === null ? undefined : message(d['limit'], FIELDS.limit);
       const hits = pick(d, 'hitsAddend', 'hits_addend');
       return {
         entries: entries.map((item: unknown) => {
-          const e = message(item);
+          const e = message(item, FIELDS.entry);
           return { key: str(e['key']), value: str(e['value']) };
         }),
-        limit: limit && { requests_per_unit: uint(pick(limit, 'requestsPerUnit', 'requests_per_unit')), unit: str(limit['unit']) || 'UNKNOWN' },
+        limit: limit && { requests_per_unit: uint(pick(limit, 'requestsPerUnit', 'requests_per_unit')), unit: unit(limit['unit']) },
         hits_addend: hits === undefined ? undefined : { value: String(uint(hits)) },
       };
     }),

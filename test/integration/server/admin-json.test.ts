@@ -35,6 +35,22 @@ describe('admin POST /json: bodies of the wrong shape', () => {
     ['an entry that is null', '{"domain":"d","descriptors":[{"entries":[null]}]}', 400],
     ['a limit that is null (unset)', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":null}]}', 200],
     ['a limit that is a string', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":"x"}]}', 400],
+    ['an unknown field in the request', `{"domain":"d","descriptor":[${entry}]}`, 400],
+    ['an unknown field in a descriptor', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v"}],"hits":2}]}', 400],
+    ['an unknown field in an entry', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v","x":1}]}]}', 400],
+    ['an unknown field in a limit', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":{"requests_per_unit":5,"unit":"MINUTE","name":"x"}}]}', 400],
+    ['an empty field name', `{"domain":"d","descriptors":[${entry}],"":1}`, 400],
+    ['a field named in the wrong case', `{"Domain":"d","descriptors":[${entry}]}`, 400],
+    ['a field given twice', `{"domain":"d","domain":"e","descriptors":[${entry}]}`, 400],
+    ['a field given twice, once escaped', `{"domain":"d","d\\u006fmain":"d","descriptors":[${entry}]}`, 400],
+    ['a field given twice in an entry', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v","key":"j"}]}]}', 400],
+    ['a field under its JSON and its proto name', `{"domain":"d","hitsAddend":1,"hits_addend":1,"descriptors":[${entry}]}`, 400],
+    ['a limit unit as its number', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":2}}]}', 200],
+    ['a limit unit as an integral float', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":2.0}}]}', 200],
+    ['a limit unit as a fraction', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":2.5}}]}', 400],
+    // The Go service panics on these (its connection drops); an unknown unit is a bad request.
+    ['a limit unit numbered 0 (UNKNOWN)', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":0}}]}', 400],
+    ['a limit unit no unit has', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":99}}]}', 400],
   ];
   for (const [name, body, status] of cases) {
     it(`${name}: ${status}`, async () => {

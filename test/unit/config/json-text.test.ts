@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseJson, syntaxErrorOffset } from '../../../src/config/json-text.js';
+import { duplicateKey, parseJson, syntaxErrorOffset } from '../../../src/config/json-text.js';
 
 describe('parseJson', () => {
   it('parses valid JSON', () => assert.deepEqual(parseJson('{"keys": [1]}'), { ok: true, value: { keys: [1] } }));
@@ -38,4 +38,24 @@ describe('parseJson', () => {
       assert.ok(offset <= cut && offset >= cut - 7, `${valid.slice(0, cut)}: ${offset}`);
     }
   });
+});
+
+describe('duplicateKey', () => {
+  const cases: [string, string, string | undefined][] = [
+    ['no object', '[1, "a", null]', undefined],
+    ['distinct names', '{"a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}]}', undefined],
+    ['a name twice', '{"a": 1, "b": 2, "a": 3}', 'a'],
+    ['twice in a nested object', '{"a": {"x": 1, "x": 2}}', 'x'],
+    ['twice in an object inside a list', '{"l": [{"k": 1}, {"k": 1, "k": 2}]}', 'k'],
+    ['the same name once escaped', '{"domain": "d", "d\\u006fmain": "e"}', 'domain'],
+    ['the same name after a closed sibling object', '{"a": {}, "b": {"a": 1}, "a": 2}', 'a'],
+    ['names that differ only in case', '{"a": 1, "A": 2}', undefined],
+    ['a string value equal to a name', '{"a": "a", "b": "a"}', undefined],
+  ];
+  for (const [name, text, expected] of cases) {
+    it(name, () => {
+      assert.doesNotThrow(() => JSON.parse(text));
+      assert.equal(duplicateKey(text), expected);
+    });
+  }
 });
