@@ -188,6 +188,8 @@ export async function handleJsonRequest(service: RateLimitService, body: string,
 }
 
 const UINT32_MAX = 0xffff_ffff;
+/** A UInt64Value's largest value as JSON.parse reads it (2^64 − 1 rounds to 2^64); a string is checked exactly. */
+const UINT64_MAX = 2 ** 64;
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
@@ -219,12 +221,14 @@ function jsonToWire(json: unknown): WireRequest {
     if (typeof v !== 'string') throw new Error('expected a string');
     return v;
   };
-  // The fields are uint32: protojson refuses what does not fit, and a string must be a JSON number ('', ' 2', '0x10' are not).
-  const uint = (v: unknown): number => {
+  // protojson refuses what does not fit the field (uint32, or a descriptor's UInt64Value), and a string must be a JSON
+  // number ('', ' 2', '0x10' are not). Past 2^53 a number is no longer exact, but every count is capped far below.
+  const uint = (v: unknown, max: number = UINT32_MAX): number => {
     if (v === undefined || v === null) return 0;
     if (typeof v === 'string' && !JSON_NUMBER.test(v)) throw new Error('expected an unsigned integer');
     const n = typeof v === 'string' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > UINT32_MAX) throw new Error('expected an unsigned integer');
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) throw new Error('expected an unsigned integer');
+    if (max === UINT64_MAX && typeof v === 'string' && /^\d+$/.test(v) && BigInt(v) > 2n ** 64n - 1n) throw new Error('expected an unsigned integer');
     return n;
   };
   // A message is an object: a string or a list is no descriptor, entry or limit. Null unsets a field, but is no item of a list.
@@ -257,7 +261,7 @@ function jsonToWire(json: unknown): WireRequest {
           return { key: str(e['key']), value: str(e['value']) };
         }),
         limit: limit && { requests_per_unit: uint(pick(limit, 'requestsPerUnit', 'requests_per_unit')), unit: unit(limit['unit']) },
-        hits_addend: hits === undefined ? undefined : { value: String(uint(hits)) },
+        hits_addend: hits === undefined ? undefined : { value: String(uint(hits, UINT64_MAX)) },
       };
     }),
   };

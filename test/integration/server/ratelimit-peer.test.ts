@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/config/errors.js';
 import { compileDescriptorFiles, type DescriptorFile } from '../../../src/ratelimit/descriptor-config.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
+import { JSON_BODIES, JSON_LIMIT } from '../../support/json-bodies.js';
 import { repoRoot } from '../../support/envoy.js';
 import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
@@ -80,6 +81,8 @@ function runtimeDirWith(files: readonly DescriptorFile[]): { dir: string; descri
 
 interface Peer {
   readonly client: RateLimitClient;
+  /** Its HTTP listener (/json, /healthcheck). */
+  readonly httpUrl: string;
   /** Why the Go service refused its files (its log's "Error loading new configuration: …"), or undefined. */
   readonly loadError: string | undefined;
   stop(): Promise<void>;
@@ -142,6 +145,7 @@ async function startPeer(descriptorsDir: string, redis: RedisServer): Promise<Pe
   const loadError = loaded ? undefined : (JSON.parse(logLine() ?? '""') as string).replace(/^Error loading new configuration: /, '');
   return {
     client,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
     loadError,
     stop: async () => {
       client.close();
@@ -423,6 +427,39 @@ function randomCase(seed: number): { files: DescriptorFile[]; requests: object[]
   }
   return { files, requests };
 }
+
+describe('admin POST /json: the same status as envoyproxy/ratelimit for every body of json-bodies.ts', () => {
+  let peerRedis: RedisServer;
+  let peer: Peer;
+  let portcullis: TestApp;
+  let dir: string;
+
+  before(async () => {
+    let descriptorsDir: string;
+    ({ dir, descriptorsDir } = runtimeDirWith([{ name: 'd.yaml', text: JSON_LIMIT }]));
+    peerRedis = await startRedis();
+    peer = await startPeer(descriptorsDir, peerRedis);
+    assert.equal(peer.loadError, undefined);
+    portcullis = await startTestApp({ descriptors: { 'd.yaml': JSON_LIMIT } });
+  });
+
+  after(async () => {
+    await portcullis?.close();
+    await peer?.stop();
+    await peerRedis?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers each body with the status the Go service gives it', async () => {
+    const post = (url: string, body: string): Promise<number | 'dropped'> =>
+      fetch(`${url}/json`, { method: 'POST', body, signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 'dropped' as const);
+    for (const [name, body, status, peerPanics] of JSON_BODIES) {
+      const [theirs, ours] = await Promise.all([post(peer.httpUrl, body), post(portcullis.adminUrl, body)]);
+      assert.equal(ours, status, `${name}: Portcullis`);
+      assert.equal(theirs, peerPanics === 'panics' ? 'dropped' : status, `${name}: envoyproxy/ratelimit`);
+    }
+  });
+});
 
 describe('random descriptor files and requests, answered as envoyproxy/ratelimit does (seeded differential)', () => {
   let redis: [RedisServer, RedisServer];
