@@ -178,6 +178,11 @@ export class RemoteKeySource implements KeySource {
     return this;
   }
 
+  /** Resolves once the fetch in flight (the first, after start) is done, whatever its result. */
+  settled(): Promise<void> {
+    return this.inflight ?? Promise.resolve();
+  }
+
   get version(): number {
     return this.keysVersion;
   }

@@ -20,9 +20,12 @@ export interface JwtProvider {
 /** A verified token as cached: who it names and until when the cache may answer for it. */
 export interface VerifiedToken {
   readonly provider: string;
+  readonly issuer: string;
   readonly identity: Identity;
   /** The provider's key version it was verified under (KeySource.version): another version verifies it again. */
   readonly keysVersion: number;
+  /** Providers with this issuer that were tried before `provider` and refused the token (see answersFor). */
+  readonly refusedBy: readonly string[];
 }
 
 export interface JwtEvaluatorDeps {
@@ -90,12 +93,9 @@ export function evaluateJwt(input: CheckInput, allowed: ReadonlySet<string> | un
   const cacheKey = `${deps.generation}:${sha256(token, 'base64url')}`;
   const entry = deps.cache.get(cacheKey, nowMs);
   // Verified under keys the provider no longer has as they were: verified again, against the keys it has now.
-  const cached = entry !== undefined && keysOf(deps, entry.provider)?.version === entry.keysVersion ? entry : undefined;
+  const cached = entry !== undefined && keysOf(deps, entry.provider)?.version === entry.keysVersion && answersFor(entry, allowed, deps) ? entry : undefined;
   deps.observer.cacheLookup('jwt', cached ? 'hit' : 'miss');
-  if (cached !== undefined) {
-    if (allowed !== undefined && !allowed.has(cached.provider)) return { kind: 'invalid', reason: 'jwt_wrong_provider', detail: `token of provider ${cached.provider}, not allowed here` };
-    return checkRevoked(cached.identity, deps, `token of ${cached.identity.subject} from ${cached.provider} (cached)`);
-  }
+  if (cached !== undefined) return checkRevoked(cached.identity, deps, `token of ${cached.identity.subject} from ${cached.provider} (cached)`);
   // Only verified tokens are cached, so only a token the cache does not know needs its shape checked.
   if (!JWT_SHAPE.test(token)) return { kind: 'invalid', reason: 'jwt_malformed', detail: 'not a compact JWS (three base64url parts)' };
   return verify(token, cacheKey, nowMs, allowed, deps, signal);
@@ -117,40 +117,63 @@ function verify(token: string, cacheKey: string, nowMs: number, allowed: Readonl
 
   type Verdict = { answer: Outcome } | { refusal: Outcome };
   /** The verdict of one provider once the signature is judged: the answer, or a refusal that lets the next one try. */
-  const judge = (s: JwtProviderSettings, signatureFault: Refusal | undefined, keysVersion: number): Verdict => {
+  const judge = (s: JwtProviderSettings, signatureFault: Refusal | undefined, keysVersion: number, refusedBy: readonly string[]): Verdict => {
     const fault = signatureFault ?? claimsRefusal(s, header, payload, nowS);
     if (fault !== undefined) return { refusal: { kind: 'invalid', ...fault } };
     const identity = identityOf(s, payload, deps.cache.holdsEntries);
     if (identity === undefined) return { refusal: { kind: 'invalid', reason: 'jwt_claim_invalid', detail: `claim ${s.claims.subject} missing, blank, or not a string fit for a header` } };
     const expMs = typeof payload.exp === 'number' ? (payload.exp + s.clockSkewSeconds) * 1000 : nowMs;
-    deps.cache.set(cacheKey, { provider: s.name, identity, keysVersion }, Math.min(expMs, nowMs + MAX_CACHE_MS));
+    deps.cache.set(cacheKey, { provider: s.name, issuer: s.issuer, identity, keysVersion, refusedBy }, Math.min(expMs, nowMs + MAX_CACHE_MS));
     return { answer: checkRevoked(identity, deps, `token of ${identity.subject} from ${s.name}`) };
   };
   /** `keysVersion`: the source's version when these keys were handed out, which a cached verification keeps. */
-  const withKeys = (s: JwtProviderSettings, keys: readonly KeyObject[], keysVersion: number): MaybePromise<Verdict> => {
+  const withKeys = (s: JwtProviderSettings, keys: readonly KeyObject[], keysVersion: number, refusedBy: readonly string[]): MaybePromise<Verdict> => {
     const signatureFault = signatureRefusal(header.alg as JwtAlgorithm, keys, signingInput, signature);
-    return signatureFault instanceof Promise ? signatureFault.then((fault) => judge(s, fault, keysVersion)) : judge(s, signatureFault, keysVersion);
+    return signatureFault instanceof Promise ? signatureFault.then((fault) => judge(s, fault, keysVersion, refusedBy)) : judge(s, signatureFault, keysVersion, refusedBy);
   };
-  const tryFrom = (first: number, last: Outcome): MaybePromise<Outcome> => {
+  /** `refusedBy`: the candidates before `first` that refused the token (a provider that could not answer is not one). */
+  const tryFrom = (first: number, last: Outcome, refusedBy: readonly string[]): MaybePromise<Outcome> => {
     for (let i = first; i < candidates.length; i++) {
       const s = candidates[i]!.settings;
       const headerFault = headerRefusal(header, s.algorithms);
       if (headerFault !== undefined) {
         last = { kind: 'invalid', ...headerFault };
+        refusedBy = [...refusedBy, s.name];
         continue;
       }
       const source = candidates[i]!.keys;
       const keys = source.resolve(header as JWTHeaderParameters, jws, signal);
+      const tried = refusedBy;
       const verdict = keys instanceof Promise
-        ? keys.then((k) => withKeys(s, k, source.version), (error: unknown): Verdict => ({ refusal: keyLookupRefusal(error) }))
-        : withKeys(s, keys, source.version);
-      if (verdict instanceof Promise) return verdict.then((v) => ('answer' in v ? v.answer : tryFrom(i + 1, v.refusal)));
+        ? keys.then((k) => withKeys(s, k, source.version, tried), (error: unknown): Verdict => ({ refusal: keyLookupRefusal(error) }))
+        : withKeys(s, keys, source.version, tried);
+      const next = (refusal: Outcome): readonly string[] => (refusal.kind === 'invalid' ? [...tried, s.name] : tried);
+      if (verdict instanceof Promise) return verdict.then((v) => ('answer' in v ? v.answer : tryFrom(i + 1, v.refusal, next(v.refusal))));
       if ('answer' in verdict) return verdict.answer;
       last = verdict.refusal;
+      refusedBy = next(verdict.refusal);
     }
     return last;
   };
-  return tryFrom(0, { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' });
+  return tryFrom(0, { kind: 'invalid', reason: 'jwt_unknown_issuer', detail: '' }, NONE);
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+
+/**
+ * Whether a cached verification is the answer verifying again would give on a route allowing `allowed`: its provider
+ * is allowed here, and every allowed provider with the same issuer that verification would try first refused the
+ * token when it was cached. Providers sharing an issuer read other claims (another subject, other scopes): a token
+ * cached as one route's provider must neither answer as that provider where another comes first, nor be refused
+ * where only another is allowed. Else it is verified again, as a cold cache would.
+ */
+function answersFor(entry: VerifiedToken, allowed: ReadonlySet<string> | undefined, deps: JwtEvaluatorDeps): boolean {
+  if (allowed !== undefined && !allowed.has(entry.provider)) return false;
+  for (const { settings: s } of deps.providers) {
+    if (s.name === entry.provider) return true;
+    if (s.issuer === entry.issuer && (allowed === undefined || allowed.has(s.name)) && !entry.refusedBy.includes(s.name)) return false;
+  }
+  return true;
 }
 
 function keysOf(deps: JwtEvaluatorDeps, provider: string): KeySource | undefined {

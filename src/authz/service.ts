@@ -113,6 +113,15 @@ export class AuthzService {
     };
   }
 
+  /**
+   * Resolves once every remote key set's fetch in flight is done (each is bounded by its own fetch timeout): what a
+   * running server holds before most Checks arrive. `explain` waits for it, so its Check is not the one that waits
+   * for keys within the Check's deadline.
+   */
+  async keysFetched(): Promise<void> {
+    await Promise.all([...this.remoteKeys.values()].map((source) => source.settled()));
+  }
+
   /** After a swap: stops background refreshes no provider of `snapshot` uses any more. */
   retain(snapshot: AuthzSnapshot): void {
     const used = new Set(snapshot.providers.map((p) => p.keys));

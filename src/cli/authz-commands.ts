@@ -11,6 +11,7 @@ import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { createRedisClient, type RedisClient } from '../store/redis-counter-store.js';
 import type { AuthzSettings } from '../authz/config.js';
+import { checkBudgetMs } from '../authz/wait.js';
 import type { RevocationList } from '../authz/ports.js';
 
 const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
@@ -46,6 +47,8 @@ export interface ExplainOptions {
   readonly principal?: string;
   readonly sourceIp?: string;
   readonly policy?: string;
+  /** Envoy's ext_authz timeout (grpc_service.timeout), in ms, when shorter than authz.timeout_ms. */
+  readonly timeoutMs?: string;
 }
 
 /**
@@ -55,6 +58,11 @@ export interface ExplainOptions {
 export async function explain(options: ExplainOptions, out: (s: string) => void): Promise<number> {
   if (!options.config || !options.path) {
     out('explain: --config FILE and --path PATH are required\n');
+    return 2;
+  }
+  const envoyTimeoutMs = options.timeoutMs === undefined ? undefined : /^[0-9]{1,9}$/.test(options.timeoutMs) ? Number(options.timeoutMs) : Number.NaN;
+  if (envoyTimeoutMs !== undefined && !(envoyTimeoutMs > 0)) {
+    out(`explain: --timeout-ms must be a whole number of milliseconds above 0, not '${options.timeoutMs}'\n`);
     return 2;
   }
   const headers = new Map<string, string>();
@@ -75,6 +83,8 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     revocation = await revocationListFor(config, out);
     service = new AuthzService({ clock: systemClock, http: createHttpClient(), observer: silentObserver, revocation });
     const snapshot = service.prepare(config.authz, await readAuthzFiles(config.authz));
+    // A running server holds its remote keys before the Checks come: fetched here first, not within the deadline.
+    await service.keysFetched();
     const input: CheckInput = {
       method: (options.method ?? 'GET').toUpperCase(),
       rawPath: options.path,
@@ -99,7 +109,8 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     }
     let decision: Decision;
     try {
-      decision = await service.check(input, snapshot, AbortSignal.timeout(5000));
+      // The server's deadline, not a longer one: a dependency too slow for the server must be too slow here too.
+      decision = await service.check(input, snapshot, AbortSignal.timeout(checkBudgetMs(config.authz?.timeoutMs ?? 1000, envoyTimeoutMs)));
     } catch (error) {
       // The server answers this with a gRPC error, not a CheckResponse: an answer to print, not a crash.
       if (!(error instanceof PortcullisError) || error.code !== ErrorCode.AUTHZ_UNAVAILABLE) throw error;
@@ -153,6 +164,8 @@ function printDecision(decision: Decision, out: (s: string) => void): void {
     out(`  dynamic metadata (envoy.filters.http.ext_authz): ${JSON.stringify(decision.grant.dynamicMetadata)}\n`);
   } else {
     out(`decision: DENY ${decision.status} ${decision.reason}: ${decision.message}\n`);
+    // A forbidden deny had a valid credential: whose, as the decision log names it, is half of "why was I denied?".
+    if (decision.identity !== undefined) out(`  caller  ${decision.identity.subject} (${decision.identity.method})\n`);
   }
 }
 

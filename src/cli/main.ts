@@ -32,7 +32,7 @@ const USAGE = `usage:
   portcullis validate --descriptors DIR           check envoyproxy/ratelimit descriptor files only (with --config:
                                                  these instead of the config's directory)
   portcullis keys new --id ID [--owner O] [--tier T]   print a fresh API key once and its keys-file entry (hash only)
-  portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME]
+  portcullis explain --config FILE --method GET --path /x [-H 'name: value']... [--principal P] [--source-ip IP] [--policy NAME] [--timeout-ms MS]
                                                   show which policy a request gets, each method's outcome, the answer
   portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]
                                                   add a token id or API key id to the shared revocation list (Redis)
@@ -254,10 +254,11 @@ async function authzCommand(command: 'keys' | 'explain' | 'revoke', args: readon
       options: {
         config: { type: 'string', short: 'c' }, method: { type: 'string', short: 'X' }, path: { type: 'string' },
         header: { type: 'string', short: 'H', multiple: true }, principal: { type: 'string' }, 'source-ip': { type: 'string' }, policy: { type: 'string' },
+        'timeout-ms': { type: 'string' },
       },
       strict: true,
     });
-    return await explain({ ...values, sourceIp: values['source-ip'] }, out);
+    return await explain({ ...values, sourceIp: values['source-ip'], timeoutMs: values['timeout-ms'] }, out);
   } catch (error) {
     if (!(error instanceof TypeError) || !('code' in error)) throw error;
     process.stderr.write(`${error.message}\n${USAGE}`);

@@ -1,5 +1,6 @@
 import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { AuthzService, AuthzSnapshot } from '../authz/service.js';
+import { checkBudgetMs } from '../authz/wait.js';
 import type { AllowDecision, CheckInput, Decision, Grant, HeaderLookup, MaybePromise } from '../authz/types.js';
 import type { Logger } from '../observability/logger.js';
 import { asPortcullisError, ErrorCode } from '../shared/errors.js';
@@ -184,10 +185,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
         input = toCheckInput(call.request);
         const deadline = call.getDeadline();
         const at = deadline instanceof Date ? deadline.getTime() : deadline;
-        const fallback = snapshot.settings?.timeoutMs ?? deps.timeoutMs();
-        const remaining = Number.isFinite(at) ? Math.min(at - Date.now(), fallback) : fallback;
-        // A little before Envoy gives up, so a slow dependency still ends in our answer rather than its timeout.
-        const signal = deps.deadlines.signalFor(Date.now() + Math.max(1, remaining * 0.8));
+        const signal = deps.deadlines.signalFor(Date.now() + checkBudgetMs(snapshot.settings?.timeoutMs ?? deps.timeoutMs(), at - Date.now()));
         decision = deps.service.check(input, snapshot, signal);
       } catch (error) {
         done(error);

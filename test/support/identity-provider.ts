@@ -15,8 +15,8 @@ export interface IdentityProvider {
   token(claims: Record<string, unknown>, options?: { audience?: string; ttlSeconds?: number; kid?: string }): Promise<string>;
   /** 'up' serves; 'down' resets connections; 'garbage' answers 200 with a non-JWKS; 'slow' never answers. */
   setMode(mode: 'up' | 'down' | 'garbage' | 'slow'): void;
-  /** What the introspection endpoint answers for a token (default: inactive). */
-  setIntrospection(answer: (token: string, authorization: string | undefined) => Record<string, unknown>): void;
+  /** What the introspection endpoint answers for a token (default: inactive); a promise answers when it settles. */
+  setIntrospection(answer: (token: string, authorization: string | undefined) => Record<string, unknown> | Promise<Record<string, unknown>>): void;
   /** Requests by path so far. */
   readonly hits: Map<string, number>;
   stop(): Promise<void>;
@@ -26,7 +26,7 @@ export async function startIdentityProvider(): Promise<IdentityProvider> {
   const { privateKey, publicKey } = keyPairFor('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
   let mode: 'up' | 'down' | 'garbage' | 'slow' = 'up';
-  let introspect: (token: string, authorization: string | undefined) => Record<string, unknown> = () => ({ active: false });
+  let introspect: (token: string, authorization: string | undefined) => Record<string, unknown> | Promise<Record<string, unknown>> = () => ({ active: false });
   const hits = new Map<string, number>();
   let issuer = '';
   const server: Server = createServer((req, res) => {
@@ -48,7 +48,7 @@ export async function startIdentityProvider(): Promise<IdentityProvider> {
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
-      req.on('end', () => json(200, introspect(new URLSearchParams(body).get('token') ?? '', req.headers.authorization)));
+      req.on('end', () => void Promise.resolve(introspect(new URLSearchParams(body).get('token') ?? '', req.headers.authorization)).then((answer) => json(200, answer)));
       return;
     }
     json(404, { error: 'not_found' });

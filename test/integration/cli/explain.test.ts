@@ -4,9 +4,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { exportJWK, SignJWT } from 'jose';
 import { explain } from '../../../src/cli/authz-commands.js';
 import { repoRoot } from '../../support/envoy.js';
+import { keyPairFor } from '../../support/key-pairs.js';
 import { writeConfig } from '../../support/portcullis.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 
@@ -44,5 +48,39 @@ describe('portcullis explain with a shared revocation list', () => {
     const down = await run('redis://127.0.0.1:1');
     assert.match(down, /revocation: Redis did not answer within \d+ ms: revocation state unknown \(on_unavailable: deny\)/);
     assert.match(down, /decision: DENY 503 unavailable/);
+  });
+});
+
+describe('portcullis explain with remote keys', () => {
+  it('waits for the JWKS as a running server holds it, then answers within the server\'s deadline; names a refused caller', async () => {
+    const { privateKey, publicKey } = keyPairFor('RS256');
+    const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }] });
+    // Slower than the Check's deadline (timeout_ms 300: 240 ms), faster than the fetch's own bound.
+    const issuer = createServer((_req, res) => void setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks), 700));
+    await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}/jwks.json`;
+      const { file } = writeConfig({
+        ratelimit: { descriptors },
+        authz: {
+          timeout_ms: 300,
+          jwt: { providers: [{ name: 'idp', issuer: 'https://idp.test', audiences: ['api'], jwks: { uri: url } }] },
+          policies: [{ name: 'api', match: { path_prefix: '/' }, authenticate: ['jwt'], require: { scopes: ['admin'] } }],
+        },
+      });
+      const token = (scope: string): Promise<string> => new SignJWT({ iss: 'https://idp.test', aud: 'api', sub: 'alice', scope })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuedAt().setExpirationTime('5m').sign(privateKey);
+      const run = async (scope: string): Promise<string> => {
+        let out = '';
+        assert.equal(await explain({ config: file, path: '/x', header: [`authorization: Bearer ${await token(scope)}`] }, (s) => (out += s)), 0, out);
+        return out;
+      };
+      assert.match(await run('admin'), /decision: ALLOW as alice \(jwt\)/);
+      const refused = await run('read');
+      assert.match(refused, /decision: DENY 403 forbidden: not allowed: scope admin required\n {2}caller {2}alice \(jwt\)\n/);
+    } finally {
+      issuer.closeAllConnections();
+      await new Promise((resolve) => issuer.close(resolve));
+    }
   });
 });

@@ -225,6 +225,57 @@ describe('JWT evaluator', () => {
   });
 });
 
+describe('JWT cache with providers sharing an issuer', () => {
+  // main and partner share an issuer and keys but read other claims: one token valid for both names another caller
+  // through each. A cached verification must answer as verifying again would (as `portcullis explain` does, cold).
+  const shared = `jwt:
+  providers:
+    - { name: main, issuer: "${ISSUER}", audiences: [orders-api], jwks: { file: ./jwks.json } }
+    - { name: partner, issuer: "${ISSUER}", audiences: [partner-api], jwks: { file: ./jwks.json }, claims: { subject: client_id, scopes: scp } }
+policies:
+  - { name: any, match: { path_prefix: /any }, authenticate: [jwt] }
+  - { name: partner, match: { path_prefix: /partner }, authenticate: ["jwt:partner"] }`;
+
+  async function services() {
+    const rsa = await keyPair('RS256', 'rsa-1');
+    const files = new Map([['/etc/portcullis/jwks.json', JSON.stringify({ keys: [rsa.jwk] })]]);
+    const make = () => {
+      const clock = new FakeClock(NOW_S * 1000);
+      const observer = countingObserver();
+      const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({}), observer });
+      const snapshot = service.prepare(authzSettings(shared), files);
+      return { observer, check: async (token: string, path: string) => service.check(input({ rawPath: path, headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(2000)) };
+    };
+    const answer = (d: Decision): string => (d.allow ? `${d.identity.subject} via ${d.identity.provider}` : `${d.status} ${d.attempts.map((a) => (a.outcome.kind === 'invalid' ? a.outcome.reason : a.outcome.kind)).join(',')}`);
+    return { rsa, make, answer };
+  }
+
+  it('a token cached on one route answers on another as a cold cache would', async () => {
+    const { rsa, make, answer } = await services();
+    const both = await token(rsa, { aud: ['orders-api', 'partner-api'], sub: 'user-main', client_id: 'partner-app', scp: 'x' });
+    const partnerOnly = await token(rsa, { aud: 'partner-api', client_id: 'partner-only' });
+    for (const [tok, order] of [[both, ['/any', '/partner', '/any']], [both, ['/partner', '/any', '/partner']], [partnerOnly, ['/partner', '/any', '/any']]] as const) {
+      const warm = make();
+      for (const path of order) {
+        const cold = answer(await make().check(tok, path));
+        assert.equal(answer(await warm.check(tok, path)), cold, `${path} after ${order.join(' ')}`);
+      }
+    }
+    assert.equal(answer(await make().check(both, '/any')), 'user-main via main');
+    assert.equal(answer(await make().check(both, '/partner')), 'partner-app via partner');
+  });
+
+  it('a token the providers tried first refused is still answered from the cache', async () => {
+    const { rsa, make } = await services();
+    const partnerOnly = await token(rsa, { aud: 'partner-api', client_id: 'partner-only' });
+    const warm = make();
+    assert.ok((await warm.check(partnerOnly, '/any')).allow);
+    assert.ok((await warm.check(partnerOnly, '/any')).allow);
+    assert.ok((await warm.check(partnerOnly, '/partner')).allow);
+    assert.equal(warm.observer.counts.get('cache:jwt:hit'), 2);
+  });
+});
+
 describe('JWKS from a URI', () => {
   it('starts without keys (issuer down: 503, not a crash), then serves once the issuer is up', async () => {
     let up = false;
