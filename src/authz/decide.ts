@@ -11,6 +11,11 @@ export function deny(policy: string, reason: DenyDecision['reason'], status: Den
   return { allow: false, policy, reason, status, message, attempts, ...(bearerError ? { bearerError } : {}) };
 }
 
+/** The WWW-Authenticate challenge a 401 carries (RFC 6750), shown by explain as the client gets it. */
+export function bearerChallenge(decision: DenyDecision): string {
+  return `Bearer realm="portcullis", error="${decision.bearerError ?? 'invalid_token'}", error_description="${decision.message.replace(/["\\]/g, '')}"`;
+}
+
 /** Every require clause holds for the identity; else the first that does not, in words. */
 export function unmetRequirement(policy: CompiledPolicy, identity: Identity): string | undefined {
   const r = policy.require;

@@ -11,6 +11,7 @@ import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
 import { createRedisClient, type RedisClient } from '../store/redis-counter-store.js';
 import type { AuthzSettings } from '../authz/config.js';
+import { bearerChallenge } from '../authz/decide.js';
 import { checkBudgetMs } from '../authz/wait.js';
 import type { RevocationList } from '../authz/ports.js';
 
@@ -99,6 +100,8 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     const normalized = normalizePath(input.rawPath);
     // The query is not printed: it may hold an API key.
     const shown = input.rawPath.split('?')[0] ?? '';
+    // The client address decides ip_allow: the one Envoy would report, not this machine's, unless given.
+    out(`source:   ${input.sourceAddress}${options.sourceIp === undefined ? ' (the default: pass --source-ip with the address Envoy reports)' : ''}\n`);
     out(`request:  ${input.method} ${shown}${input.rawPath.includes('?') ? '?…' : ''}${normalized.ok ? (normalized.path !== shown ? `  (matched as ${normalized.path})` : '') : `  (refused: ${normalized.reason})`}\n`);
     if (config.authz === undefined) out('policy:   none: the config has no authz section, so every request is denied\n');
     else if (normalized.ok) {
@@ -164,6 +167,7 @@ function printDecision(decision: Decision, out: (s: string) => void): void {
     out(`  dynamic metadata (envoy.filters.http.ext_authz): ${JSON.stringify(decision.grant.dynamicMetadata)}\n`);
   } else {
     out(`decision: DENY ${decision.status} ${decision.reason}: ${decision.message}\n`);
+    if (decision.status === 401) out(`  www-authenticate: ${bearerChallenge(decision)}\n`);
     // A forbidden deny had a valid credential: whose, as the decision log names it, is half of "why was I denied?".
     if (decision.identity !== undefined) out(`  caller  ${decision.identity.subject} (${decision.identity.method})\n`);
   }

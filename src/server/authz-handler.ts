@@ -1,5 +1,6 @@
 import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { AuthzService, AuthzSnapshot } from '../authz/service.js';
+import { bearerChallenge } from '../authz/decide.js';
 import { checkBudgetMs } from '../authz/wait.js';
 import type { AllowDecision, CheckInput, Decision, Grant, HeaderLookup, MaybePromise } from '../authz/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -118,7 +119,7 @@ export function toCheckResponse(decision: Decision, requestId: string): unknown 
   }
   const headers = [header('content-type', 'application/json'), header('cache-control', 'no-store')];
   if (decision.status === 401) {
-    headers.push(header('www-authenticate', `Bearer realm="portcullis", error="${decision.bearerError ?? 'invalid_token'}", error_description="${decision.message.replace(/["\\]/g, '')}"`));
+    headers.push(header('www-authenticate', bearerChallenge(decision)));
   }
   return {
     status: { code: RPC_CODE[decision.status] ?? GrpcStatus.PERMISSION_DENIED, message: decision.message },

@@ -78,6 +78,13 @@ describe('portcullis explain with remote keys', () => {
       assert.match(await run('admin'), /decision: ALLOW as alice \(jwt\)/);
       const refused = await run('read');
       assert.match(refused, /decision: DENY 403 forbidden: not allowed: scope admin required\n {2}caller {2}alice \(jwt\)\n/);
+      assert.doesNotMatch(refused, /www-authenticate/, 'a 403 carries no challenge');
+      // A 401 shows the challenge the client gets; the address ip_allow would judge is named, and where it came from.
+      let out = '';
+      assert.equal(await explain({ config: file, path: '/x', sourceIp: '10.1.2.3' }, (s) => (out += s)), 0, out);
+      assert.match(out, /^source: {3}10\.1\.2\.3\n/);
+      assert.match(out, /decision: DENY 401 missing_credentials: .*\n {2}www-authenticate: Bearer realm="portcullis", error="invalid_request", error_description="[^"]+"\n/);
+      assert.match(refused, /^source: {3}127\.0\.0\.1 \(the default: pass --source-ip with the address Envoy reports\)\n/);
     } finally {
       issuer.closeAllConnections();
       await new Promise((resolve) => issuer.close(resolve));
