@@ -15,6 +15,9 @@
 //   AUTHZ_METADATA_MISSING     a rate limit action reads ext_authz's dynamic metadata (user_id, api_key_id, tier …)
 //                              where ext_authz does not run before the ratelimit filter: Envoy never has the value, so
 //                              the descriptor (or its entry) is never sent and the per-caller limit silently vanishes
+//   AUTHZ_BYPASSED             ext_authz is disabled on a route that reaches an upstream, and the policy Portcullis
+//                              would apply there does not let anonymous callers in (or no policy covers it, so
+//                              default_policy deny would): those requests reach the upstream unauthenticated
 //   EXTPROC_STREAM_RESETS      ext_proc is in the bootstrap without the runtime flag
 //                              envoy.reloadable_features.ext_proc_graceful_grpc_close: Envoy then resets every stream,
 //                              and Node's HTTP/2 reset budget refuses streams from ~35 requests/s (docs/extproc.md)
@@ -29,7 +32,9 @@
 
 import type { AuthzSettings } from '../authz/config.js';
 import { normalizePath } from '../authz/normalize-path.js';
-import { compilePolicies, selectPolicy } from '../authz/policy.js';
+import { unmetRequirement } from '../authz/decide.js';
+import { compilePolicies, selectPolicy, type CompiledPolicy } from '../authz/policy.js';
+import type { Identity } from '../authz/types.js';
 import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
 import { selectExtprocRoute } from '../extproc/stream.js';
@@ -45,7 +50,10 @@ export type FilterFindingCode =
   | 'UNSUPPORTED_MATCH'
   | 'REQUEST_ID_NOT_ECHOED'
   | 'AUTHZ_METADATA_MISSING'
-  | 'EXTPROC_STREAM_RESETS';
+  | 'EXTPROC_STREAM_RESETS'
+  | 'AUTHZ_BYPASSED'
+  | 'UNKNOWN_METADATA_NAMESPACE'
+  | 'UNKNOWN_AUTHZ_METADATA_KEY';
 
 export type FilterFinding = Finding<FilterFindingCode>;
 
@@ -99,7 +107,9 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
     const extprocState = filterState(site, EXT_PROC_FILTER);
     if (extprocState !== 'absent') anyExtprocFilter = true;
     checkAuthzMetadataOrder(site, authzState, findings);
-    if (authzState !== 'active' && extprocState !== 'active') continue;
+    // A route Envoy answers itself has no upstream to protect: ext_authz is disabled there on purpose.
+    const bypassed = authzState === 'disabled' && !site.direct;
+    if (authzState !== 'active' && extprocState !== 'active' && !bypassed) continue;
 
     const pathMatch = pathMatchOf(site.match);
     if (pathMatch === undefined) {
@@ -108,6 +118,7 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
     }
     const probes = probesFor(site, pathMatch, interesting);
 
+    if (bypassed) checkAuthzBypass(site, probes, policies, findings);
     if (authzState === 'active') {
       authzRoutes += 1;
       checkAuthz(site, probes, policies, findings);
@@ -160,6 +171,31 @@ function checkAuthz(site: RouteSite, probes: readonly Probe[], policies: ReturnT
   } else {
     findings.add('PARTIAL_AUTHZ_POLICY', `route '${site.routeName}': some requests it carries match no authz policy and are denied by default_policy (e.g. ${examples}${closed.length > EXAMPLES ? ', …' : ''})`, site.where);
   }
+}
+
+/** The identity Portcullis gives a caller without credentials (src/authz/service.ts ANONYMOUS). */
+const ANONYMOUS_IDENTITY: Identity = { method: 'anonymous', subject: 'anonymous', scopes: [], roles: [], claims: {} };
+
+/** Whether a caller without credentials, from any address, passes the policy: then skipping it costs nothing. */
+function letsAnyoneIn(policy: CompiledPolicy): boolean {
+  return policy.authenticate.some((a) => a.method === 'anonymous') && policy.ipAllow === undefined && unmetRequirement(policy, ANONYMOUS_IDENTITY) === undefined;
+}
+
+/** AUTHZ_BYPASSED: ext_authz disabled where the policy covering the route's requests would refuse an anonymous caller. */
+function checkAuthzBypass(site: RouteSite, probes: readonly Probe[], policies: ReturnType<typeof compilePolicies>, findings: Findings): void {
+  const named = contextExtensions(site)['policy'];
+  const skipped = new Map<string, Probe>();
+  for (const probe of probes) {
+    const normalized = normalizePath(probe.path);
+    if (!normalized.ok) continue;
+    const choice = selectPolicy(policies, probe.method, normalized.path, named);
+    const label = choice.kind === 'policy' ? `'${choice.policy.name}'` : choice.kind === 'unknown' ? `'${choice.name}' (unknown)` : 'default_policy deny';
+    if (choice.kind === 'policy' && letsAnyoneIn(choice.policy)) continue;
+    if (!skipped.has(label)) skipped.set(label, probe);
+  }
+  if (skipped.size === 0) return;
+  const which = [...skipped].map(([label, probe]) => `${label} (e.g. ${probe.method} ${probe.path})`).join(', ');
+  findings.add('AUTHZ_BYPASSED', `route '${site.routeName}': ext_authz is disabled here, but Portcullis would not let an anonymous caller in: ${which}; these requests reach the upstream without authentication`, site.where);
 }
 
 /**
@@ -293,7 +329,7 @@ function describeExtprocMatch(route: ExtprocRoute): string {
 }
 
 /** Findings with one message collected once, with every route site that has it (a route is on several listeners). */
-class Findings {
+export class Findings {
   private readonly byKey = new Map<string, { code: FilterFindingCode; message: string; routes: string[] }>();
 
   add(code: FilterFindingCode, message: string, where: string | undefined): void {

@@ -14,9 +14,15 @@
 //     OVERRIDE (default) only when the route has none, INCLUDE always, IGNORE never (route.include_vh_rate_limits
 //     makes it INCLUDE); of these only the policies
 //     whose `stage` (default 0) is the filter's `stage` apply;
-//   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent.
+//   - an action with skip_if_absent that finds nothing adds no entry, and the descriptor is still sent;
+//   - a weighted cluster's typed_per_filter_config is more specific than its route's (a real Envoy 1.40 disabled
+//     ext_authz and took RateLimitPerRoute.domain from it), so a route whose weighted clusters configure filters is
+//     one site per such cluster (and one for the clusters that do not);
+//   - destination_cluster sends the cluster's name, known from `cluster` or `weighted_clusters`; a metadata action
+//     with `source: ROUTE_ENTRY` reads the route's own `metadata`, known too. Metadata values are strings only: a
+//     number or a mapping at the path counts as absent, as does an empty string.
 // The ext_authz and ext_proc checks (filters.ts) read the same RouteSite list: its match, the HCM's filters and the
-// typed_per_filter_config of the route, its virtual host and its route configuration.
+// typed_per_filter_config of the weighted cluster, the route, its virtual host and its route configuration.
 
 export type Json = Record<string, unknown>;
 
@@ -33,6 +39,19 @@ export interface DescriptorShape {
   readonly entries: readonly ShapeEntry[];
 }
 
+/** A rate limit action reading the request's dynamic metadata (`metadata` with source DYNAMIC, `dynamic_metadata`). */
+export interface MetadataRead {
+  /** metadata_key.key: the filter namespace. */
+  readonly namespace: string;
+  /** metadata_key.path, as keys. */
+  readonly path: readonly string[];
+  /** default_value; '' when unset (Envoy treats both alike). */
+  readonly defaultValue: string;
+  readonly skipIfAbsent: boolean;
+  /** As ShapeEntry.source. */
+  readonly source: string;
+}
+
 /** What one rate limit filter asks for on a route. */
 export interface RateLimitCall {
   /** The filter's name in http_filters. */
@@ -41,10 +60,12 @@ export interface RateLimitCall {
   readonly domain: string;
   /** Descriptor shapes the filter can send on this route (empty: none). */
   readonly shapes: readonly DescriptorShape[];
+  /** The dynamic metadata its actions read (metadata.ts checks that a filter before it writes there). */
+  readonly metadataReads: readonly MetadataRead[];
 }
 
 export interface RouteSite {
-  /** `listener http / vhost gateway / route users`. */
+  /** `listener http / vhost gateway / route users` (`… / weighted cluster c1` for a cluster with its own filter configs). */
   readonly where: string;
   readonly routeName: string;
   /** One entry per rate limit filter running on the route, in chain order (empty: none, or all disabled). */
@@ -53,7 +74,7 @@ export interface RouteSite {
   readonly unsupported: readonly string[];
   /** The route's typed_per_filter_config, for checks of other filters. */
   readonly perFilterConfig: Json;
-  /** typed_per_filter_config of the route, its virtual host and its route configuration: most specific first. */
+  /** typed_per_filter_config of the weighted cluster (if the site is one), the route, its virtual host and its route configuration: most specific first. */
   readonly perFilterConfigChain: readonly Json[];
   /** Whether Envoy answers this route itself. */
   readonly direct: boolean;
@@ -119,26 +140,59 @@ function hcmSites(listenerName: string, hcm: Json): RouteSite[] {
     for (const [index, route] of vhostRoutes.entries()) {
       const routeName = text(route['name'], `#${index}`);
       const perFilterConfig = record(route['typed_per_filter_config'] ?? {});
-      const perFilterConfigChain = [perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {})];
       const action = route['route'] === undefined ? undefined : record(route['route']);
-      const unsupported: string[] = [];
-      // Envoy takes the most specific RateLimitPerRoute whole (route, else virtual host, else route configuration): no
-      // field is merged from a less specific level. A disabled filter sends nothing: neither its domain nor its descriptors are judged.
-      const rateLimits = rateLimitFilters
-        .map((filter) => ({ filter, perRoute: perRouteFilter(filter, perFilterConfigChain) }))
-        .filter(({ perRoute }) => perRoute.active)
-        .map(({ filter, perRoute }) => rateLimitCall(filter, perRoute.config, vhost, action, unsupported));
-      sites.push({
-        where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}`,
-        routeName, rateLimits, unsupported, perFilterConfig, direct: action === undefined, perFilterConfigChain,
-        match: record(route['match']),
-        earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
-        httpFilters,
-        requestIdInResponse: hcm['always_set_request_id_in_response'] === true,
-      });
+      for (const group of clusterGroups(action)) {
+        const perFilterConfigChain = [
+          ...(group.perFilterConfig === undefined ? [] : [group.perFilterConfig]),
+          perFilterConfig, record(vhost['typed_per_filter_config'] ?? {}), record(routeConfig['typed_per_filter_config'] ?? {}),
+        ];
+        const unsupported: string[] = [];
+        const context: ActionContext = { routeMetadata: record(route['metadata']), clusters: group.clusters };
+        // Envoy takes the most specific RateLimitPerRoute whole (weighted cluster, route, virtual host, route
+        // configuration): no field is merged from a less specific level. A disabled filter sends nothing: neither its
+        // domain nor its descriptors are judged.
+        const rateLimits = rateLimitFilters
+          .map((filter) => ({ filter, perRoute: perRouteFilter(filter, perFilterConfigChain) }))
+          .filter(({ perRoute }) => perRoute.active)
+          .map(({ filter, perRoute }) => rateLimitCall(filter, perRoute.config, vhost, action, context, unsupported));
+        sites.push({
+          where: `listener ${listenerName} / vhost ${text(vhost['name'], '?')} / route ${routeName}${group.where}`,
+          routeName, rateLimits, unsupported, perFilterConfig, direct: action === undefined, perFilterConfigChain,
+          match: record(route['match']),
+          earlierMatches: vhostRoutes.slice(0, index).map((r) => record(r['match'])),
+          httpFilters,
+          requestIdInResponse: hcm['always_set_request_id_in_response'] === true,
+        });
+      }
     }
   }
   return sites;
+}
+
+interface ClusterGroup {
+  /** Appended to the site's `where`. */
+  readonly where: string;
+  /** The weighted cluster's typed_per_filter_config; undefined: the route's apply. */
+  readonly perFilterConfig: Json | undefined;
+  /** The cluster names destination_cluster can send; undefined: taken from the request (cluster_header …). */
+  readonly clusters: readonly string[] | undefined;
+}
+
+/**
+ * The route split by weighted cluster where a cluster has filter configs of its own (each its own site); clusters
+ * without any share the route's configs and one site.
+ */
+function clusterGroups(action: Json | undefined): ClusterGroup[] {
+  if (action === undefined) return [{ where: '', perFilterConfig: undefined, clusters: undefined }];
+  if (typeof action['cluster'] === 'string') return [{ where: '', perFilterConfig: undefined, clusters: [action['cluster']] }];
+  const weighted = list(record(action['weighted_clusters'])['clusters']).map(record);
+  if (weighted.length === 0) return [{ where: '', perFilterConfig: undefined, clusters: undefined }];
+  const own = weighted.filter((c) => Object.keys(record(c['typed_per_filter_config'])).length > 0);
+  const shared = weighted.filter((c) => !own.includes(c));
+  return [
+    ...(shared.length > 0 ? [{ where: '', perFilterConfig: undefined, clusters: shared.map((c) => text(c['name'], '')) }] : []),
+    ...own.map((c) => ({ where: ` / weighted cluster ${text(c['name'], '?')}`, perFilterConfig: record(c['typed_per_filter_config']), clusters: [text(c['name'], '')] })),
+  ];
 }
 
 /**
@@ -161,7 +215,7 @@ function isRateLimitFilter(filter: Json): boolean {
 }
 
 /** What one rate limit filter sends for a route (`action` undefined: Envoy answers the route itself). */
-function rateLimitCall(filter: Json, perRoute: Json, vhost: Json, action: Json | undefined, unsupported: string[]): RateLimitCall {
+function rateLimitCall(filter: Json, perRoute: Json, vhost: Json, action: Json | undefined, context: ActionContext, unsupported: string[]): RateLimitCall {
   const filterConfig = record(filter['typed_config']);
   const filterName = text(filter['name'], '');
   const stage = integer(filterConfig['stage']);
@@ -184,7 +238,9 @@ function rateLimitCall(filter: Json, perRoute: Json, vhost: Json, action: Json |
       policies = [...routeLimits, ...(includeVhost ? vhostLimits : [])].filter((p) => integer(record(p)['stage']) === stage);
     }
   }
-  return { filter: filterName, domain, shapes: policies.flatMap((policy) => policyShapes(record(policy), unsupported)) };
+  const metadataReads: MetadataRead[] = [];
+  const shapes = policies.flatMap((policy) => policyShapes(record(policy), context, metadataReads, unsupported));
+  return { filter: filterName, domain, shapes, metadataReads };
 }
 
 /** RateLimitPerRoute.vh_rate_limits by name or, as the JSON mapping allows, by number (0, 1, 2). */
@@ -200,57 +256,91 @@ function integer(value: unknown): number {
   return 0;
 }
 
+/** What an action's value can be known from besides the request. */
+interface ActionContext {
+  /** The route's `metadata` (what `source: ROUTE_ENTRY` reads). */
+  readonly routeMetadata: Json;
+  /** What destination_cluster sends; undefined: a name from the request. */
+  readonly clusters: readonly string[] | undefined;
+}
+
 /**
- * The descriptors one rate limit policy can produce (every action adds one entry), or none if they cannot be known.
- * An action with skip_if_absent that finds nothing adds no entry and Envoy still calls, so each such action doubles
- * the shapes: with and without its entry.
+ * The descriptors one rate limit policy can produce, or none if they cannot be known. Each action gives the entries
+ * it can add: one (any request value, or a fixed one), one per known value, `null` when Envoy leaves the entry out and
+ * still calls (skip_if_absent with nothing found), or none when Envoy then sends no descriptor at all.
  */
-function policyShapes(policy: Json, unsupported: string[]): DescriptorShape[] {
+function policyShapes(policy: Json, context: ActionContext, metadataReads: MetadataRead[], unsupported: string[]): DescriptorShape[] {
   let shapes: ShapeEntry[][] = [[]];
   for (const action of list(policy['actions']).map(record)) {
-    const entry = actionEntry(action);
-    if (entry === undefined) {
+    const alternatives = actionEntries(action, context, metadataReads);
+    if (alternatives === undefined) {
       unsupported.push(`rate limit action ${Object.keys(action).join(', ')} cannot be analysed`);
       return [];
     }
-    const withEntry = shapes.map((entries) => [...entries, entry]);
-    shapes = skippable(action) ? [...withEntry, ...shapes] : withEntry;
+    shapes = alternatives.flatMap((entry) => shapes.map((entries) => (entry === null ? entries : [...entries, entry])));
   }
   return shapes.filter((entries) => entries.length > 0).map((entries) => ({ entries }));
 }
 
-/** Whether Envoy leaves the action's entry out (instead of the whole descriptor) when the request lacks its value. */
-function skippable(action: Json): boolean {
-  const [kind] = Object.keys(action);
-  if (kind !== 'request_headers' && kind !== 'query_parameters' && kind !== 'metadata') return false;
-  const body = record(action[kind]);
-  // A metadata action's non-empty default_value stands in for the absent value: nothing is skipped.
-  return body['skip_if_absent'] === true && text(body['default_value'], '') === '';
+/** When the request lacks the value: a non-empty default_value stands in; else skip_if_absent drops the entry; else nothing is sent. */
+function whenAbsent(key: string, body: Json, source: string): (ShapeEntry | null)[] {
+  const defaultValue = text(body['default_value'], '');
+  if (defaultValue !== '') return [{ key, value: defaultValue, source: `${source} (default_value)` }];
+  return body['skip_if_absent'] === true ? [null] : [];
 }
 
-function actionEntry(action: Json): ShapeEntry | undefined {
+function actionEntries(action: Json, context: ActionContext, metadataReads: MetadataRead[]): (ShapeEntry | null)[] | undefined {
   const [kind] = Object.keys(action);
   if (kind === undefined) return undefined;
   const body = record(action[kind] ?? {});
   const key = (fallback: string): string => text(body['descriptor_key'], fallback);
+  // request_headers and query_parameters: a request without the value skips the entry (skip_if_absent) or the descriptor.
+  const fromRequest = (entry: ShapeEntry): (ShapeEntry | null)[] => (body['skip_if_absent'] === true ? [entry, null] : [entry]);
   switch (kind) {
-    case 'source_cluster': return { key: 'source_cluster', value: undefined, source: kind };
-    case 'destination_cluster': return { key: 'destination_cluster', value: undefined, source: kind };
-    case 'remote_address': return { key: 'remote_address', value: undefined, source: kind };
-    case 'masked_remote_address': return { key: 'masked_remote_address', value: undefined, source: kind };
-    case 'request_headers': return { key: key(''), value: undefined, source: `request_headers ${text(body['header_name'], '?')}` };
-    case 'query_parameters': return { key: key(''), value: undefined, source: `query_parameters ${text(body['query_parameter_name'], '?')}` };
+    case 'source_cluster': return [{ key: 'source_cluster', value: undefined, source: kind }];
+    case 'destination_cluster':
+      return context.clusters === undefined
+        ? [{ key: 'destination_cluster', value: undefined, source: kind }]
+        : context.clusters.map((cluster) => ({ key: 'destination_cluster', value: cluster, source: kind }));
+    case 'remote_address': return [{ key: 'remote_address', value: undefined, source: kind }];
+    case 'masked_remote_address': return [{ key: 'masked_remote_address', value: undefined, source: kind }];
+    case 'request_headers': return fromRequest({ key: key(''), value: undefined, source: `request_headers ${text(body['header_name'], '?')}` });
+    case 'query_parameters': return fromRequest({ key: key(''), value: undefined, source: `query_parameters ${text(body['query_parameter_name'], '?')}` });
     case 'metadata':
     case 'dynamic_metadata': {
       const metadataKey = record(body['metadata_key'] ?? {});
-      const path = list(metadataKey['path'] ?? []).map((p) => text(record(p)['key'], '?')).join('.');
-      return { key: key(''), value: undefined, source: `${kind} ${text(metadataKey['key'], '?')}:${path}` };
+      const namespace = text(metadataKey['key'], '?');
+      const path = list(metadataKey['path'] ?? []).map((p) => text(record(p)['key'], '?'));
+      // dynamic_metadata (deprecated) has no source and no skip_if_absent: it always reads the request's.
+      const routeEntry = kind === 'metadata' && (body['source'] === 'ROUTE_ENTRY' || body['source'] === 1);
+      const source = `${routeEntry ? 'route metadata' : kind} ${namespace}:${path.join('.')}`;
+      const descriptorKey = key('');
+      const absent = whenAbsent(descriptorKey, kind === 'metadata' ? body : { default_value: body['default_value'] }, source);
+      if (routeEntry) {
+        const value = metadataString(record(record(context.routeMetadata['filter_metadata'])[namespace]), path);
+        return value === undefined ? absent : [{ key: descriptorKey, value, source }];
+      }
+      metadataReads.push({ namespace, path, defaultValue: text(body['default_value'], ''), skipIfAbsent: kind === 'metadata' && body['skip_if_absent'] === true, source });
+      const fromRequestValue: ShapeEntry = { key: descriptorKey, value: undefined, source };
+      // The default (or the skip) only adds a shape when it differs from "any value".
+      return [fromRequestValue, ...absent.filter((entry) => entry === null)];
     }
-    case 'generic_key': return { key: key('generic_key'), value: text(body['descriptor_value'], ''), source: kind };
-    case 'header_value_match': return { key: key('header_match'), value: text(body['descriptor_value'], ''), source: kind };
-    case 'query_parameter_value_match': return { key: key('query_match'), value: text(body['descriptor_value'], ''), source: kind };
+    case 'generic_key': return [{ key: key('generic_key'), value: text(body['descriptor_value'], ''), source: kind }];
+    case 'header_value_match': return [{ key: key('header_match'), value: text(body['descriptor_value'], ''), source: kind }];
+    case 'query_parameter_value_match': return [{ key: key('query_match'), value: text(body['descriptor_value'], ''), source: kind }];
     default: return undefined;
   }
+}
+
+/** The non-empty string at `path` in a metadata Struct (as Envoy's Metadata::metadataValue(...).string_value()). */
+function metadataString(struct: Json, path: readonly string[]): string | undefined {
+  if (path.length === 0) return undefined;
+  let value: unknown = struct;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+    value = (value as Json)[key];
+  }
+  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 /**

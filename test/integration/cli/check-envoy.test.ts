@@ -85,6 +85,31 @@ describe('portcullis check-envoy', () => {
     }
   });
 
+  it('catches a misspelt metadata namespace and ext_authz disabled on a route that needs a key, and exits 1', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-bypass-'));
+    try {
+      const shipped = readFileSync(path.join(repoRoot(), 'envoy', 'envoy.yaml'), 'utf8');
+      const text = shipped
+        // The per-user limit reads a namespace nothing writes: Envoy never sends [user_id=…]…
+        .replace(/key: envoy\.filters\.http\.ext_authz\n(\s+)path:\n\s+- key: user_id/g, 'key: envoy.filters.http.extauthz\n$1path:\n$1  - key: user_id')
+        // …and /api/export (policy export: api_key or mtls) skips ext_authz.
+        .replace(/(- name: export\n[\s\S]*?typed_per_filter_config:\n)/, '$1                            envoy.filters.http.ext_authz:\n                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                              disabled: true\n');
+      assert.match(text, /envoy\.filters\.http\.extauthz/);
+      const file = path.join(dir, 'envoy.yaml');
+      writeFileSync(file, text);
+      const result = await checkEnvoy(file, '--config', path.join(repoRoot(), 'envoy', 'portcullis.yaml'));
+      assert.equal(result.code, 1, result.output);
+      assert.match(result.output, /UNKNOWN_METADATA_NAMESPACE: the ratelimit filter 'envoy\.filters\.http\.ratelimit' reads metadata envoy\.filters\.http\.extauthz:user_id, a namespace no filter running before it writes .*Envoy never sends that descriptor/);
+      assert.match(result.output, /AUTHZ_BYPASSED: route 'export': ext_authz is disabled here, but Portcullis would not let an anonymous caller in: 'export' \(e\.g\. GET \/api\/export\)/);
+      assert.match(result.output, /at listener http \/ vhost gateway \/ route export\n {4}at listener https \/ vhost gateway \/ route export/);
+      // The per-key limit there reads ext_authz's metadata too.
+      assert.match(result.output, /AUTHZ_METADATA_MISSING: .*api_key_id\), but ext_authz does not run on this route/);
+      assert.match(result.output, /3 finding\(s\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Bootstraps Envoy itself would refuse, found by a prober: each once crashed the command with a stack trace.
   const odd: { file: string; code: number; output: RegExp }[] = [
     // A mapping with a `toString` key where a name is expected: String() of it threw a TypeError.

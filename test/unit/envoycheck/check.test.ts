@@ -339,6 +339,51 @@ describe('checkEnvoyRateLimits', () => {
       file: 'domain: d\ndescriptors:\n  - key: user\n    descriptors:\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: user\n    value: alice\n    descriptors:\n      - key: path\n        value: /x\n        rate_limit: { unit: minute, requests_per_unit: 50 }\n      - key: path\n        rate_limit: { unit: minute, requests_per_unit: 10 }\n',
       want: [],
     },
+    // What a real Envoy 1.40 sent to a fake rate limit service: destination_cluster is the route's cluster, a
+    // ROUTE_ENTRY metadata action the route's own string metadata (a number there sends no descriptor), and a weighted
+    // cluster's RateLimitPerRoute replaces the route's.
+    {
+      name: 'destination_cluster sends the route\'s cluster: rules naming each cluster cover it',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [{ destination_cluster: {} }] }], routes: [route('a'), { name: 'w', match: { prefix: '/w' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: 50 }, { name: 'c2', weight: 50 }] } } }] }),
+      file: 'domain: d\ndescriptors:\n  - key: destination_cluster\n    value: c\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n  - key: destination_cluster\n    value: c2\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'destination_cluster: a cluster no rule names is unmatched',
+      bootstrap: bootstrap({ vhostLimits: [{ actions: [{ destination_cluster: {} }] }], routes: [{ name: 'w', match: { prefix: '/w' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: 50 }, { name: 'c3', weight: 50 }] } } }] }),
+      file: 'domain: d\ndescriptors:\n  - key: destination_cluster\n    value: c\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR'],
+      matches: /descriptor \[destination_cluster=c3\] matches no rule/,
+    },
+    {
+      name: 'a ROUTE_ENTRY metadata action sends the route\'s own metadata value',
+      bootstrap: bootstrap({ routes: [{ ...route('r', { rate_limits: [{ actions: [{ metadata: { descriptor_key: 'team', source: 'ROUTE_ENTRY', metadata_key: { key: 'acme', path: [{ key: 'team' }] } } }] }] }), metadata: { filter_metadata: { acme: { team: 'payments' } } } }] }),
+      file: 'domain: d\ndescriptors:\n  - key: team\n    value: payments\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: [],
+    },
+    {
+      name: 'a ROUTE_ENTRY metadata action on a route without that (string) value sends nothing',
+      bootstrap: bootstrap({ routes: [{ ...route('r', { rate_limits: [{ actions: [{ metadata: { descriptor_key: 'team', source: 'ROUTE_ENTRY', metadata_key: { key: 'acme', path: [{ key: 'team' }] } } }] }] }), metadata: { filter_metadata: { acme: { team: 3 } } } }] }),
+      file: 'domain: d\ndescriptors:\n  - key: team\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNREACHABLE_RULE'],
+    },
+    {
+      name: 'a ROUTE_ENTRY metadata action falls back to its default_value',
+      bootstrap: bootstrap({ routes: [route('r', { rate_limits: [{ actions: [{ metadata: { descriptor_key: 'team', source: 'ROUTE_ENTRY', default_value: 'none', metadata_key: { key: 'acme', path: [{ key: 'team' }] } } }] }] })] }),
+      file: 'domain: d\ndescriptors:\n  - key: team\n    value: payments\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+      matches: /descriptor \[team=none\] matches no rule/,
+    },
+    {
+      name: 'a weighted cluster\'s RateLimitPerRoute.domain replaces the route\'s for that cluster',
+      bootstrap: bootstrap({ routes: [{ name: 'w', match: { prefix: '/w' }, route: { rate_limits: [{ actions: [generic('a', '1')] }], weighted_clusters: { clusters: [
+        { name: 'c', weight: 90 },
+        { name: 'canary', weight: 10, typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'canary' } } },
+      ] } } }] }),
+      file: 'domain: d\ndescriptors:\n  - key: a\n    value: "1"\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n',
+      want: ['UNKNOWN_DOMAIN'],
+      matches: /domain 'canary'/,
+    },
   ];
 
   for (const c of cases) {
@@ -355,6 +400,16 @@ describe('checkEnvoyRateLimits', () => {
     const unmatched = findings.filter((f) => f.code === 'UNMATCHED_DESCRIPTOR');
     assert.equal(unmatched.length, 1);
     assert.deepEqual(unmatched[0]?.routes, ['listener ingress / vhost vh / route a', 'listener ingress / vhost vh / route b']);
+  });
+
+  it('a weighted cluster with filter configs of its own is a route site of its own', () => {
+    const sites = routeSites(bootstrap({ routes: [{ name: 'w', match: { prefix: '/w' }, route: { weighted_clusters: { clusters: [
+      { name: 'c', weight: 80 }, { name: 'c2', weight: 10 }, { name: 'canary', weight: 10, typed_per_filter_config: { 'envoy.filters.http.ratelimit': { domain: 'canary' } } },
+    ] } } }] }));
+    assert.deepEqual(sites.map((s) => [s.where, s.rateLimits.map((call) => call.domain)]), [
+      ['listener ingress / vhost vh / route w', ['d']],
+      ['listener ingress / vhost vh / route w / weighted cluster canary', ['canary']],
+    ]);
   });
 
   it('a connection manager under another name is known by its @type', () => {

@@ -92,22 +92,23 @@ describe('checkEnvoyFilters', () => {
       want: [],
     },
     {
-      name: 'a route with ext_authz disabled per route is not checked',
+      // Not NO_AUTHZ_POLICY: no request there reaches Portcullis. An upstream no policy opens, though, is bypassed.
+      name: 'a route with ext_authz disabled per route is not checked for a policy',
       bootstrap: bootstrap([to('health', { path: '/healthz' }, authzOff)]),
       policies: ORDERS,
-      want: [],
+      want: ['AUTHZ_BYPASSED'],
     },
     {
-      name: 'disabled on the virtual host: not checked',
+      name: 'disabled on the virtual host: not checked for a policy',
       bootstrap: bootstrap([to('health', { path: '/healthz' })], { vhostPerFilter: authzOff }),
       policies: ORDERS,
-      want: [],
+      want: ['AUTHZ_BYPASSED'],
     },
     {
       name: 'a filter disabled by default runs only where a route enables it',
       bootstrap: bootstrap([to('health', { path: '/healthz' }), to('export', { path: '/api/export' }, authzPolicy('nope'))], { authzDisabled: true }),
       policies: ORDERS,
-      want: ['UNKNOWN_AUTHZ_POLICY'],
+      want: ['AUTHZ_BYPASSED', 'UNKNOWN_AUTHZ_POLICY'],
     },
     {
       // Envoy picks the extension by @type; the name only keys per-route configs.
@@ -117,7 +118,7 @@ describe('checkEnvoyFilters', () => {
         httpFilters: [{ name: 'authz', typed_config: { '@type': EXT_AUTHZ_TYPE } }],
       }),
       policies: ORDERS,
-      want: ['NO_AUTHZ_POLICY', 'UNKNOWN_AUTHZ_POLICY'],
+      want: ['NO_AUTHZ_POLICY', 'AUTHZ_BYPASSED', 'UNKNOWN_AUTHZ_POLICY'],
     },
     {
       name: 'ext_proc under another name is still ext_proc: its routes and route names are checked',
@@ -146,7 +147,9 @@ describe('checkEnvoyFilters', () => {
       name: 'a probe an earlier route takes is not counted against a later one',
       bootstrap: bootstrap([to('orders', { path_separated_prefix: '/api/orders' }), to('rest', { prefix: '/' }, authzOff), to('never', { prefix: '/api/orders' })]),
       policies: ORDERS,
-      want: [],
+      // 'rest' skips ext_authz where no policy opens it; 'never' carries nothing the earlier routes leave.
+      want: ['AUTHZ_BYPASSED'],
+      matches: /route 'rest'/,
     },
     {
       name: 'a direct response route with ext_authz on is checked too',
@@ -302,4 +305,52 @@ describe('AUTHZ_METADATA_MISSING: a rate limit on ext_authz metadata needs ext_a
     { name: 'metadata of another namespace: not judged', filters: [rateLimitFilter], route: perUser('envoy.lb'), expected: [] },
   ];
   for (const c of cases) it(c.name, () => assert.deepEqual(codes(c.filters, c.route), c.expected));
+});
+
+describe('AUTHZ_BYPASSED: ext_authz disabled where the covering policy would not let an anonymous caller in', () => {
+  const authz = parsePortcullisConfig([
+    'authz:',
+    '  default_policy: deny',
+    '  mtls: {}',
+    '  policies:',
+    '    - { name: open, match: { path_prefix: /open }, authenticate: [mtls, anonymous] }',
+    '    - { name: partners, match: { path_prefix: /partners }, authenticate: [mtls] }',
+    '    - { name: admins, match: { path_prefix: /admin }, authenticate: [anonymous], require: { roles: [admin] } }',
+    '    - { name: office, match: { path_prefix: /office }, authenticate: [anonymous], ip_allow: [10.0.0.0/8] }',
+    '    - { name: reads, match: { path_prefix: /mixed, methods: [GET, HEAD] }, authenticate: [anonymous] }',
+    '    - { name: writes, match: { path_prefix: /mixed }, authenticate: [mtls] }',
+    '',
+  ].join('\n'), '/tmp/p.yaml').authz;
+  const found = (routes: Json[], vhostPerFilter?: Json) => checkEnvoyFilters(routeSites(bootstrap(routes, { extproc: false, ...(vhostPerFilter ? { vhostPerFilter } : {}) })), authz, undefined).findings;
+  const FILTER_CONFIG_OFF: Json = { [EXT_AUTHZ_FILTER]: { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true } };
+  const cases: { name: string; routes: Json[]; vhostPerFilter?: Json; want: FilterFindingCode[]; matches?: RegExp; where?: string }[] = [
+    { name: 'an anonymous policy: nothing to protect', routes: [to('open', { path_separated_prefix: '/open' }, authzOff)], want: [] },
+    {
+      name: 'a policy that needs a certificate', routes: [to('partners', { path_separated_prefix: '/partners' }, authzOff)], want: ['AUTHZ_BYPASSED'],
+      matches: /^route 'partners': ext_authz is disabled here, but Portcullis would not let an anonymous caller in: 'partners' \(e\.g\. GET \/partners\); these requests reach the upstream without authentication$/,
+    },
+    { name: 'anonymous, but a role is required', routes: [to('admin', { prefix: '/admin/' }, authzOff)], want: ['AUTHZ_BYPASSED'], matches: /'admins'/ },
+    { name: 'anonymous, but only from some addresses', routes: [to('office', { prefix: '/office/' }, authzOff)], want: ['AUTHZ_BYPASSED'], matches: /'office'/ },
+    { name: 'no policy: default_policy deny would refuse it', routes: [to('other', { prefix: '/other' }, authzOff)], want: ['AUTHZ_BYPASSED'], matches: /default_policy deny \(e\.g\. GET \/other\)/ },
+    { name: 'open for reads, not for writes', routes: [to('mixed', { prefix: '/mixed/' }, authzOff)], want: ['AUTHZ_BYPASSED'], matches: /'writes' \(e\.g\. POST \/mixed\/\)/ },
+    { name: 'only GET goes there: clean', routes: [to('mixed-get', { prefix: '/mixed/', headers: [method('GET')] }, authzOff)], want: [] },
+    { name: 'disabled by a FilterConfig', routes: [to('partners', { prefix: '/partners/' }, FILTER_CONFIG_OFF)], want: ['AUTHZ_BYPASSED'] },
+    { name: 'disabled on the virtual host', routes: [to('partners', { prefix: '/partners/' })], vhostPerFilter: authzOff, want: ['AUTHZ_BYPASSED'] },
+    { name: 'disabled on the virtual host, enabled again on the route', routes: [to('partners', { prefix: '/partners/' }, { [EXT_AUTHZ_FILTER]: { disabled: false } })], vhostPerFilter: authzOff, want: [] },
+    { name: 'a route Envoy answers itself has no upstream to protect', routes: [{ name: 'partners', match: { prefix: '/partners/' }, direct_response: { status: 405 }, typed_per_filter_config: authzOff }], want: [] },
+    {
+      name: 'disabled on one weighted cluster: its share of the traffic skips ext_authz',
+      routes: [{ name: 'partners', match: { prefix: '/partners/' }, route: { weighted_clusters: { clusters: [{ name: 'c', weight: 90 }, { name: 'canary', weight: 10, typed_per_filter_config: authzOff }] } } }],
+      want: ['AUTHZ_BYPASSED'], where: 'listener ingress / vhost vh / route partners / weighted cluster canary',
+    },
+    { name: 'a policy named by context_extensions is the one that would apply', routes: [to('x', { prefix: '/x/' }, authzOff)], vhostPerFilter: authzPolicy('open'), want: [] },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const findings = found(c.routes, c.vhostPerFilter);
+      assert.deepEqual(findings.map((f) => f.code), c.want, JSON.stringify(findings));
+      if (c.matches) assert.match(findings[0]?.message ?? '', c.matches);
+      if (c.where) assert.deepEqual(findings[0]?.routes, [c.where]);
+    });
+  }
 });

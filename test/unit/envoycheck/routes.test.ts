@@ -38,7 +38,7 @@ describe('routeSites: names that are not strings', () => {
   it('reads them as absent instead of throwing', () => {
     const [site] = routeSites(route({ toString: 1 }));
     assert.equal(site?.where, 'listener ? / vhost ? / route #0');
-    assert.deepEqual(site?.rateLimits, [{ filter: 'envoy.filters.http.ratelimit', domain: '', shapes: [{ entries: [{ key: 'generic_key', value: '', source: 'generic_key' }] }] }]);
+    assert.deepEqual(site?.rateLimits, [{ filter: 'envoy.filters.http.ratelimit', domain: '', shapes: [{ entries: [{ key: 'generic_key', value: '', source: 'generic_key' }] }], metadataReads: [] }]);
   });
 });
 
