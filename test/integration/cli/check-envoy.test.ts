@@ -39,6 +39,14 @@ describe('portcullis check-envoy', () => {
     });
   }
 
+  it('passes the example bootstraps beside their own configs, but for envoy/authz\'s deliberate default deny', async () => {
+    const extproc = await checkEnvoy(path.join(repoRoot(), 'envoy/extproc.yaml'), '--config', path.join(repoRoot(), 'envoy/portcullis-extproc.yaml'));
+    assert.equal(extproc.code, 0, extproc.output);
+    // Its route `/` carries paths no policy names, which default_policy: deny refuses: what the example shows.
+    const authz = await checkEnvoy(path.join(repoRoot(), 'envoy/authz/envoy.yaml'));
+    assert.deepEqual(authz.output.match(/^[A-Z_]+(?=: )/gm), ['PARTIAL_AUTHZ_POLICY'], authz.output);
+  });
+
   it('catches a broken descriptor file and exits 1', async () => {
     const result = await checkEnvoy(path.join(repoRoot(), 'envoy/envoy.yaml'), '--descriptors', broken);
     assert.equal(result.code, 1, result.output);
