@@ -15,10 +15,11 @@ import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
 import { schemaReader, type ConfigInputs } from './config/inputs.js';
 import { parsePortcullisConfig, readPortcullisConfigText, readSchemaFile, redactedConfig, restartOnlyChanges, watchedPaths, type PortcullisConfig } from './config/portcullis-config.js';
+import { readSettled, type FileRead } from './config/settle.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { compileDescriptorFilesOffThread, dumpLimits } from './ratelimit/descriptor-config.js';
+import { compileDescriptorFilesOffThread, dumpLimits, type DescriptorFile } from './ratelimit/descriptor-config.js';
 import { OverLimitCache } from './ratelimit/local-cache.js';
 import { RateLimitService, type RateLimitObserver, type RateLimitSnapshot } from './ratelimit/service.js';
 import type { RateLimitConfig } from './ratelimit/types.js';
@@ -66,6 +67,8 @@ export interface App {
   reload(): Promise<void>;
   /** What the config in use was loaded from (undefined before the first good load), for a supervisor to hand over. */
   configInputs(): ConfigInputs | undefined;
+  /** The files and directories the config in use was built from: what a supervisor watches for its workers. */
+  watchedPaths(): string[];
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
   close(): Promise<void>;
   /** What /readyz reports. */
@@ -79,6 +82,9 @@ interface Loaded {
   readonly snapshot: RateLimitSnapshot;
   readonly authz: AuthzSnapshot;
 }
+
+/** A reload reads the files at most this many times more while they keep changing (ratelimit.reload.settle_ms). */
+const SETTLE_MAX_REREADS = 20;
 
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
@@ -158,7 +164,15 @@ export function buildApp(deps: AppDeps): App {
    * Reads the files on disk, or takes `source` (what a sibling worker last loaded: a replacement's start), and swaps
    * in the config they make; keeps the last good one when they make none. Only through inTurn().
    */
-  const load = async (source?: ConfigInputs): Promise<void> => {
+  /** What one read of the files (or of `source`) makes; the fingerprint covers every text read. */
+  interface Read {
+    readonly text: string;
+    readonly config: PortcullisConfig;
+    readonly schemas: Record<string, string>;
+    readonly descriptors: readonly DescriptorFile[];
+    readonly authzTexts: ReadonlyMap<string, string>;
+  }
+  const read = async (source: ConfigInputs | undefined): Promise<FileRead<Read | ConfigError>> => {
     const previous = holder.current();
     const file = previous.config.file;
     try {
@@ -186,8 +200,26 @@ export function buildApp(deps: AppDeps): App {
       for (const [name, content] of authzTexts) hash.update('\0').update(name).update('\0').update(content);
       // By name: a parse reads the schemas in route order, an unchanged text's poll in extprocInputs' order.
       for (const name of Object.keys(schemas).sort()) hash.update('\0').update(name).update('\0').update(schemas[name]!);
-      const fingerprint = hash.digest('hex');
-      if (fingerprint === lastFingerprint) return;
+      return { key: hash.digest('hex'), result: { text, config, schemas, descriptors, authzTexts } };
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      return { key: `error:${error.message}`, result: error };
+    }
+  };
+
+  /**
+   * Reads the files on disk, or takes `source` (what a sibling worker last loaded: a replacement's start), and swaps
+   * in the config they make; keeps the last good one when they make none. Only through inTurn().
+   */
+  const load = async (source?: ConfigInputs): Promise<void> => {
+    // A reload waits for the files to settle (readSettled): a writer caught halfway must not be applied, nor reported
+    // as an error. The first load and a hand-over do not wait: nothing older is serving yet, or the text is final.
+    const settleMs = source === undefined && lastFingerprint !== '' ? deps.config.ratelimit.reload.settleMs : 0;
+    const { key: fingerprint, result } = await readSettled(() => read(source), { known: lastFingerprint, settleMs, maxRereads: SETTLE_MAX_REREADS, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) });
+    if (fingerprint === lastFingerprint) return;
+    try {
+      if (result instanceof ConfigError) throw result;
+      const { text, config, schemas, descriptors, authzTexts } = result;
       const rateLimitConfig: RateLimitConfig = await compileDescriptorFilesOffThread(descriptors, config.ratelimit.descriptorsLoadTimeoutMs, config.ratelimit.descriptors);
       const waiting = restartOnlyChanges(deps.config, config);
       if (waiting.length > 0 && waiting.join() !== restartPending.join()) logger.warn({ settings: waiting }, 'settings changed in the config file that take effect on restart');
@@ -204,9 +236,8 @@ export function buildApp(deps: AppDeps): App {
       if (config.bff.endpoints.length > 0 && config.server.http === undefined) logger.warn('bff endpoints are configured but server.http.address is not set: the composer is off');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      // Report a broken state once, not on every poll.
-      const fingerprint = `error:${error.message}`;
-      if (fingerprint === lastFingerprint) return;
+      // Report a broken state once, not on every poll: the next poll reads the same files, or the same error, and
+      // stops at the fingerprint check above (nor does it wait for the files to settle or compile them again).
       lastFingerprint = fingerprint;
       metrics.configLoads.inc({ result: 'error' });
       logger.error({ issues: error.issues.length, errors: error.message.split('\n') }, 'config rejected; keeping the last good config');
@@ -251,6 +282,7 @@ export function buildApp(deps: AppDeps): App {
     ready,
     views,
     configInputs: () => lastGood,
+    watchedPaths: () => watchedPaths(holder.current().config),
     async start(from) {
       await inTurn(from);
       // The hand-over may predate an edit the siblings were told to load before this worker could hear it.
@@ -311,9 +343,10 @@ export function buildApp(deps: AppDeps): App {
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig(watchedPaths(settings), settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig(() => watchedPaths(holder.current().config), settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
+        await watcher.ready;
       }
       return { grpcAddress: grpc.address, adminAddress, httpAddress };
     },

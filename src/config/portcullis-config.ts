@@ -36,7 +36,7 @@ export interface PortcullisConfig {
     readonly descriptorsLoadTimeoutMs: number;
     /** Default deadline when Envoy sends none (its filter timeout is usually shorter). */
     readonly timeoutMs: number;
-    readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number };
+    readonly reload: { readonly enabled: boolean; readonly pollIntervalMs: number; readonly settleMs: number };
     readonly metrics: { readonly maxKeys: number };
   };
   /** undefined without an `authz:` section: every Check is denied. */
@@ -90,7 +90,7 @@ const schema = object({
     max_descriptors: number(256, { min: 1, max: 65_536, integer: true }),
     max_entries: number(64, { min: 1, max: 65_536, integer: true }),
     max_entry_bytes: number(4096, { min: 1, max: 1 << 20, integer: true }),
-    reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, max: 3_600_000, integer: true }) }),
+    reload: object({ enabled: boolean(true), poll_interval_ms: number(1000, { min: 50, max: 3_600_000, integer: true }), settle_ms: number(100, { min: 0, max: 10_000, integer: true }) }),
     metrics: object({ max_keys: number(10000, { min: 0, max: 10_000_000, integer: true }) }),
   }),
   authz: authzField,
@@ -155,7 +155,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
       maxEntries: rl.max_entries,
       maxEntryBytes: rl.max_entry_bytes,
       timeoutMs: rl.timeout_ms,
-      reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms },
+      reload: { enabled: rl.reload.enabled, pollIntervalMs: rl.reload.poll_interval_ms, settleMs: rl.reload.settle_ms },
       metrics: { maxKeys: rl.metrics.max_keys },
     },
     authz,

@@ -29,7 +29,7 @@ type ToWorker =
   | { readonly pc: 'json'; readonly id: number; readonly body: string };
 type FromWorker =
   | { readonly pc: 'ask-handover' }
-  | { readonly pc: 'inputs'; readonly inputs: ConfigInputs }
+  | { readonly pc: 'inputs'; readonly inputs: ConfigInputs; readonly watched: readonly string[] }
   | { readonly pc: 'listening'; readonly grpcAddress: string }
   | { readonly pc: 'status'; readonly ready: boolean; readonly reasons: string[]; readonly decisions: number }
   | { readonly pc: 'views'; readonly config: unknown; readonly limits: string }
@@ -92,6 +92,8 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   let grpcAddress = '';
   let views: { config: unknown; limits: string } = { config: {}, limits: '' };
   let handover: Handover = { startup: undefined, lastGood: undefined };
+  /** What the workers' config was built from (a reload may name other files): what the supervisor watches. */
+  let watched: readonly string[] = watchedPaths(config);
   let nextRequestId = 0;
   const jsonWaiters = new Map<number, (r: { status: number; body: string }) => void>();
   const metricsWaiters = new Map<number, (metrics: MetricsJson) => void>();
@@ -117,6 +119,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
           break;
         case 'inputs':
           handover = { startup: handover.startup ?? message.inputs, lastGood: message.inputs };
+          watched = message.watched;
           break;
         case 'listening':
           slot.listening = true;
@@ -287,9 +290,10 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   let watcher: ConfigWatcher | undefined;
   if (config.ratelimit.reload.enabled) {
     // Each worker compares fingerprints itself, so an unchanged poll costs it one read of the files.
-    watcher = watchConfig(watchedPaths(config), config.ratelimit.reload.pollIntervalMs, async () => {
+    watcher = watchConfig(() => watched, config.ratelimit.reload.pollIntervalMs, async () => {
       for (const slot of slots) send(slot.worker, { pc: 'reload' });
     });
+    await watcher.ready;
   }
   const reloadAll = (): void => {
     logger.info('SIGHUP: reloading every worker');
@@ -375,7 +379,7 @@ export function serveSupervisor(app: App, registry: Registry, grpcAddress: strin
     const inputs = app.configInputs();
     if (inputs !== undefined && inputs !== sentInputs) {
       sentInputs = inputs;
-      reply({ pc: 'inputs', inputs });
+      reply({ pc: 'inputs', inputs, watched: app.watchedPaths() });
     }
   };
   process.on('message', (message: ToWorker) => {

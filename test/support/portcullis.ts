@@ -41,6 +41,10 @@ export interface StartPortcullisOptions {
   logFile?: string;
   /** Node flags for the Portcullis process only (a benchmark's `--trace-gc`, `--cpu-prof`). */
   nodeArgs?: readonly string[];
+  /** Serve this portcullis.yaml (a ConfigMap-style link, say) instead of writing `config` to a temp file. */
+  configFile?: string;
+  /** The process's working directory (default: the repository); a relative configFile is relative to it. */
+  cwd?: string;
 }
 
 /** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
@@ -84,10 +88,10 @@ export async function startPortcullis(
   options: StartPortcullisOptions = {},
 ): Promise<PortcullisInstance> {
   const bin = portcullisBin();
-  const { file, dir } = writeConfig(config);
+  const { file, dir } = options.configFile === undefined ? writeConfig(config) : { file: options.configFile, dir: undefined };
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), bin, 'serve', '--config', file], {
-    cwd: repoRoot(),
+    cwd: options.cwd ?? repoRoot(),
     stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
   });
   if (logFd !== undefined) closeSync(logFd);
@@ -125,7 +129,7 @@ export async function startPortcullis(
       void exited.then(() => clearTimeout(timer));
     }
     const code = await exited;
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     return code;
   };
 
@@ -158,7 +162,7 @@ export async function startPortcullis(
   } catch (error) {
     child.kill('SIGKILL');
     await exited;
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`portcullis did not start: ${reason}\n--- portcullis output ---\n${output}`);
   } finally {
@@ -188,7 +192,7 @@ export async function startPortcullis(
     async kill(): Promise<void> {
       if (!gone) child.kill('SIGKILL');
       await exited;
-      rmSync(dir, { recursive: true, force: true });
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

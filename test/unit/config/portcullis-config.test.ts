@@ -51,7 +51,7 @@ const DEFAULT_RATELIMIT = {
   descriptorsMaxBytes: 16 << 20,
   descriptorsLoadTimeoutMs: 30_000,
   timeoutMs: 1000,
-  reload: { enabled: true, pollIntervalMs: 1000 },
+  reload: { enabled: true, pollIntervalMs: 1000, settleMs: 100 },
   metrics: { maxKeys: 10000 },
 };
 
@@ -105,7 +105,7 @@ describe('portcullis.yaml: valid files', () => {
         maxEntries: 8,
         maxEntryBytes: 4096,
         timeoutMs: 250,
-        reload: { enabled: false, pollIntervalMs: 2000 },
+        reload: { enabled: false, pollIntervalMs: 2000, settleMs: 100 },
         metrics: { maxKeys: 500 },
       },
       extproc: DEFAULT_EXTPROC,
@@ -200,7 +200,7 @@ const UNKNOWN_KEYS: readonly BadCase[] = [
     path: 'ratelimit.response_headers.policy_header', message: "unknown key 'policy_header' (expected one of: enabled, limit_header, remaining_header, reset_header)",
   },
   { name: 'ratelimit.local_cache', text: 'ratelimit:\n  local_cache:\n    size: 10\n', line: 3, path: 'ratelimit.local_cache.size', message: "unknown key 'size' (expected one of: enabled, max_entries)" },
-  { name: 'ratelimit.reload', text: 'ratelimit:\n  reload:\n    watch: true\n', line: 3, path: 'ratelimit.reload.watch', message: "unknown key 'watch' (expected one of: enabled, poll_interval_ms)" },
+  { name: 'ratelimit.reload', text: 'ratelimit:\n  reload:\n    watch: true\n', line: 3, path: 'ratelimit.reload.watch', message: "unknown key 'watch' (expected one of: enabled, poll_interval_ms, settle_ms)" },
   { name: 'ratelimit.metrics', text: 'ratelimit:\n  metrics:\n    prefix: x\n', line: 3, path: 'ratelimit.metrics.prefix', message: "unknown key 'prefix' (expected one of: max_keys)" },
 ];
 
