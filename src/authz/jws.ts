@@ -1,3 +1,5 @@
+// String.prototype.isWellFormed (Node >= 20, package.json engines) is typed in ES2024's lib; the target stays ES2022.
+/// <reference lib="es2024.string" />
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
@@ -10,7 +12,8 @@ import type { MaybePromise } from './types.js';
  * flight and 3–5× alone (docs/benchmarks.md); `crypto.verify` with a callback uses the same pool for ≈ 15 % more
  * CPU, which Scheme `onThreadPool` spends where the verify is slow enough to pay for it. jose still selects the JWKS
  * key for the header and imports it. The rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims);
- * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token.
+ * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token. Two are stricter than jose, as Envoy's
+ * jwt_authn is (test/e2e/jwt-peer.test.ts): the header and claims must be I-JSON, and aud a string or strings.
  */
 
 /** Why a token is refused: a reason code for logs and explain, and a detail for a human. */
@@ -108,34 +111,99 @@ export interface DecodedJws {
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+/** Whether the character at `at` is escaped: an odd run of backslashes before it. */
+function escapedAt(text: string, at: number): boolean {
+  let before = at - 1;
+  while (text.charCodeAt(before) === BACKSLASH) before -= 1;
+  return (at - 1 - before) % 2 === 1;
+}
+const isNumberStart = (c: number): boolean => c === 0x2d || (c >= 0x30 && c <= 0x39);
+const isNumberChar = (c: number): boolean => isNumberStart(c) || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
+
 /**
- * One JSON object part of a token, decoded as jose's decodeProtectedHeader and decodeJwt decode it, or undefined
- * where jose throws: a length of 1 mod 4 (atob refuses it; Buffer would drop the last character), bytes that are
- * not UTF-8 (jose's decoder is fatal), text that is not JSON, JSON that is not an object.
+ * What keeps JSON text that JSON.parse accepted from being I-JSON (RFC 7493 §2), or undefined: a member name twice in
+ * one object, a string escaping a lone surrogate, a number beyond double range. JSON.parse keeps the last of two
+ * members, reads `\ud800` as a string no UTF-8 can carry and `1e400` as Infinity; a parser behind the gateway may keep
+ * the first, replace or refuse the surrogate, refuse the number or clamp it. A signed `{"sub":"alice","sub":"admin"}`
+ * would name one caller here and another to a service that reads the forwarded token, and an issuer that copies a
+ * caller's JSON into its claims could be made to sign one. Envoy's jwt_authn refuses all three.
  */
-function jsonObjectPart(encoded: string): Record<string, unknown> | undefined {
-  if (encoded.length % 4 === 1) return undefined;
+export function iJsonFault(text: string): string | undefined {
+  /** Per open object the names seen; undefined for an open array. */
+  const open: (Set<string> | undefined)[] = [];
+  let nameNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // indexOf rather than a loop per character: this runs on every token not in the cache.
+      let end = text.indexOf('"', i + 1);
+      while (escapedAt(text, end)) end = text.indexOf('"', end + 1);
+      let value = text.slice(i + 1, end);
+      if (value.includes('\\')) {
+        value = JSON.parse(text.slice(i, end + 1)) as string;
+        if (!value.isWellFormed()) return `a string with a lone surrogate (${shown(value)})`;
+      }
+      if (nameNext) {
+        const names = open.at(-1)!;
+        if (names.has(value)) return `member ${shown(value)} appears twice`;
+        names.add(value);
+        nameNext = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      nameNext = true;
+    } else if (c === 0x5b) open.push(undefined);
+    else if (c === 0x7d || c === 0x5d) open.pop();
+    else if (c === 0x2c) nameNext = open.at(-1) !== undefined;
+    else if (isNumberStart(c)) {
+      let end = i + 1;
+      let exponent = false;
+      for (let d = text.charCodeAt(end); isNumberChar(d); d = text.charCodeAt(++end)) exponent ||= d === 0x45 || d === 0x65;
+      // Without an exponent only 309 digits or more reach Infinity.
+      if ((exponent || end - i > 308) && !Number.isFinite(Number(text.slice(i, end)))) return `a number beyond double range (${shown(text.slice(i, end))})`;
+      i = end - 1;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * One JSON object part of a token, or why not: a length of 1 mod 4 (atob refuses it; Buffer would drop the last
+ * character), bytes that are not UTF-8 (jose's decoder is fatal), text that is not JSON, JSON that is not an object
+ * (jose's decodeProtectedHeader and decodeJwt refuse all of these too), or JSON that is not I-JSON (iJsonFault), which
+ * jose decodes and Portcullis refuses.
+ */
+function jsonObjectPart(encoded: string): Record<string, unknown> | string {
+  const notJson = 'not a base64url-encoded JSON object';
+  if (encoded.length % 4 === 1) return notJson;
+  let text: string;
   let value: unknown;
   try {
-    value = JSON.parse(strictUtf8.decode(Buffer.from(encoded, 'base64url')));
+    text = strictUtf8.decode(Buffer.from(encoded, 'base64url'));
+    value = JSON.parse(text);
   } catch {
-    return undefined;
+    return notJson;
   }
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return notJson;
+  return iJsonFault(text) ?? (value as Record<string, unknown>);
 }
 
 /**
  * A token that passed the compact shape check (three non-empty runs of base64url characters), decoded once, or why
- * it is malformed. jose's decoders accept and refuse the same tokens (test/unit/authz/jws.test.ts holds them to it),
- * but each splits the token and decodes base64url through atob and a loop per character. Decoding once through
+ * it is malformed. jose's decoders accept and refuse the same tokens, JSON that is not I-JSON aside, which they take
+ * and this refuses (test/unit/authz/jws.test.ts holds them to it), but each splits the token and decodes base64url
+ * through atob and a loop per character. Decoding once through
  * Buffer took an uncached RS256 Check from 36 to 32 µs in process (docs/benchmarks.md, 2026-12-06).
  */
 export function decodeJws(token: string): DecodedJws | Refusal {
   const [encodedHeader, encodedPayload, encodedSignature] = token.split('.') as [string, string, string];
   const header = jsonObjectPart(encodedHeader);
-  if (header === undefined) return malformed('the protected header is not a base64url-encoded JSON object');
+  if (typeof header === 'string') return malformed(`the protected header is ${header}`);
   const payload = jsonObjectPart(encodedPayload);
-  if (payload === undefined) return malformed('the payload is not a base64url-encoded JSON object');
+  if (typeof payload === 'string') return malformed(`the payload is ${payload}`);
   return {
     header,
     payload,
@@ -214,6 +282,9 @@ export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHe
   }
   if (payload.iss !== settings.issuer) return { reason: 'jwt_wrong_issuer', detail: 'claim iss is not the provider\'s issuer' };
   const { aud } = payload;
+  // RFC 7519 §4.1.3: a string or a list of strings. jose takes a list holding other things too, when one item matches;
+  // Envoy's jwt_authn refuses it, as a malformed claim should be.
+  if (Array.isArray(aud) && !aud.every((a) => typeof a === 'string')) return { reason: 'jwt_wrong_audience', detail: 'claim aud must be a string or a list of strings' };
   const audienceMatches = typeof aud === 'string' ? settings.audiences.includes(aud) : Array.isArray(aud) && settings.audiences.some((a) => aud.includes(a));
   if (!audienceMatches) return { reason: 'jwt_wrong_audience', detail: 'claim aud names none of the provider\'s audiences' };
   const skew = settings.clockSkewSeconds;

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
 import { MAX_CANDIDATE_KEYS, staticKeySource, type KeySource } from '../../../src/authz/jwks.js';
-import { claimsRefusal, decodeJws, headerRefusal, keyRefusal, shown, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
+import { claimsRefusal, decodeJws, headerRefusal, iJsonFault, keyRefusal, shown, signatureRefusal, signatureVerifies } from '../../../src/authz/jws.js';
 import { evaluateJwt } from '../../../src/authz/jwt.js';
 import { ExpiringLru } from '../../../src/authz/lru.js';
 import type { Outcome } from '../../../src/authz/types.js';
@@ -280,6 +280,11 @@ describe('JWS decision functions', () => {
       [{ ...base, exp: '1' }, 'jwt_claim_invalid'],
       [{ ...base, nbf: NOW_S + SKEW + 1 }, 'jwt_not_yet_valid'],
       [{ ...base, iat: null }, 'jwt_claim_invalid'],
+      [{ ...base, aud: ['x', 'orders-api'] }, undefined],
+      // RFC 7519 §4.1.3: strings only. jose takes the list for its matching item; Envoy's jwt_authn refuses it.
+      [{ ...base, aud: [1, 'orders-api'] }, 'jwt_wrong_audience'],
+      [{ ...base, aud: ['orders-api', null] }, 'jwt_wrong_audience'],
+      [{ ...base, aud: [['orders-api']] }, 'jwt_wrong_audience'],
     ];
     for (const [claims, reason] of table) {
       const payload = JSON.parse(JSON.stringify(claims)) as Record<string, unknown>;
@@ -316,6 +321,72 @@ describe('JWS decision functions', () => {
     for (const [name, keys, reason] of table) assert.equal((await signatureRefusal('RS256', keys, data, signed))?.reason, reason, name);
     assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
   });
+});
+
+describe('Stricter than jose: refused here, taken by jose (and refused by Envoy\'s jwt_authn, test/e2e/jwt-peer.test.ts)', () => {
+  const rs = PAIRS[0]!;
+  /** Header and claims as JSON text, signed as written. */
+  const signedText = (headerText: string, claimsText: string): string => {
+    const input = `${Buffer.from(headerText).toString('base64url')}.${Buffer.from(claimsText).toString('base64url')}`;
+    return `${input}.${signWith(rs, 'RS256', Buffer.from(input)).toString('base64url')}`;
+  };
+  const header = JSON.stringify({ alg: 'RS256', kid: 'rs' });
+  const claims = JSON.stringify({ sub: 'user-1', iss: ISSUER, aud: 'orders-api', iat: NOW_S, exp: NOW_S + 600 });
+  const table: [name: string, token: string, reason: string][] = [
+    ['sub twice: jose names the last', signedText(header, claims.replace('}', ',"sub":"admin"}')), 'jwt_malformed'],
+    ['exp twice, past then future', signedText(header, claims.replace('{', `{"exp":${NOW_S - 3600},`)), 'jwt_malformed'],
+    ['aud twice, another then ours', signedText(header, claims.replace('{', '{"aud":"admin-api",')), 'jwt_malformed'],
+    ['sub twice, once escaped', signedText(header, claims.replace('}', ',"s\\u0075b":"admin"}')), 'jwt_malformed'],
+    ['a member twice in a nested object', signedText(header, claims.replace('}', ',"org":{"id":"a","id":"b"}}')), 'jwt_malformed'],
+    ['alg twice in the header, none then RS256', signedText(header.replace('{', '{"alg":"none",'), claims), 'jwt_malformed'],
+    ['kid twice in the header', signedText(header.replace('}', ',"kid":"rs"}'), claims), 'jwt_malformed'],
+    ['a claim with a lone surrogate escape', signedText(header, claims.replace('}', ',"org":"acme\\ud800"}')), 'jwt_malformed'],
+    ['exp 1e400 (Infinity to JSON.parse)', signedText(header, claims.replace(/"exp":\d+/, '"exp":1e400')), 'jwt_malformed'],
+    ['a claim of 400 digits', signedText(header, claims.replace('}', `,"n":${'9'.repeat(400)}}`)), 'jwt_malformed'],
+    ['aud a list holding a number and ours', jws(rs, {}, { aud: [1, 'orders-api'] }), 'jwt_wrong_audience'],
+  ];
+  for (const [name, token, reason] of table) {
+    it(name, async () => {
+      const settings = provider();
+      assert.notEqual(await jose(settings, token), undefined, 'jose takes it');
+      const outcome = await ours(settings, token);
+      assert.equal(outcome.kind === 'invalid' ? outcome.reason : outcome.kind, reason);
+    });
+  }
+  it('the same names in different objects, and the same text as a name and a value, are fine', async () => {
+    const token = signedText(header, claims.replace('}', ',"a":{"sub":"x","b":{"sub":"y"}},"c":[{"sub":1},{"sub":2}],"x":"sub"}'));
+    assert.equal((await ours(provider(), token)).kind, 'success');
+  });
+});
+
+describe('iJsonFault: JSON that JSON.parse takes and I-JSON (RFC 7493) does not, table', () => {
+  const table: [text: string, fault: boolean][] = [
+    ['{"a":1,"b":2}', false],
+    ['{"a":1,"a":1}', true],
+    ['{"a":1,"\\u0061":2}', true],
+    ['{"a":{"a":{"a":1}}}', false],
+    ['{"a":[{"b":1},{"b":1}]}', false],
+    ['{"a":[{"b":1,"b":2}]}', true],
+    ['{"a":"a","b":"a"}', false],
+    ['{"a":"\\"","\\"":1}', false],
+    ['{"a\\\\":1,"a\\\\":1}', true],
+    ['{"a":{},"b":{},"a":[]}', true],
+    ['{ "a" : 1 , "a" : 2 }', true],
+    ['{"__proto__":1,"__proto__":2}', true],
+    ['{"a":"\\ud83d\\ude00"}', false],
+    ['{"a":"😀"}', false],
+    ['{"a":"\\ud83d"}', true],
+    ['{"a":"\\ude00x"}', true],
+    ['{"\\udc00":1}', true],
+    ['{"a":1.7976931348623157e308,"b":-1e-400,"c":-0,"d":123456789012345678901234567890}', false],
+    ['{"a":2e308}', true],
+    ['{"a":-1E309}', true],
+    ['{"a":[true,false,null,1e2]}', false],
+    [`{"a":${'9'.repeat(308)}}`, false],
+    [`{"a":${'9'.repeat(309)}}`, true],
+    [`{"a":-${'9'.repeat(309)}}`, true],
+  ];
+  for (const [text, fault] of table) it(text.length > 80 ? `${text.slice(0, 80)}…` : text, () => assert.equal(iJsonFault(text) !== undefined, fault, iJsonFault(text)));
 });
 
 describe('decodeJws: the tokens jose decodes, decoded alike', () => {
