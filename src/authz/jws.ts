@@ -2,6 +2,7 @@
 /// <reference lib="es2024.string" />
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
+import { excerpt, iJsonFault } from '../config/json-text.js';
 import type { JwtAlgorithm, JwtProviderSettings } from './config.js';
 import type { MaybePromise } from './types.js';
 
@@ -63,7 +64,7 @@ const malformed = (detail: string): Refusal => ({ reason: 'jwt_malformed', detai
  * characters, anything else by its kind. The token chose it: it may be long, or an object nested thousands deep.
  */
 export function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value);
+  if (typeof value === 'string') return excerpt(value);
   if (value === undefined) return '(none)';
   if (value === null) return 'null';
   return Array.isArray(value) ? '(a list)' : typeof value === 'object' ? '(an object)' : `(a ${typeof value})`;
@@ -110,65 +111,6 @@ export interface DecodedJws {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-/** Whether the character at `at` is escaped: an odd run of backslashes before it. */
-function escapedAt(text: string, at: number): boolean {
-  let before = at - 1;
-  while (text.charCodeAt(before) === BACKSLASH) before -= 1;
-  return (at - 1 - before) % 2 === 1;
-}
-const isNumberStart = (c: number): boolean => c === 0x2d || (c >= 0x30 && c <= 0x39);
-const isNumberChar = (c: number): boolean => isNumberStart(c) || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
-
-/**
- * What keeps JSON text that JSON.parse accepted from being I-JSON (RFC 7493 §2), or undefined: a member name twice in
- * one object, a string escaping a lone surrogate, a number beyond double range. JSON.parse keeps the last of two
- * members, reads `\ud800` as a string no UTF-8 can carry and `1e400` as Infinity; a parser behind the gateway may keep
- * the first, replace or refuse the surrogate, refuse the number or clamp it. A signed `{"sub":"alice","sub":"admin"}`
- * would name one caller here and another to a service that reads the forwarded token, and an issuer that copies a
- * caller's JSON into its claims could be made to sign one. Envoy's jwt_authn refuses all three.
- */
-export function iJsonFault(text: string): string | undefined {
-  /** Per open object the names seen; undefined for an open array. */
-  const open: (Set<string> | undefined)[] = [];
-  let nameNext = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) {
-      // indexOf rather than a loop per character: this runs on every token not in the cache.
-      let end = text.indexOf('"', i + 1);
-      while (escapedAt(text, end)) end = text.indexOf('"', end + 1);
-      let value = text.slice(i + 1, end);
-      if (value.includes('\\')) {
-        value = JSON.parse(text.slice(i, end + 1)) as string;
-        if (!value.isWellFormed()) return `a string with a lone surrogate (${shown(value)})`;
-      }
-      if (nameNext) {
-        const names = open.at(-1)!;
-        if (names.has(value)) return `member ${shown(value)} appears twice`;
-        names.add(value);
-        nameNext = false;
-      }
-      i = end;
-    } else if (c === 0x7b) {
-      open.push(new Set());
-      nameNext = true;
-    } else if (c === 0x5b) open.push(undefined);
-    else if (c === 0x7d || c === 0x5d) open.pop();
-    else if (c === 0x2c) nameNext = open.at(-1) !== undefined;
-    else if (isNumberStart(c)) {
-      let end = i + 1;
-      let exponent = false;
-      for (let d = text.charCodeAt(end); isNumberChar(d); d = text.charCodeAt(++end)) exponent ||= d === 0x45 || d === 0x65;
-      // Without an exponent only 309 digits or more reach Infinity.
-      if ((exponent || end - i > 308) && !Number.isFinite(Number(text.slice(i, end)))) return `a number beyond double range (${shown(text.slice(i, end))})`;
-      i = end - 1;
-    }
-  }
-  return undefined;
-}
 
 /**
  * One JSON object part of a token, or why not: a length of 1 mod 4 (atob refuses it; Buffer would drop the last

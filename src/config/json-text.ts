@@ -30,21 +30,7 @@ const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
  * or text.length when it ends too soon. Iterative, so depth costs no stack. Only asked after JSON.parse failed.
  */
 export function syntaxErrorOffset(text: string): number {
-  return scan(text, false).offset;
-}
-
-/**
- * The first name an object in `text` holds twice, or undefined. JSON.parse keeps the last silently; protobuf's JSON
- * parsers refuse the document, and so must what stands in for them.
- */
-export function duplicateKey(text: string): string | undefined {
-  return scan(text, true).duplicate;
-}
-
-function scan(text: string, findDuplicates: boolean): { offset: number; duplicate?: string } {
   const closers: string[] = [];
-  /** The names met so far in each open object, when looking for duplicates. */
-  const names: Set<string>[] = [];
   let i = 0;
   const skipSpace = (): void => {
     while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
@@ -78,15 +64,9 @@ function scan(text: string, findDuplicates: boolean): { offset: number; duplicat
     skipSpace();
     const c = text[i];
     if (state === 'key') {
-      const start = i;
-      if (!string()) return { offset: i };
-      if (findDuplicates) {
-        const name = JSON.parse(text.slice(start, i)) as string;
-        if (names.at(-1)!.has(name)) return { offset: start, duplicate: name };
-        names.at(-1)!.add(name);
-      }
+      if (!string()) return i;
       skipSpace();
-      if (text[i] !== ':') return { offset: i };
+      if (text[i] !== ':') return i;
       i++;
       state = 'value';
     } else if (state === 'value') {
@@ -99,21 +79,83 @@ function scan(text: string, findDuplicates: boolean): { offset: number; duplicat
           state = 'after';
         } else {
           closers.push(closer);
-          if (findDuplicates && closer === '}') names.push(new Set());
           state = c === '{' ? 'key' : 'value';
         }
       } else if (c === '"' ? string() : token(c === '-' || (c !== undefined && c >= '0' && c <= '9') ? NUMBER : LITERAL)) {
         state = 'after';
-      } else return { offset: i };
+      } else return i;
     } else {
       const closer = closers.at(-1);
-      if (closer === undefined) return { offset: i }; // a complete document, then more text (or the end: text.length)
+      if (closer === undefined) return i; // a complete document, then more text (or the end: text.length)
       if (c === ',') state = closer === '}' ? 'key' : 'value';
-      else if (c === closer) {
-        closers.pop();
-        if (findDuplicates && closer === '}') names.pop();
-      } else return { offset: i };
+      else if (c === closer) closers.pop();
+      else return i;
       i++;
     }
   }
+}
+
+/** A string for a message: quoted, cut at 100 characters (the text came from outside and may be long). */
+export function excerpt(value: string): string {
+  return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value);
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+/** Whether the character at `at` is escaped: an odd run of backslashes before it. */
+function escapedAt(text: string, at: number): boolean {
+  let before = at - 1;
+  while (text.charCodeAt(before) === BACKSLASH) before -= 1;
+  return (at - 1 - before) % 2 === 1;
+}
+const isNumberStart = (c: number): boolean => c === 0x2d || (c >= 0x30 && c <= 0x39);
+const isNumberChar = (c: number): boolean => isNumberStart(c) || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
+
+/**
+ * What keeps JSON text that JSON.parse accepted from being I-JSON (RFC 7493 §2), or undefined: a member name twice in
+ * one object, a string escaping a lone surrogate, a number beyond double range. JSON.parse keeps the last of two
+ * members, reads `\ud800` as a string no UTF-8 can carry and `1e400` as Infinity; a parser behind the gateway may keep
+ * the first, replace or refuse the surrogate, refuse the number or clamp it. A signed `{"sub":"alice","sub":"admin"}`
+ * would name one caller here and another to a service that reads the forwarded token, and an issuer that copies a
+ * caller's JSON into its claims could be made to sign one. Envoy's jwt_authn refuses all three, and protobuf's JSON
+ * parsers (envoyproxy/ratelimit's POST /json) refuse a member twice.
+ */
+export function iJsonFault(text: string): string | undefined {
+  /** Per open object the names seen; undefined for an open array. */
+  const open: (Set<string> | undefined)[] = [];
+  let nameNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // indexOf rather than a loop per character: this runs on every token not in the cache.
+      let end = text.indexOf('"', i + 1);
+      while (escapedAt(text, end)) end = text.indexOf('"', end + 1);
+      let value = text.slice(i + 1, end);
+      if (value.includes('\\')) {
+        value = JSON.parse(text.slice(i, end + 1)) as string;
+        if (!value.isWellFormed()) return `a string with a lone surrogate (${excerpt(value)})`;
+      }
+      if (nameNext) {
+        const names = open.at(-1)!;
+        if (names.has(value)) return `member ${excerpt(value)} appears twice`;
+        names.add(value);
+        nameNext = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      nameNext = true;
+    } else if (c === 0x5b) open.push(undefined);
+    else if (c === 0x7d || c === 0x5d) open.pop();
+    else if (c === 0x2c) nameNext = open.at(-1) !== undefined;
+    else if (isNumberStart(c)) {
+      let end = i + 1;
+      let exponent = false;
+      for (let d = text.charCodeAt(end); isNumberChar(d); d = text.charCodeAt(++end)) exponent ||= d === 0x45 || d === 0x65;
+      // Without an exponent only 309 digits or more reach Infinity.
+      if ((exponent || end - i > 308) && !Number.isFinite(Number(text.slice(i, end)))) return `a number beyond double range (${excerpt(text.slice(i, end))})`;
+      i = end - 1;
+    }
+  }
+  return undefined;
 }

@@ -1,5 +1,5 @@
 import { Metadata, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { duplicateKey } from '../config/json-text.js';
+import { iJsonFault } from '../config/json-text.js';
 import type { Decision, DescriptorStatus } from '../ratelimit/decide.js';
 import type { RateLimitService } from '../ratelimit/service.js';
 import type { RateLimitRequest, RequestDescriptor } from '../ratelimit/types.js';
@@ -172,7 +172,8 @@ export async function handleJsonRequest(service: RateLimitService, body: string,
   let wire: WireRequest;
   try {
     const json = JSON.parse(body) as unknown;
-    if (duplicateKey(body) !== undefined) throw new Error('a field given twice');
+    // protojson refuses a member twice, which JSON.parse would take as the last.
+    if (iJsonFault(body) !== undefined) throw new Error('not I-JSON');
     wire = jsonToWire(json);
   } catch {
     return { status: 400, body: 'Bad Request\n' };

@@ -40,6 +40,8 @@ export const JSON_BODIES: readonly JsonBody[] = [
   ['a field given twice', `{"domain":"d","domain":"e","descriptors":[${entry}]}`, 400],
   ['a field given twice, once escaped', `{"domain":"d","d\\u006fmain":"d","descriptors":[${entry}]}`, 400],
   ['a field given twice in an entry', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"v","key":"j"}]}]}', 400],
+  ['a lone surrogate in a value', `{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"\\ud800"}]}]}`, 400],
+  ['a pair of surrogates in a value', `{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"\\ud83d\\ude00"}]}]}`, 200],
   ['a field under its JSON and its proto name', `{"domain":"d","hitsAddend":1,"hits_addend":1,"descriptors":[${entry}]}`, 400],
   ['a limit unit as its number', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":2}}]}', 200],
   ['a limit unit as an integral float', '{"domain":"d","descriptors":[{"entries":[{"key":"k","value":"u"}],"limit":{"requests_per_unit":500,"unit":2.0}}]}', 200],
