@@ -154,7 +154,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'status-302-max-age', origin: withStatus(302, { location: '/elsewhere', 'cache-control': 'max-age=60' }), steps: [GET(), GET()], expected: ['302 origin #1', '302 cache #1'],
     envoy: { seen: ['302 origin #1', '302 origin #2'], why: WHY.status } },
   // HEAD: served from a stored GET; a HEAD response is not stored.
-  { name: 'head', origin: ok({ 'cache-control': 'max-age=60' }), steps: [{ method: 'HEAD' }, GET(), { method: 'HEAD' }, GET()], expected: ['200 origin', '200 origin #2', '200 cache', '200 cache #2'] },
+  { name: 'head', origin: ok({ 'cache-control': 'max-age=60' }), steps: [{ method: 'HEAD' }, GET(), { method: 'HEAD' }, GET()],
+    expected: ['200 origin', '200 origin #2', '200 cache content-length=7', '200 cache #2'], show: { steps: [2], headers: ['content-length'] } },
   // Request directives
   { name: 'req-no-cache', origin: ok({ 'cache-control': 'max-age=60' }), steps: [GET(), GET({ 'cache-control': 'no-cache' }), GET()], expected: ['200 origin #1', '200 origin #2', '200 cache #2'] },
   { name: 'req-pragma', origin: ok({ 'cache-control': 'max-age=60' }), steps: [GET(), GET({ pragma: 'no-cache' }), GET()], expected: ['200 origin #1', '200 origin #2', '200 cache #2'] },
