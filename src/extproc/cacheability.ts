@@ -30,6 +30,18 @@ function seconds(d: Directives, name: string): number | undefined {
   return Number(v);
 }
 
+/** A response freshness directive: its seconds, absent, or present with a value that is not delta-seconds. */
+function freshness(d: Directives, name: string): number | 'invalid' | undefined {
+  if (!d.has(name)) return undefined;
+  return seconds(d, name) ?? 'invalid';
+}
+
+/**
+ * Statuses a cache may store without explicit freshness (RFC 9110 §15.1, "heuristically cacheable"). Any other status
+ * needs max-age, s-maxage, Expires or `public` from the origin (RFC 9111 §3): the route's TTL is a heuristic.
+ */
+export const HEURISTICALLY_CACHEABLE: ReadonlySet<number> = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 451, 501]);
+
 export type RequestCacheDecision = {
   readonly lookup: boolean;
   readonly store: boolean;
@@ -92,11 +104,19 @@ export function storeDecision(input: StoreInput): StoreDecision {
     return { store: false, reason: 'authorization' };
   }
   const dateMs = httpDate(headerValue(input.headers, 'date'));
-  let explicit = seconds(cc, 's-maxage') ?? seconds(cc, 'max-age');
+  // Invalid freshness information is stale (RFC 9111 §4.2.1), not absent: read as absent, the route's TTL would
+  // stand in for a lifetime the origin meant to give. s-maxage overrides max-age here (a shared cache).
+  const sMaxAge = freshness(cc, 's-maxage');
+  const maxAge = freshness(cc, 'max-age');
+  let explicit = sMaxAge ?? maxAge;
+  if (explicit === 'invalid') return { store: false, reason: 'invalid freshness' };
   if (explicit === undefined && hasHeader(input.headers, 'expires')) {
     const expiresMs = httpDate(headerValue(input.headers, 'expires'));
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
     explicit = expiresMs === undefined ? 0 : Math.max(0, Math.floor((expiresMs - (dateMs ?? input.nowMs)) / 1000));
+  }
+  if (explicit === undefined && !HEURISTICALLY_CACHEABLE.has(input.status) && !cc.has('public')) {
+    return { store: false, reason: 'no explicit freshness' };
   }
   const lifetimeSeconds = explicit === undefined ? routeTtl : Math.min(explicit, routeTtl);
   const apparentAge = dateMs === undefined ? 0 : Math.max(0, Math.floor((input.nowMs - dateMs) / 1000));
@@ -133,12 +153,40 @@ export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | 
   return false;
 }
 
+/** An IMF-fixdate (RFC 9110 §5.6.7), the form every current client sends. */
+const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
 /**
- * Whether a stored response is answered 304 to the request's If-None-Match: only a 2xx is (RFC 9110 §13.2.1, a
- * precondition is evaluated only when the response without it would be 2xx), so a cached 404 is served as the 404.
+ * If-Modified-Since against a stored response's last modification (RFC 9110 §13.1.3): true when it was not modified
+ * after the date. A value that is not one IMF-fixdate (two header lines, the obsolete forms, garbage) is ignored: the
+ * full response is always a correct answer, a wrong 304 is not.
  */
-export function answersNotModified(status: number, ifNoneMatch: string | undefined, etag: string | undefined): boolean {
-  return status >= 200 && status < 300 && ifNoneMatchHits(ifNoneMatch, etag);
+export function notModifiedSince(ifModifiedSince: string | undefined, lastModifiedMs: number): boolean {
+  if (ifModifiedSince === undefined) return false;
+  const value = ifModifiedSince.trim();
+  if (!IMF_FIXDATE.test(value)) return false;
+  const sinceMs = Date.parse(value);
+  return !Number.isNaN(sinceMs) && lastModifiedMs <= sinceMs;
+}
+
+/** What a stored response is compared with: its ETag, and when it was last modified (Last-Modified, else Date, else when stored). */
+export interface StoredValidators {
+  readonly etag: string | undefined;
+  readonly lastModifiedMs: number;
+}
+
+/**
+ * Whether a stored response is answered 304 to the request's conditionals (RFC 9111 §4.3.2): If-None-Match when
+ * present, else If-Modified-Since (RFC 9110 §13.1.3 ignores it beside If-None-Match). Only a 2xx is (RFC 9110
+ * §13.2.1, a precondition is evaluated only when the response without it would be 2xx), so a cached 404 is served
+ * as the 404.
+ */
+export function answersNotModified(
+  status: number, conditions: { readonly ifNoneMatch: string | undefined; readonly ifModifiedSince: string | undefined }, stored: StoredValidators,
+): boolean {
+  if (status < 200 || status >= 300) return false;
+  if (conditions.ifNoneMatch !== undefined) return ifNoneMatchHits(conditions.ifNoneMatch, stored.etag);
+  return notModifiedSince(conditions.ifModifiedSince, stored.lastModifiedMs);
 }
 
 /** Headers a 304 carries from the stored response (RFC 9110 §15.4.5). */

@@ -408,7 +408,11 @@ export class ExtprocStream {
   private hit(entry: CachedResponse, age: number, requestHeaders: HeaderList): Answer {
     const request = this.request!;
     const { settings } = this.deps;
-    const notModified = answersNotModified(entry.status, headerValues(requestHeaders, 'if-none-match'), headerValue(entry.headers, 'etag'));
+    const notModified = answersNotModified(
+      entry.status,
+      { ifNoneMatch: headerValues(requestHeaders, 'if-none-match'), ifModifiedSince: headerValues(requestHeaders, 'if-modified-since') },
+      { etag: headerValue(entry.headers, 'etag'), lastModifiedMs: lastModifiedMs(entry) },
+    );
     const stored = notModified ? entry.headers.filter(([n]) => (NOT_MODIFIED_HEADERS as readonly string[]).includes(n)) : entry.headers;
     const rules = new MutationBuilder();
     if (request.route) applyRules(rules, request.route.responseHeaders, request.vars, this.log);
@@ -505,6 +509,15 @@ function render(value: string | undefined, name: string, log: StreamLog): string
   const safe = safeHeaderValue(value);
   if (safe === undefined) log.warn({ header: name }, 'header rule produced a value Envoy would refuse (a control character, or over 16 KiB); not set');
   return safe;
+}
+
+/** When a stored response was last modified, for If-Modified-Since (RFC 9111 §4.3.2): Last-Modified, else Date, else when stored. */
+function lastModifiedMs(entry: CachedResponse): number {
+  for (const name of ['last-modified', 'date']) {
+    const ms = Date.parse(headerValue(entry.headers, name) ?? '');
+    if (!Number.isNaN(ms)) return ms;
+  }
+  return entry.storedAtMs;
 }
 
 /** source.address when the filter sends it (request_attributes), else the last x-forwarded-for hop Envoy added. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, parseCacheControl, requestCacheDecision, servable, storeDecision } from '../../../src/extproc/cacheability.js';
+import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, notModifiedSince, parseCacheControl, requestCacheDecision, servable, storeDecision } from '../../../src/extproc/cacheability.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00Z');
@@ -77,7 +77,36 @@ describe('storeDecision', () => {
     ['shared entry for a credentialed request', 200, {}, true, 'authorization'],
     ['shared entry allowed by public', 200, { 'cache-control': 'public' }, true, 300],
     ['shared entry allowed by s-maxage', 200, { 'cache-control': 's-maxage=20' }, true, 20],
+    // RFC 9111 §4.2.1: invalid freshness information is read as stale, not as absent (which would let the route's
+    // TTL stand in for what the origin tried to say). s-maxage overrides max-age in a shared cache, so a valid one
+    // makes an invalid max-age irrelevant.
+    ['an invalid max-age is stale', 200, { 'cache-control': 'max-age=soon' }, false, 'invalid freshness'],
+    ['a negative max-age is stale', 200, { 'cache-control': 'max-age=-1' }, false, 'invalid freshness'],
+    ['an empty max-age is stale', 200, { 'cache-control': 'max-age' }, false, 'invalid freshness'],
+    ['an invalid s-maxage is stale', 200, { 'cache-control': 's-maxage=x, max-age=60' }, false, 'invalid freshness'],
+    ['a valid s-maxage overrides an invalid max-age', 200, { 'cache-control': 's-maxage=20, max-age=x' }, false, 20],
+    ['a quoted max-age is read', 200, { 'cache-control': 'max-age="30"' }, false, 30],
   ];
+  // RFC 9111 §3: without explicit freshness (max-age, s-maxage, Expires) or `public`, only a heuristically cacheable
+  // status (RFC 9110 §15.1) may be stored; the route's TTL is then the heuristic.
+  const byStatus: [string, number, Record<string, string>, string | number][] = [
+    ['302 listed, no freshness', 302, {}, 'no explicit freshness'],
+    ['307 listed, no freshness', 307, {}, 'no explicit freshness'],
+    ['500 listed, no freshness', 500, {}, 'no explicit freshness'],
+    ['302 with max-age', 302, { 'cache-control': 'max-age=30' }, 30],
+    ['302 with s-maxage', 302, { 'cache-control': 's-maxage=30' }, 30],
+    ['302 with Expires', 302, { date, expires: new Date(NOW + 40_000).toUTCString() }, 40],
+    ['302 with public: the route TTL is the heuristic', 302, { 'cache-control': 'public' }, 300],
+    ...[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 451, 501].map((s): [string, number, Record<string, string>, number] => [`${s} is heuristically cacheable`, s, {}, 300]),
+  ];
+  const allListed = new Map([302, 307, 500, 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 451, 501].map((s) => [s, 300]));
+  for (const [name, status, headers, expected] of byStatus) {
+    it(name, () => {
+      const d = storeDecision({ status, headers: h(headers), ttlSecondsByStatus: allListed, sharedWithCredentials: false, nowMs: NOW });
+      if (typeof expected === 'string') assert.deepEqual(d, { store: false, reason: expected });
+      else assert.equal(d.store && d.ttlSeconds, expected);
+    });
+  }
   for (const [name, status, headers, shared, expected] of table) {
     it(name, () => {
       const d = storeDecision({ status, headers: h(headers), ttlSecondsByStatus: TTLS, sharedWithCredentials: shared, nowMs: NOW });
@@ -113,7 +142,34 @@ describe('age and conditionals', () => {
   ];
   for (const [status, inm, expected] of byStatus) {
     it(`a stored ${status} with ETag "a", If-None-Match ${inm}: ${expected ? '304' : `served as ${status}`}`, () => {
-      assert.equal(answersNotModified(status, inm, '"a"'), expected);
+      assert.equal(answersNotModified(status, { ifNoneMatch: inm, ifModifiedSince: undefined }, { etag: '"a"', lastModifiedMs: NOW }), expected);
+    });
+  }
+  // RFC 9111 §4.3.2 with RFC 9110 §13.1.3: If-Modified-Since is evaluated against the stored Last-Modified (the
+  // caller falls back to Date, then the time stored) only without If-None-Match, and only when it is one valid date.
+  const stamp = (offsetS: number): string => new Date(NOW + offsetS * 1000).toUTCString();
+  const since: [string, string | undefined, number, boolean][] = [
+    ['modified before the date', stamp(10), NOW, true],
+    ['modified at the date', stamp(0), NOW, true],
+    ['modified after the date', stamp(-10), NOW, false],
+    ['no If-Modified-Since', undefined, NOW, false],
+    ['not a date', 'yesterday', NOW, false],
+    ['two dates (two header lines, joined)', `${stamp(10)}, ${stamp(20)}`, NOW, false],
+    ['a date not in IMF-fixdate form is ignored', 'Sunday, 06-Nov-94 08:49:37 GMT', Date.parse('1990-01-01T00:00:00Z'), false],
+  ];
+  for (const [name, ims, lastModifiedMs, expected] of since) {
+    it(`If-Modified-Since: ${name}`, () => assert.equal(notModifiedSince(ims, lastModifiedMs), expected));
+  }
+  const combined: [string, number, string | undefined, string | undefined, boolean][] = [
+    ['If-Modified-Since alone, not modified', 200, undefined, stamp(10), true],
+    ['If-Modified-Since alone, modified', 200, undefined, stamp(-10), false],
+    ['If-None-Match wins over If-Modified-Since (no match)', 200, '"b"', stamp(10), false],
+    ['If-None-Match wins over If-Modified-Since (match)', 200, '"a"', stamp(-10), true],
+    ['a stored 404 is served as itself', 404, undefined, stamp(10), false],
+  ];
+  for (const [name, status, inm, ims, expected] of combined) {
+    it(`conditional: ${name}`, () => {
+      assert.equal(answersNotModified(status, { ifNoneMatch: inm, ifModifiedSince: ims }, { etag: '"a"', lastModifiedMs: NOW }), expected);
     });
   }
 });

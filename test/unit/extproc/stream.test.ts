@@ -111,6 +111,22 @@ describe('ExtprocStream cache over time', () => {
     assert.equal(notModified.kind === 'immediate' && notModified.status, 304);
   });
 
+  // RFC 9111 §4.3.2: the stored Last-Modified, else the stored Date, else the time it was stored.
+  it('answers If-Modified-Since with 304 from the stored Last-Modified, else its Date, else the time stored', async () => {
+    const h = harness();
+    const stored = (stamp: string): [string, string][] => [['if-modified-since', stamp]];
+    const status = (a: ProcessingAnswer): number | string => (a.kind === 'immediate' ? a.status : a.kind);
+    await h.store('/c/lm', [['last-modified', 'Mon, 01 Jan 2024 00:00:00 GMT'], ['date', 'Thu, 01 Jan 2026 00:00:00 GMT']]);
+    assert.equal(status(await h.lookup('/c/lm', stored('Mon, 01 Jan 2024 00:00:00 GMT'))), 304);
+    assert.equal(status(await h.lookup('/c/lm', stored('Sun, 31 Dec 2023 00:00:00 GMT'))), 200);
+    await h.store('/c/date', [['date', 'Wed, 31 Dec 2025 23:59:00 GMT']]);
+    assert.equal(status(await h.lookup('/c/date', stored('Wed, 31 Dec 2025 23:59:00 GMT'))), 304);
+    assert.equal(status(await h.lookup('/c/date', stored('Wed, 31 Dec 2025 23:58:59 GMT'))), 200);
+    await h.store('/c/none', []);
+    assert.equal(status(await h.lookup('/c/none', stored('Thu, 01 Jan 2026 00:00:00 GMT'))), 304);
+    assert.equal(status(await h.lookup('/c/none', stored('Wed, 31 Dec 2025 23:59:59 GMT'))), 200);
+  });
+
   it('only-if-cached answers 504 on a miss', async () => {
     const h = harness();
     const r = await h.lookup('/c/none', [['cache-control', 'only-if-cached']]);
