@@ -45,8 +45,8 @@ const ENTRY_KEYS = { id: true, sha256: true, owner: true, tier: true, scopes: tr
  */
 class UnquotingIssues extends IssueCollector {
   override add(line: number | undefined, at: string, message: string): void {
-    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : '.(a key not shown)'));
-    super.add(line, shownPath, message.replace(/'[^']*'/g, '(a value not shown)'));
+    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : '.(not shown)'));
+    super.add(line, shownPath, message.replace(/'[^']*'/g, '(not shown)'));
   }
 }
 
