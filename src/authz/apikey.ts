@@ -36,9 +36,23 @@ const entrySchema = object({
   disabled: boolean(false),
 });
 
+/** The keys of an entry (entrySchema's): an unknown one is not shown. */
+const ENTRY_KEYS = { id: true, sha256: true, owner: true, tier: true, scopes: true, roles: true, disabled: true } as const;
+
+/**
+ * The issues of a keys file quote nothing the file says, in messages or paths: a plaintext key pasted where its
+ * sha256, id or owner goes, as a list item or as a key name would be printed by validate and logged by a reload.
+ */
+class UnquotingIssues extends IssueCollector {
+  override add(line: number | undefined, at: string, message: string): void {
+    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : '.(not shown)'));
+    super.add(line, shownPath, message.replace(/'[^']*'/g, '(not shown)'));
+  }
+}
+
 /** Parses keys.yaml (a YAML list); throws ConfigError naming file, line and path of every problem. */
 export function parseKeysFile(text: string, file: string): ApiKeySet {
-  const issues = new IssueCollector(path.basename(file));
+  const issues = new UnquotingIssues(path.basename(file));
   // An empty file is what a reload reads while an editor rewrites the file in place (truncate, then write): taken as
   // "no keys", it would refuse every key, and stay the last good file if what follows is broken.
   if (text.trim() === '') {

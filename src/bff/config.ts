@@ -195,7 +195,8 @@ class Templates {
       for (const expr of exprsOf(template)) this.refs.push({ expr, line, path });
       return template;
     } catch (error) {
-      issues.add(line, path, `bad template '${text}': ${(error as Error).message}`);
+      // Not quoted: a call's header or query template may hold the credential it sends (the path and line say where).
+      issues.add(line, path, `bad template: ${(error as Error).message}`);
       return { kind: 'literal', value: '' };
     }
   }

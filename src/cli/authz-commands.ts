@@ -67,10 +67,11 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
     return 2;
   }
   const headers = new Map<string, string>();
-  for (const h of options.header ?? []) {
+  for (const [i, h] of (options.header ?? []).entries()) {
     const colon = h.indexOf(':');
     if (colon <= 0) {
-      out(`explain: header '${h}' is not NAME: VALUE\n`);
+      // Not quoted: the argument is a credential more often than not (`-H 'authorization Bearer …'`).
+      out(`explain: -H argument ${i + 1} is not NAME: VALUE\n`);
       return 2;
     }
     const name = h.slice(0, colon).trim().toLowerCase();

@@ -1,4 +1,5 @@
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
+import { redactUrlCredentials } from '../shared/redact.js';
 
 /** One problem in one config file. `path` is a JSONPath-like location such as `descriptors[0].rate_limit.unit`. */
 export interface ConfigIssue {
@@ -19,13 +20,19 @@ export function formatIssue(issue: ConfigIssue): string {
   return where ? `${issue.file}: ${issue.message} (${where})` : `${issue.file}: ${issue.message}`;
 }
 
-/** Every issue found in a config load; a load with any issue is rejected as a whole. */
+/**
+ * Every issue found in a config load; a load with any issue is rejected as a whole. A message may quote what the
+ * file says, and what it says may be a credential in the wrong place or in a URL that does not parse
+ * (`redis://:pa/ss@h`, `url: https://user:secret@idp:99999`): every URL's credentials are hidden here, once for every
+ * file and field, on the way to validate, serve's exit message and the reload log line.
+ */
 export class ConfigError extends PortcullisError {
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[]) {
-    super(ErrorCode.CONFIG_INVALID, issues.map(formatIssue).join('\n'));
+    const shown = issues.map((issue) => ({ ...issue, message: redactUrlCredentials(issue.message) }));
+    super(ErrorCode.CONFIG_INVALID, shown.map(formatIssue).join('\n'));
     this.name = 'ConfigError';
-    this.issues = issues;
+    this.issues = shown;
   }
 }
 

@@ -7,6 +7,7 @@ import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
+import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { boolean, list, number, object, oneOf, string } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
@@ -50,7 +51,7 @@ const address = (fallback: string) =>
   string(fallback, (s) => (/^[^\s]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? undefined : `expected host:port, got '${s}'`));
 // Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
 // password and all. The URL is shown redacted.
-const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${redactRedisUrl(s)}'`));
+const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${redactUrlCredentials(s)}'`));
 
 const schema = object({
   server: object({
@@ -218,56 +219,22 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
   return decoded.text;
 }
 
-/** Query parameters ioredis turns into connection options that carry a secret. */
-const SECRET_PARAM = /pass|secret|token|auth/i;
+/**
+ * A Redis URL (or text quoting some, such as a connection error) with every credential form ioredis accepts hidden:
+ * the user info (`user:password@`, `:password@`, `password@`) and secret-looking query parameters (`?password=`,
+ * `?sentinelPassword=` …).
+ */
+export const redactRedisUrl = redactUrlCredentials;
 
 /**
- * The user info of a Redis URL. WHATWG URL (which ioredis parses with) ends the authority at the first `/`, `?` or
- * `#` and takes the host after the last `@` before it, so a password may hold `@` and whitespace but never those three.
+ * The config as shown on /config. Every URL's credentials are hidden (Redis URLs, and the introspection, JWKS and
+ * discovery URLs of authz, which may carry user info or an access token), and so is the literal text of every ext_proc
+ * header rule: a rule may add a credential for the upstreams under any header name (`x-upstream-creds`), so only
+ * its placeholders are shown (`Bearer {token}` is `***{token}`).
  */
-const USER_INFO = /(rediss?:\/\/)[^/?#]*@/gi;
-
-/**
- * A query parameter. The value runs to the next `&` or the end, whitespace included (ioredis takes it all as the
- * option); in a log line it also stops before another Redis URL, which is redacted on its own.
- */
-const QUERY_PARAM = /([?&])([^=&#\s]+)=((?:(?!\s*rediss?:\/\/)[^&])*)/gi;
-
-/**
- * A Redis URL with every credential form ioredis accepts hidden: the user info (`user:password@`, `:password@`,
- * `password@`) and secret-looking query parameters (`?password=`, `?sentinelPassword=` …). Works on text that only
- * contains a URL too (an error message, possibly naming several), and on `host:port` seeds (nothing to hide).
- */
-export function redactRedisUrl(text: string): string {
-  return text
-    .replace(USER_INFO, '$1***@')
-    .replace(QUERY_PARAM, (whole, sep: string, name: string) => (SECRET_PARAM.test(decodeParamName(name)) ? `${sep}${name}=***` : whole));
-}
-
-/** A parameter name as ioredis sees it (URLSearchParams decodes it): `p%61ssword` is `password`. */
-function decodeParamName(name: string): string {
-  try {
-    return decodeURIComponent(name.replace(/\+/g, ' '));
-  } catch {
-    return name;
-  }
-}
-
-/**
- * Header names whose values ext_proc header rules may carry as credentials for the upstreams (a token the gateway
- * adds, a cookie): /config shows such a rule's name, never its value.
- */
-const SECRET_HEADER = /auth|token|secret|pass|key|cookie|session|credential/i;
-
-/** The config as shown on /config: secrets in Redis URLs and in credential-like header rules replaced. */
 export function redactedConfig(config: PortcullisConfig): unknown {
-  return {
+  return redactStrings({
     ...config,
-    redis: config.redis && {
-      ...config.redis,
-      url: config.redis.url && redactRedisUrl(config.redis.url),
-      cluster: config.redis.cluster?.map(redactRedisUrl),
-    },
     extproc: {
       ...config.extproc,
       routes: config.extproc.routes.map((route) => ({
@@ -276,12 +243,27 @@ export function redactedConfig(config: PortcullisConfig): unknown {
         responseHeaders: redactHeaderRules(route.responseHeaders),
       })),
     },
-  };
+  });
 }
 
 function redactHeaderRules(rules: HeaderRules): unknown {
-  const shown = (pairs: HeaderRules['set']): unknown[] => pairs.map(([name, template]) => [name, SECRET_HEADER.test(name) ? '***' : template.source]);
+  const shown = (pairs: HeaderRules['set']): unknown[] => pairs.map(([name, template]) => [name, placeholdersOnly(template.source)]);
   return { set: shown(rules.set), append: shown(rules.append), remove: rules.remove };
+}
+
+/** A template with each run of literal text replaced by `***`: what it reads, never what it adds. */
+function placeholdersOnly(source: string): string {
+  return source.split(/(\{[a-z_][a-z0-9_]*\})/).map((part, i) => (i % 2 === 1 ? part : part === '' ? '' : '***')).join('');
+}
+
+/** Plain objects and arrays copied with every string's URL credentials hidden; anything else as it is. */
+function redactStrings(value: unknown): unknown {
+  if (typeof value === 'string') return redactUrlCredentials(value);
+  if (Array.isArray(value)) return value.map(redactStrings);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactStrings(v)]));
+  }
+  return value;
 }
 
 function deepFreeze<T>(value: T): T {

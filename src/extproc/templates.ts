@@ -16,7 +16,10 @@ export interface Template {
   render(lookup: (name: string) => string | undefined): string | undefined;
 }
 
-/** A compiled template, or a message saying what is wrong with `source`. */
+/**
+ * A compiled template, or a message saying what is wrong with `source`. The message never quotes the template: a
+ * header rule's literal text may be a credential for the upstream (config errors are printed and logged).
+ */
 export function compileTemplate(source: string): Template | string {
   const parts: ({ text: string } | { name: string })[] = [];
   let text = '';
@@ -30,15 +33,15 @@ export function compileTemplate(source: string): Template | string {
       i++;
     } else if (c === '{') {
       const end = source.indexOf('}', i);
-      if (end === -1) return `unclosed '{' at offset ${i} in '${source}' (write {{ for a literal brace)`;
+      if (end === -1) return `unclosed '{' at offset ${i} (write {{ for a literal brace)`;
       const name = source.slice(i + 1, end);
-      if (!/^[a-z_][a-z0-9_]*$/.test(name)) return `'{${name}}' is not a variable name (lower case letters, digits, _)`;
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) return `the placeholder at offset ${i} is not a variable name (lower case letters, digits, _)`;
       if (text) parts.push({ text: textAsHeaderValue(text) });
       text = '';
       parts.push({ name });
       i = end;
     } else if (c === '}') {
-      return `unmatched '}' at offset ${i} in '${source}' (write }} for a literal brace)`;
+      return `unmatched '}' at offset ${i} (write }} for a literal brace)`;
     } else if (CONTROL.test(c)) {
       return 'header values cannot contain control characters (CR, LF, NUL and the rest; tab is allowed)';
     } else {

@@ -72,3 +72,24 @@ describe('parseKeysFile: an empty file', () => {
     assert.doesNotThrow(() => parseKeysFile('[]\n', '/etc/keys.yaml'));
   });
 });
+
+describe('parseKeysFile: a plaintext key in the wrong place is never quoted', () => {
+  const KEY = 'pk_live_s3cretkey0123456789';
+  const files: [string, string][] = [
+    ['where its sha256 goes', `- { id: a, sha256: ${KEY} }\n`],
+    ['as a list item', `- ${KEY}\n`],
+    ['as the id', `- { id: "${KEY} x", sha256: ${sha('x')} }\n`],
+    ['as a key name', `- { id: a, sha256: ${sha('x')}, ${KEY}: 1 }\n`],
+    ['as the whole file', `${KEY}\n`],
+    ['twice as an id', `- { id: ${KEY}, sha256: ${sha('x')} }\n- { id: ${KEY}, sha256: ${sha('y')} }\n`],
+  ];
+  for (const [name, text] of files) {
+    it(name, () => {
+      assert.throws(() => parseKeysFile(text, '/etc/keys.yaml'), (error: Error) => {
+        assert.match(error.message, /^keys\.yaml: /);
+        assert.ok(!error.message.includes('s3cretkey'), error.message);
+        return true;
+      });
+    });
+  }
+});

@@ -62,6 +62,8 @@ describe('portcullis keys new / explain', () => {
         [{ path: '/public/x', policy: '' }, 0, /policy: {3}'' from context_extensions is not defined\n.*decision: DENY 403 unknown_policy/s],
         [{ path: '/public/x', policy: 'nope' }, 0, /decision: DENY 403 unknown_policy/],
         [{ path: '/api/x', header: ['authorization: Bearer opaque-SECRET-token'] }, 0, /decision: gRPC UNAVAILABLE \(introspection\.on_failure: error\): introspection failed: /],
+        // A malformed -H is named by its position: the argument is most often the credential itself.
+        [{ path: '/api/x', header: ['x-a: 1', 'authorization Bearer opaque-SECRET-token'] }, 2, /^explain: -H argument 2 is not NAME: VALUE\n$/],
       ];
       for (const [options, code, expected] of rows) {
         let out = '';

@@ -191,8 +191,9 @@ describe('AuthzService.check: policies and API keys', () => {
   it('a broken keys file is a config error naming keys.yaml, line and path', () => {
     assert.throws(() => setup(SECTION, '- { id: a, sha256: ABC }\n- { id: a, sha256: ' + sha('x') + ', extra: 1 }\n'), (error: Error) => {
       assert.match(error.message, /keys\.yaml: expected 64 lower-case hex digits \(sha256 of the key\) \(line 1, at \[0\]\.sha256\)/);
-      assert.match(error.message, /keys\.yaml: unknown key 'extra'.*\(line 2, at \[1\]\.extra\)/);
-      assert.match(error.message, /duplicate key id 'a'/);
+      // Nothing the file says is quoted: a plaintext key may have gone where a name or an id goes.
+      assert.match(error.message, /keys\.yaml: unknown key \(not shown\) \(expected one of: id, sha256, .*\) \(line 2, at \[1\]\.\(not shown\)\)/);
+      assert.match(error.message, /duplicate key id \(not shown\) \(line 2, at \[1\]\.id\)/);
       return true;
     });
   });
@@ -204,7 +205,7 @@ describe('AuthzService.check: policies and API keys', () => {
         'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 1, at [0].owner)',
         'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 2, at [1].owner)',
         'keys.yaml: must not be blank, start or end with a space or tab, or hold control characters (line 3, at [2].owner)',
-        "keys.yaml: expected an id of letters, digits and ._:- , got 'c d' (line 4, at [3].id)",
+        'keys.yaml: expected an id of letters, digits and ._:- , got (not shown) (line 4, at [3].id)',
         'keys.yaml: is required (line 5, at [4].id)',
         'keys.yaml: is required (line 5, at [4].sha256)',
       ]);

@@ -240,6 +240,12 @@ const BAD_VALUES: readonly BadCase[] = [
   { name: 'redis cluster member with another scheme', text: 'redis:\n  cluster:\n    - redis://a:1\n    - b:2\n', line: 4, path: 'redis.cluster[1]', message: "expected a redis:// or rediss:// URL, got 'b:2'" },
   // ioredis would throw on it at start, printing it; the password is not shown here either.
   { name: 'redis url that does not parse', text: 'redis:\n  url: "redis://:WrongPass@[::1:40451"\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'redis://***@[::1:40451'" },
+  // A password with an unencoded /, ? or # ends the authority early: the URL does not parse, and is still not shown.
+  { name: 'redis url with a / in the password', text: 'redis:\n  url: "redis://:s3/cret@cache:6379/0"\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'redis://***@cache:6379/0'" },
+  { name: 'redis url with a # in the password', text: 'redis:\n  url: "redis://:s3#cret@cache:6379/0"\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'redis://***@cache:6379/0'" },
+  // Every config error hides URL credentials, whichever field quotes the URL.
+  { name: 'a redis url written where the cluster list goes', text: 'redis:\n  cluster: "redis://:s3cret@a:7000"\n', line: 2, path: 'redis.cluster', message: "expected a list, got 'redis://***@a:7000'" },
+  { name: 'an introspection url that does not parse', text: 'authz:\n  introspection: { url: "https://gw:s3cret@idp:99999/i", client_id: gw, client_secret_file: ./s }\n  policies: []\n', line: 2, path: 'authz.introspection.url', message: "expected an http(s) URL, got 'https://***@idp:99999/i'" },
   { name: 'workers zero', text: 'server:\n  workers: 0\nredis: { url: "redis://a:1" }\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 0" },
   { name: 'workers a word', text: 'server:\n  workers: many\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 'many'" },
   { name: 'workers a float', text: 'server:\n  workers: 1.5\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 1.5" },
@@ -406,24 +412,48 @@ describe('portcullis.yaml: redactedConfig', () => {
     assert.equal(withSecret.redis?.url, 'redis://:x@cache:6379');
   });
 
-  it('shows ext_proc header rules with credential-like values hidden', () => {
+  it('shows ext_proc header rules with their literal text hidden, whatever the header name; placeholders shown', () => {
     const config = parsePortcullisConfig(
       [
         'extproc:',
         '  routes:',
         '    - name: r',
         '      headers:',
-        '        request: { set: { x-upstream-token: s3cr3t, x-gateway: portcullis }, append: { authorization: "Basic czNjcjN0" } }',
+        '        request: { set: { x-upstream-token: s3cr3t, x-upstream-creds: s3cr3t, x-user: "{user_id}", x-signed: "v1=s3cr3t;u={user_id}" }, append: { authorization: "Basic czNjcjN0" } }',
         '        response: { set: { set-cookie: "sid=s3cr3t" }, remove: [server] }',
         '',
       ].join('\n'),
       FILE,
     );
     const route = (redactedConfig(config) as { extproc: { routes: unknown[] } }).extproc.routes[0];
-    assert.deepEqual((route as Record<string, unknown>).requestHeaders, { set: [['x-upstream-token', '***'], ['x-gateway', 'portcullis']], append: [['authorization', '***']], remove: [] });
+    assert.deepEqual((route as Record<string, unknown>).requestHeaders, {
+      set: [['x-upstream-token', '***'], ['x-upstream-creds', '***'], ['x-user', '{user_id}'], ['x-signed', '***{user_id}']],
+      append: [['authorization', '***']],
+      remove: [],
+    });
     assert.deepEqual((route as Record<string, unknown>).responseHeaders, { set: [['set-cookie', '***']], append: [], remove: ['server'] });
     assert.ok(!JSON.stringify(redactedConfig(config)).includes('s3cr3t'));
     assert.ok(!JSON.stringify(redactedConfig(config)).includes('czNjcjN0'));
+  });
+
+  it('hides the credentials of the authz URLs (introspection, JWKS, discovery)', () => {
+    const config = parsePortcullisConfig(
+      [
+        'authz:',
+        '  introspection: { url: "https://gw:s3cr3t@idp/introspect?access_token=t0ken", client_id: gw, client_secret_file: ./secret }',
+        '  jwt:',
+        '    providers:',
+        '      - { name: a, issuer: "https://i", audiences: [x], jwks: { uri: "https://u:s3cr3t@idp/jwks" } }',
+        '      - { name: b, issuer: "https://i", audiences: [x], jwks: { oidc_discovery: "https://u:s3cr3t@idp" } }',
+        '  policies: [{ name: p, match: { path_prefix: / }, authenticate: [jwt, introspection] }]',
+        '',
+      ].join('\n'),
+      FILE,
+    );
+    const text = JSON.stringify(redactedConfig(config));
+    assert.ok(!text.includes('s3cr3t') && !text.includes('t0ken'), text);
+    assert.match(text, /"url":"https:\/\/\*\*\*@idp\/introspect\?access_token=\*\*\*"/);
+    assert.equal(config.authz?.introspection?.url, 'https://gw:s3cr3t@idp/introspect?access_token=t0ken', 'the config itself is unchanged');
   });
 
   it('shows no redis section when there is none', () => {

@@ -47,6 +47,14 @@ describe('header templates', () => {
       assert.match(t as string, message);
     });
   }
+
+  it('never quotes the template it refuses: a header rule\'s literal text may be a credential', () => {
+    for (const source of ['Bearer s3cret{', 'Bearer s3cret}', 'v1={S3cret}', 'x{s3cret']) {
+      const t = compileTemplate(source);
+      assert.equal(typeof t, 'string', source);
+      assert.ok(!(t as string).includes('3cret'), t as string);
+    }
+  });
 });
 
 describe('header values from text', () => {

@@ -57,6 +57,14 @@ describe('body', () => {
       if (p && p.status === 400 && pointers[0] !== '') assert.deepEqual(p.errors.map((e) => e.name).sort(), pointers);
     });
   }
+  it('an invalid JSON body is refused without quoting it (V8\'s message does: a password in the body would be answered and logged)', () => {
+    for (const text of ['{"user": "u", "password": hunter2}', '{"password": "hunter2', '{hunter2', '[1, hunter2]']) {
+      const p = validateBody({ ...RULES, maxBodyBytes: undefined }, Buffer.from(text));
+      assert.equal(p?.type, 'urn:portcullis:problem:invalid-json', text);
+      assert.match(p?.detail ?? '', /^not valid JSON( \(at position \d+\))?$/, text);
+      assert.ok(!JSON.stringify(p).includes('hunter'), JSON.stringify(p));
+    }
+  });
   it(`refuses a body nested deeper than ${MAX_JSON_DEPTH} levels before a recursive schema walks it`, () => {
     const recursive = { file: 'r.json', validate: new Ajv().compile({ type: 'array', items: { $ref: '#' } }) };
     const rules = { ...RULES, maxBodyBytes: undefined, jsonSchema: recursive };
