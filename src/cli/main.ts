@@ -7,7 +7,8 @@ import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { schemaReader } from '../config/inputs.js';
-import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, type PortcullisConfig } from '../config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
+import { redactUrlCredentials } from '../shared/redact.js';
 import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger, drainLogger, type Logger } from '../observability/logger.js';
 import { createMemoryStoreMetrics } from '../observability/metrics.js';
@@ -126,7 +127,7 @@ function createStore(config: PortcullisConfig, logger: Logger, registry: Registr
   watchRedisConnection(client, {
     down: (reason) => logger.error({ reason }, 'redis connection failed'),
     up: () => logger.info('redis connected'),
-  }, redactRedisUrl);
+  }, redactUrlCredentials);
   return new RedisCounterStore(client);
 }
 

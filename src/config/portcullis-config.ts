@@ -220,13 +220,6 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
 }
 
 /**
- * A Redis URL (or text quoting some, such as a connection error) with every credential form ioredis accepts hidden:
- * the user info (`user:password@`, `:password@`, `password@`) and secret-looking query parameters (`?password=`,
- * `?sentinelPassword=` …).
- */
-export const redactRedisUrl = redactUrlCredentials;
-
-/**
  * The config as shown on /config. Every URL's credentials are hidden (Redis URLs, and the introspection, JWKS and
  * discovery URLs of authz, which may carry user info or an access token), and so is the literal text of every ext_proc
  * header rule: a rule may add a credential for the upstreams under any header name (`x-upstream-creds`), so only

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type ConfigIssue } from '../../../src/config/errors.js';
-import { loadPortcullisConfig, parsePortcullisConfig, redactRedisUrl, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { loadPortcullisConfig, parsePortcullisConfig, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { ErrorCode } from '../../../src/shared/errors.js';
 
 const REPO_ROOT = ((): string => {
@@ -461,35 +461,6 @@ describe('portcullis.yaml: redactedConfig', () => {
   });
 });
 
-describe('redactRedisUrl: log lines', () => {
-  const cases: { name: string; text: string; shown: string }[] = [
-    { name: 'no URL', text: 'connect ECONNREFUSED 127.0.0.1:6379', shown: 'connect ECONNREFUSED 127.0.0.1:6379' },
-    { name: 'a host:port seed', text: 'cache:6379', shown: 'cache:6379' },
-    {
-      name: 'a password with whitespace',
-      text: 'failed: redis://:hunter2 hunter3@127.0.0.1:16393/0',
-      shown: 'failed: redis://***@127.0.0.1:16393/0',
-    },
-    {
-      name: 'a secret parameter with whitespace runs to the end of the text',
-      text: 'redis://h:1/0?sentinelPassword=abc def',
-      shown: 'redis://h:1/0?sentinelPassword=***',
-    },
-    {
-      name: 'several URLs in one message, each redacted on its own',
-      text: 'seeds redis://:a b@h1:7000?password=c d redis://u:e@f g@h2:7001/0?db=2&token=x y, rediss://h3:7002 down',
-      shown: 'seeds redis://***@h1:7000?password=*** redis://***@h2:7001/0?db=2&token=*** rediss://h3:7002 down',
-    },
-    {
-      name: 'an upper-case scheme (ioredis matches it case-insensitively)',
-      text: 'REDIS://:s 3@h:1',
-      shown: 'REDIS://***@h:1',
-    },
-  ];
-  for (const c of cases) {
-    it(c.name, () => assert.equal(redactRedisUrl(c.text), c.shown));
-  }
-});
 
 describe('schema: number() bounds every field', () => {
   it('applies DEFAULT_MAX_NUMBER when a field names no max, so new sections are bounded too', async () => {

@@ -23,3 +23,33 @@ describe('redactUrlCredentials', () => {
     for (const [, text] of cases) assert.equal(redactUrlCredentials(redactUrlCredentials(text)), redactUrlCredentials(text));
   });
 });
+
+describe('redactUrlCredentials: Redis URLs in log lines', () => {
+  const cases: { name: string; text: string; shown: string }[] = [
+    { name: 'no URL', text: 'connect ECONNREFUSED 127.0.0.1:6379', shown: 'connect ECONNREFUSED 127.0.0.1:6379' },
+    { name: 'a host:port seed', text: 'cache:6379', shown: 'cache:6379' },
+    {
+      name: 'a password with whitespace',
+      text: 'failed: redis://:hunter2 hunter3@127.0.0.1:16393/0',
+      shown: 'failed: redis://***@127.0.0.1:16393/0',
+    },
+    {
+      name: 'a secret parameter with whitespace runs to the end of the text',
+      text: 'redis://h:1/0?sentinelPassword=abc def',
+      shown: 'redis://h:1/0?sentinelPassword=***',
+    },
+    {
+      name: 'several URLs in one message, each redacted on its own',
+      text: 'seeds redis://:a b@h1:7000?password=c d redis://u:e@f g@h2:7001/0?db=2&token=x y, rediss://h3:7002 down',
+      shown: 'seeds redis://***@h1:7000?password=*** redis://***@h2:7001/0?db=2&token=*** rediss://h3:7002 down',
+    },
+    {
+      name: 'an upper-case scheme (ioredis matches it case-insensitively)',
+      text: 'REDIS://:s 3@h:1',
+      shown: 'REDIS://***@h:1',
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.equal(redactUrlCredentials(c.text), c.shown));
+  }
+});
