@@ -254,8 +254,6 @@ const MAX_PLAIN_OPS = 16;
 /** Counts owed a PEXPIRE (countFixedWindowsPlain) are remembered up to this many; past it (Redis down long) they keep none. */
 const MAX_OWED_TTLS = 10_000;
 const ALGORITHM_LETTER: Readonly<Record<CounterOp['algorithm'], string>> = { fixed_window: 'f', sliding_window: 's', token_bucket: 't' };
-/** Batched calls are not cut short: each waiter races its own deadline instead. */
-const NEVER_ABORTED = new AbortController().signal;
 
 interface PendingBatch {
   readonly ops: CounterOp[];
@@ -361,18 +359,34 @@ export class RedisCounterStore implements CounterStore {
   private send(batch: PendingBatch, nowMs: number): void {
     const pending = withoutExpired(batch);
     if (pending.waiters.length === 0) return;
-    this.run(pending.ops, 'always', nowMs, NEVER_ABORTED).then(
-      (results) => {
-        let at = 0;
-        for (const waiter of pending.waiters) {
-          waiter.resolve(results.slice(at, at + waiter.count));
-          at += waiter.count;
-        }
-      },
-      (error: unknown) => {
-        for (const waiter of pending.waiters) waiter.reject(error);
-      },
-    );
+    void this.runBatch(pending.ops, nowMs).then((settled) => {
+      let at = 0;
+      for (const waiter of pending.waiters) {
+        const mine = settled.slice(at, at + waiter.count);
+        at += waiter.count;
+        const failed = mine.find((result) => result instanceof BatchFailure);
+        if (failed instanceof BatchFailure) waiter.reject(failed.error);
+        else waiter.resolve(mine as CounterResult[]);
+      }
+    });
+  }
+
+  /**
+   * `always` for a batch, one call per slot group, each group settled on its own: a request whose ops all sit in
+   * slots that answered gets its counts even when another master fails. With one outcome for the whole batch, a dead
+   * or failing-over master would fail every request of the turn, while the healthy masters had counted theirs:
+   * answered by failure_mode, yet counted. Never rejects.
+   */
+  private async runBatch(ops: readonly CounterOp[], nowMs: number): Promise<(CounterResult | BatchFailure)[]> {
+    const groups = this.groupBySlot(ops);
+    const replies = await Promise.allSettled(groups.map((group) => this.call(ops, group, 'always', nowMs)));
+    const results = new Array<CounterResult | BatchFailure>(ops.length);
+    groups.forEach((group, g) => {
+      const reply = replies[g]!;
+      const failure = reply.status === 'rejected' ? new BatchFailure(reply.reason) : undefined;
+      group.forEach((opIndex, j) => (results[opIndex] = failure ?? (reply as PromiseFulfilledResult<CounterResult[]>).value[j]!));
+    });
+    return results;
   }
 
   ping(signal: AbortSignal): Promise<void> {
@@ -591,6 +605,11 @@ function withoutExpired(batch: PendingBatch): PendingBatch {
     at += waiter.count;
   }
   return live;
+}
+
+/** The error of a slot group's call, in place of each of its ops' results (runBatch). */
+class BatchFailure {
+  constructor(readonly error: unknown) {}
 }
 
 function distinctKeys(ops: readonly CounterOp[], indexes: readonly number[]): boolean {

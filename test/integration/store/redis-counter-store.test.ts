@@ -653,6 +653,31 @@ describe('RedisCounterStore on a cluster', () => {
     }
   });
 
+  it('fails only the requests of a batch that need the failing master; the others get their counts', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    const [bad, good, alsoGood] = await keysOnEveryNode(`partial:${randomUUID()}`);
+    const [, badPort] = (await slotOwner(keySlot(bad!))).split(':');
+    try {
+      await ready(client);
+      // A master that refuses every write (NOREPLICAS), as one that is dying or failing over does, while the
+      // other two count: the requests of one turn share a batch.
+      await sendCommand(Number(badPort), ['CONFIG', 'SET', 'min-replicas-to-write', '1']);
+      const [failed, counted, countedToo] = await Promise.allSettled([
+        store.apply([fixed(bad!, 1, 10)], 'always', NOW, signal()),
+        store.apply([fixed(good!, 1, 10)], 'always', NOW, signal()),
+        store.apply([fixed(alsoGood!, 1, 10), sliding(`{${alsoGood}}:s`, 1, 10, 60_000)], 'always', NOW, signal()),
+      ]);
+      assert.equal(failed.status, 'rejected');
+      assert.deepEqual(counted, { status: 'fulfilled', value: [r(0, 1, true)] });
+      assert.deepEqual(countedToo, { status: 'fulfilled', value: [r(0, 1, true), r(0, 1, true)] });
+      assert.equal(await clusterAdmin.get(good!), '1', 'counted once, and answered as counted');
+    } finally {
+      await sendCommand(Number(badPort), ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+      await store.close();
+    }
+  });
+
   it('computes the same slots as CLUSTER KEYSLOT', async () => {
     const keys = ['', 'a', 'foo', '123456789', '{user1000}.following', 'foo{}{bar}', 'foo{{bar}}zap', 'foo{bar}{zap}', 'ключ_значение_60', '🙂{🙃}'];
     for (let i = 0; i < 50; i++) keys.push(`domain_key_value_${randomUUID()}_${1_700_000_000 + i * 60}`);
