@@ -718,6 +718,26 @@ export interface RedisClientOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * The credentials for every node of a cluster, from the first seed URL that carries any (its user info, else its
+ * `password` / `username` query parameters, as ioredis reads a URL). ioredis applies a seed URL's credentials to
+ * that seed's connection only; a node it learns from CLUSTER SLOTS (a replica promoted by a failover, a master
+ * that was not listed) gets the shared options, so without this a password-protected cluster answered NOAUTH for
+ * the failed-over slots until a restart.
+ */
+export function seedCredentials(seeds: readonly string[]): { readonly username?: string; readonly password?: string } {
+  for (const seed of seeds) {
+    if (!/^rediss?:\/\//i.test(seed) || !URL.canParse(seed)) continue;
+    const url = new URL(seed);
+    const fromUserInfo = url.username !== '' || url.password !== '';
+    const username = fromUserInfo ? decodeURIComponent(url.username) : (url.searchParams.get('username') ?? '');
+    const password = fromUserInfo ? decodeURIComponent(url.password) : (url.searchParams.get('password') ?? '');
+    if (username === '' && password === '') continue;
+    return Object.freeze({ ...(username === '' ? {} : { username }), ...(password === '' ? {} : { password }) });
+  }
+  return Object.freeze({});
+}
+
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
   return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
@@ -754,7 +774,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       // CLUSTERDOWN is refused before anything runs: report it at once, as envoyproxy/ratelimit does.
       retryDelayOnClusterDown: 0,
       lazyConnect: false,
-      redisOptions: connectionOptions,
+      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster) },
     });
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
