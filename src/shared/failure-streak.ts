@@ -11,7 +11,8 @@ import { systemClock, type Clock } from './clock.js';
  * and a line per change of state was a flood again (~100 lines a second after a CLUSTERDOWN). So within an
  * episode (failures less than `quietMs` apart) a failure with a reason already reported is not reported again, and
  * the end of such a run is reported once the failures have stopped for `quietMs`. A new reason (OOM, then
- * READONLY) is reported at once, and so is a dependency that has not answered at all for `quietMs`.
+ * READONLY) is reported at once, and so is a dependency that fails every call for `downMs` (a cluster gone from
+ * one master down to CLUSTERDOWN).
  */
 export class FailureStreak {
   private state: 'ok' | 'failing' | 'flapping' = 'ok';
@@ -20,22 +21,26 @@ export class FailureStreak {
   /** Reason codes reported in the current episode (reasonCode). */
   private readonly reported = new Set<string>();
   private lastFailureMs = Number.NEGATIVE_INFINITY;
-  private lastAnsweredMs = Number.NEGATIVE_INFINITY;
+  /** When the failures since the last success began. */
+  private failingSinceMs = Number.NEGATIVE_INFINITY;
+  private answeredLast = true;
 
-  constructor(private readonly clock: Clock = systemClock, private readonly quietMs = 10_000) {}
+  constructor(private readonly clock: Clock = systemClock, private readonly quietMs = 10_000, private readonly downMs = 1000) {}
 
   /** A call failed. True when this failure is to be logged (it starts an outage, or brings a new reason). */
   failed(reason = ''): boolean {
     const nowMs = this.clock.nowMs();
     this.failures++;
     const episodeOver = nowMs - this.lastFailureMs >= this.quietMs;
+    if (this.answeredLast) this.failingSinceMs = nowMs;
+    this.answeredLast = false;
     this.lastFailureMs = nowMs;
     if (episodeOver) this.reported.clear();
     const code = reasonCode(reason);
     if (this.state === 'failing') return false;
     if (this.state === 'flapping') {
-      // Flapping that has turned into failing outright.
-      if (nowMs - this.lastAnsweredMs < this.quietMs && this.reported.has(code)) return false;
+      // Flapping that has turned into failing outright is reported.
+      if (nowMs - this.failingSinceMs < this.downMs && this.reported.has(code)) return false;
     } else if (this.reported.has(code)) {
       this.state = 'flapping';
       return false;
@@ -48,7 +53,7 @@ export class FailureStreak {
   /** A call succeeded. When this ends a reported run of failures, how many there were (log the recovery); else undefined. */
   answered(): number | undefined {
     const nowMs = this.clock.nowMs();
-    this.lastAnsweredMs = nowMs;
+    this.answeredLast = true;
     if (this.state === 'ok') return undefined;
     if (this.state === 'flapping' && nowMs - this.lastFailureMs < this.quietMs) return undefined;
     const failures = this.failures;

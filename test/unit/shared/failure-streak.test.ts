@@ -6,7 +6,7 @@ import { FakeClock } from '../../fakes/fake-clock.js';
 /** `fail <reason>`, `ok`, or `wait <ms>`; each call's answer: true/false for a failure, the count or undefined for a success. */
 function play(script: readonly string[]): (boolean | number | undefined | null)[] {
   const clock = new FakeClock(1_000_000);
-  const health = new FailureStreak(clock, 10_000);
+  const health = new FailureStreak(clock, 10_000, 1000);
   return script.map((step) => {
     const [verb, ...rest] = step.split(' ');
     if (verb === 'wait') {
@@ -35,9 +35,12 @@ describe('FailureStreak', () => {
     ['a new reason while flapping is reported',
       ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'ok', 'fail OOM y', 'fail OOM y', 'ok'],
       [true, 1, false, undefined, true, false, 3]],
-    ['flapping that turns into failing outright (no success for the quiet time) is reported',
-      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'wait 9999', 'fail CLUSTERDOWN x', 'wait 1', 'fail CLUSTERDOWN x', 'fail CLUSTERDOWN x', 'ok'],
+    ['flapping that turns into failing outright (every call failing for 1 s) is reported',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'wait 999', 'fail CLUSTERDOWN x', 'wait 1', 'fail CLUSTERDOWN x', 'fail CLUSTERDOWN x', 'ok'],
       [true, 1, false, null, false, null, true, false, 4]],
+    ['a success restarts the time to failing outright',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'wait 600', 'ok', 'fail CLUSTERDOWN x', 'wait 600', 'fail CLUSTERDOWN x'],
+      [true, 1, false, null, undefined, false, null, false]],
   ];
   for (const [name, script, expected] of table) it(name, () => assert.deepEqual(play(script), expected));
 });
