@@ -773,6 +773,10 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       retryDelayOnFailover: 10,
       // CLUSTERDOWN is refused before anything runs: report it at once, as envoyproxy/ratelimit does.
       retryDelayOnClusterDown: 0,
+      // TRYAGAIN: a call on several keys of a slot being migrated, some of them moved already; it is refused until
+      // the migration of the slot ends. The default 100 ms kept retrying for 1.6 s, past the request's deadline, and
+      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
+      retryDelayOnTryAgain: 10,
       lazyConnect: false,
       redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster) },
     });
