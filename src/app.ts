@@ -102,12 +102,12 @@ export function buildApp(deps: AppDeps): App {
   // A Redis that refuses to count (out of memory, read-only) still answers PING, so /readyz stays green while every
   // request gets the failure_mode answer: the log says when that starts and when counting resumes, once each.
   // Timeouts are left to the store probe ('counter store unreachable'): one slow call under load is not an outage.
-  const storeStreak = new FailureStreak();
+  const storeStreak = new FailureStreak(clock);
   const ratelimitObserver: RateLimitObserver = {
     ...metrics.ratelimit,
     storeError(code, message) {
       metrics.ratelimit.storeError(code);
-      if (code === ErrorCode.STORE_UNAVAILABLE && storeStreak.failed()) {
+      if (code === ErrorCode.STORE_UNAVAILABLE && storeStreak.failed(message)) {
         logger.warn({ err: message, failureMode: holder.current().config.ratelimit.failureMode }, 'counter store failing; answering with ratelimit.failure_mode');
       }
     },

@@ -376,7 +376,7 @@ export class ExtprocStream {
   /** Warns at the first failure of an outage only; the rest are counted in metrics and logged at debug. */
   private cacheFailed(error: unknown, message: string): void {
     const err = (error as Error).message;
-    if (this.deps.cacheHealth.failed()) this.log.warn({ err }, message);
+    if (this.deps.cacheHealth.failed(err)) this.log.warn({ err }, message);
     else this.log.debug({ err }, message);
   }
 

@@ -58,7 +58,7 @@ export interface ExtprocHandlerDeps {
 export const ROUTE_METADATA_KEY = 'x-portcullis-route';
 
 export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServiceImplementation {
-  const cacheHealth = new FailureStreak();
+  const cacheHealth = new FailureStreak(deps.clock);
   return {
     Process(call: ServerDuplexStream<WireProcessingRequest, unknown>): void {
       deps.inFlight.enter();

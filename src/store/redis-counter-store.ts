@@ -254,8 +254,6 @@ const MAX_PLAIN_OPS = 16;
 /** Counts owed a PEXPIRE (countFixedWindowsPlain) are remembered up to this many; past it (Redis down long) they keep none. */
 const MAX_OWED_TTLS = 10_000;
 const ALGORITHM_LETTER: Readonly<Record<CounterOp['algorithm'], string>> = { fixed_window: 'f', sliding_window: 's', token_bucket: 't' };
-/** Batched calls are not cut short: each waiter races its own deadline instead. */
-const NEVER_ABORTED = new AbortController().signal;
 
 interface PendingBatch {
   readonly ops: CounterOp[];
@@ -361,18 +359,34 @@ export class RedisCounterStore implements CounterStore {
   private send(batch: PendingBatch, nowMs: number): void {
     const pending = withoutExpired(batch);
     if (pending.waiters.length === 0) return;
-    this.run(pending.ops, 'always', nowMs, NEVER_ABORTED).then(
-      (results) => {
-        let at = 0;
-        for (const waiter of pending.waiters) {
-          waiter.resolve(results.slice(at, at + waiter.count));
-          at += waiter.count;
-        }
-      },
-      (error: unknown) => {
-        for (const waiter of pending.waiters) waiter.reject(error);
-      },
-    );
+    void this.runBatch(pending.ops, nowMs).then((settled) => {
+      let at = 0;
+      for (const waiter of pending.waiters) {
+        const mine = settled.slice(at, at + waiter.count);
+        at += waiter.count;
+        const failed = mine.find((result) => result instanceof BatchFailure);
+        if (failed instanceof BatchFailure) waiter.reject(failed.error);
+        else waiter.resolve(mine as CounterResult[]);
+      }
+    });
+  }
+
+  /**
+   * `always` for a batch, one call per slot group, each group settled on its own: a request whose ops all sit in
+   * slots that answered gets its counts even when another master fails. With one outcome for the whole batch, a dead
+   * or failing-over master would fail every request of the turn, while the healthy masters had counted theirs:
+   * answered by failure_mode, yet counted. Never rejects.
+   */
+  private async runBatch(ops: readonly CounterOp[], nowMs: number): Promise<(CounterResult | BatchFailure)[]> {
+    const groups = this.groupBySlot(ops);
+    const replies = await Promise.allSettled(groups.map((group) => this.call(ops, group, 'always', nowMs)));
+    const results = new Array<CounterResult | BatchFailure>(ops.length);
+    groups.forEach((group, g) => {
+      const reply = replies[g]!;
+      const failure = reply.status === 'rejected' ? new BatchFailure(reply.reason) : undefined;
+      group.forEach((opIndex, j) => (results[opIndex] = failure ?? (reply as PromiseFulfilledResult<CounterResult[]>).value[j]!));
+    });
+    return results;
   }
 
   ping(signal: AbortSignal): Promise<void> {
@@ -593,6 +607,11 @@ function withoutExpired(batch: PendingBatch): PendingBatch {
   return live;
 }
 
+/** The error of a slot group's call, in place of each of its ops' results (runBatch). */
+class BatchFailure {
+  constructor(readonly error: unknown) {}
+}
+
 function distinctKeys(ops: readonly CounterOp[], indexes: readonly number[]): boolean {
   if (indexes.length < 2) return true;
   const keys = new Set<string>();
@@ -699,6 +718,26 @@ export interface RedisClientOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * The credentials for every node of a cluster, from the first seed URL that carries any (its user info, else its
+ * `password` / `username` query parameters, as ioredis reads a URL). ioredis applies a seed URL's credentials to
+ * that seed's connection only; a node it learns from CLUSTER SLOTS (a replica promoted by a failover, a master
+ * that was not listed) gets the shared options, so without this a password-protected cluster answered NOAUTH for
+ * the failed-over slots until a restart.
+ */
+export function seedCredentials(seeds: readonly string[]): { readonly username?: string; readonly password?: string } {
+  for (const seed of seeds) {
+    if (!/^rediss?:\/\//i.test(seed) || !URL.canParse(seed)) continue;
+    const url = new URL(seed);
+    const fromUserInfo = url.username !== '' || url.password !== '';
+    const username = fromUserInfo ? decodeURIComponent(url.username) : (url.searchParams.get('username') ?? '');
+    const password = fromUserInfo ? decodeURIComponent(url.password) : (url.searchParams.get('password') ?? '');
+    if (username === '' && password === '') continue;
+    return Object.freeze({ ...(username === '' ? {} : { username }), ...(password === '' ? {} : { password }) });
+  }
+  return Object.freeze({});
+}
+
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
   return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
@@ -734,8 +773,12 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       retryDelayOnFailover: 10,
       // CLUSTERDOWN is refused before anything runs: report it at once, as envoyproxy/ratelimit does.
       retryDelayOnClusterDown: 0,
+      // TRYAGAIN: a call on several keys of a slot being migrated, some of them moved already; it is refused until
+      // the migration of the slot ends. The default 100 ms kept retrying for 1.6 s, past the request's deadline, and
+      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
+      retryDelayOnTryAgain: 10,
       lazyConnect: false,
-      redisOptions: connectionOptions,
+      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster) },
     });
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {

@@ -28,11 +28,17 @@ export interface RedisServer {
 }
 
 export interface RedisCluster {
-  /** Node URLs, redis://127.0.0.1:<port>, one per master. */
+  /** Node URLs, redis://127.0.0.1:<port>, one per node (the first 3 started as masters). */
   readonly urls: readonly string[];
   /** "127.0.0.1:<port>" seeds, as ioredis's Cluster and createRedisClient({ cluster }) take them. */
   readonly nodes: readonly string[];
   readonly servers: readonly RedisServer[];
+  /** The server that masters `slot` now (asks a live node: after a failover it is the promoted replica). */
+  masterOf(slot: number): Promise<RedisServer>;
+  /** The replicas of `master` now. */
+  replicasOf(master: RedisServer): Promise<RedisServer[]>;
+  /** Resolves once every live node reports cluster_state:ok and agrees on who masters every slot. */
+  waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -184,11 +190,40 @@ export interface StartRedisClusterOptions {
    * CLUSTERDOWN, and how long a restarted master waits before it serves again.
    */
   readonly nodeTimeoutMs?: number;
+  /** Replicas per master (default 0): 1 starts 6 nodes, 3 masters each with a replica that can take over. */
+  readonly replicas?: number;
+}
+
+/** One line of CLUSTER NODES: who a node is, what it replicates and which slots it serves. */
+export interface ClusterNodeLine {
+  readonly id: string;
+  readonly port: number;
+  readonly flags: readonly string[];
+  /** The master's id for a replica, '-' for a master. */
+  readonly masterId: string;
+  /** Slot ranges served, [from, to] inclusive (migrating/importing markers left out). */
+  readonly slots: readonly (readonly [number, number])[];
+}
+
+export function parseClusterNodes(text: string): ClusterNodeLine[] {
+  return text.split('\n').filter((line) => /^[0-9a-f]{40} /.test(line)).map((line) => {
+    const [id, address, flags, masterId, , , , , ...slots] = line.trim().split(' ');
+    return {
+      id: id!,
+      port: Number(/:(\d+)@/.exec(address!)?.[1]),
+      flags: flags!.split(','),
+      masterId: masterId!,
+      slots: slots.filter((s) => !s.startsWith('[')).map((s) => {
+        const [from, to] = s.split('-');
+        return [Number(from), Number(to ?? from)] as const;
+      }),
+    };
+  });
 }
 
 /**
- * Starts 3 masters with no replicas, joins them with `redis-cli --cluster create`, and waits for cluster_state:ok.
- * A node's restart() keeps its nodes.conf, so it rejoins the cluster.
+ * Starts 3 masters (with `replicas` replicas each), joins them with `redis-cli --cluster create`, and waits for
+ * cluster_state:ok on every node. A node's restart() keeps its nodes.conf, so it rejoins the cluster.
  */
 export async function startRedisCluster(options: StartRedisClusterOptions = {}): Promise<RedisCluster> {
   const servers: RedisServer[] = [];
@@ -196,7 +231,8 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
     await Promise.all(servers.map((server) => server.stop()));
   };
   try {
-    for (let i = 0; i < 3; i++) {
+    const replicas = options.replicas ?? 0;
+    for (let i = 0; i < 3 * (1 + replicas); i++) {
       servers.push(
         await startRedis({
           withBusPort: true,
@@ -205,18 +241,65 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
       );
     }
     const nodes = servers.map((server) => `${HOST}:${server.port}`);
-    const created = await run(redisCliBin(), ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
+    const created = await run(redisCliBin(), ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes']);
     if (created.code !== 0) throw new Error(`redis-cli --cluster create failed (${created.code}):\n${created.output}`);
-    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-    for (const server of servers) {
+    const byPort = (port: number): RedisServer => {
+      const server = servers.find((s) => s.port === port);
+      if (server === undefined) throw new Error(`no server on port ${port}`);
+      return server;
+    };
+    /** CLUSTER NODES from the first node that answers. */
+    const clusterNodes = async (): Promise<ClusterNodeLine[]> => {
+      let lastError: unknown;
+      for (const server of servers) {
+        try {
+          return parseClusterNodes(await sendCommand(server.port, ['CLUSTER', 'NODES'], 1000));
+        } catch (error) {
+          lastError = error;
+        }
+      }
+      throw new Error('no cluster node answers CLUSTER NODES', { cause: lastError });
+    };
+    const waitHealthy = async (timeoutMs = STARTUP_TIMEOUT_MS): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const info = await sendCommand(server.port, ['CLUSTER', 'INFO']);
-        if (info.includes('cluster_state:ok')) break;
-        if (Date.now() > deadline) throw new Error(`cluster node ${server.port} never reached cluster_state:ok:\n${info}`);
+        const views: string[] = [];
+        let ok = true;
+        for (const server of servers) {
+          const info = await sendCommand(server.port, ['CLUSTER', 'INFO'], 1000).catch(() => undefined);
+          if (info === undefined) continue; // down: not asked
+          if (!info.includes('cluster_state:ok')) ok = false;
+          // A replica that has not synced yet would not take over when its master dies.
+          const replication = await sendCommand(server.port, ['INFO', 'replication'], 1000).catch(() => '');
+          if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) ok = false;
+          const nodesText = await sendCommand(server.port, ['CLUSTER', 'NODES'], 1000).catch(() => '');
+          // Every live node must agree on the live masters and their slots (a failover reaches them one by one).
+          views.push(parseClusterNodes(nodesText).filter((n) => n.flags.includes('master') && !n.flags.includes('fail') && n.slots.length > 0)
+            .map((n) => `${n.port}:${n.slots.map((r) => r.join('-')).join(',')}`).sort().join(' '));
+        }
+        if (ok && views.length > 0 && views.every((v) => v === views[0])) return;
+        if (Date.now() > deadline) throw new Error(`cluster not healthy within ${timeoutMs} ms: ${views.join(' | ')}`);
         await sleep(50);
       }
-    }
-    return { urls: servers.map((server) => server.url), nodes, servers, stop };
+    };
+    await waitHealthy();
+    return {
+      urls: servers.map((server) => server.url),
+      nodes,
+      servers,
+      masterOf: async (slot) => {
+        const owner = (await clusterNodes()).find((n) => n.flags.includes('master') && !n.flags.includes('fail') && n.slots.some(([from, to]) => slot >= from && slot <= to));
+        if (owner === undefined) throw new Error(`no master serves slot ${slot}`);
+        return byPort(owner.port);
+      },
+      replicasOf: async (master) => {
+        const all = await clusterNodes();
+        const id = all.find((n) => n.port === master.port)?.id;
+        return all.filter((n) => n.masterId === id && !n.flags.includes('fail')).map((n) => byPort(n.port));
+      },
+      waitHealthy,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

@@ -653,6 +653,79 @@ describe('RedisCounterStore on a cluster', () => {
     }
   });
 
+  it('fails only the requests of a batch that need the failing master; the others get their counts', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    const [bad, good, alsoGood] = await keysOnEveryNode(`partial:${randomUUID()}`);
+    const [, badPort] = (await slotOwner(keySlot(bad!))).split(':');
+    try {
+      await ready(client);
+      // A master that refuses every write (NOREPLICAS), as one that is dying or failing over does, while the
+      // other two count: the requests of one turn share a batch.
+      await sendCommand(Number(badPort), ['CONFIG', 'SET', 'min-replicas-to-write', '1']);
+      const [failed, counted, countedToo] = await Promise.allSettled([
+        store.apply([fixed(bad!, 1, 10)], 'always', NOW, signal()),
+        store.apply([fixed(good!, 1, 10)], 'always', NOW, signal()),
+        store.apply([fixed(alsoGood!, 1, 10), sliding(`{${alsoGood}}:s`, 1, 10, 60_000)], 'always', NOW, signal()),
+      ]);
+      assert.equal(failed.status, 'rejected');
+      assert.deepEqual(counted, { status: 'fulfilled', value: [r(0, 1, true)] });
+      assert.deepEqual(countedToo, { status: 'fulfilled', value: [r(0, 1, true), r(0, 1, true)] });
+      assert.equal(await clusterAdmin.get(good!), '1', 'counted once, and answered as counted');
+    } finally {
+      await sendCommand(Number(badPort), ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+      await store.close();
+    }
+  });
+
+  it('fails a multi-key call on a slot being migrated (TRYAGAIN) within ~200 ms, not at the deadline', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    // Two keys of one slot, one of them moved to the importing master: a script on both answers TRYAGAIN until the
+    // migration ends. Retried every 100 ms (ioredis's default) it outlived the request's deadline and could still
+    // count after the failure_mode answer.
+    const run = randomUUID();
+    const bySlot = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; pair === undefined; i++) {
+      const k = `migrating:${run}:${i}`;
+      const other = bySlot.get(keySlot(k));
+      if (other !== undefined) pair = [other, k];
+      else bySlot.set(keySlot(k), k);
+    }
+    const slot = keySlot(pair[0]);
+    const sourcePort = Number((await slotOwner(slot)).split(':')[1]);
+    const ids = new Map<number, string>();
+    for (const server of cluster.servers) ids.set(server.port, (await sendCommand(server.port, ['CLUSTER', 'MYID'])).split('\r\n')[1]!);
+    const targetPort = cluster.servers.map((s) => s.port).find((port) => port !== sourcePort)!;
+    try {
+      await ready(client);
+      const ops = pair.map((k) => sliding(k, 1, 10, 60_000));
+      await store.apply(ops, 'always', NOW, signal());
+      await sendCommand(targetPort, ['CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', ids.get(sourcePort)!]);
+      await sendCommand(sourcePort, ['CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', ids.get(targetPort)!]);
+      assert.match(await sendCommand(sourcePort, ['MIGRATE', '127.0.0.1', String(targetPort), '', '0', '5000', 'KEYS', pair[0]]), /^\+OK/);
+      const started = performance.now();
+      await rejectsWithCode(store.apply(ops, 'always', NOW, AbortSignal.timeout(1000)), ErrorCode.STORE_UNAVAILABLE);
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed < 500, `took ${elapsed.toFixed(0)} ms`);
+    } finally {
+      // Finish the migration: the slot, with both keys, on the target.
+      await sendCommand(sourcePort, ['MIGRATE', '127.0.0.1', String(targetPort), '', '0', '5000', 'KEYS', pair[1]]).catch(() => undefined);
+      for (const server of cluster.servers) await sendCommand(server.port, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', ids.get(targetPort)!]);
+      await store.close();
+    }
+    // Once migrated, the call runs on the new owner and finds both counts.
+    const after = createRedisClient({ cluster: cluster.nodes });
+    const moved = new RedisCounterStore(after);
+    try {
+      await ready(after);
+      assert.deepEqual(await moved.apply(pair.map((k) => sliding(k, 1, 10, 60_000)), 'always', NOW, signal()), [r(1, 2, true), r(1, 2, true)]);
+    } finally {
+      await moved.close();
+    }
+  });
+
   it('computes the same slots as CLUSTER KEYSLOT', async () => {
     const keys = ['', 'a', 'foo', '123456789', '{user1000}.following', 'foo{}{bar}', 'foo{{bar}}zap', 'foo{bar}{zap}', 'ключ_значение_60', '🙂{🙃}'];
     for (let i = 0; i < 50; i++) keys.push(`domain_key_value_${randomUUID()}_${1_700_000_000 + i * 60}`);

@@ -1,19 +1,61 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FailureStreak } from '../../../src/shared/failure-streak.js';
+import { FailureStreak, reasonCode } from '../../../src/shared/failure-streak.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
+
+/** `fail <reason>`, `ok`, or `wait <ms>`; each call's answer: true/false for a failure, the count or undefined for a success. */
+function play(script: readonly string[]): (boolean | number | undefined | null)[] {
+  const clock = new FakeClock(1_000_000);
+  const health = new FailureStreak(clock, 10_000, 1000);
+  return script.map((step) => {
+    const [verb, ...rest] = step.split(' ');
+    if (verb === 'wait') {
+      clock.advance(Number(rest[0]));
+      return null;
+    }
+    return verb === 'ok' ? health.answered() : health.failed(rest.join(' '));
+  });
+}
 
 describe('FailureStreak', () => {
-  it('reports the first failure of an outage and its end, with the number of failures', () => {
-    const health = new FailureStreak();
-    const steps: [string, boolean | number | undefined][] = [];
-    steps.push(['answered', health.answered()]);
-    for (let i = 0; i < 3; i++) steps.push(['failed', health.failed()]);
-    steps.push(['answered', health.answered()], ['answered', health.answered()], ['failed', health.failed()], ['answered', health.answered()]);
-    assert.deepEqual(steps, [
-      ['answered', undefined],
-      ['failed', true], ['failed', false], ['failed', false],
-      ['answered', 3], ['answered', undefined],
-      ['failed', true], ['answered', 1],
-    ]);
-  });
+  const table: [string, string[], (boolean | number | undefined | null)[]][] = [
+    ['the first failure of an outage and its end, with the number of failures',
+      ['ok', 'fail a', 'fail a', 'fail a', 'ok', 'ok'],
+      [undefined, true, false, false, 3, undefined]],
+    ['a new outage after a quiet spell is reported again',
+      ['fail a', 'ok', 'wait 10000', 'fail a', 'ok'],
+      [true, 1, null, true, 1]],
+    ['a new reason right after a recovery is reported at once (OOM, then READONLY)',
+      ['fail OOM command not allowed', 'ok', 'fail READONLY You can\'t write', 'ok'],
+      [true, 1, true, 1]],
+    // One master of a cluster down: its calls fail, the others' succeed, many times a second.
+    ['flapping with a reason already reported stays quiet until the failures stop for the quiet time',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'ok', 'wait 5000', 'fail CLUSTERDOWN x', 'ok', 'wait 9999', 'ok', 'wait 1', 'ok', 'ok'],
+      [true, 1, false, undefined, null, false, undefined, null, undefined, null, 2, undefined]],
+    ['a new reason while flapping is reported',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'ok', 'fail OOM y', 'fail OOM y', 'ok'],
+      [true, 1, false, undefined, true, false, 3]],
+    ['flapping that turns into failing outright (every call failing for 1 s) is reported',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'wait 999', 'fail CLUSTERDOWN x', 'wait 1', 'fail CLUSTERDOWN x', 'fail CLUSTERDOWN x', 'ok'],
+      [true, 1, false, null, false, null, true, false, 4]],
+    ['a success restarts the time to failing outright',
+      ['fail CLUSTERDOWN x', 'ok', 'fail CLUSTERDOWN x', 'wait 600', 'ok', 'fail CLUSTERDOWN x', 'wait 600', 'fail CLUSTERDOWN x'],
+      [true, 1, false, null, undefined, false, null, false]],
+  ];
+  for (const [name, script, expected] of table) it(name, () => assert.deepEqual(play(script), expected));
+});
+
+describe('reasonCode', () => {
+  const table: [string, string][] = [
+    ['redis: CLUSTERDOWN The cluster is down', 'CLUSTERDOWN'],
+    ['redis: OOM command not allowed when used memory > \'maxmemory\'.', 'OOM'],
+    ['redis: Too many Cluster redirections. Last error: ReplyError: MOVED 568 127.0.0.1:46219', 'Too many Cluster redirections'],
+    ['redis: Too many Cluster redirections. Last error: Error: Connection is closed.', 'Too many Cluster redirections'],
+    ['redis: Too many Cluster redirections. Last error: ReplyError: TRYAGAIN Multiple keys request during rehashing of slot', 'Too many Cluster redirections'],
+    ['redis: Too many Cluster redirections. Last error: ReplyError: NOAUTH Authentication required.', 'NOAUTH'],
+    ['redis: connect ECONNREFUSED 127.0.0.1:6379', 'connect ECONNREFUSED #'],
+    ['redis: connect ECONNREFUSED 127.0.0.1:7000', 'connect ECONNREFUSED #'],
+    ['', ''],
+  ];
+  for (const [message, code] of table) it(message || '(empty)', () => assert.equal(reasonCode(message), code));
 });
