@@ -8,8 +8,8 @@ import type { RateLimitSettings } from '../ratelimit/service.js';
 import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
-import { ConfigError, IssueCollector } from './errors.js';
-import { boolean, list, number, object, oneOf, string } from './schema.js';
+import { ConfigError, IssueCollector, joinPath } from './errors.js';
+import { boolean, list, number, object, oneOf, string, type Field } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
@@ -52,6 +52,26 @@ const address = (fallback: string) =>
 // Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
 // password and all. The URL is shown redacted.
 const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${redactUrlCredentials(s)}'`));
+const isTlsUrl = (url: string): boolean => url.startsWith('rediss://');
+/**
+ * Cluster seeds, all rediss:// or all redis://: ioredis reaches every node of a cluster the same way (TLS for all
+ * or none, createRedisClient), so one scheme among the others would not do what it says. Each seed whose scheme
+ * differs from the first one's is reported at its own line.
+ */
+const clusterSeeds: Field<string[] | undefined> = (v, path, issues, parentLine) => {
+  const seeds = list(redisUrl)(v, path, issues, parentLine);
+  // A seed that is not a URL reads as '' (reported already): the first valid one sets the scheme.
+  const model = seeds?.find((seed) => seed !== '');
+  if (seeds === undefined || v?.kind !== 'seq' || model === undefined) return seeds;
+  const first = isTlsUrl(model);
+  seeds.forEach((seed, i) => {
+    if (seed === '' || isTlsUrl(seed) === first) return;
+    const [it, among] = first ? ['redis://', 'rediss://'] : ['rediss://', 'redis://'];
+    issues.add(v.items[i]?.line ?? v.line, joinPath(path, i),
+      `a ${it} seed among ${among} seeds ('${redactUrlCredentials(seed)}'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://`);
+  });
+  return seeds;
+};
 
 const schema = object({
   server: object({
@@ -63,7 +83,7 @@ const schema = object({
   }),
   redis: object({
     url: redisUrl,
-    cluster: list(redisUrl),
+    cluster: clusterSeeds,
     connect_timeout_ms: number(2000, { min: 1, max: 60_000, integer: true }),
   }),
   memory: object({ max_keys: number(500_000, { min: 1, max: 100_000_000, integer: true }) }),

@@ -13,7 +13,7 @@
 
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { whenAborted } from '../shared/abort.js';
-import { ErrorCode, StoreError } from '../shared/errors.js';
+import { ErrorCode, PortcullisError, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
 import { deadlineError, StallGuard } from './stall-guard.js';
@@ -712,7 +712,7 @@ export function keySlot(key: string): number {
 export interface RedisClientOptions {
   /** Single node, e.g. redis://127.0.0.1:6379 (the default). Ignored when `cluster` is given. */
   readonly url?: string;
-  /** Cluster seed nodes, "host:port" or redis:// URLs. */
+  /** Cluster seed nodes, "host:port" or redis:// URLs, or rediss:// URLs (all of them) for TLS to every node. */
   readonly cluster?: readonly string[];
   /** How long one connection attempt may take (default 1000 ms). */
   readonly connectTimeoutMs?: number;
@@ -736,6 +736,21 @@ export function seedCredentials(seeds: readonly string[]): { readonly username?:
     return Object.freeze({ ...(username === '' ? {} : { username }), ...(password === '' ? {} : { password }) });
   }
   return Object.freeze({});
+}
+
+/**
+ * Whether the nodes of a cluster are reached over TLS: every seed is rediss://. ioredis's Cluster reads a seed URL's
+ * host, port and credentials but not its scheme, so rediss:// seeds alone connected in plaintext, password and all;
+ * only redisOptions.tls reaches every node connection, the ones learnt from CLUSTER SLOTS included. Seeds that mix
+ * schemes (a "host:port" seed counts as plain) are refused: the cluster would be half TLS, or TLS by accident.
+ * Certificates are checked against the CA list Node trusts (NODE_EXTRA_CA_CERTS adds a private CA), as for the
+ * single node.
+ */
+export function seedsUseTls(seeds: readonly string[]): boolean {
+  const tls = seeds.filter((seed) => /^rediss:\/\//i.test(seed)).length;
+  if (tls === 0) return false;
+  if (tls === seeds.length) return true;
+  throw new PortcullisError(ErrorCode.CONFIG_INVALID, `redis cluster seeds mix rediss:// and redis://: all seeds must be rediss:// (TLS) or none`);
 }
 
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
@@ -778,7 +793,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
       retryDelayOnTryAgain: 10,
       lazyConnect: false,
-      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster) },
+      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
     });
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {

@@ -155,8 +155,18 @@ describe('portcullis.yaml: valid files', () => {
   });
 
   it('reads a Redis cluster', () => {
-    const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - rediss://b:7001\n', FILE);
-    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'rediss://b:7001'], connectTimeoutMs: 2000 });
+    const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - redis://b:7001\n', FILE);
+    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'redis://b:7001'], connectTimeoutMs: 2000 });
+  });
+
+  it('reports a cluster seed that is not a URL once, not also as another scheme', () => {
+    const error = parseError('redis:\n  cluster: [b:2, rediss://a:1, rediss://c:3]\n');
+    assert.deepEqual(error.issues.map((i) => i.path), ['redis.cluster[0]']);
+  });
+
+  it('reads a Redis cluster reached over TLS', () => {
+    const config = parsePortcullisConfig('redis:\n  cluster:\n    - rediss://:pw@a:7000\n    - rediss://b:7001\n', FILE);
+    assert.deepEqual(config.redis?.cluster, ['rediss://:pw@a:7000', 'rediss://b:7001']);
   });
 
   const addresses = ['0.0.0.0:0', 'localhost:65535', '[::1]:9191', 'portcullis.svc.cluster.local:8081'];
@@ -251,6 +261,9 @@ const BAD_VALUES: readonly BadCase[] = [
   { name: 'workers a float', text: 'server:\n  workers: 1.5\n', line: 2, path: 'server.workers', message: "expected an integer between 1 and 256 or 'auto', got 1.5" },
   { name: 'workers over 1 with the memory store', text: 'server:\n  grpc: { address: "a:1" }\n  workers: 2\n', line: 3, path: 'server.workers', message: 'workers: 2 needs redis: worker processes cannot share the in-memory store' },
   { name: 'workers auto with the memory store', text: 'log: { level: info }\nserver: { workers: auto }\n', line: 2, path: 'server.workers', message: 'workers: auto needs redis' },
+  // ioredis reaches every node of a cluster the same way: one TLS seed among plain ones would not make the others TLS.
+  { name: 'cluster seeds that mix rediss:// and redis://', text: 'redis:\n  cluster:\n    - rediss://:s3cret@a:1\n    - rediss://b:2\n    - redis://:s3cret@c:3\n', line: 5, path: 'redis.cluster[2]', message: "a redis:// seed among rediss:// seeds ('redis://***@c:3'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://" },
+  { name: 'cluster seeds that mix redis:// and rediss://', text: 'redis:\n  cluster: [redis://a:1, rediss://b:2]\n', line: 2, path: 'redis.cluster[1]', message: "a rediss:// seed among redis:// seeds ('rediss://b:2')" },
   { name: 'url and cluster both set', text: 'server: {}\nredis:\n  url: redis://a:1\n  cluster: [redis://b:2]\n', line: 2, path: 'redis', message: 'set either url or cluster, not both' },
 ];
 
