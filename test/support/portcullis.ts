@@ -45,6 +45,8 @@ export interface StartPortcullisOptions {
   configFile?: string;
   /** The process's working directory (default: the repository); a relative configFile is relative to it. */
   cwd?: string;
+  /** Added to this process's environment (NODE_EXTRA_CA_CERTS, say). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
@@ -92,6 +94,7 @@ export async function startPortcullis(
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), bin, 'serve', '--config', file], {
     cwd: options.cwd ?? repoRoot(),
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
   });
   if (logFd !== undefined) closeSync(logFd);

@@ -6,16 +6,22 @@
 // Ports are found by binding port 0 and closing it; another process may take the port before redis-server binds
 // it, so a start that fails with "Address already in use" is retried on a fresh port. Every server is started with
 // persistence off and killed when the test process exits, even if a test forgot to stop it.
+//
+// A TLS server (startRedis({ tls }), startRedisCluster({ tls: true })) listens on its TLS port only, with a CA and a
+// certificate for 127.0.0.1 and localhost made by openssl at start: a client that does not speak TLS gets nothing.
+// sendCommand() knows which ports speak TLS (and their password), so the tests' admin commands work on them as on
+// the others.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 export interface RedisServer {
   readonly port: number;
-  /** redis://127.0.0.1:<port> */
+  /** redis://127.0.0.1:<port>, or rediss:// for a TLS server (no credentials in it). */
   readonly url: string;
   /** SIGTERM, then SIGKILL if it lingers; waits for the exit. */
   stop(): Promise<void>;
@@ -28,8 +34,10 @@ export interface RedisServer {
 }
 
 export interface RedisCluster {
-  /** Node URLs, redis://127.0.0.1:<port>, one per node (the first 3 started as masters). */
+  /** Node URLs, redis://127.0.0.1:<port> (rediss:// with tls), one per node (the first 3 started as masters). */
   readonly urls: readonly string[];
+  /** With tls: the CA that signed the nodes' certificate (for NODE_EXTRA_CA_CERTS). */
+  readonly tls: RedisTlsFiles | undefined;
   /** "127.0.0.1:<port>" seeds, as ioredis's Cluster and createRedisClient({ cluster }) take them. */
   readonly nodes: readonly string[];
   readonly servers: readonly RedisServer[];
@@ -47,6 +55,31 @@ export interface StartRedisOptions {
   readonly args?: readonly string[];
   /** Also require port + 10000 to be free (the cluster bus port). */
   readonly withBusPort?: boolean;
+  /** Serve TLS only (no plaintext port), with this certificate; with a cluster, the bus and replication too. */
+  readonly tls?: RedisTlsFiles;
+  /** requirepass and masterauth: sendCommand() authenticates first. */
+  readonly password?: string;
+}
+
+export interface RedisTlsFiles {
+  /** PEM files: the CA, and the server certificate it signed (for 127.0.0.1 and localhost) with its key. */
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** How sendCommand() reaches the servers started with TLS or a password, by port. */
+const access = new Map<number, { readonly ca?: string; readonly password?: string }>();
+
+/** A fresh CA and a server certificate it signs for 127.0.0.1 and localhost, in `dir` (openssl, EC P-256). */
+export function makeRedisTlsFiles(dir: string): RedisTlsFiles {
+  const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=portcullis-test-redis-ca');
+  writeFileSync(path.join(dir, 'server.cnf'), '[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+  openssl('req', '-new', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'server.cnf', '-extensions', 'ext');
+  return { caFile: path.join(dir, 'ca.crt'), certFile: path.join(dir, 'server.crt'), keyFile: path.join(dir, 'server.key') };
 }
 
 const HOST = '127.0.0.1';
@@ -85,7 +118,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     const port = await freePort(options.withBusPort === true);
     const dir = mkdtempSync(path.join(tmpdir(), `portcullis-redis-${port}-`));
     try {
-      return await startOn(port, dir, options.args ?? []);
+      return await startOn(port, dir, options);
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       if (!(error instanceof PortInUseError)) throw error;
@@ -97,17 +130,31 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
 
 class PortInUseError extends Error {}
 
-async function startOn(port: number, dir: string, extraArgs: readonly string[]): Promise<RedisServer> {
+async function startOn(port: number, dir: string, options: StartRedisOptions): Promise<RedisServer> {
+  const tls = options.tls;
   const args = [
-    '--port', String(port),
+    ...(tls === undefined
+      ? ['--port', String(port)]
+      : [
+          '--port', '0', '--tls-port', String(port),
+          '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile,
+          // Clients show no certificate; the nodes of a cluster talk to each other over TLS too.
+          '--tls-auth-clients', 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes',
+        ]),
+    ...(options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password]),
     '--bind', HOST,
     '--save', '',
     '--appendonly', 'no',
     '--dir', dir,
     // The outage tests pause the server with DEBUG SLEEP.
     '--enable-debug-command', 'local',
-    ...extraArgs,
+    ...(options.args ?? []),
   ];
+  if (tls !== undefined || options.password !== undefined) {
+    access.set(port, { ...(tls === undefined ? {} : { ca: readFileSync(tls.caFile, 'utf8') }), ...(options.password === undefined ? {} : { password: options.password }) });
+  } else {
+    access.delete(port); // a port a stopped TLS server used before
+  }
   let child: ChildProcess | undefined;
   let log = '';
   let exited: Promise<void> = Promise.resolve();
@@ -165,7 +212,7 @@ async function startOn(port: number, dir: string, extraArgs: readonly string[]):
   let removed = false;
   return {
     port,
-    url: `redis://${HOST}:${port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://${HOST}:${port}`,
     output: () => log,
     kill: () => terminate('SIGKILL'),
     restart: async () => {
@@ -192,6 +239,10 @@ export interface StartRedisClusterOptions {
   readonly nodeTimeoutMs?: number;
   /** Replicas per master (default 0): 1 starts 6 nodes, 3 masters each with a replica that can take over. */
   readonly replicas?: number;
+  /** TLS only, on every node, the cluster bus and replication (a fresh CA and certificate: RedisCluster.tls). */
+  readonly tls?: boolean;
+  /** requirepass and masterauth on every node. */
+  readonly password?: string;
 }
 
 /** One line of CLUSTER NODES: who a node is, what it replicates and which slots it serves. */
@@ -227,21 +278,29 @@ export function parseClusterNodes(text: string): ClusterNodeLine[] {
  */
 export async function startRedisCluster(options: StartRedisClusterOptions = {}): Promise<RedisCluster> {
   const servers: RedisServer[] = [];
+  const certDir = options.tls === true ? mkdtempSync(path.join(tmpdir(), 'portcullis-redis-tls-')) : undefined;
   const stop = async (): Promise<void> => {
     await Promise.all(servers.map((server) => server.stop()));
+    if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
   };
   try {
+    const tls = certDir === undefined ? undefined : makeRedisTlsFiles(certDir);
     const replicas = options.replicas ?? 0;
     for (let i = 0; i < 3 * (1 + replicas); i++) {
       servers.push(
         await startRedis({
           withBusPort: true,
           args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 5000)],
+          ...(tls === undefined ? {} : { tls }),
+          ...(options.password === undefined ? {} : { password: options.password }),
         }),
       );
     }
     const nodes = servers.map((server) => `${HOST}:${server.port}`);
-    const created = await run(redisCliBin(), ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes']);
+    const tlsArgs = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
+    // REDISCLI_AUTH rather than -a: redis-cli warns about a password on its command line.
+    const created = await run(redisCliBin(), [...tlsArgs, '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
+      options.password === undefined ? {} : { REDISCLI_AUTH: options.password });
     if (created.code !== 0) throw new Error(`redis-cli --cluster create failed (${created.code}):\n${created.output}`);
     const byPort = (port: number): RedisServer => {
       const server = servers.find((s) => s.port === port);
@@ -285,6 +344,7 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
     await waitHealthy();
     return {
       urls: servers.map((server) => server.url),
+      tls,
       nodes,
       servers,
       masterOf: async (slot) => {
@@ -311,20 +371,28 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
  * and other admin commands in tests; not a RESP parser).
  */
 export function sendCommand(port: number, args: readonly string[], timeoutMs = 2000): Promise<string> {
+  const { ca, password } = access.get(port) ?? {};
   return new Promise<string>((resolve, reject) => {
-    const socket = connect({ host: HOST, port });
+    const socket: Socket = ca === undefined ? connect({ host: HOST, port }) : connectTls({ host: HOST, port, ca });
     let reply = '';
+    // AUTH's own +OK comes first and is not the reply; an error (a wrong password) is.
+    let authPending = password !== undefined;
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no reply to ${args.join(' ')} from port ${port} within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.once('connect', () => {
-      socket.write(`*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`);
+    socket.once(ca === undefined ? 'connect' : 'secureConnect', () => {
+      const commands = password === undefined ? [args] : [['AUTH', password], args];
+      socket.write(commands.map((command) => `*${command.length}\r\n${command.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`).join(''));
     });
     socket.on('data', (chunk: string) => {
       reply += chunk;
-      if (isCompleteReply(reply)) {
+      if (authPending && reply.startsWith('+OK\r\n')) {
+        authPending = false;
+        reply = reply.slice(5);
+      }
+      if ((!authPending || reply.startsWith('-')) && isCompleteReply(reply)) {
         clearTimeout(timer);
         socket.end();
         resolve(reply);
@@ -390,9 +458,9 @@ async function canBind(port: number): Promise<boolean> {
   }
 }
 
-function run(command: string, args: readonly string[]): Promise<{ code: number; output: string }> {
+function run(command: string, args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
