@@ -75,7 +75,20 @@ export class AuthzService {
   prepare(settings: AuthzSettings | undefined, files: ReadonlyMap<string, string>): AuthzSnapshot {
     if (settings === undefined) return EMPTY_AUTHZ;
     const apiKeys = settings.apiKeys && parseKeysFile(files.get(settings.apiKeys.file) ?? '', settings.apiKeys.file);
-    const providers = (settings.jwt?.providers ?? []).map((p): JwtProvider => ({ settings: p, keys: this.keySource(p.name, p.jwks, p, files) }));
+    const before = new Set(this.remoteKeys.keys());
+    let providers: JwtProvider[];
+    try {
+      providers = (settings.jwt?.providers ?? []).map((p): JwtProvider => ({ settings: p, keys: this.keySource(p.name, p.jwks, p, files) }));
+    } catch (error) {
+      // A refused config (a later provider's JWKS file is broken) is never swapped in, so retain() would not see the
+      // sources made for it until the next good load: they would keep fetching keys nobody uses.
+      for (const [key, source] of this.remoteKeys) {
+        if (before.has(key)) continue;
+        source.close();
+        this.remoteKeys.delete(key);
+      }
+      throw error;
+    }
     const sizes = `${settings.jwt?.cacheMaxEntries ?? 0}/${settings.introspection?.cacheMaxEntries ?? 0}`;
     if (sizes !== this.cacheSizes) {
       this.jwtCache = new ExpiringLru(settings.jwt?.cacheMaxEntries ?? 0);

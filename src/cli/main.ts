@@ -10,8 +10,8 @@ import { schemaReader } from '../config/inputs.js';
 import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { checkEnvoyCommand } from './check-envoy.js';
-import { createLogger, drainLogger, type Logger } from '../observability/logger.js';
-import { createMemoryStoreMetrics } from '../observability/metrics.js';
+import { createLogger, drainLogger, stdoutDestination, type Logger } from '../observability/logger.js';
+import { createLogMetrics, createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
@@ -151,10 +151,11 @@ async function serve(configFile: string): Promise<number> {
     return 1;
   }
   const workers = resolveWorkers(config.server.workers);
-  const logger = createLogger(config.log.level);
+  const logOutput = stdoutDestination();
+  const logger = createLogger(config.log.level, logOutput);
   try {
     if (cluster.isPrimary && workers > 1) return await runSupervisor({ config, workers, logger });
-    return await serveProcess(config, handover, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger);
+    return await serveProcess(config, handover, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger, logOutput);
   } finally {
     // bin/portcullis.js calls process.exit next: see drainLogger for why a gone log reader would hang it otherwise.
     await drainLogger(logger, 1000);
@@ -162,12 +163,13 @@ async function serve(configFile: string): Promise<number> {
 }
 
 /** One process serving (alone, or as a supervisor's worker) until SIGTERM; resolves with the exit code. */
-async function serveProcess(config: PortcullisConfig, handover: Handover | undefined, logger: Logger): Promise<number> {
+async function serveProcess(config: PortcullisConfig, handover: Handover | undefined, logger: Logger, logOutput: ReturnType<typeof stdoutDestination>): Promise<number> {
   const worker = cluster.isWorker;
   // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
   if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
+  createLogMetrics(registry, logOutput);
   const revocation = config.redis && config.authz?.revocation.enabled
     ? sharedRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), config.authz,
       (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'))

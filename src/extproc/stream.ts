@@ -218,7 +218,9 @@ export class ExtprocStream {
     if (validation === undefined || rules === undefined) return { kind: 'request_body', mutation: NO_MUTATION, modeOverride: undefined };
     validation.chunks.push(body);
     validation.size += body.length;
-    const large = bodyTooLarge(rules, validation.size);
+    // Without max_body_bytes, max_message_bytes still bounds what is held: a BUFFERED body is one message, so a body
+    // over it can only come in chunks (Envoy without allow_mode_override, streaming), which would be kept whole.
+    const large = bodyTooLarge(rules.maxBodyBytes === undefined ? { ...rules, maxBodyBytes: this.deps.settings.maxMessageBytes } : rules, validation.size);
     if (large) {
       this.validation = undefined;
       return this.reject(large);

@@ -7,11 +7,24 @@ export type { Logger };
 export const REDACTED_PATHS = ['password', '*.password', 'authorization', '*.authorization', 'headers.authorization', 'headers.cookie', 'headers["x-api-key"]', 'token', '*.token'] as const;
 
 /**
+ * The most log text held in memory for stdout (a JavaScript string's length; bytes for ASCII lines). pino's own
+ * default holds every line a slow or stalled reader has not taken yet (a container runtime's log pipe, `| tee` to a
+ * full disk): at a decision line per Check that grew the heap by ~20 MB per 100,000 Checks, without bound. Past this
+ * the newest lines are dropped and counted (portcullis_log_lines_dropped_total).
+ */
+export const LOG_BUFFER_MAX_CHARS = 16 * 1024 * 1024;
+
+/** stdout (or `fd`) as pino's default writes it, asynchronously, but holding at most `maxBufferedChars` of lines. */
+export function stdoutDestination(fd = 1, maxBufferedChars = LOG_BUFFER_MAX_CHARS): DestinationStream & EventEmitter {
+  return pino.destination({ dest: fd, sync: false, minLength: 0, maxLength: maxBufferedChars }) as unknown as DestinationStream & EventEmitter;
+}
+
+/**
  * JSON logs on stdout. Credentials never reach a log line: anything that looks like a secret is
  * redacted by path, and Redis URLs are logged without their password (see redactedConfig). The per-Check decision
  * line names each of its fields itself and skips the redaction, which could not change it (authz-handler.ts).
  */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination: DestinationStream = stdoutDestination()): Logger {
   return pino(
     {
       level,

@@ -227,3 +227,9 @@ export function createMemoryStoreMetrics(registry: Registry): { keys(n: number):
   const evictions = new Counter({ name: 'portcullis_memory_store_evictions_total', help: 'Live counter windows evicted (least recently used) because memory.max_keys was reached.', registers });
   return { keys: (n) => keys.set(n), evicted: () => evictions.inc() };
 }
+
+/** Log lines the stdout destination dropped because its reader fell behind by more than LOG_BUFFER_MAX_CHARS. */
+export function createLogMetrics(registry: Registry, destination: { on(event: 'drop', listener: () => void): unknown }): void {
+  const dropped = new Counter({ name: 'portcullis_log_lines_dropped_total', help: 'Log lines dropped because stdout was not read fast enough (at most 16 MiB of lines wait in memory).', registers: [registry] });
+  destination.on('drop', () => dropped.inc());
+}

@@ -225,3 +225,23 @@ describe('client address with trusted hops', () => {
     assert.equal(clientAddress('10.0.0.1', '203.0.113.9', 5), '203.0.113.9');
   });
 });
+
+describe('AuthzService.prepare: a refused config leaves nothing running', () => {
+  it('a remote JWKS source made for a config that is then refused stops fetching', async () => {
+    const clock = new FakeClock(0);
+    const http = fakeHttp({});
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+    const settings = authzSettings(`jwt:
+  providers:
+    - { name: remote, issuer: https://idp.test, audiences: [a], jwks: { uri: "https://idp.test/jwks.json" }, refresh_seconds: 1 }
+    - { name: local, issuer: https://local.test, audiences: [a], jwks: { file: ./jwks.json } }
+policies:
+  - { name: all, authenticate: [jwt] }`);
+    assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', '{"keys": "not a list"}']])), /not a usable JWKS/);
+    const fetched = http.calls.length;
+    // The remote source's first fetch failed (no such host here): a live source retries after min(refresh, 2 s).
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    assert.equal(http.calls.length, fetched, `fetches after the refusal: ${http.calls.slice(fetched).join(', ')}`);
+    service.close();
+  });
+});

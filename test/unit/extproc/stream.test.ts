@@ -441,3 +441,42 @@ describe('x-request-id from the request headers', () => {
   ];
   for (const [name, headers, expected] of table) it(name, async () => assert.deepEqual(await sent(headers), expected));
 });
+
+describe('a body held for validation is bounded by max_message_bytes', () => {
+  // Envoy asked for BUFFERED sends the body as one message, at most max_message_bytes. One configured without
+  // allow_mode_override streams it in chunks, and a route without max_body_bytes would hold the whole upload.
+  const validating = parsePortcullisConfig(`
+extproc:
+  max_message_bytes: 4194304
+  routes:
+    - name: users
+      validate: { json_schema: ./user.json }
+`, '/tmp/portcullis.yaml', () => '{"type":"object"}').extproc;
+  const open = () => new ExtprocStream({
+    settings: validating, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
+    randomHex: (bytes) => '1'.repeat(bytes * 2),
+  });
+  const chunk = Buffer.alloc(1 << 20, 0x20);
+  const post = (s: ExtprocStream) => s.handle({ message: { kind: 'request_headers', headers: [[':method', 'POST'], [':path', '/u'], [':authority', 'h'], ['transfer-encoding', 'chunked']], endOfStream: false }, identity: undefined, attributes: {} });
+  const send = (s: ExtprocStream, endOfStream: boolean) => s.handle({ message: { kind: 'request_body', body: chunk, endOfStream }, identity: undefined, attributes: {} });
+
+  it('past max_message_bytes in chunks: 413, and nothing more is held', async () => {
+    const s = open();
+    assert.equal((await post(s)).kind, 'request_headers');
+    const kinds: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const a = await send(s, false);
+      kinds.push(a.kind === 'immediate' ? `immediate ${a.status}` : a.kind);
+    }
+    assert.deepEqual(kinds, ['request_body', 'request_body', 'request_body', 'request_body', 'immediate 413']);
+  });
+
+  it('a body of exactly max_message_bytes is still validated', async () => {
+    const s = open();
+    await post(s);
+    for (let i = 0; i < 3; i++) await send(s, false);
+    const last = await send(s, true);
+    // Four MiB of spaces is no JSON document: the schema check ran (400), the size check did not refuse it.
+    assert.equal(last.kind === 'immediate' ? last.status : last.kind, 400);
+  });
+});
