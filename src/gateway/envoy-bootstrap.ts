@@ -328,7 +328,9 @@ function accessLog(path: string | undefined, filters: PortcullisFilters): Json {
         json_format: {
           timestamp: '%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%',
           method: '%REQ(:METHOD)%',
-          path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+          // The path the client asked for, without its query: a query may carry a credential (`?api_key=`, an
+          // `access_token`, a signed URL), and a refused request keeps it, since ext_authz strips the key only on allow.
+          path: '%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%',
           status: '%RESPONSE_CODE%',
           latency_ms: '%DURATION%',
           client_ip: '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%',
@@ -342,6 +344,12 @@ function accessLog(path: string | undefined, filters: PortcullisFilters): Json {
           response_flags: '%RESPONSE_FLAGS%',
           listener: '%DOWNSTREAM_LOCAL_ADDRESS%',
         },
+        formatters: [
+          {
+            name: 'envoy.formatter.req_without_query',
+            typed_config: { '@type': 'type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery' },
+          },
+        ],
       },
     },
   };
