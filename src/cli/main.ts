@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
@@ -25,7 +26,7 @@ import { MemoryCacheStore } from '../store/memory-cache-store.js';
 import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
 import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
-import { watchRedisConnection } from '../store/redis-connection-log.js';
+import { probeClusterSeeds, watchRedisConnection } from '../store/redis-connection-log.js';
 
 const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
@@ -127,7 +128,7 @@ function createStore(config: PortcullisConfig, logger: Logger, registry: Registr
   watchRedisConnection(client, {
     down: (reason) => logger.error({ reason }, 'redis connection failed'),
     up: () => logger.info('redis connected'),
-  }, redactUrlCredentials);
+  }, redactUrlCredentials, client instanceof Cluster && config.redis.cluster !== undefined ? probeClusterSeeds(client, config.redis.cluster) : undefined);
   return new RedisCounterStore(client);
 }
 

@@ -1,28 +1,133 @@
-import type { Cluster, Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
+import { reasonCode } from '../shared/failure-streak.js';
 
 export interface RedisConnectionEvents {
-  /** The connection failed, with a reason other than the last one reported (credentials already hidden). */
+  /** The connection failed, with a kind of reason not yet reported since it last worked (credentials already hidden). */
   down(reason: string): void;
   /** Connected again after a failure. */
   up(): void;
 }
 
+/** Finds why a connection fails when the client only says that it did (see watchRedisConnection); undefined when it cannot tell. */
+export type RedisProbe = () => Promise<string | undefined>;
+
 /**
- * Reports Redis connection trouble once per change of state: the first error, a different error, recovery. ioredis
- * emits an error on every reconnect attempt (several a second); logging each would bury the one line an operator
- * needs, such as WRONGPASS for a wrong password, which otherwise only shows as "not reachable" on /readyz.
+ * What ioredis says when a connection failed without saying why: a Cluster's node connections and its CLUSTER SLOTS
+ * refresher report "Connection is closed." whatever closed them (an untrusted certificate, plaintext to a TLS port),
+ * and the Cluster itself only "Failed to refresh slots cache.".
  */
-export function watchRedisConnection(client: Redis | Cluster, events: RedisConnectionEvents, redact: (text: string) => string): void {
-  let last: string | undefined;
-  client.on('error', (error: Error) => {
-    const reason = redact(error.message);
-    if (reason === last) return;
-    last = reason;
-    events.down(reason);
-  });
+const UNINFORMATIVE = /^(?:Connection is closed\.|timeout|Failed to refresh slots cache\.|Cluster isn't ready|None of startup nodes is available)/;
+
+/** Between two probes while the connection stays down: a probe is one connection attempt of its own. */
+const PROBE_INTERVAL_MS = 5000;
+
+export function isUninformative(message: string): boolean {
+  return UNINFORMATIVE.test(message);
+}
+
+/**
+ * A connection error as an operator can act on it. Two are ambiguous as Node words them: a TLS-only port resets a
+ * plaintext client ("read ECONNRESET" or "write ECONNRESET", alternating), and a rediss:// client on a plaintext
+ * port waits for a TLS handshake that never comes ("connect ETIMEDOUT", the same as a host that does not answer).
+ */
+export function explainRedisError(message: string): string {
+  // The message may name its node first ("host:port: read ECONNRESET").
+  return message
+    .replace(/(^|: )(?:read|write) ECONNRESET$/, '$1ECONNRESET: the server closed the connection (a server that requires TLS does this to redis://: use rediss://)')
+    .replace(/(^|: )connect ETIMEDOUT$/, '$1connect ETIMEDOUT: no answer within connect_timeout_ms (with rediss://, a server that does not speak TLS times out too)');
+}
+
+/**
+ * Reports Redis connection trouble once per change of state: each kind of reason once (reasonCode) until the
+ * connection works again, then the recovery. ioredis emits an error on every reconnect attempt (several a second);
+ * logging each would bury the one line an operator needs, such as WRONGPASS for a wrong password, which otherwise
+ * only shows as "not reachable" on /readyz.
+ *
+ * A Cluster hides most reasons (UNINFORMATIVE), and a seed whose name does not resolve emits nothing at all: its
+ * per-node errors are heard ('node error'), and when they say nothing, `probe` (probeClusterSeeds) connects to the
+ * seeds itself, at most every PROBE_INTERVAL_MS, to find the reason (self-signed certificate, ENOTFOUND…).
+ */
+export function watchRedisConnection(client: Redis | Cluster, events: RedisConnectionEvents, redact: (text: string) => string, probe?: RedisProbe): void {
+  const reported = new Set<string>();
+  /** Bumped on recovery: a probe started before it reports nothing. */
+  let epoch = 0;
+  let probing = false;
+  let lastProbeMs = Number.NEGATIVE_INFINITY;
+  const report = (message: string, node?: string): void => {
+    const explained = explainRedisError(message);
+    // The kind, whichever node said it (a probe's reason names its node in the message).
+    const code = reasonCode(explained.replace(/^\S+:\d+: /, ''));
+    if (reported.has(code)) return;
+    reported.add(code);
+    events.down(redact(node === undefined ? explained : `${node}: ${explained}`));
+  };
+  /** A failure without its reason: probe for it, else report what was said (`fallback`). */
+  const unexplained = (fallback: string | undefined): void => {
+    if (probe === undefined || probing || Date.now() - lastProbeMs < PROBE_INTERVAL_MS) {
+      if (probe === undefined && fallback !== undefined) report(fallback);
+      return;
+    }
+    probing = true;
+    lastProbeMs = Date.now();
+    const started = epoch;
+    probe().then((reason) => {
+      if (started !== epoch) return;
+      if (reason !== undefined) report(reason);
+      else if (fallback !== undefined) report(fallback);
+    }, () => undefined).finally(() => (probing = false));
+  };
+  const heard = (error: Error, node?: string): void => {
+    if (isUninformative(error.message)) unexplained(node === undefined ? error.message : `${node}: ${error.message}`);
+    else report(error.message, node);
+  };
+  client.on('error', (error: Error) => heard(error));
+  if (client.isCluster) {
+    client.on('node error', (error: Error, node: string) => heard(error, node));
+    // A seed that does not resolve fails the Cluster's connect before any node is tried: no error is emitted.
+    client.on('reconnecting', () => unexplained(undefined));
+  }
   client.on('ready', () => {
-    if (last === undefined) return;
-    last = undefined;
+    epoch++;
+    lastProbeMs = Number.NEGATIVE_INFINITY;
+    if (reported.size === 0) return;
+    reported.clear();
     events.up();
   });
+}
+
+/**
+ * A probe for a Cluster: one connection to each seed in turn, with the options of the Cluster's own node connections
+ * (TLS, password), that keeps the first error it hears. "host:port: reason" for the first seed that fails, undefined
+ * when every seed answers PING (the trouble is elsewhere).
+ */
+export function probeClusterSeeds(cluster: Cluster, seeds: readonly string[]): RedisProbe {
+  return async () => {
+    for (const seed of seeds) {
+      const url = new URL(seed.includes('://') ? seed : `redis://${seed}`);
+      const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+      const port = Number(url.port || 6379);
+      const reason = await probeNode(host, port, cluster.options.redisOptions ?? {});
+      if (reason !== undefined) return `${host}:${port}: ${reason}`;
+    }
+    return undefined;
+  };
+}
+
+async function probeNode(host: string, port: number, options: NonNullable<Cluster['options']['redisOptions']>): Promise<string | undefined> {
+  const redis = new Redis({
+    ...options, host, port, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0,
+    enableAutoPipelining: false,
+  });
+  let first: string | undefined;
+  // connect() itself only rejects with "Connection is closed.": the reason is the first error event.
+  redis.on('error', (error: Error) => void (first ??= error.message));
+  try {
+    await redis.connect();
+    await redis.ping();
+    return undefined;
+  } catch (error) {
+    return first ?? (error as Error).message;
+  } finally {
+    redis.disconnect();
+  }
 }
