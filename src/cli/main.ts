@@ -128,7 +128,11 @@ function createStore(config: PortcullisConfig, logger: Logger, registry: Registr
   watchRedisConnection(client, {
     down: (reason) => logger.error({ reason }, 'redis connection failed'),
     up: () => logger.info('redis connected'),
-  }, redactUrlCredentials, client instanceof Cluster && config.redis.cluster !== undefined ? probeClusterSeeds(client, config.redis.cluster) : undefined);
+  }, {
+    redact: redactUrlCredentials,
+    clock: systemClock,
+    ...(client instanceof Cluster && config.redis.cluster !== undefined ? { probe: probeClusterSeeds(client, config.redis.cluster) } : {}),
+  });
   return new RedisCounterStore(client);
 }
 

@@ -1,4 +1,5 @@
 import { Redis, type Cluster } from 'ioredis';
+import type { Clock } from '../shared/clock.js';
 import { reasonCode } from '../shared/failure-streak.js';
 
 export interface RedisConnectionEvents {
@@ -47,7 +48,16 @@ export function explainRedisError(message: string): string {
  * per-node errors are heard ('node error'), and when they say nothing, `probe` (probeClusterSeeds) connects to the
  * seeds itself, at most every PROBE_INTERVAL_MS, to find the reason (self-signed certificate, ENOTFOUND…).
  */
-export function watchRedisConnection(client: Redis | Cluster, events: RedisConnectionEvents, redact: (text: string) => string, probe?: RedisProbe): void {
+export interface RedisConnectionWatch {
+  /** Hides credentials in a reason before it is reported. */
+  readonly redact: (text: string) => string;
+  /** Finds the reason a Cluster hides (probeClusterSeeds). */
+  readonly probe?: RedisProbe;
+  /** Spaces the probes. */
+  readonly clock: Clock;
+}
+
+export function watchRedisConnection(client: Redis | Cluster, events: RedisConnectionEvents, { redact, probe, clock }: RedisConnectionWatch): void {
   const reported = new Set<string>();
   /** Bumped on recovery: a probe started before it reports nothing. */
   let epoch = 0;
@@ -63,12 +73,12 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
   };
   /** A failure without its reason: probe for it, else report what was said (`fallback`). */
   const unexplained = (fallback: string | undefined): void => {
-    if (probe === undefined || probing || Date.now() - lastProbeMs < PROBE_INTERVAL_MS) {
+    if (probe === undefined || probing || clock.nowMs() - lastProbeMs < PROBE_INTERVAL_MS) {
       if (probe === undefined && fallback !== undefined) report(fallback);
       return;
     }
     probing = true;
-    lastProbeMs = Date.now();
+    lastProbeMs = clock.nowMs();
     const started = epoch;
     probe().then((reason) => {
       if (started !== epoch) return;

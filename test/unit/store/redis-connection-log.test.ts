@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
+import { FakeClock } from '../../fakes/fake-clock.js';
 
 describe('explainRedisError', () => {
   const cases: [message: string, shown: RegExp][] = [
@@ -36,7 +37,7 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
     client.isCluster = false;
     const lines: string[] = [];
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up') }, (text) => text.replace(/:[^@/]*@/, ':***@'));
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up') }, { redact: (text) => text.replace(/:[^@/]*@/, ':***@'), clock: new FakeClock(0) });
     return { client, lines };
   };
 
@@ -58,5 +59,44 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     const { client, lines } = watch();
     client.emit('error', new Error('connect to redis://:s3cret@cache:6379 refused'));
     assert.ok(!lines.join('\n').includes('s3cret'), lines.join('\n'));
+  });
+});
+
+describe('watchRedisConnection: a Cluster that hides its reason is probed, at most every 5 s while down', () => {
+  it('probes on an uninformative error, not again within 5 s, again after; a probe from before recovery reports nothing', async () => {
+    const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
+    client.isCluster = true;
+    const clock = new FakeClock(0);
+    const lines: string[] = [];
+    let probes = 0;
+    let answer: (reason: string | undefined) => void = () => undefined;
+    const probe = (): Promise<string | undefined> => {
+      probes++;
+      return new Promise((resolve) => (answer = resolve));
+    };
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up') }, { redact: (text) => text, probe, clock });
+    const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+    client.emit('error', new Error('Failed to refresh slots cache.'));
+    client.emit('node error', new Error('Connection is closed.'), '127.0.0.1:7000');
+    assert.equal(probes, 1, 'one probe for both');
+    answer('127.0.0.1:7000: self-signed certificate');
+    await settle();
+    assert.deepEqual(lines, ['127.0.0.1:7000: self-signed certificate']);
+
+    clock.advance(4_999);
+    client.emit('error', new Error('Failed to refresh slots cache.'));
+    assert.equal(probes, 1, 'not within 5 s');
+    clock.advance(1);
+    client.emit('node error', new Error('Connection is closed.'), '127.0.0.1:7001');
+    assert.equal(probes, 2);
+    client.emit('ready'); // recovered while the probe was out: its late answer is stale
+    answer('127.0.0.1:7001: self-signed certificate');
+    await settle();
+    assert.deepEqual(lines, ['127.0.0.1:7000: self-signed certificate', 'up']);
+
+    client.emit('node error', new Error('WRONGPASS invalid username-password pair'), '127.0.0.1:7002');
+    assert.equal(probes, 2, 'a reason given is reported, not probed');
+    assert.deepEqual(lines.at(-1), '127.0.0.1:7002: WRONGPASS invalid username-password pair');
   });
 });
