@@ -52,10 +52,10 @@ export class FailureStreak {
 
   /** A call succeeded. When this ends a reported run of failures, how many there were (log the recovery); else undefined. */
   answered(): number | undefined {
-    const nowMs = this.clock.nowMs();
     this.answeredLast = true;
+    // Every answered call comes here: the clock is read only while failures are being tracked.
     if (this.state === 'ok') return undefined;
-    if (this.state === 'flapping' && nowMs - this.lastFailureMs < this.quietMs) return undefined;
+    if (this.state === 'flapping' && this.clock.nowMs() - this.lastFailureMs < this.quietMs) return undefined;
     const failures = this.failures;
     this.state = 'ok';
     this.failures = 0;
