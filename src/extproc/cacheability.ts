@@ -127,7 +127,7 @@ export function storeDecision(input: StoreInput): StoreDecision {
   return { store: true, ttlSeconds, initialAgeSeconds, lifetimeSeconds };
 }
 
-function httpDate(value: string | undefined): number | undefined {
+export function httpDate(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? undefined : ms;
@@ -165,8 +165,8 @@ export function notModifiedSince(ifModifiedSince: string | undefined, lastModifi
   if (ifModifiedSince === undefined) return false;
   const value = ifModifiedSince.trim();
   if (!IMF_FIXDATE.test(value)) return false;
-  const sinceMs = Date.parse(value);
-  return !Number.isNaN(sinceMs) && lastModifiedMs <= sinceMs;
+  const sinceMs = httpDate(value);
+  return sinceMs !== undefined && lastModifiedMs <= sinceMs;
 }
 
 /** What a stored response is compared with: its ETag, and when it was last modified (Last-Modified, else Date, else when stored). */

@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
 import {
-  answersNotModified, currentAgeSeconds, NOT_MODIFIED_HEADERS, requestCacheDecision, servable, storeDecision, UNSTORED_HEADERS,
+  answersNotModified, currentAgeSeconds, httpDate, NOT_MODIFIED_HEADERS, requestCacheDecision, servable, storeDecision, UNSTORED_HEADERS,
   type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
@@ -515,11 +515,7 @@ function render(value: string | undefined, name: string, log: StreamLog): string
 
 /** When a stored response was last modified, for If-Modified-Since (RFC 9111 §4.3.2): Last-Modified, else Date, else when stored. */
 function lastModifiedMs(entry: CachedResponse): number {
-  for (const name of ['last-modified', 'date']) {
-    const ms = Date.parse(headerValue(entry.headers, name) ?? '');
-    if (!Number.isNaN(ms)) return ms;
-  }
-  return entry.storedAtMs;
+  return httpDate(headerValue(entry.headers, 'last-modified')) ?? httpDate(headerValue(entry.headers, 'date')) ?? entry.storedAtMs;
 }
 
 /** source.address when the filter sends it (request_attributes), else the last x-forwarded-for hop Envoy added. */
