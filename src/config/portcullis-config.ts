@@ -50,8 +50,8 @@ export interface PortcullisConfig {
 const address = (fallback: string) =>
   string(fallback, (s) => (/^[^\s]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? undefined : `expected host:port, got '${s}'`));
 // Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
-// password and all. The URL is shown redacted.
-const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${redactUrlCredentials(s)}'`));
+// password and all. The URL is shown redacted (ConfigError hides every URL's credentials).
+const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${s}'`));
 const isTlsUrl = (url: string): boolean => url.startsWith('rediss://');
 /**
  * Cluster seeds, all rediss:// or all redis://: ioredis reaches every node of a cluster the same way (TLS for all
@@ -68,7 +68,7 @@ const clusterSeeds: Field<string[] | undefined> = (v, path, issues, parentLine) 
     if (seed === '' || isTlsUrl(seed) === first) return;
     const [it, among] = first ? ['redis://', 'rediss://'] : ['rediss://', 'redis://'];
     issues.add(v.items[i]?.line ?? v.line, joinPath(path, i),
-      `a ${it} seed among ${among} seeds ('${redactUrlCredentials(seed)}'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://`);
+      `a ${it} seed among ${among} seeds ('${seed}'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://`);
   });
   return seeds;
 };
