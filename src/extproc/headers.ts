@@ -30,6 +30,13 @@ export function headerValues(headers: HeaderList, name: string): string | undefi
   return joined;
 }
 
+/** Every line of `name`, in order, for a header that is no list (traceparent), where two lines are not one value. */
+export function headerLines(headers: HeaderList, name: string): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < headers.length; i++) if (headers[i]![0] === name) lines.push(headers[i]![1]);
+  return lines;
+}
+
 export function hasHeader(headers: HeaderList, name: string): boolean {
   return headers.some(([n]) => n === name);
 }

@@ -20,7 +20,7 @@ import {
   type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
-import { applyMutation, headerValue, headerValues, MutationBuilder, NO_MUTATION, textAsHeaderValue, type HeaderList } from './headers.js';
+import { applyMutation, headerLines, headerValue, headerValues, MutationBuilder, NO_MUTATION, textAsHeaderValue, type HeaderList } from './headers.js';
 import { acceptRequestId, continueTrace, formatTraceparent, type RandomHex, type TraceContext } from './ids.js';
 import { callerIdentity, type Identity } from './identity.js';
 import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, StreamLog } from './types.js';
@@ -142,9 +142,9 @@ export class ExtprocStream {
     // the one id the logs and the response carry.
     if (kept === undefined || headerValues(headers, idHeader) !== sentId) mutation.set(idHeader, requestId);
 
-    // Every traceparent line, joined: two of them are invalid as one (W3C test suite, test_traceparent_duplicated),
-    // where reading the first would continue a trace the second contradicts.
-    const trace = continueTrace(headerValues(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
+    // Every traceparent line: two of them are invalid (ids.ts), where reading the first would continue a trace the
+    // second contradicts. Envoy hands ext_proc each line the client sent as its own entry.
+    const trace = continueTrace(headerLines(headers, 'traceparent'), headerValues(headers, 'tracestate'), this.deps.randomHex);
     mutation.set('traceparent', formatTraceparent(trace));
     if (trace.started && headerValue(headers, 'tracestate') !== undefined) mutation.remove('tracestate');
     if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, trace.traceId);

@@ -391,6 +391,13 @@ describe('trace context from the request headers (W3C Trace Context)', () => {
     assert.ok(m.remove.includes('tracestate'));
   });
 
+  it('two traceparent headers, the first of a higher version with a field after the flags: still a new trace', async () => {
+    // Joined as one value, `cc-…-01-x, 00-…` reads as a higher version whose extra field holds the second line.
+    const m = await sent([['traceparent', `cc-${T1}-${P}-01-x`], ['traceparent', `00-${T2}-${P}-01`], ['tracestate', 'a=1']]);
+    assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${'a'.repeat(32)}-${'a'.repeat(16)}-01`);
+    assert.ok(m.remove.includes('tracestate'));
+  });
+
   it('one valid traceparent is continued and tracestate, sent in two lines, is left alone', async () => {
     const m = await sent([['traceparent', `00-${T1}-${P}-00`], ['tracestate', 'a=1'], ['tracestate', 'b=2']]);
     assert.equal(m.set.find((s) => s.name === 'traceparent')?.value, `00-${T1}-${'a'.repeat(16)}-00`);
