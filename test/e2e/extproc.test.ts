@@ -55,7 +55,7 @@ interface Answer {
 
 interface Init {
   method?: string;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   body?: string;
 }
 
@@ -127,6 +127,23 @@ describe('ext_proc through Envoy', () => {
     const broken = JSON.parse((await request(a.baseUrl, '/plain', { headers: { traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01', tracestate: 'vendor=1' } })).text) as EchoBody;
     assert.doesNotMatch(String(broken.headers['traceparent']), /^00-0{32}/);
     assert.equal(broken.headers['tracestate'], undefined, 'tracestate dropped with an invalid traceparent');
+  });
+
+  it('two traceparent lines, or one with a non-OWS blank, start a new trace upstream', async () => {
+    // Envoy hands ext_proc (and the upstream) each traceparent line as its own entry, over HTTP/1.1 and HTTP/2 alike.
+    // Joined, these two would read as one valid higher version whose extra field holds the second line.
+    const T1 = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const T2 = '12345678901234567890123456789012';
+    const two = JSON.parse((await request(a.baseUrl, '/plain', {
+      headers: { traceparent: [`cc-${T1}-00f067aa0ba902b7-01-x`, `00-${T2}-00f067aa0ba902b7-01`], tracestate: 'vendor=1' },
+    })).text) as EchoBody;
+    assert.match(String(two.headers['traceparent']), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'one traceparent line upstream');
+    assert.ok(![T1, T2].includes(String(two.headers['traceparent']).slice(3, 35)), 'neither trace continued');
+    assert.equal(two.headers['tracestate'], undefined);
+
+    // Envoy strips SP and HTAB around a value but passes a 0xA0 byte on: not OWS, so not a valid traceparent.
+    const nbsp = JSON.parse((await request(a.baseUrl, '/plain', { headers: { traceparent: `00-${T1}-00f067aa0ba902b7-01\u00a0` } })).text) as EchoBody;
+    assert.notEqual(String(nbsp.headers['traceparent']).slice(3, 35), T1);
   });
 
   // Envoy's default ends each ext_proc stream with RST_STREAM; Node's HTTP/2 stack allows a burst of 1000 client resets
