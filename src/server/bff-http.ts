@@ -54,7 +54,14 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
   // The same rules as ext_proc: a client's id is kept only when it is a sane token, a trace only when well-formed.
   const requestId = acceptRequestId(headerValue(req, 'x-request-id')) ?? randomUUID();
   req.headers['x-request-id'] = requestId;
-  const traceId = parseTraceparent(headerValue(req, 'traceparent'))?.traceId;
+  // Node joins repeated lines with ", ", and two joined lines can read as one valid traceparent of a later version
+  // (`cc-…-01-x, 00-…`): a trace is followed, and forwarded, only from exactly one well-formed line (as in ext_proc).
+  const traceLines = req.headersDistinct['traceparent'] ?? [];
+  const traceId = traceLines.length === 1 ? parseTraceparent(traceLines[0])?.traceId : undefined;
+  if (traceId === undefined) {
+    delete req.headers['traceparent'];
+    delete req.headers['tracestate'];
+  }
   const rawUrl = req.url ?? '/';
   const queryAt = rawUrl.indexOf('?');
   const pathname = queryAt < 0 ? rawUrl : rawUrl.slice(0, queryAt);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
 import { startUpstream, type EchoBody, type Upstream } from '../../support/upstream.js';
@@ -127,6 +127,25 @@ describe('composer over HTTP with real upstreams', () => {
       assert.equal(request.headers['cookie'], undefined, `${name}: only the configured headers are forwarded`);
     }
     assert.equal(saw(slowOrders)?.path, '/orders?user=bob&limit=5');
+  });
+
+  it('forwards no trace from two traceparent lines or a malformed one (nor its tracestate)', async () => {
+    const spoofed = `cc-${'1'.repeat(32)}-${'2'.repeat(16)}-01-x`;
+    for (const [id, lines] of [['req-dup', [spoofed, TRACEPARENT]], ['req-bad', ['zz-not-a-trace']]] as const) {
+      // Written by hand: node:http would send the two lines, but not as the client chose them.
+      const head = [`GET /bff/mobile/dashboard/carol HTTP/1.1`, 'host: bff', 'connection: close', `x-request-id: ${id}`, 'x-user-id: carol', 'tracestate: vendor=1', ...lines.map((line) => `traceparent: ${line}`)];
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(new URL(base).port), '127.0.0.1', () => socket.write(`${head.join('\r\n')}\r\n\r\n`));
+        let text = '';
+        socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text)).on('error', reject);
+      });
+      assert.match(answer, /^HTTP\/1\.1 200 /, id);
+      const seen = users.requests().find((r) => r.headers['x-request-id'] === id);
+      assert.ok(seen, `${id}: users got the request`);
+      assert.equal(seen.headers['x-user-id'], 'carol');
+      assert.equal(seen.headers['traceparent'], undefined, `${id}: no traceparent forwarded`);
+      assert.equal(seen.headers['tracestate'], undefined, `${id}: no tracestate forwarded`);
+    }
   });
 
   it('URL-encodes path parameters into the calls', async () => {
