@@ -120,31 +120,38 @@ function presentedKeys(input: CheckInput, header: string, query: string | undefi
 }
 
 /**
+ * A parameter name as the frameworks behind a gateway read it: escapes (byte by byte, a malformed one kept) and `+`
+ * decoded, in any case; PHP's `$_GET` also drops leading spaces and turns `.`, ` ` and an unmatched `[` into `_`, and
+ * PHP, Rails and qs read `name[]`, `name[0]`, `name[a][b]` as `name`.
+ */
+function readAs(raw: string): string {
+  const decoded = raw.replace(/\+/g, ' ').replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return decoded.toLowerCase().replace(/\[[^\]]*\].*$/, '').trimStart().replace(/[. []/g, '_');
+}
+
+/** Most names are none of the key's spellings at a glance: nothing to decode or fold, another length. */
+const FOLDED = /[%+.\[ ]/;
+
+/**
  * Whether the query holds the API key parameter as configured, and the first parameter that is only another spelling
- * of it (`api%5Fkey`, `API_KEY`). Envoy's query_parameters_to_remove matches names as written, so another spelling
- * would reach the upstream with its key, where a framework may well read it as the parameter.
+ * of it (`api%5Fkey`, `API_KEY`, `api_key[]`, `api.key`, or `;api_key` after a `;`, which Rack, older Python and Java
+ * servlet containers take for a separator). Envoy's query_parameters_to_remove matches names as written between `&`s,
+ * so another spelling would reach the upstream with its key, where a framework may well read it as the parameter.
  */
 export function keyParameterIn(rawQuery: string, name: string): { present: boolean; miswritten: string | undefined } {
   let present = false;
   if (rawQuery === '') return { present, miswritten: undefined };
-  const wanted = name.toLowerCase();
+  const wanted = readAs(name);
+  const spelling = (raw: string): boolean => (raw.length === name.length || FOLDED.test(raw)) && readAs(raw) === wanted;
   for (const pair of rawQuery.split('&')) {
-    const eq = pair.indexOf('=');
-    const raw = eq >= 0 ? pair.slice(0, eq) : pair;
-    if (raw === name) {
-      present = true;
-      continue;
+    const pieces = pair.includes(';') ? pair.split(';') : [pair];
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      const eq = piece.indexOf('=');
+      const raw = eq >= 0 ? piece.slice(0, eq) : piece;
+      if (i === 0 && raw === name) present = true;
+      else if (spelling(raw)) return { present, miswritten: i === 0 ? raw : `;${raw}` };
     }
-    let decoded = raw;
-    // Most names have nothing to decode: no escape, no +.
-    if (raw.includes('%') || raw.includes('+')) {
-      try {
-        decoded = decodeURIComponent(raw.replace(/\+/g, ' '));
-      } catch {
-        // A malformed escape is no spelling of the name.
-      }
-    }
-    if (decoded.toLowerCase() === wanted) return { present, miswritten: raw };
   }
   return { present, miswritten: undefined };
 }

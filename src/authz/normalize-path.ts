@@ -10,7 +10,8 @@
  *     upstreams disagree on what they mean, so no answer would be safe;
  *   - `;` (raw or `%3B`) refused: Tomcat, Jetty and Spring strip `;params` from a segment before resolving dots, so
  *     `/public/..;/admin` is `/admin` to them but a `/public` path here;
- *   - overlong UTF-8 lead bytes (`%C0`, `%C1`) refused: never valid UTF-8, yet lenient decoders read `%C0%AE` as `.`;
+ *   - overlong UTF-8 refused: `%C0`, `%C1`, `%E0` before `%80`–`%9F`, `%F0` before `%80`–`%8F`, and `%F5`–`%FF`
+ *     (never valid UTF-8), yet lenient decoders read `%C0%AE`, `%E0%80%AE` and `%F0%80%80%AE` as `.`;
  *   - raw non-ASCII characters percent-encoded as UTF-8 (`é` → `%C3%A9`): the upstream reads both spellings as one
  *     path, so a policy on either protects both.
  * Policy paths in the config are normalized the same way (config.ts), so they are compared like with like.
@@ -39,8 +40,12 @@ export function normalizePath(raw: string): NormalizedPath {
   if (!/%|\/\/|\/\.\.?(\/|$)|[^\u0000-\u007f]/.test(target)) return { ok: true, path: target, query };
 
   let decoded = '';
+  // The escape just before this one, for the overlong forms that only its follower reveals (`%E0%80`).
+  let prior = '';
   for (let i = 0; i < target.length; i++) {
     const c = target[i]!;
+    const after = prior;
+    prior = '';
     if (c > '\u007f') {
       // A whole code point (a surrogate pair is one); a lone surrogate encodes as U+FFFD, as it would on the wire.
       const point = String.fromCodePoint(target.codePointAt(i)!);
@@ -58,7 +63,11 @@ export function normalizePath(raw: string): NormalizedPath {
     const upper = hex.toUpperCase();
     if (upper === '2F' || upper === '5C') return { ok: false, reason: 'encoded slash or backslash in path' };
     if (upper === '3B') return { ok: false, reason: 'encoded semicolon (path parameter) in path' };
-    if (upper === 'C0' || upper === 'C1') return { ok: false, reason: 'overlong UTF-8 escape in path' };
+    const byte = parseInt(hex, 16);
+    if (upper === 'C0' || upper === 'C1' || byte >= 0xf5 || (after === 'E0' && byte < 0xa0) || (after === 'F0' && byte < 0x90)) {
+      return { ok: false, reason: 'overlong UTF-8 escape in path' };
+    }
+    prior = upper;
     if (upper === '00' || parseInt(hex, 16) < 0x20 || upper === '7F') return { ok: false, reason: 'encoded control character in path' };
     decoded += UNRESERVED.test(char) ? char : `%${upper}`;
     i += 2;

@@ -58,6 +58,20 @@ describe('keyParameterIn: the key parameter as written, and any other spelling o
     ['Api_Key=x&z=1', false, 'Api_Key'],
     ['%61pi_key=x', false, '%61pi_key'],
     ['api%ZZkey=x&api_key=y', true, undefined],
+    // What PHP, Rails, qs read as api_key, and a `;` that Rack, older Python and servlet containers split on.
+    ['api_key[]=x', false, 'api_key[]'],
+    ['api_key[0]=x&z=1', false, 'api_key[0]'],
+    ['api_key[a][b]=x', false, 'api_key[a][b]'],
+    ['API_KEY%5B%5D=x', false, 'API_KEY%5B%5D'],
+    ['api.key=x', false, 'api.key'],
+    ['api+key=x', false, 'api+key'],
+    ['api%20key=x', false, 'api%20key'],
+    ['api[key=x', false, 'api[key'],
+    ['+api_key=x', false, '+api_key'],
+    ['y=1;api_key=x', false, ';api_key'],
+    ['api_key=x;y=1', true, undefined],
+    ['y=1;API_KEY=x&api_key=z', false, ';API_KEY'],
+    ['api[key]=x&apikey=y&api_keys[]=z&api-key=w', false, undefined],
   ];
   for (const [query, present, miswritten] of table) {
     it(`'${query}' → ${present ? 'present' : 'absent'}${miswritten ? `, miswritten as ${miswritten}` : ''}`, () => {

@@ -45,6 +45,17 @@ describe('normalizePath', () => {
     ['/public/%c0%ae%c0%ae/admin', null],
     ['/a%C1%81', null],
     ['/a%c2%ae', '/a%C2%AE'],
+    // The longer overlong forms: `%E0%80%AE` and `%F0%80%80%AE` are `.` to the same decoders; `%F5`–`%FF` never lead.
+    ['/public/%E0%80%AE%E0%80%AE/admin', null],
+    ['/public/%e0%9f%bf', null],
+    ['/public/%F0%80%80%AE%F0%80%80%AE/admin', null],
+    ['/public/%f0%8f%bf%bf', null],
+    ['/public/%FC%80%80%80%80%AE', null],
+    ['/a%F5%80%80%80', null],
+    ['/a%E0%A0%80', '/a%E0%A0%80'],
+    ['/a%F0%90%80%80', '/a%F0%90%80%80'],
+    ['/a%E0/%80', '/a%E0/%80'],
+    ['/a%E0x%80', '/a%E0x%80'],
     // Raw non-ASCII is the same path to the upstream as its UTF-8 escapes, so it is matched as them.
     ['/café', '/caf%C3%A9'],
     ['/caf%c3%a9', '/caf%C3%A9'],
