@@ -68,7 +68,7 @@ export function normalizePath(raw: string): NormalizedPath {
       return { ok: false, reason: 'overlong UTF-8 escape in path' };
     }
     prior = upper;
-    if (upper === '00' || parseInt(hex, 16) < 0x20 || upper === '7F') return { ok: false, reason: 'encoded control character in path' };
+    if (byte < 0x20 || byte === 0x7f) return { ok: false, reason: 'encoded control character in path' };
     decoded += UNRESERVED.test(char) ? char : `%${upper}`;
     i += 2;
   }
