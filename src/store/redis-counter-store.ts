@@ -11,7 +11,9 @@
 // script that may already have run when a connection drops (that could count a request twice), and reconnects
 // forever in the background.
 
+import { lookup } from 'node:dns';
 import { Cluster, Redis, ReplyError } from 'ioredis';
+import StandaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import { whenAborted } from '../shared/abort.js';
 import { ErrorCode, PortcullisError, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
@@ -396,7 +398,17 @@ export class RedisCounterStore implements CounterStore {
       return Promise.reject(error);
     }
     if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.ping(signal));
-    return raceAbort(this.client.ping().then(() => undefined), signal, this.stall);
+    const answered = this.client instanceof Cluster ? this.clusterServes(this.client) : this.client.ping().then(() => undefined);
+    return raceAbort(answered, signal, this.stall);
+  }
+
+  /**
+   * A cluster that refuses every call (CLUSTERDOWN: a master gone with no replica to promote) still answers PING,
+   * so readiness asks a node for the cluster's state instead: down is not ready, as a single Redis that is down.
+   */
+  private async clusterServes(cluster: Cluster): Promise<void> {
+    const down = clusterDownReason(String(await cluster.cluster('INFO')));
+    if (down !== undefined) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${down}`);
   }
 
   async close(): Promise<void> {
@@ -638,6 +650,18 @@ function merge(count: number, groups: readonly number[][], replies: readonly Cou
   return results;
 }
 
+/**
+ * Why a cluster serves no call, from a node's CLUSTER INFO: undefined while cluster_state is ok (some slots may be
+ * unserved then, with cluster-require-full-coverage no: their calls fail, the others count).
+ */
+export function clusterDownReason(info: string): string | undefined {
+  const field = (name: string): string | undefined => new RegExp(`^${name}:(\\S*)`, 'm').exec(info)?.[1];
+  const state = field('cluster_state');
+  if (state === 'ok') return undefined;
+  const slots = ['cluster_slots_ok', 'cluster_slots_pfail', 'cluster_slots_fail'].filter((name) => field(name) !== undefined).map((name) => `${name}:${field(name)}`);
+  return `CLUSTERDOWN: cluster_state:${state ?? 'unknown'}${slots.length > 0 ? ` (${slots.join(', ')})` : ''}`;
+}
+
 function unexpectedReply(reply: unknown): StoreError {
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
 }
@@ -753,6 +777,35 @@ export function seedsUseTls(seeds: readonly string[]): boolean {
   throw new PortcullisError(ErrorCode.CONFIG_INVALID, `redis cluster seeds mix rediss:// and redis://: all seeds must be rediss:// (TLS) or none`);
 }
 
+/**
+ * Emitted by a Cluster from createRedisClient after each lookup of a seed's host name, at every (re)connect:
+ * (host, the lookup's error or undefined). The connection log (watchRedisConnection) reports the seeds skipped.
+ */
+export const SEED_LOOKUP_EVENT = 'portcullis:seed lookup';
+
+/**
+ * ioredis's connector with one more 'error' listener on each socket, which stays. ioredis listens with once() only
+ * (twice), and a TLS socket can fail twice: the certificate check fails, then the server's alert arrives before the
+ * socket is gone ("tlsv1 alert decode error"). With no listener left the second error was thrown, and killed the
+ * process (2 runs in 4 of `serve` with three Cluster clients and an untrusted CA). The first error is ioredis's to
+ * report; a later one on a socket already failing says nothing new.
+ */
+class SocketErrorsHeard extends StandaloneConnectorModule.default {
+  // ioredis passes the client's options, which are the connector's (ConnectorConstructor types them unknown).
+  constructor(options: unknown) {
+    super(options as StandaloneConnectionOptions);
+  }
+
+  override async connect(emitter: ErrorEmitter): Promise<NetStream> {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+type StandaloneConnectionOptions = ConstructorParameters<typeof StandaloneConnectorModule.default>[0];
+type ErrorEmitter = Parameters<InstanceType<typeof StandaloneConnectorModule.default>['connect']>[0];
+type NetStream = Awaited<ReturnType<InstanceType<typeof StandaloneConnectorModule.default>['connect']>>;
+
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
   return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
@@ -774,6 +827,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     // write syscalls were the largest single cost of a request under load (docs/benchmarks.md). A batch is one call
     // per turn already; on a single node it skips this (autoPipeliningIgnoredCommands below).
     enableAutoPipelining: true,
+    Connector: SocketErrorsHeard,
   };
   let client: RedisClient;
   if (options.cluster !== undefined && options.cluster.length > 0) {
@@ -793,6 +847,13 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
       retryDelayOnTryAgain: 10,
       lazyConnect: false,
+      // ioredis resolves every seed's host name before it connects, and one name that did not resolve failed the
+      // connect (and every reconnect), good seeds and all. Such a seed is kept under its name instead: only its own
+      // connection fails (ENOTFOUND), and the cluster is learnt from the others.
+      dnsLookup: (hostname, callback) => lookup(hostname, (error, address) => {
+        client.emit(SEED_LOOKUP_EVENT, hostname, error ?? undefined);
+        callback(null, error ? hostname : address);
+      }),
       redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
     });
   } else {
