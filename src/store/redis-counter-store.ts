@@ -365,12 +365,24 @@ export class RedisCounterStore implements CounterStore {
       let at = 0;
       for (const waiter of pending.waiters) {
         const mine = settled.slice(at, at + waiter.count);
+        const ops = pending.ops.slice(at, at + waiter.count);
         at += waiter.count;
         const failed = mine.find((result) => result instanceof BatchFailure);
-        if (failed instanceof BatchFailure) waiter.reject(failed.error);
-        else waiter.resolve(mine as CounterResult[]);
+        if (!(failed instanceof BatchFailure)) waiter.resolve(mine as CounterResult[]);
+        else if (mine.every((result) => !(result instanceof BatchFailure) || refusedMidMigration(result.error)) && !waiter.signal.aborted) {
+          this.callEachAlone(ops, mine, nowMs).then(waiter.resolve, waiter.reject);
+        } else waiter.reject(failed.error);
       }
     });
+  }
+
+  /**
+   * The ops of `results` that a slot being migrated refused, each in a call of its own: a call on one key follows the
+   * migration (ASK), where one on several keys of the slot is refused until it ends. Refused, nothing ran, so this
+   * counts each op once; a request whose deadline has passed is not retried (it was answered by failure_mode).
+   */
+  private async callEachAlone(ops: readonly CounterOp[], results: readonly (CounterResult | BatchFailure)[], nowMs: number): Promise<CounterResult[]> {
+    return Promise.all(results.map((result, i) => (result instanceof BatchFailure ? this.call(ops, [i], 'always', nowMs).then(([one]) => one!) : result)));
   }
 
   /**
@@ -439,27 +451,46 @@ export class RedisCounterStore implements CounterStore {
     if (this.closed) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, 'redis counter store is closed');
   }
 
+  /**
+   * `split`: one group per op, as for ops in different slots. A slot being migrated refuses a call on several of its
+   * keys (ASK to a node that lacks some of them, or TRYAGAIN) until the migration ends, while a call on one key follows
+   * it: such a refusal, before anything was written, runs the request again split (its policy best effort across the
+   * ops, as across slots).
+   */
   private async run(
     ops: readonly CounterOp[],
     policy: ConsumePolicy,
     nowMs: number,
     signal: AbortSignal,
+    split = false,
   ): Promise<CounterResult[]> {
-    const groups = this.groupBySlot(ops);
+    const groups = split ? ops.map((_, i) => [i]) : this.groupBySlot(ops);
+    const again = (error: unknown): Promise<CounterResult[]> => {
+      if (split || groups.every((group) => group.length === 1) || !refusedMidMigration(error)) throw error;
+      if (signal.aborted) throw deadlineError();
+      return this.run(ops, policy, nowMs, signal, true);
+    };
     if (groups.length === 1 || policy === 'always') {
       // `always` needs no cross-op decision, so each slot group decides for itself.
-      const replies = await Promise.all(groups.map((group) => this.call(ops, group, policy, nowMs)));
-      return merge(ops.length, groups, replies);
+      try {
+        return merge(ops.length, groups, await Promise.all(groups.map((group) => this.call(ops, group, policy, nowMs))));
+      } catch (error) {
+        // With several groups, another group's call may have written: only a single one is run again.
+        if (groups.length === 1) return await again(error);
+        throw error;
+      }
     }
     // Ops in several slots under a policy that looks at all ops: read every group, decide here, then write.
     // Each call is atomic within its slot only: a concurrent request may change a counter between the two phases,
     // so across slots this policy is best effort (as envoyproxy/ratelimit's GET-then-INCRBY is), while every
     // counter stays exact.
-    const evaluated = merge(
-      ops.length,
-      groups,
-      await Promise.all(groups.map((group) => this.call(ops, group, 'evaluate', nowMs))),
-    );
+    let readings: CounterResult[][];
+    try {
+      readings = await Promise.all(groups.map((group) => this.call(ops, group, 'evaluate', nowMs)));
+    } catch (error) {
+      return await again(error); // evaluating writes nothing
+    }
+    const evaluated = merge(ops.length, groups, readings);
     if (signal.aborted) throw deadlineError(); // do not write for a request that has been answered
     const consume = decideConsumption(
       policy,
@@ -662,6 +693,16 @@ export function clusterDownReason(info: string): string | undefined {
   return `CLUSTERDOWN: cluster_state:${state ?? 'unknown'}${slots.length > 0 ? ` (${slots.join(', ')})` : ''}`;
 }
 
+/**
+ * A call refused because its slot is being migrated and not all of its keys are on one side yet: the source answers
+ * ASK or TRYAGAIN, the importing node TRYAGAIN (and MOVED to ioredis's retry of that, sent without ASKING), until
+ * ioredis gives up after its redirections on whichever came last. Each is a refusal before anything ran.
+ */
+export function refusedMidMigration(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return /^(?:redis: )?(?:Too many Cluster redirections\. Last error: (?:\w*Error: )?)?(?:ASK|TRYAGAIN|MOVED) /.test(message);
+}
+
 function unexpectedReply(reply: unknown): StoreError {
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
 }
@@ -854,7 +895,11 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
         client.emit(SEED_LOOKUP_EVENT, hostname, error ?? undefined);
         callback(null, error ? hostname : address);
       }),
-      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
+      // Not on the node connections: the Cluster writes its commands to them directly, and only ioredis's own calls
+      // on them would be auto-pipelined, among them the ASKING that must precede a command redirected by ASK. Sent a
+      // turn after that command, it let the importing node answer MOVED back to the source, and the command bounced
+      // between the two until it ran out of redirections (a call on a slot being migrated, in ~60 ms).
+      redisOptions: { ...connectionOptions, enableAutoPipelining: false, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
     });
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
