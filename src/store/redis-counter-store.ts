@@ -885,7 +885,8 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       retryDelayOnClusterDown: 0,
       // TRYAGAIN: a call on several keys of a slot being migrated, some of them moved already; it is refused until
       // the migration of the slot ends. The default 100 ms kept retrying for 1.6 s, past the request's deadline, and
-      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
+      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead, and
+      // the store runs it again one key per call (refusedMidMigration).
       retryDelayOnTryAgain: 10,
       lazyConnect: false,
       // ioredis resolves every seed's host name before it connects, and one name that did not resolve failed the
