@@ -25,8 +25,8 @@ import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCacheStore } from '../store/memory-cache-store.js';
 import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
-import { createRedisClient, RedisCounterStore } from '../store/redis-counter-store.js';
-import { probeClusterSeeds, watchRedisConnection } from '../store/redis-connection-log.js';
+import { createRedisClient, RedisCounterStore, type RedisClient } from '../store/redis-counter-store.js';
+import { probeClusterSeeds, watchRedisConnection, type RedisProbe } from '../store/redis-connection-log.js';
 
 const USAGE = `usage:
   portcullis serve --config portcullis.yaml       run the gRPC services and the admin server
@@ -122,25 +122,36 @@ async function validate(options: { config?: string; descriptors?: string }): Pro
   return 1;
 }
 
-function createStore(config: PortcullisConfig, logger: Logger, registry: Registry): CounterStore {
-  if (config.redis === undefined) return new MemoryCounterStore({ maxKeys: config.memory.maxKeys, observer: createMemoryStoreMetrics(registry) });
-  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
-  watchRedisConnection(client, {
-    down: (reason) => logger.error({ reason }, 'redis connection failed'),
-    up: () => logger.info('redis connected'),
-  }, {
-    redact: redactUrlCredentials,
-    clock: systemClock,
-    ...(client instanceof Cluster && config.redis.cluster !== undefined ? { probe: probeClusterSeeds(client, config.redis.cluster) } : {}),
-  });
-  return new RedisCounterStore(client);
+/** Opens a Redis client for `name` (the counter store, the ext_proc cache, the revocation list). */
+type OpenRedis = (name: string) => RedisClient;
+
+/**
+ * Every Redis client `serve` opens comes from here, its connection trouble logged under its name (the connection log:
+ * redis-connection-log.ts): one that was not watched failed without a line in the log. The clients of a cluster share
+ * one seed probe, so an outage costs one probe connection per seed rather than one per client.
+ */
+function redisOpener(redis: NonNullable<PortcullisConfig['redis']>, logger: Logger): OpenRedis {
+  let probe: RedisProbe | undefined;
+  return (name) => {
+    const client = createRedisClient({ url: redis.url, cluster: redis.cluster, connectTimeoutMs: redis.connectTimeoutMs });
+    if (client instanceof Cluster && redis.cluster !== undefined) probe ??= probeClusterSeeds(client, redis.cluster);
+    watchRedisConnection(client, {
+      down: (reason) => logger.error({ client: name, reason }, 'redis connection failed'),
+      up: () => logger.info({ client: name }, 'redis connected'),
+      seedSkipped: (reason) => logger.warn({ client: name, reason }, 'redis cluster seed skipped'),
+    }, { redact: redactUrlCredentials, clock: systemClock, ...(client.isCluster && probe !== undefined ? { probe } : {}) });
+    return client;
+  };
 }
 
-function createCacheStore(config: PortcullisConfig): CacheStore {
-  if (config.redis === undefined) return new MemoryCacheStore(config.extproc.cache.maxMemoryBytes);
-  return new RedisCacheStore(createRedisClient({
-    url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs,
-  }), config.extproc.cache.keyPrefix);
+function createStore(config: PortcullisConfig, openRedis: OpenRedis | undefined, registry: Registry): CounterStore {
+  if (openRedis === undefined) return new MemoryCounterStore({ maxKeys: config.memory.maxKeys, observer: createMemoryStoreMetrics(registry) });
+  return new RedisCounterStore(openRedis('counter store'));
+}
+
+function createCacheStore(config: PortcullisConfig, openRedis: OpenRedis | undefined): CacheStore {
+  if (openRedis === undefined) return new MemoryCacheStore(config.extproc.cache.maxMemoryBytes);
+  return new RedisCacheStore(openRedis('extproc cache'), config.extproc.cache.keyPrefix);
 }
 
 async function serve(configFile: string): Promise<number> {
@@ -175,12 +186,13 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   createLogMetrics(registry, logOutput);
-  const revocation = config.redis && config.authz?.revocation.enabled
-    ? sharedRevocationList(createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs }), config.authz,
+  const openRedis = config.redis === undefined ? undefined : redisOpener(config.redis, logger);
+  const revocation = openRedis !== undefined && config.authz?.revocation.enabled
+    ? sharedRevocationList(openRedis('revocation list'), config.authz,
       (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'))
     : new MemoryRevocationList(systemClock);
   const app = buildApp({
-    config, logger, registry, clock: systemClock, store: createStore(config, logger, registry), cache: createCacheStore(config),
+    config, logger, registry, clock: systemClock, store: createStore(config, openRedis, registry), cache: createCacheStore(config, openRedis),
     random: Math.random, revocation, worker,
   });
   // A signal during start-up is kept and acted on once started: without a handler, Node would die of it undrained.

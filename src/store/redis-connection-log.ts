@@ -1,12 +1,18 @@
 import { Redis, type Cluster } from 'ioredis';
 import type { Clock } from '../shared/clock.js';
 import { reasonCode } from '../shared/failure-streak.js';
+import { SEED_LOOKUP_EVENT } from './redis-counter-store.js';
 
 export interface RedisConnectionEvents {
   /** The connection failed, with a kind of reason not yet reported since it last worked (credentials already hidden). */
   down(reason: string): void;
   /** Connected again after a failure. */
   up(): void;
+  /**
+   * A Cluster seed whose host name does not resolve ("host: reason"), once until it resolves again: the cluster is
+   * learnt from the other seeds, and this is only a failure when none of them answers (then down() says so too).
+   */
+  seedSkipped(reason: string): void;
 }
 
 /** Finds why a connection fails when the client only says that it did (see watchRedisConnection); undefined when it cannot tell. */
@@ -44,9 +50,10 @@ export function explainRedisError(message: string): string {
  * logging each would bury the one line an operator needs, such as WRONGPASS for a wrong password, which otherwise
  * only shows as "not reachable" on /readyz.
  *
- * A Cluster hides most reasons (UNINFORMATIVE), and a seed whose name does not resolve emits nothing at all: its
- * per-node errors are heard ('node error'), and when they say nothing, `probe` (probeClusterSeeds) connects to the
- * seeds itself, at most every PROBE_INTERVAL_MS, to find the reason (self-signed certificate, ENOTFOUND…).
+ * A Cluster hides most reasons (UNINFORMATIVE): its per-node errors are heard ('node error'), and when they say
+ * nothing, `probe` (probeClusterSeeds) connects to the seeds itself, at most every PROBE_INTERVAL_MS, to find the
+ * reason (self-signed certificate, ENOTFOUND…). A seed whose name does not resolve is reported apart, as skipped
+ * (SEED_LOOKUP_EVENT): the cluster may well serve from the others.
  */
 export interface RedisConnectionWatch {
   /** Hides credentials in a reason before it is reported. */
@@ -92,7 +99,18 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
   };
   client.on('error', (error: Error) => heard(error));
   if (client.isCluster) {
-    client.on('node error', (error: Error, node: string) => heard(error, node));
+    const unresolved = new Set<string>();
+    client.on(SEED_LOOKUP_EVENT, (host: string, error: Error | undefined) => {
+      if (error === undefined) unresolved.delete(host);
+      else if (!unresolved.has(host)) {
+        unresolved.add(host);
+        events.seedSkipped(redact(`${host}: ${error.message}`));
+      }
+    });
+    // A skipped seed's own connection fails with the reason just reported; the others may well serve.
+    client.on('node error', (error: Error, node: string) => {
+      if (!unresolved.has(node.replace(/:\d+$/, ''))) heard(error, node);
+    });
     // A seed that does not resolve fails the Cluster's connect before any node is tried: no error is emitted.
     client.on('reconnecting', () => unexplained(undefined));
   }
@@ -108,19 +126,27 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
 /**
  * A probe for a Cluster: one connection to each seed in turn, with the options of the Cluster's own node connections
  * (TLS, password), that keeps the first error it hears. "host:port: reason" for the first seed that fails, undefined
- * when every seed answers PING (the trouble is elsewhere).
+ * when every seed answers PING (the trouble is elsewhere). A seed whose name does not resolve is named only when no
+ * seed that resolves fails: its reason is reported already (seedSkipped), and would hide theirs (WRONGPASS, say).
  */
 export function probeClusterSeeds(cluster: Cluster, seeds: readonly string[]): RedisProbe {
-  return async () => {
-    for (const seed of seeds) {
-      const url = new URL(seed.includes('://') ? seed : `redis://${seed}`);
-      const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-      const port = Number(url.port || 6379);
-      const reason = await probeNode(host, port, cluster.options.redisOptions ?? {});
-      if (reason !== undefined) return `${host}:${port}: ${reason}`;
-    }
-    return undefined;
-  };
+  // Clients that share the probe and ask at once (they see the same outage) share one run.
+  let running: Promise<string | undefined> | undefined;
+  return () => (running ??= probeSeeds(cluster, seeds).finally(() => (running = undefined)));
+}
+
+async function probeSeeds(cluster: Cluster, seeds: readonly string[]): Promise<string | undefined> {
+  let unresolved: string | undefined;
+  for (const seed of seeds) {
+    const url = new URL(seed.includes('://') ? seed : `redis://${seed}`);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 6379);
+    const reason = await probeNode(host, port, cluster.options.redisOptions ?? {});
+    if (reason === undefined) continue;
+    if (!/\b(?:ENOTFOUND|EAI_AGAIN)\b/.test(reason)) return `${host}:${port}: ${reason}`;
+    unresolved ??= `${host}:${port}: ${reason}`;
+  }
+  return unresolved;
 }
 
 async function probeNode(host: string, port: number, options: NonNullable<Cluster['options']['redisOptions']>): Promise<string | undefined> {

@@ -11,7 +11,9 @@
 // script that may already have run when a connection drops (that could count a request twice), and reconnects
 // forever in the background.
 
+import { lookup } from 'node:dns';
 import { Cluster, Redis, ReplyError } from 'ioredis';
+import StandaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import { whenAborted } from '../shared/abort.js';
 import { ErrorCode, PortcullisError, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
@@ -363,12 +365,24 @@ export class RedisCounterStore implements CounterStore {
       let at = 0;
       for (const waiter of pending.waiters) {
         const mine = settled.slice(at, at + waiter.count);
+        const ops = pending.ops.slice(at, at + waiter.count);
         at += waiter.count;
         const failed = mine.find((result) => result instanceof BatchFailure);
-        if (failed instanceof BatchFailure) waiter.reject(failed.error);
-        else waiter.resolve(mine as CounterResult[]);
+        if (!(failed instanceof BatchFailure)) waiter.resolve(mine as CounterResult[]);
+        else if (mine.every((result) => !(result instanceof BatchFailure) || refusedMidMigration(result.error)) && !waiter.signal.aborted) {
+          this.callEachAlone(ops, mine, nowMs).then(waiter.resolve, waiter.reject);
+        } else waiter.reject(failed.error);
       }
     });
+  }
+
+  /**
+   * The ops of `results` that a slot being migrated refused, each in a call of its own: a call on one key follows the
+   * migration (ASK), where one on several keys of the slot is refused until it ends. Refused, nothing ran, so this
+   * counts each op once; a request whose deadline has passed is not retried (it was answered by failure_mode).
+   */
+  private async callEachAlone(ops: readonly CounterOp[], results: readonly (CounterResult | BatchFailure)[], nowMs: number): Promise<CounterResult[]> {
+    return Promise.all(results.map((result, i) => (result instanceof BatchFailure ? this.call(ops, [i], 'always', nowMs).then(([one]) => one!) : result)));
   }
 
   /**
@@ -396,7 +410,17 @@ export class RedisCounterStore implements CounterStore {
       return Promise.reject(error);
     }
     if (this.stall?.stalled) return this.stall.clear(signal).then(() => this.ping(signal));
-    return raceAbort(this.client.ping().then(() => undefined), signal, this.stall);
+    const answered = this.client instanceof Cluster ? this.clusterServes(this.client) : this.client.ping().then(() => undefined);
+    return raceAbort(answered, signal, this.stall);
+  }
+
+  /**
+   * A cluster that refuses every call (CLUSTERDOWN: a master gone with no replica to promote) still answers PING,
+   * so readiness asks a node for the cluster's state instead: down is not ready, as a single Redis that is down.
+   */
+  private async clusterServes(cluster: Cluster): Promise<void> {
+    const down = clusterDownReason(String(await cluster.cluster('INFO')));
+    if (down !== undefined) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: ${down}`);
   }
 
   async close(): Promise<void> {
@@ -427,27 +451,46 @@ export class RedisCounterStore implements CounterStore {
     if (this.closed) throw new StoreError(ErrorCode.STORE_UNAVAILABLE, 'redis counter store is closed');
   }
 
+  /**
+   * `split`: one group per op, as for ops in different slots. A slot being migrated refuses a call on several of its
+   * keys (ASK to a node that lacks some of them, or TRYAGAIN) until the migration ends, while a call on one key follows
+   * it: such a refusal, before anything was written, runs the request again split (its policy best effort across the
+   * ops, as across slots).
+   */
   private async run(
     ops: readonly CounterOp[],
     policy: ConsumePolicy,
     nowMs: number,
     signal: AbortSignal,
+    split = false,
   ): Promise<CounterResult[]> {
-    const groups = this.groupBySlot(ops);
+    const groups = split ? ops.map((_, i) => [i]) : this.groupBySlot(ops);
+    const again = (error: unknown): Promise<CounterResult[]> => {
+      if (split || groups.every((group) => group.length === 1) || !refusedMidMigration(error)) throw error;
+      if (signal.aborted) throw deadlineError();
+      return this.run(ops, policy, nowMs, signal, true);
+    };
     if (groups.length === 1 || policy === 'always') {
       // `always` needs no cross-op decision, so each slot group decides for itself.
-      const replies = await Promise.all(groups.map((group) => this.call(ops, group, policy, nowMs)));
-      return merge(ops.length, groups, replies);
+      try {
+        return merge(ops.length, groups, await Promise.all(groups.map((group) => this.call(ops, group, policy, nowMs))));
+      } catch (error) {
+        // With several groups, another group's call may have written: only a single one is run again.
+        if (groups.length === 1) return await again(error);
+        throw error;
+      }
     }
     // Ops in several slots under a policy that looks at all ops: read every group, decide here, then write.
     // Each call is atomic within its slot only: a concurrent request may change a counter between the two phases,
     // so across slots this policy is best effort (as envoyproxy/ratelimit's GET-then-INCRBY is), while every
     // counter stays exact.
-    const evaluated = merge(
-      ops.length,
-      groups,
-      await Promise.all(groups.map((group) => this.call(ops, group, 'evaluate', nowMs))),
-    );
+    let readings: CounterResult[][];
+    try {
+      readings = await Promise.all(groups.map((group) => this.call(ops, group, 'evaluate', nowMs)));
+    } catch (error) {
+      return await again(error); // evaluating writes nothing
+    }
+    const evaluated = merge(ops.length, groups, readings);
     if (signal.aborted) throw deadlineError(); // do not write for a request that has been answered
     const consume = decideConsumption(
       policy,
@@ -638,6 +681,28 @@ function merge(count: number, groups: readonly number[][], replies: readonly Cou
   return results;
 }
 
+/**
+ * Why a cluster serves no call, from a node's CLUSTER INFO: undefined while cluster_state is ok (some slots may be
+ * unserved then, with cluster-require-full-coverage no: their calls fail, the others count).
+ */
+export function clusterDownReason(info: string): string | undefined {
+  const field = (name: string): string | undefined => new RegExp(`^${name}:(\\S*)`, 'm').exec(info)?.[1];
+  const state = field('cluster_state');
+  if (state === 'ok') return undefined;
+  const slots = ['cluster_slots_ok', 'cluster_slots_pfail', 'cluster_slots_fail'].filter((name) => field(name) !== undefined).map((name) => `${name}:${field(name)}`);
+  return `CLUSTERDOWN: cluster_state:${state ?? 'unknown'}${slots.length > 0 ? ` (${slots.join(', ')})` : ''}`;
+}
+
+/**
+ * A call refused because its slot is being migrated and not all of its keys are on one side yet: the source answers
+ * ASK or TRYAGAIN, the importing node TRYAGAIN (and MOVED to ioredis's retry of that, sent without ASKING), until
+ * ioredis gives up after its redirections on whichever came last. Each is a refusal before anything ran.
+ */
+export function refusedMidMigration(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return /^(?:redis: )?(?:Too many Cluster redirections\. Last error: (?:\w*Error: )?)?(?:ASK|TRYAGAIN|MOVED) /.test(message);
+}
+
 function unexpectedReply(reply: unknown): StoreError {
   return new StoreError(ErrorCode.STORE_UNAVAILABLE, `redis: unexpected script reply ${JSON.stringify(reply)}`);
 }
@@ -753,6 +818,35 @@ export function seedsUseTls(seeds: readonly string[]): boolean {
   throw new PortcullisError(ErrorCode.CONFIG_INVALID, `redis cluster seeds mix rediss:// and redis://: all seeds must be rediss:// (TLS) or none`);
 }
 
+/**
+ * Emitted by a Cluster from createRedisClient after each lookup of a seed's host name, at every (re)connect:
+ * (host, the lookup's error or undefined). The connection log (watchRedisConnection) reports the seeds skipped.
+ */
+export const SEED_LOOKUP_EVENT = 'portcullis:seed lookup';
+
+/**
+ * ioredis's connector with one more 'error' listener on each socket, which stays. ioredis listens with once() only
+ * (twice), and a TLS socket can fail twice: the certificate check fails, then the server's alert arrives before the
+ * socket is gone ("tlsv1 alert decode error"). With no listener left the second error was thrown, and killed the
+ * process (2 runs in 4 of `serve` with three Cluster clients and an untrusted CA). The first error is ioredis's to
+ * report; a later one on a socket already failing says nothing new.
+ */
+class SocketErrorsHeard extends StandaloneConnectorModule.default {
+  // ioredis passes the client's options, which are the connector's (ConnectorConstructor types them unknown).
+  constructor(options: unknown) {
+    super(options as StandaloneConnectionOptions);
+  }
+
+  override async connect(emitter: ErrorEmitter): Promise<NetStream> {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+type StandaloneConnectionOptions = ConstructorParameters<typeof StandaloneConnectorModule.default>[0];
+type ErrorEmitter = Parameters<InstanceType<typeof StandaloneConnectorModule.default>['connect']>[0];
+type NetStream = Awaited<ReturnType<InstanceType<typeof StandaloneConnectorModule.default>['connect']>>;
+
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
   return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
@@ -774,6 +868,7 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     // write syscalls were the largest single cost of a request under load (docs/benchmarks.md). A batch is one call
     // per turn already; on a single node it skips this (autoPipeliningIgnoredCommands below).
     enableAutoPipelining: true,
+    Connector: SocketErrorsHeard,
   };
   let client: RedisClient;
   if (options.cluster !== undefined && options.cluster.length > 0) {
@@ -790,10 +885,22 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       retryDelayOnClusterDown: 0,
       // TRYAGAIN: a call on several keys of a slot being migrated, some of them moved already; it is refused until
       // the migration of the slot ends. The default 100 ms kept retrying for 1.6 s, past the request's deadline, and
-      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead.
+      // a retry that then ran counted a request already answered by failure_mode: fail within ~200 ms instead, and
+      // the store runs it again one key per call (refusedMidMigration).
       retryDelayOnTryAgain: 10,
       lazyConnect: false,
-      redisOptions: { ...connectionOptions, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
+      // ioredis resolves every seed's host name before it connects, and one name that did not resolve failed the
+      // connect (and every reconnect), good seeds and all. Such a seed is kept under its name instead: only its own
+      // connection fails (ENOTFOUND), and the cluster is learnt from the others.
+      dnsLookup: (hostname, callback) => lookup(hostname, (error, address) => {
+        client.emit(SEED_LOOKUP_EVENT, hostname, error ?? undefined);
+        callback(null, error ? hostname : address);
+      }),
+      // Not on the node connections: the Cluster writes its commands to them directly, and only ioredis's own calls
+      // on them would be auto-pipelined, among them the ASKING that must precede a command redirected by ASK. Sent a
+      // turn after that command, it let the importing node answer MOVED back to the source, and the command bounced
+      // between the two until it ran out of redirections (a call on a slot being migrated, in ~60 ms).
+      redisOptions: { ...connectionOptions, enableAutoPipelining: false, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
     });
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {

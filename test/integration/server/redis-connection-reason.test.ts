@@ -17,12 +17,18 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 describe('portcullis serve logs why it cannot use Redis', () => {
   let descriptors: string;
+  let keysDir: string;
+  let keysFile: string;
   let tlsDir: string;
   let cluster: RedisCluster;
   let single: RedisServer;
   before(async () => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-reason-'));
     writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: 5 }\n`);
+    // Not under the descriptors' directory: every file there is read as a descriptor file.
+    keysDir = mkdtempSync(path.join(tmpdir(), 'portcullis-reason-keys-'));
+    keysFile = path.join(keysDir, 'keys.yaml');
+    writeFileSync(keysFile, `- { id: k1, sha256: '${'0'.repeat(64)}', owner: o }\n`);
     cluster = await startRedisCluster({ tls: true, password: PASSWORD });
     tlsDir = mkdtempSync(path.join(tmpdir(), 'portcullis-reason-tls-'));
     single = await startRedis({ tls: makeRedisTlsFiles(tlsDir), password: PASSWORD });
@@ -32,28 +38,38 @@ describe('portcullis serve logs why it cannot use Redis', () => {
     await single?.stop();
     rmSync(descriptors, { recursive: true, force: true });
     if (tlsDir !== undefined) rmSync(tlsDir, { recursive: true, force: true });
+    if (keysDir !== undefined) rmSync(keysDir, { recursive: true, force: true });
   });
 
-  /** Serves with `redis`, sends requests for ~3 s, and returns the "redis connection failed" reasons logged. */
-  const failures = async (redis: object, env: Record<string, string>, expected: RegExp): Promise<string[]> => {
+  /**
+   * Serves with `redis`, sends requests for ~3 s, and checks that each Redis client `serve` opens (the counter store,
+   * the ext_proc cache, the revocation list) logged the reason once, under its name.
+   */
+  const failures = async (redis: object, env: Record<string, string>, expected: RegExp): Promise<void> => {
     const server = await startPortcullis({
       server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
       redis: { ...redis, connect_timeout_ms: 500 },
       log: { level: 'info' },
       ratelimit: { descriptors, failure_mode: 'allow', timeout_ms: 200 },
+      authz: {
+        api_keys: { header: 'x-api-key', file: keysFile },
+        revocation: { enabled: true, on_unavailable: 'deny' },
+        policies: [{ name: 'api', match: { path_prefix: '/' }, authenticate: ['api_key'] }],
+      },
     }, { env });
     const client = rateLimitClient(server.grpcAddress);
     try {
-      const reasons = (): string[] => server.logs().filter((l) => l['msg'] === 'redis connection failed').map((l) => String(l['reason']));
       const startedMs = Date.now();
       while (Date.now() - startedMs < 3000) {
         await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: 'u' }] }] }, 500);
         await sleep(50);
       }
       assert.ok(!server.output().includes(PASSWORD), 'the password is never logged');
-      const matching = reasons().filter((r) => expected.test(r));
-      assert.equal(matching.length, 1, `one line naming the reason ${expected}: ${JSON.stringify(reasons())}`);
-      return reasons();
+      const failed = server.logs().filter((l) => l['msg'] === 'redis connection failed');
+      for (const name of ['counter store', 'extproc cache', 'revocation list']) {
+        const reasons = failed.filter((l) => l['client'] === name).map((l) => String(l['reason']));
+        assert.equal(reasons.filter((r) => expected.test(r)).length, 1, `${name}: one line naming the reason ${expected}: ${JSON.stringify(failed)}`);
+      }
     } finally {
       client.close();
       await server.stop();
@@ -77,6 +93,36 @@ describe('portcullis serve logs why it cannot use Redis', () => {
 
   it('a Cluster seed that does not resolve: ENOTFOUND, once', async () => {
     await failures({ cluster: [`redis://:${PASSWORD}@no-such-host.invalid:6379`] }, {}, /ENOTFOUND/);
+  });
+
+  it('a Cluster seed that does not resolve beside good ones: the good seeds serve, the bad one is logged once', async () => {
+    const seeds = [`rediss://:${PASSWORD}@no-such-host.invalid:6379`, ...cluster.servers.map((s) => `rediss://:${PASSWORD}@127.0.0.1:${s.port}`)];
+    const server = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      redis: { cluster: seeds, connect_timeout_ms: 500 },
+      log: { level: 'info' },
+      ratelimit: { descriptors, failure_mode: 'allow', timeout_ms: 500 },
+    }, { env: { NODE_EXTRA_CA_CERTS: cluster.tls!.caFile } });
+    const client = rateLimitClient(server.grpcAddress);
+    try {
+      let counted = false;
+      for (let i = 0; i < 30 && !counted; i++) {
+        counted = (await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: 'seed' }] }] }, 500)).statuses?.[0]?.current_limit !== undefined;
+        if (!counted) await sleep(100);
+      }
+      const lines = server.logs().filter((l) => /redis/.test(String(l['msg'])));
+      assert.ok(counted, `never counted with one bad seed: ${JSON.stringify(lines)}`);
+      const skipped = lines.filter((l) => l['msg'] === 'redis cluster seed skipped');
+      // One line per client that uses the seeds (counter store, ext_proc cache), each naming the host and why.
+      assert.ok(skipped.length >= 1, JSON.stringify(lines));
+      assert.equal(new Set(skipped.map((l) => l['client'])).size, skipped.length, `once per client: ${JSON.stringify(skipped)}`);
+      for (const line of skipped) assert.match(String(line['reason']), /^no-such-host\.invalid: .*ENOTFOUND/);
+      assert.deepEqual(lines.filter((l) => l['msg'] === 'redis connection failed'), [], 'no failure: the cluster is reachable');
+      assert.ok(!server.output().includes(PASSWORD), 'the password is never logged');
+    } finally {
+      client.close();
+      await server.stop();
+    }
   });
 
   it('a single node spoken to in plaintext on its TLS port: the reset, with the hint, once', async () => {

@@ -150,6 +150,39 @@ async function assertFixedWindowTtls(k: (name: string) => string): Promise<void>
   assert.equal(ttls.untimed, -1, 'a count written without a TTL keeps none (documented)');
 }
 
+describe('createRedisClient: a second error on one socket', () => {
+  // ioredis listens for a socket's errors with once(); a TLS socket whose certificate check fails can then get the
+  // server's alert as a second error (a race: seen in 2 runs of 4 of redis-connection-reason.test.ts), which with
+  // no listener left was thrown and killed the process. Emitted here by hand, the race being hard to time.
+  const twoErrors = (stream: NodeJS.EventEmitter | undefined): void => {
+    assert.ok(stream !== undefined, 'connected');
+    stream.emit('error', new Error('self-signed certificate in certificate chain'));
+    stream.emit('error', new Error('tlsv1 alert decode error'));
+  };
+
+  it('is heard on a single node connection', async () => {
+    const client = createRedisClient({ url: single.url });
+    try {
+      await ready(client);
+      assert.doesNotThrow(() => twoErrors((client as Redis).stream));
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("is heard on a cluster's node connections", async () => {
+    const client = createRedisClient({ cluster: cluster.nodes }) as Cluster;
+    try {
+      await ready(client);
+      const node = client.nodes('master')[0]!;
+      await node.ping();
+      assert.doesNotThrow(() => twoErrors(node.stream));
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
 describe('RedisCounterStore on a single node', () => {
   it('sends exactly one script call per apply, whatever the number of ops', async () => {
     const client = createRedisClient({ url: single.url });
@@ -678,51 +711,93 @@ describe('RedisCounterStore on a cluster', () => {
     }
   });
 
-  it('fails a multi-key call on a slot being migrated (TRYAGAIN) within ~200 ms, not at the deadline', async () => {
-    const client = createRedisClient({ cluster: cluster.nodes });
-    const store = new RedisCounterStore(client);
-    // Two keys of one slot, one of them moved to the importing master: a script on both answers TRYAGAIN until the
-    // migration ends. Retried every 100 ms (ioredis's default) it outlived the request's deadline and could still
-    // count after the failure_mode answer.
-    const run = randomUUID();
-    const bySlot = new Map<number, string>();
-    let pair: [string, string] | undefined;
-    for (let i = 0; pair === undefined; i++) {
-      const k = `migrating:${run}:${i}`;
-      const other = bySlot.get(keySlot(k));
-      if (other !== undefined) pair = [other, k];
-      else bySlot.set(keySlot(k), k);
-    }
-    const slot = keySlot(pair[0]);
+  /**
+   * A slot of the shared cluster half migrated to another master (IMPORTING/MIGRATING, no key moved yet), and
+   * `finish`: every key of the slot moved and the slot given to the target. keyFor(name) names a key of that slot.
+   */
+  const migrating = async (): Promise<{ keyFor(name: string): string; sourcePort: number; targetPort: number; moveKeys(...keys: string[]): Promise<void>; finish(): Promise<void>; get(key: string): Promise<string | null> }> => {
+    const tag = `{migrating:${randomUUID()}}`;
+    const slot = keySlot(tag);
     const sourcePort = Number((await slotOwner(slot)).split(':')[1]);
     const ids = new Map<number, string>();
     for (const server of cluster.servers) ids.set(server.port, (await sendCommand(server.port, ['CLUSTER', 'MYID'])).split('\r\n')[1]!);
     const targetPort = cluster.servers.map((s) => s.port).find((port) => port !== sourcePort)!;
+    await sendCommand(targetPort, ['CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', ids.get(sourcePort)!]);
+    await sendCommand(sourcePort, ['CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', ids.get(targetPort)!]);
+    const moveKeys = async (...keys: string[]): Promise<void> =>
+      assert.match(await sendCommand(sourcePort, ['MIGRATE', '127.0.0.1', String(targetPort), '', '0', '5000', 'KEYS', ...keys]), /^\+OK|^\+NOKEY/);
+    return {
+      keyFor: (name) => `${tag}:${name}`,
+      sourcePort,
+      targetPort,
+      moveKeys,
+      finish: async () => {
+        const left = await sendCommand(sourcePort, ['CLUSTER', 'GETKEYSINSLOT', String(slot), '1000']);
+        const keys = [...left.matchAll(/\$\d+\r\n([^\r]+)\r\n/g)].map((m) => m[1]!);
+        if (keys.length > 0) await moveKeys(...keys);
+        for (const server of cluster.servers) await sendCommand(server.port, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', ids.get(targetPort)!]);
+      },
+      // Where the key is now: the source while it has it, else the target (ASKING, as a redirected client does).
+      get: async (key) => {
+        const admin = new Redis(sourcePort, '127.0.0.1');
+        const target = new Redis(targetPort, '127.0.0.1');
+        try {
+          const here = await admin.get(key).catch(() => null);
+          if (here !== null) return here;
+          await target.call('ASKING');
+          return await target.get(key);
+        } finally {
+          admin.disconnect();
+          target.disconnect();
+        }
+      },
+    };
+  };
+
+  it('counts on a slot being migrated: a call on several of its keys is refused (TRYAGAIN, or ASK to a node lacking some), and runs again as one call per key', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    const slot = await migrating();
     try {
       await ready(client);
-      const ops = pair.map((k) => sliding(k, 1, 10, 60_000));
-      await store.apply(ops, 'always', NOW, signal());
-      await sendCommand(targetPort, ['CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', ids.get(sourcePort)!]);
-      await sendCommand(sourcePort, ['CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', ids.get(targetPort)!]);
-      assert.match(await sendCommand(sourcePort, ['MIGRATE', '127.0.0.1', String(targetPort), '', '0', '5000', 'KEYS', pair[0]]), /^\+OK/);
-      const started = performance.now();
-      await rejectsWithCode(store.apply(ops, 'always', NOW, AbortSignal.timeout(1000)), ErrorCode.STORE_UNAVAILABLE);
-      const elapsed = performance.now() - started;
-      assert.ok(elapsed < 500, `took ${elapsed.toFixed(0)} ms`);
+      const [a, b, c] = [slot.keyFor('a'), slot.keyFor('b'), slot.keyFor('c')];
+      // Keys that exist nowhere yet (new windows): ASK from the source, TRYAGAIN from the target.
+      assert.deepEqual(await store.apply([sliding(a, 1, 10, 60_000), sliding(b, 1, 10, 60_000)], 'none_if_over', NOW, signal()), [r(0, 1, true), r(0, 1, true)]);
+      // One moved, one not: TRYAGAIN from the source. A batch (`always`), and over 16 fixed windows in one script.
+      await slot.moveKeys(a);
+      assert.deepEqual(await store.apply([sliding(a, 1, 10, 60_000), sliding(b, 1, 10, 60_000)], 'always', NOW, signal()), [r(1, 2, true), r(1, 2, true)]);
+      const many = Array.from({ length: 20 }, (_, i) => fixed(slot.keyFor(`f${i}`), 1, 10));
+      assert.deepEqual(await store.apply(many, 'always', NOW, signal()), many.map(() => r(0, 1, true)));
+      assert.deepEqual(await store.apply([fixed(c, 2, 10), sliding(a, 1, 10, 60_000)], 'only_over', NOW, signal()), [r(0, 2, true), r(2, 3, true)]);
+      // Each counted once, wherever it now is.
+      assert.match((await slot.get(a))!, /^\d+:3:0$/);
+      assert.match((await slot.get(b))!, /^\d+:2:0$/);
+      assert.equal(await slot.get(c), '2');
+      for (const op of many) assert.equal(await slot.get(op.key), '1', op.key);
     } finally {
-      // Finish the migration: the slot, with both keys, on the target.
-      await sendCommand(sourcePort, ['MIGRATE', '127.0.0.1', String(targetPort), '', '0', '5000', 'KEYS', pair[1]]).catch(() => undefined);
-      for (const server of cluster.servers) await sendCommand(server.port, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', ids.get(targetPort)!]);
+      await slot.finish();
       await store.close();
     }
-    // Once migrated, the call runs on the new owner and finds both counts.
-    const after = createRedisClient({ cluster: cluster.nodes });
-    const moved = new RedisCounterStore(after);
+  });
+
+  it('follows ASK with ASKING first: a call on one key of a slot being migrated runs on the importing node, whose script cache is empty', async () => {
+    const client = createRedisClient({ cluster: cluster.nodes });
+    const store = new RedisCounterStore(client);
+    const slot = await migrating();
     try {
-      await ready(after);
-      assert.deepEqual(await moved.apply(pair.map((k) => sliding(k, 1, 10, 60_000)), 'always', NOW, signal()), [r(1, 2, true), r(1, 2, true)]);
+      await ready(client);
+      const keys = Array.from({ length: 10 }, (_, i) => slot.keyFor(`one${i}`));
+      await store.apply([sliding(keys[0]!, 1, 10, 60_000)], 'only_over', NOW, signal()); // the client has run the script on its source
+      await slot.moveKeys(keys[0]!);
+      // ASKING sent a turn after its command (auto-pipelined on the node connection) let the target answer MOVED back
+      // to the source: the call bounced between the two, and a script ended on NOSCRIPT there.
+      await sendCommand(slot.targetPort, ['SCRIPT', 'FLUSH']);
+      const results = await Promise.all(keys.map((key, i) => store.apply([sliding(key, 1, 10, 60_000)], 'only_over', NOW, signal()).then(([one]) => [i, one])));
+      assert.deepEqual(results, keys.map((_, i) => [i, i === 0 ? r(1, 2, true) : r(0, 1, true)]));
+      assert.deepEqual(await Promise.all(keys.map((key) => store.apply([fixed(`${key}:n`, 1, 10)], 'always', NOW, signal()))), keys.map(() => [r(0, 1, true)]));
     } finally {
-      await moved.close();
+      await slot.finish();
+      await store.close();
     }
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
+import { SEED_LOOKUP_EVENT } from '../../../src/store/redis-counter-store.js';
 import { explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
@@ -37,7 +38,7 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
     client.isCluster = false;
     const lines: string[] = [];
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up') }, { redact: (text) => text.replace(/:[^@/]*@/, ':***@'), clock: new FakeClock(0) });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text.replace(/:[^@/]*@/, ':***@'), clock: new FakeClock(0) });
     return { client, lines };
   };
 
@@ -74,7 +75,7 @@ describe('watchRedisConnection: a Cluster that hides its reason is probed, at mo
       probes++;
       return new Promise((resolve) => (answer = resolve));
     };
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up') }, { redact: (text) => text, probe, clock });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text, probe, clock });
     const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
     client.emit('error', new Error('Failed to refresh slots cache.'));
@@ -98,5 +99,29 @@ describe('watchRedisConnection: a Cluster that hides its reason is probed, at mo
     client.emit('node error', new Error('WRONGPASS invalid username-password pair'), '127.0.0.1:7002');
     assert.equal(probes, 2, 'a reason given is reported, not probed');
     assert.deepEqual(lines.at(-1), '127.0.0.1:7002: WRONGPASS invalid username-password pair');
+  });
+});
+
+describe('watchRedisConnection: a Cluster seed whose name does not resolve', () => {
+  it('is reported as skipped once until it resolves, and its own connection errors are not failures', () => {
+    const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
+    client.isCluster = true;
+    const lines: string[] = [];
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text, clock: new FakeClock(0) });
+    const notFound = new Error('getaddrinfo ENOTFOUND no-such-host');
+    client.emit(SEED_LOOKUP_EVENT, 'no-such-host', notFound);
+    client.emit(SEED_LOOKUP_EVENT, 'good-host', undefined);
+    client.emit('node error', notFound, 'no-such-host:6379');
+    client.emit('ready');
+    client.emit(SEED_LOOKUP_EVENT, 'no-such-host', notFound); // the next reconnect looks it up again
+    assert.deepEqual(lines, ['skipped no-such-host: getaddrinfo ENOTFOUND no-such-host']);
+    client.emit(SEED_LOOKUP_EVENT, 'no-such-host', undefined);
+    client.emit(SEED_LOOKUP_EVENT, 'no-such-host', notFound);
+    client.emit('node error', new Error('WRONGPASS invalid username-password pair'), 'good-host:6379');
+    assert.deepEqual(lines, [
+      'skipped no-such-host: getaddrinfo ENOTFOUND no-such-host',
+      'skipped no-such-host: getaddrinfo ENOTFOUND no-such-host',
+      'down good-host:6379: WRONGPASS invalid username-password pair',
+    ]);
   });
 });
