@@ -49,6 +49,8 @@ const REDIS_TRUSTED_AFTER_MS = 5000;
 if (VARIANT !== 'single' && VARIANT !== 'workers') throw new Error(`SOAK_VARIANT=${VARIANT}: single or workers`);
 if (MINUTES <= WARMUP_MINUTES) throw new Error(`SOAK_MINUTES (${MINUTES}) must exceed the warm-up (${WARMUP_MINUTES})`);
 const DOMAIN = 'soak';
+/** Read now: the tree may change while the soak runs. */
+const commit = git(['rev-parse', '--short', 'HEAD']) + (git(['status', '--porcelain', '--untracked-files=no']) === '' ? '' : ' (with local changes)');
 
 const log = (message: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} soak: ${message}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -297,7 +299,6 @@ if (exited === undefined && BROKEN_RELOADS && broken > 0 && loadsRefused === 0) 
 if (!samples.some((s) => s.gc)) failures.push('the probe ran without --expose-gc: heap figures are not after a GC');
 for (const j of judgements.filter((x) => x.result === 'FAIL')) failures.push(`${j.process}: ${j.metric} rose every phase, by ${j.rise.toFixed(1)} (tolerance ${j.tolerance.toFixed(1)})`);
 
-const commit = git(['rev-parse', '--short', 'HEAD']) + (git(['status', '--porcelain', '--untracked-files=no']) === '' ? '' : ' (with local changes)');
 const elapsed = (Date.now() - start) / 1000;
 const report = [
   `## Soak ${new Date(start).toISOString()}: ${VARIANT}, ${failures.length === 0 ? 'PASSED' : 'FAILED'}`,
