@@ -13,19 +13,34 @@ export function processTicks(pid: number | undefined): number {
 
 /** processTicks of a process and of every live descendant (a supervisor and its workers). */
 export function processTreeTicks(pid: number | undefined): number {
-  if (pid === undefined) return 0;
   let ticks = 0;
-  const pending = [pid];
-  while (pending.length > 0) {
-    const next = pending.pop()!;
+  for (const next of processTree(pid)) {
     try {
       ticks += processTicks(next);
-      for (const task of readdirSync(`/proc/${next}/task`)) {
-        pending.push(...readFileSync(`/proc/${next}/task/${task}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number));
-      }
     } catch {
-      // Gone between the listing and the read: a worker that exited contributes nothing more.
+      // Gone since the listing: a worker that exited contributes nothing more.
     }
   }
   return ticks;
+}
+
+/** A process and every live descendant, parents before children; [] when it is gone. */
+export function processTree(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  const found: number[] = [];
+  const pending = [pid];
+  while (pending.length > 0) {
+    const next = pending.shift()!;
+    try {
+      const children: number[] = [];
+      for (const task of readdirSync(`/proc/${next}/task`)) {
+        children.push(...readFileSync(`/proc/${next}/task/${task}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number));
+      }
+      found.push(next);
+      pending.push(...children);
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  return found;
 }
