@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -105,8 +105,6 @@ writeFileSync(path.join(dir, 'user.json'), JSON.stringify({ type: 'object', prop
 mkdirSync(path.join(dir, 'ratelimit'));
 const probeDir = path.join(dir, 'probe');
 mkdirSync(probeDir);
-// With workers the supervisor's "listening" line has no composer address: the port is chosen here instead.
-const httpPort = VARIANT === 'workers' ? await freePort() : 0;
 
 /** Generation of the files: each write changes something a reload must apply (a limit, a cache size, a flag). */
 let generation = 0;
@@ -128,7 +126,7 @@ const config = (): string => `# generation ${generation}
 server:
   grpc: { address: "127.0.0.1:0" }
   admin: { address: "127.0.0.1:0" }
-  http: { address: "127.0.0.1:${httpPort}" }
+  http: { address: "127.0.0.1:0" }
   workers: ${VARIANT === 'workers' ? 2 : 1}
 ${redis ? `redis: { url: "${redis.url}", connect_timeout_ms: 300 }` : `memory: { max_keys: ${fill(0.25 * 0.6)} }`}
 log: { level: info }
@@ -187,8 +185,10 @@ const configFile = path.join(dir, 'portcullis.yaml');
 const descriptorFile = path.join(dir, 'ratelimit', `${DOMAIN}.yaml`);
 /** As an editor or a ConfigMap swap does: the watcher never sees half a file. */
 const writeAtomic = (file: string, text: string): void => {
-  writeFileSync(`${file}.tmp`, text);
-  renameSync(`${file}.tmp`, file);
+  // A dot-file: the descriptor directory's loader skips those, as envoyproxy/ratelimit's does not.
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
+  writeFileSync(temp, text);
+  renameSync(temp, file);
 };
 writeAtomic(configFile, config());
 writeAtomic(descriptorFile, descriptors());
@@ -200,7 +200,8 @@ portcullis = await startPortcullis({}, {
   env: { SOAK_PROBE_DIR: probeDir, SOAK_SAMPLE_MS: String(SAMPLE_MS) },
 });
 const pc = portcullis;
-const httpUrl = pc.httpUrl ?? `http://127.0.0.1:${httpPort}`;
+if (pc.httpUrl === undefined) throw new Error('portcullis logged no composer address');
+const httpUrl = pc.httpUrl;
 for (let i = 0; ; i++) {
   if ((await fetch(`${pc.adminUrl}/readyz`).catch(() => undefined))?.ok) break;
   if (i === 150) throw new Error(`portcullis not ready after 30 s:\n${pc.output().slice(-3000)}`);
@@ -373,13 +374,3 @@ function git(args: string[]): string {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}

@@ -218,7 +218,7 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
     return 1;
   }
   const { grpcAddress, adminAddress, httpAddress } = addresses;
-  if (worker) serveSupervisor(app, registry, grpcAddress, logger);
+  if (worker) serveSupervisor(app, registry, { grpcAddress, httpAddress }, logger);
   else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {

@@ -30,7 +30,7 @@ type ToWorker =
 type FromWorker =
   | { readonly pc: 'ask-handover' }
   | { readonly pc: 'inputs'; readonly inputs: ConfigInputs; readonly watched: readonly string[] }
-  | { readonly pc: 'listening'; readonly grpcAddress: string }
+  | { readonly pc: 'listening'; readonly grpcAddress: string; readonly httpAddress: string | undefined }
   | { readonly pc: 'status'; readonly ready: boolean; readonly reasons: string[]; readonly decisions: number }
   | { readonly pc: 'views'; readonly config: unknown; readonly limits: string }
   | { readonly pc: 'json'; readonly id: number; readonly status: number; readonly body: string }
@@ -90,6 +90,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   }));
   let stopping = false;
   let grpcAddress = '';
+  let httpAddress: string | undefined;
   let views: { config: unknown; limits: string } = { config: {}, limits: '' };
   let handover: Handover = { startup: undefined, lastGood: undefined };
   /** What the workers' config was built from (a reload may name other files): what the supervisor watches. */
@@ -124,6 +125,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
         case 'listening':
           slot.listening = true;
           grpcAddress = message.grpcAddress;
+          httpAddress = message.httpAddress;
           logger.info({ worker: slot.index + 1, pid: worker.process.pid }, 'worker listening');
           onListening?.();
           break;
@@ -301,7 +303,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   };
   process.on('SIGHUP', reloadAll);
 
-  logger.info({ grpcAddress, adminAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers }, 'portcullis listening');
+  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
@@ -369,7 +371,7 @@ export function askForHandover(timeoutMs = 5000): Promise<Handover> {
 }
 
 /** Inside a worker: answers the supervisor and feeds prom-client's aggregation with this worker's registry. */
-export function serveSupervisor(app: App, registry: Registry, grpcAddress: string, logger: Logger): void {
+export function serveSupervisor(app: App, registry: Registry, addresses: { grpcAddress: string; httpAddress: string | undefined }, logger: Logger): void {
   const reply = (message: FromWorker): void => {
     if (process.connected) process.send?.(message);
   };
@@ -405,7 +407,7 @@ export function serveSupervisor(app: App, registry: Registry, grpcAddress: strin
     }
   });
   sendViews();
-  reply({ pc: 'listening', grpcAddress });
+  reply({ pc: 'listening', grpcAddress: addresses.grpcAddress, httpAddress: addresses.httpAddress });
 }
 
 /** ShouldRateLimit answers this worker gave, from its own metrics: /config shows how the load spreads. */

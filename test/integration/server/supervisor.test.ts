@@ -10,6 +10,7 @@ import { repoRoot } from '../../support/envoy.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+import { startUpstream, type Upstream } from '../../support/upstream.js';
 import { awayFromWindowEdge } from '../../support/windows.js';
 
 const limit = (domain: string, perMinute: number): string => `domain: ${domain}
@@ -39,6 +40,7 @@ async function readyz(instance: PortcullisInstance): Promise<{ status: number; b
 
 describe('server.workers: 2 behind one gRPC port (node:cluster), against a real redis-server', () => {
   let redis: RedisServer;
+  let upstream: Upstream;
   let portcullis: PortcullisInstance;
   let dir: string;
   /** Four clients, each on its own connection: the supervisor hands connections to workers in turn. */
@@ -46,14 +48,16 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
 
   before(async () => {
     redis = await startRedis();
+    upstream = await startUpstream();
     dir = mkdtempSync(path.join(tmpdir(), 'portcullis-workers-'));
     writeFileSync(path.join(dir, 'spread.yaml'), limit('spread', 100));
     writeFileSync(path.join(dir, 'kill.yaml'), limit('kill', 1_000_000_000));
     portcullis = await startPortcullis({
-      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: 2, shutdown_timeout_ms: 3000 },
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, http: { address: '127.0.0.1:0' }, workers: 2, shutdown_timeout_ms: 3000 },
       redis: { url: redis.url },
       log: { level: 'info' },
       ratelimit: { descriptors: dir, reload: { enabled: true, poll_interval_ms: 100 } },
+      bff: { services: { up: upstream.url }, endpoints: [{ path: '/bff/ping', calls: { ping: { service: 'up', path: '/ping' } } }] },
     }, { readyTimeoutMs: 60_000 });
     // Both workers must listen before the clients connect, or the first one takes every connection.
     await eventually(async () => (await readyz(portcullis)).status === 200, 20_000, 'every worker ready');
@@ -78,7 +82,16 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
       assert.equal(stopped.at(-1)?.['worker'], undefined, 'the supervisor stops after its workers');
     }
     await redis?.stop();
+    await upstream?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('logs the composer\'s address, which the workers serve (port 0 resolved once for all of them)', async () => {
+    assert.ok(portcullis.httpUrl, 'the listening line names the composer\'s address');
+    for (let i = 0; i < 4; i++) {
+      const res: Response = await fetch(`${portcullis.httpUrl}/bff/ping`, { headers: { connection: 'close' } });
+      assert.equal(res.status, 200, await res.text());
+    }
   });
 
   /** Resolves once both workers have logged `msg` since log line `since`. */
