@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -10,6 +9,7 @@ import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from '.
 import { Composer } from './bff/composer.js';
 import { describeBff } from './bff/config.js';
 import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
+import { MAX_REFERENCED_FILE_BYTES, readConfigFile } from './config/config-text.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
@@ -185,9 +185,9 @@ export function buildApp(deps: AppDeps): App {
       if (config === previous.config) {
         for (const f of extprocInputs(config.extproc)) {
           try {
-            schemas[f] = source === undefined ? await readFile(f, 'utf8') : readSchema(f);
+            schemas[f] = source === undefined ? await readConfigFile({ file: f, setting: '', what: 'JSON Schema file', maxBytes: MAX_REFERENCED_FILE_BYTES }) : readSchema(f);
           } catch (error) {
-            throw new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
+            throw error instanceof ConfigError ? error : new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
           }
         }
         // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.

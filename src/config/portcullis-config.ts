@@ -1,11 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
 import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings, type HeaderRules } from '../extproc/config.js';
 import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
-import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
+import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readConfigFileSync } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector, joinPath } from './errors.js';
@@ -119,8 +117,17 @@ const schema = object({
   bff: bffSection,
 });
 
-/** The JSON Schema files extproc routes name, read from disk. */
-export const readSchemaFile = (file: string): string => readFileSync(file, 'utf8');
+/**
+ * The JSON Schema files extproc routes name, read from disk as every file the config names is (readConfigFileSync);
+ * compileExtproc reports a failure at the route that names the file.
+ */
+export const readSchemaFile = (file: string): string => {
+  try {
+    return readConfigFileSync({ file, setting: '', what: 'the file', maxBytes: MAX_REFERENCED_FILE_BYTES });
+  } catch (error) {
+    throw error instanceof ConfigError ? new Error(error.issues[0]?.message ?? error.message) : error;
+  }
+};
 
 /**
  * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
@@ -218,25 +225,13 @@ export async function loadPortcullisConfig(file: string): Promise<PortcullisConf
   return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute);
 }
 
-/** The text of portcullis.yaml: at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */
+/** The text of portcullis.yaml: a regular file of at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */
 export async function readPortcullisConfigText(file: string): Promise<string> {
-  let bytes: Buffer;
-  try {
-    const info = await stat(file);
-    if (info.size > MAX_CONFIG_FILE_BYTES) {
-      throw new ConfigError([{ file, line: undefined, path: '', message: `config file is ${info.size} bytes, more than the maximum of ${MAX_CONFIG_FILE_BYTES}` }]);
-    }
-    bytes = await readFile(file);
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    throw new ConfigError([{ file, line: undefined, path: '', message: `cannot read config file: ${(error as Error).message}` }]);
-  }
-  const decoded = decodeConfigText(bytes, path.basename(file));
-  if ('issue' in decoded) throw new ConfigError([decoded.issue]);
+  const text = await readConfigFile({ file, setting: '', what: 'config file', maxBytes: MAX_CONFIG_FILE_BYTES });
   // What a reload reads while an editor rewrites the file in place: every default (no authz: every Check denied)
   // would be swapped in for a moment. A file of defaults says so: `{}`.
-  if (decoded.text.trim() === '') throw new ConfigError([{ file, line: 1, path: '', message: 'config file is empty (write {} for every default)' }]);
-  return decoded.text;
+  if (text.trim() === '') throw new ConfigError([{ file, line: 1, path: '', message: 'config file is empty (write {} for every default)' }]);
+  return text;
 }
 
 /**
