@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
-import { ConfigError, IssueCollector, joinPath } from '../config/errors.js';
+import { ConfigError, IssueCollector, joinPath, NOT_SHOWN } from '../config/errors.js';
 import { boolean, list, object, required, string } from '../config/schema.js';
 import { parseYaml } from '../config/yaml.js';
 import { sha256 } from '../shared/sha256.js';
@@ -42,11 +42,15 @@ const ENTRY_KEYS = { id: true, sha256: true, owner: true, tier: true, scopes: tr
 /**
  * The issues of a keys file quote nothing the file says, in messages or paths: a plaintext key pasted where its
  * sha256, id or owner goes, as a list item or as a key name would be printed by validate and logged by a reload.
+ * The whole file is secret-bearing (IssueCollector's concealing rule, numbers and values holding `'` included).
  */
 class UnquotingIssues extends IssueCollector {
+  constructor(file: string) {
+    super(file, [], true);
+  }
   override add(line: number | undefined, at: string, message: string): void {
-    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : '.(not shown)'));
-    super.add(line, shownPath, message.replace(/'[^']*'/g, '(not shown)'));
+    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : `.${NOT_SHOWN}`));
+    super.add(line, shownPath, message);
   }
 }
 

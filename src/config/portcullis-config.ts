@@ -7,7 +7,7 @@ import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readC
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector, joinPath } from './errors.js';
-import { boolean, list, number, object, oneOf, string, type Field } from './schema.js';
+import { boolean, list, number, object, oneOf, secret, string, type Field } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
@@ -79,11 +79,12 @@ const schema = object({
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
     workers: workersField,
   }),
-  redis: object({
+  // A Redis URL holds the password, and one that is not a URL cannot be told from a bare password.
+  redis: secret(object({
     url: redisUrl,
     cluster: clusterSeeds,
     connect_timeout_ms: number(2000, { min: 1, max: 60_000, integer: true }),
-  }),
+  })),
   memory: object({ max_keys: number(500_000, { min: 1, max: 100_000_000, integer: true }) }),
   log: object({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info') }),
   ratelimit: object({
