@@ -70,10 +70,13 @@ export class AuthzService {
 
   constructor(private readonly deps: AuthzServiceDeps) {}
 
-  /** Compiles a snapshot from settings and the files they name; throws ConfigError. Remote key sources are reused. */
-  prepare(settings: AuthzSettings | undefined, files: ReadonlyMap<string, string>): AuthzSnapshot {
+  /**
+   * Compiles a snapshot from settings and the files they name; throws ConfigError. Remote key sources are reused.
+   * `keys`: the keys file already parsed (parseKeysFileOffThread: a server parses it off its serving thread).
+   */
+  prepare(settings: AuthzSettings | undefined, files: ReadonlyMap<string, string>, keys?: ApiKeySet): AuthzSnapshot {
     if (settings === undefined) return EMPTY_AUTHZ;
-    const apiKeys = settings.apiKeys && parseKeysFile(files.get(settings.apiKeys.file) ?? '', settings.apiKeys.file);
+    const apiKeys = settings.apiKeys && (keys ?? parseKeysFile(files.get(settings.apiKeys.file) ?? '', settings.apiKeys.file));
     const before = new Set(this.remoteKeys.keys());
     let providers: JwtProvider[];
     try {

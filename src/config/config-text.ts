@@ -11,6 +11,14 @@ export const MAX_CONFIG_FILE_BYTES = 1 << 20;
  */
 export const MAX_REFERENCED_FILE_BYTES = 64 << 20;
 
+/**
+ * A YAML text past this many characters is parsed in a worker thread before (or instead of) the serving thread
+ * (portcullis.yaml: checkPortcullisConfigOffThread; keys files: parseKeysFileOffThread). Below it a parse costs the
+ * serving thread a few tens of milliseconds at most (nesting and alias expansion are bounded in parseYaml); at 1 MiB
+ * it can cost seconds.
+ */
+export const OFF_THREAD_MIN_CHARS = 64 << 10;
+
 /** Which file a read is for: where an issue about it points. */
 export interface FileRef {
   readonly file: string;

@@ -36,6 +36,11 @@ export const MAX_LISTED_ISSUES = 100;
  */
 export class ConfigError extends PortcullisError {
   readonly issues: readonly ConfigIssue[];
+  /**
+   * The message, one entry per issue listed (and the count of the rest): for a log line. An issue's message may span
+   * lines (upstream's `yaml: unmarshal errors:` does), so the message split at line breaks is not this.
+   */
+  readonly listed: readonly string[];
   constructor(issues: readonly ConfigIssue[]) {
     const shown = issues.map((issue) => ({ ...issue, message: shorten(redactUrlCredentials(issue.message)) }));
     const listed = shown.slice(0, MAX_LISTED_ISSUES).map(formatIssue);
@@ -43,6 +48,7 @@ export class ConfigError extends PortcullisError {
     super(ErrorCode.CONFIG_INVALID, listed.join('\n'));
     this.name = 'ConfigError';
     this.issues = shown;
+    this.listed = listed;
   }
 }
 

@@ -7,6 +7,7 @@ import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readC
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector, joinPath } from './errors.js';
+import { runOffThread } from './off-thread.js';
 import { boolean, list, number, object, oneOf, secret, string, type Field } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
 
@@ -191,6 +192,30 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
     extproc,
     bff: raw.bff,
   });
+}
+
+/**
+ * Parses `text` as portcullis.yaml in a worker thread within `timeoutMs`, and throws its ConfigError there: a broken
+ * or hostile file (a megabyte of unknown keys, of list items) is refused at no cost to the serving thread, which
+ * parses only what passed (a config does not cross threads: it holds compiled schemas and templates). `schemas`:
+ * the JSON Schema texts to use instead of the files (a supervisor's hand-over).
+ */
+export async function checkPortcullisConfigOffThread(text: string, file: string, schemas: Readonly<Record<string, string>> | undefined, timeoutMs: number): Promise<void> {
+  await runOffThread<boolean>(new URL(import.meta.url), 'checkPortcullisConfig', { text, file, schemas }, {
+    timeoutMs, what: path.basename(file), setting: 'the config file load budget',
+  });
+}
+
+/** The worker side of checkPortcullisConfigOffThread. */
+export function checkPortcullisConfig(input: { text: string; file: string; schemas: Readonly<Record<string, string>> | undefined }): boolean {
+  const schemas = input.schemas;
+  const readSchema = schemas === undefined ? readSchemaFile : (f: string): string => {
+    const schema = Object.hasOwn(schemas, f) ? schemas[f] : undefined;
+    if (schema === undefined) throw new Error(`${f} is not among the files the config was loaded from`);
+    return schema;
+  };
+  parsePortcullisConfig(input.text, input.file, readSchema);
+  return true;
 }
 
 /**

@@ -92,3 +92,16 @@ describe('ConfigError: a bounded message', () => {
     assert.equal(lines.at(-1), '… and 150 more issues');
   });
 });
+
+describe('ConfigError.listed: one log entry per issue', () => {
+  it('keeps a message that spans lines (upstream\'s unmarshal errors) in one entry, with its file and line', () => {
+    const error = new ConfigError([
+      { file: 'd.yaml', line: 2, path: 'domain', message: 'error loading config file: yaml: unmarshal errors:\n  line 2: cannot unmarshal !!seq into string' },
+      { file: 'e.yaml', line: 1, path: '', message: 'x' },
+    ]);
+    assert.deepEqual(error.listed, [
+      'd.yaml: error loading config file: yaml: unmarshal errors:\n  line 2: cannot unmarshal !!seq into string (line 2, at domain)',
+      'e.yaml: x (line 1)',
+    ]);
+  });
+});

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type ConfigIssue } from '../../../src/config/errors.js';
-import { loadPortcullisConfig, parsePortcullisConfig, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { checkPortcullisConfigOffThread, loadPortcullisConfig, parsePortcullisConfig, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { ErrorCode } from '../../../src/shared/errors.js';
 
 const REPO_ROOT = ((): string => {
@@ -516,4 +516,14 @@ describe('restartOnlyChanges: what a reload cannot apply', () => {
       assert.deepEqual(restartOnlyChanges(running, parsePortcullisConfig(text, '/tmp/portcullis.yaml')), changed);
     });
   }
+});
+
+describe('checkPortcullisConfigOffThread: a large portcullis.yaml is refused by a worker, not the serving thread', () => {
+  it('throws the errors parsePortcullisConfig finds, and passes a good file', async () => {
+    const text = Array.from({ length: 3 }, (_, i) => `k${i}: 1\n`).join('');
+    const error = await checkPortcullisConfigOffThread(text, '/etc/p/portcullis.yaml', undefined, 30_000).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.issues.map((i) => [i.line, i.path]), [[1, 'k0'], [2, 'k1'], [3, 'k2']]);
+    await checkPortcullisConfigOffThread('log: { level: warn }\n', '/etc/p/portcullis.yaml', undefined, 30_000);
+  });
 });
