@@ -186,7 +186,7 @@ export function buildApp(deps: AppDeps): App {
       const schemas: Record<string, string> = {};
       const recordSchema = (f: string): string => (schemas[f] = readSchema(f));
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
-      if (text !== lastGood?.text) await checkOffThread(text, file, source?.schemas);
+      if (text !== lastGood?.text) await checkOffThread(text, file);
       let config = text === lastGood?.text ? previous.config : parsePortcullisConfig(text, file, recordSchema);
       if (config === previous.config) {
         for (const f of extprocInputs(config.extproc)) {
@@ -218,10 +218,10 @@ export function buildApp(deps: AppDeps): App {
    * keeps changing is read again while it settles, and a bad one must not cost the serving thread a parse per read.
    */
   let lastChecked: { readonly text: string; readonly error: ConfigError | undefined } | undefined;
-  const checkOffThread = async (text: string, file: string, schemas: Readonly<Record<string, string>> | undefined): Promise<void> => {
+  const checkOffThread = async (text: string, file: string): Promise<void> => {
     if (text.length < OFF_THREAD_MIN_CHARS) return;
     if (lastChecked?.text !== text) {
-      const error = await checkPortcullisConfigOffThread(text, file, schemas, CONFIG_CHECK_TIMEOUT_MS).then(() => undefined, (e: unknown) => e);
+      const error = await checkPortcullisConfigOffThread(text, file, CONFIG_CHECK_TIMEOUT_MS).then(() => undefined, (e: unknown) => e);
       if (error !== undefined && !(error instanceof ConfigError)) throw error;
       lastChecked = { text, error };
     }

@@ -15,6 +15,8 @@ import { ConfigError, type ConfigIssue } from './errors.js';
  * memory or parsed (ratelimit.descriptors_max_bytes). A file that is not UTF-8 is an error naming its line.
  * A directory reached a second time (a symlink to `.` or to a parent, two links to one directory) is not walked
  * again: without that, a loop walks until the path is too long, and two loops never end.
+ * An entry that is there but cannot be read (statProblem, a FIFO or device, a permission) is an error naming it, so
+ * the last good config stays; only a file that is gone leaves its domain out.
  */
 export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SAFE_INTEGER): Promise<DescriptorFile[]> {
   const files: DescriptorFile[] = [];

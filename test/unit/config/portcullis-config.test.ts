@@ -521,9 +521,11 @@ describe('restartOnlyChanges: what a reload cannot apply', () => {
 describe('checkPortcullisConfigOffThread: a large portcullis.yaml is refused by a worker, not the serving thread', () => {
   it('throws the errors parsePortcullisConfig finds, and passes a good file', async () => {
     const text = Array.from({ length: 3 }, (_, i) => `k${i}: 1\n`).join('');
-    const error = await checkPortcullisConfigOffThread(text, '/etc/p/portcullis.yaml', undefined, 30_000).then(() => undefined, (e: unknown) => e);
+    const error = await checkPortcullisConfigOffThread(text, '/etc/p/portcullis.yaml', 30_000).then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof ConfigError, String(error));
     assert.deepEqual(error.issues.map((i) => [i.line, i.path]), [[1, 'k0'], [2, 'k1'], [3, 'k2']]);
-    await checkPortcullisConfigOffThread('log: { level: warn }\n', '/etc/p/portcullis.yaml', undefined, 30_000);
+    await checkPortcullisConfigOffThread('log: { level: warn }\n', '/etc/p/portcullis.yaml', 30_000);
+    // JSON Schema files are the serving thread's to read: a missing one is no error here.
+    await checkPortcullisConfigOffThread('extproc:\n  routes:\n    - { name: r, validate: { json_schema: ./missing.json } }\n', '/etc/p/portcullis.yaml', 30_000);
   });
 });
