@@ -1,20 +1,21 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { extprocInputs } from './extproc/config.js';
 import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
 import { createHttpClient } from './authz/http-client.js';
 import type { HttpClient, RevocationList } from './authz/ports.js';
+import { parseKeysFile, parseKeysFileOffThread, type ApiKeySet } from './authz/apikey.js';
 import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
 import { Composer } from './bff/composer.js';
 import { describeBff } from './bff/config.js';
 import { UndiciUpstreamClient } from './bff/undici-upstream-client.js';
+import { MAX_REFERENCED_FILE_BYTES, OFF_THREAD_MIN_CHARS, readConfigFile } from './config/config-text.js';
 import { readDescriptorFiles } from './config/descriptor-files.js';
 import { ConfigError } from './config/errors.js';
 import { ConfigHolder } from './config/holder.js';
 import { schemaReader, type ConfigInputs } from './config/inputs.js';
-import { parsePortcullisConfig, readPortcullisConfigText, readSchemaFile, redactedConfig, restartOnlyChanges, watchedPaths, type PortcullisConfig } from './config/portcullis-config.js';
+import { checkPortcullisConfigOffThread, parsePortcullisConfig, readPortcullisConfigText, readSchemaFile, redactedConfig, restartOnlyChanges, watchedPaths, type PortcullisConfig } from './config/portcullis-config.js';
 import { readSettled, type FileRead } from './config/settle.js';
 import { watchConfig, type ConfigWatcher } from './config/watcher.js';
 import type { Logger } from './observability/logger.js';
@@ -85,6 +86,10 @@ interface Loaded {
 
 /** A reload reads the files at most this many times more while they keep changing (ratelimit.reload.settle_ms). */
 const SETTLE_MAX_REREADS = 20;
+/** How long parsing the keys file may take in its worker thread (parseKeysFileOffThread): 100,000 keys take about 6 s. */
+const KEYS_LOAD_TIMEOUT_MS = 60_000;
+/** How long checking a large portcullis.yaml may take in its worker thread (at most 1 MiB: seconds at worst). */
+const CONFIG_CHECK_TIMEOUT_MS = 30_000;
 
 /** Composition root: builds every dependency once and passes it down. */
 export function buildApp(deps: AppDeps): App {
@@ -181,13 +186,14 @@ export function buildApp(deps: AppDeps): App {
       const schemas: Record<string, string> = {};
       const recordSchema = (f: string): string => (schemas[f] = readSchema(f));
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
+      if (text !== lastGood?.text) await checkOffThread(text, file);
       let config = text === lastGood?.text ? previous.config : parsePortcullisConfig(text, file, recordSchema);
       if (config === previous.config) {
         for (const f of extprocInputs(config.extproc)) {
           try {
-            schemas[f] = source === undefined ? await readFile(f, 'utf8') : readSchema(f);
+            schemas[f] = source === undefined ? await readConfigFile({ file: f, setting: '', what: 'JSON Schema file', maxBytes: MAX_REFERENCED_FILE_BYTES }) : readSchema(f);
           } catch (error) {
-            throw new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
+            throw error instanceof ConfigError ? error : new ConfigError([{ file: f, line: undefined, path: '', message: `cannot read JSON Schema file: ${(error as Error).message}` }]);
           }
         }
         // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
@@ -208,6 +214,33 @@ export function buildApp(deps: AppDeps): App {
   };
 
   /**
+   * A large portcullis.yaml is parsed in a worker first (checkPortcullisConfigOffThread), once per text: a file that
+   * keeps changing is read again while it settles, and a bad one must not cost the serving thread a parse per read.
+   */
+  let lastChecked: { readonly text: string; readonly error: ConfigError | undefined } | undefined;
+  const checkOffThread = async (text: string, file: string): Promise<void> => {
+    if (text.length < OFF_THREAD_MIN_CHARS) return;
+    if (lastChecked?.text !== text) {
+      const error = await checkPortcullisConfigOffThread(text, file, CONFIG_CHECK_TIMEOUT_MS).then(() => undefined, (e: unknown) => e);
+      if (error !== undefined && !(error instanceof ConfigError)) throw error;
+      lastChecked = { text, error };
+    }
+    if (lastChecked.error !== undefined) throw lastChecked.error;
+  };
+  /** The keys file last parsed, by path and text: a reload that leaves it alone does not parse it again. */
+  let lastKeys: { readonly file: string; readonly text: string; readonly set: ApiKeySet } | undefined;
+  const keySet = async (file: string | undefined, texts: ReadonlyMap<string, string>): Promise<ApiKeySet | undefined> => {
+    const text = file === undefined ? undefined : texts.get(file);
+    if (file === undefined || text === undefined) return undefined;
+    if (lastKeys?.file !== file || lastKeys.text !== text) {
+      // A keys file may hold a hundred thousand keys (seconds of YAML), or be hostile: a large one parses in a worker.
+      const set = text.length < OFF_THREAD_MIN_CHARS ? parseKeysFile(text, file) : await parseKeysFileOffThread(text, file, KEYS_LOAD_TIMEOUT_MS);
+      lastKeys = { file, text, set };
+    }
+    return lastKeys.set;
+  };
+
+  /**
    * Reads the files on disk, or takes `source` (what a sibling worker last loaded: a replacement's start), and swaps
    * in the config they make; keeps the last good one when they make none. Only through inTurn().
    */
@@ -224,7 +257,7 @@ export function buildApp(deps: AppDeps): App {
       const waiting = restartOnlyChanges(deps.config, config);
       if (waiting.length > 0 && waiting.join() !== restartPending.join()) logger.warn({ settings: waiting }, 'settings changed in the config file that take effect on restart');
       restartPending = waiting;
-      const authzSnapshot = authz.prepare(config.authz, authzTexts);
+      const authzSnapshot = authz.prepare(config.authz, authzTexts, await keySet(config.authz?.apiKeys?.file, authzTexts));
       holder.swap({ config, snapshot: { settings: config.ratelimit, config: rateLimitConfig }, authz: authzSnapshot });
       authz.retain(authzSnapshot);
       lastFingerprint = fingerprint;
@@ -240,7 +273,7 @@ export function buildApp(deps: AppDeps): App {
       // stops at the fingerprint check above (nor does it wait for the files to settle or compile them again).
       lastFingerprint = fingerprint;
       metrics.configLoads.inc({ result: 'error' });
-      logger.error({ issues: error.issues.length, errors: error.message.split('\n') }, 'config rejected; keeping the last good config');
+      logger.error({ issues: error.issues.length, errors: error.listed }, 'config rejected; keeping the last good config');
     }
   };
 

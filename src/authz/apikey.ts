@@ -1,7 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
-import { ConfigError, IssueCollector, joinPath } from '../config/errors.js';
+import { ConfigError, IssueCollector, joinPath, NOT_SHOWN } from '../config/errors.js';
 import { boolean, list, object, required, string } from '../config/schema.js';
+import { runOffThread } from '../config/off-thread.js';
 import { parseYaml } from '../config/yaml.js';
 import { sha256 } from '../shared/sha256.js';
 import { isUsableSubject } from './subject.js';
@@ -42,16 +43,48 @@ const ENTRY_KEYS = { id: true, sha256: true, owner: true, tier: true, scopes: tr
 /**
  * The issues of a keys file quote nothing the file says, in messages or paths: a plaintext key pasted where its
  * sha256, id or owner goes, as a list item or as a key name would be printed by validate and logged by a reload.
+ * The whole file is secret-bearing (IssueCollector's concealing rule, numbers and values holding `'` included).
  */
 class UnquotingIssues extends IssueCollector {
-  override add(line: number | undefined, at: string, message: string): void {
-    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : '.(not shown)'));
-    super.add(line, shownPath, message.replace(/'[^']*'/g, '(not shown)'));
+  constructor(file: string) {
+    super(file, [], true);
   }
+  override add(line: number | undefined, at: string, message: string): void {
+    const shownPath = at.replace(/\.([^.[\]]+)/g, (whole, key: string) => (Object.hasOwn(ENTRY_KEYS, key) ? whole : `.${NOT_SHOWN}`));
+    super.add(line, shownPath, message);
+  }
+}
+
+/** One entry of keys.yaml as read, before it is indexed: plain data (it crosses from a worker thread). */
+export interface KeyEntryData {
+  readonly id: string;
+  /** Lower-case hex. */
+  readonly sha256: string;
+  readonly owner: string;
+  readonly tier: string;
+  readonly scopes: readonly string[];
+  readonly roles: readonly string[];
+  readonly disabled: boolean;
 }
 
 /** Parses keys.yaml (a YAML list); throws ConfigError naming file, line and path of every problem. */
 export function parseKeysFile(text: string, file: string): ApiKeySet {
+  return keySetOf(readKeyEntries({ text, file }));
+}
+
+/**
+ * parseKeysFile with the parse in a worker thread, within `timeoutMs`: a keys file may hold a hundred thousand keys
+ * (seconds of YAML), or be hostile, and the serving thread only indexes what comes back.
+ */
+export async function parseKeysFileOffThread(text: string, file: string, timeoutMs: number): Promise<ApiKeySet> {
+  const entries = await runOffThread<KeyEntryData[]>(new URL(import.meta.url), 'readKeyEntries', { text, file }, {
+    timeoutMs, what: path.basename(file), setting: 'the keys file load budget',
+  });
+  return keySetOf(entries);
+}
+
+/** keys.yaml's entries, validated; throws ConfigError naming file, line and path of every problem. */
+export function readKeyEntries({ text, file }: { readonly text: string; readonly file: string }): KeyEntryData[] {
   const issues = new UnquotingIssues(path.basename(file));
   // An empty file is what a reload reads while an editor rewrites the file in place (truncate, then write): taken as
   // "no keys", it would refuse every key, and stay the last good file if what follows is broken.
@@ -64,7 +97,8 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
     issues.add(parsed.line, '', `invalid YAML: ${parsed.message}`);
     throw new ConfigError(issues.issues);
   }
-  const byHash = new Map<string, ApiKeyEntry>();
+  const entries: KeyEntryData[] = [];
+  const hashes = new Set<string>();
   const ids = new Set<string>();
   const root = parsed.root;
   if (root !== null && root.kind !== 'seq') issues.add(root.line, '', 'expected a list of keys');
@@ -74,23 +108,32 @@ export function parseKeysFile(text: string, file: string): ApiKeySet {
     const raw = entrySchema(item, at, issues, item?.line ?? 1);
     const line = item?.line;
     if (raw.id !== '' && ids.has(raw.id)) issues.add(line, `${at}.id`, `duplicate key id '${raw.id}'`);
-    if (raw.sha256 !== '' && byHash.has(raw.sha256)) issues.add(line, `${at}.sha256`, 'duplicate sha256: two entries for one key');
+    if (raw.sha256 !== '' && hashes.has(raw.sha256)) issues.add(line, `${at}.sha256`, 'duplicate sha256: two entries for one key');
     ids.add(raw.id);
-    const owner = raw.owner || raw.id;
-    const scopes = raw.scopes ?? [];
-    const roles = raw.roles ?? [];
-    byHash.set(raw.sha256, {
-      id: raw.id,
-      sha256: Buffer.from(raw.sha256, 'hex'),
-      owner,
-      tier: raw.tier,
-      scopes,
-      roles,
-      disabled: raw.disabled,
-      identity: Object.freeze({ method: 'api_key', subject: owner, apiKeyId: raw.id, tier: raw.tier || undefined, scopes, roles, claims: {}, reused: true }),
-    });
+    hashes.add(raw.sha256);
+    entries.push({ id: raw.id, sha256: raw.sha256, owner: raw.owner || raw.id, tier: raw.tier, scopes: raw.scopes ?? [], roles: raw.roles ?? [], disabled: raw.disabled });
   });
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
+  return entries;
+}
+
+/** Validated entries indexed by hash, each with the Identity every request with its key shares. */
+export function keySetOf(entries: readonly KeyEntryData[]): ApiKeySet {
+  const byHash = new Map<string, ApiKeyEntry>();
+  for (const e of entries) {
+    const scopes = Object.freeze([...e.scopes]);
+    const roles = Object.freeze([...e.roles]);
+    byHash.set(e.sha256, {
+      id: e.id,
+      sha256: Buffer.from(e.sha256, 'hex'),
+      owner: e.owner,
+      tier: e.tier,
+      scopes,
+      roles,
+      disabled: e.disabled,
+      identity: Object.freeze({ method: 'api_key', subject: e.owner, apiKeyId: e.id, tier: e.tier || undefined, scopes, roles, claims: {}, reused: true }),
+    });
+  }
   return { byHash };
 }
 

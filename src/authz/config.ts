@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { IssueCollector, joinPath } from '../config/errors.js';
-import { boolean, isAbsent, list, number, object, oneOf, required, string, type Field } from '../config/schema.js';
+import { boolean, isAbsent, list, number, object, oneOf, required, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
 import { normalizePath } from './normalize-path.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
@@ -174,13 +174,14 @@ const sectionSchema = object({
     tier: string('x-client-tier', headerName),
     scopes: string('x-user-scopes', headerName),
   }),
-  api_keys: section(object({ header: string('x-api-key', headerName), query: string('', (s) => (/^[A-Za-z0-9._~-]+$/.test(s) ? undefined : `bad query parameter name '${s}'`)), file: required(string('', nonEmpty)) })),
+  // Secret-bearing: a key pasted where its header or file goes; the introspection URL may hold credentials.
+  api_keys: section(secret(object({ header: string('x-api-key', headerName), query: string('', (s) => (/^[A-Za-z0-9._~-]+$/.test(s) ? undefined : `bad query parameter name '${s}'`)), file: required(string('', nonEmpty)) }))),
   jwt: section(object({
     providers: required(list(providerSchema)),
     cache_max_entries: number(10000, { min: 0, integer: true }),
     max_token_bytes: number(8192, { min: 256, integer: true }),
   })),
-  introspection: section(object({
+  introspection: section(secret(object({
     url: required(string('', httpUrl)),
     client_id: required(string('', nonEmpty)),
     client_secret_file: required(string('', nonEmpty)),
@@ -188,7 +189,7 @@ const sectionSchema = object({
     cache_max_entries: number(10000, { min: 0, integer: true }),
     on_failure: oneOf(['deny', 'error'] as const, 'deny'),
     claims: object({ tier: string('tier') }),
-  })),
+  }))),
   mtls: object({ principals_header: string('x-forwarded-client-cert', headerName), trusted: list(cidr) }),
   revocation: object({
     enabled: boolean(false),

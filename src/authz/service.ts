@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { MAX_REFERENCED_FILE_BYTES, readConfigFile } from '../config/config-text.js';
 import { ConfigError } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
 import type { Clock } from '../shared/clock.js';
@@ -38,15 +38,14 @@ export const EMPTY_AUTHZ: AuthzSnapshot = Object.freeze({
   isKeyRevoked: () => false, jwt: undefined, introspection: undefined,
 });
 
-/** The files the section points at, read: path → text. An unreadable file is a config error naming it. */
+/**
+ * The files the section points at, read: path → text. A file that cannot be read (missing, a directory, a dangling
+ * symlink, not a regular file, over MAX_REFERENCED_FILE_BYTES, not UTF-8) is a config error naming it and its setting.
+ */
 export async function readAuthzFiles(settings: AuthzSettings | undefined): Promise<ReadonlyMap<string, string>> {
   const files = new Map<string, string>();
   for (const { file, setting } of authzFileRefs(settings)) {
-    try {
-      files.set(file, await readFile(file, 'utf8'));
-    } catch (error) {
-      throw new ConfigError([{ file, line: undefined, path: setting, message: `cannot read the file ${setting} names: ${(error as Error).message}` }]);
-    }
+    files.set(file, await readConfigFile({ file, setting, what: `the file ${setting} names`, maxBytes: MAX_REFERENCED_FILE_BYTES }));
   }
   return files;
 }
@@ -71,10 +70,13 @@ export class AuthzService {
 
   constructor(private readonly deps: AuthzServiceDeps) {}
 
-  /** Compiles a snapshot from settings and the files they name; throws ConfigError. Remote key sources are reused. */
-  prepare(settings: AuthzSettings | undefined, files: ReadonlyMap<string, string>): AuthzSnapshot {
+  /**
+   * Compiles a snapshot from settings and the files they name; throws ConfigError. Remote key sources are reused.
+   * `keys`: the keys file already parsed (parseKeysFileOffThread: a server parses it off its serving thread).
+   */
+  prepare(settings: AuthzSettings | undefined, files: ReadonlyMap<string, string>, keys?: ApiKeySet): AuthzSnapshot {
     if (settings === undefined) return EMPTY_AUTHZ;
-    const apiKeys = settings.apiKeys && parseKeysFile(files.get(settings.apiKeys.file) ?? '', settings.apiKeys.file);
+    const apiKeys = settings.apiKeys && (keys ?? parseKeysFile(files.get(settings.apiKeys.file) ?? '', settings.apiKeys.file));
     const before = new Set(this.remoteKeys.keys());
     let providers: JwtProvider[];
     try {

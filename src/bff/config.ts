@@ -1,5 +1,5 @@
 import { joinPath, type IssueCollector } from '../config/errors.js';
-import { isAbsent, list, number, object, string, type Field } from '../config/schema.js';
+import { isAbsent, list, number, object, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
 import { planWaves } from './planner.js';
 import { bySpecificity, parseRoute, routeShape, type Route } from './routes.js';
@@ -253,7 +253,8 @@ function endpointSchema(templates: Templates) {
     service: located(string('')),
     path: located(templates.string()),
     query: mapOf(templates.string(), 'query parameter'),
-    headers: mapOf(templates.string(), 'header', headerName('header')),
+    // A call's header value may be the credential it sends.
+    headers: secret(mapOf(templates.string(), 'header', headerName('header'))),
     timeout_ms: timeout,
     on_error: fallbackField,
     after: located(list(located(string('')))),

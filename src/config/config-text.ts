@@ -1,7 +1,80 @@
-import type { ConfigIssue } from './errors.js';
+import { readFileSync, statSync, type Stats } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { ConfigError, type ConfigIssue } from './errors.js';
 
 /** portcullis.yaml above this size is refused before it is parsed: the file is small by nature. */
 export const MAX_CONFIG_FILE_BYTES = 1 << 20;
+
+/**
+ * A file portcullis.yaml names (API keys, JWKS, the client secret, a JSON Schema) above this size is refused before it
+ * is read: far above any real one (a keys file of 400,000 keys), far below what would take the process's memory.
+ */
+export const MAX_REFERENCED_FILE_BYTES = 64 << 20;
+
+/**
+ * A YAML text past this many characters is parsed in a worker thread before (or instead of) the serving thread
+ * (portcullis.yaml: checkPortcullisConfigOffThread; keys files: parseKeysFileOffThread). Below it a parse costs the
+ * serving thread a few tens of milliseconds at most (nesting and alias expansion are bounded in parseYaml); at 1 MiB
+ * it can cost seconds.
+ */
+export const OFF_THREAD_MIN_CHARS = 64 << 10;
+
+/** Which file a read is for: where an issue about it points. */
+export interface FileRef {
+  readonly file: string;
+  /** The setting that names the file (`authz.api_keys.file`), or '' for portcullis.yaml. */
+  readonly setting: string;
+  /** How the file is called in messages: `config file`, `the file authz.api_keys.file names`. */
+  readonly what: string;
+  readonly maxBytes: number;
+}
+
+/**
+ * The text of a config file, or a ConfigError naming it: missing, unreadable, a directory, a dangling symlink, over
+ * `maxBytes`, not UTF-8. Only a regular file is read: a FIFO in its place would hold the load (and every reload
+ * after it) forever, and a device such as /dev/zero would read until the process ran out of memory.
+ */
+export async function readConfigFile(ref: FileRef): Promise<string> {
+  let bytes: Buffer;
+  try {
+    checkStats(ref, await stat(ref.file));
+    bytes = await readFile(ref.file);
+  } catch (error) {
+    throw readFailure(ref, error);
+  }
+  return decoded(ref, bytes);
+}
+
+/** readConfigFile for a caller that cannot wait: JSON Schemas are read while portcullis.yaml is compiled. */
+export function readConfigFileSync(ref: FileRef): string {
+  let bytes: Buffer;
+  try {
+    checkStats(ref, statSync(ref.file));
+    bytes = readFileSync(ref.file);
+  } catch (error) {
+    throw readFailure(ref, error);
+  }
+  return decoded(ref, bytes);
+}
+
+function checkStats(ref: FileRef, info: Stats): void {
+  if (!info.isFile()) throw issueFor(ref, undefined, `cannot read ${ref.what}: ${info.isDirectory() ? 'it is a directory' : 'not a regular file'}`);
+  if (info.size > ref.maxBytes) throw issueFor(ref, undefined, `${ref.what} is ${info.size} bytes, more than the maximum of ${ref.maxBytes}`);
+}
+
+function readFailure(ref: FileRef, error: unknown): ConfigError {
+  return error instanceof ConfigError ? error : issueFor(ref, undefined, `cannot read ${ref.what}: ${(error as Error).message}`);
+}
+
+function decoded(ref: FileRef, bytes: Buffer): string {
+  const result = decodeConfigText(bytes, ref.file);
+  if ('issue' in result) throw issueFor(ref, result.issue.line, `${ref.what} is ${result.issue.message}`);
+  return result.text;
+}
+
+function issueFor(ref: FileRef, line: number | undefined, message: string): ConfigError {
+  return new ConfigError([{ file: ref.file, line, path: ref.setting, message }]);
+}
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const utf16le = new TextDecoder('utf-16le', { fatal: true });

@@ -1,4 +1,5 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DescriptorFile } from '../ratelimit/descriptor-config.js';
 import { decodeConfigText } from './config-text.js';
@@ -14,6 +15,8 @@ import { ConfigError, type ConfigIssue } from './errors.js';
  * memory or parsed (ratelimit.descriptors_max_bytes). A file that is not UTF-8 is an error naming its line.
  * A directory reached a second time (a symlink to `.` or to a parent, two links to one directory) is not walked
  * again: without that, a loop walks until the path is too long, and two loops never end.
+ * An entry that is there but cannot be read (statProblem, a FIFO or device, a permission) is an error naming it, so
+ * the last good config stays; only a file that is gone leaves its domain out.
  */
 export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SAFE_INTEGER): Promise<DescriptorFile[]> {
   const files: DescriptorFile[] = [];
@@ -26,19 +29,43 @@ export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SA
     const names = (await readdir(dir)).filter((n) => !n.startsWith('.')).sort();
     for (const name of names) {
       const full = path.join(dir, name);
-      const info = await stat(full).catch(() => undefined); // a dangling symlink mid-swap is not a file
-      if (info?.isDirectory()) {
-        await walk(full, `${info.dev}:${info.ino}`);
+      const relative = path.relative(root, full);
+      const unreadable = (message: string): void => void issues.push({ file: relative, line: undefined, path: '', message });
+      let info: Stats;
+      try {
+        info = await stat(full);
+      } catch (error) {
+        const problem = await statProblem(full, error as NodeJS.ErrnoException);
+        if (problem !== undefined) unreadable(problem);
         continue;
       }
-      if (!info?.isFile()) continue;
-      const relative = path.relative(root, full);
+      if (info.isDirectory()) {
+        try {
+          await walk(full, `${info.dev}:${info.ino}`);
+        } catch (error) {
+          if (error instanceof BudgetExceeded) throw error;
+          unreadable(`cannot read directory: ${(error as Error).message}`);
+        }
+        continue;
+      }
+      // A FIFO would hold the load (and every reload after it) forever, a device read until memory runs out.
+      if (!info.isFile()) {
+        unreadable('cannot read: not a regular file or directory');
+        continue;
+      }
       total += info.size;
       if (total > maxBytes) {
         issues.push({ file: relative, line: undefined, path: '', message: `descriptor files exceed ${maxBytes} bytes together (ratelimit.descriptors_max_bytes); not loaded` });
         throw new BudgetExceeded();
       }
-      const decoded = decodeConfigText(await readFile(full), relative);
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(full);
+      } catch (error) {
+        unreadable(`cannot read: ${(error as Error).message}`);
+        continue;
+      }
+      const decoded = decodeConfigText(bytes, relative);
       if ('issue' in decoded) issues.push(decoded.issue);
       else files.push({ name: relative, text: decoded.text });
     }
@@ -56,3 +83,19 @@ export async function readDescriptorFiles(root: string, maxBytes = Number.MAX_SA
 }
 
 class BudgetExceeded extends Error {}
+
+/**
+ * Why an entry listed in a descriptor directory cannot be read, or undefined when it is simply gone: a file deleted
+ * since the listing takes its domain with it, as a deleted file does. Anything else is an error naming the entry, and
+ * the last good config keeps serving: a symlink whose target is missing (a swap to a path that is not there yet, a
+ * ConfigMap key whose link the kubelet has not removed yet: settle_ms waits that out), a symlink loop, a permission.
+ */
+async function statProblem(full: string, error: NodeJS.ErrnoException): Promise<string | undefined> {
+  const link = await lstat(full).catch(() => undefined);
+  if (link === undefined) return error.code === 'ENOENT' ? undefined : `cannot read: ${error.message}`;
+  if (!link.isSymbolicLink()) return `cannot read: ${error.message}`;
+  const target = await readlink(full).catch(() => '?');
+  return error.code === 'ENOENT'
+    ? `symlink to ${target}, which does not exist (delete the link to drop what the file held)`
+    : `cannot read symlink to ${target}: ${error.message}`;
+}

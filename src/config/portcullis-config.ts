@@ -1,15 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../authz/config.js';
 import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings, type HeaderRules } from '../extproc/config.js';
 import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
-import { decodeConfigText, MAX_CONFIG_FILE_BYTES } from './config-text.js';
+import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readConfigFileSync } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector, joinPath } from './errors.js';
-import { boolean, list, number, object, oneOf, string, type Field } from './schema.js';
+import { runOffThread } from './off-thread.js';
+import { boolean, list, number, object, oneOf, secret, string, type Field } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
@@ -81,11 +80,12 @@ const schema = object({
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
     workers: workersField,
   }),
-  redis: object({
+  // A Redis URL holds the password, and one that is not a URL cannot be told from a bare password.
+  redis: secret(object({
     url: redisUrl,
     cluster: clusterSeeds,
     connect_timeout_ms: number(2000, { min: 1, max: 60_000, integer: true }),
-  }),
+  })),
   memory: object({ max_keys: number(500_000, { min: 1, max: 100_000_000, integer: true }) }),
   log: object({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info') }),
   ratelimit: object({
@@ -119,8 +119,17 @@ const schema = object({
   bff: bffSection,
 });
 
-/** The JSON Schema files extproc routes name, read from disk. */
-export const readSchemaFile = (file: string): string => readFileSync(file, 'utf8');
+/**
+ * The JSON Schema files extproc routes name, read from disk as every file the config names is (readConfigFileSync);
+ * compileExtproc reports a failure at the route that names the file.
+ */
+export const readSchemaFile = (file: string): string => {
+  try {
+    return readConfigFileSync({ file, setting: '', what: 'the file', maxBytes: MAX_REFERENCED_FILE_BYTES });
+  } catch (error) {
+    throw error instanceof ConfigError ? new Error(error.issues[0]?.message ?? error.message) : error;
+  }
+};
 
 /**
  * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
@@ -186,6 +195,25 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
 }
 
 /**
+ * Parses `text` as portcullis.yaml in a worker thread within `timeoutMs`, and throws its ConfigError there: a broken
+ * or hostile file (a megabyte of unknown keys, of list items) is refused at no cost to the serving thread, which
+ * parses only what passed (a config does not cross threads: it holds compiled schemas and templates). The check is
+ * of the text alone, so its outcome is a function of the text: the JSON Schema files it names are read, and their
+ * problems found, when the serving thread parses it.
+ */
+export async function checkPortcullisConfigOffThread(text: string, file: string, timeoutMs: number): Promise<void> {
+  await runOffThread<boolean>(new URL(import.meta.url), 'checkPortcullisConfig', { text, file }, {
+    timeoutMs, what: path.basename(file), setting: 'the config file load budget',
+  });
+}
+
+/** The worker side of checkPortcullisConfigOffThread: every JSON Schema file reads as `{}`. */
+export function checkPortcullisConfig(input: { text: string; file: string }): boolean {
+  parsePortcullisConfig(input.text, input.file, () => '{}');
+  return true;
+}
+
+/**
  * Settings read once at start-up (listeners and clients opened, bounds fixed as their structures are built). A reload
  * applies everything else; these are the ones that changed from `running` to `next` and wait for a restart.
  */
@@ -218,25 +246,13 @@ export async function loadPortcullisConfig(file: string): Promise<PortcullisConf
   return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute);
 }
 
-/** The text of portcullis.yaml: at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */
+/** The text of portcullis.yaml: a regular file of at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */
 export async function readPortcullisConfigText(file: string): Promise<string> {
-  let bytes: Buffer;
-  try {
-    const info = await stat(file);
-    if (info.size > MAX_CONFIG_FILE_BYTES) {
-      throw new ConfigError([{ file, line: undefined, path: '', message: `config file is ${info.size} bytes, more than the maximum of ${MAX_CONFIG_FILE_BYTES}` }]);
-    }
-    bytes = await readFile(file);
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    throw new ConfigError([{ file, line: undefined, path: '', message: `cannot read config file: ${(error as Error).message}` }]);
-  }
-  const decoded = decodeConfigText(bytes, path.basename(file));
-  if ('issue' in decoded) throw new ConfigError([decoded.issue]);
+  const text = await readConfigFile({ file, setting: '', what: 'config file', maxBytes: MAX_CONFIG_FILE_BYTES });
   // What a reload reads while an editor rewrites the file in place: every default (no authz: every Check denied)
   // would be swapped in for a moment. A file of defaults says so: `{}`.
-  if (decoded.text.trim() === '') throw new ConfigError([{ file, line: 1, path: '', message: 'config file is empty (write {} for every default)' }]);
-  return decoded.text;
+  if (text.trim() === '') throw new ConfigError([{ file, line: 1, path: '', message: 'config file is empty (write {} for every default)' }]);
+  return text;
 }
 
 /**

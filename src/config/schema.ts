@@ -1,4 +1,4 @@
-import { IssueCollector, joinPath } from './errors.js';
+import { IssueCollector, joinPath, NOT_SHOWN } from './errors.js';
 import type { YamlValue } from './yaml.js';
 
 /**
@@ -10,6 +10,14 @@ export type Field<T> = (value: YamlValue | null | undefined, path: string, issue
 /** Not written, or written as an explicit null (`key:` or `key: ~`). */
 export const isAbsent = (v: YamlValue | null | undefined): v is null | undefined =>
   v === undefined || v === null || (v.kind === 'scalar' && v.value === null);
+
+/**
+ * A secret-bearing field or section (a Redis URL, a header value, an API key setting): what its errors say never quotes
+ * what the file holds there, whichever check reports it (IssueCollector.concealing, ConfigError).
+ */
+export function secret<T>(field: Field<T>): Field<T> {
+  return (v, p, issues, line) => field(v, p, issues.concealing(), line);
+}
 
 /** `field`, reporting 'is required' when the key is absent. */
 export function required<T>(field: Field<T>): Field<T> {
@@ -23,7 +31,7 @@ export function string(fallback: string, check?: (s: string) => string | undefin
   return (v, path, issues) => {
     if (isAbsent(v)) return fallback;
     if (v.kind !== 'scalar' || typeof v.value !== 'string') {
-      issues.add(v.line, path, `expected a string, got ${describe(v)}`);
+      issues.add(v.line, path, `expected a string, got ${describe(v, issues)}`);
       return fallback;
     }
     const problem = check?.(v.value);
@@ -43,7 +51,7 @@ export function boolean(fallback: boolean): Field<boolean> {
   return (v, path, issues) => {
     if (isAbsent(v)) return fallback;
     if (v.kind === 'scalar' && typeof v.value === 'boolean') return v.value;
-    issues.add(v.line, path, `expected true or false, got ${describe(v)}`);
+    issues.add(v.line, path, `expected true or false, got ${describe(v, issues)}`);
     return fallback;
   };
 }
@@ -60,12 +68,12 @@ export function number(fallback: number, opts: { min?: number; max?: number; int
   return (v, path, issues) => {
     if (isAbsent(v)) return fallback;
     if (v.kind !== 'scalar' || typeof v.value !== 'number' || !Number.isFinite(v.value) || (opts.integer && v.numberKind !== 'int')) {
-      issues.add(v.line, path, `expected ${opts.integer ? 'an integer' : 'a number'}, got ${describe(v)}`);
+      issues.add(v.line, path, `expected ${opts.integer ? 'an integer' : 'a number'}, got ${describe(v, issues)}`);
       return fallback;
     }
     const n = v.value;
     if ((opts.min !== undefined && n < opts.min) || n > max) {
-      issues.add(v.line, path, `must be between ${opts.min ?? '-∞'} and ${max}, got ${v.source.trim()}`);
+      issues.add(v.line, path, `must be between ${opts.min ?? '-∞'} and ${max}, got ${issues.conceals ? NOT_SHOWN : v.source.trim()}`);
       return fallback;
     }
     return n;
@@ -76,7 +84,7 @@ export function list<T>(item: Field<T>): Field<T[] | undefined> {
   return (v, path, issues, parentLine) => {
     if (isAbsent(v)) return undefined;
     if (v.kind !== 'seq') {
-      issues.add(v.line, path, `expected a list, got ${describe(v)}`);
+      issues.add(v.line, path, `expected a list, got ${describe(v, issues)}`);
       return undefined;
     }
     return v.items.map((it, i) => item(it, joinPath(path, i), issues, it?.line ?? parentLine));
@@ -89,7 +97,7 @@ export function object<S extends Record<string, Field<unknown>>>(shape: S): Fiel
     const out: Record<string, unknown> = {};
     let map: YamlValue | undefined;
     if (!isAbsent(v)) {
-      if (v.kind !== 'map') issues.add(v.line, path, `expected a mapping, got ${describe(v)}`);
+      if (v.kind !== 'map') issues.add(v.line, path, `expected a mapping, got ${describe(v, issues)}`);
       else map = v;
     }
     const entries = map?.kind === 'map' ? map.entries : [];
@@ -97,7 +105,8 @@ export function object<S extends Record<string, Field<unknown>>>(shape: S): Fiel
       const name = entry.key.kind === 'scalar' ? String(entry.key.value) : '';
       // Own keys only: `in` would also find what every object inherits (constructor, toString, __proto__).
       if (!Object.hasOwn(shape, name)) {
-        issues.add(entry.key.line, joinPath(path, name), `unknown key '${name}' (expected one of: ${Object.keys(shape).join(', ')})`);
+        // The path names the key; the message quotes it only where quoted spans are shown (IssueCollector.concealing).
+        issues.add(entry.key.line, joinPath(path, name), `unknown key ${issues.conceals ? '' : `'${name}' `}(expected one of: ${Object.keys(shape).join(', ')})`);
       }
     }
     for (const [name, field] of Object.entries(shape)) {
@@ -108,8 +117,12 @@ export function object<S extends Record<string, Field<unknown>>>(shape: S): Fiel
   };
 }
 
-function describe(v: YamlValue): string {
+/** What a wrong value is, for a message: its kind, or the scalar itself. */
+function describe(v: YamlValue, issues: IssueCollector): string {
   if (v.kind === 'map') return 'a mapping';
   if (v.kind === 'seq') return 'a list';
-  return typeof v.value === 'string' ? `'${v.value}'` : String(v.value);
+  // A quoted string is concealed by the collector that conceals; a number or a boolean is not quoted, so not here.
+  if (typeof v.value === 'string') return `'${v.value}'`;
+  if (issues.conceals) return typeof v.value === 'number' ? 'a number' : typeof v.value === 'boolean' ? 'true or false' : 'null';
+  return String(v.value);
 }

@@ -1,4 +1,4 @@
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
+import { CST, Lexer, LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
 import { joinPath } from './errors.js';
 
 /**
@@ -66,14 +66,72 @@ export const MAX_ALIAS_NODES = 100_000;
  * or that expand past MAX_ALIAS_NODES are errors too.
  */
 export function parseYaml(text: string, options: ParseOptions = {}): ParseResult {
+  const tooDeep = lineTooDeep(text);
+  if (tooDeep !== undefined) return deep(tooDeep, `nesting deeper than ${MAX_NESTING} levels`);
   try {
     return parse(text, options);
   } catch (error) {
-    // The parser and the converter recurse per nesting level; a file of thousands of `[` must not crash a load.
+    // The parser and the converter recurse per nesting level: what lineTooDeep lets through must not crash a load.
     if (!(error instanceof RangeError)) throw error;
-    const message = 'nesting too deep';
-    return { ok: false, line: 1, message, code: 'TOO_DEEP', problems: [{ line: 1, message, code: 'TOO_DEEP', path: '' }] };
+    return deep(1, 'nesting too deep');
   }
+}
+
+function deep(line: number, message: string): ParseResult {
+  return { ok: false, line, message, code: 'TOO_DEEP', problems: [{ line, message, code: 'TOO_DEEP', path: '' }] };
+}
+
+/**
+ * How deeply collections may nest, counted as lineTooDeep counts. The yaml library composes a document recursively,
+ * several frames per level, and near the end of the stack V8 may be compiling a regular expression for it: that
+ * allocation failure is fatal to the process, not a RangeError (10,000 `[` in portcullis.yaml took `serve` down on
+ * reload). No config nests past a dozen levels; upstream's descriptor trees use two per level.
+ */
+export const MAX_NESTING = 100;
+
+/**
+ * The line where `text` nests collections deeper than MAX_NESTING, or undefined. Read from the yaml library's lexer,
+ * which keeps no stack of its own and is stopped there: brackets count inside flow collections, and a block
+ * collection counts once per indentation column open on the line (a `- ` or `? ` opens one more on the same line).
+ * Within a factor of two of the real depth, which is all a bound needs.
+ */
+export function lineTooDeep(text: string): number | undefined {
+  const columns: number[] = [];
+  let flow = 0;
+  let line = 1;
+  let column = 0;
+  let opens = true; // the next token starts a block node: the first on a line, or the one after `- ` or `? `
+  let scalarText = false;
+  for (const token of new Lexer().lex(text)) {
+    const type: string | null = scalarText ? 'scalar-text' : CST.tokenType(token);
+    scalarText = type === 'scalar';
+    if (type === 'scalar-text' || type === 'space' || type === 'comment' || type === 'newline') {
+      // Positions only: a scalar's text, a block scalar's body and a quoted scalar may span lines.
+    } else if (type === 'doc-start' || type === 'doc-end' || type === 'doc-mode' || type === 'directive-line') {
+      columns.length = 0;
+      flow = 0;
+    } else {
+      if (opens && flow === 0) {
+        while (columns.length > 0 && columns[columns.length - 1]! >= column) columns.pop();
+        columns.push(column);
+      }
+      if (type === 'flow-seq-start' || type === 'flow-map-start') flow++;
+      else if ((type === 'flow-seq-end' || type === 'flow-map-end') && flow > 0) flow--;
+      if (columns.length + flow > MAX_NESTING) return line;
+    }
+    const lastBreak = token.lastIndexOf('\n');
+    if (lastBreak >= 0) {
+      for (let i = token.indexOf('\n'); i >= 0; i = token.indexOf('\n', i + 1)) line++;
+      column = token.length - lastBreak - 1;
+      opens = true;
+    } else {
+      // The lexer's control tokens (a scalar follows, a document begins) are not in the text.
+      const control = type === 'scalar' || type === 'doc-mode' || type === 'flow-error-end';
+      if (!control) column += token.length;
+      if (!control && type !== 'space') opens = type === 'seq-item-ind' || type === 'explicit-key-ind';
+    }
+  }
+  return undefined;
 }
 
 export interface ParseOptions {

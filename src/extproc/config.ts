@@ -8,7 +8,7 @@ import addFormatsModule from 'ajv-formats';
 import type { IssueCollector } from '../config/errors.js';
 import { joinPath } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
-import { boolean, list, number, object, oneOf, string, type Field } from '../config/schema.js';
+import { boolean, list, number, object, oneOf, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
 import { compileTemplate, type Template } from './templates.js';
 
@@ -133,7 +133,8 @@ const routeSchema = object({
     path_prefix: string('', (s) => (s.startsWith('/') ? undefined : `expected a path starting with /, got '${s}'`)),
     methods: list(string('', (s) => ((METHODS as readonly string[]).includes(s) ? undefined : `must be one of ${METHODS.join(', ')}, got '${s}'`))),
   }),
-  headers: object({ request: headerRules(), response: headerRules() }),
+  // A header rule's value may be the credential it adds for the upstream.
+  headers: secret(object({ request: headerRules(), response: headerRules() })),
   validate: object({
     content_types: list(string('', (s) => (/^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/.test(s) ? undefined : `expected a lower-case media type such as application/json, got '${s}'`))),
     max_body_bytes: number(0, { min: 1, integer: true }),

@@ -121,7 +121,8 @@ function compileFile(file: DescriptorFile, issues: IssueCollector): { name: stri
   const reader = new Reader(issues);
   const domainName = root === null ? '' : reader.string(root, 'domain', '');
   if (domainName === '') {
-    issues.add(root?.line, 'domain', 'config file cannot have empty domain');
+    // An empty file has no line of its own: line 1 is where the domain goes.
+    issues.add(root?.line ?? 1, 'domain', 'config file cannot have empty domain');
     return undefined;
   }
   const consumeText = root === null ? '' : reader.string(root, 'consume_when_over_limit', '');

@@ -3,12 +3,14 @@
 // arriving a poll later.
 
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
 import { eventually } from '../../support/app.js';
+import { hostileVersions, mutate } from '../../support/config-mutations.js';
+import { prng } from '../../support/prng.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
 
@@ -17,10 +19,14 @@ const limit = (domain: string, perMinute: number): string =>
   `domain: ${domain}\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: ${perMinute} }\n`;
 const tempDir = (prefix: string): string => mkdtempSync(path.join(tmpdir(), prefix));
 
-/** `mv tmp file`, as vim (writebackup), sed -i and most tools that write safely save a file. */
-function renameOver(file: string, text: string): void {
-  writeFileSync(`${file}.tmp`, text);
-  renameSync(`${file}.tmp`, file);
+/**
+ * `mv tmp file`, as vim (writebackup), sed -i and most tools that write safely save a file. The temp file is a dot
+ * file, as an editor's is: a descriptor directory reads every other file in it, one caught halfway written included.
+ */
+function renameOver(file: string, text: string | Buffer): void {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
+  writeFileSync(temp, text);
+  renameSync(temp, file);
 }
 
 let versions = 0;
@@ -239,5 +245,96 @@ describe('hot reload with server.workers: 2, against a real redis-server', () =>
       assert.equal(await p.stop(), 0, p.output());
       rmSync(descriptors, { recursive: true, force: true });
     }
+  });
+});
+
+describe('hot reload under hostile edits: a live server fed mutated portcullis.yaml, descriptor and keys files', () => {
+  // How long /healthz may take while a file is being refused: a load that parses on the serving thread would show here.
+  const MAX_STALL_MS = 1000;
+  const SEEDED_PER_FILE = 12;
+
+  it('never stops, never stalls, names file and line of every error, and keeps serving the last good config', { timeout: 600_000 }, async (t) => {
+    const root = tempDir('portcullis-hostile-');
+    const descriptors = path.join(root, 'ratelimit');
+    mkdirSync(descriptors);
+    const files = { descriptor: path.join(descriptors, 'd.yaml'), keys: path.join(root, 'keys.yaml') };
+    writeFileSync(files.descriptor, `${limit('d', 7)}  - key: ip\n    rate_limit: { unit: second, requests_per_unit: 3 }\n`);
+    copyFileSync(path.join(process.cwd(), 'test', 'fixtures', 'authz', 'keys.yaml'), files.keys);
+    const p = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      ratelimit: { descriptors, reload: { poll_interval_ms: 200, settle_ms: 0 } },
+      authz: {
+        default_policy: 'deny',
+        api_keys: { header: 'x-api-key', file: files.keys },
+        policies: [{ name: 'keys', match: { path_prefix: '/' }, authenticate: ['api_key'] }],
+      },
+    });
+    const targets: [string, string][] = [['portcullis.yaml', p.configFile], ['d.yaml', files.descriptor], ['keys.yaml', files.keys]];
+    const outcomes = (): Record<string, unknown>[] => p.logs().filter((l) => l['msg'] === 'config loaded' || l['msg'] === 'config rejected; keeping the last good config');
+    const goodLoads = (): number => p.logs().filter((l) => l['msg'] === 'config loaded').length;
+    let slowest = { ms: 0, during: '' };
+    let during = 'start';
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const started = performance.now();
+        const res = await fetch(`${p.adminUrl}/healthz`).catch((error: unknown) => error as Error);
+        if (res instanceof Error) throw new Error(`/healthz failed during ${during}: ${res.message}\n${p.output().slice(-2000)}`);
+        await res.arrayBuffer();
+        const ms = performance.now() - started;
+        if (ms > slowest.ms) slowest = { ms, during };
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const problems: string[] = [];
+    try {
+      for (const [name, file] of targets) {
+        const original = readFileSync(file);
+        const random = prng(0xbad + name.length);
+        const versions = hostileVersions(original);
+        for (let i = 0; i < SEEDED_PER_FILE; i++) {
+          let bytes: Buffer = original;
+          for (let r = 0, rounds = 1 + Math.floor(random() * 3); r < rounds; r++) bytes = mutate(bytes, random);
+          versions.push([`seeded mutation ${i}`, bytes]);
+        }
+        for (const [what, bytes] of versions) {
+          if (bytes.equals(original)) continue;
+          during = `${name}: ${what}`;
+          const before = outcomes().length;
+          renameOver(file, bytes);
+          await eventually(() => outcomes().length > before, 60_000, `an outcome for ${during}`);
+          const outcome = outcomes()[before]!;
+          if (outcome['msg'] !== 'config loaded') {
+            const errors = outcome['errors'] as string[];
+            // Every error names a file; the mutated file's own errors name their line, but for a whole-file refusal.
+            // (portcullis.yaml cut short may name other files: the descriptors directory its defaults point to.)
+            for (const error of errors.filter((e) => !/^… and \d+ more issues$/.test(e))) {
+              if (!/^\S[^:]*: /.test(error)) problems.push(`${during}: no file in '${error.slice(0, 200)}'`);
+              const own = error.startsWith(`${name}: `) || error.startsWith(`${file}: `);
+              const wholeFile = /more than the maximum|exceed \d+ bytes together|loading took longer|ran out of memory|more issues$/.test(error);
+              if (own && !wholeFile && !/\(line \d+/.test(error)) problems.push(`${during}: no line in '${error.slice(0, 200)}'`);
+            }
+            if (name !== 'portcullis.yaml' && !errors.some((e) => e.startsWith(`${name}: `) || e.startsWith(`${file}: `))) {
+              problems.push(`${during}: no error names ${name}: ${errors.join(' | ').slice(0, 300)}`);
+            }
+            // Still the last good config.
+            assert.match(await rlconfig(p), /requests_per_unit=7,/, during);
+          }
+          const loads = goodLoads();
+          renameOver(file, original);
+          await eventually(() => goodLoads() > loads, 60_000, `the good ${name} again after ${during}`);
+        }
+      }
+      assert.match(await rlconfig(p), /d\.user: .*requests_per_unit=7,/);
+      t.diagnostic(`slowest /healthz: ${Math.round(slowest.ms)} ms during ${slowest.during}`);
+      if (slowest.ms >= MAX_STALL_MS) problems.push(`/healthz took ${Math.round(slowest.ms)} ms during ${slowest.during}`);
+    } finally {
+      sampling = false;
+      await sampler.catch((error: unknown) => problems.push(String(error)));
+      const code = await p.stop();
+      rmSync(root, { recursive: true, force: true });
+      assert.equal(code, 0, p.output().slice(-3000));
+    }
+    assert.deepEqual(problems, []);
   });
 });

@@ -441,6 +441,7 @@ describe('credentials never leak (canary audit over real processes)', () => {
       `- { id: a, sha256: ${sha('x')}, owner: " ${C.configSecret}" }\n`,
       `- { id: a, sha256: "${C.configSecret}\n`,
       `${C.configSecret}\n`,
+      `- { id: "a'b ${C.configSecret}", sha256: ${sha('x')} }\n`,
     ];
     const variants: { name: string; config: object; files?: Record<string, string> }[] = [
       ...keysFiles.map((keys, i) => ({ name: `keys.yaml #${i}`, config: { ...base, authz: { api_keys: { header: 'x-api-key', file: './keys.yaml' }, policies: [{ name: 'all', match: { path_prefix: '/' }, authenticate: ['api_key'] }] } }, files: { 'keys.yaml': keys } })),
@@ -458,6 +459,13 @@ describe('credentials never leak (canary audit over real processes)', () => {
       { name: 'a secret in a composer header with a bad template', config: { ...base, server: { ...base.server, http: { address: '127.0.0.1:0' } }, bff: { services: { s: 'http://127.0.0.1:1' }, endpoints: [{ path: '/b', calls: { a: { service: 's', path: '/', headers: { 'x-api-key': `${C.configSecret}{` } } } }] } } },
       { name: 'a secret in a composer header with a control character', config: { ...base, server: { ...base.server, http: { address: '127.0.0.1:0' } }, bff: { services: { s: 'http://127.0.0.1:1' }, endpoints: [{ path: '/b', calls: { a: { service: 's', path: '/', headers: { 'x-api-key': `${C.configSecret}\n` } } } }] } } },
       { name: 'a Redis password where a cluster seed goes', config: { ...base, redis: { cluster: [`redis://:${C.configSecret}@127.0.0.1:99999`] } } },
+      { name: 'a bare Redis password where the URL goes', config: { ...base, redis: { url: C.configSecret } } },
+      { name: 'a Redis password holding a quote where the URL goes', config: { ...base, redis: { url: `it's ${C.configSecret}` } } },
+      { name: 'a Redis password for the whole section', config: { ...base, redis: C.configSecret } },
+      { name: 'a header line where the header rules go', config: { ...base, extproc: { routes: [{ name: 'r', headers: { request: `authorization: Bearer ${C.configSecret}` } }] } } },
+      { name: 'a credential as a header to remove', config: { ...base, extproc: { routes: [{ name: 'r', headers: { request: { remove: [`Bearer ${C.configSecret}`] } } }] } } },
+      { name: 'an API key where its header name goes', config: { ...base, authz: { api_keys: { header: `Bearer ${C.configSecret}`, file: './keys.yaml' }, policies } }, files: { 'keys.yaml': '[]\n' } },
+      { name: 'an introspection secret for the whole section', config: { ...base, authz: { introspection: C.configSecret, policies: [] } } },
     ];
     for (const v of variants) {
       const { file, dir } = writeConfig(v.config);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { evaluateApiKey, keyParameterIn, parseKeysFile } from '../../../src/authz/apikey.js';
+import { evaluateApiKey, keyParameterIn, parseKeysFile, parseKeysFileOffThread } from '../../../src/authz/apikey.js';
+import { ConfigError } from '../../../src/config/errors.js';
 import { normalizePath } from '../../../src/authz/normalize-path.js';
 import { input } from './support.js';
 
@@ -106,4 +107,24 @@ describe('parseKeysFile: a plaintext key in the wrong place is never quoted', ()
       });
     });
   }
+});
+
+describe('parseKeysFileOffThread: a large keys file parses in a worker, with the same result and the same errors', () => {
+  const hash = (key: string): string => createHash('sha256').update(key).digest('hex');
+  it('indexes the same entries as parseKeysFile', async () => {
+    const text = Array.from({ length: 2000 }, (_, i) => `- { id: k${i}, sha256: ${hash(`key${i}`)}, owner: o${i % 7}, scopes: [read], roles: [r${i % 3}] }\n`).join('');
+    const [here, there] = [parseKeysFile(text, '/k/keys.yaml'), await parseKeysFileOffThread(text, '/k/keys.yaml', 30_000)];
+    assert.equal(there.byHash.size, 2000);
+    assert.deepEqual([...there.byHash.entries()], [...here.byHash.entries()]);
+    assert.ok(Buffer.isBuffer(there.byHash.get(hash('key5'))?.sha256));
+  });
+
+  it('throws the ConfigError of the worker, values still concealed', async () => {
+    const error = await parseKeysFileOffThread(`- { id: a, sha256: 4242424242 }\n- { id: a, sha256: ${hash('x')} }\n`, '/k/keys.yaml', 30_000).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.issues.map((i) => [i.file, i.line, i.path, i.message]), [
+      ['keys.yaml', 1, '[0].sha256', 'expected a string, got a number'],
+      ['keys.yaml', 2, '[1].id', 'duplicate key id (not shown)'],
+    ]);
+  });
 });

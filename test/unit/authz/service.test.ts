@@ -195,7 +195,7 @@ describe('AuthzService.check: policies and API keys', () => {
     assert.throws(() => setup(SECTION, '- { id: a, sha256: ABC }\n- { id: a, sha256: ' + sha('x') + ', extra: 1 }\n'), (error: Error) => {
       assert.match(error.message, /keys\.yaml: expected 64 lower-case hex digits \(sha256 of the key\) \(line 1, at \[0\]\.sha256\)/);
       // Nothing the file says is quoted: a plaintext key may have gone where a name or an id goes.
-      assert.match(error.message, /keys\.yaml: unknown key \(not shown\) \(expected one of: id, sha256, .*\) \(line 2, at \[1\]\.\(not shown\)\)/);
+      assert.match(error.message, /keys\.yaml: unknown key \(expected one of: id, sha256, .*\) \(line 2, at \[1\]\.\(not shown\)\)/);
       assert.match(error.message, /duplicate key id \(not shown\) \(line 2, at \[1\]\.id\)/);
       return true;
     });

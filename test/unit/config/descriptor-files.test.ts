@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { decodeConfigText } from '../../../src/config/config-text.js';
+import { readAuthzFiles } from '../../../src/authz/service.js';
+import { decodeConfigText, readConfigFile, readConfigFileSync, type FileRef } from '../../../src/config/config-text.js';
 import { readDescriptorFiles } from '../../../src/config/descriptor-files.js';
 import { ConfigError } from '../../../src/config/errors.js';
 import { loadPortcullisConfig } from '../../../src/config/portcullis-config.js';
@@ -92,6 +94,72 @@ describe('readDescriptorFiles', () => {
     const files = await readDescriptorFiles(dir);
     // 'again' sorts before 'sub': the directory is read once, under the first name that reaches it.
     assert.deepEqual(files.map((f) => f.name), ['a.yaml', path.join('again', 'b.yaml')]);
+  });
+});
+
+describe('readDescriptorFiles: a file that cannot be read is an error naming it, never a domain quietly gone', () => {
+  it('a symlink whose target is missing (a swap to a path not there yet), a symlink loop, a FIFO', async () => {
+    const dir = tempDir({ 'a.yaml': 'domain: a\n', 'real.yaml': 'domain: r\n' });
+    symlinkSync('missing.yaml', path.join(dir, 'b.yaml'));
+    symlinkSync('c.yaml', path.join(dir, 'c.yaml'));
+    execFileSync('mkfifo', [path.join(dir, 'd.yaml')]);
+    symlinkSync('real.yaml', path.join(dir, 'e.yaml'));
+    const error = await rejection(readDescriptorFiles(dir));
+    assert.deepEqual(error.issues.map((i) => [i.file, i.message.replace(/: ELOOP.*/, ': ELOOP')]), [
+      ['b.yaml', 'symlink to missing.yaml, which does not exist (delete the link to drop what the file held)'],
+      ['c.yaml', 'cannot read symlink to c.yaml: ELOOP'],
+      ['d.yaml', 'cannot read: not a regular file or directory'],
+    ]);
+  });
+
+  it('a file deleted is simply not read: its domain goes with it (docs/ratelimit.md)', async () => {
+    const dir = tempDir({ 'a.yaml': 'domain: a\n', 'b.yaml': 'domain: b\n' });
+    rmSync(path.join(dir, 'b.yaml'));
+    assert.deepEqual((await readDescriptorFiles(dir)).map((f) => f.name), ['a.yaml']);
+  });
+});
+
+describe('readConfigFile: portcullis.yaml and every file it names', () => {
+  const ref = (file: string, maxBytes = 1000): FileRef => ({ file, setting: 'authz.api_keys.file', what: 'the file authz.api_keys.file names', maxBytes });
+  const cases: [string, (dir: string) => void, RegExp][] = [
+    ['missing', () => undefined, /^cannot read the file authz\.api_keys\.file names: ENOENT/],
+    ['a dangling symlink', (dir) => symlinkSync('gone.yaml', path.join(dir, 'f')), /^cannot read the file authz\.api_keys\.file names: ENOENT/],
+    ['a directory in its place', (dir) => mkdirSync(path.join(dir, 'f')), /^cannot read the file authz\.api_keys\.file names: it is a directory$/],
+    // readFile on a FIFO waits for a writer: the load, and every reload queued behind it, would never end.
+    ['a FIFO', (dir) => execFileSync('mkfifo', [path.join(dir, 'f')]), /^cannot read the file authz\.api_keys\.file names: not a regular file$/],
+    ['over its budget', (dir) => writeFileSync(path.join(dir, 'f'), 'x'.repeat(1001)), /^the file authz\.api_keys\.file names is 1001 bytes, more than the maximum of 1000$/],
+    ['not UTF-8 (a key would change silently to U+FFFD)', (dir) => writeFileSync(path.join(dir, 'f'), Buffer.from([0x2d, 0x20, 0xff, 0x0a])), /^the file authz\.api_keys\.file names is not valid UTF-8 \(byte 2 is 0xff\)$/],
+  ];
+  for (const [name, make, message] of cases) {
+    it(`${name}: an error naming the file and the setting`, { timeout: 5000 }, async () => {
+      const dir = tempDir({});
+      make(dir);
+      const file = path.join(dir, 'f');
+      for (const read of [() => readConfigFile(ref(file)), async () => readConfigFileSync(ref(file))]) {
+        const error = await rejection(read());
+        assert.equal(error.issues.length, 1);
+        assert.equal(error.issues[0]?.file, file);
+        assert.equal(error.issues[0]?.path, 'authz.api_keys.file');
+        assert.match(error.issues[0]?.message ?? '', message);
+      }
+    });
+  }
+
+  it('portcullis.yaml as a FIFO is refused at once', { timeout: 5000 }, async () => {
+    const dir = tempDir({});
+    execFileSync('mkfifo', [path.join(dir, 'portcullis.yaml')]);
+    const error = await rejection(loadPortcullisConfig(path.join(dir, 'portcullis.yaml')));
+    assert.match(error.message, /cannot read config file: not a regular file/);
+  });
+
+  it('the keys file as a FIFO or not UTF-8: readAuthzFiles names it', { timeout: 5000 }, async () => {
+    const dir = tempDir({ 'portcullis.yaml': 'authz:\n  api_keys: { file: ./keys.yaml }\n', 'bad.yaml': Buffer.from([0x2d, 0x20, 0xff, 0x0a]) });
+    execFileSync('mkfifo', [path.join(dir, 'keys.yaml')]);
+    const config = await loadPortcullisConfig(path.join(dir, 'portcullis.yaml'));
+    assert.match((await rejection(readAuthzFiles(config.authz))).message, /keys\.yaml: cannot read the file authz\.api_keys\.file names: not a regular file \(at authz\.api_keys\.file\)/);
+    rmSync(path.join(dir, 'keys.yaml'));
+    symlinkSync('bad.yaml', path.join(dir, 'keys.yaml'));
+    assert.match((await rejection(readAuthzFiles(config.authz))).message, /keys\.yaml: the file authz\.api_keys\.file names is not valid UTF-8/);
   });
 });
 

@@ -12,55 +12,11 @@ import { parseKeysFile } from '../../../src/authz/apikey.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import { compileDescriptorFiles } from '../../../src/ratelimit/descriptor-config.js';
 import { DESCRIPTOR_FIXTURES, REPO_ROOT } from '../ratelimit/support.js';
+import { mutate } from '../../support/config-mutations.js';
 import { prng } from '../../support/prng.js';
 
 const CASES_PER_SEED_FILE = 150;
 const MAX_MS_PER_CASE = 2000;
-
-
-const SNIPPETS = [
-  ':', ': ', '- ', '-', '[', ']', '{', '}', ',', '&a ', '*a', '&b [*a, *a, *a, *a]', 'k: &c [1, *c]\n', 'k: &d { x: *d }\n', '!!str ', '!!binary ', '|', '>', '"', "'", '#', '%YAML 1.1\n',
-  '---\n', '...\n', '<<: *a\n', '? ', '\t', '\n', '  ', '99999999999999999999999', '3000000000', '-1', '1.5', '.inf', '.nan', '0x1F',
-  'yes', '~', 'null', 'domain: x\n', 'ratelimit:\n', 'descriptors:\n', 'key: k\n', 'rate_limit: { unit: second, requests_per_unit: 1 }\n',
-  '\u00e9', '\uFFFD', '\u0000', '\u2028',
-];
-
-/** One mutation of `bytes`, chosen by `random`. */
-function mutate(bytes: Buffer, random: () => number): Buffer {
-  const at = Math.floor(random() * (bytes.length + 1));
-  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
-  switch (Math.floor(random() * 7)) {
-    case 0: // delete a range
-      return Buffer.concat([bytes.subarray(0, at), bytes.subarray(Math.min(bytes.length, at + 1 + Math.floor(random() * 12)))]);
-    case 1: // insert YAML syntax
-      return Buffer.concat([bytes.subarray(0, at), Buffer.from(pick(SNIPPETS)), bytes.subarray(at)]);
-    case 2: { // duplicate a line (duplicate keys)
-      const lines = bytes.toString('latin1').split('\n');
-      const i = Math.floor(random() * lines.length);
-      lines.splice(i, 0, lines[i] ?? '');
-      return Buffer.from(lines.join('\n'), 'latin1');
-    }
-    case 3: { // swap two lines (indentation changes)
-      const lines = bytes.toString('latin1').split('\n');
-      const i = Math.floor(random() * lines.length);
-      const j = Math.floor(random() * lines.length);
-      [lines[i], lines[j]] = [lines[j] ?? '', lines[i] ?? ''];
-      return Buffer.from(lines.join('\n'), 'latin1');
-    }
-    case 4: // a byte that breaks UTF-8
-      return Buffer.concat([bytes.subarray(0, at), Buffer.from([pick([0x80, 0xc0, 0xe9, 0xff, 0xed])]), bytes.subarray(at)]);
-    case 5: { // flip one character
-      const copy = Buffer.from(bytes);
-      if (copy.length > 0) copy[Math.min(at, copy.length - 1)] = 32 + Math.floor(random() * 95);
-      return copy;
-    }
-    default: { // an alias bomb prefix: 8^7 leaves from a few hundred bytes
-      const levels = ['b0: &b0 [x, x, x, x, x, x, x, x]'];
-      for (let l = 1; l < 7; l++) levels.push(`b${l}: &b${l} [${Array.from({ length: 8 }, () => `*b${l - 1}`).join(', ')}]`);
-      return Buffer.concat([Buffer.from(`${levels.join('\n')}\n`), bytes]);
-    }
-  }
-}
 
 type Loader = (text: string, name: string) => unknown;
 const loadPortcullis: Loader = (text, name) => parsePortcullisConfig(text, `/etc/portcullis/${name}`);

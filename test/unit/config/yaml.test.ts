@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../../src/config/errors.js';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { MAX_ALIAS_NODES, mapGet, parseYaml, type ParseResult, type YamlValue } from '../../../src/config/yaml.js';
+import { lineTooDeep, MAX_ALIAS_NODES, MAX_NESTING, mapGet, parseYaml, type ParseResult, type YamlValue } from '../../../src/config/yaml.js';
 import { compileDescriptorFiles, dumpLimits } from '../../../src/ratelimit/descriptor-config.js';
 
 /** Nine levels of nine aliases: 417 bytes that expand to 9^9 leaves. */
@@ -79,7 +79,37 @@ describe('parseYaml: aliases', () => {
 
   it('reports nesting too deep for the parser as a problem, not a crash', () => {
     const result = parseYaml(`a: ${'['.repeat(20000)}${']'.repeat(20000)}\n`);
-    if (!result.ok) assert.ok(result.problems.length > 0);
+    assert.equal(result.ok, false);
+    if (!result.ok) assert.deepEqual(result.problems, [{ line: 1, code: 'TOO_DEEP', path: '', message: `nesting deeper than ${MAX_NESTING} levels` }]);
+  });
+
+  // Checked before the yaml library recurses: near the end of the stack it may die in V8 (a fatal allocation failure
+  // compiling a regular expression, no RangeError to catch), which took `serve` down on a reload.
+  const deepCases: [string, string, number][] = [
+    ['flow brackets', `a: 1\nb: ${'['.repeat(MAX_NESTING + 1)}${']'.repeat(MAX_NESTING + 1)}\n`, 2],
+    ['flow mappings', `a:\n  b: ${'{ c: '.repeat(MAX_NESTING + 1)}1${' }'.repeat(MAX_NESTING + 1)}\n`, 2],
+    ['block indentation', Array.from({ length: MAX_NESTING + 1 }, (_, d) => `${' '.repeat(d)}k:\n`).join(''), MAX_NESTING + 1],
+    ['compact sequences', `a:\n${'- '.repeat(MAX_NESTING + 1)}x\n`, 2],
+  ];
+  for (const [name, text, line] of deepCases) {
+    it(`refuses nesting past MAX_NESTING before parsing, with the line: ${name}`, () => {
+      const result = parseYaml(text);
+      assert.equal(result.ok, false);
+      if (!result.ok) assert.deepEqual(result.problems, [{ line, code: 'TOO_DEEP', path: '', message: `nesting deeper than ${MAX_NESTING} levels` }]);
+    });
+  }
+
+  it('takes nesting as deep as configs go: 30 levels of descriptors, anchors, comments, block and quoted scalars', () => {
+    let text = 'domain: d\ndescriptors:\n';
+    let pad = '  ';
+    for (let d = 0; d < 30; d++) {
+      text += `${pad}- key: k${d}  # level ${d}\n${pad}  value: "a\n${pad}    [[[["\n${pad}  note: |\n${pad}    - - - [[[[ {{{{\n${pad}  descriptors:\n`;
+      pad += '    ';
+    }
+    text += `${pad}- key: last\n`;
+    assert.equal(lineTooDeep(text), undefined);
+    assert.equal(parseYaml(text).ok, true);
+    assert.equal(lineTooDeep(`a: ${'['.repeat(MAX_NESTING - 2)}${']'.repeat(MAX_NESTING - 2)}\n`), undefined);
   });
 });
 

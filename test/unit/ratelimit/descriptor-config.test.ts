@@ -76,7 +76,7 @@ const UPSTREAM_ERRORS: readonly ErrorCase[] = [
   {
     name: 'empty file',
     files: ['empty_file.yaml'],
-    error: { file: 'empty_file.yaml', message: 'config file cannot have empty domain', line: null, path: 'domain' },
+    error: { file: 'empty_file.yaml', message: 'config file cannot have empty domain', line: 1, path: 'domain' },
   },
   {
     name: 'same domain in two files',
