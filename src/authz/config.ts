@@ -3,6 +3,7 @@ import path from 'node:path';
 import { IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, isAbsent, list, number, object, oneOf, required, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
+import { foldName } from './header-fold.js';
 import { normalizePath } from './normalize-path.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
@@ -294,18 +295,20 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
     });
   });
   // Two identity headers under one name would overwrite each other (a tier standing in for the caller) or be both
-  // set and removed, so each must name a header of its own. The issue goes to the key the file wrote (a default
-  // can be what the written one collides with).
-  const identityNames = new Map<string, string>();
+  // set and removed, so each must name a header of its own; `x_tier` and `x-tier` are one name to an upstream that
+  // reads `_` as `-` (header-fold.ts). The issue goes to the key the file wrote (a default can be what the written
+  // one collides with).
+  const identityNames = new Map<string, [key: string, name: string]>();
   for (const [key, name] of Object.entries(raw.identity_headers)) {
-    const first = identityNames.get(name.toLowerCase());
+    const first = identityNames.get(foldName(name));
     if (first === undefined) {
-      identityNames.set(name.toLowerCase(), key);
+      identityNames.set(foldName(name), [key, name]);
       continue;
     }
-    const [written, other] = lines.has(`authz.identity_headers.${key}`) ? [key, first] : [first, key];
+    const [[written, writtenName], [other, otherName]] = lines.has(`authz.identity_headers.${key}`) ? [[key, name], first] : [first, [key, name]];
     const p = `authz.identity_headers.${written}`;
-    issues.add(at(p), p, `header '${name}' is also identity_headers.${other}: each identity header needs a name of its own`);
+    const clash = writtenName === otherName ? `is also identity_headers.${other}` : `is identity_headers.${other}'s '${otherName}' to an upstream that reads _ as -`;
+    issues.add(at(p), p, `header '${writtenName}' ${clash}: each identity header needs a name of its own`);
   }
   if (raw.default_policy !== 'deny' && !policies.some((x) => x.name === raw.default_policy)) {
     issues.add(at('authz.default_policy'), 'authz.default_policy', `expected deny or a policy name, got '${raw.default_policy}'`);

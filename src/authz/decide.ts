@@ -36,8 +36,10 @@ export function unmetRequirement(policy: CompiledPolicy, identity: Identity): st
  * The decision from what the evaluators found: the first method that succeeded names the caller; its identity
  * must then meet the policy's require clauses (403 otherwise). Without a success: 503 when something outside the
  * process failed and no credential was refused, 401 otherwise (a refused credential wins over a missing one).
+ * `lookalikes`: the request's header names an upstream may read as an identity or API key header (header-fold.ts),
+ * removed too when allowed.
  */
-export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts: readonly Attempt[], queryParam: string | undefined): Decision {
+export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts: readonly Attempt[], queryParam: string | undefined, lookalikes: readonly string[]): Decision {
   let identity: Identity | undefined;
   let invalid = false;
   let unavailable = false;
@@ -56,33 +58,35 @@ export function decide(settings: AuthzSettings, policy: CompiledPolicy, attempts
   }
   const unmet = unmetRequirement(policy, identity);
   if (unmet !== undefined) return { ...deny(policy.name, 'forbidden', 403, `not allowed: ${unmet}`, attempts), identity };
-  return allow(settings, policy.name, identity, attempts, queryParam);
+  return allow(settings, policy.name, identity, attempts, queryParam, lookalikes);
 }
 
-function allow(settings: AuthzSettings, policy: string, identity: Identity, attempts: readonly Attempt[], queryParam: string | undefined): AllowDecision {
-  return { allow: true, policy, reason: 'allowed', identity, attempts, grant: grantFor(settings, policy, identity, queryParam) };
+function allow(settings: AuthzSettings, policy: string, identity: Identity, attempts: readonly Attempt[], queryParam: string | undefined, lookalikes: readonly string[]): AllowDecision {
+  return { allow: true, policy, reason: 'allowed', identity, attempts, grant: grantFor(settings, policy, identity, queryParam, lookalikes) };
 }
 
 /**
  * Grants by settings, then identity, then policy and query parameter. Identities served from a cache (an API key
  * entry, a verified token, an introspection answer: `reused`) are the same object on every request, so they get the
- * same Grant back; weak keys let a reload or a cache eviction drop them. Any other identity gets a Grant of its own.
+ * same Grant back; weak keys let a reload or a cache eviction drop them. Any other identity gets a Grant of its own,
+ * and so does a request with lookalike headers: which ones it sent is its own (a client picks the spellings), and
+ * caching per spelling would let clients grow the cache.
  */
 const grants = new WeakMap<AuthzSettings, WeakMap<Identity, Map<string, Grant>>>();
 
-function grantFor(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined): Grant {
-  if (identity.reused !== true) return buildGrant(settings, policy, identity, queryParam);
+function grantFor(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined, lookalikes: readonly string[]): Grant {
+  if (identity.reused !== true || lookalikes.length > 0) return buildGrant(settings, policy, identity, queryParam, lookalikes);
   let byIdentity = grants.get(settings);
   if (byIdentity === undefined) grants.set(settings, (byIdentity = new WeakMap()));
   let byPolicy = byIdentity.get(identity);
   if (byPolicy === undefined) byIdentity.set(identity, (byPolicy = new Map()));
   const key = `${policy}\n${queryParam ?? ''}`;
   let grant = byPolicy.get(key);
-  if (grant === undefined) byPolicy.set(key, (grant = buildGrant(settings, policy, identity, queryParam)));
+  if (grant === undefined) byPolicy.set(key, (grant = buildGrant(settings, policy, identity, queryParam, lookalikes, true)));
   return grant;
 }
 
-function buildGrant(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined): Grant {
+function buildGrant(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined, lookalikes: readonly string[], shared = false): Grant {
   const h = settings.identityHeaders;
   const candidates: [string, string | undefined][] = [
     [h.userId, identity.subject],
@@ -101,6 +105,9 @@ function buildGrant(settings: AuthzSettings, policy: string, identity: Identity,
   // The API key never travels upstream.
   const keyHeader = settings.apiKeys?.header;
   if (keyHeader !== undefined && !headersToRemove.includes(keyHeader) && !headers.some(([n]) => n === keyHeader)) headersToRemove.push(keyHeader);
+  // Other names of those headers to an upstream that reads `_` as `-`: the client's copies go too (Envoy matches
+  // removals by exact name, and lookalikes() leaves out every name set above).
+  for (const name of lookalikes) if (!headersToRemove.includes(name) && !headers.some(([n]) => n === name)) headersToRemove.push(name);
   // Metadata feeds rate limit descriptors and access logs: a value refused as a header is refused here too, not
   // forwarded by another road.
   const dynamicMetadata: Record<string, string> = { [METADATA_KEYS.userId]: identity.subject, [METADATA_KEYS.authMethod]: identity.method, [METADATA_KEYS.policy]: policy };
@@ -111,5 +118,5 @@ function buildGrant(settings: AuthzSettings, policy: string, identity: Identity,
     [METADATA_KEYS.provider, identity.provider],
   ];
   for (const [key, value] of optional) if (value !== undefined && value !== '' && isHeaderSafe(value)) dynamicMetadata[key] = value;
-  return Object.freeze({ headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
+  return Object.freeze({ shared, headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
 }

@@ -8,6 +8,7 @@ import { sha256 } from '../shared/sha256.js';
 import { evaluateApiKey, keyParameterIn, parseKeysFile, type ApiKeySet } from './apikey.js';
 import { authzFileRefs, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
+import { foldTargets, lookalikes, type FoldTargets } from './header-fold.js';
 import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
 import { evaluateJwt, type JwtEvaluatorDeps, type JwtProvider, type VerifiedToken } from './jwt.js';
@@ -26,6 +27,8 @@ export interface AuthzSnapshot {
   readonly apiKeys: ApiKeySet | undefined;
   readonly providers: readonly JwtProvider[];
   readonly mtlsTrusted: AddressSet;
+  /** The identity and API key header names, folded as upstreams that read `_` as `-` fold them (header-fold.ts). */
+  readonly foldTargets: FoldTargets;
   /** API key revocation as the settings want it (on_unavailable applied); undefined: unknown, not to be assumed. */
   readonly isKeyRevoked: (id: string) => boolean | undefined;
   /** What the jwt and introspection evaluators read, when the section configures them. */
@@ -34,7 +37,7 @@ export interface AuthzSnapshot {
 }
 
 export const EMPTY_AUTHZ: AuthzSnapshot = Object.freeze({
-  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], mtlsTrusted: addressSet([]),
+  settings: undefined, policies: compilePolicies(undefined), apiKeys: undefined, providers: [], mtlsTrusted: addressSet([]), foldTargets: foldTargets(undefined),
   isKeyRevoked: () => false, jwt: undefined, introspection: undefined,
 });
 
@@ -107,6 +110,7 @@ export class AuthzService {
       apiKeys,
       providers,
       mtlsTrusted: addressSet(settings.mtls?.trusted ?? []),
+      foldTargets: foldTargets(settings),
       isKeyRevoked: (id: string) => isRevoked('key', id),
       jwt: settings.jwt && Object.freeze({ providers, cache: this.jwtCache, generation, maxTokenBytes: settings.jwt.maxTokenBytes, clock, observer, isRevoked }),
       introspection: i && Object.freeze({
@@ -244,7 +248,7 @@ export class AuthzService {
   }
 
   private decide(run: Run, attempts: readonly Attempt[]): Decision {
-    return decide(run.settings, run.policy, attempts, run.keyInQuery);
+    return decide(run.settings, run.policy, attempts, run.keyInQuery, lookalikes(run.snapshot.foldTargets, run.input.headers, run.input.underscoredNames));
   }
 
   private evaluate(step: AttemptStep, run: Run): MaybePromise<Outcome> {

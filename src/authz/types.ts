@@ -11,6 +11,12 @@ export interface CheckInput {
   readonly host: string;
   /** Lower-case names; repeated headers arrive comma-joined (Envoy does that). */
   readonly headers: HeaderLookup;
+  /**
+   * The names of `headers` holding `_`, lower case, each once (header-fold.ts underscoredNames): what an upstream that
+   * reads `_` as `-` may take for an identity header. The Check handler lists only those of a guarded name's length
+   * (mayFold); lookalikes() tests each name either way. Empty for nearly every request.
+   */
+  readonly underscoredNames: readonly string[];
   /** TCP peer address Envoy reports (no port). */
   readonly sourceAddress: string;
   /** mTLS peer identity Envoy derived: URI SAN, else DNS SAN, else subject. Empty without a client certificate. */
@@ -91,10 +97,13 @@ export interface AllowDecision {
 }
 
 /**
- * What an allowed request carries upstream. A function of the settings, the policy and the identity only: one
- * frozen Grant is shared by every request of a cached identity (see decide.ts), and its answer encoded once.
+ * What an allowed request carries upstream. A function of the settings, the policy and the identity, and of the
+ * request's lookalike header names (header-fold.ts) when it has any: without them, one frozen Grant is shared by every
+ * request of a cached identity (see decide.ts), and its answer encoded once.
  */
 export interface Grant {
+  /** This is the Grant every request of its (cached) identity and policy gets: its encoding may be kept beside it. */
+  readonly shared: boolean;
   /** Set with overwrite (append false). Never also in headersToRemove. */
   readonly headers: readonly (readonly [string, string])[];
   readonly headersToRemove: readonly string[];

@@ -1,5 +1,6 @@
 import { newApiKey } from '../authz/apikey.js';
 import { createHttpClient } from '../authz/http-client.js';
+import { underscoredNames } from '../authz/header-fold.js';
 import { normalizePath } from '../authz/normalize-path.js';
 import { selectPolicy } from '../authz/policy.js';
 import { AuthzService, readAuthzFiles } from '../authz/service.js';
@@ -92,6 +93,7 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
       rawPath: options.path,
       host: headers.get('host') ?? '',
       headers,
+      underscoredNames: underscoredNames(headers.keys()),
       sourceAddress: options.sourceIp ?? '127.0.0.1',
       sourcePrincipal: options.principal ?? '',
       // '' too: a route may set an empty policy name, and the server refuses it as unknown.

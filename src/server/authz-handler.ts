@@ -1,6 +1,7 @@
 import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { AuthzService, AuthzSnapshot } from '../authz/service.js';
 import { bearerChallenge } from '../authz/decide.js';
+import { NO_NAMES, underscoredNames, type FoldTargets } from '../authz/header-fold.js';
 import { checkBudgetMs } from '../authz/wait.js';
 import type { AllowDecision, CheckInput, Decision, Grant, HeaderLookup, MaybePromise } from '../authz/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -62,12 +63,30 @@ class WireHeaders implements HeaderLookup {
     }
     return undefined;
   }
+
+  /**
+   * CheckInput.underscoredNames: on every Check, so one pass that allocates nothing unless a name may fold, with
+   * mayFold written out (as a call it measured slower, bench/authz/check-loop.ts).
+   */
+  underscored(targets: FoldTargets): readonly string[] {
+    const entries = this.entries;
+    const lengths = targets.lengths;
+    for (let i = 0; i < entries.length; i++) {
+      const key = entries[i]!.key;
+      if (key !== undefined && key.length < lengths.length && lengths[key.length] === 1 && key.includes('_')) return underscoredNames(this.names(), targets);
+    }
+    return NO_NAMES;
+  }
+
+  names(): string[] {
+    return this.entries.map((e) => e.key ?? '');
+  }
 }
 
 type WireHttp = NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>;
 
 /** The request's headers: `headers` as sent, else (encode_raw_headers) `header_map`, unmerged raw bytes, merged here. */
-function headersOf(http: WireHttp): HeaderLookup {
+function headersOf(http: WireHttp): WireHeaders | ReadonlyMap<string, string> {
   const wire = http.headers;
   if (Array.isArray(wire) && wire.length > 0) return new WireHeaders(wire);
   const plain = mapOf(wire);
@@ -83,8 +102,14 @@ function headersOf(http: WireHttp): HeaderLookup {
   return merged;
 }
 
-/** CheckRequest → CheckInput. */
-export function toCheckInput(wire: WireCheckRequest): CheckInput {
+/** The names holding `_`; with `targets` (the snapshot's), only those that may fold onto one of them (mayFold). */
+function underscoredOf(headers: WireHeaders | ReadonlyMap<string, string>, targets: FoldTargets | undefined): readonly string[] {
+  if (!(headers instanceof WireHeaders)) return underscoredNames(headers.keys(), targets);
+  return targets === undefined ? underscoredNames(headers.names()) : headers.underscored(targets);
+}
+
+/** CheckRequest → CheckInput; `targets` narrow underscoredNames (the handler passes its snapshot's). */
+export function toCheckInput(wire: WireCheckRequest, targets?: FoldTargets): CheckInput {
   const attributes = wire.attributes ?? {};
   const http = attributes.request?.http ?? {};
   const headers = headersOf(http);
@@ -93,6 +118,7 @@ export function toCheckInput(wire: WireCheckRequest): CheckInput {
     rawPath: http.path ?? headers.get(':path') ?? '',
     host: http.host ?? headers.get(':authority') ?? '',
     headers,
+    underscoredNames: underscoredOf(headers, targets),
     sourceAddress: attributes.source?.address?.socket_address?.address ?? '',
     sourcePrincipal: attributes.source?.principal ?? '',
     contextExtensions: mapOf(attributes.context_extensions),
@@ -138,8 +164,8 @@ export function toCheckResponse(decision: Decision, requestId: string): unknown 
  */
 const encodedGrants = new WeakMap<Grant, Buffer>();
 
-function encodedAllow(decision: AllowDecision): Buffer {
-  if (decision.identity.reused !== true) return encodeAllow(decision.grant);
+export function encodedAllow(decision: AllowDecision): Buffer {
+  if (!decision.grant.shared) return encodeAllow(decision.grant);
   let bytes = encodedGrants.get(decision.grant);
   if (bytes === undefined) encodedGrants.set(decision.grant, (bytes = encodeAllow(decision.grant)));
   return bytes;
@@ -183,7 +209,7 @@ export function authzHandlers(deps: AuthzHandlerDeps): UntypedServiceImplementat
       };
       let decision: MaybePromise<Decision>;
       try {
-        input = toCheckInput(call.request);
+        input = toCheckInput(call.request, snapshot.foldTargets);
         const deadline = call.getDeadline();
         const at = deadline instanceof Date ? deadline.getTime() : deadline;
         const signal = deps.deadlines.signalFor(Date.now() + checkBudgetMs(snapshot.settings?.timeoutMs ?? deps.timeoutMs(), at - Date.now()));

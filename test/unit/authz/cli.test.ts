@@ -59,6 +59,8 @@ describe('portcullis keys new / explain', () => {
       // [options, exit code, what the output must say]
       const rows: [Partial<Parameters<typeof explain>[0]>, number, RegExp][] = [
         [{ path: '/public/x' }, 0, /decision: ALLOW as anonymous/],
+        // A client's x_user_id is removed by that name, as the server's answer does (explain prints the answer).
+        [{ path: '/public/x', header: ['X_User_Id: root', 'x_trace: 1'] }, 0, /remove {2}x-user-scopes\n {2}remove {2}x_user_id\n {2}dynamic/],
         [{ path: '/public/x', policy: '' }, 0, /policy: {3}'' from context_extensions is not defined\n.*decision: DENY 403 unknown_policy/s],
         [{ path: '/public/x', policy: 'nope' }, 0, /decision: DENY 403 unknown_policy/],
         [{ path: '/api/x', header: ['authorization: Bearer opaque-SECRET-token'] }, 0, /decision: gRPC UNAVAILABLE \(introspection\.on_failure: error\): introspection failed: /],

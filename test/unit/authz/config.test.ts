@@ -140,6 +140,10 @@ policies:
       ['tier onto user_id', '{ user_id: x-user-id, tier: x-user-id }', "header 'x-user-id' is also identity_headers.user_id: each identity header needs a name of its own (line 2, at authz.identity_headers.tier)"],
       ['onto a default name', '{ scopes: x-auth-method }', "header 'x-auth-method' is also identity_headers.auth_method: each identity header needs a name of its own (line 2, at authz.identity_headers.scopes)"],
       ['a default onto the written one', '{ user_id: x-client-tier }', "header 'x-client-tier' is also identity_headers.tier: each identity header needs a name of its own (line 2, at authz.identity_headers.user_id)"],
+      // One header to an upstream that reads `_` as `-` (CGI's HTTP_X_CLIENT_TIER): a tier could stand in for the caller.
+      ['a spelling of a default name', '{ user_id: x_client-tier }', "header 'x_client-tier' is identity_headers.tier's 'x-client-tier' to an upstream that reads _ as -: each identity header needs a name of its own (line 2, at authz.identity_headers.user_id)"],
+      ['two written spellings of one name', '{ user_id: x_caller, tier: x-caller }', "header 'x-caller' is identity_headers.user_id's 'x_caller' to an upstream that reads _ as -: each identity header needs a name of its own (line 2, at authz.identity_headers.tier)"],
+      ['a name holding _ of its own', '{ user_id: x_caller }', undefined],
     ];
     for (const [name, headers, issue] of rows) {
       it(name, () => {

@@ -125,6 +125,35 @@ describe('AuthzService.check: policies and API keys', () => {
     for (const [name] of anon.grant.headers) assert.ok(!anon.grant.headersToRemove.includes(name));
   });
 
+  it('identity and key headers spelled with _ (read as the real ones by CGI, WSGI, PHP) are removed by the exact names sent', async () => {
+    const { check } = setup();
+    const spoofs = { 'x_user_id': 'root', 'x-auth_method': 'mtls', 'x_api_key': KEY_B, 'x_trace_id': 't' };
+    const keyed = allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A, ...spoofs } }));
+    assert.equal(keyed.identity.subject, 'alice');
+    assert.deepEqual(keyed.grant.headersToRemove, ['x-api-key', 'x_user_id', 'x-auth_method', 'x_api_key']);
+    assert.equal(keyed.grant.shared, false);
+    // Anonymous routes strip every client-sent copy too.
+    const anon = allowed(await check({ rawPath: '/public', headers: spoofs }));
+    assert.deepEqual(anon.grant.headersToRemove, ['x-api-key-id', 'x-client-tier', 'x-user-scopes', 'x-api-key', 'x_user_id', 'x-auth_method', 'x_api_key']);
+    for (const d of [keyed, anon]) for (const [name] of d.grant.headers) assert.ok(!d.grant.headersToRemove.includes(name));
+    // The next request without them gets the cached caller's shared Grant, as before.
+    const plain = allowed(await check({ rawPath: '/api/x', headers: { 'x-api-key': KEY_A } }));
+    assert.deepEqual(plain.grant.headersToRemove, ['x-api-key']);
+    assert.equal(plain.grant.shared, true);
+    // An mTLS caller (an identity of its own each time) too.
+    const admin = allowed(await check({ rawPath: '/admin', sourceAddress: '10.1.2.3', sourcePrincipal: 'spiffe://example.org/ops', headers: { 'x_client_tier': 'platinum' } }));
+    assert.ok(admin.grant.headersToRemove.includes('x_client_tier'));
+  });
+
+  it('a configured identity header holding _ : its all-- spelling is removed (it holds no _, so it is looked up by name)', async () => {
+    const { service } = setup();
+    const snapshot = service.prepare(authzSettings(`identity_headers: { user_id: x_caller }\n${SECTION}`), new Map([['/etc/portcullis/keys.yaml', KEYS]]));
+    const d = allowed(await service.check(input({ rawPath: '/public', headers: { 'x-caller': 'root', 'x_caller': 'root' } }), snapshot, AbortSignal.timeout(1000)));
+    assert.deepEqual(d.grant.headers[0], ['x_caller', 'anonymous']);
+    assert.ok(d.grant.headersToRemove.includes('x-caller'));
+    assert.ok(!d.grant.headersToRemove.includes('x_caller'));
+  });
+
   it('asks Envoy to remove the key parameter only from a query that holds it (Envoy re-sorts any query it edits)', async () => {
     const { check } = setup();
     assert.deepEqual(allowed(await check({ rawPath: '/api/x?z=1&a=2', headers: { 'x-api-key': KEY_A } })).grant.queryParamsToRemove, []);

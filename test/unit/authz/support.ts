@@ -1,5 +1,6 @@
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
 import type { AuthzSettings } from '../../../src/authz/config.js';
+import { underscoredNames } from '../../../src/authz/header-fold.js';
 import type { AuthzObserver, HttpClient, HttpResponse } from '../../../src/authz/ports.js';
 import type { CheckInput } from '../../../src/authz/types.js';
 
@@ -24,6 +25,7 @@ export function input(overrides: Partial<Omit<CheckInput, 'headers' | 'contextEx
     requestId: 'req-1',
     ...rest,
     headers: new Map(Object.entries(headers ?? {})),
+    underscoredNames: underscoredNames(Object.keys(headers ?? {})),
     contextExtensions: new Map(Object.entries(context ?? {})),
   };
 }

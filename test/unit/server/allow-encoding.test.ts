@@ -6,7 +6,7 @@ import { toCheckResponse } from '../../../src/server/authz-handler.js';
 import { authorizationServiceDefinition } from '../../../src/server/protos.js';
 
 const check = authorizationServiceDefinition()['Check']!;
-const grant = (g: Partial<Grant>): Grant => ({ headers: [], headersToRemove: [], queryParamsToRemove: [], dynamicMetadata: {}, ...g });
+const grant = (g: Partial<Grant>): Grant => ({ shared: false, headers: [], headersToRemove: [], queryParamsToRemove: [], dynamicMetadata: {}, ...g });
 
 describe('allow-encoding: encodeAllow gives the bytes the service serializer makes of toCheckResponse', () => {
   const cases: { name: string; grant: Grant }[] = [
@@ -30,6 +30,8 @@ describe('allow-encoding: encodeAllow gives the bytes the service serializer mak
       headersToRemove: ['h'.repeat(130)], queryParamsToRemove: ['q'.repeat(127), 'q'.repeat(128)],
       dynamicMetadata: { scopes: 'm'.repeat(20_000), k: '' },
     }) },
+    // `shared` says whether the bytes may be kept; it is no part of them.
+    { name: 'lookalike removals, shared or not', grant: grant({ shared: true, headers: [['x-user-id', 'anonymous']], headersToRemove: ['x-api-key', 'x_user_id', 'x-auth_method'] }) },
     { name: 'empty strings', grant: grant({ headers: [['x-a', '']], headersToRemove: [''], dynamicMetadata: { '': '' } }) },
   ];
   for (const { name, grant: g } of cases) {

@@ -3,9 +3,11 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { ServerUnaryCall, ServiceError } from '@grpc/grpc-js';
 import { deny } from '../../../src/authz/decide.js';
+import { foldTargets } from '../../../src/authz/header-fold.js';
+import type { AllowDecision, Grant } from '../../../src/authz/types.js';
 import { AuthzService } from '../../../src/authz/service.js';
 import { createLogger } from '../../../src/observability/logger.js';
-import { authzHandlers, toCheckInput, toCheckResponse } from '../../../src/server/authz-handler.js';
+import { authzHandlers, encodedAllow, toCheckInput, toCheckResponse } from '../../../src/server/authz-handler.js';
 import { DeadlineSignals } from '../../../src/server/deadline-signals.js';
 import { authorizationServiceDefinition } from '../../../src/server/protos.js';
 import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
@@ -47,6 +49,25 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     assert.equal(input.contextExtensions.size, 0);
   });
 
+  it('names holding _ are listed, lower case and once, from entries, plain objects and raw header maps alike', () => {
+    const entries = toCheckInput({ attributes: { request: { http: { headers: [
+      { key: 'accept', value: '*/*' }, { key: 'x_user_id', value: 'a' }, { key: 'X-Auth_Method', value: 'b' }, { key: 'x_user_id', value: 'c' },
+    ] } } } });
+    assert.deepEqual(entries.underscoredNames, ['x_user_id', 'x-auth_method']);
+    assert.deepEqual(toCheckInput({ attributes: { request: { http: { headers: { 'X_Client_Tier': 'gold', accept: '*/*' } } } } }).underscoredNames, ['x_client_tier']);
+    const raw = toCheckInput({ attributes: { request: { http: { header_map: { headers: [{ key: 'x_api_key', raw_value: Buffer.from('k') }] } } } } });
+    assert.deepEqual(raw.underscoredNames, ['x_api_key']);
+    // With the snapshot's guarded names (as the handler passes them), only the names of a guarded name's length.
+    const targets = foldTargets(authzSettings('policies:\n  - { name: p, authenticate: [anonymous] }'));
+    const wireNames = ['x_user_id', 'x_trace', 'x_client_tier', 'x-user-id', 'x_a'].map((key) => ({ key, value: 'v' }));
+    assert.deepEqual(toCheckInput({ attributes: { request: { http: { headers: wireNames } } } }, targets).underscoredNames, ['x_user_id', 'x_client_tier']);
+    assert.deepEqual(toCheckInput({ attributes: { request: { http: { headers: { 'x_trace': 'v', 'X_User_Id': 'v' } } } } }, targets).underscoredNames, ['x_user_id']);
+    assert.equal(toCheckInput({ attributes: { request: { http: { headers: [{ key: 'x_trace', value: 'v' }] } } } }, targets).underscoredNames.length, 0);
+    const none = toCheckInput({ attributes: { request: { http: { headers: [{ key: 'x-user-id', value: 'a' }] } } } });
+    assert.deepEqual(none.underscoredNames, []);
+    assert.equal(none.underscoredNames, toCheckInput({}).underscoredNames, 'one shared empty list');
+  });
+
   it('401: denied_response with WWW-Authenticate, JSON body, status UNAUTHENTICATED; never an ok_response', () => {
     const r = toCheckResponse(deny('orders', 'missing_credentials', 401, 'credentials are required'), 'rid-1') as Record<string, any>;
     assert.equal(r['status'].code, 16);
@@ -72,13 +93,26 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     const r = toCheckResponse({
       allow: true, policy: 'p', reason: 'allowed', attempts: [],
       identity: { method: 'api_key', subject: 'alice', scopes: [], roles: [], claims: {} },
-      grant: { headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'], dynamicMetadata: { user_id: 'alice' } },
+      grant: { shared: false, headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'], dynamicMetadata: { user_id: 'alice' } },
     }, 'r') as Record<string, any>;
     assert.equal(r['status'].code, 0);
     assert.deepEqual(r['ok_response'].headers, [{ header: { key: 'x-user-id', value: 'alice' }, append: { value: false } }]);
     assert.deepEqual(r['ok_response'].headers_to_remove, ['x-api-key']);
     assert.deepEqual(r['ok_response'].query_parameters_to_remove, ['api_key']);
     assert.deepEqual(r['dynamic_metadata'], { fields: [{ key: 'user_id', value: { string_value: 'alice' } }] });
+  });
+
+  it('only a shared Grant has its encoding kept: a cached caller\'s Grant of its own (lookalike headers) is encoded each time', () => {
+    const identity = { method: 'api_key', subject: 'alice', scopes: [], roles: [], claims: {}, reused: true } as const;
+    const of = (shared: boolean): AllowDecision => {
+      const grant: Grant = Object.freeze({ shared, headers: [['x-user-id', 'alice'] as const], headersToRemove: ['x-api-key', 'x_user_id'], queryParamsToRemove: [], dynamicMetadata: {} });
+      return { allow: true, policy: 'p', reason: 'allowed', attempts: [], identity, grant };
+    };
+    const shared = of(true);
+    assert.equal(encodedAllow(shared), encodedAllow(shared));
+    const own = of(false);
+    assert.notEqual(encodedAllow(own), encodedAllow(own));
+    assert.deepEqual(encodedAllow(own), encodedAllow(shared));
   });
 
   it('an allow goes out pre-encoded, one Buffer per Grant: the same bytes for a repeat caller, decoding to the answer', async () => {
@@ -107,6 +141,12 @@ describe('authz-handler: CheckRequest ⇄ domain', () => {
     assert.equal(decoded['status'].code, 0);
     assert.deepEqual(decoded['ok_response'].headers.find((h: any) => h.header.key === 'x-user-id').header.value, 'alice');
     assert.ok(decoded['ok_response'].headers_to_remove.includes('x-api-key'));
+    // A client's x_user_id: its own answer, removing it by that name, encoded for it alone; the shared one stays.
+    const spoofed = await ask({ 'x-api-key': key, 'x_user_id': 'root' }, 'c');
+    assert.ok(Buffer.isBuffer(spoofed));
+    assert.deepEqual((definition['Check']!.responseDeserialize(spoofed as Buffer) as Record<string, any>)['ok_response'].headers_to_remove, [...decoded['ok_response'].headers_to_remove, 'x_user_id']);
+    assert.notEqual(await ask({ 'x-api-key': key, 'x_user_id': 'root' }, 'd'), spoofed);
+    assert.equal(await ask({ 'x-api-key': key }, 'e'), first);
     // A denial carries the request id, so it is built per request.
     const refused = await ask({ 'x-api-key': 'pk_wrong' }, 'rid-9') as Record<string, any>;
     assert.ok(!Buffer.isBuffer(refused));

@@ -37,7 +37,7 @@ describe('protos: answers encoded as built decode to what the handler meant', ()
     const allowed = roundTrip(definition, 'Check', toCheckResponse({
       allow: true, policy: 'p', reason: 'allowed', attempts: [],
       identity: { method: 'api_key', subject: 'alice', scopes: [], roles: [], claims: {} },
-      grant: { headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'], dynamicMetadata: { user_id: 'alice', tier: 'gold' } },
+      grant: { shared: false, headers: [['x-user-id', 'alice']], headersToRemove: ['x-api-key'], queryParamsToRemove: ['api_key'], dynamicMetadata: { user_id: 'alice', tier: 'gold' } },
     }, 'r'));
     assert.equal(allowed['status'].code, 0);
     assert.deepEqual(allowed['ok_response'].headers, [{ header: { key: 'x-user-id', value: 'alice' }, append: { value: false } }]);
