@@ -356,7 +356,7 @@ export function buildApp(deps: AppDeps): App {
           observer: metrics.extproc,
           inFlight: inFlightRequests,
         }),
-      }], { maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
+      }], { limits: settings.server.grpc, maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
       revocation.start();
       let httpAddress: string | undefined;
       if (settings.server.http !== undefined) {

@@ -5,6 +5,7 @@ import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readConfigFileSync } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
+import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } from '../server/grpc-transport.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { ConfigError, IssueCollector, joinPath } from './errors.js';
 import { runOffThread } from './off-thread.js';
@@ -15,7 +16,8 @@ import { mapGet, parseYaml } from './yaml.js';
 export interface PortcullisConfig {
   readonly file: string;
   readonly server: {
-    readonly grpc: { readonly address: string };
+    /** The gRPC listener and the per-connection bounds of its HTTP/2 transport (src/server/grpc-server.ts). */
+    readonly grpc: { readonly address: string } & GrpcTransportLimits;
     readonly admin: { readonly address: string };
     /** The composer's HTTP listener (bff endpoints); undefined: off. */
     readonly http: { readonly address: string } | undefined;
@@ -74,7 +76,7 @@ const clusterSeeds: Field<string[] | undefined> = (v, path, issues, parentLine) 
 
 const schema = object({
   server: object({
-    grpc: object({ address: address('127.0.0.1:9191') }),
+    grpc: object({ address: address('127.0.0.1:9191'), ...grpcTransportFields }),
     admin: object({ address: address('127.0.0.1:9192') }),
     http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
@@ -156,7 +158,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: raw.server.grpc, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
+    server: { grpc: { address: raw.server.grpc.address, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis: redisConfigured
       ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
       : undefined,

@@ -1,6 +1,7 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
+import { DEFAULT_GRPC_TRANSPORT_LIMITS, grpcServerOptions, type GrpcTransportLimits } from './grpc-transport.js';
 import { startStreamTableRefresher } from './stream-tables.js';
 
 /** Health service names: the overall server, the standard service names, and envoyproxy/ratelimit's. */
@@ -16,13 +17,9 @@ export interface GrpcServer {
 export async function startGrpcServer(
   address: string,
   services: readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[],
-  options: { readonly maxReceiveMessageBytes?: number } = {},
+  options: { readonly limits?: GrpcTransportLimits; readonly maxReceiveMessageBytes?: number } = {},
 ): Promise<GrpcServer> {
-  const server = new Server({
-    'grpc.keepalive_permit_without_calls': 1,
-    // ext_proc BUFFERED bodies travel in one message; grpc-js refuses anything over 4 MiB by default.
-    ...(options.maxReceiveMessageBytes === undefined ? {} : { 'grpc.max_receive_message_length': options.maxReceiveMessageBytes }),
-  });
+  const server = new Server(grpcServerOptions(options.limits ?? DEFAULT_GRPC_TRANSPORT_LIMITS, options.maxReceiveMessageBytes));
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
   health.addToServer(server);

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type ConfigIssue } from '../../../src/config/errors.js';
 import { checkPortcullisConfigOffThread, loadPortcullisConfig, parsePortcullisConfig, redactedConfig, restartOnlyChanges, type PortcullisConfig } from '../../../src/config/portcullis-config.js';
+import { DEFAULT_GRPC_TRANSPORT_LIMITS } from '../../../src/server/grpc-transport.js';
 import { ErrorCode } from '../../../src/shared/errors.js';
 
 const REPO_ROOT = ((): string => {
@@ -66,7 +67,7 @@ const EMPTY_BFF: PortcullisConfig['bff'] = { services: new Map(), endpoints: [],
 
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
-  server: { grpc: { address: '127.0.0.1:9191' }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
+  server: { grpc: { address: '127.0.0.1:9191', ...DEFAULT_GRPC_TRANSPORT_LIMITS }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
   redis: undefined,
   memory: { maxKeys: 500_000 },
   log: { level: 'info' },
@@ -82,7 +83,10 @@ describe('portcullis.yaml: valid files', () => {
     const config = await loadPortcullisConfig(file);
     assert.deepEqual(config, {
       file,
-      server: { grpc: { address: '0.0.0.0:8081' }, admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2 },
+      server: {
+        grpc: { address: '0.0.0.0:8081', maxConcurrentStreams: 2048, maxSessionMemoryMb: 64, keepaliveTimeMs: 30000, keepaliveTimeoutMs: 10000 },
+        admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2,
+      },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
       authz: undefined,
@@ -200,7 +204,7 @@ const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'server toString', text: 'server:\n  toString: 1\n', line: 2, path: 'server.toString', message: "unknown key 'toString' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
   { name: 'top level __proto__', text: '__proto__: {}\n', line: 1, path: '__proto__', message: "unknown key '__proto__' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
   { name: 'ratelimit hasOwnProperty', text: 'ratelimit:\n  hasOwnProperty: 1\n', line: 2, path: 'ratelimit.hasOwnProperty', message: "unknown key 'hasOwnProperty'" },
-  { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address)" },
+  { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address, max_concurrent_streams, max_session_memory_mb, keepalive_time_ms, keepalive_timeout_ms)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, connect_timeout_ms)' },
   { name: 'log', text: 'log:\n  format: json\n', line: 2, path: 'log.format', message: "unknown key 'format' (expected one of: level)" },
@@ -231,6 +235,10 @@ const WRONG_TYPES: readonly BadCase[] = [
   { name: 'a zero timeout', text: 'ratelimit:\n  timeout_ms: 0\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and 60000, got 0' },
   { name: 'a poll interval below 50 ms', text: 'ratelimit:\n  reload:\n    poll_interval_ms: 10\n', line: 3, path: 'ratelimit.reload.poll_interval_ms', message: 'must be between 50 and 3600000, got 10' },
   { name: 'a negative jitter', text: 'ratelimit:\n  expiration_jitter_max_seconds: -1\n', line: 2, path: 'ratelimit.expiration_jitter_max_seconds', message: 'must be between 0 and 86400, got -1' },
+  { name: 'no concurrent streams', text: 'server:\n  grpc:\n    max_concurrent_streams: 0\n', line: 3, path: 'server.grpc.max_concurrent_streams', message: 'must be between 1 and 2147483647, got 0' },
+  { name: 'a session memory cap in bytes', text: 'server:\n  grpc:\n    max_session_memory_mb: 33554432\n', line: 3, path: 'server.grpc.max_session_memory_mb', message: 'must be between 1 and 65536, got 33554432' },
+  { name: 'a keepalive in seconds', text: 'server:\n  grpc: { keepalive_time_ms: 60 }\n', line: 2, path: 'server.grpc.keepalive_time_ms', message: 'must be between 1000 and 2147483647, got 60' },
+  { name: 'a keepalive timeout as a string', text: 'server:\n  grpc:\n    keepalive_timeout_ms: 20s\n', line: 3, path: 'server.grpc.keepalive_timeout_ms', message: "expected an integer, got '20s'" },
   { name: 'a shutdown timeout past any sane bound', text: 'server:\n  shutdown_timeout_ms: 99999999999999999999999\n', line: 2, path: 'server.shutdown_timeout_ms', message: 'must be between 0 and 600000, got 99999999999999999999999' },
   { name: 'a store timeout that would overflow Node timers', text: 'ratelimit:\n  timeout_ms: 3000000000\n', line: 2, path: 'ratelimit.timeout_ms', message: 'must be between 1 and 60000, got 3000000000' },
   { name: 'an infinite number', text: 'ratelimit:\n  near_limit_ratio: .inf\n', line: 2, path: 'ratelimit.near_limit_ratio', message: 'expected a number, got Infinity' },
