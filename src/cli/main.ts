@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
@@ -12,7 +12,7 @@ import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } fr
 import { redactUrlCredentials } from '../shared/redact.js';
 import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger, drainLogger, stdoutDestination, type Logger } from '../observability/logger.js';
-import { createLogMetrics, createMemoryStoreMetrics } from '../observability/metrics.js';
+import { collectNodeMetrics, createLogMetrics, createMemoryStoreMetrics } from '../observability/metrics.js';
 import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
@@ -184,7 +184,7 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
   if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
+  collectNodeMetrics(registry);
   createLogMetrics(registry, logOutput);
   const openRedis = config.redis === undefined ? undefined : redisOpener(config.redis, logger);
   const revocation = openRedis !== undefined && config.authz?.revocation.enabled
