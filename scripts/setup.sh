@@ -8,6 +8,7 @@
 #   - node_modules (npm ci) and dist/ (npm run build)
 #   - with --tests (what `npm test` passes): envoyproxy/ratelimit built with Go into .tools/bin, the peer of the
 #     differential test (bench/ratelimit/install-peers.sh; skipped when ENVOY_RATELIMIT_BIN is set)
+#   - with --tests: prometheus and promtool (apt-get prometheus; the tests run the binaries themselves)
 #
 # Environment:
 #   ENVOY_BIN                          use this Envoy binary instead of .venv/bin/envoy
@@ -93,6 +94,18 @@ for tool in openssl:openssl docker-compose:docker-compose; do
     apt_install "${tool#*:}" || fail "${tool%%:*} is missing; install it with: apt-get install ${tool#*:}"
   fi
 done
+
+# --- prometheus and promtool (--tests: promtool checks deploy/prometheus/prometheus.yml and Portcullis' /metrics, and
+# an e2e test runs Prometheus against the gateway to evaluate the Grafana dashboard's queries) -----------------------
+if [[ $for_tests -eq 1 ]] && { ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; }; then
+  apt_install prometheus || fail "prometheus/promtool are missing; install them with: apt-get install prometheus"
+  # On a systemd machine the package starts a prometheus service on :9090, the port docker-compose publishes; the
+  # tests run the binary themselves.
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 ||
+      warn "could not stop the package's prometheus service (it holds :9090): systemctl disable --now prometheus"
+  fi
+fi
 
 # --- redis-server (integration and e2e tests start their own on a free port) ---------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
