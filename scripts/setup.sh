@@ -138,11 +138,16 @@ else
 fi
 
 # --- Node dependencies and build -----------------------------------------------------------------------------------
-# npm ci wipes node_modules, so it only runs when there was no install yet, the lockfile changed since, or the
-# installed tree no longer satisfies package.json.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]] ||
-  ! npm ls --all >/dev/null 2>&1; then
+# npm ci wipes node_modules, so it only runs when there was no install yet, the lockfile's content changed since the
+# last one (a hash, not mtimes: a fresh checkout or worktree has a new lockfile mtime and the same content), or the
+# installed tree no longer satisfies package.json. A node_modules that is a symlink (a worktree sharing another
+# checkout's) is never wiped from here: that would empty the other checkout's under whatever runs there.
+lock_sha="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ $lock_sha != "$(cat node_modules/.portcullis-lock.sha256 2>/dev/null || true)" ]] || ! npm ls --all >/dev/null 2>&1; then
+  [[ ! -L node_modules ]] ||
+    fail "node_modules is a symlink to $(readlink node_modules) and does not match package-lock.json: run npm ci there, or remove the link"
   quietly npm ci --no-audit --no-fund
+  echo "$lock_sha" > node_modules/.portcullis-lock.sha256
 fi
 quietly npm run build
 
