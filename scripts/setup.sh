@@ -104,6 +104,9 @@ if [[ $for_tests -eq 1 ]] && { ! command -v prometheus >/dev/null 2>&1 || ! comm
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
     as_root systemctl disable --now prometheus >/dev/null 2>&1 ||
       warn "could not stop the package's prometheus service (it holds :9090): systemctl disable --now prometheus"
+  elif [[ -x /etc/init.d/prometheus ]]; then
+    # Without systemd, invoke-rc.d may have started it from the init script.
+    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
   fi
 fi
 
