@@ -8,6 +8,7 @@
 #   - node_modules (npm ci) and dist/ (npm run build)
 #   - with --tests (what `npm test` passes): envoyproxy/ratelimit built with Go into .tools/bin, the peer of the
 #     differential test (bench/ratelimit/install-peers.sh; skipped when ENVOY_RATELIMIT_BIN is set)
+#   - with --tests: prometheus and promtool (apt-get prometheus; the tests run the binaries themselves)
 #
 # Environment:
 #   ENVOY_BIN                          use this Envoy binary instead of .venv/bin/envoy
@@ -94,6 +95,21 @@ for tool in openssl:openssl docker-compose:docker-compose; do
   fi
 done
 
+# --- prometheus and promtool (--tests: promtool checks deploy/prometheus/prometheus.yml and Portcullis' /metrics, and
+# an e2e test runs Prometheus against the gateway to evaluate the Grafana dashboard's queries) -----------------------
+if [[ $for_tests -eq 1 ]] && { ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; }; then
+  apt_install prometheus || fail "prometheus/promtool are missing; install them with: apt-get install prometheus"
+  # On a systemd machine the package starts a prometheus service on :9090, the port docker-compose publishes; the
+  # tests run the binary themselves.
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 ||
+      warn "could not stop the package's prometheus service (it holds :9090): systemctl disable --now prometheus"
+  elif [[ -x /etc/init.d/prometheus ]]; then
+    # Without systemd, invoke-rc.d may have started it from the init script.
+    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
+
 # --- redis-server (integration and e2e tests start their own on a free port) ---------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
   if ! apt_install redis-server; then
@@ -125,11 +141,16 @@ else
 fi
 
 # --- Node dependencies and build -----------------------------------------------------------------------------------
-# npm ci wipes node_modules, so it only runs when there was no install yet, the lockfile changed since, or the
-# installed tree no longer satisfies package.json.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]] ||
-  ! npm ls --all >/dev/null 2>&1; then
+# npm ci wipes node_modules, so it only runs when there was no install yet, the lockfile's content changed since the
+# last one (a hash, not mtimes: a fresh checkout or worktree has a new lockfile mtime and the same content), or the
+# installed tree no longer satisfies package.json. A node_modules that is a symlink (a worktree sharing another
+# checkout's) is never wiped from here: that would empty the other checkout's under whatever runs there.
+lock_sha="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ $lock_sha != "$(cat node_modules/.portcullis-lock.sha256 2>/dev/null || true)" ]] || ! npm ls --all >/dev/null 2>&1; then
+  [[ ! -L node_modules ]] ||
+    fail "node_modules is a symlink to $(readlink node_modules) and does not match package-lock.json: run npm ci there, or remove the link"
   quietly npm ci --no-audit --no-fund
+  echo "$lock_sha" > node_modules/.portcullis-lock.sha256
 fi
 quietly npm run build
 

@@ -3,19 +3,18 @@ import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { buildApp } from '../app.js';
-import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { schemaReader } from '../config/inputs.js';
 import { loadPortcullisConfig, parsePortcullisConfig, type PortcullisConfig } from '../config/portcullis-config.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { checkEnvoyCommand } from './check-envoy.js';
 import { createLogger, drainLogger, stdoutDestination, type Logger } from '../observability/logger.js';
-import { createLogMetrics, createMemoryStoreMetrics } from '../observability/metrics.js';
-import { compileDescriptorFilesOffThread } from '../ratelimit/descriptor-config.js';
+import { collectNodeMetrics, createLogMetrics, createMemoryStoreMetrics } from '../observability/metrics.js';
 import { MemoryRevocationList } from '../store/revocation-list.js';
-import { explain, keysNew, revoke, sharedRevocationList, validateAuthz } from './authz-commands.js';
+import { explain, keysNew, revoke, sharedRevocationList } from './authz-commands.js';
+import { validate } from './validate.js';
 import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -69,57 +68,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  if (command === 'validate') return validate(values);
+  if (command === 'validate' && (values.config !== undefined || values.descriptors !== undefined)) {
+    return validate(values, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+  }
   if (command === 'check-envoy' && positionals[0] !== undefined) return checkEnvoyCommand(positionals[0], values, process.stdout, process.stderr);
   if (command === 'serve' && values.config) return serve(values.config);
   process.stderr.write(USAGE);
   return 2;
-}
-
-/**
- * Every check that can run does, and every error is printed: the config, then its authz files, then the descriptor
- * files (`--descriptors` when given, else the config's directory; when the config itself is broken, only a
- * `--descriptors` directory can still be checked).
- */
-async function validate(options: { config?: string; descriptors?: string }): Promise<number> {
-  const errors: ConfigError[] = [];
-  const stage = async <T>(work: () => Promise<T>): Promise<T | undefined> => {
-    try {
-      return await work();
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      errors.push(error);
-      return undefined;
-    }
-  };
-  const config = options.config === undefined ? undefined : await stage(() => loadPortcullisConfig(options.config!));
-  const descriptors = options.descriptors ?? config?.ratelimit.descriptors;
-  if (options.config === undefined && descriptors === undefined) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
-  if (config) {
-    const policies = await stage(() => validateAuthz(config));
-    if (errors.length === 0) process.stdout.write(policies === undefined ? 'ok: no authz section (every Check is denied)\n' : `ok: authz policies: ${policies.join(', ') || '(none)'}\n`);
-  }
-  if (descriptors !== undefined) {
-    // The budgets `serve` applies: a file validate accepts loads, and a file that would stall a load fails here too.
-    const budgets = config?.ratelimit ?? parsePortcullisConfig('', 'portcullis.yaml').ratelimit;
-    await stage(async () => {
-      const files = await readDescriptorFiles(descriptors, budgets.descriptorsMaxBytes);
-      const compiled = await compileDescriptorFilesOffThread(files, budgets.descriptorsLoadTimeoutMs, descriptors);
-      process.stdout.write(`ok: ${files.length} descriptor file(s) in ${descriptors}, domains: ${[...compiled.domains.keys()].join(', ') || '(none)'}\n`);
-    });
-  }
-  if (config !== undefined && errors.length === 0) process.stdout.write(`ok: ${config.bff.endpoints.length} bff endpoint(s)\n`);
-  // Not an error (the endpoints may wait for a listener added later), but `serve` would leave the composer off.
-  if (config !== undefined && config.bff.endpoints.length > 0 && config.server.http === undefined) {
-    process.stderr.write('warning: bff endpoints are configured but server.http.address is not set: the composer is off\n');
-  }
-  if (errors.length === 0) return 0;
-  const count = errors.reduce((n, e) => n + e.issues.length, 0);
-  process.stderr.write(`${errors.map((e) => e.message).join('\n')}\n${count} error(s)\n`);
-  return 1;
 }
 
 /** Opens a Redis client for `name` (the counter store, the ext_proc cache, the revocation list). */
@@ -184,7 +139,7 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
   if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
+  collectNodeMetrics(registry);
   createLogMetrics(registry, logOutput);
   const openRedis = config.redis === undefined ? undefined : redisOpener(config.redis, logger);
   const revocation = openRedis !== undefined && config.authz?.revocation.enabled

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BffObserver } from '../bff/composer.js';
 import type { LimitStats } from '../ratelimit/decide.js';
 import type { AuthzObserver } from '../authz/ports.js';
@@ -226,6 +226,19 @@ export function createMemoryStoreMetrics(registry: Registry): { keys(n: number):
   const keys = new Gauge({ name: 'portcullis_memory_store_keys', help: 'Counter windows held by the in-memory store.', registers });
   const evictions = new Counter({ name: 'portcullis_memory_store_evictions_total', help: 'Live counter windows evicted (least recently used) because memory.max_keys was reached.', registers });
   return { keys: (n) => keys.set(n), evicted: () => evictions.inc() };
+}
+
+/**
+ * prom-client's gauges that end in `_total`: Prometheus reserves the suffix for counters (`promtool check metrics`
+ * reports them), and each is the sum over `type` of its twin without the suffix, which stays.
+ */
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** Node's process and runtime metrics, prefixed `portcullis_`, without the gauges that break Prometheus' naming rules. */
+export function collectNodeMetrics(registry: Registry): void {
+  const prefix = 'portcullis_';
+  collectDefaultMetrics({ register: registry, prefix });
+  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(prefix + name);
 }
 
 /** Log lines the stdout destination dropped because its reader fell behind by more than LOG_BUFFER_MAX_CHARS. */

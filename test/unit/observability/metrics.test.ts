@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { EventEmitter } from 'node:events';
-import { createLogMetrics, createMetrics } from '../../../src/observability/metrics.js';
+import { collectNodeMetrics, createLogMetrics, createMetrics } from '../../../src/observability/metrics.js';
 
 describe('metrics across workers', () => {
   it('the config load timestamp is the oldest worker\'s, not a sum', async () => {
@@ -23,5 +23,21 @@ describe('log lines dropped', () => {
     createLogMetrics(registry, destination);
     for (let i = 0; i < 3; i++) destination.emit('drop', '{"msg":"authz decision"}\n');
     assert.match(await registry.metrics(), /^portcullis_log_lines_dropped_total 3$/m);
+  });
+});
+
+describe('Node metrics', () => {
+  it('follow Prometheus naming: no gauge ends in _total (promtool check metrics), the per-type gauges stay', async () => {
+    const registry = new Registry();
+    collectNodeMetrics(registry);
+    const metrics = await registry.getMetricsAsJSON();
+    const names = metrics.map((m) => m.name);
+    for (const metric of metrics) {
+      assert.ok(metric.name.startsWith('portcullis_'), metric.name);
+      if (String(metric.type) !== 'counter') assert.doesNotMatch(metric.name, /_total$/, `${metric.type} ${metric.name}`);
+    }
+    for (const name of ['portcullis_nodejs_active_handles', 'portcullis_nodejs_active_requests', 'portcullis_process_cpu_seconds_total']) {
+      assert.ok(names.includes(name), `${name} missing from ${names.join(', ')}`);
+    }
   });
 });
