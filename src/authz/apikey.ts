@@ -8,15 +8,9 @@ import { sha256 } from '../shared/sha256.js';
 import { isUsableSubject } from './subject.js';
 import type { CheckInput, Identity, Outcome } from './types.js';
 
-/** One entry of keys.yaml. Only the SHA-256 of a key is ever stored. */
-export interface ApiKeyEntry {
-  readonly id: string;
+/** One entry of keys.yaml, indexed. Only the SHA-256 of a key is ever stored. */
+export interface ApiKeyEntry extends Omit<KeyEntryData, 'sha256'> {
   readonly sha256: Buffer;
-  readonly owner: string;
-  readonly tier: string;
-  readonly scopes: readonly string[];
-  readonly roles: readonly string[];
-  readonly disabled: boolean;
   /** Built once per entry: every request with this key names the same caller (and so shares one Grant). */
   readonly identity: Identity;
 }
