@@ -14,6 +14,13 @@ export interface HttpClient {
 
 export type RevocationKind = 'jti' | 'key';
 
+/** One id on the list: revoked until `untilMs` (Infinity: for good), after which it is forgotten. */
+export interface RevocationEntry {
+  readonly kind: RevocationKind;
+  readonly id: string;
+  readonly untilMs: number;
+}
+
 /**
  * Revoked token ids and API key ids, read synchronously from a local copy that the implementation keeps fresh.
  * `undefined`: the copy is too old to trust (its source is unreachable); the caller's configured on_unavailable
@@ -21,8 +28,15 @@ export type RevocationKind = 'jti' | 'key';
  */
 export interface RevocationList {
   isRevoked(kind: RevocationKind, id: string): boolean | undefined;
-  /** Adds an id until `expiresAtMs` (a token's exp): for tests, the CLI and operators' tooling. */
-  revoke(kind: RevocationKind, id: string, expiresAtMs: number): Promise<void>;
+  /**
+   * Adds an id until `expiresAtMs` (a token's exp): for tests, the CLI and operators' tooling. A revocation is never
+   * shortened (a temporary block of an id revoked for good must not end it): resolves with the until that holds.
+   */
+  revoke(kind: RevocationKind, id: string, expiresAtMs: number): Promise<number>;
+  /** Removes an id; resolves true if it was revoked (an expired entry was not), false if there was nothing to lift. */
+  lift(kind: RevocationKind, id: string): Promise<boolean>;
+  /** The entries in effect now, read from the source every instance reads (not this instance's copy), unsorted. */
+  entries(): Promise<RevocationEntry[]>;
   start(): void;
   close(): Promise<void>;
 }

@@ -15,6 +15,9 @@ import type { AuthzSettings } from '../authz/config.js';
 import { bearerChallenge } from '../authz/decide.js';
 import { checkBudgetMs } from '../authz/wait.js';
 import type { RevocationList } from '../authz/ports.js';
+import { describeId, formatRevocations, revokeRequest, untilPhrase, type RevokeOptions } from './revoke-request.js';
+
+export type { RevokeOptions } from './revoke-request.js';
 
 const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, revocationUnavailable: () => undefined };
 
@@ -181,64 +184,64 @@ export function sharedRevocationList(client: RedisClient, authz: AuthzSettings, 
   return new RedisRevocationList(client, { clock: systemClock, refreshMs: authz.revocation.refreshMs, maxStalenessMs: authz.revocation.maxStalenessMs, onError });
 }
 
-export interface RevokeOptions {
-  readonly config?: string;
-  readonly jti?: string;
-  readonly apiKeyId?: string;
-  /** Seconds the entry is kept; after that it is forgotten (the token has expired, or the key was removed). */
-  readonly ttl?: string;
-}
-
-/** A revoked jti is kept a day by default (longer than most access tokens live); a revoked key id a hundred years. */
-const DEFAULT_TTL_SECONDS = { jti: 86_400, key: 100 * 365 * 86_400 } as const;
 const REVOKE_TIMEOUT_MS = 5000;
-/** Longer than any token lives; also keeps now + ttl a date `Date` can print (checked before anything is written). */
-const MAX_TTL_SECONDS = 10 * 365 * 86_400;
 
 /**
  * `portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]`: adds the id to the revocation list in
  * Redis that every instance reads (authz.revocation with redis: configured), so each refuses it within about
- * `revocation.refresh_ms`. Without Redis there is no shared list: disable a key in the keys file instead.
+ * `revocation.refresh_ms`. With --lift it removes the id (each instance accepts it again in the same time; exit 1 if
+ * it was not revoked); --list prints every entry in effect. Without Redis there is no shared list: disable a key in
+ * the keys file instead.
  */
 export async function revoke(options: RevokeOptions, out: (s: string) => void): Promise<number> {
-  const kind = options.jti !== undefined ? 'jti' : options.apiKeyId !== undefined ? 'key' : undefined;
-  const id = options.jti ?? options.apiKeyId ?? '';
-  if (!options.config || kind === undefined || (options.jti !== undefined && options.apiKeyId !== undefined) || id === '') {
-    out('revoke: --config FILE and exactly one of --jti ID or --api-key-id ID are required\n');
-    return 2;
-  }
-  // Digits only: Number() would also take '1e3', '0x10' and ' 7 ', which are not what an operator means by seconds.
-  const ttl = options.ttl === undefined ? DEFAULT_TTL_SECONDS[kind] : /^[0-9]{1,10}$/.test(options.ttl) ? Number(options.ttl) : Number.NaN;
-  if (options.ttl !== undefined && !(ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
-    out(`revoke: --ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS} (10 years), not '${options.ttl}'\n`);
+  const request = revokeRequest(options);
+  if (request.action === 'usage') {
+    out(`revoke: ${request.message}\n`);
     return 2;
   }
   let config: PortcullisConfig;
   try {
-    config = await loadPortcullisConfig(options.config);
+    config = await loadPortcullisConfig(request.config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     out(`${error.message}\n`);
     return 1;
   }
   if (config.redis === undefined || config.authz?.revocation.enabled !== true) {
-    out(`revoke: ${options.config} has no shared revocation list (it needs redis: and authz.revocation.enabled: true); `
+    out(`revoke: ${request.config} has no shared revocation list (it needs redis: and authz.revocation.enabled: true); `
       + 'without Redis, revoke an API key with disabled: true in the keys file (hot reload)\n');
     return 1;
   }
+  const refreshMs = config.authz.revocation.refreshMs;
   const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
   const list = sharedRevocationList(client, config.authz);
   let timer: NodeJS.Timeout | undefined;
   try {
-    const untilMs = systemClock.nowMs() + ttl * 1000;
     // The client queues nothing while it connects (enableOfflineQueue: false): wait until it is ready.
     const ready = client.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    await Promise.race([
-      ready.then(() => list.revoke(kind, id, untilMs)),
+    const within = <T>(work: () => Promise<T>): Promise<T> => Promise.race([
+      ready.then(work),
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`Redis did not answer within ${REVOKE_TIMEOUT_MS} ms`)), REVOKE_TIMEOUT_MS))),
     ]);
-    out(`revoked ${kind === 'jti' ? 'jti' : 'API key id'} ${id} until ${new Date(untilMs).toISOString()}; `
-      + `every instance refuses it within about ${config.authz.revocation.refreshMs} ms\n`);
+    if (request.action === 'list') {
+      out(formatRevocations(await within(() => list.entries())));
+      return 0;
+    }
+    const who = describeId(request.kind, request.id);
+    if (request.action === 'lift') {
+      if (!(await within(() => list.lift(request.kind, request.id)))) {
+        out(`revoke: ${who} is not revoked: nothing to lift (revoke --list shows what is)\n`);
+        return 1;
+      }
+      out(`lifted the revocation of ${who}; every instance accepts it again within about ${refreshMs} ms\n`);
+      return 0;
+    }
+    const untilMs = systemClock.nowMs() + request.ttlSeconds * 1000;
+    const heldMs = await within(() => list.revoke(request.kind, request.id, untilMs));
+    out(heldMs > untilMs
+      ? `${who} was already revoked ${untilPhrase(heldMs)}, which stays (a revocation is never shortened: --lift it first); `
+        + `every instance refuses it\n`
+      : `revoked ${who} ${untilPhrase(heldMs)}; every instance refuses it within about ${refreshMs} ms\n`);
     return 0;
   } catch (error) {
     out(`revoke: failed: ${(error as Error).message}\n`);

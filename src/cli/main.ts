@@ -37,6 +37,10 @@ const USAGE = `usage:
                                                   show which policy a request gets, each method's outcome, the answer
   portcullis revoke --config FILE (--jti ID | --api-key-id ID) [--ttl SECONDS]
                                                   add a token id or API key id to the shared revocation list (Redis)
+  portcullis revoke --config FILE --lift (--jti ID | --api-key-id ID)
+                                                  remove one from the list (every instance accepts it again); exit 1
+                                                  if it was not revoked
+  portcullis revoke --config FILE --list          every id on the list, with the time it is kept until
   portcullis check-envoy envoy.yaml [--config portcullis.yaml] [--descriptors DIR]
                                                   descriptors Envoy can send that no rule matches, rules nothing
                                                   reaches, unknown domains, routes no authz policy covers,
@@ -219,7 +223,10 @@ async function authzCommand(command: 'keys' | 'explain' | 'revoke', args: readon
     if (command === 'revoke') {
       const { values } = parseArgs({
         args: [...args],
-        options: { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, 'api-key-id': { type: 'string' }, ttl: { type: 'string' } },
+        options: {
+          config: { type: 'string', short: 'c' }, jti: { type: 'string' }, 'api-key-id': { type: 'string' }, ttl: { type: 'string' },
+          lift: { type: 'boolean' }, list: { type: 'boolean' },
+        },
         strict: true,
       });
       return await revoke({ ...values, apiKeyId: values['api-key-id'] }, out);

@@ -172,7 +172,7 @@ describe('jti revocation in Redis', () => {
     await redis.stop();
   });
 
-  it('a jti revoked through one instance is refused by another within a second; Redis down → configured answer, counted', async () => {
+  it('a jti revoked through one instance is refused by another within a second, accepted again as fast once lifted; Redis down → configured answer, counted', async () => {
     const idp = await startIdentityProvider();
     const revocation = (): RedisRevocationList => new RedisRevocationList(createRedisClient({ url: redis.url }), { clock: systemClock, refreshMs: 200, maxStalenessMs: 1500 });
     const a = revocation();
@@ -188,6 +188,12 @@ describe('jti revocation in Redis', () => {
       const revokedAt = Date.now();
       await eventually(async () => (await check(two)) === 16, 2000, 'revocation seen by instance two');
       assert.ok(Date.now() - revokedAt < 1000, `took ${Date.now() - revokedAt} ms`);
+      // A lift through one instance reaches the other in the same time.
+      assert.equal(await a.lift('jti', 'jti-123'), true);
+      const liftedAt = Date.now();
+      await eventually(async () => (await check(two)) === 0, 2000, 'lift seen by instance two');
+      assert.ok(Date.now() - liftedAt < 1000, `took ${Date.now() - liftedAt} ms`);
+      assert.equal(await check(one), 0, 'and by the instance that lifted it');
       await redis.kill();
       await eventually(async () => (await two.authz.check({ path: '/api/orders', headers: { 'x-api-key': KEY_A } })).status?.code === 14, 5000, 'stale list denies (503)');
       assert.ok((await two.metric('portcullis_authz_revocation_unavailable_total')) >= 1);

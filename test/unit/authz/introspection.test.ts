@@ -150,7 +150,8 @@ describe('introspection: answers read like a JWT', () => {
     const clock = new FakeClock(NOW_MS);
     const revocation = {
       isRevoked: (kind: string, id: string) => (kind === 'jti' && id === 'revoked' ? true : state),
-      revoke: () => Promise.resolve(), start: () => undefined, close: () => Promise.resolve(),
+      revoke: () => Promise.resolve(0), lift: () => Promise.resolve(false), entries: () => Promise.resolve([]),
+      start: () => undefined, close: () => Promise.resolve(),
     };
     const service = new AuthzService({ clock, revocation, http: fakeHttp({ [URL]: () => ({ status: 200, body }) }), observer: countingObserver() });
     const settings = authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s, on_failure: ${onFailure} }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RedisClient } from '../../../src/store/redis-counter-store.js';
-import { RedisRevocationList } from '../../../src/store/revocation-list.js';
+import { MemoryRevocationList, RedisRevocationList, scoredIds } from '../../../src/store/revocation-list.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 const NOW_MS = 1_700_000_000_000;
@@ -14,6 +14,7 @@ function fakeRedis(jti: Record<string, number>) {
     get: () => (state.up ? Promise.resolve('1') : fail()),
     zrangebyscore: (key: string) => (state.up ? Promise.resolve(key.endsWith(':jti') ? Object.entries(jti).flatMap(([id, until]) => [id, String(until)]) : []) : fail()),
     disconnect: () => undefined,
+    defineCommand: () => undefined,
   };
   return { state, client: client as unknown as RedisClient };
 }
@@ -41,4 +42,89 @@ describe('RedisRevocationList: a stale copy', () => {
       await list.close();
     });
   }
+});
+
+describe('scoredIds: a ZRANGEBYSCORE WITHSCORES reply as id → until', () => {
+  const rows: [string, string[], [string, number][]][] = [
+    ['empty', [], []],
+    ['ms since epoch', ['a', '1700000000000', 'b', '5'], [['a', 1_700_000_000_000], ['b', 5]]],
+    // An operator's ZADD … +inf id: revoked for good, not NaN (which is never above now: not revoked at all).
+    ['+inf as Redis sends it', ['forever', 'inf'], [['forever', Number.POSITIVE_INFINITY]]],
+    ['+inf spelled out', ['forever', '+inf'], [['forever', Number.POSITIVE_INFINITY]]],
+    ['-inf', ['gone', '-inf'], [['gone', Number.NEGATIVE_INFINITY]]],
+    ['a trailing member without a score is not an entry', ['a', '7', 'b'], [['a', 7]]],
+  ];
+  for (const [name, flat, want] of rows) it(name, () => assert.deepEqual([...scoredIds(flat)], want));
+
+  it('an id revoked with +inf in Redis is revoked on the instances', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const redis = fakeRedis({});
+    const client = { ...(redis.client as unknown as Record<string, unknown>), zrangebyscore: (key: string) => Promise.resolve(key.endsWith(':jti') ? ['forever', 'inf'] : []) };
+    const list = new RedisRevocationList(client as unknown as RedisClient, { clock, refreshMs: 1000, maxStalenessMs: 5000 });
+    await list.refresh();
+    assert.equal(list.isRevoked('jti', 'forever'), true);
+    await list.close();
+  });
+});
+
+describe('MemoryRevocationList: revoke, lift, entries', () => {
+  // [what, steps (revoke: until offset; lift: expected answer), isRevoked after, entries' until offsets after]
+  type Step = ['revoke', number, number] | ['lift', boolean] | ['advance', number];
+  const rows: [string, Step[], boolean, number[]][] = [
+    ['revoked', [['revoke', 60_000, 60_000]], true, [60_000]],
+    ['a shorter revoke keeps the longer one', [['revoke', 60_000, 60_000], ['revoke', 1000, 60_000]], true, [60_000]],
+    ['a longer revoke extends', [['revoke', 1000, 1000], ['revoke', 60_000, 60_000]], true, [60_000]],
+    ['lifted', [['revoke', 60_000, 60_000], ['lift', true]], false, []],
+    ['lifted twice: the second finds nothing', [['revoke', 60_000, 60_000], ['lift', true], ['lift', false]], false, []],
+    ['never revoked: nothing to lift', [['lift', false]], false, []],
+    ['expired: not listed, nothing to lift', [['revoke', 1000, 1000], ['advance', 1000], ['lift', false]], false, []],
+    ['revoked again after a lift', [['revoke', 60_000, 60_000], ['lift', true], ['revoke', 1000, 1000]], true, [1000]],
+  ];
+  for (const [what, steps, revoked, untils] of rows) {
+    it(what, async () => {
+      const clock = new FakeClock(NOW_MS);
+      const list = new MemoryRevocationList(clock);
+      for (const step of steps) {
+        if (step[0] === 'revoke') assert.equal(await list.revoke('key', 'k', NOW_MS + step[1]), NOW_MS + step[2]);
+        else if (step[0] === 'lift') assert.equal(await list.lift('key', 'k'), step[1]);
+        else clock.advance(step[1]);
+      }
+      assert.equal(list.isRevoked('key', 'k'), revoked);
+      assert.equal(list.isRevoked('jti', 'k'), false, 'another kind');
+      assert.deepEqual(await list.entries(), untils.map((u) => ({ kind: 'key', id: 'k', untilMs: NOW_MS + u })));
+    });
+  }
+});
+
+describe('RedisRevocationList: a refresh abandoned at its timeout', () => {
+  it('does not write its older copy over a newer refresh (a lifted id would be refused again)', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const redis = { version: '1', jti: ['x', String(NOW_MS + 3_600_000)] };
+    let release: (() => void) | undefined;
+    let calls = 0;
+    const client = {
+      get: () => Promise.resolve(redis.version),
+      zrangebyscore: (key: string) => {
+        const reply = key.endsWith(':jti') ? redis.jti : [];
+        // The first read of the set hangs until released, then answers with the set as it was when asked.
+        if (calls++ === 0) return new Promise((resolve) => (release = () => resolve(reply)));
+        return Promise.resolve(reply);
+      },
+      disconnect: () => undefined,
+      defineCommand: () => undefined,
+    } as unknown as RedisClient;
+    const errors: string[] = [];
+    const list = new RedisRevocationList(client, { clock, refreshMs: 1000, maxStalenessMs: 30, onError: (e) => errors.push(e.message) });
+    await list.refresh();
+    assert.deepEqual(errors, ['revocation refresh timed out']);
+    // Lifted in Redis; the next refresh reads it.
+    redis.version = '2';
+    redis.jti = [];
+    await list.refresh();
+    assert.equal(list.isRevoked('jti', 'x'), false);
+    release!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(list.isRevoked('jti', 'x'), false, 'the abandoned refresh landed after the newer one');
+    await list.close();
+  });
 });
