@@ -110,6 +110,13 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('INCR', KEYS[2])
 return 1`;
 
+/**
+ * The sets are read whole this often even when the version has not moved. The version is a counter: after a failover
+ * to a replica that missed a change, or a restore, it can come back to a number an instance already holds with other
+ * sets behind it, and that instance would keep its copy until the next change. This bounds how long.
+ */
+const FULL_READ_EVERY_MS = 30_000;
+
 const REVOKE_SCRIPT_NAME = 'portcullisRevoke';
 const LIFT_SCRIPT_NAME = 'portcullisLiftRevocation';
 type ScriptRunner = Record<typeof REVOKE_SCRIPT_NAME | typeof LIFT_SCRIPT_NAME, (...args: (string | number)[]) => Promise<unknown>>;
@@ -128,6 +135,8 @@ export class RedisRevocationList implements RevocationList {
   private readonly keys: { jti: string; key: string; version: string };
   private version: string | null | undefined;
   private lastSuccessMs = Number.NEGATIVE_INFINITY;
+  /** When the sets were last read whole, whatever the version said. */
+  private lastReadMs = Number.NEGATIVE_INFINITY;
   private refreshing = false;
   /** Which load may still write the copy: one abandoned by the refresh timeout must not land after a newer one. */
   private loads = 0;
@@ -196,12 +205,13 @@ export class RedisRevocationList implements RevocationList {
     // The version first, the sets after: a change (revoke or lift) that lands between the two reads is in the sets
     // or not, but either way the version read is older than it, so the next refresh reloads.
     const version = await this.client.get(this.keys.version);
-    if (version !== this.version || this.version === undefined) {
+    if (version !== this.version || this.version === undefined || startedMs - this.lastReadMs >= FULL_READ_EVERY_MS) {
       const sets = new Map<RevocationKind, Map<string, number>>();
       for (const kind of KINDS) sets.set(kind, scoredIds(await this.client.zrangebyscore(this.keys[kind], startedMs, '+inf', 'WITHSCORES')));
       if (load !== this.loads) return;
       for (const kind of KINDS) this.lists[kind].replace(sets.get(kind)!);
       this.version = version;
+      this.lastReadMs = startedMs;
     }
     if (load !== this.loads) return;
     this.lastSuccessMs = startedMs;

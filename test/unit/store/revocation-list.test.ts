@@ -128,3 +128,35 @@ describe('RedisRevocationList: a refresh abandoned at its timeout', () => {
     await list.close();
   });
 });
+
+describe('RedisRevocationList: a version that comes back with other sets behind it', () => {
+  it('is caught by the full read every 30 s (a failover to a replica that missed a change, then one more change)', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const redis = { version: '5', jti: [] as string[] };
+    let setReads = 0;
+    const client = {
+      get: () => Promise.resolve(redis.version),
+      zrangebyscore: (key: string) => {
+        setReads++;
+        return Promise.resolve(key.endsWith(':jti') ? redis.jti : []);
+      },
+      disconnect: () => undefined,
+      defineCommand: () => undefined,
+    } as unknown as RedisClient;
+    const list = new RedisRevocationList(client, { clock, refreshMs: 1000, maxStalenessMs: 60_000 });
+    await list.refresh();
+    // The replica promoted had version 4; a revoke there made it 5 again, with a set this instance has not seen.
+    redis.jti = ['x', String(NOW_MS + 3_600_000)];
+    const readsBefore = setReads;
+    for (let s = 1; s < 30; s++) {
+      clock.advance(1000);
+      await list.refresh();
+    }
+    assert.equal(setReads, readsBefore, 'an unchanged version costs one GET, not the sets');
+    assert.equal(list.isRevoked('jti', 'x'), false, 'the copy cannot know before the full read');
+    clock.advance(1000);
+    await list.refresh();
+    assert.equal(list.isRevoked('jti', 'x'), true);
+    await list.close();
+  });
+});
