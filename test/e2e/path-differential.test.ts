@@ -143,7 +143,10 @@ interface Case {
 
 function generate(random: () => number, key: string): Case[] {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-  const roots = ['public', 'api', 'admin', '%61dmin', 'adm%69n', 'publicx', 'ap%69', 'x', 'ADMIN', 'Admin', 'aDm%49N', 'PUBLIC', 'Api', 'adm%C4%B1n'];
+  const roots = ['public', 'api', 'admin', '%61dmin', 'adm%69n', 'publicx', 'ap%69', 'x'];
+  // Drawn now and then instead of a root: the case-insensitive reading's material, `ı` among it.
+  const cased = ['ADMIN', 'Admin', 'aDm%49N', 'PUBLIC', 'Api', 'adm%C4%B1n'];
+  const root = (): string => (random() < 0.2 ? pick(cased) : pick(roots));
   const pieces = [
     '.', '..', '%2e', '%2E%2e', '.%2e', '%2e.', '%252e%252e', '', '%2F', '%2f', '%5C', '\\', ';x', '..;', '%3B', '%3b', 'a;b',
     '%C0%AE', '%C0%AE%C0%AE', '%E0%80%AE', '%E0%80%AE%E0%80%AE', '%F0%80%80%AE%F0%80%80%AE', '%C3%A9', 'é', '%00', '+', '%20',
@@ -164,9 +167,9 @@ function generate(random: () => number, key: string): Case[] {
   const cases: Case[] = [];
   for (let n = 0; n < RANDOM_REQUESTS; n++) {
     const from = random() < 0.5 ? tame : pieces;
-    const segments = [pick(roots)];
+    const segments = [root()];
     const extra = Math.floor(random() * 4);
-    for (let i = 0; i < extra; i++) segments.push(random() < 0.3 ? pick(roots) : pick(from));
+    for (let i = 0; i < extra; i++) segments.push(random() < 0.3 ? root() : pick(from));
     if (random() < 0.15) segments.unshift(pick(from));
     let target = `/${segments.join('/')}`;
     if (random() < 0.6) {
