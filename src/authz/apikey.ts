@@ -171,8 +171,8 @@ const FOLDED = /[%+.\[ ]/;
 
 /**
  * Whether the query holds the API key parameter as configured, and the first parameter that is only another spelling
- * of it (`api%5Fkey`, `API_KEY`, `api_key[]`, `api.key`, or `;api_key` after a `;`, which Rack, older Python and Java
- * servlet containers take for a separator). Envoy's query_parameters_to_remove matches names as written between `&`s,
+ * of it (`api%5Fkey`, `API_KEY`, `api_key[]`, `api.key`, `;api_key` after a `;`, which Rack, older Python and Java
+ * servlet containers take for a separator, or `api_key;` before one with no `=` between). Envoy's query_parameters_to_remove matches names as written between `&`s,
  * so another spelling would reach the upstream with its key, where a framework may well read it as the parameter.
  */
 export function keyParameterIn(rawQuery: string, name: string): { present: boolean; miswritten: string | undefined } {
@@ -186,8 +186,12 @@ export function keyParameterIn(rawQuery: string, name: string): { present: boole
       const piece = pieces[i]!;
       const eq = piece.indexOf('=');
       const raw = eq >= 0 ? piece.slice(0, eq) : piece;
-      if (i === 0 && raw === name) present = true;
-      else if (spelling(raw)) return { present, miswritten: i === 0 ? raw : `;${raw}` };
+      if (i === 0 && raw === name) {
+        // `api_key;x=1`: Envoy reads the name up to the `=` (`api_key;x`) and removes nothing, while an upstream
+        // that splits on `;` reads an `api_key` parameter.
+        if (eq < 0 && pieces.length > 1) return { present, miswritten: `${raw};` };
+        present = true;
+      } else if (spelling(raw)) return { present, miswritten: i === 0 ? raw : `;${raw}` };
     }
   }
   return { present, miswritten: undefined };

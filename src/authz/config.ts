@@ -36,7 +36,13 @@ export interface PolicySettings {
   readonly name: string;
   readonly line: number;
   /** undefined: only chosen through context_extensions.policy. */
-  readonly match: { readonly pathPrefix: string | undefined; readonly path: string | undefined; readonly methods: readonly string[] | undefined } | undefined;
+  readonly match: {
+    readonly pathPrefix: string | undefined;
+    readonly path: string | undefined;
+    readonly methods: readonly string[] | undefined;
+    /** `path`/`path_prefix` compared with ASCII letters folded (the upstream reads paths case-insensitively). */
+    readonly ignoreCase: boolean;
+  } | undefined;
   readonly authenticate: readonly { readonly method: AuthMethod; readonly provider: string | undefined }[];
   readonly require: {
     readonly scopes: readonly string[];
@@ -151,12 +157,26 @@ const normalizedPolicyPath = (s: string): string | undefined => {
   return normalized.ok ? normalized.path : s;
 };
 
+/**
+ * A letter outside ASCII that has another case, in a policy path (`/café`, `/caf%C3%A9` → `é`). ignore_case folds
+ * ASCII letters only: how an upstream folds the others is its own (Unicode simple or full folding, Turkish `İ`/`ı`,
+ * the Kelvin sign `K` as `k`), and folding more than the upstream lets a request into an ignore_case policy as
+ * surely as folding less lets one past it.
+ */
+function casedNonAscii(written: string): string | undefined {
+  const normalized = normalizePath(written);
+  if (!normalized.ok || !normalized.path.includes('%')) return undefined;
+  const bytes = Buffer.from(normalized.path.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1');
+  return [...new TextDecoder().decode(bytes)].find((c) => c > '\u007f' && (c.toLowerCase() !== c || c.toUpperCase() !== c));
+}
+
 const policySchema = object({
   name: required(string('', nonEmpty)),
   match: object({
     path_prefix: string('', policyPath),
     path: string('', policyPath),
     methods: list(oneOf(METHODS, 'GET')),
+    ignore_case: boolean(false),
   }),
   authenticate: required(list(string('', nonEmpty))),
   require: object({ scopes: list(string('', nonEmpty)), roles: list(string('', nonEmpty)), claims: mapOf(stringOrList), principals: list(string('', nonEmpty)) }),
@@ -280,10 +300,20 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
       issues.add(at(`${where}.authenticate`), `${where}.authenticate`, 'list at least one method');
     }
     const matchPresent = lines.has(`${where}.match`);
+    if (po.match.ignore_case) {
+      for (const key of ['path_prefix', 'path'] as const) {
+        const letter = casedNonAscii(po.match[key]);
+        if (letter === undefined) continue;
+        const p = `${where}.match.${key}`;
+        issues.add(at(p), p, `ignore_case folds ASCII letters only, and '${po.match[key]}' holds '${letter}', which has another case an upstream may or may not fold: match it case-sensitively, or name the policy in the Envoy route's context_extensions`);
+      }
+    }
     policies.push({
       name: po.name,
       line: at(where) ?? 0,
-      match: matchPresent ? { pathPrefix: normalizedPolicyPath(po.match.path_prefix), path: normalizedPolicyPath(po.match.path), methods: po.match.methods } : undefined,
+      match: matchPresent
+        ? { pathPrefix: normalizedPolicyPath(po.match.path_prefix), path: normalizedPolicyPath(po.match.path), methods: po.match.methods, ignoreCase: po.match.ignore_case }
+        : undefined,
       authenticate,
       require: {
         scopes: po.require.scopes ?? [],

@@ -12,6 +12,9 @@
  *     `/public/..;/admin` is `/admin` to them but a `/public` path here;
  *   - overlong UTF-8 refused: `%C0`, `%C1`, `%E0` before `%80`–`%9F`, `%F0` before `%80`–`%8F`, and `%F5`–`%FF`
  *     (never valid UTF-8), yet lenient decoders read `%C0%AE`, `%E0%80%AE` and `%F0%80%80%AE` as `.`;
+ *   - an escape that decodes to another escape refused (`%25` before two hex digits, spelled raw or escaped:
+ *     `%252e`, `%25%32%65`): this path holds the text `%2e`, yet an upstream or second proxy that decodes twice reads
+ *     `.`, so `/public/%252e%252e/admin` is `/admin` to it;
  *   - raw non-ASCII characters percent-encoded as UTF-8 (`é` → `%C3%A9`): the upstream reads both spellings as one
  *     path, so a policy on either protects both.
  * Policy paths in the config are normalized the same way (config.ts), so they are compared like with like.
@@ -72,6 +75,10 @@ export function normalizePath(raw: string): NormalizedPath {
     decoded += UNRESERVED.test(char) ? char : `%${upper}`;
     i += 2;
   }
+
+  // After one decode every `%` left starts an escape (a bare `%` was refused above), so a `%25` followed by hex
+  // digits here is exactly what a second decode would change. Hex digits are unreserved, so `%25%32%65` is here too.
+  if (/%25[0-9A-Fa-f]{2}/.test(decoded)) return { ok: false, reason: 'double-encoded percent-escape (%25 before two hex digits) in path' };
 
   const output: string[] = [];
   const segments = decoded.split('/').slice(1);

@@ -13,6 +13,9 @@ export interface CompiledPolicy extends PolicySettings {
   readonly allowedAddresses: AddressSet | undefined;
   /** `authenticate` as the evaluators run it, in order. */
   readonly steps: readonly AttemptStep[];
+  /** match.path and match.path_prefix as compared: case-folded under ignore_case. */
+  readonly matchPath: string | undefined;
+  readonly matchPrefix: string | undefined;
 }
 
 export interface PolicySet {
@@ -23,10 +26,24 @@ export interface PolicySet {
 }
 
 export function compilePolicies(settings: AuthzSettings | undefined): PolicySet {
-  const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow), steps: stepsOf(p.authenticate) }));
+  const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => {
+    const fold = p.match?.ignoreCase === true ? foldCase : (s: string): string => s;
+    const matchPath = p.match?.path === undefined ? undefined : fold(p.match.path);
+    const matchPrefix = p.match?.pathPrefix === undefined ? undefined : fold(p.match.pathPrefix);
+    return Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow), steps: stepsOf(p.authenticate), matchPath, matchPrefix });
+  });
   const byName = new Map(ordered.map((p) => [p.name, p]));
   const fallback = settings && settings.defaultPolicy !== 'deny' ? byName.get(settings.defaultPolicy) : undefined;
   return Object.freeze({ ordered, byName, fallback });
+}
+
+/**
+ * ASCII letters folded. A normalized path is ASCII (other characters are UTF-8 escapes, their hex upper-cased), so
+ * `%C3%A9` and `%c3%a9` fold alike and `É` (`%C3%89`) stays apart from `é` (`%C3%A9`): config.ts refuses an
+ * ignore_case path holding such a letter.
+ */
+function foldCase(path: string): string {
+  return path.toLowerCase();
 }
 
 /** `jwt` and `jwt:NAME` entries next to each other are one step over the providers they name. */
@@ -59,13 +76,15 @@ export function selectPolicy(set: PolicySet, method: string, normalizedPath: str
     const policy = set.byName.get(named);
     return policy ? { kind: 'policy', policy, why: 'context_extensions.policy' } : { kind: 'unknown', name: named };
   }
+  let folded: string | undefined;
   for (const policy of set.ordered) {
     const m = policy.match;
     if (m === undefined) continue;
     if (m.methods !== undefined && !m.methods.includes(method)) continue;
-    if (m.path !== undefined && m.path !== normalizedPath) continue;
-    if (m.pathPrefix !== undefined && !matchesPrefix(normalizedPath, m.pathPrefix)) continue;
-    return { kind: 'policy', policy, why: 'match' };
+    const path = m.ignoreCase ? (folded ??= foldCase(normalizedPath)) : normalizedPath;
+    if (policy.matchPath !== undefined && policy.matchPath !== path) continue;
+    if (policy.matchPrefix !== undefined && !matchesPrefix(path, policy.matchPrefix)) continue;
+    return { kind: 'policy', policy, why: m.ignoreCase ? 'match, ignoring case' : 'match' };
   }
   return set.fallback ? { kind: 'policy', policy: set.fallback, why: 'default_policy' } : { kind: 'none' };
 }

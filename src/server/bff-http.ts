@@ -87,6 +87,9 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
   if (endpoint === undefined || pathParams === undefined) return reject(UNMATCHED, ErrorCode.BFF_NOT_FOUND, `no endpoint for ${pathname}`);
   for (const [name, value] of pathParams) {
     if (value === '.' || value === '..') return reject(endpoint.path, ErrorCode.BFF_BAD_REQUEST, `path parameter '${name}' must not be '.' or '..'`);
+    // Sent on re-encoded (`%252e`), it is `.` again to a service that decodes twice: the dot segments above, or `%2F`
+    // read as `/`. The same double encoding ext_authz refuses in a path (src/authz/normalize-path.ts).
+    if (/%[0-9A-Fa-f]{2}/.test(value)) return reject(endpoint.path, ErrorCode.BFF_BAD_REQUEST, `path parameter '${name}' must not hold a percent-escape once decoded (double encoding)`);
   }
   if (req.method !== 'GET' && !head) {
     res.setHeader('allow', 'GET, HEAD');

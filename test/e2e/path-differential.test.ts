@@ -6,9 +6,12 @@
 // normalize_path, merge_slashes, path_with_escaped_slashes_action REJECT_REQUEST, headers_with_underscores_action
 // REJECT_REQUEST) and `defaults` (none of them, as a user's own Envoy may be). Each request is either refused (by
 // Envoy or Portcullis) or reaches the upstream, and then:
-//   (a) the path the upstream received, read the most lenient way an upstream reads paths (every escape decoded,
-//       overlong UTF-8 too, `\` as `/`, `;params` cut from segments, `//` merged, dot segments removed), selects the
-//       policy Portcullis decided on (Envoy copies ext_authz's `policy` metadata into a request header);
+//   (a) the path the upstream received, read the most lenient ways an upstream reads paths (every escape decoded,
+//       once and again twice as an upstream or second proxy that decodes twice does; overlong UTF-8 too, `\` as `/`,
+//       `;params` cut from segments, `//` merged, dot segments removed), selects the policy Portcullis decided on
+//       (Envoy copies ext_authz's `policy` metadata into a request header). The upstream reads case-insensitively
+//       where the config says so (`match.ignore_case`: `admin` here) and only there: a case-sensitive policy is the
+//       operator's statement that the upstream tells `/Public` from `/public`;
 //   (b) the query it received holds no API key parameter in any spelling a framework reads as it, nor the key;
 //   (c) no client-sent identity header or API key header (any case, any mix of `-` and `_`) reached it.
 // A violation not listed in KNOWN fails, and so does a KNOWN entry no request showed. The seed is fixed;
@@ -30,8 +33,15 @@ const RANDOM_REQUESTS = 1000;
 const POLICY_HEADER = 'x-pathdiff-policy';
 const SPOOF = 'spoofed';
 const IDENTITY_HEADERS = ['x-user-id', 'x-auth-method', 'x-api-key-id', 'x-client-tier', 'x-user-scopes'];
-/** The policies as an upstream's reading of the path selects them (first whole-segment prefix; default deny). */
-const POLICIES: [name: string, prefix: string][] = [['public', '/public'], ['api', '/api'], ['admin', '/admin']];
+/** The policies as an upstream's reading of the path selects them (first whole-segment prefix), as configured below. */
+const POLICIES: { name: string; prefix: string; ignoreCase: boolean; authenticate: string }[] = [
+  { name: 'public', prefix: '/public', ignoreCase: false, authenticate: 'anonymous' },
+  { name: 'api', prefix: '/api', ignoreCase: false, authenticate: 'api_key' },
+  // Served by a case-insensitive upstream (IIS, ASP.NET): `/ADMIN/x` is `/admin/x` to it.
+  { name: 'admin', prefix: '/admin', ignoreCase: true, authenticate: 'mtls' },
+  // Everything else is open: a path that escapes `admin` lands here and reaches the upstream.
+  { name: 'rest', prefix: '/', ignoreCase: false, authenticate: 'anonymous' },
+];
 
 /** What a listener's Envoy does differently, and what the upstream then got: a documented behaviour, not a defect. */
 interface Known {
@@ -41,10 +51,16 @@ interface Known {
   readonly detail: RegExp;
   readonly why: string;
 }
-// Empty: under Envoy's default headers_with_underscores_action (ALLOW) a client's `x_user_id`, `x-user_id` or
-// `x_api_key` reaches Envoy's header map, and Portcullis names each such spelling in headers_to_remove
+// None for headers: under Envoy's default headers_with_underscores_action (ALLOW) a client's `x_user_id`, `x-user_id`
+// or `x_api_key` reaches Envoy's header map, and Portcullis names each such spelling in headers_to_remove
 // (src/authz/header-fold.ts), so an upstream that reads `_` as `-` (CGI, WSGI, PHP) gets none of them either.
-const KNOWN: readonly Known[] = [];
+// The one listed difference is a documented choice (docs/authz.md, `ignore_case`): Portcullis folds ASCII letters
+// only, and an upstream that folds `ı` (U+0131) as `i` (Unicode upper-casing maps it to `I`) reads `/adm%C4%B1n` as
+// `/admin`.
+const KNOWN: readonly Known[] = [{
+  listener: 'both', check: 'a', detail: /^unicode-folding upstream: .*reads "[^"]*\u0131/,
+  why: 'ignore_case folds ASCII letters only; an upstream folding ı (U+0131) as i reads /admın as /admin',
+}];
 
 // ---------------------------------------------------------------------------------------------------------------
 // The oracle: how an upstream may read what it received
@@ -66,7 +82,7 @@ function lenientUtf8(bytes: string): string {
       out += '\ufffd';
       continue;
     }
-    out += point < 0x80 ? String.fromCharCode(point) : '\ufffd';
+    out += point < 0xd800 || (point > 0xdfff && point <= 0x10ffff) ? String.fromCodePoint(point) : '\ufffd';
     i += length - 1;
   }
   return out;
@@ -74,11 +90,12 @@ function lenientUtf8(bytes: string): string {
 
 const percentDecode = (s: string): string => s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
-/** The path as the most lenient upstream reads it (see the header comment). */
-function upstreamPath(target: string): string {
+/** The path as the most lenient upstream reads it (see the header comment), its escapes decoded `decodes` times. */
+function upstreamPath(target: string, decodes: 1 | 2): string {
   const q = target.search(/[?#]/);
   const raw = q >= 0 ? target.slice(0, q) : target;
-  const text = lenientUtf8(percentDecode(raw)).replace(/\\/g, '/');
+  const once = percentDecode(raw);
+  const text = lenientUtf8(decodes === 2 ? percentDecode(once) : once).replace(/\\/g, '/');
   const out: string[] = [];
   for (const full of text.split('/').slice(1)) {
     const segment = full.split(';')[0]!;
@@ -88,8 +105,18 @@ function upstreamPath(target: string): string {
   return `/${out.join('/')}`;
 }
 
-function policyOf(upstream: string): string {
-  for (const [name, prefix] of POLICIES) if (upstream === prefix || upstream.startsWith(`${prefix}/`)) return name;
+/** How a case-insensitive upstream compares: ASCII letters only (as Envoy's case_sensitive: false), or Unicode's case mappings too. */
+type Folding = 'ascii' | 'unicode';
+const FOLD: Record<Folding, (s: string) => string> = {
+  ascii: (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase()),
+  unicode: (s) => [...s].map((c) => c.toUpperCase().toLowerCase()).join(''),
+};
+
+function policyOf(upstream: string, folding: Folding): string {
+  for (const { name, prefix, ignoreCase } of POLICIES) {
+    const [path, want] = ignoreCase ? [FOLD[folding](upstream), FOLD[folding](prefix)] : [upstream, prefix];
+    if (want === '/' || path === want || path.startsWith(`${want}/`)) return name;
+  }
   return '(none)';
 }
 
@@ -117,10 +144,14 @@ interface Case {
 function generate(random: () => number, key: string): Case[] {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const roots = ['public', 'api', 'admin', '%61dmin', 'adm%69n', 'publicx', 'ap%69', 'x'];
+  // Drawn now and then instead of a root: the case-insensitive reading's material, `ı` among it.
+  const cased = ['ADMIN', 'Admin', 'aDm%49N', 'PUBLIC', 'Api', 'adm%C4%B1n'];
+  const root = (): string => (random() < 0.2 ? pick(cased) : pick(roots));
   const pieces = [
     '.', '..', '%2e', '%2E%2e', '.%2e', '%2e.', '%252e%252e', '', '%2F', '%2f', '%5C', '\\', ';x', '..;', '%3B', '%3b', 'a;b',
     '%C0%AE', '%C0%AE%C0%AE', '%E0%80%AE', '%E0%80%AE%E0%80%AE', '%F0%80%80%AE%F0%80%80%AE', '%C3%A9', 'é', '%00', '+', '%20',
     'x%3Fy', 'x%23y', '%3F', '%23', '%3F%2e%2e', 'public', 'api', 'admin', 'docs', '%2e%2e%2F', '..%2F', '..%5C', '%2e%2e%5C',
+    '%252E%252e', '%25%32%65%25%32%65', '%2561dmin', '%2541DMIN', '%252F', '%255C', '%25', 'ADMIN', '%41dmin',
   ];
   const params = [
     `api_key=${key}`, 'api_key=', 'api_key', `api%5Fkey=${key}`, `api%5fkey=${key}`, `API_KEY=${key}`, `Api_Key=${key}`,
@@ -128,7 +159,7 @@ function generate(random: () => number, key: string): Case[] {
     `%61pi_key=${key}`, 'x=1', 'x=%26api_key', '', 'api_key=pk_bogus', 'y=a+b',
   ];
   // Pieces an upstream reads as Portcullis does, so that enough requests get through to be judged.
-  const tame = ['.', '..', '%2e', '%2E%2e', '.%2e', '', 'docs', 'public', 'api', 'admin', '%61dmin', '+', '%20', 'x%3Fy', 'x%23y', '%C3%A9', 'é', '%252e%252e'];
+  const tame = ['.', '..', '%2e', '%2E%2e', '.%2e', '', 'docs', 'public', 'api', 'admin', '%61dmin', '+', '%20', 'x%3Fy', 'x%23y', '%C3%A9', 'é', '%25', '100%25', 'ADMIN', 'Admin'];
   const spoofs = [
     'x-user-id', 'X-User-Id', 'X-USER-ID', 'x-auth-method', 'X-Api-Key-Id', 'x-client-tier', 'x-user-scopes', 'x_user_id', 'X_Auth_Method',
     'x-user_id', 'X_Api_Key_Id', 'x_client-tier', 'x_user_scopes', 'X_Api_Key',
@@ -136,9 +167,9 @@ function generate(random: () => number, key: string): Case[] {
   const cases: Case[] = [];
   for (let n = 0; n < RANDOM_REQUESTS; n++) {
     const from = random() < 0.5 ? tame : pieces;
-    const segments = [pick(roots)];
+    const segments = [root()];
     const extra = Math.floor(random() * 4);
-    for (let i = 0; i < extra; i++) segments.push(random() < 0.3 ? pick(roots) : pick(from));
+    for (let i = 0; i < extra; i++) segments.push(random() < 0.3 ? root() : pick(from));
     if (random() < 0.15) segments.unshift(pick(from));
     let target = `/${segments.join('/')}`;
     if (random() < 0.6) {
@@ -169,8 +200,14 @@ function fixedCases(key: string): Case[] {
     '/public/..%5Cadmin', '/public/..\\admin', '/%61dmin', '//admin', '/public/%00/../admin', '/public/x%3F/../../admin',
     '/public?/../admin', '/public#/../admin', '/public/é/../../admin',
   ];
+  // Without the spoofed headers (`x_api_key` alone is a 401 everywhere): these must get as far as a policy.
+  const lenient = [
+    '/ADMIN', '/Admin/x', '/%41DMIN/x', '/public/../ADMIN', '/public/%252e%252e/admin', '/public/%252E%252E/ADMIN',
+    '/public/%25%32%65%25%32%65/admin', '/%2561dmin', '/public%252F..%252Fadmin', '/adm%C4%B1n', '/100%25/admin', '/x/%2541dmin/../../admin',
+  ];
   return [
     ...targets.map((target) => ({ target, headers: spoofAll })),
+    ...lenient.map((target) => ({ target, headers: [] })),
     ...[
       `/api/x?api_key=${key}`, `/api/x?y=1&api_key=${key}&z=2`, `/api/x?api_key[]=${key}`, `/public?api_key[]=${key}`, `/public?api.key=${key}`,
       `/public?y=1;api_key=${key}`, `/public?API_KEY=${key}`, `/public?api%5Fkey=${key}`, `/public?api+key=${key}`, `/public?api[key=${key}`,
@@ -342,8 +379,17 @@ function judge(listener: 'shipped' | 'defaults', c: Case, echo: Echo, key: strin
   const out: Violation[] = [];
   const at = (check: Violation['check'], detail: string): void => void out.push({ listener, check, target: c.target, detail });
   const decided = echo.headers.filter(([n]) => n.toLowerCase() === POLICY_HEADER).map(([, v]) => v);
-  const read = upstreamPath(echo.target);
-  if (decided.length !== 1 || decided[0] !== policyOf(read)) at('a', `upstream got ${JSON.stringify(echo.target)}, reads ${JSON.stringify(read)} (policy ${policyOf(read)}); Portcullis decided ${JSON.stringify(decided)}`);
+  const once = upstreamPath(echo.target, 1);
+  const twice = upstreamPath(echo.target, 2);
+  for (const [decodes, read] of twice === once ? [[1, once] as const] : [[1, once] as const, [2, twice] as const]) {
+    for (const folding of ['ascii', 'unicode'] as const) {
+      const policy = policyOf(read, folding);
+      if (decided.length === 1 && decided[0] === policy) continue;
+      const upstream = `${folding === 'unicode' ? 'unicode-folding ' : ''}upstream${decodes === 2 ? ' decoding twice' : ''}`;
+      at('a', `${upstream}: got ${JSON.stringify(echo.target)}, reads ${JSON.stringify(read)} (policy ${policy}); Portcullis decided ${JSON.stringify(decided)}`);
+      break;
+    }
+  }
   const q = echo.target.indexOf('?');
   const query = q >= 0 ? echo.target.slice(q + 1) : '';
   const spellings = keySpellings(query);
@@ -377,11 +423,7 @@ describe('path, query and identity headers: what the upstream receives is what P
         log_decisions: false,
         mtls: { trusted: [] },
         api_keys: { header: 'x-api-key', query: 'api_key', file: path.join(dir, 'keys.yaml') },
-        policies: [
-          { name: 'public', match: { path_prefix: '/public' }, authenticate: ['anonymous'] },
-          { name: 'api', match: { path_prefix: '/api' }, authenticate: ['api_key'] },
-          { name: 'admin', match: { path_prefix: '/admin' }, authenticate: ['mtls'] },
-        ],
+        policies: POLICIES.map((p) => ({ name: p.name, match: { path_prefix: p.prefix, ignore_case: p.ignoreCase }, authenticate: [p.authenticate] })),
       },
     });
     envoy = await startEnvoy(bootstrap(upstream.port, portcullis.grpc));
@@ -424,6 +466,6 @@ describe('path, query and identity headers: what the upstream receives is what P
     const surprises = violations.filter((v) => known(v) === undefined).map((v) => `${v.listener} (${v.check}) ${JSON.stringify(v.target)}: ${v.detail}`.replaceAll(key, '<KEY>'));
     assert.deepEqual(surprises, [], `seed ${SEED}`);
     // A corpus that reaches no upstream under some policy would pass without having checked anything there.
-    for (const listener of ['shipped', 'defaults']) for (const policy of ['public', 'api']) assert.ok((counts.get(`${listener} upstream ${policy}`) ?? 0) > 5, `${listener}: too few requests reached the upstream under ${policy}`);
+    for (const listener of ['shipped', 'defaults']) for (const policy of ['public', 'api', 'rest']) assert.ok((counts.get(`${listener} upstream ${policy}`) ?? 0) > 5, `${listener}: too few requests reached the upstream under ${policy}`);
   });
 });

@@ -174,6 +174,13 @@ describe('composer over HTTP with real upstreams', () => {
       assert.equal(climb.status, 400, dots);
       assert.match(String(JSON.parse(climb.body)['detail']), /path parameter 'userId' must not be '\.' or '\.\.'/);
     }
+    // Decoded once, still an escape: re-encoded for the service, it is a dot segment or a slash to one that decodes twice.
+    for (const twice of ['%252e%252e', '%252E', '%25%32%65', 'a%252Fb', 'x%2541']) {
+      const climb = await raw(base, 'GET', `/bff/mobile/dashboard/${twice}`);
+      assert.equal(climb.status, 400, twice);
+      assert.match(String(JSON.parse(climb.body)['detail']), /path parameter 'userId' must not hold a percent-escape once decoded/);
+    }
+    assert.equal((await raw(base, 'GET', '/bff/mobile/dashboard/100%25')).status, 200);
   });
 
   it('an unknown path is a 404 problem, another method a 405', async () => {

@@ -71,6 +71,10 @@ describe('keyParameterIn: the key parameter as written, and any other spelling o
     ['+api_key=x', false, '+api_key'],
     ['y=1;api_key=x', false, ';api_key'],
     ['api_key=x;y=1', true, undefined],
+    // Envoy's name for these is `api_key;y` and `api_key;`: it would remove neither, yet `;` splitters read `api_key`.
+    ['api_key;y=1', false, 'api_key;'],
+    ['a=1&api_key;=', false, 'api_key;'],
+    ['api_key;', false, 'api_key;'],
     ['y=1;API_KEY=x&api_key=z', false, ';API_KEY'],
     ['api[key]=x&apikey=y&api_keys[]=z&api-key=w', false, undefined],
   ];

@@ -45,6 +45,26 @@ describe('portcullis keys new / explain', () => {
     }
   });
 
+  it('explain chooses as the server does for lenient upstreams: ignore_case folds, a double-encoded escape is refused', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
+    try {
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `authz:
+  policies:
+    - { name: admin, match: { path_prefix: /admin, ignore_case: true }, authenticate: [anonymous] }
+    - { name: rest, match: { path_prefix: / }, authenticate: [anonymous] }
+`);
+      let out = '';
+      await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/ADMIN/x' }, (s) => (out += s));
+      assert.match(out, /policy: {3}admin \(chosen by match, ignoring case; line 3\)/);
+      out = '';
+      await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/public/%252e%252e/admin' }, (s) => (out += s));
+      assert.match(out, /refused: double-encoded percent-escape \(%25 before two hex digits\) in path/);
+      assert.match(out, /decision: DENY 400 bad_path/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('explain answers as the server does: an empty --policy is an unknown policy, introspection down with on_failure error is gRPC UNAVAILABLE', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
     try {

@@ -61,7 +61,7 @@ policies:
     assert.deepEqual(s.jwt?.providers[0]?.requiredClaims, ['exp']);
     assert.equal(s.introspection?.clientSecretFile, '/etc/portcullis/secrets/introspect');
     assert.deepEqual(s.policies.map((p) => p.name), ['public', 'orders', 'admin']);
-    assert.deepEqual(s.policies[1]?.match, { pathPrefix: '/api/orders', path: undefined, methods: ['GET', 'POST'] });
+    assert.deepEqual(s.policies[1]?.match, { pathPrefix: '/api/orders', path: undefined, methods: ['GET', 'POST'], ignoreCase: false });
     assert.deepEqual(s.policies[2]?.ipAllow, ['10.0.0.0/8']);
     assert.ok(Object.isFrozen(s) && Object.isFrozen(s.policies));
   });
@@ -122,6 +122,55 @@ policies:
     ];
     for (const w of want) assert.ok(lines.some((l) => l.includes(w)), `missing ${w} in\n${lines.join('\n')}`);
     assert.equal(lines.length, want.length, lines.join('\n'));
+  });
+
+  // `%2541` is `%41` after one decode: a request path holding it is refused (a second decode would read `A`), so
+  // a policy path holding it could never match.
+  it('a policy path with a double-encoded escape is refused, naming the path', () => {
+    const lines = issues(`authz:
+  policies:
+    - { name: a, match: { path_prefix: /files/%2541 }, authenticate: [anonymous] }
+    - { name: b, match: { path: /x/%25%32%65 }, authenticate: [anonymous] }
+`);
+    const want = [
+      "no request path can match '/files/%2541': double-encoded percent-escape (%25 before two hex digits) in path (line 3, at authz.policies[0].match.path_prefix)",
+      "no request path can match '/x/%25%32%65': double-encoded percent-escape (%25 before two hex digits) in path (line 4, at authz.policies[1].match.path)",
+    ];
+    for (const w of want) assert.ok(lines.some((l) => l.includes(w)), `missing ${w} in\n${lines.join('\n')}`);
+    assert.equal(lines.length, want.length, lines.join('\n'));
+  });
+
+  describe('match.ignore_case', () => {
+    it('defaults to false, and is read when given', () => {
+      const s = authzSettings(`policies:
+  - { name: a, match: { path_prefix: /a }, authenticate: [anonymous] }
+  - { name: b, match: { path: /B, ignore_case: true }, authenticate: [anonymous] }`);
+      assert.deepEqual(s.policies.map((p) => p.match?.ignoreCase), [false, true]);
+      // Kept as written (normalized): folding is how it is compared, not what the config says.
+      assert.equal(s.policies[1]?.match?.path, '/B');
+    });
+
+    it('a letter outside ASCII with another case is refused under ignore_case; one without case, or without ignore_case, is not', () => {
+      const lines = issues(`authz:
+  policies:
+    - { name: a, match: { path_prefix: /café, ignore_case: true }, authenticate: [anonymous] }
+    - { name: b, match: { path: /%C3%9Cber, ignore_case: true }, authenticate: [anonymous] }
+    - { name: c, match: { path_prefix: /caf%c3%a9, ignore_case: false }, authenticate: [anonymous] }
+    - { name: d, match: { path_prefix: /%E2%82%AC/日本, ignore_case: true }, authenticate: [anonymous] }
+    - { name: e, match: { path_prefix: /x, ignore_case: 1 }, authenticate: [anonymous] }
+    - { name: f, match: { path_prefix: /x, ignorecase: true }, authenticate: [anonymous] }
+`);
+      const want = [
+        "ignore_case folds ASCII letters only, and '/café' holds 'é', which has another case an upstream may or may not fold",
+        'line 3, at authz.policies[0].match.path_prefix)',
+        "'/%C3%9Cber' holds 'Ü'",
+        'line 4, at authz.policies[1].match.path)',
+        'expected true or false, got 1 (line 7, at authz.policies[4].match.ignore_case)',
+        "unknown key 'ignorecase' (expected one of: path_prefix, path, methods, ignore_case) (line 8, at authz.policies[5].match.ignorecase)",
+      ];
+      for (const w of want) assert.ok(lines.some((l) => l.includes(w)), `missing ${w} in\n${lines.join('\n')}`);
+      assert.equal(lines.length, 4, lines.join('\n'));
+    });
   });
 
   it('required keys of a present subsection are required; absent subsections are not', () => {

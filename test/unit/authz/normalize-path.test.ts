@@ -56,6 +56,18 @@ describe('normalizePath', () => {
     ['/a%F0%90%80%80', '/a%F0%90%80%80'],
     ['/a%E0/%80', '/a%E0/%80'],
     ['/a%E0x%80', '/a%E0x%80'],
+    // An escape that decodes to an escape: `%2e` here, `.` to an upstream (or second proxy) that decodes twice.
+    ['/public/%252e%252e/admin', null],
+    ['/public/%252E%252E/admin', null],
+    ['/%2561dmin', null],
+    ['/public/%25%32%65%25%32%65/admin', null], // the hex digits escaped: `%2e%2e` after one decode all the same
+    ['/a%252Fb', null],
+    ['/a%2525', null],
+    ['/a/%252', '/a/%252'], // `%25` and one digit: `%2` is no escape, decoded twice or not
+    ['/100%25', '/100%25'],
+    ['/100%25/x', '/100%25/x'],
+    ['/a%25zz', '/a%25zz'],
+    ['/a%25%C3%A9', '/a%25%C3%A9'],
     // Raw non-ASCII is the same path to the upstream as its UTF-8 escapes, so it is matched as them.
     ['/café', '/caf%C3%A9'],
     ['/caf%c3%a9', '/caf%C3%A9'],
@@ -76,6 +88,16 @@ describe('normalizePath', () => {
       }
     });
   }
+});
+
+describe('normalizePath: each refusal says why', () => {
+  const table: [string, string][] = [
+    ['/public/%252e%252e/admin', 'double-encoded percent-escape (%25 before two hex digits) in path'],
+    ['/public/%25%32%65/admin', 'double-encoded percent-escape (%25 before two hex digits) in path'],
+    ['/public/%2e%2e%2Fadmin', 'encoded slash or backslash in path'],
+    ['/public/%C0%AE/admin', 'overlong UTF-8 escape in path'],
+  ];
+  for (const [raw, reason] of table) it(`${raw}: ${reason}`, () => assert.deepEqual(normalizePath(raw), { ok: false, reason }));
 });
 
 describe('matchesPrefix: whole segments', () => {

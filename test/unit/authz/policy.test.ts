@@ -24,6 +24,10 @@ policies:
   - { name: tilde, match: { path_prefix: /%7Euser }, authenticate: [anonymous] }
   - { name: merged, match: { path_prefix: /x//y }, authenticate: [anonymous] }
   - { name: dotted, match: { path: /docs/./index }, authenticate: [anonymous] }
+  - { name: admin-ci, match: { path_prefix: /admin, ignore_case: true }, authenticate: [anonymous] }
+  - { name: login-ci, match: { path: /Login, ignore_case: true }, authenticate: [anonymous] }
+  - { name: euro-ci, match: { path_prefix: "/X%e2%82%acy", ignore_case: true }, authenticate: [anonymous] }
+  - { name: manual, match: { path_prefix: /Manual }, authenticate: [anonymous] }
   - { name: named-only, authenticate: [anonymous] }
   - { name: fallback, authenticate: [anonymous] }
 `);
@@ -58,6 +62,20 @@ policies:
     ['GET', '/api/x', '', 'unknown'],
     ['GET', '/api/x', 'API', 'unknown'],
     ['GET', '/nothing', undefined, 'fallback'],
+    // ignore_case: ASCII letters fold, in the request and in the policy path, for path_prefix and path alike.
+    ['GET', '/admin/users', undefined, 'admin-ci'],
+    ['GET', '/ADMIN/users', undefined, 'admin-ci'],
+    ['GET', '/Admin', undefined, 'admin-ci'],
+    ['GET', '/%41dMiN/x', undefined, 'admin-ci'],
+    ['GET', '/public/../ADMIN', undefined, 'admin-ci'],
+    ['GET', '/ADMINISTRATORS', undefined, 'fallback'], // whole segments still
+    ['GET', '/login', undefined, 'login-ci'],
+    ['GET', '/LOGIN?next=/', undefined, 'login-ci'],
+    ['GET', '/login/x', undefined, 'fallback'],
+    ['GET', '/x%E2%82%ACY/1', undefined, 'euro-ci'], // escapes compare alike whatever the case they were written in
+    ['GET', '/x€y', undefined, 'euro-ci'],
+    ['GET', '/Manual/1', undefined, 'manual'],
+    ['GET', '/manual/1', undefined, 'fallback'], // without ignore_case: another path, the operator's choice
   ];
   for (const [method, raw, named, want] of table) {
     it(`${method} ${raw}${named !== undefined ? ` (policy '${named}')` : ''} → ${want}`, () => {
@@ -67,6 +85,11 @@ policies:
       assert.equal(choice.kind === 'policy' ? choice.policy.name : choice.kind, want);
     });
   }
+
+  it('a match under ignore_case says so (explain prints it)', () => {
+    const choice = selectPolicy(set, 'GET', '/ADMIN', undefined);
+    assert.deepEqual(choice.kind === 'policy' && [choice.policy.name, choice.why], ['admin-ci', 'match, ignoring case']);
+  });
 
   it('default_policy deny: a request no policy matches gets none', () => {
     const deny = compilePolicies(authzSettings('policies:\n  - { name: a, match: { path_prefix: /a }, authenticate: [anonymous] }'));
