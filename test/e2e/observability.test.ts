@@ -2,8 +2,18 @@
 // real redis-server, the sample services), a real Prometheus (Debian's package) running the shipped
 // deploy/prometheus/prometheus.yml with the test's targets and a 1 s scrape interval, traffic that produces every
 // thing the dashboard shows (allowed requests, 401/403 from ext_authz, 403 from the /admin allow-list, 429s, cache
-// MISS and HIT), then every target of the Grafana dashboard evaluated by Prometheus: a panel whose PromQL names a
-// metric or label that does not exist is empty, and fails here. Also `promtool check metrics` on Portcullis' /metrics.
+// MISS and HIT, a JWT verified then found in the verified-token cache, JWKS refreshes failing, a validation failure,
+// a 429 from the local over-limit cache, a broken config reload then a good one), then every target of the Grafana
+// dashboard evaluated by Prometheus: a panel whose PromQL names a metric or label that does not exist is empty, and
+// fails here. Also `promtool check metrics` on Portcullis' /metrics.
+//
+// The shipped gateway uses no JWT, validation or local cache: the test adds them to its Portcullis config (a JWT
+// provider on a test issuer accepted by the `orders` policy, a `validate` route on /api/search,
+// ratelimit.local_cache) so that those panels show what they are for.
+//
+// A target that ends in `or vector(0)` (a labelled counter Portcullis creates at its first event, such as store
+// errors) shows 0 whatever it names: each metric a target names must therefore be one Portcullis declares on
+// /metrics (every family has its # TYPE line from the start) or one Prometheus holds from Envoy.
 //
 // The traffic comes in two rounds with a scrape between: a counter Envoy or Portcullis creates at its first event
 // (the 429 and denial counters) enters Prometheus with that first value, which rate() cannot see as an increase.
@@ -19,6 +29,7 @@ import { ENABLED_FILTERS } from '../../src/gateway/filters.js';
 import { eventually } from '../support/app.js';
 import { repoRoot } from '../support/envoy.js';
 import { send, startGateway, type Gateway } from '../support/gateway.js';
+import { startIdentityProvider, type IdentityProvider } from '../support/identity-provider.js';
 import { dashboardQueries, runTool, shippedPrometheusConfig, startPrometheus, type PrometheusInstance } from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 
@@ -31,13 +42,24 @@ const positive: Expectation = (s) => (total(s) > 0 ? undefined : `expected > 0, 
 const zero: Expectation = (s) => (total(s) === 0 ? undefined : `expected 0, got ${total(s)}`);
 const between = (low: number, high: number): Expectation => (s) =>
   s.every((x) => x.value > low && x.value < high) ? undefined : `expected each in (${low}, ${high}), got ${s.map((x) => x.value).join(', ')}`;
+/** Each value in [low, high): a gauge or quantile that may well be 0. */
+const within = (low: number, high: number): Expectation => (s) =>
+  s.every((x) => x.value >= low && x.value < high) ? undefined : `expected each in [${low}, ${high}), got ${s.map((x) => x.value).join(', ')}`;
 const seriesPositive = (label: string, ...values: string[]): Expectation => (s) => {
   const bad = values.filter((v) => !(total(s.filter((x) => x.metric[label] === v)) > 0));
   return bad.length === 0 ? undefined : `expected ${label}=${bad.join(', ')} > 0 in ${JSON.stringify(s)}`;
 };
+/** Every series has one of `values` as its `label`: nothing the traffic did not cause. */
+const seriesOnly = (label: string, ...values: string[]): Expectation => (s) => {
+  const other = s.filter((x) => !values.includes(x.metric[label] ?? ''));
+  return other.length === 0 ? undefined : `expected only ${label}=${values.join('|')}, got ${JSON.stringify(other)}`;
+};
+const all = (...checks: Expectation[]): Expectation => (s) => checks.map((check) => check(s)).find((wrong) => wrong !== undefined);
+const MiB = 1024 * 1024;
 
-/** Panel title and refId → the value the traffic below must produce. Targets not listed must be non-empty and finite. */
+/** Panel title and refId → the value the traffic below must produce; every target of the dashboard has one. */
 const EXPECTED: Readonly<Record<string, Expectation>> = {
+  // Gateway overview.
   'Requests per second A': seriesPositive('envoy_http_conn_manager_prefix', 'http'),
   'Requests per second B': seriesPositive('envoy_response_code_class', '2', '4'),
   'Rate limited (429) per second A': positive,
@@ -50,7 +72,60 @@ const EXPECTED: Readonly<Record<string, Expectation>> = {
   'Portcullis latency A': between(0, 1),
   'Portcullis latency B': between(0, 1),
   'Portcullis latency C': between(0, 2),
+  'Portcullis latency D': between(0, 1),
+  'Portcullis latency E': between(0, 1),
+  'Outlier ejections and circuit breakers A': zero,
+  'Outlier ejections and circuit breakers B': zero,
+  'Outlier ejections and circuit breakers C': within(0, 1000),
+  // ext_authz: allowed requests, the 401 (round 1) and 403 on /admin, a JWT missed then found twice.
+  'Checks per second A': all(seriesPositive('decision', 'allow', 'deny'), seriesOnly('decision', 'allow', 'deny')),
+  'Check latency A': between(0, 1),
+  'Check latency B': between(0, 1),
+  'Denials by reason A': all(seriesPositive('reason', 'forbidden'), seriesOnly('reason', 'forbidden', 'missing_credentials')),
+  'Denials by policy A': all(seriesPositive('policy', 'admin'), seriesOnly('policy', 'admin', 'orders')),
+  'Verified-token cache hit ratio A': all(between(0, 1), seriesOnly('cache', 'jwt')),
+  'ext_authz dependency and service errors A': all(seriesPositive('provider', 'idp'), seriesOnly('provider', 'idp')),
+  'ext_authz dependency and service errors B': zero,
+  'ext_authz dependency and service errors C': zero,
+  'ext_authz dependency and service errors D': zero,
+  // ext_proc: every request's headers, the cached route's responses, a refused /api/search.
+  'ProcessingRequests per second A': seriesPositive('phase', 'request_headers', 'response_headers'),
+  'ProcessingRequest latency A': between(0, 1),
+  'ProcessingRequest latency B': between(0, 1),
+  'Validation failures A': all(seriesPositive('status', '400'), seriesOnly('status', '400')),
+  'ext_proc errors A': zero,
+  'ext_proc errors B': zero,
+  // Rate limit service: OK and OVER_LIMIT answers, the repeat after a 429 answered from the local cache.
+  'Rate limit decisions A': all(seriesPositive('code', 'OK', 'OVER_LIMIT'), seriesOnly('code', 'OK', 'OVER_LIMIT')),
+  'Rate limit store and service errors A': zero,
+  'Rate limit store and service errors B': zero,
+  'Local over-limit cache hits A': positive,
+  'Metric label overflow A': zero,
+  'Metric label overflow B': zero,
+  'Metric label overflow C': zero,
+  // The process: a broken reload and a good one in each round, the last a few seconds ago.
+  'Config reloads A': all(seriesPositive('result', 'success', 'error'), seriesOnly('result', 'success', 'error')),
+  'Running config age A': between(0, 60),
+  'CPU A': between(0, 4),
+  'Memory A': between(MiB, 4096 * MiB),
+  'Memory B': between(MiB, 4096 * MiB),
+  'Memory C': between(MiB, 4096 * MiB),
+  'Event loop lag A': within(0, 1),
+  'Event loop lag B': within(0, 1),
+  'Event loop lag C': within(0, 2),
+  'Open file descriptors A': between(5, 100_000),
+  'Open file descriptors B': between(0, 1),
+  'Log lines dropped A': zero,
 };
+
+/** Envoy counters created at their first event, which the traffic never causes: Prometheus cannot know the name. */
+const ENVOY_AT_FIRST_EVENT: ReadonlySet<string> = new Set(['envoy_cluster_ratelimit_failure_mode_allowed']);
+
+/** The metric names a PromQL expression reads (label names in `by (…)` and matchers are not metric names). */
+function metricNames(expr: string): string[] {
+  const bare = expr.replace(/\{[^}]*\}/g, '').replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '');
+  return [...new Set(bare.match(/\b(?:portcullis|envoy)_[a-zA-Z0-9_:]*/g) ?? [])];
+}
 
 /** Fresh API keys (hashes in a keys file): each key and owner its own, so no per-key or per-user budget is shared. */
 function testKeys(names: readonly string[]) {
@@ -63,13 +138,34 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
   let redis: RedisServer | undefined;
   let gateway: Gateway | undefined;
   let prometheus: PrometheusInstance | undefined;
+  let idp: IdentityProvider | undefined;
   const keys = testKeys(['plain', 'cache-1', 'cache-2', 'export-1', 'export-2', 'export-3']);
   const keysDir = mkdtempSync(path.join(tmpdir(), 'portcullis-observability-keys-'));
 
   before(async () => {
     writeFileSync(path.join(keysDir, 'keys.yaml'), keys.yaml);
     redis = await startRedis();
-    gateway = await startGateway({ redisUrl: redis.url, filters: ENABLED_FILTERS, apiKeysFile: path.join(keysDir, 'keys.yaml') });
+    idp = await startIdentityProvider();
+    const provider = idp;
+    gateway = await startGateway({
+      redisUrl: redis.url, filters: ENABLED_FILTERS, apiKeysFile: path.join(keysDir, 'keys.yaml'),
+      adjustPortcullisConfig: (config) => {
+        const ratelimit = config['ratelimit'] as Record<string, unknown>;
+        const authz = config['authz'] as Record<string, unknown> & { policies: Record<string, unknown>[] };
+        const extproc = config['extproc'] as Record<string, unknown> & { routes: unknown[] };
+        return {
+          ...config,
+          ratelimit: { ...ratelimit, local_cache: { enabled: true } },
+          authz: {
+            ...authz,
+            // Refreshed every second: once the issuer is down, failures every second for the JWKS panel.
+            jwt: { providers: [{ name: 'idp', issuer: provider.issuer, audiences: ['orders-api'], jwks: { uri: provider.jwksUrl }, refresh_seconds: 1 }] },
+            policies: authz.policies.map((p) => (p['name'] === 'orders' ? { ...p, authenticate: [...(p['authenticate'] as string[]), 'jwt'] } : p)),
+          },
+          extproc: { ...extproc, routes: [{ name: 'search', match: { path_prefix: '/api/search' }, validate: { required_query_params: ['q'] } }, ...extproc.routes] },
+        };
+      },
+    });
     // Envoy as docker-compose has Prometheus scrape it: through the metrics listener, not the admin interface.
     prometheus = await startPrometheus(shippedPrometheusConfig({
       envoy: `127.0.0.1:${gateway.port('metrics')}`,
@@ -81,6 +177,7 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     await prometheus?.stop();
     await gateway?.stop();
     await redis?.stop();
+    await idp?.stop();
     rmSync(keysDir, { recursive: true, force: true });
   });
 
@@ -92,11 +189,41 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     if (prometheus === undefined) throw new Error('prometheus not started');
     return prometheus;
   };
+  const issuer = (): IdentityProvider => {
+    if (idp === undefined) throw new Error('identity provider not started');
+    return idp;
+  };
   const http = (pathname: string, options: Parameters<typeof send>[2] = {}) => send(gw().port('http'), pathname, options);
 
-  /** Allowed requests, every kind of denial, a cache MISS then HIT, and /api/export (10 a minute) until a 429. */
+  const logged = (msg: string): number => gw().portcullis.logs().filter((line) => line['msg'] === msg).length;
+
+  /** A config edit with an unknown key (rejected, the last good config stays), then the file as it was (loaded). */
+  const brokenThenGoodReload = async (): Promise<void> => {
+    const file = gw().portcullis.configFile;
+    const good = readFileSync(file, 'utf8');
+    const rejected = logged('config rejected; keeping the last good config');
+    writeFileSync(file, `${good}\nnot_a_setting: 1\n`);
+    await eventually(() => logged('config rejected; keeping the last good config') > rejected, 10_000, 'the broken config rejected');
+    const loaded = logged('config loaded');
+    writeFileSync(file, good);
+    await eventually(() => logged('config loaded') > loaded, 10_000, 'the config loaded again');
+  };
+
+  /**
+   * A reload gone wrong and put right, allowed requests, every kind of denial, a JWT verified then taken from the
+   * cache, a validation failure, a cache MISS then HIT, and /api/export (10 a minute) until a 429, then once more
+   * (answered from the local over-limit cache).
+   */
   const traffic = async (round: number): Promise<void> => {
+    await brokenThenGoodReload();
     for (let i = 0; i < 5; i += 1) assert.equal((await http('/api/users/1')).status, 200);
+    const bearer = { authorization: `Bearer ${await issuer().token({ sub: `jwt-user-${round}` })}` };
+    for (let i = 0; i < 2; i += 1) assert.equal((await http('/api/orders', { headers: bearer })).status, 200, 'a JWT on /api/orders');
+    // From now on every JWKS refresh fails; the key set already fetched keeps verifying.
+    issuer().setMode('down');
+    const invalid = await http('/api/search');
+    assert.equal(invalid.status, 400, `validation: no q (${invalid.body})`);
+    assert.match(String(invalid.headers['content-type']), /problem\+json/);
     // Round 2's only ext_authz denial is on /admin, a direct response: the denial panel must count it without an
     // upstream cluster (Envoy's per-cluster ext_authz stats miss it).
     if (round === 1) assert.equal((await http('/api/orders')).status, 401, 'no credential');
@@ -116,6 +243,9 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
       limited = reply.status === 429;
     }
     assert.ok(limited, 'a 429 from the export limit');
+    // Answered from the local over-limit cache, unless a new minute began (then the other round's repeat counts).
+    const again = await http('/api/export', { headers: keys.header('export-1') });
+    assert.ok(again.status === 429 || again.status === 200, `${again.status} ${again.body}`);
   };
 
   /** Resolves once Prometheus scraped every target, successfully, after `since`. */
@@ -133,10 +263,21 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     const dashboard: unknown = JSON.parse(readFileSync(path.join(repoRoot(), 'deploy/grafana/dashboards/portcullis.json'), 'utf8'));
     // Grafana's $__rate_interval with a 1 s scrape interval is 4 s; the test's points are a minute old at most.
     const queries = dashboardQueries(dashboard, { rate: '1m', interval: '15s', range: '5m' });
-    assert.ok(queries.length >= 10, `${queries.length} targets`);
-    for (const name of Object.keys(EXPECTED)) {
-      assert.ok(queries.some((q) => `${q.panel} ${q.refId}` === name), `the dashboard has no target ${name}`);
-    }
+    const targets = queries.map((q) => `${q.panel} ${q.refId}`);
+    assert.equal(new Set(targets).size, targets.length, 'panel titles and refIds name one target each');
+    assert.deepEqual(targets.filter((t) => !(t in EXPECTED)), [], 'targets without an expected value in EXPECTED');
+    assert.deepEqual(Object.keys(EXPECTED).filter((t) => !targets.includes(t)), [], 'EXPECTED names targets the dashboard does not have');
+
+    // Every metric named exists: Portcullis declares its families from the start, Envoy's are in Prometheus.
+    const exposition = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
+    const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
+    const known = (name: string): boolean => name.startsWith('portcullis_')
+      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram'
+      : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
+    const unknown = queries.flatMap((q) => metricNames(q.expr).filter((name) => !known(name)).map((name) => `${q.panel} ${q.refId}: ${name}`));
+    assert.deepEqual(unknown, [], 'metrics neither Portcullis nor Envoy exports');
+
     let problems: string[] = [];
     // Envoy publishes histograms every 5 s (stats_flush_interval) and Prometheus scrapes every second.
     await eventually(async () => {

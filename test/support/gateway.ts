@@ -69,6 +69,8 @@ export async function startGateway(options: {
   apiKeysFile?: string;
   /** A change to the generated bootstrap, for tests of a setting the shipped gateway does not use. */
   adjustBootstrap?: (bootstrap: ReturnType<typeof buildGatewayBootstrap>) => ReturnType<typeof buildGatewayBootstrap>;
+  /** A change to Portcullis' config (shippedPortcullisConfig), for tests of a feature the shipped gateway does not use. */
+  adjustPortcullisConfig?: (config: Record<string, unknown>) => Record<string, unknown>;
 }): Promise<Gateway> {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-gateway-'));
   const stops: (() => Promise<unknown>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
@@ -84,7 +86,8 @@ export async function startGateway(options: {
       samples.set(instance.name, sample);
       stops.push(() => sample.stop());
     }
-    const portcullis = await startPortcullis(shippedPortcullisConfig(options.redisUrl, { apiKeysFile: options.apiKeysFile }));
+    const shipped = shippedPortcullisConfig(options.redisUrl, { apiKeysFile: options.apiKeysFile });
+    const portcullis = await startPortcullis(options.adjustPortcullisConfig?.(shipped) ?? shipped);
     stops.push(() => portcullis.stop());
     const accessLogPath = path.join(dir, 'access.log');
     const adminPort = await freeLoopbackPort();
