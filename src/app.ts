@@ -273,6 +273,7 @@ export function buildApp(deps: AppDeps): App {
       // stops at the fingerprint check above (nor does it wait for the files to settle or compile them again).
       lastFingerprint = fingerprint;
       metrics.configLoads.inc({ result: 'error' });
+      metrics.configLastFailure.set(clock.nowMs() / 1000);
       logger.error({ issues: error.issues.length, errors: error.listed }, 'config rejected; keeping the last good config');
     }
   };

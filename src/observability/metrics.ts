@@ -39,6 +39,7 @@ export interface Metrics {
   readonly extproc: ExtprocMetrics;
   readonly configLoads: Counter<'result'>;
   readonly configLastSuccess: Gauge;
+  readonly configLastFailure: Gauge;
   readonly bff: BffObserver;
 }
 
@@ -125,6 +126,9 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
     // Across workers (prom-client's cluster aggregation) the oldest: a worker that missed a reload shows, where the
     // default sum would be a date twice as far away per extra worker.
     configLastSuccess: new Gauge({ name: 'portcullis_config_last_success_timestamp_seconds', help: 'When the running config was loaded (with workers: the oldest of theirs).', registers, aggregator: 'min' }),
+    // Later than the last success: the files on disk are rejected right now, which the loads counter cannot tell (a
+    // rejection counts once, and whether a success followed is lost in any window). Across workers the newest.
+    configLastFailure: new Gauge({ name: 'portcullis_config_last_failure_timestamp_seconds', help: 'When a config reload was last rejected (0: never; with workers: the newest of theirs).', registers, aggregator: 'max' }),
   };
 }
 

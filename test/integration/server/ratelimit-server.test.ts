@@ -128,6 +128,11 @@ describe('RateLimitService over gRPC against a real redis-server', () => {
       await eventually(() => t.logs().some((l) => String(l['msg']).includes('keeping the last good config') && JSON.stringify(l['errors']).includes("invalid rate limit unit 'fortnight'")), 10_000, 'the broken edit rejected');
       assert.equal(await limitOf('fresh2'), 7);
       assert.ok(await t.metric('portcullis_config_loads_total', { result: 'error' }) > 0);
+      // What the PortcullisConfigRejected alert compares: rejected after the running config was loaded.
+      assert.ok(await t.metric('portcullis_config_last_failure_timestamp_seconds') >= await t.metric('portcullis_config_last_success_timestamp_seconds'));
+      writeFileSync(path.join(t.descriptorsDir, 'd.yaml'), minuteLimit('reload', 8));
+      await eventually(async () => (await limitOf('fresh3')) === 8, 10_000, 'the edit put right');
+      assert.ok(await t.metric('portcullis_config_last_failure_timestamp_seconds') < await t.metric('portcullis_config_last_success_timestamp_seconds'));
       stop = true;
       await traffic;
       assert.deepEqual(failures, []);

@@ -14,6 +14,16 @@ describe('metrics across workers', () => {
     const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
     assert.match(await merged.metrics(), /^portcullis_config_last_success_timestamp_seconds 1796574600$/m);
   });
+
+  it('the last rejected reload is the newest worker\'s: the alert compares it with the oldest success', async () => {
+    const workers = [0, 1_796_574_684].map((seconds) => {
+      const registry = new Registry();
+      createMetrics(registry, 100).configLastFailure.set(seconds);
+      return registry;
+    });
+    const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+    assert.match(await merged.metrics(), /^portcullis_config_last_failure_timestamp_seconds 1796574684$/m);
+  });
 });
 
 describe('log lines dropped', () => {
