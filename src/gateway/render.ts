@@ -117,7 +117,8 @@ function composeFile(): Record<string, unknown> {
       ...sampleServices,
       prometheus: {
         image: IMAGES.prometheus,
-        volumes: ['./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro'],
+        // prometheus.yml names alerts.yml relative to itself: both in /etc/prometheus.
+        volumes: ['./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro', './deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro'],
         ports: ['127.0.0.1:9090:9090'],
         depends_on: ['envoy', 'portcullis'],
         networks: ['control'],

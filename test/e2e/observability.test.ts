@@ -5,7 +5,9 @@
 // MISS and HIT, a JWT verified then found in the verified-token cache, JWKS refreshes failing, a validation failure,
 // a 429 from the local over-limit cache, a broken config reload then a good one), then every target of the Grafana
 // dashboard evaluated by Prometheus: a panel whose PromQL names a metric or label that does not exist is empty, and
-// fails here. Also `promtool check metrics` on Portcullis' /metrics.
+// fails here. Also `promtool check metrics` on Portcullis' /metrics, and the alerting rules (deploy/prometheus/alerts.yml,
+// which the same Prometheus loads): each reads metrics that exist, evaluates without an error, and is not active after
+// that traffic; a rejected config edit makes PortcullisConfigRejected pending.
 //
 // The shipped gateway uses no JWT, validation or local cache: the test adds them to its Portcullis config (a JWT
 // provider on a test issuer accepted by the `orders` policy, a `validate` route on /api/search,
@@ -30,7 +32,7 @@ import { eventually } from '../support/app.js';
 import { repoRoot } from '../support/envoy.js';
 import { send, startGateway, type Gateway } from '../support/gateway.js';
 import { startIdentityProvider, type IdentityProvider } from '../support/identity-provider.js';
-import { dashboardQueries, runTool, shippedPrometheusConfig, startPrometheus, type PrometheusInstance } from '../support/prometheus.js';
+import { dashboardQueries, metricNames, runTool, shippedAlertRules, shippedPrometheusConfig, startPrometheus, type PrometheusInstance } from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 
 type Sample = { metric: Record<string, string>; value: number };
@@ -120,12 +122,6 @@ const EXPECTED: Readonly<Record<string, Expectation>> = {
 
 /** Envoy counters created at their first event, which the traffic never causes: Prometheus cannot know the name. */
 const ENVOY_AT_FIRST_EVENT: ReadonlySet<string> = new Set(['envoy_cluster_ratelimit_failure_mode_allowed']);
-
-/** The metric names a PromQL expression reads (label names in `by (…)` and matchers are not metric names). */
-function metricNames(expr: string): string[] {
-  const bare = expr.replace(/\{[^}]*\}/g, '').replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '');
-  return [...new Set(bare.match(/\b(?:portcullis|envoy)_[a-zA-Z0-9_:]*/g) ?? [])];
-}
 
 /** Fresh API keys (hashes in a keys file): each key and owner its own, so no per-key or per-user budget is shared. */
 function testKeys(names: readonly string[]) {
@@ -294,6 +290,55 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
       }
       return problems.length === 0;
     }, 20_000, 'every panel').catch(() => assert.fail(problems.join('\n')));
+  });
+
+  it('the alerting rules load, read only metrics that exist, and none is active on the gateway after that traffic', async () => {
+    const shipped = shippedAlertRules();
+    const exposition = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
+    const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
+    const known = (name: string): boolean => name.startsWith('portcullis_')
+      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram'
+      : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
+    const unknown = shipped.flatMap((r) => metricNames(r.expr).filter((name) => !known(name)).map((name) => `${r.alert}: ${name}`));
+    assert.deepEqual(unknown, [], 'alerts on metrics neither Portcullis nor Envoy exports');
+
+    // Every rule evaluated without an error. None can fire within this test (the shortest for: is a minute); an
+    // active one is an expression true on a healthy gateway. Latency and event loop lag depend on the machine's load;
+    // the test's issuer is down, so idp's JWKS refreshes fail (pending unless a success is still in the window).
+    const mayBePending: Readonly<Record<string, (labels: Record<string, string>) => boolean>> = {
+      PortcullisCheckSlow: () => true,
+      PortcullisProcessingSlow: () => true,
+      PortcullisEventLoopLag: () => true,
+      PortcullisJwksRefreshFailing: (labels) => labels['provider'] === 'idp',
+    };
+    let problems: string[] = [];
+    await eventually(async () => {
+      const rules = await prom().alertingRules();
+      problems = [
+        ...shipped.filter((r) => !rules.some((loaded) => loaded.name === r.alert)).map((r) => `${r.alert} not loaded`),
+        ...rules.filter((r) => r.health !== 'ok').map((r) => `${r.name}: health ${r.health} ${r.lastError ?? ''}`),
+        ...rules.filter((r) => r.state !== 'inactive' && !(r.state === 'pending' && r.alerts.every((a) => mayBePending[r.name]?.(a.labels) === true)))
+          .map((r) => `${r.name}: ${r.state} ${JSON.stringify(r.alerts.map((a) => a.labels))}`),
+      ];
+      return problems.length === 0;
+    }, 10_000, 'every rule evaluated, none active').catch(() => assert.fail(problems.join('\n')));
+  });
+
+  it('PortcullisConfigRejected goes pending while the config files are rejected, and inactive once put right', async () => {
+    const file = gw().portcullis.configFile;
+    const good = readFileSync(file, 'utf8');
+    const state = async (): Promise<string | undefined> => (await prom().alertingRules()).find((r) => r.name === 'PortcullisConfigRejected')?.state;
+    assert.equal(await state(), 'inactive');
+    const rejected = logged('config rejected; keeping the last good config');
+    try {
+      writeFileSync(file, `${good}\nnot_a_setting: 1\n`);
+      await eventually(() => logged('config rejected; keeping the last good config') > rejected, 10_000, 'the broken config rejected');
+      await eventually(async () => (await state()) === 'pending', 10_000, 'PortcullisConfigRejected pending');
+    } finally {
+      writeFileSync(file, good);
+    }
+    await eventually(async () => (await state()) === 'inactive', 10_000, 'PortcullisConfigRejected inactive after the good reload');
   });
 
   it('promtool check metrics finds nothing to report in Portcullis\' /metrics (after that traffic)', async () => {
