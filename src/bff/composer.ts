@@ -127,6 +127,11 @@ export class Composer {
       const value = evaluateExpr(expr, scope);
       // '.' and '..' would climb the upstream's path (its normalizer resolves them, encoded or not), not name a resource.
       if (value === undefined || value === null || value === '' || value === '.' || value === '..') return { kind: 'skipped', missing: expr.source };
+      // Sent re-encoded (`%2e%2e` as `%252e%252e`), it is `..` again to a service that decodes twice: the same double
+      // encoding bff-http refuses in a client's path parameter. An upstream's value may well be a user's text.
+      if (typeof value === 'string' && /%[0-9A-Fa-f]{2}/.test(value)) {
+        return { kind: 'failed', reason: 'input', detail: `the value of {${expr.source}} holds a percent-escape, which a service that decodes twice would read decoded` };
+      }
     }
     if (endpointSignal.aborted) return { kind: 'failed', reason: reasonOf(endpointSignal.reason), detail: 'not started: the endpoint gave up' };
     let path: string;

@@ -109,6 +109,20 @@ describe('Composer', () => {
     }
   });
 
+  it('an upstream value holding a percent-escape is not sent in a path (a service that decodes twice reads it decoded)', async () => {
+    for (const id of ['%2e%2e', 'a%2Fb', '%252e', 'x%41']) {
+      const e = endpoint(`calls:\n  user: { service: users, path: "/users/{userId}" }\n  details: { service: orders, path: "/orders/{user.id}", on_error: null }\nrespond: { details: "{details}" }`);
+      const { result, client, observer } = await run(e, { 'users /users/42': { body: { id } } });
+      assert.deepEqual(client.seen.map((s) => s.path), ['/users/42'], id);
+      assert.ok(observer.calls.includes('/bff/web/dashboard/{userId} details input degraded'), `${id}: ${observer.calls.join(', ')}`);
+      assert.deepEqual(result.kind === 'answer' && result.body, { details: null, _degraded: ['details'] }, id);
+    }
+    // A % that starts no escape is text like any other.
+    const e = endpoint(`calls:\n  user: { service: users, path: "/users/{userId}" }\n  details: { service: orders, path: "/orders/{user.id}", on_error: null }\nrespond: { details: "{details}" }`);
+    const { client } = await run(e, { 'users /users/42': { body: { id: '50%off' } }, 'orders /api/orders/50%25off': { body: { ok: true } } });
+    assert.deepEqual(client.seen.map((s) => s.path), ['/users/42', '/api/orders/50%25off']);
+  });
+
   it('a slow call times out at its own timeout_ms and degrades; the answer does not wait for it', async () => {
     const e = endpoint(`calls:
   user:  { service: users, path: "/users/{userId}" }
