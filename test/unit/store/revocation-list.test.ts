@@ -97,7 +97,7 @@ describe('MemoryRevocationList: revoke, lift, entries', () => {
 });
 
 describe('RedisRevocationList: a refresh abandoned at its timeout', () => {
-  it('does not write its older copy over a newer refresh (a lifted id would be refused again)', async () => {
+  it('does not write its older copy over a newer refresh (a lifted id would be refused again)', async (t) => {
     const clock = new FakeClock(NOW_MS);
     const redis = { version: '1', jti: ['x', String(NOW_MS + 3_600_000)] };
     let release: (() => void) | undefined;
@@ -115,6 +115,10 @@ describe('RedisRevocationList: a refresh abandoned at its timeout', () => {
     } as unknown as RedisClient;
     const errors: string[] = [];
     const list = new RedisRevocationList(client, { clock, refreshMs: 1000, maxStalenessMs: 30, onError: (e) => errors.push(e.message) });
+    // The refresh timeout is unref'd (it must not hold a process open) and the first read never answers: without a
+    // handle of its own the loop could run dry and the runner cancel this test before the timeout fires.
+    const keepAlive = setInterval(() => undefined, 1000);
+    t.after(() => clearInterval(keepAlive));
     await list.refresh();
     assert.deepEqual(errors, ['revocation refresh timed out']);
     // Lifted in Redis; the next refresh reads it.
