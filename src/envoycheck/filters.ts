@@ -31,7 +31,7 @@
 // ignored: they only narrow what a route carries.
 
 import type { AuthzSettings } from '../authz/config.js';
-import { normalizePath } from '../authz/normalize-path.js';
+import { normalizePath } from '../shared/normalize-path.js';
 import { unmetRequirement } from '../authz/decide.js';
 import { compilePolicies, selectPolicy, type CompiledPolicy } from '../authz/policy.js';
 import type { Identity } from '../authz/types.js';
