@@ -2,7 +2,7 @@
 // whole) and a variant (sorted query and the caller). The Vary headers the response named are kept in the entry and
 // compared on lookup (one variant per key: a different Vary value replaces it).
 
-import { normalizePath } from '../shared/normalize-path.js';
+import { alreadyNormal, normalizePath } from '../shared/normalize-path.js';
 import { sha256 } from '../shared/sha256.js';
 
 export interface SplitPath {
@@ -56,6 +56,7 @@ export function splitPath(rawPath: string): SplitPath {
   const q = withoutFragment.indexOf('?');
   const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
   const query = q === -1 ? '' : withoutFragment.slice(q + 1);
+  if (alreadyNormal(pathPart)) return new Split(pathPart, true, undefined, query);
   // Header values are latin1 here (one char per byte): a raw byte above 0x7F is escaped as the byte it is, so UTF-8
   // is read as UTF-8 and an overlong or invalid sequence is refused, as ext_authz does with the same bytes.
   // eslint-disable-next-line no-control-regex
