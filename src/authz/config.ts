@@ -4,7 +4,7 @@ import { IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, isAbsent, list, number, object, oneOf, required, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
 import { foldName } from './header-fold.js';
-import { normalizePath } from './normalize-path.js';
+import { casedNonAscii, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
 /** Asymmetric algorithms only: HMAC never shares a verifier with public keys, and `none` is not an algorithm. */
@@ -139,42 +139,11 @@ const providerSchema = object({
   claims: object({ subject: string('sub'), scopes: string('scope'), roles: string('roles'), tier: string('tier') }),
 });
 
-/**
- * A policy path is compared with normalized request paths (normalize-path.ts), so it must be one: a path
- * normalization refuses, or one with a query or fragment, could never match, and the requests it was meant for would
- * fall through to a later policy.
- */
-const policyPath = (s: string): string | undefined => {
-  if (!s.startsWith('/')) return `must start with /, got '${s}'`;
-  if (/[?#]/.test(s)) return `must be a path with no query or fragment, got '${s}'`;
-  const normalized = normalizePath(s);
-  return normalized.ok ? undefined : `no request path can match '${s}': ${normalized.reason}`;
-};
-/** The written policy path as requests are matched: `/caf%c3%a9`, `/café` → `/caf%C3%A9`; `/%7Euser` → `/~user`. */
-const normalizedPolicyPath = (s: string): string | undefined => {
-  if (s === '') return undefined;
-  const normalized = normalizePath(s);
-  return normalized.ok ? normalized.path : s;
-};
-
-/**
- * A letter outside ASCII that has another case, in a policy path (`/café`, `/caf%C3%A9` → `é`). ignore_case folds
- * ASCII letters only: how an upstream folds the others is its own (Unicode simple or full folding, Turkish `İ`/`ı`,
- * the Kelvin sign `K` as `k`), and folding more than the upstream lets a request into an ignore_case policy as
- * surely as folding less lets one past it.
- */
-function casedNonAscii(written: string): string | undefined {
-  const normalized = normalizePath(written);
-  if (!normalized.ok || !normalized.path.includes('%')) return undefined;
-  const bytes = Buffer.from(normalized.path.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1');
-  return [...new TextDecoder().decode(bytes)].find((c) => c > '\u007f' && (c.toLowerCase() !== c || c.toUpperCase() !== c));
-}
-
 const policySchema = object({
   name: required(string('', nonEmpty)),
   match: object({
-    path_prefix: string('', policyPath),
-    path: string('', policyPath),
+    path_prefix: string('', matchPathProblem),
+    path: string('', matchPathProblem),
     methods: list(oneOf(METHODS, 'GET')),
     ignore_case: boolean(false),
   }),
@@ -312,7 +281,7 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
       name: po.name,
       line: at(where) ?? 0,
       match: matchPresent
-        ? { pathPrefix: normalizedPolicyPath(po.match.path_prefix), path: normalizedPolicyPath(po.match.path), methods: po.match.methods, ignoreCase: po.match.ignore_case }
+        ? { pathPrefix: normalizedMatchPath(po.match.path_prefix), path: normalizedMatchPath(po.match.path), methods: po.match.methods, ignoreCase: po.match.ignore_case }
         : undefined,
       authenticate,
       require: {

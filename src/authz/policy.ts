@@ -1,6 +1,6 @@
 import type { AuthzSettings, PolicySettings } from './config.js';
 import { addressSet, type AddressSet } from './network.js';
-import { matchesPrefix } from './normalize-path.js';
+import { foldPathCase, matchesPrefix } from '../shared/normalize-path.js';
 import type { AuthMethod } from './types.js';
 
 /** One evaluator run of a policy: a method, and for jwt the providers it may use (undefined: any). */
@@ -27,7 +27,7 @@ export interface PolicySet {
 
 export function compilePolicies(settings: AuthzSettings | undefined): PolicySet {
   const ordered = (settings?.policies ?? []).map((p): CompiledPolicy => {
-    const fold = p.match?.ignoreCase === true ? foldCase : (s: string): string => s;
+    const fold = p.match?.ignoreCase === true ? foldPathCase : (s: string): string => s;
     const matchPath = p.match?.path === undefined ? undefined : fold(p.match.path);
     const matchPrefix = p.match?.pathPrefix === undefined ? undefined : fold(p.match.pathPrefix);
     return Object.freeze({ ...p, allowedAddresses: p.ipAllow && addressSet(p.ipAllow), steps: stepsOf(p.authenticate), matchPath, matchPrefix });
@@ -35,15 +35,6 @@ export function compilePolicies(settings: AuthzSettings | undefined): PolicySet 
   const byName = new Map(ordered.map((p) => [p.name, p]));
   const fallback = settings && settings.defaultPolicy !== 'deny' ? byName.get(settings.defaultPolicy) : undefined;
   return Object.freeze({ ordered, byName, fallback });
-}
-
-/**
- * ASCII letters folded. A normalized path is ASCII (other characters are UTF-8 escapes, their hex upper-cased), so
- * `%C3%A9` and `%c3%a9` fold alike and `É` (`%C3%89`) stays apart from `é` (`%C3%A9`): config.ts refuses an
- * ignore_case path holding such a letter.
- */
-function foldCase(path: string): string {
-  return path.toLowerCase();
 }
 
 /** `jwt` and `jwt:NAME` entries next to each other are one step over the providers they name. */
@@ -81,7 +72,7 @@ export function selectPolicy(set: PolicySet, method: string, normalizedPath: str
     const m = policy.match;
     if (m === undefined) continue;
     if (m.methods !== undefined && !m.methods.includes(method)) continue;
-    const path = m.ignoreCase ? (folded ??= foldCase(normalizedPath)) : normalizedPath;
+    const path = m.ignoreCase ? (folded ??= foldPathCase(normalizedPath)) : normalizedPath;
     if (policy.matchPath !== undefined && policy.matchPath !== path) continue;
     if (policy.matchPrefix !== undefined && !matchesPrefix(path, policy.matchPrefix)) continue;
     return { kind: 'policy', policy, why: m.ignoreCase ? 'match, ignoring case' : 'match' };

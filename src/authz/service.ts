@@ -15,7 +15,7 @@ import { evaluateJwt, type JwtEvaluatorDeps, type JwtProvider, type VerifiedToke
 import { ExpiringLru } from './lru.js';
 import { evaluateMtls } from './mtls.js';
 import { addressSet, clientAddress, type AddressSet } from './network.js';
-import { normalizePath } from './normalize-path.js';
+import { normalizePath } from '../shared/normalize-path.js';
 import { compilePolicies, selectPolicy, type AttemptStep, type CompiledPolicy, type PolicySet } from './policy.js';
 import type { AuthzObserver, HttpClient, RevocationKind, RevocationList } from './ports.js';
 import type { Attempt, CheckInput, Decision, Identity, MaybePromise, Outcome } from './types.js';

@@ -1,7 +1,7 @@
 import { newApiKey } from '../authz/apikey.js';
 import { createHttpClient } from '../authz/http-client.js';
 import { underscoredNames } from '../authz/header-fold.js';
-import { normalizePath } from '../authz/normalize-path.js';
+import { normalizePath } from '../shared/normalize-path.js';
 import { selectPolicy } from '../authz/policy.js';
 import { AuthzService, readAuthzFiles } from '../authz/service.js';
 import type { CheckInput, Decision } from '../authz/types.js';

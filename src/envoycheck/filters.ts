@@ -1,6 +1,6 @@
 // `portcullis check-envoy`, the ext_authz and ext_proc half: which authz policy and which extproc route each Envoy
 // route reaches, decided by Portcullis' own selection functions (src/authz/policy.ts selectPolicy,
-// src/extproc/stream.ts selectExtprocRoute). Pure: route sites (routes.ts) and compiled settings in, findings out.
+// src/extproc/route-choice.ts selectExtprocRoute). Pure: route sites (routes.ts) and compiled settings in, findings out.
 //
 //   NO_AUTHZ_POLICY            ext_authz runs on the route and no request it can carry reaches a policy: only
 //                              default_policy deny answers (the route is silently closed, 403 for everyone)
@@ -31,13 +31,13 @@
 // ignored: they only narrow what a route carries.
 
 import type { AuthzSettings } from '../authz/config.js';
-import { normalizePath } from '../authz/normalize-path.js';
+import { normalizePath } from '../shared/normalize-path.js';
 import { unmetRequirement } from '../authz/decide.js';
 import { compilePolicies, selectPolicy, type CompiledPolicy } from '../authz/policy.js';
 import type { Identity } from '../authz/types.js';
 import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
-import { selectExtprocRoute } from '../extproc/stream.js';
+import { selectExtprocRoute } from '../extproc/route-choice.js';
 import type { Finding } from './check.js';
 import { isFilter, list, perRouteFilter, record, text, type Json, type RouteSite } from './routes.js';
 

@@ -2,16 +2,26 @@
 // whole) and a variant (sorted query and the caller). The Vary headers the response named are kept in the entry and
 // compared on lookup (one variant per key: a different Vary value replaces it).
 
+import { alreadyNormal, normalizePath } from '../shared/normalize-path.js';
 import { sha256 } from '../shared/sha256.js';
 
 export interface SplitPath {
-  /** Normalized: dot segments removed, unreserved percent-encodings decoded, other encodings upper-cased. */
+  /**
+   * Normalized as ext_authz normalizes (src/shared/normalize-path.ts): dot segments removed, `//` merged, unreserved
+   * percent-encodings decoded, other encodings upper-cased. A path that normalization refuses (`refused`) is kept as
+   * sent, without its query.
+   */
   readonly path: string;
   /**
    * Whether the path arrived in normal form. Only such a request may use the cache: the upstream serves the path as
    * sent, so a response to `/a/x/../b` stored as `/b` would be served to everyone asking for `/b`.
    */
   readonly normal: boolean;
+  /**
+   * Why normalization refused the path (`;`, an encoded slash, a double-encoded escape, …): upstreams read it in
+   * different ways, so no single route is its route (route-choice.ts).
+   */
+  readonly refused: string | undefined;
   /** Decoded query parameters in request order. */
   readonly query: readonly (readonly [string, string])[];
   /**
@@ -45,17 +55,22 @@ export function splitPath(rawPath: string): SplitPath {
   const withoutFragment = hash === -1 ? rawPath : rawPath.slice(0, hash);
   const q = withoutFragment.indexOf('?');
   const pathPart = q === -1 ? withoutFragment : withoutFragment.slice(0, q);
-  // Most paths have no escapes and no dot segments: those are already normal.
-  const plain = pathPart.startsWith('/') && !pathPart.includes('%') && !pathPart.includes('/.');
-  const path = plain ? pathPart : normalizeSegments(pathPart);
-  return new Split(path, path === pathPart, q === -1 ? '' : withoutFragment.slice(q + 1));
+  const query = q === -1 ? '' : withoutFragment.slice(q + 1);
+  if (alreadyNormal(pathPart)) return new Split(pathPart, true, undefined, query);
+  // Header values are latin1 here (one char per byte): a raw byte above 0x7F is escaped as the byte it is, so UTF-8
+  // is read as UTF-8 and an overlong or invalid sequence is refused, as ext_authz does with the same bytes.
+  // eslint-disable-next-line no-control-regex
+  const bytes = /[^\u0000-\u007f]/.test(pathPart) ? pathPart.replace(/[^\u0000-\u007f]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`) : pathPart;
+  const normalized = normalizePath(bytes);
+  if (!normalized.ok) return new Split(pathPart, false, normalized.reason, query);
+  return new Split(normalized.path, normalized.path === pathPart, undefined, query);
 }
 
 /** The query is taken apart only when asked: a route with no validation and no cache never reads it. */
 class Split implements SplitPath {
   private decoded: SplitPath['query'] | undefined;
   private sorted: string | undefined;
-  constructor(readonly path: string, readonly normal: boolean, private readonly queryPart: string) {}
+  constructor(readonly path: string, readonly normal: boolean, readonly refused: string | undefined, private readonly queryPart: string) {}
   private pairs(): string[] {
     return this.queryPart.split('&').filter((p) => p !== '');
   }
@@ -79,21 +94,6 @@ function nameOf(pair: string): string {
 function byName(a: string, b: string): number {
   const [x, y] = [nameOf(a), nameOf(b)];
   return x < y ? -1 : x > y ? 1 : 0;
-}
-
-function normalizeSegments(pathPart: string): string {
-  const out: string[] = [];
-  const segments = normalizeEncoding(pathPart).split('/');
-  segments.forEach((segment, i) => {
-    if (segment === '.') {
-      if (i === segments.length - 1) out.push('');
-    } else if (segment === '..') {
-      if (out.length > 1) out.pop();
-      if (i === segments.length - 1) out.push('');
-    } else out.push(segment);
-  });
-  const path = out.join('/');
-  return path.startsWith('/') ? path : `/${path}`;
 }
 
 const sha = (text: string): string => sha256(text, 'hex');

@@ -10,6 +10,7 @@ import { joinPath } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
 import { boolean, list, number, object, oneOf, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
+import { casedNonAscii, foldPathCase, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
 import { compileTemplate, type Template } from './templates.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -44,7 +45,19 @@ export interface RouteCacheRules {
 
 export interface ExtprocRoute {
   readonly name: string;
-  readonly match: { readonly path: string | undefined; readonly pathPrefix: string | undefined; readonly methods: readonly Method[] | undefined };
+  /**
+   * `path`/`path_prefix` normalized as request paths are (src/shared/normalize-path.ts); `ignoreCase`: compared with
+   * ASCII letters folded (the upstream reads paths case-insensitively).
+   */
+  readonly match: {
+    readonly path: string | undefined;
+    readonly pathPrefix: string | undefined;
+    readonly methods: readonly Method[] | undefined;
+    readonly ignoreCase: boolean;
+  };
+  /** match.path and match.path_prefix as compared: case-folded under ignore_case. */
+  readonly matchPath: string | undefined;
+  readonly matchPrefix: string | undefined;
   readonly requestHeaders: HeaderRules;
   readonly responseHeaders: HeaderRules;
   readonly validate: ValidateRules | undefined;
@@ -129,8 +142,9 @@ const headerRules = () => object({ set: headerMap(), append: headerMap(), remove
 const routeSchema = object({
   name: string(''),
   match: object({
-    path: string('', (s) => (s.startsWith('/') ? undefined : `expected a path starting with /, got '${s}'`)),
-    path_prefix: string('', (s) => (s.startsWith('/') ? undefined : `expected a path starting with /, got '${s}'`)),
+    path: string('', matchPathProblem),
+    path_prefix: string('', matchPathProblem),
+    ignore_case: boolean(false),
     methods: list(string('', (s) => ((METHODS as readonly string[]).includes(s) ? undefined : `must be one of ${METHODS.join(', ')}, got '${s}'`))),
   }),
   // A header rule's value may be the credential it adds for the upstream.
@@ -195,6 +209,14 @@ export function compileExtproc(
     if (r.match.path !== '' && r.match.path_prefix !== '') {
       issues.add(child(routeNode, 'match')?.line ?? line, joinPath(at, 'match'), 'set either path or path_prefix, not both');
     }
+    if (r.match.ignore_case) {
+      for (const key of ['path_prefix', 'path'] as const) {
+        const letter = casedNonAscii(r.match[key]);
+        if (letter === undefined) continue;
+        issues.add(child(child(routeNode, 'match'), key)?.line ?? line, joinPath(at, `match.${key}`),
+          `ignore_case folds ASCII letters only, and '${r.match[key]}' holds '${letter}', which has another case an upstream may or may not fold: match it case-sensitively, or name the route with x-portcullis-route on the Envoy route`);
+      }
+    }
     const rules = (raw: ReturnType<ReturnType<typeof headerRules>>, where: string): HeaderRules => {
       const compile = (entries: readonly (readonly [string, string, number])[], kind: string): (readonly [string, Template])[] =>
         entries.flatMap(([name, text, l]) => {
@@ -252,13 +274,18 @@ export function compileExtproc(
       cache = { ttlSecondsByStatus: ttls, public: r.cache.public };
     }
 
+    const match = {
+      path: normalizedMatchPath(r.match.path),
+      pathPrefix: normalizedMatchPath(r.match.path_prefix),
+      methods: r.match.methods?.filter((m): m is Method => m !== ''),
+      ignoreCase: r.match.ignore_case,
+    };
+    const fold = match.ignoreCase ? foldPathCase : (p: string): string => p;
     routes.push({
       name: r.name,
-      match: {
-        path: r.match.path || undefined,
-        pathPrefix: r.match.path_prefix || undefined,
-        methods: r.match.methods?.filter((m): m is Method => m !== ''),
-      },
+      match,
+      matchPath: match.path === undefined ? undefined : fold(match.path),
+      matchPrefix: match.pathPrefix === undefined ? undefined : fold(match.pathPrefix),
       requestHeaders,
       responseHeaders,
       validate,

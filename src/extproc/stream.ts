@@ -15,19 +15,21 @@
 
 import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
+import { chooseExtprocRoute, pathMatchesFolding } from './route-choice.js';
 import {
   answersNotModified, currentAgeSeconds, httpDate, NOT_MODIFIED_HEADERS, requestCacheDecision, servable, storeDecision, UNSTORED_HEADERS,
   type RequestCacheDecision,
 } from './cacheability.js';
-import type { ExtprocRoute, ExtprocSettings, HeaderRules, Method } from './config.js';
+import type { ExtprocRoute, ExtprocSettings, HeaderRules } from './config.js';
 import { applyMutation, headerLines, headerValue, headerValues, MutationBuilder, NO_MUTATION, textAsHeaderValue, type HeaderList } from './headers.js';
 import { acceptRequestId, continueTrace, formatTraceparent, type RandomHex, type TraceContext } from './ids.js';
 import { callerIdentity, type Identity } from './identity.js';
 import type { ExtprocObserver, ModeOverride, ProcessingAnswer, ProcessingInput, StreamLog } from './types.js';
 import { safeHeaderValue } from './templates.js';
-import { bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
+import { ambiguousPath, bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
 import type { CachedResponse, CacheStore } from '../store/cache-store.js';
 import type { FailureStreak } from '../shared/failure-streak.js';
+import { foldPathCase, upstreamReadings } from '../shared/normalize-path.js';
 import type { Clock } from '../shared/clock.js';
 
 export interface StreamDeps {
@@ -79,7 +81,8 @@ export class ExtprocStream {
   private cacheState: CacheState | undefined;
   private pendingStore: PendingStore | undefined;
   private validation: { readonly chunks: Buffer[]; size: number } | undefined;
-  private invalidateOnSuccess: string | undefined;
+  /** Path keys to invalidate when the unsafe request succeeds. */
+  private invalidateOnSuccess: readonly string[] | undefined;
   private log: StreamLog;
 
   constructor(private readonly deps: StreamDeps) {
@@ -131,7 +134,8 @@ export class ExtprocStream {
     const host = headerValue(headers, ':authority') ?? headerValue(headers, 'host') ?? '';
     const scheme = headerValue(headers, ':scheme');
     const split = splitPath(rawPath);
-    const route = this.pickRoute(split.path, method);
+    const choice = chooseExtprocRoute(settings.routes, split, method, this.deps.routeHint);
+    const route = choice.route;
     const mutation = new MutationBuilder();
 
     const idHeader = settings.requestId.header;
@@ -164,6 +168,15 @@ export class ExtprocStream {
     this.log = new LazyBoundLog(this.deps.log, { request_id: requestId, trace_id: trace.traceId, span_id: trace.spanId, route: route?.name });
     this.log.debug({ method, path: split.path, traceStarted: trace.started }, 'request headers');
 
+    if (choice.kind !== 'route') {
+      this.deps.observer.ambiguousPath(choice.kind === 'ambiguous' ? 'rejected' : 'passed');
+      if (choice.kind === 'ambiguous') {
+        this.log.info({ reason: choice.reason, reading: choice.reading }, 'path refused: upstreams read it in different ways, and one reading is a route that validates');
+        return this.reject(ambiguousPath(choice.reason));
+      }
+      this.log.debug({ reason: choice.reason }, 'path read in different ways by upstreams; no reading is a route that validates');
+    }
+
     if (route?.validate) {
       const facts = { headers, query: split.query, hasBody: hasRequestBody(headers, endOfStream) };
       const problem = validateHeaders(route.validate, facts);
@@ -181,7 +194,7 @@ export class ExtprocStream {
       if (decision.lookup || decision.store || decision.onlyIfCached) {
         const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValues(headers, 'authorization'), headerValues(headers, 'x-api-key'), headerValues(headers, 'cookie')]);
         const state: CacheState = {
-          pathKey: pathKey(host, split.path, scheme), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
+          pathKey: pathKey(host, cachedPath(route, split.path), scheme), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
         };
         this.cacheState = state;
         if (decision.lookup) {
@@ -195,8 +208,13 @@ export class ExtprocStream {
       }
     }
     if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
-      const cached = this.cacheRouteFor(split.path, route);
-      if (cached) this.invalidateOnSuccess = pathKey(host, split.path, scheme);
+      // A refused path changes whatever an upstream reads it as: `POST /catalog;x` is a POST to `/catalog` to Tomcat.
+      const paths = split.refused === undefined ? [split.path] : upstreamReadings(split.path);
+      const keys = paths.flatMap((p) => {
+        const cached = this.cacheRouteFor(p, route);
+        return cached ? [pathKey(host, cachedPath(cached, p), scheme)] : [];
+      });
+      if (keys.length > 0) this.invalidateOnSuccess = keys;
     }
 
     if (route) applyRules(mutation, route.requestHeaders, vars, this.log);
@@ -267,7 +285,7 @@ export class ExtprocStream {
     if (settings.tracing.mirror.traceId) mutation.set(settings.tracing.mirror.traceId, request.trace.traceId);
 
     if (this.invalidateOnSuccess !== undefined && status >= 200 && status < 400) {
-      await this.invalidate(this.invalidateOnSuccess);
+      for (const key of new Set(this.invalidateOnSuccess)) await this.invalidate(key);
     }
 
     let modeOverride: ModeOverride | undefined;
@@ -450,30 +468,14 @@ export class ExtprocStream {
     return AbortSignal.timeout(this.deps.settings.cache.timeoutMs);
   }
 
-  private pickRoute(path: string, method: string): ExtprocRoute | undefined {
-    return selectExtprocRoute(this.deps.settings.routes, path, method, this.deps.routeHint);
-  }
-
   /**
    * The cached route an unsafe request's path belongs to, whatever methods the route matches. A cached route Envoy
    * named (the hint) counts first: lookups and stores on that Envoy route used it, whatever its own match says.
    */
   private cacheRouteFor(path: string, picked: ExtprocRoute | undefined): ExtprocRoute | undefined {
     if (picked?.cache !== undefined && this.deps.routeHint === picked.name) return picked;
-    return this.deps.settings.routes.find((r) => r.cache !== undefined && pathMatches(r, path));
+    return this.deps.settings.routes.find((r) => r.cache !== undefined && pathMatchesFolding(r, path));
   }
-}
-
-/**
- * The route of a request: the one Envoy names (an unknown name falls back to matching), else the first whose path and
- * methods match. Exported for `portcullis check-envoy` (src/envoycheck/), which must choose exactly as a stream does.
- */
-export function selectExtprocRoute(routes: readonly ExtprocRoute[], path: string, method: string, hint: string | undefined): ExtprocRoute | undefined {
-  if (hint !== undefined) {
-    const named = routes.find((r) => r.name === hint);
-    if (named) return named;
-  }
-  return routes.find((r) => pathMatches(r, path) && (r.match.methods === undefined || r.match.methods.includes(method as Method)));
 }
 
 /**
@@ -488,10 +490,9 @@ export function needsResponsePhase(settings: ExtprocSettings, route: ExtprocRout
   return route.cache !== undefined || rules.set.length > 0 || rules.append.length > 0 || rules.remove.length > 0;
 }
 
-function pathMatches(route: ExtprocRoute, path: string): boolean {
-  if (route.match.path !== undefined) return path === route.match.path;
-  if (route.match.pathPrefix !== undefined) return path.startsWith(route.match.pathPrefix);
-  return true;
+/** The path a cache entry is keyed by: folded on an ignore_case route, whose upstream serves `/A` and `/a` alike. */
+function cachedPath(route: ExtprocRoute, path: string): string {
+  return route.match.ignoreCase ? foldPathCase(path) : path;
 }
 
 function applyRules(mutation: MutationBuilder, rules: HeaderRules, vars: (name: string) => string | undefined, log: StreamLog): void {

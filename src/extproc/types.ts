@@ -58,6 +58,8 @@ export interface ExtprocObserver {
   cache(result: 'hit' | 'miss' | 'bypass' | 'stored' | 'not_modified' | 'invalidated'): void;
   cacheError(operation: 'get' | 'set' | 'invalidate'): void;
   validationFailed(status: number): void;
+  /** A path normalization refuses: answered 400 (a reading of it validates), or passed on (none does). */
+  ambiguousPath(action: 'rejected' | 'passed'): void;
 }
 
 /** The slice of a logger a stream uses (pino's Logger satisfies it). */

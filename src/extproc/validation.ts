@@ -7,7 +7,7 @@ import { nestsDeeperThan } from '../shared/json-depth.js';
 import { headerValue, type HeaderList } from './headers.js';
 
 export interface ProblemItem {
-  readonly location: 'header' | 'query' | 'body';
+  readonly location: 'path' | 'header' | 'query' | 'body';
   /** Header or parameter name, or a JSON pointer into the body. */
   readonly name: string;
   readonly message: string;
@@ -44,6 +44,18 @@ export function hasRequestBody(headers: HeaderList, endOfStream: boolean): boole
   if (endOfStream) return false;
   const length = contentLength(headers);
   return length === undefined || length > 0;
+}
+
+/**
+ * A path upstreams read in different ways (src/shared/normalize-path.ts refuses it), one of which is a route that
+ * validates: which rules would hold cannot be told, so none are skipped (route-choice.ts).
+ */
+export function ambiguousPath(reason: string): Problem {
+  const message = `${reason}: upstreams read this path in different ways`;
+  return {
+    status: 400, type: `${TYPE}ambiguous-path`, title: 'Request path is ambiguous',
+    detail: message, errors: [{ location: 'path', name: '', message }],
+  };
 }
 
 /** Checks that need only the headers. */

@@ -15,6 +15,11 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
   const cache = new HotCounter({ name: 'portcullis_extproc_cache_total', help: 'Response cache outcomes: hit, not_modified, miss, bypass, stored, invalidated.', labelNames: ['result'], registers });
   const cacheErrors = new Counter({ name: 'portcullis_extproc_cache_errors_total', help: 'Cache store calls that failed or ran out of time (the request went on without the cache).', labelNames: ['operation'], registers });
   const validation = new Counter({ name: 'portcullis_extproc_validation_failures_total', help: 'Requests rejected by validation, by status.', labelNames: ['status'], registers });
+  const ambiguous = new Counter({
+    name: 'portcullis_extproc_ambiguous_paths_total',
+    help: 'Requests whose path upstreams read in different ways (`;`, encoded slashes, double encoding, …): rejected (400, a reading is a route that validates) or passed.',
+    labelNames: ['action'], registers,
+  });
   const streamErrors = new Counter({ name: 'portcullis_extproc_stream_errors_total', help: 'Streams ended with a gRPC error, by reason.', labelNames: ['reason'], registers });
   const duration = new HotHistogram({
     name: 'portcullis_extproc_message_duration_seconds', help: 'Time to answer one ProcessingRequest, by phase.', labelNames: ['phase'], registers,
@@ -37,6 +42,7 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
     },
     cacheError: (operation) => cacheErrors.inc({ operation }),
     validationFailed: (status) => validation.inc({ status: String(status) }),
+    ambiguousPath: (action) => ambiguous.inc({ action }),
     streamError: (reason) => streamErrors.inc({ reason }),
     observeDuration: (phase, seconds) => series(phase).duration.observe(seconds),
   };

@@ -88,7 +88,7 @@ async function handle(deps: BffHttpDeps, req: IncomingMessage, res: ServerRespon
   for (const [name, value] of pathParams) {
     if (value === '.' || value === '..') return reject(endpoint.path, ErrorCode.BFF_BAD_REQUEST, `path parameter '${name}' must not be '.' or '..'`);
     // Sent on re-encoded (`%252e`), it is `.` again to a service that decodes twice: the dot segments above, or `%2F`
-    // read as `/`. The same double encoding ext_authz refuses in a path (src/authz/normalize-path.ts).
+    // read as `/`. The same double encoding ext_authz refuses in a path (src/shared/normalize-path.ts).
     if (/%[0-9A-Fa-f]{2}/.test(value)) return reject(endpoint.path, ErrorCode.BFF_BAD_REQUEST, `path parameter '${name}' must not hold a percent-escape once decoded (double encoding)`);
   }
   if (req.method !== 'GET' && !head) {

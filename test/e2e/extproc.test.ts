@@ -23,6 +23,8 @@ interface Stack {
 function portcullisConfig(redisUrl: string): Record<string, unknown> {
   const config = loadYamlFile('envoy/portcullis-extproc.yaml');
   const extproc = config['extproc'] as { routes: { validate?: { json_schema?: string } }[] };
+  // An exact route behind a Java upstream: `/api/orders;x` is `/api/orders` to Tomcat, Jetty and Spring.
+  extproc.routes.push({ name: 'orders', match: { path: '/api/orders', methods: ['POST'] }, validate: { json_schema: './schemas/user.json' } } as never);
   for (const route of extproc.routes) {
     if (route.validate?.json_schema) route.validate.json_schema = path.join(repoRoot(), 'envoy', route.validate.json_schema);
   }
@@ -247,6 +249,29 @@ describe('ext_proc through Envoy', () => {
     });
     assert.equal(good.status, 200);
     assert.equal(upstream.requestCount(), count + 1);
+  });
+
+  // Envoy's normalize_path leaves `;`, `%2F` and `%25` alone, and upstreams read such paths in different ways: a
+  // reading that lands on a validated route must not let the body past validation (src/extproc/route-choice.ts).
+  it('answers 400 ambiguous-path to a path an upstream may read as a validated route, before the body reaches it', async () => {
+    const count = upstream.requestCount();
+    const invalid = JSON.stringify({ name: 'x', email: 'not an email' });
+    for (const target of ['/api/orders;x', '/api/orders;jsessionid=1?q=1', '/api%2Forders', '/x/%252e%252e/api/orders']) {
+      const r = await request(a.baseUrl, target, { method: 'POST', headers: { 'content-type': 'application/json', 'x-client-version': '1' }, body: invalid });
+      assert.equal(r.status, 400, `${target}: ${r.text}`);
+      assert.equal(r.headers.get('content-type'), 'application/problem+json');
+      assert.equal((JSON.parse(r.text) as { type: string }).type, 'urn:portcullis:problem:ambiguous-path', target);
+    }
+    assert.equal(upstream.requestCount(), count, 'no ambiguous request reached the upstream');
+    const valid = await request(a.baseUrl, '/api/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', email: 'x@example.com' }) });
+    assert.equal(valid.status, 200, valid.text);
+    const passed = await request(a.baseUrl, '/catalog;jsessionid=1');
+    assert.equal(passed.status, 200, 'a refused path no reading of which validates goes through');
+    assert.equal(passed.headers.get('x-cache-status'), 'BYPASS');
+    assert.equal(upstream.requestCount(), count + 2);
+    const metrics = await (await fetch(`${a.portcullis.adminUrl}/metrics`)).text();
+    assert.match(metrics, /portcullis_extproc_ambiguous_paths_total\{action="rejected"\} 4/);
+    assert.match(metrics, /portcullis_extproc_ambiguous_paths_total\{action="passed"\} 1/);
   });
 
   // Over HTTP/2 a body followed by trailers reaches ext_proc as a BUFFERED body without end_of_stream; only the

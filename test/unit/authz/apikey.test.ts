@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { evaluateApiKey, keyParameterIn, parseKeysFile, parseKeysFileOffThread } from '../../../src/authz/apikey.js';
 import { ConfigError } from '../../../src/config/errors.js';
-import { normalizePath } from '../../../src/authz/normalize-path.js';
+import { normalizePath } from '../../../src/shared/normalize-path.js';
 import { input } from './support.js';
 
 const A = 'pk_alpha-key-for-tests-0000000000000000000000';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizePath } from '../../../src/authz/normalize-path.js';
+import { normalizePath } from '../../../src/shared/normalize-path.js';
 import { compilePolicies, selectPolicy } from '../../../src/authz/policy.js';
 import { authzSettings } from './support.js';
 

@@ -3,14 +3,15 @@ import { describe, it } from 'node:test';
 import { callerKey, keyHost, pathKey, splitPath, variantKey, varyValue } from '../../../src/extproc/cache-key.js';
 
 describe('splitPath', () => {
-  // raw, normalized path, whether raw was already normal, the query as keyed (by name; a name's values in order)
+  // raw, normalized path, whether raw was already normal, the query as keyed (by name; a name's values in order).
+  // Normalized as ext_authz normalizes (src/shared/normalize-path.ts); what it refuses is in the next table.
   const table: [string, string, boolean, string][] = [
     ['/a/b', '/a/b', true, ''],
     ['/a/./b/../c', '/a/c', false, ''],
     ['/a/b/..', '/a/', false, ''],
     ['/../x', '/x', false, ''],
-    ['/%7Euser/%2f', '/~user/%2F', false, ''],
-    ['/%2F', '/%2F', true, ''],
+    ['/%7Euser/%c3%a9', '/~user/%C3%A9', false, ''],
+    ['/caf\u00c3\u00a9', '/caf%C3%A9', false, ''],
     ['/a/%2e%2e/b', '/b', false, ''],
     ['/p?b=2&a=1', '/p', true, 'a=1&b=2'],
     ['/p?a=%7e&a=1', '/p', true, 'a=~&a=1'],
@@ -18,12 +19,11 @@ describe('splitPath', () => {
     ['/p?b=1&a=2&b=0&a', '/p', true, 'a=2&a&b=1&b=0'],
     ['/p?&&x', '/p', true, 'x'],
     ['/p#frag', '/p', true, ''],
-    ['', '/', false, ''],
-    ['/a//b/', '/a//b/', true, ''],
+    ['/a//b/', '/a/b/', false, ''],
     ['/a.b/.well-known/c..d', '/a.b/.well-known/c..d', true, ''],
     ['/x/.', '/x/', false, ''],
-    ['a/b', '/a/b', false, ''],
     ['/p?', '/p', true, ''],
+    ['/p?x=1;y=2', '/p', true, 'x=1;y=2'],
   ];
   for (const [raw, path, normal, sorted] of table) {
     it(`${raw} → ${path} (${normal ? 'normal' : 'normalized'}) ? ${sorted}`, () => {
@@ -31,6 +31,22 @@ describe('splitPath', () => {
       assert.equal(s.path, path);
       assert.equal(s.normal, normal);
       assert.equal(s.sortedQuery, sorted);
+    });
+  }
+  // Refused: kept as sent (without the query), never normal, so never cached; the route is chosen on its readings.
+  const refused: [string, string, string][] = [
+    ['/api/orders;x', '/api/orders;x', 'semicolon (path parameter) in path'],
+    ['/api/orders%2Fx?q=1', '/api/orders%2Fx', 'encoded slash or backslash in path'],
+    ['/api/%252e%252e/orders', '/api/%252e%252e/orders', 'double-encoded percent-escape (%25 before two hex digits) in path'],
+    ['/a%C0%AE', '/a%C0%AE', 'overlong UTF-8 escape in path'],
+    ['/a\u00c0\u00ae', '/a\u00c0\u00ae', 'overlong UTF-8 escape in path'],
+    ['', '', 'path does not start with /'],
+    ['a/b', 'a/b', 'path does not start with /'],
+  ];
+  for (const [raw, path, reason] of refused) {
+    it(`${raw}: refused (${reason})`, () => {
+      const s = splitPath(raw);
+      assert.deepEqual([s.path, s.normal, s.refused], [path, false, reason]);
     });
   }
   it('decodes query parameters for validation', () => {

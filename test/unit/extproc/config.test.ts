@@ -75,7 +75,7 @@ extproc:
     assert.deepEqual(e.tracing.mirror, { traceId: 'x-trace-id', spanId: 'x-span-id' });
     const route = e.routes[0]!;
     assert.equal(route.name, 'users');
-    assert.deepEqual(route.match, { path: undefined, pathPrefix: '/api/users', methods: ['GET', 'HEAD', 'POST'] });
+    assert.deepEqual(route.match, { path: undefined, pathPrefix: '/api/users', methods: ['GET', 'HEAD', 'POST'], ignoreCase: false });
     assert.deepEqual(route.requestHeaders.set.map(([n, t]) => [n, (t as Template).source]), [['x-gateway', 'portcullis'], ['x-client-ip', '{client_ip}']]);
     assert.deepEqual(route.responseHeaders.remove, ['server', 'x-powered-by']);
     assert.equal(route.validate?.jsonSchema?.file, path.join(dir, 'user.json'));
@@ -102,7 +102,7 @@ extproc:
     const text = lines.join('\n');
     for (const expected of [
       /portcullis\.yaml: expected a lower-case HTTP header name, got 'X-Bad' \(line 2, at extproc\.request_id\.header\)/,
-      /expected a path starting with \/, got 'nope' \(line 5, at extproc\.routes\[0\]\.match\.path\)/,
+      /must start with \/, got 'nope' \(line 5, at extproc\.routes\[0\]\.match\.path\)/,
       /must be one of GET, .*got 'FETCH' \(line 5, at extproc\.routes\[0\]\.match\.methods\[0\]\)/,
       /unclosed '\{'.* \(line 7, at extproc\.routes\[0\]\.headers\.request\.set\.x-a\)/,
       /cannot use JSON Schema .*missing\.json.* \(line 8, at extproc\.routes\[0\]\.validate\.json_schema\)/,
@@ -140,5 +140,29 @@ extproc:
 
   it('a cached route needs at least one status TTL', () => {
     assert.match(issues('extproc:\n  routes:\n    - name: a\n      cache: { public: true }\n').join('\n'), /needs ttl_seconds/);
+  });
+
+  // Route paths are compared with normalized request paths (src/shared/normalize-path.ts), as authz policy paths are.
+  it('normalizes route paths, folds ignore_case ones, and refuses one no request path can match', () => {
+    const route = parse('extproc:\n  routes:\n    - name: a\n      match: { path_prefix: /API/./x//%7Euser/caf\u00e9, ignore_case: false }\n').extproc.routes[0]!;
+    assert.deepEqual([route.match.pathPrefix, route.matchPrefix, route.match.ignoreCase], ['/API/x/~user/caf%C3%A9', '/API/x/~user/caf%C3%A9', false]);
+    const folded = parse('extproc:\n  routes:\n    - name: a\n      match: { path: /API/Orders, ignore_case: true }\n').extproc.routes[0]!;
+    assert.deepEqual([folded.match.path, folded.matchPath, folded.match.ignoreCase], ['/API/Orders', '/api/orders', true]);
+    const bad: [string, RegExp][] = [
+      ['path: /api/orders;x', /no request path can match '\/api\/orders;x': semicolon \(path parameter\) in path \(line 4, at extproc\.routes\[0\]\.match\.path\)/],
+      ['path_prefix: /a%2Fb', /no request path can match '\/a%2Fb': encoded slash or backslash in path \(line 4, at extproc\.routes\[0\]\.match\.path_prefix\)/],
+      ['path: /a?b=1', /must be a path with no query or fragment, got '\/a\?b=1'/],
+      ['path: /files/%2541', /double-encoded percent-escape/],
+    ];
+    for (const [match, expected] of bad) assert.match(issues(`extproc:\n  routes:\n    - name: a\n      match: { ${match} }\n`).join('\n'), expected);
+  });
+
+  it('ignore_case folds ASCII letters only: a cased letter outside ASCII in its path is a config error', () => {
+    for (const written of ['/caf\u00e9', '/%C3%9Cber']) {
+      assert.match(issues(`extproc:\n  routes:\n    - name: a\n      match: { path_prefix: "${written}", ignore_case: true }\n`).join('\n'),
+        /ignore_case folds ASCII letters only, and .* holds '.', which has another case .*\(line 4, at extproc\.routes\[0\]\.match\.path_prefix\)/);
+    }
+    assert.equal(parse('extproc:\n  routes:\n    - name: a\n      match: { path_prefix: "/\u20ac/\u65e5\u672c", ignore_case: true }\n').extproc.routes.length, 1);
+    assert.equal(parse('extproc:\n  routes:\n    - name: a\n      match: { path_prefix: "/caf\u00e9" }\n').extproc.routes.length, 1);
   });
 });

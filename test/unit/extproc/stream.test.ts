@@ -23,7 +23,7 @@ extproc:
 `, '/tmp/portcullis.yaml').extproc;
 
 const silent = { child: () => silent, debug: () => undefined, info: () => undefined, warn: () => undefined };
-const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined };
+const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined, ambiguousPath: () => undefined };
 
 function harness() {
   const clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
@@ -485,5 +485,119 @@ extproc:
     const last = await send(s, true);
     // Four MiB of spaces is no JSON document: the schema check ran (400), the size check did not refuse it.
     assert.equal(last.kind === 'immediate' ? last.status : last.kind, 400);
+  });
+});
+
+// A path ext_authz's normalizer refuses is read differently by upstreams: `/api/orders;x` is `/api/orders` to Tomcat,
+// `/api%2Forders` to one that decodes slashes, `/x/%252e%252e/api/orders` to one that decodes twice. Validation must
+// not be skipped for it (src/extproc/route-choice.ts).
+describe('a path upstreams read in different ways', () => {
+  const ambiguous = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: orders
+      match: { path: /api/orders, methods: [POST] }
+      validate: { required_headers: [x-client-version] }
+      headers: { request: { set: { x-route: orders } } }
+    - name: catalog
+      match: { path_prefix: /catalog }
+      cache: { ttl_seconds: { "200": 300 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+  const counted: string[] = [];
+  const open = (cache = new MemoryCacheStore(1 << 20)) => new ExtprocStream({
+    settings: ambiguous, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), log: silent, routeHint: undefined,
+    observer: { ...observer, ambiguousPath: (action) => counted.push(action) }, randomHex: (bytes) => '1'.repeat(bytes * 2), newRequestId: () => 'rid',
+  });
+  const send = (s: ExtprocStream, message: ProcessingMessage) => s.handle({ message, identity: undefined, attributes: {} });
+  const request = (method: string, path: string) => ({ kind: 'request_headers' as const, headers: [[':method', method], [':path', path], [':authority', 'shop']] as HeaderList, endOfStream: false });
+
+  // path as sent, the reason in the problem (normalize-path.ts)
+  const refused: [string, string][] = [
+    ['/api/orders;x', 'semicolon (path parameter) in path'],
+    ['/api/orders%3Bjsessionid=1', 'encoded semicolon (path parameter) in path'],
+    ['/public/..;/api/orders', 'semicolon (path parameter) in path'],
+    ['/api%2Forders', 'encoded slash or backslash in path'],
+    ['/x/%252e%252e/api/orders', 'double-encoded percent-escape (%25 before two hex digits) in path'],
+    ['/x/%C0%AE%C0%AE/api/orders', 'overlong UTF-8 escape in path'],
+  ];
+  for (const [path, reason] of refused) {
+    it(`POST ${path} is answered 400 ambiguous-path, never passed on unvalidated`, async () => {
+      counted.length = 0;
+      const answer = await send(open(), request('POST', `${path}?q=1`));
+      assert.equal(answer.kind, 'immediate');
+      if (answer.kind !== 'immediate') return;
+      assert.equal(answer.status, 400);
+      assert.equal(answer.details, 'portcullis_validation_400');
+      assert.equal(header(answer, 'content-type'), 'application/problem+json');
+      const problem = JSON.parse(answer.body.toString()) as Record<string, unknown>;
+      assert.deepEqual(problem, {
+        type: 'urn:portcullis:problem:ambiguous-path', title: 'Request path is ambiguous', status: 400,
+        detail: `${reason}: upstreams read this path in different ways`, instance: path, request_id: 'rid',
+        errors: [{ location: 'path', name: '', message: `${reason}: upstreams read this path in different ways` }],
+      });
+      assert.deepEqual(counted, ['rejected']);
+    });
+  }
+
+  it('passes a refused path no reading of which validates, with the route all readings take, and never caches it', async () => {
+    counted.length = 0;
+    const get = await send(open(), request('GET', '/api/orders;x'));
+    assert.equal(get.kind, 'request_headers', 'orders validates POST only');
+    assert.equal(get.kind === 'request_headers' && get.mutation.set.some((s) => s.name === 'x-route'), false);
+    const cache = new MemoryCacheStore(1 << 20);
+    const s = open(cache);
+    await send(s, request('GET', '/catalog;jsessionid=1'));
+    const r = await send(s, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    assert.equal(r.kind === 'response_headers' && r.mutation.set.find((h) => h.name === 'x-cache-status')?.value, 'BYPASS');
+    assert.deepEqual(counted, ['passed', 'passed']);
+  });
+
+  it('a successful POST to /catalog;x invalidates /catalog, which Tomcat read it as', async () => {
+    const cache = new MemoryCacheStore(1 << 20);
+    const get = open(cache);
+    await send(get, { ...request('GET', '/catalog'), endOfStream: true });
+    await send(get, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    await send(get, { kind: 'response_body', body: Buffer.from('price=10'), endOfStream: true });
+    assert.equal((await send(open(cache), { ...request('GET', '/catalog'), endOfStream: true })).kind, 'immediate', 'stored');
+    const post = open(cache);
+    await send(post, { ...request('POST', '/catalog;x'), endOfStream: true });
+    await send(post, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: true });
+    assert.equal((await send(open(cache), { ...request('GET', '/catalog'), endOfStream: true })).kind, 'request_headers');
+  });
+});
+
+describe('match.ignore_case', () => {
+  const folded = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: orders
+      match: { path: /api/orders, ignore_case: true }
+      validate: { required_headers: [x-client-version] }
+    - name: catalog
+      match: { path_prefix: /Catalog, ignore_case: true }
+      cache: { ttl_seconds: { "200": 300 }, public: true }
+`, '/tmp/portcullis.yaml').extproc;
+  const open = (cache: MemoryCacheStore) => new ExtprocStream({
+    settings: folded, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), log: silent, routeHint: undefined, observer, randomHex: (bytes) => '1'.repeat(bytes * 2),
+  });
+  const send = (s: ExtprocStream, message: ProcessingMessage) => s.handle({ message, identity: undefined, attributes: {} });
+  const get = (path: string, method = 'GET') => ({ kind: 'request_headers' as const, headers: [[':method', method], [':path', path], [':authority', 'shop']] as HeaderList, endOfStream: true });
+
+  it('/API/Orders is validated as /api/orders', async () => {
+    const answer = await send(open(new MemoryCacheStore(1 << 20)), get('/API/Orders'));
+    assert.equal(answer.kind === 'immediate' && answer.status, 400);
+  });
+
+  it('keys the cache on the folded path: /CATALOG/a is the entry of /catalog/a, and a PUT to either drops it', async () => {
+    const cache = new MemoryCacheStore(1 << 20);
+    const s = open(cache);
+    await send(s, get('/catalog/a'));
+    await send(s, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+    await send(s, { kind: 'response_body', body: Buffer.from('a'), endOfStream: true });
+    assert.equal((await send(open(cache), get('/CATALOG/a'))).kind, 'immediate');
+    const put = open(cache);
+    await send(put, get('/Catalog/A', 'PUT'));
+    await send(put, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: true });
+    assert.equal((await send(open(cache), get('/catalog/a'))).kind, 'request_headers');
   });
 });

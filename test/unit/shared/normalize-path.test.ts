@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchesPrefix, normalizePath } from '../../../src/authz/normalize-path.js';
+import { alreadyNormal, matchesPrefix, normalizePath, upstreamReadings } from '../../../src/shared/normalize-path.js';
+import { prng } from '../../support/prng.js';
 
 describe('normalizePath', () => {
   const table: [string, string | null, string?][] = [
@@ -112,4 +113,43 @@ describe('matchesPrefix: whole segments', () => {
     ['/Public', '/public', false],
   ];
   for (const [path, prefix, want] of table) it(`${path} ${want ? 'matches' : 'does not match'} ${prefix}`, () => assert.equal(matchesPrefix(path, prefix), want));
+});
+
+describe('upstreamReadings: how upstreams may read a path normalizePath refuses', () => {
+  // path as sent, readings that must be among them (each in normal form)
+  const table: [string, string[]][] = [
+    ['/api/orders;x', ['/api/orders', '/api/orders;x']],
+    ['/public/..;/admin?q=1', ['/admin', '/public/..;/admin']],
+    ['/api%2Forders', ['/api/orders', '/api%2Forders']],
+    ['/a%5Cb\\c', ['/a/b/c', '/a%5Cb%5Cc']],
+    ['/x/%252e%252e/admin', ['/admin', '/x/%252e%252e/admin']],
+    ['/x/%C0%AE%C0%AE/admin', ['/admin']],
+    ['/caf%C3%A9;v=1', ['/caf%C3%A9', '/caf%C3%A9;v=1']],
+    ['/a%00b', ['/a%00b']],
+    ['/%25', ['/%25']],
+  ];
+  for (const [raw, expected] of table) {
+    it(`${raw} → ${expected.join(', ')}`, () => {
+      const readings = upstreamReadings(raw);
+      for (const reading of expected) assert.ok(readings.includes(reading), `${reading} not in ${readings.join(', ')}`);
+    });
+  }
+});
+
+describe('alreadyNormal: the fast path never answers for a path normalizePath would change or refuse', () => {
+  it('agrees with normalizePath on 20,000 seeded paths of hostile pieces', () => {
+    const random = prng(7);
+    const pieces = ['/', 'a', 'B', '.', '..', '%2e', '%2F', ';', '\\', '%', '%25', '\u0000', '\u007f', '\u00e9', ' ', '~', '-', '//', '/.', '?', '#'];
+    for (let n = 0; n < 20_000; n++) {
+      let path = random() < 0.9 ? '/' : '';
+      const length = Math.floor(random() * 8);
+      for (let i = 0; i < length; i++) path += pieces[Math.floor(random() * pieces.length)];
+      const target = path.split(/[?#]/, 1)[0]!;
+      if (!alreadyNormal(target)) continue;
+      assert.deepEqual(normalizePath(target), { ok: true, path: target, query: '' }, JSON.stringify(target));
+    }
+  });
+  it('takes the common paths', () => {
+    for (const path of ['/', '/api/users/123', '/v2/a-b_c~d/e.f', '/a/']) assert.equal(alreadyNormal(path), true, path);
+  });
 });
