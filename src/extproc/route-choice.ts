@@ -27,15 +27,27 @@ export type RouteChoice =
 export function chooseExtprocRoute(routes: readonly ExtprocRoute[], split: SplitPath, method: string, hint: string | undefined): RouteChoice {
   const named = hint === undefined ? undefined : routes.find((r) => r.name === hint);
   if (named) return { kind: 'route', route: named };
-  if (split.refused === undefined) return { kind: 'route', route: selectExtprocRoute(routes, split.path, method, undefined) };
+  if (split.refused === undefined) return { kind: 'route', route: routeOf(routes, split.path, method) };
   // Rare (Envoy's normalize_path leaves few such paths), so the readings are worked out only here.
   let agreed: ExtprocRoute | undefined | null = null;
   for (const reading of upstreamReadings(split.path)) {
-    const route = selectExtprocRoute(routes, reading, method, undefined);
+    const route = routeOf(routes, reading, method);
     if (route?.validate !== undefined) return { kind: 'ambiguous', reason: split.refused, route, reading };
     agreed = agreed === null || agreed === route ? route : undefined;
   }
   return { kind: 'ambiguous_passed', reason: split.refused, route: agreed ?? undefined };
+}
+
+/**
+ * The route of a normalized path. A path ending in `/` whose own route does not validate takes the validating route of
+ * the path without it: `path: /api/orders` is exact, yet Express without strict routing and Spring MVC before 6 serve
+ * `POST /api/orders/` as `/api/orders`, and its body would reach them unvalidated.
+ */
+function routeOf(routes: readonly ExtprocRoute[], path: string, method: string): ExtprocRoute | undefined {
+  const route = selectExtprocRoute(routes, path, method, undefined);
+  if (route?.validate !== undefined || path.length < 2 || !path.endsWith('/')) return route;
+  const bare = selectExtprocRoute(routes, path.slice(0, -1), method, undefined);
+  return bare?.validate !== undefined ? bare : route;
 }
 
 /**

@@ -44,6 +44,15 @@ describe('chooseExtprocRoute', () => {
     ['POST', '/API/Orders', undefined, 'orders'],
     ['GET', '/ADMIN/x', undefined, 'admin'],
     ['GET', '/api/Users/1', undefined, 'all'],
+    // A trailing slash: `/api/orders` to Express without strict routing and Spring MVC before 6. Only a validating
+    // route is taken this way; a route of the path's own that validates stays its route.
+    ['POST', '/api/orders/', undefined, 'orders'],
+    ['POST', '/API/ORDERS/.', undefined, 'orders'],
+    ['POST', '/api/orders/x/..', undefined, 'orders'],
+    ['GET', '/api/orders/', undefined, 'all'],
+    ['POST', '/api/users/', undefined, 'users'],
+    ['GET', '/admin/', undefined, 'admin'],
+    ['POST', '/api/orders;x/', undefined, 'reject orders'],
     // Tomcat, Jetty and Spring cut `;params`: `/api/orders` to them.
     ['POST', '/api/orders;x', undefined, 'reject orders'],
     ['POST', '/api/orders;jsessionid=1?q=1', undefined, 'reject orders'],
