@@ -226,7 +226,9 @@ export class ExtprocStream {
         // The trailers too: a body followed by trailers arrives without end_of_stream, and with Envoy's default
         // (request_trailer_mode SKIP) nothing would ever say it is complete, so it would pass unvalidated.
         ? { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: responsePhase ? 'SEND' : 'SKIP', requestTrailers: 'SEND' }
-        : !responsePhase ? { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' } : undefined,
+        // Said either way: the shipped configs skip the response phase unless asked (a 400 Envoy makes for a request it
+        // cannot parse must not wait on ext_proc), a user's Envoy may send it unless told not to.
+        : { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: responsePhase ? 'SEND' : 'SKIP' },
     };
   }
 

@@ -289,9 +289,13 @@ function extProcFilter(timeout: string, filters: PortcullisFilters): Json {
       allow_mode_override: true,
       // The caller ext_authz authenticated keys the private cache entries and fills {user_id} & co. in templates.
       ...(filters.extAuthz ? { metadata_options: { forwarding_namespaces: { untyped: [AUTHZ_METADATA_NAMESPACE] } } } : {}),
+      // No response phase unless Portcullis asks for one in its request_headers answer (mode_override). A response
+      // Envoy makes itself for a request it could not parse (a header name with `_`, a bad character) never had a
+      // request phase: with SEND here, ext_proc held that 400 for a call while Envoy closed the connection, and the
+      // client got no answer at all.
       processing_mode: {
         request_header_mode: 'SEND',
-        response_header_mode: 'SEND',
+        response_header_mode: 'SKIP',
         request_body_mode: 'NONE',
         response_body_mode: 'NONE',
         request_trailer_mode: 'SKIP',

@@ -26,7 +26,7 @@ const MODE_OVERRIDE_FIELD = 9;
 
 /** ProcessingMode.HeaderSendMode.SKIP; SEND is written as the default (absent), which Envoy reads as send. */
 const HEADER_SKIP = 2;
-/** ProcessingMode.HeaderSendMode.SEND, written for request_trailer_mode, whose default (absent) is SKIP. */
+/** ProcessingMode.HeaderSendMode.SEND: request_trailer_mode (absent: SKIP) and response_header_mode. */
 const HEADER_SEND = 1;
 
 /** ProcessingMode.BodySendMode numbers. */
@@ -103,9 +103,9 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
   }
   const commonSize = trailers ? 0 : fieldSize(mutationSize);
   const phaseSize = trailers ? 0 : fieldSize(commonSize);
-  const skipResponseHeaders = modeOverride?.responseHeaders === 'SKIP';
   const sendRequestTrailers = modeOverride?.requestTrailers === 'SEND';
-  const modeSize = modeOverride === undefined ? 0 : 4 + (skipResponseHeaders ? 2 : 0) + (sendRequestTrailers ? 2 : 0);
+  // response_header_mode always written: DEFAULT (0, omitted) is SEND for response headers, but saying SEND is plainer.
+  const modeSize = modeOverride === undefined ? 0 : 6 + (sendRequestTrailers ? 2 : 0);
   const total = fieldSize(phaseSize) + (modeOverride === undefined ? 0 : fieldSize(modeSize));
 
   const w = new Writer(Buffer.allocUnsafe(total));
@@ -128,10 +128,8 @@ export function encodePhaseAnswer(phase: Phase, mutation: HeaderMutation | undef
   }
   if (modeOverride !== undefined) {
     w.open(MODE_OVERRIDE_FIELD, modeSize);
-    if (skipResponseHeaders) {
-      w.byte(0x10); // response_header_mode, varint
-      w.byte(HEADER_SKIP);
-    }
+    w.byte(0x10); // response_header_mode, varint
+    w.byte(modeOverride.responseHeaders === 'SKIP' ? HEADER_SKIP : HEADER_SEND);
     w.byte(0x18); // request_body_mode, varint
     w.byte(BODY_SEND_MODE[modeOverride.requestBody]);
     w.byte(0x20); // response_body_mode, varint

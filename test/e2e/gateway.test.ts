@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -333,6 +334,31 @@ describe('the gateway through a real Envoy', () => {
       const cached = await http('/api/catalog/featured', { headers: withKey() });
       assert.match(String(cached.headers['x-cache-status']), /^(MISS|HIT)$/);
       assert.equal(await responsePhases(), before + 1);
+    });
+
+    it('a request Envoy cannot parse gets its 400 at once, though ext_proc is on (no response phase it never asked for)', async () => {
+      // With the response phase on by default, ext_proc held Envoy's own 400 for a call while the connection closed,
+      // and the client got nothing.
+      const rawReply = (request: string): Promise<{ statusLine: string; ms: number }> => new Promise((resolve, reject) => {
+        const started = Date.now();
+        let data = '';
+        const socket = connect(gw().port('http'), '127.0.0.1', () => socket.write(request));
+        socket.setEncoding('latin1');
+        socket.on('data', (chunk: string) => {
+          data += chunk;
+          if (data.includes('\r\n')) {
+            resolve({ statusLine: data.slice(0, data.indexOf('\r\n')), ms: Date.now() - started });
+            socket.destroy();
+          }
+        });
+        socket.on('close', () => resolve({ statusLine: data, ms: Date.now() - started }));
+        socket.on('error', reject);
+      });
+      for (const header of ['x_user_id: spoofed', 'x user: bad']) {
+        const reply = await rawReply(`GET /api/users/1 HTTP/1.1\r\nhost: gateway\r\n${header}\r\n\r\n`);
+        assert.equal(reply.statusLine, 'HTTP/1.1 400 Bad Request', header);
+        assert.ok(reply.ms < 900, `${header}: answered after ${reply.ms} ms`);
+      }
     });
 
     it('terminates TLS on the https listener', async () => {

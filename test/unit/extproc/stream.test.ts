@@ -327,9 +327,9 @@ extproc:
     assert.deepEqual(await answerFor('GET', '/elsewhere'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' });
     assert.deepEqual(await answerFor('POST', '/checked', [['transfer-encoding', 'chunked']]), { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP', requestTrailers: 'SEND' },
       'a body to validate: its trailers too, which end a body that arrives without end_of_stream');
-    assert.equal(await answerFor('GET', '/cached/a'), undefined, 'the default modes: response headers sent');
-    assert.equal(await answerFor('DELETE', '/cached/a'), undefined, 'a successful DELETE invalidates the path: response headers sent');
-    assert.equal(await answerFor('PUT', '/v2/a', [], 'cached'), undefined, 'on a cached route Envoy named, whatever the path: response headers sent');
+    assert.deepEqual(await answerFor('GET', '/cached/a'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SEND' }, 'response headers asked for: the shipped configs skip them unless asked');
+    assert.deepEqual(await answerFor('DELETE', '/cached/a'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SEND' }, 'a successful DELETE invalidates the path: response headers asked for');
+    assert.deepEqual(await answerFor('PUT', '/v2/a', [], 'cached'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SEND' }, 'on a cached route Envoy named, whatever the path: response headers asked for');
     assert.deepEqual(await answerFor('PUT', '/v2/a', [], 'plain'), { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' }, 'a named route without a cache');
   });
 });

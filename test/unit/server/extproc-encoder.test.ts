@@ -20,7 +20,7 @@ function reference(phase: Phase, mutation: HeaderMutation | undefined, modeOverr
       },
     },
     mode_override: modeOverride && {
-      response_header_mode: modeOverride.responseHeaders === 'SKIP' ? 2 : undefined,
+      response_header_mode: modeOverride.responseHeaders === 'SKIP' ? 2 : 1,
       request_body_mode: BODY_SEND_MODE[modeOverride.requestBody],
       response_body_mode: BODY_SEND_MODE[modeOverride.responseBody],
       request_trailer_mode: modeOverride.requestTrailers === 'SEND' ? 1 : undefined,
@@ -65,7 +65,7 @@ describe('extproc-encoder: the bytes protobufjs writes for the same answer', () 
     const hm = decoded['response_headers'].response.header_mutation;
     assert.deepEqual(hm.set_headers.map((h: any) => [h.header.key, Buffer.from(h.header.raw_value).toString('latin1'), h.append?.value]), [['vary', 'accept', true]]);
     assert.deepEqual(hm.remove_headers, ['server']);
-    assert.deepEqual(decoded['mode_override'], { request_body_mode: 'NONE', response_body_mode: 'BUFFERED' });
+    assert.deepEqual(decoded['mode_override'], { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'BUFFERED' });
     const skipping = m.responseDeserialize(encodePhaseAnswer('request_headers', { set: [], remove: [] }, { requestBody: 'NONE', responseBody: 'NONE', responseHeaders: 'SKIP' })) as Record<string, any>;
     assert.deepEqual(skipping['mode_override'], { response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' });
     const trailers = m.responseDeserialize(encodePhaseAnswer('request_headers', { set: [], remove: [] }, { requestBody: 'BUFFERED', responseBody: 'NONE', responseHeaders: 'SKIP', requestTrailers: 'SEND' })) as Record<string, any>;

@@ -63,7 +63,7 @@ describe('protos: answers encoded as built decode to what the handler meant', ()
     const mutation = headers['response_headers'].response.header_mutation;
     assert.deepEqual(mutation.set_headers.map((h: any) => [h.header.key, Buffer.from(h.header.raw_value).toString('latin1'), h.append?.value]), [['x-cache-status', 'MISS', undefined], ['vary', 'accept', true]]);
     assert.deepEqual(mutation.remove_headers, ['server']);
-    assert.deepEqual(headers['mode_override'], { request_body_mode: 'NONE', response_body_mode: 'BUFFERED_PARTIAL' });
+    assert.deepEqual(headers['mode_override'], { response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'BUFFERED_PARTIAL' });
 
     const immediate = roundTrip(definition, 'Process', toProcessingResponse({
       kind: 'immediate', status: 400, details: 'validation', body: Buffer.from('{"title":"bad"}'),
