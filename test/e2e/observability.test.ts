@@ -264,13 +264,7 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     assert.deepEqual(targets.filter((t) => !(t in EXPECTED)), [], 'targets without an expected value in EXPECTED');
     assert.deepEqual(Object.keys(EXPECTED).filter((t) => !targets.includes(t)), [], 'EXPECTED names targets the dashboard does not have');
 
-    // Every metric named exists: Portcullis declares its families from the start, Envoy's are in Prometheus.
-    const exposition = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
-    const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-    const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
-    const known = (name: string): boolean => name.startsWith('portcullis_')
-      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram'
-      : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
+    const known = await metricExists();
     const unknown = queries.flatMap((q) => metricNames(q.expr).filter((name) => !known(name)).map((name) => `${q.panel} ${q.refId}: ${name}`));
     assert.deepEqual(unknown, [], 'metrics neither Portcullis nor Envoy exports');
 
@@ -292,14 +286,19 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     }, 20_000, 'every panel').catch(() => assert.fail(problems.join('\n')));
   });
 
-  it('the alerting rules load, read only metrics that exist, and none is active on the gateway after that traffic', async () => {
-    const shipped = shippedAlertRules();
+  /** Whether a metric exists: Portcullis declares its families from the start, Envoy's are in Prometheus. */
+  const metricExists = async (): Promise<(name: string) => boolean> => {
     const exposition = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
     const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
     const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
-    const known = (name: string): boolean => name.startsWith('portcullis_')
+    return (name) => name.startsWith('portcullis_')
       ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram'
       : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
+  };
+
+  it('the alerting rules load, read only metrics that exist, and none is active on the gateway after that traffic', async () => {
+    const shipped = shippedAlertRules();
+    const known = await metricExists();
     const unknown = shipped.flatMap((r) => metricNames(r.expr).filter((name) => !known(name)).map((name) => `${r.alert}: ${name}`));
     assert.deepEqual(unknown, [], 'alerts on metrics neither Portcullis nor Envoy exports');
 
