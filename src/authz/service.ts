@@ -204,6 +204,7 @@ export class AuthzService {
     const normalized = normalizePath(input.rawPath);
     if (!normalized.ok) return deny('', 'bad_path', 400, `bad request path: ${normalized.reason}`);
     const choice = selectPolicy(snapshot.policies, input.method, normalized.path, input.contextExtensions.get('policy'));
+    if (choice.kind === 'bad_path') return deny('', 'bad_path', 400, `bad request path: ${choice.reason}`);
     if (choice.kind === 'unknown') return deny('', 'unknown_policy', 403, `route names unknown policy '${choice.name}'`);
     if (choice.kind === 'none') return deny('', 'no_policy', 403, 'no policy matches this request');
     const policy = choice.policy;

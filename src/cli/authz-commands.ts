@@ -114,6 +114,7 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
       const choice = selectPolicy(snapshot.policies, input.method, normalized.path, options.policy);
       if (choice.kind === 'policy') out(`policy:   ${choice.policy.name} (chosen by ${choice.why}; line ${choice.policy.line})\n`);
       else if (choice.kind === 'unknown') out(`policy:   '${choice.name}' from context_extensions is not defined\n`);
+      else if (choice.kind === 'bad_path') out(`policy:   none: the path is refused (${choice.reason})\n`);
       else out('policy:   none matches, default_policy is deny\n');
     }
     let decision: Decision;

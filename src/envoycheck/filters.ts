@@ -189,7 +189,9 @@ function checkAuthzBypass(site: RouteSite, probes: readonly Probe[], policies: R
     const normalized = normalizePath(probe.path);
     if (!normalized.ok) continue;
     const choice = selectPolicy(policies, probe.method, normalized.path, named);
-    const label = choice.kind === 'policy' ? `'${choice.policy.name}'` : choice.kind === 'unknown' ? `'${choice.name}' (unknown)` : 'default_policy deny';
+    // A path refused for its trailing slash is one a lenient upstream serves as the path an exact policy protects.
+    const label =
+      choice.kind === 'policy' ? `'${choice.policy.name}'` : choice.kind === 'unknown' ? `'${choice.name}' (unknown)` : choice.kind === 'bad_path' ? `400 bad_path (${choice.reason})` : 'default_policy deny';
     if (choice.kind === 'policy' && letsAnyoneIn(choice.policy)) continue;
     if (!skipped.has(label)) skipped.set(label, probe);
   }

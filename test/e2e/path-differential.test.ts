@@ -44,12 +44,17 @@ const VALIDATION_REQUESTS = 150;
 const POLICY_HEADER = 'x-pathdiff-policy';
 const SPOOF = 'spoofed';
 const IDENTITY_HEADERS = ['x-user-id', 'x-auth-method', 'x-api-key-id', 'x-client-tier', 'x-user-scopes'];
-/** The policies as an upstream's reading of the path selects them (first whole-segment prefix), as configured below. */
-const POLICIES: { name: string; prefix: string; ignoreCase: boolean; authenticate: string }[] = [
+/**
+ * The policies as an upstream's reading of the path selects them (first whole-segment prefix, or `exact` path), as
+ * configured below.
+ */
+const POLICIES: { name: string; prefix: string; exact?: true; ignoreCase: boolean; authenticate: string }[] = [
   { name: 'public', prefix: '/public', ignoreCase: false, authenticate: 'anonymous' },
   { name: 'api', prefix: '/api', ignoreCase: false, authenticate: 'api_key' },
   // Served by a case-insensitive upstream (IIS, ASP.NET): `/ADMIN/x` is `/admin/x` to it.
   { name: 'admin', prefix: '/admin', ignoreCase: true, authenticate: 'mtls' },
+  // An exact path: a trailing-slash-insensitive upstream (the reading (a) takes) serves `/status/` as `/status`.
+  { name: 'status', prefix: '/status', exact: true, ignoreCase: false, authenticate: 'api_key' },
   // Everything else is open: a path that escapes `admin` lands here and reaches the upstream.
   { name: 'rest', prefix: '/', ignoreCase: false, authenticate: 'anonymous' },
 ];
@@ -143,8 +148,12 @@ const FOLD: Record<Folding, (s: string) => string> = {
 };
 
 function policyOf(upstream: string, folding: Folding): string {
-  for (const { name, prefix, ignoreCase } of POLICIES) {
+  for (const { name, prefix, exact, ignoreCase } of POLICIES) {
     const [path, want] = ignoreCase ? [FOLD[folding](upstream), FOLD[folding](prefix)] : [upstream, prefix];
+    if (exact === true) {
+      if (path === want) return name;
+      continue;
+    }
     if (want === '/' || path === want || path.startsWith(`${want}/`)) return name;
   }
   return '(none)';
@@ -261,6 +270,7 @@ function fixedCases(key: string): Case[] {
       `/api/x?api_key=${key}`, `/api/x?y=1&api_key=${key}&z=2`, `/api/x?api_key[]=${key}`, `/public?api_key[]=${key}`, `/public?api.key=${key}`,
       `/public?y=1;api_key=${key}`, `/public?API_KEY=${key}`, `/public?api%5Fkey=${key}`, `/public?api+key=${key}`, `/public?api[key=${key}`,
       `/public?api_key=${key}#x`, `/public?x#&api_key=${key}`,
+      '/status', '/status/', '/status/.', '/x/../status/', '/status//', '/status/?y=1', '/%73tatus/',
     ].flatMap((target) => [{ target, headers: [] }, { target, headers: withKey }]),
   ];
 }
@@ -612,7 +622,7 @@ describe('path, query and identity headers: what the upstream receives is what P
         log_decisions: false,
         mtls: { trusted: [] },
         api_keys: { header: 'x-api-key', query: 'api_key', file: path.join(dir, 'keys.yaml') },
-        policies: POLICIES.map((p) => ({ name: p.name, match: { path_prefix: p.prefix, ignore_case: p.ignoreCase }, authenticate: [p.authenticate] })),
+        policies: POLICIES.map((p) => ({ name: p.name, match: { [p.exact === true ? 'path' : 'path_prefix']: p.prefix, ignore_case: p.ignoreCase }, authenticate: [p.authenticate] })),
       },
       extproc: {
         routes: [

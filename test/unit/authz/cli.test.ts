@@ -65,6 +65,27 @@ describe('portcullis keys new / explain', () => {
     }
   });
 
+  it('explain refuses a path whose trailing-slash twin takes another policy, as the server does', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
+    try {
+      writeFileSync(path.join(dir, 'portcullis.yaml'), `authz:
+  mtls: {}
+  policies:
+    - { name: orders, match: { path: /api/orders }, authenticate: [mtls] }
+    - { name: public, match: { path_prefix: / }, authenticate: [anonymous] }
+`);
+      let out = '';
+      await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/api/orders/' }, (s) => (out += s));
+      assert.match(out, /policy: {3}none: the path is refused \(trailing slash: the path with and without it take different policies\)/);
+      assert.match(out, /decision: DENY 400 bad_path/);
+      out = '';
+      await explain({ config: path.join(dir, 'portcullis.yaml'), path: '/api/orders' }, (s) => (out += s));
+      assert.match(out, /policy: {3}orders \(chosen by match; line 4\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('explain answers as the server does: an empty --policy is an unknown policy, introspection down with on_failure error is gRPC UNAVAILABLE', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
     try {

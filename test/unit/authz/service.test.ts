@@ -112,6 +112,26 @@ describe('AuthzService.check: policies and API keys', () => {
     });
   }
 
+  it('a trailing slash: the spelling no exact policy names is refused where its twin takes another policy (docs/authz.md)', async () => {
+    const { check } = setup(`api_keys: { header: x-api-key, file: ./keys.yaml }
+policies:
+  - { name: orders, match: { path: /api/orders }, authenticate: [api_key] }
+  - { name: docs, match: { path: /docs/ }, authenticate: [api_key] }
+  - { name: public, match: { path_prefix: / }, authenticate: [anonymous] }`);
+    // Express without strict routing and Spring MVC before 6 serve /api/orders/ as /api/orders: not anonymously.
+    const refused = denied(await check({ rawPath: '/api/orders/' }), 400, 'bad_path');
+    assert.equal(refused.message, 'bad request path: trailing slash: the path with and without it take different policies');
+    denied(await check({ rawPath: '/api/orders/?x=1' }), 400, 'bad_path');
+    denied(await check({ rawPath: '/api/orders', headers: {} }), 401, 'missing_credentials');
+    denied(await check({ rawPath: '/docs' }), 400, 'bad_path');
+    denied(await check({ rawPath: '/docs/' }), 401, 'missing_credentials');
+    allowed(await check({ rawPath: '/api/orders', headers: { 'x-api-key': KEY_A } }));
+    allowed(await check({ rawPath: '/api/orders/x' }));
+    allowed(await check({ rawPath: '/' }));
+    // A policy the route names is the route's: no path is matched.
+    allowed(await check({ rawPath: '/api/orders/', context: { policy: 'public' } }));
+  });
+
   it('identity headers: set with the values, every other identity header removed, never both; key header and query stripped', async () => {
     const { check } = setup();
     const d = allowed(await check({ rawPath: `/api/x?api_key=${KEY_A}`, headers: { 'x-user-id': 'mallory', 'x-client-tier': 'platinum' } }));

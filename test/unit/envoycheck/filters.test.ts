@@ -354,3 +354,34 @@ describe('AUTHZ_BYPASSED: ext_authz disabled where the covering policy would not
     });
   }
 });
+
+/**
+ * A path whose trailing-slash twin takes another policy is refused (400 bad_path, src/authz/policy.ts): not a route
+ * closed by default_policy deny, and, skipped by a route without ext_authz, a way for a lenient upstream to serve the
+ * path an exact policy protects.
+ */
+describe('a path refused for its trailing slash', () => {
+  const authz = parsePortcullisConfig([
+    'authz:',
+    '  mtls: {}',
+    '  policies:',
+    '    - { name: orders, match: { path: /api/orders }, authenticate: [mtls] }',
+    '    - { name: public, match: { path_prefix: / }, authenticate: [anonymous] }',
+    '',
+  ].join('\n'), '/tmp/p.yaml').authz;
+  const found = (routes: Json[]) => checkEnvoyFilters(routeSites(bootstrap(routes, { extproc: false })), authz, undefined).findings;
+  it('with ext_authz: no finding (the route is not left to default_policy)', () => {
+    assert.deepEqual(found([to('orders-slash', { path: '/api/orders/' })]), []);
+  });
+  it('without ext_authz: bypassed, naming the refusal', () => {
+    const findings = found([to('orders-slash', { path: '/api/orders/' }, authzOff)]);
+    assert.deepEqual(findings.map((f) => f.code), ['AUTHZ_BYPASSED']);
+    assert.match(findings[0]!.message, /400 bad_path \(trailing slash: the path with and without it take different policies\) \(e\.g\. GET \/api\/orders\/\)/);
+  });
+  it('without ext_authz on the catch-all beside it: only the exact path is reported', () => {
+    const findings = found([to('rest', { prefix: '/' }, authzOff)]);
+    assert.deepEqual(findings.map((f) => f.code), ['AUTHZ_BYPASSED']);
+    assert.match(findings[0]!.message, /'orders' \(e\.g\. GET \/api\/orders\)/);
+    assert.ok(!findings[0]!.message.includes('bad_path'), findings[0]!.message);
+  });
+});
