@@ -4,7 +4,7 @@ import { IssueCollector, joinPath } from '../config/errors.js';
 import { boolean, isAbsent, list, number, object, oneOf, required, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
 import { foldName } from './header-fold.js';
-import { casedNonAscii, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
+import { ignoreCaseProblem, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
 import { AUTH_METHODS, type AuthMethod } from './types.js';
 
 /** Asymmetric algorithms only: HMAC never shares a verifier with public keys, and `none` is not an algorithm. */
@@ -271,10 +271,9 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
     const matchPresent = lines.has(`${where}.match`);
     if (po.match.ignore_case) {
       for (const key of ['path_prefix', 'path'] as const) {
-        const letter = casedNonAscii(po.match[key]);
-        if (letter === undefined) continue;
+        const problem = ignoreCaseProblem(po.match[key], "name the policy in the Envoy route's context_extensions");
         const p = `${where}.match.${key}`;
-        issues.add(at(p), p, `ignore_case folds ASCII letters only, and '${po.match[key]}' holds '${letter}', which has another case an upstream may or may not fold: match it case-sensitively, or name the policy in the Envoy route's context_extensions`);
+        if (problem !== undefined) issues.add(at(p), p, problem);
       }
     }
     policies.push({

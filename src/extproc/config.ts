@@ -10,7 +10,7 @@ import { joinPath } from '../config/errors.js';
 import { parseJson } from '../config/json-text.js';
 import { boolean, list, number, object, oneOf, secret, string, type Field } from '../config/schema.js';
 import { writtenText, type YamlValue } from '../config/yaml.js';
-import { casedNonAscii, foldPathCase, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
+import { foldPathCase, ignoreCaseProblem, matchPathProblem, normalizedMatchPath } from '../shared/normalize-path.js';
 import { compileTemplate, type Template } from './templates.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -211,10 +211,8 @@ export function compileExtproc(
     }
     if (r.match.ignore_case) {
       for (const key of ['path_prefix', 'path'] as const) {
-        const letter = casedNonAscii(r.match[key]);
-        if (letter === undefined) continue;
-        issues.add(child(child(routeNode, 'match'), key)?.line ?? line, joinPath(at, `match.${key}`),
-          `ignore_case folds ASCII letters only, and '${r.match[key]}' holds '${letter}', which has another case an upstream may or may not fold: match it case-sensitively, or name the route with x-portcullis-route on the Envoy route`);
+        const problem = ignoreCaseProblem(r.match[key], 'name the route with x-portcullis-route on the Envoy route');
+        if (problem !== undefined) issues.add(child(child(routeNode, 'match'), key)?.line ?? line, joinPath(at, `match.${key}`), problem);
       }
     }
     const rules = (raw: ReturnType<ReturnType<typeof headerRules>>, where: string): HeaderRules => {

@@ -166,6 +166,17 @@ export function casedNonAscii(written: string): string | undefined {
 }
 
 /**
+ * Why a config path cannot be matched with `ignore_case` (it holds a cased letter outside ASCII, see casedNonAscii),
+ * or undefined. `remedy` names the way to pick the policy or route without matching its path.
+ */
+export function ignoreCaseProblem(written: string, remedy: string): string | undefined {
+  const letter = casedNonAscii(written);
+  return letter === undefined
+    ? undefined
+    : `ignore_case folds ASCII letters only, and '${written}' holds '${letter}', which has another case an upstream may or may not fold: match it case-sensitively, or ${remedy}`;
+}
+
+/**
  * The paths upstreams may read a path as, for one normalizePath refuses: each escape decoded once, or twice (an
  * upstream or second proxy that decodes again); `%2F`, `%5C` and `\` as segment separators, or kept inside their
  * segment; `;params` cut from each segment (Tomcat, Jetty, Spring), or kept; overlong UTF-8 read as the character it
