@@ -158,7 +158,7 @@ export function foldPathCase(path: string): string {
  * the Kelvin sign `K` as `k`), and folding more than the upstream lets a request into an ignore_case policy or route
  * as surely as folding less lets one past it.
  */
-export function casedNonAscii(written: string): string | undefined {
+function casedNonAscii(written: string): string | undefined {
   const normalized = normalizePath(written);
   if (!normalized.ok || !normalized.path.includes('%')) return undefined;
   const bytes = Buffer.from(normalized.path.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1');
