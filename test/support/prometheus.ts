@@ -228,3 +228,9 @@ export const ENVOY_METRICS_ALERTS_ADD: readonly string[] = [
   'envoy_http_ext_proc_message_timeouts',
   'envoy_http_ext_proc_failure_mode_allowed',
 ];
+
+/**
+ * Portcullis series only a supervisor (server.workers > 1) exports: the e2e gateway runs one process, so its check
+ * takes these on trust; test/integration/deploy/alerts.test.ts finds each on a real supervisor's /metrics.
+ */
+export const PORTCULLIS_SUPERVISOR_METRICS: readonly string[] = ['portcullis_worker_restarts_total', 'portcullis_workers_running', 'portcullis_workers_configured'];

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../../support/envoy.js';
 import { shippedPortcullisConfig, startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
-import { ENVOY_METRICS_ALERTS_ADD, dashboardQueries, metricNames, runTool, shippedAlertRules } from '../../support/prometheus.js';
+import { ENVOY_METRICS_ALERTS_ADD, PORTCULLIS_SUPERVISOR_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules } from '../../support/prometheus.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const RULES = 'deploy/prometheus/alerts.yml';
@@ -142,7 +142,8 @@ describe('alerting rules', () => {
     it('every Portcullis metric they read is on a real portcullis serve\'s /metrics, one process or workers: 2', async () => {
       const expositions = await Promise.all([portcullis!, supervisor!].map(async (p) => (await fetch(`${p.adminUrl}/metrics`)).text()));
       const families = new Map(expositions.flatMap((text) => [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const)));
-      assert.ok(families.has('portcullis_workers_running'), 'the supervisor\'s series');
+      const supervisorOnly = [...(expositions[1]!.matchAll(/^# TYPE (\S+) /gm))].map((m) => m[1]!).filter((name) => !expositions[0]!.includes(`# TYPE ${name} `));
+      assert.deepEqual(supervisorOnly.sort(), [...PORTCULLIS_SUPERVISOR_METRICS].sort(), 'the series only a supervisor exports');
       const known = (name: string): boolean => families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram';
       const names = used().filter((u) => u.name.startsWith('portcullis_'));
       assert.ok(names.length >= 10);
