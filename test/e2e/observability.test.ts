@@ -7,7 +7,8 @@
 // dashboard evaluated by Prometheus: a panel whose PromQL names a metric or label that does not exist is empty, and
 // fails here. Also `promtool check metrics` on Portcullis' /metrics, and the alerting rules (deploy/prometheus/alerts.yml,
 // which the same Prometheus loads): each reads metrics that exist, evaluates without an error, and is not active after
-// that traffic; a rejected config edit makes PortcullisConfigRejected pending.
+// that traffic; a rejected config edit makes PortcullisConfigRejected pending. Then Envoy's ext_proc counters, which
+// that gateway never moves, from two more Envoys whose processor is down or too slow (EnvoyExtProcFailing pending).
 //
 // The shipped gateway uses no JWT, validation or local cache: the test adds them to its Portcullis config (a JWT
 // provider on a test issuer accepted by the `orders` policy, a `validate` route on /api/search,
@@ -27,13 +28,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { ENABLED_FILTERS } from '../../src/gateway/filters.js';
 import { eventually } from '../support/app.js';
-import { repoRoot } from '../support/envoy.js';
-import { send, startGateway, type Gateway } from '../support/gateway.js';
+import { at, byName, extprocBootstrap, list, record, repoRoot, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
+import { freeLoopbackPort, send, startGateway, type Gateway } from '../support/gateway.js';
 import { startIdentityProvider, type IdentityProvider } from '../support/identity-provider.js';
-import { dashboardQueries, metricNames, runTool, shippedAlertRules, shippedPrometheusConfig, startPrometheus, type PrometheusInstance } from '../support/prometheus.js';
+import {
+  PORTCULLIS_SUPERVISOR_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules, shippedPrometheusConfig, startPrometheus, type PrometheusInstance,
+} from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
+import { startUpstream, type Upstream } from '../support/upstream.js';
 
 type Sample = { metric: Record<string, string>; value: number };
 /** What a panel target's result must look like after the traffic: undefined when it does, else why not. */
@@ -286,13 +292,16 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     }, 20_000, 'every panel').catch(() => assert.fail(problems.join('\n')));
   });
 
-  /** Whether a metric exists: Portcullis declares its families from the start, Envoy's are in Prometheus. */
+  /**
+   * Whether a metric exists: Portcullis declares its families from the start (a supervisor's own series only with
+   * workers, which this single process has not: the integration test finds those), Envoy's are in Prometheus.
+   */
   const metricExists = async (): Promise<(name: string) => boolean> => {
     const exposition = await (await fetch(`${gw().portcullis.adminUrl}/metrics`)).text();
     const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
     const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
     return (name) => name.startsWith('portcullis_')
-      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram'
+      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram' || PORTCULLIS_SUPERVISOR_METRICS.includes(name)
       : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
   };
 
@@ -348,5 +357,95 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     const result = await runTool('promtool', ['check', 'metrics'], metrics);
     assert.equal(result.code, 0, result.output);
     assert.equal(result.output.trim(), '');
+  });
+});
+
+/**
+ * EnvoyExtProcFailing reads Envoy's ext_proc counters, which the gateway above never moves: here two real Envoys
+ * (envoy/extproc.yaml, failing open as the shipped gateway does) whose processor is down (nothing listens: the stream
+ * fails) or never answers (each message times out after 0.2 s). Their admin /stats/prometheus shows which counter
+ * counts which failure, and a Prometheus with the shipped rules scraping both sees the alert go pending for each.
+ */
+describe('EnvoyExtProcFailing over real Envoys whose ext_proc processor is down or too slow', () => {
+  let upstream: Upstream | undefined;
+  let silent: Http2Server | undefined;
+  const envoys: { down?: EnvoyInstance; slow?: EnvoyInstance } = {};
+  let prometheus: PrometheusInstance | undefined;
+
+  /** envoy/extproc.yaml with its processor at `port`, failing open like the shipped gateway's ext_proc filter. */
+  const failingOpen = (port: number): Record<string, unknown> => {
+    const bootstrap = extprocBootstrap({ upstream: { host: '127.0.0.1', port: upstream!.port }, portcullis: { host: '127.0.0.1', port } });
+    const listener = record(list(at(bootstrap, 'static_resources', 'listeners'))[0]);
+    const hcm = record(at(byName(list(record(list(listener['filter_chains'])[0])['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
+    record(at(byName(list(hcm['http_filters']), 'envoy.filters.http.ext_proc'), 'typed_config'))['failure_mode_allow'] = true;
+    return bootstrap;
+  };
+
+  before(async () => {
+    upstream = await startUpstream();
+    // Accepts the gRPC stream and never answers a message.
+    silent = createHttp2Server();
+    silent.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    });
+    await new Promise<void>((resolve) => silent!.listen(0, '127.0.0.1', resolve));
+    envoys.down = await startEnvoy(failingOpen(await freeLoopbackPort()));
+    envoys.slow = await startEnvoy(failingOpen((silent.address() as AddressInfo).port));
+    const config = shippedPrometheusConfig({ envoy: new URL(envoys.down.adminUrl).host, portcullis: `127.0.0.1:${await freeLoopbackPort()}` });
+    const envoyJob = (config['scrape_configs'] as { job_name: string; static_configs: { targets: string[] }[] }[]).find((job) => job.job_name === 'envoy')!;
+    envoyJob.static_configs = [{ targets: [new URL(envoys.down.adminUrl).host, new URL(envoys.slow.adminUrl).host] }];
+    prometheus = await startPrometheus(config);
+  });
+
+  after(async () => {
+    await prometheus?.stop();
+    await envoys.down?.stop();
+    await envoys.slow?.stop();
+    silent?.close();
+    await upstream?.stop();
+  });
+
+  /** Envoy's ext_proc counters as Prometheus scrapes them, by metric name (the listener's stat prefix is `ingress`). */
+  const extprocCounters = async (envoy: EnvoyInstance): Promise<Record<string, number>> => {
+    const text = await (await fetch(`${envoy.adminUrl}/stats/prometheus`)).text();
+    return Object.fromEntries([...text.matchAll(/^(envoy_http_ext_proc_\w+)\{envoy_http_conn_manager_prefix="ingress"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  };
+
+  it('counts a processor that is down in streams_failed and one too slow in message_timeouts, both failing open, and the alert goes pending', async () => {
+    const down = envoys.down!;
+    const slow = envoys.slow!;
+    for (const envoy of [down, slow]) {
+      const counters = await extprocCounters(envoy);
+      // Created with the filter: 0 on an Envoy that has served nothing (no ratio then: the alert stays silent).
+      for (const name of ['envoy_http_ext_proc_streams_started', 'envoy_http_ext_proc_streams_failed', 'envoy_http_ext_proc_message_timeouts', 'envoy_http_ext_proc_failure_mode_allowed']) {
+        assert.equal(counters[name], 0, `${name} in ${JSON.stringify(counters)}`);
+      }
+    }
+    const state = async (): Promise<{ state: string | undefined; instances: string[] }> => {
+      const rule = (await prometheus!.alertingRules()).find((r) => r.name === 'EnvoyExtProcFailing');
+      return { state: rule?.state, instances: (rule?.alerts ?? []).map((a) => a.labels['instance'] ?? '').sort() };
+    };
+    assert.equal((await state()).state, 'inactive');
+    // Requests until both Envoys' failures are in two scrapes (rate() needs two points): each one goes on without
+    // ext_proc to the upstream (failing open), answered 200.
+    const expected = [down, slow].map((e) => new URL(e.adminUrl).host).sort();
+    await eventually(async () => {
+      for (const envoy of [down, slow]) {
+        const reply = await fetch(`http://127.0.0.1:${envoy.listenerPort('ingress')}/api/items`);
+        assert.equal(reply.status, 200, await reply.text());
+      }
+      const now = await state();
+      return now.state === 'pending' && JSON.stringify(now.instances) === JSON.stringify(expected);
+    }, 30_000, 'EnvoyExtProcFailing pending for both Envoys').catch(async (error: unknown) => assert.fail(`${(error as Error).message}: ${JSON.stringify(await state())}`));
+
+    const [fromDown, fromSlow] = [await extprocCounters(down), await extprocCounters(slow)];
+    assert.ok(fromDown['envoy_http_ext_proc_streams_failed']! > 0, JSON.stringify(fromDown));
+    assert.equal(fromDown['envoy_http_ext_proc_message_timeouts'], 0, JSON.stringify(fromDown));
+    assert.equal(fromDown['envoy_http_ext_proc_failure_mode_allowed'], fromDown['envoy_http_ext_proc_streams_failed'], JSON.stringify(fromDown));
+    assert.ok(fromSlow['envoy_http_ext_proc_message_timeouts']! > 0, JSON.stringify(fromSlow));
+    assert.equal(fromSlow['envoy_http_ext_proc_streams_failed'], 0, JSON.stringify(fromSlow));
+    assert.equal(fromSlow['envoy_http_ext_proc_failure_mode_allowed'], fromSlow['envoy_http_ext_proc_message_timeouts'], JSON.stringify(fromSlow));
+    for (const counters of [fromDown, fromSlow]) assert.ok(counters['envoy_http_ext_proc_streams_started']! > 0, JSON.stringify(counters));
   });
 });

@@ -218,6 +218,19 @@ export function shippedAlertRules(): AlertRule[] {
 
 /**
  * Envoy metrics the alerts read that no dashboard panel does. The e2e test (test/e2e/observability.test.ts) finds
- * each in Envoy 1.40's output, like the dashboard's; test/integration/deploy/alerts.test.ts allows no other.
+ * each in Envoy 1.40's output, like the dashboard's, and sees the ext_proc ones count a processor that is down or
+ * too slow; test/integration/deploy/alerts.test.ts allows no other.
  */
-export const ENVOY_METRICS_ALERTS_ADD: readonly string[] = ['envoy_cluster_membership_healthy'];
+export const ENVOY_METRICS_ALERTS_ADD: readonly string[] = [
+  'envoy_cluster_membership_healthy',
+  'envoy_http_ext_proc_streams_started',
+  'envoy_http_ext_proc_streams_failed',
+  'envoy_http_ext_proc_message_timeouts',
+  'envoy_http_ext_proc_failure_mode_allowed',
+];
+
+/**
+ * Portcullis series only a supervisor (server.workers > 1) exports: the e2e gateway runs one process, so its check
+ * takes these on trust; test/integration/deploy/alerts.test.ts finds each on a real supervisor's /metrics.
+ */
+export const PORTCULLIS_SUPERVISOR_METRICS: readonly string[] = ['portcullis_worker_restarts_total', 'portcullis_workers_running', 'portcullis_workers_configured'];

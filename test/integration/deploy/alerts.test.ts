@@ -2,7 +2,8 @@
 // scripts/setup.sh installs): `promtool check rules`, and `promtool test rules` on deploy/prometheus/tests/ (each
 // alert silent on an idle and on a busy healthy gateway, pending then firing on its failure). Then what promtool
 // cannot see: every metric an alert or a test series names exists (Portcullis' on the /metrics of a real
-// `portcullis serve`, Envoy's among those the dashboard reads, which the e2e test finds in Envoy's output), every
+// `portcullis serve`, a single process or a supervisor of two workers; Envoy's among those the dashboard reads and
+// ENVOY_METRICS_ALERTS_ADD, which the e2e test finds in Envoy's output), every
 // alert has a test that fires it, and the docs, prometheus.yml and docker-compose.yml agree with the file.
 
 import assert from 'node:assert/strict';
@@ -13,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../../support/envoy.js';
 import { shippedPortcullisConfig, startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
-import { ENVOY_METRICS_ALERTS_ADD, dashboardQueries, metricNames, runTool, shippedAlertRules } from '../../support/prometheus.js';
+import { ENVOY_METRICS_ALERTS_ADD, PORTCULLIS_SUPERVISOR_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules } from '../../support/prometheus.js';
+import { startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const RULES = 'deploy/prometheus/alerts.yml';
 const TESTS = 'deploy/prometheus/tests/alerts.test.yml';
@@ -116,11 +118,19 @@ describe('alerting rules', () => {
 
   describe('metric names', () => {
     let portcullis: PortcullisInstance | undefined;
+    // The supervisor's own series (worker restarts, workers running and configured) exist only with workers.
+    let supervisor: PortcullisInstance | undefined;
+    let redis: RedisServer | undefined;
     before(async () => {
       portcullis = await startPortcullis(shippedPortcullisConfig(undefined));
+      redis = await startRedis();
+      const shipped = shippedPortcullisConfig(redis.url);
+      supervisor = await startPortcullis({ ...shipped, server: { ...(shipped['server'] as object), workers: 2 } }, { readyTimeoutMs: 60_000 });
     });
     after(async () => {
       await portcullis?.stop();
+      await supervisor?.stop();
+      await redis?.stop();
     });
 
     /** Names in the alert expressions and in the test series: a misspelt one would be misspelt in both. */
@@ -129,9 +139,11 @@ describe('alerting rules', () => {
       ...(parse(read(TESTS)) as RuleTests).tests.flatMap((t) => t.input_series.map((s) => ({ where: TESTS, name: s.series.replace(/\{.*$/, '') }))),
     ];
 
-    it('every Portcullis metric they read is on a real portcullis serve\'s /metrics', async () => {
-      const exposition = await (await fetch(`${portcullis!.adminUrl}/metrics`)).text();
-      const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    it('every Portcullis metric they read is on a real portcullis serve\'s /metrics, one process or workers: 2', async () => {
+      const expositions = await Promise.all([portcullis!, supervisor!].map(async (p) => (await fetch(`${p.adminUrl}/metrics`)).text()));
+      const families = new Map(expositions.flatMap((text) => [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const)));
+      const supervisorOnly = [...(expositions[1]!.matchAll(/^# TYPE (\S+) /gm))].map((m) => m[1]!).filter((name) => !expositions[0]!.includes(`# TYPE ${name} `));
+      assert.deepEqual(supervisorOnly.sort(), [...PORTCULLIS_SUPERVISOR_METRICS].sort(), 'the series only a supervisor exports');
       const known = (name: string): boolean => families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram';
       const names = used().filter((u) => u.name.startsWith('portcullis_'));
       assert.ok(names.length >= 10);

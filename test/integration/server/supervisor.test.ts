@@ -100,17 +100,18 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     return new Set(lines.map((l) => l['worker'])).size === 2;
   }, 30_000, what);
 
-  /** SIGKILLs worker 1; resolves with what it was once its replacement runs and every worker is ready. */
-  const killFirstWorker = async (what: string): Promise<WorkerSummary> => {
-    const [victim] = await workers(portcullis);
+  /** SIGKILLs worker `index + 1` (the first by default); resolves with what it was once its replacement runs and every worker is ready. */
+  const killWorker = async (what: string, index = 0): Promise<WorkerSummary> => {
+    const victim = (await workers(portcullis))[index];
     assert.ok(victim?.pid);
     process.kill(victim.pid, 'SIGKILL');
     await eventually(async () => {
       const now = await workers(portcullis);
-      return now[0]!.pid !== victim.pid && now[0]!.pid !== undefined && (await readyz(portcullis)).status === 200;
+      return now[index]!.pid !== victim.pid && now[index]!.pid !== undefined && (await readyz(portcullis)).status === 200;
     }, 30_000, what);
     return victim;
   };
+  const killFirstWorker = (what: string): Promise<WorkerSummary> => killWorker(what, 0);
 
   it('serves one port from both workers, counts exactly across them, and sums their metrics', async () => {
     const before = await workers(portcullis);
@@ -207,6 +208,14 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
       const loaded = replacement.indexOf('config loaded');
       assert.ok(loaded >= 0, replacement.join(', '));
       assert.ok(replacement.indexOf('config rejected; keeping the last good config') > loaded, 'then it read the files, and refused them');
+
+      // Every worker replaced, none left that saw the edit refused: each replacement still reports the files on disk
+      // rejected after its own load, so the supervisor's aggregate (newest failure, oldest success) keeps
+      // PortcullisConfigRejected's condition true instead of a replacement's 0 clearing it.
+      await killWorker('the second worker replaced too', 1);
+      const failure = await metric(portcullis, 'portcullis_config_last_failure_timestamp_seconds');
+      const success = await metric(portcullis, 'portcullis_config_last_success_timestamp_seconds');
+      assert.ok(success > 0 && failure > success, `last failure ${failure}, last success ${success}: the broken files still count as rejected`);
 
       // It serves the siblings' limits: spread (100 a minute per user) still counts on every connection.
       const fresh = Array.from({ length: 4 }, () => rateLimitClient(portcullis.grpcAddress, true));
