@@ -1,6 +1,7 @@
 // `portcullis check-envoy ENVOY_BOOTSTRAP [--config portcullis.yaml] [--descriptors DIR]`: reads the files, runs the
 // pure checks (src/envoycheck/check.ts: rate limits; src/envoycheck/metadata.ts: the dynamic metadata they read;
-// src/envoycheck/filters.ts: ext_authz policies and ext_proc routes, when a portcullis.yaml is given or beside the bootstrap) and prints the findings. Exit 0: none; 1: findings
+// src/envoycheck/filters.ts: ext_authz policies and ext_proc routes, when a portcullis.yaml is given or beside the bootstrap, and
+// the ext_proc filter's own settings) and prints the findings. Exit 0: none; 1: findings
 // or unreadable input (a file that is not a bootstrap, empty included); 2: usage, or a bootstrap the checks could not get through (one line, no stack trace).
 
 import { existsSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyRateLimits } from '../envoycheck/check.js';
-import { checkEnvoyFilters, checkExtprocStreamClose } from '../envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocResponsePhase, checkExtprocStreamClose } from '../envoycheck/filters.js';
 import { checkMetadataReads } from '../envoycheck/metadata.js';
 import { notABootstrap, routeSites } from '../envoycheck/routes.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
@@ -64,7 +65,7 @@ async function check(bootstrapFile: string, options: CheckEnvoyOptions, out: Nod
     // Without a portcullis.yaml there are no policies or extproc routes to compare with.
     const sites = routeSites(bootstrap);
     const filters = portcullis === undefined ? undefined : checkEnvoyFilters(sites, portcullis.authz, portcullis.extproc);
-    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkMetadataReads(sites), ...checkExtprocStreamClose(bootstrap, sites)];
+    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkMetadataReads(sites), ...checkExtprocStreamClose(bootstrap, sites), ...checkExtprocResponsePhase(sites)];
     for (const finding of findings) {
       out.write(`${finding.code}: ${finding.message}\n`);
       for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);

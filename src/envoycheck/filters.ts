@@ -21,11 +21,19 @@
 //   EXTPROC_STREAM_RESETS      ext_proc is in the bootstrap without the runtime flag
 //                              envoy.reloadable_features.ext_proc_graceful_grpc_close: Envoy then resets every stream,
 //                              and Node's HTTP/2 reset budget refuses streams from ~35 requests/s (docs/extproc.md)
+//   CASE_INSENSITIVE_ROUTE     a route matches its path ignoring case (case_sensitive: false) and ext_authz or ext_proc
+//                              runs there unpinned, and a spelling of one of its requests in another case takes
+//                              another policy or extproc route: Portcullis matches case-sensitively unless the policy
+//                              or route says ignore_case, so `/API/orders` escapes the policy of `/api/orders`
+//   EXTPROC_RESPONSE_PHASE_ALWAYS  an ext_proc filter (or a route's ExtProcPerRoute.overrides.processing_mode) whose
+//                              response_header_mode is not SKIP: a 400 Envoy makes itself for a request its codec
+//                              refuses is held for a response phase, and the client gets no answer (docs/extproc.md)
 //
 // What a route "can carry" is probed, not proven: for its path match (prefix, path or path_separated_prefix) the
 // probes are the match itself, one path below it (`P/~probe`), for a plain `prefix` one that continues its last
 // segment (`P~probe`: Envoy's prefix is a string prefix, a policy's path_prefix a whole-segment one), and every
-// policy or extproc path the match admits (and one below each). Methods: the route's exact `:method` header
+// policy or extproc path the match admits (and one below each); under case_sensitive: false a path is admitted, and
+// taken by an earlier route, with ASCII case folded, as Envoy compares. Methods: the route's exact `:method` header
 // matcher, else GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS. A probe an earlier route of the virtual host takes
 // whatever the headers (path and at most a `:method` matcher) is dropped. Other header and query matchers are
 // ignored: they only narrow what a route carries.
@@ -33,7 +41,7 @@
 import type { AuthzSettings } from '../authz/config.js';
 import { normalizePath } from '../shared/normalize-path.js';
 import { unmetRequirement } from '../authz/decide.js';
-import { compilePolicies, selectPolicy, type CompiledPolicy } from '../authz/policy.js';
+import { compilePolicies, selectPolicy, type CompiledPolicy, type PolicyChoice } from '../authz/policy.js';
 import type { Identity } from '../authz/types.js';
 import { splitPath } from '../extproc/cache-key.js';
 import type { ExtprocRoute, ExtprocSettings } from '../extproc/config.js';
@@ -51,6 +59,8 @@ export type FilterFindingCode =
   | 'REQUEST_ID_NOT_ECHOED'
   | 'AUTHZ_METADATA_MISSING'
   | 'EXTPROC_STREAM_RESETS'
+  | 'CASE_INSENSITIVE_ROUTE'
+  | 'EXTPROC_RESPONSE_PHASE_ALWAYS'
   | 'AUTHZ_BYPASSED'
   | 'UNKNOWN_METADATA_NAMESPACE'
   | 'UNKNOWN_AUTHZ_METADATA_KEY';
@@ -81,6 +91,8 @@ type FilterState = 'absent' | 'disabled' | 'active';
 interface PathMatch {
   readonly kind: 'prefix' | 'path' | 'path_separated_prefix';
   readonly value: string;
+  /** RouteMatch.case_sensitive: false (Envoy 1.40 honours it for prefix, path and path_separated_prefix). */
+  readonly ignoreCase: boolean;
 }
 
 interface Probe {
@@ -122,6 +134,18 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
     if (authzState === 'active') {
       authzRoutes += 1;
       checkAuthz(site, probes, policies, findings);
+      if (pathMatch.ignoreCase && contextExtensions(site)['policy'] === undefined) {
+        checkCaseVariants(site, probes, findings, {
+          what: 'authz policy',
+          choose: (probe) => {
+            const normalized = normalizePath(probe.path);
+            if (!normalized.ok) return undefined;
+            const choice = selectPolicy(policies, probe.method, normalized.path, undefined);
+            return { label: policyLabel(choice), name: choice.kind === 'policy' ? choice.policy.name : undefined };
+          },
+          pin: 'name the policy on the Envoy route (ExtAuthzPerRoute check_settings.context_extensions.policy)',
+        });
+      }
     }
     if (extprocState === 'active') {
       extprocActive += 1;
@@ -136,6 +160,16 @@ export function checkEnvoyFilters(sites: readonly RouteSite[], authz: AuthzSetti
       for (const probe of probes) {
         const route = selectExtprocRoute(extprocRoutes, splitPath(probe.path).path, probe.method, hint);
         if (route !== undefined) reached.add(route);
+      }
+      if (pathMatch.ignoreCase && named === undefined) {
+        checkCaseVariants(site, probes, findings, {
+          what: 'extproc route',
+          choose: (probe) => {
+            const route = selectExtprocRoute(extprocRoutes, splitPath(probe.path).path, probe.method, undefined);
+            return route === undefined ? { label: 'no extproc route', name: undefined } : { label: `'${route.name}'`, name: route.name };
+          },
+          pin: `name the extproc route on the Envoy route (ExtProcPerRoute overrides.grpc_initial_metadata ${EXTPROC_ROUTE_METADATA})`,
+        });
       }
     }
   }
@@ -190,14 +224,79 @@ function checkAuthzBypass(site: RouteSite, probes: readonly Probe[], policies: R
     if (!normalized.ok) continue;
     const choice = selectPolicy(policies, probe.method, normalized.path, named);
     // A path refused for its trailing slash is one a lenient upstream serves as the path an exact policy protects.
-    const label =
-      choice.kind === 'policy' ? `'${choice.policy.name}'` : choice.kind === 'unknown' ? `'${choice.name}' (unknown)` : choice.kind === 'bad_path' ? `400 bad_path (${choice.reason})` : 'default_policy deny';
+    const label = policyLabel(choice);
     if (choice.kind === 'policy' && letsAnyoneIn(choice.policy)) continue;
     if (!skipped.has(label)) skipped.set(label, probe);
   }
   if (skipped.size === 0) return;
   const which = [...skipped].map(([label, probe]) => `${label} (e.g. ${probe.method} ${probe.path})`).join(', ');
   findings.add('AUTHZ_BYPASSED', `route '${site.routeName}': ext_authz is disabled here, but Portcullis would not let an anonymous caller in: ${which}; these requests reach the upstream without authentication`, site.where);
+}
+
+function policyLabel(choice: PolicyChoice): string {
+  switch (choice.kind) {
+    case 'policy': return `'${choice.policy.name}'`;
+    case 'unknown': return `'${choice.name}' (unknown)`;
+    case 'bad_path': return `400 bad_path (${choice.reason})`;
+    case 'none': return 'default_policy deny';
+  }
+}
+
+/** What a probe is given by Portcullis: a label for messages, and the policy or extproc route's name, if any. */
+interface CaseChoice {
+  readonly label: string;
+  readonly name: string | undefined;
+}
+
+/**
+ * CASE_INSENSITIVE_ROUTE: on a route Envoy matches ignoring case, the same request spelled in another case (which the
+ * route carries to the same upstream, and with a prefix_rewrite rewrites to the very path it serves) must get the
+ * policy or extproc route its own spelling gets. Portcullis matches case-sensitively unless the policy or route says
+ * ignore_case, so `/API/orders` can fall through to a later, weaker one.
+ */
+function checkCaseVariants(
+  site: RouteSite,
+  probes: readonly Probe[],
+  findings: Findings,
+  how: { readonly what: string; readonly choose: (probe: Probe) => CaseChoice | undefined; readonly pin: string },
+): void {
+  const differences = new Map<string, { probe: Probe; variant: Probe; own: CaseChoice; other: CaseChoice }>();
+  for (const probe of probes) {
+    const own = how.choose(probe);
+    if (own === undefined) continue;
+    for (const path of caseVariants(probe.path)) {
+      const variant = { path, method: probe.method };
+      if (site.earlierMatches.some((earlier) => shadows(earlier, variant))) continue;
+      const other = how.choose(variant);
+      if (other === undefined || other.label === own.label) continue;
+      const key = `${own.label}\u0001${other.label}`;
+      if (!differences.has(key)) differences.set(key, { probe, variant, own, other });
+    }
+  }
+  if (differences.size === 0) return;
+  const all = [...differences.values()];
+  const examples = all.slice(0, EXAMPLES).map((d) => `${d.variant.method} ${d.variant.path} takes ${d.other.label} where ${d.probe.method} ${d.probe.path} takes ${d.own.label}`);
+  const names = [...new Set(all.map((d) => d.own.name).filter((n): n is string => n !== undefined))];
+  const fold = names.length === 0 ? `give the ${how.what} for these paths` : `give ${how.what} ${names.map((n) => `'${n}'`).join(', ')}`;
+  findings.add(
+    'CASE_INSENSITIVE_ROUTE',
+    `route '${site.routeName}' matches paths ignoring case (case_sensitive: false), but Portcullis chooses the ${how.what} case-sensitively: ${examples.join('; ')}${all.length > EXAMPLES ? '; …' : ''}; ${fold} match: {ignore_case: true} in portcullis.yaml, or ${how.pin}`,
+    site.where,
+  );
+}
+
+/**
+ * Other spellings of a path in ASCII case (all upper, all lower, the first letter flipped), letters in `%XX` escapes
+ * left alone. A few spellings stand for all: a case-sensitive match fails on any change inside its path.
+ */
+function caseVariants(path: string): string[] {
+  const letters = (change: (c: string, nth: number) => string): string => {
+    let nth = 0;
+    return path.replace(/%[0-9A-Fa-f]{2}|[A-Za-z]/g, (c) => (c.length === 1 ? change(c, nth++) : c));
+  };
+  const flip = (c: string): string => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase());
+  const variants = [letters((c) => c.toUpperCase()), letters((c) => c.toLowerCase()), letters((c, nth) => (nth === 0 ? flip(c) : c))];
+  return [...new Set(variants)].filter((v) => v !== path);
 }
 
 /**
@@ -269,16 +368,23 @@ function extprocRouteHint(site: RouteSite): string | undefined {
 
 function pathMatchOf(match: Json): PathMatch | undefined {
   for (const kind of ['prefix', 'path', 'path_separated_prefix'] as const) {
-    if (typeof match[kind] === 'string') return { kind, value: match[kind] as string };
+    if (typeof match[kind] === 'string') return { kind, value: match[kind] as string, ignoreCase: match['case_sensitive'] === false };
   }
   return undefined;
 }
 
+/** ASCII letters lower-cased, as Envoy compares a case_sensitive: false route (absl's ASCII-only IgnoreCase). */
+function asciiLower(s: string): string {
+  return s.replace(/[A-Z]+/g, (c) => c.toLowerCase());
+}
+
 function admits(match: PathMatch, path: string): boolean {
+  const value = match.ignoreCase ? asciiLower(match.value) : match.value;
+  const compared = match.ignoreCase ? asciiLower(path) : path;
   switch (match.kind) {
-    case 'prefix': return path.startsWith(match.value);
-    case 'path': return path === match.value;
-    case 'path_separated_prefix': return path === match.value || path.startsWith(`${match.value}/`);
+    case 'prefix': return compared.startsWith(value);
+    case 'path': return compared === value;
+    case 'path_separated_prefix': return compared === value || compared.startsWith(`${value}/`);
   }
 }
 
@@ -344,6 +450,64 @@ export class Findings {
   list(): FilterFinding[] {
     return [...this.byKey.values()];
   }
+}
+
+/**
+ * ProcessingMode.response_header_mode as the JSON mapping reads it: SKIP by name or number (2); anything else, unset
+ * included, is DEFAULT or SEND, which for response headers both mean SEND.
+ */
+function skipsResponseHeaders(processingMode: unknown): boolean {
+  const mode = record(processingMode)['response_header_mode'];
+  return mode === 'SKIP' || mode === 2;
+}
+
+/**
+ * ExtProcPerRoute.overrides.processing_mode on a route: Envoy 1.40 takes the most specific level's whole, not field by
+ * field (mergeProcessingMode), so a route's override without response_header_mode is SEND there. undefined: none.
+ */
+function routeProcessingMode(site: RouteSite): Json | undefined {
+  const key = perRouteKey(site, EXT_PROC_FILTER);
+  for (const level of site.perFilterConfigChain) {
+    const perRoute = record(level[key]);
+    const inner = perRoute['config'] === undefined ? perRoute : record(perRoute['config']);
+    const mode = record(inner['overrides'])['processing_mode'];
+    if (mode !== undefined) return record(mode);
+  }
+  return undefined;
+}
+
+/**
+ * EXTPROC_RESPONSE_PHASE_ALWAYS: an ext_proc filter, or a route's override of its processing_mode, that does not say
+ * response_header_mode: SKIP. Portcullis asks for the response phase per request (mode_override) when it has work
+ * there, so SKIP loses nothing; with SEND, a 400 Envoy makes itself for a request its codec refuses (no request phase,
+ * no route) was held for a call to Portcullis while Envoy closed the connection, and the client got no answer.
+ */
+export function checkExtprocResponsePhase(sites: readonly RouteSite[]): FilterFinding[] {
+  const findings = new Findings();
+  for (const site of sites) {
+    const filter = findFilter(site, EXT_PROC_FILTER);
+    if (filter === undefined) continue;
+    const name = text(filter['name'], EXT_PROC_FILTER);
+    const active = perRouteFilter(filter, site.perFilterConfigChain).active;
+    const override = active ? routeProcessingMode(site) : undefined;
+    // The codec's 400 has no route: the filter's own mode is the one it meets, unless the filter is off by default.
+    const filterModeRuns = filter['disabled'] !== true || (active && override === undefined);
+    if (filterModeRuns && !skipsResponseHeaders(record(filter['typed_config'])['processing_mode'])) {
+      findings.add(
+        'EXTPROC_RESPONSE_PHASE_ALWAYS',
+        `the ext_proc filter '${name}' does not set processing_mode.response_header_mode: SKIP (unset is SEND): Envoy's own replies, which had no request phase, wait for a call to Portcullis, and a 400 for a request Envoy's codec refuses gets no answer at all; set response_header_mode: SKIP, with allow_mode_override: true (Portcullis asks for the response phase of each request that needs it, docs/extproc.md)`,
+        site.where.split(' / ')[0],
+      );
+    }
+    if (override !== undefined && !skipsResponseHeaders(override)) {
+      findings.add(
+        'EXTPROC_RESPONSE_PHASE_ALWAYS',
+        `route '${site.routeName}' overrides processing_mode of the ext_proc filter '${name}' (ExtProcPerRoute overrides.processing_mode, which replaces the filter's whole) without response_header_mode: SKIP, so it is SEND on this route: Envoy's own replies there (401, 403, 429 …) wait for a call to Portcullis; add response_header_mode: SKIP to the override`,
+        site.where,
+      );
+    }
+  }
+  return findings.list();
 }
 
 export const GRACEFUL_CLOSE_FLAG = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';

@@ -118,6 +118,25 @@ describe('portcullis check-envoy', () => {
     }
   });
 
+  it('catches an ext_proc filter that asks for every response phase, and exits 1', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-phase-'));
+    try {
+      const shipped = readFileSync(path.join(repoRoot(), 'envoy', 'envoy.yaml'), 'utf8');
+      // Envoy's default, said: every listener's ext_proc filter now holds Envoy's own replies for a response phase.
+      const text = shipped.replaceAll('response_header_mode: SKIP', 'response_header_mode: SEND');
+      assert.notEqual(text, shipped);
+      const file = path.join(dir, 'envoy.yaml');
+      writeFileSync(file, text);
+      const result = await checkEnvoy(file, '--config', path.join(repoRoot(), 'envoy', 'portcullis.yaml'));
+      assert.equal(result.code, 1, result.output);
+      assert.deepEqual(result.output.match(/^[A-Z_]+(?=: )/gm), ['EXTPROC_RESPONSE_PHASE_ALWAYS'], result.output);
+      assert.match(result.output, /EXTPROC_RESPONSE_PHASE_ALWAYS: the ext_proc filter 'envoy\.filters\.http\.ext_proc' does not set processing_mode\.response_header_mode: SKIP \(unset is SEND\).*set response_header_mode: SKIP, with allow_mode_override: true/);
+      assert.match(result.output, /\n {4}at listener http\n {4}at listener https\n {4}at listener mtls\n/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Bootstraps Envoy itself would refuse, found by a prober: each once crashed the command with a stack trace.
   const odd: { file: string; code: number; output: RegExp }[] = [
     // A mapping with a `toString` key where a name is expected: String() of it threw a TypeError.

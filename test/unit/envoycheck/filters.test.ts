@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { checkEnvoyFilters, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_AUTHZ_TYPE, EXT_PROC_FILTER, EXT_PROC_TYPE, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocResponsePhase, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_AUTHZ_TYPE, EXT_PROC_FILTER, EXT_PROC_TYPE, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
 import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
@@ -383,5 +383,128 @@ describe('a path refused for its trailing slash', () => {
     assert.deepEqual(findings.map((f) => f.code), ['AUTHZ_BYPASSED']);
     assert.match(findings[0]!.message, /'orders' \(e\.g\. GET \/api\/orders\)/);
     assert.ok(!findings[0]!.message.includes('bad_path'), findings[0]!.message);
+  });
+});
+
+/**
+ * An Envoy route with case_sensitive: false carries `/API/orders` as `/api/orders` (Envoy 1.40 folds ASCII case for
+ * prefix, path and path_separated_prefix), while Portcullis picks policies and extproc routes case-sensitively unless
+ * they say ignore_case (or the Envoy route names them).
+ */
+describe('CASE_INSENSITIVE_ROUTE: another spelling in case takes another policy or extproc route', () => {
+  const POLICIES = (ignoreCase: boolean): string => [
+    'authz:',
+    '  mtls: {}',
+    '  policies:',
+    `    - { name: orders, match: { path_prefix: /api/orders${ignoreCase ? ', ignore_case: true' : ''} }, authenticate: [mtls] }`,
+    '    - { name: public, match: { path_prefix: / }, authenticate: [anonymous] }',
+  ].join('\n');
+  const EXTPROC = (ignoreCase: boolean): string => [
+    'extproc:',
+    '  routes:',
+    `    - { name: create-order, match: { path: /api/orders, methods: [POST]${ignoreCase ? ', ignore_case: true' : ''} }, validate: { max_body_bytes: 1024 } }`,
+  ].join('\n');
+  const ci = (match: Json): Json => ({ ...match, case_sensitive: false });
+  const routed = (name: string, match: Json, perFilter?: Json): Json => ({ ...to(name, match, perFilter), route: { cluster: 'c', prefix_rewrite: '/orders' } });
+  const cases: { name: string; routes: Json[]; ignoreCase?: boolean; extproc?: 'cs' | 'ci'; authz?: boolean; want: FilterFindingCode[]; matches?: RegExp }[] = [
+    {
+      name: 'the auth bypass: /API/orders takes the anonymous catch-all',
+      routes: [routed('orders', ci({ prefix: '/api/orders' })), to('rest', { prefix: '/' })],
+      want: ['CASE_INSENSITIVE_ROUTE'],
+      matches: /^route 'orders' matches paths ignoring case \(case_sensitive: false\), but Portcullis chooses the authz policy case-sensitively: GET \/API\/ORDERS takes 'public' where GET \/api\/orders takes 'orders'; give authz policy 'orders' match: \{ignore_case: true\} in portcullis\.yaml, or name the policy on the Envoy route \(ExtAuthzPerRoute check_settings\.context_extensions\.policy\)$/,
+    },
+    { name: 'the policy says ignore_case: quiet', routes: [routed('orders', ci({ prefix: '/api/orders' })), to('rest', { prefix: '/' })], ignoreCase: true, want: [] },
+    { name: 'the Envoy route names the policy: quiet', routes: [routed('orders', ci({ prefix: '/api/orders' }), authzPolicy('orders')), to('rest', { prefix: '/' })], want: [] },
+    { name: 'case_sensitive: true (the default, said): quiet', routes: [routed('orders', { prefix: '/api/orders', case_sensitive: true }), to('rest', { prefix: '/' })], want: [] },
+    { name: 'path_separated_prefix honours it too', routes: [routed('orders', ci({ path_separated_prefix: '/api/orders' }))], want: ['CASE_INSENSITIVE_ROUTE'], matches: /GET \/API\/ORDERS takes 'public'/ },
+    { name: 'an exact path honours it too', routes: [routed('orders', ci({ path: '/api/orders' }))], want: ['CASE_INSENSITIVE_ROUTE'], matches: /GET \/API\/ORDERS takes 'public' where GET \/api\/orders takes 'orders'/ },
+    { name: "a route's :method matcher limits the spellings to that method", routes: [routed('orders', ci({ path: '/api/orders', headers: [method('DELETE')] }))], want: ['CASE_INSENSITIVE_ROUTE'], matches: /^(?=.*DELETE \/API\/ORDERS takes 'public')(?!.*GET)/ },
+    { name: 'a catch-all route where every spelling takes the same policy: quiet', routes: [to('rest', ci({ prefix: '/public/' }))], want: [] },
+    { name: 'ext_authz disabled on the route: no policy is chosen there (but it is bypassed)', routes: [routed('orders', ci({ prefix: '/api/orders/' }), authzOff)], want: ['AUTHZ_BYPASSED'] },
+    {
+      name: 'an extproc route that validates is skipped by /API/orders',
+      routes: [routed('orders', ci({ path: '/api/orders' }))], authz: false, extproc: 'cs',
+      want: ['CASE_INSENSITIVE_ROUTE'],
+      matches: /^route 'orders' .* chooses the extproc route case-sensitively: POST \/API\/ORDERS takes no extproc route where POST \/api\/orders takes 'create-order'; give extproc route 'create-order' match: \{ignore_case: true\} in portcullis\.yaml, or name the extproc route on the Envoy route \(ExtProcPerRoute overrides\.grpc_initial_metadata x-portcullis-route\)$/,
+    },
+    { name: 'the extproc route says ignore_case: quiet', routes: [routed('orders', ci({ path: '/api/orders' }))], authz: false, extproc: 'ci', want: [] },
+    { name: 'the Envoy route names the extproc route: quiet', routes: [routed('orders', ci({ path: '/api/orders' }), extprocNamed('create-order'))], authz: false, extproc: 'cs', want: [] },
+    { name: 'a name the config lacks falls back to the path: reported', routes: [routed('orders', ci({ path: '/api/orders' }), extprocNamed('create-ordr'))], authz: false, extproc: 'cs', want: ['UNKNOWN_EXTPROC_ROUTE', 'CASE_INSENSITIVE_ROUTE'] },
+    {
+      // Admitted with case folded: the route carries the config's /api/orders, so it reaches the extproc route, and
+      // its own spelling /API/ORDERS takes neither that nor the policy.
+      name: 'a route spelled in upper case carries the lower-case config paths',
+      routes: [routed('orders', ci({ path_separated_prefix: '/API/ORDERS' }))], extproc: 'cs',
+      want: ['CASE_INSENSITIVE_ROUTE', 'CASE_INSENSITIVE_ROUTE'],
+      matches: /POST \/API\/ORDERS takes no extproc route where POST \/api\/orders takes 'create-order'/,
+    },
+    { name: 'the same route, case-sensitive, carries neither', routes: [routed('orders', { path_separated_prefix: '/API/ORDERS' })], extproc: 'cs', want: ['EXTPROC_ROUTE_UNREACHABLE'] },
+    {
+      // /api/orders goes to the earlier route whatever its case, so the later one without ext_authz does not carry it.
+      name: 'an earlier case-insensitive route takes its paths in every case',
+      routes: [routed('orders', ci({ prefix: '/API/ORDERS' })), to('rest', { prefix: '/' }, authzOff)],
+      ignoreCase: true,
+      want: [],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const text = ['ratelimit: { descriptors: ./ratelimit }', POLICIES(c.ignoreCase === true), ...(c.extproc ? [EXTPROC(c.extproc === 'ci')] : []), ''].join('\n');
+      const parsed = parsePortcullisConfig(text, '/tmp/p.yaml');
+      const b = bootstrap(c.routes, { authz: c.authz ?? true, extproc: c.extproc !== undefined });
+      const findings = checkEnvoyFilters(routeSites(b), parsed.authz, parsed.extproc).findings;
+      assert.deepEqual(findings.map((f) => f.code).sort(), [...c.want].sort(), JSON.stringify(findings, null, 2));
+      if (c.matches) assert.ok(findings.some((f) => f.code === 'CASE_INSENSITIVE_ROUTE' && c.matches!.test(f.message)), JSON.stringify(findings, null, 2));
+    });
+  }
+});
+
+describe('EXTPROC_RESPONSE_PHASE_ALWAYS: ext_proc must skip the response phase unless Portcullis asks for it', () => {
+  const route = (perFilter?: Json): Json => to('all', { prefix: '/' }, perFilter);
+  const extprocFilter = (typedConfig: Json, extra: Json = {}): Json => ({ name: EXT_PROC_FILTER, typed_config: { '@type': EXT_PROC_TYPE, ...typedConfig }, ...extra });
+  const SKIP: Json = { processing_mode: { request_header_mode: 'SEND', response_header_mode: 'SKIP' } };
+  const override = (processingMode: Json): Json => ({ [EXT_PROC_FILTER]: { overrides: { processing_mode: processingMode } } });
+  const found = (routes: Json[], filters: Json[], vhost?: Json) => checkExtprocResponsePhase(routeSites(oneVhostBootstrap({ routes, httpFilters: filters, ...(vhost ? { vhost: { typed_per_filter_config: vhost } } : {}) })));
+  const FILTER = 'listener ingress';
+  const ROUTE = 'listener ingress / vhost vh / route all';
+  const cases: { name: string; routes?: Json[]; filters: Json[]; vhost?: Json; want: string[] }[] = [
+    { name: 'no ext_proc filter', filters: [], want: [] },
+    { name: 'no processing_mode: SEND', filters: [extprocFilter({})], want: [FILTER] },
+    { name: 'processing_mode without response_header_mode: SEND', filters: [extprocFilter({ processing_mode: { request_header_mode: 'SEND' } })], want: [FILTER] },
+    { name: 'SEND', filters: [extprocFilter({ processing_mode: { response_header_mode: 'SEND' } })], want: [FILTER] },
+    { name: 'DEFAULT', filters: [extprocFilter({ processing_mode: { response_header_mode: 'DEFAULT' } })], want: [FILTER] },
+    { name: 'SEND by number', filters: [extprocFilter({ processing_mode: { response_header_mode: 1 } })], want: [FILTER] },
+    { name: 'SKIP (the shipped configs)', filters: [extprocFilter(SKIP)], want: [] },
+    { name: 'SKIP by number', filters: [extprocFilter({ processing_mode: { response_header_mode: 2 } })], want: [] },
+    { name: 'SKIP, and a route override that leaves it out: SEND there', routes: [route(override({ request_body_mode: 'BUFFERED' }))], filters: [extprocFilter(SKIP)], want: [ROUTE] },
+    { name: 'SKIP, and a route override that says SKIP', routes: [route(override({ response_header_mode: 'SKIP', request_body_mode: 'BUFFERED' }))], filters: [extprocFilter(SKIP)], want: [] },
+    { name: 'an override in a FilterConfig', routes: [route({ [EXT_PROC_FILTER]: { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', config: { overrides: { processing_mode: {} } } } })], filters: [extprocFilter(SKIP)], want: [ROUTE] },
+    { name: "the virtual host's override without SKIP applies to the route", filters: [extprocFilter(SKIP)], vhost: override({}), want: [ROUTE] },
+    { name: "the route's override replaces the virtual host's", routes: [route(override({ response_header_mode: 'SKIP' }))], filters: [extprocFilter(SKIP)], vhost: override({}), want: [] },
+    { name: 'a route override that does not touch processing_mode', routes: [route(extprocNamed('x'))], filters: [extprocFilter(SKIP)], want: [] },
+    { name: 'ext_proc disabled on the route: its override is never used', routes: [route({ [EXT_PROC_FILTER]: { disabled: true, overrides: { processing_mode: {} } } })], filters: [extprocFilter(SKIP)], want: [] },
+    { name: 'SEND, but the filter is disabled and no route enables it', routes: [route()], filters: [extprocFilter({}, { disabled: true })], want: [] },
+    { name: 'SEND, the filter disabled and a route enabling it', routes: [route({ [EXT_PROC_FILTER]: { overrides: { request_attributes: ['source.address'] } } })], filters: [extprocFilter({}, { disabled: true })], want: [FILTER] },
+    // The codec's 400 has no route, so the routes' overrides do not help it.
+    { name: 'SEND, though every route overrides it with SKIP', routes: [route(override({ response_header_mode: 'SKIP' }))], filters: [extprocFilter({})], want: [FILTER] },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const findings = found(c.routes ?? [route()], c.filters, c.vhost);
+      assert.ok(findings.every((f) => f.code === 'EXTPROC_RESPONSE_PHASE_ALWAYS'), JSON.stringify(findings));
+      assert.deepEqual(findings.flatMap((f) => f.routes), c.want, JSON.stringify(findings));
+    });
+  }
+
+  it('names the filter (by its own name) and the fix, once for every route of the listener', () => {
+    const findings = found([route(), to('other', { prefix: '/other' })], [{ name: 'proc', typed_config: { '@type': EXT_PROC_TYPE } }]);
+    assert.equal(findings.length, 1);
+    assert.match(findings[0]!.message, /^the ext_proc filter 'proc' does not set processing_mode\.response_header_mode: SKIP \(unset is SEND\): .*a 400 for a request Envoy's codec refuses gets no answer at all; set response_header_mode: SKIP, with allow_mode_override: true/);
+    assert.deepEqual(findings[0]!.routes, ['listener ingress']);
+  });
+
+  it('names the route whose override is SEND', () => {
+    const findings = found([route(override({ request_body_mode: 'BUFFERED' }))], [extprocFilter(SKIP)]);
+    assert.match(findings[0]!.message, /^route 'all' overrides processing_mode of the ext_proc filter 'envoy\.filters\.http\.ext_proc' \(ExtProcPerRoute overrides\.processing_mode, which replaces the filter's whole\) without response_header_mode: SKIP, so it is SEND on this route: .*; add response_header_mode: SKIP to the override$/);
   });
 });
