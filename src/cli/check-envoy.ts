@@ -12,7 +12,7 @@ import { readDescriptorFiles } from '../config/descriptor-files.js';
 import { ConfigError } from '../config/errors.js';
 import { loadPortcullisConfig } from '../config/portcullis-config.js';
 import { checkEnvoyRateLimits } from '../envoycheck/check.js';
-import { checkEnvoyFilters, checkExtprocResponsePhase, checkExtprocStreamClose } from '../envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocModes, checkExtprocStreamClose } from '../envoycheck/filters.js';
 import { checkMetadataReads } from '../envoycheck/metadata.js';
 import { notABootstrap, routeSites } from '../envoycheck/routes.js';
 import { compileDescriptorFiles } from '../ratelimit/descriptor-config.js';
@@ -65,7 +65,7 @@ async function check(bootstrapFile: string, options: CheckEnvoyOptions, out: Nod
     // Without a portcullis.yaml there are no policies or extproc routes to compare with.
     const sites = routeSites(bootstrap);
     const filters = portcullis === undefined ? undefined : checkEnvoyFilters(sites, portcullis.authz, portcullis.extproc);
-    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkMetadataReads(sites), ...checkExtprocStreamClose(bootstrap, sites), ...checkExtprocResponsePhase(sites)];
+    const findings = [...summary.findings, ...(filters?.findings ?? []), ...checkMetadataReads(sites), ...checkExtprocStreamClose(bootstrap, sites), ...checkExtprocModes(sites)];
     for (const finding of findings) {
       out.write(`${finding.code}: ${finding.message}\n`);
       for (const route of finding.routes.slice(0, 5)) out.write(`    at ${route}\n`);

@@ -28,6 +28,10 @@
 //   EXTPROC_RESPONSE_PHASE_ALWAYS  an ext_proc filter (or a route's ExtProcPerRoute.overrides.processing_mode) whose
 //                              response_header_mode is not SKIP: a 400 Envoy makes itself for a request its codec
 //                              refuses is held for a response phase, and the client gets no answer (docs/extproc.md)
+//   EXTPROC_MODE_OVERRIDE_IGNORED  an ext_proc filter that does not take Portcullis' mode_override (allow_mode_override
+//                              not true, send_body_without_waiting_for_header_response, a FULL_DUPLEX_STREAMED body
+//                              mode, or an allowed_override_modes list): validation never gets a body, so an invalid
+//                              one reaches the upstream, and the response cache never stores anything
 //
 // What a route "can carry" is probed, not proven: for its path match (prefix, path or path_separated_prefix) the
 // probes are the match itself, one path below it (`P/~probe`), for a plain `prefix` one that continues its last
@@ -61,6 +65,7 @@ export type FilterFindingCode =
   | 'EXTPROC_STREAM_RESETS'
   | 'CASE_INSENSITIVE_ROUTE'
   | 'EXTPROC_RESPONSE_PHASE_ALWAYS'
+  | 'EXTPROC_MODE_OVERRIDE_IGNORED'
   | 'AUTHZ_BYPASSED'
   | 'UNKNOWN_METADATA_NAMESPACE'
   | 'UNKNOWN_AUTHZ_METADATA_KEY';
@@ -477,18 +482,50 @@ function routeProcessingMode(site: RouteSite): Json | undefined {
 }
 
 /**
+ * Why Envoy 1.40 ignores the filter's mode_override answers (ext_proc filter.cc: allow_mode_override, no
+ * send_body_without_waiting_for_header_response, no FULL_DUPLEX_STREAMED body mode, and the mode listed in
+ * allowed_override_modes when that list is set), or undefined when it takes them.
+ */
+function modeOverrideIgnored(typedConfig: Json): string | undefined {
+  if (typedConfig['allow_mode_override'] !== true) return 'allow_mode_override is not true';
+  if (typedConfig['send_body_without_waiting_for_header_response'] === true) return 'send_body_without_waiting_for_header_response is true';
+  const mode = record(typedConfig['processing_mode']);
+  const duplex = (['request_body_mode', 'response_body_mode'] as const).find((k) => mode[k] === 'FULL_DUPLEX_STREAMED' || mode[k] === 4);
+  if (duplex !== undefined) return `processing_mode.${duplex} is FULL_DUPLEX_STREAMED`;
+  if (list(typedConfig['allowed_override_modes']).length > 0) return 'allowed_override_modes is set, and Envoy then takes only an override equal to one listed';
+  return undefined;
+}
+
+/**
+ * EXTPROC_MODE_OVERRIDE_IGNORED: Portcullis asks for a request body (validation) or a response body (the cache) with
+ * mode_override on the request headers' answer; a filter that ignores it sends neither, and the request goes on as if
+ * it had been validated.
+ */
+function checkModeOverride(site: RouteSite, filter: Json, findings: Findings): void {
+  const why = modeOverrideIgnored(record(filter['typed_config']));
+  if (why === undefined) return;
+  findings.add(
+    'EXTPROC_MODE_OVERRIDE_IGNORED',
+    `the ext_proc filter '${text(filter['name'], EXT_PROC_FILTER)}' ignores Portcullis' mode_override (${why}): validation never receives a request body, so an invalid one reaches the upstream unvalidated, the response cache never stores a response, and with response_header_mode: SKIP no response header rule runs; set allow_mode_override: true and leave allowed_override_modes, send_body_without_waiting_for_header_response and FULL_DUPLEX_STREAMED out (docs/extproc.md)`,
+    site.where.split(' / ')[0],
+  );
+}
+
+/**
+ * The ext_proc filter's own modes: EXTPROC_MODE_OVERRIDE_IGNORED (above) where it runs, and
  * EXTPROC_RESPONSE_PHASE_ALWAYS: an ext_proc filter, or a route's override of its processing_mode, that does not say
  * response_header_mode: SKIP. Portcullis asks for the response phase per request (mode_override) when it has work
  * there, so SKIP loses nothing; with SEND, a 400 Envoy makes itself for a request its codec refuses (no request phase,
  * no route) was held for a call to Portcullis while Envoy closed the connection, and the client got no answer.
  */
-export function checkExtprocResponsePhase(sites: readonly RouteSite[]): FilterFinding[] {
+export function checkExtprocModes(sites: readonly RouteSite[]): FilterFinding[] {
   const findings = new Findings();
   for (const site of sites) {
     const filter = findFilter(site, EXT_PROC_FILTER);
     if (filter === undefined) continue;
     const name = text(filter['name'], EXT_PROC_FILTER);
     const active = perRouteFilter(filter, site.perFilterConfigChain).active;
+    if (active) checkModeOverride(site, filter, findings);
     const override = active ? routeProcessingMode(site) : undefined;
     // The codec's 400 has no route: the filter's own mode is the one it meets, unless the filter is off by default.
     const filterModeRuns = filter['disabled'] !== true || (active && override === undefined);

@@ -4,13 +4,15 @@
 // Portcullis B) show that the cache and its invalidation are shared across instances.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { extprocBootstrap, loadYamlFile, repoRoot, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
-import { startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
+import { at, byName, extprocBootstrap, list, loadYamlFile, record, repoRoot, runCommand, startEnvoy, type EnvoyInstance } from '../support/envoy.js';
+import { portcullisBin, startPortcullis, type PortcullisInstance } from '../support/portcullis.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { startUpstream, type EchoBody, type Upstream } from '../support/upstream.js';
 
@@ -347,4 +349,53 @@ describe('ext_proc through Envoy: responses without content-length', () => {
       await new Promise((resolve) => chunked.close(resolve));
     }
   });
+});
+
+// Portcullis asks for the request body of a validating route with mode_override; a filter that ignores it never sends
+// the body, and the request goes on unvalidated. check-envoy's EXTPROC_MODE_OVERRIDE_IGNORED is there for this.
+describe('ext_proc through Envoy: a filter that ignores mode_override', () => {
+  let upstream: Upstream;
+  let portcullis: PortcullisInstance;
+  let dir: string;
+  before(async () => {
+    upstream = await startUpstream();
+    portcullis = await startPortcullis({
+      server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
+      ratelimit: { descriptors: path.join(repoRoot(), 'envoy', 'ratelimit') },
+      extproc: { routes: [{ name: 'users', match: { path_prefix: '/api/users', methods: ['POST'] }, validate: { content_types: ['application/json'], json_schema: path.join(repoRoot(), 'envoy', 'schemas', 'user.json') } }] },
+    });
+    dir = mkdtempSync(path.join(tmpdir(), 'portcullis-modeoverride-'));
+  });
+  after(async () => {
+    await portcullis.stop();
+    await upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const allow of [true, false]) {
+    it(allow ? 'with allow_mode_override an invalid body is refused, and check-envoy is quiet about it' : 'without allow_mode_override an invalid body reaches the upstream, and check-envoy reports it', async () => {
+      const bootstrap = extprocBootstrap({ upstream: { host: upstream.host, port: upstream.port }, portcullis: portcullis.grpc, messageTimeout: '2s' });
+      const ingress = byName(list(at(bootstrap, 'static_resources', 'listeners')), 'ingress');
+      const hcm = record(at(byName(list(record(list(ingress['filter_chains'])[0])['filters']), 'envoy.filters.network.http_connection_manager'), 'typed_config'));
+      record(at(byName(list(hcm['http_filters']), 'envoy.filters.http.ext_proc'), 'typed_config'))['allow_mode_override'] = allow;
+      const envoy = await startEnvoy(bootstrap);
+      try {
+        const count = upstream.requestCount();
+        const bad = await request(`http://127.0.0.1:${envoy.listenerPort('ingress')}`, '/api/users', {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', email: 'not an email' }),
+        });
+        assert.equal(bad.status, allow ? 400 : 200, bad.text);
+        assert.equal(upstream.requestCount(), allow ? count : count + 1);
+      } finally {
+        await envoy.stop();
+      }
+      const file = path.join(dir, `envoy-${String(allow)}.json`);
+      writeFileSync(file, JSON.stringify(bootstrap));
+      const result = await runCommand(process.execPath, [portcullisBin(), 'check-envoy', file, '--config', portcullis.configFile]);
+      assert.match(result.output, /\d+ finding\(s\)/, result.output);
+      const codes: string[] = result.output.match(/^[A-Z_]+(?=: )/gm) ?? [];
+      assert.equal(codes.includes('EXTPROC_MODE_OVERRIDE_IGNORED'), !allow, result.output);
+      if (!allow) assert.match(result.output, /EXTPROC_MODE_OVERRIDE_IGNORED: the ext_proc filter 'envoy\.filters\.http\.ext_proc' ignores Portcullis' mode_override \(allow_mode_override is not true\)/);
+    });
+  }
 });

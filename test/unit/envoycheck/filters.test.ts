@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js';
-import { checkEnvoyFilters, checkExtprocResponsePhase, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_AUTHZ_TYPE, EXT_PROC_FILTER, EXT_PROC_TYPE, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
+import { checkEnvoyFilters, checkExtprocModes, checkExtprocStreamClose, EXT_AUTHZ_FILTER, EXT_AUTHZ_TYPE, EXT_PROC_FILTER, EXT_PROC_TYPE, EXTPROC_ROUTE_METADATA, GRACEFUL_CLOSE_FLAG, type FilterFindingCode } from '../../../src/envoycheck/filters.js';
 import { routeSites } from '../../../src/envoycheck/routes.js';
 import { ROUTE_METADATA_KEY } from '../../../src/server/extproc-handler.js';
 import { oneVhostBootstrap, type Json } from './bootstrap-fixture.js';
@@ -464,7 +464,9 @@ describe('EXTPROC_RESPONSE_PHASE_ALWAYS: ext_proc must skip the response phase u
   const extprocFilter = (typedConfig: Json, extra: Json = {}): Json => ({ name: EXT_PROC_FILTER, typed_config: { '@type': EXT_PROC_TYPE, ...typedConfig }, ...extra });
   const SKIP: Json = { processing_mode: { request_header_mode: 'SEND', response_header_mode: 'SKIP' } };
   const override = (processingMode: Json): Json => ({ [EXT_PROC_FILTER]: { overrides: { processing_mode: processingMode } } });
-  const found = (routes: Json[], filters: Json[], vhost?: Json) => checkExtprocResponsePhase(routeSites(oneVhostBootstrap({ routes, httpFilters: filters, ...(vhost ? { vhost: { typed_per_filter_config: vhost } } : {}) })));
+  const found = (routes: Json[], filters: Json[], vhost?: Json) =>
+    checkExtprocModes(routeSites(oneVhostBootstrap({ routes, httpFilters: filters, ...(vhost ? { vhost: { typed_per_filter_config: vhost } } : {}) })))
+      .filter((f) => f.code === 'EXTPROC_RESPONSE_PHASE_ALWAYS');
   const FILTER = 'listener ingress';
   const ROUTE = 'listener ingress / vhost vh / route all';
   const cases: { name: string; routes?: Json[]; filters: Json[]; vhost?: Json; want: string[] }[] = [
@@ -507,4 +509,37 @@ describe('EXTPROC_RESPONSE_PHASE_ALWAYS: ext_proc must skip the response phase u
     const findings = found([route(override({ request_body_mode: 'BUFFERED' }))], [extprocFilter(SKIP)]);
     assert.match(findings[0]!.message, /^route 'all' overrides processing_mode of the ext_proc filter 'envoy\.filters\.http\.ext_proc' \(ExtProcPerRoute overrides\.processing_mode, which replaces the filter's whole\) without response_header_mode: SKIP, so it is SEND on this route: .*; add response_header_mode: SKIP to the override$/);
   });
+});
+
+describe('EXTPROC_MODE_OVERRIDE_IGNORED: ext_proc must take the mode_override Portcullis sends', () => {
+  const SHIPPED: Json = { allow_mode_override: true, processing_mode: { request_header_mode: 'SEND', response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE' } };
+  const extprocFilter = (typedConfig: Json, extra: Json = {}): Json => ({ name: EXT_PROC_FILTER, typed_config: { '@type': EXT_PROC_TYPE, ...typedConfig }, ...extra });
+  const route = (perFilter?: Json): Json => to('all', { prefix: '/' }, perFilter);
+  const found = (filter: Json, routes: Json[] = [route()]) =>
+    checkExtprocModes(routeSites(oneVhostBootstrap({ routes, httpFilters: [filter] }))).filter((f) => f.code === 'EXTPROC_MODE_OVERRIDE_IGNORED');
+  const cases: { name: string; filter: Json; routes?: Json[]; why?: RegExp }[] = [
+    { name: 'the shipped settings', filter: extprocFilter(SHIPPED) },
+    { name: 'allow_mode_override unset', filter: extprocFilter({ ...SHIPPED, allow_mode_override: undefined }), why: /\(allow_mode_override is not true\)/ },
+    { name: 'allow_mode_override: false', filter: extprocFilter({ ...SHIPPED, allow_mode_override: false }), why: /\(allow_mode_override is not true\)/ },
+    { name: 'send_body_without_waiting_for_header_response', filter: extprocFilter({ ...SHIPPED, send_body_without_waiting_for_header_response: true }), why: /\(send_body_without_waiting_for_header_response is true\)/ },
+    { name: 'a FULL_DUPLEX_STREAMED request body', filter: extprocFilter({ ...SHIPPED, processing_mode: { request_body_mode: 'FULL_DUPLEX_STREAMED', response_header_mode: 'SKIP' } }), why: /\(processing_mode\.request_body_mode is FULL_DUPLEX_STREAMED\)/ },
+    { name: 'a FULL_DUPLEX_STREAMED response body, by number', filter: extprocFilter({ ...SHIPPED, processing_mode: { response_body_mode: 4, response_header_mode: 'SKIP' } }), why: /\(processing_mode\.response_body_mode is FULL_DUPLEX_STREAMED\)/ },
+    { name: 'allowed_override_modes', filter: extprocFilter({ ...SHIPPED, allowed_override_modes: [{ request_body_mode: 'BUFFERED' }] }), why: /\(allowed_override_modes is set/ },
+    { name: 'an empty allowed_override_modes is no list', filter: extprocFilter({ ...SHIPPED, allowed_override_modes: [] }) },
+    { name: 'no override, but the filter is disabled and no route enables it', filter: extprocFilter({}, { disabled: true }) },
+    { name: 'no override, the filter disabled and a route enabling it', filter: extprocFilter({}, { disabled: true }), routes: [route({ [EXT_PROC_FILTER]: { overrides: { request_attributes: ['source.address'] } } })], why: /\(allow_mode_override is not true\)/ },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const findings = found(c.filter, c.routes);
+      if (c.why === undefined) {
+        assert.deepEqual(findings, []);
+        return;
+      }
+      assert.equal(findings.length, 1, JSON.stringify(findings));
+      assert.match(findings[0]!.message, c.why);
+      assert.match(findings[0]!.message, /validation never receives a request body, so an invalid one reaches the upstream unvalidated/);
+      assert.deepEqual(findings[0]!.routes, ['listener ingress']);
+    });
+  }
 });
