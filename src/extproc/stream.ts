@@ -114,6 +114,19 @@ export class ExtprocStream {
     }
   }
 
+  /**
+   * The stream ended (gracefully) while the body a validating route asked for had not come: true then. Envoy sends
+   * it unless it ignored the mode_override (allow_mode_override off, send_body_without_waiting_for_header_response, a
+   * FULL_DUPLEX_STREAMED body mode, an allowed_override_modes list: docs/extproc.md), and then the request went to
+   * the upstream unvalidated. (An upstream that answers before the body is sent ends the exchange the same way.)
+   */
+  endedWithoutAskedBody(): boolean {
+    if (this.validation === undefined) return false;
+    this.validation = undefined;
+    this.deps.observer.askedBody('never_came');
+    return true;
+  }
+
   /** The stream ended before the response completed (client reset, Envoy timeout): nothing half-seen is stored. */
   abort(reason: string): void {
     if (this.pendingStore) this.log.debug({ reason }, 'stream ended before the response body completed; not stored');
@@ -243,6 +256,7 @@ export class ExtprocStream {
     const large = bodyTooLarge(rules.maxBodyBytes === undefined ? { ...rules, maxBodyBytes: this.deps.settings.maxMessageBytes } : rules, validation.size);
     if (large) {
       this.validation = undefined;
+      this.deps.observer.askedBody('received');
       return this.reject(large);
     }
     if (!endOfStream) return { kind: 'request_body', mutation: NO_MUTATION, modeOverride: undefined };
@@ -269,6 +283,7 @@ export class ExtprocStream {
     const rules = this.request?.route?.validate;
     this.validation = undefined;
     if (validation === undefined || rules === undefined || this.request === undefined) return undefined;
+    this.deps.observer.askedBody('received');
     return validateBody(rules, Buffer.concat(validation.chunks));
   }
 

@@ -60,6 +60,11 @@ export interface ExtprocObserver {
   validationFailed(status: number): void;
   /** A path normalization refuses: answered 400 (a reading of it validates), or passed on (none does). */
   ambiguousPath(action: 'rejected' | 'passed'): void;
+  /**
+   * A request body a validating route asked for (mode_override BUFFERED): received (whole, or past its size limit),
+   * or never came because the stream ended first (ExtprocStream.endedWithoutAskedBody).
+   */
+  askedBody(outcome: 'received' | 'never_came'): void;
 }
 
 /** The slice of a logger a stream uses (pino's Logger satisfies it). */

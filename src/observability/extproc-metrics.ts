@@ -20,6 +20,15 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
     help: 'Requests whose path upstreams read in different ways (`;`, encoded slashes, double encoding, …): rejected (400, a reading is a route that validates) or passed.',
     labelNames: ['action'], registers,
   });
+  const askedBodies = new Counter({
+    name: 'portcullis_extproc_asked_bodies_total',
+    help: 'Request bodies validating routes asked for (mode_override BUFFERED), by outcome: received, or never_came (the stream ended first: an Envoy that ignores mode_override sends none, and the request reaches the upstream unvalidated; or the client went away mid-upload).',
+    labelNames: ['outcome'], registers,
+  });
+  // Both outcomes exported from the start: the alert's ratio needs the received side even while it stays at 0.
+  const asked = { received: askedBodies.labels({ outcome: 'received' }), never_came: askedBodies.labels({ outcome: 'never_came' }) };
+  asked.received.inc(0);
+  asked.never_came.inc(0);
   const streamErrors = new Counter({ name: 'portcullis_extproc_stream_errors_total', help: 'Streams ended with a gRPC error, by reason.', labelNames: ['reason'], registers });
   const duration = new HotHistogram({
     name: 'portcullis_extproc_message_duration_seconds', help: 'Time to answer one ProcessingRequest, by phase.', labelNames: ['phase'], registers,
@@ -43,6 +52,7 @@ export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
     cacheError: (operation) => cacheErrors.inc({ operation }),
     validationFailed: (status) => validation.inc({ status: String(status) }),
     ambiguousPath: (action) => ambiguous.inc({ action }),
+    askedBody: (outcome) => asked[outcome].inc(),
     streamError: (reason) => streamErrors.inc({ reason }),
     observeDuration: (phase, seconds) => series(phase).duration.observe(seconds),
   };

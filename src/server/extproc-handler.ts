@@ -57,8 +57,18 @@ export interface ExtprocHandlerDeps {
 /** gRPC initial metadata naming a Portcullis route (set per Envoy route in ExtProcPerRoute.grpc_initial_metadata). */
 export const ROUTE_METADATA_KEY = 'x-portcullis-route';
 
+/** A misconfigured Envoy leaves every validating request unvalidated: the metric counts each, the log says it at most this often. */
+const UNVALIDATED_LOG_EVERY_MS = 60_000;
+
 export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServiceImplementation {
   const cacheHealth = new FailureStreak(deps.clock);
+  let unvalidatedLoggedMs = Number.NEGATIVE_INFINITY;
+  const bodyNeverCame = (ids: object | undefined): void => {
+    const nowMs = deps.clock.nowMs();
+    if (nowMs - unvalidatedLoggedMs < UNVALIDATED_LOG_EVERY_MS) return;
+    unvalidatedLoggedMs = nowMs;
+    deps.log.warn({ ...ids }, 'a validating route asked for the request body and the stream ended without it: the client went away mid-upload, or Envoy does not take mode_override (allow_mode_override: true missing?) and such requests reach the upstream unvalidated (portcullis_extproc_asked_bodies_total; portcullis check-envoy reports the filter: EXTPROC_MODE_OVERRIDE_IGNORED)');
+  };
   return {
     Process(call: ServerDuplexStream<WireProcessingRequest, unknown>): void {
       deps.inFlight.enter();
@@ -110,6 +120,7 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
       call.on('end', () => {
         void chain.then(() => {
           if (finished) return;
+          if (stream.endedWithoutAskedBody()) bodyNeverCame(stream.ids);
           call.end();
           finish();
         });

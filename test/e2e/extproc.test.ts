@@ -372,6 +372,18 @@ describe('ext_proc through Envoy: a filter that ignores mode_override', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const unvalidatedCount = async (): Promise<number> => {
+    const text = await (await fetch(`${portcullis.adminUrl}/metrics`)).text();
+    return Number(/^portcullis_extproc_asked_bodies_total\{outcome="never_came"\} (\d+)/m.exec(text)?.[1] ?? 'NaN');
+  };
+  const waitFor = async (done: () => Promise<boolean>, what: string): Promise<void> => {
+    for (let i = 0; i < 50; i++) {
+      if (await done()) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.fail(`${what}: not as expected after 1 s`);
+  };
+
   for (const allow of [true, false]) {
     it(allow ? 'with allow_mode_override an invalid body is refused, and check-envoy is quiet about it' : 'without allow_mode_override an invalid body reaches the upstream, and check-envoy reports it', async () => {
       const bootstrap = extprocBootstrap({ upstream: { host: upstream.host, port: upstream.port }, portcullis: portcullis.grpc, messageTimeout: '2s' });
@@ -381,11 +393,14 @@ describe('ext_proc through Envoy: a filter that ignores mode_override', () => {
       const envoy = await startEnvoy(bootstrap);
       try {
         const count = upstream.requestCount();
+        const unvalidated = await unvalidatedCount();
         const bad = await request(`http://127.0.0.1:${envoy.listenerPort('ingress')}`, '/api/users', {
           method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', email: 'not an email' }),
         });
         assert.equal(bad.status, allow ? 400 : 200, bad.text);
         assert.equal(upstream.requestCount(), allow ? count : count + 1);
+        // Portcullis sees the stream end without the body it asked for, and counts it (the log says it too).
+        await waitFor(async () => (await unvalidatedCount()) === unvalidated + (allow ? 0 : 1), 'portcullis_extproc_asked_bodies_total{outcome="never_came"}');
       } finally {
         await envoy.stop();
       }

@@ -23,7 +23,7 @@ extproc:
 `, '/tmp/portcullis.yaml').extproc;
 
 const silent = { child: () => silent, debug: () => undefined, info: () => undefined, warn: () => undefined };
-const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined, ambiguousPath: () => undefined };
+const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined, ambiguousPath: () => undefined, askedBody: () => undefined };
 
 function harness() {
   const clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
@@ -486,6 +486,31 @@ extproc:
     // Four MiB of spaces is no JSON document: the schema check ran (400), the size check did not refuse it.
     assert.equal(last.kind === 'immediate' ? last.status : last.kind, 400);
   });
+
+  // Envoy that ignores mode_override never sends the body asked for: the stream just ends, the request unvalidated.
+  const small = (s: ExtprocStream, endOfStream: boolean) => s.handle({ message: { kind: 'request_body', body: Buffer.from('{}'), endOfStream }, identity: undefined, attributes: {} });
+  const cases: { name: string; run: (s: ExtprocStream) => Promise<unknown>; want: boolean; counted: string[] }[] = [
+    { name: 'the headers answered, no body came', run: (s) => post(s), want: true, counted: ['never_came'] },
+    { name: 'part of the body came', run: async (s) => { await post(s); await small(s, false); }, want: true, counted: ['never_came'] },
+    { name: 'the whole body came and was validated', run: async (s) => { await post(s); await small(s, true); }, want: false, counted: ['received'] },
+    { name: 'the body came, then trailers ended it', run: async (s) => { await post(s); await small(s, false); await s.handle({ message: { kind: 'request_trailers', trailers: [] }, identity: undefined, attributes: {} }); }, want: false, counted: ['received'] },
+    { name: 'the body went past max_message_bytes (413)', run: async (s) => { await post(s); for (let i = 0; i < 5; i++) await send(s, false); }, want: false, counted: ['received'] },
+    { name: 'a request without a body (end_of_stream on the headers)', run: (s) => s.handle({ message: { kind: 'request_headers', headers: [[':method', 'POST'], [':path', '/u'], [':authority', 'h']], endOfStream: true }, identity: undefined, attributes: {} }), want: false, counted: [] },
+    { name: 'a GET (nothing to validate in a body)', run: (s) => s.handle({ message: { kind: 'request_headers', headers: [[':method', 'GET'], [':path', '/u'], [':authority', 'h']], endOfStream: true }, identity: undefined, attributes: {} }), want: false, counted: [] },
+  ];
+  for (const c of cases) {
+    it(`endedWithoutAskedBody: ${c.name}`, async () => {
+      const counted: string[] = [];
+      const s = new ExtprocStream({
+        settings: validating, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), log: silent, routeHint: undefined,
+        observer: { ...observer, askedBody: (outcome) => counted.push(outcome) }, randomHex: (bytes) => '1'.repeat(bytes * 2),
+      });
+      await c.run(s);
+      assert.equal(s.endedWithoutAskedBody(), c.want);
+      assert.equal(s.endedWithoutAskedBody(), false, 'said once');
+      assert.deepEqual(counted, c.counted);
+    });
+  }
 });
 
 // A path ext_authz's normalizer refuses is read differently by upstreams: `/api/orders;x` is `/api/orders` to Tomcat,
