@@ -4,7 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
 import { createHttpClient } from './authz/http-client.js';
-import type { HttpClient, RevocationList } from './authz/ports.js';
+import type { AuthzObserver, HttpClient, RevocationList } from './authz/ports.js';
 import { parseKeysFile, parseKeysFileOffThread, type ApiKeySet } from './authz/apikey.js';
 import { AuthzService, EMPTY_AUTHZ, readAuthzFiles, type AuthzSnapshot } from './authz/service.js';
 import { Composer } from './bff/composer.js';
@@ -98,10 +98,24 @@ export function buildApp(deps: AppDeps): App {
   const metrics = createMetrics(registry, deps.config.ratelimit.metrics.maxKeys);
   const holder = new ConfigHolder<Loaded>({ config: deps.config, snapshot: { settings: deps.config.ratelimit, config: undefined }, authz: EMPTY_AUTHZ });
   const revocation = deps.revocation ?? new MemoryRevocationList(clock);
+  // An introspection endpoint that refuses the gateway's credentials or answers garbage fails every Check: the log
+  // says so once per change of state (and per new reason), the metric counts each.
+  const introspectionStreak = new FailureStreak(clock);
+  const authzObserver: AuthzObserver = {
+    ...metrics.authz,
+    introspectionError(detail) {
+      metrics.authz.introspectionError(detail);
+      if (introspectionStreak.failed(detail)) logger.warn({ error: detail }, 'introspection failing; answering with introspection.on_failure');
+    },
+    introspectionAnswered() {
+      const failures = introspectionStreak.answered();
+      if (failures !== undefined) logger.info({ failures }, 'introspection answering again');
+    },
+  };
   const authz = new AuthzService({
-    clock, revocation, http: deps.http ?? createHttpClient(), observer: metrics.authz,
+    clock, revocation, http: deps.http ?? createHttpClient(), observer: authzObserver,
     onKeyRefresh: (provider, result, error) => (result === 'error' ? logger.warn({ provider, error }, 'JWKS refresh failed; keeping the last good keys') : logger.debug({ provider }, 'JWKS refreshed')),
-    onKeysSkipped: (provider, skipped) => logger.warn({ provider, skipped }, 'JWKS keys skipped: they cannot be imported or serve none of the provider\'s algorithms'),
+    onKeysSkipped: (provider, skipped) => logger.warn({ provider, skipped }, 'JWKS keys skipped: each is named with why; the others serve'),
   });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);
   // A Redis that refuses to count (out of memory, read-only) still answers PING, so /readyz stays green while every

@@ -16,6 +16,13 @@ export function bearerChallenge(decision: DenyDecision): string {
   return `Bearer realm="portcullis", error="${decision.bearerError ?? 'invalid_token'}", error_description="${decision.message.replace(/["\\]/g, '')}"`;
 }
 
+/**
+ * A claim value require.claims compares, as text. Objects and nested lists never match: String() of one says nothing
+ * ("[object Object]", "a,b"), and of a list nested thousands deep (an introspection answer is up to 1 MiB) it
+ * overflows the stack.
+ */
+const isScalar = (v: unknown): v is string | number | boolean => typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+
 /** Every require clause holds for the identity; else the first that does not, in words. */
 export function unmetRequirement(policy: CompiledPolicy, identity: Identity): string | undefined {
   const r = policy.require;
@@ -23,7 +30,7 @@ export function unmetRequirement(policy: CompiledPolicy, identity: Identity): st
   for (const role of r.roles) if (!identity.roles.includes(role)) return `role ${role} required`;
   for (const [claim, accepted] of r.claims) {
     const value = identity.claims[claim];
-    const values = Array.isArray(value) ? value.map(String) : value === undefined || value === null ? [] : [String(value)];
+    const values = (Array.isArray(value) ? value : [value]).filter(isScalar).map(String);
     if (!values.some((v) => accepted.includes(v))) return `claim ${claim} must be one of ${accepted.join(', ')}`;
   }
   if (r.principals.length > 0 && !(identity.principal !== undefined && r.principals.includes(identity.principal))) {

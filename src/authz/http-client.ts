@@ -1,46 +1,101 @@
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import type { HttpClient } from './ports.js';
 
 /** Responses bigger than this are refused: a JWKS or an introspection answer is a few KiB. */
-const MAX_BODY_BYTES = 1 << 20;
+export const MAX_BODY_BYTES = 1 << 20;
+/**
+ * Deeper JSON is refused. A JWKS, a discovery document or an introspection answer is a few levels deep (Keycloak's
+ * `resource_access.{client}.roles` is three); a document nested a hundred thousand deep parses, but whatever reads
+ * it recursively afterwards (String() of a claim, JSON.stringify) overflows the stack.
+ */
+export const MAX_JSON_DEPTH = 32;
 
-async function readJson(body: AsyncIterable<Buffer>): Promise<unknown> {
+/** How deep `text` nests arrays and objects, counted without recursion; stops counting once past `limit`. */
+export function jsonDepthOver(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash: the next character is escaped, a quote included
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
+ * Drops a body unread. undici's body, destroyed without an error, emits an AbortError of its own, which with no
+ * listener is an uncaught exception: the process would die of an answer it refused.
+ */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+async function readJson(response: Dispatcher.ResponseData): Promise<unknown> {
+  const { body, headers } = response;
+  // undici does not decode content-encoding (fetch would): a compressed answer could only fail as "not JSON".
+  const encoding = headers['content-encoding'];
+  if (encoding !== undefined && String(encoding).toLowerCase() !== 'identity') {
+    discard(body);
+    throw new Error(`response has content-encoding ${excerpt(String(encoding))}, which is not read`);
+  }
+  // A declared length over the cap is refused before a byte is read, not after the deadline.
+  const declared = Number(headers['content-length']);
+  if (declared > MAX_BODY_BYTES) {
+    discard(body);
+    throw new Error(`response larger than ${MAX_BODY_BYTES} bytes (content-length ${declared})`);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
+  for await (const chunk of body as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > MAX_BODY_BYTES) throw new Error(`response larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
-  return text.trim() === '' ? undefined : (JSON.parse(text) as unknown);
+  if (text.trim() === '') return undefined;
+  if (jsonDepthOver(text, MAX_JSON_DEPTH)) throw new Error(`response JSON nested deeper than ${MAX_JSON_DEPTH}`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new Error(`response is not JSON (content-type ${excerpt(String(headers['content-type'] ?? 'none'))}): ${(error as Error).message}`);
+  }
 }
 
-/** undici client; every call is bounded by the caller's signal. Redirects are not followed. */
+const excerpt = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+
+/**
+ * undici client; every call, body included, is bounded by the caller's signal. Redirects are not followed (undici's
+ * request follows none without its redirect interceptor): a 3xx is an answer like any other non-2xx.
+ */
 export function createHttpClient(): HttpClient {
   return {
     async getJson(url, signal) {
-      const response = await request(url, { method: 'GET', signal, headers: { accept: 'application/json' } });
+      const response = await request(url, { method: 'GET', signal, headers: { accept: 'application/json', 'accept-encoding': 'identity' } });
       if (response.statusCode < 200 || response.statusCode > 299) {
         await response.body.dump();
         throw new Error(`GET ${new URL(url).origin}${new URL(url).pathname} answered ${response.statusCode}`);
       }
-      return readJson(response.body);
+      return readJson(response);
     },
     async postForm(url, form, headers, signal) {
       const response = await request(url, {
         method: 'POST',
         signal,
-        headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'accept-encoding': 'identity' },
         body: new URLSearchParams(form as Record<string, string>).toString(),
       });
-      let body: unknown;
-      try {
-        body = await readJson(response.body);
-      } catch {
-        body = undefined;
+      // An error status is reported as such, whatever its body; a 2xx body that cannot be read is the failure.
+      if (response.statusCode < 200 || response.statusCode > 299) {
+        await response.body.dump();
+        return { status: response.statusCode, body: undefined };
       }
-      return { status: response.statusCode, body };
+      return { status: response.statusCode, body: await readJson(response) };
     },
   };
 }

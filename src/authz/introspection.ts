@@ -1,6 +1,7 @@
 import type { Clock } from '../shared/clock.js';
 import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
+import { shown } from './jws.js';
 import type { ExpiringLru } from './lru.js';
 import type { AuthzObserver, HttpClient, HttpResponse, RevocationKind } from './ports.js';
 import { scopeList } from './scopes.js';
@@ -40,9 +41,13 @@ const CALL_TIMEOUT_MS = 5000;
 function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps): Answer {
   const nowMs = deps.clock.nowMs();
   const body = response.body as Record<string, unknown> | undefined;
-  if (response.status !== 200 || typeof body !== 'object' || body === null || typeof body['active'] !== 'boolean') {
-    return { failure: `introspection answered ${response.status} without a boolean active` };
+  if (response.status === 401 || response.status === 403) {
+    return { failure: `introspection endpoint answered ${response.status}: it refuses the gateway's client credentials (client_id, client_secret_file)` };
   }
+  if (response.status !== 200) return { failure: `introspection endpoint answered ${response.status}` };
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { failure: 'introspection answer is not a JSON object' };
+  // RFC 7662 §2.2: a JSON boolean. "true" is not one: an endpoint that sends it is broken, not saying yes.
+  if (typeof body['active'] !== 'boolean') return { failure: `introspection answer has no boolean active (active: ${shown(body['active'])})` };
   // RFC 7662 §2.2: exp and nbf are NumericDate. Any other value is an answer we cannot read, not "no expiry".
   for (const claim of ['exp', 'nbf']) {
     const v = body[claim];
@@ -102,7 +107,10 @@ export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps
   deps.observer.cacheLookup('introspection', cached ? 'hit' : 'miss');
   if (cached !== undefined) return outcomeOf(cached, ' (cached)', deps);
   return untilAborted(introspect(bearer.token, key, deps), signal).then(
-    (answer) => outcomeOf(answer, '', deps),
+    (answer) => {
+      if (!(typeof answer === 'object' && 'failure' in answer)) deps.observer.introspectionAnswered();
+      return outcomeOf(answer, '', deps);
+    },
     (error: unknown) => outcomeOf({ failure: `introspection: ${(error as Error).message}` }, '', deps),
   );
 }
@@ -110,7 +118,7 @@ export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps
 function outcomeOf(answer: Answer, suffix: string, deps: IntrospectionDeps): Outcome {
   if (answer === 'inactive') return { kind: 'invalid', reason: 'token_inactive', detail: `introspection: token not active${suffix}` };
   if ('failure' in answer) {
-    deps.observer.introspectionError();
+    deps.observer.introspectionError(answer.failure);
     return { kind: 'unavailable', reason: 'introspection_unavailable', detail: answer.failure };
   }
   // Checked on every call, cached or not, as for JWTs: `portcullis revoke --jti` must stop an opaque token too.

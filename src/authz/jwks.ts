@@ -3,6 +3,7 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTHeader
 import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
 import { JWT_ALGORITHMS, type JwksSource, type JwtAlgorithm } from './config.js';
+import { rsaKeyFault, shown } from './jws.js';
 import type { HttpClient } from './ports.js';
 import type { MaybePromise } from './types.js';
 
@@ -60,37 +61,76 @@ function fitsAlgorithms(key: JWK, algorithms: readonly JwtAlgorithm[]): boolean 
 }
 
 /**
- * A JWKS document → a key set. Only public signing keys survive: symmetric (`oct`) keys would let a token be
- * signed with a public key as HMAC secret, private members mean a leaked key, and at most 100 keys are kept.
- * A key that cannot be imported (`{"kty":"RSA"}` without n and e) or serves none of `algorithms` is left out, and a
- * document left with no key is refused like an empty one: swapping it in would refuse every token, so the caller
- * keeps the keys it has. Throws on anything that is not a JWKS.
+ * Why a key of a JWKS document (one not for encryption) is no public key, or undefined. Symmetric (`oct`) keys would let a token be
+ * signed with a public key as HMAC secret; a private member (`d`, `p`, …) means the issuer published its private key,
+ * which anyone could now sign with.
+ */
+function notPublicSigningKey(k: JWK): string | undefined {
+  if (k.kty !== 'RSA' && k.kty !== 'EC' && k.kty !== 'OKP') return `is of key type ${brief(k.kty)}, not RSA, EC or OKP (a shared secret never verifies)`;
+  const secret = PRIVATE_MEMBERS.find((m) => (k as Record<string, unknown>)[m] !== undefined);
+  if (secret !== undefined) return `holds private key material (${secret}): the issuer is publishing its private key, which must be replaced`;
+  return undefined;
+}
+
+/** A value of a fetched document in a log line: the issuer chose it, so it may be a megabyte long. */
+const brief = (value: unknown): string => (typeof value === 'string' ? (value.length > 100 ? `${value.slice(0, 100)}…` : value) : shown(value));
+
+const MAX_SKIPPED_SHOWN = 10;
+const summary = (skipped: readonly string[]): string =>
+  skipped.length === 0 ? '' : `: ${skipped.slice(0, MAX_SKIPPED_SHOWN).join('; ')}${skipped.length > MAX_SKIPPED_SHOWN ? `; and ${skipped.length - MAX_SKIPPED_SHOWN} more` : ''}`;
+
+/** RFC 7518 §6.2.2 and §6.3.2, RFC 8037 §2: the members only a private key has. */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+/**
+ * A JWKS document → a key set. Only public signing keys that can verify one of `algorithms` survive (symmetric keys,
+ * private keys, encryption keys, RSA keys jws.ts' keyRefusal would refuse, keys of another type or curve are left
+ * out), at most 100 of them. A key left out is named in `skipped` with why, for a warning; a document left with no
+ * key is refused like an empty one: swapping it in would refuse every token, so the caller keeps the keys it has.
+ * Throws on anything that is not a JWKS.
  */
 export function keySetFrom(document: unknown, algorithms: readonly JwtAlgorithm[] = JWT_ALGORITHMS): KeySet {
   if (typeof document !== 'object' || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
     throw new Error('not a JWKS document (expected {"keys": [...]})');
   }
-  const candidates = ((document as { keys: unknown[] }).keys)
-    .filter((k): k is JWK => typeof k === 'object' && k !== null && !Array.isArray(k))
-    .filter((k) => (k.kty === 'RSA' || k.kty === 'EC' || k.kty === 'OKP') && k.d === undefined && (k.use === undefined || k.use === 'sig'))
-    .slice(0, MAX_KEYS);
-  if (candidates.length === 0) throw new Error('JWKS holds no public signing key');
   const skipped: string[] = [];
-  const keys = candidates.filter((k, i) => {
-    const name = typeof k.kid === 'string' ? `key '${k.kid}'` : `key #${i}`;
-    if (!fitsAlgorithms(k, algorithms)) {
-      skipped.push(`${name} (${String(k.kty)}${k.crv === undefined ? '' : ` ${String(k.crv)}`}${k.alg === undefined ? '' : ` ${String(k.alg)}`}) serves none of ${algorithms.join(', ')}`);
-      return false;
+  const skip = (name: string, why: string): void => void skipped.push(`${name} ${why}`);
+  const nameOf = (k: JWK, i: number): string => (typeof k.kid === 'string' ? `key '${brief(k.kid)}'` : `key #${i}`);
+  // Cheap checks first, on every key: the cap is on keys this provider could use, so a large multi-tenant set whose
+  // first hundred keys are of another type still yields the keys it has for us.
+  const fitting: { readonly key: JWK; readonly name: string }[] = [];
+  let publicKeys = 0;
+  (document as { keys: unknown[] }).keys.forEach((k, i) => {
+    if (typeof k !== 'object' || k === null || Array.isArray(k)) return skip(`key #${i}`, 'is not an object');
+    const key = k as JWK;
+    // Encryption keys beside the signing keys are usual (Keycloak publishes one): left out without a word.
+    if (key.use !== undefined && key.use !== 'sig') return;
+    const name = nameOf(key, i);
+    const unfit = notPublicSigningKey(key);
+    if (unfit !== undefined) return skip(name, unfit);
+    publicKeys++;
+    if (!fitsAlgorithms(key, algorithms)) {
+      return skip(name, `(${brief(key.kty)}${key.crv === undefined ? '' : ` ${brief(key.crv)}`}${key.alg === undefined ? '' : ` ${brief(key.alg)}`}) serves none of ${algorithms.join(', ')}`);
     }
-    try {
-      createPublicKey({ key: k as JsonWebKey, format: 'jwk' });
-      return true;
-    } catch (error) {
-      skipped.push(`${name} cannot be imported: ${(error as Error).message}`);
-      return false;
-    }
+    if (fitting.length === MAX_KEYS) return skip(name, `is past the first ${MAX_KEYS} usable keys`);
+    fitting.push({ key, name });
   });
-  if (keys.length === 0) throw new Error(`JWKS holds no usable public signing key: ${skipped.join('; ')}`);
+  if (publicKeys === 0) throw new Error(`JWKS holds no public signing key${summary(skipped)}`);
+  const keys = fitting.filter(({ key, name }) => {
+    try {
+      const imported = createPublicKey({ key: key as JsonWebKey, format: 'jwk' });
+      // Refused at every verify anyway (jws.ts); said once here, where the operator can see which key it is.
+      const weak = key.kty === 'RSA' ? rsaKeyFault(imported) : undefined;
+      if (weak !== undefined) skip(name, weak);
+      return weak === undefined;
+    } catch (error) {
+      skip(name, `cannot be imported: ${(error as Error).message}`);
+      return false;
+    }
+  }).map(({ key }) => key);
+  if (keys.length === 0) throw new Error(`JWKS holds no usable public signing key${summary(skipped)}`);
+  // A document of thousands of odd keys must not become a log line of thousands of reasons.
+  if (skipped.length > MAX_SKIPPED_SHOWN) skipped.splice(MAX_SKIPPED_SHOWN, skipped.length, `and ${skipped.length - MAX_SKIPPED_SHOWN} more`);
   const jwks: JSONWebKeySet = { keys };
   // jose selects the key for a header (kid, kty, alg, use, key_ops, crv) and imports it once per key and alg; the
   // conversion to a KeyObject is kept beside it, for as long as this set is the provider's.
@@ -143,6 +183,25 @@ export function staticKeySource(document: unknown, algorithms?: readonly JwtAlgo
   const set = keySetFrom(document, algorithms);
   // A file's keys change only with the file, and a changed file is a new config (jwt.ts' cache generation).
   return { resolve: (header, token) => set.resolve(header, token), version: 0, close: () => undefined, skipped: set.skipped };
+}
+
+/**
+ * Why a discovery document's `jwks_uri` is not to be fetched, or undefined. An http: jwks_uri in a document read over
+ * https: would let anyone on the path between gateway and issuer serve keys for the issuer's tokens, so it is a
+ * downgrade refused; another host is allowed (Google publishes its keys on www.googleapis.com): the document that
+ * names it came over the channel the operator chose.
+ */
+export function jwksUriFault(jwksUri: unknown, discoveryUrl: string): string | undefined {
+  if (typeof jwksUri !== 'string') return 'discovery document has no jwks_uri';
+  let url: URL;
+  try {
+    url = new URL(jwksUri);
+  } catch {
+    return `discovery document's jwks_uri ${shown(jwksUri)} is not a URL`;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `discovery document's jwks_uri ${shown(jwksUri)} is not http(s)`;
+  if (url.protocol === 'http:' && new URL(discoveryUrl).protocol === 'https:') return `discovery document's jwks_uri ${shown(jwksUri)} is http: while discovery is https: (a downgrade, refused)`;
+  return undefined;
 }
 
 export interface RemoteKeySourceOptions {
@@ -223,9 +282,10 @@ export class RemoteKeySource implements KeySource {
       const discovery = await http.getJson(`${source.url.replace(/\/$/, '')}/.well-known/openid-configuration`, signal);
       const d = discovery as { issuer?: unknown; jwks_uri?: unknown } | undefined;
       // The provider's issuer, not the discovery URL: keys published for another issuer must not verify its tokens.
-      if (d?.issuer !== source.issuer) throw new Error(`discovery document names issuer ${String(d?.issuer)}, expected ${source.issuer}`);
-      if (typeof d.jwks_uri !== 'string' || !/^https?:\/\//.test(d.jwks_uri)) throw new Error('discovery document has no http(s) jwks_uri');
-      url = d.jwks_uri;
+      if (d?.issuer !== source.issuer) throw new Error(`discovery document names issuer ${shown(d?.issuer)}, expected ${source.issuer}`);
+      const fault = jwksUriFault(d.jwks_uri, source.url);
+      if (fault !== undefined) throw new Error(fault);
+      url = d.jwks_uri as string;
     }
     return keySetFrom(await http.getJson(url, signal), this.options.algorithms);
   }

@@ -56,6 +56,25 @@ const SCHEMES: Readonly<Record<JwtAlgorithm, Scheme>> = {
 };
 /** RFC 7518 §3.3; jose refuses shorter RSA keys too. */
 const MIN_RSA_BITS = 2048;
+/**
+ * Longer moduli and larger public exponents are refused: the issuer chooses the key, but anyone can send a token
+ * with its kid and a garbage signature, and each costs one verify on the event loop. At 2048 bits and e = 65537 that
+ * is ≈ 20 µs; a 16384-bit modulus took 2–5 ms, a 3071-bit exponent on a 3072-bit modulus 7 ms (OpenSSL bounds the
+ * exponent only above 3072 bits): a few dozen forged tokens a second would hold the event loop. Go's crypto/rsa
+ * refuses exponents over 2^31 − 1 too.
+ */
+const MAX_RSA_BITS = 8192;
+const MAX_RSA_EXPONENT = 2n ** 31n - 1n;
+
+/** Why an RSA public key is not one to verify with, or undefined (its length and public exponent, above). */
+export function rsaKeyFault(key: KeyObject): string | undefined {
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  const e = key.asymmetricKeyDetails?.publicExponent ?? 0n;
+  if (bits < MIN_RSA_BITS) return `is an RSA key of ${bits} bits, under ${MIN_RSA_BITS}`;
+  if (bits > MAX_RSA_BITS) return `is an RSA key of ${bits} bits, over ${MAX_RSA_BITS}`;
+  if (e < 3n || e % 2n === 0n || e > MAX_RSA_EXPONENT) return `is an RSA key whose public exponent is not an odd number from 3 to 2^31 - 1`;
+  return undefined;
+}
 
 const malformed = (detail: string): Refusal => ({ reason: 'jwt_malformed', detail });
 
@@ -88,14 +107,17 @@ export function headerRefusal(header: ProtectedHeaderParameters, algorithms: rea
   return undefined;
 }
 
-/** Why `key` cannot verify `alg`, or undefined: a key of another family, curve or an RSA key under 2048 bits. */
+/** Why `key` cannot verify `alg`, or undefined: a key of another family or curve, or an RSA key rsaKeyFault refuses. */
 export function keyRefusal(alg: JwtAlgorithm, key: KeyObject): Refusal | undefined {
   const scheme = SCHEMES[alg];
   const details = key.asymmetricKeyDetails;
   if (key.type !== 'public' || key.asymmetricKeyType !== scheme.keyType || (scheme.curve !== undefined && details?.namedCurve !== scheme.curve)) {
     return { reason: 'jwt_unknown_key', detail: `the selected key (${key.asymmetricKeyType ?? key.type}) cannot verify ${alg}` };
   }
-  if (scheme.keyType === 'rsa' && (details?.modulusLength ?? 0) < MIN_RSA_BITS) return { reason: 'jwt_unknown_key', detail: `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits` };
+  if (scheme.keyType === 'rsa') {
+    const fault = rsaKeyFault(key);
+    if (fault !== undefined) return { reason: 'jwt_unknown_key', detail: `the selected key ${fault}` };
+  }
   return undefined;
 }
 

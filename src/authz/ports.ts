@@ -6,9 +6,15 @@ export interface HttpResponse {
 }
 
 export interface HttpClient {
-  /** GET a JSON document; rejects on a non-2xx status, a body over the size cap, or bad JSON. */
+  /**
+   * GET a JSON document; rejects on a non-2xx status (redirects are not followed), a body over the size cap, JSON
+   * nested too deep, a content-encoding, or bad JSON. The signal bounds the whole call, body included.
+   */
   getJson(url: string, signal: AbortSignal): Promise<unknown>;
-  /** POST application/x-www-form-urlencoded; resolves with any status and the parsed JSON body (undefined if none). */
+  /**
+   * POST application/x-www-form-urlencoded; resolves with any status, and for a 2xx the parsed JSON body (undefined
+   * if none; a body it cannot read rejects, as for getJson). A non-2xx status comes without its body.
+   */
   postForm(url: string, form: Readonly<Record<string, string>>, headers: Readonly<Record<string, string>>, signal: AbortSignal): Promise<HttpResponse>;
 }
 
@@ -45,6 +51,9 @@ export interface RevocationList {
 export interface AuthzObserver {
   jwksRefresh(provider: string, result: 'success' | 'error'): void;
   cacheLookup(cache: 'jwt' | 'introspection', result: 'hit' | 'miss'): void;
-  introspectionError(): void;
+  /** An introspection call failed or its answer could not be read (`detail` says how: for a log line, not a label). */
+  introspectionError(detail: string): void;
+  /** The endpoint answered (active or not): ends a run of failures. */
+  introspectionAnswered(): void;
   revocationUnavailable(): void;
 }

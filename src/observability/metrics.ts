@@ -183,6 +183,7 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
     introspectionError() {
       introspection.inc();
     },
+    introspectionAnswered() {},
     revocationUnavailable() {
       revocation.inc();
     },

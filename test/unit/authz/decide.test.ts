@@ -88,3 +88,22 @@ describe('decide: every lookalike of an identity or API key header the request c
     assert.deepEqual(none, decide(keyed, policy, [{ method: 'api_key', outcome: { kind: 'absent', detail: '' } }], undefined, []));
   });
 });
+
+describe('decide: require.claims compares a claim\'s scalar values only', () => {
+  const org = authzSettings('policies:\n  - { name: p, match: { path_prefix: / }, authenticate: [anonymous], require: { claims: { org: [acme, "7", "true"] } } }');
+  const p = compilePolicies(org).byName.get('p')!;
+  const deep = (depth: number): unknown => JSON.parse(`${'['.repeat(depth)}"acme"${']'.repeat(depth)}`);
+  // [claim value, allowed]
+  const rows: [unknown, boolean][] = [
+    ['acme', true], [['other', 'acme'], true], [7, true], [true, true], ['other', false], [undefined, false], [null, false],
+    // String() of these said "acme" or "[object Object]"; of a list nested this deep it overflowed the stack.
+    [[['acme']], false], [{ toString: 'acme' }, false], [deep(2), false], [deep(100_000), false],
+  ];
+  for (const [i, [value, allowed]] of rows.entries()) {
+    it(`${i === rows.length - 1 ? 'a list nested 100,000 deep' : JSON.stringify(value)}: ${allowed ? 'allowed' : 'forbidden'}`, () => {
+      const identity: Identity = { method: 'jwt', subject: 'alice', scopes: [], roles: [], claims: { org: value } };
+      const d = decide(org, p, [{ method: 'jwt', outcome: { kind: 'success', identity, detail: '' } }], undefined, []);
+      assert.equal(d.allow, allowed);
+    });
+  }
+});

@@ -18,9 +18,10 @@ function setup(answer: (form?: Record<string, string>, headers?: Record<string, 
 api_keys: { file: ./keys.yaml }
 policies:
   - { name: p, match: { path_prefix: / }, authenticate: [introspection, api_key], require: { scopes: [read] } }`);
-  const snapshot = service.prepare(settings, new Map([['/etc/portcullis/secret', 's3cret\n'], ['/etc/portcullis/keys.yaml', '[]']]));
+  const files = new Map([['/etc/portcullis/secret', 's3cret\n'], ['/etc/portcullis/keys.yaml', '[]']]);
+  const snapshot = service.prepare(settings, files);
   const check = async (token: string): Promise<Decision> => service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
-  return { clock, observer, http, check };
+  return { clock, observer, http, check, service, settings, files };
 }
 
 describe('introspection evaluator (RFC 7662)', () => {
@@ -94,6 +95,34 @@ describe('introspection evaluator (RFC 7662)', () => {
     }
     const s = setup(() => { throw new Error('down'); }, 'error');
     await assert.rejects(s.check('t'), { code: 'PC_AUTHZ_UNAVAILABLE' });
+  });
+
+  it('an answer that cannot be read says why: 503, counted, the detail for the log; a good answer after it is reported', async () => {
+    // [answer, detail]
+    const rows: [{ status: number; body: unknown }, RegExp][] = [
+      [{ status: 401, body: { error: 'invalid_client' } }, /^introspection endpoint answered 401: it refuses the gateway's client credentials \(client_id, client_secret_file\)$/],
+      [{ status: 403, body: undefined }, /answered 403: it refuses the gateway's client credentials/],
+      [{ status: 302, body: undefined }, /^introspection endpoint answered 302$/],
+      [{ status: 200, body: ['active', true] }, /^introspection answer is not a JSON object$/],
+      [{ status: 200, body: { active: 'true', sub: 'svc', scope: 'read' } }, /^introspection answer has no boolean active \(active: "true"\)$/],
+      [{ status: 200, body: { sub: 'svc', scope: 'read' } }, /no boolean active \(active: \(none\)\)$/],
+      [{ status: 200, body: { active: true, sub: 'svc', exp: '1700000030' } }, /exp that is not a number/],
+    ];
+    for (const [answer, detail] of rows) {
+      const details: string[] = [];
+      const s = setup(() => answer);
+      const observer = { ...s.observer, introspectionError: (d: string) => void details.push(d) };
+      const snapshot = s.service.prepare(s.settings, s.files);
+      const d = await s.service.check(input({ headers: { authorization: 'Bearer t' } }), { ...snapshot, introspection: { ...snapshot.introspection!, observer } }, AbortSignal.timeout(1000));
+      assert.ok(!d.allow && d.status === 503, JSON.stringify(d));
+      assert.equal(details.length, 1);
+      assert.match(details[0]!, detail);
+    }
+    const s = setup(() => ({ status: 200, body: { active: false } }));
+    await s.check('t');
+    assert.equal(s.observer.counts.get('introspection_answered'), 1);
+    await s.check('t');
+    assert.equal(s.observer.counts.get('introspection_answered'), 1, 'an answer from the cache is not the endpoint answering');
   });
 
   it('a call in flight answers only for the config that made it: a new endpoint gets its own call', async () => {

@@ -3,7 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { errors, type JWK, type JWTHeaderParameters } from 'jose';
 import type { JwtAlgorithm } from '../../../src/authz/config.js';
-import { keySetFrom, RemoteKeySource, staticKeySource } from '../../../src/authz/jwks.js';
+import { jwksUriFault, keySetFrom, RemoteKeySource, staticKeySource } from '../../../src/authz/jwks.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { keyPair } from '../../support/key-pairs.js';
 import { fakeHttp } from './support.js';
@@ -56,6 +56,11 @@ describe('jwks: keys found for a header are found again synchronously', () => {
   }
 });
 
+const rsaJwk = (bits: number): JWK => keyPair({ type: 'rsa', modulusLength: bits }).publicKey.export({ format: 'jwk' }) as JWK;
+const rsa1024 = rsaJwk(1024);
+const rsa2048 = rsaJwk(2048);
+const privateEc = keyPair({ type: 'ec', namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }) as JWK;
+
 describe('jwks: a set with no key usable for the algorithms is refused like an empty one', () => {
   const good = jwk('good');
   const rows: [string, unknown[], readonly JwtAlgorithm[] | undefined, RegExp | string[]][] = [
@@ -69,6 +74,13 @@ describe('jwks: a set with no key usable for the algorithms is refused like an e
     ['a good key among unusable ones: taken, the others skipped', [{ kty: 'RSA', kid: 'k1' }, good, { kty: 'OKP', crv: 'Ed25519', kid: 'ed' }], undefined,
       [/^key 'k1' cannot be imported/.source, /^key 'ed' cannot be imported/.source]],
     ['a good key alone: nothing skipped', [good], ['ES256'], []],
+    ['a shared secret alone', [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }], undefined, /no public signing key: key 'h' is of key type oct, not RSA, EC or OKP/],
+    ['a private key alone', [{ ...privateEc, kid: 'p' }], undefined, /no public signing key: key 'p' holds private key material \(d\): the issuer is publishing its private key/],
+    ['an encryption key alone', [{ ...jwk('e'), use: 'enc' }], undefined, /: JWKS holds no public signing key$/],
+    ['a good key among a secret, a private key, an encryption key (left out without a word), weak RSA keys',
+      [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }, { ...privateEc, kid: 'p' }, { ...jwk('e'), use: 'enc' }, { ...rsa1024, kid: 'short' }, { ...rsa2048, e: 'gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE', kid: 'slow' }, good], undefined,
+      [/^key 'h' is of key type oct/.source, /^key 'p' holds private key material \(d\)/.source, /^key 'short' is an RSA key of 1024 bits, under 2048$/.source,
+        /^key 'slow' is an RSA key whose public exponent is not an odd number from 3 to 2\^31 - 1$/.source]],
   ];
   for (const [name, keys, algorithms, expected] of rows) {
     it(name, () => {
@@ -129,6 +141,76 @@ describe('jwks: a remote key set found again synchronously, until it is replaced
     const rotated = source.resolve(header, TOKEN, signal);
     assert.ok(rotated instanceof Promise, 'the new set has found nothing yet');
     assert.deepEqual(x(await rotated), [published.x]);
+    source.close();
+  });
+});
+
+describe('jwks: a large set', () => {
+  it('keys of another type ahead of ours do not crowd ours out of the first 100', () => {
+    const others = Array.from({ length: 150 }, (_, i) => ({ ...rsa2048, kid: `rsa-${i}` }));
+    const set = keySetFrom({ keys: [...others, jwk('ours')] }, ['ES256']);
+    assert.deepEqual([...set.kids], ['ours']);
+  });
+
+  it('at most 100 usable keys are kept; the rest are named; the warning stays short', () => {
+    const keys = Array.from({ length: 130 }, (_, i) => jwk(`k${i}`));
+    const set = keySetFrom({ keys });
+    assert.equal(set.kids.size, 100);
+    assert.ok(set.kids.has('k99') && !set.kids.has('k100'));
+    assert.equal(set.skipped.length, 11);
+    assert.match(set.skipped[0]!, /^key 'k100' is past the first 100 usable keys$/);
+    assert.equal(set.skipped[10], 'and 20 more');
+  });
+
+  it('a kid a megabyte long is cut in the warning', () => {
+    const set = keySetFrom({ keys: [jwk('ours'), { kty: 'oct', k: 'c2VjcmV0', kid: 'x'.repeat(1 << 20) }] });
+    assert.ok(set.skipped[0]!.length < 200, `${set.skipped[0]!.length} characters`);
+  });
+});
+
+describe('jwks: OIDC discovery names where the keys are', () => {
+  // [jwks_uri, discovery URL, refusal (undefined: fetched)]
+  const rows: [unknown, string, RegExp | undefined][] = [
+    ['https://idp.example/jwks', 'https://idp.example', undefined],
+    ['https://keys.other.example/jwks', 'https://idp.example', undefined],
+    ['http://idp.example/jwks', 'http://idp.example', undefined],
+    ['https://idp.example/jwks', 'http://idp.example', undefined],
+    ['http://idp.example/jwks', 'https://idp.example', /is http: while discovery is https: \(a downgrade, refused\)/],
+    ['HTTP://idp.example/jwks', 'https://idp.example', /a downgrade, refused/],
+    ['file:///etc/passwd', 'https://idp.example', /is not http\(s\)/],
+    ['/jwks', 'https://idp.example', /is not a URL/],
+    [7, 'https://idp.example', /has no jwks_uri/],
+    [undefined, 'https://idp.example', /has no jwks_uri/],
+  ];
+  for (const [jwksUri, discovery, refusal] of rows) {
+    it(`${String(jwksUri)} from ${discovery}: ${refusal === undefined ? 'fetched' : 'refused'}`, () => {
+      const fault = jwksUriFault(jwksUri, discovery);
+      if (refusal === undefined) assert.equal(fault, undefined);
+      else assert.match(fault ?? '', refusal);
+    });
+  }
+
+  it('a downgraded jwks_uri is a failed refresh: never fetched, the keys held keep serving', async () => {
+    const issuer = 'https://idp.example';
+    let jwksUri = `${issuer}/jwks`;
+    const good = jwk('good');
+    const errors: string[] = [];
+    const http = fakeHttp({
+      [`${issuer}/.well-known/openid-configuration`]: () => ({ issuer, jwks_uri: jwksUri }),
+      [`${issuer}/jwks`]: () => ({ keys: [good] }),
+      'http://idp.example/jwks': () => ({ keys: [jwk('good')] }),
+    });
+    const source = new RemoteKeySource({
+      source: { kind: 'oidc', url: issuer, issuer }, http, clock: new FakeClock(0), refreshMs: 3_600_000, cooldownMs: 0,
+      onRefresh: (result, error) => void (result === 'error' && errors.push(error ?? '')),
+    });
+    await source.refresh();
+    jwksUri = 'http://idp.example/jwks';
+    await source.refresh();
+    assert.match(errors[0] ?? '', /a downgrade, refused/);
+    assert.ok(!http.calls.includes('http://idp.example/jwks'));
+    const keys = await source.resolve({ alg: 'ES256', kid: 'good' } as JWTHeaderParameters, TOKEN, signal);
+    assert.deepEqual(keys.map((k) => k.export({ format: 'jwk' }).x), [good.x]);
     source.close();
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { constants, sign, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
 import type { JwtAlgorithm, JwtProviderSettings } from '../../../src/authz/config.js';
@@ -320,6 +320,55 @@ describe('JWS decision functions', () => {
     ];
     for (const [name, keys, reason] of table) assert.equal((await signatureRefusal('RS256', keys, data, signed))?.reason, reason, name);
     assert.equal(keyRefusal('RS256', PAIRS[0]!.privateKey)?.reason, 'jwt_unknown_key');
+  });
+});
+
+describe('keyRefusal: RSA keys whose verify costs milliseconds are refused (a forged token per verify)', () => {
+  const n2048 = Buffer.from(PAIRS[0]!.jwk.n!, 'base64url');
+  /** An odd modulus of exactly `bits` bits (not a product of primes: it never verifies, but imports and costs as one). */
+  const modulus = (bits: number): Buffer => {
+    const bytes = Buffer.alloc(Math.ceil(bits / 8), 0x5b);
+    bytes[0] = 1 << ((bits - 1) % 8) | 1;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) | 1, bytes.length - 1);
+    return bytes;
+  };
+  const exponent = (e: bigint): Buffer => Buffer.from(e.toString(16).padStart(Math.ceil(e.toString(16).length / 2) * 2, '0'), 'hex');
+  const key = (n: Buffer, e: bigint): KeyObject => createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: exponent(e).toString('base64url') }, format: 'jwk' });
+  // [name, key, refused]
+  const rows: [string, () => KeyObject, boolean][] = [
+    ['2048 bits, e = 65537', () => key(n2048, 65537n), false],
+    ['2048 bits, e = 3', () => key(n2048, 3n), false],
+    ['2048 bits, e = 2^31 - 1', () => key(n2048, 2n ** 31n - 1n), false],
+    ['8192 bits', () => key(modulus(8192), 65537n), false],
+    ['1024 bits', () => SHORT_RSA.publicKey, true],
+    ['8200 bits', () => key(modulus(8200), 65537n), true],
+    ['16384 bits (2–5 ms a verify)', () => key(modulus(16384), 65537n), true],
+    ['2048 bits, e = 2^31 + 1', () => key(n2048, 2n ** 31n + 1n), true],
+    ['2048 bits, a 2047-bit e (2 ms a verify)', () => key(n2048, 2n ** 2046n + 1n), true],
+    ['2048 bits, e even', () => key(n2048, 65536n), true],
+    ['2048 bits, e = 1', () => key(n2048, 1n), true],
+  ];
+  for (const [name, make, refused] of rows) {
+    it(`${name}: ${refused ? 'refused' : 'taken'}`, () => {
+      const refusal = keyRefusal('RS256', make());
+      assert.equal(refusal?.reason, refused ? 'jwt_unknown_key' : undefined, JSON.stringify(refusal));
+      if (refused) assert.equal(keyRefusal('PS256', make())?.reason, 'jwt_unknown_key');
+    });
+  }
+});
+
+describe('keyRefusal: an RSA key with e = 1 verifies any signature that is its own padded digest', () => {
+  it('a token forged for such a key is refused, at load and at verify', async () => {
+    const n = Buffer.from(PAIRS[0]!.jwk.n!, 'base64url');
+    const jwk = { kty: 'RSA', n: n.toString('base64url'), e: 'AQ', kid: 'e1' };
+    const data = Buffer.from('eyJhbGciOiJSUzI1NiIsImtpZCI6ImUxIn0.eyJzdWIiOiJhZG1pbiJ9');
+    // RSASSA-PKCS1-v1_5 with e = 1: the signature is the encoded message itself.
+    const digestInfo = Buffer.concat([Buffer.from('3031300d060960864801650304020105000420', 'hex'), createHash('sha256').update(data).digest()]);
+    const forged = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(n.length - 3 - digestInfo.length, 0xff), Buffer.from([0]), digestInfo]);
+    const key = createPublicKey({ key: jwk, format: 'jwk' });
+    assert.equal(verify('sha256', data, key, forged), true, 'node:crypto takes the forgery');
+    assert.equal((await signatureRefusal('RS256', [key], data, forged))?.reason, 'jwt_unknown_key');
+    assert.throws(() => staticKeySource({ keys: [jwk] }), /key 'e1' is an RSA key whose public exponent is not an odd number from 3/);
   });
 });
 

@@ -424,7 +424,7 @@ describe('JWKS from a URI', () => {
       ['not json', /jwks\.json: invalid JSON at column 1: .* \(line 1\)$/],
       ['{"keys": [\n  {"kty": "RSA"}\n  {"kty": "EC"}\n]}', /jwks\.json: invalid JSON at column 3: .* \(line 3\)$/],
       ['{"keys": 3}', /jwks\.json: not a usable JWKS: .* \(line 1\)$/],
-      ['{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', /jwks\.json: not a usable JWKS: JWKS holds no public signing key \(line 1\)$/],
+      ['{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', /jwks\.json: not a usable JWKS: JWKS holds no public signing key: key #0 is of key type oct, .* \(line 1\)$/],
       ['{"keys": [{"kty": "RSA", "kid": "k1"}]}', /jwks\.json: not a usable JWKS: JWKS holds no usable public signing key: key 'k1' cannot be imported: .* \(line 1\)$/],
     ];
     for (const [text, message] of rows) assert.throws(() => service.prepare(settings, new Map([['/etc/portcullis/jwks.json', text]])), message, text);

@@ -42,6 +42,7 @@ export function countingObserver(): CountingObserver {
     jwksRefresh: (provider, result) => bump(`jwks:${provider}:${result}`),
     cacheLookup: (cache, result) => bump(`cache:${cache}:${result}`),
     introspectionError: () => bump('introspection_error'),
+    introspectionAnswered: () => bump('introspection_answered'),
     revocationUnavailable: () => bump('revocation_unavailable'),
   };
 }
