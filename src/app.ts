@@ -112,9 +112,27 @@ export function buildApp(deps: AppDeps): App {
       if (failures !== undefined) logger.info({ failures }, 'introspection answering again');
     },
   };
+  // A JWKS that cannot be fetched is retried with backoff (jwks.ts) for as long as the issuer is down: the log says
+  // when a provider's fetches start failing, each new reason why, and when they succeed again; the metric counts each.
+  const jwksStreaks = new Map<string, FailureStreak>();
+  const jwksStreak = (provider: string): FailureStreak => {
+    let streak = jwksStreaks.get(provider);
+    if (streak === undefined) jwksStreaks.set(provider, (streak = new FailureStreak(clock, undefined, undefined, true)));
+    return streak;
+  };
   const authz = new AuthzService({
     clock, revocation, http: deps.http ?? createHttpClient(), observer: authzObserver,
-    onKeyRefresh: (provider, result, error) => (result === 'error' ? logger.warn({ provider, error }, 'JWKS refresh failed; keeping the last good keys') : logger.debug({ provider }, 'JWKS refreshed')),
+    onKeyRefresh(provider, result, error) {
+      const streak = jwksStreak(provider);
+      if (result === 'error') {
+        if (streak.failed(error)) logger.warn({ provider, error }, 'JWKS refresh failing; keeping the last good keys, retrying with backoff');
+        return;
+      }
+      const failures = streak.answered();
+      if (failures !== undefined) logger.info({ provider, failures }, 'JWKS refreshed again');
+      else logger.debug({ provider }, 'JWKS refreshed');
+    },
+    random: deps.random,
     onKeysSkipped: (provider, skipped) => logger.warn({ provider, skipped }, 'JWKS keys skipped: each is named with why; the others serve'),
   });
   const overLimitCache = new OverLimitCache(deps.config.ratelimit.localCache.maxEntries);

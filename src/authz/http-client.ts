@@ -1,5 +1,5 @@
 import { request, type Dispatcher } from 'undici';
-import type { HttpClient } from './ports.js';
+import { UnreadableBodyError, type HttpClient } from './ports.js';
 
 /** Responses bigger than this are refused: a JWKS or an introspection answer is a few KiB. */
 export const MAX_BODY_BYTES = 1 << 20;
@@ -42,28 +42,28 @@ async function readJson(response: Dispatcher.ResponseData): Promise<unknown> {
   const encoding = headers['content-encoding'];
   if (encoding !== undefined && String(encoding).toLowerCase() !== 'identity') {
     discard(body);
-    throw new Error(`response has content-encoding ${excerpt(String(encoding))}, which is not read`);
+    throw new UnreadableBodyError(`response has content-encoding ${excerpt(String(encoding))}, which is not read`);
   }
   // A declared length over the cap is refused before a byte is read, not after the deadline.
   const declared = Number(headers['content-length']);
   if (declared > MAX_BODY_BYTES) {
     discard(body);
-    throw new Error(`response larger than ${MAX_BODY_BYTES} bytes (content-length ${declared})`);
+    throw new UnreadableBodyError(`response larger than ${MAX_BODY_BYTES} bytes (content-length ${declared})`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new Error(`response larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES) throw new UnreadableBodyError(`response larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return undefined;
-  if (jsonDepthOver(text, MAX_JSON_DEPTH)) throw new Error(`response JSON nested deeper than ${MAX_JSON_DEPTH}`);
+  if (jsonDepthOver(text, MAX_JSON_DEPTH)) throw new UnreadableBodyError(`response JSON nested deeper than ${MAX_JSON_DEPTH}`);
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new Error(`response is not JSON (content-type ${excerpt(String(headers['content-type'] ?? 'none'))}): ${(error as Error).message}`);
+    throw new UnreadableBodyError(`response is not JSON (content-type ${excerpt(String(headers['content-type'] ?? 'none'))}): ${(error as Error).message}`);
   }
 }
 

@@ -1,9 +1,10 @@
+import { Backoff, type BackoffPolicy } from '../shared/backoff.js';
 import type { Clock } from '../shared/clock.js';
 import { sha256 } from '../shared/sha256.js';
 import { bearerToken } from './bearer.js';
 import { shown } from './jws.js';
 import type { ExpiringLru } from './lru.js';
-import type { AuthzObserver, HttpClient, HttpResponse, RevocationKind } from './ports.js';
+import { UnreadableBodyError, type AuthzObserver, type HttpClient, type HttpResponse, type RevocationKind } from './ports.js';
 import { scopeList } from './scopes.js';
 import { isUsableSubject, tierOf } from './subject.js';
 import type { CheckInput, Identity, MaybePromise, Outcome } from './types.js';
@@ -27,24 +28,90 @@ export interface IntrospectionDeps {
   readonly calls: IntrospectionCalls;
   /** Changes with the endpoint and credentials: answers cached under other settings are not used. */
   readonly generation: string;
+  /** Whether the endpoint is left alone after failures; one per endpoint and credentials, kept across reloads. */
+  readonly breaker: IntrospectionBreaker;
 }
 
 /** Calls in flight by token hash: concurrent Checks with one token share one call. */
 export type IntrospectionCalls = Map<string, Promise<Answer>>;
 
-type Answer = Identity | 'inactive' | { readonly failure: string };
+/**
+ * `endpoint`: the endpoint failed (no answer in time, a refused connection, an error status), as opposed to an answer
+ * about this token that cannot be read; only those hold off calls for other tokens (IntrospectionBreaker).
+ * `held`: no call was made, the endpoint being left alone after failures.
+ */
+type Answer = Identity | 'inactive' | { readonly failure: string; readonly endpoint?: boolean; readonly held?: boolean };
 
 /** A call outlives the Check that started it (up to this bound), so its answer still lands in the cache. */
 const CALL_TIMEOUT_MS = 5000;
+
+/**
+ * After the endpoint fails, it is not called for 1 s, then 2 s, 4 s … up to 30 s while it keeps failing (each up to a
+ * fifth shorter, backoff.ts): an endpoint that is down, overloaded or refusing the gateway's credentials would
+ * otherwise get a call per Check with an opaque token, each held open up to CALL_TIMEOUT_MS, just when it can least
+ * take them. Checks in the meantime get introspection.on_failure at once. Every Check is refused while it is held
+ * off, so the cap is shorter than a JWKS retry's: once the endpoint is back, Checks wait at most 30 s to notice.
+ */
+export const INTROSPECTION_BACKOFF: BackoffPolicy = Object.freeze({ firstMs: 1000, maxMs: 30_000, jitter: 0.2 });
+
+/**
+ * Circuit breaker of one introspection endpoint (per URL and credentials). Closed while the endpoint answers; open
+ * for a backoff after a failure; then one call goes through as a probe (the first Check's, others still held off
+ * until it ends): an answer closes it, a failure opens it for the next, longer, backoff. Calls started before it
+ * opened that fail afterwards (a burst of distinct tokens against a dead endpoint fails all at once) do not lengthen
+ * the backoff: one outage seen by fifty calls at once is one failure, not fifty doublings.
+ */
+export class IntrospectionBreaker {
+  private readonly backoff: Backoff;
+  /** Bumped whenever the state changes: a call's result counts only for the state it was started in. */
+  private epoch = 0;
+  private probing = false;
+  private lastFailure = '';
+
+  constructor(random: () => number, policy: BackoffPolicy = INTROSPECTION_BACKOFF) {
+    this.backoff = new Backoff(policy, random);
+  }
+
+  /**
+   * Before a call: the failure to answer with instead (the endpoint is left alone), or the epoch to report the call's
+   * result with. The caller that gets an epoch makes the call and reports its end (failed or answered) exactly once.
+   */
+  admit(nowMs: number): { readonly epoch: number } | { readonly held: string } {
+    if (this.backoff.failures === 0) return { epoch: this.epoch };
+    if (this.probing || this.backoff.waiting(nowMs)) return { held: this.lastFailure };
+    this.probing = true;
+    return { epoch: this.epoch };
+  }
+
+  failed(epoch: number, nowMs: number, failure: string): void {
+    if (epoch !== this.epoch) return;
+    this.epoch++;
+    this.probing = false;
+    this.lastFailure = failure;
+    this.backoff.failed(nowMs);
+  }
+
+  answered(): void {
+    if (this.backoff.failures === 0 && !this.probing) return;
+    this.epoch++;
+    this.probing = false;
+    this.backoff.succeeded();
+  }
+
+  /** Failures in a row that opened it (0: closed); until when it stays open. */
+  get state(): { readonly failures: number; readonly openUntilMs: number } {
+    return { failures: this.backoff.failures, openUntilMs: this.backoff.closedUntilMs };
+  }
+}
 
 /** The endpoint's answer → an identity, inactive, or why it is unusable; cached here, whoever is still waiting. */
 function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps): Answer {
   const nowMs = deps.clock.nowMs();
   const body = response.body as Record<string, unknown> | undefined;
   if (response.status === 401 || response.status === 403) {
-    return { failure: `introspection endpoint answered ${response.status}: it refuses the gateway's client credentials (client_id, client_secret_file)` };
+    return { failure: `introspection endpoint answered ${response.status}: it refuses the gateway's client credentials (client_id, client_secret_file)`, endpoint: true };
   }
-  if (response.status !== 200) return { failure: `introspection endpoint answered ${response.status}` };
+  if (response.status !== 200) return { failure: `introspection endpoint answered ${response.status}`, endpoint: true };
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return { failure: 'introspection answer is not a JSON object' };
   // RFC 7662 §2.2: a JSON boolean. "true" is not one: an endpoint that sends it is broken, not saying yes.
   if (typeof body['active'] !== 'boolean') return { failure: `introspection answer has no boolean active (active: ${shown(body['active'])})` };
@@ -79,13 +146,25 @@ function interpret(response: HttpResponse, key: string, deps: IntrospectionDeps)
   return identity;
 }
 
-function introspect(token: string, key: string, deps: IntrospectionDeps): Promise<Answer> {
+/** The call in flight for this token, or a new one; an answer at once (no promise) while the endpoint is held off. */
+function introspect(token: string, key: string, deps: IntrospectionDeps): Promise<Answer> | Answer {
   const inflight = deps.calls;
   let call = inflight.get(key);
   if (call === undefined) {
+    const admitted = deps.breaker.admit(deps.clock.nowMs());
+    if ('held' in admitted) return { failure: admitted.held, held: true };
     const authorization = `Basic ${Buffer.from(`${encodeURIComponent(deps.clientId)}:${encodeURIComponent(deps.clientSecret)}`).toString('base64')}`;
     call = deps.http.postForm(deps.url, { token, token_type_hint: 'access_token' }, { authorization }, AbortSignal.timeout(CALL_TIMEOUT_MS))
-      .then((response) => interpret(response, key, deps), (error: unknown) => ({ failure: `introspection failed: ${(error as Error).message}` }))
+      .then((response) => interpret(response, key, deps), (error: unknown): Answer => ({
+        failure: `introspection failed: ${(error as Error).message}`,
+        endpoint: !(error instanceof UnreadableBodyError),
+      }))
+      .then((answer) => {
+        // Recorded here, not by the Checks: a call outlives a Check whose deadline passed, and its end still counts.
+        if (typeof answer === 'object' && 'failure' in answer && answer.endpoint === true) deps.breaker.failed(admitted.epoch, deps.clock.nowMs(), answer.failure);
+        else deps.breaker.answered();
+        return answer;
+      })
       .finally(() => inflight.delete(key));
     inflight.set(key, call);
   }
@@ -96,7 +175,9 @@ function introspect(token: string, key: string, deps: IntrospectionDeps): Promis
  * RFC 7662 token introspection with client credentials (HTTP Basic). Answers are cached by token hash until the
  * token's exp or cache_seconds, whichever comes first; `active: false` denies. A Check waits for the call only until
  * its deadline (the call itself may finish later and fill the cache); a failure is `unavailable` (the policy's
- * on_failure then decides) and counted. A cached answer is given synchronously.
+ * on_failure then decides) and counted. Concurrent Checks with one token share one call; after the endpoint fails,
+ * Checks get that failure at once, without a call, for a backoff (IntrospectionBreaker). A cached answer, and a
+ * Check held off, are given synchronously.
  */
 export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps, signal: AbortSignal): MaybePromise<Outcome> {
   const bearer = bearerToken(input.headers, deps.maxTokenBytes);
@@ -106,7 +187,9 @@ export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps
   const cached = deps.cache.get(key, deps.clock.nowMs());
   deps.observer.cacheLookup('introspection', cached ? 'hit' : 'miss');
   if (cached !== undefined) return outcomeOf(cached, ' (cached)', deps);
-  return untilAborted(introspect(bearer.token, key, deps), signal).then(
+  const call = introspect(bearer.token, key, deps);
+  if (!(call instanceof Promise)) return outcomeOf(call, '', deps);
+  return untilAborted(call, signal).then(
     (answer) => {
       if (!(typeof answer === 'object' && 'failure' in answer)) deps.observer.introspectionAnswered();
       return outcomeOf(answer, '', deps);
@@ -118,8 +201,10 @@ export function evaluateIntrospection(input: CheckInput, deps: IntrospectionDeps
 function outcomeOf(answer: Answer, suffix: string, deps: IntrospectionDeps): Outcome {
   if (answer === 'inactive') return { kind: 'invalid', reason: 'token_inactive', detail: `introspection: token not active${suffix}` };
   if ('failure' in answer) {
+    // A Check held off is counted with the failure that holds it off, as the call it replaces would have been.
     deps.observer.introspectionError(answer.failure);
-    return { kind: 'unavailable', reason: 'introspection_unavailable', detail: answer.failure };
+    const detail = answer.held === true ? `${answer.failure} (endpoint not called while it backs off)` : answer.failure;
+    return { kind: 'unavailable', reason: 'introspection_unavailable', detail };
   }
   // Checked on every call, cached or not, as for JWTs: `portcullis revoke --jti` must stop an opaque token too.
   if (answer.jti !== undefined) {

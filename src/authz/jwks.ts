@@ -1,5 +1,6 @@
 import { createPublicKey, KeyObject, type JsonWebKey } from 'node:crypto';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
+import { Backoff, type BackoffPolicy } from '../shared/backoff.js';
 import type { Clock } from '../shared/clock.js';
 import { untilAborted } from './wait.js';
 import { JWT_ALGORITHMS, type JwksSource, type JwtAlgorithm } from './config.js';
@@ -33,7 +34,15 @@ const MAX_KEYS = 100;
 export const MAX_CANDIDATE_KEYS = 4;
 /** Key fetches have their own bound; a Check only ever waits for one up to its own deadline. */
 const FETCH_TIMEOUT_MS = 5000;
-const RETRY_AFTER_FAILURE_MS = 2000;
+/**
+ * Retries of a failing key fetch: 2 s, 4 s, 8 s … up to 60 s (each up to a fifth shorter, backoff.ts), and never
+ * slower than the provider's refresh_seconds (a failing issuer is not asked less often than a healthy one). The keys
+ * held keep serving meanwhile, so a slower retry costs only how soon keys published during the outage are seen: 2 s
+ * gets past a restart of the issuer at once, and a minute is as long as a rotation announced while it was down waits.
+ * At a retry every 2 s, a fleet of gateways with a few providers each kept a down issuer busy for as long as it was
+ * down; at 60 s it is one request per gateway and provider a minute.
+ */
+export const JWKS_RETRY: BackoffPolicy = Object.freeze({ firstMs: 2000, maxMs: 60_000, jitter: 0.2 });
 
 interface KeySet {
   readonly resolve: (header: JWTHeaderParameters, token: FlattenedJWSInput) => MaybePromise<readonly KeyObject[]>;
@@ -213,14 +222,19 @@ export interface RemoteKeySourceOptions {
   readonly refreshMs: number;
   /** At most one fetch per cooldown for unknown kids: random kids must not turn us into a DoS on the issuer. */
   readonly cooldownMs: number;
+  /** In [0, 1): the jitter of retries after a failure (default Math.random). */
+  readonly random?: () => number;
   /** `skipped`: keys of a set taken that were left out (see keySetFrom), to be logged. */
   readonly onRefresh: (result: 'success' | 'error', error?: string, skipped?: readonly string[]) => void;
 }
 
 /**
  * Keys from a JWKS URL or OIDC discovery, refreshed in the background; the last good set keeps serving while the
- * issuer is down. An unknown kid triggers one refetch (single flight, cooldown) that a Check waits for only until
- * its own deadline.
+ * issuer is down, and a failed fetch is retried with backoff (JWKS_RETRY). An unknown kid triggers one refetch
+ * (single flight, cooldown) that a Check waits for only until its own deadline, except while fetches are failing:
+ * then it waits for the next retry like everyone else. Kids are the caller's choice, so a refetch per cooldown for
+ * any unknown kid would let anyone set the pace at which a struggling issuer is asked; a token signed with a key
+ * published during the outage is refused until a retry brings that key.
  */
 export class RemoteKeySource implements KeySource {
   private keys: KeySet | undefined;
@@ -229,8 +243,11 @@ export class RemoteKeySource implements KeySource {
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly retry: Backoff;
 
-  constructor(private readonly options: RemoteKeySourceOptions) {}
+  constructor(private readonly options: RemoteKeySourceOptions) {
+    this.retry = new Backoff({ ...JWKS_RETRY, maxMs: Math.min(JWKS_RETRY.maxMs, options.refreshMs) }, options.random ?? Math.random);
+  }
 
   start(): this {
     this.refresh();
@@ -246,21 +263,29 @@ export class RemoteKeySource implements KeySource {
     return this.keysVersion;
   }
 
+  /** While fetches fail: when the next is due (on the injected clock); undefined while they succeed. */
+  get retryAtMs(): number | undefined {
+    return this.retry.failures === 0 ? undefined : this.retry.closedUntilMs;
+  }
+
   /** Starts a fetch unless one is running; resolves when it is done (never rejects). */
   refresh(): Promise<void> {
     if (this.inflight) return this.inflight;
-    this.lastAttemptMs = this.options.clock.nowMs();
+    const startedMs = (this.lastAttemptMs = this.options.clock.nowMs());
     clearTimeout(this.timer);
     this.inflight = this.fetch().then(
       (keys) => {
         if (keys.fingerprint !== this.keys?.fingerprint) this.keysVersion += 1;
         this.keys = keys;
+        this.retry.succeeded();
         this.options.onRefresh('success', undefined, keys.skipped);
         this.schedule(this.options.refreshMs);
       },
       (error: unknown) => {
+        // From the attempt's start, as the cooldown: a fetch that took its whole timeout to fail does not add to it.
+        const delay = this.retry.failed(startedMs);
         this.options.onRefresh('error', (error as Error).message);
-        this.schedule(Math.min(this.options.refreshMs, RETRY_AFTER_FAILURE_MS));
+        this.schedule(delay);
       },
     ).finally(() => {
       this.inflight = undefined;
@@ -295,9 +320,13 @@ export class RemoteKeySource implements KeySource {
     return this.afterRefetch(header, token, signal);
   }
 
-  /** An unknown kid, or no keys yet: one refetch (if cooled down), waited for until the Check's deadline. */
+  /**
+   * An unknown kid, or no keys yet: one refetch (if cooled down, and not while failed fetches back off), waited for
+   * until the Check's deadline.
+   */
   private async afterRefetch(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]> {
-    const cooled = this.options.clock.nowMs() - this.lastAttemptMs >= this.options.cooldownMs;
+    const nowMs = this.options.clock.nowMs();
+    const cooled = nowMs - this.lastAttemptMs >= this.options.cooldownMs && !this.retry.waiting(nowMs);
     const pending = this.inflight ?? (cooled ? this.refresh() : undefined);
     if (pending) await untilAborted(pending, signal).catch(() => undefined);
     if (this.keys === undefined) throw new KeysUnavailableError('signing keys not available (JWKS not fetched yet)');

@@ -5,6 +5,15 @@ export interface HttpResponse {
   readonly body: unknown;
 }
 
+/**
+ * A 2xx answer whose body cannot be read (too large, not JSON, nested too deep, compressed): the server answered, and
+ * what it said is the problem, unlike a refused connection or a timeout. An introspection endpoint that answers so
+ * for one token is not down for the others.
+ */
+export class UnreadableBodyError extends Error {
+  override readonly name = 'UnreadableBodyError';
+}
+
 export interface HttpClient {
   /**
    * GET a JSON document; rejects on a non-2xx status (redirects are not followed), a body over the size cap, JSON
@@ -13,7 +22,8 @@ export interface HttpClient {
   getJson(url: string, signal: AbortSignal): Promise<unknown>;
   /**
    * POST application/x-www-form-urlencoded; resolves with any status, and for a 2xx the parsed JSON body (undefined
-   * if none; a body it cannot read rejects, as for getJson). A non-2xx status comes without its body.
+   * if none; a body it cannot read rejects with UnreadableBodyError, as for getJson). A non-2xx status comes without
+   * its body.
    */
   postForm(url: string, form: Readonly<Record<string, string>>, headers: Readonly<Record<string, string>>, signal: AbortSignal): Promise<HttpResponse>;
 }

@@ -9,7 +9,7 @@ import { evaluateApiKey, keyParameterIn, parseKeysFile, type ApiKeySet } from '.
 import { authzFileRefs, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
 import { foldTargets, lookalikes, type FoldTargets } from './header-fold.js';
-import { evaluateIntrospection, type IntrospectionDeps } from './introspection.js';
+import { evaluateIntrospection, IntrospectionBreaker, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
 import { evaluateJwt, type JwtEvaluatorDeps, type JwtProvider, type VerifiedToken } from './jwt.js';
 import { ExpiringLru } from './lru.js';
@@ -62,6 +62,8 @@ export interface AuthzServiceDeps {
   readonly onKeyRefresh?: (provider: string, result: 'success' | 'error', error?: string) => void;
   /** Keys of a JWKS (file or fetched) left out because they cannot be imported or serve none of the algorithms. */
   readonly onKeysSkipped?: (provider: string, skipped: readonly string[]) => void;
+  /** In [0, 1): the jitter of the backoff after JWKS and introspection failures (default Math.random). */
+  readonly random?: () => number;
 }
 
 /** Check as a transport-free service: normalize, choose the policy, run its methods in order, decide. */
@@ -70,6 +72,8 @@ export class AuthzService {
   private jwtCache = new ExpiringLru<VerifiedToken>(0);
   private introspectionCache = new ExpiringLru<Identity | 'inactive'>(0);
   private cacheSizes = '';
+  /** The introspection endpoint's breaker, by endpoint and credentials: a reload keeps it, new credentials reset it. */
+  private breaker: { readonly generation: string; readonly breaker: IntrospectionBreaker } | undefined;
 
   constructor(private readonly deps: AuthzServiceDeps) {}
 
@@ -104,6 +108,10 @@ export class AuthzService {
     const isRevoked = this.revocationFor(settings);
     const { clock, observer, http } = this.deps;
     const i = settings.introspection;
+    const introspectionGeneration = i && sha256(JSON.stringify([i.url, i.clientId, files.get(i.clientSecretFile) ?? '']), 'base64url').slice(0, 16);
+    if (introspectionGeneration !== undefined && this.breaker?.generation !== introspectionGeneration) {
+      this.breaker = { generation: introspectionGeneration, breaker: new IntrospectionBreaker(this.deps.random ?? Math.random) };
+    }
     return Object.freeze({
       settings,
       policies: compilePolicies(settings),
@@ -117,7 +125,8 @@ export class AuthzService {
         url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
         http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192, isRevoked,
         calls: new Map(),
-        generation: sha256(JSON.stringify([i.url, i.clientId, files.get(i.clientSecretFile) ?? '']), 'base64url').slice(0, 16),
+        generation: introspectionGeneration!,
+        breaker: this.breaker!.breaker,
       }),
     });
   }
@@ -178,6 +187,7 @@ export class AuthzService {
     if (remote === undefined) {
       remote = new RemoteKeySource({
         source, algorithms: p.algorithms, http: this.deps.http, clock: this.deps.clock, refreshMs: p.refreshSeconds * 1000, cooldownMs: p.refetchCooldownSeconds * 1000,
+        random: this.deps.random,
         onRefresh: (result, error, skipped) => {
           this.deps.observer.jwksRefresh(provider, result);
           this.deps.onKeyRefresh?.(provider, result, error);

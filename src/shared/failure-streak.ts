@@ -1,5 +1,8 @@
 import { systemClock, type Clock } from './clock.js';
 
+/** Reasons reported per outage at most (newReasonsWhileFailing): messages that vary past reasonCode stay a few lines. */
+const MAX_REASONS = 8;
+
 /**
  * Whether a dependency (the counter store, the cache store) is failing, shared by every request, so that an outage
  * is logged once per change of state instead of once per request: at a few hundred requests a second, a line per
@@ -13,6 +16,11 @@ import { systemClock, type Clock } from './clock.js';
  * the end of such a run is reported once the failures have stopped for `quietMs`. A new reason (OOM, then
  * READONLY) is reported at once, and so is a dependency that fails every call for `downMs` (a cluster gone from
  * one master down to CLUSTERDOWN).
+ *
+ * With `newReasonsWhileFailing`, a new reason is also reported while every call keeps failing, up to MAX_REASONS
+ * an outage: for a dependency called seldom (a JWKS retried with backoff), where the second reason (the issuer is
+ * back but serves a document that is no JWKS) is what the operator needs to read. Off for the stores: a Redis
+ * failing over gives several reasons a second, and the first one says enough.
  */
 export class FailureStreak {
   private state: 'ok' | 'failing' | 'flapping' = 'ok';
@@ -25,7 +33,12 @@ export class FailureStreak {
   private failingSinceMs = Number.NEGATIVE_INFINITY;
   private answeredLast = true;
 
-  constructor(private readonly clock: Clock = systemClock, private readonly quietMs = 10_000, private readonly downMs = 1000) {}
+  constructor(
+    private readonly clock: Clock = systemClock,
+    private readonly quietMs = 10_000,
+    private readonly downMs = 1000,
+    private readonly newReasonsWhileFailing = false,
+  ) {}
 
   /** A call failed. True when this failure is to be logged (it starts an outage, or brings a new reason). */
   failed(reason = ''): boolean {
@@ -35,9 +48,16 @@ export class FailureStreak {
     if (this.answeredLast) this.failingSinceMs = nowMs;
     this.answeredLast = false;
     this.lastFailureMs = nowMs;
-    if (episodeOver) this.reported.clear();
+    // A dependency retried with backoff (a JWKS: up to a minute apart) fails less often than quietMs while it stays
+    // down: that is one outage, whose reasons stay reported.
+    if (episodeOver && !(this.newReasonsWhileFailing && this.state === 'failing')) this.reported.clear();
     const code = reasonCode(reason);
-    if (this.state === 'failing') return false;
+    if (this.state === 'failing') {
+      // The same outage going on: a reason it has not given yet is news (refused, then a document that is no JWKS).
+      if (!this.newReasonsWhileFailing || this.reported.has(code) || this.reported.size >= MAX_REASONS) return false;
+      this.reported.add(code);
+      return true;
+    }
     if (this.state === 'flapping') {
       // Flapping that has turned into failing outright is reported.
       if (nowMs - this.failingSinceMs < this.downMs && this.reported.has(code)) return false;

@@ -166,17 +166,33 @@ policies:
     assert.equal(deniedStatus(await check('/admin', 'opaque-2')), 'Forbidden', 'a nested list never matches');
   });
 
-  it('credentials refused (401): every Check denied and counted, one warning naming the credentials, one line when it answers again', async () => {
+  it('credentials refused (401) for a while: every Check denied at once and counted, a bounded few calls, one warning naming the credentials, one line when it answers again', async () => {
     introspection = json(401, '{"error":"invalid_client"}');
     const errorsBefore = await app.metric('portcullis_authz_introspection_errors_total');
+    const callsBefore = hostile.hits.get('/introspect') ?? 0;
     const logsBefore = app.logs().length;
-    for (let i = 0; i < 20; i++) assert.equal(deniedStatus(await check('/admin', `opaque-${i}`)), 'ServiceUnavailable');
-    assert.equal(await app.metric('portcullis_authz_introspection_errors_total') - errorsBefore, 20);
+    // 1.5 s of Checks with distinct tokens, ten at a time: a call each before; now one call, then one probe after 1 s.
+    const refusedUntil = Date.now() + 1500;
+    let checks = 0;
+    while (Date.now() < refusedUntil) {
+      const started = Date.now();
+      const batch = await Promise.all(Array.from({ length: checks === 0 ? 1 : 10 }, (_, i) => check('/admin', `opaque-${checks + i}`)));
+      for (const r of batch) assert.equal(deniedStatus(r), 'ServiceUnavailable');
+      assert.ok(Date.now() - started < 500, `a batch of Checks took ${Date.now() - started} ms`);
+      checks += batch.length;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const calls = (hostile.hits.get('/introspect') ?? 0) - callsBefore;
+    assert.ok(checks > 100, `${checks} Checks`);
+    assert.ok(calls >= 1 && calls <= 3, `${calls} calls for ${checks} Checks`);
+    assert.equal(await app.metric('portcullis_authz_introspection_errors_total') - errorsBefore, checks, 'each Check counted');
     const warnings = app.logs().slice(logsBefore).filter((l) => l['msg'] === 'introspection failing; answering with introspection.on_failure');
     assert.equal(warnings.length, 1, JSON.stringify(warnings));
     assert.match(String(warnings[0]!['error']), /answered 401: it refuses the gateway's client credentials/);
     introspection = json(200, '{"active":true,"sub":"svc","groups":["admins"]}');
-    assert.equal((await check('/admin', 'opaque-ok')).status?.code, 0);
+    // The second failure (after 1 s) holds calls off for 2 s more: Checks pass again once it is over.
+    await eventually(async () => (await check('/admin', 'opaque-ok')).status?.code === 0, 4000, 'Checks allowed again');
+    assert.ok((hostile.hits.get('/introspect') ?? 0) - callsBefore <= calls + 1, 'one probe call brought it back');
     assert.equal(app.logs().slice(logsBefore).filter((l) => l['msg'] === 'introspection answering again').length, 1);
   });
 
@@ -187,5 +203,54 @@ policies:
     assert.ok(skipped.some((s) => /^key 'weak' is an RSA key of 1024 bits, under 2048$/.test(s)), skipped.join('\n'));
     assert.ok(skipped.some((s) => /^key 'leaked' holds private key material \(d\)/.test(s)), skipped.join('\n'));
     assert.ok(skipped.some((s) => /^key 'hmac' is of key type oct/.test(s)), skipped.join('\n'));
+  });
+});
+
+describe('a running server while the JWKS endpoint is down, then back', () => {
+  let idp: IdentityProvider;
+  let hostile: Awaited<ReturnType<typeof startHostile>>;
+  let app: TestApp;
+  let down = true;
+  before(async () => {
+    idp = await startIdentityProvider();
+    const good = await (await fetch(idp.jwksUrl)).text();
+    hostile = await startHostile({
+      '/jwks': (req, res) => (down ? json(503, '{}') : json(200, good))(req, res),
+    });
+    app = await startTestApp({
+      descriptors: {},
+      authz: `jwt:
+  providers:
+    - { name: flaky, issuer: "${idp.issuer}", audiences: [orders-api], jwks: { uri: "${hostile.url('/jwks')}" } }
+policies:
+  - { name: orders, match: { path_prefix: /orders }, authenticate: [jwt] }`,
+    });
+  });
+  after(async () => {
+    await app.close();
+    await hostile.stop();
+    await idp.stop();
+  });
+
+  it('fetches back off (2 s, then 4 s), each counted, one warning; the keys are taken and it says so once it answers', async () => {
+    const started = Date.now();
+    const token = await idp.token({ sub: 'alice' });
+    // Until 4.5 s: the fetch at start and the retry 2 s later (every 2 s before: three by now).
+    while (Date.now() - started < 4500) {
+      const r = await app.authz.check({ path: '/orders', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(r.denied_response?.status?.code, 'ServiceUnavailable', 'no keys yet');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(hostile.hits.get('/jwks'), 2, 'no fetch while backing off, however many Checks need keys');
+    assert.equal(await app.metric('portcullis_authz_jwks_refreshes_total', { provider: 'flaky', result: 'error' }), 2);
+    const failing = app.logs().filter((l) => String(l['msg']).startsWith('JWKS refresh fail'));
+    assert.equal(failing.length, 1, JSON.stringify(failing));
+    assert.equal(failing[0]!['provider'], 'flaky');
+    assert.match(String(failing[0]!['error']), /answered 503/);
+    down = false;
+    // The next retry, 4 s after the second (about 6 s after start).
+    await eventually(async () => (await app.authz.check({ path: '/orders', headers: { authorization: `Bearer ${token}` } })).status?.code === 0, 4000, 'the keys fetched');
+    assert.equal(hostile.hits.get('/jwks'), 3);
+    assert.deepEqual(app.logs().filter((l) => l['msg'] === 'JWKS refreshed again').map((l) => [l['provider'], l['failures']]), [['flaky', 2]]);
   });
 });

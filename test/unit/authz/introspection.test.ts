@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { IntrospectionBreaker } from '../../../src/authz/introspection.js';
+import { UnreadableBodyError } from '../../../src/authz/ports.js';
 import { AuthzService } from '../../../src/authz/service.js';
 import type { Decision } from '../../../src/authz/types.js';
 import { MemoryRevocationList } from '../../../src/store/revocation-list.js';
@@ -13,7 +15,7 @@ function setup(answer: (form?: Record<string, string>, headers?: Record<string, 
   const clock = new FakeClock(NOW_MS);
   const observer = countingObserver();
   const http = fakeHttp({ [URL]: answer });
-  const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer });
+  const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer, random: () => 0 });
   const settings = authzSettings(`introspection: { url: "${URL}", client_id: gateway, client_secret_file: ./secret, cache_seconds: 60, on_failure: ${onFailure} }
 api_keys: { file: ./keys.yaml }
 policies:
@@ -232,5 +234,133 @@ policies:
     assert.equal(await check(), false);
     clock.advance(6000);
     assert.equal(await check(), true);
+  });
+});
+
+describe('introspection: an endpoint that fails is left alone for a while', () => {
+  it('IntrospectionBreaker: held off for a backoff after each failure, one probe after it, closed by an answer', () => {
+    const clock = new FakeClock(0);
+    const breaker = new IntrospectionBreaker(() => 0);
+    let epoch = 0;
+    // `call`: a call is let through (its epoch kept) or held; `fail`/`ok`: the call last let through ends so;
+    // `stale fail`: a call let through before the last change of state fails; `wait ms`.
+    const play = (script: readonly string[]): string[] => script.map((step) => {
+      const [verb, arg] = step.split(' ');
+      if (verb === 'wait') {
+        clock.advance(Number(arg));
+        return '';
+      }
+      if (verb === 'call') {
+        const admitted = breaker.admit(clock.nowMs());
+        if ('held' in admitted) return `held: ${admitted.held}`;
+        epoch = admitted.epoch;
+        return 'call';
+      }
+      if (verb === 'fail') breaker.failed(epoch, clock.nowMs(), 'answered 503');
+      else if (verb === 'stale') breaker.failed(epoch - 1, clock.nowMs(), 'answered 503');
+      else breaker.answered();
+      const { failures, openUntilMs } = breaker.state;
+      return failures === 0 ? 'closed' : `open ${openUntilMs - clock.nowMs()} ms after ${failures}`;
+    });
+    assert.deepEqual(play([
+      'call', 'call', 'fail', 'call', 'wait 999', 'call',
+      'wait 1', 'call', 'call', 'fail', 'wait 2000', 'call', 'fail',
+      'stale', 'wait 4000', 'call', 'call', 'ok', 'call', 'call', 'fail', 'wait 1000', 'call', 'ok',
+    ]), [
+      'call', 'call', 'open 1000 ms after 1', 'held: answered 503', '', 'held: answered 503',
+      '', 'call', 'held: answered 503', 'open 2000 ms after 2', '', 'call', 'open 4000 ms after 3',
+      'open 4000 ms after 3', '', 'call', 'held: answered 503', 'closed', 'call', 'call', 'open 1000 ms after 1', '', 'call', 'closed',
+    ]);
+  });
+
+  it('concurrent Checks with one token share one call', async () => {
+    let release = (): void => undefined;
+    const s = setup(() => new Promise((resolve) => (release = () => resolve({ status: 200, body: { active: true, sub: 'u', scope: 'read' } }))));
+    const checks = Array.from({ length: 20 }, () => s.check('one-token'));
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    for (const d of await Promise.all(checks)) assert.ok(d.allow);
+    assert.equal(s.http.calls.length, 1);
+  });
+
+  it('refusing the credentials (401): one call, then every Check gets on_failure at once without a call, counted, until the backoff ends', async () => {
+    let status = 401;
+    const s = setup(() => ({ status, body: status === 200 ? { active: true, sub: 'u', scope: 'read' } : undefined }));
+    const denied = async (token: string): Promise<void> => {
+      const d = await s.check(token);
+      assert.ok(!d.allow && d.status === 503, JSON.stringify(d));
+    };
+    // [ms to wait, Checks (distinct tokens), calls the endpoint gets]
+    // Checks at once (Promise.all): the first after a backoff is the probe, the others are held until it ends. The
+    // very first call is made alone: before any failure, concurrent calls for distinct tokens all go out.
+    const rows: [number, number, number][] = [[0, 1, 1], [0, 50, 0], [999, 50, 0], [1, 50, 1], [1999, 10, 0], [1, 10, 1], [4000, 10, 1]];
+    let calls = 0;
+    let checks = 0;
+    for (const [wait, count, expected] of rows) {
+      s.clock.advance(wait);
+      await Promise.all(Array.from({ length: count }, (_, i) => denied(`t-${checks + i}`)));
+      checks += count;
+      assert.equal(s.http.calls.length - calls, expected, `after ${wait} ms more`);
+      calls = s.http.calls.length;
+    }
+    assert.equal(s.observer.counts.get('introspection_error'), checks, 'each Check counted');
+    status = 200;
+    s.clock.advance(7999);
+    await denied('still-held');
+    assert.equal(s.http.calls.length, calls, 'the last failure holds it off for 8 s');
+    s.clock.advance(1);
+    assert.ok((await s.check('probe')).allow);
+    assert.ok((await s.check('next')).allow);
+    assert.equal(s.http.calls.length, calls + 2);
+    assert.equal(s.observer.counts.get('introspection_answered'), 2);
+  });
+
+  it('a Check held off answers synchronously, and with on_failure error is a gRPC error as before', async () => {
+    const s = setup(() => { throw new Error('connect ECONNREFUSED'); }, 'error');
+    await assert.rejects(s.check('first'), { code: 'PC_AUTHZ_UNAVAILABLE' });
+    const snapshot = s.service.prepare(s.settings, s.files);
+    assert.throws(() => s.service.check(input({ headers: { authorization: 'Bearer second' } }), snapshot, AbortSignal.timeout(1000)), { code: 'PC_AUTHZ_UNAVAILABLE' });
+    assert.equal(s.http.calls.length, 1);
+  });
+
+  it('a burst of calls that all fail at once is one failure: the backoff starts at 1 s, not doubled per call', async () => {
+    let fail = (): void => undefined;
+    const failed = new Promise<void>((resolve) => (fail = resolve));
+    const s = setup(async () => {
+      await failed;
+      throw new Error('connect ETIMEDOUT');
+    });
+    const burst = Array.from({ length: 30 }, (_, i) => s.check(`burst-${i}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    fail();
+    await Promise.all(burst);
+    assert.equal(s.http.calls.length, 30);
+    s.clock.advance(1000);
+    await s.check('after');
+    assert.equal(s.http.calls.length, 31, 'called again after 1 s');
+  });
+
+  it('an answer about one token that cannot be read does not hold off the others; the same endpoint kept over a reload keeps its backoff, new credentials end it', async () => {
+    let answer: () => unknown = () => { throw new UnreadableBodyError('response JSON nested deeper than 32'); };
+    const s = setup(() => answer());
+    for (const [i, body] of [undefined, { active: 'yes' }, { active: true, sub: 'u', exp: 'soon' }].entries()) {
+      await s.check(`unreadable-${i}`);
+      answer = () => ({ status: 200, body });
+    }
+    await s.check('last-unreadable');
+    answer = () => ({ status: 200, body: { active: true, sub: 'u', scope: 'read' } });
+    assert.ok((await s.check('fine')).allow);
+    assert.equal(s.http.calls.length, 5, 'every token was asked about');
+    answer = () => ({ status: 503, body: undefined });
+    await s.check('down');
+    const calls = s.http.calls.length;
+    const check = async (snapshot: ReturnType<typeof s.service.prepare>, token: string) => s.service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(1000));
+    answer = () => ({ status: 200, body: { active: true, sub: 'u', scope: 'read' } });
+    const reloaded = await check(s.service.prepare(s.settings, s.files), 'reloaded');
+    assert.ok(!reloaded.allow && reloaded.status === 503);
+    assert.equal(s.http.calls.length, calls, 'the same endpoint and credentials: still held off');
+    const fixed = await check(s.service.prepare(s.settings, new Map([...s.files, ['/etc/portcullis/secret', 'new-secret\n']])), 'fixed');
+    assert.ok(fixed.allow);
+    assert.equal(s.http.calls.length, calls + 1);
   });
 });

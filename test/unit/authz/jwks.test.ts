@@ -214,3 +214,73 @@ describe('jwks: OIDC discovery names where the keys are', () => {
     source.close();
   });
 });
+
+describe('jwks: a failing issuer is retried with backoff', () => {
+  const URI = 'https://idp.example/jwks';
+  function failing(options: { refreshMs?: number; cooldownMs?: number; random?: () => number } = {}) {
+    let up = true;
+    const good = jwk('good');
+    const results: string[] = [];
+    const clock = new FakeClock(1_000_000);
+    const http = fakeHttp({ [URI]: () => { if (!up) throw new Error('connect ECONNREFUSED 192.0.2.1:443'); return { keys: [good] }; } });
+    const source = new RemoteKeySource({
+      source: { kind: 'uri', url: URI }, http, clock, refreshMs: options.refreshMs ?? 300_000, cooldownMs: options.cooldownMs ?? 30_000,
+      random: options.random ?? (() => 0), onRefresh: (result) => results.push(result),
+    });
+    return { source, clock, http, results, good, down: (v: boolean) => void (up = !v) };
+  }
+
+  // [random, refresh_seconds in ms, the delay before each retry of a run of failures]
+  const rows: [number, number, number[]][] = [
+    [0, 300_000, [2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]],
+    [0.999_999, 300_000, [1600, 3200, 6400, 12_800, 25_600, 48_000, 48_000]],
+    [0, 10_000, [2000, 4000, 8000, 10_000, 10_000]],
+    [0, 1000, [1000, 1000, 1000]],
+  ];
+  for (const [random, refreshMs, delays] of rows) {
+    it(`random ${random}, refresh every ${refreshMs} ms: retries after ${delays.join(', ')} ms; a success starts over`, async () => {
+      const s = failing({ random: () => random, refreshMs });
+      s.down(true);
+      for (const delay of delays) {
+        const started = s.clock.nowMs();
+        await s.source.refresh();
+        assert.equal(s.source.retryAtMs! - started, delay);
+        s.clock.advance(delay);
+      }
+      assert.deepEqual(s.results, delays.map(() => 'error'), 'each attempt reported (and counted)');
+      s.down(false);
+      await s.source.refresh();
+      assert.equal(s.source.retryAtMs, undefined);
+      s.down(true);
+      const started = s.clock.nowMs();
+      await s.source.refresh();
+      assert.equal(s.source.retryAtMs! - started, delays[0]);
+      s.source.close();
+    });
+  }
+
+  it('an unknown kid does not fetch while the retries back off, whatever the cooldown; the keys held keep serving', async () => {
+    const s = failing({ cooldownMs: 0 });
+    await s.source.refresh();
+    s.down(true);
+    const known = { alg: 'ES256', kid: 'good' } as JWTHeaderParameters;
+    const x = async () => (await s.source.resolve(known, TOKEN, signal)).map((k) => k.export({ format: 'jwk' }).x);
+    const unknown = async (i: number) => s.source.resolve({ alg: 'ES256', kid: `attacker-${i}` } as JWTHeaderParameters, TOKEN, signal);
+    // The background refresh that fails, run here on the fake clock.
+    await s.source.refresh();
+    for (const delay of [2000, 4000, 8000]) {
+      const fetches = s.http.calls.length;
+      for (let i = 0; i < 20; i++) {
+        await assert.rejects(unknown(i), errors.JWKSNoMatchingKey);
+        s.clock.advance((delay - 1) / 20);
+      }
+      assert.equal(s.http.calls.length, fetches, `no fetch within the ${delay} ms backoff`);
+      assert.deepEqual(await x(), [s.good.x]);
+      s.clock.set(s.source.retryAtMs!);
+      await assert.rejects(unknown(99), errors.JWKSNoMatchingKey);
+      assert.equal(s.http.calls.length, fetches + 1, 'once it is over, an unknown kid fetches (and fails: the next backoff)');
+      assert.equal(s.source.retryAtMs! - s.clock.nowMs(), delay * 2);
+    }
+    s.source.close();
+  });
+});

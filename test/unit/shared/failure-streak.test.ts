@@ -4,9 +4,9 @@ import { FailureStreak, reasonCode } from '../../../src/shared/failure-streak.js
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 /** `fail <reason>`, `ok`, or `wait <ms>`; each call's answer: true/false for a failure, the count or undefined for a success. */
-function play(script: readonly string[]): (boolean | number | undefined | null)[] {
+function play(script: readonly string[], newReasonsWhileFailing = false): (boolean | number | undefined | null)[] {
   const clock = new FakeClock(1_000_000);
-  const health = new FailureStreak(clock, 10_000, 1000);
+  const health = new FailureStreak(clock, 10_000, 1000, newReasonsWhileFailing);
   return script.map((step) => {
     const [verb, ...rest] = step.split(' ');
     if (verb === 'wait') {
@@ -43,6 +43,27 @@ describe('FailureStreak', () => {
       [true, 1, false, null, undefined, false, null, false]],
   ];
   for (const [name, script, expected] of table) it(name, () => assert.deepEqual(play(script), expected));
+
+  it('by default, a new reason while every call keeps failing is not reported (a store failing over)', () => {
+    assert.deepEqual(play(['fail refused', 'fail timeout', 'ok']), [true, false, 2]);
+  });
+
+  // A JWKS retried with backoff: every attempt fails, up to a minute apart, with whatever reason the issuer gives.
+  const seldom: [string, string[], (boolean | number | undefined | null)[]][] = [
+    ['each new reason of one outage is reported once, however far apart the failures',
+      ['fail refused', 'wait 60000', 'fail answered 503', 'wait 60000', 'fail refused', 'wait 60000', 'fail answered 503', 'fail no keys', 'ok'],
+      [true, null, true, null, false, null, false, true, 5]],
+    ['a failure a minute after the last, with no success between, is the same outage',
+      ['fail refused', 'wait 60000', 'fail refused', 'wait 60000', 'fail refused', 'ok', 'ok'],
+      [true, null, false, null, false, 3, undefined]],
+    ['after a recovery the same reason is news again',
+      ['fail refused', 'wait 60000', 'ok', 'wait 60000', 'fail refused', 'ok'],
+      [true, null, 1, null, true, 1]],
+    ['at most 8 reasons an outage',
+      ['fail alpha', 'fail bravo', 'fail charlie', 'fail delta', 'fail echo', 'fail foxtrot', 'fail golf', 'fail hotel', 'fail india', 'fail juliett'],
+      [true, true, true, true, true, true, true, true, false, false]],
+  ];
+  for (const [name, script, expected] of seldom) it(`newReasonsWhileFailing: ${name}`, () => assert.deepEqual(play(script, true), expected));
 });
 
 describe('reasonCode', () => {
