@@ -92,7 +92,7 @@ type OpenRedis = (name: string) => RedisClient;
 function redisOpener(redis: NonNullable<PortcullisConfig['redis']>, logger: Logger): OpenRedis {
   let probe: RedisProbe | undefined;
   return (name) => {
-    const client = createRedisClient({ url: redis.url, cluster: redis.cluster, connectTimeoutMs: redis.connectTimeoutMs });
+    const client = createRedisClient(redis);
     if (client instanceof Cluster && redis.cluster !== undefined) probe ??= probeClusterSeeds(client, redis.cluster);
     watchRedisConnection(client, {
       down: (reason) => logger.error({ client: name, reason }, 'redis connection failed'),
