@@ -845,27 +845,96 @@ class SocketErrorsHeard extends StandaloneConnectorModule.default {
 type StandaloneConnectionOptions = ConstructorParameters<typeof StandaloneConnectorModule.default>[0];
 
 /**
+ * Emitted as the 'error' of a client for the master Redis Sentinel names (createRedisClient) when no sentinel said
+ * where the master is: each sentinel asked, "host:port", with why it did not answer. ioredis says "All sentinels are
+ * unreachable… Last error: Connection is closed." whatever closed a sentinel's connection (an untrusted certificate,
+ * a refused connection, plaintext to a TLS port), and only the last sentinel's error at that. The connection log
+ * (watchRedisConnection) words it.
+ */
+export class SentinelsUnanswered extends Error {
+  constructor(readonly reasons: ReadonlyMap<string, string>) {
+    super(`no sentinel answered: ${[...reasons].map(([sentinel, reason]) => `${sentinel}: ${reason}`).join('; ')}`);
+  }
+}
+
+/** ioredis's (private) SentinelConnector members the connector below builds on. */
+interface SentinelConnectorInternals {
+  readonly sentinelIterator: { readonly cursor: number; reset(moveCurrentEndpointToFirst: boolean): void };
+  resolve(endpoint: SentinelEndpoint): Promise<unknown>;
+  connectToSentinel(endpoint: SentinelEndpoint, options?: object): Redis;
+}
+interface SentinelEndpoint { readonly host?: string; readonly port?: number }
+
+/**
  * SocketErrorsHeard for a master found through Redis Sentinel: the master's socket gets the same lasting listener,
  * and so do the connections to the sentinels (the lookups, and the failover detector's subscriptions), which ioredis
- * opens with its own connector.
+ * opens with its own connector. Besides:
+ * - A round of lookups in which no sentinel answered is reported as SentinelsUnanswered, each sentinel with the
+ *   first error its connection heard (the certificate, the refusal), not the command's "Connection is closed.".
+ * - Each (re)connect asks the sentinels from the first again, the one that answered last in front. ioredis went on
+ *   where the last lookup stopped: after a lookup whose master then refused the connection (a master killed, not
+ *   yet failed over) that was past the last sentinel, and it reported "All sentinels are unreachable" without having
+ *   asked one, then waited before asking.
+ * - The failover detector's subscriptions get an 'error' listener: while a sentinel is down they retry every
+ *   second (sentinelReconnectStrategy), and ioredis printed each failure to stderr as "[ioredis] Unhandled error
+ *   event" (not JSON). The master still serves meanwhile; a lookup that fails names its sentinels.
  */
 class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
+  /** This round's sentinels that did not answer, and why. */
+  private readonly unanswered = new Map<string, string>();
+  /**
+   * The first error the lookup connection in progress heard (lookups are one at a time). One object per connection:
+   * a TLS socket's late second error must not land on the next lookup's.
+   */
+  private lookup: { error?: string } = {};
+
   constructor(options: unknown) {
     super(options as SentinelConnectionOptions);
   }
 
   override async connect(emitter: ErrorEmitter): Promise<NetStream> {
-    const stream = await super.connect(emitter);
+    const iterator = (this as unknown as SentinelConnectorInternals).sentinelIterator;
+    if (iterator.cursor > 0) iterator.reset(true);
+    this.unanswered.clear();
+    const stream = await super.connect((type: string, error: Error) => {
+      if (type === 'error' && /^All sentinels are unreachable\b/.test(error.message) && this.unanswered.size > 0) {
+        const reasons = new Map(this.unanswered);
+        this.unanswered.clear();
+        emitter(type, new SentinelsUnanswered(reasons));
+      } else {
+        emitter(type, error);
+      }
+    });
     stream.on('error', () => undefined);
     return stream;
   }
 
-  /** ioredis's own (private) factory of sentinel connections, given the connector above. */
   static {
-    const prototype = SentinelConnectorModule.default.prototype as unknown as { connectToSentinel(endpoint: unknown, options?: object): unknown };
-    const opened = prototype.connectToSentinel;
-    (SentinelSocketErrorsHeard.prototype as unknown as typeof prototype).connectToSentinel = function (this: unknown, endpoint, options) {
-      return opened.call(this, endpoint, { Connector: SocketErrorsHeard, ...options });
+    const prototype = SentinelConnectorModule.default.prototype as unknown as SentinelConnectorInternals;
+    const own = SentinelSocketErrorsHeard.prototype as unknown as SentinelConnectorInternals;
+    const { connectToSentinel, resolve } = prototype;
+    own.connectToSentinel = function (this: SentinelSocketErrorsHeard, endpoint, options) {
+      const client = connectToSentinel.call(this, endpoint, { Connector: SocketErrorsHeard, ...options });
+      // A lookup's client (no options) reports its first error to resolve below; the detector's (options) none.
+      if (options === undefined) {
+        const lookup: { error?: string } = {};
+        this.lookup = lookup;
+        client.on('error', (error: Error) => void (lookup.error ??= error.message));
+      } else {
+        client.on('error', () => undefined);
+      }
+      return client;
+    };
+    own.resolve = async function (this: SentinelSocketErrorsHeard, endpoint) {
+      const sentinel = `${endpoint.host ?? '127.0.0.1'}:${endpoint.port ?? 26379}`;
+      try {
+        const resolved = await resolve.call(this, endpoint);
+        if (resolved === null || resolved === undefined) this.unanswered.set(sentinel, 'knows no address for the master');
+        return resolved;
+      } catch (error) {
+        this.unanswered.set(sentinel, this.lookup.error ?? (error as Error).message);
+        throw error;
+      }
     };
   }
 }

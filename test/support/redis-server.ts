@@ -449,7 +449,7 @@ export function bulkStrings(reply: string): string[] {
 export interface RedisSentinel {
   /** The sentinel's own server (kill, restart, output). */
   readonly server: RedisServer;
-  /** redis://127.0.0.1:<port> of the sentinel (no credentials in it). */
+  /** redis://127.0.0.1:<port> of the sentinel, rediss:// with tls (no credentials in it). */
   readonly url: string;
   /** The master name it monitors. */
   readonly name: string;
@@ -490,6 +490,11 @@ export interface StartRedisSentinelOptions {
   readonly password?: string;
   /** The password of the master and its replicas (sentinel auth-pass). */
   readonly masterPassword?: string;
+  /**
+   * Serve TLS only (no plaintext port) with these files, and reach the master and replicas over TLS
+   * (tls-replication): give the data nodes the same `tls` to startRedis.
+   */
+  readonly tls?: RedisTlsFiles;
 }
 
 /**
@@ -506,7 +511,9 @@ export async function startRedisSentinel(options: StartRedisSentinelOptions): Pr
     ...(options.password === undefined ? [] : [`requirepass ${options.password}`]),
     '',
   ].join('\n');
-  const server = await startRedis({ sentinelConfig: config, ...(options.password === undefined ? {} : { password: options.password }) });
+  const server = await startRedis({
+    sentinelConfig: config, ...(options.password === undefined ? {} : { password: options.password }), ...(options.tls === undefined ? {} : { tls: options.tls }),
+  });
   const masterPort = async (): Promise<number> => Number(bulkStrings(await sendCommand(server.port, ['SENTINEL', 'get-master-addr-by-name', name]))[1]);
   const sentinel: RedisSentinel = {
     server,

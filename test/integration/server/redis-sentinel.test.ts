@@ -197,6 +197,11 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
           const slow = failed.filter((c) => c.doneMs - c.atMs > 100);
           assert.ok(slow.length <= failed.length / 10, `${slow.length} of ${failed.length} failure_mode answers took over 100 ms`);
           assert.ok(notReady.length > 0, '/readyz said not ready while no master answered');
+          // The sentinel answered throughout: the log blames the master (refused), never the sentinels. ioredis said
+          // "All sentinels are unreachable" at every other reconnect, without having asked one.
+          const blamed = server.logs().filter((l) => l['msg'] === 'redis connection failed' && Number(l['time']) >= failedMs && /sentinel/i.test(String(l['reason'])));
+          assert.deepEqual(blamed, [], 'no line blames the sentinel');
+          assert.ok(server.logs().some((l) => l['msg'] === 'redis connection failed' && Number(l['time']) >= failedMs && /ECONNREFUSED/.test(String(l['reason']))), 'the refused master is logged');
         }
         await eventually(async () => (await readyz(server)) === 200, 5000, 'ready again');
       } finally {
