@@ -56,6 +56,8 @@ export interface AppDeps {
   readonly cache?: CacheStore;
   /** A worker under src/server/supervisor.ts: the supervisor serves the admin port and watches the files. */
   readonly worker?: boolean;
+  /** Why the counter store's connection is down, as the connection log last said it (redacted): /readyz shows it. */
+  readonly storeTrouble?: () => string | undefined;
 }
 
 export interface App {
@@ -314,7 +316,10 @@ export function buildApp(deps: AppDeps): App {
     const reasons: string[] = [];
     if (shuttingDown) reasons.push('shutting down');
     if (holder.current().snapshot.config === undefined) reasons.push('no rate limit configuration loaded');
-    if (!storeReachable) reasons.push('counter store not reachable');
+    if (!storeReachable) {
+      const trouble = deps.storeTrouble?.();
+      reasons.push(trouble === undefined ? 'counter store not reachable' : `counter store not reachable: ${trouble}`);
+    }
     return { ready: reasons.length === 0, reasons };
   };
 

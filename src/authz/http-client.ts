@@ -1,4 +1,5 @@
 import { request, type Dispatcher } from 'undici';
+import { nestsDeeperThan } from '../shared/json-depth.js';
 import { UnreadableBodyError, type HttpClient } from './ports.js';
 
 /** Responses bigger than this are refused: a JWKS or an introspection answer is a few KiB. */
@@ -9,23 +10,6 @@ export const MAX_BODY_BYTES = 1 << 20;
  * it recursively afterwards (String() of a claim, JSON.stringify) overflows the stack.
  */
 export const MAX_JSON_DEPTH = 32;
-
-/** How deep `text` nests arrays and objects, counted without recursion; stops counting once past `limit`. */
-export function jsonDepthOver(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // a backslash: the next character is escaped, a quote included
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return false;
-}
 
 /**
  * Drops a body unread. undici's body, destroyed without an error, emits an AbortError of its own, which with no
@@ -57,9 +41,10 @@ async function readJson(response: Dispatcher.ResponseData): Promise<unknown> {
     if (size > MAX_BODY_BYTES) throw new UnreadableBodyError(`response larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const bytes = Buffer.concat(chunks);
+  const text = bytes.toString('utf8');
   if (text.trim() === '') return undefined;
-  if (jsonDepthOver(text, MAX_JSON_DEPTH)) throw new UnreadableBodyError(`response JSON nested deeper than ${MAX_JSON_DEPTH}`);
+  if (nestsDeeperThan(bytes, MAX_JSON_DEPTH)) throw new UnreadableBodyError(`response JSON nested deeper than ${MAX_JSON_DEPTH}`);
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {

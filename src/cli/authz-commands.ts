@@ -146,7 +146,7 @@ export async function explain(options: ExplainOptions, out: (s: string) => void)
  */
 async function revocationListFor(config: PortcullisConfig, out: (s: string) => void): Promise<RevocationList> {
   if (config.redis === undefined || config.authz?.revocation.enabled !== true) return new MemoryRevocationList(systemClock);
-  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  const client = createRedisClient(config.redis);
   const list = sharedRevocationList(client, config.authz);
   let timer: NodeJS.Timeout | undefined;
   // The client queues nothing while it connects (enableOfflineQueue: false): wait until it is ready.
@@ -214,7 +214,7 @@ export async function revoke(options: RevokeOptions, out: (s: string) => void): 
     return 1;
   }
   const refreshMs = config.authz.revocation.refreshMs;
-  const client = createRedisClient({ url: config.redis.url, cluster: config.redis.cluster, connectTimeoutMs: config.redis.connectTimeoutMs });
+  const client = createRedisClient(config.redis);
   const list = sharedRevocationList(client, config.authz);
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -87,16 +87,23 @@ type OpenRedis = (name: string) => RedisClient;
 /**
  * Every Redis client `serve` opens comes from here, its connection trouble logged under its name (the connection log:
  * redis-connection-log.ts): one that was not watched failed without a line in the log. The clients of a cluster share
- * one seed probe, so an outage costs one probe connection per seed rather than one per client.
+ * one seed probe, so an outage costs one probe connection per seed rather than one per client. `troubles` holds each
+ * client's last reported reason while its connection is down (for /readyz).
  */
-function redisOpener(redis: NonNullable<PortcullisConfig['redis']>, logger: Logger): OpenRedis {
+function redisOpener(redis: NonNullable<PortcullisConfig['redis']>, logger: Logger, troubles: Map<string, string>): OpenRedis {
   let probe: RedisProbe | undefined;
   return (name) => {
-    const client = createRedisClient({ url: redis.url, cluster: redis.cluster, connectTimeoutMs: redis.connectTimeoutMs });
+    const client = createRedisClient(redis);
     if (client instanceof Cluster && redis.cluster !== undefined) probe ??= probeClusterSeeds(client, redis.cluster);
     watchRedisConnection(client, {
-      down: (reason) => logger.error({ client: name, reason }, 'redis connection failed'),
-      up: () => logger.info({ client: name }, 'redis connected'),
+      down: (reason) => {
+        troubles.set(name, reason);
+        logger.error({ client: name, reason }, 'redis connection failed');
+      },
+      up: () => {
+        troubles.delete(name);
+        logger.info({ client: name }, 'redis connected');
+      },
       seedSkipped: (reason) => logger.warn({ client: name, reason }, 'redis cluster seed skipped'),
     }, { redact: redactUrlCredentials, clock: systemClock, ...(client.isCluster && probe !== undefined ? { probe } : {}) });
     return client;
@@ -145,14 +152,15 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   const registry = new Registry();
   collectNodeMetrics(registry);
   createLogMetrics(registry, logOutput);
-  const openRedis = config.redis === undefined ? undefined : redisOpener(config.redis, logger);
+  const redisTroubles = new Map<string, string>();
+  const openRedis = config.redis === undefined ? undefined : redisOpener(config.redis, logger, redisTroubles);
   const revocation = openRedis !== undefined && config.authz?.revocation.enabled
     ? sharedRevocationList(openRedis('revocation list'), config.authz,
       (error) => logger.debug({ err: error.message }, 'revocation list refresh failed'))
     : new MemoryRevocationList(systemClock);
   const app = buildApp({
     config, logger, registry, clock: systemClock, store: createStore(config, openRedis, registry), cache: createCacheStore(config, openRedis),
-    random: Math.random, revocation, worker,
+    random: Math.random, revocation, worker, storeTrouble: () => redisTroubles.get('counter store'),
   });
   // A signal during start-up is kept and acted on once started: without a handler, Node would die of it undrained.
   let requested: string | undefined;

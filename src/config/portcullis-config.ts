@@ -7,9 +7,10 @@ import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readC
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } from '../server/grpc-transport.js';
 import { redactUrlCredentials } from '../shared/redact.js';
-import { ConfigError, IssueCollector, joinPath } from './errors.js';
+import { compileRedis, redactRedisSettings, redisConfigured, redisField, type RedisSettings } from '../store/redis-config.js';
+import { ConfigError, IssueCollector } from './errors.js';
 import { runOffThread } from './off-thread.js';
-import { boolean, list, number, object, oneOf, secret, string, type Field } from './schema.js';
+import { boolean, number, object, oneOf, string } from './schema.js';
 import { mapGet, parseYaml } from './yaml.js';
 
 /** portcullis.yaml, parsed once, validated, frozen. Paths are absolute. */
@@ -27,7 +28,7 @@ export interface PortcullisConfig {
     readonly workers: WorkersSetting;
   };
   /** undefined: the in-memory store (one instance only). */
-  readonly redis: { readonly url: string | undefined; readonly cluster: readonly string[] | undefined; readonly connectTimeoutMs: number } | undefined;
+  readonly redis: RedisSettings | undefined;
   /** The in-memory store (used when no Redis is configured). */
   readonly memory: { readonly maxKeys: number };
   readonly log: { readonly level: string };
@@ -50,30 +51,6 @@ export interface PortcullisConfig {
 
 const address = (fallback: string) =>
   string(fallback, (s) => (/^[^\s]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? undefined : `expected host:port, got '${s}'`));
-// Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
-// password and all. The URL is shown redacted (ConfigError hides every URL's credentials).
-const redisUrl = string('', (s) => (/^rediss?:\/\//.test(s) && URL.canParse(s) ? undefined : `expected a redis:// or rediss:// URL, got '${s}'`));
-const isTlsUrl = (url: string): boolean => url.startsWith('rediss://');
-/**
- * Cluster seeds, all rediss:// or all redis://: ioredis reaches every node of a cluster the same way (TLS for all
- * or none, createRedisClient), so one scheme among the others would not do what it says. Each seed whose scheme
- * differs from the first one's is reported at its own line.
- */
-const clusterSeeds: Field<string[] | undefined> = (v, path, issues, parentLine) => {
-  const seeds = list(redisUrl)(v, path, issues, parentLine);
-  // A seed that is not a URL reads as '' (reported already): the first valid one sets the scheme.
-  const model = seeds?.find((seed) => seed !== '');
-  if (seeds === undefined || v?.kind !== 'seq' || model === undefined) return seeds;
-  const first = isTlsUrl(model);
-  seeds.forEach((seed, i) => {
-    if (seed === '' || isTlsUrl(seed) === first) return;
-    const [it, among] = first ? ['redis://', 'rediss://'] : ['rediss://', 'redis://'];
-    issues.add(v.items[i]?.line ?? v.line, joinPath(path, i),
-      `a ${it} seed among ${among} seeds ('${seed}'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://`);
-  });
-  return seeds;
-};
-
 const schema = object({
   server: object({
     grpc: object({ address: address('127.0.0.1:9191'), ...grpcTransportFields }),
@@ -83,11 +60,7 @@ const schema = object({
     workers: workersField,
   }),
   // A Redis URL holds the password, and one that is not a URL cannot be told from a bare password.
-  redis: secret(object({
-    url: redisUrl,
-    cluster: clusterSeeds,
-    connect_timeout_ms: number(2000, { min: 1, max: 60_000, integer: true }),
-  })),
+  redis: redisField,
   memory: object({ max_keys: number(500_000, { min: 1, max: 100_000_000, integer: true }) }),
   log: object({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info') }),
   ratelimit: object({
@@ -145,12 +118,9 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
     throw new ConfigError(issues.issues);
   }
   const raw = schema(parsed.root, '', issues, 1);
-  if (raw.redis.url !== '' && raw.redis.cluster !== undefined) {
-    const redis = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
-    issues.add(redis?.key.line, 'redis', 'set either url or cluster, not both');
-  }
-  const redisConfigured = raw.redis.url !== '' || raw.redis.cluster !== undefined;
-  checkWorkers(raw.server.workers, redisConfigured, issues);
+  const redisKey = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
+  const redis = compileRedis(raw.redis, redisKey?.key.line, issues);
+  checkWorkers(raw.server.workers, redisConfigured(raw.redis), issues);
   const authz = compileAuthz(raw.authz, file, issues);
   const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues, readSchema);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
@@ -159,9 +129,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   return deepFreeze({
     file,
     server: { grpc: { address: raw.server.grpc.address, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
-    redis: redisConfigured
-      ? { url: raw.redis.url || undefined, cluster: raw.redis.cluster, connectTimeoutMs: raw.redis.connect_timeout_ms }
-      : undefined,
+    redis,
     memory: { maxKeys: raw.memory.max_keys },
     log: raw.log,
     ratelimit: {
@@ -259,13 +227,14 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
 
 /**
  * The config as shown on /config. Every URL's credentials are hidden (Redis URLs, and the introspection, JWKS and
- * discovery URLs of authz, which may carry user info or an access token), and so is the literal text of every ext_proc
- * header rule: a rule may add a credential for the upstreams under any header name (`x-upstream-creds`), so only
- * its placeholders are shown (`Bearer {token}` is `***{token}`).
+ * discovery URLs of authz, which may carry user info or an access token), and so are redis.sentinel.password and the
+ * literal text of every ext_proc header rule: a rule may add a credential for the upstreams under any header name
+ * (`x-upstream-creds`), so only its placeholders are shown (`Bearer {token}` is `***{token}`).
  */
 export function redactedConfig(config: PortcullisConfig): unknown {
   return redactStrings({
     ...config,
+    redis: config.redis === undefined ? undefined : redactRedisSettings(config.redis),
     extproc: {
       ...config.extproc,
       routes: config.extproc.routes.map((route) => ({

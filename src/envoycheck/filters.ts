@@ -525,6 +525,8 @@ export function checkExtprocModes(sites: readonly RouteSite[]): FilterFinding[] 
     if (filter === undefined) continue;
     const name = text(filter['name'], EXT_PROC_FILTER);
     const active = perRouteFilter(filter, site.perFilterConfigChain).active;
+    // In observability_mode Envoy waits for nothing and applies nothing Portcullis answers: neither check applies.
+    if (record(filter['typed_config'])['observability_mode'] === true) continue;
     if (active) checkModeOverride(site, filter, findings);
     const override = active ? routeProcessingMode(site) : undefined;
     // The codec's 400 has no route: the filter's own mode is the one it meets, unless the filter is off by default.

@@ -80,6 +80,8 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
       });
       let chain: Promise<void> = Promise.resolve();
       let finished = false;
+      // Envoy in observability_mode waits for no answer and takes no mode_override: a body never asked for is no sign.
+      let observing = false;
       const finish = (): void => {
         if (finished) return;
         finished = true;
@@ -113,14 +115,15 @@ export function externalProcessorHandlers(deps: ExtprocHandlerDeps): UntypedServ
           }
           deps.observer.observeDuration(decoded.message.kind, (performance.now() - started) / 1000);
           // Observability mode: Envoy ignores answers; sending none is what it expects.
-          if (wire.observability_mode === true || finished) return;
+          if (wire.observability_mode === true) observing = true;
+          if (observing || finished) return;
           call.write(answer);
         });
       });
       call.on('end', () => {
         void chain.then(() => {
           if (finished) return;
-          if (stream.endedWithoutAskedBody()) bodyNeverCame(stream.ids);
+          if (!observing && stream.endedWithoutAskedBody()) bodyNeverCame(stream.ids);
           call.end();
           finish();
         });

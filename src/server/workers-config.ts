@@ -26,7 +26,7 @@ export const workersField: Field<{ readonly value: WorkersSetting; readonly line
  */
 export function checkWorkers(workers: { readonly value: WorkersSetting; readonly line: number | undefined }, redisConfigured: boolean, issues: IssueCollector): void {
   if (workers.value === 1 || redisConfigured) return;
-  issues.add(workers.line, 'server.workers', `workers: ${workers.value} needs redis: worker processes cannot share the in-memory store (set redis.url or redis.cluster, or workers: 1)`);
+  issues.add(workers.line, 'server.workers', `workers: ${workers.value} needs redis: worker processes cannot share the in-memory store (set redis.url, redis.cluster or redis.sentinel, or workers: 1)`);
 }
 
 export function resolveWorkers(setting: WorkersSetting): number {

@@ -1,7 +1,7 @@
 import { Redis, type Cluster } from 'ioredis';
 import type { Clock } from '../shared/clock.js';
 import { reasonCode } from '../shared/failure-streak.js';
-import { SEED_LOOKUP_EVENT } from './redis-counter-store.js';
+import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from './redis-counter-store.js';
 
 export interface RedisConnectionEvents {
   /** The connection failed, with a kind of reason not yet reported since it last worked (credentials already hidden). */
@@ -45,6 +45,19 @@ export function explainRedisError(message: string): string {
 }
 
 /**
+ * A round of sentinel lookups that found no master (SentinelsUnanswered): each sentinel with its reason, explained,
+ * and the kind, which is the kinds of the sentinels' reasons: a certificate fixed and a password then refused is a
+ * new line, the same certificate at the next round is not.
+ */
+export function describeSentinelsUnanswered(reasons: ReadonlyMap<string, string>): { readonly message: string; readonly code: string } {
+  const explained = [...reasons].map(([sentinel, reason]) => [sentinel, explainRedisError(reason)] as const);
+  return {
+    message: `no sentinel answered: ${explained.map(([sentinel, reason]) => `${sentinel}: ${reason}`).join('; ')}`,
+    code: `no sentinel answered: ${[...new Set(explained.map(([, reason]) => reasonCode(reason)))].sort().join(', ')}`,
+  };
+}
+
+/**
  * Reports Redis connection trouble once per change of state: each kind of reason once (reasonCode) until the
  * connection works again, then the recovery. ioredis emits an error on every reconnect attempt (several a second);
  * logging each would bury the one line an operator needs, such as WRONGPASS for a wrong password, which otherwise
@@ -53,7 +66,8 @@ export function explainRedisError(message: string): string {
  * A Cluster hides most reasons (UNINFORMATIVE): its per-node errors are heard ('node error'), and when they say
  * nothing, `probe` (probeClusterSeeds) connects to the seeds itself, at most every PROBE_INTERVAL_MS, to find the
  * reason (self-signed certificate, ENOTFOUND…). A seed whose name does not resolve is reported apart, as skipped
- * (SEED_LOOKUP_EVENT): the cluster may well serve from the others.
+ * (SEED_LOOKUP_EVENT): the cluster may well serve from the others. A client for the master Redis Sentinel names
+ * reports the sentinels that did not answer each with its own reason (SentinelsUnanswered).
  */
 export interface RedisConnectionWatch {
   /** Hides credentials in a reason before it is reported. */
@@ -73,10 +87,16 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
   const report = (message: string, node?: string): void => {
     const explained = explainRedisError(message);
     // The kind, whichever node said it (a probe's reason names its node in the message).
-    const code = reasonCode(explained.replace(/^\S+:\d+: /, ''));
+    reportOnce(reasonCode(explained.replace(/^\S+:\d+: /, '')), node === undefined ? explained : `${node}: ${explained}`);
+  };
+  const reportOnce = (code: string, text: string): void => {
     if (reported.has(code)) return;
     reported.add(code);
-    events.down(redact(node === undefined ? explained : `${node}: ${explained}`));
+    events.down(redact(text));
+  };
+  const reportSentinels = (reasons: ReadonlyMap<string, string>): void => {
+    const { message, code } = describeSentinelsUnanswered(reasons);
+    reportOnce(code, message);
   };
   /** A failure without its reason: probe for it, else report what was said (`fallback`). */
   const unexplained = (fallback: string | undefined): void => {
@@ -94,7 +114,8 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
     }, () => undefined).finally(() => (probing = false));
   };
   const heard = (error: Error, node?: string): void => {
-    if (isUninformative(error.message)) unexplained(node === undefined ? error.message : `${node}: ${error.message}`);
+    if (error instanceof SentinelsUnanswered) reportSentinels(error.reasons);
+    else if (isUninformative(error.message)) unexplained(node === undefined ? error.message : `${node}: ${error.message}`);
     else report(error.message, node);
   };
   client.on('error', (error: Error) => heard(error));

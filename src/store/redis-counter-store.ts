@@ -1,7 +1,7 @@
-// The CounterStore for Redis and Redis Cluster: every request is at most one Lua script call (one per hash slot in
-// a cluster), so a request with ten descriptors costs one round trip, not ten, and concurrent requests under the
-// default policy share one call per event-loop turn (the Node side of each command is the bottleneck:
-// docs/benchmarks.md). A call that would carry only a few fixed windows (what a turn below saturation holds) sends
+// The CounterStore for Redis (a single node, or the master Redis Sentinel names) and Redis Cluster: every request is
+// at most one Lua script call (one per hash slot in a cluster), so a request with ten descriptors costs one round
+// trip, not ten, and concurrent requests under the default policy share one call per event-loop turn (the Node side
+// of each command is the bottleneck: docs/benchmarks.md). A call that would carry only a few fixed windows (what a turn below saturation holds) sends
 // one plain INCRBY per window instead, which costs Redis less than any script call.
 //
 // The script mirrors algorithms.ts; the integration suite runs random requests through both and compares.
@@ -12,12 +12,14 @@
 // forever in the background.
 
 import { lookup } from 'node:dns';
-import { Cluster, Redis, ReplyError } from 'ioredis';
+import { Cluster, Redis, ReplyError, type RedisOptions } from 'ioredis';
+import SentinelConnectorModule from 'ioredis/built/connectors/SentinelConnector/index.js';
 import StandaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import { whenAborted } from '../shared/abort.js';
 import { ErrorCode, PortcullisError, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
+import { urlCredentials, type SentinelSettings } from './redis-config.js';
 import { deadlineError, StallGuard } from './stall-guard.js';
 
 /**
@@ -775,10 +777,12 @@ export function keySlot(key: string): number {
 // Client factory
 
 export interface RedisClientOptions {
-  /** Single node, e.g. redis://127.0.0.1:6379 (the default). Ignored when `cluster` is given. */
-  readonly url?: string;
+  /** Single node, e.g. redis://127.0.0.1:6379 (the default). Ignored when `cluster` or `sentinel` is given. */
+  readonly url?: string | undefined;
   /** Cluster seed nodes, "host:port" or redis:// URLs, or rediss:// URLs (all of them) for TLS to every node. */
-  readonly cluster?: readonly string[];
+  readonly cluster?: readonly string[] | undefined;
+  /** The master the sentinels name (redis-config.ts); rediss:// sentinels (all of them) for TLS to them and to it. */
+  readonly sentinel?: SentinelSettings | undefined;
   /** How long one connection attempt may take (default 1000 ms). */
   readonly connectTimeoutMs?: number;
 }
@@ -792,13 +796,8 @@ export interface RedisClientOptions {
  */
 export function seedCredentials(seeds: readonly string[]): { readonly username?: string; readonly password?: string } {
   for (const seed of seeds) {
-    if (!/^rediss?:\/\//i.test(seed) || !URL.canParse(seed)) continue;
-    const url = new URL(seed);
-    const fromUserInfo = url.username !== '' || url.password !== '';
-    const username = fromUserInfo ? decodeURIComponent(url.username) : (url.searchParams.get('username') ?? '');
-    const password = fromUserInfo ? decodeURIComponent(url.password) : (url.searchParams.get('password') ?? '');
-    if (username === '' && password === '') continue;
-    return Object.freeze({ ...(username === '' ? {} : { username }), ...(password === '' ? {} : { password }) });
+    const credentials = urlCredentials(seed);
+    if (credentials.username !== undefined || credentials.password !== undefined) return credentials;
   }
   return Object.freeze({});
 }
@@ -844,8 +843,150 @@ class SocketErrorsHeard extends StandaloneConnectorModule.default {
   }
 }
 type StandaloneConnectionOptions = ConstructorParameters<typeof StandaloneConnectorModule.default>[0];
+
+/**
+ * Emitted as the 'error' of a client for the master Redis Sentinel names (createRedisClient) when no sentinel said
+ * where the master is: each sentinel asked, "host:port", with why it did not answer. ioredis says "All sentinels are
+ * unreachable… Last error: Connection is closed." whatever closed a sentinel's connection (an untrusted certificate,
+ * a refused connection, plaintext to a TLS port), and only the last sentinel's error at that. The connection log
+ * (watchRedisConnection) words it.
+ */
+export class SentinelsUnanswered extends Error {
+  constructor(readonly reasons: ReadonlyMap<string, string>) {
+    super(`no sentinel answered: ${[...reasons].map(([sentinel, reason]) => `${sentinel}: ${reason}`).join('; ')}`);
+  }
+}
+
+/** ioredis's (private) SentinelConnector members the connector below builds on. */
+interface SentinelConnectorInternals {
+  readonly sentinelIterator: { readonly cursor: number; reset(moveCurrentEndpointToFirst: boolean): void };
+  resolve(endpoint: SentinelEndpoint): Promise<unknown>;
+  connectToSentinel(endpoint: SentinelEndpoint, options?: object): Redis;
+}
+interface SentinelEndpoint { readonly host?: string; readonly port?: number }
+
+/**
+ * SocketErrorsHeard for a master found through Redis Sentinel: the master's socket gets the same lasting listener,
+ * and so do the connections to the sentinels (the lookups, and the failover detector's subscriptions), which ioredis
+ * opens with its own connector. Besides:
+ * - A round of lookups in which no sentinel answered is reported as SentinelsUnanswered, each sentinel with the
+ *   first error its connection heard (the certificate, the refusal), not the command's "Connection is closed.".
+ * - Each (re)connect asks the sentinels from the first again, the one that answered last in front. ioredis went on
+ *   where the last lookup stopped: after a lookup whose master then refused the connection (a master killed, not
+ *   yet failed over) that was past the last sentinel, and it reported "All sentinels are unreachable" without having
+ *   asked one, then waited before asking.
+ * - The failover detector's subscriptions get an 'error' listener: while a sentinel is down they retry every
+ *   second (sentinelReconnectStrategy), and ioredis printed each failure to stderr as "[ioredis] Unhandled error
+ *   event" (not JSON). The master still serves meanwhile; a lookup that fails names its sentinels.
+ */
+class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
+  /** This round's sentinels that did not answer, and why. */
+  private readonly unanswered = new Map<string, string>();
+  /**
+   * The first error the lookup connection in progress heard (lookups are one at a time). One object per connection:
+   * a TLS socket's late second error must not land on the next lookup's.
+   */
+  private lookup: { error?: string } = {};
+
+  constructor(options: unknown) {
+    super(options as SentinelConnectionOptions);
+  }
+
+  override async connect(emitter: ErrorEmitter): Promise<NetStream> {
+    const iterator = (this as unknown as SentinelConnectorInternals).sentinelIterator;
+    if (iterator.cursor > 0) iterator.reset(true);
+    this.unanswered.clear();
+    const stream = await super.connect((type: string, error: Error) => {
+      if (type === 'error' && /^All sentinels are unreachable\b/.test(error.message) && this.unanswered.size > 0) {
+        const reasons = new Map(this.unanswered);
+        this.unanswered.clear();
+        emitter(type, new SentinelsUnanswered(reasons));
+      } else {
+        emitter(type, error);
+      }
+    });
+    stream.on('error', () => undefined);
+    return stream;
+  }
+
+  static {
+    const prototype = SentinelConnectorModule.default.prototype as unknown as SentinelConnectorInternals;
+    const own = SentinelSocketErrorsHeard.prototype as unknown as SentinelConnectorInternals;
+    const { connectToSentinel, resolve } = prototype;
+    own.connectToSentinel = function (this: SentinelSocketErrorsHeard, endpoint, options) {
+      const client = connectToSentinel.call(this, endpoint, { Connector: SocketErrorsHeard, ...options });
+      // A lookup's client (no options) reports its first error to resolve below; the detector's (options) none.
+      if (options === undefined) {
+        const lookup: { error?: string } = {};
+        this.lookup = lookup;
+        client.on('error', (error: Error) => void (lookup.error ??= error.message));
+      } else {
+        client.on('error', () => undefined);
+      }
+      return client;
+    };
+    own.resolve = async function (this: SentinelSocketErrorsHeard, endpoint) {
+      const sentinel = `${endpoint.host ?? '127.0.0.1'}:${endpoint.port ?? 26379}`;
+      try {
+        const resolved = await resolve.call(this, endpoint);
+        if (resolved === null || resolved === undefined) this.unanswered.set(sentinel, 'knows no address for the master');
+        return resolved;
+      } catch (error) {
+        this.unanswered.set(sentinel, this.lookup.error ?? (error as Error).message);
+        throw error;
+      }
+    };
+  }
+}
+type SentinelConnectionOptions = ConstructorParameters<typeof SentinelConnectorModule.default>[0];
 type ErrorEmitter = Parameters<InstanceType<typeof StandaloneConnectorModule.default>['connect']>[0];
 type NetStream = Awaited<ReturnType<InstanceType<typeof StandaloneConnectorModule.default>['connect']>>;
+
+/**
+ * The options of a client for the master the sentinels name: the single node's (fail at once while disconnected,
+ * reconnect forever), the address asked of the sentinels at every (re)connect, and the connection dropped as soon as
+ * a sentinel announces a failover (+switch-master, failoverDetector): a master that stopped answering (a paused
+ * process, a host gone) keeps its connection open, so without it every call would wait for the stall guard and
+ * fail until the operating system gave up on the socket, long after the replica took over.
+ */
+export function sentinelOptions(sentinel: SentinelSettings, connectionOptions: { readonly connectTimeout: number }): RedisOptions {
+  const tls = sentinel.nodes.every((node) => /^rediss:\/\//i.test(node));
+  const credentials = sentinel.nodes.map(urlCredentials).find((c) => c.username !== undefined || c.password !== undefined) ?? {};
+  return {
+    ...connectionOptions,
+    Connector: SentinelSocketErrorsHeard,
+    autoPipeliningIgnoredCommands: BATCH_COMMANDS,
+    enableOfflineQueue: false,
+    retryStrategy: reconnectDelayMs,
+    lazyConnect: false,
+    name: sentinel.master,
+    role: 'master',
+    sentinels: sentinel.nodes.map((node) => {
+      const url = new URL(node);
+      return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || 26379) };
+    }),
+    ...(sentinel.username === undefined ? {} : { username: sentinel.username }),
+    ...(sentinel.password === undefined ? {} : { password: sentinel.password }),
+    ...(credentials.username === undefined ? {} : { sentinelUsername: credentials.username }),
+    ...(credentials.password === undefined ? {} : { sentinelPassword: credentials.password }),
+    // TLS to the sentinels (sentinelTLS) and to the master (tls, which ioredis uses in sentinel mode only with
+    // enableTLSForSentinelMode), certificates checked against the CAs Node trusts, as for a single node.
+    ...(tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    // Every sentinel down: ask them again on the same schedule as a single node is reconnected.
+    sentinelRetryStrategy: reconnectDelayMs,
+    // A sentinel that accepts the connection but does not answer (a paused process) must not hold the lookup forever.
+    sentinelCommandTimeout: connectionOptions.connectTimeout,
+    failoverDetector: true,
+    // How long the detector's disconnect waits for the old master to close the connection before it drops it: one
+    // that does not answer (paused) never closes it, and calls fail until it is dropped (the default is 2 s).
+    disconnectTimeout: 100,
+    // The failover detector's subscriptions, when a sentinel drops them (the default waits a minute).
+    sentinelReconnectStrategy: () => 1000,
+    // A master demoted to a replica answers READONLY to every write: look the master up again. The command is not
+    // resent (ioredis would for 2): it may be past its deadline, answered by failure_mode already.
+    reconnectOnError: (error) => /^READONLY\b/.test(error.message),
+  };
+}
 
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
@@ -902,6 +1043,8 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       // between the two until it ran out of redirections (a call on a slot being migrated, in ~60 ms).
       redisOptions: { ...connectionOptions, enableAutoPipelining: false, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
     });
+  } else if (options.sentinel !== undefined) {
+    client = new Redis(sentinelOptions(options.sentinel, connectionOptions));
   } else {
     client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
       ...connectionOptions,

@@ -103,6 +103,8 @@ const EXPECTED: Readonly<Record<string, Expectation>> = {
   'Validation failures A': all(seriesPositive('status', '400'), seriesOnly('status', '400')),
   'ext_proc errors A': zero,
   'ext_proc errors B': zero,
+  'ext_proc errors C': zero,
+  'ext_proc errors D': zero,
   // Rate limit service: OK and OVER_LIMIT answers, the repeat after a 429 answered from the local cache.
   'Rate limit decisions A': all(seriesPositive('code', 'OK', 'OVER_LIMIT'), seriesOnly('code', 'OK', 'OVER_LIMIT')),
   'Rate limit store and service errors A': zero,

@@ -1,4 +1,4 @@
-// Runs real redis-server processes (and a small Redis Cluster) for the integration and e2e tests.
+// Runs real redis-server processes (and a small Redis Cluster, and Redis Sentinel) for the integration and e2e tests.
 //
 // The binaries come from REDIS_SERVER_BIN / REDIS_CLI_BIN, else from PATH. When they are missing the tests fail
 // with redis-server's own error: a store tier that silently skips would look green without having run.
@@ -59,6 +59,8 @@ export interface StartRedisOptions {
   readonly tls?: RedisTlsFiles;
   /** requirepass and masterauth: sendCommand() authenticates first. */
   readonly password?: string;
+  /** Run as a Redis Sentinel with this config file text (written where the sentinel may rewrite it). */
+  readonly sentinelConfig?: string;
 }
 
 export interface RedisTlsFiles {
@@ -132,7 +134,11 @@ class PortInUseError extends Error {}
 
 async function startOn(port: number, dir: string, options: StartRedisOptions): Promise<RedisServer> {
   const tls = options.tls;
+  const sentinelFile = path.join(dir, 'sentinel.conf');
+  if (options.sentinelConfig !== undefined) writeFileSync(sentinelFile, options.sentinelConfig);
   const args = [
+    // The config file goes first; a sentinel takes its password from it (masterauth is not a sentinel setting).
+    ...(options.sentinelConfig === undefined ? [] : [sentinelFile, '--sentinel']),
     ...(tls === undefined
       ? ['--port', String(port)]
       : [
@@ -141,7 +147,7 @@ async function startOn(port: number, dir: string, options: StartRedisOptions): P
           // Clients show no certificate; the nodes of a cluster talk to each other over TLS too.
           '--tls-auth-clients', 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes',
         ]),
-    ...(options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password]),
+    ...(options.password === undefined || options.sentinelConfig !== undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password]),
     '--bind', HOST,
     '--save', '',
     '--appendonly', 'no',
@@ -410,13 +416,126 @@ export function sendCommand(port: number, args: readonly string[], timeoutMs = 2
   });
 }
 
-/** A simple-string, error, integer or single bulk-string reply has fully arrived. */
+/** A whole reply has arrived: a simple string, error, integer, bulk string, or an array of them (SENTINEL replies). */
 function isCompleteReply(reply: string): boolean {
-  const lineEnd = reply.indexOf('\r\n');
-  if (lineEnd === -1) return false;
-  if (reply[0] !== '$') return true;
-  const length = Number(reply.slice(1, lineEnd));
-  return length < 0 || Buffer.byteLength(reply) >= lineEnd + 2 + length + 2;
+  return replyEnd(Buffer.from(reply), 0) !== undefined;
+}
+
+/** The offset just past the reply that starts at `at`, undefined when it has not fully arrived. */
+function replyEnd(bytes: Buffer, at: number): number | undefined {
+  const lineEnd = bytes.indexOf('\r\n', at);
+  if (lineEnd === -1) return undefined;
+  const type = String.fromCharCode(bytes[at]!);
+  const length = Number(bytes.subarray(at + 1, lineEnd).toString());
+  if (type === '$') return length < 0 ? lineEnd + 2 : bytes.length >= lineEnd + 2 + length + 2 ? lineEnd + 2 + length + 2 : undefined;
+  if (type !== '*') return lineEnd + 2;
+  let next: number | undefined = lineEnd + 2;
+  for (let i = 0; i < length && next !== undefined; i++) next = replyEnd(bytes, next);
+  return next;
+}
+
+/** The bulk strings of a flat array reply (`*2\r\n$9\r\n127.0.0.1\r\n…`), in order. */
+export function bulkStrings(reply: string): string[] {
+  const out: string[] = [];
+  const pattern = /\$(\d+)\r\n/g;
+  for (let match = pattern.exec(reply); match !== null; match = pattern.exec(reply)) {
+    const start = match.index + match[0].length;
+    out.push(reply.slice(start, start + Number(match[1])));
+    pattern.lastIndex = start + Number(match[1]) + 2;
+  }
+  return out;
+}
+
+export interface RedisSentinel {
+  /** The sentinel's own server (kill, restart, output). */
+  readonly server: RedisServer;
+  /** redis://127.0.0.1:<port> of the sentinel, rediss:// with tls (no credentials in it). */
+  readonly url: string;
+  /** The master name it monitors. */
+  readonly name: string;
+  /** The port of the master the sentinel names now. */
+  masterPort(): Promise<number>;
+  /** Resolves once the sentinel names the master on `port` and knows a replica it could promote. */
+  waitMaster(port: number, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Resolves once `replica` replicates the master on `masterPort` with its link up and no sync in progress: it has
+ * what the master had, give or take the last writes (replication is asynchronous). A sentinel lists a demoted master
+ * among the replicas before it has even been told to replicate.
+ */
+export async function waitReplicating(replica: RedisServer, masterPort: number, timeoutMs = STARTUP_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await sendCommand(replica.port, ['INFO', 'replication']).catch(() => '');
+    if (info.includes('role:slave') && info.includes(`master_port:${masterPort}\r\n`) && info.includes('master_link_status:up') && info.includes('master_sync_in_progress:0')) return;
+    if (Date.now() > deadline) throw new Error(`port ${replica.port} does not replicate port ${masterPort} within ${timeoutMs} ms:\n${info}`);
+    await sleep(20);
+  }
+}
+
+export interface StartRedisSentinelOptions {
+  readonly master: RedisServer;
+  /** Default 'mymaster'. */
+  readonly name?: string;
+  /** How long the master may not answer before the sentinel fails it over (default 500 ms). */
+  readonly downAfterMs?: number;
+  /**
+   * failover-timeout (default 2000 ms). The sentinel sees a promotion at its next INFO to the replica, once a second
+   * during a failover: much less aborts the failover (-failover-abort-slave-timeout).
+   */
+  readonly failoverTimeoutMs?: number;
+  /** The sentinel's own requirepass. */
+  readonly password?: string;
+  /** The password of the master and its replicas (sentinel auth-pass). */
+  readonly masterPassword?: string;
+  /**
+   * Serve TLS only (no plaintext port) with these files, and reach the master and replicas over TLS
+   * (tls-replication): give the data nodes the same `tls` to startRedis.
+   */
+  readonly tls?: RedisTlsFiles;
+}
+
+/**
+ * One Redis Sentinel (quorum 1: it alone decides a failover) watching `master`, started once it names it (waitMaster
+ * waits for a replica too). Sentinel announces the addresses it sees, 127.0.0.1 here.
+ */
+export async function startRedisSentinel(options: StartRedisSentinelOptions): Promise<RedisSentinel> {
+  const name = options.name ?? 'mymaster';
+  const config = [
+    `sentinel monitor ${name} ${HOST} ${options.master.port} 1`,
+    `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 500}`,
+    `sentinel failover-timeout ${name} ${options.failoverTimeoutMs ?? 2000}`,
+    ...(options.masterPassword === undefined ? [] : [`sentinel auth-pass ${name} ${options.masterPassword}`]),
+    ...(options.password === undefined ? [] : [`requirepass ${options.password}`]),
+    '',
+  ].join('\n');
+  const server = await startRedis({
+    sentinelConfig: config, ...(options.password === undefined ? {} : { password: options.password }), ...(options.tls === undefined ? {} : { tls: options.tls }),
+  });
+  const masterPort = async (): Promise<number> => Number(bulkStrings(await sendCommand(server.port, ['SENTINEL', 'get-master-addr-by-name', name]))[1]);
+  const sentinel: RedisSentinel = {
+    server,
+    url: server.url,
+    name,
+    masterPort,
+    waitMaster: async (port, timeoutMs = STARTUP_TIMEOUT_MS) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const named = await masterPort().catch(() => undefined);
+        const replicas = await sendCommand(server.port, ['SENTINEL', 'replicas', name]).catch(() => '');
+        // A replica the sentinel could promote: known and not down.
+        const usable = /\r\nflags\r\n\$\d+\r\nslave\r\n/.test(replicas);
+        if (named === port && usable) return;
+        if (Date.now() > deadline) throw new Error(`the sentinel names ${named} (not ${port}) or knows no usable replica within ${timeoutMs} ms: ${replicas}`);
+        await sleep(50);
+      }
+    },
+    stop: () => server.stop(),
+  };
+  await eventuallyTrue(async () => (await masterPort().catch(() => undefined)) === options.master.port, `the sentinel on port ${server.port} names port ${options.master.port}`);
+  return sentinel;
 }
 
 async function answersPing(port: number): Promise<boolean> {
@@ -467,6 +586,14 @@ function run(command: string, args: readonly string[], env: Record<string, strin
     child.once('error', (error) => reject(new Error(`cannot run ${command} (set REDIS_CLI_BIN?): ${error.message}`)));
     child.once('close', (code, signal) => resolve({ code: code ?? (signal === null ? -1 : 128), output }));
   });
+}
+
+async function eventuallyTrue(check: () => Promise<boolean>, what: string, timeoutMs = STARTUP_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(20);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually, startTestApp } from '../../support/app.js';
 import { runCommand, repoRoot } from '../../support/envoy.js';
 import { portcullisBin, writeConfig } from '../../support/portcullis.js';
-import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
+import { sendCommand, startRedis, startRedisSentinel, type RedisServer } from '../../support/redis-server.js';
 import { createRedisClient } from '../../../src/store/redis-counter-store.js';
 import { RedisRevocationList } from '../../../src/store/revocation-list.js';
 import { systemClock } from '../../../src/shared/clock.js';
@@ -26,6 +26,26 @@ describe('portcullis revoke', () => {
   });
   after(async () => {
     await redis.stop();
+  });
+
+  it('reaches the list through Redis Sentinel: the master it names, with both passwords', async () => {
+    const master = await startRedis({ password: 'data-pw' });
+    const sentinel = await startRedisSentinel({ master, password: 'sentinel-pw', masterPassword: 'data-pw' });
+    try {
+      const { file } = writeConfig({
+        redis: { sentinel: { master: sentinel.name, nodes: [`redis://:sentinel-pw@127.0.0.1:${sentinel.server.port}`], password: 'data-pw' } },
+        ratelimit: { descriptors }, authz,
+      });
+      const revoked = await revoke('--config', file, '--jti', 'via-sentinel');
+      assert.equal(revoked.code, 0, revoked.output);
+      assert.match(await sendCommand(master.port, ['ZSCORE', '{portcullis:authz}:revoked:jti', 'via-sentinel']), /^\$\d+\r\n\d+/);
+      const listed = await revoke('--config', file, '--list');
+      assert.equal(listed.code, 0, listed.output);
+      assert.match(listed.output, /via-sentinel/);
+    } finally {
+      await sentinel.stop();
+      await master.stop();
+    }
   });
 
   it('adds a jti and an API key id to the list every instance reads, with the default and a given lifetime', async () => {

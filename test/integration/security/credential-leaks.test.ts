@@ -25,7 +25,7 @@ import { body, extprocClient, requestHeaders, responseHeaders } from '../../supp
 import { startIdentityProvider, type IdentityProvider } from '../../support/identity-provider.js';
 import { portcullisBin, startPortcullis, writeConfig, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient } from '../../support/ratelimit-client.js';
-import { startRedis, type RedisServer } from '../../support/redis-server.js';
+import { startRedis, startRedisSentinel, type RedisServer } from '../../support/redis-server.js';
 
 /** A canary: a tag naming where it went in (its first 8 characters are unique to it) and random hex. */
 const canary = (tag: string): string => `${tag.padEnd(8, 'X').slice(0, 8)}${randomBytes(10).toString('hex')}`;
@@ -45,6 +45,8 @@ const C = {
   clientSecret: canary('CnCliSec'),
   redisPassword: canary('CnRdsPw'),
   redisWrongPassword: canary('CnRdsBad'),
+  sentinelPassword: canary('CnSntPw'),
+  sentinelWrongPassword: canary('CnSntBad'),
   cookie: canary('CnCookie'),
   extprocSecret: canary('CnEpSec'),
   extprocBody: canary('CnEpBody'),
@@ -410,6 +412,46 @@ describe('credentials never leak (canary audit over real processes)', () => {
       channels.assertClean();
     });
   }
+
+  it("Redis Sentinel: serve, validate and revoke never show the master's or the sentinels' passwords", async () => {
+    const sentinel = await startRedisSentinel({ master: redis, password: C.sentinelPassword, masterPassword: C.redisPassword });
+    const at = `127.0.0.1:${sentinel.server.port}`;
+    const cases: { name: string; nodes: string[]; password: string; ready: boolean }[] = [
+      { name: 'the right passwords', nodes: [`redis://:${C.sentinelPassword}@${at}`], password: C.redisPassword, ready: true },
+      { name: "the sentinels' password as ?password=, the same on a second node", nodes: [`redis://${at}?password=${C.sentinelPassword}`, `redis://:${C.sentinelPassword}@127.0.0.1:1`], password: C.redisPassword, ready: true },
+      { name: 'a wrong sentinel password', nodes: [`redis://:${C.sentinelWrongPassword}@${at}`], password: C.redisPassword, ready: false },
+      { name: 'a wrong master password', nodes: [`redis://:${C.sentinelPassword}@${at}`], password: C.redisWrongPassword, ready: false },
+      { name: 'two sentinel passwords (a config error)', nodes: [`redis://:${C.sentinelPassword}@${at}`, `redis://:${C.sentinelWrongPassword}@127.0.0.1:1`], password: C.redisPassword, ready: false },
+    ];
+    try {
+      for (const c of cases) {
+        const channels = new Channels();
+        const config = {
+          ...serveConfig('debug', ''), server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, bff: {},
+          redis: { sentinel: { master: sentinel.name, nodes: c.nodes, password: c.password }, connect_timeout_ms: 300 },
+        };
+        const { file } = writeConfig(config);
+        if (!c.name.includes('config error')) {
+          const p = await startPortcullis(config);
+          try {
+            if (c.ready) await eventually(async () => (await fetch(`${p.adminUrl}/readyz`)).status === 200, 5000, `${c.name}: ready`);
+            else await eventually(() => p.logs().some((l) => l['msg'] === 'redis connection failed'), 5000, `${c.name}: the redis error in the log`);
+            for (const endpoint of ['/config', '/readyz', '/metrics']) channels.add(`${c.name}: admin ${endpoint}`, await (await fetch(`${p.adminUrl}${endpoint}`)).text());
+          } finally {
+            await p.stop();
+            channels.add(`${c.name}: serve output`, p.output());
+          }
+        } else {
+          channels.add(`${c.name}: serve`, await cli(['serve', '--config', file]));
+        }
+        channels.add(`${c.name}: validate`, await cli(['validate', '--config', file]));
+        channels.add(`${c.name}: revoke`, await cli(['revoke', '--config', file, '--jti', 'some-id']));
+        channels.assertClean();
+      }
+    } finally {
+      await sentinel.stop();
+    }
+  });
 
   it('explain: the credentials it is given are never printed', async () => {
     const channels = new Channels();

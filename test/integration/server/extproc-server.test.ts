@@ -120,6 +120,29 @@ for (const store of ['memory', 'redis'] as const) {
       await s.status;
     });
 
+    it('counts a body it asked for that never came (an Envoy ignoring mode_override), logs it once, and not in observability mode', async () => {
+      const post = { ...GET('/api/users'), ':method': 'POST', 'content-type': 'application/json', 'content-length': '12' };
+      const count = (outcome: string) => app.metric('portcullis_extproc_asked_bodies_total', { outcome });
+      const before = { received: await count('received'), never: await count('never_came') };
+      for (let i = 0; i < 2; i++) {
+        const s = client.open();
+        assert.equal((await s.exchange(requestHeaders(post, false))).mode_override?.request_body_mode, 'BUFFERED');
+        s.end();
+        assert.equal((await s.status).code, 0);
+      }
+      const observed = client.open();
+      observed.send({ ...requestHeaders(post, false), observability_mode: true });
+      observed.end();
+      await observed.status;
+      const answered = client.open();
+      await answered.exchange(requestHeaders(post, false));
+      await answered.exchange(body('request_body', '{"name":"x"}'));
+      answered.end();
+      await answered.status;
+      await eventually(async () => (await count('never_came')) === before.never + 2 && (await count('received')) === before.received + 1);
+      assert.equal(app.logs().filter((l) => String(l['msg']).startsWith('a validating route asked for the request body and the stream ended without it')).length, 1);
+    });
+
     it('rejects a body that fails the JSON Schema with 400 problem+json, after asking for the body only then', async () => {
       const s = client.open();
       const post = { ...GET('/api/users'), ':method': 'POST', 'content-type': 'application/json', 'content-length': '12' };

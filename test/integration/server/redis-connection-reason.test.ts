@@ -70,6 +70,11 @@ describe('portcullis serve logs why it cannot use Redis', () => {
         const reasons = failed.filter((l) => l['client'] === name).map((l) => String(l['reason']));
         assert.equal(reasons.filter((r) => expected.test(r)).length, 1, `${name}: one line naming the reason ${expected}: ${JSON.stringify(failed)}`);
       }
+      // /readyz says why too: the counter store's last reason in the log.
+      const readyz = await fetch(`${server.adminUrl}/readyz`);
+      assert.equal(readyz.status, 503);
+      const last = failed.filter((l) => l['client'] === 'counter store').at(-1)?.['reason'];
+      assert.deepEqual(((await readyz.json()) as { reasons: string[] }).reasons, [`counter store not reachable: ${String(last)}`]);
     } finally {
       client.close();
       await server.stop();

@@ -87,7 +87,7 @@ describe('portcullis.yaml: valid files', () => {
         grpc: { address: '0.0.0.0:8081', maxConcurrentStreams: 2048, maxSessionMemoryMb: 64, keepaliveTimeMs: 30000, keepaliveTimeoutMs: 10000 },
         admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2,
       },
-      redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, connectTimeoutMs: 500 },
+      redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, sentinel: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
       authz: undefined,
       log: { level: 'debug' },
@@ -160,12 +160,41 @@ describe('portcullis.yaml: valid files', () => {
 
   it('reads a Redis cluster', () => {
     const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - redis://b:7001\n', FILE);
-    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'redis://b:7001'], connectTimeoutMs: 2000 });
+    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'redis://b:7001'], sentinel: undefined, connectTimeoutMs: 2000 });
   });
 
   it('reports a cluster seed that is not a URL once, not also as another scheme', () => {
     const error = parseError('redis:\n  cluster: [b:2, rediss://a:1, rediss://c:3]\n');
     assert.deepEqual(error.issues.map((i) => i.path), ['redis.cluster[0]']);
+  });
+
+  const sentinels: { name: string; text: string; sentinel: unknown }[] = [
+    {
+      name: 'the master name and the sentinels',
+      text: 'redis:\n  sentinel:\n    master: mymaster\n    nodes: [redis://s1:26379, redis://s2:26380]\n',
+      sentinel: { master: 'mymaster', nodes: ['redis://s1:26379', 'redis://s2:26380'], username: undefined, password: undefined },
+    },
+    {
+      name: "the master's credentials and the sentinels' (on one node, or the same on several)",
+      text: 'redis:\n  sentinel:\n    master: m\n    nodes: [redis://:sp@s1:26379, redis://s2:26379, redis://:sp@s3:26379]\n    username: app\n    password: mp\n',
+      sentinel: { master: 'm', nodes: ['redis://:sp@s1:26379', 'redis://s2:26379', 'redis://:sp@s3:26379'], username: 'app', password: 'mp' },
+    },
+    {
+      name: 'TLS sentinels',
+      text: 'redis:\n  sentinel:\n    master: m\n    nodes: [rediss://s1:26379, rediss://s2:26379]\n',
+      sentinel: { master: 'm', nodes: ['rediss://s1:26379', 'rediss://s2:26379'], username: undefined, password: undefined },
+    },
+  ];
+  for (const c of sentinels) {
+    it(`reads a Redis Sentinel setup: ${c.name}`, () => {
+      const config = parsePortcullisConfig(c.text, FILE);
+      assert.deepEqual(config.redis, { url: undefined, cluster: undefined, sentinel: c.sentinel, connectTimeoutMs: 2000 });
+      assert.ok(Object.isFrozen(config.redis?.sentinel) && Object.isFrozen(config.redis?.sentinel?.nodes));
+    });
+  }
+
+  it('lets server.workers > 1 use a Redis Sentinel setup', () => {
+    assert.equal(parsePortcullisConfig('server:\n  workers: 2\nredis: { sentinel: { master: m, nodes: ["redis://s:26379"] } }\n', FILE).server.workers, 2);
   });
 
   it('reads a Redis cluster reached over TLS', () => {
@@ -206,7 +235,7 @@ const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'ratelimit hasOwnProperty', text: 'ratelimit:\n  hasOwnProperty: 1\n', line: 2, path: 'ratelimit.hasOwnProperty', message: "unknown key 'hasOwnProperty'" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address, max_concurrent_streams, max_session_memory_mb, keepalive_time_ms, keepalive_timeout_ms)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
-  { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, connect_timeout_ms)' },
+  { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, sentinel, connect_timeout_ms)' },
   { name: 'log', text: 'log:\n  format: json\n', line: 2, path: 'log.format', message: "unknown key 'format' (expected one of: level)" },
   { name: 'ratelimit', text: 'ratelimit:\n  shadowmode: true\n', line: 2, path: 'ratelimit.shadowmode', message: "unknown key 'shadowmode'" },
   {
@@ -272,7 +301,21 @@ const BAD_VALUES: readonly BadCase[] = [
   // ioredis reaches every node of a cluster the same way: one TLS seed among plain ones would not make the others TLS.
   { name: 'cluster seeds that mix rediss:// and redis://', text: 'redis:\n  cluster:\n    - rediss://:s3cret@a:1\n    - rediss://b:2\n    - redis://:s3cret@c:3\n', line: 5, path: 'redis.cluster[2]', message: "a redis:// seed among rediss:// seeds ('redis://***@c:3'): every node of a cluster is reached over TLS or none is, so all seeds must be rediss:// or all redis://" },
   { name: 'cluster seeds that mix redis:// and rediss://', text: 'redis:\n  cluster: [redis://a:1, rediss://b:2]\n', line: 2, path: 'redis.cluster[1]', message: "a rediss:// seed among redis:// seeds ('rediss://b:2')" },
-  { name: 'url and cluster both set', text: 'server: {}\nredis:\n  url: redis://a:1\n  cluster: [redis://b:2]\n', line: 2, path: 'redis', message: 'set either url or cluster, not both' },
+  { name: 'url and cluster both set', text: 'server: {}\nredis:\n  url: redis://a:1\n  cluster: [redis://b:2]\n', line: 2, path: 'redis', message: 'set one of url, cluster and sentinel, not url and cluster' },
+  { name: 'url and sentinel both set', text: 'redis:\n  url: redis://a:1\n  sentinel: { master: m, nodes: [redis://s:26379] }\n', line: 1, path: 'redis', message: 'set one of url, cluster and sentinel, not url and sentinel' },
+  { name: 'cluster and sentinel both set', text: 'redis:\n  cluster: [redis://b:2]\n  sentinel: { master: m, nodes: [redis://s:26379] }\n', line: 1, path: 'redis', message: 'set one of url, cluster and sentinel, not cluster and sentinel' },
+  { name: 'sentinel without its master', text: 'redis:\n  sentinel:\n    nodes: [redis://s:26379]\n', line: 3, path: 'redis.sentinel.master', message: 'is required: the name the sentinels monitor the master under' },
+  { name: 'sentinel with an empty master name', text: 'redis:\n  sentinel:\n    master: ""\n    nodes: [redis://s:26379]\n', line: 3, path: 'redis.sentinel.master', message: 'expected the name the sentinels monitor the master under, got (not shown)' },
+  { name: 'sentinel without nodes', text: 'redis:\n  sentinel:\n    master: m\n', line: 3, path: 'redis.sentinel.nodes', message: 'is required: at least one sentinel' },
+  { name: 'sentinel with no nodes', text: 'redis:\n  sentinel:\n    master: m\n    nodes: []\n', line: 4, path: 'redis.sentinel.nodes', message: 'is required: at least one sentinel' },
+  { name: 'a sentinel node that is not a URL', text: 'redis:\n  sentinel:\n    master: m\n    nodes:\n      - redis://a:26379\n      - b:26379\n', line: 6, path: 'redis.sentinel.nodes[1]', message: 'expected a redis:// or rediss:// URL, got (not shown)' },
+  { name: 'sentinel nodes that mix rediss:// and redis://', text: 'redis:\n  sentinel:\n    master: m\n    nodes: [rediss://a:1, redis://:s3cret@b:2]\n', line: 4, path: 'redis.sentinel.nodes[1]', message: "a redis:// sentinel among rediss:// sentinels ('redis://***@b:2'): the sentinels and the master they name are reached over TLS or none is" },
+  { name: 'sentinel nodes with different credentials', text: 'redis:\n  sentinel:\n    master: m\n    nodes:\n      - redis://:one@a:1\n      - redis://b:2\n      - redis://:two@c:3\n', line: 7, path: 'redis.sentinel.nodes[2]', message: "other credentials than an earlier sentinel ('redis://***@c:3'): every sentinel is authenticated with the same ones" },
+  { name: 'sentinel: a list for the master', text: 'redis:\n  sentinel:\n    master: [m]\n    nodes: [redis://a:1]\n', line: 3, path: 'redis.sentinel.master', message: 'expected a string, got a list' },
+  { name: 'sentinel: a number for the password', text: 'redis:\n  sentinel:\n    master: m\n    nodes: [redis://a:1]\n    password: 12345\n', line: 5, path: 'redis.sentinel.password', message: 'expected a string, got a number' },
+  { name: 'sentinel: an unknown key', text: 'redis:\n  sentinel:\n    master: m\n    nodes: [redis://a:1]\n    db: 2\n', line: 5, path: 'redis.sentinel.db', message: 'unknown key (expected one of: master, nodes, username, password)' },
+  { name: 'sentinel: a URL for the whole section', text: 'redis:\n  sentinel: "redis://:s3cret@a:26379"\n', line: 2, path: 'redis.sentinel', message: "expected a mapping, got 'redis://***@a:26379'" },
+  { name: 'workers with a sentinel that has errors still count as redis', text: 'server: { workers: 2 }\nredis:\n  sentinel: { master: m }\n', line: 3, path: 'redis.sentinel.nodes', message: 'is required' },
 ];
 
 function runBad(title: string, cases: readonly BadCase[]): void {
@@ -355,61 +398,61 @@ describe('portcullis.yaml: redactedConfig', () => {
     {
       name: 'hides the password of the url',
       redis: 'redis:\n  url: redis://user:s3cret@cache:6379/0\n',
-      shown: { url: 'redis://***@cache:6379/0', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379/0', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password-only url',
       redis: 'redis:\n  url: rediss://:s3cret@cache:6380\n',
-      shown: { url: 'rediss://***@cache:6380', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'rediss://***@cache:6380', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides the passwords of cluster members',
       redis: 'redis:\n  cluster:\n    - redis://:s3cret@a:7000\n    - redis://b:7001\n',
-      shown: { url: undefined, cluster: ['redis://***@a:7000', 'redis://b:7001'], connectTimeoutMs: 2000 },
+      shown: { url: undefined, cluster: ['redis://***@a:7000', 'redis://b:7001'], sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password given as a query parameter (ioredis reads every parameter as an option)',
       redis: 'redis:\n  url: redis://cache:6379/0?password=s3cret&db=1\n',
-      shown: { url: 'redis://cache:6379/0?password=***&db=1', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://cache:6379/0?password=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides user info and every secret-looking parameter at once',
       redis: 'redis:\n  url: rediss://u:s3cret@cache:6379?sentinelPassword=s3cret&family=6&password=s3cret\n',
-      shown: { url: 'rediss://***@cache:6379?sentinelPassword=***&family=6&password=***', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'rediss://***@cache:6379?sentinelPassword=***&family=6&password=***', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides query passwords of cluster members',
       redis: 'redis:\n  cluster:\n    - redis://a:7000?password=s3cret\n',
-      shown: { url: undefined, cluster: ['redis://a:7000?password=***'], connectTimeoutMs: 2000 },
+      shown: { url: undefined, cluster: ['redis://a:7000?password=***'], sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password that contains @',
       redis: 'redis:\n  url: redis://user:p@ss@cache:6379\n',
-      shown: { url: 'redis://***@cache:6379', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 'p@ss',
     },
     {
       name: 'hides a password with whitespace, in the user info and in a query parameter',
       redis: 'redis:\n  url: "redis://:hunter2 hunter3@127.0.0.1:16393/0?sentinelPassword=abc def"\n',
-      shown: { url: 'redis://***@127.0.0.1:16393/0?sentinelPassword=***', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@127.0.0.1:16393/0?sentinelPassword=***', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 'hunter3',
     },
     {
       name: 'hides a password with @ and whitespace together',
       redis: 'redis:\n  url: "redis://user:a @b c@cache:6379?password=x @y&db=1"\n',
-      shown: { url: 'redis://***@cache:6379?password=***&db=1', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379?password=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 'b c',
     },
     {
       name: 'hides percent-encoded passwords and a percent-encoded parameter name',
       redis: 'redis:\n  url: "redis://us%40r:p%20w%40x@cache:6379?p%61ssword=s%26cret%20x&db=1"\n',
-      shown: { url: 'redis://***@cache:6379?p%61ssword=***&db=1', cluster: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379?p%61ssword=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
       secret: 'p%20w',
     },
   ];
@@ -424,6 +467,14 @@ describe('portcullis.yaml: redactedConfig', () => {
       assert.deepEqual(shown.ratelimit, config.ratelimit, 'the rest is shown as is');
     });
   }
+
+  it("hides the Sentinel master's password and the sentinels' credentials", () => {
+    const config = parsePortcullisConfig('redis:\n  sentinel:\n    master: m\n    nodes: [redis://:s3cret1@s1:26379, redis://s2:26379?password=s3cret1]\n    username: app\n    password: s3cret2\n', FILE);
+    const shown = redactedConfig(config) as PortcullisConfig;
+    assert.deepEqual(shown.redis?.sentinel, { master: 'm', nodes: ['redis://***@s1:26379', 'redis://s2:26379?password=***'], username: 'app', password: '***' });
+    assert.ok(!JSON.stringify(shown).includes('s3cret'), JSON.stringify(shown));
+    assert.equal(config.redis?.sentinel?.password, 's3cret2', 'the config itself is unchanged');
+  });
 
   it('leaves a url without credentials alone, and does not change the config', () => {
     const config = parsePortcullisConfig('redis:\n  url: redis://cache:6379\n', FILE);

@@ -478,6 +478,7 @@ describe('EXTPROC_RESPONSE_PHASE_ALWAYS: ext_proc must skip the response phase u
     { name: 'SEND by number', filters: [extprocFilter({ processing_mode: { response_header_mode: 1 } })], want: [FILTER] },
     { name: 'SKIP (the shipped configs)', filters: [extprocFilter(SKIP)], want: [] },
     { name: 'SKIP by number', filters: [extprocFilter({ processing_mode: { response_header_mode: 2 } })], want: [] },
+    { name: 'SEND in observability_mode: Envoy holds nothing for an answer', filters: [extprocFilter({ observability_mode: true })], want: [] },
     { name: 'SKIP, and a route override that leaves it out: SEND there', routes: [route(override({ request_body_mode: 'BUFFERED' }))], filters: [extprocFilter(SKIP)], want: [ROUTE] },
     { name: 'SKIP, and a route override that says SKIP', routes: [route(override({ response_header_mode: 'SKIP', request_body_mode: 'BUFFERED' }))], filters: [extprocFilter(SKIP)], want: [] },
     { name: 'an override in a FilterConfig', routes: [route({ [EXT_PROC_FILTER]: { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', config: { overrides: { processing_mode: {} } } } })], filters: [extprocFilter(SKIP)], want: [ROUTE] },
@@ -527,6 +528,7 @@ describe('EXTPROC_MODE_OVERRIDE_IGNORED: ext_proc must take the mode_override Po
     { name: 'allowed_override_modes', filter: extprocFilter({ ...SHIPPED, allowed_override_modes: [{ request_body_mode: 'BUFFERED' }] }), why: /\(allowed_override_modes is set/ },
     { name: 'an empty allowed_override_modes is no list', filter: extprocFilter({ ...SHIPPED, allowed_override_modes: [] }) },
     { name: 'no override, but the filter is disabled and no route enables it', filter: extprocFilter({}, { disabled: true }) },
+    { name: 'observability_mode: Envoy waits for and applies nothing', filter: extprocFilter({ observability_mode: true }) },
     { name: 'no override, the filter disabled and a route enabling it', filter: extprocFilter({}, { disabled: true }), routes: [route({ [EXT_PROC_FILTER]: { overrides: { request_attributes: ['source.address'] } } })], why: /\(allow_mode_override is not true\)/ },
   ];
   for (const c of cases) {

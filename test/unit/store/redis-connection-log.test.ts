@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { SEED_LOOKUP_EVENT } from '../../../src/store/redis-counter-store.js';
-import { explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
+import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from '../../../src/store/redis-counter-store.js';
+import { describeSentinelsUnanswered, explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 describe('explainRedisError', () => {
@@ -60,6 +60,51 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     const { client, lines } = watch();
     client.emit('error', new Error('connect to redis://:s3cret@cache:6379 refused'));
     assert.ok(!lines.join('\n').includes('s3cret'), lines.join('\n'));
+  });
+});
+
+describe('describeSentinelsUnanswered: each sentinel with its reason, explained; the kind is the kinds of the reasons', () => {
+  const cases: { name: string; reasons: [string, string][]; message: string; code: string }[] = [
+    {
+      name: 'an untrusted certificate',
+      reasons: [['10.0.0.1:26379', 'self-signed certificate in certificate chain']],
+      message: 'no sentinel answered: 10.0.0.1:26379: self-signed certificate in certificate chain',
+      code: 'no sentinel answered: self-signed certificate in certificate chain',
+    },
+    {
+      name: 'plaintext to a TLS sentinel, with the hint; a refused one',
+      reasons: [['s1:26379', 'read ECONNRESET'], ['s2:26380', 'connect ECONNREFUSED 10.0.0.2:26380']],
+      message: 'no sentinel answered: s1:26379: ECONNRESET: the server closed the connection (a server that requires TLS does this to redis://: use rediss://); s2:26380: connect ECONNREFUSED 10.0.0.2:26380',
+      code: 'no sentinel answered: ECONNRESET, connect ECONNREFUSED #',
+    },
+    {
+      name: 'two refusals of one kind are one kind',
+      reasons: [['s1:26379', 'WRONGPASS invalid username-password pair'], ['s2:26379', 'WRONGPASS invalid username-password pair or user is disabled.']],
+      message: 'no sentinel answered: s1:26379: WRONGPASS invalid username-password pair; s2:26379: WRONGPASS invalid username-password pair or user is disabled.',
+      code: 'no sentinel answered: WRONGPASS',
+    },
+  ];
+  for (const c of cases) it(c.name, () => assert.deepEqual(describeSentinelsUnanswered(new Map(c.reasons)), { message: c.message, code: c.code }));
+});
+
+describe('watchRedisConnection: sentinels that did not answer', () => {
+  it('one line per kind of reasons, naming each sentinel; a new kind is another line; recovery starts over', () => {
+    const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
+    client.isCluster = false;
+    const lines: string[] = [];
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: () => assert.fail() }, { redact: (text) => text, clock: new FakeClock(0) });
+    const untrusted = (port: number): SentinelsUnanswered => new SentinelsUnanswered(new Map([[`127.0.0.1:${port}`, 'self-signed certificate in certificate chain']]));
+    client.emit('error', untrusted(26379));
+    client.emit('error', untrusted(26380));
+    client.emit('error', new SentinelsUnanswered(new Map([['127.0.0.1:26379', 'WRONGPASS invalid username-password pair']])));
+    client.emit('ready');
+    client.emit('error', untrusted(26379));
+    assert.deepEqual(lines, [
+      'no sentinel answered: 127.0.0.1:26379: self-signed certificate in certificate chain',
+      'no sentinel answered: 127.0.0.1:26379: WRONGPASS invalid username-password pair',
+      'up',
+      'no sentinel answered: 127.0.0.1:26379: self-signed certificate in certificate chain',
+    ]);
   });
 });
 
