@@ -322,7 +322,8 @@ export class RemoteKeySource implements KeySource {
 
   /**
    * An unknown kid, or no keys yet: one refetch (if cooled down, and not while failed fetches back off), waited for
-   * until the Check's deadline.
+   * until the Check's deadline. A kid still unknown while the fetches fail cannot be judged (the issuer may have
+   * rotated it in during the outage): unavailable (503), as with no keys at all, not a token refused.
    */
   private async afterRefetch(header: JWTHeaderParameters, token: FlattenedJWSInput, signal: AbortSignal): Promise<readonly KeyObject[]> {
     const nowMs = this.options.clock.nowMs();
@@ -330,6 +331,9 @@ export class RemoteKeySource implements KeySource {
     const pending = this.inflight ?? (cooled ? this.refresh() : undefined);
     if (pending) await untilAborted(pending, signal).catch(() => undefined);
     if (this.keys === undefined) throw new KeysUnavailableError('signing keys not available (JWKS not fetched yet)');
+    if (header.kid !== undefined && !this.keys.kids.has(header.kid) && this.retry.failures > 0) {
+      throw new KeysUnavailableError(`no key ${shown(header.kid)} among the last good keys, and the JWKS cannot be fetched now`);
+    }
     return this.keys.resolve(header, token);
   }
 
