@@ -860,6 +860,7 @@ export class SentinelsUnanswered extends Error {
 /** ioredis's (private) SentinelConnector members the connector below builds on. */
 interface SentinelConnectorInternals {
   readonly sentinelIterator: { readonly cursor: number; reset(moveCurrentEndpointToFirst: boolean): void };
+  initFailoverDetector(): Promise<void>;
   resolve(endpoint: SentinelEndpoint): Promise<unknown>;
   connectToSentinel(endpoint: SentinelEndpoint, options?: object): Redis;
 }
@@ -878,6 +879,11 @@ interface SentinelEndpoint { readonly host?: string; readonly port?: number }
  * - The failover detector's subscriptions get an 'error' listener: while a sentinel is down they retry every
  *   second (sentinelReconnectStrategy), and ioredis printed each failure to stderr as "[ioredis] Unhandled error
  *   event" (not JSON). The master still serves meanwhile; a lookup that fails names its sentinels.
+ * - A failover announced while the client is reconnecting (a master killed: the client retries it until the
+ *   sentinels promote the replica) asks the sentinels again. ioredis's detector disconnects the connector then, the
+ *   connect in progress fails with "Connection is closed.", and ioredis never connected again: every call answered
+ *   by failure_mode until a restart (seen in CI in the kill -9 failover; test/integration/store/
+ *   redis-sentinel-failover-race.test.ts makes the race happen every time).
  */
 class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
   /** This round's sentinels that did not answer, and why. */
@@ -887,6 +893,8 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
    * a TLS socket's late second error must not land on the next lookup's.
    */
   private lookup: { error?: string } = {};
+  /** The failover detector disconnected this connector since the connect in progress began. */
+  private failingOver = false;
 
   constructor(options: unknown) {
     super(options as SentinelConnectionOptions);
@@ -896,15 +904,23 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
     const iterator = (this as unknown as SentinelConnectorInternals).sentinelIterator;
     if (iterator.cursor > 0) iterator.reset(true);
     this.unanswered.clear();
-    const stream = await super.connect((type: string, error: Error) => {
-      if (type === 'error' && /^All sentinels are unreachable\b/.test(error.message) && this.unanswered.size > 0) {
-        const reasons = new Map(this.unanswered);
-        this.unanswered.clear();
-        emitter(type, new SentinelsUnanswered(reasons));
-      } else {
-        emitter(type, error);
-      }
-    });
+    this.failingOver = false;
+    let stream: NetStream;
+    try {
+      stream = await super.connect((type: string, error: Error) => {
+        if (type === 'error' && /^All sentinels are unreachable\b/.test(error.message) && this.unanswered.size > 0) {
+          const reasons = new Map(this.unanswered);
+          this.unanswered.clear();
+          emitter(type, new SentinelsUnanswered(reasons));
+        } else {
+          emitter(type, error);
+        }
+      });
+    } catch (error) {
+      // Not the client's own disconnect (that one ends it): a failover, whose new master the sentinels now name.
+      if (this.failingOver) return this.connect(emitter);
+      throw error;
+    }
     stream.on('error', () => undefined);
     return stream;
   }
@@ -912,7 +928,19 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
   static {
     const prototype = SentinelConnectorModule.default.prototype as unknown as SentinelConnectorInternals;
     const own = SentinelSocketErrorsHeard.prototype as unknown as SentinelConnectorInternals;
-    const { connectToSentinel, resolve } = prototype;
+    const { connectToSentinel, resolve, initFailoverDetector } = prototype;
+    // The detector calls its own disconnect() on +switch-master, and nothing else does: marked here, it tells a
+    // failover from the client's disconnect (connect above).
+    own.initFailoverDetector = async function (this: SentinelSocketErrorsHeard) {
+      await initFailoverDetector.call(this);
+      const detector = (this as unknown as { failoverDetector: { disconnect(): void } | null }).failoverDetector;
+      if (detector === null) return;
+      const disconnect = detector.disconnect.bind(detector);
+      detector.disconnect = (): void => {
+        this.failingOver = true;
+        disconnect();
+      };
+    };
     own.connectToSentinel = function (this: SentinelSocketErrorsHeard, endpoint, options) {
       const client = connectToSentinel.call(this, endpoint, { Connector: SocketErrorsHeard, ...options });
       // A lookup's client (no options) reports its first error to resolve below; the detector's (options) none.
