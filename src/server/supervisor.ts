@@ -1,9 +1,10 @@
 // `server.workers: n`: one supervisor process and n worker processes serving the same gRPC port.
 //
 // node:cluster keeps one listening address for Envoy: the supervisor owns the socket and hands each new connection to
-// a worker in turn (round robin), so connections, not calls, are spread. A Unix socket address (unix:/path) is served
-// the same way: the supervisor binds the path, and removes the file when the last worker closes its listener. Envoy opens one HTTP/2 connection per
+// a worker in turn (round robin), so connections, not calls, are spread. Envoy opens one HTTP/2 connection per
 // worker thread to each host, so give Envoy at least as many threads (--concurrency) as Portcullis has workers.
+// A Unix socket address (unix:/path) is served the same way: the supervisor binds the path, and the file goes when
+// the last worker closes its listener.
 //
 // The supervisor serves the admin port itself: /metrics is the sum over the workers (prom-client's
 // AggregatorRegistry) plus its own restart counter; /readyz is ready only when all n workers run and each says it
