@@ -394,7 +394,7 @@ export function buildApp(deps: AppDeps): App {
           observer: metrics.extproc,
           inFlight: inFlightRequests,
         }),
-      }], { limits: settings.server.grpc, maxReceiveMessageBytes: settings.extproc.maxMessageBytes });
+      }], { limits: settings.server.grpc, maxReceiveMessageBytes: settings.extproc.maxMessageBytes, clearStaleSocket: !deps.worker });
       revocation.start();
       let httpAddress: string | undefined;
       if (settings.server.http !== undefined) {

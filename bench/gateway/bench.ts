@@ -23,6 +23,8 @@
 // Cores: BENCH_ENVOY_CONCURRENCY (Envoy worker threads, 1) and BENCH_WORKERS (Portcullis' server.workers, 1; with
 // more than one, its CPU column sums the supervisor and its workers). envoy_grpc opens one connection per Envoy thread
 // and the supervisor spreads connections, not calls, so workers beyond Envoy's threads stay idle (docs/workers.md).
+// Transport: BENCH_UDS=1 serves Portcullis' gRPC on a Unix socket (server.grpc.address: unix:…) and points the
+// portcullis cluster at it (address: pipe); the no-op backend of all-noop stays on TCP.
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,11 +32,11 @@ import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildGatewayBootstrap, type HostPort } from '../../src/gateway/envoy-bootstrap.js';
+import { buildGatewayBootstrap, type HostPort, type SocketPath } from '../../src/gateway/envoy-bootstrap.js';
 import { ENABLED_FILTERS, type PortcullisFilters } from '../../src/gateway/filters.js';
 import { allInstances } from '../../src/gateway/topology.js';
 import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/envoy.js';
-import { makeCertificates, testTarget } from '../../test/support/gateway.js';
+import { makeCertificates, portcullisTarget, testTarget } from '../../test/support/gateway.js';
 import { shippedPortcullisConfig, splitHostPort, startPortcullis } from '../../test/support/portcullis.js';
 import { sendCommand, startRedis } from '../../test/support/redis-server.js';
 import { processTicks, processTreeTicks, TICK_US } from '../support/proc.js';
@@ -52,6 +54,7 @@ for (const [name, value] of [['BENCH_ENVOY_CONCURRENCY', ENVOY_CONCURRENCY], ['B
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number ≥ 1, got '${process.env[name]}'`);
 }
 if (WORKERS > 1 && STORE === 'memory') throw new Error('BENCH_WORKERS > 1 needs BENCH_STORE=redis: workers share counts through Redis');
+const UDS = (process.env['BENCH_UDS'] ?? '0') === '1';
 const PORTCULLIS_NODE_ARGS = (process.env['BENCH_PORTCULLIS_NODE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== '');
 const PATH = '/api/users/1';
 
@@ -193,7 +196,7 @@ await new Promise<void>((resolve, reject) => {
 });
 const shipped = shippedPortcullisConfig(undefined);
 const portcullis = await startPortcullis({
-  server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: WORKERS },
+  server: { grpc: { address: UDS ? `unix:${path.join(dir, 'portcullis.sock')}` : '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: WORKERS },
   ...(STORE === 'redis' ? { redis: { url: redis.url } } : {}),
   log: { level: 'info' },
   ratelimit: { descriptors, response_headers: { enabled: false }, failure_mode: 'error' },
@@ -206,7 +209,7 @@ const portcullis = await startPortcullis({
 }, { logFile: process.env['BENCH_PORTCULLIS_LOG'] ?? path.join(dir, 'portcullis.log'), nodeArgs: PORTCULLIS_NODE_ARGS });
 const noop = await startNoop();
 /** The gateway bootstrap with its Portcullis cluster at `backend`. */
-const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(
+const bootstrapAt = (backend: HostPort | SocketPath): Json => buildGatewayBootstrap(
   {
     ...testTarget({ samples: new Map(), portcullis: backend, certDir, accessLogPath: '/dev/null' }),
     endpoint: (_service, instance) => ({ host: '127.0.0.1', port: instance.port + SAMPLE_PORT_OFFSET }),
@@ -214,7 +217,7 @@ const bootstrapAt = (backend: HostPort): Json => buildGatewayBootstrap(
   },
   ENABLED_FILTERS,
 );
-const bases = { portcullis: bootstrapAt(portcullis.grpc), noop: bootstrapAt(splitHostPort(noop.address)) };
+const bases = { portcullis: bootstrapAt(portcullisTarget(portcullis)), noop: bootstrapAt(splitHostPort(noop.address)) };
 
 const only = process.env['BENCH_TARGETS']?.split(',').map((t) => t.trim());
 const list = targets(ENABLED_FILTERS).filter((t) => only === undefined || t.name === 'bare' || only.includes(t.name));
@@ -305,5 +308,5 @@ const againstCeiling = all === undefined || ceiling === undefined ? ''
 // The runtime moves these numbers (Node 22 against 20: docs/benchmarks.md, 2026-12-06), so the report names it.
 process.stdout.write(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version} (the client, the sample services and Portcullis).\n`
   + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n`
-  + `Portcullis: ${STORE} store, ${WORKERS} worker(s)${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}; Envoy: ${ENVOY_CONCURRENCY} worker thread(s).\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
+  + `Portcullis: ${STORE} store, ${WORKERS} worker(s), gRPC over ${UDS ? 'a Unix socket (Envoy cluster address: pipe)' : 'TCP (loopback)'}${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}; Envoy: ${ENVOY_CONCURRENCY} worker thread(s).\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);

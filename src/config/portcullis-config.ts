@@ -5,6 +5,7 @@ import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
 import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readConfigFileSync } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
+import { compileGrpcAddress, grpcAddressField, hostPortProblem } from '../server/grpc-address.js';
 import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } from '../server/grpc-transport.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { compileRedis, redactRedisSettings, redisConfigured, redisField, type RedisSettings } from '../store/redis-config.js';
@@ -17,7 +18,10 @@ import { mapGet, parseYaml } from './yaml.js';
 export interface PortcullisConfig {
   readonly file: string;
   readonly server: {
-    /** The gRPC listener and the per-connection bounds of its HTTP/2 transport (src/server/grpc-server.ts). */
+    /**
+     * The gRPC listener and the per-connection bounds of its HTTP/2 transport (src/server/grpc-server.ts). The address
+     * is host:port or `unix:` and an absolute socket path (src/server/grpc-address.ts).
+     */
     readonly grpc: { readonly address: string } & GrpcTransportLimits;
     readonly admin: { readonly address: string };
     /** The composer's HTTP listener (bff endpoints); undefined: off. */
@@ -49,11 +53,10 @@ export interface PortcullisConfig {
   readonly bff: BffConfig;
 }
 
-const address = (fallback: string) =>
-  string(fallback, (s) => (/^[^\s]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? undefined : `expected host:port, got '${s}'`));
+const address = (fallback: string) => string(fallback, hostPortProblem);
 const schema = object({
   server: object({
-    grpc: object({ address: address('127.0.0.1:9191'), ...grpcTransportFields }),
+    grpc: object({ address: grpcAddressField, ...grpcTransportFields }),
     admin: object({ address: address('127.0.0.1:9192') }),
     http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
@@ -121,6 +124,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   const redisKey = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
   const redis = compileRedis(raw.redis, redisKey?.key.line, issues);
   checkWorkers(raw.server.workers, redisConfigured(raw.redis), issues);
+  const grpcAddress = compileGrpcAddress(raw.server.grpc.address, path.dirname(file), issues);
   const authz = compileAuthz(raw.authz, file, issues);
   const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues, readSchema);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
@@ -128,7 +132,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: { address: raw.server.grpc.address, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
+    server: { grpc: { address: grpcAddress, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis,
     memory: { maxKeys: raw.memory.max_keys },
     log: raw.log,

@@ -11,6 +11,11 @@ export interface HostPort {
   readonly port: number;
 }
 
+/** A Unix domain socket: Portcullis beside Envoy (server.grpc.address: unix:/path), no TCP stack on either side. */
+export interface SocketPath {
+  readonly pipe: string;
+}
+
 export interface GatewayTarget {
   readonly listeners: { readonly http: HostPort; readonly https: HostPort; readonly mtls: HostPort };
   /** Envoy's admin interface: loopback only. It has no authentication and mutating endpoints (/quitquitquit). */
@@ -20,7 +25,8 @@ export interface GatewayTarget {
    * the admin's loopback address (Prometheus in another container). Absent: no such listener.
    */
   readonly metrics?: HostPort;
-  readonly portcullis: HostPort;
+  /** Portcullis' gRPC listener: host:port, or the path of its Unix socket. */
+  readonly portcullis: HostPort | SocketPath;
   /** Where an upstream instance is reachable from Envoy. */
   endpoint(service: UpstreamService, instance: SampleInstance): HostPort;
   /** Directory holding server.pem, server-key.pem and ca.pem (scripts/make-certs.sh). */
@@ -597,8 +603,9 @@ function upstreamCluster(service: UpstreamService, target: GatewayTarget): Json 
  * pings find a dead connection within ~35 s even when no call is in flight; the gRPC health check takes a draining
  * Portcullis (NOT_SERVING on SIGTERM) out before it closes.
  */
-function portcullisCluster(address: HostPort): Json {
-  const hostName = !isIpAddress(address.host);
+function portcullisCluster(address: HostPort | SocketPath): Json {
+  const pipe = 'pipe' in address;
+  const hostName = !pipe && !isIpAddress(address.host);
   return {
     name: 'portcullis',
     type: hostName ? 'STRICT_DNS' : 'STATIC',
@@ -621,8 +628,10 @@ function portcullisCluster(address: HostPort): Json {
     health_checks: [
       { timeout: '1s', interval: '5s', unhealthy_threshold: 2, healthy_threshold: 1, grpc_health_check: {} },
     ],
-    upstream_connection_options: { tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 } },
-    load_assignment: { cluster_name: 'portcullis', endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(address) } }] }] },
+    // TCP keepalive finds a peer that vanished from the network; a Unix socket's peer is on this host, and its end
+    // closes the connection when it goes (HTTP/2 PINGs above still find one that stopped answering).
+    ...(pipe ? {} : { upstream_connection_options: { tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 } } }),
+    load_assignment: { cluster_name: 'portcullis', endpoints: [{ lb_endpoints: [{ endpoint: { address: pipe ? { pipe: { path: address.pipe } } : socketAddress(address) } }] }] },
   };
 }
 

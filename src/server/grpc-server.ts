@@ -1,6 +1,8 @@
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
+import { unixSocketPath } from './grpc-address.js';
+import { clearStaleSocket, restrictSocketFile } from './unix-socket.js';
 import { DEFAULT_GRPC_TRANSPORT_LIMITS, grpcServerOptions, type GrpcTransportLimits } from './grpc-transport.js';
 import { startStreamTableRefresher } from './stream-tables.js';
 
@@ -8,6 +10,7 @@ import { startStreamTableRefresher } from './stream-tables.js';
 export const HEALTH_SERVICES = ['', 'envoy.service.ratelimit.v3.RateLimitService', 'ratelimit', 'envoy.service.ext_proc.v3.ExternalProcessor'] as const;
 
 export interface GrpcServer {
+  /** host:port with the port bound (port 0 resolved), or the `unix:/path` address as given. */
   readonly address: string;
   setServing(status: ServingStatus): void;
   /** Stops accepting calls, waits up to timeoutMs for in-flight ones, then closes connections. */
@@ -17,8 +20,18 @@ export interface GrpcServer {
 export async function startGrpcServer(
   address: string,
   services: readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[],
-  options: { readonly limits?: GrpcTransportLimits; readonly maxReceiveMessageBytes?: number } = {},
+  options: {
+    readonly limits?: GrpcTransportLimits;
+    readonly maxReceiveMessageBytes?: number;
+    /**
+     * For a Unix socket address: remove a stale socket file first (clearStaleSocket). Off in a node:cluster worker:
+     * its supervisor cleared the path before forking, and the socket a worker finds is its supervisor's, live.
+     */
+    readonly clearStaleSocket?: boolean;
+  } = {},
 ): Promise<GrpcServer> {
+  const socketPath = unixSocketPath(address);
+  if (socketPath !== undefined && options.clearStaleSocket !== false) await clearStaleSocket(socketPath);
   const server = new Server(grpcServerOptions(options.limits ?? DEFAULT_GRPC_TRANSPORT_LIMITS, options.maxReceiveMessageBytes));
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
@@ -27,10 +40,17 @@ export async function startGrpcServer(
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(new PortcullisError(ErrorCode.LISTEN_FAILED, `cannot listen on ${address} (gRPC): ${/EADDRINUSE/.test(error.message) ? 'address already in use' : error.message}`, { cause: error })) : resolve(bound));
   });
-  const host = address.slice(0, address.lastIndexOf(':'));
+  if (socketPath !== undefined) {
+    // Node creates the file with the process's umask (0755 by default: only the owner could connect). Closing the
+    // listener removes the file (libuv), on SIGTERM as on a failed start.
+    await restrictSocketFile(socketPath).catch((error: unknown) => {
+      server.forceShutdown();
+      throw error;
+    });
+  }
   const streamTables = startStreamTableRefresher(server);
   return {
-    address: `${host}:${port}`,
+    address: socketPath !== undefined ? address : `${address.slice(0, address.lastIndexOf(':'))}:${port}`,
     setServing(status) {
       for (const name of HEALTH_SERVICES) health.setStatus(name, status);
     },

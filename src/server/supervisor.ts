@@ -3,6 +3,8 @@
 // node:cluster keeps one listening address for Envoy: the supervisor owns the socket and hands each new connection to
 // a worker in turn (round robin), so connections, not calls, are spread. Envoy opens one HTTP/2 connection per
 // worker thread to each host, so give Envoy at least as many threads (--concurrency) as Portcullis has workers.
+// A Unix socket address (unix:/path) is served the same way: the supervisor binds the path, and the file goes when
+// the last worker closes its listener.
 //
 // The supervisor serves the admin port itself: /metrics is the sum over the workers (prom-client's
 // AggregatorRegistry) plus its own restart counter; /readyz is ready only when all n workers run and each says it
@@ -19,6 +21,8 @@ import { watchedPaths, type PortcullisConfig } from '../config/portcullis-config
 import { watchConfig, type ConfigWatcher } from '../config/watcher.js';
 import type { Logger } from '../observability/logger.js';
 import { createAdminServer, listen } from './admin-http.js';
+import { unixSocketPath } from './grpc-address.js';
+import { clearStaleSocket } from './unix-socket.js';
 
 /** Messages on the IPC channel. Every one carries `pc` so prom-client's own messages are told apart. */
 type ToWorker =
@@ -80,6 +84,17 @@ export interface SupervisorOptions {
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runSupervisor(options: SupervisorOptions): Promise<number> {
   const { config, logger } = options;
+  // The workers' listener is this process's (node:cluster binds it here and hands connections over), so a stale socket
+  // file is cleared here, once, before any worker binds: a worker would find its siblings' live socket.
+  const socketPath = unixSocketPath(config.server.grpc.address);
+  if (socketPath !== undefined) {
+    try {
+      await clearStaleSocket(socketPath);
+    } catch (error) {
+      logger.error({ err: (error as Error).message }, 'workers not started');
+      return 1;
+    }
+  }
   const own = new Registry();
   const restarts = new Counter({ name: 'portcullis_worker_restarts_total', help: 'Worker processes replaced after they exited.', registers: [own] });
   const running = new Gauge({ name: 'portcullis_workers_running', help: 'Worker processes running, of server.workers.', registers: [own] });

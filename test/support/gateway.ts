@@ -10,7 +10,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSampleService, type SampleService } from '../../examples/services/sample-service.js';
-import { buildGatewayBootstrap, type GatewayTarget } from '../../src/gateway/envoy-bootstrap.js';
+import { buildGatewayBootstrap, type GatewayTarget, type SocketPath } from '../../src/gateway/envoy-bootstrap.js';
 import type { PortcullisFilters } from '../../src/gateway/filters.js';
 import { allInstances } from '../../src/gateway/topology.js';
 import { repoRoot, startEnvoy, type EnvoyInstance, type HostPort } from './envoy.js';
@@ -24,7 +24,7 @@ export function makeCertificates(dir: string): void {
 /** The e2e target: loopback, free ports, temp files; addresses of the started samples and Portcullis. */
 export function testTarget(options: {
   samples: ReadonlyMap<string, SampleService>;
-  portcullis: HostPort;
+  portcullis: HostPort | SocketPath;
   certDir: string;
   accessLogPath: string;
   /** A fixed admin port (the metrics listener forwards to it); absent: a free one and no metrics listener. */
@@ -47,6 +47,11 @@ export function testTarget(options: {
     // A loaded CI machine needs longer than production's deadlines for the first calls.
     callTimeouts: { rateLimit: '2s', extAuthz: '2s', extProc: '2s' },
   };
+}
+
+/** Where Envoy reaches a started Portcullis: its Unix socket (server.grpc.address: unix:…) or its host:port. */
+export function portcullisTarget(portcullis: PortcullisInstance): HostPort | SocketPath {
+  return portcullis.grpcSocket === undefined ? portcullis.grpc : { pipe: portcullis.grpcSocket };
 }
 
 export interface Gateway {
@@ -91,7 +96,7 @@ export async function startGateway(options: {
     stops.push(() => portcullis.stop());
     const accessLogPath = path.join(dir, 'access.log');
     const adminPort = await freeLoopbackPort();
-    const generated = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullis.grpc, certDir, accessLogPath, adminPort }), options.filters);
+    const generated = buildGatewayBootstrap(testTarget({ samples, portcullis: portcullisTarget(portcullis), certDir, accessLogPath, adminPort }), options.filters);
     const bootstrap = options.adjustBootstrap?.(generated) ?? generated;
     // Access log files are flushed every 10 s by default; tests read them sooner.
     const envoy = await startEnvoy(bootstrap, { extraArgs: ['--file-flush-interval-msec', '100'] });

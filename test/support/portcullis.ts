@@ -9,9 +9,12 @@ import { stringify as stringifyYaml } from 'yaml';
 import { loadYamlFile, repoRoot, runCommand, type CommandResult, type HostPort } from './envoy.js';
 
 export interface PortcullisInstance {
-  /** host:port of the gRPC server, as logged in "portcullis listening". */
+  /** host:port of the gRPC server, or `unix:/path` for a Unix socket, as logged in "portcullis listening". */
   grpcAddress: string;
-  grpc: HostPort;
+  /** grpcAddress split (throws for a Unix socket address: see grpcSocket). */
+  readonly grpc: HostPort;
+  /** The socket's path when serving on a Unix socket (server.grpc.address: unix:…); undefined for host:port. */
+  grpcSocket: string | undefined;
   /** http://host:port of the admin server. */
   adminUrl: string;
   /** The portcullis.yaml it was started with (a test may rewrite it to exercise reloads). */
@@ -176,9 +179,13 @@ export async function startPortcullis(
   const grpcAddress = String(listening['grpcAddress']);
   const adminAddress = String(listening['adminAddress']);
   const httpAddress = listening['httpAddress'];
+  const grpcSocket = grpcAddress.startsWith('unix:') ? grpcAddress.slice('unix:'.length) : undefined;
   return {
     grpcAddress,
-    grpc: splitHostPort(grpcAddress),
+    get grpc() {
+      return splitHostPort(grpcAddress);
+    },
+    grpcSocket,
     adminUrl: `http://${adminAddress}`,
     configFile: file,
     httpUrl: typeof httpAddress === 'string' ? `http://${httpAddress}` : undefined,

@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { stringify as stringifyYaml } from 'yaml';
 import { checkEnvoyCommand } from '../../../src/cli/check-envoy.js';
+import { buildGatewayBootstrap } from '../../../src/gateway/envoy-bootstrap.js';
+import { ENABLED_FILTERS } from '../../../src/gateway/filters.js';
+import { LOCAL_TARGET } from '../../../src/gateway/variants.js';
 import { repoRoot, runCommand } from '../../support/envoy.js';
 import { portcullisBin } from '../../support/portcullis.js';
 
@@ -38,6 +42,23 @@ describe('portcullis check-envoy', () => {
       if (bootstrap !== 'envoy/ratelimit.yaml') assert.match(result.output, /[1-9]\d* route\(s\) with ext_authz, [1-9]\d* with ext_proc against/);
     });
   }
+
+  it('reads a bootstrap whose portcullis cluster is a Unix socket (address: pipe) as it reads the TCP one', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-check-envoy-pipe-'));
+    try {
+      const bootstrap = buildGatewayBootstrap({ ...LOCAL_TARGET, portcullis: { pipe: '/run/portcullis/grpc.sock' } }, ENABLED_FILTERS);
+      assert.match(JSON.stringify(bootstrap), /"address":\{"pipe":\{"path":"\/run\/portcullis\/grpc.sock"\}\}/);
+      const file = path.join(dir, 'envoy.yaml');
+      writeFileSync(file, stringifyYaml(bootstrap));
+      const result = await checkEnvoy(file, '--config', path.join(repoRoot(), 'envoy', 'portcullis.yaml'));
+      const shipped = await checkEnvoy(path.join(repoRoot(), 'envoy', 'envoy.yaml'));
+      assert.equal(result.code, 0, result.output);
+      // The same findings (none) and counts as the shipped TCP bootstrap: the file name aside, the same report.
+      assert.equal(result.output.replace(file, 'F'), shipped.output.replace(path.join(repoRoot(), 'envoy', 'envoy.yaml'), 'F'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('passes the example bootstraps beside their own configs, but for envoy/authz\'s deliberate default deny', async () => {
     const extproc = await checkEnvoy(path.join(repoRoot(), 'envoy/extproc.yaml'), '--config', path.join(repoRoot(), 'envoy/portcullis-extproc.yaml'));

@@ -209,6 +209,25 @@ describe('portcullis.yaml: valid files', () => {
     });
   }
 
+  // FILE is /etc/portcullis/portcullis.yaml: a relative socket path lands next to it, as every other path does.
+  const sockets: [string, string][] = [
+    ['unix:/run/portcullis/grpc.sock', 'unix:/run/portcullis/grpc.sock'],
+    ['unix:///run/portcullis/grpc.sock', 'unix:/run/portcullis/grpc.sock'],
+    ['unix:grpc.sock', 'unix:/etc/portcullis/grpc.sock'],
+    ['unix:../run/grpc.sock', 'unix:/etc/run/grpc.sock'],
+  ];
+  for (const [address, resolved] of sockets) {
+    it(`accepts the Unix socket address ${address} as ${resolved}`, () => {
+      assert.equal(parsePortcullisConfig(`server:\n  grpc:\n    address: "${address}"\n`, FILE).server.grpc.address, resolved);
+    });
+  }
+
+  it('lets server.workers > 1 serve a Unix socket (the supervisor binds it)', () => {
+    const config = parsePortcullisConfig('server:\n  grpc: { address: "unix:/run/p.sock" }\n  workers: 2\nredis: { url: "redis://a:1" }\n', FILE);
+    assert.equal(config.server.grpc.address, 'unix:/run/p.sock');
+    assert.equal(config.server.workers, 2);
+  });
+
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   for (const level of levels) {
     it(`accepts log level ${level}`, () => {
@@ -279,10 +298,20 @@ const BAD_VALUES: readonly BadCase[] = [
   { name: 'log level', text: 'log:\n  level: loud\n', line: 2, path: 'log.level', message: "must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'" },
   { name: 'log level is case-sensitive', text: 'log:\n  level: INFO\n', line: 2, path: 'log.level', message: "must be one of fatal, error, warn, info, debug, trace, silent, got 'INFO'" },
   { name: 'failure_mode', text: 'ratelimit:\n  failure_mode: maybe\n', line: 2, path: 'ratelimit.failure_mode', message: "must be one of error, allow, deny, got 'maybe'" },
-  { name: 'address without a port', text: 'server:\n  grpc:\n    address: localhost\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'localhost'" },
+  { name: 'address without a port', text: 'server:\n  grpc:\n    address: localhost\n', line: 3, path: 'server.grpc.address', message: "expected host:port or unix:/path/to/socket, got 'localhost'" },
+  { name: 'admin address without a port', text: 'server:\n  admin:\n    address: localhost\n', line: 3, path: 'server.admin.address', message: "expected host:port, got 'localhost'" },
+  // Only the gRPC listener takes a socket: the admin port is scraped and probed over the network.
+  { name: 'admin address on a Unix socket', text: 'server:\n  admin:\n    address: unix:/run/admin.sock\n', line: 3, path: 'server.admin.address', message: "expected host:port, got 'unix:/run/admin.sock'" },
+  { name: 'a Unix socket address with a host', text: 'server:\n  grpc:\n    address: unix://portcullis/run/grpc.sock\n', line: 3, path: 'server.grpc.address', message: 'a Unix socket address has no host: write unix:/absolute/path.sock' },
+  { name: 'a Unix socket address without a path', text: 'server:\n  grpc:\n    address: "unix:"\n', line: 3, path: 'server.grpc.address', message: 'expected a socket path after unix:, got nothing' },
+  { name: 'a Unix socket address naming a directory', text: 'server:\n  grpc:\n    address: unix:/run/portcullis/\n', line: 3, path: 'server.grpc.address', message: "expected a socket file, got a directory path '/run/portcullis/'" },
+  { name: 'an abstract Unix socket', text: 'server:\n  grpc:\n    address: unix-abstract:portcullis\n', line: 3, path: 'server.grpc.address', message: 'abstract Unix sockets are not supported' },
+  { name: 'a Unix socket path longer than sun_path', text: `server:\n  grpc:\n    address: unix:/run/${'d'.repeat(100)}/grpc.sock\n`, line: 3, path: 'server.grpc.address', message: `the socket path '/run/${'d'.repeat(100)}/grpc.sock' is 115 bytes; the kernel takes at most 107` },
+  { name: 'a relative Unix socket path that resolves past sun_path', text: `server:\n  grpc:\n    address: unix:${'s'.repeat(90)}.sock\n`, line: 3, path: 'server.grpc.address', message: `the socket path '/etc/portcullis/${'s'.repeat(90)}.sock' is 111 bytes` },
+  { name: 'a Unix socket address in a flow mapping', text: 'server:\n  workers: 1\n  grpc: { address: "unix:" }\n', line: 3, path: 'server.grpc.address', message: 'expected a socket path after unix:' },
   { name: 'address with a port over 65535', text: 'server:\n  admin:\n    address: "h:70000"\n', line: 3, path: 'server.admin.address', message: "expected host:port, got 'h:70000'" },
-  { name: 'address with a named port', text: 'server:\n  grpc:\n    address: "h:http"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'h:http'" },
-  { name: 'address with a space', text: 'server:\n  grpc:\n    address: "my host:80"\n', line: 3, path: 'server.grpc.address', message: "expected host:port, got 'my host:80'" },
+  { name: 'address with a named port', text: 'server:\n  grpc:\n    address: "h:http"\n', line: 3, path: 'server.grpc.address', message: "expected host:port or unix:/path/to/socket, got 'h:http'" },
+  { name: 'address with a space', text: 'server:\n  grpc:\n    address: "my host:80"\n', line: 3, path: 'server.grpc.address', message: "expected host:port or unix:/path/to/socket, got 'my host:80'" },
   { name: 'redis url with another scheme', text: 'redis:\n  url: http://cache:6379\n', line: 2, path: 'redis.url', message: "expected a redis:// or rediss:// URL, got 'http://cache:6379'" },
   { name: 'redis cluster member with another scheme', text: 'redis:\n  cluster:\n    - redis://a:1\n    - b:2\n', line: 4, path: 'redis.cluster[1]', message: 'expected a redis:// or rediss:// URL, got (not shown)' },
   // ioredis would throw on it at start, printing it; the password is not shown here either.
