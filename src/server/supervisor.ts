@@ -20,6 +20,7 @@ import type { ConfigInputs } from '../config/inputs.js';
 import { watchedPaths, type PortcullisConfig } from '../config/portcullis-config.js';
 import { watchConfig, type ConfigWatcher } from '../config/watcher.js';
 import type { Logger } from '../observability/logger.js';
+import { backoffDelayMs, type BackoffPolicy } from '../shared/backoff.js';
 import { createAdminServer, listen } from './admin-http.js';
 import { unixSocketPath } from './grpc-address.js';
 import { clearStaleSocket } from './unix-socket.js';
@@ -62,8 +63,9 @@ const HEALTHY_RUN_MS = 10_000;
 
 /** Delay before replacing a worker that died `crashes` times in a row: 100 ms, doubling, at most 10 s. */
 export function restartDelayMs(crashes: number): number {
-  return Math.min(10_000, 100 * 2 ** Math.max(0, Math.min(crashes - 1, 10)));
+  return backoffDelayMs(crashes, RESTART_BACKOFF, 0);
 }
+const RESTART_BACKOFF: BackoffPolicy = { firstMs: 100, maxMs: 10_000, jitter: 0 };
 
 interface Slot {
   readonly index: number;

@@ -16,6 +16,7 @@ import { Cluster, Redis, ReplyError, type RedisOptions } from 'ioredis';
 import SentinelConnectorModule from 'ioredis/built/connectors/SentinelConnector/index.js';
 import StandaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import { whenAborted } from '../shared/abort.js';
+import { backoffDelayMs, type BackoffPolicy } from '../shared/backoff.js';
 import { ErrorCode, PortcullisError, StoreError } from '../shared/errors.js';
 import { decideConsumption, isOver, validateRequest } from './algorithms.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from './counter-store.js';
@@ -1018,8 +1019,9 @@ export function sentinelOptions(sentinel: SentinelSettings, connectionOptions: {
 
 /** Reconnect forever: 50 ms, 100, 200, 400, 800, then every second. */
 function reconnectDelayMs(attempt: number): number {
-  return Math.min(1000, 50 * 2 ** Math.min(attempt - 1, 5));
+  return backoffDelayMs(attempt, RECONNECT_BACKOFF, 0);
 }
+const RECONNECT_BACKOFF: BackoffPolicy = { firstMs: 50, maxMs: 1000, jitter: 0 };
 
 /**
  * A client for RedisCounterStore that answers "Redis down" at once rather than queueing until the deadline, and
