@@ -10,7 +10,7 @@ import { loadPortcullisConfig, type PortcullisConfig } from '../config/portculli
 import { systemClock } from '../shared/clock.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { MemoryRevocationList, RedisRevocationList } from '../store/revocation-list.js';
-import { createRedisClient, type RedisClient } from '../store/redis-counter-store.js';
+import { createRedisClient, type RedisClient } from '../store/redis-client.js';
 import type { AuthzSettings } from '../authz/config.js';
 import { bearerChallenge } from '../authz/decide.js';
 import { checkBudgetMs } from '../authz/wait.js';

@@ -24,7 +24,8 @@ import type { CounterStore } from '../store/counter-store.js';
 import { MemoryCacheStore } from '../store/memory-cache-store.js';
 import { RedisCacheStore } from '../store/redis-cache-store.js';
 import { MemoryCounterStore } from '../store/memory-counter-store.js';
-import { createRedisClient, RedisCounterStore, type RedisClient } from '../store/redis-counter-store.js';
+import { createRedisClient, type RedisClient } from '../store/redis-client.js';
+import { RedisCounterStore } from '../store/redis-counter-store.js';
 import { probeClusterSeeds, watchRedisConnection, type RedisProbe } from '../store/redis-connection-log.js';
 
 const USAGE = `usage:

@@ -1,7 +1,7 @@
 import { Redis, type Cluster } from 'ioredis';
 import type { Clock } from '../shared/clock.js';
 import { reasonCode } from '../shared/failure-streak.js';
-import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from './redis-counter-store.js';
+import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from './redis-client.js';
 
 export interface RedisConnectionEvents {
   /** The connection failed, with a kind of reason not yet reported since it last worked (credentials already hidden). */

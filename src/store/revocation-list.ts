@@ -1,6 +1,6 @@
 import type { RevocationEntry, RevocationKind, RevocationList } from '../authz/ports.js';
 import type { Clock } from '../shared/clock.js';
-import type { RedisClient } from './redis-counter-store.js';
+import type { RedisClient } from './redis-client.js';
 
 const KINDS = ['jti', 'key'] as const;
 

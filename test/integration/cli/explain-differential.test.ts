@@ -17,7 +17,7 @@ import { prng } from '../../support/prng.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 import { systemClock } from '../../../src/shared/clock.js';
 import { RedisRevocationList } from '../../../src/store/revocation-list.js';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 
 const ISSUER = 'https://issuer.test';
 const OTHER_ISSUER = 'https://other.test';

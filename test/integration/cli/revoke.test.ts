@@ -8,7 +8,7 @@ import { eventually, startTestApp } from '../../support/app.js';
 import { runCommand, repoRoot } from '../../support/envoy.js';
 import { portcullisBin, writeConfig } from '../../support/portcullis.js';
 import { sendCommand, startRedis, startRedisSentinel, type RedisServer } from '../../support/redis-server.js';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 import { RedisRevocationList } from '../../../src/store/revocation-list.js';
 import { systemClock } from '../../../src/shared/clock.js';
 

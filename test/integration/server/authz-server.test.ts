@@ -8,7 +8,7 @@ import { headerMap, metadataOf } from '../../support/authz-client.js';
 import { startIdentityProvider, type IdentityProvider } from '../../support/identity-provider.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
 import { RedisRevocationList } from '../../../src/store/revocation-list.js';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 import { systemClock } from '../../../src/shared/clock.js';
 import { REDACTED_PATHS } from '../../../src/observability/logger.js';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 import { RedisCacheStore } from '../../../src/store/redis-cache-store.js';
 import { eventually, startTestApp, type TestApp } from '../../support/app.js';
 import { authzMetadata, body, extprocClient, requestHeaders, responseHeaders, setHeaders, type ExtprocClient } from '../../support/extproc-client.js';

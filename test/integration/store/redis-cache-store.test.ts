@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisCacheStore } from '../../../src/store/redis-cache-store.js';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 import { sendCommand, startRedis, type RedisServer } from '../../support/redis-server.js';
 import { entry, NOW, runCacheStoreConformance } from '../../unit/store/cache-conformance.js';
 

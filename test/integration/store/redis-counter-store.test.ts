@@ -11,7 +11,8 @@ import { Cluster, Redis } from 'ioredis';
 import { ErrorCode } from '../../../src/shared/errors.js';
 import type { ConsumePolicy, CounterOp, CounterResult, CounterStore } from '../../../src/store/counter-store.js';
 import { MemoryCounterStore } from '../../../src/store/memory-counter-store.js';
-import { createRedisClient, keySlot, RedisCounterStore } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
+import { keySlot, RedisCounterStore } from '../../../src/store/redis-counter-store.js';
 import { sendCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../../support/redis-server.js';
 import { prng as random } from '../../support/prng.js';
 import {

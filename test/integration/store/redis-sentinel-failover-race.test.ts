@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createRedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient } from '../../../src/store/redis-client.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
 
 const MASTER = 'race';

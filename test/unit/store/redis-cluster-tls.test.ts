@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Cluster, Redis } from 'ioredis';
 import { ErrorCode, PortcullisError } from '../../../src/shared/errors.js';
-import { createRedisClient, type RedisClient } from '../../../src/store/redis-counter-store.js';
+import { createRedisClient, type RedisClient } from '../../../src/store/redis-client.js';
 
 // ioredis's Cluster reads a seed URL's host, port and credentials but not its scheme: only redisOptions.tls makes a
 // node connection TLS, for the seeds and for every node learnt from CLUSTER SLOTS alike.

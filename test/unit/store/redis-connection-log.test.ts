@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from '../../../src/store/redis-counter-store.js';
+import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from '../../../src/store/redis-client.js';
 import { describeSentinelsUnanswered, explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 

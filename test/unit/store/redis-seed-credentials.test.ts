@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { seedCredentials } from '../../../src/store/redis-counter-store.js';
+import { seedCredentials } from '../../../src/store/redis-client.js';
 
 describe('seedCredentials: what every node of a cluster authenticates with', () => {
   const table: [string, string[], { username?: string; password?: string }][] = [

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RedisOptions } from 'ioredis';
 import type { SentinelSettings } from '../../../src/store/redis-config.js';
-import { sentinelOptions } from '../../../src/store/redis-counter-store.js';
+import { sentinelOptions } from '../../../src/store/redis-client.js';
 
 const settings = (nodes: string[], master: Partial<SentinelSettings> = {}): SentinelSettings => ({ master: 'mymaster', nodes, username: undefined, password: undefined, ...master });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { RedisClient } from '../../../src/store/redis-counter-store.js';
+import type { RedisClient } from '../../../src/store/redis-client.js';
 import { MemoryRevocationList, RedisRevocationList, scoredIds } from '../../../src/store/revocation-list.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
