@@ -106,6 +106,8 @@ function redisOpener(redis: NonNullable<PortcullisConfig['redis']>, logger: Logg
         logger.info({ client: name }, 'redis connected');
       },
       seedSkipped: (reason) => logger.warn({ client: name, reason }, 'redis cluster seed skipped'),
+      sentinelLost: (reason) => logger.warn({ client: name, reason }, 'redis sentinel not heard: the failovers it announces are missed until it is back'),
+      sentinelBack: (sentinel) => logger.info({ client: name, sentinel }, 'redis sentinel heard again'),
     }, { redact: redactUrlCredentials, clock: systemClock, ...(client.isCluster && probe !== undefined ? { probe } : {}) });
     return client;
   };

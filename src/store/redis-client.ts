@@ -99,6 +99,19 @@ export class SentinelsUnanswered extends Error {
   }
 }
 
+/**
+ * Emitted by a client for the master Redis Sentinel names (createRedisClient) when the failover detector's
+ * subscription to a sentinel fails or works again: a SentinelWatch. While it is down, failovers that sentinel
+ * announces are not heard (the others' still are); the master serves meanwhile, so nothing else would say so.
+ */
+export const SENTINEL_WATCH_EVENT = 'portcullis:sentinel watch';
+export interface SentinelWatch {
+  /** "host:port", as configured. */
+  readonly sentinel: string;
+  /** Why its subscription failed; undefined: subscribed again. */
+  readonly reason: string | undefined;
+}
+
 /** ioredis's (private) SentinelConnector members the connector below builds on. */
 interface SentinelConnectorInternals {
   readonly sentinelIterator: { readonly cursor: number; reset(moveCurrentEndpointToFirst: boolean): void };
@@ -120,7 +133,8 @@ interface SentinelEndpoint { readonly host?: string; readonly port?: number }
  *   asked one, then waited before asking.
  * - The failover detector's subscriptions get an 'error' listener: while a sentinel is down they retry every
  *   second (sentinelReconnectStrategy), and ioredis printed each failure to stderr as "[ioredis] Unhandled error
- *   event" (not JSON). The master still serves meanwhile; a lookup that fails names its sentinels.
+ *   event" (not JSON). Each failure, and each subscription that works again, is told to the client as
+ *   SENTINEL_WATCH_EVENT instead: the master still serves meanwhile, so nothing else says that a sentinel is gone.
  * - A failover announced while the client is reconnecting (a master killed: the client retries it until the
  *   sentinels promote the replica) asks the sentinels again. ioredis's detector disconnects the connector then, the
  *   connect in progress fails with "Connection is closed.", and ioredis never connected again: every call answered
@@ -137,6 +151,8 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
   private lookup: { error?: string } = {};
   /** The failover detector disconnected this connector since the connect in progress began. */
   private failingOver = false;
+  /** The client's events (ioredis passes them to connect), for SENTINEL_WATCH_EVENT. */
+  private events: ErrorEmitter | undefined;
 
   constructor(options: unknown) {
     super(options as SentinelConnectionOptions);
@@ -147,6 +163,7 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
     if (iterator.cursor > 0) iterator.reset(true);
     this.unanswered.clear();
     this.failingOver = false;
+    this.events = emitter;
     let stream: NetStream;
     try {
       stream = await super.connect((type: string, error: Error) => {
@@ -191,12 +208,18 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
         this.lookup = lookup;
         client.on('error', (error: Error) => void (lookup.error ??= error.message));
       } else {
-        client.on('error', () => undefined);
+        const watch = (reason: string | undefined): void => {
+          const change: SentinelWatch = { sentinel: sentinelAddress(endpoint), reason };
+          // ioredis' emitter passes its second argument on as is, whatever it is.
+          (this.events as ((type: string, change: SentinelWatch) => void) | undefined)?.(SENTINEL_WATCH_EVENT, change);
+        };
+        client.on('error', (error: Error) => watch(error.message));
+        client.on('ready', () => watch(undefined));
       }
       return client;
     };
     own.resolve = async function (this: SentinelSocketErrorsHeard, endpoint) {
-      const sentinel = `${endpoint.host ?? '127.0.0.1'}:${endpoint.port ?? 26379}`;
+      const sentinel = sentinelAddress(endpoint);
       try {
         const resolved = await resolve.call(this, endpoint);
         if (resolved === null || resolved === undefined) this.unanswered.set(sentinel, 'knows no address for the master');
@@ -207,6 +230,9 @@ class SentinelSocketErrorsHeard extends SentinelConnectorModule.default {
       }
     };
   }
+}
+function sentinelAddress(endpoint: SentinelEndpoint): string {
+  return `${endpoint.host ?? '127.0.0.1'}:${endpoint.port ?? 26379}`;
 }
 type SentinelConnectionOptions = ConstructorParameters<typeof SentinelConnectorModule.default>[0];
 type ErrorEmitter = Parameters<InstanceType<typeof StandaloneConnectorModule.default>['connect']>[0];

@@ -1,7 +1,7 @@
 import { Redis, type Cluster } from 'ioredis';
 import type { Clock } from '../shared/clock.js';
 import { reasonCode } from '../shared/failure-streak.js';
-import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from './redis-client.js';
+import { SEED_LOOKUP_EVENT, SENTINEL_WATCH_EVENT, SentinelsUnanswered, type SentinelWatch } from './redis-client.js';
 
 export interface RedisConnectionEvents {
   /** The connection failed, with a kind of reason not yet reported since it last worked (credentials already hidden). */
@@ -13,6 +13,13 @@ export interface RedisConnectionEvents {
    * learnt from the other seeds, and this is only a failure when none of them answers (then down() says so too).
    */
   seedSkipped(reason: string): void;
+  /**
+   * The failover detector lost a sentinel ("host:port: reason"), once per kind of reason until it is back: the
+   * master still serves, but the failovers that sentinel announces are not heard.
+   */
+  sentinelLost(reason: string): void;
+  /** A sentinel lost is heard again ("host:port"). */
+  sentinelBack(sentinel: string): void;
 }
 
 /** Finds why a connection fails when the client only says that it did (see watchRedisConnection); undefined when it cannot tell. */
@@ -67,7 +74,8 @@ export function describeSentinelsUnanswered(reasons: ReadonlyMap<string, string>
  * nothing, `probe` (probeClusterSeeds) connects to the seeds itself, at most every PROBE_INTERVAL_MS, to find the
  * reason (self-signed certificate, ENOTFOUND…). A seed whose name does not resolve is reported apart, as skipped
  * (SEED_LOOKUP_EVENT): the cluster may well serve from the others. A client for the master Redis Sentinel names
- * reports the sentinels that did not answer each with its own reason (SentinelsUnanswered).
+ * reports the sentinels that did not answer each with its own reason (SentinelsUnanswered), and each sentinel its
+ * failover detector loses and hears again (SENTINEL_WATCH_EVENT).
  */
 export interface RedisConnectionWatch {
   /** Hides credentials in a reason before it is reported. */
@@ -134,6 +142,19 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
     });
     // A seed that does not resolve fails the Cluster's connect before any node is tried: no error is emitted.
     client.on('reconnecting', () => unexplained(undefined));
+  } else {
+    const lost = new Map<string, string>();
+    client.on(SENTINEL_WATCH_EVENT, ({ sentinel, reason }: SentinelWatch) => {
+      if (reason === undefined) {
+        if (lost.delete(sentinel)) events.sentinelBack(sentinel);
+        return;
+      }
+      const explained = explainRedisError(reason);
+      const code = reasonCode(explained);
+      if (lost.get(sentinel) === code) return;
+      lost.set(sentinel, code);
+      events.sentinelLost(redact(`${sentinel}: ${explained}`));
+    });
   }
   client.on('ready', () => {
     epoch++;

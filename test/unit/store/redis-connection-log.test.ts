@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { SEED_LOOKUP_EVENT, SentinelsUnanswered } from '../../../src/store/redis-client.js';
+import { SEED_LOOKUP_EVENT, SENTINEL_WATCH_EVENT, SentinelsUnanswered } from '../../../src/store/redis-client.js';
 import { describeSentinelsUnanswered, explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
@@ -38,7 +38,7 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
     client.isCluster = false;
     const lines: string[] = [];
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text.replace(/:[^@/]*@/, ':***@'), clock: new FakeClock(0) });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`), sentinelLost: (reason) => lines.push(`lost ${reason}`), sentinelBack: (sentinel) => lines.push(`back ${sentinel}`) }, { redact: (text) => text.replace(/:[^@/]*@/, ':***@'), clock: new FakeClock(0) });
     return { client, lines };
   };
 
@@ -54,6 +54,26 @@ describe('watchRedisConnection: one line per kind of reason until the connection
     client.emit('ready');
     client.emit('error', new Error('read ECONNRESET'));
     assert.deepEqual(lines.map((l) => l.split(':')[0]), ['down ECONNRESET', 'down WRONGPASS invalid username-password pair', 'up', 'down ECONNRESET']);
+  });
+
+  it("a sentinel the failover detector loses: one line per kind of reason until it is heard again, each sentinel apart", () => {
+    const { client, lines } = watch();
+    const lose = (sentinel: string, reason: string | undefined): boolean => client.emit(SENTINEL_WATCH_EVENT, { sentinel, reason });
+    lose('s1:26379', undefined);
+    lose('s1:26379', 'connect ECONNREFUSED 10.0.0.1:26379');
+    lose('s1:26379', 'connect ECONNREFUSED 10.0.0.1:26379');
+    lose('s2:26379', 'read ECONNRESET');
+    lose('s1:26379', 'WRONGPASS invalid username-password pair');
+    lose('s1:26379', undefined);
+    lose('s1:26379', undefined);
+    lose('s1:26379', 'connect ECONNREFUSED 10.0.0.1:26379');
+    assert.deepEqual(lines, [
+      'lost s1:26379: connect ECONNREFUSED 10.0.0.1:26379',
+      'lost s2:26379: ECONNRESET: the server closed the connection (a server that requires TLS does this to redis://: use rediss://)',
+      'lost s1:26379: WRONGPASS invalid username-password pair',
+      'back s1:26379',
+      'lost s1:26379: connect ECONNREFUSED 10.0.0.1:26379',
+    ]);
   });
 
   it('hides credentials in the reason', () => {
@@ -92,7 +112,7 @@ describe('watchRedisConnection: sentinels that did not answer', () => {
     const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
     client.isCluster = false;
     const lines: string[] = [];
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: () => assert.fail() }, { redact: (text) => text, clock: new FakeClock(0) });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: () => assert.fail(), sentinelLost: () => assert.fail(), sentinelBack: () => assert.fail() }, { redact: (text) => text, clock: new FakeClock(0) });
     const untrusted = (port: number): SentinelsUnanswered => new SentinelsUnanswered(new Map([[`127.0.0.1:${port}`, 'self-signed certificate in certificate chain']]));
     client.emit('error', untrusted(26379));
     client.emit('error', untrusted(26380));
@@ -120,7 +140,7 @@ describe('watchRedisConnection: a Cluster that hides its reason is probed, at mo
       probes++;
       return new Promise((resolve) => (answer = resolve));
     };
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text, probe, clock });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(reason), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`), sentinelLost: (reason) => lines.push(`lost ${reason}`), sentinelBack: (sentinel) => lines.push(`back ${sentinel}`) }, { redact: (text) => text, probe, clock });
     const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
     client.emit('error', new Error('Failed to refresh slots cache.'));
@@ -152,7 +172,7 @@ describe('watchRedisConnection: a Cluster seed whose name does not resolve', () 
     const client = new EventEmitter() as EventEmitter & { isCluster: boolean };
     client.isCluster = true;
     const lines: string[] = [];
-    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`) }, { redact: (text) => text, clock: new FakeClock(0) });
+    watchRedisConnection(client as unknown as Redis, { down: (reason) => lines.push(`down ${reason}`), up: () => lines.push('up'), seedSkipped: (reason) => lines.push(`skipped ${reason}`), sentinelLost: (reason) => lines.push(`lost ${reason}`), sentinelBack: (sentinel) => lines.push(`back ${sentinel}`) }, { redact: (text) => text, clock: new FakeClock(0) });
     const notFound = new Error('getaddrinfo ENOTFOUND no-such-host');
     client.emit(SEED_LOOKUP_EVENT, 'no-such-host', notFound);
     client.emit(SEED_LOOKUP_EVENT, 'good-host', undefined);
