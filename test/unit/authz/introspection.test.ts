@@ -477,11 +477,14 @@ describe('introspection: a 429 or 503 with Retry-After', () => {
   it('a probe answered 429 with Retry-After waits as asked, or the next backoff if longer', async () => {
     const s = setup(() => ({ status: 429, body: undefined, retryAfter: '3' }));
     await s.check('t0');
-    // [ms to wait until the probe, ms held off after it: max(backoff 2 s, 4 s, 8 s … , 3 s)]
-    for (const next of [3000, 3000, 4000, 8000]) {
-      s.clock.advance(next);
+    // How long each failure holds calls off: max(the backoff's 1 s, 2 s, 4 s, 8 s; the 3 s asked).
+    for (const holdMs of [3000, 3000, 4000, 8000]) {
       const calls = s.http.calls.length;
-      await s.check(`probe-${next}-${calls}`);
+      s.clock.advance(holdMs - 1);
+      await s.check(`held-${holdMs}-${calls}`);
+      assert.equal(s.http.calls.length, calls, `held off for ${holdMs} ms`);
+      s.clock.advance(1);
+      await s.check(`probe-${holdMs}-${calls}`);
       assert.equal(s.http.calls.length, calls + 1);
     }
   });
