@@ -90,6 +90,8 @@ interface Loaded {
 const SETTLE_MAX_REREADS = 20;
 /** How long parsing the keys file may take in its worker thread (parseKeysFileOffThread): 100,000 keys take about 6 s. */
 const KEYS_LOAD_TIMEOUT_MS = 60_000;
+/** Checks shed by authz.introspection.max_in_flight: the metric counts each, the log says so at most this often. */
+const INTROSPECTION_SHED_LOG_EVERY_MS = 60_000;
 /** How long checking a large portcullis.yaml may take in its worker thread (at most 1 MiB: seconds at worst). */
 const CONFIG_CHECK_TIMEOUT_MS = 30_000;
 
@@ -103,6 +105,8 @@ export function buildApp(deps: AppDeps): App {
   // An introspection endpoint that refuses the gateway's credentials or answers garbage fails every Check: the log
   // says so once per change of state (and per new reason), the metric counts each.
   const introspectionStreak = new FailureStreak(clock);
+  let shedLoggedMs = Number.NEGATIVE_INFINITY;
+  let shedSinceLog = 0;
   const authzObserver: AuthzObserver = {
     ...metrics.authz,
     introspectionError(detail) {
@@ -112,6 +116,17 @@ export function buildApp(deps: AppDeps): App {
     introspectionAnswered() {
       const failures = introspectionStreak.answered();
       if (failures !== undefined) logger.info({ failures }, 'introspection answering again');
+    },
+    // A flood of distinct junk tokens sheds thousands of Checks a second: the metric counts each, the log says it
+    // at most once a minute, with how many were shed since its last line.
+    introspectionShed(detail) {
+      metrics.authz.introspectionShed(detail);
+      shedSinceLog++;
+      const nowMs = clock.nowMs();
+      if (nowMs - shedLoggedMs < INTROSPECTION_SHED_LOG_EVERY_MS) return;
+      logger.warn({ error: detail, shed: shedSinceLog }, 'introspection calls at authz.introspection.max_in_flight; answering Checks that need another with introspection.on_failure');
+      shedLoggedMs = nowMs;
+      shedSinceLog = 0;
     },
   };
   // A JWKS that cannot be fetched is retried with backoff (jwks.ts) for as long as the issuer is down: the log says

@@ -24,7 +24,7 @@ const [dir = '/tmp/bench-authz', configName = 'cached', data = 'apikey', concurr
 const concurrency = Number(concurrencyArg);
 const configFile = path.join(dir, `${configName}.yaml`);
 const settings = parsePortcullisConfig(readFileSync(configFile, 'utf8'), configFile).authz;
-const observer: AuthzObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, revocationUnavailable: () => undefined };
+const observer: AuthzObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, introspectionShed: () => undefined, revocationUnavailable: () => undefined };
 const service = new AuthzService({ clock: systemClock, http: { postForm: () => Promise.reject(new Error('no HTTP in this loop')) } as never, observer, revocation: new MemoryRevocationList(systemClock) });
 const snapshot = service.prepare(settings, await readAuthzFiles(settings));
 const check = authorizationServiceDefinition()['Check']!;

@@ -22,7 +22,7 @@ const provider = parsePortcullisConfig(readFileSync(configFile, 'utf8'), configF
 if (provider === undefined) throw new Error(`${configFile}: no JWT provider`);
 const messages = JSON.parse(readFileSync(path.join(dir, `jwt-${alg}.json`), 'utf8')) as { attributes: { request: { http: { headers: Record<string, string> } } } }[];
 const inputs = messages.map((m) => ({ headers: new Map([['authorization', m.attributes.request.http.headers['authorization']!]]) }) as unknown as CheckInput);
-const observer: AuthzObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, revocationUnavailable: () => undefined };
+const observer: AuthzObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, introspectionShed: () => undefined, revocationUnavailable: () => undefined };
 const deps = {
   providers: [{ settings: provider, keys: staticKeySource(JSON.parse(readFileSync(path.join(dir, 'jwks.json'), 'utf8'))) }],
   cache: new ExpiringLru<never>(0),

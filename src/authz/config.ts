@@ -73,6 +73,8 @@ export interface AuthzSettings {
     readonly cacheSeconds: number;
     readonly cacheMaxEntries: number;
     readonly onFailure: 'deny' | 'error';
+    /** Calls to the endpoint under way at most; a token that would need another gets on_failure at once. */
+    readonly maxInFlight: number;
     readonly claims: { readonly tier: string };
   } | undefined;
   readonly mtls: { readonly principalsHeader: string; readonly trusted: readonly string[] } | undefined;
@@ -178,6 +180,11 @@ const sectionSchema = object({
     cache_seconds: number(60, { min: 0, integer: true }),
     cache_max_entries: number(10000, { min: 0, integer: true }),
     on_failure: oneOf(['deny', 'error'] as const, 'deny'),
+    // Per process (each worker has its own). 64 calls at once carry 1,300 new tokens a second at 50 ms each, far past
+    // the rate of tokens a gateway has not seen (answers are cached, repeats share a call), while an endpoint slow to
+    // CALL_TIMEOUT_MS (5 s) sees 64 connections and 13 calls a second from it, not one per junk token. The maximum
+    // keeps a typo from making the bound no bound.
+    max_in_flight: number(64, { min: 1, max: 4096, integer: true }),
     claims: object({ tier: string('tier') }),
   }))),
   mtls: object({ principals_header: string('x-forwarded-client-cert', headerName), trusted: list(cidr) }),
@@ -334,6 +341,7 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
         cacheSeconds: raw.introspection.cache_seconds,
         cacheMaxEntries: raw.introspection.cache_max_entries,
         onFailure: raw.introspection.on_failure,
+        maxInFlight: raw.introspection.max_in_flight,
         claims: raw.introspection.claims,
       }
       : undefined,

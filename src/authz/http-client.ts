@@ -1,6 +1,6 @@
 import { request, type Dispatcher } from 'undici';
 import { nestsDeeperThan } from '../shared/json-depth.js';
-import { UnreadableBodyError, type HttpClient } from './ports.js';
+import { HttpStatusError, UnreadableBodyError, type HttpClient } from './ports.js';
 
 /** Responses bigger than this are refused: a JWKS or an introspection answer is a few KiB. */
 export const MAX_BODY_BYTES = 1 << 20;
@@ -54,6 +54,13 @@ async function readJson(response: Dispatcher.ResponseData): Promise<unknown> {
 
 const excerpt = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
 
+/** A 429's or 503's Retry-After as sent (the first, if repeated), for the caller's backoff; undefined for other statuses. */
+function retryAfterOf(response: Dispatcher.ResponseData): string | undefined {
+  if (response.statusCode !== 429 && response.statusCode !== 503) return undefined;
+  const value = response.headers['retry-after'];
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /**
  * undici client; every call, body included, is bounded by the caller's signal. Redirects are not followed (undici's
  * request follows none without its redirect interceptor): a 3xx is an answer like any other non-2xx.
@@ -64,7 +71,7 @@ export function createHttpClient(): HttpClient {
       const response = await request(url, { method: 'GET', signal, headers: { accept: 'application/json', 'accept-encoding': 'identity' } });
       if (response.statusCode < 200 || response.statusCode > 299) {
         await response.body.dump();
-        throw new Error(`GET ${new URL(url).origin}${new URL(url).pathname} answered ${response.statusCode}`);
+        throw new HttpStatusError(`GET ${new URL(url).origin}${new URL(url).pathname} answered ${response.statusCode}`, response.statusCode, retryAfterOf(response));
       }
       return readJson(response);
     },
@@ -78,7 +85,7 @@ export function createHttpClient(): HttpClient {
       // An error status is reported as such, whatever its body; a 2xx body that cannot be read is the failure.
       if (response.statusCode < 200 || response.statusCode > 299) {
         await response.body.dump();
-        return { status: response.statusCode, body: undefined };
+        return { status: response.statusCode, body: undefined, retryAfter: retryAfterOf(response) };
       }
       return { status: response.statusCode, body: await readJson(response) };
     },

@@ -2,10 +2,11 @@ import { createPublicKey, KeyObject, type JsonWebKey } from 'node:crypto';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import { Backoff, type BackoffPolicy } from '../shared/backoff.js';
 import type { Clock } from '../shared/clock.js';
+import { retryAfterMs } from '../shared/retry-after.js';
 import { untilAborted } from './wait.js';
 import { JWT_ALGORITHMS, type JwksSource, type JwtAlgorithm } from './config.js';
 import { rsaKeyFault, shown } from './jws.js';
-import type { HttpClient } from './ports.js';
+import { HttpStatusError, type HttpClient } from './ports.js';
 import type { MaybePromise } from './types.js';
 
 /** The keys cannot be had right now (never fetched, issuer down): not the token's fault. */
@@ -40,7 +41,9 @@ const FETCH_TIMEOUT_MS = 5000;
  * held keep serving meanwhile, so a slower retry costs only how soon keys published during the outage are seen: 2 s
  * gets past a restart of the issuer at once, and a minute is as long as a rotation announced while it was down waits.
  * At a retry every 2 s, a fleet of gateways with a few providers each kept a down issuer busy for as long as it was
- * down; at 60 s it is one request per gateway and provider a minute.
+ * down; at 60 s it is one request per gateway and provider a minute. A 429 or 503 with Retry-After makes that retry
+ * wait at least as long as asked, up to the same cap (60 s, or refresh_seconds): longer would leave keys published
+ * meanwhile unseen for as long as the issuer (or whatever answers for it) cares to say.
  */
 export const JWKS_RETRY: BackoffPolicy = Object.freeze({ firstMs: 2000, maxMs: 60_000, jitter: 0.2 });
 
@@ -283,7 +286,10 @@ export class RemoteKeySource implements KeySource {
       },
       (error: unknown) => {
         // From the attempt's start, as the cooldown: a fetch that took its whole timeout to fail does not add to it.
-        const delay = this.retry.failed(startedMs);
+        // A 429 or 503 that says how long to wait (discovery or JWKS) is waited for from when it came, up to the cap.
+        const nowMs = this.options.clock.nowMs();
+        const asked = error instanceof HttpStatusError ? retryAfterMs(error.retryAfter, nowMs) : undefined;
+        const delay = this.retry.failed(startedMs, asked === undefined ? 0 : nowMs - startedMs + asked);
         this.options.onRefresh('error', (error as Error).message);
         this.schedule(delay);
       },

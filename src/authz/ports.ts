@@ -3,6 +3,19 @@
 export interface HttpResponse {
   readonly status: number;
   readonly body: unknown;
+  /** The Retry-After header of a 429 or 503 answer, as sent (undefined for other statuses, or without one). */
+  readonly retryAfter?: string;
+}
+
+/**
+ * A GET answered with a non-2xx status. `retryAfter`: the Retry-After header of a 429 or 503 (the statuses RFC 9110
+ * §15.6.4 and RFC 6585 §4 give it to as a request to wait), as sent; undefined otherwise.
+ */
+export class HttpStatusError extends Error {
+  override readonly name = 'HttpStatusError';
+  constructor(message: string, readonly status: number, readonly retryAfter: string | undefined) {
+    super(message);
+  }
 }
 
 /**
@@ -16,14 +29,14 @@ export class UnreadableBodyError extends Error {
 
 export interface HttpClient {
   /**
-   * GET a JSON document; rejects on a non-2xx status (redirects are not followed), a body over the size cap, JSON
+   * GET a JSON document; rejects on a non-2xx status (HttpStatusError; redirects are not followed), a body over the size cap, JSON
    * nested too deep, a content-encoding, or bad JSON. The signal bounds the whole call, body included.
    */
   getJson(url: string, signal: AbortSignal): Promise<unknown>;
   /**
    * POST application/x-www-form-urlencoded; resolves with any status, and for a 2xx the parsed JSON body (undefined
    * if none; a body it cannot read rejects with UnreadableBodyError, as for getJson). A non-2xx status comes without
-   * its body.
+   * its body (a 429 or 503 with its Retry-After).
    */
   postForm(url: string, form: Readonly<Record<string, string>>, headers: Readonly<Record<string, string>>, signal: AbortSignal): Promise<HttpResponse>;
 }
@@ -65,5 +78,10 @@ export interface AuthzObserver {
   introspectionError(detail: string): void;
   /** The endpoint answered (active or not): ends a run of failures. */
   introspectionAnswered(): void;
+  /**
+   * A Check whose token needed a call got introspection.on_failure without one: max_in_flight calls to the endpoint
+   * were under way (`detail`: for a log line).
+   */
+  introspectionShed(detail: string): void;
   revocationUnavailable(): void;
 }

@@ -9,7 +9,7 @@ import { evaluateApiKey, keyParameterIn, parseKeysFile, type ApiKeySet } from '.
 import { authzFileRefs, type AuthzSettings, type JwksSource, type JwtAlgorithm } from './config.js';
 import { decide, deny } from './decide.js';
 import { foldTargets, lookalikes, type FoldTargets } from './header-fold.js';
-import { evaluateIntrospection, IntrospectionBreaker, type IntrospectionDeps } from './introspection.js';
+import { evaluateIntrospection, IntrospectionBreaker, OutstandingCalls, type IntrospectionDeps } from './introspection.js';
 import { RemoteKeySource, staticKeySource, type KeySource } from './jwks.js';
 import { evaluateJwt, type JwtEvaluatorDeps, type JwtProvider, type VerifiedToken } from './jwt.js';
 import { ExpiringLru } from './lru.js';
@@ -74,6 +74,11 @@ export class AuthzService {
   private cacheSizes = '';
   /** The introspection endpoint's breaker, by endpoint and credentials: a reload keeps it, new credentials reset it. */
   private breaker: { readonly generation: string; readonly breaker: IntrospectionBreaker } | undefined;
+  /**
+   * Calls under way to the introspection endpoint, by URL: a reload (new credentials included) counts the calls an
+   * earlier config made to the same server until they end, another URL starts from none.
+   */
+  private outstanding: { readonly url: string; readonly calls: OutstandingCalls } | undefined;
 
   constructor(private readonly deps: AuthzServiceDeps) {}
 
@@ -112,6 +117,7 @@ export class AuthzService {
     if (introspectionGeneration !== undefined && this.breaker?.generation !== introspectionGeneration) {
       this.breaker = { generation: introspectionGeneration, breaker: new IntrospectionBreaker(this.deps.random ?? Math.random) };
     }
+    if (i !== undefined && this.outstanding?.url !== i.url) this.outstanding = { url: i.url, calls: new OutstandingCalls() };
     return Object.freeze({
       settings,
       policies: compilePolicies(settings),
@@ -127,6 +133,8 @@ export class AuthzService {
         calls: new Map(),
         generation: introspectionGeneration!,
         breaker: this.breaker!.breaker,
+        outstanding: this.outstanding!.calls,
+        maxInFlight: i.maxInFlight,
       }),
     });
   }

@@ -19,7 +19,7 @@ import { describeId, formatRevocations, revokeRequest, untilPhrase, type RevokeO
 
 export type { RevokeOptions } from './revoke-request.js';
 
-const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, revocationUnavailable: () => undefined };
+const silentObserver = { jwksRefresh: () => undefined, cacheLookup: () => undefined, introspectionError: () => undefined, introspectionAnswered: () => undefined, introspectionShed: () => undefined, revocationUnavailable: () => undefined };
 
 /** `portcullis validate`: the authz section and the files it names (keys, JWKS files, secret); throws ConfigError. */
 export async function validateAuthz(config: PortcullisConfig): Promise<string[] | undefined> {

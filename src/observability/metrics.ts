@@ -155,6 +155,11 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
   const refreshes = new Counter({ name: 'portcullis_authz_jwks_refreshes_total', help: 'JWKS fetches by provider and result.', labelNames: ['provider', 'result'], registers });
   const cache = new HotCounter({ name: 'portcullis_authz_cache_lookups_total', help: 'Verified-token cache lookups (jwt, introspection) by result; hit ratio = hit / (hit + miss).', labelNames: ['cache', 'result'], registers });
   const introspection = new Counter({ name: 'portcullis_authz_introspection_errors_total', help: 'Introspection calls that failed or timed out.', registers });
+  const shed = new Counter({
+    name: 'portcullis_authz_introspection_shed_total',
+    help: 'Checks answered with introspection.on_failure without a call: authz.introspection.max_in_flight calls to the endpoint were under way.',
+    registers,
+  });
   const revocation = new Counter({ name: 'portcullis_authz_revocation_unavailable_total', help: 'Revocation lookups answered while the local copy was too old to trust.', registers });
   const errors = new Counter({ name: 'portcullis_authz_service_errors_total', help: 'Checks answered with a gRPC error, by error code.', labelNames: ['code'], registers });
   // Bound children by admitted policy label, then reason (the reason implies the decision): no key string per Check.
@@ -184,6 +189,9 @@ function createAuthzMetrics(registry: Registry): AuthzMetrics {
       introspection.inc();
     },
     introspectionAnswered() {},
+    introspectionShed() {
+      shed.inc();
+    },
     revocationUnavailable() {
       revocation.inc();
     },

@@ -27,10 +27,16 @@ export class Backoff {
 
   constructor(private readonly policy: BackoffPolicy, private readonly random: () => number) {}
 
-  /** An attempt failed at `nowMs`: the delay before the next, which also holds off other callers until then. */
-  failed(nowMs: number): number {
+  /**
+   * An attempt failed at `nowMs`: the delay before the next, which also holds off other callers until then.
+   * `askedMs`: how long the dependency asked to be left alone (an HTTP Retry-After, from `nowMs`). The delay is at
+   * least that, but never over `maxMs`: the dependency may slow the retries down to the pace a long outage would
+   * reach anyway, not stop them (a `Retry-After: 999999` would otherwise switch it off for days). No jitter is taken
+   * off what was asked.
+   */
+  failed(nowMs: number, askedMs = 0): number {
     this.run++;
-    const delay = backoffDelayMs(this.run, this.policy, this.random());
+    const delay = Math.max(backoffDelayMs(this.run, this.policy, this.random()), Math.min(askedMs, this.policy.maxMs));
     this.untilMs = nowMs + delay;
     return delay;
   }

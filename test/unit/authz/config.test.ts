@@ -212,3 +212,19 @@ policies:
     assert.ok(lines.some((l) => l.includes('list at least one audience')), lines.join('\n'));
   });
 });
+
+describe('authz.introspection.max_in_flight', () => {
+  const base = 'authz:\n  introspection:\n    url: http://idp/introspect\n    client_id: g\n    client_secret_file: ./s\n';
+  it('64 unless set', () => {
+    assert.equal(authzSettings('introspection: { url: http://idp/introspect, client_id: g, client_secret_file: ./s }').introspection?.maxInFlight, 64);
+    assert.equal(authzSettings('introspection: { url: http://idp/introspect, client_id: g, client_secret_file: ./s, max_in_flight: 1 }').introspection?.maxInFlight, 1);
+    assert.equal(authzSettings('introspection: { url: http://idp/introspect, client_id: g, client_secret_file: ./s, max_in_flight: 4096 }').introspection?.maxInFlight, 4096);
+  });
+  for (const value of ['0', '-1', '1.5', 'lots', '4097', '[]']) {
+    it(`${value} is refused, naming file, line and path`, () => {
+      const lines = issues(`${base}    max_in_flight: ${value}\n`);
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /^portcullis\.yaml: .+ \(line 6, at authz\.introspection\.max_in_flight\)$/);
+    });
+  }
+});

@@ -364,3 +364,128 @@ describe('introspection: an endpoint that fails is left alone for a while', () =
     assert.equal(s.http.calls.length, calls + 1);
   });
 });
+
+describe('introspection: calls in flight are bounded (max_in_flight)', () => {
+  function slow(maxInFlight: number, onFailure = 'deny') {
+    const clock = new FakeClock(NOW_MS);
+    const observer = countingObserver();
+    const pending: (() => void)[] = [];
+    const http = fakeHttp({ [URL]: () => new Promise((resolve) => pending.push(() => resolve({ status: 200, body: { active: true, sub: 'u', scope: 'read' } }))) });
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer, random: () => 0 });
+    const settings = authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s, max_in_flight: ${maxInFlight}, on_failure: ${onFailure} }
+policies:
+  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`);
+    const files = new Map([['/etc/portcullis/s', 'x']]);
+    let snapshot = service.prepare(settings, files);
+    const check = (token: string) => service.check(input({ headers: { authorization: `Bearer ${token}` } }), snapshot, AbortSignal.timeout(5000));
+    const release = async (): Promise<void> => {
+      for (const answer of pending.splice(0)) answer();
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const reload = (yaml = settings) => void (snapshot = service.prepare(yaml, files));
+    return { clock, observer, http, check, release, reload, settings };
+  }
+
+  it('a burst of distinct tokens past the bound: only max_in_flight calls; the rest get on_failure at once, counted as shed, not as errors', async () => {
+    const s = slow(3);
+    const burst = Array.from({ length: 10 }, (_, i) => s.check(`burst-${i}`));
+    // The shed ones answer synchronously: no promise, nothing waited for.
+    const shed = burst.filter((d) => !(d instanceof Promise)) as Decision[];
+    assert.equal(shed.length, 7);
+    for (const d of shed) {
+      assert.ok(!d.allow && d.status === 503 && d.reason === 'unavailable', JSON.stringify(d));
+      assert.match(d.attempts[0]!.outcome.detail, /not called: 3 calls to it under way already \(authz\.introspection\.max_in_flight\)/);
+    }
+    assert.equal(s.http.calls.length, 3);
+    assert.equal(s.observer.counts.get('introspection_shed'), 7);
+    assert.equal(s.observer.counts.get('introspection_error'), undefined, 'a slow endpoint has not failed');
+    // Checks joining a call under way, and cached answers, need no new call: never shed.
+    const joined = Array.from({ length: 5 }, () => s.check('burst-0'));
+    assert.ok(joined.every((d) => d instanceof Promise));
+    await s.release();
+    for (const d of await Promise.all([...burst, ...joined])) assert.equal(d.allow, !shed.includes(d));
+    assert.equal(s.http.calls.length, 3);
+    for (let i = 0; i < 3; i++) assert.ok((s.check(`burst-${i}`) as Decision).allow, 'cached, synchronously');
+    // Places are given back as calls end: the next tokens get calls.
+    const next = Array.from({ length: 4 }, (_, i) => s.check(`next-${i}`));
+    assert.equal(next.filter((d) => d instanceof Promise).length, 3);
+    await s.release();
+    await Promise.all(next);
+    assert.equal(s.http.calls.length, 6);
+    assert.equal(s.observer.counts.get('introspection_shed'), 8);
+  });
+
+  it('with on_failure error a shed Check is a gRPC error, as any introspection failure', () => {
+    const s = slow(1, 'error');
+    assert.ok(s.check('first') instanceof Promise);
+    assert.throws(() => s.check('second'), { code: 'PC_AUTHZ_UNAVAILABLE', message: /max_in_flight/ });
+    void s.release();
+  });
+
+  it('calls of an earlier config count until they end; a call that fails, or a client that throws, gives its place back', async () => {
+    const s = slow(2);
+    assert.ok(s.check('a') instanceof Promise);
+    s.reload();
+    assert.ok(s.check('b') instanceof Promise);
+    assert.ok(!(s.check('c') instanceof Promise), 'a reload does not forget the call still under way');
+    await s.release();
+    const clock = new FakeClock(NOW_MS);
+    let calls = 0;
+    const http = { getJson: () => Promise.reject(new Error('unused')), postForm: () => { calls++; throw new Error('thrown, not rejected'); } };
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver(), random: () => 0 });
+    const snapshot = service.prepare(authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s, max_in_flight: 1 }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const d = await service.check(input({ headers: { authorization: 'Bearer t1' } }), snapshot, AbortSignal.timeout(1000));
+    assert.ok(!d.allow && d.status === 503);
+    assert.match(d.attempts[0]!.outcome.detail, /thrown, not rejected/);
+    // The failure opened the breaker; once it is over the next token gets a call (its place was given back).
+    clock.advance(1000);
+    await service.check(input({ headers: { authorization: 'Bearer t2' } }), snapshot, AbortSignal.timeout(1000));
+    assert.equal(calls, 2);
+  });
+});
+
+describe('introspection: a 429 or 503 with Retry-After', () => {
+  // [status, Retry-After, ms until the next call (random 0: the backoff's own first delay is 1000)]
+  const rows: [number, string | undefined, number][] = [
+    [429, undefined, 1000],
+    [429, '3', 3000],
+    [503, '3', 3000],
+    [503, '0', 1000],
+    [429, 'garbage', 1000],
+    [429, '-3', 1000],
+    [429, '999999', 30_000],
+    [503, new Date(NOW_MS + 10_000).toUTCString(), 10_000],
+    [503, new Date(NOW_MS - 10_000).toUTCString(), 1000],
+  ];
+  for (const [status, retryAfter, waitMs] of rows) {
+    it(`${status}, Retry-After ${String(retryAfter)}: not called again for ${waitMs} ms`, async () => {
+      let answer = { status, body: undefined as unknown, retryAfter };
+      const s = setup(() => answer);
+      await s.check('first');
+      assert.equal(s.http.calls.length, 1);
+      s.clock.advance(waitMs - 1);
+      const held = await s.check('held');
+      assert.ok(!held.allow && held.status === 503);
+      assert.equal(s.http.calls.length, 1, 'held off');
+      s.clock.advance(1);
+      answer = { status: 200, body: { active: true, sub: 'u', scope: 'read' }, retryAfter: undefined };
+      assert.ok((await s.check('after')).allow);
+      assert.equal(s.http.calls.length, 2);
+    });
+  }
+
+  it('a probe answered 429 with Retry-After waits as asked, or the next backoff if longer', async () => {
+    const s = setup(() => ({ status: 429, body: undefined, retryAfter: '3' }));
+    await s.check('t0');
+    // How long each failure holds calls off: max(the backoff's 1 s, 2 s, 4 s, 8 s; the 3 s asked).
+    for (const holdMs of [3000, 3000, 4000, 8000]) {
+      const calls = s.http.calls.length;
+      s.clock.advance(holdMs - 1);
+      await s.check(`held-${holdMs}-${calls}`);
+      assert.equal(s.http.calls.length, calls, `held off for ${holdMs} ms`);
+      s.clock.advance(1);
+      await s.check(`probe-${holdMs}-${calls}`);
+      assert.equal(s.http.calls.length, calls + 1);
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { errors, type JWK, type JWTHeaderParameters } from 'jose';
 import type { JwtAlgorithm } from '../../../src/authz/config.js';
 import { jwksUriFault, keySetFrom, KeysUnavailableError, RemoteKeySource, staticKeySource } from '../../../src/authz/jwks.js';
+import { HttpStatusError } from '../../../src/authz/ports.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { keyPair } from '../../support/key-pairs.js';
 import { fakeHttp } from './support.js';
@@ -282,5 +283,49 @@ describe('jwks: a failing issuer is retried with backoff', () => {
       assert.equal(s.source.retryAtMs! - s.clock.nowMs(), delay * 2);
     }
     s.source.close();
+  });
+
+  it('a 429 or 503 with Retry-After (JWKS or discovery) holds the retry off as long as asked, up to the cap; a fetch that took a while waits from its answer', async () => {
+    const DISCOVERY = 'https://idp.example';
+    const DOC = `${DISCOVERY}/.well-known/openid-configuration`;
+    // [source, where the 429/503 comes from, status, Retry-After, ms the fetch takes, refresh_seconds in ms, retry due after (ms from the attempt's start)]
+    const rows: ['uri' | 'oidc', string, number, string | undefined, number, number, number][] = [
+      ['uri', URI, 503, undefined, 0, 300_000, 2000],
+      ['uri', URI, 503, '3', 0, 300_000, 3000],
+      ['uri', URI, 429, '3', 0, 300_000, 3000],
+      ['uri', URI, 429, '1', 0, 300_000, 2000],
+      ['uri', URI, 503, '3', 2500, 300_000, 5500],
+      ['uri', URI, 503, 'soon', 0, 300_000, 2000],
+      ['uri', URI, 503, '999999', 0, 300_000, 60_000],
+      ['uri', URI, 503, '999999', 0, 10_000, 10_000],
+      ['uri', URI, 503, new Date(1_000_000 + 7000).toUTCString(), 0, 300_000, 7000],
+      ['uri', URI, 503, new Date(1_000_000 - 7000).toUTCString(), 0, 300_000, 2000],
+      ['oidc', DOC, 503, '3', 0, 300_000, 3000],
+      ['oidc', `${DISCOVERY}/jwks`, 429, '5', 0, 300_000, 5000],
+    ];
+    for (const [kind, failing, status, retryAfter, takesMs, refreshMs, dueMs] of rows) {
+      const clock = new FakeClock(1_000_000);
+      const refusal = () => {
+        clock.advance(takesMs);
+        throw new HttpStatusError(`GET ${failing} answered ${status}`, status, retryAfter);
+      };
+      const http = fakeHttp({
+        [DOC]: () => (failing === DOC ? refusal() : { issuer: DISCOVERY, jwks_uri: `${DISCOVERY}/jwks` }),
+        [failing]: refusal,
+      });
+      const source = new RemoteKeySource({
+        source: kind === 'uri' ? { kind: 'uri', url: URI } : { kind: 'oidc', url: DISCOVERY, issuer: DISCOVERY },
+        http, clock, refreshMs, cooldownMs: 0, random: () => 0, onRefresh: () => undefined,
+      });
+      await source.refresh();
+      const label = `${kind} ${failing} ${status} Retry-After ${String(retryAfter)}, fetch took ${takesMs} ms`;
+      assert.equal(source.retryAtMs! - 1_000_000, dueMs, label);
+      // An unknown kid does not fetch before then either.
+      const fetches = http.calls.length;
+      clock.set(source.retryAtMs! - 1);
+      await assert.rejects(async () => source.resolve({ alg: 'ES256', kid: 'new' } as JWTHeaderParameters, TOKEN, signal), KeysUnavailableError);
+      assert.equal(http.calls.length, fetches, label);
+      source.close();
+    }
   });
 });

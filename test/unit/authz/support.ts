@@ -43,6 +43,7 @@ export function countingObserver(): CountingObserver {
     cacheLookup: (cache, result) => bump(`cache:${cache}:${result}`),
     introspectionError: () => bump('introspection_error'),
     introspectionAnswered: () => bump('introspection_answered'),
+    introspectionShed: () => bump('introspection_shed'),
     revocationUnavailable: () => bump('revocation_unavailable'),
   };
 }

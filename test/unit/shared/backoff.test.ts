@@ -50,3 +50,30 @@ describe('Backoff', () => {
     assert.equal(backoff.failed(8000), 1000);
   });
 });
+
+describe('Backoff: a wait the dependency asked for (Retry-After)', () => {
+  // [failures in a row before, ms asked, random, delay]: at least what was asked, never over the cap, whatever asked.
+  const policy = { firstMs: 1000, maxMs: 30_000, jitter: 0.2 };
+  const rows: [number, number, number, number][] = [
+    [0, 0, 0, 1000],
+    [0, 3000, 0, 3000],
+    [0, 3000, 0.999_999, 3000],
+    [0, 500, 0, 1000],
+    [0, 500, 0.999_999, 800],
+    [2, 3000, 0, 4000],
+    [0, 30_000, 0, 30_000],
+    [0, 999_999_000, 0, 30_000],
+    [0, Number.POSITIVE_INFINITY, 0, 30_000],
+    [10, 999_999_000, 0.999_999, 30_000],
+  ];
+  for (const [before, asked, random, delay] of rows) {
+    it(`after ${before} failures, ${asked} ms asked, random ${random} → ${delay} ms`, () => {
+      const backoff = new Backoff(policy, () => random);
+      for (let i = 0; i < before; i++) backoff.failed(0);
+      assert.equal(backoff.failed(100_000, asked), delay);
+      assert.equal(backoff.waiting(100_000 + delay - 1), true);
+      assert.equal(backoff.waiting(100_000 + delay), false);
+      assert.equal(backoff.failures, before + 1, 'one failure, whatever was asked');
+    });
+  }
+});
