@@ -139,7 +139,12 @@ async function serve(configFile: string): Promise<number> {
   const logOutput = stdoutDestination();
   const logger = createLogger(config.log.level, logOutput);
   try {
-    if (cluster.isPrimary && workers > 1) return await runSupervisor({ config, workers, logger });
+    if (cluster.isPrimary && workers > 1) {
+      const processRegistry = new Registry();
+      collectNodeMetrics(processRegistry);
+      createLogMetrics(processRegistry, logOutput);
+      return await runSupervisor({ config, workers, logger, processRegistry });
+    }
     return await serveProcess(config, handover, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger, logOutput);
   } finally {
     // bin/portcullis.js calls process.exit next: see drainLogger for why a gone log reader would hang it otherwise.

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Aggregator, type Registry } from 'prom-client';
 import type { BffObserver } from '../bff/composer.js';
 import type { LimitStats } from '../ratelimit/decide.js';
 import type { AuthzObserver } from '../authz/ports.js';
@@ -236,7 +236,8 @@ function createBffMetrics(registry: Registry): BffObserver {
 /** The in-memory counter store's bound (memory.max_keys): keys held and windows evicted to stay under it. */
 export function createMemoryStoreMetrics(registry: Registry): { keys(n: number): void; evicted(): void } {
   const registers = [registry];
-  const keys = new Gauge({ name: 'portcullis_memory_store_keys', help: 'Counter windows held by the in-memory store.', registers });
+  // Summed across processes: each would hold its own windows (server.workers > 1 needs redis, so it never does).
+  const keys = new Gauge({ name: 'portcullis_memory_store_keys', help: 'Counter windows held by the in-memory store.', registers, aggregator: 'sum' });
   const evictions = new Counter({ name: 'portcullis_memory_store_evictions_total', help: 'Live counter windows evicted (least recently used) because memory.max_keys was reached.', registers });
   return { keys: (n) => keys.set(n), evicted: () => evictions.inc() };
 }
@@ -247,11 +248,60 @@ export function createMemoryStoreMetrics(registry: Registry): { keys(n: number):
  */
 const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-/** Node's process and runtime metrics, prefixed `portcullis_`, without the gauges that break Prometheus' naming rules. */
+/**
+ * How the supervisor (server.workers > 1) merges each of Node's gauges over its processes, the workers and itself, into
+ * the one series a single process would export (prom-client's cluster aggregation; counters and the GC histogram are
+ * summed). prom-client's own choices sum most gauges: a sum of open file descriptors is no worker's, and against the
+ * summed limit it reads as the average worker, so one worker out of descriptors, heap or event loop went unseen.
+ * - What a per-process limit bounds (ulimit -n, -v, -d, V8's heap limit) and the event loop lag, which every call on
+ *   that process waits behind: the worst process, as the alerts need it (max; min for the limit and the room left).
+ * - What the instance holds as a whole: resident memory (what the container's memory limit counts) and Node's
+ *   handles, requests and resources (connections, timers, calls in flight): the sum.
+ * - The start time differs per process and none is the instance's: left out, as prom-client does. The version: the same.
+ * Same names and labels as a single process, one series each: the queries and the cardinality do not depend on
+ * server.workers. test/unit/observability/metrics.test.ts lists every gauge: a prom-client upgrade that adds one fails
+ * there until it is decided here.
+ */
+const NODE_GAUGES_ACROSS_PROCESSES: Readonly<Record<string, Aggregator>> = {
+  process_resident_memory_bytes: 'sum',
+  process_virtual_memory_bytes: 'max',
+  process_heap_bytes: 'max',
+  process_open_fds: 'max',
+  process_max_fds: 'min',
+  process_start_time_seconds: 'omit',
+  nodejs_eventloop_lag_seconds: 'max',
+  nodejs_eventloop_lag_min_seconds: 'min',
+  nodejs_eventloop_lag_max_seconds: 'max',
+  nodejs_eventloop_lag_mean_seconds: 'max',
+  nodejs_eventloop_lag_stddev_seconds: 'max',
+  nodejs_eventloop_lag_p50_seconds: 'max',
+  nodejs_eventloop_lag_p90_seconds: 'max',
+  nodejs_eventloop_lag_p99_seconds: 'max',
+  nodejs_active_handles: 'sum',
+  nodejs_active_requests: 'sum',
+  nodejs_active_resources: 'sum',
+  nodejs_heap_size_total_bytes: 'max',
+  nodejs_heap_size_used_bytes: 'max',
+  nodejs_external_memory_bytes: 'max',
+  nodejs_heap_space_size_total_bytes: 'max',
+  nodejs_heap_space_size_used_bytes: 'max',
+  nodejs_heap_space_size_available_bytes: 'min',
+  nodejs_version_info: 'first',
+};
+
+/**
+ * Node's process and runtime metrics, prefixed `portcullis_`, without the gauges that break Prometheus' naming rules,
+ * each gauge with its rule across processes (NODE_GAUGES_ACROSS_PROCESSES).
+ */
 export function collectNodeMetrics(registry: Registry): void {
   const prefix = 'portcullis_';
   collectDefaultMetrics({ register: registry, prefix });
   for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(prefix + name);
+  for (const [name, aggregator] of Object.entries(NODE_GAUGES_ACROSS_PROCESSES)) {
+    // prom-client takes no aggregator for its default metrics: set on the gauge, it travels in getMetricsAsJSON().
+    const metric = registry.getSingleMetric(prefix + name) as { aggregator: Aggregator } | undefined;
+    if (metric !== undefined) metric.aggregator = aggregator;
+  }
 }
 
 /** Log lines the stdout destination dropped because its reader fell behind by more than LOG_BUFFER_MAX_CHARS. */

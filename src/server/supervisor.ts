@@ -6,10 +6,11 @@
 // A Unix socket address (unix:/path) is served the same way: the supervisor binds the path, and the file goes when
 // the last worker closes its listener.
 //
-// The supervisor serves the admin port itself: /metrics is the sum over the workers (prom-client's
-// AggregatorRegistry) plus its own restart counter; /readyz is ready only when all n workers run and each says it
-// is ready; /config and /rlconfig show what a worker runs; POST /json is answered by a worker. It watches the config
-// files and tells every worker to reload; on SIGTERM it stops restarting, asks every worker to drain, and waits.
+// The supervisor serves the admin port itself: /metrics merges the workers' metrics and its own process's
+// (prom-client's AggregatorRegistry: counters summed, each gauge by its rule, see collectNodeMetrics) plus its worker
+// counts; /readyz is ready only when all n workers run and each says it is ready; /config and /rlconfig show what a
+// worker runs; POST /json is answered by a worker. It watches the config files and tells every worker to reload; on
+// SIGTERM it stops restarting, asks every worker to drain, and waits.
 // Workers run the ordinary App with `worker: true` (no admin server, no watcher) and talk to it over the IPC channel.
 
 import cluster, { type Worker } from 'node:cluster';
@@ -81,6 +82,11 @@ export interface SupervisorOptions {
   readonly config: PortcullisConfig;
   readonly workers: number;
   readonly logger: Logger;
+  /**
+   * This process's Node and log metrics (collectNodeMetrics, createLogMetrics), merged with the workers' as one more
+   * process: the instance's CPU and memory are the supervisor's too, and it holds the listening socket.
+   */
+  readonly processRegistry: Registry;
 }
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
@@ -248,10 +254,10 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   };
 
   /**
-   * prom-client's aggregation (AggregatorRegistry.aggregate: counters and histograms summed, each default metric by
-   * its own rule) over the workers that are listening. Its clusterMetrics() would also ask a worker still starting,
-   * which has no listener yet, and fail the whole scrape after 5 s; here such a worker is left out, and so is one
-   * that does not answer in time (its counters come back with it: they are per process, like a restart's).
+   * prom-client's aggregation (AggregatorRegistry.aggregate: counters and histograms summed, each gauge by the rule it
+   * carries) over this process and the workers that are listening. Its clusterMetrics() would also ask a worker still
+   * starting, which has no listener yet, and fail the whole scrape after 5 s; here such a worker is left out, and so is
+   * one that does not answer in time (its counters come back with it: they are per process, like a restart's).
    */
   const workerMetrics = (slot: Slot): Promise<MetricsJson> => new Promise((resolve) => {
     if (!slot.listening || !slot.worker?.isConnected()) return resolve([]);
@@ -271,8 +277,8 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     registry: {
       contentType: own.contentType,
       metrics: async () => {
-        const perWorker = await Promise.all(slots.map(workerMetrics));
-        return `${await AggregatorRegistry.aggregate(perWorker).metrics()}\n${await own.metrics()}`;
+        const perProcess = await Promise.all([options.processRegistry.getMetricsAsJSON(), ...slots.map(workerMetrics)]);
+        return `${await AggregatorRegistry.aggregate(perProcess).metrics()}\n${await own.metrics()}`;
       },
     },
     live: () => !stopping,

@@ -50,6 +50,11 @@ export interface StartPortcullisOptions {
   cwd?: string;
   /** Added to this process's environment (NODE_EXTRA_CA_CERTS, say). */
   env?: Readonly<Record<string, string>>;
+  /**
+   * Run under util-linux's `prlimit --nofile=N:N` (the pid stays Portcullis'): its file descriptor limit, and its
+   * workers'. Soft and hard, as Node raises its soft limit to the hard one at start-up.
+   */
+  fdLimit?: number;
 }
 
 /** bin/portcullis.js, or the node script named by PORTCULLIS_BIN (to run the tests against another build). */
@@ -95,7 +100,9 @@ export async function startPortcullis(
   const bin = portcullisBin();
   const { file, dir } = options.configFile === undefined ? writeConfig(config) : { file: options.configFile, dir: undefined };
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), bin, 'serve', '--config', file], {
+  const node = [process.execPath, ...(options.nodeArgs ?? []), bin, 'serve', '--config', file];
+  const command = options.fdLimit === undefined ? node : ['prlimit', `--nofile=${options.fdLimit}:${options.fdLimit}`, '--', ...node];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: options.cwd ?? repoRoot(),
     env: { ...process.env, ...options.env },
     stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
