@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Aggregator, type Registry } from 'prom-client';
 import type { BffObserver } from '../bff/composer.js';
 import type { LimitStats } from '../ratelimit/decide.js';
@@ -302,6 +303,17 @@ export function collectNodeMetrics(registry: Registry): void {
     const metric = registry.getSingleMetric(prefix + name) as { aggregator: Aggregator } | undefined;
     if (metric !== undefined) metric.aggregator = aggregator;
   }
+  // prom-client exports what the heap uses, not what it may: a process past V8's limit (--max-old-space-size, else
+  // what V8 derives from the machine's memory) dies with "JavaScript heap out of memory". The tightest process's.
+  new Gauge({
+    name: `${prefix}nodejs_heap_size_limit_bytes`,
+    help: "V8's heap size limit of the process (v8.getHeapStatistics().heap_size_limit); with workers, the lowest.",
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.set(getHeapStatistics().heap_size_limit);
+    },
+  });
 }
 
 /** Log lines the stdout destination dropped because its reader fell behind by more than LOG_BUFFER_MAX_CHARS. */

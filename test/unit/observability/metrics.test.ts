@@ -40,6 +40,7 @@ describe('every gauge across workers (the supervisor merges each by its aggregat
     portcullis_nodejs_heap_space_size_total_bytes: 'max',
     portcullis_nodejs_heap_space_size_used_bytes: 'max',
     portcullis_nodejs_heap_space_size_available_bytes: 'min',
+    portcullis_nodejs_heap_size_limit_bytes: 'min',
     // Every call on a process waits behind its loop: the slowest process (the quickest sample for min).
     portcullis_nodejs_eventloop_lag_seconds: 'max',
     portcullis_nodejs_eventloop_lag_min_seconds: 'min',
