@@ -49,7 +49,7 @@ describe('MemoryCacheStore bounds', () => {
       // with other short-lived pooled buffers allocated in between, as under load.
       const body = Buffer.concat([Buffer.from(new Uint8Array(40).fill(65))]);
       other = Buffer.from('x'.repeat(3000));
-      await store.set(`p${i}`, `v${i}`, { status: 404, headers: [['content-type', 'application/json']], body, storedAtMs: NOW, initialAgeSeconds: 0, lifetimeSeconds: 60, vary: [] }, 60_000, live);
+      await store.set(`p${i}`, `v${i}`, { status: 404, headers: [['content-type', 'application/json']], body, storedAtMs: NOW, initialAgeSeconds: 0, lifetimeSeconds: 60, staleWhileRevalidateSeconds: 0, vary: [] }, 60_000, live);
     }
     assert.ok(other !== undefined && store.usedBytes <= maxBytes);
     const grown = (await held()) - before;
