@@ -1,6 +1,6 @@
 // What the shared response cache may look up, store and serve: a subset of RFC 9111 for a shared cache, as pure
 // functions of headers, status and time. The route's TTL table is an upper bound: a response's own freshness
-// (s-maxage, max-age, Expires) can only shorten it.
+// (s-maxage, max-age, Expires) can only shorten it; so is the route's stale-while-revalidate window (RFC 5861).
 
 import { hasHeader, headerValue, headerValues, type HeaderList } from './headers.js';
 

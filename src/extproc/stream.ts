@@ -3,7 +3,8 @@
 // store, clock, randomness, log and metrics are passed in.
 //
 // Phases, with the shipped header-only Envoy config (bodies NONE, allow_mode_override):
-//   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once),
+//   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once, and so
+//                     does a stale entry within its window while another request holds its refresh lock),
 //                     request header rules; asks for the request body (mode_override BUFFERED) only when a
 //                     validation rule needs its bytes, and then the request trailers too.
 //   request_body      body validation (400/413) or continue.

@@ -2,7 +2,8 @@
 // instance sharing the Redis sees at once; no pub/sub and no per-instance copies to keep in step. Hash fields have no
 // TTL before Redis 7.4, so each field holds its own expiry and a sorted set beside the hash (same hash tag, so one
 // slot in a cluster) indexes the variants by expiry: every store deletes the variants that have expired and those
-// past MAX_VARIANTS_PER_PATH, and sets both keys' TTL to the longest entry's.
+// past MAX_VARIANTS_PER_PATH, and sets both keys' TTL to the longest entry's. A variant's refresh lock is a key of its
+// own (SET NX PX: one holder across instances, gone at its TTL), in the same slot so that the store script deletes it.
 //
 // Every call is bounded by the caller's signal (the cache budget, well below Envoy's message_timeout): a slow or
 // dead Redis turns into StoreError at once, and the stream carries on without the cache.
