@@ -47,6 +47,11 @@ export class MemoryCacheStore implements CacheStore {
     return this.bytes;
   }
 
+  /** Refresh locks held, run-out ones not yet swept included. */
+  get lockCount(): number {
+    return this.locks.size;
+  }
+
   async get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined> {
     this.checkUsable(signal);
     const key = `${pathKey}\n${variant}`;
