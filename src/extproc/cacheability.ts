@@ -1,6 +1,6 @@
 // What the shared response cache may look up, store and serve: a subset of RFC 9111 for a shared cache, as pure
 // functions of headers, status and time. The route's TTL table is an upper bound: a response's own freshness
-// (s-maxage, max-age, Expires) can only shorten it.
+// (s-maxage, max-age, Expires) can only shorten it; so is the route's stale-while-revalidate window (RFC 5861).
 
 import { hasHeader, headerValue, headerValues, type HeaderList } from './headers.js';
 
@@ -72,8 +72,56 @@ export function servable(ageSeconds: number, lifetimeSeconds: number, decision: 
   return ageSeconds < lifetimeSeconds && (decision.maxAgeSeconds === undefined || ageSeconds <= decision.maxAgeSeconds);
 }
 
+/** What the stream knows of a stored entry it found (its Vary values matched) for a request. */
+export interface FoundEntry {
+  readonly ageSeconds: number;
+  readonly lifetimeSeconds: number;
+  readonly staleWhileRevalidateSeconds: number;
+  readonly request: RequestCacheDecision;
+}
+
+/**
+ * Past its lifetime, within its stale-while-revalidate window (RFC 5861 §3), for a request that accepts a stale
+ * answer: one without max-age (RFC 9111 §5.2.1.1: "unless max-stale is also present, the client does not wish to
+ * receive a stale response"; no-cache and max-age=0 never look up).
+ */
+function staleServable(entry: FoundEntry): boolean {
+  return entry.ageSeconds >= entry.lifetimeSeconds && entry.ageSeconds < entry.lifetimeSeconds + entry.staleWhileRevalidateSeconds
+    && entry.request.maxAgeSeconds === undefined;
+}
+
+/**
+ * Whether the request should try for the entry's refresh lock: the entry is stale but servable, and the request's
+ * own response would refresh it: a GET whose response may be stored (a HEAD's has no body to store) that is allowed
+ * to reach the origin (not only-if-cached). The others are served the stale entry without asking.
+ */
+export function needsRefreshLock(entry: FoundEntry): boolean {
+  return staleServable(entry) && entry.request.store && !entry.request.onlyIfCached;
+}
+
+/** The refresh lock as the stream found it: taken by this request, held by another, the store failed, not asked. */
+export type RefreshLock = 'taken' | 'held' | 'failed' | 'unasked';
+
+/**
+ * fresh: answered from the entry (HIT). stale-servable: answered from the stale entry at once (STALE) while another
+ * request refreshes it. stale-refresh: this request goes to the origin (MISS) and its response replaces the entry.
+ * miss: the entry cannot answer this request. A lock the store failed to answer serves stale: the origin is what the
+ * window protects, and the entry is refreshed at the latest when the window ends.
+ */
+export type LookupOutcome = 'fresh' | 'stale-servable' | 'stale-refresh' | 'miss';
+
+export function lookupOutcome(entry: FoundEntry, lock: RefreshLock): LookupOutcome {
+  if (servable(entry.ageSeconds, entry.lifetimeSeconds, entry.request)) return 'fresh';
+  if (!staleServable(entry)) return 'miss';
+  return lock === 'taken' ? 'stale-refresh' : 'stale-servable';
+}
+
 export type StoreDecision =
-  | { readonly store: true; readonly ttlSeconds: number; readonly initialAgeSeconds: number; readonly lifetimeSeconds: number }
+  | {
+    readonly store: true; readonly ttlSeconds: number; readonly initialAgeSeconds: number; readonly lifetimeSeconds: number;
+    /** Seconds it may be served stale past ttlSeconds (the store keeps it ttlSeconds + this). */
+    readonly staleWhileRevalidateSeconds: number;
+  }
   | { readonly store: false; readonly reason: string };
 
 export interface StoreInput {
@@ -83,6 +131,24 @@ export interface StoreInput {
   /** The route is public (one entry for every caller) and the request carried credentials. */
   readonly sharedWithCredentials: boolean;
   readonly nowMs: number;
+  /** The route's cache.stale_while_revalidate_seconds (default 0: never served stale). */
+  readonly staleWhileRevalidateSeconds?: number;
+}
+
+/**
+ * How long past its lifetime a response may be served stale: the route's stale_while_revalidate_seconds, shortened
+ * (never lengthened) by the response's own `stale-while-revalidate=N`, as the route's TTL is by max-age. None when
+ * the response forbids serving it stale (RFC 9111 §4.2.4): must-revalidate, proxy-revalidate, or s-maxage, which
+ * carries proxy-revalidate for a shared cache (§5.2.2.10), unless the same response grants stale-while-revalidate
+ * itself: `s-maxage=N, stale-while-revalidate=M` is how origins ask a CDN for it, and the RFC 5861 grant is the more
+ * specific. A stale-while-revalidate that is not delta-seconds grants nothing.
+ */
+export function staleWindowSeconds(cc: Directives, routeSeconds: number): number {
+  if (routeSeconds <= 0 || cc.has('must-revalidate') || cc.has('proxy-revalidate')) return 0;
+  const granted = freshness(cc, 'stale-while-revalidate');
+  if (granted === 'invalid') return 0;
+  if (granted === undefined) return cc.has('s-maxage') ? 0 : routeSeconds;
+  return Math.min(granted, routeSeconds);
 }
 
 /** Whether a response may be stored, and for how long (RFC 9111 §3, §4.2, §5.1; plus: never with Set-Cookie). */
@@ -124,7 +190,7 @@ export function storeDecision(input: StoreInput): StoreDecision {
   const initialAgeSeconds = Math.max(apparentAge, Number.isInteger(ageHeader) && ageHeader > 0 ? ageHeader : 0);
   const ttlSeconds = lifetimeSeconds - initialAgeSeconds;
   if (ttlSeconds <= 0) return { store: false, reason: 'stale' };
-  return { store: true, ttlSeconds, initialAgeSeconds, lifetimeSeconds };
+  return { store: true, ttlSeconds, initialAgeSeconds, lifetimeSeconds, staleWhileRevalidateSeconds: staleWindowSeconds(cc, input.staleWhileRevalidateSeconds ?? 0) };
 }
 
 export function httpDate(value: string | undefined): number | undefined {

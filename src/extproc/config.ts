@@ -41,6 +41,11 @@ export interface RouteCacheRules {
   readonly ttlSecondsByStatus: ReadonlyMap<number, number>;
   /** false: the key includes the caller (identity from ext_authz, else a hash of the credential). */
   readonly public: boolean;
+  /**
+   * Seconds past its lifetime an entry may be served stale while one request refreshes it; a response's own
+   * stale-while-revalidate can only shorten it (cacheability.ts staleWindowSeconds). 0: never served stale.
+   */
+  readonly staleWhileRevalidateSeconds: number;
 }
 
 export interface ExtprocRoute {
@@ -82,6 +87,11 @@ export interface ExtprocSettings {
     /** Budget of one cache store call; keep it well below Envoy's message_timeout (default 200 ms). */
     readonly timeoutMs: number;
     readonly keyPrefix: string;
+    /**
+     * How long the one request refreshing a stale entry holds the refresh lock: past it (the refresh failed, was not
+     * stored, or is slower) the next request takes it. About the origin's slowest normal answer.
+     */
+    readonly refreshLockMs: number;
   };
   /** Largest gRPC message accepted from Envoy (a BUFFERED body travels in one message). */
   readonly maxMessageBytes: number;
@@ -90,6 +100,12 @@ export interface ExtprocSettings {
 
 /** The header Envoy's connection manager generates and copies onto the response. */
 const ENVOY_REQUEST_ID = 'x-request-id';
+
+/**
+ * A day: the store keeps every entry its lifetime plus this window, so the bound is also one on how long a stale
+ * window keeps dead entries (and their memory or Redis bytes) around.
+ */
+export const MAX_STALE_WHILE_REVALIDATE_SECONDS = 86_400;
 
 const headerName = (fallback: string): Field<string> =>
   string(fallback, (s) => (/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(s) ? undefined : `expected a lower-case HTTP header name, got '${s}'`));
@@ -156,7 +172,11 @@ const routeSchema = object({
     required_headers: list(headerName('')),
     required_query_params: list(string('')),
   }),
-  cache: object({ ttl_seconds: statusTtls(), public: boolean(false) }),
+  cache: object({
+    ttl_seconds: statusTtls(),
+    public: boolean(false),
+    stale_while_revalidate_seconds: number(0, { min: 0, max: MAX_STALE_WHILE_REVALIDATE_SECONDS, integer: true }),
+  }),
 });
 
 export const extprocSchema = object({
@@ -167,6 +187,7 @@ export const extprocSchema = object({
     max_memory_bytes: number(64 * 1_048_576, { min: 1, integer: true }),
     timeout_ms: number(50, { min: 1, integer: true }),
     key_prefix: string('portcullis:cache:'),
+    refresh_lock_ms: number(5_000, { min: 100, max: 60_000, integer: true }),
   }),
   max_message_bytes: number(64 * 1_048_576, { min: 4 * 1_048_576, integer: true }),
   routes: list(routeSchema),
@@ -269,7 +290,7 @@ export function compileExtproc(
         else if (seconds > 0) ttls.set(Number(status), seconds);
       }
       if (r.cache.ttl_seconds.length === 0) issues.add(cacheNode.line, joinPath(at, 'cache.ttl_seconds'), 'a cached route needs ttl_seconds for at least one status');
-      cache = { ttlSecondsByStatus: ttls, public: r.cache.public };
+      cache = { ttlSecondsByStatus: ttls, public: r.cache.public, staleWhileRevalidateSeconds: r.cache.stale_while_revalidate_seconds };
     }
 
     const match = {
@@ -303,6 +324,7 @@ export function compileExtproc(
       maxMemoryBytes: raw.cache.max_memory_bytes,
       timeoutMs: raw.cache.timeout_ms,
       keyPrefix: raw.cache.key_prefix,
+      refreshLockMs: raw.cache.refresh_lock_ms,
     },
     maxMessageBytes: raw.max_message_bytes,
     routes,

@@ -3,7 +3,8 @@
 // store, clock, randomness, log and metrics are passed in.
 //
 // Phases, with the shipped header-only Envoy config (bodies NONE, allow_mode_override):
-//   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once),
+//   request_headers   ids and trace context, route, header validation, cache lookup (a hit answers at once, and so
+//                     does a stale entry within its window while another request holds its refresh lock),
 //                     request header rules; asks for the request body (mode_override BUFFERED) only when a
 //                     validation rule needs its bytes, and then the request trailers too.
 //   request_body      body validation (400/413) or continue.
@@ -17,8 +18,8 @@ import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
 import { chooseExtprocRoute, pathMatchesFolding } from './route-choice.js';
 import {
-  answersNotModified, currentAgeSeconds, httpDate, NOT_MODIFIED_HEADERS, requestCacheDecision, servable, storeDecision, UNSTORED_HEADERS,
-  type RequestCacheDecision,
+  answersNotModified, currentAgeSeconds, httpDate, lookupOutcome, needsRefreshLock, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision,
+  UNSTORED_HEADERS, type FoundEntry, type RefreshLock, type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules } from './config.js';
 import { applyMutation, headerLines, headerValue, headerValues, MutationBuilder, NO_MUTATION, textAsHeaderValue, type HeaderList } from './headers.js';
@@ -65,6 +66,8 @@ interface CacheState {
   readonly decision: RequestCacheDecision;
   /** 'miss': looked up, nothing usable; 'skipped': not looked up (request directives); 'failed': the store failed. */
   lookup: 'miss' | 'skipped' | 'failed';
+  /** This request holds the refresh lock of the stale entry it found: its response is to replace the entry. */
+  refreshing: boolean;
 }
 
 interface PendingStore {
@@ -208,12 +211,16 @@ export class ExtprocStream {
         const caller = route.cache.public ? '' : callerKey(callerIdentity(input.identity), [headerValues(headers, 'authorization'), headerValues(headers, 'x-api-key'), headerValues(headers, 'cookie')]);
         const state: CacheState = {
           pathKey: pathKey(host, cachedPath(route, split.path), scheme), variant: variantKey(split.sortedQuery, caller), decision, lookup: 'skipped',
+          refreshing: false,
         };
         this.cacheState = state;
         if (decision.lookup) {
           const hit = await this.lookup(state, headers);
           if (hit) return hit;
         }
+        // The refresh must bring back a full response to store: the client's validators, matching the stale copy it
+        // holds, would get a 304, which is not stored. The client gets the 200 instead, a correct answer to them.
+        if (state.refreshing) mutation.remove('if-none-match').remove('if-modified-since');
         if (decision.onlyIfCached) {
           this.deps.observer.cache('miss');
           return this.immediate(504, new MutationBuilder().set('x-cache-status', 'MISS'), Buffer.alloc(0), 'portcullis_cache_only_if_cached_miss');
@@ -331,7 +338,10 @@ export class ExtprocStream {
     if (!state.decision.store || state.lookup === 'failed' || request.method !== 'GET') return { status: mark, askForBody: undefined };
     const sharedWithCredentials = route.cache!.public && (headerValue(request.headers, 'authorization') !== undefined || headerValue(request.headers, 'cookie') !== undefined);
     const nowMs = this.deps.clock.nowMs();
-    const decision = storeDecision({ status, headers, ttlSecondsByStatus: route.cache!.ttlSecondsByStatus, sharedWithCredentials, nowMs });
+    const decision = storeDecision({
+      status, headers, ttlSecondsByStatus: route.cache!.ttlSecondsByStatus, sharedWithCredentials, nowMs,
+      staleWhileRevalidateSeconds: route.cache!.staleWhileRevalidateSeconds,
+    });
     if (!decision.store) {
       this.log.debug({ reason: decision.reason, status }, 'response not stored');
       return { status: mark, askForBody: undefined };
@@ -350,9 +360,11 @@ export class ExtprocStream {
         storedAtMs: nowMs,
         initialAgeSeconds: decision.initialAgeSeconds,
         lifetimeSeconds: decision.lifetimeSeconds,
+        staleWhileRevalidateSeconds: decision.staleWhileRevalidateSeconds,
         vary: varyNames.map((n) => [n, varyValue(headerValues(request.headers, n))] as const),
       },
-      ttlMs: decision.ttlSeconds * 1000,
+      // Kept through its stale window too; the stream tells fresh from stale (lookupOutcome).
+      ttlMs: (decision.ttlSeconds + decision.staleWhileRevalidateSeconds) * 1000,
       chunks: [],
       size: 0,
     };
@@ -438,11 +450,35 @@ export class ExtprocStream {
     if (entry === undefined) return undefined;
     if (!entry.vary.every(([name, value]) => varyValue(headerValues(headers, name)) === value)) return undefined;
     const age = currentAgeSeconds(entry.storedAtMs, entry.initialAgeSeconds, nowMs);
-    if (!servable(age, entry.lifetimeSeconds, state.decision)) return undefined;
-    return this.hit(entry, age, headers);
+    const found: FoundEntry = { ageSeconds: age, lifetimeSeconds: entry.lifetimeSeconds, staleWhileRevalidateSeconds: entry.staleWhileRevalidateSeconds, request: state.decision };
+    const lock = needsRefreshLock(found) ? await this.takeRefreshLock(state, nowMs) : 'unasked';
+    switch (lookupOutcome(found, lock)) {
+      case 'fresh':
+        return this.hit(entry, age, headers, 'HIT');
+      case 'stale-servable':
+        return this.hit(entry, age, headers, 'STALE');
+      case 'stale-refresh':
+        state.refreshing = true;
+        this.log.debug({ age, lifetime: entry.lifetimeSeconds }, 'stale entry: this request refreshes it from the origin');
+        return undefined;
+      case 'miss':
+        return undefined;
+    }
   }
 
-  private hit(entry: CachedResponse, age: number, requestHeaders: HeaderList): Answer {
+  private async takeRefreshLock(state: CacheState, nowMs: number): Promise<RefreshLock> {
+    try {
+      const taken = await this.deps.cache.tryLock(state.pathKey, state.variant, this.deps.settings.cache.refreshLockMs, nowMs, this.budget());
+      this.cacheAnswered();
+      return taken ? 'taken' : 'held';
+    } catch (error) {
+      this.deps.observer.cacheError('lock');
+      this.cacheFailed(error, 'cache refresh lock failed; serving the stale entry');
+      return 'failed';
+    }
+  }
+
+  private hit(entry: CachedResponse, age: number, requestHeaders: HeaderList, mark: 'HIT' | 'STALE'): Answer {
     const request = this.request!;
     const { settings } = this.deps;
     const notModified = answersNotModified(
@@ -455,7 +491,7 @@ export class ExtprocStream {
     if (request.route) applyRules(rules, request.route.responseHeaders, request.vars, this.log);
     rules.set(settings.requestId.header, request.requestId);
     if (settings.tracing.mirror.traceId) rules.set(settings.tracing.mirror.traceId, request.trace.traceId);
-    rules.set('x-cache-status', 'HIT').set('age', String(age));
+    rules.set('x-cache-status', mark).set('age', String(age));
     const headers = applyMutation(stored, rules.build());
     const mutation = new MutationBuilder();
     const seen = new Set<string>();
@@ -464,9 +500,10 @@ export class ExtprocStream {
       else mutation.set(name, value);
       seen.add(name);
     }
-    this.deps.observer.cache(notModified ? 'not_modified' : 'hit');
-    this.log.debug({ status: notModified ? 304 : entry.status, age }, 'answered from the cache');
-    return this.immediate(notModified ? 304 : entry.status, mutation, notModified ? Buffer.alloc(0) : entry.body, 'portcullis_cache_hit');
+    this.deps.observer.cache(mark === 'STALE' ? 'stale' : notModified ? 'not_modified' : 'hit');
+    this.log.debug({ status: notModified ? 304 : entry.status, age, stale: mark === 'STALE' }, 'answered from the cache');
+    const details = mark === 'STALE' ? 'portcullis_cache_stale' : 'portcullis_cache_hit';
+    return this.immediate(notModified ? 304 : entry.status, mutation, notModified ? Buffer.alloc(0) : entry.body, details);
   }
 
   private reject(problem: Problem): Answer {

@@ -55,8 +55,9 @@ export type ProcessingAnswer =
 export interface ExtprocObserver {
   stream(): void;
   message(phase: Phase): void;
-  cache(result: 'hit' | 'miss' | 'bypass' | 'stored' | 'not_modified' | 'invalidated'): void;
-  cacheError(operation: 'get' | 'set' | 'invalidate'): void;
+  /** stale: answered from a stale entry (as a 304 too) while another request refreshes it. */
+  cache(result: 'hit' | 'stale' | 'miss' | 'bypass' | 'stored' | 'not_modified' | 'invalidated'): void;
+  cacheError(operation: 'get' | 'set' | 'invalidate' | 'lock'): void;
   validationFailed(status: number): void;
   /** A path normalization refuses: answered 400 (a reading of it validates), or passed on (none does). */
   ambiguousPath(action: 'rejected' | 'passed'): void;

@@ -12,7 +12,7 @@ export type ExtprocMetrics = ExtprocObserver & {
 export function extprocMetrics(registers: Registry[]): ExtprocMetrics {
   const streams = new Counter({ name: 'portcullis_extproc_streams_total', help: 'Process streams opened by Envoy.', registers });
   const messages = new HotCounter({ name: 'portcullis_extproc_messages_total', help: 'ProcessingRequests handled, by phase.', labelNames: ['phase'], registers });
-  const cache = new HotCounter({ name: 'portcullis_extproc_cache_total', help: 'Response cache outcomes: hit, not_modified, miss, bypass, stored, invalidated.', labelNames: ['result'], registers });
+  const cache = new HotCounter({ name: 'portcullis_extproc_cache_total', help: 'Response cache outcomes: hit, not_modified, stale (served stale while one request refreshes), miss, bypass, stored, invalidated.', labelNames: ['result'], registers });
   const cacheErrors = new Counter({ name: 'portcullis_extproc_cache_errors_total', help: 'Cache store calls that failed or ran out of time (the request went on without the cache).', labelNames: ['operation'], registers });
   const validation = new Counter({ name: 'portcullis_extproc_validation_failures_total', help: 'Requests rejected by validation, by status.', labelNames: ['status'], registers });
   const ambiguous = new Counter({

@@ -18,6 +18,8 @@ export function heldBytes(key: string, entry: CachedResponse): number {
   return entrySize(entry) + SLOT_OVERHEAD_BYTES + HEADER_OVERHEAD_BYTES * (entry.headers.length + entry.vary.length) + 2 * key.length;
 }
 
+const LOCK_SWEEP_MIN = 1024;
+
 interface Slot {
   readonly entry: CachedResponse;
   readonly expiresAtMs: number;
@@ -28,6 +30,10 @@ export class MemoryCacheStore implements CacheStore {
   /** Insertion order is recency order: a read re-inserts. Key: pathKey + '\n' + variant. */
   private readonly slots = new Map<string, Slot>();
   private readonly byPath = new Map<string, Set<string>>();
+  /** Refresh locks: key as in slots, value when the lock runs out (ms). Apart from the slots, as in Redis. */
+  private readonly locks = new Map<string, number>();
+  /** Past this many locks the run-out ones are swept; then it is set to twice what is left (amortized O(1)). */
+  private lockSweepAt = LOCK_SWEEP_MIN;
   private bytes = 0;
   private closed = false;
 
@@ -39,6 +45,11 @@ export class MemoryCacheStore implements CacheStore {
 
   get usedBytes(): number {
     return this.bytes;
+  }
+
+  /** Refresh locks held, run-out ones not yet swept included. */
+  get lockCount(): number {
+    return this.locks.size;
   }
 
   async get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined> {
@@ -60,7 +71,9 @@ export class MemoryCacheStore implements CacheStore {
     const key = `${pathKey}\n${variant}`;
     const size = heldBytes(key, entry);
     this.drop(key);
-    if (size > this.maxBytes || ttlMs <= 0) return;
+    if (ttlMs <= 0) return;
+    this.locks.delete(key);
+    if (size > this.maxBytes) return;
     while (this.bytes + size > this.maxBytes) {
       const oldest = this.slots.keys().next();
       if (oldest.done === true) break;
@@ -76,6 +89,21 @@ export class MemoryCacheStore implements CacheStore {
     if (variants === undefined) this.byPath.set(pathKey, (variants = new Set()));
     variants.add(key);
     if (variants.size > MAX_VARIANTS_PER_PATH) this.trim(variants, entry.storedAtMs);
+  }
+
+  async tryLock(pathKey: string, variant: string, ttlMs: number, nowMs: number, signal: AbortSignal): Promise<boolean> {
+    this.checkUsable(signal);
+    const key = `${pathKey}\n${variant}`;
+    const heldUntil = this.locks.get(key);
+    if (heldUntil !== undefined && heldUntil > nowMs) return false;
+    // Deleted first: a re-taken lock goes to the end of the map like a new one.
+    this.locks.delete(key);
+    this.locks.set(key, nowMs + ttlMs);
+    if (this.locks.size > this.lockSweepAt) {
+      for (const [k, until] of this.locks) if (until <= nowMs) this.locks.delete(k);
+      this.lockSweepAt = Math.max(LOCK_SWEEP_MIN, 2 * this.locks.size);
+    }
+    return true;
   }
 
   /** A path past MAX_VARIANTS_PER_PATH: its expired variants go, then the soonest to expire, as in the Redis store. */
@@ -103,6 +131,7 @@ export class MemoryCacheStore implements CacheStore {
     this.closed = true;
     this.slots.clear();
     this.byPath.clear();
+    this.locks.clear();
     this.bytes = 0;
   }
 

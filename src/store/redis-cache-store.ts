@@ -2,7 +2,8 @@
 // instance sharing the Redis sees at once; no pub/sub and no per-instance copies to keep in step. Hash fields have no
 // TTL before Redis 7.4, so each field holds its own expiry and a sorted set beside the hash (same hash tag, so one
 // slot in a cluster) indexes the variants by expiry: every store deletes the variants that have expired and those
-// past MAX_VARIANTS_PER_PATH, and sets both keys' TTL to the longest entry's.
+// past MAX_VARIANTS_PER_PATH, and sets both keys' TTL to the longest entry's. A variant's refresh lock is a key of its
+// own (SET NX PX: one holder across instances, gone at its TTL), in the same slot so that the store script deletes it.
 //
 // Every call is bounded by the caller's signal (the cache budget, well below Envoy's message_timeout): a slow or
 // dead Redis turns into StoreError at once, and the stream carries on without the cache.
@@ -21,17 +22,20 @@ interface Serialized {
   t: number;
   a: number;
   l: number;
+  /** stale-while-revalidate seconds; absent in entries stored before it existed */
+  w?: number;
   v: [string, string | null][];
   /** expires at, ms */
   e: number;
 }
 
 /**
- * KEYS: the path's hash, its expiry index. ARGV: variant, serialized entry, expires at (ms), now (ms), max variants.
+ * KEYS: the path's hash, its expiry index, the variant's refresh lock (released: the entry is fresh again). ARGV: variant, serialized entry, expires at (ms), now (ms), max variants.
  * At most 500 expired and 500 surplus variants go per call (and unpack() stays well inside Lua's stack), so a path
  * that had piled up is cleaned over a few stores, never in one long script.
  */
 const STORE_SCRIPT = `
+redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 local now = tonumber(ARGV[4])
@@ -58,7 +62,7 @@ return #gone
 const STORE_SCRIPT_NAME = 'portcullisCacheStore';
 
 interface StoreScriptRunner {
-  [STORE_SCRIPT_NAME](hash: string, index: string, variant: string, value: string, expiresAtMs: number, nowMs: number, maxVariants: number): Promise<number>;
+  [STORE_SCRIPT_NAME](hash: string, index: string, lock: string, variant: string, value: string, expiresAtMs: number, nowMs: number, maxVariants: number): Promise<number>;
 }
 
 export class RedisCacheStore implements CacheStore {
@@ -68,7 +72,7 @@ export class RedisCacheStore implements CacheStore {
   constructor(private readonly client: Redis | Cluster, private readonly prefix: string) {
     this.stall = client.isCluster ? undefined : new StallGuard();
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH).
-    if (!(STORE_SCRIPT_NAME in client)) client.defineCommand(STORE_SCRIPT_NAME, { numberOfKeys: 2, lua: STORE_SCRIPT });
+    if (!(STORE_SCRIPT_NAME in client)) client.defineCommand(STORE_SCRIPT_NAME, { numberOfKeys: 3, lua: STORE_SCRIPT });
   }
 
   async get(pathKey: string, variant: string, nowMs: number, signal: AbortSignal): Promise<CachedResponse | undefined> {
@@ -83,7 +87,7 @@ export class RedisCacheStore implements CacheStore {
     if (parsed.e <= nowMs) return undefined;
     return {
       status: parsed.s, headers: parsed.h, body: Buffer.from(parsed.b, 'base64'), storedAtMs: parsed.t,
-      initialAgeSeconds: parsed.a, lifetimeSeconds: parsed.l, vary: parsed.v,
+      initialAgeSeconds: parsed.a, lifetimeSeconds: parsed.l, staleWhileRevalidateSeconds: parsed.w ?? 0, vary: parsed.v,
     };
   }
 
@@ -91,11 +95,17 @@ export class RedisCacheStore implements CacheStore {
     if (ttlMs <= 0) return;
     const value: Serialized = {
       s: entry.status, h: entry.headers.map(([n, v]) => [n, v]), b: entry.body.toString('base64'), t: entry.storedAtMs,
-      a: entry.initialAgeSeconds, l: entry.lifetimeSeconds, v: entry.vary.map(([n, v]) => [n, v]), e: entry.storedAtMs + ttlMs,
+      a: entry.initialAgeSeconds, l: entry.lifetimeSeconds, w: entry.staleWhileRevalidateSeconds, v: entry.vary.map(([n, v]) => [n, v]), e: entry.storedAtMs + ttlMs,
     };
     const key = this.key(pathKey);
     const runner = this.client as unknown as StoreScriptRunner;
-    await this.run(signal, () => runner[STORE_SCRIPT_NAME](key, `${key}:exp`, variant, JSON.stringify(value), value.e, entry.storedAtMs, MAX_VARIANTS_PER_PATH));
+    await this.run(signal, () => runner[STORE_SCRIPT_NAME](key, `${key}:exp`, this.lockKey(key, variant), variant, JSON.stringify(value), value.e, entry.storedAtMs, MAX_VARIANTS_PER_PATH));
+  }
+
+  async tryLock(pathKey: string, variant: string, ttlMs: number, _nowMs: number, signal: AbortSignal): Promise<boolean> {
+    const lock = this.lockKey(this.key(pathKey), variant);
+    const taken = await this.run(signal, () => this.client.set(lock, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'));
+    return taken === 'OK';
   }
 
   async invalidate(pathKey: string, signal: AbortSignal): Promise<void> {
@@ -114,6 +124,11 @@ export class RedisCacheStore implements CacheStore {
   /** The path's hash; its expiry index is this + ':exp'. The braces keep both in one cluster slot. */
   private key(pathKey: string): string {
     return `${this.prefix}{${pathKey}}`;
+  }
+
+  /** A variant's refresh lock: its own key (SET NX PX), in the path's slot so the store script can release it. */
+  private lockKey(hashKey: string, variant: string): string {
+    return `${hashKey}:lock:${variant}`;
   }
 
   private run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {

@@ -59,7 +59,7 @@ const DEFAULT_RATELIMIT = {
 export const DEFAULT_EXTPROC = {
   requestId: { header: 'x-request-id', echo: 'portcullis' as const },
   tracing: { mirror: { traceId: undefined, spanId: undefined } },
-  cache: { maxEntryBytes: 1048576, maxMemoryBytes: 67108864, timeoutMs: 50, keyPrefix: 'portcullis:cache:' },
+  cache: { maxEntryBytes: 1048576, maxMemoryBytes: 67108864, timeoutMs: 50, keyPrefix: 'portcullis:cache:', refreshLockMs: 5000 },
   maxMessageBytes: 67108864,
   routes: [],
 };

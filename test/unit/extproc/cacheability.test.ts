@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { answersNotModified, currentAgeSeconds, ifNoneMatchHits, notModifiedSince, parseCacheControl, requestCacheDecision, servable, storeDecision } from '../../../src/extproc/cacheability.js';
+import {
+  answersNotModified, currentAgeSeconds, ifNoneMatchHits, lookupOutcome, needsRefreshLock, notModifiedSince, parseCacheControl, requestCacheDecision,
+  servable, staleWindowSeconds, storeDecision, type RefreshLock,
+} from '../../../src/extproc/cacheability.js';
 import type { HeaderList } from '../../../src/extproc/headers.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00Z');
@@ -120,6 +123,64 @@ describe('storeDecision', () => {
   it('304 is never stored even when listed', () => {
     assert.deepEqual(storeDecision({ status: 304, headers: [], ttlSecondsByStatus: new Map([[304, 10]]), sharedWithCredentials: false, nowMs: NOW }), { store: false, reason: 'not modified' });
   });
+});
+
+// RFC 5861 §3 within RFC 9111 §4.2.4: the route grants a stale window, the response can shorten or forbid it.
+describe('staleWindowSeconds', () => {
+  const table: [string, string, number, number][] = [
+    ['the route\'s window when the response says nothing', 'max-age=60', 30, 30],
+    ['off on the route: none, whatever the response grants', 'max-age=60, stale-while-revalidate=30', 0, 0],
+    ['the response\'s shorter grant', 'max-age=60, stale-while-revalidate=10', 30, 10],
+    ['a longer grant cannot lengthen the route\'s', 'max-age=60, stale-while-revalidate=3600', 30, 30],
+    ['stale-while-revalidate=0 forbids it', 'max-age=60, stale-while-revalidate=0', 30, 0],
+    ['must-revalidate forbids it', 'max-age=60, must-revalidate', 30, 0],
+    ['must-revalidate beats a grant', 'max-age=60, must-revalidate, stale-while-revalidate=10', 30, 0],
+    ['proxy-revalidate forbids it', 'max-age=60, proxy-revalidate, stale-while-revalidate=10', 30, 0],
+    ['s-maxage forbids the route\'s window (it carries proxy-revalidate)', 's-maxage=60', 30, 0],
+    ['s-maxage with the response\'s own grant', 's-maxage=60, stale-while-revalidate=10', 30, 10],
+    ['a grant that is not delta-seconds grants nothing', 'max-age=60, stale-while-revalidate=soon', 30, 0],
+    ['a negative grant grants nothing', 'max-age=60, stale-while-revalidate=-5', 30, 0],
+    ['a quoted grant is read', 'max-age=60, stale-while-revalidate="10"', 30, 10],
+  ];
+  for (const [name, cc, route, expected] of table) {
+    it(name, () => assert.equal(staleWindowSeconds(parseCacheControl(cc), route), expected));
+  }
+  it('storeDecision carries the window; the store keeps the entry ttl + window', () => {
+    const d = storeDecision({ status: 200, headers: h({ 'cache-control': 'max-age=60, stale-while-revalidate=10', age: '5' }), ttlSecondsByStatus: TTLS, sharedWithCredentials: false, nowMs: NOW, staleWhileRevalidateSeconds: 30 });
+    assert.deepEqual(d, { store: true, ttlSeconds: 55, initialAgeSeconds: 5, lifetimeSeconds: 60, staleWhileRevalidateSeconds: 10 });
+    const off = storeDecision({ status: 200, headers: [], ttlSecondsByStatus: TTLS, sharedWithCredentials: false, nowMs: NOW });
+    assert.equal(off.store && off.staleWhileRevalidateSeconds, 0, 'no route window: none');
+  });
+});
+
+describe('lookupOutcome', () => {
+  const plain = requestCacheDecision('GET', []);
+  const head = requestCacheDecision('HEAD', []);
+  const maxAge = requestCacheDecision('GET', h({ 'cache-control': 'max-age=500' }));
+  const onlyIfCached = requestCacheDecision('GET', h({ 'cache-control': 'only-if-cached' }));
+  // name, age, lifetime, window, request, lock the stream found → asks for the lock, outcome
+  const table: [string, number, number, number, typeof plain, RefreshLock, boolean, string][] = [
+    ['fresh', 9, 10, 30, plain, 'unasked', false, 'fresh'],
+    ['fresh with no window', 9, 10, 0, plain, 'unasked', false, 'fresh'],
+    ['expired with no window', 10, 10, 0, plain, 'unasked', false, 'miss'],
+    ['stale, the lock taken: this request refreshes', 10, 10, 30, plain, 'taken', true, 'stale-refresh'],
+    ['stale, the lock held by another: served stale', 10, 10, 30, plain, 'held', true, 'stale-servable'],
+    ['stale, the lock call failed: served stale', 39, 10, 30, plain, 'failed', true, 'stale-servable'],
+    ['at the window\'s last second', 39, 10, 30, plain, 'held', true, 'stale-servable'],
+    ['past the window', 40, 10, 30, plain, 'unasked', false, 'miss'],
+    ['HEAD: its response stores nothing, so it never refreshes', 12, 10, 30, head, 'unasked', false, 'stale-servable'],
+    ['only-if-cached never reaches the origin: served stale', 12, 10, 30, onlyIfCached, 'unasked', false, 'stale-servable'],
+    // RFC 9111 §5.2.1.1: a request max-age (without max-stale) refuses a stale response.
+    ['request max-age refuses a stale entry', 12, 10, 30, maxAge, 'unasked', false, 'miss'],
+    ['request max-age takes a fresh one', 9, 10, 30, maxAge, 'unasked', false, 'fresh'],
+  ];
+  for (const [name, age, lifetime, window, request, lock, asks, expected] of table) {
+    it(name, () => {
+      const found = { ageSeconds: age, lifetimeSeconds: lifetime, staleWhileRevalidateSeconds: window, request };
+      assert.equal(needsRefreshLock(found), asks, 'asks for the lock');
+      assert.equal(lookupOutcome(found, lock), expected);
+    });
+  }
 });
 
 describe('age and conditionals', () => {

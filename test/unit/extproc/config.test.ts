@@ -138,6 +138,25 @@ extproc:
     });
   }
 
+  it('stale_while_revalidate_seconds: 0 unless set, at most a day; refresh_lock_ms bounded, errors with line and path', () => {
+    const routes = parse('extproc:\n  routes:\n    - name: a\n      cache: { ttl_seconds: { "200": 5 }, stale_while_revalidate_seconds: 30 }\n    - name: b\n      cache: { ttl_seconds: { "200": 5 } }\n').extproc.routes;
+    assert.deepEqual(routes.map((r) => r.cache?.staleWhileRevalidateSeconds), [30, 0]);
+    assert.equal(parse('').extproc.cache.refreshLockMs, 5000);
+    const text = issues(`extproc:
+  cache: { refresh_lock_ms: 50 }
+  routes:
+    - name: a
+      cache:
+        ttl_seconds: { "200": 5 }
+        stale_while_revalidate_seconds: 86401
+    - name: b
+      cache: { ttl_seconds: { "200": 5 }, stale_while_revalidate_seconds: 1.5 }
+`).join('\n');
+    assert.match(text, /portcullis\.yaml: must be between 100 and 60000, got 50 \(line 2, at extproc\.cache\.refresh_lock_ms\)/);
+    assert.match(text, /portcullis\.yaml: must be between 0 and 86400, got 86401 \(line 7, at extproc\.routes\[0\]\.cache\.stale_while_revalidate_seconds\)/);
+    assert.match(text, /expected an integer, got .* \(line 9, at extproc\.routes\[1\]\.cache\.stale_while_revalidate_seconds\)/);
+  });
+
   it('a cached route needs at least one status TTL', () => {
     assert.match(issues('extproc:\n  routes:\n    - name: a\n      cache: { public: true }\n').join('\n'), /needs ttl_seconds/);
   });

@@ -7,7 +7,8 @@ import { parsePortcullisConfig } from '../../../src/config/portcullis-config.js'
 import type { HeaderList } from '../../../src/extproc/headers.js';
 import { FailureStreak } from '../../../src/shared/failure-streak.js';
 import { ExtprocStream, needsResponsePhase } from '../../../src/extproc/stream.js';
-import type { ProcessingAnswer, ProcessingMessage } from '../../../src/extproc/types.js';
+import type { ExtprocObserver, ProcessingAnswer, ProcessingMessage } from '../../../src/extproc/types.js';
+import type { CacheStore } from '../../../src/store/cache-store.js';
 import { MemoryCacheStore } from '../../../src/store/memory-cache-store.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
@@ -20,17 +21,19 @@ extproc:
     - name: per-caller
       match: { path_prefix: /mine }
       cache: { ttl_seconds: { "200": 100 } }
+    - name: stale-ok
+      match: { path_prefix: /s }
+      cache: { ttl_seconds: { "200": 100 }, public: true, stale_while_revalidate_seconds: 30 }
 `, '/tmp/portcullis.yaml').extproc;
 
 const silent = { child: () => silent, debug: () => undefined, info: () => undefined, warn: () => undefined };
 const observer = { stream: () => undefined, message: () => undefined, cache: () => undefined, cacheError: () => undefined, validationFailed: () => undefined, ambiguousPath: () => undefined, askedBody: () => undefined };
 
-function harness() {
+function harness(streamObserver: ExtprocObserver = observer, cache: CacheStore = new MemoryCacheStore(1 << 20)) {
   const clock = new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
-  const cache = new MemoryCacheStore(1 << 20);
   let n = 0;
   const open = () => new ExtprocStream({
-    settings, cache, cacheHealth: new FailureStreak(), clock, observer, log: silent, routeHint: undefined,
+    settings, cache, cacheHealth: new FailureStreak(), clock, observer: streamObserver, log: silent, routeHint: undefined,
     randomHex: (bytes) => (++n).toString(16).padStart(bytes * 2, '0'),
   });
   const send = (s: ExtprocStream, message: ProcessingMessage): Promise<ProcessingAnswer> => s.handle({ message, identity: undefined, attributes: {} });
@@ -158,6 +161,111 @@ describe('ExtprocStream cache over time', () => {
     assert.equal(unknown.kind === 'response_headers' && unknown.modeOverride?.responseBody, 'BUFFERED_PARTIAL');
     const known = await h.store('/c/len2', [['content-length', '6']]);
     assert.deepEqual(known.kind === 'response_headers' && known.modeOverride, { requestBody: 'NONE', responseBody: 'BUFFERED', responseHeaders: 'SEND' });
+  });
+});
+
+describe('stale-while-revalidate: one request refreshes an expired entry, the others are served it stale', () => {
+  const mark = (a: ProcessingAnswer): string | undefined =>
+    a.kind === 'immediate' ? header(a, 'x-cache-status') : a.kind === 'response_headers' ? a.mutation.set.find((s) => s.name === 'x-cache-status')?.value : a.kind;
+  /** Opens a stream whose request goes on to the origin; returns it to finish later. */
+  const counting = () => {
+    const results: string[] = [];
+    return { results, observer: { ...observer, cache: (r: string) => void results.push(r) } };
+  };
+
+  it('within the window: the first request goes to the origin (MISS), the rest are STALE with their age; the refresh makes it fresh', async () => {
+    const c = counting();
+    const h = harness(c.observer);
+    await h.store('/s/a', [['cache-control', 'max-age=10']], 'old');
+    h.clock.advance(12_000);
+    const refresher = h.open();
+    const first = await h.send(refresher, h.get('/s/a'));
+    assert.equal(first.kind, 'request_headers', 'the first goes to the origin');
+    for (let i = 0; i < 3; i++) {
+      const stale = await h.lookup('/s/a');
+      assert.equal(stale.kind === 'immediate' && stale.body.toString(), 'old');
+      assert.equal(mark(stale), 'STALE');
+      assert.equal(header(stale, 'age'), '12');
+      assert.equal(stale.kind === 'immediate' && stale.details, 'portcullis_cache_stale');
+      assert.equal(header(stale, 'warning'), undefined, 'no Warning header (obsolete, RFC 9111 §5.5)');
+    }
+    const answered = await h.send(refresher, { kind: 'response_headers', headers: [[':status', '200'], ['cache-control', 'max-age=10']], endOfStream: false });
+    assert.equal(mark(answered), 'MISS');
+    await h.send(refresher, { kind: 'response_body', body: Buffer.from('new'), endOfStream: true });
+    const fresh = await h.lookup('/s/a');
+    assert.equal(fresh.kind === 'immediate' && `${fresh.body.toString()} ${header(fresh, 'x-cache-status')} ${header(fresh, 'age')}`, 'new HIT 0');
+    assert.deepEqual(c.results, ['miss', 'stored', 'stale', 'stale', 'stale', 'miss', 'stored', 'hit'], 'a miss is counted at the response');
+  });
+
+  it('the refresh goes without the client\'s validators, so the origin answers in full and the entry is stored', async () => {
+    const h = harness();
+    await h.store('/s/v', [['cache-control', 'max-age=10'], ['etag', '"v1"']], 'old');
+    h.clock.advance(11_000);
+    const refresh = await h.lookup('/s/v', [['if-none-match', '"v1"'], ['if-modified-since', 'Thu, 01 Jan 2026 00:00:00 GMT']]);
+    assert.deepEqual(refresh.kind === 'request_headers' && refresh.mutation.remove.filter((n) => n.startsWith('if-')).sort(), ['if-modified-since', 'if-none-match']);
+    const other = await h.lookup('/s/v', [['if-none-match', '"v1"']]);
+    assert.equal(other.kind === 'immediate' && `${other.status} ${header(other, 'x-cache-status')}`, '304 STALE', 'a stale entry answers a conditional too');
+    const plainMiss = await h.lookup('/s/none', [['if-none-match', '"v1"']]);
+    assert.deepEqual(plainMiss.kind === 'request_headers' && plainMiss.mutation.remove.filter((n) => n.startsWith('if-')), [], 'only a refresh drops them');
+  });
+
+  it('a refresh that stores nothing hands the lock on when refresh_lock_ms passes', async () => {
+    const h = harness();
+    await h.store('/s/b', [['cache-control', 'max-age=10']], 'old');
+    h.clock.advance(10_000);
+    const refresher = h.open();
+    assert.equal((await h.send(refresher, h.get('/s/b'))).kind, 'request_headers');
+    await h.send(refresher, { kind: 'response_headers', headers: [[':status', '500']], endOfStream: true });
+    assert.equal(mark(await h.lookup('/s/b')), 'STALE', 'lock still held');
+    h.clock.advance(settings.cache.refreshLockMs);
+    assert.equal((await h.lookup('/s/b')).kind, 'request_headers', 'the next request takes the lock again');
+    assert.equal(mark(await h.lookup('/s/b')), 'STALE');
+  });
+
+  it('past the window, or on a route without one, every request goes to the origin', async () => {
+    const h = harness();
+    await h.store('/s/c', [['cache-control', 'max-age=10']]);
+    await h.store('/c/c', [['cache-control', 'max-age=10, stale-while-revalidate=60']]);
+    h.clock.advance(15_000);
+    for (let i = 0; i < 2; i++) assert.equal((await h.lookup('/c/c')).kind, 'request_headers', 'the route grants no window');
+    h.clock.advance(25_000);
+    for (let i = 0; i < 2; i++) assert.equal((await h.lookup('/s/c')).kind, 'request_headers', '40 s: past 10 + 30');
+  });
+
+  it('never stale for must-revalidate, a request max-age, nor past the response\'s shorter grant', async () => {
+    const h = harness();
+    await h.store('/s/mr', [['cache-control', 'max-age=10, must-revalidate']]);
+    await h.store('/s/short', [['cache-control', 'max-age=10, stale-while-revalidate=5']]);
+    await h.store('/s/ma', [['cache-control', 'max-age=10']]);
+    h.clock.advance(16_000);
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await h.lookup('/s/mr')).kind, 'request_headers');
+      assert.equal((await h.lookup('/s/short')).kind, 'request_headers');
+      assert.equal((await h.lookup('/s/ma', [['cache-control', 'max-age=600']])).kind, 'request_headers');
+    }
+    assert.equal(mark(await h.lookup('/s/ma')), 'request_headers', 'the first without max-age takes the lock');
+    assert.equal(mark(await h.lookup('/s/ma')), 'STALE');
+  });
+
+  it('HEAD and only-if-cached are served stale and leave the lock to a GET that will store', async () => {
+    const h = harness();
+    await h.store('/s/h', [['cache-control', 'max-age=10']]);
+    h.clock.advance(11_000);
+    const headStale = await h.send(h.open(), { kind: 'request_headers', headers: [[':method', 'HEAD'], [':path', '/s/h'], [':authority', 'h']], endOfStream: true });
+    assert.equal(mark(headStale), 'STALE');
+    assert.equal(mark(await h.lookup('/s/h', [['cache-control', 'only-if-cached']])), 'STALE');
+    assert.equal((await h.lookup('/s/h')).kind, 'request_headers', 'the GET takes the lock');
+  });
+
+  it('a store that fails the lock serves stale and counts the error', async () => {
+    const errors: string[] = [];
+    const memory = new MemoryCacheStore(1 << 20);
+    const failing: CacheStore = Object.assign(Object.create(memory) as CacheStore, { tryLock: () => Promise.reject(new Error('down')) });
+    const h = harness({ ...observer, cacheError: (op: string) => void errors.push(op) }, failing);
+    await h.store('/s/f', [['cache-control', 'max-age=10']]);
+    h.clock.advance(11_000);
+    assert.equal(mark(await h.lookup('/s/f')), 'STALE');
+    assert.deepEqual(errors, ['lock']);
   });
 });
 

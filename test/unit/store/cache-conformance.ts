@@ -11,7 +11,7 @@ export const NOW = 1_700_000_000_000;
 export function entry(body: string, extra: Partial<CachedResponse> = {}): CachedResponse {
   return {
     status: 200, headers: [['content-type', 'text/plain'], ['set-cookie-like', 'a'], ['x-multi', '1'], ['x-multi', '2']],
-    body: Buffer.from(body, 'latin1'), storedAtMs: NOW, initialAgeSeconds: 3, lifetimeSeconds: 60,
+    body: Buffer.from(body, 'latin1'), storedAtMs: NOW, initialAgeSeconds: 3, lifetimeSeconds: 60, staleWhileRevalidateSeconds: 30,
     vary: [['accept-encoding', 'gzip'], ['accept-language', null]], ...extra,
   };
 }
@@ -80,6 +80,34 @@ export function runCacheStoreConformance(name: string, makeStore: () => Promise<
     it('rejects with STORE_TIMEOUT when the signal has already aborted', async () => {
       const aborted = AbortSignal.abort();
       await assert.rejects(store.get(key('p'), 'v', NOW, aborted), (e: { code?: string }) => e.code === 'PC_STORE_TIMEOUT');
+      await assert.rejects(store.tryLock(key('p'), 'v', 1000, NOW, aborted), (e: { code?: string }) => e.code === 'PC_STORE_TIMEOUT');
+    });
+
+    // The lock's ttl runs on nowMs in memory and on the server's clock in Redis: the test moves both past it.
+    it('gives a variant\'s refresh lock to one taker until its ttl runs out; variants and paths lock apart', async () => {
+      assert.equal(await store.tryLock(key('p'), 'v', 100, NOW, signal()), true);
+      assert.equal(await store.tryLock(key('p'), 'v', 100, NOW + 10, signal()), false);
+      assert.equal(await store.tryLock(key('p'), 'other', 100, NOW + 10, signal()), true);
+      assert.equal(await store.tryLock(key('q'), 'v', 100, NOW + 10, signal()), true);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal(await store.tryLock(key('p'), 'v', 100, NOW + 150, signal()), true, 'taken again once the ttl passed');
+      assert.equal(await store.tryLock(key('p'), 'v', 100, NOW + 160, signal()), false);
+    });
+
+    it('a set of the variant releases its refresh lock, an invalidation and other variants\' sets do not', async () => {
+      assert.equal(await store.tryLock(key('p'), 'v', 10_000, NOW, signal()), true);
+      await store.set(key('p'), 'other', entry('x'), 10_000, signal());
+      await store.invalidate(key('p'), signal());
+      assert.equal(await store.tryLock(key('p'), 'v', 10_000, NOW, signal()), false);
+      await store.set(key('p'), 'v', entry('fresh'), 10_000, signal());
+      assert.equal(await store.tryLock(key('p'), 'v', 10_000, NOW, signal()), true);
+    });
+
+    it('keeps an entry through its stale window: get answers until storedAt + the ttl it was given', async () => {
+      const stale = entry('x', { lifetimeSeconds: 10, initialAgeSeconds: 0, staleWhileRevalidateSeconds: 5 });
+      await store.set(key('p'), 'v', stale, 15_000, signal());
+      assert.deepEqual(await store.get(key('p'), 'v', NOW + 12_000, signal()), stale);
+      assert.equal(await store.get(key('p'), 'v', NOW + 15_000, signal()), undefined);
     });
   });
 }

@@ -23,6 +23,13 @@ describe('MemoryCacheStore bounds', () => {
     assert.equal(await store.get('b', 'v', NOW, signal()), undefined, 'b was the least recently used');
     assert.ok(await store.get('a', 'v', NOW, signal()));
   });
+  it('sweeps run-out refresh locks: ever new variants locked and never stored do not pile up', async () => {
+    const store = new MemoryCacheStore(1 << 20);
+    // 100 locks live at any time (1 s ttl, one every 10 ms), 20,000 taken.
+    for (let i = 0; i < 20_000; i++) assert.equal(await store.tryLock(`p${i}`, 'v', 1000, NOW + i * 10, signal()), true);
+    assert.ok(store.lockCount <= 1025, `${store.lockCount} locks held`);
+    assert.equal(await store.tryLock('p19999', 'v', 1000, NOW + 199_999, signal()), false, 'a live lock survives the sweeps');
+  });
   it('refuses an entry larger than the whole bound', async () => {
     const store = new MemoryCacheStore(10);
     await store.set('a', 'v', entry('x'.repeat(100)), 10_000, signal());
@@ -49,7 +56,7 @@ describe('MemoryCacheStore bounds', () => {
       // with other short-lived pooled buffers allocated in between, as under load.
       const body = Buffer.concat([Buffer.from(new Uint8Array(40).fill(65))]);
       other = Buffer.from('x'.repeat(3000));
-      await store.set(`p${i}`, `v${i}`, { status: 404, headers: [['content-type', 'application/json']], body, storedAtMs: NOW, initialAgeSeconds: 0, lifetimeSeconds: 60, vary: [] }, 60_000, live);
+      await store.set(`p${i}`, `v${i}`, { status: 404, headers: [['content-type', 'application/json']], body, storedAtMs: NOW, initialAgeSeconds: 0, lifetimeSeconds: 60, staleWhileRevalidateSeconds: 0, vary: [] }, 60_000, live);
     }
     assert.ok(other !== undefined && store.usedBytes <= maxBytes);
     const grown = (await held()) - before;
