@@ -2,6 +2,7 @@
 // functions of headers, status and time. The route's TTL table is an upper bound: a response's own freshness
 // (s-maxage, max-age, Expires) can only shorten it; so is the route's stale-while-revalidate window (RFC 5861).
 
+import { httpDateMs, imfFixdateMs } from '../shared/http-date.js';
 import { hasHeader, headerValue, headerValues, type HeaderList } from './headers.js';
 
 export type Directives = ReadonlyMap<string, string | true>;
@@ -169,7 +170,7 @@ export function storeDecision(input: StoreInput): StoreDecision {
   if (input.sharedWithCredentials && !cc.has('public') && !cc.has('s-maxage') && !cc.has('must-revalidate')) {
     return { store: false, reason: 'authorization' };
   }
-  const dateMs = httpDate(headerValue(input.headers, 'date'));
+  const dateMs = httpDateMs(headerValue(input.headers, 'date'), input.nowMs);
   // Invalid freshness information is stale (RFC 9111 §4.2.1), not absent: read as absent, the route's TTL would
   // stand in for a lifetime the origin meant to give. s-maxage overrides max-age here (a shared cache).
   const sMaxAge = freshness(cc, 's-maxage');
@@ -177,7 +178,7 @@ export function storeDecision(input: StoreInput): StoreDecision {
   let explicit = sMaxAge ?? maxAge;
   if (explicit === 'invalid') return { store: false, reason: 'invalid freshness' };
   if (explicit === undefined && hasHeader(input.headers, 'expires')) {
-    const expiresMs = httpDate(headerValue(input.headers, 'expires'));
+    const expiresMs = httpDateMs(headerValue(input.headers, 'expires'), input.nowMs);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
     explicit = expiresMs === undefined ? 0 : Math.max(0, Math.floor((expiresMs - (dateMs ?? input.nowMs)) / 1000));
   }
@@ -191,12 +192,6 @@ export function storeDecision(input: StoreInput): StoreDecision {
   const ttlSeconds = lifetimeSeconds - initialAgeSeconds;
   if (ttlSeconds <= 0) return { store: false, reason: 'stale' };
   return { store: true, ttlSeconds, initialAgeSeconds, lifetimeSeconds, staleWhileRevalidateSeconds: staleWindowSeconds(cc, input.staleWhileRevalidateSeconds ?? 0) };
-}
-
-export function httpDate(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** Age of a stored response at nowMs (RFC 9111 §4.2.3), whole seconds. */
@@ -219,9 +214,6 @@ export function ifNoneMatchHits(ifNoneMatch: string | undefined, etag: string | 
   return false;
 }
 
-/** An IMF-fixdate (RFC 9110 §5.6.7), the form every current client sends. */
-const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-
 /**
  * If-Modified-Since against a stored response's last modification (RFC 9110 §13.1.3): true when it was not modified
  * after the date. A value that is not one IMF-fixdate (two header lines, the obsolete forms, garbage) is ignored: the
@@ -229,9 +221,7 @@ const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|
  */
 export function notModifiedSince(ifModifiedSince: string | undefined, lastModifiedMs: number): boolean {
   if (ifModifiedSince === undefined) return false;
-  const value = ifModifiedSince.trim();
-  if (!IMF_FIXDATE.test(value)) return false;
-  const sinceMs = httpDate(value);
+  const sinceMs = imfFixdateMs(ifModifiedSince);
   return sinceMs !== undefined && lastModifiedMs <= sinceMs;
 }
 

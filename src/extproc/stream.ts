@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { splitPath, callerKey, pathKey, variantKey, varyValue } from './cache-key.js';
 import { chooseExtprocRoute, pathMatchesFolding } from './route-choice.js';
 import {
-  answersNotModified, currentAgeSeconds, httpDate, lookupOutcome, needsRefreshLock, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision,
+  answersNotModified, currentAgeSeconds, lookupOutcome, needsRefreshLock, NOT_MODIFIED_HEADERS, requestCacheDecision, storeDecision,
   UNSTORED_HEADERS, type FoundEntry, type RefreshLock, type RequestCacheDecision,
 } from './cacheability.js';
 import type { ExtprocRoute, ExtprocSettings, HeaderRules } from './config.js';
@@ -30,6 +30,7 @@ import { safeHeaderValue } from './templates.js';
 import { ambiguousPath, bodyTooLarge, hasRequestBody, needsBody, problemDocument, validateBody, validateHeaders, type Problem } from './validation.js';
 import type { CachedResponse, CacheStore } from '../store/cache-store.js';
 import type { FailureStreak } from '../shared/failure-streak.js';
+import { httpDateMs } from '../shared/http-date.js';
 import { foldPathCase, upstreamReadings } from '../shared/normalize-path.js';
 import type { Clock } from '../shared/clock.js';
 
@@ -570,7 +571,9 @@ function render(value: string | undefined, name: string, log: StreamLog): string
 
 /** When a stored response was last modified, for If-Modified-Since (RFC 9111 §4.3.2): Last-Modified, else Date, else when stored. */
 function lastModifiedMs(entry: CachedResponse): number {
-  return httpDate(headerValue(entry.headers, 'last-modified')) ?? httpDate(headerValue(entry.headers, 'date')) ?? entry.storedAtMs;
+  // When it was stored places an RFC 850 date's two-digit year, as it would have when the response arrived.
+  const header = (name: string): number | undefined => httpDateMs(headerValue(entry.headers, name), entry.storedAtMs);
+  return header('last-modified') ?? header('date') ?? entry.storedAtMs;
 }
 
 /** source.address when the filter sends it (request_attributes), else the last x-forwarded-for hop Envoy added. */

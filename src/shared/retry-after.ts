@@ -1,3 +1,5 @@
+import { httpDateMs } from './http-date.js';
+
 /**
  * A `Retry-After` header (RFC 9110 §10.2.3) → how many milliseconds from `nowMs` the server asked to be left alone,
  * or undefined when the value is absent or not one of the forms the RFC defines (the caller then picks its own
@@ -5,9 +7,7 @@
  * server that says `999999` must not switch off a dependency for days).
  *
  * The forms: delay-seconds (`1*DIGIT`: no sign, no fraction, no exponent) or an HTTP-date in any of its three forms,
- * which a recipient must accept (§5.6.7): IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, the obsolete RFC 850
- * `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`, all UTC. Parsed here rather than by
- * Date.parse, which takes "1" as the year 2001 and asctime as local time.
+ * which a recipient must accept (§5.6.7; http-date.ts).
  */
 export function retryAfterMs(value: string | undefined, nowMs: number): number | undefined {
   if (value === undefined) return undefined;
@@ -15,43 +15,4 @@ export function retryAfterMs(value: string | undefined, nowMs: number): number |
   if (/^\d+$/.test(text)) return Number(text) * 1000;
   const atMs = httpDateMs(text, nowMs);
   return atMs === undefined ? undefined : Math.max(0, atMs - nowMs);
-}
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
-const LONG_DAY = '(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)';
-const MONTH = `(${MONTHS.join('|')})`;
-const TIME = '(\\d{2}):(\\d{2}):(\\d{2})';
-const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`);
-const RFC850_DATE = new RegExp(`^${LONG_DAY}, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`);
-const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`);
-
-/**
- * An HTTP-date (RFC 9110 §5.6.7) → ms since the epoch, or undefined. The weekday is not checked against the date.
- * `nowMs` places an RFC 850 date's two-digit year.
- */
-export function httpDateMs(text: string, nowMs: number): number | undefined {
-  let parts: [day: string, month: string, year: number, hour: string, minute: string, second: string] | undefined;
-  let m = IMF_FIXDATE.exec(text);
-  if (m !== null) parts = [m[1]!, m[2]!, Number(m[3]), m[4]!, m[5]!, m[6]!];
-  else if ((m = RFC850_DATE.exec(text)) !== null) {
-    // §5.6.7: a two-digit year that would be more than 50 years in the future is the most recent past year with those digits.
-    const yy = Number(m[3]);
-    const thisYear = new Date(nowMs).getUTCFullYear();
-    let year = Math.floor(thisYear / 100) * 100 + yy;
-    if (year > thisYear + 50) year -= 100;
-    parts = [m[1]!, m[2]!, year, m[4]!, m[5]!, m[6]!];
-  } else if ((m = ASCTIME_DATE.exec(text)) !== null) parts = [m[2]!.trim(), m[1]!, Number(m[6]), m[3]!, m[4]!, m[5]!];
-  if (parts === undefined) return undefined;
-  const [day, month, year, hour, minute, second] = parts;
-  const [d, h, min, s] = [Number(day), Number(hour), Number(minute), Number(second)];
-  const monthIndex = MONTHS.indexOf(month);
-  // 60: a leap second is a valid time-of-day (§5.6.7), read as the next minute's first.
-  if (d < 1 || d > 31 || h > 23 || min > 59 || s > 60) return undefined;
-  // setUTCFullYear, not Date.UTC, which reads years 0-99 as 1900-1999.
-  const date = new Date(0);
-  date.setUTCFullYear(year, monthIndex, d);
-  // 31 Feb is no date: it would roll into March.
-  if (date.getUTCDate() !== d) return undefined;
-  return date.getTime() + ((h * 60 + min) * 60 + s) * 1000;
 }

@@ -58,6 +58,13 @@ describe('requestCacheDecision', () => {
 
 describe('storeDecision', () => {
   const date = new Date(NOW).toUTCString();
+  /** `Sunday, 06-Nov-94 08:49:37 GMT` */
+  const rfc850 = (ms: number): string => {
+    const d = new Date(ms);
+    const day = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'][d.getUTCDay()];
+    const [, dd, mon, yyyy, time] = d.toUTCString().split(' ');
+    return `${day}, ${dd}-${mon}-${yyyy!.slice(2)} ${time} GMT`;
+  };
   const table: [string, number, Record<string, string>, boolean, string | number][] = [
     ['route TTL without response freshness', 200, {}, false, 300],
     ['per-status TTL', 404, {}, false, 60],
@@ -69,6 +76,10 @@ describe('storeDecision', () => {
     ['a repeated max-age: the first counts', 200, { 'cache-control': 'max-age=10, max-age=3600' }, false, 10],
     ['Expires - Date', 200, { date, expires: new Date(NOW + 120_000).toUTCString() }, false, 120],
     ['invalid Expires is expired', 200, { expires: '0' }, false, 'stale'],
+    // Not an HTTP-date, however well Date.parse reads it: invalid, so already expired (RFC 9111 §5.3).
+    ['an ISO date as Expires is expired', 200, { date, expires: new Date(NOW + 120_000).toISOString() }, false, 'stale'],
+    ['Expires in the obsolete RFC 850 form counts', 200, { date, expires: rfc850(NOW + 120_000) }, false, 120],
+    ['an ISO Date is no date: no apparent age', 200, { 'cache-control': 'max-age=100', date: new Date(NOW - 30_000).toISOString() }, false, 100],
     ['max-age=0', 200, { 'cache-control': 'max-age=0' }, false, 'stale'],
     ['Age counts against the lifetime', 200, { 'cache-control': 'max-age=100', age: '40' }, false, 60],
     ['an old Date counts against the lifetime', 200, { 'cache-control': 'max-age=100', date: new Date(NOW - 30_000).toUTCString() }, false, 70],
