@@ -101,6 +101,7 @@ export function compileGrpcTls(raw: RawGrpcTls | undefined, address: string, bas
   };
   const certFile = file('cert_file', raw.cert_file);
   const keyFile = file('key_file', raw.key_file);
+  if (raw.client_ca_file.value === '' && raw.client_ca_file.written) issues.add(raw.client_ca_file.line, `${AT}.client_ca_file`, 'expected a file path, got nothing (leave client_ca_file out for no client certificates)');
   const clientCaFile = raw.client_ca_file.value === '' ? undefined : path.resolve(baseDir, raw.client_ca_file.value);
   const sans = raw.client_sans.value;
   if (sans !== undefined) {

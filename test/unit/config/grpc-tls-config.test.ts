@@ -81,6 +81,7 @@ describe('server.grpc.tls: problems, each at its line and path', () => {
   const cases: { name: string; tls: string; address?: string; line: number; path: string; message: RegExp; skip?: string }[] = [
     { name: 'no cert_file', tls: `      key_file: ${'KEY'}\n`, line: 5, path: 'server.grpc.tls.cert_file', message: /^is required$/ },
     { name: 'an empty key_file', tls: `      cert_file: CERT\n      key_file: ""\n`, line: 6, path: 'server.grpc.tls.key_file', message: /expected a file path, got nothing/ },
+    { name: 'an empty client_ca_file', tls: `      cert_file: CERT\n      key_file: KEY\n      client_ca_file: ""\n`, line: 7, path: 'server.grpc.tls.client_ca_file', message: /expected a file path, got nothing/ },
     { name: 'an unknown key', tls: '      cert_file: CERT\n      key_file: KEY\n      ca_file: CA\n', line: 7, path: 'server.grpc.tls.ca_file', message: /unknown key 'ca_file'/ },
     { name: 'client_sans without client_ca_file', tls: '      cert_file: CERT\n      key_file: KEY\n      client_sans: [envoy]\n', line: 7, path: 'server.grpc.tls.client_sans', message: /client_sans needs client_ca_file/ },
     { name: 'an empty client_sans', tls: '      cert_file: CERT\n      key_file: KEY\n      client_ca_file: CA\n      client_sans: []\n', line: 8, path: 'server.grpc.tls.client_sans', message: /an empty list lets no client call/ },
@@ -108,6 +109,10 @@ describe('server.grpc.tls: problems, each at its line and path', () => {
       for (const issue of found) assert.ok(!issue.message.includes(KEY_BODY), 'no key bytes in a message');
     });
   }
+
+  it('reports a tls that is not a mapping once', () => {
+    assert.deepEqual(issues('server:\n  grpc:\n    tls: true\n'), [{ line: 3, path: 'server.grpc.tls', message: 'expected a mapping (cert_file, key_file, client_ca_file, client_sans), got true' }]);
+  });
 
   it('reports every section problem at once, and reads no file until the section is sound', () => {
     const found = issues(grpc('      key_file: nowhere-key.pem\n      client_sans: ["bad name!"]\n', 'unix:/run/p.sock'));
