@@ -221,9 +221,12 @@ describe('server.grpc.tls with server.workers: 2 (node:cluster), against a real 
     await redis.stop();
   });
 
-  it('every worker serves mTLS with client_sans on the shared port', async () => {
+  it('every worker serves mTLS with client_sans on the shared port, and each takes a rotated certificate', async () => {
+    const live = mkdtempSync(path.join(scratch, 'workers-'));
+    copyFileSync(main.server, path.join(live, 'tls.crt'));
+    copyFileSync(main.serverKey, path.join(live, 'tls.key'));
     const portcullis = await startPortcullis(config(
-      { cert_file: main.server, key_file: main.serverKey, client_ca_file: main.ca, client_sans: [DEMO_CLIENT_SAN] },
+      { cert_file: path.join(live, 'tls.crt'), key_file: path.join(live, 'tls.key'), client_ca_file: main.ca, client_sans: [DEMO_CLIENT_SAN] },
       { server: { workers: 2 }, redis: { url: redis.url } },
     ));
     try {
@@ -236,6 +239,17 @@ describe('server.grpc.tls with server.workers: 2 (node:cluster), against a real 
       }, 5000, 'both workers answered over TLS');
       assert.equal(await callStatus(portcullis.grpcAddress, undefined), status.UNAVAILABLE, 'plaintext');
       assert.equal(await callStatus(portcullis.grpcAddress, tlsCredentials([main.ca], clientOf(other))), status.UNAVAILABLE, 'another CA');
+
+      // Rotated: the supervisor sees the files change and tells both workers; connections alternate between them.
+      for (const [from, to] of [[other.server, 'tls.crt'], [other.serverKey, 'tls.key']] as const) {
+        copyFileSync(from, path.join(live, `.${to}.tmp`));
+        renameSync(path.join(live, `.${to}.tmp`), path.join(live, to));
+      }
+      const served = async (): Promise<string> => (await servedCertificate(portcullis.grpc.host, portcullis.grpc.port, [main.ca, other.ca], clientOf(main))).fingerprint256;
+      await eventually(async () => {
+        const seen = [await served(), await served(), await served(), await served()];
+        return seen.every((f) => f === fingerprintOf(other.server));
+      }, 10_000, 'four new connections in a row (both workers) are served the new certificate');
     } finally {
       assert.equal(await portcullis.stop(), 0, portcullis.output());
     }
