@@ -29,6 +29,9 @@ import { createBffServer } from './server/bff-http.js';
 import { DeadlineSignals } from './server/deadline-signals.js';
 import { pooledRandomHex } from './shared/random-hex.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
+import { clientSanInterceptor, clientSanPolicy, RefusalLog } from './server/grpc-client-sans.js';
+import { grpcTlsFiles } from './server/grpc-tls-config.js';
+import { ServerTlsIdentity, type GrpcTlsObserver } from './server/grpc-tls-identity.js';
 import { authzHandlers } from './server/authz-handler.js';
 import { externalProcessorHandlers } from './server/extproc-handler.js';
 import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
@@ -186,6 +189,21 @@ export function buildApp(deps: AppDeps): App {
   /** Settings the file changed that the process applies only on restart (restartOnlyChanges), for the log and /config. */
   let restartPending: string[] = [];
   let grpc: GrpcServer | undefined;
+  /** The gRPC listener's certificate (server.grpc.tls), re-read on every reload; undefined: plaintext. */
+  let tlsIdentity: ServerTlsIdentity | undefined;
+  const tlsObserver: GrpcTlsObserver = {
+    loaded(material, rotated) {
+      metrics.grpcTls.certificateLoaded(material.notAfter, rotated);
+      logger.info({ fingerprint: material.fingerprint, notAfter: material.notAfter.toISOString() }, rotated ? 'gRPC TLS certificate rotated: new connections get it' : 'gRPC TLS certificate loaded');
+    },
+    rotationRefused({ setting, file, problem }) {
+      metrics.grpcTls.rotationRefused();
+      logger.warn({ setting: `server.grpc.tls.${setting}`, file, problem }, 'gRPC TLS certificate files refused; new connections keep getting the last good certificate');
+    },
+  };
+  /** The gRPC listener's certificate files: watched, though `server` waits for a restart (their content does not). */
+  const tlsFiles = grpcTlsFiles(deps.config.server.grpc.tls);
+  const allWatchedPaths = (): string[] => [...new Set([...watchedPaths(holder.current().config), ...tlsFiles])];
   let admin: HttpServer | undefined;
   let bffServer: HttpServer | undefined;
   let watcher: ConfigWatcher | undefined;
@@ -294,6 +312,9 @@ export function buildApp(deps: AppDeps): App {
    * in the config they make; keeps the last good one when they make none. Only through inTurn().
    */
   const load = async (source?: ConfigInputs): Promise<void> => {
+    if (tlsIdentity !== undefined && source === undefined) {
+      await tlsIdentity.refresh(deps.config.ratelimit.reload.settleMs).catch((error: unknown) => logger.error({ err: error }, 'gRPC TLS certificate refresh failed'));
+    }
     // A reload waits for the files to settle (readSettled): a writer caught halfway must not be applied, nor reported
     // as an error. The first load and a hand-over do not wait: nothing older is serving yet, or the text is final.
     const settleMs = source === undefined && lastFingerprint !== '' ? deps.config.ratelimit.reload.settleMs : 0;
@@ -368,12 +389,17 @@ export function buildApp(deps: AppDeps): App {
     ready,
     views,
     configInputs: () => lastGood,
-    watchedPaths: () => watchedPaths(holder.current().config),
+    watchedPaths: allWatchedPaths,
     async start(from) {
       await inTurn(from);
       // The hand-over may predate an edit the siblings were told to load before this worker could hear it.
       if (from !== undefined) await reload();
       const settings = deps.config;
+      const tls = settings.server.grpc.tls;
+      if (tls !== undefined) tlsIdentity = await ServerTlsIdentity.load(tls, tlsObserver);
+      const refusals = new RefusalLog(clock, (reason) => metrics.grpcTls.clientRefused(reason), (entry) =>
+        logger.warn(entry, 'gRPC calls refused: client certificate not allowed by server.grpc.tls.client_sans (at most one line a minute)'));
+      const interceptors = tls?.clientSans === undefined ? [] : [clientSanInterceptor(clientSanPolicy(tls.clientSans), (verdict, peer) => refusals.refused(verdict, peer))];
       const authzDefinition = authorizationServiceDefinition();
       grpc = await startGrpcServer(settings.server.grpc.address, [{
         definition: rateLimitServiceDefinition(),
@@ -409,7 +435,10 @@ export function buildApp(deps: AppDeps): App {
           observer: metrics.extproc,
           inFlight: inFlightRequests,
         }),
-      }], { limits: settings.server.grpc, maxReceiveMessageBytes: settings.extproc.maxMessageBytes, clearStaleSocket: !deps.worker });
+      }], {
+        limits: settings.server.grpc, maxReceiveMessageBytes: settings.extproc.maxMessageBytes, clearStaleSocket: !deps.worker,
+        ...(tlsIdentity === undefined ? {} : { credentials: tlsIdentity.credentials() }), interceptors,
+      });
       revocation.start();
       let httpAddress: string | undefined;
       if (settings.server.http !== undefined) {
@@ -429,7 +458,7 @@ export function buildApp(deps: AppDeps): App {
       });
       const adminAddress = await listen(admin, settings.server.admin.address);
       if (settings.ratelimit.reload.enabled) {
-        watcher = watchConfig(() => watchedPaths(holder.current().config), settings.ratelimit.reload.pollIntervalMs, () =>
+        watcher = watchConfig(allWatchedPaths, settings.ratelimit.reload.pollIntervalMs, () =>
           reload().catch((error: unknown) => logger.error({ err: error }, 'config reload failed')),
         );
         await watcher.ready;

@@ -14,7 +14,10 @@
 //
 // Usage: node dist/bench/ratelimit/noop-server.js [port]     (or NOOP_PORT=<port>; 0 = any)
 // Binds 127.0.0.1 only and prints `noop-server listening 127.0.0.1:<port>` on stdout.
+// TLS when BENCH_TLS_SERVER_CERT and BENCH_TLS_SERVER_KEY name PEM files (run.sh's BENCH_TLS); with
+// BENCH_TLS_CLIENT_CERT also set, client certificates signed by BENCH_TLS_CA are required (mTLS).
 
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadRateLimitService } from './rls-proto.js';
 
@@ -46,6 +49,16 @@ function parsePort(raw: string | undefined): number {
   return port;
 }
 
+/** Plaintext, or TLS / mTLS as run.sh's BENCH_TLS asks through the environment. */
+function credentials(): grpc.ServerCredentials {
+  const cert = process.env['BENCH_TLS_SERVER_CERT'];
+  const key = process.env['BENCH_TLS_SERVER_KEY'];
+  if (!cert || !key) return grpc.ServerCredentials.createInsecure();
+  const mutual = Boolean(process.env['BENCH_TLS_CLIENT_CERT']);
+  const ca = mutual ? readFileSync(process.env['BENCH_TLS_CA'] ?? '') : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], mutual);
+}
+
 function main(): void {
   const port = parsePort(process.argv[2] ?? process.env['NOOP_PORT']);
   const server = new grpc.Server();
@@ -61,7 +74,7 @@ function main(): void {
     },
   });
 
-  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+  server.bindAsync(`127.0.0.1:${port}`, credentials(), (err, bound) => {
     if (err) {
       console.error(`noop-server: bind failed: ${err.message}`);
       process.exit(1);

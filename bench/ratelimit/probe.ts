@@ -6,8 +6,10 @@
 // Sends <count> (default 1) sequential requests with one descriptor made of the given entries,
 // retrying the first one for up to <wait-ms> (default 0) while the server is not up yet.
 // Prints one JSON line: {"overall":["OK","OK","OVER_LIMIT",...],"statuses":[[...],...]}.
-// Exits 1 on any gRPC error.
+// Exits 1 on any gRPC error. TLS when BENCH_TLS_CA names a CA file (run.sh's BENCH_TLS), presenting
+// BENCH_TLS_CLIENT_CERT / BENCH_TLS_CLIENT_KEY when set (mTLS).
 
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadRateLimitService } from './rls-proto.js';
 
@@ -34,6 +36,16 @@ function call(client: Client, request: unknown): Promise<RateLimitResponse> {
   });
 }
 
+function channelCredentials(): grpc.ChannelCredentials {
+  const ca = process.env['BENCH_TLS_CA'];
+  if (!ca) return grpc.credentials.createInsecure();
+  const cert = process.env['BENCH_TLS_CLIENT_CERT'];
+  const key = process.env['BENCH_TLS_CLIENT_KEY'];
+  return cert && key
+    ? grpc.credentials.createSsl(readFileSync(ca), readFileSync(key), readFileSync(cert))
+    : grpc.credentials.createSsl(readFileSync(ca));
+}
+
 async function main(): Promise<void> {
   const [target, domain, entriesArg, countArg, waitArg] = process.argv.slice(2);
   if (!target || !domain || !entriesArg) {
@@ -47,7 +59,8 @@ async function main(): Promise<void> {
   const count = Number(countArg ?? '1');
   const waitUntil = Date.now() + Number(waitArg ?? '0');
   const Ctor = loadRateLimitService();
-  const client = new Ctor(target, grpc.credentials.createInsecure()) as unknown as Client;
+  // The test certificate names localhost (and 127.0.0.1): an IP as the TLS server name draws a Node warning.
+  const client = new Ctor(target, channelCredentials(), process.env['BENCH_TLS_CA'] ? { 'grpc.ssl_target_name_override': 'localhost' } : {}) as unknown as Client;
   const request = { domain, descriptors: [{ entries }] };
 
   const overall: string[] = [];

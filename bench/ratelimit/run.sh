@@ -28,6 +28,13 @@
 #        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
 #        BENCH_BASE_NODE_OPTIONS (for portcullis-redis-base only; default BENCH_NODE_OPTIONS)
 #        BENCH_SKIP_BUILD (1 = use dist/ as is) BENCH_KEEP_TMP (1 = keep logs and configs)
+#        BENCH_TLS (0 = plaintext, the default | 1 = every target serves TLS | mtls = TLS with client certificates
+#                   required and checked). Certificates from scripts/make-certs.sh in the temp dir (EC P-256).
+#                   Portcullis: server.grpc.tls (mtls: client_ca_file and client_sans); envoy-ratelimit:
+#                   GRPC_SERVER_USE_TLS / _TLS_CERT / _TLS_KEY (mtls: GRPC_CLIENT_TLS_CACERT; not GRPC_CLIENT_TLS_SAN,
+#                   which checks a DNS name and the demo client certificate has a URI SAN); noop: grpc-js
+#                   ServerCredentials.createSsl; ghz: --cacert (mtls: --cert, --key). Compare a BENCH_TLS=1 report
+#                   with a plaintext one of the same targets for what TLS costs.
 # Output: Markdown on stdout and in bench/ratelimit/results/<timestamp>.md (+ .jsonl raw runs).
 # Exits non-zero if any target fails to build, start, pass its sanity check, or answers any
 # request in error. Everything listens on 127.0.0.1 only and is torn down on exit.
@@ -79,6 +86,8 @@ done
 [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
 [[ "$KEYS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_KEYS must be a positive integer"
 case "$RL_STATS" in null|prometheus|logging) ;; *) die "BENCH_RATELIMIT_STATS: null|prometheus|logging" ;; esac
+TLS="${BENCH_TLS:-0}"
+case "$TLS" in 0|1|mtls) ;; *) die "BENCH_TLS: 0 | 1 | mtls" ;; esac
 for tool in jq redis-server redis-cli taskset node; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found (jq: apt-get install -y jq)"
 done
@@ -193,6 +202,20 @@ PORT[portcullis-redis]="${PORTS[8]}"; PCR_ADMIN_PORT="${PORTS[9]}"
 PORT[portcullis-redis-2w]="${PORTS[10]}"; PCR2_ADMIN_PORT="${PORTS[11]}"
 PORT[portcullis-redis-base]="${PORTS[12]}"; PCRB_ADMIN_PORT="${PORTS[13]}"
 
+# ---- TLS (BENCH_TLS) ----------------------------------------------------------------------------
+CERTS="$TMP/certs"
+TLS_TEXT="plaintext (h2c)"
+if [[ "$TLS" != 0 ]]; then
+  bash "$ROOT/scripts/make-certs.sh" "$CERTS" || die "scripts/make-certs.sh failed (openssl missing?)"
+  # The probe and the no-op server read these (bench/ratelimit/probe.ts, noop-server.ts).
+  export BENCH_TLS_CA="$CERTS/ca.pem" BENCH_TLS_SERVER_CERT="$CERTS/server.pem" BENCH_TLS_SERVER_KEY="$CERTS/server-key.pem"
+  TLS_TEXT="TLS (server certificate: EC P-256 from scripts/make-certs.sh; ghz checks it against its CA)"
+  if [[ "$TLS" == mtls ]]; then
+    export BENCH_TLS_CLIENT_CERT="$CERTS/client.pem" BENCH_TLS_CLIENT_KEY="$CERTS/client-key.pem"
+    TLS_TEXT="mTLS (TLS, and client certificates required and checked against the CA; Portcullis also checks client_sans, envoy-ratelimit no SAN)"
+  fi
+fi
+
 # ---- configuration ----------------------------------------------------------------------------
 # envoyproxy/ratelimit reads $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config/*.yaml; Portcullis reads
 # the same directory (ratelimit.descriptors).
@@ -234,7 +257,11 @@ node -e '
 write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
   {
     echo "server:"
-    echo "  grpc: { address: \"127.0.0.1:$2\" }"
+    case "$TLS" in
+      0) echo "  grpc: { address: \"127.0.0.1:$2\" }" ;;
+      1) echo "  grpc: { address: \"127.0.0.1:$2\", tls: { cert_file: \"$CERTS/server.pem\", key_file: \"$CERTS/server-key.pem\" } }" ;;
+      mtls) echo "  grpc: { address: \"127.0.0.1:$2\", tls: { cert_file: \"$CERTS/server.pem\", key_file: \"$CERTS/server-key.pem\", client_ca_file: \"$CERTS/ca.pem\", client_sans: [\"spiffe://portcullis.local/demo-client\"] } }" ;;
+    esac
     echo "  admin: { address: \"127.0.0.1:$3\" }"
     echo "  workers: ${5:-1}"
     if [[ "$4" == 1 ]]; then
@@ -271,6 +298,10 @@ for t in "${TARGET_LIST[@]}"; do
         RUNTIME_ROOT="$TMP/runtime" RUNTIME_SUBDIRECTORY=ratelimit RUNTIME_WATCH_ROOT=false
         GRPC_HOST=127.0.0.1 GRPC_PORT="${PORT[envoy-ratelimit]}" HOST=127.0.0.1 PORT="$RL_HTTP_PORT"
         DEBUG_HOST=127.0.0.1 DEBUG_PORT="$RL_DEBUG_PORT")
+      if [[ "$TLS" != 0 ]]; then
+        rl_env+=(GRPC_SERVER_USE_TLS=true GRPC_SERVER_TLS_CERT="$CERTS/server.pem" GRPC_SERVER_TLS_KEY="$CERTS/server-key.pem")
+        [[ "$TLS" == mtls ]] && rl_env+=(GRPC_CLIENT_TLS_CACERT="$CERTS/ca.pem")
+      fi
       case "$RL_STATS" in
         # With USE_STATSD=false and no other sink it falls back to gostats' logging sink, which
         # writes one debug JSON line per request to stdout: a cost production never pays. The
@@ -334,7 +365,12 @@ if command -v ss >/dev/null 2>&1; then
 fi
 
 # ---- measurement ------------------------------------------------------------------------------
-GHZ_ARGS=(--insecure --proto "$PROTO" --import-paths "$IMPORTS"
+case "$TLS" in
+  0) GHZ_TLS=(--insecure) ;;
+  1) GHZ_TLS=(--cacert "$CERTS/ca.pem") ;;
+  mtls) GHZ_TLS=(--cacert "$CERTS/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem") ;;
+esac
+GHZ_ARGS=("${GHZ_TLS[@]}" --proto "$PROTO" --import-paths "$IMPORTS"
   --call envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit
   --disable-template-functions --disable-template-data
   --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --cpus "$GHZ_CPUS"
@@ -509,6 +545,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo "## Setup"
   echo
   echo "- $PIN_TEXT."
+  echo "- Transport (BENCH_TLS=$TLS): $TLS_TEXT."
   echo "- Load: ghz, $CONCURRENCY concurrent workers over $CONNECTIONS HTTP/2 connection$([[ $CONNECTIONS == 1 ]] || echo s), warm-up $WARMUP then $DURATION measured, $RUNS run$([[ $RUNS == 1 ]] || echo s) per target, targets alternated (${TARGET_LIST[*]}) and repeated; the figures are medians over the runs."
   echo "- Requests: domain \`bench\`, values drawn round-robin from $KEYS distinct values per key: 1 descriptor (\`k1\`) or 3 descriptors (\`k1\`, \`k2\`, \`k3\`, one entry each). Limits are $LIMIT/second per value, so every answer is OK and every descriptor is a counter update."
   echo "- Redis: one redis-server 127.0.0.1:$REDIS_PORT (no RDB, no AOF), shared by the Redis targets; $REDIS_KEYS keys at the end."

@@ -15,6 +15,7 @@ import { collectNodeMetrics, createLogMetrics, createMemoryStoreMetrics } from '
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList } from './authz-commands.js';
 import { validate } from './validate.js';
+import { readTlsFilesSync } from '../server/grpc-tls-material.js';
 import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -129,7 +130,7 @@ async function serve(configFile: string): Promise<number> {
   let config: PortcullisConfig;
   try {
     const startup = handover?.startup;
-    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), schemaReader(startup));
+    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), schemaReader(startup), readTlsFilesSync);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);

@@ -7,6 +7,8 @@ import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readC
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { compileGrpcAddress, grpcAddressField, hostPortProblem } from '../server/grpc-address.js';
 import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } from '../server/grpc-transport.js';
+import { compileGrpcTls, grpcTlsField, grpcTlsFiles, type GrpcTlsSettings, type TlsFileReader } from '../server/grpc-tls-config.js';
+import { readTlsFilesSync } from '../server/grpc-tls-material.js';
 import { redactUrlCredentials } from '../shared/redact.js';
 import { compileRedis, redactRedisSettings, redisConfigured, redisField, type RedisSettings } from '../store/redis-config.js';
 import { ConfigError, IssueCollector } from './errors.js';
@@ -20,9 +22,10 @@ export interface PortcullisConfig {
   readonly server: {
     /**
      * The gRPC listener and the per-connection bounds of its HTTP/2 transport (src/server/grpc-server.ts). The address
-     * is host:port or `unix:` and an absolute socket path (src/server/grpc-address.ts).
+     * is host:port or `unix:` and an absolute socket path (src/server/grpc-address.ts); tls: undefined is plaintext
+     * (src/server/grpc-tls-config.ts).
      */
-    readonly grpc: { readonly address: string } & GrpcTransportLimits;
+    readonly grpc: { readonly address: string; readonly tls: GrpcTlsSettings | undefined } & GrpcTransportLimits;
     readonly admin: { readonly address: string };
     /** The composer's HTTP listener (bff endpoints); undefined: off. */
     readonly http: { readonly address: string } | undefined;
@@ -56,7 +59,7 @@ export interface PortcullisConfig {
 const address = (fallback: string) => string(fallback, hostPortProblem);
 const schema = object({
   server: object({
-    grpc: object({ address: grpcAddressField, ...grpcTransportFields }),
+    grpc: object({ address: grpcAddressField, ...grpcTransportFields, tls: grpcTlsField }),
     admin: object({ address: address('127.0.0.1:9192') }),
     http: object({ address: address('') }),
     shutdown_timeout_ms: number(10000, { min: 0, max: 600_000, integer: true }),
@@ -111,9 +114,10 @@ export const readSchemaFile = (file: string): string => {
 
 /**
  * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
- * text names (compiled here).
+ * text names (compiled here). `readTls` reads the gRPC listener's certificate files to check them (start-up and
+ * `portcullis validate`: loadPortcullisConfig); undefined leaves them to the listener (a reload: see compileGrpcTls).
  */
-export function parsePortcullisConfig(text: string, file: string, readSchema: (file: string) => string = readSchemaFile): PortcullisConfig {
+export function parsePortcullisConfig(text: string, file: string, readSchema: (file: string) => string = readSchemaFile, readTls?: TlsFileReader): PortcullisConfig {
   const issues = new IssueCollector(path.basename(file));
   const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
@@ -125,6 +129,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   const redis = compileRedis(raw.redis, redisKey?.key.line, issues);
   checkWorkers(raw.server.workers, redisConfigured(raw.redis), issues);
   const grpcAddress = compileGrpcAddress(raw.server.grpc.address, path.dirname(file), issues);
+  const grpcTls = compileGrpcTls(raw.server.grpc.tls, grpcAddress, path.dirname(file), issues, readTls);
   const authz = compileAuthz(raw.authz, file, issues);
   const extproc = compileExtproc(raw.extproc, parsed.root?.kind === 'map' ? mapGet(parsed.root, 'extproc') : undefined, path.dirname(file), issues, readSchema);
   if (issues.issues.length > 0) throw new ConfigError(issues.issues);
@@ -132,7 +137,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   const rl = raw.ratelimit;
   return deepFreeze({
     file,
-    server: { grpc: { address: grpcAddress, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
+    server: { grpc: { address: grpcAddress, tls: grpcTls, ...grpcTransportLimits(raw.server.grpc) }, admin: raw.server.admin, http: raw.server.http.address ? raw.server.http : undefined, shutdownTimeoutMs: raw.server.shutdown_timeout_ms, workers: raw.server.workers.value },
     redis,
     memory: { maxKeys: raw.memory.max_keys },
     log: raw.log,
@@ -210,14 +215,18 @@ export function restartOnlyChanges(running: PortcullisConfig, next: PortcullisCo
   return settings.filter(([, read]) => JSON.stringify(read(running)) !== JSON.stringify(read(next))).map(([name]) => name);
 }
 
-/** Every file and directory a running config was built from: what hot reload watches. */
+/**
+ * Every file and directory a running config was built from: what hot reload watches. The gRPC listener's certificate
+ * files too: a reload re-reads them (ServerTlsIdentity.refresh), so a rotation is served without a restart.
+ */
 export function watchedPaths(config: PortcullisConfig): string[] {
-  return [config.file, config.ratelimit.descriptors, ...authzFiles(config.authz), ...extprocInputs(config.extproc)];
+  return [config.file, config.ratelimit.descriptors, ...authzFiles(config.authz), ...extprocInputs(config.extproc), ...grpcTlsFiles(config.server.grpc.tls)];
 }
 
+/** Reads and parses portcullis.yaml, and checks the files it names that only start-up reads (the listener's TLS). */
 export async function loadPortcullisConfig(file: string): Promise<PortcullisConfig> {
   const absolute = path.resolve(file);
-  return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute);
+  return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute, readSchemaFile, readTlsFilesSync);
 }
 
 /** The text of portcullis.yaml: a regular file of at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */

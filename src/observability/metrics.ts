@@ -42,6 +42,16 @@ export interface Metrics {
   readonly configLastSuccess: Gauge;
   readonly configLastFailure: Gauge;
   readonly bff: BffObserver;
+  readonly grpcTls: GrpcTlsMetrics;
+}
+
+/** server.grpc.tls: certificate loads and rotations, and calls refused by client_sans. */
+export interface GrpcTlsMetrics {
+  /** The serving certificate now served (at start-up or by a rotation) expires at `notAfter`. */
+  certificateLoaded(notAfter: Date, rotated: boolean): void;
+  /** A rotation's files were refused (the last good certificate keeps serving). */
+  rotationRefused(): void;
+  clientRefused(reason: string): void;
 }
 
 type StatName = Exclude<keyof LimitStats, 'key'>;
@@ -123,6 +133,7 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
     authz: createAuthzMetrics(registry),
     extproc: extprocMetrics(registers),
     bff: createBffMetrics(registry),
+    grpcTls: createGrpcTlsMetrics(registry),
     configLoads: new Counter({ name: 'portcullis_config_loads_total', help: 'Config (re)loads by result.', labelNames: ['result'], registers }),
     // Across workers (prom-client's cluster aggregation) the oldest: a worker that missed a reload shows, where the
     // default sum would be a date twice as far away per extra worker.
@@ -130,6 +141,22 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
     // Later than the last success: the files on disk are rejected right now, which the loads counter cannot tell (a
     // rejection counts once, and whether a success followed is lost in any window). Across workers the newest.
     configLastFailure: new Gauge({ name: 'portcullis_config_last_failure_timestamp_seconds', help: 'When a config reload was last rejected (0: never; with workers: the newest of theirs).', registers, aggregator: 'max' }),
+  };
+}
+
+function createGrpcTlsMetrics(registry: Registry): GrpcTlsMetrics {
+  const registers = [registry];
+  // Across workers the soonest: the one an alert on expiry must see.
+  const expiry = new Gauge({ name: 'portcullis_grpc_tls_certificate_expiry_timestamp_seconds', help: 'When the gRPC listener\'s serving certificate expires (server.grpc.tls; with workers: the soonest of theirs).', registers, aggregator: 'min' });
+  const rotations = new Counter({ name: 'portcullis_grpc_tls_certificate_rotations_total', help: 'Certificate files of server.grpc.tls read again after they changed, by result (error: the last good certificate keeps serving).', labelNames: ['result'], registers });
+  const refused = new Counter({ name: 'portcullis_grpc_tls_client_refused_total', help: 'gRPC calls refused because of the client certificate (server.grpc.tls.client_sans), by reason.', labelNames: ['reason'], registers });
+  return {
+    certificateLoaded(notAfter, rotated) {
+      expiry.set(notAfter.getTime() / 1000);
+      if (rotated) rotations.inc({ result: 'success' });
+    },
+    rotationRefused: () => rotations.inc({ result: 'error' }),
+    clientRefused: (reason) => refused.inc({ reason }),
   };
 }
 

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
 import { unixSocketPath } from './grpc-address.js';
@@ -28,16 +28,23 @@ export async function startGrpcServer(
      * its supervisor cleared the path before forking, and the socket a worker finds is its supervisor's, live.
      */
     readonly clearStaleSocket?: boolean;
+    /** TLS (server.grpc.tls: ServerTlsIdentity.credentials()); default: plaintext. */
+    readonly credentials?: ServerCredentials;
+    /** Run before every call, the first first (the client_sans check). */
+    readonly interceptors?: readonly ServerInterceptor[];
   } = {},
 ): Promise<GrpcServer> {
   const socketPath = unixSocketPath(address);
   if (socketPath !== undefined && options.clearStaleSocket !== false) await clearStaleSocket(socketPath);
-  const server = new Server(grpcServerOptions(options.limits ?? DEFAULT_GRPC_TRANSPORT_LIMITS, options.maxReceiveMessageBytes));
+  const server = new Server({
+    ...grpcServerOptions(options.limits ?? DEFAULT_GRPC_TRANSPORT_LIMITS, options.maxReceiveMessageBytes),
+    ...(options.interceptors === undefined || options.interceptors.length === 0 ? {} : { interceptors: [...options.interceptors] }),
+  });
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((name) => [name, 'NOT_SERVING'])));
   health.addToServer(server);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) =>
+    server.bindAsync(address, options.credentials ?? ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(new PortcullisError(ErrorCode.LISTEN_FAILED, `cannot listen on ${address} (gRPC): ${/EADDRINUSE/.test(error.message) ? 'address already in use' : error.message}`, { cause: error })) : resolve(bound));
   });
   if (socketPath !== undefined) {

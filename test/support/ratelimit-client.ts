@@ -22,12 +22,13 @@ export interface RateLimitClient {
 
 /**
  * A real gRPC client for RateLimitService v3, built from the same patched protos as the server. `ownConnection` gives
- * it a connection of its own (grpc-js otherwise shares one between clients of the same address).
+ * it a connection of its own (grpc-js otherwise shares one between clients of the same address). `credentials`: TLS
+ * (server.grpc.tls), default plaintext.
  */
-export function rateLimitClient(address: string, ownConnection = false): RateLimitClient {
+export function rateLimitClient(address: string, ownConnection = false, options: { credentials?: grpc.ChannelCredentials; channelOptions?: grpc.ChannelOptions } = {}): RateLimitClient {
   const api = loadEnvoyApi() as unknown as { envoy: { service: { ratelimit: { v3: { RateLimitService: grpc.ServiceClientConstructor } } } } };
-  const client = new api.envoy.service.ratelimit.v3.RateLimitService(address, grpc.credentials.createInsecure(),
-    ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {});
+  const client = new api.envoy.service.ratelimit.v3.RateLimitService(address, options.credentials ?? grpc.credentials.createInsecure(),
+    { ...(ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}), ...options.channelOptions });
   return {
     shouldRateLimit(request, deadlineMs = 5000) {
       return new Promise((resolve, reject) => {

@@ -67,7 +67,7 @@ const EMPTY_BFF: PortcullisConfig['bff'] = { services: new Map(), endpoints: [],
 
 const DEFAULTS: PortcullisConfig = {
   file: FILE,
-  server: { grpc: { address: '127.0.0.1:9191', ...DEFAULT_GRPC_TRANSPORT_LIMITS }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
+  server: { grpc: { address: '127.0.0.1:9191', tls: undefined, ...DEFAULT_GRPC_TRANSPORT_LIMITS }, admin: { address: '127.0.0.1:9192' }, http: undefined, shutdownTimeoutMs: 10000, workers: 1 },
   redis: undefined,
   memory: { maxKeys: 500_000 },
   log: { level: 'info' },
@@ -84,7 +84,7 @@ describe('portcullis.yaml: valid files', () => {
     assert.deepEqual(config, {
       file,
       server: {
-        grpc: { address: '0.0.0.0:8081', maxConcurrentStreams: 2048, maxSessionMemoryMb: 64, keepaliveTimeMs: 30000, keepaliveTimeoutMs: 10000 },
+        grpc: { address: '0.0.0.0:8081', tls: undefined, maxConcurrentStreams: 2048, maxSessionMemoryMb: 64, keepaliveTimeMs: 30000, keepaliveTimeoutMs: 10000 },
         admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2,
       },
       redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, sentinel: undefined, connectTimeoutMs: 500 },
@@ -252,7 +252,7 @@ const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'server toString', text: 'server:\n  toString: 1\n', line: 2, path: 'server.toString', message: "unknown key 'toString' (expected one of: grpc, admin, http, shutdown_timeout_ms, workers)" },
   { name: 'top level __proto__', text: '__proto__: {}\n', line: 1, path: '__proto__', message: "unknown key '__proto__' (expected one of: server, redis, memory, log, ratelimit, authz, extproc, bff)" },
   { name: 'ratelimit hasOwnProperty', text: 'ratelimit:\n  hasOwnProperty: 1\n', line: 2, path: 'ratelimit.hasOwnProperty', message: "unknown key 'hasOwnProperty'" },
-  { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls: true\n', line: 4, path: 'server.grpc.tls', message: "unknown key 'tls' (expected one of: address, max_concurrent_streams, max_session_memory_mb, keepalive_time_ms, keepalive_timeout_ms)" },
+  { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls_cert: x\n', line: 4, path: 'server.grpc.tls_cert', message: "unknown key 'tls_cert' (expected one of: address, max_concurrent_streams, max_session_memory_mb, keepalive_time_ms, keepalive_timeout_ms, tls)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
   { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, sentinel, connect_timeout_ms)' },
   { name: 'log', text: 'log:\n  format: json\n', line: 2, path: 'log.format', message: "unknown key 'format' (expected one of: level)" },

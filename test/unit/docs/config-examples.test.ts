@@ -12,12 +12,13 @@
 
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { validate } from '../../../src/cli/validate.js';
 import { repoRoot } from '../../support/envoy.js';
+import { makeTestCertificates, type TestCertificates } from '../../support/grpc-tls.js';
 import { fencedBlocks, type FencedBlock } from './fences.js';
 
 const KINDS = ['portcullis', 'descriptors', 'envoy', 'fragment', 'broken'] as const;
@@ -47,6 +48,20 @@ const where = (example: Example): string => `${example.file}:${example.line}`;
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
+/** Certificates for the server.grpc.tls examples: `validate` reads and checks them (made once, on first use). */
+let certificates: TestCertificates | undefined;
+function tlsStubs(dir: string): void {
+  if (certificates === undefined) {
+    const made = mkdtempSync(path.join(tmpdir(), 'portcullis-docs-certs-'));
+    dirs.push(made);
+    certificates = makeTestCertificates(made);
+  }
+  mkdirSync(path.join(dir, 'certs'), { recursive: true });
+  copyFileSync(certificates.server, path.join(dir, 'certs', 'portcullis.pem'));
+  copyFileSync(certificates.serverKey, path.join(dir, 'certs', 'portcullis-key.pem'));
+  copyFileSync(certificates.ca, path.join(dir, 'certs', 'envoy-ca.pem'));
+}
+
 /** The files the examples name, relative to the example's portcullis.yaml. An example naming another adds it here. */
 function stubDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-docs-'));
@@ -64,6 +79,7 @@ function stubDir(): string {
     mkdirSync(text === undefined ? file : path.dirname(file), { recursive: true });
     if (text !== undefined) writeFileSync(file, text);
   }
+  tlsStubs(dir);
   return dir;
 }
 
