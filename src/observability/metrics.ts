@@ -146,12 +146,14 @@ export function createMetrics(registry: Registry, maxKeys: number): Metrics {
 
 function createGrpcTlsMetrics(registry: Registry): GrpcTlsMetrics {
   const registers = [registry];
-  // Across workers the soonest: the one an alert on expiry must see.
-  const expiry = new Gauge({ name: 'portcullis_grpc_tls_certificate_expiry_timestamp_seconds', help: 'When the gRPC listener\'s serving certificate expires (server.grpc.tls; with workers: the soonest of theirs).', registers, aggregator: 'min' });
+  // Registered with the first certificate: a gauge never set reads 0 (expired in 1970), which a plaintext listener
+  // would export and PortcullisTlsCertificateExpiring take for a certificate. Across workers the soonest.
+  let expiry: Gauge | undefined;
   const rotations = new Counter({ name: 'portcullis_grpc_tls_certificate_rotations_total', help: 'Certificate files of server.grpc.tls read again after they changed, by result (error: the last good certificate keeps serving).', labelNames: ['result'], registers });
   const refused = new Counter({ name: 'portcullis_grpc_tls_client_refused_total', help: 'gRPC calls refused because of the client certificate (server.grpc.tls.client_sans), by reason.', labelNames: ['reason'], registers });
   return {
     certificateLoaded(notAfter, rotated) {
+      expiry ??= new Gauge({ name: 'portcullis_grpc_tls_certificate_expiry_timestamp_seconds', help: 'When the gRPC listener\'s serving certificate expires (server.grpc.tls; with workers: the soonest of theirs).', registers, aggregator: 'min' });
       expiry.set(notAfter.getTime() / 1000);
       if (rotated) rotations.inc({ result: 'success' });
     },

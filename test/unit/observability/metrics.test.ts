@@ -26,6 +26,16 @@ describe('metrics across workers', () => {
   });
 });
 
+describe('the gRPC TLS certificate expiry', () => {
+  it('is not exported before a certificate is loaded: a plaintext listener has none (0 would read as expired)', async () => {
+    const registry = new Registry();
+    const metrics = createMetrics(registry, 100);
+    assert.doesNotMatch(await registry.metrics(), /portcullis_grpc_tls_certificate_expiry_timestamp_seconds/);
+    metrics.grpcTls.certificateLoaded(new Date(Date.UTC(2027, 0, 1)), false);
+    assert.match(await registry.metrics(), /^portcullis_grpc_tls_certificate_expiry_timestamp_seconds 1798761600$/m);
+  });
+});
+
 describe('every gauge across workers (the supervisor merges each by its aggregator)', () => {
   /** What an operator reads for a supervisor of n workers: the worst process, the sum, or one value for all. */
   const expected: Record<string, string> = {
@@ -68,7 +78,8 @@ describe('every gauge across workers (the supervisor merges each by its aggregat
   it('each gauge Portcullis registers carries the rule chosen for it; a new one fails here until one is chosen', async () => {
     const registry = new Registry();
     collectNodeMetrics(registry);
-    createMetrics(registry, 100);
+    // The certificate expiry gauge appears with the first certificate (server.grpc.tls).
+    createMetrics(registry, 100).grpcTls.certificateLoaded(new Date(), false);
     createMemoryStoreMetrics(registry);
     const gauges = (await registry.getMetricsAsJSON()).filter((m) => String(m.type) === 'gauge');
     const linuxOnly = ['portcullis_process_open_fds', 'portcullis_process_max_fds', 'portcullis_process_virtual_memory_bytes', 'portcullis_process_heap_bytes'];
