@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../../support/envoy.js';
+import { makeTestCertificates } from '../../support/grpc-tls.js';
 import { shippedPortcullisConfig, startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { ENVOY_METRICS_ALERTS_ADD, PORTCULLIS_SUPERVISOR_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules } from '../../support/prometheus.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
@@ -118,19 +119,27 @@ describe('alerting rules', () => {
 
   describe('metric names', () => {
     let portcullis: PortcullisInstance | undefined;
-    // The supervisor's own series (worker restarts, workers running and configured) exist only with workers.
+    // The supervisor's own series (worker restarts, workers running and configured) exist only with workers. Both
+    // serve TLS: the certificate expiry exists only with server.grpc.tls.
     let supervisor: PortcullisInstance | undefined;
     let redis: RedisServer | undefined;
+    let certs: string | undefined;
     before(async () => {
-      portcullis = await startPortcullis(shippedPortcullisConfig(undefined));
+      certs = mkdtempSync(path.join(tmpdir(), 'pc-alerts-certs-'));
+      const { server: cert_file, serverKey: key_file } = makeTestCertificates(certs);
+      const withTls = (config: Record<string, unknown>, workers: number): Record<string, unknown> => {
+        const server = config['server'] as { grpc: object };
+        return { ...config, server: { ...server, grpc: { ...server.grpc, tls: { cert_file, key_file } }, workers } };
+      };
+      portcullis = await startPortcullis(withTls(shippedPortcullisConfig(undefined), 1));
       redis = await startRedis();
-      const shipped = shippedPortcullisConfig(redis.url);
-      supervisor = await startPortcullis({ ...shipped, server: { ...(shipped['server'] as object), workers: 2 } }, { readyTimeoutMs: 60_000 });
+      supervisor = await startPortcullis(withTls(shippedPortcullisConfig(redis.url), 2), { readyTimeoutMs: 60_000 });
     });
     after(async () => {
       await portcullis?.stop();
       await supervisor?.stop();
       await redis?.stop();
+      if (certs !== undefined) rmSync(certs, { recursive: true, force: true });
     });
 
     /** Names in the alert expressions and in the test series: a misspelt one would be misspelt in both. */
