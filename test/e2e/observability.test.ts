@@ -36,7 +36,7 @@ import { at, byName, extprocBootstrap, list, record, repoRoot, startEnvoy, type 
 import { freeLoopbackPort, send, startGateway, type Gateway } from '../support/gateway.js';
 import { startIdentityProvider, type IdentityProvider } from '../support/identity-provider.js';
 import {
-  PORTCULLIS_SUPERVISOR_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules, shippedPrometheusConfig, startPrometheus, type PrometheusInstance,
+  PORTCULLIS_SUPERVISOR_METRICS, PORTCULLIS_TLS_METRICS, dashboardQueries, metricNames, runTool, shippedAlertRules, shippedPrometheusConfig, startPrometheus, type PrometheusInstance,
 } from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
@@ -306,7 +306,7 @@ describe('Prometheus and the Grafana dashboard over the real gateway', () => {
     const families = new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
     const envoyNames = new Set((await prom().query('count by (__name__) ({__name__=~"envoy_.+"})')).map((s) => s.metric['__name__']));
     return (name) => name.startsWith('portcullis_')
-      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram' || PORTCULLIS_SUPERVISOR_METRICS.includes(name)
+      ? families.has(name) || families.get(name.replace(/_(bucket|sum|count)$/, '')) === 'histogram' || PORTCULLIS_SUPERVISOR_METRICS.includes(name) || PORTCULLIS_TLS_METRICS.includes(name)
       : envoyNames.has(name) || ENVOY_AT_FIRST_EVENT.has(name);
   };
 

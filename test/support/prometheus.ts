@@ -234,3 +234,9 @@ export const ENVOY_METRICS_ALERTS_ADD: readonly string[] = [
  * takes these on trust; test/integration/deploy/alerts.test.ts finds each on a real supervisor's /metrics.
  */
 export const PORTCULLIS_SUPERVISOR_METRICS: readonly string[] = ['portcullis_worker_restarts_total', 'portcullis_workers_running', 'portcullis_workers_configured'];
+
+/**
+ * Portcullis series only a TLS gRPC listener (server.grpc.tls) exports: the e2e gateway serves plaintext, so its check
+ * takes these on trust; test/integration/deploy/alerts.test.ts serves TLS and finds each on a real /metrics.
+ */
+export const PORTCULLIS_TLS_METRICS: readonly string[] = ['portcullis_grpc_tls_certificate_expiry_timestamp_seconds'];
