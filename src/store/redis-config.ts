@@ -168,7 +168,8 @@ const tlsField: Field<RawRedisTls | undefined> = (v, path, issues, parentLine) =
     return value === '' ? undefined : { value, line: entry?.value?.line ?? entry?.key.line };
   };
   return {
-    line: v.line ?? parentLine,
+    // The `tls:` key's: where a problem with the section as a whole is reported.
+    line: parentLine,
     caFile: at('ca_file', raw.ca_file), certFile: at('cert_file', raw.cert_file), keyFile: at('key_file', raw.key_file), serverName: at('server_name', raw.server_name),
   };
 };

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
+import { eventually } from '../../support/app.js';
 import { runCommand } from '../../support/envoy.js';
 import { portcullisBin, startPortcullis, validatePortcullisConfig, writeConfig, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
@@ -145,6 +146,19 @@ describe('portcullis and a Redis that requires a client certificate (tls-auth-cl
     } finally {
       client.close();
       await server.stop();
+    }
+  });
+
+  // Each worker parses the config it is handed and opens its own clients: each must read and show the certificate.
+  it('worker processes (server.workers: 2) connect with the same settings', async () => {
+    const base = config({ ca_file: tls.caFile, cert_file: tls.clientCertFile, key_file: tls.clientKeyFile }) as { server: object };
+    const server = await startPortcullis({ ...base, server: { ...base.server, workers: 2 } }, { env: { NODE_EXTRA_CA_CERTS: '' }, readyTimeoutMs: 60_000 });
+    try {
+      await eventually(async () => (await fetch(`${server.adminUrl}/readyz`)).status === 200, 20_000, 'every worker ready: each reached Redis');
+      assert.deepEqual(server.logs().filter((l) => l['msg'] === 'redis connection failed'), []);
+      assertNothingSecretLogged(server);
+    } finally {
+      assert.equal(await server.stop(), 0);
     }
   });
 

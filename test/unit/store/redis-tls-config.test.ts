@@ -99,10 +99,10 @@ describe('redis.tls: read into typed, frozen settings', () => {
 describe('redis.tls: each problem at the setting that names it', () => {
   const cases: { name: string; text: string; expected: { line: number; path: string; message: RegExp }[] }[] = [
     // The scheme is the one switch for TLS; certificates named for plaintext connections are a mistake, not a guess.
-    { name: 'with a redis:// url', text: `redis:\n  url: redis://:pw@r:6379\n${TLS_ALL}`, expected: [{ line: 4, path: 'redis.tls', message: /^TLS settings for plaintext connections \(redis\.url is redis:\/\/\): use rediss:\/\/ URLs/ }] },
-    { name: 'with redis:// cluster seeds', text: `redis:\n  cluster: [redis://a:1, redis://b:2]\n${TLS_ALL}`, expected: [{ line: 4, path: 'redis.tls', message: /\(the cluster seeds are redis:\/\/\)/ }] },
-    { name: 'with redis:// sentinels', text: `redis:\n  sentinel:\n    master: m\n    nodes: [redis://s:26379]\n${TLS_ALL}`, expected: [{ line: 6, path: 'redis.tls', message: /\(the sentinels are redis:\/\/\)/ }] },
-    { name: 'without any Redis', text: `log: { level: info }\nredis:\n${TLS_ALL}`, expected: [{ line: 4, path: 'redis.tls', message: /^is set but no Redis is/ }] },
+    { name: 'with a redis:// url', text: `redis:\n  url: redis://:pw@r:6379\n${TLS_ALL}`, expected: [{ line: 3, path: 'redis.tls', message: /^TLS settings for plaintext connections \(redis\.url is redis:\/\/\): use rediss:\/\/ URLs/ }] },
+    { name: 'with redis:// cluster seeds', text: `redis:\n  cluster: [redis://a:1, redis://b:2]\n${TLS_ALL}`, expected: [{ line: 3, path: 'redis.tls', message: /\(the cluster seeds are redis:\/\/\)/ }] },
+    { name: 'with redis:// sentinels', text: `redis:\n  sentinel:\n    master: m\n    nodes: [redis://s:26379]\n${TLS_ALL}`, expected: [{ line: 5, path: 'redis.tls', message: /\(the sentinels are redis:\/\/\)/ }] },
+    { name: 'without any Redis', text: `log: { level: info }\nredis:\n${TLS_ALL}`, expected: [{ line: 3, path: 'redis.tls', message: /^is set but no Redis is/ }] },
     { name: 'a certificate without its key', text: 'redis:\n  url: rediss://r:1\n  tls:\n    cert_file: certs/portcullis.pem\n', expected: [{ line: 4, path: 'redis.tls.cert_file', message: /^needs key_file/ }] },
     { name: 'a key without its certificate', text: 'redis:\n  url: rediss://r:1\n  tls:\n    key_file: certs/portcullis-key.pem\n', expected: [{ line: 4, path: 'redis.tls.key_file', message: /^needs cert_file/ }] },
     { name: 'a missing file', text: 'redis:\n  url: rediss://r:1\n  tls:\n    ca_file: certs/nope.pem\n', expected: [{ line: 4, path: 'redis.tls.ca_file', message: /^cannot read the file: ENOENT.*certs\/nope\.pem/ }] },
