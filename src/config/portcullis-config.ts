@@ -10,7 +10,7 @@ import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } fr
 import { compileGrpcTls, grpcTlsField, grpcTlsFiles, type GrpcTlsSettings, type TlsFileReader } from '../server/grpc-tls-config.js';
 import { readTlsFilesSync } from '../server/grpc-tls-material.js';
 import { redactUrlCredentials } from '../shared/redact.js';
-import { compileRedis, redactRedisSettings, redisConfigured, redisField, type RedisSettings } from '../store/redis-config.js';
+import { compileRedis, readRedisTlsFile, redactRedisSettings, redisConfigured, redisField, type RedisSettings, type RedisTlsFileReader } from '../store/redis-config.js';
 import { ConfigError, IssueCollector } from './errors.js';
 import { runOffThread } from './off-thread.js';
 import { boolean, number, object, oneOf, string } from './schema.js';
@@ -116,8 +116,13 @@ export const readSchemaFile = (file: string): string => {
  * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
  * text names (compiled here). `readTls` reads the gRPC listener's certificate files to check them (start-up and
  * `portcullis validate`: loadPortcullisConfig); undefined leaves them to the listener (a reload: see compileGrpcTls).
+ * `readRedisTls` reads the PEM files redis.tls names, checked here and kept in the config: the Redis clients are made
+ * from it (null: not read, the check of the text alone off the serving thread).
  */
-export function parsePortcullisConfig(text: string, file: string, readSchema: (file: string) => string = readSchemaFile, readTls?: TlsFileReader): PortcullisConfig {
+export function parsePortcullisConfig(
+  text: string, file: string, readSchema: (file: string) => string = readSchemaFile, readTls?: TlsFileReader,
+  readRedisTls: RedisTlsFileReader | null = readRedisTlsFile,
+): PortcullisConfig {
   const issues = new IssueCollector(path.basename(file));
   const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
@@ -126,7 +131,7 @@ export function parsePortcullisConfig(text: string, file: string, readSchema: (f
   }
   const raw = schema(parsed.root, '', issues, 1);
   const redisKey = parsed.root?.kind === 'map' ? parsed.root.entries.find((e) => e.key.kind === 'scalar' && e.key.value === 'redis') : undefined;
-  const redis = compileRedis(raw.redis, redisKey?.key.line, issues);
+  const redis = compileRedis(raw.redis, redisKey?.key.line, issues, { dir: path.dirname(file), read: readRedisTls });
   checkWorkers(raw.server.workers, redisConfigured(raw.redis), issues);
   const grpcAddress = compileGrpcAddress(raw.server.grpc.address, path.dirname(file), issues);
   const grpcTls = compileGrpcTls(raw.server.grpc.tls, grpcAddress, path.dirname(file), issues, readTls);
@@ -186,9 +191,9 @@ export async function checkPortcullisConfigOffThread(text: string, file: string,
   });
 }
 
-/** The worker side of checkPortcullisConfigOffThread: every JSON Schema file reads as `{}`. */
+/** The worker side of checkPortcullisConfigOffThread: every JSON Schema file reads as `{}`, redis.tls's are not read. */
 export function checkPortcullisConfig(input: { text: string; file: string }): boolean {
-  parsePortcullisConfig(input.text, input.file, () => '{}');
+  parsePortcullisConfig(input.text, input.file, () => '{}', undefined, null);
   return true;
 }
 
@@ -242,7 +247,8 @@ export async function readPortcullisConfigText(file: string): Promise<string> {
  * The config as shown on /config. Every URL's credentials are hidden (Redis URLs, and the introspection, JWKS and
  * discovery URLs of authz, which may carry user info or an access token), and so are redis.sentinel.password and the
  * literal text of every ext_proc header rule: a rule may add a credential for the upstreams under any header name
- * (`x-upstream-creds`), so only its placeholders are shown (`Bearer {token}` is `***{token}`).
+ * (`x-upstream-creds`), so only its placeholders are shown (`Bearer {token}` is `***{token}`). redis.tls's files are
+ * shown by their paths, never their text (one is the client's private key).
  */
 export function redactedConfig(config: PortcullisConfig): unknown {
   return redactStrings({

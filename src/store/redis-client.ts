@@ -8,12 +8,13 @@
 // why; these are the only places Portcullis reaches into ioredis' internals.
 
 import { lookup } from 'node:dns';
+import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import SentinelConnectorModule from 'ioredis/built/connectors/SentinelConnector/index.js';
 import StandaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import { backoffDelayMs, type BackoffPolicy } from '../shared/backoff.js';
 import { ErrorCode, PortcullisError } from '../shared/errors.js';
-import { urlCredentials, type SentinelSettings } from './redis-config.js';
+import { urlCredentials, type RedisTlsSettings, type SentinelSettings } from './redis-config.js';
 import { BATCH_COMMANDS } from './redis-counter-store.js';
 
 export type RedisClient = Redis | Cluster;
@@ -25,6 +26,11 @@ export interface RedisClientOptions {
   readonly cluster?: readonly string[] | undefined;
   /** The master the sentinels name (redis-config.ts); rediss:// sentinels (all of them) for TLS to them and to it. */
   readonly sentinel?: SentinelSettings | undefined;
+  /**
+   * redis.tls: the CA, client certificate and server name for every TLS connection (tlsOptions). Only with rediss://
+   * URLs: with plaintext ones it is refused (redis-config.ts says why).
+   */
+  readonly tls?: RedisTlsSettings | undefined;
   /** How long one connection attempt may take (default 1000 ms). */
   readonly connectTimeoutMs?: number;
 }
@@ -49,14 +55,38 @@ export function seedCredentials(seeds: readonly string[]): { readonly username?:
  * host, port and credentials but not its scheme, so rediss:// seeds alone connected in plaintext, password and all;
  * only redisOptions.tls reaches every node connection, the ones learnt from CLUSTER SLOTS included. Seeds that mix
  * schemes (a "host:port" seed counts as plain) are refused: the cluster would be half TLS, or TLS by accident.
- * Certificates are checked against the CA list Node trusts (NODE_EXTRA_CA_CERTS adds a private CA), as for the
- * single node.
+ * Certificates are checked against the CA list Node trusts (NODE_EXTRA_CA_CERTS adds a private CA), or redis.tls's
+ * CA, as for the single node (tlsOptions).
  */
 export function seedsUseTls(seeds: readonly string[]): boolean {
   const tls = seeds.filter((seed) => /^rediss:\/\//i.test(seed)).length;
   if (tls === 0) return false;
   if (tls === seeds.length) return true;
   throw new PortcullisError(ErrorCode.CONFIG_INVALID, `redis cluster seeds mix rediss:// and redis://: all seeds must be rediss:// (TLS) or none`);
+}
+
+/**
+ * The options every TLS connection of a client is opened with (tls.connect's), from redis.tls: its CA in place of the
+ * ones Node trusts, its client certificate, its server name. Empty without redis.tls: Node's defaults (the Mozilla
+ * list and NODE_EXTRA_CA_CERTS, the host connected to). ioredis passes them whole to each connection: the node, every
+ * node of a cluster (redisOptions.tls, the nodes learnt from CLUSTER SLOTS included), the sentinels (sentinelTLS,
+ * which the failover detector's subscriptions use too) and the master they name (tls).
+ */
+export function tlsOptions(tls: RedisTlsSettings | undefined): ConnectionOptions {
+  if (tls === undefined) return {};
+  const unread = [[tls.caFile, tls.pem.ca], [tls.certFile, tls.pem.cert], [tls.keyFile, tls.pem.key]].find(([file, text]) => file !== undefined && text === undefined);
+  // A config only checked (off the serving thread) has not read its files: connecting without them would drop a CA
+  // (trusting every public one instead) or the certificate (refused by the server).
+  if (unread !== undefined) throw new PortcullisError(ErrorCode.CONFIG_INVALID, `redis.tls: ${unread[0]} was not read (a config checked, not loaded)`);
+  return {
+    ...(tls.pem.ca === undefined ? {} : { ca: tls.pem.ca }),
+    ...(tls.pem.cert === undefined || tls.pem.key === undefined ? {} : { cert: tls.pem.cert, key: tls.pem.key }),
+    ...(tls.serverName === undefined ? {} : { servername: tls.serverName }),
+  };
+}
+
+function plaintextWithTls(what: string): PortcullisError {
+  return new PortcullisError(ErrorCode.CONFIG_INVALID, `redis.tls is set but ${what}: use rediss:// URLs`);
 }
 
 /**
@@ -245,8 +275,10 @@ type NetStream = Awaited<ReturnType<InstanceType<typeof StandaloneConnectorModul
  * process, a host gone) keeps its connection open, so without it every call would wait for the stall guard and
  * fail until the operating system gave up on the socket, long after the replica took over.
  */
-export function sentinelOptions(sentinel: SentinelSettings, connectionOptions: { readonly connectTimeout: number }): RedisOptions {
+export function sentinelOptions(sentinel: SentinelSettings, connectionOptions: { readonly connectTimeout: number }, tlsSettings?: RedisTlsSettings): RedisOptions {
   const tls = sentinel.nodes.every((node) => /^rediss:\/\//i.test(node));
+  if (!tls && tlsSettings !== undefined) throw plaintextWithTls('the sentinels are redis://');
+  const connectionTls = tlsOptions(tlsSettings);
   const credentials = sentinel.nodes.map(urlCredentials).find((c) => c.username !== undefined || c.password !== undefined) ?? {};
   return {
     ...connectionOptions,
@@ -266,8 +298,9 @@ export function sentinelOptions(sentinel: SentinelSettings, connectionOptions: {
     ...(credentials.username === undefined ? {} : { sentinelUsername: credentials.username }),
     ...(credentials.password === undefined ? {} : { sentinelPassword: credentials.password }),
     // TLS to the sentinels (sentinelTLS) and to the master (tls, which ioredis uses in sentinel mode only with
-    // enableTLSForSentinelMode), certificates checked against the CAs Node trusts, as for a single node.
-    ...(tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    // enableTLSForSentinelMode), certificates checked against the CAs Node trusts or redis.tls's, as for a single
+    // node; one redis.tls for both: the sentinels and the data nodes are one deployment, with one CA.
+    ...(tls ? { tls: connectionTls, enableTLSForSentinelMode: true, sentinelTLS: connectionTls } : {}),
     // Every sentinel down: ask them again on the same schedule as a single node is reconnected.
     sentinelRetryStrategy: reconnectDelayMs,
     // A sentinel that accepts the connection but does not answer (a paused process) must not hold the lookup forever.
@@ -310,6 +343,8 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
   };
   let client: RedisClient;
   if (options.cluster !== undefined && options.cluster.length > 0) {
+    const tls = seedsUseTls(options.cluster);
+    if (!tls && options.tls !== undefined) throw plaintextWithTls('the cluster seeds are redis://');
     client = new Cluster([...options.cluster], {
       enableOfflineQueue: false,
       clusterRetryStrategy: reconnectDelayMs,
@@ -338,13 +373,18 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       // on them would be auto-pipelined, among them the ASKING that must precede a command redirected by ASK. Sent a
       // turn after that command, it let the importing node answer MOVED back to the source, and the command bounced
       // between the two until it ran out of redirections (a call on a slot being migrated, in ~60 ms).
-      redisOptions: { ...connectionOptions, enableAutoPipelining: false, ...seedCredentials(options.cluster), ...(seedsUseTls(options.cluster) ? { tls: {} } : {}) },
+      redisOptions: { ...connectionOptions, enableAutoPipelining: false, ...seedCredentials(options.cluster), ...(tls ? { tls: tlsOptions(options.tls) } : {}) },
     });
   } else if (options.sentinel !== undefined) {
-    client = new Redis(sentinelOptions(options.sentinel, connectionOptions));
+    client = new Redis(sentinelOptions(options.sentinel, connectionOptions, options.tls));
   } else {
-    client = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+    const url = options.url ?? 'redis://127.0.0.1:6379';
+    const tls = /^rediss:\/\//i.test(url);
+    if (!tls && options.tls !== undefined) throw plaintextWithTls('redis.url is redis://');
+    client = new Redis(url, {
       ...connectionOptions,
+      // rediss:// alone is TLS with Node's defaults (ioredis's tls: true); redis.tls's options in their place.
+      ...(tls ? { tls: tlsOptions(options.tls) } : {}),
       // A batch is one script call (or one write of INCRBYs) per turn already: auto-pipelining would only add a Pipeline
       // and a second setImmediate to it (docs/benchmarks.md, "Batched calls written directly").
       autoPipeliningIgnoredCommands: BATCH_COMMANDS,

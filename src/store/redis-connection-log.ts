@@ -39,16 +39,70 @@ export function isUninformative(message: string): boolean {
   return UNINFORMATIVE.test(message);
 }
 
+/** How a client connects, for what its errors mean (redisTransport). */
+export interface RedisTransport {
+  /** rediss://. */
+  readonly tls: boolean;
+  /** redis.tls.cert_file: the client shows a certificate. */
+  readonly clientCertificate: boolean;
+}
+
+const PLAINTEXT: RedisTransport = { tls: false, clientCertificate: false };
+
 /**
- * A connection error as an operator can act on it. Two are ambiguous as Node words them: a TLS-only port resets a
- * plaintext client ("read ECONNRESET" or "write ECONNRESET", alternating), and a rediss:// client on a plaintext
- * port waits for a TLS handshake that never comes ("connect ETIMEDOUT", the same as a host that does not answer).
+ * How `client` (createRedisClient's) connects: a Cluster's nodes with its redisOptions, a client of the master the
+ * sentinels name like the sentinels (sentinelTLS: the same redis.tls), a single node with its own options (ioredis
+ * makes a rediss:// URL tls: true). Plaintext for what is none of these (a test's stand-in).
  */
-export function explainRedisError(message: string): string {
+export function redisTransport(client: Redis | Cluster): RedisTransport {
+  const options = (client as { options?: Cluster['options'] & Redis['options'] }).options;
+  if (options === undefined) return PLAINTEXT;
+  const tls: unknown = client.isCluster ? options.redisOptions?.tls : options.sentinels !== undefined && options.sentinels !== null ? options.sentinelTLS : options.tls;
+  return { tls: tls !== undefined && tls !== null && tls !== false, clientCertificate: typeof tls === 'object' && tls !== null && (tls as { cert?: unknown }).cert !== undefined };
+}
+
+const NO_CERTIFICATE_HINT = 'a server that requires one (tls-auth-clients yes) refuses the connection so: set redis.tls.cert_file and redis.tls.key_file';
+const REFUSED_CERTIFICATE_HINT = "a server whose tls-ca-cert-file did not sign redis.tls.cert_file (or that finds it expired) refuses it so";
+
+/**
+ * A connection error as an operator can act on it. Several are ambiguous as Node words them:
+ * - a TLS-only port resets a plaintext client ("read ECONNRESET" or "write ECONNRESET", alternating);
+ * - a rediss:// client on a plaintext port waits for a TLS handshake that never comes ("connect ETIMEDOUT", the same
+ *   as a host that does not answer);
+ * - a server with tls-auth-clients yes refuses a client without a certificate, or with one its CA did not sign: with
+ *   TLS 1.3 the client's handshake is over before the server has looked, so the client hears the server's alert
+ *   ("tlsv13 alert certificate required", "tlsv1 alert unknown ca") only if it reads before it writes, and else the
+ *   reset ("write ECONNRESET", two times in three against redis-server 7). Both are worded alike (one kind of reason,
+ *   one log line), and OpenSSL's wording is cut to its alert.
+ * `transport` says which of these a reset can be (redisTransport).
+ */
+export function explainRedisError(message: string, transport: RedisTransport = PLAINTEXT): string {
   // The message may name its node first ("host:port: read ECONNRESET").
-  return message
-    .replace(/(^|: )(?:read|write) ECONNRESET$/, '$1ECONNRESET: the server closed the connection (a server that requires TLS does this to redis://: use rediss://)')
-    .replace(/(^|: )connect ETIMEDOUT$/, '$1connect ETIMEDOUT: no answer within connect_timeout_ms (with rediss://, a server that does not speak TLS times out too)');
+  const [, node = '', reason = message] = /^(\S+:\d+: )?([\s\S]*)$/.exec(message) ?? [];
+  return `${node}${explainReason(reason, transport)}`;
+}
+
+function explainReason(reason: string, transport: RedisTransport): string {
+  const alert = /\b((?:sslv3|tlsv1|tlsv13) alert [a-z ]+?)(?::[^\n]*?)?(?:SSL alert number (\d+))?\s*$/.exec(reason);
+  if (alert !== undefined && alert !== null) {
+    const said = `${alert[1]}${alert[2] === undefined ? '' : ` (SSL alert number ${alert[2]})`}`;
+    // 40 (handshake failure, TLS 1.2) and 116 (certificate required, TLS 1.3): what a server that wants a certificate
+    // answers a client with none. The others concern a certificate shown.
+    const certificateAlert = /alert (?:handshake failure|certificate required|unknown ca|bad certificate|certificate (?:unknown|expired|revoked)|unsupported certificate|decrypt error|access denied)/.test(said);
+    if (!certificateAlert) return said;
+    return transport.clientCertificate
+      ? `client certificate refused: the server answered ${said}: ${REFUSED_CERTIFICATE_HINT}`
+      : `no client certificate: the server answered ${said}: ${NO_CERTIFICATE_HINT}`;
+  }
+  const reset = /^(?:read|write) ECONNRESET$/.exec(reason);
+  if (reset !== null) {
+    if (!transport.tls) return 'ECONNRESET: the server closed the connection (a server that requires TLS does this to redis://: use rediss://)';
+    return transport.clientCertificate
+      ? `client certificate refused: the server closed the TLS connection (${reset[0]}): ${REFUSED_CERTIFICATE_HINT}`
+      : `no client certificate: the server closed the TLS connection (${reset[0]}): ${NO_CERTIFICATE_HINT}`;
+  }
+  if (reason === 'connect ETIMEDOUT') return 'connect ETIMEDOUT: no answer within connect_timeout_ms (with rediss://, a server that does not speak TLS times out too)';
+  return reason;
 }
 
 /**
@@ -56,8 +110,8 @@ export function explainRedisError(message: string): string {
  * and the kind, which is the kinds of the sentinels' reasons: a certificate fixed and a password then refused is a
  * new line, the same certificate at the next round is not.
  */
-export function describeSentinelsUnanswered(reasons: ReadonlyMap<string, string>): { readonly message: string; readonly code: string } {
-  const explained = [...reasons].map(([sentinel, reason]) => [sentinel, explainRedisError(reason)] as const);
+export function describeSentinelsUnanswered(reasons: ReadonlyMap<string, string>, transport: RedisTransport = PLAINTEXT): { readonly message: string; readonly code: string } {
+  const explained = [...reasons].map(([sentinel, reason]) => [sentinel, explainRedisError(reason, transport)] as const);
   return {
     message: `no sentinel answered: ${explained.map(([sentinel, reason]) => `${sentinel}: ${reason}`).join('; ')}`,
     code: `no sentinel answered: ${[...new Set(explained.map(([, reason]) => reasonCode(reason)))].sort().join(', ')}`,
@@ -87,13 +141,14 @@ export interface RedisConnectionWatch {
 }
 
 export function watchRedisConnection(client: Redis | Cluster, events: RedisConnectionEvents, { redact, probe, clock }: RedisConnectionWatch): void {
+  const transport = redisTransport(client);
   const reported = new Set<string>();
   /** Bumped on recovery: a probe started before it reports nothing. */
   let epoch = 0;
   let probing = false;
   let lastProbeMs = Number.NEGATIVE_INFINITY;
   const report = (message: string, node?: string): void => {
-    const explained = explainRedisError(message);
+    const explained = explainRedisError(message, transport);
     // The kind, whichever node said it (a probe's reason names its node in the message).
     reportOnce(reasonCode(explained.replace(/^\S+:\d+: /, '')), node === undefined ? explained : `${node}: ${explained}`);
   };
@@ -103,7 +158,7 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
     events.down(redact(text));
   };
   const reportSentinels = (reasons: ReadonlyMap<string, string>): void => {
-    const { message, code } = describeSentinelsUnanswered(reasons);
+    const { message, code } = describeSentinelsUnanswered(reasons, transport);
     reportOnce(code, message);
   };
   /** A failure without its reason: probe for it, else report what was said (`fallback`). */
@@ -149,7 +204,7 @@ export function watchRedisConnection(client: Redis | Cluster, events: RedisConne
         if (lost.delete(sentinel)) events.sentinelBack(sentinel);
         return;
       }
-      const explained = explainRedisError(reason);
+      const explained = explainRedisError(reason, transport);
       const code = reasonCode(explained);
       if (lost.get(sentinel) === code) return;
       lost.set(sentinel, code);

@@ -9,8 +9,9 @@
 //
 // A TLS server (startRedis({ tls }), startRedisCluster({ tls: true })) listens on its TLS port only, with a CA and a
 // certificate for 127.0.0.1 and localhost made by openssl at start: a client that does not speak TLS gets nothing.
-// sendCommand() knows which ports speak TLS (and their password), so the tests' admin commands work on them as on
-// the others.
+// With authClients (tls-auth-clients yes) it also refuses a client without a certificate its CA signed; the files
+// hold one (clientCertFile). sendCommand() knows which ports speak TLS (and their password, and whether they want a
+// client certificate), so the tests' admin commands work on them as on the others.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -57,6 +58,11 @@ export interface StartRedisOptions {
   readonly withBusPort?: boolean;
   /** Serve TLS only (no plaintext port), with this certificate; with a cluster, the bus and replication too. */
   readonly tls?: RedisTlsFiles;
+  /**
+   * With tls: tls-auth-clients yes, every client must show a certificate the CA signed (the nodes of a cluster, a
+   * replica and a sentinel show the server certificate, which is also for clientAuth).
+   */
+  readonly authClients?: boolean;
   /** requirepass and masterauth: sendCommand() authenticates first. */
   readonly password?: string;
   /** Run as a Redis Sentinel with this config file text (written where the sentinel may rewrite it). */
@@ -68,20 +74,31 @@ export interface RedisTlsFiles {
   readonly caFile: string;
   readonly certFile: string;
   readonly keyFile: string;
+  /** A client certificate the CA signed (clientAuth only, CN=portcullis-test-client), with its key. */
+  readonly clientCertFile: string;
+  readonly clientKeyFile: string;
 }
 
 /** How sendCommand() reaches the servers started with TLS or a password, by port. */
-const access = new Map<number, { readonly ca?: string; readonly password?: string }>();
+const access = new Map<number, { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly password?: string }>();
 
-/** A fresh CA and a server certificate it signs for 127.0.0.1 and localhost, in `dir` (openssl, EC P-256). */
-export function makeRedisTlsFiles(dir: string): RedisTlsFiles {
+/**
+ * A fresh CA, a server certificate it signs for 127.0.0.1 and localhost and a client certificate, in `dir` (openssl,
+ * EC P-256). `prefix` names the files (two CAs in one directory).
+ */
+export function makeRedisTlsFiles(dir: string, prefix = ''): RedisTlsFiles {
   const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=portcullis-test-redis-ca');
-  writeFileSync(path.join(dir, 'server.cnf'), '[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
-  openssl('req', '-new', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'server.cnf', '-extensions', 'ext');
-  return { caFile: path.join(dir, 'ca.crt'), certFile: path.join(dir, 'server.crt'), keyFile: path.join(dir, 'server.key') };
+  const file = (name: string): string => `${prefix}${name}`;
+  openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '2', '-subj', `/CN=portcullis-test-redis-ca${prefix}`);
+  writeFileSync(path.join(dir, file('server.cnf')), '[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+  openssl('req', '-new', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=localhost');
+  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.crt'), '-days', '2', '-extfile', file('server.cnf'), '-extensions', 'ext');
+  writeFileSync(path.join(dir, file('client.cnf')), '[ext]\nextendedKeyUsage=clientAuth\n');
+  openssl('req', '-new', ...ec, '-keyout', file('client.key'), '-out', file('client.csr'), '-subj', '/CN=portcullis-test-client');
+  openssl('x509', '-req', '-in', file('client.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('client.crt'), '-days', '2', '-extfile', file('client.cnf'), '-extensions', 'ext');
+  const at = (name: string): string => path.join(dir, file(name));
+  return { caFile: at('ca.crt'), certFile: at('server.crt'), keyFile: at('server.key'), clientCertFile: at('client.crt'), clientKeyFile: at('client.key') };
 }
 
 const HOST = '127.0.0.1';
@@ -144,8 +161,8 @@ async function startOn(port: number, dir: string, options: StartRedisOptions): P
       : [
           '--port', '0', '--tls-port', String(port),
           '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile,
-          // Clients show no certificate; the nodes of a cluster talk to each other over TLS too.
-          '--tls-auth-clients', 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes',
+          // Clients show a certificate only with authClients; the nodes of a cluster talk to each other over TLS too.
+          '--tls-auth-clients', options.authClients === true ? 'yes' : 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes',
         ]),
     ...(options.password === undefined || options.sentinelConfig !== undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password]),
     '--bind', HOST,
@@ -157,7 +174,11 @@ async function startOn(port: number, dir: string, options: StartRedisOptions): P
     ...(options.args ?? []),
   ];
   if (tls !== undefined || options.password !== undefined) {
-    access.set(port, { ...(tls === undefined ? {} : { ca: readFileSync(tls.caFile, 'utf8') }), ...(options.password === undefined ? {} : { password: options.password }) });
+    access.set(port, {
+      ...(tls === undefined ? {} : { ca: readFileSync(tls.caFile, 'utf8') }),
+      ...(tls === undefined || options.authClients !== true ? {} : { cert: readFileSync(tls.clientCertFile, 'utf8'), key: readFileSync(tls.clientKeyFile, 'utf8') }),
+      ...(options.password === undefined ? {} : { password: options.password }),
+    });
   } else {
     access.delete(port); // a port a stopped TLS server used before
   }
@@ -247,6 +268,8 @@ export interface StartRedisClusterOptions {
   readonly replicas?: number;
   /** TLS only, on every node, the cluster bus and replication (a fresh CA and certificate: RedisCluster.tls). */
   readonly tls?: boolean;
+  /** With tls: tls-auth-clients yes on every node (StartRedisOptions.authClients). */
+  readonly authClients?: boolean;
   /** requirepass and masterauth on every node. */
   readonly password?: string;
 }
@@ -297,13 +320,13 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
         await startRedis({
           withBusPort: true,
           args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 5000)],
-          ...(tls === undefined ? {} : { tls }),
+          ...(tls === undefined ? {} : { tls, authClients: options.authClients === true }),
           ...(options.password === undefined ? {} : { password: options.password }),
         }),
       );
     }
     const nodes = servers.map((server) => `${HOST}:${server.port}`);
-    const tlsArgs = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
+    const tlsArgs = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile, ...(options.authClients === true ? ['--cert', tls.clientCertFile, '--key', tls.clientKeyFile] : [])];
     // REDISCLI_AUTH rather than -a: redis-cli warns about a password on its command line.
     const created = await run(redisCliBin(), [...tlsArgs, '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'],
       options.password === undefined ? {} : { REDISCLI_AUTH: options.password });
@@ -377,9 +400,9 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
  * and other admin commands in tests; not a RESP parser).
  */
 export function sendCommand(port: number, args: readonly string[], timeoutMs = 2000): Promise<string> {
-  const { ca, password } = access.get(port) ?? {};
+  const { ca, cert, key, password } = access.get(port) ?? {};
   return new Promise<string>((resolve, reject) => {
-    const socket: Socket = ca === undefined ? connect({ host: HOST, port }) : connectTls({ host: HOST, port, ca });
+    const socket: Socket = ca === undefined ? connect({ host: HOST, port }) : connectTls({ host: HOST, port, ca, ...(cert === undefined ? {} : { cert, key }) });
     let reply = '';
     // AUTH's own +OK comes first and is not the reply; an error (a wrong password) is.
     let authPending = password !== undefined;
@@ -495,6 +518,8 @@ export interface StartRedisSentinelOptions {
    * (tls-replication): give the data nodes the same `tls` to startRedis.
    */
   readonly tls?: RedisTlsFiles;
+  /** With tls: tls-auth-clients yes on the sentinel (StartRedisOptions.authClients). */
+  readonly authClients?: boolean;
 }
 
 /**
@@ -512,7 +537,8 @@ export async function startRedisSentinel(options: StartRedisSentinelOptions): Pr
     '',
   ].join('\n');
   const server = await startRedis({
-    sentinelConfig: config, ...(options.password === undefined ? {} : { password: options.password }), ...(options.tls === undefined ? {} : { tls: options.tls }),
+    sentinelConfig: config, ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.tls === undefined ? {} : { tls: options.tls, authClients: options.authClients === true }),
   });
   const masterPort = async (): Promise<number> => Number(bulkStrings(await sendCommand(server.port, ['SENTINEL', 'get-master-addr-by-name', name]))[1]);
   const sentinel: RedisSentinel = {

@@ -87,7 +87,7 @@ describe('portcullis.yaml: valid files', () => {
         grpc: { address: '0.0.0.0:8081', tls: undefined, maxConcurrentStreams: 2048, maxSessionMemoryMb: 64, keepaliveTimeMs: 30000, keepaliveTimeoutMs: 10000 },
         admin: { address: '127.0.0.1:6070' }, http: undefined, shutdownTimeoutMs: 5000, workers: 2,
       },
-      redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, sentinel: undefined, connectTimeoutMs: 500 },
+      redis: { url: 'redis://:secret@redis.internal:6379/2', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 500 },
       memory: { maxKeys: 500_000 },
       authz: undefined,
       log: { level: 'debug' },
@@ -160,7 +160,7 @@ describe('portcullis.yaml: valid files', () => {
 
   it('reads a Redis cluster', () => {
     const config = parsePortcullisConfig('redis:\n  cluster:\n    - redis://a:7000\n    - redis://b:7001\n', FILE);
-    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'redis://b:7001'], sentinel: undefined, connectTimeoutMs: 2000 });
+    assert.deepEqual(config.redis, { url: undefined, cluster: ['redis://a:7000', 'redis://b:7001'], sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 });
   });
 
   it('reports a cluster seed that is not a URL once, not also as another scheme', () => {
@@ -188,7 +188,7 @@ describe('portcullis.yaml: valid files', () => {
   for (const c of sentinels) {
     it(`reads a Redis Sentinel setup: ${c.name}`, () => {
       const config = parsePortcullisConfig(c.text, FILE);
-      assert.deepEqual(config.redis, { url: undefined, cluster: undefined, sentinel: c.sentinel, connectTimeoutMs: 2000 });
+      assert.deepEqual(config.redis, { url: undefined, cluster: undefined, sentinel: c.sentinel, tls: undefined, connectTimeoutMs: 2000 });
       assert.ok(Object.isFrozen(config.redis?.sentinel) && Object.isFrozen(config.redis?.sentinel?.nodes));
     });
   }
@@ -254,7 +254,7 @@ const UNKNOWN_KEYS: readonly BadCase[] = [
   { name: 'ratelimit hasOwnProperty', text: 'ratelimit:\n  hasOwnProperty: 1\n', line: 2, path: 'ratelimit.hasOwnProperty', message: "unknown key 'hasOwnProperty'" },
   { name: 'server.grpc', text: 'server:\n  grpc:\n    address: a:1\n    tls_cert: x\n', line: 4, path: 'server.grpc.tls_cert', message: "unknown key 'tls_cert' (expected one of: address, max_concurrent_streams, max_session_memory_mb, keepalive_time_ms, keepalive_timeout_ms, tls)" },
   { name: 'server.admin', text: 'server:\n  admin:\n    host: x\n', line: 3, path: 'server.admin.host', message: "unknown key 'host' (expected one of: address)" },
-  { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, sentinel, connect_timeout_ms)' },
+  { name: 'redis', text: 'redis:\n  password: x\n', line: 2, path: 'redis.password', message: 'unknown key (expected one of: url, cluster, sentinel, tls, connect_timeout_ms)' },
   { name: 'log', text: 'log:\n  format: json\n', line: 2, path: 'log.format', message: "unknown key 'format' (expected one of: level)" },
   { name: 'ratelimit', text: 'ratelimit:\n  shadowmode: true\n', line: 2, path: 'ratelimit.shadowmode', message: "unknown key 'shadowmode'" },
   {
@@ -427,61 +427,61 @@ describe('portcullis.yaml: redactedConfig', () => {
     {
       name: 'hides the password of the url',
       redis: 'redis:\n  url: redis://user:s3cret@cache:6379/0\n',
-      shown: { url: 'redis://***@cache:6379/0', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379/0', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password-only url',
       redis: 'redis:\n  url: rediss://:s3cret@cache:6380\n',
-      shown: { url: 'rediss://***@cache:6380', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'rediss://***@cache:6380', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides the passwords of cluster members',
       redis: 'redis:\n  cluster:\n    - redis://:s3cret@a:7000\n    - redis://b:7001\n',
-      shown: { url: undefined, cluster: ['redis://***@a:7000', 'redis://b:7001'], sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: undefined, cluster: ['redis://***@a:7000', 'redis://b:7001'], sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password given as a query parameter (ioredis reads every parameter as an option)',
       redis: 'redis:\n  url: redis://cache:6379/0?password=s3cret&db=1\n',
-      shown: { url: 'redis://cache:6379/0?password=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://cache:6379/0?password=***&db=1', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides user info and every secret-looking parameter at once',
       redis: 'redis:\n  url: rediss://u:s3cret@cache:6379?sentinelPassword=s3cret&family=6&password=s3cret\n',
-      shown: { url: 'rediss://***@cache:6379?sentinelPassword=***&family=6&password=***', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'rediss://***@cache:6379?sentinelPassword=***&family=6&password=***', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides query passwords of cluster members',
       redis: 'redis:\n  cluster:\n    - redis://a:7000?password=s3cret\n',
-      shown: { url: undefined, cluster: ['redis://a:7000?password=***'], sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: undefined, cluster: ['redis://a:7000?password=***'], sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 's3cret',
     },
     {
       name: 'hides a password that contains @',
       redis: 'redis:\n  url: redis://user:p@ss@cache:6379\n',
-      shown: { url: 'redis://***@cache:6379', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 'p@ss',
     },
     {
       name: 'hides a password with whitespace, in the user info and in a query parameter',
       redis: 'redis:\n  url: "redis://:hunter2 hunter3@127.0.0.1:16393/0?sentinelPassword=abc def"\n',
-      shown: { url: 'redis://***@127.0.0.1:16393/0?sentinelPassword=***', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@127.0.0.1:16393/0?sentinelPassword=***', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 'hunter3',
     },
     {
       name: 'hides a password with @ and whitespace together',
       redis: 'redis:\n  url: "redis://user:a @b c@cache:6379?password=x @y&db=1"\n',
-      shown: { url: 'redis://***@cache:6379?password=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379?password=***&db=1', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 'b c',
     },
     {
       name: 'hides percent-encoded passwords and a percent-encoded parameter name',
       redis: 'redis:\n  url: "redis://us%40r:p%20w%40x@cache:6379?p%61ssword=s%26cret%20x&db=1"\n',
-      shown: { url: 'redis://***@cache:6379?p%61ssword=***&db=1', cluster: undefined, sentinel: undefined, connectTimeoutMs: 2000 },
+      shown: { url: 'redis://***@cache:6379?p%61ssword=***&db=1', cluster: undefined, sentinel: undefined, tls: undefined, connectTimeoutMs: 2000 },
       secret: 'p%20w',
     },
   ];

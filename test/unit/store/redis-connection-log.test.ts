@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { SEED_LOOKUP_EVENT, SENTINEL_WATCH_EVENT, SentinelsUnanswered } from '../../../src/store/redis-client.js';
-import { describeSentinelsUnanswered, explainRedisError, isUninformative, watchRedisConnection } from '../../../src/store/redis-connection-log.js';
+import { describeSentinelsUnanswered, explainRedisError, isUninformative, watchRedisConnection, type RedisTransport } from '../../../src/store/redis-connection-log.js';
+import { reasonCode } from '../../../src/shared/failure-streak.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 describe('explainRedisError', () => {
@@ -17,6 +18,35 @@ describe('explainRedisError', () => {
     ['getaddrinfo ENOTFOUND redis.example', /^getaddrinfo ENOTFOUND redis\.example$/],
   ];
   for (const [message, shown] of cases) it(message, () => assert.match(explainRedisError(message), shown));
+});
+
+// What Node says when a server with tls-auth-clients yes refuses a client (redis-server 7, OpenSSL 3, Node 20): with
+// TLS 1.3 the reset two times in three, else the server's alert; with TLS 1.2 the alert.
+describe('explainRedisError: a TLS server refusing the client for its certificate', () => {
+  const REQUIRED = '807CE32E587F0000:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 116\n';
+  const HANDSHAKE = '807CE32E587F0000:error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 40\n';
+  const UNKNOWN_CA = '807CE32E587F0000:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 48\n';
+  const PROTOCOL = '807CE32E587F0000:error:0A00042E:SSL routines:ssl3_read_bytes:tlsv1 alert protocol version:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 70\n';
+  const none: RedisTransport = { tls: true, clientCertificate: false };
+  const shown: RedisTransport = { tls: true, clientCertificate: true };
+  const cases: [name: string, message: string, transport: RedisTransport, explained: RegExp][] = [
+    ['TLS 1.3, no certificate: the reset', 'write ECONNRESET', none, /^no client certificate: the server closed the TLS connection \(write ECONNRESET\): a server that requires one \(tls-auth-clients yes\) refuses the connection so: set redis\.tls\.cert_file and redis\.tls\.key_file$/],
+    ['TLS 1.3, no certificate: the alert', REQUIRED, none, /^no client certificate: the server answered tlsv13 alert certificate required \(SSL alert number 116\): a server that requires one/],
+    ['TLS 1.2, no certificate: the alert', HANDSHAKE, none, /^no client certificate: the server answered sslv3 alert handshake failure \(SSL alert number 40\): a server/],
+    ['a node named first', `127.0.0.1:7000: ${REQUIRED}`, none, /^127\.0\.0\.1:7000: no client certificate: the server answered tlsv13 alert certificate required/],
+    ['TLS 1.3, a certificate its CA did not sign: the reset', 'read ECONNRESET', shown, /^client certificate refused: the server closed the TLS connection \(read ECONNRESET\): a server whose tls-ca-cert-file did not sign redis\.tls\.cert_file/],
+    ['TLS 1.2, a certificate its CA did not sign: the alert', UNKNOWN_CA, shown, /^client certificate refused: the server answered tlsv1 alert unknown ca \(SSL alert number 48\)/],
+    ['an alert about something else: OpenSSL\'s wording cut to it', PROTOCOL, none, /^tlsv1 alert protocol version \(SSL alert number 70\)$/],
+    ['plaintext: the reset is TLS wanted', 'read ECONNRESET', { tls: false, clientCertificate: false }, /^ECONNRESET: the server closed the connection \(a server that requires TLS does this to redis:\/\/: use rediss:\/\/\)$/],
+    ['a certificate not trusted is no refusal', 'self-signed certificate in certificate chain', shown, /^self-signed certificate in certificate chain$/],
+  ];
+  for (const [name, message, transport, explained] of cases) it(name, () => assert.match(explainRedisError(message, transport), explained));
+
+  // One line in the log for either way Node says it (the kind of reason is what the log reports once).
+  it('the reset and the alert are one kind of reason', () => {
+    assert.equal(reasonCode(explainRedisError('write ECONNRESET', none)), reasonCode(explainRedisError(REQUIRED, none)));
+    assert.equal(reasonCode(explainRedisError('read ECONNRESET', shown)), reasonCode(explainRedisError(UNKNOWN_CA, shown)));
+  });
 });
 
 describe('isUninformative', () => {
