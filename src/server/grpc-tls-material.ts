@@ -1,7 +1,7 @@
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { keyPairProblem, parsePemCertificates, parsePemPrivateKey } from '../shared/pem.js';
 
 // The files of `server.grpc.tls`, read and checked the same way at start-up, by `portcullis validate` and on every
 // rotation: what passes here is what OpenSSL takes, so a rotation never hands grpc-js material it would refuse (it
@@ -107,55 +107,27 @@ function readProblem(error: unknown): string {
   return `cannot read the file: ${code ?? (error as Error).message}`;
 }
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
-
-/** The PEM certificates in `bytes`, parsed; a problem when there is none or one does not parse. */
-function certificates(bytes: Buffer, what: string): X509Certificate[] | string {
-  const blocks = bytes.toString('latin1').match(PEM_CERTIFICATE) ?? [];
-  if (blocks.length === 0) return `no PEM certificate in the file (expected ${what} between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE-----)`;
-  const parsed: X509Certificate[] = [];
-  for (const [i, block] of blocks.entries()) {
-    try {
-      parsed.push(new X509Certificate(block));
-    } catch {
-      return `certificate ${i + 1} of ${blocks.length} in the file is not a valid X.509 certificate`;
-    }
-  }
-  return parsed;
-}
-
 /**
  * Whether the files make a TLS server identity OpenSSL accepts: cert_file a PEM chain (the serving certificate first),
  * key_file its unencrypted private key, client_ca_file PEM CA certificates. The key's bytes stay out of every message.
  */
 export function checkTlsMaterial(bytes: TlsFileBytes): TlsMaterial | TlsFileProblem {
-  const chain = certificates(bytes.cert, 'the serving certificate and its chain');
-  if (typeof chain === 'string') return { setting: 'cert_file', problem: chain };
-  const leaf = chain[0]!;
-  let key: KeyObject;
-  try {
-    key = createPrivateKey({ key: bytes.key, format: 'pem' });
-  } catch {
-    const text = bytes.key.toString('latin1');
-    const problem = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)
-      ? 'the private key is encrypted (there is no passphrase setting: store it unencrypted, readable by Portcullis only)'
-      : 'no PEM private key in the file (expected an unencrypted PKCS#8, PKCS#1 or SEC1 key)';
-    return { setting: 'key_file', problem };
-  }
-  if (!leaf.checkPrivateKey(key)) {
-    return { setting: 'key_file', problem: `the private key does not match the certificate in cert_file (subject ${leaf.subject.replace(/\n/g, ', ')})` };
-  }
-  let ca: X509Certificate[] | undefined;
+  const chain = parsePemCertificates(bytes.cert.toString('latin1'));
+  if ('problem' in chain) return { setting: 'cert_file', problem: `the file ${chain.problem}` };
+  const leaf = chain.certificates[0]!;
+  const key = parsePemPrivateKey(bytes.key.toString('latin1'));
+  if ('problem' in key) return { setting: 'key_file', problem: `the file ${key.problem}` };
+  const mismatch = keyPairProblem(leaf, key.key);
+  if (mismatch !== undefined) return { setting: 'key_file', problem: mismatch };
   if (bytes.ca !== undefined) {
-    const parsed = certificates(bytes.ca, 'the CA certificates that sign client certificates');
-    if (typeof parsed === 'string') return { setting: 'client_ca_file', problem: parsed };
-    ca = parsed;
+    const ca = parsePemCertificates(bytes.ca.toString('latin1'));
+    if ('problem' in ca) return { setting: 'client_ca_file', problem: `the file ${ca.problem}` };
   }
   try {
     createSecureContext({ cert: bytes.cert, key: bytes.key, ...(bytes.ca === undefined ? {} : { ca: bytes.ca }) });
   } catch (error) {
     // OpenSSL's reason (a key too weak for its security level, say); its messages carry codes, never key bytes.
-    return { setting: 'cert_file', problem: `OpenSSL refused the files${ca === undefined ? '' : ' (with client_ca_file)'}: ${(error as Error).message}` };
+    return { setting: 'cert_file', problem: `OpenSSL refused the files${bytes.ca === undefined ? '' : ' (with client_ca_file)'}: ${(error as Error).message}` };
   }
   return { ...bytes, notAfter: new Date(leaf.validTo), fingerprint: leaf.fingerprint256 };
 }

@@ -156,7 +156,7 @@ describe('server.grpc.tls (one process)', () => {
       assert.equal(await served(), fingerprintOf(other.server));
       put(other.serverKey, 'tls.key');
       put(main.server, 'tls.crt');
-      await eventually(() => portcullis.logs().some((l) => typeof l['problem'] === 'string' && l['problem'].includes('does not match the certificate')), 10_000, 'the mismatch is logged');
+      await eventually(() => portcullis.logs().some((l) => typeof l['problem'] === 'string' && l['problem'].includes('does not belong to the certificate')), 10_000, 'the mismatch is logged');
       assert.equal(await served(), fingerprintOf(other.server));
       assert.equal(await callStatus(portcullis.grpcAddress, tlsCredentials([other.ca])), status.OK);
       assert.ok(await metric(portcullis, 'portcullis_grpc_tls_certificate_rotations_total{result="error"}') >= 2);
@@ -175,7 +175,7 @@ describe('server.grpc.tls (one process)', () => {
     const bad = path.join(scratch, 'bad.pem');
     writeFileSync(bad, 'not a certificate\n');
     await assert.rejects(startPortcullis(config({ cert_file: bad, key_file: main.serverKey }), { readyTimeoutMs: 10_000 }), (error: Error) => {
-      assert.match(error.message, /no PEM certificate in the file.*server\.grpc\.tls\.cert_file/s);
+      assert.match(error.message, /the file holds no PEM certificate.*server\.grpc\.tls\.cert_file/s);
       return true;
     });
   });

@@ -88,7 +88,7 @@ describe('ServerTlsIdentity', () => {
     await identity.refresh();
     assert.equal(identities.length, 1, 'nothing pushed');
     assert.deepEqual(events.slice(1).map((e) => e.replace(/ \(subject.*/, '')), [
-      'refused key_file: the private key does not match the certificate in cert_file',
+      'refused key_file: the private key does not belong to the certificate',
       'refused cert_file: cannot read the file: it does not exist',
     ]);
     // Put back as it was: served again without a rotation (nothing changed), and a later problem is news again.
@@ -98,7 +98,7 @@ describe('ServerTlsIdentity', () => {
     assert.equal(identities.length, 1);
     put(settings.keyFile, 'garbage');
     await identity.refresh();
-    assert.match(events.at(-1)!, /^refused key_file: no PEM private key/);
+    assert.match(events.at(-1)!, /^refused key_file: the file holds no PEM private key/);
   });
 
   it('reads a problem again after settleMs before it reports it: a certificate, then its key, is no problem', async () => {
