@@ -1,9 +1,8 @@
 // PEM files a config names for TLS (a CA list, a certificate and its private key: redis.tls, server.grpc.tls), checked
 // when the config is loaded (and at each rotation of the gRPC listener's) rather than when the first connection needs
-// them: an unreadable key found at the first connection is a service
-// that starts, reports ready and never reaches its peer, or crashes later. Pure functions of the files' text; the
-// callers read the files and report a problem at the setting that names the file. Their messages never quote the
-// text: it may be a private key.
+// them: an unreadable key found at the first connection is a service that starts, reports ready and never reaches its
+// peer, or crashes later. Pure functions of the files' text; the callers read the files and report a problem at the
+// setting that names the file. Their messages never quote the text: it may be a private key.
 
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 
