@@ -254,7 +254,7 @@ export function buildApp(deps: AppDeps): App {
       const recordSchema = (f: string): string => (schemas[f] = readSchema(f));
       // Every poll lands here: an unchanged file costs a read, not a YAML parse (2 % of a core under load).
       if (text !== lastGood?.text) await checkOffThread(text, file);
-      let config = text === lastGood?.text ? previous.config : parsePortcullisConfig(text, file, recordSchema);
+      let config = text === lastGood?.text ? previous.config : parsePortcullisConfig(text, file, { schema: recordSchema });
       if (config === previous.config) {
         for (const f of extprocInputs(config.extproc)) {
           try {
@@ -264,7 +264,7 @@ export function buildApp(deps: AppDeps): App {
           }
         }
         // JSON Schemas are compiled while the config is parsed: an edited schema file means parsing the text again.
-        if (!sameTexts(schemas, lastGood?.schemas)) config = parsePortcullisConfig(text, file, (f) => schemas[f] ?? recordSchema(f));
+        if (!sameTexts(schemas, lastGood?.schemas)) config = parsePortcullisConfig(text, file, { schema: (f) => schemas[f] ?? recordSchema(f) });
       }
       const descriptors = source?.descriptors ?? await readDescriptorFiles(config.ratelimit.descriptors, config.ratelimit.descriptorsMaxBytes);
       const authzTexts = source === undefined ? await readAuthzFiles(config.authz) : new Map(Object.entries(source.authz));

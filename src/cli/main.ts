@@ -130,7 +130,7 @@ async function serve(configFile: string): Promise<number> {
   let config: PortcullisConfig;
   try {
     const startup = handover?.startup;
-    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), schemaReader(startup), readTlsFilesSync);
+    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), { schema: schemaReader(startup), grpcTls: readTlsFilesSync });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);

@@ -112,17 +112,25 @@ export const readSchemaFile = (file: string): string => {
   }
 };
 
-/**
- * Parses portcullis.yaml text; throws ConfigError listing every problem. `readSchema` reads the JSON Schema files the
- * text names (compiled here). `readTls` reads the gRPC listener's certificate files to check them (start-up and
- * `portcullis validate`: loadPortcullisConfig); undefined leaves them to the listener (a reload: see compileGrpcTls).
- * `readRedisTls` reads the PEM files redis.tls names, checked here and kept in the config: the Redis clients are made
- * from it (null: not read, the check of the text alone off the serving thread).
- */
-export function parsePortcullisConfig(
-  text: string, file: string, readSchema: (file: string) => string = readSchemaFile, readTls?: TlsFileReader,
-  readRedisTls: RedisTlsFileReader | null = readRedisTlsFile,
-): PortcullisConfig {
+/** What parsing portcullis.yaml reads besides its text: the files it names. */
+export interface ConfigFileReaders {
+  /** The JSON Schema files the text names (compiled here). Default: from disk. */
+  readonly schema?: (file: string) => string;
+  /**
+   * The gRPC listener's certificate files, to check them (start-up and `portcullis validate`: loadPortcullisConfig).
+   * Absent: left to the listener (a reload: see compileGrpcTls).
+   */
+  readonly grpcTls?: TlsFileReader;
+  /**
+   * The PEM files redis.tls names, checked here and kept in the config: the Redis clients are made from it. Default:
+   * from disk; null: not read (the check of the text alone, off the serving thread).
+   */
+  readonly redisTls?: RedisTlsFileReader | null;
+}
+
+/** Parses portcullis.yaml text; throws ConfigError listing every problem. */
+export function parsePortcullisConfig(text: string, file: string, readers: ConfigFileReaders = {}): PortcullisConfig {
+  const { schema: readSchema = readSchemaFile, grpcTls: readTls, redisTls: readRedisTls = readRedisTlsFile } = readers;
   const issues = new IssueCollector(path.basename(file));
   const parsed = parseYaml(text, { singleDocument: true });
   if (!parsed.ok) {
@@ -193,7 +201,7 @@ export async function checkPortcullisConfigOffThread(text: string, file: string,
 
 /** The worker side of checkPortcullisConfigOffThread: every JSON Schema file reads as `{}`, redis.tls's are not read. */
 export function checkPortcullisConfig(input: { text: string; file: string }): boolean {
-  parsePortcullisConfig(input.text, input.file, () => '{}', undefined, null);
+  parsePortcullisConfig(input.text, input.file, { schema: () => '{}', redisTls: null });
   return true;
 }
 
@@ -231,7 +239,7 @@ export function watchedPaths(config: PortcullisConfig): string[] {
 /** Reads and parses portcullis.yaml, and checks the files it names that only start-up reads (the listener's TLS). */
 export async function loadPortcullisConfig(file: string): Promise<PortcullisConfig> {
   const absolute = path.resolve(file);
-  return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute, readSchemaFile, readTlsFilesSync);
+  return parsePortcullisConfig(await readPortcullisConfigText(absolute), absolute, { grpcTls: readTlsFilesSync });
 }
 
 /** The text of portcullis.yaml: a regular file of at most MAX_CONFIG_FILE_BYTES, valid UTF-8; ConfigError otherwise. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../../src/config/errors.js';
-import { parsePortcullisConfig, readSchemaFile, restartOnlyChanges, watchedPaths } from '../../../src/config/portcullis-config.js';
+import { parsePortcullisConfig, restartOnlyChanges, watchedPaths } from '../../../src/config/portcullis-config.js';
 import { validate } from '../../../src/cli/validate.js';
 import { clientSanProblem } from '../../../src/server/grpc-tls-config.js';
 import { readTlsFilesSync } from '../../../src/server/grpc-tls-material.js';
@@ -33,7 +33,7 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const fileIn = (): string => path.join(dir, 'portcullis.yaml');
-const parse = (text: string) => parsePortcullisConfig(text, fileIn(), readSchemaFile, readTlsFilesSync);
+const parse = (text: string) => parsePortcullisConfig(text, fileIn(), { grpcTls: readTlsFilesSync });
 const grpc = (tls: string, address = '0.0.0.0:8081') => `server:\n  grpc:\n    address: "${address}"\n    tls:\n${tls}`;
 
 function issues(text: string): { line: number | undefined; path: string; message: string }[] {

@@ -566,7 +566,7 @@ extproc:
   routes:
     - name: users
       validate: { json_schema: ./user.json }
-`, '/tmp/portcullis.yaml', () => '{"type":"object"}').extproc;
+`, '/tmp/portcullis.yaml', { schema: () => '{"type":"object"}' }).extproc;
   const open = () => new ExtprocStream({
     settings: validating, cache: new MemoryCacheStore(1 << 20), cacheHealth: new FailureStreak(), clock: new FakeClock(0), observer, log: silent, routeHint: undefined,
     randomHex: (bytes) => '1'.repeat(bytes * 2),

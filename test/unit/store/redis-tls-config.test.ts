@@ -89,7 +89,7 @@ describe('redis.tls: read into typed, frozen settings', () => {
 
   it('checked off the serving thread (no reader): the text alone, no file read', () => {
     const text = 'redis:\n  url: rediss://r:1\n  tls:\n    ca_file: ./missing.pem\n    cert_file: ./missing.pem\n    key_file: ./missing.pem\n';
-    const config = parsePortcullisConfig(text, FILE, () => '{}', undefined, null);
+    const config = parsePortcullisConfig(text, FILE, { schema: () => '{}', redisTls: null });
     assert.deepEqual(config.redis?.tls?.pem, { ca: undefined, cert: undefined, key: undefined });
     // Such a config connects nowhere: the files it names were not read.
     assert.throws(() => tlsOptions(config.redis?.tls), (error: unknown) => error instanceof PortcullisError && /was not read/.test(error.message));
