@@ -57,6 +57,32 @@ export function readConfigFileSync(ref: FileRef): string {
   return decoded(ref, bytes);
 }
 
+/**
+ * A file a config setting names (a JSON Schema, a PEM file), read as readConfigFile reads one. Throws an Error that
+ * only says what is wrong (`cannot read the file: ENOENT…`, `the file is 2097152 bytes, more than…`): the caller
+ * reports it at the setting that names the file, with that setting's line.
+ */
+export async function readNamedFile(file: string, maxBytes: number): Promise<string> {
+  try {
+    return await readConfigFile({ file, setting: '', what: 'the file', maxBytes });
+  } catch (error) {
+    throw withoutPlace(error);
+  }
+}
+
+/** readNamedFile for a caller that cannot wait (the config compile). */
+export function readNamedFileSync(file: string, maxBytes: number): string {
+  try {
+    return readConfigFileSync({ file, setting: '', what: 'the file', maxBytes });
+  } catch (error) {
+    throw withoutPlace(error);
+  }
+}
+
+function withoutPlace(error: unknown): unknown {
+  return error instanceof ConfigError ? new Error(error.issues[0]?.message ?? error.message) : error;
+}
+
 function checkStats(ref: FileRef, info: Stats): void {
   if (!info.isFile()) throw issueFor(ref, undefined, `cannot read ${ref.what}: ${info.isDirectory() ? 'it is a directory' : 'not a regular file'}`);
   if (info.size > ref.maxBytes) throw issueFor(ref, undefined, `${ref.what} is ${info.size} bytes, more than the maximum of ${ref.maxBytes}`);

@@ -3,7 +3,7 @@ import { authzField, authzFiles, compileAuthz, type AuthzSettings } from '../aut
 import { compileExtproc, extprocInputs, extprocSchema, type ExtprocSettings, type HeaderRules } from '../extproc/config.js';
 import { bffSection, type BffConfig } from '../bff/config.js';
 import type { RateLimitSettings } from '../ratelimit/service.js';
-import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readConfigFileSync } from './config-text.js';
+import { MAX_CONFIG_FILE_BYTES, MAX_REFERENCED_FILE_BYTES, readConfigFile, readNamedFileSync } from './config-text.js';
 import { checkWorkers, workersField, type WorkersSetting } from '../server/workers-config.js';
 import { compileGrpcAddress, grpcAddressField, hostPortProblem } from '../server/grpc-address.js';
 import { grpcTransportFields, grpcTransportLimits, type GrpcTransportLimits } from '../server/grpc-transport.js';
@@ -104,13 +104,7 @@ const schema = object({
  * The JSON Schema files extproc routes name, read from disk as every file the config names is (readConfigFileSync);
  * compileExtproc reports a failure at the route that names the file.
  */
-export const readSchemaFile = (file: string): string => {
-  try {
-    return readConfigFileSync({ file, setting: '', what: 'the file', maxBytes: MAX_REFERENCED_FILE_BYTES });
-  } catch (error) {
-    throw error instanceof ConfigError ? new Error(error.issues[0]?.message ?? error.message) : error;
-  }
-};
+export const readSchemaFile = (file: string): string => readNamedFileSync(file, MAX_REFERENCED_FILE_BYTES);
 
 /** What parsing portcullis.yaml reads besides its text: the files it names. */
 export interface ConfigFileReaders {

@@ -1,14 +1,10 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
-import { keyPairProblem, parsePemCertificates, parsePemPrivateKey } from '../shared/pem.js';
+import { readNamedFile, readNamedFileSync } from '../config/config-text.js';
+import { keyPairProblem, MAX_PEM_FILE_BYTES, parsePemCertificates, parsePemPrivateKey } from '../shared/pem.js';
 
 // The files of `server.grpc.tls`, read and checked the same way at start-up, by `portcullis validate` and on every
 // rotation: what passes here is what OpenSSL takes, so a rotation never hands grpc-js material it would refuse (it
 // would then drop every new connection until the next good file: see ServerTlsIdentity).
-
-/** A certificate chain, a key or a CA bundle is a few KiB; a file far larger is not one (a wrong path, a log file). */
-export const MAX_TLS_FILE_BYTES = 1 << 20;
 
 /** The setting each file comes from, as its problems name it. */
 export type TlsFileSetting = 'cert_file' | 'key_file' | 'client_ca_file';
@@ -41,21 +37,13 @@ export interface TlsMaterial extends TlsFileBytes {
 
 export type TlsReadResult = { readonly bytes: TlsFileBytes } | TlsFileProblem;
 
-/** Reads the files (each a regular file of at most MAX_TLS_FILE_BYTES). */
+/** Reads the files (each a regular file of at most MAX_PEM_FILE_BYTES), as every file a config names is read. */
 export async function readTlsFiles(paths: TlsFilePaths): Promise<TlsReadResult> {
   const read = async (file: string, setting: TlsFileSetting): Promise<Buffer | TlsFileProblem> => {
     try {
-      const handle = await open(file, 'r');
-      try {
-        const info = await handle.stat();
-        const problem = statProblem(info.isFile(), info.isDirectory(), info.size);
-        if (problem !== undefined) return { setting, problem };
-        return await handle.readFile();
-      } finally {
-        await handle.close();
-      }
+      return Buffer.from(await readNamedFile(file, MAX_PEM_FILE_BYTES), 'utf8');
     } catch (error) {
-      return { setting, problem: readProblem(error) };
+      return { setting, problem: (error as Error).message };
     }
   };
   return collect(await read(paths.certFile, 'cert_file'), await read(paths.keyFile, 'key_file'),
@@ -65,24 +53,10 @@ export async function readTlsFiles(paths: TlsFilePaths): Promise<TlsReadResult> 
 /** readTlsFiles, synchronously: for the config parse (parsePortcullisConfig is synchronous). */
 export function readTlsFilesSync(paths: TlsFilePaths): TlsReadResult {
   const read = (file: string, setting: TlsFileSetting): Buffer | TlsFileProblem => {
-    let fd: number | undefined;
     try {
-      fd = openSync(file, 'r');
-      const info = fstatSync(fd);
-      const problem = statProblem(info.isFile(), info.isDirectory(), info.size);
-      if (problem !== undefined) return { setting, problem };
-      const bytes = Buffer.alloc(info.size);
-      let at = 0;
-      while (at < bytes.length) {
-        const n = readSync(fd, bytes, at, bytes.length - at, at);
-        if (n === 0) break;
-        at += n;
-      }
-      return bytes.subarray(0, at);
+      return Buffer.from(readNamedFileSync(file, MAX_PEM_FILE_BYTES), 'utf8');
     } catch (error) {
-      return { setting, problem: readProblem(error) };
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+      return { setting, problem: (error as Error).message };
     }
   };
   return collect(read(paths.certFile, 'cert_file'), read(paths.keyFile, 'key_file'),
@@ -92,19 +66,6 @@ export function readTlsFilesSync(paths: TlsFilePaths): TlsReadResult {
 function collect(cert: Buffer | TlsFileProblem, key: Buffer | TlsFileProblem, ca: Buffer | TlsFileProblem | undefined): TlsReadResult {
   for (const part of [cert, key, ca]) if (part !== undefined && !Buffer.isBuffer(part)) return part;
   return { bytes: { cert: cert as Buffer, key: key as Buffer, ca: ca as Buffer | undefined } };
-}
-
-function statProblem(isFile: boolean, isDirectory: boolean, size: number): string | undefined {
-  if (!isFile) return `cannot read the file: ${isDirectory ? 'it is a directory' : 'not a regular file'}`;
-  if (size > MAX_TLS_FILE_BYTES) return `the file is ${size} bytes, more than the maximum of ${MAX_TLS_FILE_BYTES}`;
-  return undefined;
-}
-
-function readProblem(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'cannot read the file: it does not exist';
-  if (code === 'EACCES' || code === 'EPERM') return 'cannot read the file: permission denied';
-  return `cannot read the file: ${code ?? (error as Error).message}`;
 }
 
 /**

@@ -6,6 +6,9 @@
 
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 
+/** A PEM file far larger than any CA bundle (Mozilla's is ~220 KB) is not one (a wrong path, a log file): refused unread. */
+export const MAX_PEM_FILE_BYTES = 1 << 20;
+
 const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 const PRIVATE_KEY_BEGIN = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 

@@ -4,11 +4,10 @@
 
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { ConfigError, type IssueCollector } from '../config/errors.js';
-import { joinPath } from '../config/errors.js';
-import { readConfigFileSync } from '../config/config-text.js';
+import { readNamedFileSync } from '../config/config-text.js';
+import { joinPath, type IssueCollector } from '../config/errors.js';
 import { list, number, object, secret, string, type Field } from '../config/schema.js';
-import { keyPairProblem, parsePemCertificates, parsePemPrivateKey } from '../shared/pem.js';
+import { keyPairProblem, MAX_PEM_FILE_BYTES, parsePemCertificates, parsePemPrivateKey } from '../shared/pem.js';
 
 /** A master watched by Redis Sentinel: the sentinels are asked where it is, and asked again after a failover. */
 export interface SentinelSettings {
@@ -55,17 +54,8 @@ export interface RedisSettings {
  */
 export type RedisTlsFileReader = (file: string) => string;
 
-/** A PEM file far larger than any CA bundle (Mozilla's is ~220 KB) is refused before it is read. */
-const MAX_PEM_FILE_BYTES = 1 << 20;
-
 /** Reads a redis.tls file from disk, as every file the config names is read (a regular file, bounded, UTF-8). */
-export const readRedisTlsFile: RedisTlsFileReader = (file) => {
-  try {
-    return readConfigFileSync({ file, setting: '', what: 'the file', maxBytes: MAX_PEM_FILE_BYTES });
-  } catch (error) {
-    throw error instanceof ConfigError ? new Error(error.issues[0]?.message ?? error.message) : error;
-  }
-};
+export const readRedisTlsFile: RedisTlsFileReader = (file) => readNamedFileSync(file, MAX_PEM_FILE_BYTES);
 
 // Parsed here, as ioredis will: a URL it cannot parse would otherwise stop `serve` with a stack trace that prints it,
 // password and all. The URL is shown redacted (ConfigError hides every URL's credentials).
