@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError } from '../../../src/config/errors.js';
 import { parsePortcullisConfig, restartOnlyChanges, watchedPaths } from '../../../src/config/portcullis-config.js';
 import { validate } from '../../../src/cli/validate.js';
 import { clientSanProblem } from '../../../src/server/grpc-tls-config.js';
 import { readTlsFilesSync } from '../../../src/server/grpc-tls-material.js';
+import { configIssues, type IssueSeen } from '../../support/config-issues.js';
 import { makeTestCertificates, type TestCertificates } from '../../support/grpc-tls.js';
 
 // server.grpc.tls, parsed once into the frozen config: every problem at its file, line and path, the files' own
@@ -34,15 +34,7 @@ const fileIn = (): string => path.join(dir, 'portcullis.yaml');
 const parse = (text: string) => parsePortcullisConfig(text, fileIn(), { grpcTls: readTlsFilesSync });
 const grpc = (tls: string, address = '0.0.0.0:8081') => `server:\n  grpc:\n    address: "${address}"\n    tls:\n${tls}`;
 
-function issues(text: string): { line: number | undefined; path: string; message: string }[] {
-  try {
-    parse(text);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.issues.map(({ line, path: at, message }) => ({ line, path: at, message }));
-  }
-  assert.fail(`expected a ConfigError for:\n${text}`);
-}
+const issues = (text: string): IssueSeen[] => configIssues(() => parse(text), text);
 
 describe('server.grpc.tls: valid sections', () => {
   it('is absent by default: plaintext', () => {

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Cluster, Redis } from 'ioredis';
-import { ConfigError } from '../../../src/config/errors.js';
 import { parsePortcullisConfig, redactedConfig, restartOnlyChanges } from '../../../src/config/portcullis-config.js';
 import { ErrorCode, PortcullisError } from '../../../src/shared/errors.js';
 import { createRedisClient, tlsOptions, type RedisClient } from '../../../src/store/redis-client.js';
 import type { RedisTlsSettings } from '../../../src/store/redis-config.js';
 import { redisTransport } from '../../../src/store/redis-connection-log.js';
+import { configIssues, type IssueSeen } from '../../support/config-issues.js';
 import { makeRedisTlsFiles } from '../../support/redis-server.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-redis-tls-config-'));
@@ -32,15 +32,7 @@ const FILE = path.join(dir, 'portcullis.yaml');
 const pem = (name: string): string => readFileSync(path.join(certs, name), 'utf8');
 
 const parse = (text: string): ReturnType<typeof parsePortcullisConfig> => parsePortcullisConfig(text, FILE);
-function issues(text: string): { line: number | undefined; path: string; message: string }[] {
-  try {
-    parse(text);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.issues.map(({ line, path: at, message }) => ({ line, path: at, message }));
-  }
-  assert.fail(`expected a ConfigError for:\n${text}`);
-}
+const issues = (text: string): IssueSeen[] => configIssues(() => parse(text), text);
 
 const TLS_ALL = '  tls:\n    ca_file: ./certs/redis-ca.pem\n    cert_file: certs/portcullis.pem\n    key_file: ./certs/portcullis-key.pem\n';
 
