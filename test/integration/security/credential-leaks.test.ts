@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
 import { authzClient } from '../../support/authz-client.js';
 import { eventually } from '../../support/app.js';
+import { makeTestCertificates } from '../../support/grpc-tls.js';
 import { body, extprocClient, requestHeaders, responseHeaders } from '../../support/extproc-client.js';
 import { startIdentityProvider, type IdentityProvider } from '../../support/identity-provider.js';
 import { portcullisBin, startPortcullis, writeConfig, type PortcullisInstance } from '../../support/portcullis.js';
@@ -508,6 +509,9 @@ describe('credentials never leak (canary audit over real processes)', () => {
       { name: 'a credential as a header to remove', config: { ...base, extproc: { routes: [{ name: 'r', headers: { request: { remove: [`Bearer ${C.configSecret}`] } } }] } } },
       { name: 'an API key where its header name goes', config: { ...base, authz: { api_keys: { header: `Bearer ${C.configSecret}`, file: './keys.yaml' }, policies } }, files: { 'keys.yaml': '[]\n' } },
       { name: 'an introspection secret for the whole section', config: { ...base, authz: { introspection: C.configSecret, policies: [] } } },
+      // Key files: a PEM block around the canary, where a key, or a certificate, goes. The messages say what is wrong
+      // with the file, never what it holds.
+      ...tlsKeyVariants(base),
     ];
     for (const v of variants) {
       const { file, dir } = writeConfig(v.config);
@@ -518,6 +522,21 @@ describe('credentials never leak (canary audit over real processes)', () => {
     }
     channels.assertClean();
   });
+
+  /** server.grpc.tls and redis.tls given a key file (and, once, a certificate file) holding the canary. */
+  function tlsKeyVariants(base: { server: { grpc: object } }): { name: string; config: object; files: Record<string, string> }[] {
+    const certs = makeTestCertificates(mkdtempSync(path.join(tmpdir(), 'pc-leak-certs-')));
+    const cert = readFileSync(certs.server, 'utf8');
+    const key = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(C.tlsKey).toString('base64')}\n${C.tlsKey}\n-----END PRIVATE KEY-----\n`;
+    const grpcTls = (tls: object): object => ({ ...base, server: { ...base.server, grpc: { ...base.server.grpc, tls } } });
+    const redisTls = (tls: object): object => ({ ...base, redis: { url: 'rediss://127.0.0.1:1', tls } });
+    return [
+      { name: 'a gRPC TLS key file that is no key', config: grpcTls({ cert_file: './cert.pem', key_file: './key.pem' }), files: { 'cert.pem': cert, 'key.pem': key } },
+      { name: 'a gRPC TLS key where the certificate goes', config: grpcTls({ cert_file: './key.pem', key_file: './key.pem' }), files: { 'key.pem': key } },
+      { name: 'a Redis TLS key file that is no key', config: redisTls({ cert_file: './cert.pem', key_file: './key.pem' }), files: { 'cert.pem': cert, 'key.pem': key } },
+      { name: 'a Redis TLS key where the CA goes', config: redisTls({ ca_file: './key.pem' }), files: { 'key.pem': key } },
+    ];
+  }
 
   it('check-envoy: secrets in the Envoy bootstrap (TLS keys, header values) are never printed', async () => {
     const channels = new Channels();
