@@ -289,9 +289,11 @@ export class RemoteKeySource implements KeySource {
         // A 429 or 503 that says how long to wait (discovery or JWKS) is waited for from when it came, up to the cap.
         const nowMs = this.options.clock.nowMs();
         const asked = error instanceof HttpStatusError ? retryAfterMs(error.retryAfter, nowMs) : undefined;
-        const delay = this.retry.failed(startedMs, asked === undefined ? 0 : nowMs - startedMs + asked);
+        this.retry.failed(startedMs, asked === undefined ? 0 : nowMs - startedMs + asked);
         this.options.onRefresh('error', (error as Error).message);
-        this.schedule(delay);
+        // When the cooldown ends, not a whole delay after this failure: a fetch that took its timeout to fail would
+        // otherwise add those seconds to every retry while unknown kids were told the keys would be asked for sooner.
+        this.schedule(Math.max(0, this.retry.closedUntilMs - nowMs));
       },
     ).finally(() => {
       this.inflight = undefined;

@@ -4,8 +4,9 @@ import { describe, it } from 'node:test';
 import { errors, type JWK, type JWTHeaderParameters } from 'jose';
 import type { JwtAlgorithm } from '../../../src/authz/config.js';
 import { jwksUriFault, keySetFrom, KeysUnavailableError, RemoteKeySource, staticKeySource } from '../../../src/authz/jwks.js';
-import { HttpStatusError } from '../../../src/authz/ports.js';
+import { HttpStatusError, type HttpClient } from '../../../src/authz/ports.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
+import { eventually } from '../../support/app.js';
 import { keyPair } from '../../support/key-pairs.js';
 import { fakeHttp } from './support.js';
 
@@ -230,6 +231,31 @@ describe('jwks: a failing issuer is retried with backoff', () => {
     });
     return { source, clock, http, results, good, down: (v: boolean) => void (up = !v) };
   }
+
+  it('the retry is due a delay after the failed fetch started, not after it failed (a slow failure adds nothing)', async () => {
+    // Real time here: the retry timer is what is checked. refresh_seconds 0.7 caps the retry delay at 700 ms.
+    const fetches: number[] = [];
+    const http: HttpClient = {
+      getJson: async () => {
+        fetches.push(Date.now());
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        throw new Error('connect ETIMEDOUT 192.0.2.1:443');
+      },
+      postForm: async () => assert.fail('no form posts'),
+    };
+    const source = new RemoteKeySource({
+      source: { kind: 'uri', url: URI }, http, clock: { nowMs: () => Date.now() }, refreshMs: 700, cooldownMs: 30_000, random: () => 0, onRefresh: () => undefined,
+    });
+    try {
+      await source.refresh();
+      await eventually(() => fetches.length >= 2, 3000, 'the retry');
+      const gap = fetches[1]! - fetches[0]!;
+      // Due at 700 ms; from the failure it would have been 1,300.
+      assert.ok(gap >= 690 && gap < 1100, `the retry started ${gap} ms after the first fetch`);
+    } finally {
+      source.close();
+    }
+  });
 
   // [random, refresh_seconds in ms, the delay before each retry of a run of failures]
   const rows: [number, number, number[]][] = [
