@@ -10,27 +10,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../support/app.js';
+import { hourlyUserCounts } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
-import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
+import { rateLimitClient } from '../../support/ratelimit-client.js';
 import {
-  bulkStrings, makeRedisTlsFiles, sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer, type RedisTlsFiles,
+  makeRedisTlsFiles, sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer, type RedisTlsFiles,
 } from '../../support/redis-server.js';
 
 const DOMAIN = 'sentineltls';
 const LIMIT = 1_000_000;
 const MASTER_PASSWORD = 'tls-data-secret';
 const SENTINEL_PASSWORD = 'tls-sentinel-secret';
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The count the service answered for `user`, undefined when it answered by failure_mode (allow). */
-async function count(client: RateLimitClient, user: string): Promise<number | undefined> {
-  const status = (await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, 500)).statuses?.[0];
-  return status?.current_limit === undefined || status.current_limit === null ? undefined : LIMIT - (status.limit_remaining ?? 0);
-}
-
-const storedCount = async (server: RedisServer, user: string, atMs: number): Promise<number> =>
-  Number(bulkStrings(await sendCommand(server.port, ['GET', counterKey(user, atMs)]))[0] ?? 0);
+const { count, storedCount } = hourlyUserCounts(DOMAIN, LIMIT);
 
 describe('portcullis serve through a TLS-only Redis Sentinel (rediss:// sentinels, private CA, passwords)', () => {
   let dir: string;
