@@ -12,6 +12,8 @@
 # scenario: p50/p99 where users live, not at saturation (goal: Portcullis' p99 under 2x the no-op's).
 # Knobs: BENCH_DURATION (5s) BENCH_WARMUP (1s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #   BENCH_ONLY (all): space-separated scenario names to run, e.g. BENCH_ONLY="apikey jwt-rs256-uncached"
+#   BENCH_SHIPPED_NODE_FLAGS (--single-threaded-gc, src/server/node-flags.ts): given to Portcullis and the no-op
+#   alike; empty for a run without them
 # Output: Markdown tables on stdout (medians over runs; ratio = portcullis / noop checks per second).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,11 +37,12 @@ for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do timeout 120 node dist
 # A whole Check in process (request decode, handler, answer encode): what Portcullis adds to each call.
 for args in "cached apikey" "cached jwt-RS256" "uncached jwt-RS256" "uncached jwt-ES256"; do timeout 120 node dist/bench/authz/check-loop.js "$TMP" $args; done > "$TMP/check-loop.txt"
 declare -A PID_OF
-node bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
-node bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
+read -r -a FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc}"
+node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
+node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3
 # The no-op answers with the bytes the cached Portcullis gives for each route (see servers.ts), fetched once.
-node dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
+node "${FLAGS[@]}" dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
 sleep 1
 GHZ_ARGS=(--insecure --protoset dist/proto/envoy.binpb --call envoy.service.auth.v3.Authorization/Check
   --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --duration-stop ignore)
@@ -107,7 +110,7 @@ echo
 echo "### Fixed rate: half of Portcullis' peak, both servers at that rate"
 cat "$FIXED_TABLE"
 echo
-echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs)"
+echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs); servers started with node flags: ${FLAGS[*]:-(none)}"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
 echo
 echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"

@@ -19,6 +19,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { benchNodeFlags } from '../support/proc.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const DURATION = process.env['BENCH_DURATION'] ?? '5s';
@@ -39,7 +40,7 @@ function log(message: string): void {
 
 /** Spawns a node script and resolves with the first stdout line matching `ready`. */
 function start(args: string[], ready: RegExp, what: string): Promise<RegExpExecArray> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...benchNodeFlags(), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let output = '';
   return new Promise((resolve, reject) => {

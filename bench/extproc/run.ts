@@ -21,7 +21,7 @@ import { externalProcessorServiceDefinition } from '../../src/server/protos.js';
 import { extprocBootstrap, repoRoot, startEnvoy } from '../../test/support/envoy.js';
 import { startPortcullis } from '../../test/support/portcullis.js';
 import { startUpstream } from '../../test/support/upstream.js';
-import { processTicks, TICK_US } from '../support/proc.js';
+import { benchNodeFlags, processTicks, TICK_US } from '../support/proc.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 5000);
@@ -39,7 +39,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
 async function startNoop(answersFile: string): Promise<{ address: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [`${repoRoot()}/dist/bench/extproc/noop-server.js`, answersFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...benchNodeFlags(), `${repoRoot()}/dist/bench/extproc/noop-server.js`, answersFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve) => {
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
       const m = /listening (\S+)/.exec(c);
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
   const portcullis = await startPortcullis({
     server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, log: { level: 'info' },
     ratelimit: { descriptors: `${repoRoot()}/envoy/ratelimit` }, extproc: EXTPROC,
-  });
+  }, { runtimeFlags: benchNodeFlags() });
   const noop = await startNoop(await writeCapturedAnswers(work, portcullis.grpcAddress));
   process.once('exit', () => noop.child.kill());
   try {

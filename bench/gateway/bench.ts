@@ -19,7 +19,8 @@
 // through every filter, once per backend before the runs), BENCH_TARGETS (a comma-separated
 // subset; bare is always run, the ratios need it). Output: Markdown on stdout.
 // For looking inside Portcullis: BENCH_STORE (redis | memory), BENCH_PORTCULLIS_NODE_ARGS (Node flags for Portcullis
-// only, e.g. "--trace-gc"), BENCH_PORTCULLIS_LOG (keep its stdout, JSON log and any trace, at this path).
+// only, e.g. "--trace-gc", after the shipped ones; BENCH_SHIPPED_NODE_FLAGS replaces those for Portcullis and the
+// no-op, bench/support/proc.ts), BENCH_PORTCULLIS_LOG (keep its stdout, JSON log and any trace, at this path).
 // Cores: BENCH_ENVOY_CONCURRENCY (Envoy worker threads, 1) and BENCH_WORKERS (Portcullis' server.workers, 1; with
 // more than one, its CPU column sums the supervisor and its workers). envoy_grpc opens one connection per Envoy thread
 // and the supervisor spreads connections, not calls, so workers beyond Envoy's threads stay idle (docs/workers.md).
@@ -39,7 +40,7 @@ import { repoRoot, startEnvoy, type EnvoyInstance } from '../../test/support/env
 import { makeCertificates, portcullisTarget, testTarget } from '../../test/support/gateway.js';
 import { shippedPortcullisConfig, splitHostPort, startPortcullis } from '../../test/support/portcullis.js';
 import { sendCommand, startRedis } from '../../test/support/redis-server.js';
-import { processTicks, processTreeTicks, TICK_US } from '../support/proc.js';
+import { benchNodeFlags, processTicks, processTreeTicks, TICK_US } from '../support/proc.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
@@ -78,7 +79,7 @@ function targets(enabled: PortcullisFilters): Target[] {
 
 /** The no-op backend in its own process, as Portcullis runs in its own. */
 async function startNoop(): Promise<{ address: string; pid: number | undefined; stop(): void }> {
-  const child = spawn(process.execPath, [path.join(repoRoot(), 'dist/bench/gateway/noop-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...benchNodeFlags(), path.join(repoRoot(), 'dist/bench/gateway/noop-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       const m = /listening (\S+)/.exec(chunk);
@@ -206,7 +207,7 @@ const portcullis = await startPortcullis({
   extproc: shipped['extproc'],
   // The log (a decision line per Check) goes to a file, as a deployment's stdout goes to its log collector: read
   // through a pipe, each line would wake this process, the fixed-rate client, and pile up in its heap.
-}, { logFile: process.env['BENCH_PORTCULLIS_LOG'] ?? path.join(dir, 'portcullis.log'), nodeArgs: PORTCULLIS_NODE_ARGS });
+}, { logFile: process.env['BENCH_PORTCULLIS_LOG'] ?? path.join(dir, 'portcullis.log'), runtimeFlags: benchNodeFlags(), nodeArgs: PORTCULLIS_NODE_ARGS });
 const noop = await startNoop();
 /** The gateway bootstrap with its Portcullis cluster at `backend`. */
 const bootstrapAt = (backend: HostPort | SocketPath): Json => buildGatewayBootstrap(
@@ -308,5 +309,5 @@ const againstCeiling = all === undefined || ceiling === undefined ? ''
 // The runtime moves these numbers (Node 22 against 20: docs/benchmarks.md, 2026-12-06), so the report names it.
 process.stdout.write(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version} (the client, the sample services and Portcullis).\n`
   + `Medians of ${RUNS} alternated runs, ${SECONDS} s each; fixed rate: Node open-loop client; peak: wrk -t1 -c${CONNECTIONS}.\n`
-  + `Portcullis: ${STORE} store, ${WORKERS} worker(s), gRPC over ${UDS ? 'a Unix socket (Envoy cluster address: pipe)' : 'TCP (loopback)'}${PORTCULLIS_NODE_ARGS.length > 0 ? `, node ${PORTCULLIS_NODE_ARGS.join(' ')}` : ''}; Envoy: ${ENVOY_CONCURRENCY} worker thread(s).\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
+  + `Portcullis: ${STORE} store, ${WORKERS} worker(s), gRPC over ${UDS ? 'a Unix socket (Envoy cluster address: pipe)' : 'TCP (loopback)'}; node flags: ${[...benchNodeFlags(), ...PORTCULLIS_NODE_ARGS].join(' ') || '(none)'} (the no-op: ${benchNodeFlags().join(' ') || '(none)'}); Envoy: ${ENVOY_CONCURRENCY} worker thread(s).\n\n${lines.join('\n')}\n\n${againstCeiling}\n\n`
   + `CPU per request at peak, by process (/proc; "other" is wrk, the kernel and the rest of the machine):\n\n${cpuLines.join('\n')}\n`);

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { PORTCULLIS_NODE_FLAGS } from '../../src/server/node-flags.js';
 
 /** Linux clock ticks are 10 ms (CLK_TCK 100) on every machine these benchmarks run on. */
 export const TICK_US = 10_000;
@@ -43,4 +44,13 @@ export function processTree(pid: number | undefined): number[] {
     }
   }
   return found;
+}
+
+/**
+ * The Node flags for every Node server a benchmark starts, Portcullis and the no-op baselines alike (so a baseline
+ * stays the ceiling of the same runtime): the ones Portcullis ships with, or BENCH_SHIPPED_NODE_FLAGS (empty: none).
+ */
+export function benchNodeFlags(): readonly string[] {
+  const given = process.env['BENCH_SHIPPED_NODE_FLAGS'];
+  return given === undefined ? PORTCULLIS_NODE_FLAGS : given.split(/\s+/).filter((flag) => flag !== '');
 }

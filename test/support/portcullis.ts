@@ -6,6 +6,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
+import { PORTCULLIS_NODE_FLAGS } from '../../src/server/node-flags.js';
 import { loadYamlFile, repoRoot, runCommand, type CommandResult, type HostPort } from './envoy.js';
 
 export interface PortcullisInstance {
@@ -42,8 +43,10 @@ export interface StartPortcullisOptions {
    * The file is read only when logs() or output() is called, and while waiting for "portcullis listening".
    */
   logFile?: string;
-  /** Node flags for the Portcullis process only (a benchmark's `--trace-gc`, `--cpu-prof`). */
+  /** Node flags for the Portcullis process only (a benchmark's `--trace-gc`, `--cpu-prof`), after runtimeFlags. */
   nodeArgs?: readonly string[];
+  /** The flags Portcullis is shipped with (PORTCULLIS_NODE_FLAGS, the default); a benchmark's A/B run may drop them. */
+  runtimeFlags?: readonly string[];
   /** Serve this portcullis.yaml (a ConfigMap-style link, say) instead of writing `config` to a temp file. */
   configFile?: string;
   /** The process's working directory (default: the repository); a relative configFile is relative to it. */
@@ -100,7 +103,7 @@ export async function startPortcullis(
   const bin = portcullisBin();
   const { file, dir } = options.configFile === undefined ? writeConfig(config) : { file: options.configFile, dir: undefined };
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'w');
-  const node = [process.execPath, ...(options.nodeArgs ?? []), bin, 'serve', '--config', file];
+  const node = [process.execPath, ...(options.runtimeFlags ?? PORTCULLIS_NODE_FLAGS), ...(options.nodeArgs ?? []), bin, 'serve', '--config', file];
   const command = options.fdLimit === undefined ? node : ['prlimit', `--nofile=${options.fdLimit}:${options.fdLimit}`, '--', ...node];
   const child = spawn(command[0]!, command.slice(1), {
     cwd: options.cwd ?? repoRoot(),
