@@ -195,7 +195,8 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   }
   const { grpcAddress, adminAddress, httpAddress } = addresses;
   if (worker) serveSupervisor(app, registry, { grpcAddress, httpAddress }, logger);
-  else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory' }, 'portcullis listening');
+  // nodeFlags: whether it runs with the shipped --single-threaded-gc (src/server/node-flags.ts) shows in the log.
+  else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', nodeFlags: process.execArgv }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -326,7 +326,8 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   };
   process.on('SIGHUP', reloadAll);
 
-  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers }, 'portcullis listening');
+  // The workers run with the supervisor's Node flags (node:cluster's default execArgv).
+  logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers, nodeFlags: process.execArgv }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PORTCULLIS_NODE_FLAGS } from '../../../src/server/node-flags.js';
 import { runCommand } from '../../support/envoy.js';
 import { portcullisBin, startPortcullis, writeConfig } from '../../support/portcullis.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
@@ -105,4 +106,30 @@ describe('portcullis serve: signals', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('portcullis serve: the Node flags it runs with', () => {
+  // The shebang is what `npx portcullis` and a direct ./bin/portcullis.js run; plain `node bin/portcullis.js` skips it.
+  const cases: [string, string[], readonly string[]][] = [
+    ['the bin run directly (its shebang)', [portcullisBin()], PORTCULLIS_NODE_FLAGS],
+    ['`node bin/portcullis.js`', [process.execPath, portcullisBin()], []],
+  ];
+  for (const [name, command, expected] of cases) {
+    it(`${name}: the "portcullis listening" line says ${JSON.stringify(expected)}`, async () => {
+      const { file } = writeConfig({ server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, ratelimit: { descriptors } });
+      const child = spawn(command[0]!, [...command.slice(1), 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+      try {
+        let out = '';
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+        // Whole lines only: a chunk may end inside one.
+        const listening = (): Record<string, unknown> | undefined => out.slice(0, out.lastIndexOf('\n')).split('\n')
+          .filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+          .find((line) => line['msg'] === 'portcullis listening');
+        await eventually(() => listening() !== undefined, 10_000, 'portcullis listening');
+        assert.deepEqual(listening()?.['nodeFlags'], expected);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  }
 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
+import { PORTCULLIS_NODE_FLAGS } from '../../../src/server/node-flags.js';
 import { eventually } from '../../support/app.js';
 import { repoRoot } from '../../support/envoy.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
@@ -91,6 +92,16 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     for (let i = 0; i < 4; i++) {
       const res: Response = await fetch(`${portcullis.httpUrl}/bff/ping`, { headers: { connection: 'close' } });
       assert.equal(res.status, 200, await res.text());
+    }
+  });
+
+  it('runs its workers with its own Node flags (the shipped ones here), and its listening line names them', async () => {
+    const listening = portcullis.logs().find((l) => l['msg'] === 'portcullis listening');
+    assert.deepEqual(listening?.['nodeFlags'], PORTCULLIS_NODE_FLAGS);
+    for (const worker of await workers(portcullis)) {
+      assert.ok(worker.pid);
+      const argv = readFileSync(`/proc/${worker.pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of PORTCULLIS_NODE_FLAGS) assert.ok(argv.includes(flag), `worker ${worker.pid}: ${argv.join(' ')}`);
     }
   });
 
