@@ -4,11 +4,12 @@
 // not cost: calls past their deadline, requests on the other masters, a restart to recover, or a flood of log lines.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedisCluster, type RedisCluster } from '../../support/redis-server.js';
@@ -17,8 +18,8 @@ import { keySlot } from '../../../src/store/redis-counter-store.js';
 const DOMAIN = 'failover';
 const USERS = Array.from({ length: 30 }, (_, i) => `u${i}`);
 const DEADLINE_MS = 1000;
-/** The key envoyproxy/ratelimit (and Portcullis) counts an hourly limit under. */
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
+const users = hourlyUserLimit(DOMAIN, 100_000_000);
+const { counterKey } = users;
 
 interface Call { readonly atMs: number; readonly tookMs: number; readonly outcome: 'counted' | 'failure_mode' | string; readonly user: string }
 
@@ -33,7 +34,7 @@ function drive(client: RateLimitClient, workers = 6): { calls: Call[]; counted: 
       const started = Date.now();
       let outcome: string;
       try {
-        const response = await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, DEADLINE_MS);
+        const response = await users.ask(client, user, DEADLINE_MS);
         outcome = response.statuses?.[0]?.current_limit ? 'counted' : 'failure_mode';
         if (outcome === 'counted') counted.set(user, counted.get(user)! + 1);
       } catch (error) {
@@ -58,7 +59,7 @@ describe('portcullis serve on a Redis Cluster with replicas, while a master fail
   let descriptors: string;
   before(() => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-failover-'));
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: 100000000 }\n`);
+    users.writeDescriptors(descriptors);
   });
   after(() => rmSync(descriptors, { recursive: true, force: true }));
 
@@ -159,7 +160,7 @@ describe('portcullis serve on a Redis Cluster with replicas, while a master fail
     const server = await serve(masters.map((m) => `redis://:s3cret@127.0.0.1:${m.port}`));
     const client = rateLimitClient(server.grpcAddress);
     const counts = async (): Promise<boolean> =>
-      (await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: USERS[0]! }] }] }, DEADLINE_MS)).statuses?.[0]?.current_limit !== undefined;
+      (await users.ask(client, USERS[0]!, DEADLINE_MS)).statuses?.[0]?.current_limit !== undefined;
     try {
       assert.ok(await counts(), 'counts before the failover');
       await victim.kill();

@@ -5,30 +5,29 @@
 // Cluster only says "Connection is closed." (the seed probe finds the reason).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
-import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
+import { rateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedisCluster, type RedisCluster } from '../../support/redis-server.js';
 import { keySlot } from '../../../src/store/redis-counter-store.js';
 
 const DOMAIN = 'clustermtls';
 const PASSWORD = 's3cret-cluster-mtls';
 const LIMIT = 2;
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
+const users = hourlyUserLimit(DOMAIN, LIMIT);
+const { counterKey } = users;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-const ask = (client: RateLimitClient, user: string): Promise<WireResponse> =>
-  client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, 1000);
 
 describe('portcullis serve on a Redis Cluster that requires client certificates (redis.tls, one rediss:// seed)', () => {
   let descriptors: string;
   let cluster: RedisCluster;
   before(async () => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-clustermtls-'));
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     cluster = await startRedisCluster({ tls: true, authClients: true, password: PASSWORD });
   });
   after(async () => {
@@ -62,7 +61,7 @@ describe('portcullis serve on a Redis Cluster that requires client certificates 
 
       let first: WireResponse | undefined;
       for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
-        first = await ask(client, 'warm-up');
+        first = await users.ask(client, 'warm-up', 1000);
         if (first.statuses?.[0]?.current_limit !== undefined) break;
       }
       const reasons = (): string => JSON.stringify(server.logs().filter((l) => /redis|counter store/.test(String(l['msg']))));
@@ -71,7 +70,7 @@ describe('portcullis serve on a Redis Cluster that requires client certificates 
       for (const [port, user] of byMaster) {
         const codes: string[] = [];
         for (let i = 0; i <= LIMIT; i++) {
-          const status = (await ask(client, user)).statuses?.[0];
+          const status = (await users.ask(client, user, 1000)).statuses?.[0];
           assert.ok(status?.current_limit !== undefined, `${user} (master ${port}) call ${i + 1} was not counted: ${reasons()}`);
           codes.push(String(status.code));
         }
@@ -92,7 +91,7 @@ describe('portcullis serve on a Redis Cluster that requires client certificates 
     const client = rateLimitClient(server.grpcAddress);
     try {
       for (const deadline = Date.now() + 3000; Date.now() < deadline; await sleep(100)) {
-        assert.equal((await ask(client, 'refused')).statuses?.[0]?.current_limit, undefined, 'counted without a client certificate');
+        assert.equal((await users.ask(client, 'refused', 1000)).statuses?.[0]?.current_limit, undefined, 'counted without a client certificate');
       }
       const failed = server.logs().filter((l) => l['msg'] === 'redis connection failed');
       for (const name of ['counter store', 'extproc cache']) {

@@ -5,30 +5,29 @@
 // included) to TLS ports and never counted.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis } from '../../support/portcullis.js';
-import { rateLimitClient, type RateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
+import { rateLimitClient, type WireResponse } from '../../support/ratelimit-client.js';
 import { sendCommand, startRedisCluster, type RedisCluster } from '../../support/redis-server.js';
 import { keySlot } from '../../../src/store/redis-counter-store.js';
 
 const DOMAIN = 'clustertls';
 const PASSWORD = 's3cret-tls';
 const LIMIT = 2;
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
+const users = hourlyUserLimit(DOMAIN, LIMIT);
+const { counterKey } = users;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-const ask = (client: RateLimitClient, user: string): Promise<WireResponse> =>
-  client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, 1000);
 
 describe('portcullis serve on a TLS-only Redis Cluster (rediss:// seed, private CA, password)', () => {
   let descriptors: string;
   let cluster: RedisCluster;
   before(async () => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-clustertls-'));
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     cluster = await startRedisCluster({ tls: true, password: PASSWORD });
   });
   after(async () => {
@@ -63,7 +62,7 @@ describe('portcullis serve on a TLS-only Redis Cluster (rediss:// seed, private 
       // The cluster is reached within a few seconds of start-up (the first calls may still find it connecting).
       let first: WireResponse | undefined;
       for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
-        first = await ask(client, 'warm-up');
+        first = await users.ask(client, 'warm-up', 1000);
         if (first.statuses?.[0]?.current_limit !== undefined) break;
       }
       const reasons = server.logs().filter((l) => /redis|counter store/.test(String(l['msg']))).map((l) => `${String(l['msg'])}: ${String(l['err'] ?? l['reason'] ?? '')}`);
@@ -72,7 +71,7 @@ describe('portcullis serve on a TLS-only Redis Cluster (rediss:// seed, private 
       for (const [port, user] of byMaster) {
         const codes: string[] = [];
         for (let i = 0; i <= LIMIT; i++) {
-          const status = (await ask(client, user)).statuses?.[0];
+          const status = (await users.ask(client, user, 1000)).statuses?.[0];
           assert.ok(status?.current_limit !== undefined, `${user} (master ${port}) call ${i + 1} was not counted`);
           codes.push(String(status.code));
         }
@@ -98,7 +97,7 @@ describe('portcullis serve on a TLS-only Redis Cluster (rediss:// seed, private 
     const client = rateLimitClient(server.grpcAddress);
     try {
       for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(200)) {
-        assert.equal((await ask(client, 'untrusted')).statuses?.[0]?.current_limit, undefined, 'counted by a cluster whose certificate is not trusted');
+        assert.equal((await users.ask(client, 'untrusted', 1000)).statuses?.[0]?.current_limit, undefined, 'counted by a cluster whose certificate is not trusted');
       }
     } finally {
       client.close();

@@ -13,19 +13,20 @@ import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
 import { eventually } from '../../support/app.js';
 import { runCommand } from '../../support/envoy.js';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { portcullisBin, startPortcullis, validatePortcullisConfig, writeConfig, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
-import { bulkStrings, makeRedisTlsFiles, sendCommand, startRedis, type RedisServer, type RedisTlsFiles } from '../../support/redis-server.js';
+import { makeRedisTlsFiles, sendCommand, startRedis, type RedisServer, type RedisTlsFiles } from '../../support/redis-server.js';
 
 const DOMAIN = 'mtls';
 const LIMIT = 3;
 const PASSWORD = 's3cret-mtls';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
+const users = hourlyUserLimit(DOMAIN, LIMIT);
 
 /** The code the service answered for `user`; undefined when it answered by failure_mode (allow): nothing counted. */
 async function ask(client: RateLimitClient, user: string): Promise<string | undefined> {
-  const status = (await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, 500)).statuses?.[0];
+  const status = (await users.ask(client, user)).statuses?.[0];
   return status?.current_limit === undefined || status.current_limit === null ? undefined : String(status.code);
 }
 
@@ -42,7 +43,7 @@ describe('portcullis and a Redis that requires a client certificate (tls-auth-cl
     descriptors = path.join(dir, 'descriptors');
     const certs = path.join(dir, 'certs');
     for (const d of [descriptors, certs]) mkdirSync(d);
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     keysFile = path.join(dir, 'keys.yaml');
     writeFileSync(keysFile, `- { id: k1, sha256: '${'0'.repeat(64)}', owner: o }\n`);
     tls = makeRedisTlsFiles(certs);
@@ -115,7 +116,7 @@ describe('portcullis and a Redis that requires a client certificate (tls-auth-cl
       const codes: (string | undefined)[] = [];
       for (let i = 0; i <= LIMIT; i++) codes.push(await ask(client, 'alice'));
       assert.deepEqual(codes, [...Array<string>(LIMIT).fill('OK'), 'OVER_LIMIT']);
-      assert.equal(Number(bulkStrings(await sendCommand(redis.port, ['GET', counterKey('alice', startedMs)]))[0]), LIMIT + 1, 'the count is in Redis');
+      assert.equal(await users.storedCount(redis, 'alice', startedMs), LIMIT + 1, 'the count is in Redis');
       // Every client connected: none logged a failure, and /readyz is ready (the revocation list among its checks).
       assert.deepEqual(server.logs().filter((l) => l['msg'] === 'redis connection failed'), [], lines());
       assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 200);

@@ -4,12 +4,12 @@
 // too) and the master the sentinel names (tls); without it the log must say so for the sentinel that refused.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../support/app.js';
-import { hourlyUserCounts } from '../../support/hourly-counts.js';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient } from '../../support/ratelimit-client.js';
 import {
@@ -21,7 +21,8 @@ const LIMIT = 1_000_000;
 const MASTER_PASSWORD = 'mtls-data-secret';
 const SENTINEL_PASSWORD = 'mtls-sentinel-secret';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const { count, storedCount } = hourlyUserCounts(DOMAIN, LIMIT);
+const users = hourlyUserLimit(DOMAIN, LIMIT);
+const { count, storedCount } = users;
 
 describe('portcullis serve through a Redis Sentinel that requires client certificates (redis.tls)', () => {
   let dir: string;
@@ -47,7 +48,7 @@ describe('portcullis serve through a Redis Sentinel that requires client certifi
     descriptors = path.join(dir, 'descriptors');
     const certs = path.join(dir, 'certs');
     for (const d of [descriptors, certs]) mkdirSync(d);
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     tls = makeRedisTlsFiles(certs);
     const sync = ['--repl-diskless-sync-delay', '0'];
     a = await startRedis({ tls, authClients: true, password: MASTER_PASSWORD, args: sync });

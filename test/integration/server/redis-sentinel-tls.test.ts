@@ -5,12 +5,12 @@
 // the same setup with the CA not trusted, which must not count, must not crash, and must say it is the certificate.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../support/app.js';
-import { hourlyUserCounts } from '../../support/hourly-counts.js';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient } from '../../support/ratelimit-client.js';
 import {
@@ -22,7 +22,8 @@ const LIMIT = 1_000_000;
 const MASTER_PASSWORD = 'tls-data-secret';
 const SENTINEL_PASSWORD = 'tls-sentinel-secret';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const { count, storedCount } = hourlyUserCounts(DOMAIN, LIMIT);
+const users = hourlyUserLimit(DOMAIN, LIMIT);
+const { count, storedCount } = users;
 
 describe('portcullis serve through a TLS-only Redis Sentinel (rediss:// sentinels, private CA, passwords)', () => {
   let dir: string;
@@ -48,7 +49,7 @@ describe('portcullis serve through a TLS-only Redis Sentinel (rediss:// sentinel
     descriptors = path.join(dir, 'descriptors');
     const certs = path.join(dir, 'certs');
     for (const d of [descriptors, certs]) mkdirSync(d);
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     tls = makeRedisTlsFiles(certs);
     const sync = ['--repl-diskless-sync-delay', '0'];
     a = await startRedis({ tls, password: MASTER_PASSWORD, args: sync });

@@ -6,15 +6,16 @@
 // it must not cost: a restart to recover, a call that hangs, counts that go back by more than that.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import { eventually } from '../../support/app.js';
+import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
-import { bulkStrings, sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer } from '../../support/redis-server.js';
+import { sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer } from '../../support/redis-server.js';
 
 const DOMAIN = 'sentinel';
 const USERS = Array.from({ length: 8 }, (_, i) => `u${i}`);
@@ -24,7 +25,7 @@ const DEADLINE_MS = 500;
 const DOWN_AFTER_MS = 300;
 const MASTER_PASSWORD = 'data-nodes-secret';
 const SENTINEL_PASSWORD = 'sentinel-secret';
-const counterKey = (user: string, atMs: number): string => `${DOMAIN}_user_${user}_${Math.floor(atMs / 3_600_000) * 3600}`;
+const users = hourlyUserLimit(DOMAIN, LIMIT);
 
 interface Call { readonly atMs: number; readonly doneMs: number; readonly outcome: 'counted' | 'failure_mode' | string; readonly user: string; readonly count: number | undefined }
 
@@ -39,7 +40,7 @@ function drive(client: RateLimitClient, workers = 4): { calls: Call[]; stop(): P
       let outcome: string;
       let count: number | undefined;
       try {
-        const status = (await client.shouldRateLimit({ domain: DOMAIN, descriptors: [{ entries: [{ key: 'user', value: user }] }] }, DEADLINE_MS)).statuses?.[0];
+        const status = (await users.ask(client, user, DEADLINE_MS)).statuses?.[0];
         outcome = status?.current_limit ? 'counted' : 'failure_mode';
         if (outcome === 'counted') count = LIMIT - (status?.limit_remaining ?? 0);
       } catch (error) {
@@ -108,7 +109,7 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
 
   before(async () => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-sentinel-'));
-    writeFileSync(path.join(descriptors, 'd.yaml'), `domain: ${DOMAIN}\ndescriptors:\n  - key: user\n    rate_limit: { unit: hour, requests_per_unit: ${LIMIT} }\n`);
+    users.writeDescriptors(descriptors);
     // A demoted master resyncs in full (its last writes diverged): at once, not after the default 5 s wait for others.
     const sync = ['--repl-diskless-sync-delay', '0'];
     a = await startRedis({ password: MASTER_PASSWORD, args: sync });
@@ -140,7 +141,7 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
     await load.stop();
     assertAnswered(load.calls, 'steady');
     assert.ok(load.calls.every((c) => c.outcome === 'counted'), JSON.stringify(load.calls.filter((c) => c.outcome !== 'counted').slice(0, 3)));
-    const stored = Number(bulkStrings(await sendCommand(a.port, ['GET', counterKey(USERS[0]!, Date.now())]))[0]);
+    const stored = await users.storedCount(a, USERS[0]!, Date.now());
     assert.equal(stored, load.calls.filter((c) => c.user === USERS[0]).length, 'the master holds every count');
     // Each worker opens its own clients (the counter store and the ext_proc cache): 2 × 2 on the master, besides the
     // replica's and the sentinel's (which name themselves, or replicate).
