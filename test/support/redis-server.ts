@@ -564,6 +564,45 @@ export async function startRedisSentinel(options: StartRedisSentinelOptions): Pr
   return sentinel;
 }
 
+/** A master, its replica and one sentinel watching them: what the Sentinel tests fail over. */
+export interface SentinelSet {
+  readonly master: RedisServer;
+  readonly replica: RedisServer;
+  readonly sentinel: RedisSentinel;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a SentinelSet, every server with `password` (the sentinel with its own), over TLS only when `tls` is given,
+ * and resolves once the replica is in sync and the sentinel names the master with a replica it could promote.
+ */
+export async function startSentinelSet(options: {
+  readonly password: string;
+  readonly sentinelPassword: string;
+  readonly downAfterMs: number;
+  readonly tls?: RedisTlsFiles;
+  readonly authClients?: boolean;
+}): Promise<SentinelSet> {
+  const secure = options.tls === undefined ? {} : { tls: options.tls, authClients: options.authClients === true };
+  // A demoted master resyncs in full (its last writes diverged): at once, not after the default 5 s wait for others.
+  const sync = ['--repl-diskless-sync-delay', '0'];
+  const started: { stop(): Promise<void> }[] = [];
+  try {
+    const master = await startRedis({ ...secure, password: options.password, args: sync });
+    started.push(master);
+    const replica = await startRedis({ ...secure, password: options.password, args: [...sync, '--replicaof', HOST, String(master.port)] });
+    started.push(replica);
+    await waitReplicating(replica, master.port);
+    const sentinel = await startRedisSentinel({ master, downAfterMs: options.downAfterMs, password: options.sentinelPassword, masterPassword: options.password, ...secure });
+    started.push(sentinel);
+    await sentinel.waitMaster(master.port);
+    return { master, replica, sentinel, stop: async () => { await sentinel.stop(); await Promise.all([master.stop(), replica.stop()]); } };
+  } catch (error) {
+    await Promise.all(started.map((server) => server.stop().catch(() => undefined)));
+    throw error;
+  }
+}
+
 async function answersPing(port: number): Promise<boolean> {
   try {
     // A server started with --requirepass answers NOAUTH: it is up all the same.

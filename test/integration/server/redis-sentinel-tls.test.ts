@@ -14,7 +14,7 @@ import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient } from '../../support/ratelimit-client.js';
 import {
-  makeRedisTlsFiles, sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer, type RedisTlsFiles,
+  makeRedisTlsFiles, sendCommand, startSentinelSet, waitReplicating, type RedisSentinel, type RedisServer, type RedisTlsFiles, type SentinelSet,
 } from '../../support/redis-server.js';
 
 const DOMAIN = 'sentineltls';
@@ -32,6 +32,7 @@ describe('portcullis serve through a TLS-only Redis Sentinel (rediss:// sentinel
   let a: RedisServer;
   let b: RedisServer;
   let sentinel: RedisSentinel;
+  let set: SentinelSet | undefined;
 
   const serve = (env: Record<string, string>): Promise<PortcullisInstance> => startPortcullis({
     server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } },
@@ -51,16 +52,11 @@ describe('portcullis serve through a TLS-only Redis Sentinel (rediss:// sentinel
     for (const d of [descriptors, certs]) mkdirSync(d);
     users.writeDescriptors(descriptors);
     tls = makeRedisTlsFiles(certs);
-    const sync = ['--repl-diskless-sync-delay', '0'];
-    a = await startRedis({ tls, password: MASTER_PASSWORD, args: sync });
-    b = await startRedis({ tls, password: MASTER_PASSWORD, args: [...sync, '--replicaof', '127.0.0.1', String(a.port)] });
-    await waitReplicating(b, a.port);
-    sentinel = await startRedisSentinel({ master: a, downAfterMs: 300, password: SENTINEL_PASSWORD, masterPassword: MASTER_PASSWORD, tls });
-    await sentinel.waitMaster(a.port);
+    set = await startSentinelSet({ password: MASTER_PASSWORD, sentinelPassword: SENTINEL_PASSWORD, downAfterMs: 300, tls });
+    ({ master: a, replica: b, sentinel } = set);
   });
   after(async () => {
-    await sentinel?.stop();
-    await Promise.all([a?.stop(), b?.stop()]);
+    await set?.stop();
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 

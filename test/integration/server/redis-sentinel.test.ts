@@ -15,7 +15,7 @@ import { eventually } from '../../support/app.js';
 import { hourlyUserLimit } from '../../support/hourly-counts.js';
 import { startPortcullis, type PortcullisInstance } from '../../support/portcullis.js';
 import { rateLimitClient, type RateLimitClient } from '../../support/ratelimit-client.js';
-import { sendCommand, startRedis, startRedisSentinel, waitReplicating, type RedisSentinel, type RedisServer } from '../../support/redis-server.js';
+import { sendCommand, startSentinelSet, waitReplicating, type RedisSentinel, type RedisServer, type SentinelSet } from '../../support/redis-server.js';
 
 const DOMAIN = 'sentinel';
 const USERS = Array.from({ length: 8 }, (_, i) => `u${i}`);
@@ -102,6 +102,7 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
   let a: RedisServer;
   let b: RedisServer;
   let sentinel: RedisSentinel;
+  let set: SentinelSet | undefined;
   let server: PortcullisInstance;
   let client: RateLimitClient;
   /** The servers by port, to find the one the sentinel names. */
@@ -110,11 +111,8 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
   before(async () => {
     descriptors = mkdtempSync(path.join(tmpdir(), 'portcullis-sentinel-'));
     users.writeDescriptors(descriptors);
-    // A demoted master resyncs in full (its last writes diverged): at once, not after the default 5 s wait for others.
-    const sync = ['--repl-diskless-sync-delay', '0'];
-    a = await startRedis({ password: MASTER_PASSWORD, args: sync });
-    b = await startRedis({ password: MASTER_PASSWORD, args: [...sync, '--replicaof', '127.0.0.1', String(a.port)] });
-    sentinel = await startRedisSentinel({ master: a, downAfterMs: DOWN_AFTER_MS, password: SENTINEL_PASSWORD, masterPassword: MASTER_PASSWORD });
+    set = await startSentinelSet({ password: MASTER_PASSWORD, sentinelPassword: SENTINEL_PASSWORD, downAfterMs: DOWN_AFTER_MS });
+    ({ master: a, replica: b, sentinel } = set);
     server = await startPortcullis({
       server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' }, workers: 2 },
       redis: {
@@ -130,8 +128,7 @@ describe('portcullis serve through Redis Sentinel while the master fails over', 
   after(async () => {
     client?.close();
     await server?.stop();
-    await sentinel?.stop();
-    await Promise.all([a?.stop(), b?.stop()]);
+    await set?.stop();
     if (descriptors !== undefined) rmSync(descriptors, { recursive: true, force: true });
   });
 
