@@ -26,9 +26,11 @@ export function watchConfig(paths: () => readonly string[], pollIntervalMs: numb
   let debounce: NodeJS.Timeout | undefined;
   /** Watched directory → what it was watched for (a path swapped to another directory is watched anew). */
   const watchers = new Map<string, { wanted: WatchedDirectory; watcher: FSWatcher }>();
-  const sync = async (): Promise<void> => {
+  /** Re-syncs the watches with paths(); true when it watches a directory it did not watch before. */
+  const sync = async (): Promise<boolean> => {
     const wanted = await watchedDirectories(paths());
-    if (closed) return;
+    if (closed) return false;
+    let added = false;
     for (const [dir, w] of watchers) {
       const now = wanted.get(dir);
       if (now !== undefined && now.identity === w.wanted.identity && sameNames(now.names, w.wanted.names)) continue;
@@ -47,10 +49,12 @@ export function watchConfig(paths: () => readonly string[], pollIntervalMs: numb
           soon();
         });
         watchers.set(dir, { wanted: w, watcher });
+        added = true;
       } catch {
         // Gone between the walk and the watch, or not watchable: the poll covers it.
       }
     }
+    return added;
   };
   const run = async (): Promise<void> => {
     if (running) {
@@ -62,7 +66,9 @@ export function watchConfig(paths: () => readonly string[], pollIntervalMs: numb
       do {
         again = false;
         await reload();
-        await sync().catch(() => undefined);
+        // A directory the reload newly names was read before its watch existed: an edit in between would wait for
+        // the poll, so one more (cheap) reload looks, as at start-up.
+        if (await sync().catch(() => false)) again = true;
       } while (again && !closed);
     } finally {
       running = false;
@@ -75,7 +81,7 @@ export function watchConfig(paths: () => readonly string[], pollIntervalMs: numb
     debounce.unref();
   };
   // The caller loaded the files before the watches existed: one reload then sees what changed in between.
-  const ready = sync().catch(() => undefined).then(soon);
+  const ready = sync().catch(() => false).then(soon);
   const poll = setInterval(() => void run(), pollIntervalMs);
   poll.unref();
   return {
