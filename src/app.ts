@@ -32,6 +32,7 @@ import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { clientSanInterceptor, clientSanPolicy, RefusalLog } from './server/grpc-client-sans.js';
 import { grpcTlsFiles } from './server/grpc-tls-config.js';
 import { ServerTlsIdentity, type GrpcTlsObserver } from './server/grpc-tls-identity.js';
+import type { TlsFileBytes } from './server/grpc-tls-material.js';
 import { authzHandlers } from './server/authz-handler.js';
 import { externalProcessorHandlers } from './server/extproc-handler.js';
 import { authorizationServiceDefinition, externalProcessorServiceDefinition, rateLimitServiceDefinition } from './server/protos.js';
@@ -68,11 +69,13 @@ export interface App {
    * Loads the config and binds the servers; resolves with the addresses actually bound (port 0 works). httpAddress:
    * the composer, when on. `from`: what a sibling worker runs (a supervisor's hand-over), loaded first, then the files.
    */
-  start(from?: ConfigInputs): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
+  start(from?: ConfigInputs, servingTls?: TlsFileBytes): Promise<{ grpcAddress: string; adminAddress: string; httpAddress: string | undefined }>;
   /** Re-reads portcullis.yaml and the files it names; keeps the last good config on error. */
   reload(): Promise<void>;
   /** What the config in use was loaded from (undefined before the first good load), for a supervisor to hand over. */
   configInputs(): ConfigInputs | undefined;
+  /** The gRPC listener's TLS material served now (undefined: plaintext, or not started), for a supervisor to hand over. */
+  servingTls(): TlsFileBytes | undefined;
   /** The files and directories the config in use was built from: what a supervisor watches for its workers. */
   watchedPaths(): string[];
   /** SIGTERM path: NOT_SERVING, drain in-flight calls, close. */
@@ -389,14 +392,15 @@ export function buildApp(deps: AppDeps): App {
     ready,
     views,
     configInputs: () => lastGood,
+    servingTls: () => tlsIdentity?.served,
     watchedPaths: allWatchedPaths,
-    async start(from) {
+    async start(from, servingTls) {
       await inTurn(from);
       // The hand-over may predate an edit the siblings were told to load before this worker could hear it.
       if (from !== undefined) await reload();
       const settings = deps.config;
       const tls = settings.server.grpc.tls;
-      if (tls !== undefined) tlsIdentity = await ServerTlsIdentity.load(tls, tlsObserver);
+      if (tls !== undefined) tlsIdentity = await ServerTlsIdentity.load(tls, tlsObserver, undefined, servingTls);
       const refusals = new RefusalLog(clock, (reason) => metrics.grpcTls.clientRefused(reason), (entry) =>
         logger.warn(entry, 'gRPC calls refused: client certificate not allowed by server.grpc.tls.client_sans (at most one line a minute)'));
       const interceptors = tls?.clientSans === undefined ? [] : [clientSanInterceptor(clientSanPolicy(tls.clientSans), (verdict, peer) => refusals.refused(verdict, peer))];

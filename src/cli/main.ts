@@ -15,7 +15,7 @@ import { collectNodeMetrics, createLogMetrics, createMemoryStoreMetrics } from '
 import { MemoryRevocationList } from '../store/revocation-list.js';
 import { explain, keysNew, revoke, sharedRevocationList } from './authz-commands.js';
 import { validate } from './validate.js';
-import { readTlsFilesSync } from '../server/grpc-tls-material.js';
+import { readTlsFilesSyncOr, tlsFileBytes, type TlsFileBytes } from '../server/grpc-tls-material.js';
 import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
@@ -127,10 +127,11 @@ function createCacheStore(config: PortcullisConfig, openRedis: OpenRedis | undef
 async function serve(configFile: string): Promise<number> {
   // A replacement worker starts from the config its siblings run, not from files an edit may have broken since.
   const handover = cluster.isWorker ? await askForHandover() : undefined;
+  const servingTls = handover?.tls === undefined ? undefined : tlsFileBytes(handover.tls);
   let config: PortcullisConfig;
   try {
     const startup = handover?.startup;
-    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), { schema: schemaReader(startup), grpcTls: readTlsFilesSync });
+    config = startup === undefined ? await loadPortcullisConfig(configFile) : parsePortcullisConfig(startup.text, path.resolve(configFile), { schema: schemaReader(startup), grpcTls: readTlsFilesSyncOr(servingTls) });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
@@ -146,7 +147,7 @@ async function serve(configFile: string): Promise<number> {
       createLogMetrics(processRegistry, logOutput);
       return await runSupervisor({ config, workers, logger, processRegistry });
     }
-    return await serveProcess(config, handover, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger, logOutput);
+    return await serveProcess(config, handover, servingTls, cluster.isWorker ? logger.child({ worker: Number(process.env['PORTCULLIS_WORKER']) }) : logger, logOutput);
   } finally {
     // bin/portcullis.js calls process.exit next: see drainLogger for why a gone log reader would hang it otherwise.
     await drainLogger(logger, 1000);
@@ -154,7 +155,7 @@ async function serve(configFile: string): Promise<number> {
 }
 
 /** One process serving (alone, or as a supervisor's worker) until SIGTERM; resolves with the exit code. */
-async function serveProcess(config: PortcullisConfig, handover: Handover | undefined, logger: Logger, logOutput: ReturnType<typeof stdoutDestination>): Promise<number> {
+async function serveProcess(config: PortcullisConfig, handover: Handover | undefined, servingTls: TlsFileBytes | undefined, logger: Logger, logOutput: ReturnType<typeof stdoutDestination>): Promise<number> {
   const worker = cluster.isWorker;
   // grpc-js prints its own errors to stderr (a bind failure as a raw line); Portcullis reports them itself.
   if (process.env['GRPC_VERBOSITY'] === undefined) setLogVerbosity(logVerbosity.NONE);
@@ -186,7 +187,7 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   });
   let addresses: Awaited<ReturnType<typeof app.start>>;
   try {
-    addresses = await app.start(handover?.lastGood);
+    addresses = await app.start(handover?.lastGood, servingTls);
   } catch (error) {
     if (!(error instanceof PortcullisError) || (error.code !== ErrorCode.LISTEN_FAILED && error.code !== ErrorCode.CONFIG_INVALID)) throw error;
     // An operator error, not a bug: one line, no stack trace.

@@ -39,14 +39,30 @@ export class ServerTlsIdentity implements CertificateProvider {
     private readonly sleep: (ms: number) => Promise<void>,
   ) {}
 
-  /** Reads and checks the files; throws ConfigError (naming the file and setting) when they make no identity. */
-  static async load(settings: GrpcTlsSettings, observer: GrpcTlsObserver, sleep: (ms: number) => Promise<void> = defaultSleep): Promise<ServerTlsIdentity> {
+  /**
+   * Reads and checks the files; throws ConfigError (naming the file and setting) when they make no identity. With
+   * `serving` (a replacement worker: what its siblings serve), files that make no identity are reported as a refused
+   * rotation and `serving` is served until they are fixed.
+   */
+  static async load(settings: GrpcTlsSettings, observer: GrpcTlsObserver, sleep: (ms: number) => Promise<void> = defaultSleep, serving?: TlsFileBytes): Promise<ServerTlsIdentity> {
     const checked = await readAndCheck(settings);
-    if ('problem' in checked) {
+    if (!('problem' in checked)) {
+      observer.loaded(checked, false);
+      return new ServerTlsIdentity(settings, checked, observer, sleep);
+    }
+    const handed = serving === undefined ? undefined : checkTlsMaterial(serving);
+    if (handed === undefined || 'problem' in handed) {
       throw new ConfigError([{ file: checked.file, line: undefined, path: `server.grpc.tls.${checked.setting}`, message: checked.problem }]);
     }
-    observer.loaded(checked, false);
-    return new ServerTlsIdentity(settings, checked, observer, sleep);
+    observer.loaded(handed, false);
+    const identity = new ServerTlsIdentity(settings, handed, observer, sleep);
+    identity.refused(checked);
+    return identity;
+  }
+
+  /** The material served now (a supervisor hands it to a replacement worker). */
+  get served(): TlsFileBytes {
+    return this.material;
   }
 
   /** grpc-js server credentials serving this identity; with client_ca_file, a verified client certificate is required. */
@@ -77,9 +93,7 @@ export class ServerTlsIdentity implements CertificateProvider {
       return;
     }
     if ('problem' in checked) {
-      const key = `${checked.setting}\0${checked.problem}`;
-      if (key !== this.reportedProblem) this.observer.rotationRefused(checked);
-      this.reportedProblem = key;
+      this.refused(checked);
       return;
     }
     const caChanged = !sameBytes(checked.ca, this.material.ca);
@@ -89,6 +103,12 @@ export class ServerTlsIdentity implements CertificateProvider {
     for (const listener of this.identityListeners) listener(this.identityUpdate());
     if (caChanged) for (const listener of this.caListeners) listener(this.caUpdate());
     this.observer.loaded(checked, true);
+  }
+
+  private refused(problem: LocatedProblem): void {
+    const key = `${problem.setting}\0${problem.problem}`;
+    if (key !== this.reportedProblem) this.observer.rotationRefused(problem);
+    this.reportedProblem = key;
   }
 
   /** undefined: the files hold what is served. */

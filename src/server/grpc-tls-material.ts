@@ -63,6 +63,34 @@ export function readTlsFilesSync(paths: TlsFilePaths): TlsReadResult {
     paths.clientCaFile === undefined ? undefined : read(paths.clientCaFile, 'client_ca_file'));
 }
 
+/**
+ * `readTlsFilesSync`, except that when the files do not make an identity and `serving` does, it answers `serving`: a
+ * replacement worker parses its config and starts with the material its siblings serve while a rotation they refused
+ * has broken the files (src/server/supervisor.ts, Handover).
+ */
+export function readTlsFilesSyncOr(serving: TlsFileBytes | undefined): (paths: TlsFilePaths) => TlsReadResult {
+  return (paths) => {
+    const read = readTlsFilesSync(paths);
+    if (serving === undefined || ('bytes' in read && !('problem' in checkTlsMaterial(read.bytes)))) return read;
+    return 'problem' in checkTlsMaterial(serving) ? read : { bytes: serving };
+  };
+}
+
+/** TLS material as text (PEM files are text, read as UTF-8), to cross the supervisor's IPC channel, which carries JSON. */
+export interface TlsFileTexts {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+}
+
+export function tlsFileTexts(bytes: TlsFileBytes): TlsFileTexts {
+  return { cert: bytes.cert.toString('utf8'), key: bytes.key.toString('utf8'), ...(bytes.ca === undefined ? {} : { ca: bytes.ca.toString('utf8') }) };
+}
+
+export function tlsFileBytes(texts: TlsFileTexts): TlsFileBytes {
+  return { cert: Buffer.from(texts.cert, 'utf8'), key: Buffer.from(texts.key, 'utf8'), ca: texts.ca === undefined ? undefined : Buffer.from(texts.ca, 'utf8') };
+}
+
 function collect(cert: Buffer | TlsFileProblem, key: Buffer | TlsFileProblem, ca: Buffer | TlsFileProblem | undefined): TlsReadResult {
   for (const part of [cert, key, ca]) if (part !== undefined && !Buffer.isBuffer(part)) return part;
   return { bytes: { cert: cert as Buffer, key: key as Buffer, ca: ca as Buffer | undefined } };

@@ -24,6 +24,7 @@ import type { Logger } from '../observability/logger.js';
 import { backoffDelayMs, type BackoffPolicy } from '../shared/backoff.js';
 import { createAdminServer, listen } from './admin-http.js';
 import { unixSocketPath } from './grpc-address.js';
+import { tlsFileTexts, type TlsFileBytes, type TlsFileTexts } from './grpc-tls-material.js';
 import { clearStaleSocket } from './unix-socket.js';
 
 /** Messages on the IPC channel. Every one carries `pc` so prom-client's own messages are told apart. */
@@ -36,6 +37,7 @@ type ToWorker =
 type FromWorker =
   | { readonly pc: 'ask-handover' }
   | { readonly pc: 'inputs'; readonly inputs: ConfigInputs; readonly watched: readonly string[] }
+  | { readonly pc: 'tls'; readonly serving: TlsFileTexts }
   | { readonly pc: 'listening'; readonly grpcAddress: string; readonly httpAddress: string | undefined }
   | { readonly pc: 'status'; readonly ready: boolean; readonly reasons: string[]; readonly decisions: number }
   | { readonly pc: 'views'; readonly config: unknown; readonly limits: string }
@@ -47,12 +49,17 @@ type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 /**
  * What a worker starts from. The first workers get nothing and read the files. A replacement gets what its siblings
  * loaded: `startup`, the first load (the settings applied only at start-up, `server` and `redis` among them, come from
- * it), and `lastGood`, the latest, so that a file broken by an edit the siblings refused cannot stop it.
+ * it), and `lastGood`, the latest, so that a file broken by an edit the siblings refused cannot stop it; and `tls`,
+ * the gRPC listener's certificate, key and client CA as a sibling serves them, for the same reason (a rotation the
+ * siblings refused). The key crosses the IPC channel between the supervisor and its own child; it is never logged.
  */
 export interface Handover {
   readonly startup: ConfigInputs | undefined;
   readonly lastGood: ConfigInputs | undefined;
+  readonly tls: TlsFileTexts | undefined;
 }
+
+const NO_HANDOVER: Handover = { startup: undefined, lastGood: undefined, tls: undefined };
 
 const STATUS_INTERVAL_MS = 250;
 const METRICS_TIMEOUT_MS = 2000;
@@ -115,7 +122,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   let grpcAddress = '';
   let httpAddress: string | undefined;
   let views: { config: unknown; limits: string } = { config: {}, limits: '' };
-  let handover: Handover = { startup: undefined, lastGood: undefined };
+  let handover: Handover = NO_HANDOVER;
   /** What the workers' config was built from (a reload may name other files): what the supervisor watches. */
   let watched: readonly string[] = watchedPaths(config);
   let nextRequestId = 0;
@@ -142,8 +149,11 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
           send(worker, { pc: 'handover', ...handover });
           break;
         case 'inputs':
-          handover = { startup: handover.startup ?? message.inputs, lastGood: message.inputs };
+          handover = { ...handover, startup: handover.startup ?? message.inputs, lastGood: message.inputs };
           watched = message.watched;
+          break;
+        case 'tls':
+          handover = { ...handover, tls: message.serving };
           break;
         case 'listening':
           slot.listening = true;
@@ -386,9 +396,9 @@ export function askForHandover(timeoutMs = 5000): Promise<Handover> {
       resolve(handover);
     };
     const onMessage = (message: ToWorker): void => {
-      if (typeof message === 'object' && message !== null && message.pc === 'handover') done({ startup: message.startup, lastGood: message.lastGood });
+      if (typeof message === 'object' && message !== null && message.pc === 'handover') done({ startup: message.startup, lastGood: message.lastGood, tls: message.tls });
     };
-    const timer = setTimeout(() => done({ startup: undefined, lastGood: undefined }), timeoutMs);
+    const timer = setTimeout(() => done(NO_HANDOVER), timeoutMs);
     process.on('message', onMessage);
     process.send?.({ pc: 'ask-handover' } satisfies FromWorker);
   });
@@ -400,12 +410,18 @@ export function serveSupervisor(app: App, registry: Registry, addresses: { grpcA
     if (process.connected) process.send?.(message);
   };
   let sentInputs: ConfigInputs | undefined;
+  let sentTls: TlsFileBytes | undefined;
   const sendViews = (): void => {
     reply({ pc: 'views', config: app.views.config(), limits: app.views.limits() });
     const inputs = app.configInputs();
     if (inputs !== undefined && inputs !== sentInputs) {
       sentInputs = inputs;
       reply({ pc: 'inputs', inputs, watched: app.watchedPaths() });
+    }
+    const tls = app.servingTls();
+    if (tls !== undefined && tls !== sentTls) {
+      sentTls = tls;
+      reply({ pc: 'tls', serving: tlsFileTexts(tls) });
     }
   };
   process.on('message', (message: ToWorker) => {

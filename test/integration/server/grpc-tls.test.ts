@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -250,6 +250,40 @@ describe('server.grpc.tls with server.workers: 2 (node:cluster), against a real 
         const seen = [await served(), await served(), await served(), await served()];
         return seen.every((f) => f === fingerprintOf(other.server));
       }, 10_000, 'four new connections in a row (both workers) are served the new certificate');
+    } finally {
+      assert.equal(await portcullis.stop(), 0, portcullis.output());
+    }
+  });
+
+  it("a worker replaced while a rotation has broken the files starts with its siblings' certificate", async () => {
+    const live = mkdtempSync(path.join(scratch, 'workers-broken-'));
+    copyFileSync(main.server, path.join(live, 'tls.crt'));
+    copyFileSync(main.serverKey, path.join(live, 'tls.key'));
+    const portcullis = await startPortcullis(config(
+      { cert_file: path.join(live, 'tls.crt'), key_file: path.join(live, 'tls.key') },
+      { server: { workers: 2 }, redis: { url: redis.url } },
+    ));
+    const workerPids = async (): Promise<(number | undefined)[]> =>
+      ((await (await fetch(`${portcullis.adminUrl}/config`)).json()) as { workers: { pid?: number }[] }).workers.map((w) => w.pid);
+    const refusedBy = (since: number): Set<unknown> => new Set(portcullis.logs().slice(since)
+      .filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('gRPC TLS certificate files refused')).map((l) => l['worker']));
+    try {
+      // A rotation that wrote a key of another certificate: both workers refuse it and keep serving main's.
+      writeFileSync(path.join(live, '.tls.key.tmp'), readFileSync(other.serverKey));
+      renameSync(path.join(live, '.tls.key.tmp'), path.join(live, 'tls.key'));
+      await eventually(() => refusedBy(0).size === 2, 10_000, 'both workers refused the broken files');
+      const [victim] = await workerPids();
+      assert.ok(victim);
+      const atKill = portcullis.logs().length;
+      process.kill(victim, 'SIGKILL');
+      await eventually(async () => {
+        const [now] = await workerPids();
+        return now !== undefined && now !== victim && (await fetch(`${portcullis.adminUrl}/readyz`)).status === 200;
+      }, 30_000, 'a replacement worker, ready (read from the broken files alone, it would exit, again and again)');
+      assert.equal(refusedBy(atKill).size, 1, 'the replacement reports the files it could not use');
+      const served = async (): Promise<string> => (await servedCertificate(portcullis.grpc.host, portcullis.grpc.port, [main.ca])).fingerprint256;
+      for (let i = 0; i < 4; i++) assert.equal(await served(), fingerprintOf(main.server), 'every new connection, either worker');
+      for (let i = 0; i < 4; i++) assert.equal(await callStatus(portcullis.grpcAddress, tlsCredentials([main.ca])), status.OK, portcullis.output());
     } finally {
       assert.equal(await portcullis.stop(), 0, portcullis.output());
     }

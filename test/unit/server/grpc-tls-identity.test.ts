@@ -114,6 +114,38 @@ describe('ServerTlsIdentity', () => {
     assert.deepEqual(identities.at(-1), readFileSync(b.server));
   });
 
+  it("starts a replacement worker with its siblings' material while the files are broken, and takes the files once fixed", async () => {
+    const { settings, put } = liveFiles('handed', false);
+    put(settings.keyFile, 'garbage');
+    const { events, observer } = recorder();
+    const siblings = { cert: readFileSync(a.server), key: readFileSync(a.serverKey), ca: undefined };
+    const identity = await ServerTlsIdentity.load(settings, observer, undefined, siblings);
+    const { identities } = await subscribe(identity);
+    assert.deepEqual(identities, [siblings.cert]);
+    assert.equal(identity.served.key.equals(siblings.key), true);
+    await identity.refresh();
+    assert.deepEqual(events.map((e) => e.replace(/:.*/, '')), ['loaded', 'refused key_file'], 'the broken files reported once, not on every refresh');
+    put(settings.certFile, readFileSync(b.server));
+    put(settings.keyFile, readFileSync(b.serverKey));
+    await identity.refresh();
+    assert.deepEqual(identities.at(-1), readFileSync(b.server));
+    assert.equal(events.at(-1), 'rotated');
+  });
+
+  it('prefers good files to what it is handed, and refuses broken files with broken handed material', async () => {
+    const { settings, put } = liveFiles('handed-files', false);
+    const siblings = { cert: readFileSync(b.server), key: readFileSync(b.serverKey), ca: undefined };
+    const fromFiles = await ServerTlsIdentity.load(settings, recorder().observer, undefined, siblings);
+    assert.deepEqual(fromFiles.served.cert, readFileSync(a.server));
+    put(settings.keyFile, 'garbage');
+    const mismatched = { cert: readFileSync(a.server), key: readFileSync(b.serverKey), ca: undefined };
+    await assert.rejects(ServerTlsIdentity.load(settings, recorder().observer, undefined, mismatched), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.issues[0]?.path, 'server.grpc.tls.key_file', 'the files\' problem is the one reported');
+      return true;
+    });
+  });
+
   it('refuses to start without good files: a ConfigError naming the file and setting', async () => {
     const { settings } = liveFiles('start', false);
     writeFileSync(settings.keyFile, readFileSync(b.serverKey));
