@@ -11,7 +11,7 @@
 # over the rounds: p50, p99, p99.9; the bytes scavenges promoted per call (what only a mark-compact frees again);
 # scavenges and their median pause; mark-compacts; the longest pause in the measured window.
 #
-# Node binaries: the npm registry's `node-linux-<arch>` packages (the official builds), unpacked into
+# Node binaries: the official Linux builds as the npm registry's `node-linux-<arch>` packages carry them, unpacked into
 # .tools/node/<version>/ on first use. ghz: bench/ratelimit/install-peers.sh (Go module proxy).
 # Knobs: BENCH_NODE_VERSIONS ("22.23.5 24.14.1 24.15.0 24.22.3 26.12.1") BENCH_RUNS (3) BENCH_RATE (5000)
 #        BENCH_DURATION (10s) BENCH_WARMUP (3s) BENCH_STORE (redis | memory) BENCH_SKIP_BUILD (1: dist/ as it is)
@@ -89,7 +89,7 @@ if [[ "$STORE" == redis ]]; then
 fi
 read -r -a SHIPPED_FLAGS <<< "$(node --input-type=module -e "import { PORTCULLIS_NODE_FLAGS } from '$ROOT/dist/src/server/node-flags.js'; console.log(PORTCULLIS_NODE_FLAGS.join(' '))")"
 
-ghz() { # duration output...
+ghz() { # duration, then more ghz flags
   local duration="$1"; shift
   taskset -c 1 "$ROOT/.tools/bin/ghz" --insecure --proto "$DEPS/envoy-api/envoy/service/ratelimit/v3/rls.proto" \
     --import-paths "$DEPS/envoy-api,$DEPS/xds,$DEPS/googleapis,$DEPS/protoc-gen-validate" \
