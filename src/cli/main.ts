@@ -17,6 +17,7 @@ import { explain, keysNew, revoke, sharedRevocationList } from './authz-commands
 import { validate } from './validate.js';
 import { readTlsFilesSyncOr, tlsFileBytes, type TlsFileBytes } from '../server/grpc-tls-material.js';
 import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
+import { nodeVersionProblem } from '../server/node-version.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -140,6 +141,8 @@ async function serve(configFile: string): Promise<number> {
   const workers = resolveWorkers(config.server.workers);
   const logOutput = stdoutDestination();
   const logger = createLogger(config.log.level, logOutput);
+  const runtimeProblem = cluster.isPrimary ? nodeVersionProblem(process.version) : undefined;
+  if (runtimeProblem !== undefined) logger.warn({ node: process.version, problem: runtimeProblem }, 'this Node release serves Portcullis worse than Node 22');
   try {
     if (cluster.isPrimary && workers > 1) {
       const processRegistry = new Registry();

@@ -133,3 +133,26 @@ describe('portcullis serve: the Node flags it runs with', () => {
     });
   }
 });
+
+describe('portcullis serve: a Node release measured to serve it worse', () => {
+  // process.version as Node 24.22.3 or 22.23.5 would report it (a preload), whatever Node runs the tests.
+  const cases: [string, boolean][] = [['v24.22.3', true], ['v22.23.5', false]];
+  for (const [version, warned] of cases) {
+    it(`${version}: ${warned ? 'one warning at start-up, naming the release and the doc' : 'no warning'}`, async () => {
+      const p = await startPortcullis(
+        { server: { grpc: { address: '127.0.0.1:0' }, admin: { address: '127.0.0.1:0' } }, ratelimit: { descriptors } },
+        { nodeArgs: ['--import', `data:text/javascript,Object.defineProperty(process,"version",{value:"${version}"})`] },
+      );
+      try {
+        const warnings = p.logs().filter((l) => l['msg'] === 'this Node release serves Portcullis worse than Node 22');
+        assert.equal(warnings.length, warned ? 1 : 0, p.output());
+        if (warned) {
+          assert.equal(warnings[0]!['node'], version);
+          assert.match(String(warnings[0]!['problem']), /docs\/tuning\.md, "Node version"/);
+        }
+      } finally {
+        assert.equal(await p.stop(), 0, p.output());
+      }
+    });
+  }
+});
