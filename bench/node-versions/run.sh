@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Portcullis on several Node.js versions, side by side (what `npm run bench:node-versions` runs).
+# Portcullis, and a grpc-js server that does nothing, on several Node.js versions side by side (what
+# `npm run bench:node-versions` runs).
 #
 # Why: a fixed-rate p99 is made of V8's collections, and those changed more between Node releases than anything
 # Portcullis changed (docs/tuning.md, "Node version"). Run this before moving a deployment to another Node.
 #
-# Each version in BENCH_NODE_VERSIONS, alternated over BENCH_RUNS rounds: Portcullis (`bin/portcullis.js serve` with
-# the shipped node flags plus --trace-gc-nvp; the Redis store, or BENCH_STORE=memory) and redis-server on CPU 0, ghz
-# on CPU 1 at BENCH_RATE calls/s of ShouldRateLimit with 1 descriptor (500 distinct values, a limit never reached),
-# 50 calls in flight on one connection; BENCH_WARMUP, then BENCH_DURATION measured. Reported per version, medians
-# over the rounds: p50, p99, p99.9; the bytes scavenges promoted per call (what only a mark-compact frees again);
-# scavenges and their median pause; mark-compacts; the longest pause in the measured window.
+# Each version in BENCH_NODE_VERSIONS, alternated over BENCH_RUNS rounds, runs each target in BENCH_TARGETS:
+# `portcullis` (`bin/portcullis.js serve`, the Redis store or BENCH_STORE=memory) and `noop` (bench/ratelimit/
+# noop-server.ts: grpc-js decodes and answers OK; what a release does to any grpc-js server). Each has the shipped node
+# flags plus --trace-gc-nvp and runs on CPU 0 with redis-server; ghz on CPU 1 sends BENCH_RATE calls/s of
+# ShouldRateLimit with 1 descriptor (500 distinct values, a limit never reached), 50 in flight on one connection;
+# BENCH_WARMUP, then BENCH_DURATION measured. Reported per target and version, medians over the rounds: p50, p99,
+# p99.9; the bytes scavenges promoted per call (what only a mark-compact frees again); scavenges and their median
+# pause; mark-compacts; the longest pause in the measured window.
 #
 # Node binaries: the official Linux builds as the npm registry's `node-linux-<arch>` packages carry them, unpacked into
 # .tools/node/<version>/ on first use. ghz: bench/ratelimit/install-peers.sh (Go module proxy).
-# Knobs: BENCH_NODE_VERSIONS ("22.23.5 24.14.1 24.15.0 24.22.3 26.12.1") BENCH_RUNS (3) BENCH_RATE (5000)
-#        BENCH_DURATION (10s) BENCH_WARMUP (3s) BENCH_STORE (redis | memory) BENCH_SKIP_BUILD (1: dist/ as it is)
+# Knobs: BENCH_NODE_VERSIONS ("22.23.5 24.14.1 24.15.0 24.22.3 26.12.1") BENCH_TARGETS ("portcullis noop")
+#        BENCH_RUNS (3) BENCH_RATE (5000) BENCH_DURATION (10s) BENCH_WARMUP (3s) BENCH_STORE (redis | memory)
+#        BENCH_SKIP_BUILD (1: dist/ as it is)
 # Output: Markdown on stdout and in bench/node-versions/results/<time>.md. Exits non-zero when a version cannot be
-# installed, Portcullis does not come up, or any call fails.
+# installed, a target does not come up, or any call fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,6 +31,7 @@ RATE="${BENCH_RATE:-5000}"
 DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-3s}"
 STORE="${BENCH_STORE:-redis}"
+TARGETS="${BENCH_TARGETS:-portcullis noop}"
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
@@ -34,6 +39,7 @@ die() { echo "bench: ERROR: $*" >&2; exit 1; }
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RATE must be a positive integer"
 [[ "$DURATION" =~ ^[1-9][0-9]*s$ && "$WARMUP" =~ ^[1-9][0-9]*s$ ]] || die "BENCH_DURATION and BENCH_WARMUP are whole seconds, e.g. 10s"
 case "$STORE" in redis|memory) ;; *) die "BENCH_STORE: redis | memory" ;; esac
+for t in $TARGETS; do case "$t" in portcullis|noop) ;; *) die "BENCH_TARGETS: portcullis and/or noop, got '$t'" ;; esac; done
 [[ "$(nproc)" -ge 2 ]] || die "needs 2 CPUs: Portcullis and Redis on one, the load generator on the other"
 for tool in jq redis-server redis-cli taskset node npm tar; do command -v "$tool" >/dev/null 2>&1 || die "$tool not found"; done
 case "$(uname -m)" in x86_64) ARCH=x64 ;; aarch64) ARCH=arm64 ;; *) die "no node-linux package for $(uname -m)" ;; esac
@@ -54,7 +60,8 @@ bash "$ROOT/bench/ratelimit/install-peers.sh" ghz >&2
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then npm run --silent build >&2 || die "npm run build failed"; fi
 GC_SUMMARY="$ROOT/dist/bench/node-versions/gc-summary.js"
 PROBE="$ROOT/dist/bench/ratelimit/probe.js"
-[[ -f "$GC_SUMMARY" && -f "$PROBE" ]] || die "dist/ lacks the bench helpers (npm run build)"
+NOOP="$ROOT/dist/bench/ratelimit/noop-server.js"
+[[ -f "$GC_SUMMARY" && -f "$PROBE" && -f "$NOOP" ]] || die "dist/ lacks the bench helpers (npm run build)"
 DEPS="$ROOT/node_modules/@grpc/grpc-js-xds/deps"
 
 # ---- temp dir and teardown --------------------------------------------------------------------
@@ -63,7 +70,7 @@ SERVER="" REDIS=""
 cleanup() {
   local rc=$?
   for pid in $SERVER $REDIS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  [[ $rc == 0 ]] || { [[ -f "$TMP/portcullis.log" ]] && grep -v 'gc=\|GC: {' "$TMP/portcullis.log" | tail -n 15 >&2; }
+  [[ $rc == 0 ]] || { [[ -f "$TMP/server.log" ]] && grep -v 'gc=\|GC: {' "$TMP/server.log" | tail -n 15 >&2; }
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -98,52 +105,57 @@ ghz() { # duration, then more ghz flags
     --duration-stop ignore "$@" "127.0.0.1:$GRPC_PORT"
 }
 
-# One round of one version: start Portcullis, warm up, measure, stop. Appends one JSON line to $TMP/runs.jsonl.
-measure() { # version round
-  local v="$1" node
+# One round of one target on one version: start it, warm up, measure, stop. Appends a JSON line to $TMP/runs.jsonl.
+measure() { # target version round
+  local t="$1" v="$2" node
   node="$(node_bin "$v")"
-  taskset -c 0 "$node" "${SHIPPED_FLAGS[@]}" --trace-gc-nvp "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis.yaml" \
-    > "$TMP/portcullis.log" 2>&1 &
+  if [[ "$t" == portcullis ]]; then
+    taskset -c 0 "$node" "${SHIPPED_FLAGS[@]}" --trace-gc-nvp "$ROOT/bin/portcullis.js" serve --config "$TMP/portcullis.yaml" \
+      > "$TMP/server.log" 2>&1 &
+  else
+    taskset -c 0 "$node" "${SHIPPED_FLAGS[@]}" --trace-gc-nvp "$NOOP" "$GRPC_PORT" > "$TMP/server.log" 2>&1 &
+  fi
   SERVER=$!
-  node "$PROBE" "127.0.0.1:$GRPC_PORT" bench k1=ready 1 20000 >/dev/null || die "Portcullis on Node $v did not come up"
+  node "$PROBE" "127.0.0.1:$GRPC_PORT" bench k1=ready 1 20000 >/dev/null || die "$t on Node $v did not come up"
   ghz "$WARMUP" --format summary > /dev/null
   local first_line
-  first_line="$(wc -l < "$TMP/portcullis.log")"
+  first_line="$(wc -l < "$TMP/server.log")"
   ghz "$DURATION" --format json --output "$TMP/run.json"
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
   local calls errors
   calls="$(jq '[.details[] | select(.status == "OK")] | length' "$TMP/run.json")"
   errors="$(jq '[.details[] | select(.status != "OK")] | length' "$TMP/run.json")"
-  [[ "$calls" -gt 0 && "$errors" == 0 ]] || die "Node $v: $calls calls answered, $errors failed: $(jq -c '.statusCodeDistribution' "$TMP/run.json")"
-  jq -c --arg version "$v" --argjson round "$2" --argjson gc "$(node "$GC_SUMMARY" "$TMP/portcullis.log" "$first_line" "$calls")" '
+  [[ "$calls" -gt 0 && "$errors" == 0 ]] || die "$t on Node $v: $calls calls answered, $errors failed: $(jq -c '.statusCodeDistribution' "$TMP/run.json")"
+  jq -c --arg target "$t" --arg version "$v" --argjson round "$3" --argjson gc "$(node "$GC_SUMMARY" "$TMP/server.log" "$first_line" "$calls")" '
     ([.details[] | .latency] | sort) as $l | def q(p): $l[((($l | length) * p) | ceil) - 1] / 1e6;
-    {version: $version, round: $round, rps: .rps, p50_ms: q(0.5), p99_ms: q(0.99), p999_ms: q(0.999)} + $gc' \
-    "$TMP/run.json" | tee -a "$TMP/runs.jsonl" | jq -r '"  Node \(.version): p99 \(.p99_ms * 100 | round / 100) ms, p99.9 \(.p999_ms * 100 | round / 100) ms, promoted \(.promotedBytesPerCall | round) B/call, \(.markCompacts) mark-compacts"' >&2
+    {target: $target, version: $version, round: $round, rps: .rps, p50_ms: q(0.5), p99_ms: q(0.99), p999_ms: q(0.999)} + $gc' \
+    "$TMP/run.json" | tee -a "$TMP/runs.jsonl" | jq -r '"  \(.target) on Node \(.version): p99 \(.p99_ms * 100 | round / 100) ms, p99.9 \(.p999_ms * 100 | round / 100) ms, promoted \(.promotedBytesPerCall | round) B/call, \(.markCompacts) mark-compacts"' >&2
 }
 
 for round in $(seq 1 "$RUNS"); do
   log "round $round of $RUNS"
-  for v in $VERSIONS; do measure "$v" "$round"; done
+  for v in $VERSIONS; do for t in $TARGETS; do measure "$t" "$v" "$round"; done; done
 done
 
 mkdir -p "$ROOT/bench/node-versions/results"
 REPORT="$ROOT/bench/node-versions/results/$(date -u +%Y%m%dT%H%M%SZ).md"
 {
-  echo "# Portcullis on several Node versions: \`npm run bench:node-versions\`"
+  echo "# Portcullis and a grpc-js no-op on several Node versions: \`npm run bench:node-versions\`"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
-  echo "Portcullis with \`${SHIPPED_FLAGS[*]} --trace-gc-nvp\`, $STORE store, on CPU 0 (with redis-server); ghz on CPU 1 at $RATE calls/s,"
+  echo "Targets $TARGETS, each with \`${SHIPPED_FLAGS[*]} --trace-gc-nvp\`, Portcullis with the $STORE store, on CPU 0 (with redis-server); ghz on CPU 1 at $RATE calls/s,"
   echo "1 descriptor, 50 calls in flight on one connection; $WARMUP warm-up, $DURATION measured; $RUNS rounds, versions alternated."
   echo "Medians over the rounds (the p99's range in brackets). \"Promoted\": bytes scavenges moved to the old generation, per call."
   echo
-  echo "| Node | p50 ms | p99 ms | p99.9 ms | promoted B/call | scavenges | median scavenge ms | mark-compacts | longest pause ms |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-  jq -r -s --arg order "$VERSIONS" '
+  echo "| target | Node | p50 ms | p99 ms | p99.9 ms | promoted B/call | scavenges | median scavenge ms | mark-compacts | longest pause ms |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  jq -r -s --arg versions "$VERSIONS" --arg targets "$TARGETS" '
     def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def r(d): (. * pow(10; d) | round) / pow(10; d) | tostring;
-    group_by(.version) | map({key: .[0].version, value: .}) | from_entries as $by
-    | $order | split(" ") | map(select(. != "")) | .[] | $by[.] as $runs
-    | "| \(.) | \($runs | map(.p50_ms) | median | r(2)) | \($runs | map(.p99_ms) | median | r(2)) (\($runs | map(.p99_ms) | min | r(2))–\($runs | map(.p99_ms) | max | r(2))) | \($runs | map(.p999_ms) | median | r(2)) | \($runs | map(.promotedBytesPerCall) | median | r(0)) | \($runs | map(.scavenges) | median | r(0)) | \($runs | map(.scavengeMedianPauseMs) | median | r(1)) | \($runs | map(.markCompacts) | median | r(0)) | \($runs | map(.maxPauseMs) | median | r(1)) |"' \
+    def words: split(" ") | map(select(. != ""));
+    group_by([.target, .version]) | map({key: "\(.[0].target) \(.[0].version)", value: .}) | from_entries as $by
+    | ($targets | words[]) as $t | ($versions | words[]) as $v | $by["\($t) \($v)"] as $runs
+    | "| \($t) | \($v) | \($runs | map(.p50_ms) | median | r(2)) | \($runs | map(.p99_ms) | median | r(2)) (\($runs | map(.p99_ms) | min | r(2))–\($runs | map(.p99_ms) | max | r(2))) | \($runs | map(.p999_ms) | median | r(2)) | \($runs | map(.promotedBytesPerCall) | median | r(0)) | \($runs | map(.scavenges) | median | r(0)) | \($runs | map(.scavengeMedianPauseMs) | median | r(1)) | \($runs | map(.markCompacts) | median | r(0)) | \($runs | map(.maxPauseMs) | median | r(1)) |"' \
     "$TMP/runs.jsonl"
 } | tee "$REPORT"
 log "report: $REPORT"
