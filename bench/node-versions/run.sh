@@ -18,7 +18,7 @@
 # .tools/node/<version>/ on first use. ghz: bench/ratelimit/install-peers.sh (Go module proxy).
 # Knobs: BENCH_NODE_VERSIONS ("22.23.5 24.14.1 24.15.0 24.22.3 26.12.1") BENCH_TARGETS ("portcullis noop")
 #        BENCH_RUNS (3) BENCH_RATE (5000) BENCH_DURATION (10s) BENCH_WARMUP (3s) BENCH_STORE (redis | memory)
-#        BENCH_SKIP_BUILD (1: dist/ as it is)
+#        BENCH_SKIP_BUILD (1: dist/ as it is) BENCH_NODE_FLAGS (more Node flags for every target, after the shipped ones)
 # Output: Markdown on stdout and in bench/node-versions/results/<time>.md. Exits non-zero when a version cannot be
 # installed, a target does not come up, or any call fails.
 set -euo pipefail
@@ -95,6 +95,8 @@ if [[ "$STORE" == redis ]]; then
   for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 read -r -a SHIPPED_FLAGS <<< "$(node --input-type=module -e "import { PORTCULLIS_NODE_FLAGS } from '$ROOT/dist/src/server/node-flags.js'; console.log(PORTCULLIS_NODE_FLAGS.join(' '))")"
+read -r -a EXTRA_FLAGS <<< "${BENCH_NODE_FLAGS:-}"
+SHIPPED_FLAGS+=("${EXTRA_FLAGS[@]}")
 
 ghz() { # duration, then more ghz flags
   local duration="$1"; shift
