@@ -5,8 +5,9 @@
 #   docker build -t portcullis .                      (the runtime stage is the default target)
 #   docker build --target samples -t portcullis-samples .
 #
-# Node 22: 20 is past its end of life, and 24 kept far more of each call in the old generation (p99 2.5-4x Node 20's
-# in the GC harness); 22 measured level with 20 (docs/benchmarks.md, 2026-12-06).
+# Node 22: 20 is past its end of life; 22 measured level with 20 (docs/benchmarks.md, 2026-12-06). Node 24.15 and later
+# keep every call until a mark-compact unless V8 runs with two flags, which Portcullis sets on itself there
+# (src/server/node-version.ts, docs/tuning.md "Node version"): measure before moving the image to 24.
 
 FROM node:22-bookworm-slim AS build
 WORKDIR /src

@@ -17,7 +17,6 @@ import { explain, keysNew, revoke, sharedRevocationList } from './authz-commands
 import { validate } from './validate.js';
 import { readTlsFilesSyncOr, tlsFileBytes, type TlsFileBytes } from '../server/grpc-tls-material.js';
 import { askForHandover, runSupervisor, serveSupervisor, type Handover } from '../server/supervisor.js';
-import { nodeVersionProblem } from '../server/node-version.js';
 import { resolveWorkers } from '../server/workers-config.js';
 import { systemClock } from '../shared/clock.js';
 import type { CacheStore } from '../store/cache-store.js';
@@ -50,7 +49,13 @@ const USAGE = `usage:
                                                   unreachable ext_proc routes; exit 1 on any finding
 `;
 
-export async function main(argv: readonly string[]): Promise<number> {
+/** What the entry point (bin/portcullis.js) set up before loading the CLI. */
+export interface Runtime {
+  /** V8 flags set on this process for its Node release (server/node-version.ts). */
+  readonly v8Flags: readonly string[];
+}
+
+export async function main(argv: readonly string[], runtime: Runtime = { v8Flags: [] }): Promise<number> {
   const [command, ...rest] = argv;
   // `portcullis --help` is how most people ask first: the usage they asked for, exit 0, as `portcullis help`.
   if (command === '--help' || command === '-h') {
@@ -79,7 +84,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return validate(values, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
   }
   if (command === 'check-envoy' && positionals[0] !== undefined) return checkEnvoyCommand(positionals[0], values, process.stdout, process.stderr);
-  if (command === 'serve' && values.config) return serve(values.config);
+  if (command === 'serve' && values.config) return serve(values.config, runtime);
   process.stderr.write(USAGE);
   return 2;
 }
@@ -125,7 +130,7 @@ function createCacheStore(config: PortcullisConfig, openRedis: OpenRedis | undef
   return new RedisCacheStore(openRedis('extproc cache'), config.extproc.cache.keyPrefix);
 }
 
-async function serve(configFile: string): Promise<number> {
+async function serve(configFile: string, runtime: Runtime): Promise<number> {
   // A replacement worker starts from the config its siblings run, not from files an edit may have broken since.
   const handover = cluster.isWorker ? await askForHandover() : undefined;
   const servingTls = handover?.tls === undefined ? undefined : tlsFileBytes(handover.tls);
@@ -141,8 +146,7 @@ async function serve(configFile: string): Promise<number> {
   const workers = resolveWorkers(config.server.workers);
   const logOutput = stdoutDestination();
   const logger = createLogger(config.log.level, logOutput);
-  const runtimeProblem = cluster.isPrimary ? nodeVersionProblem(process.version) : undefined;
-  if (runtimeProblem !== undefined) logger.warn({ node: process.version, problem: runtimeProblem }, 'this Node release serves Portcullis worse than Node 22');
+  if (cluster.isPrimary && runtime.v8Flags.length > 0) logger.info({ node: process.version, v8Flags: runtime.v8Flags }, 'V8 flags set for this Node release');
   try {
     if (cluster.isPrimary && workers > 1) {
       const processRegistry = new Registry();

@@ -1,19 +1,25 @@
-// Node releases measured to serve Portcullis worse than Node 22, the recommended one (docs/tuning.md, "Node version";
-// `npm run bench:node-versions` measures a release). A process on one of them says so once, at start-up.
+// From Node 24.15.0 on (and on 26) a Portcullis process kept every finished HTTP/2 call until a mark-compact, and the
+// fixed-rate p99 of ShouldRateLimit measured 3-5 times Node 22's. Two steps, each undone by one V8 flag
+// (docs/benchmarks.md, "Node versions", 2026-12-07 16:25): Node's Writable gives each stream a closure
+// (nodejs/node#62087), which with feedback vectors allocated lazily keeps the stream past scavenges (1.3 KB a call);
+// that survival makes V8 pretenure allocation sites of the call path, whose old-generation objects then keep the
+// whole call (4.4 KB). With both flags, as shipped, Portcullis promoted 51-93 B a call on 24.15-26 (35 on Node 22)
+// and ran no mark-compact, and on 24.22.3 its fixed-rate p99 went from 16.8 to 5.6 ms.
 //
-// 24.15.0 to 24.22.3 and 26.12.1 were measured: from 24.15.0 on, Node's HTTP/2 keeps every finished call until a
-// mark-compact, and the fixed-rate p99 of ShouldRateLimit was 3–5 times Node 22's (17–24 ms against 4.9–5.2 in two
-// runs). 25 lies between two measured releases with the problem. Later majors are not named: not measured. The step
-// comes with nodejs/node#62087 (a closure per stream in Node's Writable); no flag was found that brings Portcullis back.
+// bin/portcullis.js sets them (v8.setFlagsFromString) before the CLI and its dependencies load, and only on the
+// releases that need them: on Node 22 they were level at one descriptor and cost 13-15 % of saturation throughput at
+// three. Set that way they measured as on the command line (64-72 B a call against 64-66); set once the modules had
+// loaded, one round in three kept 637-1,031 B. 25 lies between two measured releases with the problem; later majors
+// are not named: not measured (`npm run bench:node-versions` measures one).
 
-/** Why `version` (process.version) is a release to move off, or undefined. */
-export function nodeVersionProblem(version: string): string | undefined {
+/** The V8 flags that bring Node 24.15+ back to Node 22's figures. */
+export const NODE_24_V8_FLAGS: readonly string[] = Object.freeze(['--no-lazy-feedback-allocation', '--no-allocation-site-pretenuring']);
+
+/** The V8 flags Portcullis sets on itself on `version` (process.version). */
+export function v8FlagsFor(version: string): readonly string[] {
   const match = /^v?(\d+)\.(\d+)\.\d+/.exec(version);
-  if (match === null) return undefined;
+  if (match === null) return [];
   const major = Number(match[1]);
   const minor = Number(match[2]);
-  if ((major === 24 && minor >= 15) || major === 25 || major === 26) {
-    return `on Node ${version}, Node's HTTP/2 keeps every finished call until a full GC (from 24.15.0 on): the fixed-rate p99 measured 3-5 times Node 22's; run Portcullis on Node 22 (docs/tuning.md, "Node version")`;
-  }
-  return undefined;
+  return (major === 24 && minor >= 15) || major === 25 || major === 26 ? NODE_24_V8_FLAGS : [];
 }

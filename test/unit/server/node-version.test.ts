@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nodeVersionProblem } from '../../../src/server/node-version.js';
+import { NODE_24_V8_FLAGS, v8FlagsFor } from '../../../src/server/node-version.js';
 
-describe('nodeVersionProblem', () => {
-  const table: [string, boolean][] = [
+describe('v8FlagsFor', () => {
+  const table: [version: string, needsFlags: boolean][] = [
     ['v20.20.2', false],
     ['v22.23.5', false],
     ['v24.0.0', false],
@@ -16,11 +16,13 @@ describe('nodeVersionProblem', () => {
     ['24.15.0', true],
     ['not a version', false],
   ];
-  for (const [version, problem] of table) {
-    it(`${version}: ${problem ? 'named' : 'not named'}`, () => {
-      const found = nodeVersionProblem(version);
-      assert.equal(found !== undefined, problem);
-      if (found !== undefined) assert.match(found, new RegExp(`Node ${version.replace(/\./g, '\\.')}.*Node 22`));
+  for (const [version, needsFlags] of table) {
+    it(`${version}: ${needsFlags ? NODE_24_V8_FLAGS.join(' ') : 'none'}`, () => {
+      assert.deepEqual(v8FlagsFor(version), needsFlags ? NODE_24_V8_FLAGS : []);
     });
   }
+
+  it('the flags are the two measured ones', () => {
+    assert.deepEqual(NODE_24_V8_FLAGS, ['--no-lazy-feedback-allocation', '--no-allocation-site-pretenuring']);
+  });
 });
