@@ -1,5 +1,5 @@
-#!/usr/bin/env -S node --single-threaded-gc
-// (The flag: src/server/node-flags.ts. `node bin/portcullis.js` skips this line: pass it there yourself.)
+#!/usr/bin/env -S node --single-threaded-gc --no-maglev
+// (The flags: src/server/node-flags.ts. `node bin/portcullis.js` skips this line: pass them there yourself.)
 // Runs the compiled CLI (npm run build first).
 import v8 from 'node:v8';
 import { v8FlagsFor } from '../dist/src/server/node-version.js';

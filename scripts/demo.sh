@@ -122,8 +122,8 @@ REDIS_URL=$redis_url CONFIG_IN=envoy/portcullis.yaml CONFIG_OUT=$work/portcullis
   resolve(["authz", "api_keys", "file"]);
   writeFileSync(process.env.CONFIG_OUT, doc.toString());
 '
-# --single-threaded-gc: src/server/node-flags.ts.
-start portcullis node --single-threaded-gc bin/portcullis.js serve --config "$work/portcullis.yaml"
+# --single-threaded-gc --no-maglev: src/server/node-flags.ts.
+start portcullis node --single-threaded-gc --no-maglev bin/portcullis.js serve --config "$work/portcullis.yaml"
 wait_until "Portcullis to listen" grep -q '"msg":"portcullis listening"' "$work/portcullis.log"
 wait_until "Portcullis /readyz" curl -fsS -o /dev/null "http://127.0.0.1:$portcullis_admin/readyz"
 

@@ -12,7 +12,7 @@
 # scenario: p50/p99 where users live, not at saturation (goal: Portcullis' p99 under 2x the no-op's).
 # Knobs: BENCH_DURATION (5s) BENCH_WARMUP (1s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #   BENCH_ONLY (all): space-separated scenario names to run, e.g. BENCH_ONLY="apikey jwt-rs256-uncached"
-#   BENCH_SHIPPED_NODE_FLAGS (--single-threaded-gc, src/server/node-flags.ts): given to Portcullis and the no-op
+#   BENCH_SHIPPED_NODE_FLAGS (--single-threaded-gc --no-maglev, src/server/node-flags.ts): given to Portcullis and the no-op
 #   alike; empty for a run without them
 # Output: Markdown tables on stdout (medians over runs; ratio = portcullis / noop checks per second).
 set -euo pipefail
@@ -37,7 +37,7 @@ for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do timeout 120 node dist
 # A whole Check in process (request decode, handler, answer encode): what Portcullis adds to each call.
 for args in "cached apikey" "cached jwt-RS256" "uncached jwt-RS256" "uncached jwt-ES256"; do timeout 120 node dist/bench/authz/check-loop.js "$TMP" $args; done > "$TMP/check-loop.txt"
 declare -A PID_OF
-read -r -a FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc}"
+read -r -a FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc --no-maglev}"
 node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
 node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3

@@ -25,7 +25,7 @@
 #        BENCH_PIN (1 = pin servers+redis to BENCH_SERVER_CPUS, ghz to BENCH_CLIENT_CPUS; 0 = no pinning)
 #        BENCH_SERVER_CPUS (0) BENCH_CLIENT_CPUS (1)
 #        BENCH_RATELIMIT_STATS (null | prometheus | logging; default null, see below)
-#        BENCH_SHIPPED_NODE_FLAGS (the flags Portcullis ships with, src/server/node-flags.ts: --single-threaded-gc;
+#        BENCH_SHIPPED_NODE_FLAGS (the flags Portcullis ships with, src/server/node-flags.ts: --single-threaded-gc --no-maglev;
 #                   given to every Node server here, the no-op too, so it stays the ceiling of the same runtime;
 #                   set it empty for a run without them)
 #        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
@@ -276,7 +276,7 @@ write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
   } > "$1"
 }
 
-read -r -a SHIPPED_FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc}"
+read -r -a SHIPPED_FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc --no-maglev}"
 read -r -a NODE_FLAGS <<< "${SHIPPED_FLAGS[*]} ${BENCH_NODE_OPTIONS:-}"
 read -r -a BASE_NODE_FLAGS <<< "${SHIPPED_FLAGS[*]} ${BENCH_BASE_NODE_OPTIONS-${BENCH_NODE_OPTIONS:-}}"
 # ---- start everything -------------------------------------------------------------------------

@@ -203,7 +203,7 @@ async function serveProcess(config: PortcullisConfig, handover: Handover | undef
   }
   const { grpcAddress, adminAddress, httpAddress } = addresses;
   if (worker) serveSupervisor(app, registry, { grpcAddress, httpAddress }, logger);
-  // nodeFlags: whether it runs with the shipped --single-threaded-gc (src/server/node-flags.ts) shows in the log.
+  // nodeFlags: whether it runs with the shipped flags (src/server/node-flags.ts) shows in the log.
   else logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', nodeFlags: process.execArgv }, 'portcullis listening');
 
   return new Promise<number>((resolve) => {

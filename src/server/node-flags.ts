@@ -12,4 +12,11 @@
 //
 // V8 refuses this flag in NODE_OPTIONS, and setting it once running (v8.setFlagsFromString) crashes the next
 // mark-compact: it has to be on node's command line.
-export const PORTCULLIS_NODE_FLAGS: readonly string[] = Object.freeze(['--single-threaded-gc']);
+//
+// --no-maglev: V8's mid-tier compiler off; hot code still reaches TurboFan. On Node 26 (docs/benchmarks.md, "Node
+// versions", 2026-12-07 18:30) Portcullis with Maglev promoted 85-103 B a call and ran a 38-78 ms mark-compact in
+// most 10 s windows at 5,000 calls/s; without it 15-16 B, no mark-compact, p99 6-7 ms against 11-13. On 24.22.3,
+// 25-27 B against 37-55 and half the scavenge pause. On Node 22 level in everything measured (promotion, p99,
+// saturation, CPU per gateway request). It too has to be on the command line: set by v8.setFlagsFromString at
+// start-up, Node 26 still promoted 50 B a call and its p99 got worse.
+export const PORTCULLIS_NODE_FLAGS: readonly string[] = Object.freeze(['--single-threaded-gc', '--no-maglev']);
