@@ -6,8 +6,9 @@
 #   docker build --target samples -t portcullis-samples .
 #
 # Node 22: 20 is past its end of life; 22 measured level with 20 (docs/benchmarks.md, 2026-12-06). On Node 24.22.3
-# Portcullis spent 5-10 % more CPU per gateway request than on 22 (2026-12-07 18:30), so the image stays on 22 until
-# that is measured away; Node 24.15+ and 26 also need V8 flags (src/server/node-version.ts, docs/tuning.md).
+# Portcullis spent 5-10 % more CPU per gateway request than on 22 (2026-12-07 18:30, before --no-maglev), so the
+# image stays on 22 until that is measured away; Node 24.15+ and 26 also need V8 flags (src/server/node-version.ts,
+# docs/tuning.md).
 
 FROM node:22-bookworm-slim AS build
 WORKDIR /src

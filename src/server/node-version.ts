@@ -3,8 +3,9 @@
 // (docs/benchmarks.md, "Node versions", 2026-12-07 16:25): Node's Writable gives each stream a closure
 // (nodejs/node#62087), which with feedback vectors allocated lazily keeps the stream past scavenges (1.3 KB a call);
 // that survival makes V8 pretenure allocation sites of the call path, whose old-generation objects then keep the
-// whole call (4.4 KB). With both flags, as shipped, Portcullis promoted 51-93 B a call on 24.15-26 (35 on Node 22)
-// and ran no mark-compact, and on 24.22.3 its fixed-rate p99 went from 16.8 to 5.6 ms.
+// whole call (4.4 KB). With both flags Portcullis promoted 51-93 B a call on 24.15-26 (35 on Node 22), and on 24.22.3
+// its fixed-rate p99 went from 16.8 to 5.6 ms. What was left on 24 and 26, `--no-maglev` on the command line takes
+// away (node-flags.ts): 14-24 B a call as shipped.
 //
 // bin/portcullis.js sets them (v8.setFlagsFromString) before the CLI and its dependencies load, and only on the
 // releases that need them: on Node 22 they were level at one descriptor and cost 13-15 % of saturation throughput at
