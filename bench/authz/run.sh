@@ -13,7 +13,7 @@
 # Knobs: BENCH_DURATION (5s) BENCH_WARMUP (1s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #   BENCH_ONLY (all): space-separated scenario names to run, e.g. BENCH_ONLY="apikey jwt-rs256-uncached"
 #   BENCH_SHIPPED_NODE_FLAGS (--single-threaded-gc --no-maglev, src/server/node-flags.ts): given to Portcullis and the no-op
-#   alike; empty for a run without them
+#   alike; empty for a run without them. The no-op also gets the V8 flags Portcullis sets on itself on this Node release.
 # Output: Markdown tables on stdout (medians over runs; ratio = portcullis / noop checks per second).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,11 +38,14 @@ for args in "RS256 50" "RS256 1" "ES256 50" "EdDSA 50"; do timeout 120 node dist
 for args in "cached apikey" "cached jwt-RS256" "uncached jwt-RS256" "uncached jwt-ES256"; do timeout 120 node dist/bench/authz/check-loop.js "$TMP" $args; done > "$TMP/check-loop.txt"
 declare -A PID_OF
 read -r -a FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc --no-maglev}"
+# The V8 flags Portcullis sets on itself on this Node release (src/server/node-version.ts), for the no-op too (see
+# bench/ratelimit/run.sh).
+read -r -a RELEASE_FLAGS <<< "$(node --input-type=module -e "import { v8FlagsFor } from '$ROOT/dist/src/server/node-version.js'; console.log(v8FlagsFor(process.version).join(' '))")"
 node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
 node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3
 # The no-op answers with the bytes the cached Portcullis gives for each route (see servers.ts), fetched once.
-node "${FLAGS[@]}" dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
+node "${FLAGS[@]}" "${RELEASE_FLAGS[@]}" dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
 sleep 1
 GHZ_ARGS=(--insecure --protoset dist/proto/envoy.binpb --call envoy.service.auth.v3.Authorization/Check
   --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --duration-stop ignore)
@@ -110,7 +113,7 @@ echo
 echo "### Fixed rate: half of Portcullis' peak, both servers at that rate"
 cat "$FIXED_TABLE"
 echo
-echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs); servers started with node flags: ${FLAGS[*]:-(none)}"
+echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs); servers started with node flags: ${FLAGS[*]:-(none)}, V8 flags for this release: ${RELEASE_FLAGS[*]:-(none)}"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
 echo
 echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"

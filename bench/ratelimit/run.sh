@@ -27,7 +27,8 @@
 #        BENCH_RATELIMIT_STATS (null | prometheus | logging; default null, see below)
 #        BENCH_SHIPPED_NODE_FLAGS (the flags Portcullis ships with, src/server/node-flags.ts: --single-threaded-gc --no-maglev;
 #                   given to every Node server here, the no-op too, so it stays the ceiling of the same runtime;
-#                   set it empty for a run without them)
+#                   set it empty for a run without them; the no-op also gets the V8 flags Portcullis sets on
+#                   itself on this Node release, src/server/node-version.ts)
 #        BENCH_NODE_OPTIONS (extra node flags for the Portcullis targets, e.g. --max-semi-space-size=32)
 #        BENCH_BASE_NODE_OPTIONS (for portcullis-redis-base only; default BENCH_NODE_OPTIONS)
 #        BENCH_SKIP_BUILD (1 = use dist/ as is) BENCH_KEEP_TMP (1 = keep logs and configs)
@@ -277,6 +278,9 @@ write_portcullis_config() { # file grpc-port admin-port with-redis [workers]
 }
 
 read -r -a SHIPPED_FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc --no-maglev}"
+# The V8 flags Portcullis sets on itself on this Node release (src/server/node-version.ts), given to the no-op too:
+# without them a grpc-js server on Node 24.15+ or 26 keeps its calls until a mark-compact and is no longer the ceiling.
+read -r -a RELEASE_FLAGS <<< "$(node --input-type=module -e "import { v8FlagsFor } from '$ROOT/dist/src/server/node-version.js'; console.log(v8FlagsFor(process.version).join(' '))")"
 read -r -a NODE_FLAGS <<< "${SHIPPED_FLAGS[*]} ${BENCH_NODE_OPTIONS:-}"
 read -r -a BASE_NODE_FLAGS <<< "${SHIPPED_FLAGS[*]} ${BENCH_BASE_NODE_OPTIONS-${BENCH_NODE_OPTIONS:-}}"
 # ---- start everything -------------------------------------------------------------------------
@@ -296,7 +300,7 @@ fi
 for t in "${TARGET_LIST[@]}"; do
   case "$t" in
     noop)
-      start noop "$TMP/noop.log" "${SERVER_PIN[@]}" node "${SHIPPED_FLAGS[@]}" "$NOOP_JS" "${PORT[noop]}" ;;
+      start noop "$TMP/noop.log" "${SERVER_PIN[@]}" node "${SHIPPED_FLAGS[@]}" "${RELEASE_FLAGS[@]}" "$NOOP_JS" "${PORT[noop]}" ;;
     envoy-ratelimit)
       rl_env=(USE_STATSD=false LOG_LEVEL=warn REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$REDIS_PORT"
         RUNTIME_ROOT="$TMP/runtime" RUNTIME_SUBDIRECTORY=ratelimit RUNTIME_WATCH_ROOT=false
@@ -541,7 +545,7 @@ ghz_cmd="${ghz_cmd//$ROOT\//}"
   echo
   echo "- CPUs: $NPROC × $cpu_model; memory $mem_total; kernel $(uname -r)"
   echo "- load average at start: $LOAD_START (1/5/15 min)"
-  echo "- Node flags: every Node server ${SHIPPED_FLAGS[*]:-(none)}; the Portcullis targets ${NODE_FLAGS[*]:-(none)}; portcullis-redis-base: ${BASE_NODE_FLAGS[*]:-(none)}"
+  echo "- Node flags: every Node server ${SHIPPED_FLAGS[*]:-(none)}; the Portcullis targets ${NODE_FLAGS[*]:-(none)}; portcullis-redis-base: ${BASE_NODE_FLAGS[*]:-(none)}; V8 flags for this release (Portcullis sets them on itself, the no-op gets them on its command line): ${RELEASE_FLAGS[*]:-(none)}"
   echo "- node $(node -v), $go_version, redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   echo "- ghz $(cat "$BIN/ghz.version"); envoyproxy/ratelimit $(cat "$BIN/envoy-ratelimit.version") (stats: $RL_STATS sink)"
   echo "- Portcullis: $pc_rev; @grpc/grpc-js $(node -p 'require("./node_modules/@grpc/grpc-js/package.json").version')"

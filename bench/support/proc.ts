@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { PORTCULLIS_NODE_FLAGS } from '../../src/server/node-flags.js';
+import { v8FlagsFor } from '../../src/server/node-version.js';
 
 /** Linux clock ticks are 10 ms (CLK_TCK 100) on every machine these benchmarks run on. */
 export const TICK_US = 10_000;
@@ -48,9 +49,13 @@ export function processTree(pid: number | undefined): number[] {
 
 /**
  * The Node flags for every Node server a benchmark starts, Portcullis and the no-op baselines alike (so a baseline
- * stays the ceiling of the same runtime): the ones Portcullis ships with, or BENCH_SHIPPED_NODE_FLAGS (empty: none).
+ * stays the ceiling of the same runtime): the ones Portcullis ships with, or BENCH_SHIPPED_NODE_FLAGS (empty: none),
+ * then the V8 flags Portcullis sets on itself on this Node release (src/server/node-version.ts). Without those a
+ * grpc-js no-op on Node 24.15+ or 26 keeps its calls until a mark-compact, and Portcullis looks better than the
+ * transport's ceiling (docs/benchmarks.md, "Node 26 against 22"). Portcullis gets them twice, which changes nothing.
  */
 export function benchNodeFlags(): readonly string[] {
   const given = process.env['BENCH_SHIPPED_NODE_FLAGS'];
-  return given === undefined ? PORTCULLIS_NODE_FLAGS : given.split(/\s+/).filter((flag) => flag !== '');
+  const shipped = given === undefined ? PORTCULLIS_NODE_FLAGS : given.split(/\s+/).filter((flag) => flag !== '');
+  return [...shipped, ...v8FlagsFor(process.version)];
 }
