@@ -68,8 +68,8 @@ describe('docker-compose and observability files', () => {
 
   it('builds Portcullis in stages: build, slim non-root runtime with a /readyz HEALTHCHECK, samples', () => {
     const dockerfile = read('Dockerfile');
-    assert.match(dockerfile, /^FROM node:22-bookworm-slim AS build$/m);
-    assert.match(dockerfile, /^FROM node:22-bookworm-slim AS runtime$/m);
+    assert.match(dockerfile, /^FROM node:26-bookworm-slim AS build$/m);
+    assert.match(dockerfile, /^FROM node:26-bookworm-slim AS runtime$/m);
     assert.match(dockerfile, /^FROM runtime AS samples$/m);
     const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'), dockerfile.indexOf('AS samples'));
     assert.match(runtime, /^USER node$/m);
