@@ -12,6 +12,9 @@
 # scenario: p50/p99 where users live, not at saturation (goal: Portcullis' p99 under 2x the no-op's).
 # Knobs: BENCH_DURATION (5s) BENCH_WARMUP (1s) BENCH_RUNS (3) BENCH_CONCURRENCY (50)
 #   BENCH_ONLY (all): space-separated scenario names to run, e.g. BENCH_ONLY="apikey jwt-rs256-uncached"
+#   BENCH_PIN (0): 1 = every server and its thread pool on CPU 0, ghz on CPU 1 (--cpus 1), as bench/ratelimit pins.
+#   Unpinned by default, as every ratio in docs/benchmarks.md was measured; pinned, the no-op's p99 no longer follows
+#   ghz' CPU use, but #5's ratios did not come out steadier (docs/benchmarks.md, "pinned against unpinned").
 #   BENCH_SHIPPED_NODE_FLAGS (--single-threaded-gc --no-maglev, src/server/node-flags.ts): given to Portcullis and the no-op
 #   alike; empty for a run without them. The no-op also gets the V8 flags Portcullis sets on itself on this Node release.
 # Output: Markdown tables on stdout (medians over runs; ratio = portcullis / noop checks per second).
@@ -23,12 +26,20 @@ GHZ="$ROOT/.tools/bin/ghz"
 [[ -x "$GHZ" ]] || { echo "bench: $GHZ missing (bench/ratelimit/install-peers.sh installs it)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "bench: jq missing" >&2; exit 1; }
 [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]] || npm run --silent build
+if [[ "${BENCH_PIN:-0}" == 1 ]]; then
+  [[ "$(nproc)" -ge 2 ]] || { echo "bench: BENCH_PIN=1 needs 2 CPUs" >&2; exit 1; }
+  SERVER_PIN=(taskset -c 0) CLIENT_PIN=(taskset -c 1) GHZ_CPUS=1
+  PIN_TEXT="pinned: servers on CPU 0, ghz on CPU 1 (--cpus 1)"
+else
+  SERVER_PIN=() CLIENT_PIN=() GHZ_CPUS="$(nproc)"
+  PIN_TEXT="not pinned: servers and ghz share all $(nproc) CPUs"
+fi
 TMP="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 NOOP_PORT=19300 CACHED_PORT=19301 UNCACHED_PORT=19302 INTRO_PORT=19303
-node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
+"${SERVER_PIN[@]}" node dist/bench/authz/servers.js introspection "$INTRO_PORT" > "$TMP/intro.log" & PIDS+=($!)
 # Bounded: one run hung at start-up (no CPU, waiting on a futex) and would have held the bench forever.
 CACHED_PORT=$CACHED_PORT UNCACHED_PORT=$UNCACHED_PORT timeout 120 node dist/bench/authz/prepare.js "$TMP" "http://127.0.0.1:$INTRO_PORT/introspect" ||
   { echo "bench: prepare.js failed or took over 120 s" >&2; exit 1; }
@@ -41,14 +52,14 @@ read -r -a FLAGS <<< "${BENCH_SHIPPED_NODE_FLAGS---single-threaded-gc --no-magle
 # The V8 flags Portcullis sets on itself on this Node release (src/server/node-version.ts), for the no-op too (see
 # bench/ratelimit/run.sh).
 read -r -a RELEASE_FLAGS <<< "$(node --input-type=module -e "import { v8FlagsFor } from '$ROOT/dist/src/server/node-version.js'; console.log(v8FlagsFor(process.version).join(' '))")"
-node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
-node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
+"${SERVER_PIN[@]}" node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/cached.yaml" > "$TMP/cached.log" 2>&1 & PIDS+=($!); PID_OF[$CACHED_PORT]=$!
+"${SERVER_PIN[@]}" node "${FLAGS[@]}" bin/portcullis.js serve --config "$TMP/uncached.yaml" > "$TMP/uncached.log" 2>&1 & PIDS+=($!); PID_OF[$UNCACHED_PORT]=$!
 sleep 3
 # The no-op answers with the bytes the cached Portcullis gives for each route (see servers.ts), fetched once.
-node "${FLAGS[@]}" "${RELEASE_FLAGS[@]}" dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
+"${SERVER_PIN[@]}" node "${FLAGS[@]}" "${RELEASE_FLAGS[@]}" dist/bench/authz/servers.js noop "$NOOP_PORT" "127.0.0.1:$CACHED_PORT" > "$TMP/noop.log" & PIDS+=($!); PID_OF[$NOOP_PORT]=$!
 sleep 1
 GHZ_ARGS=(--insecure --protoset dist/proto/envoy.binpb --call envoy.service.auth.v3.Authorization/Check
-  --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --duration-stop ignore)
+  --disable-template-functions --disable-template-data --concurrency "$CONCURRENCY" --connections 1 --cpus "$GHZ_CPUS" --duration-stop ignore)
 # scenario data-file portcullis-port
 SCENARIOS=("apikey apikey $CACHED_PORT" "jwt-rs256-cached jwt-RS256 $CACHED_PORT" "jwt-rs256-uncached jwt-RS256 $UNCACHED_PORT"
   "jwt-es256-uncached jwt-ES256 $UNCACHED_PORT" "jwt-eddsa-uncached jwt-EdDSA $UNCACHED_PORT" "introspection-cached introspection $CACHED_PORT")
@@ -63,9 +74,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 load() {
   local name="$1" target="$2" label="$3" addr="$4" data="$5"; shift 5
   local out="$TMP/$name-$target-$label" pid="${PID_OF[${addr##*:}]}"
-  "$GHZ" "${GHZ_ARGS[@]}" --data-file "$TMP/$data.json" --duration "$WARMUP" --format json --output /dev/null "$addr" 2>/dev/null
+  "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" --data-file "$TMP/$data.json" --duration "$WARMUP" --format json --output /dev/null "$addr" 2>/dev/null
   local before; before="$(cpu_ticks "$pid")"
-  "$GHZ" "${GHZ_ARGS[@]}" "$@" --data-file "$TMP/$data.json" --duration "$DURATION" --format json --output "$out.json" "$addr" 2>"$TMP/ghz.err" || { cat "$TMP/ghz.err" >&2; exit 1; }
+  "${CLIENT_PIN[@]}" "$GHZ" "${GHZ_ARGS[@]}" "$@" --data-file "$TMP/$data.json" --duration "$DURATION" --format json --output "$out.json" "$addr" 2>"$TMP/ghz.err" || { cat "$TMP/ghz.err" >&2; exit 1; }
   local ok count; ok="$(jq '.statusCodeDistribution.OK // 0' "$out.json")"; count="$(jq '.count' "$out.json")"
   echo "$(( ($(cpu_ticks "$pid") - before) * TICK_US / count ))" > "$out.cpu"
   [[ "$ok" == "$count" ]] || { echo "bench: $name/$target answered errors: $(jq -c '.statusCodeDistribution' "$out.json")" >&2; exit 1; }
@@ -113,7 +124,7 @@ echo
 echo "### Fixed rate: half of Portcullis' peak, both servers at that rate"
 cat "$FIXED_TABLE"
 echo
-echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs); servers started with node flags: ${FLAGS[*]:-(none)}, V8 flags for this release: ${RELEASE_FLAGS[*]:-(none)}"
+echo "raw RS256 crypto.verify: $VERIFY_US µs per call; through WebCrypto (jose's jwtVerify path, not used since d56535a): $(cat "$TMP/webcrypto-verify-us.txt") µs CPU per call (Node $(node --version), $(nproc) CPUs); $PIN_TEXT; servers started with node flags: ${FLAGS[*]:-(none)}, V8 flags for this release: ${RELEASE_FLAGS[*]:-(none)}"
 for note in "${UNCACHED_NOTES[@]}"; do echo "- $note"; done
 echo
 echo "The JWT evaluator alone, cache off (bench/authz/verify-loop.ts):"
