@@ -32,6 +32,7 @@ describe('ExpiringLru', () => {
     assert.deepEqual(['a', 'b', 'c'].map((k) => lru.get(k, 0)), [undefined, 'B', 'C']);
     lru.set('b', 'B2', 10_000);
     assert.equal(lru.get('b', 0), 'B2');
+    assert.equal(lru.get('c', 0), 'C', 'replacing a key evicts nothing');
     assert.equal(lru.size, 2);
   });
 
