@@ -1,11 +1,15 @@
 // Helpers for bench/authz/run.sh.
-//   node dist/bench/authz/servers.js noop PORT [LIKE_ADDR] a no-op Authorization/Check server (grpc-js, decode + a fixed
-//                                                         answer: Portcullis' own for that route with LIKE_ADDR, else OK)
+//   node dist/bench/authz/servers.js noop PORT [LIKE_ADDR] [verify]
+//                                                         a no-op Authorization/Check server (grpc-js, decode + a fixed
+//                                                         answer: Portcullis' own for that route with LIKE_ADDR, else OK);
+//                                                         with `verify`, one raw RS256 verify per call before it answers:
+//                                                         #5's bound, 1/(no-op call + verify), as a server that runs it
 //   node dist/bench/authz/servers.js introspection PORT   an RFC 7662 endpoint answering active for every token
 //   node dist/bench/authz/servers.js allows ADDR DATA_FILE exits 0 only if ADDR allows the data file's first request:
 //                                                         ghz counts a denial as an OK call, so a server that
 //                                                         denies everything (a broken config) would look fast
 
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationServiceDefinition } from '../../src/server/protos.js';
@@ -19,6 +23,11 @@ if (kind === 'noop') {
   // first segment (/key, /jwt, /opaque): both servers then send the same bytes, and the load generator, which shares
   // the machine, spends the same CPU decoding them. Requests are still decoded as Portcullis decodes them.
   const like = process.argv[4];
+  // The verify prepare.ts times for the bound: 400 bytes, a 2048-bit key.
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const signed = Buffer.from('x'.repeat(400));
+  const signature = sign('sha256', signed, rsa.privateKey);
+  const verifyEach = process.argv[5] === 'verify';
   const check = authorizationServiceDefinition()['Check']!;
   const client = like === undefined ? undefined : new grpc.Client(like, grpc.credentials.createInsecure());
   const replies = new Map<string, Buffer>();
@@ -44,6 +53,7 @@ if (kind === 'noop') {
     },
   }, {
     Check(call: grpc.ServerUnaryCall<Request, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      if (verifyEach && !verify('sha256', signed, rsa.publicKey, signature)) return callback(new Error('the bench signature does not verify'));
       if (client === undefined) return callback(null, minimal);
       const segment = (call.request.decoded.attributes?.request?.http?.path ?? '').split('/')[1] ?? '';
       const reply = replies.get(segment);
@@ -55,7 +65,7 @@ if (kind === 'noop') {
     if (error) throw error;
     // The transport Portcullis runs (src/server/grpc-server.ts), so the ceiling is the same stack.
     startStreamTableRefresher(server);
-    process.stdout.write(`noop listening 127.0.0.1:${bound}${like ? `, answering like ${like}` : ''}\n`);
+    process.stdout.write(`noop listening 127.0.0.1:${bound}${like ? `, answering like ${like}` : ''}${verifyEach ? ', one RS256 verify per call' : ''}\n`);
   });
 } else if (kind === 'introspection') {
   createServer((req, res) => {
@@ -79,6 +89,6 @@ if (kind === 'noop') {
     process.exit(0);
   });
 } else {
-  process.stderr.write('usage: servers.js noop PORT [LIKE_ADDR] | introspection PORT | allows ADDR DATA_FILE\n');
+  process.stderr.write('usage: servers.js noop PORT [LIKE_ADDR] [verify] | introspection PORT | allows ADDR DATA_FILE\n');
   process.exit(2);
 }

@@ -465,6 +465,21 @@ describe('decodeJws: the tokens jose decodes, decoded alike', () => {
       assert.deepEqual('reason' in ours ? undefined : { header: ours.header, payload: ours.payload }, joseDecodes(token), token);
     }
   });
+
+  it('a header seen before is the same frozen header, before and after 200 others pushed it out', () => {
+    const decoded = (h: string): Record<string, unknown> => {
+      const ours = decodeJws(`${h}.${claims}.c2ln`);
+      assert.ok(!('reason' in ours));
+      return ours.header as Record<string, unknown>;
+    };
+    const first = decoded(header);
+    assert.ok(Object.isFrozen(first));
+    assert.equal(decoded(header), first);
+    for (let i = 0; i < 200; i++) assert.deepEqual(decoded(b64({ alg: 'RS256', kid: `k${i}` })), { alg: 'RS256', kid: `k${i}` });
+    assert.deepEqual(decoded(header), { alg: 'RS256', kid: 'rs' });
+    // A refused header is never kept: refused again, as often as it comes.
+    for (let i = 0; i < 2; i++) assert.equal((decodeJws(`${part('{"alg":"RS256","alg":"ES256"}')}.${claims}.c2ln`) as { reason: string }).reason, 'jwt_malformed');
+  });
 });
 
 describe('shown: token values in refusal details', () => {
