@@ -174,8 +174,8 @@ function jsonObjectPart(encoded: string): Record<string, unknown> | string {
  * Protected headers decoded before, by their encoded text. An issuer signs every token with a handful of headers
  * (alg, kid, typ), so an uncached token's header is almost always one seen before: decoding it again cost ≈ 2.5 µs of
  * the ≈ 45 the token costs in process. Only headers that decode are kept (a refusal is decoded again), and at most
- * MAX_HEADERS: past that the oldest goes, so a flood of distinct headers costs a bounded map. Frozen: every token with
- * that header shares the object.
+ * MAX_HEADERS, each under the token size limit: past that the oldest goes, so a flood of distinct headers costs a
+ * bounded map. Frozen: every token with that header shares the object.
  */
 const headersByText = new Map<string, Readonly<Record<string, unknown>>>();
 const MAX_HEADERS = 64;
