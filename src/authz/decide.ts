@@ -93,37 +93,42 @@ function grantFor(settings: AuthzSettings, policy: string, identity: Identity, q
   return grant;
 }
 
+/** A value an upstream can be handed, as a header or as dynamic metadata. */
+const forwardable = (value: string | undefined): value is string => value !== undefined && value !== '' && isHeaderSafe(value);
+const isSet = (headers: readonly (readonly [string, string])[], name: string): boolean => headers.some((header) => header[0] === name);
+const removeOnce = (headersToRemove: string[], name: string): void => {
+  if (!headersToRemove.includes(name)) headersToRemove.push(name);
+};
+
+// Written out field by field, not as a list of pairs: a one-off identity (an uncached token) builds a Grant on every
+// request, and the lists, pairs and iterators were the largest allocation of an uncached Check (2.4 of ≈ 34 KB).
 function buildGrant(settings: AuthzSettings, policy: string, identity: Identity, queryParam: string | undefined, lookalikes: readonly string[], shared = false): Grant {
   const h = settings.identityHeaders;
-  const candidates: [string, string | undefined][] = [
-    [h.userId, identity.subject],
-    [h.authMethod, identity.method],
-    [h.apiKeyId, identity.apiKeyId],
-    [h.tier, identity.tier],
-    [h.scopes, identity.scopes.length > 0 ? identity.scopes.join(' ') : undefined],
-  ];
+  const scopes = identity.scopes.length > 0 ? identity.scopes.join(' ') : undefined;
   const headers: [string, string][] = [];
   const headersToRemove: string[] = [];
-  for (const [name, value] of candidates) {
-    // Set (overwriting every client copy) or removed, never both: Envoy applies removals after sets.
-    if (value !== undefined && value !== '' && isHeaderSafe(value)) headers.push([name, value]);
-    else if (!headersToRemove.includes(name)) headersToRemove.push(name);
-  }
+  // Set (overwriting every client copy) or removed, never both: Envoy applies removals after sets.
+  const setOrRemove = (name: string, value: string | undefined): void => {
+    if (forwardable(value)) headers.push([name, value]);
+    else removeOnce(headersToRemove, name);
+  };
+  setOrRemove(h.userId, identity.subject);
+  setOrRemove(h.authMethod, identity.method);
+  setOrRemove(h.apiKeyId, identity.apiKeyId);
+  setOrRemove(h.tier, identity.tier);
+  setOrRemove(h.scopes, scopes);
   // The API key never travels upstream.
   const keyHeader = settings.apiKeys?.header;
-  if (keyHeader !== undefined && !headersToRemove.includes(keyHeader) && !headers.some(([n]) => n === keyHeader)) headersToRemove.push(keyHeader);
+  if (keyHeader !== undefined && !isSet(headers, keyHeader)) removeOnce(headersToRemove, keyHeader);
   // Other names of those headers to an upstream that reads `_` as `-`: the client's copies go too (Envoy matches
   // removals by exact name, and lookalikes() leaves out every name set above).
-  for (const name of lookalikes) if (!headersToRemove.includes(name) && !headers.some(([n]) => n === name)) headersToRemove.push(name);
+  for (const name of lookalikes) if (!isSet(headers, name)) removeOnce(headersToRemove, name);
   // Metadata feeds rate limit descriptors and access logs: a value refused as a header is refused here too, not
   // forwarded by another road.
   const dynamicMetadata: Record<string, string> = { [METADATA_KEYS.userId]: identity.subject, [METADATA_KEYS.authMethod]: identity.method, [METADATA_KEYS.policy]: policy };
-  const optional: [string, string | undefined][] = [
-    [METADATA_KEYS.apiKeyId, identity.apiKeyId],
-    [METADATA_KEYS.tier, identity.tier],
-    [METADATA_KEYS.scopes, identity.scopes.length > 0 ? identity.scopes.join(' ') : undefined],
-    [METADATA_KEYS.provider, identity.provider],
-  ];
-  for (const [key, value] of optional) if (value !== undefined && value !== '' && isHeaderSafe(value)) dynamicMetadata[key] = value;
+  if (forwardable(identity.apiKeyId)) dynamicMetadata[METADATA_KEYS.apiKeyId] = identity.apiKeyId;
+  if (forwardable(identity.tier)) dynamicMetadata[METADATA_KEYS.tier] = identity.tier;
+  if (forwardable(scopes)) dynamicMetadata[METADATA_KEYS.scopes] = scopes;
+  if (forwardable(identity.provider)) dynamicMetadata[METADATA_KEYS.provider] = identity.provider;
   return Object.freeze({ shared, headers, headersToRemove, queryParamsToRemove: queryParam ? [queryParam] : [], dynamicMetadata });
 }
