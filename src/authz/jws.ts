@@ -35,8 +35,9 @@ interface Scheme {
    * Verified on libuv's thread pool rather than on the event loop. An ECDSA or EdDSA verify takes 50–75 µs here, and
    * the hand-off leaves 14–20 µs of it on the event loop: uncached ES256 and EdDSA Checks reached 1.2–1.25× the
    * throughput for the same CPU per Check. An RSA verify (public exponent 65537) takes ≈ 20 µs, too little for the
-   * hand-off to pay: on the pool an uncached RS256 Check cost 15–36 µs more CPU and gained nothing
-   * (docs/benchmarks.md, "2026-12-03 14:58–15:35 UTC").
+   * hand-off to pay: on the pool an uncached RS256 Check cost 15–36 µs more CPU and gained nothing on Node 20, and
+   * about 24 µs more on Node 26 (docs/benchmarks.md, "2026-12-03 14:58–15:35 UTC", "RSA on the thread pool measured
+   * again").
    */
   readonly onThreadPool: boolean;
 }
