@@ -516,6 +516,9 @@ export class ExtprocStream {
   }
 
   private immediate(status: number, headers: MutationBuilder, body: Buffer, details: string): Answer {
+    // The exchange ends here: a body asked for to validate (a GET with a body answered from the cache, say) is not
+    // coming, and the request never reaches the upstream, so it is not one that passed unvalidated.
+    this.validation = undefined;
     return { kind: 'immediate', status, headers: headers.build(), body, details };
   }
 

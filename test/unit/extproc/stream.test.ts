@@ -621,6 +621,47 @@ extproc:
   }
 });
 
+describe('a validating route that caches answers from the cache before the body', () => {
+  // A GET may carry a body the route's schema checks: the body is asked for, then the cache answers at once. The
+  // request never reaches the upstream, so the stream's end is not a body that never came (an alert says Envoy is
+  // misconfigured when one is counted).
+  const both = parsePortcullisConfig(`
+extproc:
+  routes:
+    - name: users
+      validate: { json_schema: ./user.json }
+      cache: { ttl_seconds: { "200": 100 }, public: true }
+`, '/tmp/portcullis.yaml', { schema: () => '{"type":"object"}' }).extproc;
+  const cases: { name: string; path: string; extra: HeaderList; stored: boolean; status: number }[] = [
+    { name: 'a hit', path: '/u/1', extra: [], stored: true, status: 200 },
+    { name: 'only-if-cached on a miss (504)', path: '/u/2', extra: [['cache-control', 'only-if-cached']], stored: false, status: 504 },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const counted: string[] = [];
+      const cache = new MemoryCacheStore(1 << 20);
+      const open = () => new ExtprocStream({
+        settings: both, cache, cacheHealth: new FailureStreak(), clock: new FakeClock(0), log: silent, routeHint: undefined,
+        observer: { ...observer, askedBody: (outcome) => counted.push(outcome) }, randomHex: (bytes) => '1'.repeat(bytes * 2),
+      });
+      const send = (s: ExtprocStream, message: ProcessingMessage) => s.handle({ message, identity: undefined, attributes: {} });
+      const headers = (endOfStream: boolean, extra: HeaderList = []): ProcessingMessage =>
+        ({ kind: 'request_headers', headers: [[':method', 'GET'], [':path', c.path], [':authority', 'h'], ...extra], endOfStream });
+      if (c.stored) {
+        const first = open();
+        await send(first, headers(true));
+        await send(first, { kind: 'response_headers', headers: [[':status', '200']], endOfStream: false });
+        await send(first, { kind: 'response_body', body: Buffer.from('ok'), endOfStream: true });
+      }
+      const s = open();
+      const answer = await send(s, headers(false, [['content-type', 'application/json'], ...c.extra]));
+      assert.equal(answer.kind === 'immediate' ? answer.status : answer.kind, c.status);
+      assert.equal(s.endedWithoutAskedBody(), false);
+      assert.deepEqual(counted, []);
+    });
+  }
+});
+
 // A path ext_authz's normalizer refuses is read differently by upstreams: `/api/orders;x` is `/api/orders` to Tomcat,
 // `/api%2Forders` to one that decodes slashes, `/x/%252e%252e/api/orders` to one that decodes twice. Validation must
 // not be skipped for it (src/extproc/route-choice.ts).
