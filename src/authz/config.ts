@@ -234,6 +234,7 @@ export function compileAuthz(located: Located<RawSection>, configFile: string, i
     if (sources.length !== 1) issues.add(at(`${where}.jwks`), `${where}.jwks`, 'set exactly one of file, uri, oidc_discovery');
     if (providers.some((x) => x.name === pr.name)) issues.add(at(`${where}.name`), `${where}.name`, `duplicate provider name '${pr.name}'`);
     if ((pr.audiences ?? []).length === 0) issues.add(at(where), `${where}.audiences`, 'list at least one audience: a token for another service must not be accepted');
+    if (pr.algorithms?.length === 0) issues.add(at(`${where}.algorithms`), `${where}.algorithms`, 'list at least one algorithm (or leave it out for RS256): with none, every token is refused');
     const jwks: JwksSource = pr.jwks.file
       ? { kind: 'file', path: path.resolve(dir, pr.jwks.file) }
       : pr.jwks.uri ? { kind: 'uri', url: pr.jwks.uri } : { kind: 'oidc', url: pr.jwks.oidc_discovery, issuer: pr.issuer };

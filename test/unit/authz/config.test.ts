@@ -211,6 +211,11 @@ policies:
     const lines = issues('authz:\n  jwt:\n    providers:\n      - { name: m, issuer: https://i, jwks: { uri: http://i/jwks } }\n');
     assert.ok(lines.some((l) => l.includes('list at least one audience')), lines.join('\n'));
   });
+
+  it('a provider with an empty list of algorithms is refused, naming file, line and path', () => {
+    const lines = issues('authz:\n  jwt:\n    providers:\n      - name: m\n        issuer: https://i\n        audiences: [a]\n        algorithms: []\n        jwks: { uri: http://i/jwks }\n');
+    assert.deepEqual(lines, ['portcullis.yaml: list at least one algorithm (or leave it out for RS256): with none, every token is refused (line 7, at authz.jwt.providers[0].algorithms)']);
+  });
 });
 
 describe('authz.introspection.max_in_flight', () => {
