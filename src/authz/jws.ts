@@ -269,7 +269,7 @@ const mediaType = (typ: string): string => (typ.includes('/') ? typ.toLowerCase(
 
 /**
  * The verified payload's fault under a provider's rules at `nowS`, or undefined: typ, presence of iss, aud and the
- * required claims, issuer, audience (one of the provider's), then nbf and exp with the provider's clock skew.
+ * required claims, issuer, audience (one of the provider's), then nbf, exp and iat with the provider's clock skew.
  */
 export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHeaderParameters, payload: JWTPayload, nowS: number): Refusal | undefined {
   if (settings.type !== undefined && (typeof header.typ !== 'string' || mediaType(header.typ) !== mediaType(settings.type))) {
@@ -293,5 +293,9 @@ export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHe
   }
   if (payload.nbf !== undefined && payload.nbf > nowS + skew) return { reason: 'jwt_not_yet_valid', detail: 'claim nbf: token not valid yet' };
   if (payload.exp !== undefined && payload.exp <= nowS - skew) return { reason: 'jwt_expired', detail: 'token expired' };
+  // RFC 7519 leaves iat's use to the verifier; #5 checks it with the skew, as nbf: a token issued ahead of the clock
+  // comes from an issuer whose clock is wrong, or was minted to outlive a key rotation. jose checks it only when given
+  // a maximum age, Envoy's jwt_authn not at all (test/e2e/jwt-peer.test.ts).
+  if (payload.iat !== undefined && payload.iat > nowS + skew) return { reason: 'jwt_not_yet_valid', detail: 'claim iat: token issued in the future' };
   return undefined;
 }

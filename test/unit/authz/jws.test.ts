@@ -104,7 +104,11 @@ async function ours(settings: JwtProviderSettings, token: string, jwks: { keys: 
 /** jose's verdict on the same token under the same rules: the reference implementation. */
 async function jose(settings: JwtProviderSettings, token: string, jwks = JWKS): Promise<string | undefined> {
   try {
+    // jose compares iat with the clock only under a maximum age, and then requires iat: for a token that has one, an
+    // age of a thousand years checks that it is not ahead of the clock (beyond the tolerance) and bounds nothing else.
+    const hasIat = decodeJwt(token).iat !== undefined;
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), {
+      ...(hasIat ? { maxTokenAge: '1000 years' } : {}),
       issuer: settings.issuer,
       audience: [...settings.audiences],
       algorithms: [...settings.algorithms],
@@ -166,7 +170,9 @@ function rows(): Row[] {
     ['nbf one second later', jws(rs, {}, { nbf: NOW_S + SKEW + 1 }), false],
     ['nbf a string', jws(rs, {}, { nbf: 'now' }), false],
     ['iat a string', jws(rs, {}, { iat: 'yesterday' }), false],
-    ['iat in the future', jws(rs, {}, { iat: NOW_S + 86400 }), true],
+    ['iat exactly at now + skew', jws(rs, {}, { iat: NOW_S + SKEW }), true],
+    ['iat one second later', jws(rs, {}, { iat: NOW_S + SKEW + 1 }), false],
+    ['iat a day ahead', jws(rs, {}, { iat: NOW_S + 86400 }), false],
     ['no exp', jws(rs, {}, { exp: undefined }), false],
     ['no sub (required)', jws(rs, {}, { sub: undefined }), false],
     ['aud a list holding one of ours', jws(rs, {}, { aud: ['other', 'billing-api'] }), true],
@@ -280,6 +286,8 @@ describe('JWS decision functions', () => {
       [{ ...base, exp: '1' }, 'jwt_claim_invalid'],
       [{ ...base, nbf: NOW_S + SKEW + 1 }, 'jwt_not_yet_valid'],
       [{ ...base, iat: null }, 'jwt_claim_invalid'],
+      [{ ...base, iat: NOW_S + SKEW }, undefined],
+      [{ ...base, iat: NOW_S + SKEW + 1 }, 'jwt_not_yet_valid'],
       [{ ...base, aud: ['x', 'orders-api'] }, undefined],
       // RFC 7519 §4.1.3: strings only. jose takes the list for its matching item; Envoy's jwt_authn refuses it.
       [{ ...base, aud: [1, 'orders-api'] }, 'jwt_wrong_audience'],
