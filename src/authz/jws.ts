@@ -14,7 +14,8 @@ import type { MaybePromise } from './types.js';
  * CPU, which Scheme `onThreadPool` spends where the verify is slow enough to pay for it. jose still selects the JWKS
  * key for the header and imports it. The rules below are jose's (RFC 7515 crit, RFC 7797 b64, RFC 7519 claims);
  * test/unit/authz/jws.test.ts holds them to jose's verdicts token by token. Two are stricter than jose, as Envoy's
- * jwt_authn is (test/e2e/jwt-peer.test.ts): the header and claims must be I-JSON, and aud a string or strings.
+ * jwt_authn is (test/e2e/jwt-peer.test.ts): the header and claims must be I-JSON, and aud a string or strings. One
+ * is stricter than both: jti must be a non-empty string, so that revocation can name it.
  */
 
 /** Why a token is refused: a reason code for logs and explain, and a detail for a human. */
@@ -269,7 +270,8 @@ const mediaType = (typ: string): string => (typ.includes('/') ? typ.toLowerCase(
 
 /**
  * The verified payload's fault under a provider's rules at `nowS`, or undefined: typ, presence of iss, aud and the
- * required claims, issuer, audience (one of the provider's), then nbf, exp and iat with the provider's clock skew.
+ * required claims, issuer, audience (one of the provider's), jti's type, then nbf, exp and iat with the provider's
+ * clock skew.
  */
 export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHeaderParameters, payload: JWTPayload, nowS: number): Refusal | undefined {
   if (settings.type !== undefined && (typeof header.typ !== 'string' || mediaType(header.typ) !== mediaType(settings.type))) {
@@ -287,6 +289,9 @@ export function claimsRefusal(settings: JwtProviderSettings, header: ProtectedHe
   if (Array.isArray(aud) && !aud.every((a) => typeof a === 'string')) return { reason: 'jwt_wrong_audience', detail: 'claim aud must be a string or a list of strings' };
   const audienceMatches = typeof aud === 'string' ? settings.audiences.includes(aud) : Array.isArray(aud) && settings.audiences.some((a) => aud.includes(a));
   if (!audienceMatches) return { reason: 'jwt_wrong_audience', detail: 'claim aud names none of the provider\'s audiences' };
+  // RFC 7519 §4.1.7: a string. A token whose jti is not one could not be revoked (`portcullis revoke --jti` names a
+  // string), and would keep working after its number was revoked.
+  if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti === '')) return { reason: 'jwt_claim_invalid', detail: 'claim jti must be a non-empty string' };
   const skew = settings.clockSkewSeconds;
   for (const claim of ['iat', 'nbf', 'exp'] as const) {
     if (payload[claim] !== undefined && typeof payload[claim] !== 'number') return { reason: claim === 'nbf' ? 'jwt_not_yet_valid' : 'jwt_claim_invalid', detail: `claim ${claim} must be a number` };

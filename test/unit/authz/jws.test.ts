@@ -288,6 +288,11 @@ describe('JWS decision functions', () => {
       [{ ...base, iat: null }, 'jwt_claim_invalid'],
       [{ ...base, iat: NOW_S + SKEW }, undefined],
       [{ ...base, iat: NOW_S + SKEW + 1 }, 'jwt_not_yet_valid'],
+      [{ ...base, jti: 'abc' }, undefined],
+      // Not revocable: `portcullis revoke --jti 12345` names the string. jose and Envoy take these.
+      [{ ...base, jti: 12345 }, 'jwt_claim_invalid'],
+      [{ ...base, jti: '' }, 'jwt_claim_invalid'],
+      [{ ...base, jti: ['a'] }, 'jwt_claim_invalid'],
       [{ ...base, aud: ['x', 'orders-api'] }, undefined],
       // RFC 7519 §4.1.3: strings only. jose takes the list for its matching item; Envoy's jwt_authn refuses it.
       [{ ...base, aud: [1, 'orders-api'] }, 'jwt_wrong_audience'],
