@@ -5,7 +5,7 @@ import { boolean, list, object, required, string } from '../config/schema.js';
 import { runOffThread } from '../config/off-thread.js';
 import { parseYaml } from '../config/yaml.js';
 import { sha256 } from '../shared/sha256.js';
-import { isUsableSubject } from './subject.js';
+import { isUsableSubject, UNUSABLE_SUBJECT } from './subject.js';
 import type { CheckInput, Identity, Outcome } from './types.js';
 
 /** One entry of keys.yaml, indexed. Only the SHA-256 of a key is ever stored. */
@@ -24,7 +24,7 @@ const entrySchema = object({
   id: required(string('', (s) => (/^[A-Za-z0-9._:-]{1,128}$/.test(s) ? undefined : `expected an id of letters, digits and ._:- , got '${s}'`))),
   sha256: required(string('', (s) => (/^[0-9a-f]{64}$/.test(s) ? undefined : 'expected 64 lower-case hex digits (sha256 of the key)'))),
   // The caller's name upstream (x-user-id); the id when not given.
-  owner: string('', (s) => (isUsableSubject(s) ? undefined : 'must not be blank, start or end with a space or tab, or hold control characters')),
+  owner: string('', (s) => (isUsableSubject(s) ? undefined : UNUSABLE_SUBJECT)),
   tier: string(''),
   scopes: list(string('')),
   roles: list(string('')),

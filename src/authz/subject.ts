@@ -9,6 +9,9 @@ export function isHeaderSafe(value: string): boolean {
   return value.length <= MAX_HEADER_VALUE && !/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value);
 }
 
+/** Why a name is not one isUsableSubject takes, in words (config errors, the CLI). */
+export const UNUSABLE_SUBJECT = 'must not be blank, start or end with a space or tab, or hold control characters';
+
 /**
  * A name the upstream can be handed as x-user-id: a header-safe, well-formed string that is not blank. A credential that names
  * anything else names nobody: upstream services would see the request without a caller, or with a blank one.

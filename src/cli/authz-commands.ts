@@ -1,4 +1,5 @@
 import { newApiKey } from '../authz/apikey.js';
+import { isUsableSubject, UNUSABLE_SUBJECT } from '../authz/subject.js';
 import { createHttpClient } from '../authz/http-client.js';
 import { underscoredNames } from '../authz/header-fold.js';
 import { normalizePath } from '../shared/normalize-path.js';
@@ -38,6 +39,13 @@ export function keysNew(options: { id?: string; owner?: string; tier?: string },
   if (!options.id || !/^[A-Za-z0-9._:-]{1,128}$/.test(options.id)) {
     out('keys new: --id ID is required (letters, digits and ._:-)\n');
     return 2;
+  }
+  // The key is shown once: an entry the keys file would refuse (or a tier the gateway would drop) wastes it.
+  for (const [flag, value] of [['--owner', options.owner], ['--tier', options.tier]] as const) {
+    if (value && !isUsableSubject(value)) {
+      out(`keys new: ${flag} ${UNUSABLE_SUBJECT}\n`);
+      return 2;
+    }
   }
   const { key, entry } = newApiKey(options.id, options.owner || options.id, options.tier ?? '');
   out(`API key (shown once, store it now; Portcullis keeps only its hash):\n\n  ${key}\n\nAdd this entry to your keys file:\n\n${entry}\n`);

@@ -20,6 +20,15 @@ describe('portcullis keys new / explain', () => {
     assert.equal(keysNew({}, () => undefined), 2);
   });
 
+  it('keys new refuses an owner the keys file would refuse, or a tier the gateway would drop, before a key is shown', () => {
+    for (const options of [{ owner: ' admin' }, { owner: 'a\u0000b' }, { tier: 'x\ny' }, { tier: 'gold ' }]) {
+      let out = '';
+      assert.equal(keysNew({ id: 'svc-1', ...options }, (s) => (out += s)), 2, JSON.stringify(options));
+      assert.match(out, /^keys new: --(owner|tier) must not be blank/, JSON.stringify(options));
+      assert.doesNotMatch(out, /pk_/, 'no key printed');
+    }
+  });
+
   it('explain names the policy, each method and the answer, and never prints the query', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-explain-'));
     try {
