@@ -27,7 +27,7 @@ export interface IntrospectionDeps {
   readonly isRevoked: (kind: RevocationKind, id: string) => boolean | undefined;
   /** Calls in flight, one per prepared config: a call to the endpoint of an earlier config never answers for this one. */
   readonly calls: IntrospectionCalls;
-  /** Changes with the endpoint and credentials: answers cached under other settings are not used. */
+  /** Changes with the endpoint, credentials and claim mapping: answers cached under other settings are not used. */
   readonly generation: string;
   /** Whether the endpoint is left alone after failures; one per endpoint and credentials, kept across reloads. */
   readonly breaker: IntrospectionBreaker;

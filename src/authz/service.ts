@@ -131,7 +131,8 @@ export class AuthzService {
         url: i.url, clientId: i.clientId, clientSecret: (files.get(i.clientSecretFile) ?? '').trim(), cacheSeconds: i.cacheSeconds, tierClaim: i.claims.tier,
         http, cache: this.introspectionCache, clock, observer, maxTokenBytes: settings.jwt?.maxTokenBytes ?? 8192, isRevoked,
         calls: new Map(),
-        generation: introspectionGeneration!,
+        // Cached answers are kept as identities read with claims.tier: a new mapping must not serve the old one's.
+        generation: sha256(JSON.stringify([introspectionGeneration, i.claims]), 'base64url').slice(0, 16),
         breaker: this.breaker!.breaker,
         outstanding: this.outstanding!.calls,
         maxInFlight: i.maxInFlight,

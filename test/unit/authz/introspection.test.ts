@@ -160,6 +160,22 @@ describe('introspection evaluator (RFC 7662)', () => {
     assert.deepEqual(http.calls, [URL, OTHER]);
   });
 
+  it('an answer cached under one claim mapping is read again once claims.tier names another field', async () => {
+    const clock = new FakeClock(NOW_MS);
+    const http = fakeHttp({ [URL]: () => ({ status: 200, body: { active: true, sub: 'u', tier: 'gold', plan: 'free' } }) });
+    const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http, observer: countingObserver() });
+    const snapshotFor = (tierClaim: string) => service.prepare(authzSettings(`introspection: { url: "${URL}", client_id: g, client_secret_file: ./s, cache_seconds: 300, claims: { tier: ${tierClaim} } }\npolicies:\n  - { name: p, match: { path_prefix: / }, authenticate: [introspection] }`), new Map([['/etc/portcullis/s', 'x']]));
+    const request = input({ headers: { authorization: 'Bearer cached-token' } });
+    const tierOf = async (tierClaim: string) => {
+      const decision = await service.check(request, snapshotFor(tierClaim), AbortSignal.timeout(2000));
+      return decision.allow ? decision.identity.tier : `denied ${decision.status}`;
+    };
+    assert.equal(await tierOf('tier'), 'gold');
+    assert.equal(await tierOf('tier'), 'gold', 'cached');
+    assert.equal(await tierOf('plan'), 'free');
+    assert.deepEqual(http.calls, [URL, URL]);
+  });
+
   it('a hanging server is bounded by the Check deadline', async () => {
     const clock = new FakeClock(NOW_MS);
     const service = new AuthzService({ clock, revocation: new MemoryRevocationList(clock), http: fakeHttp({ [URL]: () => new Promise(() => undefined) }), observer: countingObserver() });
