@@ -5,6 +5,8 @@
 //   UNMATCHED_DESCRIPTOR  a descriptor Envoy can send matches no rule: silently unlimited
 //   UNREACHABLE_RULE      a rule (in a domain Envoy uses) that no descriptor Envoy sends can reach
 //   UNSUPPORTED_ACTION    an action this check cannot read (so the result above may be incomplete)
+//   UNREAD_ROUTES         listeners from LDS, routes from RDS or scoped routes: not read, so not checked
+//   PROBES_CUT            a descriptor whose named values combine past MAX_PROBES: probed in part only
 //
 // Matching reuses the service's own matcher (src/ratelimit/matcher.ts), so "matched" means exactly what Portcullis
 // will do. A value taken from the request is probed with a value no rule names: a rule that only lists some values
@@ -14,9 +16,9 @@
 
 import { matchDescriptor } from '../ratelimit/matcher.js';
 import type { DescriptorNode, DomainConfig, RateLimitConfig } from '../ratelimit/types.js';
-import { routeSites, type DescriptorShape, type RouteSite } from './routes.js';
+import { routeSites, unreadRouteSources, type DescriptorShape, type RouteSite } from './routes.js';
 
-export type FindingCode = 'UNKNOWN_DOMAIN' | 'UNMATCHED_DESCRIPTOR' | 'UNREACHABLE_RULE' | 'UNSUPPORTED_ACTION';
+export type FindingCode = 'UNKNOWN_DOMAIN' | 'UNMATCHED_DESCRIPTOR' | 'UNREACHABLE_RULE' | 'UNSUPPORTED_ACTION' | 'UNREAD_ROUTES' | 'PROBES_CUT';
 
 export interface Finding<Code extends string = FindingCode> {
   readonly code: Code;
@@ -38,7 +40,7 @@ const ANY_VALUE = '\u0000any';
 
 export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig): CheckSummary {
   const sites = routeSites(bootstrap);
-  const findings: Finding[] = [];
+  const findings: Finding[] = unreadRouteSources(bootstrap).map((message) => ({ code: 'UNREAD_ROUTES', message, routes: [] }));
   const shapes = distinctShapes(sites);
   const domains = [...new Set(sites.flatMap((s) => s.rateLimits.map((call) => call.domain)))].sort();
 
@@ -55,7 +57,15 @@ export function checkEnvoyRateLimits(bootstrap: unknown, config: RateLimitConfig
   for (const { domain, shape, routes } of shapes) {
     const domainConfig = config.domains.get(domain);
     if (domainConfig === undefined) continue;
-    const missed = probes(domainConfig, shape).find((entries) => matchDescriptor(domainConfig, { entries, limitOverride: undefined, hitsAddend: undefined }) === undefined);
+    const { descriptors, combinations } = probes(domainConfig, shape);
+    if (combinations > descriptors.length) {
+      findings.push({
+        code: 'PROBES_CUT',
+        message: `domain '${domain}': descriptor ${describeShape(shape)} can carry ${combinations} combinations of the values the rules name; the first ${descriptors.length} were tried, so one that matches no rule may go unreported`,
+        routes,
+      });
+    }
+    const missed = descriptors.find((entries) => matchDescriptor(domainConfig, { entries, limitOverride: undefined, hitsAddend: undefined }) === undefined);
     if (missed !== undefined) {
       const some = missed.some((e, i) => shape.entries[i]!.value === undefined && e.value !== ANY_VALUE);
       const example = some ? ` when it is [${missed.map((e, i) => `${e.key}=${e.value === ANY_VALUE ? `<${shape.entries[i]!.source}>` : e.value}`).join(', ')}]` : '';
@@ -111,8 +121,8 @@ function distinctShapes(sites: readonly RouteSite[]): SentShape[] {
   return [...byKey.values()];
 }
 
-/** At most this many descriptors are probed per shape (the product of the values named at each position). */
-const MAX_PROBES = 4096;
+/** At most this many descriptors are probed per shape (the product of the values named at each position): ≈ 0.1 s. */
+const MAX_PROBES = 65_536;
 
 /**
  * Descriptors standing for what a shape can carry, the all-ANY_VALUE one first. The matcher is greedy and does not
@@ -120,15 +130,25 @@ const MAX_PROBES = 4096;
  * continuation another value would find (`[user=alice, path=/y]` against `user=alice → path=/x` and `user → path`).
  * So each request value is also probed as every value the rules name for that key at that depth.
  */
-function probes(domain: DomainConfig, shape: DescriptorShape): { key: string; value: string }[][] {
+function probes(domain: DomainConfig, shape: DescriptorShape): { descriptors: { key: string; value: string }[][]; combinations: number } {
   const named = namedValues(domain);
   const choices = shape.entries.map((e, depth) => (e.value !== undefined ? [e.value] : [ANY_VALUE, ...(named.get(`${depth}\u0001${e.key}`) ?? [])]));
   let out: string[][] = [[]];
   for (const values of choices) {
-    out = out.flatMap((prefix) => values.map((v) => [...prefix, v]));
-    if (out.length > MAX_PROBES) out = out.slice(0, MAX_PROBES);
+    // Cut while built, not after: the product of a few long lists of values is millions of descriptors.
+    const next: string[][] = [];
+    for (const prefix of out) {
+      for (const value of values) {
+        if (next.length === MAX_PROBES) break;
+        next.push([...prefix, value]);
+      }
+    }
+    out = next;
   }
-  return out.map((values) => values.map((value, i) => ({ key: shape.entries[i]!.key, value })));
+  return {
+    descriptors: out.map((values) => values.map((value, i) => ({ key: shape.entries[i]!.key, value }))),
+    combinations: choices.reduce((product, values) => product * values.length, 1),
+  };
 }
 
 /** Values the descriptor files name, by depth and key (`0\u0001user` → alice); a wildcard stands for a value it takes. */

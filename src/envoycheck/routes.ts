@@ -116,18 +116,41 @@ export function notABootstrap(parsed: unknown): string | undefined {
   return 'it has neither static_resources.listeners nor dynamic_resources, so it is not an Envoy bootstrap';
 }
 
-export function routeSites(bootstrap: unknown): RouteSite[] {
-  const sites: RouteSite[] = [];
+/** Every HTTP connection manager of the static listeners, with its listener's name: filter chains and the default one. */
+function connectionManagers(bootstrap: unknown): { listenerName: string; hcm: Json }[] {
+  const found: { listenerName: string; hcm: Json }[] = [];
   const listeners = list(record(record(bootstrap)['static_resources'])['listeners']);
   for (const listener of listeners.map(record)) {
-    for (const chain of list(listener['filter_chains']).map(record)) {
+    const chains = [...list(listener['filter_chains']), ...(listener['default_filter_chain'] === undefined ? [] : [listener['default_filter_chain']])];
+    for (const chain of chains.map(record)) {
       for (const filter of list(chain['filters']).map(record)) {
-        if (!isFilter(filter, HCM_NAME, HCM_TYPE)) continue;
-        sites.push(...hcmSites(text(listener['name'], '?'), record(filter['typed_config'])));
+        if (isFilter(filter, HCM_NAME, HCM_TYPE)) found.push({ listenerName: text(listener['name'], '?'), hcm: record(filter['typed_config']) });
       }
     }
   }
-  return sites;
+  return found;
+}
+
+export function routeSites(bootstrap: unknown): RouteSite[] {
+  return connectionManagers(bootstrap).flatMap(({ listenerName, hcm }) => hcmSites(listenerName, hcm));
+}
+
+/**
+ * What the bootstrap holds that this check cannot read, in words: listeners from LDS, and connection managers whose
+ * routes come from RDS or scoped routes. Their rate limits, policies and ext_proc routes go unchecked, so each is a
+ * finding: a clean result must mean everything was read.
+ */
+export function unreadRouteSources(bootstrap: unknown): string[] {
+  const unread: string[] = [];
+  const dynamic = record(record(bootstrap)['dynamic_resources']);
+  if (dynamic['lds_config'] !== undefined || dynamic['lds_resources_locator'] !== undefined) {
+    unread.push('listeners come from LDS (dynamic_resources): only static_resources.listeners are read, so those listeners are not checked');
+  }
+  for (const { listenerName, hcm } of connectionManagers(bootstrap)) {
+    const source = hcm['rds'] !== undefined ? `RDS (route_config_name ${text(record(hcm['rds'])['route_config_name'], '?')})` : hcm['scoped_routes'] !== undefined ? 'scoped routes' : undefined;
+    if (source !== undefined) unread.push(`listener ${listenerName}: the connection manager takes its routes from ${source}, which this check cannot read: its rate limits, ext_authz policies and ext_proc routes are not checked`);
+  }
+  return unread;
 }
 
 function hcmSites(listenerName: string, hcm: Json): RouteSite[] {

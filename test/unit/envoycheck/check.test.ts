@@ -394,6 +394,84 @@ describe('checkEnvoyRateLimits', () => {
     });
   }
 
+  // Where the connection manager sits or where its routes come from must not turn an unmatched descriptor into a pass.
+  const moved = (change: (listener: Json, hcm: Json, root: Json) => void): Json => {
+    const b = bootstrap({ vhostLimits: [{ actions: [header('x-api-key', 'api_key')] }], routes: [route('a')] });
+    const listener = ((b['static_resources'] as Json)['listeners'] as Json[])[0]!;
+    const hcm = ((listener['filter_chains'] as Json[])[0]!['filters'] as Json[])[0]!['typed_config'] as Json;
+    change(listener, hcm, b);
+    return b;
+  };
+  const sources: { name: string; bootstrap: Json; want: FindingCode[]; matches?: RegExp }[] = [
+    { name: 'in filter_chains', bootstrap: moved(() => undefined), want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'] },
+    {
+      name: 'in default_filter_chain',
+      bootstrap: moved((listener) => {
+        listener['default_filter_chain'] = (listener['filter_chains'] as Json[])[0];
+        delete listener['filter_chains'];
+      }),
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE'],
+    },
+    {
+      name: 'routes from RDS',
+      bootstrap: moved((_, hcm) => {
+        delete hcm['route_config'];
+        hcm['rds'] = { route_config_name: 'local', config_source: { path_config_source: { path: '/etc/envoy/rds.yaml' } } };
+      }),
+      want: ['UNREAD_ROUTES'],
+      matches: /listener ingress: the connection manager takes its routes from RDS \(route_config_name local\)/,
+    },
+    {
+      name: 'scoped routes',
+      bootstrap: moved((_, hcm) => {
+        delete hcm['route_config'];
+        hcm['scoped_routes'] = { name: 's' };
+      }),
+      want: ['UNREAD_ROUTES'],
+    },
+    {
+      name: 'and listeners from LDS besides',
+      bootstrap: moved((_, __, root) => {
+        root['dynamic_resources'] = { lds_config: { ads: {} } };
+      }),
+      want: ['UNMATCHED_DESCRIPTOR', 'UNREACHABLE_RULE', 'UNREAD_ROUTES'],
+    },
+    { name: 'listeners from LDS only', bootstrap: { dynamic_resources: { lds_config: { path_config_source: { path: '/etc/envoy/lds.yaml' } } } }, want: ['UNREAD_ROUTES'], matches: /listeners come from LDS/ },
+  ];
+  for (const c of sources) {
+    it(`a connection manager ${c.name}: read, or said not to be`, () => {
+      const { findings } = checkEnvoyRateLimits(c.bootstrap, descriptors(USER_RULE));
+      assert.deepEqual(findings.map((f) => f.code).sort(), [...c.want].sort(), JSON.stringify(findings, null, 2));
+      if (c.matches) assert.ok(findings.some((f) => c.matches!.test(f.message)), JSON.stringify(findings));
+    });
+  }
+
+  // The greedy matcher takes a named value's branch: each value the rules name at a position is probed too. With n
+  // values named at each of three positions, everything is covered except a=vz, which only has b=w5 below it; vz comes
+  // last at the first position, so its probes are the last ones.
+  const threeDeep = (n: number) => {
+    const limit = 'rate_limit: { unit: minute, requests_per_unit: 5 }';
+    const covered = Array.from({ length: n }, (_, i) => `  - key: a\n    value: v${i}\n    descriptors:\n      - key: b\n        descriptors:\n          - { key: c, ${limit} }\n`
+      + `      - key: b\n        value: v${i}\n        descriptors:\n          - { key: c, value: v${i}, ${limit} }\n          - { key: c, ${limit} }\n`).join('');
+    return 'domain: d\ndescriptors:\n'
+      + `  - key: a\n    descriptors:\n      - key: b\n        descriptors:\n          - { key: c, ${limit} }\n`
+      + covered
+      + `  - key: a\n    value: vz\n    descriptors:\n      - key: b\n        value: w5\n        descriptors:\n          - { key: c, ${limit} }\n`;
+  };
+  const sendsThree = bootstrap({ routes: [route('a', { rate_limits: [{ actions: [header('a', 'a'), header('b', 'b'), header('c', 'c')] }] })] });
+
+  it('every combination of named values is probed: a miss past the first 4,096 of 8,820 is found', () => {
+    const { findings } = checkEnvoyRateLimits(sendsThree, descriptors(threeDeep(19)));
+    assert.deepEqual(findings.map((f) => f.code), ['UNMATCHED_DESCRIPTOR'], JSON.stringify(findings, null, 2));
+    assert.match(findings[0]!.message, /when it is \[a=vz, /);
+  });
+
+  it('past 65,536 combinations the probing is cut, and says so', () => {
+    const { findings } = checkEnvoyRateLimits(sendsThree, descriptors(threeDeep(40)));
+    assert.deepEqual(findings.map((f) => f.code), ['PROBES_CUT'], JSON.stringify(findings.map((f) => f.code)));
+    assert.match(findings[0]!.message, /can carry 72324 combinations of the values the rules name; the first 65536 were tried/);
+  });
+
   it('names the routes that send an unmatched descriptor, once per shape', () => {
     const b = bootstrap({ vhostLimits: [{ actions: [header('x-api-key', 'api_key')] }], routes: [route('a'), route('b')] });
     const { findings } = checkEnvoyRateLimits(b, descriptors(USER_RULE));
