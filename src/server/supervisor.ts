@@ -213,6 +213,15 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  // SIGHUP from the first moment too (Node's default for it is to exit), and for as long as the process runs: one
+  // during start-up reloads every worker once they all listen, one while draining has nothing left to reload.
+  let reloadAll: (() => void) | undefined;
+  let reloadAsked = false;
+  process.on('SIGHUP', () => {
+    if (stopping) logger.info('SIGHUP while stopping: nothing to reload');
+    else if (reloadAll === undefined) reloadAsked = true;
+    else reloadAll();
+  });
 
   // ---- start every worker; any that dies before listening fails the start (a bad port, say) -----------------------
   try {
@@ -251,15 +260,8 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   poll.unref();
 
   const ready = (): { ready: boolean; reasons: string[] } => {
-    const reasons: string[] = [];
-    if (stopping) reasons.push('shutting down');
     const now = Date.now();
-    for (const slot of slots) {
-      const name = `worker ${slot.index + 1}`;
-      if (slot.worker === undefined || !slot.worker.isConnected()) reasons.push(`${name}: not running`);
-      else if (slot.status === undefined || now - slot.status.at > STATUS_STALE_MS) reasons.push(`${name}: no status`);
-      else if (!slot.status.ready) reasons.push(...slot.status.reasons.map((r) => `${name}: ${r}`));
-    }
+    const reasons = [...(stopping ? ['shutting down'] : []), ...slots.flatMap((slot) => workerReasons(slot, now))];
     return { ready: reasons.length === 0, reasons };
   };
 
@@ -330,14 +332,14 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     });
     await watcher.ready;
   }
-  const reloadAll = (): void => {
+  reloadAll = (): void => {
     logger.info('SIGHUP: reloading every worker');
     for (const slot of slots) send(slot.worker, { pc: 'reload' });
   };
-  process.on('SIGHUP', reloadAll);
 
   // The workers run with the supervisor's Node flags (node:cluster's default execArgv).
   logger.info({ grpcAddress, adminAddress, httpAddress, store: config.redis ? 'redis' : 'memory', workers: options.workers, nodeFlags: process.execArgv }, 'portcullis listening');
+  if (reloadAsked) reloadAll();
 
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
@@ -346,7 +348,6 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
       logger.info({ signal, workers: live().length }, 'draining every worker');
       watcher?.close();
       clearInterval(poll);
-      process.off('SIGHUP', reloadAll);
       for (const slot of slots) clearTimeout(slot.restart);
       void stopWorkers(slots, config.server.shutdownTimeoutMs).then(async () => {
         const closed = new Promise<void>((done) => admin.close(() => done()));
@@ -361,11 +362,20 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
   });
 }
 
+/** Why one worker is not ready, or nothing: /readyz and /config read it alike, so a worker that stopped answering is shown as such in both. */
+function workerReasons(slot: Slot, now: number): string[] {
+  const name = `worker ${slot.index + 1}`;
+  if (slot.worker === undefined || !slot.worker.isConnected()) return [`${name}: not running`];
+  if (slot.status === undefined || now - slot.status.at > STATUS_STALE_MS) return [`${name}: no status`];
+  return slot.status.ready ? [] : slot.status.reasons.map((r) => `${name}: ${r}`);
+}
+
 function workerSummaries(slots: readonly Slot[]): unknown[] {
+  const now = Date.now();
   return slots.map((s) => ({
     worker: s.index + 1,
     pid: s.worker?.process.pid,
-    ready: s.status?.ready ?? false,
+    ready: workerReasons(s, now).length === 0,
     decisions: s.status?.decisions ?? 0,
   }));
 }

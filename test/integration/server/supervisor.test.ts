@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -143,6 +143,18 @@ describe('server.workers: 2 behind one gRPC port (node:cluster), against a real 
     }, 20_000, 'both workers to have answered part of the 160 requests');
   });
 
+  it('/config shows a worker that stopped answering as not ready, as /readyz does', async () => {
+    const [first] = await workers(portcullis);
+    process.kill(first!.pid!, 'SIGSTOP');
+    try {
+      await eventually(async () => (await workers(portcullis))[0]!.ready === false, 10_000, '/config: worker 1 not ready');
+      assert.ok((await readyz(portcullis)).body.reasons.includes('worker 1: no status'));
+    } finally {
+      process.kill(first!.pid!, 'SIGCONT');
+    }
+    await eventually(async () => (await workers(portcullis)).every((w) => w.ready) && (await readyz(portcullis)).status === 200, 10_000, 'ready again');
+  });
+
   it('tells every worker to reload when a descriptor file changes', async () => {
     const loadedBefore = portcullis.logs().length;
     writeFileSync(path.join(dir, 'fresh.yaml'), limit('fresh', 5));
@@ -263,33 +275,84 @@ describe('server.workers: a signal during start-up', () => {
   const children = (pid: number): number[] => readdirSync(`/proc/${pid}/task`).flatMap((task) =>
     readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number));
 
-  it('SIGTERM before the workers listen drains what started and exits 0, leaving no worker behind', async () => {
+  /** A supervisor of two workers on a fresh redis-server, started as a user would (bin/portcullis.js serve). */
+  async function supervise(extra = ''): Promise<{
+    child: ReturnType<typeof spawn>; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; done: () => Promise<void>;
+  }> {
     const redis = await startRedis();
     const dir = mkdtempSync(path.join(tmpdir(), 'portcullis-workers-start-'));
-    try {
-      writeFileSync(path.join(dir, 'a.yaml'), limit('a', 10));
-      writeFileSync(path.join(dir, 'portcullis.yaml'), `server:
+    const descriptors = path.join(dir, 'ratelimit');
+    mkdirSync(descriptors);
+    writeFileSync(path.join(descriptors, 'a.yaml'), limit('a', 10));
+    writeFileSync(path.join(dir, 'portcullis.yaml'), `server:
   grpc: { address: "127.0.0.1:0" }
   admin: { address: "127.0.0.1:0" }
   workers: 2
-redis: { url: "${redis.url}" }
-ratelimit: { descriptors: "${dir}" }
+${extra}redis: { url: "${redis.url}" }
+ratelimit: { descriptors: "${descriptors}" }
 `);
-      const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'portcullis.js'), 'serve', '--config', path.join(dir, 'portcullis.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'portcullis.js'), 'serve', '--config', path.join(dir, 'portcullis.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    return {
+      child, output: () => output, exited,
+      done: async () => {
+        child.kill('SIGKILL');
+        await redis.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  it('SIGTERM before the workers listen drains what started and exits 0, leaving no worker behind', async () => {
+    const s = await supervise();
+    try {
       // The first worker forked: the supervisor is starting, and no worker listens yet (loading takes far longer).
-      await eventually(async () => children(child.pid!).length > 0, 10_000, 'a worker forked');
-      const forked = children(child.pid!);
-      assert.ok(!output.includes('portcullis listening'), output);
-      child.kill('SIGTERM');
-      assert.deepEqual(await exited, { code: 0, signal: null }, output);
+      await eventually(async () => children(s.child.pid!).length > 0, 10_000, 'a worker forked');
+      const forked = children(s.child.pid!);
+      assert.ok(!s.output().includes('portcullis listening'), s.output());
+      s.child.kill('SIGTERM');
+      assert.deepEqual(await s.exited, { code: 0, signal: null }, s.output());
       await eventually(async () => forked.every((pid) => !existsSync(`/proc/${pid}`)), 10_000, 'every worker gone');
     } finally {
-      await redis.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await s.done();
+    }
+  });
+
+  it('SIGHUP before the workers listen does not end the start: every worker reloads once they listen', async () => {
+    const s = await supervise();
+    try {
+      await eventually(async () => children(s.child.pid!).length > 0, 10_000, 'a worker forked');
+      assert.ok(!s.output().includes('portcullis listening'), s.output());
+      s.child.kill('SIGHUP');
+      await eventually(async () => s.output().includes('SIGHUP: reloading every worker'), 20_000, 'the reload, once started');
+      assert.ok(s.output().indexOf('portcullis listening') < s.output().indexOf('SIGHUP: reloading every worker'), s.output());
+      assert.ok(!s.output().includes('config rejected'), s.output());
+      assert.equal(s.child.exitCode, null, s.output());
+      s.child.kill('SIGTERM');
+      assert.deepEqual(await s.exited, { code: 0, signal: null }, s.output());
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('SIGHUP while draining neither ends the supervisor nor spares a stuck worker its SIGKILL', async () => {
+    const s = await supervise('  shutdown_timeout_ms: 300\n');
+    try {
+      await eventually(async () => s.output().includes('portcullis listening'), 20_000, 'listening');
+      const [stuck, other] = children(s.child.pid!);
+      // A worker that cannot drain: stopped, it never answers SIGTERM.
+      process.kill(stuck!, 'SIGSTOP');
+      s.child.kill('SIGTERM');
+      await eventually(async () => s.output().includes('draining every worker'), 10_000, 'draining');
+      s.child.kill('SIGHUP');
+      assert.deepEqual(await s.exited, { code: 0, signal: null }, s.output());
+      assert.ok(s.output().includes('SIGHUP while stopping'), s.output());
+      await eventually(async () => [stuck, other].every((pid) => !existsSync(`/proc/${pid}`)), 10_000, 'every worker gone');
+    } finally {
+      await s.done();
     }
   });
 });
