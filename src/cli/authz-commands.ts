@@ -40,7 +40,7 @@ export function keysNew(options: { id?: string; owner?: string; tier?: string },
     out('keys new: --id ID is required (letters, digits and ._:-)\n');
     return 2;
   }
-  // The key is shown once: an entry the keys file would refuse (or a tier the gateway would drop) wastes it.
+  // The key is shown once: an entry the keys file would refuse, or a tier no header carries as written, wastes it.
   for (const [flag, value] of [['--owner', options.owner], ['--tier', options.tier]] as const) {
     if (value && !isUsableSubject(value)) {
       out(`keys new: ${flag} ${UNUSABLE_SUBJECT}\n`);
